@@ -1,0 +1,248 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package loader
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+
+	"cuelang.org/go/cue"
+	cueerrors "cuelang.org/go/cue/errors"
+	"cuelang.org/go/cue/token"
+
+	"github.com/palisade-dev/palisade/internal/diag"
+)
+
+// scan walks the repository before CUE sees it and enforces what CUE does
+// not: files stay inside the repository, within the size budget, and UTF-8.
+// It returns the CUE files found.
+func scan(root string, opts Options) ([]string, diag.List, error) {
+	info, err := os.Stat(root)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !info.IsDir() {
+		return nil, nil, fmt.Errorf("%s is not a directory", root)
+	}
+	var (
+		files []string
+		diags diag.List
+		total int64
+	)
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		rel := relPath(root, path)
+		if err != nil {
+			diags = append(diags, diag.New("PAL012", diag.Pos{File: rel}, "%v", err))
+			return nil
+		}
+		if d.IsDir() {
+			if path != root && (strings.HasPrefix(d.Name(), ".") || strings.HasPrefix(d.Name(), "_")) {
+				return fs.SkipDir // as cue/load does
+			}
+			return nil
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			target, err := filepath.EvalSymlinks(path)
+			if err != nil {
+				diags = append(diags, diag.New("PAL012", diag.Pos{File: rel}, "broken symlink: %v", err))
+				return nil
+			}
+			if !inside(root, target) {
+				diags = append(diags, diag.New("PAL005", diag.Pos{File: rel}, "symlink %s points to %s, outside the repository", rel, target))
+				return nil
+			}
+		}
+		if !strings.HasSuffix(path, ".cue") {
+			return nil
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			diags = append(diags, diag.New("PAL012", diag.Pos{File: rel}, "%v", err))
+			return nil
+		}
+		if st.IsDir() {
+			return nil
+		}
+		if st.Size() > opts.MaxFileBytes {
+			diags = append(diags, diag.New("PAL003", diag.Pos{File: rel}, "%s is %d bytes, more than the %d-byte budget per file", rel, st.Size(), opts.MaxFileBytes))
+			return nil
+		}
+		total += st.Size()
+		if total > opts.MaxTotalBytes {
+			diags = append(diags, diag.New("PAL004", diag.Pos{File: rel}, "CUE files exceed %d bytes in total", opts.MaxTotalBytes))
+			return fs.SkipAll
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			diags = append(diags, diag.New("PAL012", diag.Pos{File: rel}, "%v", err))
+			return nil
+		}
+		if p, ok := invalidUTF8(data); !ok {
+			diags = append(diags, diag.New("PAL002", diag.Pos{File: rel, Line: p.Line, Column: p.Column}, "invalid UTF-8 byte 0x%02x", data[p.offset]))
+			return nil
+		}
+		files = append(files, path)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return files, diags, nil
+}
+
+// hasModuleFile reports whether root has a cue.mod/module.cue of its own.
+func hasModuleFile(root string) bool {
+	_, err := os.Stat(filepath.Join(root, "cue.mod", "module.cue"))
+	return err == nil
+}
+
+// inside reports whether path (absolute, symlinks resolved) lies in root.
+func inside(root, path string) bool {
+	r, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		r = root
+	}
+	rel, err := filepath.Rel(r, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+type bytePos struct{ Line, Column, offset int }
+
+// invalidUTF8 finds the first byte that is not valid UTF-8.
+func invalidUTF8(data []byte) (bytePos, bool) {
+	if utf8.Valid(data) {
+		return bytePos{}, true
+	}
+	p := bytePos{Line: 1, Column: 1}
+	for i := 0; i < len(data); {
+		r, n := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && n <= 1 {
+			p.offset = i
+			return p, false
+		}
+		if r == '\n' {
+			p.Line++
+			p.Column = 1
+		} else {
+			p.Column++
+		}
+		i += n
+	}
+	return p, true
+}
+
+// relPath makes path relative to root, slash-separated, when it is inside.
+func relPath(root, path string) string {
+	rel, err := filepath.Rel(root, path)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return filepath.ToSlash(path)
+	}
+	return filepath.ToSlash(rel)
+}
+
+func (l *loadRun) rel(path string) string { return relPath(l.root, path) }
+
+// or returns p, or q when p has no line.
+func (p posValue) or(q diag.Pos) diag.Pos {
+	if p.Line > 0 {
+		return diag.Pos(p)
+	}
+	return q
+}
+
+// posValue is a diag.Pos with the or method.
+type posValue diag.Pos
+
+// posOf returns the position of a value in the user's files (not the
+// schema's), relative to root.
+func posOf(v cue.Value, root string) posValue {
+	return posValue(toPos(v.Pos(), root))
+}
+
+func toPos(p token.Pos, root string) diag.Pos {
+	if !p.IsValid() || p.Filename() == "" || strings.HasPrefix(p.Filename(), schemaRoot) {
+		return diag.Pos{}
+	}
+	return diag.Pos{File: relPath(root, p.Filename()), Line: p.Line(), Column: p.Column()}
+}
+
+type cueErr struct {
+	pos  diag.Pos
+	path string
+	msg  string
+}
+
+// cueErrors flattens a CUE error into messages with the best position: the
+// first one in the user's files, else the schema's, else at.
+func (l *loadRun) cueErrors(err error, at diag.Pos) []cueErr {
+	var out []cueErr
+	errs := cueerrors.Errors(err)
+	for _, e := range errs {
+		if len(errs) > 1 && strings.Contains(e.Error(), "errors in empty disjunction") {
+			continue // the summary of the disjuncts' errors, which follow
+		}
+		format, args := e.Msg()
+		msg := fmt.Sprintf(format, args...)
+		path := fieldPath(e.Path())
+		pos := diag.Pos{}
+		var schemaPos token.Pos
+		for _, p := range cueerrors.Positions(e) {
+			if q := toPos(p, l.root); q.Line > 0 {
+				pos = q
+				break
+			}
+			if p.IsValid() && !schemaPos.IsValid() {
+				schemaPos = p
+			}
+		}
+		if pos.Line == 0 {
+			pos = at
+			if schemaPos.IsValid() {
+				msg += fmt.Sprintf(" (schema %s:%d)", strings.TrimPrefix(schemaPos.Filename(), schemaRoot+"/"), schemaPos.Line())
+			}
+		}
+		if path != "" {
+			msg = path + ": " + msg
+		}
+		out = append(out, cueErr{pos: pos, path: path, msg: msg})
+	}
+	return out
+}
+
+// fieldPath formats a CUE error path as a field path in the object, e.g.
+// spec.ingress[0].toPorts, dropping the schema's #Kinds.<Kind> prefix.
+func fieldPath(sel []string) string {
+	if len(sel) >= 2 && sel[0] == "#Kinds" {
+		sel = sel[2:]
+	}
+	var b strings.Builder
+	for _, s := range sel {
+		if s != "" && strings.Trim(s, "0123456789") == "" {
+			b.WriteString("[" + s + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}

@@ -1,0 +1,425 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package loader loads a policy repository: a tree of CUE packages. It
+// unifies every policy object it finds with the embedded schema and yields
+// the objects with the source position of every field, or diagnostics that
+// say what is wrong and where. Loading runs within time and size budgets so
+// that hostile input cannot hang or exhaust the caller.
+package loader
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/load"
+
+	"github.com/palisade-dev/palisade/internal/diag"
+)
+
+// APIVersion is the apiVersion of every Palisade policy object.
+const APIVersion = "palisade.dev/v1alpha1"
+
+// Options bounds what a load may cost. Zero fields take the defaults.
+type Options struct {
+	// Timeout bounds the whole evaluation (default 60s).
+	Timeout time.Duration
+	// MaxFileBytes bounds one CUE file (default 4 MiB).
+	MaxFileBytes int64
+	// MaxTotalBytes bounds all CUE files together (default 256 MiB).
+	MaxTotalBytes int64
+	// MaxOutputBytes bounds the JSON of all policies found (default 512 MiB).
+	MaxOutputBytes int64
+	// MaxHeapBytes aborts evaluation when the Go heap grows past it
+	// (default 8 GiB), which is how an exploding comprehension fails
+	// before it exhausts the machine.
+	MaxHeapBytes uint64
+	// MaxDepth bounds how deeply values may nest (default 64).
+	MaxDepth int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Timeout <= 0 {
+		o.Timeout = 60 * time.Second
+	}
+	if o.MaxFileBytes <= 0 {
+		o.MaxFileBytes = 4 << 20
+	}
+	if o.MaxTotalBytes <= 0 {
+		o.MaxTotalBytes = 256 << 20
+	}
+	if o.MaxOutputBytes <= 0 {
+		o.MaxOutputBytes = 512 << 20
+	}
+	if o.MaxHeapBytes == 0 {
+		o.MaxHeapBytes = 8 << 30
+	}
+	if o.MaxDepth <= 0 {
+		o.MaxDepth = 64
+	}
+	return o
+}
+
+// Object is one policy found in the repository, unified with the schema.
+type Object struct {
+	// Kind, Namespace and Name identify the object; Namespace is empty when
+	// the policy does not set it.
+	Kind, Namespace, Name string
+	// Pos is where the object is declared.
+	Pos diag.Pos
+	// Path is the object's CUE path inside its package.
+	Path string
+	// Package is the directory of its package, relative to the root.
+	Package string
+	// JSON is the object as concrete JSON, defaults applied.
+	JSON []byte
+
+	// value is the user's value, before unification with the schema; field
+	// positions come from here so that they point into the user's files.
+	value cue.Value
+	root  string
+}
+
+// ID names the object as kind/namespace/name (namespace left empty for
+// cluster-scoped or unset).
+func (o *Object) ID() string { return o.Kind + "/" + o.Namespace + "/" + o.Name }
+
+// PosOf returns the position of the field at path (CUE path syntax, e.g.
+// "spec.ingress[0].toPorts[0].ports[0].port"), or of the closest enclosing
+// field that has one, ending at the object itself.
+func (o *Object) PosOf(path string) diag.Pos {
+	for path != "" {
+		v := o.value.LookupPath(cue.ParsePath(path))
+		if v.Exists() {
+			if p := posOf(v, o.root); p.Line > 0 {
+				return diag.Pos(p)
+			}
+		}
+		path = parentPath(path)
+	}
+	return o.Pos
+}
+
+// parentPath drops the last selector or index of a CUE path.
+func parentPath(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+// Result is the outcome of a load.
+type Result struct {
+	// Objects are the policies found, in a deterministic order (file, line).
+	Objects []*Object
+	// Diagnostics says what is wrong; objects with errors are left out of
+	// Objects.
+	Diagnostics diag.List
+}
+
+// Load loads the policy repository at dir. The returned error is for
+// failures that are not the input's fault (e.g. the directory does not
+// exist); everything wrong with the input is a diagnostic.
+func Load(ctx context.Context, dir string, opts Options) (*Result, error) {
+	opts = opts.withDefaults()
+	root, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	files, diags, err := scan(root, opts)
+	if err != nil {
+		return nil, err
+	}
+	if diags.HasErrors() {
+		return &Result{Diagnostics: diags.Sort()}, nil
+	}
+	if len(files) == 0 {
+		return &Result{Diagnostics: diag.List{diag.New("PAL010", diag.Pos{File: "."}, "no CUE files in %s", dir)}}, nil
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	l := &loadRun{root: root, opts: opts, hasModule: hasModuleFile(root)}
+	done := make(chan *Result, 1)
+	go func() {
+		done <- l.run()
+	}()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var ms runtime.MemStats
+	for {
+		select {
+		case r := <-done:
+			r.Diagnostics = append(diags, r.Diagnostics...).Sort()
+			return r, nil
+		case <-ctx.Done():
+			// CUE's evaluator cannot be interrupted: the evaluation goes
+			// on in its goroutine until it ends, and its result is dropped.
+			return l.abort("PAL006", "evaluation did not finish within %s", opts.Timeout), nil
+		case <-tick.C:
+			runtime.ReadMemStats(&ms)
+			if ms.HeapAlloc > opts.MaxHeapBytes {
+				return l.abort("PAL011", "evaluation used more than %d MiB of memory", opts.MaxHeapBytes>>20), nil
+			}
+		}
+	}
+}
+
+// loadRun is one evaluation of a repository.
+type loadRun struct {
+	root      string
+	opts      Options
+	hasModule bool
+	// current is the position of the value being evaluated, for budget
+	// errors: it says which file did not finish.
+	current atomic.Pointer[diag.Pos]
+	output  int64
+}
+
+func (l *loadRun) abort(code, format string, args ...any) *Result {
+	pos := diag.Pos{File: "."}
+	if p := l.current.Load(); p != nil {
+		pos = *p
+	}
+	return &Result{Diagnostics: diag.List{diag.New(code, pos, format, args...)}}
+}
+
+func (l *loadRun) run() *Result {
+	cfg := &load.Config{
+		Dir:      l.root,
+		Registry: schemaRegistry{},
+		Overlay:  map[string]load.Source{},
+	}
+	if err := schemaOverlay(cfg.Overlay); err != nil {
+		return &Result{Diagnostics: diag.List{diag.New("PAL009", diag.Pos{File: "."}, "embedded schema: %v", err)}}
+	}
+	if !l.hasModule {
+		cfg.ModuleRoot = l.root
+		cfg.Overlay[filepath.Join(l.root, "cue.mod", "module.cue")] = load.FromString(defaultModuleFile)
+	}
+	res := &Result{}
+	insts := load.Instances([]string{"./..."}, cfg)
+	cctx := newContext()
+	defs, err := kinds(cctx)
+	if err != nil {
+		res.Diagnostics = append(res.Diagnostics, diag.New("PAL009", diag.Pos{File: "."}, "%v", err))
+		return res
+	}
+	for _, inst := range insts {
+		if inst.Err != nil {
+			res.Diagnostics = append(res.Diagnostics, l.loadErrors(inst.Err)...)
+			continue
+		}
+		pkgDir := l.rel(inst.Dir)
+		l.current.Store(&diag.Pos{File: pkgDir})
+		v := cctx.BuildInstance(inst)
+		if err := v.Err(); err != nil {
+			res.Diagnostics = append(res.Diagnostics, l.evalErrors(err, "PAL009", diag.Pos{File: pkgDir})...)
+			continue
+		}
+		w := walker{l: l, defs: defs, pkg: pkgDir, res: res}
+		w.walk(v, cue.Path{}, 0)
+		if w.stop {
+			break
+		}
+	}
+	slices.SortStableFunc(res.Objects, func(a, b *Object) int {
+		if c := strings.Compare(a.Pos.File, b.Pos.File); c != 0 {
+			return c
+		}
+		if a.Pos.Line != b.Pos.Line {
+			return a.Pos.Line - b.Pos.Line
+		}
+		return strings.Compare(a.Path, b.Path)
+	})
+	if len(res.Objects) == 0 && !res.Diagnostics.HasErrors() {
+		res.Diagnostics = append(res.Diagnostics, diag.New("PAL010", diag.Pos{File: "."}, "no policy objects found"))
+	}
+	return res
+}
+
+// walker finds policy objects in a package value.
+type walker struct {
+	l    *loadRun
+	defs cue.Value
+	pkg  string
+	res  *Result
+	stop bool
+}
+
+func (w *walker) walk(v cue.Value, path cue.Path, depth int) {
+	if w.stop {
+		return
+	}
+	pos := diag.Pos(posOf(v, w.l.root))
+	if pos.Line > 0 {
+		w.l.current.Store(&pos)
+	}
+	if depth > w.l.opts.MaxDepth {
+		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL008", pos, "value at %s is nested more than %d levels deep", path, w.l.opts.MaxDepth))
+		return
+	}
+	switch v.IncompleteKind() {
+	case cue.StructKind:
+		if w.isPolicy(v) {
+			w.policy(v, path, pos)
+			return
+		}
+		it, err := v.Fields()
+		if err != nil {
+			w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "PAL009", pos)...)
+			return
+		}
+		for it.Next() {
+			w.walk(it.Value(), cue.MakePath(append(path.Selectors(), it.Selector())...), depth+1)
+		}
+	case cue.ListKind:
+		it, err := v.List()
+		if err != nil {
+			w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "PAL009", pos)...)
+			return
+		}
+		for i := 0; it.Next(); i++ {
+			w.walk(it.Value(), cue.MakePath(append(path.Selectors(), cue.Index(i))...), depth+1)
+		}
+	default:
+		if err := v.Err(); err != nil {
+			w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "PAL009", pos)...)
+		}
+	}
+}
+
+// isPolicy reports whether v looks like a Palisade object: it has a kind and
+// an apiVersion in the palisade.dev group. Structs that are not ours (a
+// ConfigMap a repository happens to hold) are left alone.
+func (w *walker) isPolicy(v cue.Value) bool {
+	av, err := v.LookupPath(cue.ParsePath("apiVersion")).String()
+	if err != nil {
+		return false
+	}
+	if !strings.HasPrefix(av, "palisade.dev/") {
+		return false
+	}
+	return v.LookupPath(cue.ParsePath("kind")).Exists()
+}
+
+func (w *walker) policy(v cue.Value, path cue.Path, pos diag.Pos) {
+	kind, err := v.LookupPath(cue.ParsePath("kind")).String()
+	if err != nil {
+		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL052", posOf(v.LookupPath(cue.ParsePath("kind")), w.l.root).or(pos), "kind of %s is not a concrete string", path))
+		return
+	}
+	if av, _ := v.LookupPath(cue.ParsePath("apiVersion")).String(); av != APIVersion {
+		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL054", posOf(v.LookupPath(cue.ParsePath("apiVersion")), w.l.root).or(pos), "apiVersion %q of %s is not supported", av, path))
+		return
+	}
+	def := w.defs.LookupPath(cue.MakePath(cue.Str(kind)))
+	if !def.Exists() {
+		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL053", posOf(v.LookupPath(cue.ParsePath("kind")), w.l.root).or(pos), "unknown kind %q at %s", kind, path))
+		return
+	}
+	u := def.Unify(v)
+	if err := u.Validate(cue.Concrete(true), cue.Final()); err != nil {
+		w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "PAL050", pos)...)
+		return
+	}
+	data, err := u.MarshalJSON()
+	if err != nil {
+		w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "PAL050", pos)...)
+		return
+	}
+	w.l.output += int64(len(data))
+	if w.l.output > w.l.opts.MaxOutputBytes {
+		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL011", pos, "policies evaluate to more than %d MiB of JSON", w.l.opts.MaxOutputBytes>>20))
+		w.stop = true
+		return
+	}
+	var meta struct {
+		Metadata struct {
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(data, &meta); err != nil {
+		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL050", pos, "%v", err))
+		return
+	}
+	w.res.Objects = append(w.res.Objects, &Object{
+		Kind:      kind,
+		Namespace: meta.Metadata.Namespace,
+		Name:      meta.Metadata.Name,
+		Pos:       pos,
+		Path:      path.String(),
+		Package:   w.pkg,
+		JSON:      data,
+		value:     v,
+		root:      w.l.root,
+	})
+}
+
+// isImportError reports whether a cue/load message is about imports.
+func isImportError(msg string) bool {
+	for _, s := range []string{"cannot find package", "import cycle", "imports", "module", "package"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// loadErrors turns cue/load errors into diagnostics: syntax errors
+// (PAL001) and import errors (PAL007).
+func (l *loadRun) loadErrors(err error) diag.List {
+	var out diag.List
+	for _, d := range l.cueErrors(err, diag.Pos{File: "."}) {
+		code := "PAL001"
+		if isImportError(d.msg) && !strings.Contains(d.msg, "expected") {
+			code = "PAL007"
+		}
+		out = append(out, diag.New(code, d.pos, "%s", d.msg))
+	}
+	return out
+}
+
+// evalErrors turns evaluation errors into diagnostics, choosing the code
+// from what the error says.
+func (l *loadRun) evalErrors(err error, fallback string, at diag.Pos) diag.List {
+	var out diag.List
+	for _, d := range l.cueErrors(err, at) {
+		code := fallback
+		switch {
+		case strings.Contains(d.msg, "not allowed"):
+			code = "PAL051"
+		case strings.Contains(d.msg, "incomplete value"), strings.Contains(d.msg, "non-concrete"),
+			strings.Contains(d.msg, "field is required but not present"):
+			code = "PAL052"
+		case strings.Contains(d.msg, "structural cycle"), strings.Contains(d.msg, "cycle"):
+			code = "PAL009"
+		}
+		dg := diag.New(code, d.pos, "%s", d.msg)
+		dg.Path = d.path
+		out = append(out, dg)
+	}
+	return out
+}
