@@ -1,0 +1,112 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/palisade-dev/palisade/internal/diag"
+	"github.com/palisade-dev/palisade/internal/validate"
+	"github.com/palisade-dev/palisade/policies/schema"
+)
+
+func init() { commands = append(commands, newValidateCmd) }
+
+func newValidateCmd() *cobra.Command {
+	var (
+		output  string
+		opts    validate.Options
+		maxFile int64
+	)
+	cmd := &cobra.Command{
+		Use:   "validate DIR",
+		Short: "Validate a policy repository against the schema and Palisade's semantic checks",
+		Long: `validate loads the CUE policy repository in DIR, unifies every policy with
+the embedded schema and runs the semantic checks. Every finding has a
+file:line:col, a stable code, a severity and a message.
+
+Exit status: 0 valid (warnings allowed), 1 invalid, 2 usage or internal error.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !validFormat(output) {
+				return &exitError{exitUsage, fmt.Errorf("unknown --output %q (want %s)", output, strings.Join(diag.Formats, ", "))}
+			}
+			opts.Load.MaxFileBytes = maxFile
+			rep, err := validate.Dir(cmd.Context(), args[0], opts)
+			if err != nil {
+				return &exitError{exitUsage, err}
+			}
+			diags := relativeTo(args[0], rep.Diagnostics)
+			if err := diag.Write(cmd.OutOrStdout(), output, "palisadectl", schema.Version, diags); err != nil {
+				return &exitError{exitUsage, err}
+			}
+			if !rep.Valid() {
+				return &exitError{code: exitInvalid}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: "+strings.Join(diag.Formats, ", "))
+	cmd.Flags().DurationVar(&opts.Load.Timeout, "timeout", 60*time.Second, "evaluation time budget")
+	cmd.Flags().Int64Var(&maxFile, "max-file-size", 4<<20, "size budget per CUE file, in bytes")
+	cmd.Flags().Int64Var(&opts.Load.MaxTotalBytes, "max-total-size", 256<<20, "size budget for all CUE files, in bytes")
+	return cmd
+}
+
+func validFormat(f string) bool {
+	for _, x := range diag.Formats {
+		if f == x {
+			return true
+		}
+	}
+	return false
+}
+
+// relativeTo rewrites positions, which the validator reports relative to
+// the repository, to be relative to the working directory when the
+// repository lies inside it: CI annotations and SARIF need paths from the
+// root of the Git checkout, where the command runs.
+func relativeTo(dir string, l diag.List) diag.List {
+	wd, err := os.Getwd()
+	if err != nil {
+		return l
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return l
+	}
+	prefix, err := filepath.Rel(wd, abs)
+	if err != nil || strings.HasPrefix(prefix, "..") || prefix == "." {
+		return l
+	}
+	out := make(diag.List, len(l))
+	for i, d := range l {
+		if d.Pos.File == "." {
+			d.Pos.File = filepath.ToSlash(prefix)
+		} else if d.Pos.File != "" && !filepath.IsAbs(d.Pos.File) {
+			d.Pos.File = filepath.ToSlash(filepath.Join(prefix, d.Pos.File))
+		}
+		out[i] = d
+	}
+	return out
+}
