@@ -18,6 +18,7 @@ package loader
 
 import (
 	"fmt"
+	"regexp"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -185,14 +186,59 @@ func toPos(p token.Pos, root string) diag.Pos {
 }
 
 type cueErr struct {
-	pos  diag.Pos
-	path string
-	msg  string
+	pos      diag.Pos
+	path     string
+	msg      string
+	inSchema bool // the error involves a constraint of the schema
+}
+
+// userPos returns the position of v in the user's files, preferring the
+// file prefer. The position of a struct unified with a definition is the
+// definition's, so for structs and lists it falls back to the first
+// position among their fields that lies in the preferred file.
+func userPos(v cue.Value, root, prefer string, depth int) diag.Pos {
+	p := toPos(v.Pos(), root)
+	if p.Line > 0 && (prefer == "" || p.File == prefer) {
+		return p
+	}
+	if depth < 8 {
+		var best diag.Pos
+		consider := func(c cue.Value) {
+			q := userPos(c, root, prefer, depth+1)
+			if q.Line > 0 && (prefer == "" || q.File == prefer) &&
+				(best.Line == 0 || q.Line < best.Line || (q.Line == best.Line && q.Column < best.Column)) {
+				best = q
+			}
+		}
+		switch v.IncompleteKind() {
+		case cue.StructKind:
+			if it, err := v.Fields(cue.Optional(true)); err == nil {
+				for it.Next() {
+					consider(it.Value())
+				}
+			}
+		case cue.ListKind:
+			if it, err := v.List(); err == nil {
+				for it.Next() {
+					consider(it.Value())
+				}
+			}
+		}
+		if best.Line > 0 {
+			return best
+		}
+	}
+	if prefer != "" {
+		return diag.Pos{}
+	}
+	return p
 }
 
 // cueErrors flattens a CUE error into messages with the best position: the
-// first one in the user's files, else the schema's, else at.
-func (l *loadRun) cueErrors(err error, at diag.Pos) []cueErr {
+// first one in the file prefer (where the object is declared), else in the
+// user's other files (their templates), else at. Errors of one field that
+// differ only by the disjunct they tried are merged into one message.
+func (l *loadRun) cueErrors(err error, at diag.Pos, prefer string) []cueErr {
 	var out []cueErr
 	errs := cueerrors.Errors(err)
 	for _, e := range errs {
@@ -202,16 +248,25 @@ func (l *loadRun) cueErrors(err error, at diag.Pos) []cueErr {
 		format, args := e.Msg()
 		msg := fmt.Sprintf(format, args...)
 		path := fieldPath(e.Path())
-		pos := diag.Pos{}
+		var pos, other diag.Pos
 		var schemaPos token.Pos
 		for _, p := range cueerrors.Positions(e) {
-			if q := toPos(p, l.root); q.Line > 0 {
-				pos = q
-				break
+			q := toPos(p, l.root)
+			switch {
+			case q.Line == 0:
+				if p.IsValid() && !schemaPos.IsValid() {
+					schemaPos = p
+				}
+			case prefer == "" || q.File == prefer:
+				if pos.Line == 0 {
+					pos = q
+				}
+			case other.Line == 0:
+				other = q
 			}
-			if p.IsValid() && !schemaPos.IsValid() {
-				schemaPos = p
-			}
+		}
+		if pos.Line == 0 {
+			pos = other
 		}
 		if pos.Line == 0 {
 			pos = at
@@ -219,10 +274,77 @@ func (l *loadRun) cueErrors(err error, at diag.Pos) []cueErr {
 				msg += fmt.Sprintf(" (schema %s:%d)", strings.TrimPrefix(schemaPos.Filename(), schemaRoot+"/"), schemaPos.Line())
 			}
 		}
-		if path != "" {
-			msg = path + ": " + msg
+		out = append(out, cueErr{pos: pos, path: path, msg: msg, inSchema: schemaPos.IsValid()})
+	}
+	out = mergeDisjuncts(out)
+	for i := range out {
+		if out[i].path != "" {
+			out[i].msg = out[i].path + ": " + out[i].msg
 		}
-		out = append(out, cueErr{pos: pos, path: path, msg: msg})
+	}
+	return out
+}
+
+// conflict matches CUE's message for a value that fails one disjunct.
+var conflict = regexp.MustCompile(`^conflicting values (.+?) and (.+?)( \(mismatched types .*\))?$`)
+
+// mergeDisjuncts turns the per-disjunct errors of one field into one
+// message: a value that is not one of an enum's members is reported once,
+// listing them, and a type mismatch with one disjunct is dropped when
+// another disjunct of the right type says what is wrong.
+func mergeDisjuncts(errs []cueErr) []cueErr {
+	type key struct {
+		pos  diag.Pos
+		path string
+	}
+	groups := map[key][]int{}
+	var order []key
+	for i, e := range errs {
+		k := key{e.pos, e.path}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], i)
+	}
+	var out []cueErr
+	for _, k := range order {
+		idx := groups[k]
+		if len(idx) == 1 {
+			out = append(out, errs[idx[0]])
+			continue
+		}
+		var typed, rest []cueErr
+		for _, i := range idx {
+			if strings.Contains(errs[i].msg, "(mismatched types") {
+				typed = append(typed, errs[i])
+			} else {
+				rest = append(rest, errs[i])
+			}
+		}
+		if len(rest) == 0 {
+			rest = typed
+		}
+		value, alts := "", []string{}
+		for _, e := range rest {
+			m := conflict.FindStringSubmatch(e.msg)
+			if m == nil || (value != "" && m[1] != value) {
+				alts = nil
+				break
+			}
+			value = m[1]
+			alts = append(alts, m[2])
+		}
+		if len(alts) > 1 {
+			e := rest[0]
+			shown := alts
+			if len(shown) > 8 {
+				shown = append(shown[:8:8], fmt.Sprintf("… (%d more)", len(alts)-8))
+			}
+			e.msg = fmt.Sprintf("%s is not one of %s", value, strings.Join(shown, ", "))
+			out = append(out, e)
+			continue
+		}
+		out = append(out, rest...)
 	}
 	return out
 }

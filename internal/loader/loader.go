@@ -111,8 +111,8 @@ func (o *Object) PosOf(path string) diag.Pos {
 	for path != "" {
 		v := o.value.LookupPath(cue.ParsePath(path))
 		if v.Exists() {
-			if p := posOf(v, o.root); p.Line > 0 {
-				return diag.Pos(p)
+			if p := userPos(v, o.root, o.Pos.File, 0); p.Line > 0 {
+				return p
 			}
 		}
 		path = parentPath(path)
@@ -234,12 +234,21 @@ func (l *loadRun) run() *Result {
 		pkgDir := l.rel(inst.Dir)
 		l.current.Store(&diag.Pos{File: pkgDir})
 		v := cctx.BuildInstance(inst)
-		if err := v.Err(); err != nil {
-			res.Diagnostics = append(res.Diagnostics, l.evalErrors(err, "PAL009", diag.Pos{File: pkgDir})...)
+		pkgErr := v.Err()
+		if pkgErr != nil && v.IncompleteKind() != cue.StructKind {
+			res.Diagnostics = append(res.Diagnostics, l.evalErrors(pkgErr, "PAL009", diag.Pos{File: pkgDir}, "")...)
 			continue
 		}
+		// A package with an error in one policy still yields its other
+		// policies: the walk reports each error where it is. An error
+		// the walk cannot reach (in a definition, say) is reported as
+		// the package's.
+		before := res.Diagnostics.Count(diag.Error)
 		w := walker{l: l, defs: defs, pkg: pkgDir, res: res}
 		w.walk(v, cue.Path{}, 0)
+		if pkgErr != nil && res.Diagnostics.Count(diag.Error) == before {
+			res.Diagnostics = append(res.Diagnostics, l.evalErrors(pkgErr, "PAL009", diag.Pos{File: pkgDir}, "")...)
+		}
 		if w.stop {
 			break
 		}
@@ -272,7 +281,7 @@ func (w *walker) walk(v cue.Value, path cue.Path, depth int) {
 	if w.stop {
 		return
 	}
-	pos := diag.Pos(posOf(v, w.l.root))
+	pos := userPos(v, w.l.root, "", 0)
 	if pos.Line > 0 {
 		w.l.current.Store(&pos)
 	}
@@ -288,7 +297,7 @@ func (w *walker) walk(v cue.Value, path cue.Path, depth int) {
 		}
 		it, err := v.Fields()
 		if err != nil {
-			w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "PAL009", pos)...)
+			w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "", pos, pos.File)...)
 			return
 		}
 		for it.Next() {
@@ -297,7 +306,7 @@ func (w *walker) walk(v cue.Value, path cue.Path, depth int) {
 	case cue.ListKind:
 		it, err := v.List()
 		if err != nil {
-			w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "PAL009", pos)...)
+			w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "", pos, pos.File)...)
 			return
 		}
 		for i := 0; it.Next(); i++ {
@@ -305,7 +314,7 @@ func (w *walker) walk(v cue.Value, path cue.Path, depth int) {
 		}
 	default:
 		if err := v.Err(); err != nil {
-			w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "PAL009", pos)...)
+			w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "", pos, pos.File)...)
 		}
 	}
 }
@@ -341,12 +350,12 @@ func (w *walker) policy(v cue.Value, path cue.Path, pos diag.Pos) {
 	}
 	u := def.Unify(v)
 	if err := u.Validate(cue.Concrete(true), cue.Final()); err != nil {
-		w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "PAL050", pos)...)
+		w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "PAL050", pos, pos.File)...)
 		return
 	}
 	data, err := u.MarshalJSON()
 	if err != nil {
-		w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "PAL050", pos)...)
+		w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "PAL050", pos, pos.File)...)
 		return
 	}
 	w.l.output += int64(len(data))
@@ -392,7 +401,7 @@ func isImportError(msg string) bool {
 // (PAL001) and import errors (PAL007).
 func (l *loadRun) loadErrors(err error) diag.List {
 	var out diag.List
-	for _, d := range l.cueErrors(err, diag.Pos{File: "."}) {
+	for _, d := range l.cueErrors(err, diag.Pos{File: "."}, "") {
 		code := "PAL001"
 		if isImportError(d.msg) && !strings.Contains(d.msg, "expected") {
 			code = "PAL007"
@@ -404,10 +413,15 @@ func (l *loadRun) loadErrors(err error) diag.List {
 
 // evalErrors turns evaluation errors into diagnostics, choosing the code
 // from what the error says.
-func (l *loadRun) evalErrors(err error, fallback string, at diag.Pos) diag.List {
+func (l *loadRun) evalErrors(err error, fallback string, at diag.Pos, prefer string) diag.List {
 	var out diag.List
-	for _, d := range l.cueErrors(err, at) {
+	for _, d := range l.cueErrors(err, at, prefer) {
 		code := fallback
+		if code == "" {
+			// An error outside a policy: the schema's if it involves one
+			// of its constraints, else a conflict among the user's values.
+			code = map[bool]string{true: "PAL050", false: "PAL009"}[d.inSchema]
+		}
 		switch {
 		case strings.Contains(d.msg, "not allowed"):
 			code = "PAL051"

@@ -1,0 +1,97 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+// Condition types of policy objects. Ready summarizes the others.
+const (
+	// ReadyCondition is True when the policy is validated, applied and
+	// enforced on every node it concerns, and nothing has drifted.
+	ReadyCondition = "Ready"
+
+	// ValidatedCondition is True when the policy unifies with the CUE schema
+	// and passes the semantic checks; False names the file, line and rule.
+	ValidatedCondition = "Validated"
+
+	// AppliedCondition is True when the object in the API server is the one
+	// the PolicySet rendered from its current revision.
+	AppliedCondition = "Applied"
+
+	// EnforcedCondition is True when every node the policy concerns has
+	// compiled it into its datapath.
+	EnforcedCondition = "Enforced"
+
+	// DriftedCondition is True when the object or its kernel state was
+	// changed by something other than Palisade; the message says what.
+	DriftedCondition = "Drifted"
+)
+
+// Condition reasons: CamelCase, one per cause, shared by every policy kind.
+const (
+	// SucceededReason is the reason of a True Ready condition.
+	SucceededReason = "Succeeded"
+
+	// ProgressingReason is the reason of a Ready condition that waits for
+	// a step that has not finished yet.
+	ProgressingReason = "Progressing"
+
+	// ValidationSucceededReason: the policy passed schema and semantic
+	// validation.
+	ValidationSucceededReason = "ValidationSucceeded"
+
+	// SchemaViolationReason: the policy does not unify with the CUE schema.
+	SchemaViolationReason = "SchemaViolation"
+
+	// SemanticViolationReason: the policy unifies with the schema but fails
+	// a semantic check (a PAL rule) that CUE cannot express.
+	SemanticViolationReason = "SemanticViolation"
+
+	// ApplySucceededReason: the object was applied with server-side apply.
+	ApplySucceededReason = "ApplySucceeded"
+
+	// ApplyFailedReason: the API server rejected or failed the apply.
+	ApplyFailedReason = "ApplyFailed"
+
+	// EnforcementSucceededReason: every concerned node enforces the
+	// policy's current generation.
+	EnforcementSucceededReason = "EnforcementSucceeded"
+
+	// EnforcementPendingReason: some concerned nodes have not yet reported
+	// the policy's current generation.
+	EnforcementPendingReason = "EnforcementPending"
+
+	// EnforcementFailedReason: a node could not compile or load the policy;
+	// it keeps enforcing its last good state.
+	EnforcementFailedReason = "EnforcementFailed"
+
+	// AuditModeReason: the policy is in audit mode; it reports what it
+	// would drop and drops nothing.
+	AuditModeReason = "AuditMode"
+
+	// NoDriftReason: the object and its kernel state match what Palisade
+	// wrote.
+	NoDriftReason = "NoDrift"
+
+	// APIDriftReason: the object was edited or deleted by hand.
+	APIDriftReason = "APIDrift"
+
+	// KernelDriftReason: a map entry, program attachment or pin on a node
+	// no longer matches the desired state.
+	KernelDriftReason = "KernelDrift"
+
+	// DriftCorrectedReason: drift was detected and repaired.
+	DriftCorrectedReason = "DriftCorrected"
+)
