@@ -18,10 +18,10 @@ package loader
 
 import (
 	"fmt"
-	"regexp"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 
