@@ -300,6 +300,7 @@ type PortDenyRule struct {
 type ICMPRule struct {
 	// fields lists ICMP types, each for one address family.
 	// +required
+	// +kubebuilder:validation:MinItems=1
 	Fields []ICMPField `json:"fields"`
 }
 

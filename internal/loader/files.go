@@ -27,6 +27,7 @@ import (
 
 	"cuelang.org/go/cue"
 	cueerrors "cuelang.org/go/cue/errors"
+	"cuelang.org/go/cue/parser"
 	"cuelang.org/go/cue/token"
 
 	"github.com/palisade-dev/palisade/internal/diag"
@@ -98,6 +99,12 @@ func scan(root string, opts Options) ([]string, diag.List, error) {
 		}
 		if p, ok := invalidUTF8(data); !ok {
 			diags = append(diags, diag.New("PAL002", diag.Pos{File: rel, Line: p.Line, Column: p.Column}, "invalid UTF-8 byte 0x%02x", data[p.offset]))
+			return nil
+		}
+		// cue/load skips a file without a package clause; its policies
+		// would vanish without a word.
+		if f, err := parser.ParseFile(path, data, parser.PackageClauseOnly); err == nil && f.PackageName() == "" && !strings.Contains(filepath.ToSlash(rel), "cue.mod/") {
+			diags = append(diags, diag.New("PAL001", diag.Pos{File: rel, Line: 1, Column: 1}, "%s has no package clause, so CUE would ignore it; start it with \"package <name>\"", rel))
 			return nil
 		}
 		files = append(files, path)
@@ -239,6 +246,12 @@ func userPos(v cue.Value, root, prefer string, depth int) diag.Pos {
 // user's other files (their templates), else at. Errors of one field that
 // differ only by the disjunct they tried are merged into one message.
 func (l *loadRun) cueErrors(err error, at diag.Pos, prefer string) []cueErr {
+	return l.cueErrorsFull(err, at, prefer, false)
+}
+
+// cueErrorsFull is cueErrors; full keeps the whole message chain, which
+// cue/load's errors need ("import failed: cannot find package ...").
+func (l *loadRun) cueErrorsFull(err error, at diag.Pos, prefer string, full bool) []cueErr {
 	var out []cueErr
 	errs := cueerrors.Errors(err)
 	for _, e := range errs {
@@ -248,6 +261,13 @@ func (l *loadRun) cueErrors(err error, at diag.Pos, prefer string) []cueErr {
 		format, args := e.Msg()
 		msg := fmt.Sprintf(format, args...)
 		path := fieldPath(e.Path())
+		if full {
+			msg, path = e.Error(), ""
+			if i := strings.LastIndex(msg, "import failed: "); i >= 0 {
+				msg = msg[i+len("import failed: "):]
+			}
+			msg = loadPrefix.ReplaceAllString(msg, "")
+		}
 		var pos, other diag.Pos
 		var schemaPos token.Pos
 		for _, p := range cueerrors.Positions(e) {
@@ -324,15 +344,23 @@ func mergeDisjuncts(errs []cueErr) []cueErr {
 		if len(rest) == 0 {
 			rest = typed
 		}
-		value, alts := "", []string{}
+		// CUE puts the user's value first or second depending on the
+		// disjunction; it is the side all the messages share.
+		var firsts, seconds []string
 		for _, e := range rest {
 			m := conflict.FindStringSubmatch(e.msg)
-			if m == nil || (value != "" && m[1] != value) {
-				alts = nil
+			if m == nil {
+				firsts, seconds = nil, nil
 				break
 			}
-			value = m[1]
-			alts = append(alts, m[2])
+			firsts, seconds = append(firsts, m[1]), append(seconds, m[2])
+		}
+		value, alts := "", []string(nil)
+		switch {
+		case len(firsts) > 1 && allSame(firsts):
+			value, alts = firsts[0], seconds
+		case len(seconds) > 1 && allSame(seconds):
+			value, alts = seconds[0], firsts
 		}
 		if len(alts) > 1 {
 			e := rest[0]
@@ -368,3 +396,16 @@ func fieldPath(sel []string) string {
 	}
 	return b.String()
 }
+
+func allSame(s []string) bool {
+	for _, x := range s {
+		if x != s[0] {
+			return false
+		}
+	}
+	return true
+}
+
+// loadPrefix matches the "file:line:col: " that cue/load repeats inside
+// its messages; the diagnostic carries the position already.
+var loadPrefix = regexp.MustCompile(`^(\S+:\d+:\d+: )+`)

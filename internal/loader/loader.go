@@ -327,10 +327,13 @@ func (w *walker) isPolicy(v cue.Value) bool {
 	if err != nil {
 		return false
 	}
-	if !strings.HasPrefix(av, "palisade.dev/") {
-		return false
+	if strings.HasPrefix(av, "palisade.dev/") {
+		return v.LookupPath(cue.ParsePath("kind")).Exists()
 	}
-	return v.LookupPath(cue.ParsePath("kind")).Exists()
+	// A Cilium or Kubernetes policy by the name of one of ours is a
+	// mistake to report, not a value to skip.
+	kind, err := v.LookupPath(cue.ParsePath("kind")).String()
+	return err == nil && w.defs.LookupPath(cue.MakePath(cue.Str(kind))).Exists()
 }
 
 func (w *walker) policy(v cue.Value, path cue.Path, pos diag.Pos) {
@@ -340,7 +343,7 @@ func (w *walker) policy(v cue.Value, path cue.Path, pos diag.Pos) {
 		return
 	}
 	if av, _ := v.LookupPath(cue.ParsePath("apiVersion")).String(); av != APIVersion {
-		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL054", posOf(v.LookupPath(cue.ParsePath("apiVersion")), w.l.root).or(pos), "apiVersion %q of %s is not supported", av, path))
+		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL054", posOf(v.LookupPath(cue.ParsePath("apiVersion")), w.l.root).or(pos), "apiVersion %q of %s %s is not Palisade's; convert Cilium, Kubernetes and Tetragon policies with palisadectl import", av, kind, path))
 		return
 	}
 	def := w.defs.LookupPath(cue.MakePath(cue.Str(kind)))
@@ -350,7 +353,15 @@ func (w *walker) policy(v cue.Value, path cue.Path, pos diag.Pos) {
 	}
 	u := def.Unify(v)
 	if err := u.Validate(cue.Concrete(true), cue.Final()); err != nil {
-		w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "PAL050", pos, pos.File)...)
+		for _, d := range w.l.evalErrors(err, "PAL050", pos, pos.File) {
+			if d.Pos == pos && d.Path != "" {
+				// Errors about missing or incomplete fields carry the
+				// schema's position only: point at the closest field
+				// the user did write.
+				d.Pos = w.fieldPos(v, d.Path, pos)
+			}
+			w.res.Diagnostics = append(w.res.Diagnostics, d)
+		}
 		return
 	}
 	data, err := u.MarshalJSON()
@@ -360,7 +371,7 @@ func (w *walker) policy(v cue.Value, path cue.Path, pos diag.Pos) {
 	}
 	w.l.output += int64(len(data))
 	if w.l.output > w.l.opts.MaxOutputBytes {
-		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL011", pos, "policies evaluate to more than %d MiB of JSON", w.l.opts.MaxOutputBytes>>20))
+		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL011", pos, "policies evaluate to more than %d bytes of JSON", w.l.opts.MaxOutputBytes))
 		w.stop = true
 		return
 	}
@@ -401,7 +412,7 @@ func isImportError(msg string) bool {
 // (PAL001) and import errors (PAL007).
 func (l *loadRun) loadErrors(err error) diag.List {
 	var out diag.List
-	for _, d := range l.cueErrors(err, diag.Pos{File: "."}, "") {
+	for _, d := range l.cueErrorsFull(err, diag.Pos{File: "."}, "", true) {
 		code := "PAL001"
 		if isImportError(d.msg) && !strings.Contains(d.msg, "expected") {
 			code = "PAL007"
@@ -436,4 +447,19 @@ func (l *loadRun) evalErrors(err error, fallback string, at diag.Pos, prefer str
 		out = append(out, dg)
 	}
 	return out
+}
+
+// fieldPos returns the position of the field at path in the user's value
+// v, or of its closest ancestor the user wrote, else def.
+func (w *walker) fieldPos(v cue.Value, path string, def diag.Pos) diag.Pos {
+	for p := path; p != ""; p = parentPath(p) {
+		f := v.LookupPath(cue.ParsePath(p))
+		if !f.Exists() {
+			continue
+		}
+		if q := userPos(f, w.l.root, "", 0); q.Line > 0 {
+			return q
+		}
+	}
+	return def
 }

@@ -17,18 +17,27 @@ limitations under the License.
 package validate
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
 )
 
 // parsePrefix parses a CIDR or a plain address (a single host).
 func parsePrefix(s string) (netip.Prefix, error) {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return netip.PrefixFrom(a, a.BitLen()), nil
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s) // rejects zones
 	}
-	return netip.ParsePrefix(s)
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("IPv6 zone %q has no meaning in a policy", a.Zone())
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // checkCIDR reports malformed CIDRs (PAL350), host bits (PAL351) and
@@ -63,5 +72,3 @@ func (c *checker) checkCIDRSet(p *Policy, path string, set v1alpha1.CIDRRule) {
 		}
 	}
 }
-
-

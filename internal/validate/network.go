@@ -41,7 +41,9 @@ type rule struct {
 	icmps     []v1alpha1.ICMPRule
 }
 
-func (r *rule) at(format string, args ...any) string { return r.path + "." + fmt.Sprintf(format, args...) }
+func (r *rule) at(format string, args ...any) string {
+	return r.path + "." + fmt.Sprintf(format, args...)
+}
 
 // hasPeers reports whether the rule names any peer; a rule without peers
 // applies to every peer (on its ports).
@@ -97,7 +99,7 @@ func rules(rs *v1alpha1.RuleSet) (ingress, egress []*rule) {
 func (c *checker) checkNetwork(p *Policy) {
 	rs, endpoints, nodes, _ := p.Network()
 	if p.ClusterNetworkPolicy != nil && (endpoints == nil) == (nodes == nil) {
-		c.add(p, "PAL105", "spec", "%s sets %s", p.ID(), map[bool]string{true: "neither", false: "both"}[endpoints == nil])
+		c.add(p, "PAL105", "spec", "%s sets %s endpointSelector and nodeSelector", p.ID(), map[bool]string{true: "neither", false: "both"}[endpoints == nil])
 	}
 	if endpoints != nil {
 		c.checkSelector(p, "spec.endpointSelector", *endpoints)
