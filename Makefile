@@ -9,6 +9,9 @@ GO ?= go
 GOTEST_FLAGS ?= -count=1
 PKGS ?= ./...
 
+# Paths that hold only generated code; make verify checks them.
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd
+
 include hack/tools.mk
 
 # envtest finds kube-apiserver and etcd here (built by hack/tools.mk).
@@ -52,12 +55,12 @@ test: envtest-bins $(CUE) ## Run all tests (builds kube-apiserver and etcd once 
 	$(GO) test $(GOTEST_FLAGS) $(PKGS)
 
 .PHONY: verify
-verify: generate manifests ## Regenerate everything and fail if the tree changed.
-	@git add -N . >/dev/null 2>&1 || true
-	@if ! git diff --quiet; then \
-		echo "generated files are out of date; run 'make generate manifests' and commit:"; \
-		git diff --stat; exit 1; \
-	fi
+verify: generate manifests ## Regenerate everything and fail if a generated file changed.
+	@out=$$(git status --porcelain --untracked-files=all -- $(GENERATED)); \
+		if [ -n "$$out" ]; then \
+			echo "generated files are out of date; run 'make generate manifests' and commit:"; \
+			echo "$$out"; git --no-pager diff -- $(GENERATED) | head -50; exit 1; \
+		fi
 	@echo "verify: generated files are up to date"
 
 ##@ Build
