@@ -194,7 +194,9 @@ type loadRun struct {
 	// current is the position of the value being evaluated, for budget
 	// errors: it says which file did not finish.
 	current atomic.Pointer[diag.Pos]
-	output  int64
+	// note names the files of the package being built, when several.
+	note   atomic.Pointer[string]
+	output int64
 }
 
 func (l *loadRun) abort(code, format string, args ...any) *Result {
@@ -202,7 +204,11 @@ func (l *loadRun) abort(code, format string, args ...any) *Result {
 	if p := l.current.Load(); p != nil {
 		pos = *p
 	}
-	return &Result{Diagnostics: diag.List{diag.New(code, pos, format, args...)}}
+	d := diag.New(code, pos, format, args...)
+	if n := l.note.Load(); n != nil && pos.Line == 0 {
+		d.Message += " (while evaluating " + *n + ")"
+	}
+	return &Result{Diagnostics: diag.List{d}}
 }
 
 func (l *loadRun) run() *Result {
@@ -232,7 +238,21 @@ func (l *loadRun) run() *Result {
 			continue
 		}
 		pkgDir := l.rel(inst.Dir)
-		l.current.Store(&diag.Pos{File: pkgDir})
+		// Building evaluates the package; a budget error during it names
+		// the package's file, or its directory and files when several.
+		cur := diag.Pos{File: pkgDir}
+		l.note.Store(nil)
+		if len(inst.BuildFiles) == 1 {
+			cur.File = l.rel(inst.BuildFiles[0].Filename)
+		} else if len(inst.BuildFiles) > 1 {
+			names := make([]string, len(inst.BuildFiles))
+			for i, f := range inst.BuildFiles {
+				names[i] = filepath.Base(f.Filename)
+			}
+			note := "package " + pkgDir + ", files " + strings.Join(names, ", ")
+			l.note.Store(&note)
+		}
+		l.current.Store(&cur)
 		v := cctx.BuildInstance(inst)
 		pkgErr := v.Err()
 		if pkgErr != nil && v.IncompleteKind() != cue.StructKind {
