@@ -107,7 +107,7 @@ func (c *checker) checkNetwork(p *Policy) {
 	if nodes != nil {
 		c.checkSelector(p, "spec.nodeSelector", *nodes)
 	}
-	if len(rs.Ingress)+len(rs.IngressDeny)+len(rs.Egress)+len(rs.EgressDeny) == 0 {
+	if len(rs.Ingress)+len(rs.IngressDeny)+len(rs.Egress)+len(rs.EgressDeny) == 0 && !defaultDenyOn(rs.EnableDefaultDeny) {
 		c.add(p, "PAL104", "spec", "%s has no ingress, ingressDeny, egress or egressDeny rules: it selects endpoints but changes nothing", p.ID())
 	}
 	ingress, egress := rules(rs)
@@ -189,4 +189,10 @@ func (c *checker) checkFQDNResolution(p *Policy, egress []*rule) {
 			c.add(p, "PAL303", r.at("toFQDNs"), "toFQDNs needs the endpoint to resolve the names through Palisade's DNS rules, and %s has no egress rule with rules.dns", p.ID())
 		}
 	}
+}
+
+// defaultDenyOn reports whether a policy explicitly turns default deny on
+// in a direction: with no rules, that is a deny-all, not a no-op.
+func defaultDenyOn(d *v1alpha1.DefaultDeny) bool {
+	return d != nil && ((d.Ingress != nil && *d.Ingress) || (d.Egress != nil && *d.Egress))
 }
