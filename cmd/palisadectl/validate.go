@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,7 +49,7 @@ file:line:col, a stable code, a severity and a message.
 Exit status: 0 valid (warnings allowed), 1 invalid, 2 usage or internal error.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !validFormat(output) {
+			if !slices.Contains(diag.Formats, output) {
 				return &exitError{exitUsage, fmt.Errorf("unknown --output %q (want %s)", output, strings.Join(diag.Formats, ", "))}
 			}
 			opts.Load.MaxFileBytes = maxFile
@@ -71,15 +72,6 @@ Exit status: 0 valid (warnings allowed), 1 invalid, 2 usage or internal error.`,
 	cmd.Flags().Int64Var(&maxFile, "max-file-size", 4<<20, "size budget per CUE file, in bytes")
 	cmd.Flags().Int64Var(&opts.Load.MaxTotalBytes, "max-total-size", 256<<20, "size budget for all CUE files, in bytes")
 	return cmd
-}
-
-func validFormat(f string) bool {
-	for _, x := range diag.Formats {
-		if f == x {
-			return true
-		}
-	}
-	return false
 }
 
 // relativeTo rewrites positions, which the validator reports relative to
