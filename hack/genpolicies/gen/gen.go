@@ -38,6 +38,7 @@ package gen
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -118,8 +119,13 @@ func Write(dir string, cfg Config) (Stats, error) {
 	if err := writeFile(filepath.Join(dir, "cue.mod", "module.cue"), []byte(moduleFile())); err != nil {
 		return st, err
 	}
-	if !cfg.Embedded {
-		if err := writeFile(filepath.Join(dir, "cue.mod", "local-module.cue"), []byte(localModuleFile())); err != nil {
+	local := filepath.Join(dir, "cue.mod", "local-module.cue")
+	if cfg.Embedded {
+		if err := os.Remove(local); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return st, err
+		}
+	} else {
+		if err := writeFile(local, []byte(localModuleFile())); err != nil {
 			return st, err
 		}
 		if err := copySchema(filepath.Join(dir, SchemaDir)); err != nil {
