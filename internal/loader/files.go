@@ -313,6 +313,22 @@ var conflict = regexp.MustCompile(`^conflicting values (.+?) and (.+?)( \(mismat
 // listing them, and a type mismatch with one disjunct is dropped when
 // another disjunct of the right type says what is wrong.
 func mergeDisjuncts(errs []cueErr) []cueErr {
+	// A type mismatch with one disjunct is noise when another error of
+	// the same field, wherever it points, says what is wrong.
+	explained := map[string]bool{}
+	for _, e := range errs {
+		if !strings.Contains(e.msg, "(mismatched types") {
+			explained[e.path] = true
+		}
+	}
+	kept := errs[:0:0]
+	for _, e := range errs {
+		if e.path != "" && explained[e.path] && strings.Contains(e.msg, "(mismatched types") {
+			continue
+		}
+		kept = append(kept, e)
+	}
+	errs = kept
 	type key struct {
 		pos  diag.Pos
 		path string

@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
+	"cuelang.org/go/cue/build"
 	"cuelang.org/go/cue/load"
 
 	"github.com/palisade-dev/palisade/internal/diag"
@@ -255,16 +257,15 @@ func (l *loadRun) run() *Result {
 		l.current.Store(&cur)
 		v := cctx.BuildInstance(inst)
 		pkgErr := v.Err()
-		if pkgErr != nil && v.IncompleteKind() != cue.StructKind {
-			res.Diagnostics = append(res.Diagnostics, l.evalErrors(pkgErr, "PAL009", diag.Pos{File: pkgDir}, "")...)
-			continue
-		}
 		// A package with an error in one policy still yields its other
 		// policies: the walk reports each error where it is. An error
 		// the walk cannot reach (in a definition, say) is reported as
 		// the package's.
 		before := res.Diagnostics.Count(diag.Error)
 		w := walker{l: l, defs: defs, pkg: pkgDir, res: res}
+		if pkgErr != nil {
+			w.declared = declaredLabels(inst)
+		}
 		w.walk(v, cue.Path{}, 0)
 		if pkgErr != nil && res.Diagnostics.Count(diag.Error) == before {
 			res.Diagnostics = append(res.Diagnostics, l.evalErrors(pkgErr, "PAL009", diag.Pos{File: pkgDir}, "")...)
@@ -295,6 +296,9 @@ type walker struct {
 	pkg  string
 	res  *Result
 	stop bool
+	// declared maps a field path to the regular field names the files
+	// declare under it; set only for packages that fail to evaluate.
+	declared map[string][]string
 }
 
 func (w *walker) walk(v cue.Value, path cue.Path, depth int) {
@@ -333,6 +337,21 @@ func (w *walker) walk(v cue.Value, path cue.Path, depth int) {
 			w.walk(it.Value(), cue.MakePath(append(path.Selectors(), cue.Index(i))...), depth+1)
 		}
 	default:
+		// An error inside a struct can make the struct an error value;
+		// its fields can still be looked up. A policy is validated
+		// whole, which reports all its errors; anything else is walked
+		// through the fields its files declare, so that one bad policy
+		// hides neither the others nor its own other errors.
+		if kids := w.declared[path.String()]; v.Err() != nil && (len(kids) > 0 || w.isPolicy(v)) {
+			if w.isPolicy(v) {
+				w.policy(v, path, pos)
+				return
+			}
+			for _, k := range kids {
+				w.walk(v.LookupPath(cue.MakePath(cue.Str(k))), cue.MakePath(append(path.Selectors(), cue.Str(k))...), depth+1)
+			}
+			return
+		}
 		if err := v.Err(); err != nil {
 			w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(err, "", pos, pos.File)...)
 		}
@@ -358,6 +377,12 @@ func (w *walker) isPolicy(v cue.Value) bool {
 
 func (w *walker) policy(v cue.Value, path cue.Path, pos diag.Pos) {
 	kind, err := v.LookupPath(cue.ParsePath("kind")).String()
+	if err != nil && v.Err() != nil {
+		// The value failed before the schema saw it (e.g. a closed
+		// template of the user's): its own errors say why.
+		w.res.Diagnostics = append(w.res.Diagnostics, w.l.evalErrors(v.Err(), "", pos, pos.File)...)
+		return
+	}
 	if err != nil {
 		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL052", posOf(v.LookupPath(cue.ParsePath("kind")), w.l.root).or(pos), "kind of %s is not a concrete string", path))
 		return
@@ -386,8 +411,12 @@ func (w *walker) policy(v cue.Value, path cue.Path, pos diag.Pos) {
 	}
 	u := def.Unify(v)
 	if err := u.Validate(cue.Concrete(true), cue.Final()); err != nil {
-		for _, d := range w.l.evalErrors(err, "PAL050", pos, pos.File) {
-			if d.Pos == pos && d.Path != "" {
+		fallback := "PAL050"
+		if v.Err() != nil {
+			fallback = "" // broken before the schema: schema's or the user's own conflict
+		}
+		for _, d := range w.l.evalErrors(err, fallback, pos, pos.File) {
+			if d.Pos.File == pos.File && d.Pos.Line == pos.Line && d.Path != "" {
 				// Errors about missing or incomplete fields carry the
 				// schema's position only: point at the closest field
 				// the user did write.
@@ -500,4 +529,45 @@ func (w *walker) fieldPos(v cue.Value, path string, def diag.Pos) diag.Pos {
 		}
 	}
 	return def
+}
+
+// declaredLabels maps each field path the package's files spell out
+// (fields of struct literals, also as operands of &) to the regular field
+// names declared under it, in order.
+func declaredLabels(inst *build.Instance) map[string][]string {
+	out := map[string][]string{}
+	var visit func(parent cue.Path, decls []ast.Decl)
+	var expr func(parent cue.Path, x ast.Expr)
+	expr = func(parent cue.Path, x ast.Expr) {
+		switch x := x.(type) {
+		case *ast.StructLit:
+			visit(parent, x.Elts)
+		case *ast.BinaryExpr:
+			expr(parent, x.X)
+			expr(parent, x.Y)
+		case *ast.ParenExpr:
+			expr(parent, x.X)
+		}
+	}
+	visit = func(parent cue.Path, decls []ast.Decl) {
+		for _, d := range decls {
+			fd, ok := d.(*ast.Field)
+			if !ok {
+				continue
+			}
+			name, isIdent, err := ast.LabelName(fd.Label)
+			if err != nil || (isIdent && (strings.HasPrefix(name, "#") || strings.HasPrefix(name, "_"))) {
+				continue
+			}
+			key := parent.String()
+			if !slices.Contains(out[key], name) {
+				out[key] = append(out[key], name)
+			}
+			expr(cue.MakePath(append(parent.Selectors(), cue.Str(name))...), fd.Value)
+		}
+	}
+	for _, f := range inst.Files {
+		visit(cue.Path{}, f.Decls)
+	}
+	return out
 }
