@@ -245,13 +245,9 @@ func userPos(v cue.Value, root, prefer string, depth int) diag.Pos {
 // first one in the file prefer (where the object is declared), else in the
 // user's other files (their templates), else at. Errors of one field that
 // differ only by the disjunct they tried are merged into one message.
-func (l *loadRun) cueErrors(err error, at diag.Pos, prefer string) []cueErr {
-	return l.cueErrorsFull(err, at, prefer, false)
-}
-
-// cueErrorsFull is cueErrors; full keeps the whole message chain, which
-// cue/load's errors need ("import failed: cannot find package ...").
-func (l *loadRun) cueErrorsFull(err error, at diag.Pos, prefer string, full bool) []cueErr {
+// With full, the whole message chain is kept, which cue/load's errors need
+// ("import failed: cannot find package ...").
+func (l *loadRun) cueErrors(err error, at diag.Pos, prefer string, full bool) []cueErr {
 	var out []cueErr
 	errs := cueerrors.Errors(err)
 	for _, e := range errs {

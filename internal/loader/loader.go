@@ -479,7 +479,7 @@ func isImportError(msg string) bool {
 // (PAL001) and import errors (PAL007).
 func (l *loadRun) loadErrors(err error) diag.List {
 	var out diag.List
-	for _, d := range l.cueErrorsFull(err, diag.Pos{File: "."}, "", true) {
+	for _, d := range l.cueErrors(err, diag.Pos{File: "."}, "", true) {
 		code := "PAL001"
 		if isImportError(d.msg) && !strings.Contains(d.msg, "expected") {
 			code = "PAL007"
@@ -493,7 +493,7 @@ func (l *loadRun) loadErrors(err error) diag.List {
 // from what the error says.
 func (l *loadRun) evalErrors(err error, fallback string, at diag.Pos, prefer string) diag.List {
 	var out diag.List
-	for _, d := range l.cueErrors(err, at, prefer) {
+	for _, d := range l.cueErrors(err, at, prefer, false) {
 		code := fallback
 		if code == "" {
 			// An error outside a policy: the schema's if it involves one
