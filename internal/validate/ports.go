@@ -266,3 +266,17 @@ func (c *checker) checkICMP(p *Policy, path string, f v1alpha1.ICMPField) {
 
 // portString formats a port number or name.
 func portString(p intstr.IntOrString) string { return p.String() }
+
+// ICMPType returns the number of an ICMP field's type and its family
+// (IPv4 when omitted); ok is false for a name the family does not define.
+func ICMPType(f v1alpha1.ICMPField) (family v1alpha1.ICMPFamily, typ int, ok bool) {
+	family = f.Family
+	if family == "" {
+		family = v1alpha1.ICMPFamilyIPv4
+	}
+	if f.Type.Type == intstr.String {
+		typ, ok = icmpTypes[family][f.Type.StrVal]
+		return family, typ, ok
+	}
+	return family, f.Type.IntValue(), f.Type.IntValue() >= 0 && f.Type.IntValue() <= 255
+}

@@ -1,0 +1,157 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package engine
+
+import (
+	"net/netip"
+)
+
+// LookupSide decides one enforcement point from map contents only, the way
+// the datapath does (see MapState). local is the enforcing endpoint's
+// address, remote the peer's. It returns the verdict, the reason and the
+// deciding rule (0 for default deny and not-selected).
+func (m *MapState) LookupSide(dir Direction, local, remote netip.Addr, proto Proto, port uint16, req *Request) (Verdict, Reason, RuleID) {
+	ep, ok := m.Endpoints[local]
+	if !ok {
+		return VerdictAllow, ReasonNotEnforced, 0
+	}
+	peer := m.Identity(remote)
+	var flags PolicyFlags
+	var allow, deny, audit RuleID
+	var l7 []L7List
+	var unrestricted RuleID // lowest allow rule of entries without L7
+	for _, id := range []Identity{peer, 0} {
+		e, ok := m.lookupPolicy(PolicyKey{PolicyID: ep.PolicyID, Direction: dir, Identity: id, Proto: proto, Port: port})
+		if !ok {
+			continue
+		}
+		flags |= e.Flags
+		allow, deny, audit = minRule(allow, e.AllowRule), minRule(deny, e.DenyRule), minRule(audit, e.AuditRule)
+		if e.Flags&FlagAllow != 0 {
+			if e.L7 == 0 {
+				unrestricted = minRule(unrestricted, e.AllowRule)
+			} else {
+				l7 = append(l7, m.L7[e.L7])
+			}
+		}
+	}
+	ddFlag, auditFlag := IngressDefaultDeny, IngressDefaultAudit
+	if dir == Egress {
+		ddFlag, auditFlag = EgressDefaultDeny, EgressDefaultAudit
+	}
+	switch {
+	case flags&FlagDeny != 0:
+		return VerdictDeny, ReasonDenied, deny
+	case flags&FlagAllow != 0:
+		v, r, rule := VerdictAllow, ReasonAllowed, allow
+		if req != nil {
+			v, r, rule = decideL7(l7, unrestricted, req)
+		}
+		if v == VerdictAllow && flags&FlagAuditDeny != 0 {
+			return VerdictAudit, ReasonDenied, audit
+		}
+		return v, r, rule
+	case ep.Flags&ddFlag != 0:
+		return VerdictDeny, ReasonDefaultDeny, 0
+	case flags&FlagAuditDeny != 0:
+		return VerdictAudit, ReasonDenied, audit
+	case ep.Flags&auditFlag != 0:
+		return VerdictAudit, ReasonDefaultDeny, 0
+	}
+	return VerdictAllow, ReasonNotSelected, 0
+}
+
+// decideL7 decides a request against the L7 lists of the allow entries
+// found. unrestricted is the lowest allow rule of an entry without an L7
+// list (0 if none): such a rule allows every request.
+func decideL7(lists []L7List, unrestricted RuleID, req *Request) (Verdict, Reason, RuleID) {
+	matched := unrestricted
+	var restricting, enforcing RuleID
+	for _, list := range lists {
+		for _, a := range list {
+			if a.Rules == nil || MatchL7(a.Rules, req) {
+				matched = minRule(matched, a.Rule)
+				continue
+			}
+			restricting = minRule(restricting, a.Rule)
+			if !a.Audit {
+				enforcing = minRule(enforcing, a.Rule)
+			}
+		}
+	}
+	switch {
+	case matched != 0:
+		return VerdictAllow, ReasonAllowed, matched
+	case enforcing != 0:
+		return VerdictDeny, ReasonL7Denied, enforcing
+	}
+	return VerdictAudit, ReasonL7Denied, restricting
+}
+
+func minRule(a, b RuleID) RuleID {
+	if a == 0 || b != 0 && b < a {
+		return b
+	}
+	return a
+}
+
+// Identity returns the identity of addr: the IPCache entry with the
+// longest prefix containing it, world when none does.
+func (m *MapState) Identity(addr netip.Addr) Identity {
+	for bits := addr.BitLen(); bits >= 0; bits-- {
+		p, _ := addr.Prefix(bits)
+		if id, ok := m.IPCache[p]; ok {
+			return id
+		}
+	}
+	return IdentityWorld
+}
+
+// lookupPolicy finds the entry with the longest prefix matching k's
+// proto and port.
+func (m *MapState) lookupPolicy(k PolicyKey) (PolicyEntry, bool) {
+	full := uint32(k.Proto)<<16 | uint32(k.Port)
+	for bits := 24; bits >= 0; bits-- {
+		v := full &^ (1<<(24-bits) - 1)
+		k.Proto, k.Port, k.PrefixLen = Proto(v>>16), uint16(v), uint8(bits)
+		if e, ok := m.Policy[k]; ok {
+			return e, true
+		}
+	}
+	return PolicyEntry{}, false
+}
+
+// Lookup decides a flow from map contents: the source's egress and the
+// destination's ingress, each where the state has the endpoint, combined
+// as Evaluate combines sides. Replies take the verdict of the original
+// direction, which the datapath gets from conntrack.
+func (m *MapState) Lookup(flow Flow) (egress, ingress Side, v Verdict) {
+	if flow.Reply {
+		flow.Src, flow.Dst, flow.Reply, flow.Request = flow.Dst, flow.Src, false, nil
+	}
+	ev, er, erule := m.LookupSide(Egress, flow.Src, flow.Dst, flow.Proto, flow.Port, flow.Request)
+	iv, ir, irule := m.LookupSide(Ingress, flow.Dst, flow.Src, flow.Proto, flow.Port, flow.Request)
+	egress = Side{Direction: Egress, Verdict: ev, Reason: er, Rule: &Rule{ID: erule}}
+	ingress = Side{Direction: Ingress, Verdict: iv, Reason: ir, Rule: &Rule{ID: irule}}
+	switch {
+	case ev == VerdictDeny || iv == VerdictDeny:
+		v = VerdictDeny
+	case ev == VerdictAudit || iv == VerdictAudit:
+		v = VerdictAudit
+	}
+	return egress, ingress, v
+}

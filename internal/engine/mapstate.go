@@ -1,0 +1,127 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package engine
+
+import (
+	"net/netip"
+
+	"github.com/palisade-dev/palisade/api/v1alpha1"
+)
+
+// MapState is the desired content of one node's datapath maps, as the node
+// compiler produces it and the datapath package writes it to the kernel.
+// It is plain data: two MapStates compiled from the same input are equal,
+// whatever the order of policies, rules and endpoints.
+//
+// A packet is decided by Lookup, which is the contract between the
+// compiler and the eBPF programs:
+//
+//  1. The enforcement point (the source on egress, the destination on
+//     ingress) is looked up in Endpoints by address. Absent: not enforced.
+//  2. The peer's identity is the IPCache entry with the longest prefix
+//     that contains the peer's address (0.0.0.0/0 and ::/0 are world).
+//  3. The Policy map is probed twice, with the peer's identity and with
+//     identity 0 (any peer): key (endpoint's PolicyID, direction, identity,
+//     protocol and port). Policy keys are prefixes of the 24 bits
+//     proto<<16|port, and the entries of one (PolicyID, direction,
+//     identity) never overlap, so each probe finds at most one entry.
+//  4. The two entries' flags are ORed: any Deny → deny; else any Allow →
+//     allow, subject to L7 (an L7 list); then AuditDeny → audit; without
+//     Allow, the endpoint's default-deny flags decide.
+type MapState struct {
+	IPCache   map[netip.Prefix]Identity    `json:"ipcache"`
+	Endpoints map[netip.Addr]EndpointEntry `json:"endpoints"`
+	Policy    map[PolicyKey]PolicyEntry    `json:"policy"`
+	// L7 holds the L7 lists that policy entries refer to by L7ID.
+	L7 map[L7ID]L7List `json:"l7"`
+}
+
+// EndpointFlags say how an enforcement point is default-deny.
+type EndpointFlags uint8
+
+// Endpoint flags: default deny per direction, enforced or audited.
+const (
+	IngressDefaultDeny EndpointFlags = 1 << iota
+	IngressDefaultAudit
+	EgressDefaultDeny
+	EgressDefaultAudit
+)
+
+// EndpointEntry describes a local enforcement point (a workload, or the
+// host for the host firewall).
+type EndpointEntry struct {
+	Identity Identity `json:"identity"`
+	// PolicyID selects the endpoint's policy entries. Endpoints with the
+	// same identity share one (it is the identity's number).
+	PolicyID uint32        `json:"policyID"`
+	Flags    EndpointFlags `json:"flags"`
+}
+
+// PolicyKey is one prefix of the policy map.
+type PolicyKey struct {
+	PolicyID  uint32    `json:"policyID"`
+	Direction Direction `json:"direction"`
+	// Identity is the peer's identity; 0 matches every peer.
+	Identity Identity `json:"identity"`
+	Proto    Proto    `json:"proto"`
+	Port     uint16   `json:"port"`
+	// PrefixLen is how many of the 24 bits proto<<16|port are significant:
+	// 0 is every protocol and port, 8 every port of Proto, 24 one port.
+	PrefixLen uint8 `json:"prefixLen"`
+}
+
+// PolicyFlags say what matched at a point of the policy map.
+type PolicyFlags uint8
+
+// Policy entry flags.
+const (
+	// FlagAllow: an allow rule matches.
+	FlagAllow PolicyFlags = 1 << iota
+	// FlagDeny: a deny rule of an enforcing policy matches.
+	FlagDeny
+	// FlagAuditDeny: a deny rule of an audit-mode policy matches.
+	FlagAuditDeny
+)
+
+// PolicyEntry is the value at a policy map prefix. Each rule field holds
+// the lowest RuleID of its kind at this point, or 0.
+type PolicyEntry struct {
+	Flags     PolicyFlags `json:"flags"`
+	AllowRule RuleID      `json:"allowRule,omitempty"`
+	DenyRule  RuleID      `json:"denyRule,omitempty"`
+	AuditRule RuleID      `json:"auditRule,omitempty"`
+	// L7 is 0 when no allow rule at this point has L7 rules; otherwise it
+	// names the list of every allow rule at this point with its L7 rules
+	// (nil for a rule without), so that requests are decided, and the
+	// deciding rule named, exactly as the reference evaluator does.
+	L7 L7ID `json:"l7,omitempty"`
+}
+
+// L7ID names an L7 list. IDs are content hashes, so the same list has the
+// same ID on every node and across compilations.
+type L7ID uint32
+
+// L7List is the allow rules at one policy map point with their L7 rules,
+// sorted by RuleID.
+type L7List []L7Allow
+
+// L7Allow is one allow rule at a point; Rules nil allows every request.
+type L7Allow struct {
+	Rule  RuleID            `json:"rule"`
+	Audit bool              `json:"audit,omitempty"`
+	Rules *v1alpha1.L7Rules `json:"rules,omitempty"`
+}
