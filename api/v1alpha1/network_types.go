@@ -163,8 +163,10 @@ type RuleSet struct {
 	EgressDeny []EgressDenyRule `json:"egressDeny,omitzero"`
 
 	// enableDefaultDeny controls whether selecting an endpoint makes it
-	// deny by default in a direction (default true in both directions).
-	// Set false to add allows to an endpoint without isolating it.
+	// deny by default in a direction. When a direction is not set, it is
+	// true if the policy has rules (allow or deny) in that direction and
+	// false otherwise, as in Cilium. Set false to add allows to an
+	// endpoint without isolating it.
 	// +optional
 	EnableDefaultDeny *DefaultDeny `json:"enableDefaultDeny,omitempty"`
 }
