@@ -28,10 +28,11 @@ type Flow struct {
 	Src   netip.Addr `json:"src"`
 	Dst   netip.Addr `json:"dst"`
 	Proto Proto      `json:"proto"`
-	// Port is the destination port, or the ICMP type.
+	// Port is the destination port, or the ICMP type. For a reply it is
+	// the port of the connection (the reply's source port).
 	Port uint16 `json:"port"`
-	// Reply marks a packet of the reply direction of a connection that
-	// Src's peer opened: it is allowed exactly when the original is.
+	// Reply marks a packet of the reply direction of a connection that Dst
+	// opened to Src:Port: it is allowed exactly when the connection is.
 	Reply   bool     `json:"reply,omitempty"`
 	Request *Request `json:"request,omitempty"`
 }

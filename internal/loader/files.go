@@ -208,6 +208,21 @@ func userPos(v cue.Value, root, prefer string, depth int) diag.Pos {
 	if p.Line > 0 && (prefer == "" || p.File == prefer) {
 		return p
 	}
+	// A value written in the user's file and unified with the schema has
+	// the schema's position; its conjuncts say where the user wrote it.
+	if op, args := v.Expr(); op == cue.AndOp {
+		var best diag.Pos
+		for _, a := range args {
+			q := toPos(a.Pos(), root)
+			if q.Line > 0 && (prefer == "" || q.File == prefer) && !strings.HasPrefix(q.File, "/") &&
+				(best.Line == 0 || q.Line < best.Line || (q.Line == best.Line && q.Column < best.Column)) {
+				best = q
+			}
+		}
+		if best.Line > 0 {
+			return best
+		}
+	}
 	if depth < 8 {
 		var best diag.Pos
 		consider := func(c cue.Value) {

@@ -1,0 +1,506 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/palisade-dev/palisade/internal/diag"
+	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/validate"
+	"github.com/palisade-dev/palisade/policies/schema"
+)
+
+func init() { commands = append(commands, newExplainCmd) }
+
+type explainFlags struct {
+	policies, endpoints     string
+	from, to                string
+	fromEntity, toEntity    string
+	port                    string
+	reply                   bool
+	output                  string
+	httpMethod, httpPath    string
+	httpHost                string
+	httpHeaders             []string
+	dnsName                 string
+	kafkaAPIKey, kafkaTopic string
+	kafkaClientID           string
+	kafkaAPIVersion         int
+	revision                string
+}
+
+func newExplainCmd() *cobra.Command {
+	var f explainFlags
+	cmd := &cobra.Command{
+		Use:   "explain --policies DIR --endpoints FILE --from SRC --to DST:PORT/PROTO",
+		Short: "Say whether a flow is allowed, and which rule decided it",
+		Long: `explain evaluates one flow against the policies in DIR and the workloads in
+the endpoints file with Palisade's reference evaluator, and prints the
+verdict of each enforcement point (the source's egress, the destination's
+ingress) with the rule that decided it and its file:line.
+
+SRC and DST are NS/POD, node/NAME, an IP address or a CIDR (its first
+address); DST carries :PORT/PROTO (PROTO is TCP, UDP, SCTP, ICMP or ICMPv6;
+for ICMP the port is the type; TCP when omitted). --from-entity and
+--to-entity name a reserved entity instead (world, host, remote-node,
+kube-apiserver, unmanaged); give the port with --port.
+
+The endpoints file (YAML) lists namespaces with labels, nodes, endpoints
+(namespace, name, labels, ips, node, named ports), the API server's
+addresses, pod CIDRs and DNS answers (for toFQDNs); see
+policies/examples/endpoints.yaml.
+
+Exit status: 0 the flow was explained (whatever the verdict), 1 the policies
+are invalid, 2 usage error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runExplain(cmd, &f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.policies, "policies", "", "policy repository directory (required)")
+	fl.StringVar(&f.endpoints, "endpoints", "", "endpoints file, YAML (required)")
+	fl.StringVar(&f.from, "from", "", "source: NS/POD, node/NAME, IP or CIDR")
+	fl.StringVar(&f.to, "to", "", "destination: NS/POD:PORT/PROTO, node/NAME:PORT/PROTO, IP:PORT/PROTO or CIDR:PORT/PROTO")
+	fl.StringVar(&f.fromEntity, "from-entity", "", "source entity: world, host, remote-node, kube-apiserver, unmanaged")
+	fl.StringVar(&f.toEntity, "to-entity", "", "destination entity, optionally with :PORT/PROTO")
+	fl.StringVar(&f.port, "port", "", "destination PORT/PROTO when --to-entity has none")
+	fl.BoolVar(&f.reply, "reply", false, "explain the reply packets of the connection SRC opens to DST")
+	fl.StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	fl.StringVar(&f.httpMethod, "http-method", "", "HTTP request method")
+	fl.StringVar(&f.httpPath, "http-path", "", "HTTP request path")
+	fl.StringVar(&f.httpHost, "http-host", "", "HTTP Host header")
+	fl.StringArrayVar(&f.httpHeaders, "http-header", nil, "HTTP header \"Name: value\" (repeatable)")
+	fl.StringVar(&f.dnsName, "dns", "", "DNS query name")
+	fl.StringVar(&f.kafkaAPIKey, "kafka-api-key", "", "Kafka request API key (produce, fetch, metadata, ...)")
+	fl.IntVar(&f.kafkaAPIVersion, "kafka-api-version", 0, "Kafka request API version")
+	fl.StringVar(&f.kafkaTopic, "kafka-topic", "", "Kafka topic")
+	fl.StringVar(&f.kafkaClientID, "kafka-client-id", "", "Kafka client ID")
+	fl.StringVar(&f.revision, "revision", "", "revision to record in the rules' origins")
+	return cmd
+}
+
+func usage(format string, args ...any) error {
+	return &exitError{exitUsage, fmt.Errorf(format, args...)}
+}
+
+func runExplain(cmd *cobra.Command, f *explainFlags) error {
+	if f.policies == "" || f.endpoints == "" {
+		return usage("--policies and --endpoints are required")
+	}
+	if (f.from == "") == (f.fromEntity == "") {
+		return usage("give exactly one of --from and --from-entity")
+	}
+	if (f.to == "") == (f.toEntity == "") {
+		return usage("give exactly one of --to and --to-entity")
+	}
+	if f.output != "text" && f.output != "json" {
+		return usage("unknown --output %q (want text or json)", f.output)
+	}
+	cluster, err := readCluster(f.endpoints)
+	if err != nil {
+		return usage("%v", err)
+	}
+	rep, err := validate.Dir(cmd.Context(), f.policies, validate.Options{})
+	if err != nil {
+		return usage("%v", err)
+	}
+	if !rep.Valid() {
+		_ = diag.Write(cmd.ErrOrStderr(), "text", "palisadectl", schema.Version, relativeTo(f.policies, rep.Diagnostics))
+		return &exitError{exitInvalid, fmt.Errorf("%s: the policies are invalid", f.policies)}
+	}
+	ir, err := engine.Build(rep.Objects, f.revision)
+	if err != nil {
+		return usage("%v", err)
+	}
+	flow, err := buildFlow(cluster, f)
+	if err != nil {
+		return usage("%v", err)
+	}
+	res := engine.Evaluate(ir, cluster, flow)
+	out := newExplanation(cluster, flow, res, f.policies)
+	if f.output == "json" {
+		b, err := json.MarshalIndent(out, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b)
+		return err
+	}
+	return out.writeText(cmd.OutOrStdout())
+}
+
+// readCluster reads an endpoints file, refusing unknown fields so that a
+// misspelt key is an error rather than a workload without labels.
+func readCluster(path string) (*engine.Cluster, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read endpoints: %w", err)
+	}
+	js, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	var c engine.Cluster
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := c.Index(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, nil
+}
+
+func buildFlow(c *engine.Cluster, f *explainFlags) (engine.Flow, error) {
+	var flow engine.Flow
+	var err error
+	if f.from != "" {
+		flow.Src, err = resolveAddr(c, f.from)
+	} else {
+		flow.Src, err = entityAddr(c, engine.Entity(f.fromEntity), netip.Addr{})
+	}
+	if err != nil {
+		return flow, fmt.Errorf("--from: %w", err)
+	}
+	var dst, port string
+	if f.to != "" {
+		var ok bool
+		if dst, port, ok = splitHostPort(f.to); !ok {
+			return flow, fmt.Errorf("--to %q: want DST:PORT/PROTO", f.to)
+		}
+		if flow.Dst, err = resolveAddr(c, dst); err != nil {
+			return flow, fmt.Errorf("--to: %w", err)
+		}
+	} else {
+		ent, p, _ := strings.Cut(f.toEntity, ":")
+		port = p
+		if flow.Dst, err = entityAddr(c, engine.Entity(ent), flow.Src); err != nil {
+			return flow, fmt.Errorf("--to-entity: %w", err)
+		}
+	}
+	if port == "" {
+		port = f.port
+	}
+	if port == "" {
+		return flow, fmt.Errorf("no destination port: give DST:PORT/PROTO or --port")
+	}
+	if flow.Port, flow.Proto, err = parsePort(port); err != nil {
+		return flow, err
+	}
+	if f.reply {
+		// The flags describe the connection; the packet is its reply.
+		flow.Src, flow.Dst, flow.Reply = flow.Dst, flow.Src, true
+	}
+	flow.Request, err = request(f)
+	return flow, err
+}
+
+// splitHostPort splits "DST:PORT/PROTO", where DST may be an IPv6 address
+// in brackets or a CIDR.
+func splitHostPort(s string) (host, port string, ok bool) {
+	if strings.HasPrefix(s, "[") {
+		end := strings.Index(s, "]")
+		if end < 0 || end+1 >= len(s) || s[end+1] != ':' {
+			return "", "", false
+		}
+		return s[1:end], s[end+2:], true
+	}
+	i := strings.LastIndex(s, ":")
+	if i <= 0 {
+		return "", "", false
+	}
+	return s[:i], s[i+1:], true
+}
+
+func parsePort(s string) (uint16, engine.Proto, error) {
+	num, protoName, hasProto := strings.Cut(s, "/")
+	proto := engine.ProtoTCP
+	if hasProto {
+		p, err := engine.ParseProto(protoName)
+		if err != nil || p == engine.ProtoAny {
+			return 0, 0, fmt.Errorf("port %q: want TCP, UDP, SCTP, ICMP or ICMPv6", s)
+		}
+		proto = p
+	}
+	n, err := strconv.ParseUint(num, 10, 16)
+	if err != nil {
+		return 0, 0, fmt.Errorf("port %q: want a number from 0 to 65535", s)
+	}
+	if (proto == engine.ProtoICMP || proto == engine.ProtoICMPv6) && n > 255 {
+		return 0, 0, fmt.Errorf("port %q: an ICMP type is at most 255", s)
+	}
+	return uint16(n), proto, nil
+}
+
+// resolveAddr turns NS/POD, node/NAME, an address or a CIDR into the
+// address a packet would carry.
+func resolveAddr(c *engine.Cluster, s string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a, nil
+	}
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked().Addr(), nil
+	}
+	if name, ok := strings.CutPrefix(s, "node/"); ok {
+		n, ok := c.Node(name)
+		if !ok || len(n.IPs) == 0 {
+			return netip.Addr{}, fmt.Errorf("no node %q with an address in the endpoints file", name)
+		}
+		return n.IPs[0], nil
+	}
+	if !strings.Contains(s, "/") {
+		return netip.Addr{}, fmt.Errorf("%q is not NS/POD, node/NAME, an address or a CIDR", s)
+	}
+	e, ok := c.Endpoint(s)
+	if !ok {
+		return netip.Addr{}, fmt.Errorf("no endpoint %q in the endpoints file", s)
+	}
+	if len(e.IPs) == 0 {
+		return netip.Addr{}, fmt.Errorf("endpoint %q has no address", s)
+	}
+	return e.IPs[0], nil
+}
+
+// entityAddr picks an address that has the entity's identity, seen from
+// the node of from (for host and remote-node).
+func entityAddr(c *engine.Cluster, ent engine.Entity, from netip.Addr) (netip.Addr, error) {
+	var fromNode string
+	if e, ok := c.EndpointByIP(from); ok {
+		fromNode = e.Node
+	} else if n, ok := c.NodeByIP(from); ok {
+		fromNode = n.Name
+	}
+	var cands []netip.Addr
+	switch ent {
+	case engine.EntityWorld:
+		for _, s := range []string{"203.0.113.10", "198.18.0.10", "2001:db8::10"} {
+			cands = append(cands, netip.MustParseAddr(s))
+		}
+	case engine.EntityKubeAPIServer:
+		cands = c.APIServer
+	case engine.EntityHost, engine.EntityRemoteNode:
+		if fromNode == "" && ent == engine.EntityHost {
+			return netip.Addr{}, fmt.Errorf("host is the node of the other end, which is not a workload or node")
+		}
+		for _, n := range c.Nodes {
+			if (n.Name == fromNode) == (ent == engine.EntityHost) {
+				cands = append(cands, n.IPs...)
+			}
+		}
+	case engine.EntityUnmanaged:
+		for _, e := range c.Endpoints {
+			if e.Unmanaged {
+				cands = append(cands, e.IPs...)
+			}
+		}
+	default:
+		return netip.Addr{}, fmt.Errorf("entity %q does not name one kind of address; give an address or endpoint instead", ent)
+	}
+	for _, a := range cands {
+		if l := c.PeerLabels(a, fromNode); l.Has(ent) {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("the endpoints file has no address with entity %q", ent)
+}
+
+func request(f *explainFlags) (*engine.Request, error) {
+	var r engine.Request
+	n := 0
+	if f.httpMethod != "" || f.httpPath != "" || f.httpHost != "" || len(f.httpHeaders) > 0 {
+		n++
+		r.HTTP = &engine.HTTPRequest{Method: f.httpMethod, Path: f.httpPath, Host: f.httpHost}
+		for _, h := range f.httpHeaders {
+			k, v, ok := strings.Cut(h, ":")
+			if !ok {
+				return nil, fmt.Errorf("--http-header %q: want \"Name: value\"", h)
+			}
+			if r.HTTP.Headers == nil {
+				r.HTTP.Headers = map[string]string{}
+			}
+			r.HTTP.Headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+		if r.HTTP.Method == "" {
+			r.HTTP.Method = "GET"
+		}
+		if r.HTTP.Path == "" {
+			r.HTTP.Path = "/"
+		}
+	}
+	if f.dnsName != "" {
+		n++
+		r.DNS = &engine.DNSRequest{Name: f.dnsName}
+	}
+	if f.kafkaAPIKey != "" || f.kafkaTopic != "" || f.kafkaClientID != "" {
+		n++
+		if f.kafkaAPIKey == "" {
+			return nil, fmt.Errorf("a Kafka request needs --kafka-api-key")
+		}
+		r.Kafka = &engine.KafkaRequest{APIKey: f.kafkaAPIKey, APIVersion: f.kafkaAPIVersion, Topic: f.kafkaTopic, ClientID: f.kafkaClientID}
+	}
+	switch n {
+	case 0:
+		return nil, nil
+	case 1:
+		return &r, nil
+	}
+	return nil, fmt.Errorf("give one L7 request: HTTP, DNS or Kafka")
+}
+
+// explanation is explain's output, in JSON as documented in docs/engine.md.
+type explanation struct {
+	Flow    flowOut          `json:"flow"`
+	Verdict engine.Verdict   `json:"verdict"`
+	Decider engine.Direction `json:"decidedBy"`
+	Egress  sideOut          `json:"egress"`
+	Ingress sideOut          `json:"ingress"`
+}
+
+type flowOut struct {
+	Src     string          `json:"src"`
+	Dst     string          `json:"dst"`
+	Proto   engine.Proto    `json:"proto"`
+	Port    uint16          `json:"port"`
+	Reply   bool            `json:"reply,omitempty"`
+	Request *engine.Request `json:"request,omitempty"`
+}
+
+type sideOut struct {
+	Endpoint string          `json:"endpoint,omitempty"`
+	Verdict  engine.Verdict  `json:"verdict"`
+	Reason   engine.Reason   `json:"reason"`
+	Rule     *ruleOut        `json:"rule,omitempty"`
+	Policies []engine.Origin `json:"defaultDenyBy,omitempty"`
+}
+
+type ruleOut struct {
+	ID     engine.RuleID `json:"id"`
+	Action engine.Action `json:"-"`
+	Audit  bool          `json:"audit,omitempty"`
+	engine.Origin
+}
+
+func newExplanation(c *engine.Cluster, flow engine.Flow, res engine.Result, dir string) *explanation {
+	return &explanation{
+		Flow:    flowOut{Src: describeAddr(c, flow.Src), Dst: describeAddr(c, flow.Dst), Proto: flow.Proto, Port: flow.Port, Reply: flow.Reply, Request: flow.Request},
+		Verdict: res.Verdict,
+		Decider: res.Decider,
+		Egress:  sideOf(res.Egress, dir),
+		Ingress: sideOf(res.Ingress, dir),
+	}
+}
+
+func sideOf(s engine.Side, dir string) sideOut {
+	out := sideOut{Endpoint: s.Endpoint, Verdict: s.Verdict, Reason: s.Reason}
+	if s.Rule != nil {
+		o := s.Rule.Origin
+		o.File = relativeFile(dir, o.File)
+		out.Rule = &ruleOut{ID: s.Rule.ID, Action: s.Rule.Action, Audit: s.Rule.Audit, Origin: o}
+	}
+	for _, p := range s.Policies {
+		p.File = relativeFile(dir, p.File)
+		out.Policies = append(out.Policies, p)
+	}
+	return out
+}
+
+func describeAddr(c *engine.Cluster, a netip.Addr) string {
+	if e, ok := c.EndpointByIP(a); ok {
+		return fmt.Sprintf("%s (%s)", e.ID(), a)
+	}
+	if n, ok := c.NodeByIP(a); ok {
+		return fmt.Sprintf("node/%s (%s)", n.Name, a)
+	}
+	return a.String()
+}
+
+func (e *explanation) writeText(w io.Writer) error {
+	var b strings.Builder
+	f := e.Flow
+	fmt.Fprintf(&b, "flow:    %s -> %s %d/%s", f.Src, f.Dst, f.Port, f.Proto)
+	if f.Reply {
+		b.WriteString(" (reply)")
+	}
+	b.WriteByte('\n')
+	fmt.Fprintf(&b, "verdict: %s (decided at %s)\n", strings.ToUpper(e.Verdict.String()), e.Decider)
+	for _, s := range []struct {
+		name string
+		side sideOut
+	}{{"egress ", e.Egress}, {"ingress", e.Ingress}} {
+		fmt.Fprintf(&b, "%s  %s\n", s.name, s.side.describe())
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (s sideOut) describe() string {
+	if s.Reason == engine.ReasonNotEnforced {
+		return "not enforced: not a managed workload or node"
+	}
+	head := fmt.Sprintf("at %s: %s, ", s.Endpoint, s.Verdict)
+	switch s.Reason {
+	case engine.ReasonNotSelected:
+		return head + "no policy isolates it in this direction"
+	case engine.ReasonDefaultDeny:
+		var ps []string
+		for _, p := range s.Policies {
+			ps = append(ps, fmt.Sprintf("%s (%s)", p.Policy(), p.Position()))
+		}
+		return head + "default deny: no rule allows it, and it is isolated by " + strings.Join(ps, ", ")
+	}
+	r := s.Rule
+	verb := map[engine.Reason]string{engine.ReasonAllowed: "allowed by", engine.ReasonDenied: "denied by", engine.ReasonL7Denied: "no L7 rule matches the request in"}[s.Reason]
+	audit := ""
+	if r.Audit {
+		audit = " [audit mode]"
+	}
+	return fmt.Sprintf("%s%s %s %s (%s)%s", head, verb, r.Policy(), r.Path, r.Position(), audit)
+}
+
+// relativeFile makes a repository-relative file relative to the working
+// directory when the repository lies inside it, as validate does for its
+// diagnostics.
+func relativeFile(dir, file string) string {
+	if file == "" || filepath.IsAbs(file) {
+		return file
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return file
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return file
+	}
+	prefix, err := filepath.Rel(wd, abs)
+	if err != nil || strings.HasPrefix(prefix, "..") || prefix == "." {
+		return file
+	}
+	return filepath.ToSlash(filepath.Join(prefix, file))
+}

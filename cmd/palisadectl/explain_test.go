@@ -1,0 +1,206 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// explainCmd runs "palisadectl explain" on the example repository.
+func explainCmd(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	base := []string{"explain", "--policies", "../../policies/examples", "--endpoints", "../../policies/examples/endpoints.yaml"}
+	root.SetArgs(append(base, args...))
+	err := root.Execute()
+	return out.String(), errOut.String(), exitCode(err)
+}
+
+// TestExplainExamples asks about flows of the example cluster. Each
+// expectation is read off the example policies (policies/examples), not
+// off explain's output: which rule of which policy should decide, and on
+// which line of which file that rule is written.
+func TestExplainExamples(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		verdict string
+		// side is the deciding side; rule "policy path" and its file:line.
+		side, reason, rule, pos string
+	}{
+		{"frontend calls api", []string{"--from", "shop/frontend-7d9f", "--to", "shop/api-5c8b:8080/TCP"},
+			"allow", "ingress", "allowed", "shop/api spec.ingress[0]", "shop/api.cue:15:13"},
+		{"world reaches frontend's http", []string{"--from-entity", "world", "--to", "shop/frontend-7d9f:80/TCP"},
+			"allow", "ingress", "allowed", "shop/frontend spec.ingress[0]", "shop/frontend.cue:22:4"},
+		{"world to frontend ssh is default-deny", []string{"--from-entity", "world", "--to", "shop/frontend-7d9f:22/TCP"},
+			"deny", "ingress", "default-deny", "", ""},
+		{"frontend may not reach postgres", []string{"--from", "shop/frontend-7d9f", "--to", "shop/postgres-0:5432/TCP"},
+			"deny", "egress", "default-deny", "", ""},
+		{"api reaches postgres", []string{"--from", "shop/api-5c8b", "--to", "shop/postgres-0:5432/TCP"},
+			"allow", "egress", "allowed", "shop/api spec.egress[1]", "shop/api.cue:25:4"},
+		{"backup network, not its excepted /24", []string{"--from", "10.20.5.9", "--to", "shop/postgres-0:8433/TCP"},
+			"deny", "ingress", "default-deny", "", ""},
+		{"backup network reaches the backup port range", []string{"--from", "10.20.7.9", "--to", "shop/postgres-0:8435/TCP"},
+			"allow", "ingress", "allowed", "shop/postgres spec.ingress[2]", "shop/postgres.cue:23:4"},
+		{"prometheus scrapes the named metrics port", []string{"--from", "monitoring/prometheus-0", "--to", "shop/api-5c8b:9090/TCP"},
+			"allow", "ingress", "allowed", "shop/default-deny spec.ingress[0]", "platform/default-deny.cue"},
+		{"frontend's HTTP to api must match its L7 rules", []string{"--from", "shop/frontend-7d9f", "--to", "shop/api-5c8b:8080/TCP", "--http-method", "GET", "--http-path", "/admin", "--http-host", "api.shop.svc.cluster.local"},
+			"deny", "egress", "l7-denied", "shop/frontend spec.egress[1]", "shop/frontend.cue:48:4"},
+		{"api produces orders to kafka", []string{"--from", "shop/api-5c8b", "--to", "payments/kafka-0:9092/TCP", "--kafka-api-key", "produce", "--kafka-topic", "orders", "--kafka-client-id", "shop-api"},
+			"allow", "ingress", "allowed", "payments/kafka spec.ingress[0]", "payments/kafka.cue:13:4"},
+		{"api may not consume orders", []string{"--from", "shop/api-5c8b", "--to", "payments/kafka-0:9092/TCP", "--kafka-api-key", "fetch", "--kafka-topic", "orders"},
+			"deny", "ingress", "l7-denied", "payments/kafka spec.ingress[0]", "payments/kafka.cue:13:4"},
+		{"ledger is in audit mode", []string{"--from", "ledger/ledger-1", "--to-entity", "world:443/TCP"},
+			"audit", "egress", "default-deny", "", ""},
+		{"bastion reaches a worker's ssh", []string{"--from", "10.0.8.5", "--to", "node/worker-1:22/TCP"},
+			"allow", "ingress", "allowed", "host-firewall-workers spec.ingress[1]", "platform/host-firewall.cue"},
+		{"world may not ssh into a worker", []string{"--from-entity", "world", "--to", "node/worker-1:22/TCP"},
+			"deny", "ingress", "default-deny", "", ""},
+		{"api reaches stripe by name", []string{"--from", "shop/api-5c8b", "--to", "198.51.100.20:443/TCP"},
+			"allow", "egress", "allowed", "shop/api spec.egress[3]", "shop/api.cue:35:4"},
+		{"the reply of an allowed call is allowed", []string{"--from", "shop/frontend-7d9f", "--to", "shop/api-5c8b:8080/TCP", "--reply"},
+			"allow", "ingress", "allowed", "shop/api spec.ingress[0]", "shop/api.cue:15:13"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := explainCmd(t, append(tc.args, "-o", "json")...)
+			if code != exitOK {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			var got struct {
+				Verdict string
+				Egress  sideJSON
+				Ingress sideJSON
+			}
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("output is not JSON: %v\n%s", err, out)
+			}
+			if got.Verdict != tc.verdict {
+				t.Fatalf("verdict %s, want %s\n%s", got.Verdict, tc.verdict, out)
+			}
+			side := got.Ingress
+			if tc.side == "egress" {
+				side = got.Egress
+			}
+			if side.Reason != tc.reason {
+				t.Fatalf("%s reason %s, want %s\n%s", tc.side, side.Reason, tc.reason, out)
+			}
+			if tc.rule == "" {
+				return
+			}
+			if side.Rule == nil {
+				t.Fatalf("%s names no rule\n%s", tc.side, out)
+			}
+			name := side.Rule.Name
+			if side.Rule.Namespace != "" {
+				name = side.Rule.Namespace + "/" + name
+			}
+			if got := name + " " + side.Rule.Path; got != tc.rule {
+				t.Errorf("deciding rule %q, want %q", got, tc.rule)
+			}
+			pos := fmt.Sprintf("%s:%d:%d", side.Rule.File, side.Rule.Line, side.Rule.Column)
+			if !strings.HasPrefix(pos, tc.pos) || side.Rule.Line == 0 {
+				t.Errorf("rule position %s, want %s", pos, tc.pos)
+			}
+			// The position must point at the rule in the file.
+			src, err := os.ReadFile(filepath.Join("../../policies/examples", side.Rule.File))
+			if err != nil {
+				t.Fatalf("rule file: %v", err)
+			}
+			if lines := strings.Split(string(src), "\n"); side.Rule.Line > len(lines) {
+				t.Errorf("line %d is beyond %s", side.Rule.Line, side.Rule.File)
+			}
+		})
+	}
+}
+
+type sideJSON struct {
+	Verdict string
+	Reason  string
+	Rule    *struct {
+		Namespace, Name, Path, File string
+		Line, Column                int
+	}
+}
+
+func TestExplainText(t *testing.T) {
+	out, errOut, code := explainCmd(t, "--from", "shop/frontend-7d9f", "--to", "shop/api-5c8b:8080/TCP")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"verdict: ALLOW",
+		"egress   at shop/frontend-7d9f: allow, allowed by NetworkPolicy shop/frontend spec.egress[1] (shop/frontend.cue:48:4)",
+		"ingress  at shop/api-5c8b: allow, allowed by NetworkPolicy shop/api spec.ingress[0] (shop/api.cue:15:13)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestExplainUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown endpoint", []string{"--from", "shop/nope", "--to", "shop/api-5c8b:80/TCP"}, `no endpoint "shop/nope"`},
+		{"no port", []string{"--from", "shop/frontend-7d9f", "--to-entity", "world"}, "no destination port"},
+		{"bad protocol", []string{"--from", "shop/frontend-7d9f", "--to", "shop/api-5c8b:80/XTP"}, "want TCP, UDP"},
+		{"both from flags", []string{"--from", "shop/frontend-7d9f", "--from-entity", "world", "--to", "shop/api-5c8b:80"}, "exactly one of --from"},
+		{"entity cluster is not one address", []string{"--from", "shop/frontend-7d9f", "--to-entity", "cluster:80/TCP"}, "does not name one kind"},
+		{"two L7 requests", []string{"--from", "shop/frontend-7d9f", "--to", "shop/api-5c8b:80", "--dns", "x", "--http-path", "/"}, "give one L7 request"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, code := explainCmd(t, tc.args...)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want %d", code, exitUsage)
+			}
+			root := newRootCmd()
+			root.SetOut(&bytes.Buffer{})
+			root.SetErr(&bytes.Buffer{})
+			root.SetArgs(append([]string{"explain", "--policies", "../../policies/examples", "--endpoints", "../../policies/examples/endpoints.yaml"}, tc.args...))
+			if err := root.Execute(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want it to say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestExplainBadEndpointsFile(t *testing.T) {
+	dir := t.TempDir()
+	f := writeFile(t, dir, "e.yaml", "endpoints:\n  - namespace: a\n    name: b\n    lables: {x: y}\n")
+	root := newRootCmd()
+	root.SetOut(&bytes.Buffer{})
+	root.SetErr(&bytes.Buffer{})
+	root.SetArgs([]string{"explain", "--policies", "../../policies/examples", "--endpoints", f, "--from", "a/b", "--to", "a/b:1"})
+	err := root.Execute()
+	if exitCode(err) != exitUsage || !strings.Contains(err.Error(), `unknown field "lables"`) {
+		t.Fatalf("err %v: want a usage error naming the unknown field", err)
+	}
+}
