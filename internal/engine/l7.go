@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
 )
@@ -85,8 +86,8 @@ func matchHTTP(r v1alpha1.HTTPRule, q *HTTPRequest) bool {
 		return false
 	}
 	if r.Path != "" {
-		re, err := regexp.Compile("^(?:" + r.Path + ")$")
-		if err != nil || !re.MatchString(q.Path) {
+		re := pathRegexp(r.Path)
+		if re == nil || !re.MatchString(q.Path) {
 			return false
 		}
 	}
@@ -101,6 +102,22 @@ func matchHTTP(r v1alpha1.HTTPRule, q *HTTPRequest) bool {
 		}
 	}
 	return true
+}
+
+// pathRegexps caches compiled path patterns; the validator has accepted
+// them, so a pattern that does not compile matches nothing.
+var pathRegexps sync.Map // string → *regexp.Regexp (nil if invalid)
+
+func pathRegexp(p string) *regexp.Regexp {
+	if re, ok := pathRegexps.Load(p); ok {
+		return re.(*regexp.Regexp)
+	}
+	re, err := regexp.Compile("^(?:" + p + ")$")
+	if err != nil {
+		re = nil
+	}
+	pathRegexps.Store(p, re)
+	return re
 }
 
 // matchHost matches an exact host or "*.domain" (one or more labels in
