@@ -44,10 +44,12 @@ limitations under the License.
 //   - A rule with no peer field and no ports matches nothing (the Cilium
 //     idiom "ingress: [{}]" isolates without allowing). A rule with ports
 //     or ICMP types but no peer field applies to every peer. A peer field
-//     that is present but empty matches no peer.
-//   - A namespaced policy selects pods of its own namespace only, and its
-//     endpoint peer selectors select pods of its own namespace unless they
-//     name the namespace label (io.kubernetes.pod.namespace) themselves.
+//     that is present but empty matches no peer; an empty toPorts list
+//     covers every port, as in Cilium and Kubernetes.
+//   - A namespaced policy selects pods of its own namespace only, even if
+//     its endpointSelector names another namespace; its endpoint peer
+//     selectors select pods of its own namespace unless they name the
+//     namespace label (io.kubernetes.pod.namespace) themselves.
 //   - Endpoint selectors select workloads (pods) only; reserved identities
 //     are reached through entities, or through a "reserved:<entity>" key.
 //   - CIDR and FQDN peers select addresses outside the cluster only: a pod's

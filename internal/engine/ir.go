@@ -402,7 +402,7 @@ func buildPolicy(p *validate.Policy, revision string) (*Policy, error) {
 		}
 		out.Subject.Nodes = &s
 	default:
-		s, err := NewSelector(eps, ns)
+		s, err := subjectSelector(eps, ns)
 		if err != nil {
 			return nil, fmt.Errorf("spec.endpointSelector: %w", err)
 		}
@@ -432,6 +432,21 @@ func buildPolicy(p *validate.Policy, revision string) (*Policy, error) {
 			out.DefaultDeny[Egress] = *dd.Egress
 		}
 	}
+	return out, nil
+}
+
+// subjectSelector canonicalizes a policy's endpointSelector. A namespaced
+// policy selects pods of its own namespace whatever its selector says, as
+// in Cilium: the namespace requirement is added even when the selector
+// names the namespace label, so a policy of one namespace can never
+// isolate the pods of another.
+func subjectSelector(s *metav1.LabelSelector, ns string) (Selector, error) {
+	out, err := NewSelector(s, "")
+	if err != nil || ns == "" {
+		return out, err
+	}
+	out.Requirements = append(out.Requirements, Requirement{Key: LabelNamespace, Op: OpIn, Values: []string{ns}})
+	slices.SortFunc(out.Requirements, compareRequirement)
 	return out, nil
 }
 
@@ -488,8 +503,10 @@ func buildRule(p *validate.Policy, pol *Policy, sec section, i int, ns string) (
 	for _, f := range fqdns {
 		r.Peer.FQDNs = append(r.Peer.FQDNs, FQDN{Name: string(f.MatchName), Pattern: string(f.MatchPattern)})
 	}
+	// An empty toPorts or icmps list says nothing about ports, as in
+	// Cilium and Kubernetes: the rule covers every port.
 	ports, icmps := sec.ports(i), sec.icmps(i)
-	if ports == nil && icmps == nil {
+	if len(ports) == 0 && len(icmps) == 0 {
 		if !named {
 			// Cilium's "ingress: [{}]": isolates, allows nothing.
 			return nil, nil
@@ -500,10 +517,6 @@ func buildRule(p *validate.Policy, pol *Policy, sec section, i int, ns string) (
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		r.L4 = l4
-		// An empty L4 list (toPorts: []) matches nothing; keep it non-nil.
-		if r.L4 == nil {
-			r.L4 = []L4{}
-		}
 	}
 	r.Peer.Any = !named
 	return r, nil
