@@ -57,7 +57,8 @@ limitations under the License.
 //   - L7 rules on a port allow a request only if one of them matches; an
 //     L3/L4 allow of the same peer and port without L7 rules allows every
 //     request.
-//   - A policy in audit mode never drops: what it would drop is reported
-//     with the verdict Audit.
+//   - A policy in audit mode neither drops nor opens: the enforcing
+//     policies decide, and what the audit-mode ones would drop on top of
+//     that is reported with the verdict Audit.
 //   - Replies of allowed connections are allowed.
 package engine

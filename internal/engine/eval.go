@@ -213,23 +213,57 @@ func evaluateSide(ir *IR, c *Cluster, dir Direction, local, remote netip.Addr, f
 		}
 	}
 
+	// Audit-mode policies must not change what is enforced: the side is
+	// decided with the enforcing policies only, and, when that allows, again
+	// as if every policy enforced; a deny of that second view is an audit.
+	cands := sideCandidates{denyEnf, denyAudit, allows, allowL4, ddEnforce, ddAudit}
+	enf := cands.decide(side, flow.Request, false)
+	if enf.Verdict == VerdictDeny {
+		return enf
+	}
+	all := cands.decide(side, flow.Request, true)
 	switch {
-	case len(denyEnf) > 0:
-		side.Verdict, side.Reason, side.Rule = VerdictDeny, ReasonDenied, lowest(denyEnf)
+	case all.Verdict == VerdictDeny:
+		all.Verdict = VerdictAudit
+		return all
+	case enf.Reason == ReasonNotSelected:
+		return all // allowed by an audit-mode rule: name it
+	}
+	return enf
+}
+
+// sideCandidates are what applies at one enforcement point for a flow.
+type sideCandidates struct {
+	denyEnf, denyAudit, allows []*Rule
+	allowL4                    [][]L4
+	ddEnforce, ddAudit         []Origin
+}
+
+// decide decides the side with the enforcing policies only, or with
+// every policy treated as enforcing (withAudit).
+func (c sideCandidates) decide(side Side, req *Request, withAudit bool) Side {
+	denies, dd := c.denyEnf, c.ddEnforce
+	var allows []*Rule
+	var allowL4 [][]L4
+	for i, r := range c.allows {
+		if withAudit || !r.Audit {
+			allows, allowL4 = append(allows, r), append(allowL4, c.allowL4[i])
+		}
+	}
+	if withAudit {
+		denies = append(slices.Clip(denies), c.denyAudit...)
+		dd = append(slices.Clip(dd), c.ddAudit...)
+	}
+	switch {
+	case len(denies) > 0:
+		side.Verdict, side.Reason, side.Rule = VerdictDeny, ReasonDenied, lowest(denies)
 	case len(allows) > 0:
 		side.Verdict, side.Reason, side.Rule = VerdictAllow, ReasonAllowed, lowest(allows)
-		if flow.Request != nil {
-			l7Allow(&side, allows, allowL4, flow.Request)
+		if req != nil {
+			l7Allow(&side, allows, allowL4, req)
 		}
-		if side.Verdict == VerdictAllow && len(denyAudit) > 0 {
-			side.Verdict, side.Reason, side.Rule = VerdictAudit, ReasonDenied, lowest(denyAudit)
-		}
-	case len(ddEnforce) > 0:
-		side.Verdict, side.Reason, side.Policies = VerdictDeny, ReasonDefaultDeny, ddEnforce
-	case len(denyAudit) > 0:
-		side.Verdict, side.Reason, side.Rule = VerdictAudit, ReasonDenied, lowest(denyAudit)
-	case len(ddAudit) > 0:
-		side.Verdict, side.Reason, side.Policies = VerdictAudit, ReasonDefaultDeny, ddAudit
+	case len(dd) > 0:
+		side.Verdict, side.Reason, side.Policies = VerdictDeny, ReasonDefaultDeny, dd
 	default:
 		side.Verdict, side.Reason = VerdictAllow, ReasonNotSelected
 	}
@@ -238,8 +272,8 @@ func evaluateSide(ir *IR, c *Cluster, dir Direction, local, remote netip.Addr, f
 
 // l7Allow applies L7 rules to an L4-allowed request: an allow without L7
 // rules on the port allows every request; otherwise the request must match
-// one of the L7 rules of the matching allows. A refusal is Audit when
-// every rule that could have allowed the request is in audit mode.
+// one of the L7 rules of the matching allows, or is denied by the lowest
+// of them.
 func l7Allow(side *Side, allows []*Rule, l4 [][]L4, req *Request) {
 	var matched, restricting []*Rule
 	for i, r := range allows {
@@ -254,23 +288,7 @@ func l7Allow(side *Side, allows []*Rule, l4 [][]L4, req *Request) {
 		side.Rule = lowest(matched)
 		return
 	}
-	side.Verdict, side.Reason, side.Rule = VerdictAudit, ReasonL7Denied, lowest(restricting)
-	for _, r := range restricting {
-		if !r.Audit {
-			side.Verdict, side.Rule = VerdictDeny, lowest(enforcing(restricting))
-			return
-		}
-	}
-}
-
-func enforcing(rs []*Rule) []*Rule {
-	var out []*Rule
-	for _, r := range rs {
-		if !r.Audit {
-			out = append(out, r)
-		}
-	}
-	return out
+	side.Verdict, side.Reason, side.Rule = VerdictDeny, ReasonL7Denied, lowest(restricting)
 }
 
 func lowest(rs []*Rule) *Rule {

@@ -30,76 +30,107 @@ func (m *MapState) LookupSide(dir Direction, local, remote netip.Addr, proto Pro
 		return VerdictAllow, ReasonNotEnforced, 0
 	}
 	peer := m.Identity(remote)
-	var flags PolicyFlags
-	var allow, deny, audit RuleID
-	var l7 []L7List
-	var unrestricted RuleID // lowest allow rule of entries without L7
+	var entries [2]PolicyEntry
+	n := 0
 	for _, id := range []Identity{peer, 0} {
-		e, ok := m.lookupPolicy(PolicyKey{PolicyID: ep.PolicyID, Direction: dir, Identity: id, Proto: proto, Port: port})
-		if !ok {
+		if e, ok := m.lookupPolicy(PolicyKey{PolicyID: ep.PolicyID, Direction: dir, Identity: id, Proto: proto, Port: port}); ok {
+			entries[n] = e
+			n++
+		}
+	}
+	v, r, rule := m.decideView(entries[:n], ep.Flags, dir, req, false)
+	if v == VerdictDeny {
+		return v, r, rule
+	}
+	av, ar, arule := m.decideView(entries[:n], ep.Flags, dir, req, true)
+	switch {
+	case av == VerdictDeny:
+		return VerdictAudit, ar, arule
+	case r == ReasonNotSelected:
+		return av, ar, arule // allowed by an audit-mode rule
+	}
+	return v, r, rule
+}
+
+// decideView decides one side from the entries found, with the enforcing
+// flags only or with the audit flags too (withAudit); see MapState.
+func (m *MapState) decideView(entries []PolicyEntry, epFlags EndpointFlags, dir Direction, req *Request, withAudit bool) (Verdict, Reason, RuleID) {
+	allowMask, denyMask := FlagAllow, FlagDeny
+	ddMask := IngressDefaultDeny
+	if dir == Egress {
+		ddMask = EgressDefaultDeny
+	}
+	if withAudit {
+		allowMask, denyMask = allowMask|FlagAuditAllow, denyMask|FlagAuditDeny
+		ddMask |= ddMask << 1 // the DefaultAudit flag follows DefaultDeny
+	}
+	var flags PolicyFlags
+	var allow, deny RuleID
+	var l7 []L7List
+	open := false // an allow entry without an L7 list: every request passes
+	for _, e := range entries {
+		flags |= e.Flags
+		if e.Flags&FlagDeny != 0 {
+			deny = minRule(deny, e.DenyRule)
+		}
+		if withAudit && e.Flags&FlagAuditDeny != 0 {
+			deny = minRule(deny, e.AuditRule)
+		}
+		if e.Flags&allowMask == 0 {
 			continue
 		}
-		flags |= e.Flags
-		allow, deny, audit = minRule(allow, e.AllowRule), minRule(deny, e.DenyRule), minRule(audit, e.AuditRule)
 		if e.Flags&FlagAllow != 0 {
-			if e.L7 == 0 {
-				unrestricted = minRule(unrestricted, e.AllowRule)
-			} else {
-				l7 = append(l7, m.L7[e.L7])
-			}
+			allow = minRule(allow, e.AllowRule)
 		}
-	}
-	ddFlag, auditFlag := IngressDefaultDeny, IngressDefaultAudit
-	if dir == Egress {
-		ddFlag, auditFlag = EgressDefaultDeny, EgressDefaultAudit
+		if withAudit && e.Flags&FlagAuditAllow != 0 {
+			allow = minRule(allow, e.AuditAllowRule)
+		}
+		if e.L7 == 0 {
+			open = true
+		} else {
+			l7 = append(l7, m.L7[e.L7])
+		}
 	}
 	switch {
-	case flags&FlagDeny != 0:
+	case flags&denyMask != 0:
 		return VerdictDeny, ReasonDenied, deny
-	case flags&FlagAllow != 0:
-		v, r, rule := VerdictAllow, ReasonAllowed, allow
-		if req != nil {
-			v, r, rule = decideL7(l7, unrestricted, req)
+	case flags&allowMask != 0:
+		if req == nil {
+			return VerdictAllow, ReasonAllowed, allow
 		}
-		if v == VerdictAllow && flags&FlagAuditDeny != 0 {
-			return VerdictAudit, ReasonDenied, audit
-		}
-		return v, r, rule
-	case ep.Flags&ddFlag != 0:
+		return decideL7(l7, open, allow, req, withAudit)
+	case epFlags&ddMask != 0:
 		return VerdictDeny, ReasonDefaultDeny, 0
-	case flags&FlagAuditDeny != 0:
-		return VerdictAudit, ReasonDenied, audit
-	case ep.Flags&auditFlag != 0:
-		return VerdictAudit, ReasonDefaultDeny, 0
 	}
 	return VerdictAllow, ReasonNotSelected, 0
 }
 
 // decideL7 decides a request against the L7 lists of the allow entries
-// found. unrestricted is the lowest allow rule of an entry without an L7
-// list (0 if none): such a rule allows every request.
-func decideL7(lists []L7List, unrestricted RuleID, req *Request) (Verdict, Reason, RuleID) {
-	matched := unrestricted
-	var restricting, enforcing RuleID
+// found; open says an allow entry without a list was found (its rules
+// allow every request; the lowest enforcing one is allow). Audit-mode
+// rules of the lists count only withAudit.
+func decideL7(lists []L7List, open bool, allow RuleID, req *Request, withAudit bool) (Verdict, Reason, RuleID) {
+	matched := RuleID(0)
+	if open {
+		matched = allow
+	}
+	var restricting RuleID
 	for _, list := range lists {
 		for _, a := range list {
+			if a.Audit && !withAudit {
+				continue
+			}
 			if a.Rules == nil || MatchL7(a.Rules, req) {
-				matched = minRule(matched, a.Rule)
+				matched, open = minRule(matched, a.Rule), true
 				continue
 			}
 			restricting = minRule(restricting, a.Rule)
-			if !a.Audit {
-				enforcing = minRule(enforcing, a.Rule)
-			}
 		}
 	}
-	switch {
-	case matched != 0:
+	if open {
 		return VerdictAllow, ReasonAllowed, matched
-	case enforcing != 0:
-		return VerdictDeny, ReasonL7Denied, enforcing
 	}
-	return VerdictAudit, ReasonL7Denied, restricting
+	return VerdictDeny, ReasonL7Denied, restricting
 }
 
 func minRule(a, b RuleID) RuleID {

@@ -39,9 +39,16 @@ import (
 //     protocol and port). Policy keys are prefixes of the 24 bits
 //     proto<<16|port, and the entries of one (PolicyID, direction,
 //     identity) never overlap, so each probe finds at most one entry.
-//  4. The two entries' flags are ORed: any Deny → deny; else any Allow →
-//     allow, subject to L7 (an L7 list); then AuditDeny → audit; without
-//     Allow, the endpoint's default-deny flags decide.
+//  4. The side is decided twice from the two entries. The enforced view
+//     uses Deny, Allow (subject to the enforcing rules of L7 lists) and the
+//     endpoint's DefaultDeny flag: Deny → deny; else Allow → allow unless
+//     L7 refuses; else default deny, or not selected. When the enforced view
+//     allows, the full view decides the same way with the audit flags
+//     added (AuditDeny, AuditAllow, every rule of L7 lists, DefaultAudit):
+//     if it denies, the verdict is audit. So audit-mode policies report
+//     what they would drop and never open or close anything. A flow no
+//     enforcing policy selects that the full view allows is reported with
+//     the full view's rule.
 type MapState struct {
 	IPCache   map[netip.Prefix]Identity    `json:"ipcache"`
 	Endpoints map[netip.Addr]EndpointEntry `json:"endpoints"`
@@ -89,21 +96,28 @@ type PolicyFlags uint8
 
 // Policy entry flags.
 const (
-	// FlagAllow: an allow rule matches.
+	// FlagAllow: an allow rule of an enforcing policy matches.
 	FlagAllow PolicyFlags = 1 << iota
 	// FlagDeny: a deny rule of an enforcing policy matches.
 	FlagDeny
 	// FlagAuditDeny: a deny rule of an audit-mode policy matches.
 	FlagAuditDeny
+	// FlagAuditAllow: an allow rule of an audit-mode policy matches.
+	FlagAuditAllow
 )
 
 // PolicyEntry is the value at a policy map prefix. Each rule field holds
-// the lowest RuleID of its kind at this point, or 0.
+// the lowest RuleID of its kind at this point, or 0: AllowRule of the
+// enforcing allows, DenyRule of the enforcing denies, AuditRule of the
+// audit-mode denies, AuditAllowRule of the audit-mode allows.
 type PolicyEntry struct {
 	Flags     PolicyFlags `json:"flags"`
 	AllowRule RuleID      `json:"allowRule,omitempty"`
 	DenyRule  RuleID      `json:"denyRule,omitempty"`
 	AuditRule RuleID      `json:"auditRule,omitempty"`
+	// AuditAllowRule names the audit-mode allow that a flow no enforcing
+	// policy selects is reported as allowed by.
+	AuditAllowRule RuleID `json:"auditAllowRule,omitempty"`
 	// L7 is 0 when no allow rule at this point has L7 rules; otherwise it
 	// names the list of every allow rule at this point with its L7 rules
 	// (nil for a rule without), so that requests are decided, and the
