@@ -51,8 +51,8 @@ lint: vet $(CUE) ## Check formatting of Go and CUE sources, and vet.
 	$(CUE) fmt --check ./policies/schema/ ./policies/examples/...
 
 .PHONY: test
-test: envtest-bins $(CUE) ## Run all tests (builds kube-apiserver and etcd once into bin/).
-	$(GO) test $(GOTEST_FLAGS) $(PKGS)
+test: envtest-bins $(CUE) $(PROMTOOL) ## Run all tests (builds kube-apiserver and etcd once into bin/).
+	PALISADE_REQUIRE_TOOLS=1 PROMTOOL=$(PROMTOOL) $(GO) test $(GOTEST_FLAGS) $(PKGS)
 
 .PHONY: verify
 verify: generate manifests ## Regenerate everything and fail if a generated file changed.

@@ -99,4 +99,10 @@ $(ENVTEST_ASSETS)/etcd: $(ETCD)
 	@mkdir -p $(@D)
 	ln -sfn ../../$(notdir $<) $@
 
+# promtool (alert rule tests) comes from Debian's prometheus package.
+PROMTOOL := /usr/bin/promtool
+
+$(PROMTOOL):
+	$(dir $(TOOLS_DIR))apt-install.sh prometheus
+
 .DEFAULT_GOAL := $(TOOLS_MK_DEFAULT_GOAL)

@@ -1,0 +1,116 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package metrics defines Palisade's Prometheus metrics: one place that
+// names them, so that the manager, the agent and the alerting rules in
+// config/prometheus agree. The rules test (rules_test.go) checks that
+// every metric an alert uses is defined here.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Drift sources.
+const (
+	// SourceAPI is an object a PolicySet owns, edited or deleted by hand.
+	SourceAPI = "api"
+	// SourceKernel is a map entry, a program attachment or a pin that no
+	// longer matches the desired state on a node.
+	SourceKernel = "kernel"
+)
+
+// Metrics is the set of Palisade's metrics, registered once per process.
+type Metrics struct {
+	// Drift counts drifts detected, by source, what drifted (an object
+	// kind, or map, link, pin) and whether it was repaired.
+	Drift *prometheus.CounterVec
+	// EnforcementLag is, per PolicySet, how long the revision the node
+	// enforces has been behind the PolicySet's applied revision (0 when
+	// current).
+	EnforcementLag *prometheus.GaugeVec
+	// MapEntries and MapCapacity are each datapath map's use and size.
+	MapEntries, MapCapacity *prometheus.GaugeVec
+	// VerifyDuration is how long a verify pass (kernel against desired
+	// state) takes; VerifyFailures counts passes that could not complete.
+	VerifyDuration prometheus.Histogram
+	VerifyFailures prometheus.Counter
+	// Verdicts counts packets by verdict (allow, deny, audit) and
+	// direction, from the datapath's per-CPU counters.
+	Verdicts *prometheus.CounterVec
+}
+
+// Metric names, for the rules and dashboards.
+const (
+	DriftTotal          = "palisade_drift_total"
+	EnforcementLagSecs  = "palisade_enforcement_lag_seconds"
+	MapEntriesName      = "palisade_map_entries"
+	MapCapacityName     = "palisade_map_capacity"
+	VerifyDurationSecs  = "palisade_verify_duration_seconds"
+	VerifyFailuresTotal = "palisade_verify_failures_total"
+	VerdictsTotal       = "palisade_verdicts_total"
+)
+
+// New creates the metrics and registers them with reg (controller-runtime's
+// metrics.Registry in the manager and the agent). node, when not empty,
+// labels every metric with the node it comes from (the agent's); the
+// alerting rules group by it. It fails if a metric is already registered.
+func New(reg prometheus.Registerer, node string) (*Metrics, error) {
+	if node != "" {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"node": node}, reg)
+	}
+	m := &Metrics{
+		Drift: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: DriftTotal,
+			Help: "Drifts detected, by source (api: an owned object edited or deleted by hand; kernel: datapath state on a node), what drifted, and whether it was repaired.",
+		}, []string{"source", "what", "repaired"}),
+		EnforcementLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: EnforcementLagSecs,
+			Help: "Seconds the revision this node enforces has been behind the PolicySet's applied revision; 0 when current.",
+		}, []string{"namespace", "policyset"}),
+		MapEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: MapEntriesName,
+			Help: "Entries in a datapath map.",
+		}, []string{"map"}),
+		MapCapacity: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: MapCapacityName,
+			Help: "Capacity (max entries) of a datapath map.",
+		}, []string{"map"}),
+		VerifyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    VerifyDurationSecs,
+			Help:    "Duration of a verify pass comparing the kernel with the desired state.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		VerifyFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: VerifyFailuresTotal,
+			Help: "Verify passes that could not complete (the kernel state could not be read).",
+		}),
+		Verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: VerdictsTotal,
+			Help: "Packets decided by the datapath, by verdict and direction.",
+		}, []string{"verdict", "direction"}),
+	}
+	for _, c := range m.collectors() {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.Drift, m.EnforcementLag, m.MapEntries, m.MapCapacity, m.VerifyDuration, m.VerifyFailures, m.Verdicts}
+}
