@@ -1,0 +1,222 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+
+// Package render turns validated policies into the Kubernetes objects a
+// PolicySet applies, and objects read back from the API server into
+// policies again (for the guards' in-cluster path and the node agent).
+// What an object carries besides its spec — which PolicySet owns it, the
+// file and line it came from, the revision — lives in labels and
+// annotations named here.
+package render
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/diag"
+	"github.com/palisade-dev/palisade/internal/loader"
+	"github.com/palisade-dev/palisade/internal/validate"
+)
+
+// Labels and annotations on applied objects.
+const (
+	// LabelPolicySetName and LabelPolicySetNamespace name the PolicySet
+	// that owns the object; prune and drift detection select by them.
+	LabelPolicySetName      = "palisade.dev/policyset"
+	LabelPolicySetNamespace = "palisade.dev/policyset-namespace"
+	// AnnotationSource is where the policy is declared: file:line:col,
+	// relative to the PolicySet's path in the repository.
+	AnnotationSource = "palisade.dev/source"
+	// AnnotationCUEPath is the policy's CUE path inside its package.
+	AnnotationCUEPath = "palisade.dev/cue-path"
+	// AnnotationRevision is the Git revision the object was applied from.
+	AnnotationRevision = "palisade.dev/revision"
+)
+
+// Owner is the PolicySet that applies the objects, and the revision.
+type Owner struct {
+	Namespace, Name string
+	Revision        string
+}
+
+// Objects renders policies as objects for owner. A namespaced policy that
+// names no namespace goes to the PolicySet's namespace. The objects are
+// sorted by kind, namespace and name; two policies that render to the same
+// object are an error naming both positions.
+func Objects(policies []*validate.Policy, owner Owner) ([]client.Object, error) {
+	seen := map[string]diag.Pos{}
+	out := make([]client.Object, 0, len(policies))
+	for _, p := range policies {
+		obj, err := object(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", p.Pos, p.ID(), err)
+		}
+		if namespaced(p.Kind) && obj.GetNamespace() == "" {
+			obj.SetNamespace(owner.Namespace)
+		}
+		id := p.Kind + "/" + obj.GetNamespace() + "/" + obj.GetName()
+		if prev, dup := seen[id]; dup {
+			return nil, fmt.Errorf("%s: %s is also declared at %s", p.Pos, id, prev)
+		}
+		seen[id] = p.Pos
+		obj.SetLabels(merge(obj.GetLabels(), map[string]string{
+			LabelPolicySetName:      owner.Name,
+			LabelPolicySetNamespace: owner.Namespace,
+		}))
+		obj.SetAnnotations(merge(obj.GetAnnotations(), map[string]string{
+			AnnotationSource:   fmt.Sprintf("%s:%d:%d", p.Pos.File, p.Pos.Line, p.Pos.Column),
+			AnnotationCUEPath:  p.Path,
+			AnnotationRevision: owner.Revision,
+		}))
+		out = append(out, obj)
+	}
+	slices.SortFunc(out, func(a, b client.Object) int {
+		return cmp.Or(cmp.Compare(kindOf(a), kindOf(b)), cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
+	})
+	return out, nil
+}
+
+// object copies the typed policy and keeps only what the user may set:
+// apiVersion, kind, name, namespace, labels, annotations and spec.
+func object(p *validate.Policy) (client.Object, error) {
+	var obj client.Object
+	switch {
+	case p.NetworkPolicy != nil:
+		obj = &v1alpha1.NetworkPolicy{Spec: *p.NetworkPolicy.Spec.DeepCopy()}
+	case p.ClusterNetworkPolicy != nil:
+		obj = &v1alpha1.ClusterNetworkPolicy{Spec: *p.ClusterNetworkPolicy.Spec.DeepCopy()}
+	case p.TracingPolicy != nil:
+		obj = &v1alpha1.TracingPolicy{Spec: *p.TracingPolicy.Spec.DeepCopy()}
+	case p.ClusterTracingPolicy != nil:
+		obj = &v1alpha1.ClusterTracingPolicy{Spec: *p.ClusterTracingPolicy.Spec.DeepCopy()}
+	default:
+		return nil, fmt.Errorf("kind %q has no API type", p.Kind)
+	}
+	src := metaOf(p)
+	obj.GetObjectKind().SetGroupVersionKind(v1alpha1.GroupVersion.WithKind(p.Kind))
+	obj.SetName(src.Name)
+	if namespaced(p.Kind) {
+		obj.SetNamespace(src.Namespace)
+	} else if src.Namespace != "" {
+		return nil, fmt.Errorf("%s is cluster-scoped but sets namespace %q", p.Kind, src.Namespace)
+	}
+	obj.SetLabels(copyMap(src.Labels))
+	obj.SetAnnotations(copyMap(src.Annotations))
+	return obj, nil
+}
+
+func metaOf(p *validate.Policy) *metav1.ObjectMeta {
+	switch {
+	case p.NetworkPolicy != nil:
+		return &p.NetworkPolicy.ObjectMeta
+	case p.ClusterNetworkPolicy != nil:
+		return &p.ClusterNetworkPolicy.ObjectMeta
+	case p.TracingPolicy != nil:
+		return &p.TracingPolicy.ObjectMeta
+	}
+	return &p.ClusterTracingPolicy.ObjectMeta
+}
+
+func namespaced(kind string) bool { return !strings.HasPrefix(kind, "Cluster") }
+
+func kindOf(o client.Object) string { return o.GetObjectKind().GroupVersionKind().Kind }
+
+func merge(user, ours map[string]string) map[string]string {
+	out := copyMap(user)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for k, v := range ours {
+		out[k] = v
+	}
+	return out
+}
+
+func copyMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// Policy turns an object read from the API server back into a policy: its
+// position and CUE path from the annotations (rule positions inside it are
+// not known in the cluster and resolve to the policy's own), its JSON from
+// the typed object. Objects without the source annotation (not applied by
+// a PolicySet) get an empty position.
+func Policy(obj client.Object) (*validate.Policy, error) {
+	kind := kindOf(obj)
+	o := &loader.Object{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
+	if src := obj.GetAnnotations()[AnnotationSource]; src != "" {
+		pos, err := parsePos(src)
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s/%s: annotation %s: %w", kind, obj.GetNamespace(), obj.GetName(), AnnotationSource, err)
+		}
+		o.Pos = pos
+	}
+	o.Path = obj.GetAnnotations()[AnnotationCUEPath]
+	p := &validate.Policy{Object: o}
+	switch t := obj.(type) {
+	case *v1alpha1.NetworkPolicy:
+		p.NetworkPolicy = t.DeepCopy()
+	case *v1alpha1.ClusterNetworkPolicy:
+		p.ClusterNetworkPolicy = t.DeepCopy()
+	case *v1alpha1.TracingPolicy:
+		p.TracingPolicy = t.DeepCopy()
+	case *v1alpha1.ClusterTracingPolicy:
+		p.ClusterTracingPolicy = t.DeepCopy()
+	default:
+		return nil, fmt.Errorf("%T is not a Palisade policy", obj)
+	}
+	// The JSON a policy carries is what the user wrote: spec and identity,
+	// not server-set metadata or status.
+	clean, err := object(p)
+	if err != nil {
+		return nil, err
+	}
+	clean.SetNamespace(obj.GetNamespace())
+	if o.JSON, err = json.Marshal(clean); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// parsePos reads file:line:col (file may itself contain colons).
+func parsePos(s string) (diag.Pos, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 3 {
+		return diag.Pos{}, fmt.Errorf("%q is not file:line:col", s)
+	}
+	line, err1 := strconv.Atoi(parts[len(parts)-2])
+	col, err2 := strconv.Atoi(parts[len(parts)-1])
+	if err1 != nil || err2 != nil || line < 1 || col < 0 {
+		return diag.Pos{}, fmt.Errorf("%q is not file:line:col", s)
+	}
+	return diag.Pos{File: strings.Join(parts[:len(parts)-2], ":"), Line: line, Column: col}, nil
+}
