@@ -38,6 +38,7 @@ func newValidateCmd() *cobra.Command {
 		output  string
 		opts    validate.Options
 		maxFile int64
+		gf      guardFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "validate DIR",
@@ -46,22 +47,44 @@ func newValidateCmd() *cobra.Command {
 the embedded schema and runs the semantic checks. Every finding has a
 file:line:col, a stable code, a severity and a message.
 
-Exit status: 0 valid (warnings allowed), 1 invalid, 2 usage or internal error.`,
+With --base REF, validate also guards the change: it computes the change set
+between the Git revision REF and the working tree (docs/guards.md), evaluates
+the built-in guards and those given with --guards, and reports their denials
+(PAL601), warnings (PAL602) and failures (PAL604) like any other finding.
+
+Exit status: 0 valid (warnings allowed), 1 invalid or denied by a guard, 2
+usage or internal error.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !slices.Contains(diag.Formats, output) {
 				return &exitError{exitUsage, fmt.Errorf("unknown --output %q (want %s)", output, strings.Join(diag.Formats, ", "))}
+			}
+			if err := gf.misused(cmd); err != nil {
+				return &exitError{exitUsage, err}
 			}
 			opts.Load.MaxFileBytes = maxFile
 			rep, err := validate.Dir(cmd.Context(), args[0], opts)
 			if err != nil {
 				return &exitError{exitUsage, err}
 			}
-			diags := relativeTo(args[0], rep.Diagnostics)
+			all, allowed := rep.Diagnostics, true
+			var guardErrs diag.List
+			// Guards judge a change to valid policies: with errors in the
+			// working tree there is nothing the cluster would apply.
+			if gf.base != "" && rep.Valid() {
+				gd, ce, ok, err := gf.guardChange(cmd.Context(), args[0], rep.Objects, opts)
+				if err != nil {
+					return &exitError{exitUsage, err}
+				}
+				all, guardErrs, allowed = append(slices.Clone(all), gd...), ce, ok
+			}
+			// Guard sources' positions are already relative to the
+			// working directory; the policies' are relative to DIR.
+			diags := append(relativeTo(args[0], all), guardErrs...).Sort()
 			if err := diag.Write(cmd.OutOrStdout(), output, "palisadectl", schema.Version, diags); err != nil {
 				return &exitError{exitUsage, err}
 			}
-			if !rep.Valid() {
+			if !rep.Valid() || !allowed || diags.HasErrors() {
 				return &exitError{code: exitInvalid}
 			}
 			return nil
@@ -71,6 +94,7 @@ Exit status: 0 valid (warnings allowed), 1 invalid, 2 usage or internal error.`,
 	cmd.Flags().DurationVar(&opts.Load.Timeout, "timeout", 60*time.Second, "evaluation time budget")
 	cmd.Flags().Int64Var(&maxFile, "max-file-size", 4<<20, "size budget per CUE file, in bytes")
 	cmd.Flags().Int64Var(&opts.Load.MaxTotalBytes, "max-total-size", 256<<20, "size budget for all CUE files, in bytes")
+	gf.register(cmd)
 	return cmd
 }
 

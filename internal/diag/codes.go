@@ -107,4 +107,10 @@ var Codes = map[string]CodeInfo{
 	"PAL904": {Error, "input is not valid YAML", ""},
 	"PAL905": {Warning, "field translated to a narrower Palisade equivalent", "the imported policy allows less than the source; check that nothing needed is lost"},
 	"PAL906": {Warning, "imported selector matches nothing under Palisade", "Palisade has no such endpoints; remove the policy or select pods by their labels"},
+	// PAL6xx: guards (internal/guard), OPA/Rego checks of a change.
+	"PAL601": {Error, "guard denied the change", "change the policies, or ask the guard's owner; see docs/guards.md"},
+	"PAL602": {Warning, "guard warning", ""},
+	"PAL603": {Error, "guard does not compile", "fix the Rego; nothing was evaluated"},
+	"PAL604": {Error, "guard failed, so the change is denied (fail closed)", "a guard that errors, times out or returns malformed output denies the change; see docs/guards.md"},
+	"PAL605": {Warning, "base revision does not validate", "its policies that fail to load are treated as created by the change"},
 }

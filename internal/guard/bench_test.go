@@ -1,0 +1,130 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package guard_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/hack/genpolicies/gen"
+	"github.com/palisade-dev/palisade/internal/guard"
+	"github.com/palisade-dev/palisade/internal/loader"
+	"github.com/palisade-dev/palisade/internal/validate"
+)
+
+// The guard benchmarks evaluate the built-in guards on changes of 1, 100
+// and 1000 policies of a repository written by hack/genpolicies (the one
+// `make bench-validate` uses): each changed policy gains an ingress rule,
+// so every change is an update with a before and an after. They report
+// the p50 and p99 of the per-change latency (`make bench-guard`,
+// docs/guards.md):
+//
+//	Evaluate: Guards.Evaluate on a fresh change set (converting it for
+//	          OPA and running every guard); the change set is built
+//	          untimed.
+//	Review:   guard.Review, i.e. building the change set and its facts
+//	          from the policies too, as the controller and CLI call it.
+
+func BenchmarkEvaluate(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("changes=%d", n), func(b *testing.B) { benchGuard(b, n, false) })
+	}
+}
+
+func BenchmarkReview(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("changes=%d", n), func(b *testing.B) { benchGuard(b, n, true) })
+	}
+}
+
+var benchBase []*validate.Policy
+
+// benchPolicies loads the generated repository once per process.
+func benchPolicies(b testing.TB) []*validate.Policy {
+	if benchBase == nil {
+		dir := b.TempDir()
+		if _, err := gen.Write(dir, gen.Config{N: 1000, Seed: 1, Embedded: true}); err != nil {
+			b.Fatal(err)
+		}
+		rep, err := validate.Dir(context.Background(), dir, validate.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !rep.Valid() || len(rep.Objects) != 1000 {
+			b.Fatalf("generated repository: %d policies, %d errors", len(rep.Objects), len(rep.Diagnostics))
+		}
+		benchBase = rep.Objects
+	}
+	return benchBase
+}
+
+// widen returns p with one more ingress rule: port 8443 from the cluster.
+func widen(b testing.TB, p *validate.Policy) *validate.Policy {
+	np := p.NetworkPolicy.DeepCopy()
+	np.Spec.Ingress = append(np.Spec.Ingress, v1alpha1.IngressRule{
+		FromEntities: []v1alpha1.Entity{v1alpha1.EntityCluster},
+		ToPorts:      []v1alpha1.PortRule{{Ports: []v1alpha1.PortProtocol{{Port: intstr.FromInt32(8443), Protocol: v1alpha1.ProtocolTCP}}}},
+	})
+	js, err := json.Marshal(np)
+	if err != nil {
+		b.Fatal(err)
+	}
+	obj := *p.Object
+	obj.JSON = js
+	return &validate.Policy{Object: &obj, NetworkPolicy: np}
+}
+
+func benchGuard(b *testing.B, n int, review bool) {
+	base := benchPolicies(b)
+	head := slices.Clone(base)
+	for i := range n {
+		head[i] = widen(b, base[i])
+	}
+	g := builtin(b)
+	meta := guard.Meta{Revision: "head", PreviousRevision: "base", Overrides: []string{"max-changes"}}
+	ctx := context.Background()
+	var lat []time.Duration
+	for b.Loop() {
+		var d *guard.Decision
+		if review {
+			t0 := time.Now()
+			_, d = guard.Review(ctx, g, base, head, meta, guard.Options{})
+			lat = append(lat, time.Since(t0))
+		} else {
+			cs := guard.NewChangeSet(base, head, meta)
+			t0 := time.Now()
+			d = g.Evaluate(ctx, cs, guard.Options{})
+			lat = append(lat, time.Since(t0))
+		}
+		if len(d.Errors) > 0 || d.Summary.Total != n {
+			b.Fatalf("unexpected decision: %s", d.JSON())
+		}
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+}
+
+var _ = loader.Object{} // the benchmark copies loader objects

@@ -1,0 +1,24 @@
+# METADATA
+# title: Enforcing tracing actions are scoped
+# description: |
+#   A Sigkill or Deny action must be narrowed, by the policy's podSelector or
+#   by matchBinaries, matchNamespaces, matchPIDs or matchCapabilities in its
+#   selector; otherwise it kills or blocks every process it sees. In audit
+#   mode the action is not taken, so the guard warns instead.
+package palisade.guards.tracing_scope
+
+msg(c, a) := sprintf("%s: %s on %s is not scoped (%s): add a podSelector, or matchBinaries, matchNamespaces, matchPIDs or matchCapabilities to the selector", [c.id, a.action, a.hook, a.path])
+
+deny contains {"msg": msg(c, a), "policy": c.id} if {
+	some c in input.changes
+	some a in c.facts.unscoped_actions
+	c.facts.mode == "enforce"
+	c.op != "delete"
+}
+
+warn contains {"msg": sprintf("%s (audit mode: not taken yet)", [msg(c, a)]), "policy": c.id} if {
+	some c in input.changes
+	some a in c.facts.unscoped_actions
+	c.facts.mode == "audit"
+	c.op != "delete"
+}
