@@ -23,7 +23,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -481,26 +480,4 @@ func (s sideOut) describe() string {
 		audit = " [audit mode]"
 	}
 	return fmt.Sprintf("%s%s %s %s (%s)%s", head, verb, r.Policy(), r.Path, r.Position(), audit)
-}
-
-// relativeFile makes a repository-relative file relative to the working
-// directory when the repository lies inside it, as validate does for its
-// diagnostics.
-func relativeFile(dir, file string) string {
-	if file == "" || filepath.IsAbs(file) {
-		return file
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return file
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return file
-	}
-	prefix, err := filepath.Rel(wd, abs)
-	if err != nil || strings.HasPrefix(prefix, "..") || prefix == "." {
-		return file
-	}
-	return filepath.ToSlash(filepath.Join(prefix, file))
 }

@@ -103,26 +103,33 @@ usage or internal error.`,
 // repository lies inside it: CI annotations and SARIF need paths from the
 // root of the Git checkout, where the command runs.
 func relativeTo(dir string, l diag.List) diag.List {
-	wd, err := os.Getwd()
-	if err != nil {
-		return l
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return l
-	}
-	prefix, err := filepath.Rel(wd, abs)
-	if err != nil || strings.HasPrefix(prefix, "..") || prefix == "." {
-		return l
-	}
 	out := make(diag.List, len(l))
 	for i, d := range l {
-		if d.Pos.File == "." {
-			d.Pos.File = filepath.ToSlash(prefix)
-		} else if d.Pos.File != "" && !filepath.IsAbs(d.Pos.File) {
-			d.Pos.File = filepath.ToSlash(filepath.Join(prefix, d.Pos.File))
-		}
+		d.Pos.File = relativeFile(dir, d.Pos.File)
 		out[i] = d
 	}
 	return out
+}
+
+// relativeFile makes a repository-relative file ("." for the repository
+// itself) relative to the working directory when the repository lies
+// inside it; otherwise, or for no file or an absolute one, it returns file
+// unchanged.
+func relativeFile(dir, file string) string {
+	if file == "" || filepath.IsAbs(file) {
+		return file
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return file
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return file
+	}
+	prefix, err := filepath.Rel(wd, abs)
+	if err != nil || strings.HasPrefix(prefix, "..") || prefix == "." {
+		return file
+	}
+	return filepath.ToSlash(filepath.Join(prefix, file))
 }
