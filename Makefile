@@ -76,7 +76,12 @@ run: build ## Run the main job on the embedded default (validates policies/examp
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-validate bench-guard ## Run every benchmark.
+bench: bench-validate bench-guard bench-engine ## Run every benchmark.
+
+.PHONY: bench-engine
+bench-engine: ## Node compiler: 1k/10k/100k rules over 1k workloads (time, allocs, peak heap, entries/rule); one-rule change against 100k rules.
+	$(GO) test -run '^$$' -bench 'BenchmarkCompile$$' -benchmem -benchtime 3x ./internal/engine/
+	$(GO) test -run '^$$' -bench 'BenchmarkCompilerOneRuleChange' -benchmem -benchtime 200x ./internal/engine/
 
 .PHONY: bench-guard
 bench-guard: ## p50/p99 of guarding changes of 1, 100 and 1000 policies with the built-in guards.

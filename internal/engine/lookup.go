@@ -65,7 +65,7 @@ func (m *MapState) decideView(entries []PolicyEntry, epFlags EndpointFlags, dir 
 		ddMask |= ddMask << 1 // the DefaultAudit flag follows DefaultDeny
 	}
 	var flags PolicyFlags
-	var allow, deny RuleID
+	var allow, deny, openRule RuleID
 	var l7 []L7List
 	open := false // an allow entry without an L7 list: every request passes
 	for _, e := range entries {
@@ -79,14 +79,19 @@ func (m *MapState) decideView(entries []PolicyEntry, epFlags EndpointFlags, dir 
 		if e.Flags&allowMask == 0 {
 			continue
 		}
+		var rule RuleID
 		if e.Flags&FlagAllow != 0 {
-			allow = minRule(allow, e.AllowRule)
+			rule = minRule(rule, e.AllowRule)
 		}
 		if withAudit && e.Flags&FlagAuditAllow != 0 {
-			allow = minRule(allow, e.AuditAllowRule)
+			rule = minRule(rule, e.AuditAllowRule)
 		}
+		allow = minRule(allow, rule)
 		if e.L7 == 0 {
-			open = true
+			// Only this entry's rules allow every request; an L7-restricted
+			// allow of the other entry must not be named for a request it
+			// refuses.
+			open, openRule = true, minRule(openRule, rule)
 		} else {
 			l7 = append(l7, m.L7[e.L7])
 		}
@@ -98,7 +103,7 @@ func (m *MapState) decideView(entries []PolicyEntry, epFlags EndpointFlags, dir 
 		if req == nil {
 			return VerdictAllow, ReasonAllowed, allow
 		}
-		return decideL7(l7, open, allow, req, withAudit)
+		return decideL7(l7, open, openRule, req, withAudit)
 	case epFlags&ddMask != 0:
 		return VerdictDeny, ReasonDefaultDeny, 0
 	}
@@ -107,7 +112,7 @@ func (m *MapState) decideView(entries []PolicyEntry, epFlags EndpointFlags, dir 
 
 // decideL7 decides a request against the L7 lists of the allow entries
 // found; open says an allow entry without a list was found (its rules
-// allow every request; the lowest enforcing one is allow). Audit-mode
+// allow every request; the lowest of them is allow). Audit-mode
 // rules of the lists count only withAudit.
 func decideL7(lists []L7List, open bool, allow RuleID, req *Request, withAudit bool) (Verdict, Reason, RuleID) {
 	matched := RuleID(0)

@@ -1,0 +1,407 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package engine
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// peerSpec is a distinct rule peer and the peer identities it selects.
+// Rules with the same peer share it, so each distinct peer is matched once.
+type peerSpec struct {
+	key   string
+	peer  Peer
+	ids   []Identity // sorted
+	rules []*compRule
+}
+
+// subjSpec is a distinct policy subject and the local enforcement points
+// it selects.
+type subjSpec struct {
+	key  string
+	sub  Subject
+	ids  []Identity // sorted PolicyIDs
+	pols []*compPolicy
+}
+
+// subjectInfo is a local enforcement point: a workload identity with
+// endpoints on the node, or the node itself (IdentityHost).
+type subjectInfo struct {
+	id  Identity
+	sub subject
+	// dd and audit count the selecting policies that make the subject
+	// default-deny (enforced, audited) per direction.
+	dd, audit [2]int
+}
+
+func (s *subjectInfo) count(p *Policy, n int) {
+	for _, d := range []Direction{Ingress, Egress} {
+		if !p.DefaultDeny[d] {
+			continue
+		}
+		if p.Audit {
+			s.audit[d] += n
+		} else {
+			s.dd[d] += n
+		}
+	}
+}
+
+func (s *subjectInfo) flags() EndpointFlags {
+	var f EndpointFlags
+	if s.dd[Ingress] > 0 {
+		f |= IngressDefaultDeny
+	}
+	if s.audit[Ingress] > 0 {
+		f |= IngressDefaultAudit
+	}
+	if s.dd[Egress] > 0 {
+		f |= EgressDefaultDeny
+	}
+	if s.audit[Egress] > 0 {
+		f |= EgressDefaultAudit
+	}
+	return f
+}
+
+// matches reports whether the spec selects the peer class, as peerMatches
+// does for every address of the class.
+func (s *peerSpec) matches(cl *peerClass) bool {
+	p := &s.peer
+	for i := range p.Endpoints {
+		if p.Endpoints[i].Matches(cl.labels) {
+			return true
+		}
+	}
+	for _, e := range p.Entities {
+		if MatchesEntity(e, cl.labels) {
+			return true
+		}
+	}
+	if !cl.world || !cl.prefix.IsValid() {
+		return false
+	}
+	for _, cr := range p.CIDRs {
+		if cidrCovers(cr, cl.prefix) {
+			return true
+		}
+	}
+	for _, f := range p.FQDNs {
+		for _, n := range cl.names {
+			if f.Matches(n) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// cidrCovers reports whether every address resolving to prefix p is in the
+// CIDR rule, given that the rule's prefix and exceptions are all in the
+// ipcache: p lies in the rule's prefix and in none of its exceptions.
+func cidrCovers(cr CIDRRule, p netip.Prefix) bool {
+	if !within(p, cr.Prefix) {
+		return false
+	}
+	for _, e := range cr.Except {
+		if within(p, e) {
+			return false
+		}
+	}
+	return true
+}
+
+// within reports whether p ⊆ outer.
+func within(p, outer netip.Prefix) bool {
+	return outer.Bits() <= p.Bits() && outer.Contains(p.Addr())
+}
+
+func (c *Compiler) peerSpecFor(p Peer) *peerSpec {
+	key := peerKey(p)
+	if s := c.peerSpecs[key]; s != nil {
+		return s
+	}
+	s := &peerSpec{key: key, peer: p}
+	c.peerSpecs[key] = s
+	if !c.building {
+		for id, cl := range c.classes {
+			if s.matches(cl) {
+				s.ids = append(s.ids, id)
+			}
+		}
+		slices.Sort(s.ids)
+	}
+	return s
+}
+
+func (c *Compiler) subjSpecFor(sub Subject) *subjSpec {
+	key := subjectKey(sub)
+	if s := c.subjSpecs[key]; s != nil {
+		return s
+	}
+	s := &subjSpec{key: key, sub: sub}
+	c.subjSpecs[key] = s
+	if !c.building {
+		for id, si := range c.subjects {
+			if sub.selects(si.sub) {
+				s.ids = append(s.ids, id)
+			}
+		}
+		slices.Sort(s.ids)
+	}
+	return s
+}
+
+func subjectKey(s Subject) string {
+	var b strings.Builder
+	if s.Nodes != nil {
+		b.WriteByte('N')
+		writeSelector(&b, *s.Nodes)
+	} else if s.Endpoints != nil {
+		b.WriteByte('E')
+		writeSelector(&b, *s.Endpoints)
+	}
+	return b.String()
+}
+
+// peerKey is a canonical key of what a peer selects: equal for peers that
+// differ only in the order of their parts.
+func peerKey(p Peer) string {
+	if p.Any {
+		return "*"
+	}
+	parts := make([]string, 0, len(p.Endpoints)+len(p.Entities)+len(p.CIDRs)+len(p.FQDNs))
+	var b strings.Builder
+	for _, s := range p.Endpoints {
+		b.Reset()
+		b.WriteByte('s')
+		writeSelector(&b, s)
+		parts = append(parts, b.String())
+	}
+	for _, e := range p.Entities {
+		parts = append(parts, "e"+string(e))
+	}
+	for _, cr := range p.CIDRs {
+		parts = append(parts, "c"+cidrKey(cr))
+	}
+	for _, f := range p.FQDNs {
+		parts = append(parts, "f"+f.Name+"\x00"+f.Pattern)
+	}
+	slices.Sort(parts)
+	parts = slices.Compact(parts)
+	return strings.Join(parts, "\x1e")
+}
+
+// cidrKey renders a CIDR rule canonically: prefix, then sorted exceptions.
+func cidrKey(cr CIDRRule) string {
+	ex := make([]string, len(cr.Except))
+	for i, e := range cr.Except {
+		ex[i] = e.String()
+	}
+	slices.Sort(ex)
+	return cr.Prefix.String() + "!" + strings.Join(ex, "!")
+}
+
+func writeSelector(b *strings.Builder, s Selector) {
+	for _, r := range s.Requirements {
+		b.WriteString(r.Key)
+		b.WriteByte(0)
+		b.WriteString(strconv.Itoa(int(r.Op)))
+		for _, v := range r.Values {
+			b.WriteByte(1)
+			b.WriteString(v)
+		}
+		b.WriteByte(2)
+	}
+}
+
+// selIndex finds the workloads a selector selects without testing every
+// workload: candidates come from the most selective "key in (values)" or
+// "key exists" requirement and are then tested in full.
+type selIndex struct {
+	all    []Identity
+	labels map[Identity]Labels
+	byKV   map[string]map[string][]Identity
+	byKey  map[string][]Identity
+	buf    []Identity
+}
+
+func newSelIndex(labels map[Identity]Labels) *selIndex {
+	x := &selIndex{labels: labels, byKV: map[string]map[string][]Identity{}, byKey: map[string][]Identity{}}
+	for id := range labels {
+		x.all = append(x.all, id)
+	}
+	slices.Sort(x.all)
+	for _, id := range x.all {
+		for k, v := range labels[id] {
+			m := x.byKV[k]
+			if m == nil {
+				m = map[string][]Identity{}
+				x.byKV[k] = m
+			}
+			m[v] = append(m[v], id)
+			x.byKey[k] = append(x.byKey[k], id)
+		}
+	}
+	return x
+}
+
+// match appends the workloads that s selects to out, in no order.
+func (x *selIndex) match(s Selector, out []Identity) []Identity {
+	if s.selectsReserved() {
+		return out
+	}
+	cand := x.all
+	for _, r := range s.Requirements {
+		switch r.Op {
+		case OpIn:
+			n := 0
+			for _, v := range r.Values {
+				n += len(x.byKV[r.Key][v])
+			}
+			if n < len(cand) {
+				x.buf = x.buf[:0]
+				for _, v := range r.Values {
+					x.buf = append(x.buf, x.byKV[r.Key][v]...)
+				}
+				cand = x.buf
+			}
+		case OpExists:
+			if l := x.byKey[r.Key]; len(l) < len(cand) {
+				cand = l
+			}
+		}
+	}
+	for _, id := range cand {
+		if s.Matches(x.labels[id]) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// matchAll computes the identities of every peer spec at once, for a full
+// compile.
+func (c *Compiler) matchAll() {
+	work := map[Identity]Labels{}
+	var others []*peerClass
+	for id, cl := range c.classes {
+		if cl.work != nil {
+			work[id] = cl.labels
+		} else {
+			others = append(others, cl)
+		}
+	}
+	slices.SortFunc(others, func(a, b *peerClass) int { return cmp.Compare(a.id, b.id) })
+	wx := newSelIndex(work)
+	sels := map[string][]Identity{}
+	ents := map[Entity][]Identity{}
+	cidrs := map[string][]Identity{}
+	fqdns := map[FQDN][]Identity{}
+	var buf []Identity
+	var kb strings.Builder
+	for _, ps := range c.peerSpecs {
+		buf = buf[:0]
+		p := &ps.peer
+		for _, s := range p.Endpoints {
+			kb.Reset()
+			writeSelector(&kb, s)
+			ids, ok := sels[kb.String()]
+			if !ok {
+				ids = wx.match(s, nil)
+				if s.selectsReserved() {
+					for _, cl := range others {
+						if s.Matches(cl.labels) {
+							ids = append(ids, cl.id)
+						}
+					}
+				}
+				sels[kb.String()] = ids
+			}
+			buf = append(buf, ids...)
+		}
+		for _, e := range p.Entities {
+			ids, ok := ents[e]
+			if !ok {
+				for id, cl := range c.classes {
+					if MatchesEntity(e, cl.labels) {
+						ids = append(ids, id)
+					}
+				}
+				ents[e] = ids
+			}
+			buf = append(buf, ids...)
+		}
+		for _, cr := range p.CIDRs {
+			k := cidrKey(cr)
+			ids, ok := cidrs[k]
+			if !ok {
+				one := &peerSpec{peer: Peer{CIDRs: []CIDRRule{cr}}}
+				for _, cl := range others {
+					if one.matches(cl) {
+						ids = append(ids, cl.id)
+					}
+				}
+				cidrs[k] = ids
+			}
+			buf = append(buf, ids...)
+		}
+		for _, f := range p.FQDNs {
+			ids, ok := fqdns[f]
+			if !ok {
+				one := &peerSpec{peer: Peer{FQDNs: []FQDN{f}}}
+				for _, cl := range others {
+					if len(cl.names) > 0 && one.matches(cl) {
+						ids = append(ids, cl.id)
+					}
+				}
+				fqdns[f] = ids
+			}
+			buf = append(buf, ids...)
+		}
+		slices.Sort(buf)
+		ps.ids = slices.Clone(slices.Compact(buf))
+	}
+}
+
+// matchSubjects computes the enforcement points of every subject spec at
+// once, for a full compile.
+func (c *Compiler) matchSubjects() {
+	subj := map[Identity]Labels{}
+	for id, si := range c.subjects {
+		if si.sub.labels != nil {
+			subj[id] = si.sub.labels
+		}
+	}
+	sx := newSelIndex(subj)
+	host := c.subjects[IdentityHost]
+	for _, ss := range c.subjSpecs {
+		switch {
+		case ss.sub.Nodes != nil:
+			if host != nil && ss.sub.selects(host.sub) {
+				ss.ids = []Identity{IdentityHost}
+			}
+		case ss.sub.Endpoints != nil:
+			ss.ids = sx.match(*ss.sub.Endpoints, nil)
+			slices.Sort(ss.ids)
+		}
+	}
+}
