@@ -10,7 +10,7 @@ GOTEST_FLAGS ?= -count=1
 PKGS ?= ./...
 
 # Paths that hold only generated code; make verify checks them.
-GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd bpf/palisade_bpfel.go bpf/palisade_bpfel.o
 
 include hack/tools.mk
 
@@ -28,8 +28,13 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: generate
-generate: $(CONTROLLER_GEN) ## Generate code: deepcopy (controller-gen) and go:generate.
+generate: $(CONTROLLER_GEN) bpf-tools ## Generate code: deepcopy (controller-gen) and go:generate.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+	$(GO) generate ./bpf/...
+
+.PHONY: bpf-tools
+bpf-tools: ## Install clang, llvm and libbpf headers from Debian (builds bpf/).
+	hack/install-bpf-tools.sh
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs into config/crd/bases.
@@ -76,7 +81,7 @@ run: build ## Run the main job on the embedded default (validates policies/examp
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-validate bench-guard bench-engine ## Run every benchmark.
+bench: bench-validate bench-datapath bench-guard bench-engine ## Run every benchmark.
 
 .PHONY: bench-engine
 bench-engine: ## Node compiler: 1k/10k/100k rules over 1k workloads (time, allocs, peak heap, entries/rule); one-rule change against 100k rules.
@@ -90,3 +95,7 @@ bench-guard: ## p50/p99 of guarding changes of 1, 100 and 1000 policies with the
 .PHONY: bench-validate
 bench-validate: build $(CUE) ## Validate generated 1k/10k-policy repositories; compare with cue vet.
 	CUE=$(CUE) PALISADECTL=$(BIN)/palisadectl hack/bench-validate.sh
+
+.PHONY: bench-datapath
+bench-datapath: bpf-tools ## eBPF datapath ns/packet vs parse-only, iptables and nftables; map load rate (root).
+	GO=$(GO) hack/bench-datapath.sh

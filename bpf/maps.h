@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/* Copyright 2026 The Palisade Authors. */
+
+/*
+ * Maps. The policy state (endpoints, ipcache, policy) exists in two slots,
+ * each an inner map of an ARRAY_OF_MAPS; active_slot names the slot that
+ * packets read. A new generation is built in the other slot and made
+ * visible by one 4-byte write to active_slot (only its lowest byte ever
+ * changes, so no reader can see a torn value). A program reads the slot
+ * once per packet and takes every inner map from that slot, so a packet
+ * sees one generation whole. Before a slot is rebuilt the agent waits for
+ * every program that may still read it: an update of an ARRAY_OF_MAPS
+ * returns only after synchronize_rcu() (kernel/bpf/syscall.c,
+ * maybe_wait_bpf_programs), and TC programs run in RCU read sections.
+ *
+ * Inner maps are created by the agent for each generation, sized from the
+ * data; the templates below fix type, key, value and flags (max_entries of
+ * hash and LPM inner maps may differ from the template).
+ */
+#ifndef PALISADE_MAPS_H
+#define PALISADE_MAPS_H
+
+#include "palisade.h"
+
+#define NUM_SLOTS 2
+
+/*
+ * clang 14 emits the key and value types of inner map templates as forward
+ * declarations unless they are complete elsewhere in BTF: these unused
+ * pointers make them so (and give bpf2go's -type the event and frag types).
+ */
+const struct addr_key *__btf_addr_key __attribute__((unused));
+const struct endpoint_value *__btf_endpoint_value __attribute__((unused));
+const struct ipcache_lpm_key *__btf_ipcache_lpm_key __attribute__((unused));
+const struct ipcache_value *__btf_ipcache_value __attribute__((unused));
+const struct policy_key *__btf_policy_key __attribute__((unused));
+const struct policy_lpm_key *__btf_policy_lpm_key __attribute__((unused));
+const struct policy_value *__btf_policy_value __attribute__((unused));
+const struct event *__btf_event __attribute__((unused));
+const enum counter *__btf_counter __attribute__((unused));
+const enum verdict *__btf_verdict __attribute__((unused));
+const enum reason *__btf_reason __attribute__((unused));
+const enum direction *__btf_direction __attribute__((unused));
+
+/* Inner map templates. */
+#define INNER_ENDPOINTS_TEMPLATE \
+	struct { \
+		__uint(type, BPF_MAP_TYPE_HASH); \
+		__uint(max_entries, 1); \
+		__type(key, struct addr_key); \
+		__type(value, struct endpoint_value); \
+	}
+
+#define INNER_IPCACHE_TEMPLATE \
+	struct { \
+		__uint(type, BPF_MAP_TYPE_HASH); \
+		__uint(max_entries, 1); \
+		__type(key, struct addr_key); \
+		__type(value, struct ipcache_value); \
+	}
+
+#define INNER_IPCACHE_LPM_TEMPLATE \
+	struct { \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE); \
+		__uint(max_entries, 1); \
+		__uint(map_flags, BPF_F_NO_PREALLOC); \
+		__type(key, struct ipcache_lpm_key); \
+		__type(value, struct ipcache_value); \
+	}
+
+#define INNER_POLICY_TEMPLATE \
+	struct { \
+		__uint(type, BPF_MAP_TYPE_HASH); \
+		__uint(max_entries, 1); \
+		__type(key, struct policy_key); \
+		__type(value, struct policy_value); \
+	}
+
+#define INNER_POLICY_LPM_TEMPLATE \
+	struct { \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE); \
+		__uint(max_entries, 1); \
+		__uint(map_flags, BPF_F_NO_PREALLOC); \
+		__type(key, struct policy_lpm_key); \
+		__type(value, struct policy_value); \
+	}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NUM_SLOTS);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, INNER_ENDPOINTS_TEMPLATE);
+} gen_endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NUM_SLOTS);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, INNER_IPCACHE_TEMPLATE);
+} gen_ipcache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NUM_SLOTS);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, INNER_IPCACHE_LPM_TEMPLATE);
+} gen_ipcache_lpm SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NUM_SLOTS);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, INNER_POLICY_TEMPLATE);
+} gen_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NUM_SLOTS);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, INNER_POLICY_LPM_TEMPLATE);
+} gen_policy_lpm SEC(".maps");
+
+/* The slot that packets read. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct active_slot);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} active SEC(".maps");
+
+/* Runtime settings, written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct runtime_settings);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} settings SEC(".maps");
+
+/* The policy generation held by each slot, for events. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NUM_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} generations SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct ct_key);
+	__type(value, struct ct_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} conntrack SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct frag_key);
+	__type(value, struct frag_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fragments SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 c)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &c);
+	if (v)
+		*v += 1;
+}
+
+#endif /* PALISADE_MAPS_H */

@@ -1,0 +1,417 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/* Copyright 2026 The Palisade Authors. */
+
+/*
+ * Palisade's L3/L4 policy enforcement for TC (TCX) hooks.
+ *
+ * palisade_from_endpoint decides a packet as the egress of its source,
+ * palisade_to_endpoint as the ingress of its destination. On the host side
+ * of a workload's veth, TCX ingress runs from_endpoint and TCX egress runs
+ * to_endpoint; on a host interface it is the other way round.
+ *
+ * A packet is decided as engine.MapState.LookupSide says (see
+ * internal/engine/lookup.go): enforcement point by address, peer identity
+ * by longest prefix, two policy probes (peer identity and any), flags ORed,
+ * then the enforced view and the full (audit) view of decide(). Replies of
+ * connections that a side allowed (or audited) pass that side through
+ * conntrack. Allowed packets return TC_ACT_UNSPEC (TCX_NEXT: the next
+ * program on the hook, e.g. a chained CNI's, still runs); denied packets
+ * TC_ACT_SHOT.
+ */
+#include <linux/pkt_cls.h>
+
+#include "palisade.h"
+#include "maps.h"
+#include "parse.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define IDENTITY_WORLD 2
+
+#define NSEC 1000000000ULL
+#define CT_TIMEOUT_TCP_SYN (60 * NSEC)
+#define CT_TIMEOUT_TCP_ESTABLISHED (21600 * NSEC)
+#define CT_TIMEOUT_TCP_CLOSE (10 * NSEC)
+#define CT_TIMEOUT_OTHER (60 * NSEC)
+/* An entry's deadline is rewritten only when it moves by more than this. */
+#define CT_REFRESH_SLACK NSEC
+
+#define TCP_FIN 0x01
+#define TCP_RST 0x04
+
+#define READ_ONCE_U32(x) (*(volatile __u32 *)&(x))
+
+struct state {
+	void *endpoints;
+	void *ipcache;
+	void *ipcache_lpm;
+	void *policy;
+	void *policy_lpm;
+	__u64 generation;
+};
+
+struct decision {
+	__u32 rule;
+	__u8 verdict;
+	__u8 reason;
+	__u8 l7;
+};
+
+/* load_state takes every map of the active generation, reading the slot once. */
+static __always_inline int load_state(struct state *s)
+{
+	__u32 zero = 0;
+	struct active_slot *a = bpf_map_lookup_elem(&active, &zero);
+	if (!a)
+		return -1;
+	__u32 slot = READ_ONCE_U32(a->slot) & 1;
+
+	s->endpoints = bpf_map_lookup_elem(&gen_endpoints, &slot);
+	s->ipcache = bpf_map_lookup_elem(&gen_ipcache, &slot);
+	s->ipcache_lpm = bpf_map_lookup_elem(&gen_ipcache_lpm, &slot);
+	s->policy = bpf_map_lookup_elem(&gen_policy, &slot);
+	s->policy_lpm = bpf_map_lookup_elem(&gen_policy_lpm, &slot);
+	if (!s->endpoints || !s->ipcache || !s->ipcache_lpm || !s->policy || !s->policy_lpm)
+		return -1;
+	__u64 *g = bpf_map_lookup_elem(&generations, &slot);
+	s->generation = g ? *g : 0;
+	return 0;
+}
+
+static __always_inline __u32 lookup_identity(struct state *s, __u8 family, const __u8 *addr)
+{
+	struct addr_key k = {.family = family};
+	__builtin_memcpy(k.addr, addr, 16);
+	struct ipcache_value *v = bpf_map_lookup_elem(s->ipcache, &k);
+	if (v)
+		return v->identity;
+
+	struct ipcache_lpm_key lk = {
+		.prefixlen = 32 + (family == AF_INET4 ? 32 : 128),
+		.family = family,
+	};
+	__builtin_memcpy(lk.addr, addr, 16);
+	v = bpf_map_lookup_elem(s->ipcache_lpm, &lk);
+	if (v)
+		return v->identity;
+	return IDENTITY_WORLD;
+}
+
+/* probe finds the policy entry of one identity: exact hash first, then LPM. */
+static __always_inline struct policy_value *probe(struct state *s, __u32 policy_id, __u8 dir,
+						  __u32 identity, __u8 proto, __u16 port)
+{
+	struct policy_key k = {
+		.policy_id = policy_id,
+		.identity = identity,
+		.direction = dir,
+		.proto = proto,
+		.port = port,
+	};
+	struct policy_value *v = bpf_map_lookup_elem(s->policy, &k);
+	if (v)
+		return v;
+
+	struct policy_lpm_key lk = {
+		.prefixlen = POLICY_LPM_FIXED_BITS + 24,
+		.policy_id = bpf_htonl(policy_id),
+		.identity = bpf_htonl(identity),
+		.direction = dir,
+		.proto = proto,
+		.port = bpf_htons(port),
+	};
+	return bpf_map_lookup_elem(s->policy_lpm, &lk);
+}
+
+static __always_inline __u32 min_rule(__u32 a, __u32 b)
+{
+	return (a == 0 || (b != 0 && b < a)) ? b : a;
+}
+
+/* gather ORs one policy entry into the decision's inputs; a rule counts only under its flag. */
+struct gathered {
+	__u32 allow, deny, audit_deny, audit_allow;
+	__u8 flags;
+	__u8 l7;
+};
+
+static __always_inline void gather(struct gathered *g, struct policy_value *v)
+{
+	if (!v)
+		return;
+	__u8 f = v->flags;
+	g->flags |= f;
+	if (f & POLICY_DENY)
+		g->deny = min_rule(g->deny, v->deny_rule);
+	if (f & POLICY_ALLOW)
+		g->allow = min_rule(g->allow, v->allow_rule);
+	if (f & POLICY_AUDIT_DENY)
+		g->audit_deny = min_rule(g->audit_deny, v->audit_rule);
+	if (f & POLICY_AUDIT_ALLOW)
+		g->audit_allow = min_rule(g->audit_allow, v->audit_allow_rule);
+	if ((f & (POLICY_ALLOW | POLICY_AUDIT_ALLOW)) && v->l7)
+		g->l7 = 1;
+}
+
+/*
+ * decide is engine.MapState.LookupSide for an enforced endpoint and no L7
+ * request: the enforced view (deny, else allow, else default deny, else not
+ * selected) and, when it allows, the full view with the audit flags, whose
+ * deny makes the verdict audit. Entries with an L7 list are decided at L4
+ * (the L7 proxy matches requests); d->l7 says so.
+ */
+static __always_inline void decide(struct state *s, struct endpoint_value *ep, __u8 dir, __u32 peer,
+				   struct pkt *p, struct decision *d)
+{
+	struct gathered g = {};
+
+	gather(&g, probe(s, ep->policy_id, dir, peer, p->proto, p->port));
+	gather(&g, probe(s, ep->policy_id, dir, 0, p->proto, p->port));
+
+	__u8 dd = dir == DIR_EGRESS ? EP_EGRESS_DEFAULT_DENY : EP_INGRESS_DEFAULT_DENY;
+	__u8 da = dir == DIR_EGRESS ? EP_EGRESS_DEFAULT_AUDIT : EP_INGRESS_DEFAULT_AUDIT;
+
+	d->l7 = g.l7;
+	if (g.flags & POLICY_DENY) {
+		d->verdict = VERDICT_DENY, d->reason = REASON_DENIED, d->rule = g.deny;
+	} else if (!(g.flags & POLICY_ALLOW) && (ep->flags & dd)) {
+		d->verdict = VERDICT_DENY, d->reason = REASON_DEFAULT_DENY, d->rule = 0;
+	} else if (g.flags & POLICY_AUDIT_DENY) {
+		/* The enforced view allows; the full view denies. */
+		d->verdict = VERDICT_AUDIT, d->reason = REASON_DENIED, d->rule = g.audit_deny;
+	} else if (g.flags & POLICY_ALLOW) {
+		d->verdict = VERDICT_ALLOW, d->reason = REASON_ALLOWED, d->rule = g.allow;
+	} else if (g.flags & POLICY_AUDIT_ALLOW) {
+		/* No enforcing policy selects; an audit-mode allow is reported. */
+		d->verdict = VERDICT_ALLOW, d->reason = REASON_ALLOWED, d->rule = g.audit_allow;
+	} else if (ep->flags & da) {
+		d->verdict = VERDICT_AUDIT, d->reason = REASON_DEFAULT_DENY, d->rule = 0;
+	} else {
+		d->verdict = VERDICT_ALLOW, d->reason = REASON_NOT_SELECTED, d->rule = 0;
+	}
+	if (d->verdict == VERDICT_DENY)
+		d->l7 = 0;
+}
+
+static __always_inline void emit(struct __sk_buff *skb, __u64 generation, struct pkt *p, __u8 dir,
+				 __u32 local_id, __u32 peer_id, __u8 verdict, __u8 reason, __u32 rule,
+				 __u8 flags)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_EVENTS_LOST);
+		return;
+	}
+	e->generation = generation;
+	e->ifindex = skb->ifindex;
+	e->local_identity = local_id;
+	e->peer_identity = peer_id;
+	e->rule = rule;
+	__builtin_memcpy(e->saddr, p->saddr, 16);
+	__builtin_memcpy(e->daddr, p->daddr, 16);
+	e->sport = p->sport;
+	e->dport = p->dport;
+	e->port = p->port;
+	e->family = p->family;
+	e->proto = p->proto;
+	e->direction = dir;
+	e->verdict = verdict;
+	e->reason = reason;
+	e->flags = flags;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* events_allowed says whether allowed packets are reported too (tracing, tests). */
+static __always_inline int events_allowed(void)
+{
+	__u32 zero = 0;
+	struct runtime_settings *st = bpf_map_lookup_elem(&settings, &zero);
+	return st && (st->events & EVENTS_ALLOWED);
+}
+
+static __always_inline __u64 ct_timeout(__u8 proto, __u8 flags)
+{
+	if (proto != IPPROTO_TCP)
+		return CT_TIMEOUT_OTHER;
+	if (flags & CT_CLOSING)
+		return CT_TIMEOUT_TCP_CLOSE;
+	if (flags & CT_SEEN_REPLY)
+		return CT_TIMEOUT_TCP_ESTABLISHED;
+	return CT_TIMEOUT_TCP_SYN;
+}
+
+/* ct_touch records a packet of a tracked connection; reply says which way. */
+static __always_inline void ct_touch(struct ct_value *ct, struct pkt *p, __u64 now, int reply)
+{
+	__u8 flags = ct->flags;
+	if (reply)
+		flags |= CT_SEEN_REPLY;
+	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (TCP_FIN | TCP_RST)))
+		flags |= CT_CLOSING;
+	__u64 expires = now + ct_timeout(p->proto, flags);
+	if (flags != ct->flags) {
+		ct->flags = flags;
+		ct->expires = expires;
+	} else if (expires > ct->expires + CT_REFRESH_SLACK) {
+		ct->expires = expires;
+	}
+}
+
+static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+{
+	struct pkt p = {};
+	struct state s;
+
+	count(COUNTER_PACKETS);
+	int r = parse(skb, &p);
+	if (r == PARSE_NOT_IP) {
+		count(COUNTER_NON_IP);
+		return TC_ACT_UNSPEC;
+	}
+	if (load_state(&s) < 0) {
+		count(COUNTER_NO_STATE);
+		return TC_ACT_UNSPEC;
+	}
+	if (r == PARSE_MALFORMED) {
+		count(COUNTER_MALFORMED);
+		emit(skb, s.generation, &p, dir, 0, 0, VERDICT_DENY, REASON_MALFORMED, 0, 0);
+		return TC_ACT_SHOT;
+	}
+
+	const __u8 *local = dir == DIR_EGRESS ? p.saddr : p.daddr;
+	const __u8 *remote = dir == DIR_EGRESS ? p.daddr : p.saddr;
+	struct addr_key ek = {.family = p.family};
+	__builtin_memcpy(ek.addr, local, 16);
+	struct endpoint_value *ep = bpf_map_lookup_elem(s.endpoints, &ek);
+	if (!ep) {
+		count(COUNTER_NOT_ENFORCED);
+		return TC_ACT_UNSPEC;
+	}
+
+	/* Fragments: the first one's ports stand for the later ones. */
+	__u8 evflags = 0;
+	if (p.flags & (PKT_FRAG_FIRST | PKT_FRAG_LATER)) {
+		struct frag_key fk = {.id = p.frag_id, .proto = p.proto, .family = p.family};
+		__builtin_memcpy(fk.saddr, p.saddr, 16);
+		__builtin_memcpy(fk.daddr, p.daddr, 16);
+		count(COUNTER_FRAGMENTS);
+		evflags |= EVENT_FRAGMENT;
+		if (p.flags & PKT_FRAG_FIRST) {
+			struct frag_value fv = {
+				.sport = p.sport,
+				.dport = p.dport,
+				.port = p.port,
+				.icmp_type = p.icmp_type,
+				.flags = p.flags & (PKT_ECHO_REQUEST | PKT_ECHO_REPLY),
+			};
+			bpf_map_update_elem(&fragments, &fk, &fv, BPF_ANY);
+		} else {
+			struct frag_value *fv = bpf_map_lookup_elem(&fragments, &fk);
+			if (fv) {
+				p.sport = fv->sport;
+				p.dport = fv->dport;
+				p.port = fv->port;
+				p.icmp_type = fv->icmp_type;
+				p.flags |= fv->flags & (PKT_ECHO_REQUEST | PKT_ECHO_REPLY);
+			}
+		}
+	}
+
+	/*
+	 * Conntrack. ICMP and ICMPv6 track echo only: a request opens, a reply
+	 * answers; other ICMP types are decided by policy alone.
+	 */
+	int icmp = (p.proto == IPPROTO_ICMP && p.family == AF_INET4) ||
+		   (p.proto == IPPROTO_ICMPV6 && p.family == AF_INET6);
+	int opens = !icmp || (p.flags & PKT_ECHO_REQUEST);
+	int answers = !icmp || (p.flags & PKT_ECHO_REPLY);
+	__u64 now = bpf_ktime_get_ns();
+	struct ct_key ck = {.proto = p.proto, .family = p.family};
+	struct ct_value *ct = 0;
+
+	if (opens) {
+		__builtin_memcpy(ck.saddr, p.saddr, 16);
+		__builtin_memcpy(ck.daddr, p.daddr, 16);
+		ck.sport = p.sport;
+		ck.dport = p.dport;
+		ck.direction = dir;
+		ct = bpf_map_lookup_elem(&conntrack, &ck);
+		if (ct && ct->expires < now)
+			ct = 0;
+	}
+	if (!ct && answers) {
+		struct ct_key rk = {.proto = p.proto, .family = p.family, .direction = !dir};
+		__builtin_memcpy(rk.saddr, p.daddr, 16);
+		__builtin_memcpy(rk.daddr, p.saddr, 16);
+		rk.sport = icmp ? p.sport : p.dport;
+		rk.dport = icmp ? 0 : p.sport;
+		struct ct_value *rct = bpf_map_lookup_elem(&conntrack, &rk);
+		if (rct && rct->expires >= now) {
+			ct_touch(rct, &p, now, 1);
+			count(COUNTER_REPLIES);
+			return TC_ACT_UNSPEC;
+		}
+	}
+
+	__u32 peer = lookup_identity(&s, p.family, remote);
+	struct decision d;
+	decide(&s, ep, dir, peer, &p, &d);
+
+	if (d.verdict == VERDICT_DENY) {
+		if (ct)
+			bpf_map_delete_elem(&conntrack, &ck);
+		count(COUNTER_DENIED);
+		emit(skb, s.generation, &p, dir, ep->identity, peer, d.verdict, d.reason, d.rule, evflags);
+		return TC_ACT_SHOT;
+	}
+	if (d.l7)
+		count(COUNTER_L7_UNENFORCED);
+
+	int report = d.verdict == VERDICT_AUDIT;
+	if (opens) {
+		if (ct) {
+			ct_touch(ct, &p, now, 0);
+			if (ct->verdict == d.verdict)
+				report = 0;
+			else
+				ct->verdict = d.verdict;
+		} else {
+			struct ct_value nv = {.verdict = d.verdict};
+			ct_touch(&nv, &p, now, 0);
+			nv.expires = now + ct_timeout(p.proto, nv.flags);
+			bpf_map_update_elem(&conntrack, &ck, &nv, BPF_ANY);
+		}
+	}
+	if (d.verdict == VERDICT_AUDIT) {
+		count(COUNTER_AUDITED);
+	} else {
+		count(COUNTER_ALLOWED);
+		report = events_allowed();
+	}
+	if (report)
+		emit(skb, s.generation, &p, dir, ep->identity, peer, d.verdict, d.reason, d.rule, evflags);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int palisade_from_endpoint(struct __sk_buff *skb)
+{
+	return handle(skb, DIR_EGRESS);
+}
+
+SEC("tc")
+int palisade_to_endpoint(struct __sk_buff *skb)
+{
+	return handle(skb, DIR_INGRESS);
+}
+
+/* palisade_parse_only parses like the others and decides nothing: the
+ * baseline that make bench-datapath measures the policy's cost against. */
+SEC("tc")
+int palisade_parse_only(struct __sk_buff *skb)
+{
+	struct pkt p = {};
+	return parse(skb, &p) == PARSE_MALFORMED ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+}

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/* Copyright 2026 The Palisade Authors. */
+
+/*
+ * Types and maps shared by Palisade's TC programs and, through bpf2go's
+ * -type, by the Go package internal/datapath. Every struct here is part of
+ * the kernel ABI of pinned maps: change a layout and the agent refuses to
+ * adopt the old pins (see docs/datapath.md).
+ */
+#ifndef PALISADE_H
+#define PALISADE_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#define AF_INET4 4
+#define AF_INET6 6
+
+/* Directions, as engine.Direction. */
+enum direction {
+	DIR_INGRESS = 0,
+	DIR_EGRESS = 1,
+};
+
+/* Verdicts, as engine.Verdict. */
+enum verdict {
+	VERDICT_ALLOW = 0,
+	VERDICT_DENY = 1,
+	VERDICT_AUDIT = 2,
+};
+
+/* Reasons: 0-5 are engine.Reason; the datapath adds its own from 16. */
+enum reason {
+	REASON_NOT_ENFORCED = 0,
+	REASON_NOT_SELECTED = 1,
+	REASON_ALLOWED = 2,
+	REASON_DENIED = 3,
+	REASON_DEFAULT_DENY = 4,
+	REASON_L7_DENIED = 5,
+	REASON_REPLY = 16,     /* a reply of a tracked connection */
+	REASON_MALFORMED = 17, /* an IP packet the parser rejects */
+};
+
+/* engine.EndpointFlags */
+#define EP_INGRESS_DEFAULT_DENY (1 << 0)
+#define EP_INGRESS_DEFAULT_AUDIT (1 << 1)
+#define EP_EGRESS_DEFAULT_DENY (1 << 2)
+#define EP_EGRESS_DEFAULT_AUDIT (1 << 3)
+
+/* engine.PolicyFlags */
+#define POLICY_ALLOW (1 << 0)
+#define POLICY_DENY (1 << 1)
+#define POLICY_AUDIT_DENY (1 << 2)
+#define POLICY_AUDIT_ALLOW (1 << 3)
+
+/*
+ * Key of the endpoints map and of the ipcache's exact (/32, /128) map: an
+ * address of either family; IPv4 uses the first 4 bytes, the rest are 0.
+ */
+struct addr_key {
+	__u32 family; /* AF_INET4 or AF_INET6 */
+	__u8 addr[16];
+};
+
+/* An enforcement point: a workload or the host (engine.EndpointEntry). */
+struct endpoint_value {
+	__u32 identity;
+	__u32 policy_id;
+	__u8 flags;
+	__u8 pad[3];
+};
+
+/* ipcache LPM key: prefixlen counts the 32 bits of family, then address bits. */
+struct ipcache_lpm_key {
+	__u32 prefixlen;
+	__u32 family;
+	__u8 addr[16];
+};
+
+struct ipcache_value {
+	__u32 identity;
+};
+
+/* Policy entries of full length (PrefixLen 24): the hash path. */
+struct policy_key {
+	__u32 policy_id;
+	__u32 identity;
+	__u8 direction;
+	__u8 proto;
+	__u16 port; /* host byte order */
+};
+
+/*
+ * Policy entries shorter than 24 bits. The data after prefixlen is big
+ * endian so the trie's bit order is policy_id, identity, direction, then
+ * the 24 bits proto<<16|port; prefixlen = 72 + engine PrefixLen.
+ */
+struct policy_lpm_key {
+	__u32 prefixlen;
+	__u32 policy_id; /* big endian */
+	__u32 identity;  /* big endian */
+	__u8 direction;
+	__u8 proto;
+	__u16 port; /* big endian */
+};
+
+#define POLICY_LPM_FIXED_BITS 72
+
+/* engine.PolicyEntry */
+struct policy_value {
+	__u8 flags;
+	__u8 pad[3];
+	__u32 allow_rule;
+	__u32 deny_rule;
+	__u32 audit_rule;       /* lowest audit-mode deny rule */
+	__u32 audit_allow_rule; /* lowest audit-mode allow rule */
+	__u32 l7;               /* L7 list ID; the kernel does not match L7 */
+};
+
+/* The generation that packets see: slot (0 or 1) of the gen_* outer maps. */
+struct active_slot {
+	__u32 slot;
+};
+
+/* Conntrack: one entry per connection and enforcement side. */
+struct ct_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport; /* ICMP echo: the identifier */
+	__u16 dport; /* ICMP echo: 0 */
+	__u8 proto;
+	__u8 family;
+	__u8 direction; /* the side that allowed the connection */
+	__u8 pad;
+};
+
+#define CT_SEEN_REPLY (1 << 0)
+#define CT_CLOSING (1 << 1)
+
+struct ct_value {
+	__u64 expires; /* bpf_ktime_get_ns() deadline */
+	__u8 verdict;  /* VERDICT_ALLOW or VERDICT_AUDIT */
+	__u8 flags;
+	__u8 pad[6];
+};
+
+/* Ports of a fragmented datagram, from its first fragment. */
+struct frag_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 id;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+struct frag_value {
+	__u16 sport;
+	__u16 dport;
+	__u16 port;
+	__u8 icmp_type;
+	__u8 flags; /* echo request or reply (parse.h PKT_ECHO_*) */
+};
+
+/*
+ * A verdict event (ring buffer): every deny, every new audited connection,
+ * and, when settings.events has EVENTS_ALLOWED, every allowed packet.
+ */
+struct event {
+	__u64 generation;
+	__u32 ifindex;
+	__u32 local_identity;
+	__u32 peer_identity;
+	__u32 rule;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u16 port; /* the policy port: destination port or ICMP type */
+	__u8 family;
+	__u8 proto;
+	__u8 direction;
+	__u8 verdict;
+	__u8 reason;
+	__u8 flags; /* EVENT_* */
+};
+
+#define EVENT_FRAGMENT (1 << 0)
+#define EVENT_REPLY (1 << 1)
+
+/* Runtime settings (the settings array's one element). */
+#define EVENTS_ALLOWED (1 << 0)
+
+struct runtime_settings {
+	__u32 events; /* EVENTS_* */
+};
+
+/* Per-CPU counters, indexes of the counters array. */
+enum counter {
+	COUNTER_PACKETS = 0,
+	COUNTER_ALLOWED,
+	COUNTER_DENIED,
+	COUNTER_AUDITED,
+	COUNTER_NOT_ENFORCED,
+	COUNTER_REPLIES,
+	COUNTER_MALFORMED,
+	COUNTER_NON_IP,
+	COUNTER_FRAGMENTS,
+	COUNTER_EVENTS_LOST,
+	COUNTER_NO_STATE,
+	COUNTER_L7_UNENFORCED,
+	COUNTER_MAX,
+};
+
+#endif /* PALISADE_H */

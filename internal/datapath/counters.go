@@ -1,0 +1,61 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package datapath
+
+import (
+	"fmt"
+
+	"github.com/palisade-dev/palisade/bpf"
+)
+
+// Counters are the programs' per-CPU counters, summed over CPUs.
+type Counters struct {
+	Packets     uint64 // every packet the programs saw
+	Allowed     uint64 // decided allow by policy (not replies)
+	Denied      uint64 // dropped by policy
+	Audited     uint64 // allowed, but an audit-mode policy would drop them
+	NotEnforced uint64 // the enforcement point is not a managed endpoint
+	Replies     uint64 // replies of tracked connections
+	Malformed   uint64 // IP packets the parser rejected (dropped)
+	NonIP       uint64 // not IPv4 or IPv6 (passed)
+	Fragments   uint64 // IP fragments of enforced endpoints
+	EventsLost  uint64 // events dropped because the ring buffer was full
+	NoState     uint64 // packets seen before the first generation
+	// L7Unenforced counts packets allowed on a port with L7 rules, which
+	// the kernel does not match yet (allowed at L4).
+	L7Unenforced uint64
+}
+
+// Counters reads and sums the per-CPU counters.
+func (d *Datapath) Counters() (Counters, error) {
+	var c Counters
+	fields := []*uint64{&c.Packets, &c.Allowed, &c.Denied, &c.Audited, &c.NotEnforced, &c.Replies,
+		&c.Malformed, &c.NonIP, &c.Fragments, &c.EventsLost, &c.NoState, &c.L7Unenforced}
+	if len(fields) != int(bpf.PalisadeCounterCOUNTER_MAX) {
+		return c, fmt.Errorf("counters: %d fields for %d counters", len(fields), bpf.PalisadeCounterCOUNTER_MAX)
+	}
+	var per []uint64
+	for i, f := range fields {
+		if err := d.objs.Counters.Lookup(uint32(i), &per); err != nil {
+			return c, fmt.Errorf("read counter %d: %w", i, err)
+		}
+		for _, v := range per {
+			*f += v
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,76 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package datapath
+
+import (
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// ip runs iproute2's ip.
+func ip(t testing.TB, args ...string) {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+func requireIP(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2's ip (make bpf-tools installs it)")
+	}
+}
+
+var linkSeq int
+
+// dummyLink creates a veth pair for the test and returns one end's index.
+func dummyLink(t testing.TB) int {
+	t.Helper()
+	requireIP(t)
+	linkSeq++
+	name := fmt.Sprintf("paltst%d", linkSeq)
+	ip(t, "link", "add", name, "type", "veth", "peer", "name", name+"p")
+	t.Cleanup(func() { exec.Command("ip", "link", "del", name).Run() })
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ifc.Index
+}
+
+// linkProgram returns the program ID that a pinned link runs.
+func linkProgram(t testing.TB, pin string, a Attachment) ebpf.ProgramID {
+	t.Helper()
+	l, err := link.LoadPinnedLink(linkPin(pin, a.Ifindex, a.Hook, a.Direction), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Program
+}

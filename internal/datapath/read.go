@@ -1,0 +1,190 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/palisade-dev/palisade/bpf"
+	"github.com/palisade-dev/palisade/internal/engine"
+)
+
+// Read returns the map state that packets see now, read back from the
+// kernel, and its generation. L7 lists are not in the kernel: the result's
+// L7 is nil, and policy entries carry their L7 IDs only.
+func (d *Datapath) Read() (*engine.MapState, uint64, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := &engine.MapState{
+		IPCache:   map[netip.Prefix]engine.Identity{},
+		Endpoints: map[netip.Addr]engine.EndpointEntry{},
+		Policy:    map[engine.PolicyKey]engine.PolicyEntry{},
+	}
+	var a bpf.PalisadeActiveSlot
+	if err := d.objs.Active.Lookup(uint32(0), &a); err != nil {
+		return nil, 0, fmt.Errorf("read active slot: %w", err)
+	}
+	slot := a.Slot & 1
+	var gen uint64
+	if err := d.objs.Generations.Lookup(slot, &gen); err != nil {
+		return nil, 0, fmt.Errorf("read generation: %w", err)
+	}
+	inner := map[string]*ebpf.Map{}
+	defer func() {
+		for _, m := range inner {
+			m.Close()
+		}
+	}()
+	for _, name := range outerMaps {
+		var id uint32
+		err := d.outer(name).Lookup(slot, &id)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			if gen == 0 {
+				return s, 0, nil // nothing applied yet
+			}
+			return nil, gen, fmt.Errorf("read %s: generation %d has no map", name, gen)
+		}
+		if err != nil {
+			return nil, gen, fmt.Errorf("read %s: %w", name, err)
+		}
+		m, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		if err != nil {
+			return nil, gen, fmt.Errorf("open %s of generation %d: %w", name, gen, err)
+		}
+		inner[name] = m
+	}
+
+	var ak bpf.PalisadeAddrKey
+	var ev bpf.PalisadeEndpointValue
+	it := inner[outerEndpoints].Iterate()
+	for it.Next(&ak, &ev) {
+		a, err := addrFromKey(ak.Family, ak.Addr)
+		if err != nil {
+			return nil, gen, fmt.Errorf("read endpoints: %w", err)
+		}
+		s.Endpoints[a] = endpointEntry(ev)
+	}
+	if err := it.Err(); err != nil {
+		return nil, gen, fmt.Errorf("read endpoints: %w", err)
+	}
+
+	var iv bpf.PalisadeIpcacheValue
+	it = inner[outerIPCache].Iterate()
+	for it.Next(&ak, &iv) {
+		a, err := addrFromKey(ak.Family, ak.Addr)
+		if err != nil {
+			return nil, gen, fmt.Errorf("read ipcache: %w", err)
+		}
+		s.IPCache[netip.PrefixFrom(a, a.BitLen())] = engine.Identity(iv.Identity)
+	}
+	if err := it.Err(); err != nil {
+		return nil, gen, fmt.Errorf("read ipcache: %w", err)
+	}
+	var lk bpf.PalisadeIpcacheLpmKey
+	it = inner[outerIPCacheLPM].Iterate()
+	for it.Next(&lk, &iv) {
+		p, err := prefixFromLPMKey(lk)
+		if err != nil {
+			return nil, gen, fmt.Errorf("read ipcache: %w", err)
+		}
+		s.IPCache[p] = engine.Identity(iv.Identity)
+	}
+	if err := it.Err(); err != nil {
+		return nil, gen, fmt.Errorf("read ipcache: %w", err)
+	}
+
+	var pk bpf.PalisadePolicyKey
+	var pv bpf.PalisadePolicyValue
+	it = inner[outerPolicy].Iterate()
+	for it.Next(&pk, &pv) {
+		s.Policy[policyKeyFromHash(pk)] = policyEntry(pv)
+	}
+	if err := it.Err(); err != nil {
+		return nil, gen, fmt.Errorf("read policy: %w", err)
+	}
+	var plk bpf.PalisadePolicyLpmKey
+	it = inner[outerPolicyLPM].Iterate()
+	for it.Next(&plk, &pv) {
+		k, err := policyKeyFromLPM(plk)
+		if err != nil {
+			return nil, gen, fmt.Errorf("read policy: %w", err)
+		}
+		s.Policy[k] = policyEntry(pv)
+	}
+	if err := it.Err(); err != nil {
+		return nil, gen, fmt.Errorf("read policy: %w", err)
+	}
+	return s, gen, nil
+}
+
+// Drift is one difference between a desired and an actual map state.
+type Drift struct {
+	// Map is "endpoints", "ipcache" or "policy".
+	Map string
+	Key string
+	// Want and Got are the desired and actual values; "" means absent.
+	Want, Got string
+}
+
+func (d Drift) String() string {
+	switch {
+	case d.Got == "":
+		return fmt.Sprintf("%s %s: missing (want %s)", d.Map, d.Key, d.Want)
+	case d.Want == "":
+		return fmt.Sprintf("%s %s: unexpected %s", d.Map, d.Key, d.Got)
+	}
+	return fmt.Sprintf("%s %s: %s, want %s", d.Map, d.Key, d.Got, d.Want)
+}
+
+// Diff lists how actual differs from desired, sorted by map and key. L7
+// lists are not compared (the kernel does not hold them).
+func Diff(desired, actual *engine.MapState) []Drift {
+	var out []Drift
+	out = appendDiff(out, "endpoints", desired.Endpoints, actual.Endpoints)
+	out = appendDiff(out, "ipcache", desired.IPCache, actual.IPCache)
+	out = appendDiff(out, "policy", desired.Policy, actual.Policy)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Map != out[j].Map {
+			return out[i].Map < out[j].Map
+		}
+		return out[i].Key < out[j].Key
+	})
+	return out
+}
+
+func appendDiff[K comparable, V comparable](out []Drift, name string, want, got map[K]V) []Drift {
+	for k, w := range want {
+		g, ok := got[k]
+		switch {
+		case !ok:
+			out = append(out, Drift{Map: name, Key: fmt.Sprintf("%+v", k), Want: fmt.Sprintf("%+v", w)})
+		case g != w:
+			out = append(out, Drift{Map: name, Key: fmt.Sprintf("%+v", k), Want: fmt.Sprintf("%+v", w), Got: fmt.Sprintf("%+v", g)})
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			out = append(out, Drift{Map: name, Key: fmt.Sprintf("%+v", k), Got: fmt.Sprintf("%+v", g)})
+		}
+	}
+	return out
+}
