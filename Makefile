@@ -10,7 +10,7 @@ GOTEST_FLAGS ?= -count=1
 PKGS ?= ./...
 
 # Paths that hold only generated code; make verify checks them.
-GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd bpf/palisade_bpfel.go bpf/palisade_bpfel.o
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd config/rbac/role.yaml bpf/palisade_bpfel.go bpf/palisade_bpfel.o
 
 include hack/tools.mk
 
@@ -37,8 +37,9 @@ bpf-tools: ## Install clang, llvm and libbpf headers from Debian (builds bpf/).
 	hack/install-bpf-tools.sh
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs into config/crd/bases.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs into config/crd/bases and RBAC into config/rbac.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./controllers/... paths=./cmd/manager/... output:rbac:artifacts:config=config/rbac
 
 .PHONY: fmt
 fmt: $(CUE) ## Format Go and CUE sources.

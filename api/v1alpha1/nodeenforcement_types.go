@@ -1,0 +1,137 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// NodeEnforcement is one node's report of what it enforces: the policy
+// set revisions compiled into its datapath, map usage, its last
+// verification and any kernel drift. The node's agent writes it; the
+// PolicySet controller aggregates it.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=pne,categories=palisade
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Drift",type=string,JSONPath=`.status.conditions[?(@.type=="Drifted")].status`
+// +kubebuilder:printcolumn:name="Verified",type=date,JSONPath=`.status.lastVerifiedTime`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name == self.spec.nodeName",message="metadata.name must equal spec.nodeName"
+type NodeEnforcement struct {
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the object's metadata; its name is the node's.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	// spec names the node.
+	// +required
+	Spec NodeEnforcementSpec `json:"spec"`
+	// status is the node's report.
+	// +optional
+	Status NodeEnforcementStatus `json:"status,omitzero"`
+}
+
+// NodeEnforcementList is a list of NodeEnforcement objects.
+//
+// +kubebuilder:object:root=true
+type NodeEnforcementList struct {
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the list's metadata.
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// items are the reports.
+	Items []NodeEnforcement `json:"items"`
+}
+
+// NodeEnforcementSpec names the node reported on.
+type NodeEnforcementSpec struct {
+	// nodeName is the node's name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="nodeName is immutable"
+	NodeName string `json:"nodeName"`
+}
+
+// PolicySetEnforcement is the revision of one PolicySet a node enforces.
+type PolicySetEnforcement struct {
+	// namespace of the PolicySet.
+	// +required
+	Namespace string `json:"namespace"`
+	// name of the PolicySet.
+	// +required
+	Name string `json:"name"`
+	// revision of the set compiled into the datapath.
+	// +required
+	Revision string `json:"revision"`
+	// policies is how many of the set's policies concern this node.
+	// +optional
+	Policies int32 `json:"policies,omitempty"`
+}
+
+// MapUsage is the fill of one eBPF map.
+type MapUsage struct {
+	// name of the map.
+	// +required
+	Name string `json:"name"`
+	// entries in use.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Entries int64 `json:"entries"`
+	// maxEntries the map holds.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	MaxEntries int64 `json:"maxEntries"`
+}
+
+// NodeEnforcementStatus is a node's report.
+type NodeEnforcementStatus struct {
+	// observedGeneration is the metadata.generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready, Enforced, Drifted.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// policySets are the set revisions the node enforces.
+	// +optional
+	// +listType=map
+	// +listMapKey=namespace
+	// +listMapKey=name
+	PolicySets []PolicySetEnforcement `json:"policySets,omitempty"`
+
+	// maps is the usage of each eBPF map.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Maps []MapUsage `json:"maps,omitempty"`
+
+	// lastVerifiedTime is when the verify loop last compared the kernel
+	// with the desired state.
+	// +optional
+	LastVerifiedTime *metav1.Time `json:"lastVerifiedTime,omitempty"`
+
+	// driftRepairs counts kernel drift found and repaired since the agent
+	// started.
+	// +optional
+	DriftRepairs int64 `json:"driftRepairs,omitempty"`
+}
