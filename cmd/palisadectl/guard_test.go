@@ -31,8 +31,11 @@ import (
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/palisade-dev/palisade/internal/guard"
+	"github.com/palisade-dev/palisade/internal/render"
 	"github.com/palisade-dev/palisade/internal/validate"
 )
 
@@ -219,37 +222,20 @@ func validateCmd(t *testing.T, args ...string) (string, string, int) {
 	return out.String(), errOut.String(), exitCode(err)
 }
 
-// render is what the PolicySet controller does with a loaded policy: the
-// typed object, its namespace defaulted to the PolicySet's, stamped with
-// where it is declared.
-func render(p *validate.Policy, defaultNS string) runtime.Object {
-	var obj interface {
-		runtime.Object
-		GetNamespace() string
-		SetNamespace(string)
-		GetAnnotations() map[string]string
-		SetAnnotations(map[string]string)
+// rendered is what the PolicySet controller applies for the policies of
+// one revision: render.Objects, owned by the PolicySet shop/main.
+func rendered(t *testing.T, ps []*validate.Policy, revision string) []client.Object {
+	t.Helper()
+	objs, err := render.Objects(ps, render.Owner{Namespace: "shop", Name: "main", Revision: revision})
+	if err != nil {
+		t.Fatal(err)
 	}
-	switch {
-	case p.NetworkPolicy != nil:
-		obj = p.NetworkPolicy.DeepCopy()
-	case p.ClusterNetworkPolicy != nil:
-		obj = p.ClusterNetworkPolicy.DeepCopy()
-	case p.TracingPolicy != nil:
-		obj = p.TracingPolicy.DeepCopy()
-	case p.ClusterTracingPolicy != nil:
-		obj = p.ClusterTracingPolicy.DeepCopy()
+	for _, o := range objs {
+		if o.GetLabels()[render.LabelPolicySetName] != "main" || o.GetAnnotations()[render.AnnotationSource] == "" || o.GetAnnotations()[render.AnnotationRevision] != revision {
+			t.Fatalf("render.Objects did not stamp %s/%s: labels %v, annotations %v", o.GetNamespace(), o.GetName(), o.GetLabels(), o.GetAnnotations())
+		}
 	}
-	if obj.GetNamespace() == "" && (p.NetworkPolicy != nil || p.TracingPolicy != nil) {
-		obj.SetNamespace(defaultNS)
-	}
-	a := obj.GetAnnotations()
-	if a == nil {
-		a = map[string]string{}
-	}
-	a[guard.SourceAnnotation] = fmt.Sprintf("%s:%d", p.Pos.File, p.Pos.Line)
-	obj.SetAnnotations(a)
-	return obj
+	return objs
 }
 
 // fromAPIServer returns obj as a client reads it back from the API server:
@@ -360,12 +346,21 @@ func TestGuardParityCLIAndCluster(t *testing.T) {
 				PolicySet: guard.PolicySetRef{Namespace: "shop", Name: "main"},
 				Overrides: tc.overrides, Params: params,
 			}
+			// Both sides go through render.Objects and back through JSON, as
+			// the controller's client reads them: before at the base
+			// revision, after at the new one, so render's labels and
+			// annotations (revision included) differ between the sides and
+			// must not make unchanged policies look changed.
 			var before, after []runtime.Object
-			for i, p := range loadAt(t, baseDir) {
-				before = append(before, fromAPIServer(t, render(p, "shop"), i))
+			for i, o := range rendered(t, loadAt(t, baseDir), baseCommit.Hash.String()) {
+				obj := fromAPIServer(t, o, i)
+				// A typed client's reads (its cache's, say) often lack
+				// apiVersion and kind.
+				obj.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{})
+				before = append(before, obj)
 			}
-			for i, p := range loadAt(t, filepath.Join(r.dir, "policies")) {
-				after = append(after, fromAPIServer(t, render(p, "shop"), 100+i))
+			for i, o := range rendered(t, loadAt(t, filepath.Join(r.dir, "policies")), headCommit.Hash.String()) {
+				after = append(after, fromAPIServer(t, o, 100+i))
 			}
 			g, diags := guard.Compile(guard.Builtin())
 			if diags.HasErrors() {

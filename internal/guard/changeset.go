@@ -146,6 +146,25 @@ type ChangeSet struct {
 // policy created, deleted or changed (by its JSON), sorted by ID, with its
 // facts.
 func NewChangeSet(base, head []*validate.Policy, meta Meta) *ChangeSet {
+	return newChangeSet(base, head, meta, false)
+}
+
+// reviewChangeSet is NewChangeSet(Canonical(base), Canonical(head)), the
+// same document, without encoding the policies that did not change.
+func reviewChangeSet(base, head []*validate.Policy, meta Meta) *ChangeSet {
+	shells := func(ps []*validate.Policy) []*validate.Policy {
+		out := make([]*validate.Policy, len(ps))
+		for i, p := range ps {
+			out[i] = canonicalShell(p, meta.PolicySet.Namespace)
+		}
+		return out
+	}
+	return newChangeSet(shells(base), shells(head), meta, true)
+}
+
+// newChangeSet is NewChangeSet; with lazy, the policies are canonical
+// shells (canonicalShell) whose JSON is encoded only when needed.
+func newChangeSet(base, head []*validate.Policy, meta Meta, lazy bool) *ChangeSet {
 	cs := &ChangeSet{
 		APIVersion: APIVersion, Kind: "ChangeSet",
 		Revision: meta.Revision, PreviousRevision: meta.PreviousRevision,
@@ -175,32 +194,45 @@ func NewChangeSet(base, head []*validate.Policy, meta Meta) *ChangeSet {
 		}
 	}
 	slices.Sort(ids)
-	type pair struct {
-		op            string
-		before, after *validate.Policy
-	}
-	var pairs []pair
-	for _, id := range ids {
-		b, a := bm[id], hm[id]
+	// Policies are independent of each other: whether each changed, and
+	// the facts and OPA value of each change, are computed in parallel,
+	// each into its own slot, so the result does not depend on scheduling.
+	changes := make([]*Change, len(ids))
+	terms := make([]*ast.Term, len(ids))
+	parallel(len(ids), func(i int) {
+		b, a := bm[ids[i]], hm[ids[i]]
+		var op string
 		switch {
 		case b == nil:
-			pairs, cs.Summary.Create = append(pairs, pair{"create", b, a}), cs.Summary.Create+1
+			op = "create"
 		case a == nil:
-			pairs, cs.Summary.Delete = append(pairs, pair{"delete", b, a}), cs.Summary.Delete+1
-		case !bytes.Equal(b.JSON, a.JSON):
-			pairs, cs.Summary.Update = append(pairs, pair{"update", b, a}), cs.Summary.Update+1
+			op = "delete"
+		case lazy && !sameCanonical(b, a), !lazy && !bytes.Equal(b.JSON, a.JSON):
+			op = "update"
+		default:
+			return
 		}
-	}
-	// Changes are independent of each other: their facts and OPA values
-	// are computed in parallel, each into its own slot, so the result does
-	// not depend on scheduling.
-	cs.Changes = make([]*Change, len(pairs))
-	terms := make([]*ast.Term, len(pairs))
-	parallel(len(pairs), func(i int) {
-		c := newChange(pairs[i].op, pairs[i].before, pairs[i].after)
-		cs.Changes[i], terms[i] = c, c.term()
+		if lazy {
+			for _, p := range []*validate.Policy{b, a} {
+				if p != nil {
+					encodeCanonical(p)
+				}
+			}
+		}
+		c := newChange(op, b, a)
+		changes[i], terms[i] = c, c.term()
 	})
+	cs.Changes = slices.DeleteFunc(changes, func(c *Change) bool { return c == nil })
+	terms = slices.DeleteFunc(terms, func(t *ast.Term) bool { return t == nil })
 	for _, c := range cs.Changes {
+		switch c.Op {
+		case "create":
+			cs.Summary.Create++
+		case "delete":
+			cs.Summary.Delete++
+		default:
+			cs.Summary.Update++
+		}
 		cs.byID[c.ID] = c
 		cs.problems = append(cs.problems, c.problems...)
 	}
@@ -313,6 +345,9 @@ func (cs *ChangeSet) summarizeNamespaces(base, head []*validate.Policy, bm, hm m
 	tally := func(ps []*validate.Policy, count func(*Namespace) *int, dd func(*Namespace) *Directions) {
 		cluster := Directions{}
 		for _, p := range ps {
+			if (p.NetworkPolicy != nil || p.TracingPolicy != nil) && p.Namespace != "*" && cs.Namespaces[p.Namespace] == nil {
+				continue // its scope is its namespace, which no change reaches
+			}
 			sh := shapeOf(p)
 			for _, ns := range sh.scope {
 				n := cs.Namespaces[ns]

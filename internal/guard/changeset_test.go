@@ -19,9 +19,16 @@ package guard_test
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/guard"
+	"github.com/palisade-dev/palisade/internal/render"
+	"github.com/palisade-dev/palisade/internal/validate"
 )
 
 // TestChangeSet builds the change set of a CUE repository whose commit
@@ -155,4 +162,68 @@ a: {
 	if err := json.Unmarshal(c.After, &obj); err != nil || obj.Metadata.Namespace != "team" {
 		t.Errorf("after = %s, want metadata.namespace team", c.After)
 	}
+}
+
+// TestReviewChangeSetMatchesCanonical: the review paths (Review,
+// ReviewObjects) tell changed policies from unchanged ones without
+// encoding the unchanged, and must reach the document NewChangeSet builds
+// from every policy's canonical JSON: typed objects that differ only where
+// JSON does not show (nil against empty), or only in render's labels and
+// annotations, are unchanged; a real difference is an update.
+func TestReviewChangeSetMatchesCanonical(t *testing.T) {
+	base := load(t, map[string]string{
+		"a.cue": np("a", "shop", "a", `endpointSelector: matchLabels: app: "a"`),
+		"b.cue": np("b", "shop", "b", `endpointSelector: matchLabels: app: "b"`),
+		"c.cue": np("c", "shop", "c", `endpointSelector: matchLabels: app: "c"`),
+	})
+	meta := guard.Meta{PolicySet: guard.PolicySetRef{Namespace: "shop", Name: "main"}}
+	var before, after []runtime.Object
+	for _, p := range base {
+		before = append(before, withRender(p.NetworkPolicy.DeepCopy(), "r1"))
+		np := withRender(p.NetworkPolicy.DeepCopy(), "r2")
+		switch p.Name {
+		case "a": // nil against empty: the same JSON
+			np.Spec.EndpointSelector.MatchExpressions = []metav1.LabelSelectorRequirement{}
+		case "b": // a new label: an update
+			np.Labels = map[string]string{"team": "b"}
+		}
+		after = append(after, np)
+	}
+	cs, err := guard.ObjectsChangeSet(before, after, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.Summary != (guard.Summary{Update: 1, Total: 1}) || cs.Changes[0].ID != "NetworkPolicy/shop/b" {
+		t.Fatalf("change set:\n%s", cs.JSON())
+	}
+	var bp, ap []*validate.Policy
+	for i := range before {
+		bp, ap = append(bp, policyFromObject(t, before[i])), append(ap, policyFromObject(t, after[i]))
+	}
+	want := guard.NewChangeSet(guard.Canonical(bp, meta), guard.Canonical(ap, meta), meta)
+	if got := cs.JSON(); string(got) != string(want.JSON()) {
+		t.Errorf("review path:\n%s\ncanonical path:\n%s", got, want.JSON())
+	}
+	for _, k := range []string{render.LabelPolicySetName, render.LabelPolicySetNamespace, render.AnnotationSource, render.AnnotationCUEPath, render.AnnotationRevision} {
+		if strings.Contains(string(want.JSON()), `"`+k+`"`) {
+			t.Errorf("render's %s reaches the guards:\n%s", k, want.JSON())
+		}
+	}
+}
+
+// withRender stamps p as render.Objects does for PolicySet shop/main at
+// revision.
+func withRender(p *v1alpha1.NetworkPolicy, revision string) *v1alpha1.NetworkPolicy {
+	p.Labels = map[string]string{render.LabelPolicySetName: "main", render.LabelPolicySetNamespace: "shop"}
+	p.Annotations = map[string]string{render.AnnotationSource: p.Name + ".cue:3:1", render.AnnotationCUEPath: p.Name, render.AnnotationRevision: revision}
+	return p
+}
+
+func policyFromObject(t *testing.T, o runtime.Object) *validate.Policy {
+	t.Helper()
+	p, err := render.Policy(o.(*v1alpha1.NetworkPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -42,13 +42,14 @@ type Options struct {
 const DefaultTimeout = 5 * time.Second
 
 // Review is the CLI's path to guard a change (the controller's,
-// ReviewObjects, ends here too): it puts every policy into its canonical
-// form (the one an object read back from the API server has), builds the
-// change set from base to head, evaluates the guards and returns the
-// decision and its JSON. With the same policies, meta and guards, both get
-// the same bytes.
+// ReviewObjects, takes the same steps): it builds the change set from base
+// to head of the policies' canonical forms (the one an object read back
+// from the API server has), evaluates the guards and returns the decision
+// and its JSON. With the same policies, meta and guards, both get the same
+// bytes. Only changed policies are encoded: the change set is
+// NewChangeSet(Canonical(base), Canonical(head)) without encoding the rest.
 func Review(ctx context.Context, g *Guards, base, head []*validate.Policy, meta Meta, opts Options) ([]byte, *Decision) {
-	d := g.Evaluate(ctx, NewChangeSet(Canonical(base, meta), Canonical(head, meta), meta), opts)
+	d := g.Evaluate(ctx, reviewChangeSet(base, head, meta), opts)
 	return d.JSON(), d
 }
 

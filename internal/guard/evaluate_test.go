@@ -34,6 +34,7 @@ import (
 	"github.com/palisade-dev/palisade/internal/diag"
 	"github.com/palisade-dev/palisade/internal/guard"
 	"github.com/palisade-dev/palisade/internal/loader"
+	"github.com/palisade-dev/palisade/internal/render"
 	"github.com/palisade-dev/palisade/internal/validate"
 )
 
@@ -42,7 +43,7 @@ import (
 func netpol(ns, name string, port int32, entities ...v1alpha1.Entity) *v1alpha1.NetworkPolicy {
 	p := &v1alpha1.NetworkPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "palisade.dev/v1alpha1", Kind: "NetworkPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: map[string]string{guard.SourceAnnotation: name + ".cue:3"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: map[string]string{render.AnnotationSource: name + ".cue:3:1"}},
 	}
 	p.Spec.EndpointSelector = metav1.LabelSelector{MatchLabels: map[string]string{"app": name}}
 	if port > 0 {
@@ -318,7 +319,7 @@ func TestHostileInput(t *testing.T) {
 func TestReviewObjectsErrors(t *testing.T) {
 	g := builtin(t)
 	bad := netpol("shop", "a", 80)
-	bad.Annotations[guard.SourceAnnotation] = "a.cue:line"
+	bad.Annotations[render.AnnotationSource] = "a.cue:line:1"
 	for name, after := range map[string][]runtime.Object{
 		"not a policy":   {&metav1.Status{}},
 		"bad annotation": {bad},

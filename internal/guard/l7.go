@@ -109,6 +109,9 @@ func l7Ports(rules []*netRule) []l7Port {
 // every request: a new match-everything rule, or a port that had only
 // restricting L7 rules before and is now also allowed without any.
 func l7MatchAll(br, ar []*netRule) []L7Fact {
+	if !hasL7(br) && !hasL7(ar) {
+		return []L7Fact{} // both facts need L7 rules, after or before
+	}
 	type was struct {
 		allRestricted, anyMatchAll bool
 		kind                       string
@@ -151,4 +154,19 @@ func l7MatchAll(br, ar []*netRule) []L7Fact {
 		out = append(out, f)
 	}
 	return out
+}
+
+// hasL7 reports whether any allow rule restricts a port by L7 rules.
+func hasL7(rules []*netRule) bool {
+	for _, r := range rules {
+		if r.deny {
+			continue
+		}
+		for _, pr := range r.ports {
+			if pr.Rules != nil {
+				return true
+			}
+		}
+	}
+	return false
 }

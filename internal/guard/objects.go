@@ -17,39 +17,34 @@ limitations under the License.
 package guard
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
-	"strconv"
-	"strings"
+	"reflect"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
-	"github.com/palisade-dev/palisade/internal/diag"
 	"github.com/palisade-dev/palisade/internal/loader"
+	"github.com/palisade-dev/palisade/internal/render"
 	"github.com/palisade-dev/palisade/internal/validate"
 )
 
-// SourceAnnotation records on a policy object where in the policy
-// repository it is declared, as "file:line" relative to the PolicySet's
-// path. The PolicySet controller sets it when it renders objects, so that
-// guard findings about objects read back from the API server point at the
-// same line as in CI. Guards do not see it: it is dropped from the
-// canonical form.
-const SourceAnnotation = "palisade.dev/source"
-
 // ReviewObjects is the in-cluster path: the function the PolicySet
 // controller calls with the policy objects it has applied (before, as read
-// from the API server) and the ones the new revision renders (after). The
-// objects are *v1alpha1.NetworkPolicy, ClusterNetworkPolicy,
-// TracingPolicy or ClusterTracingPolicy; what the API server adds to them
-// (uid, resourceVersion, managedFields, ...) does not reach the guards.
-// For the same change, meta and guards it returns the same decision JSON,
-// byte for byte, as Review does in the CLI. An object of another type or
-// with a malformed SourceAnnotation is an error, and nothing is evaluated.
+// from the API server) and the ones the new revision renders (after), both
+// as render.Objects makes them. The objects are *v1alpha1.NetworkPolicy,
+// ClusterNetworkPolicy, TracingPolicy or ClusterTracingPolicy; what the API
+// server adds to them (uid, resourceVersion, managedFields, ...) and what
+// render adds (its labels and annotations) does not reach the guards, and
+// positions come from render.AnnotationSource. For the same change, meta
+// and guards it returns the same decision JSON, byte for byte, as Review
+// does in the CLI. An object of another type or with a malformed source
+// annotation is an error, and nothing is evaluated.
 func ReviewObjects(ctx context.Context, g *Guards, before, after []runtime.Object, meta Meta, opts Options) ([]byte, *Decision, error) {
 	cs, err := ObjectsChangeSet(before, after, meta)
 	if err != nil {
@@ -70,7 +65,7 @@ func ObjectsChangeSet(before, after []runtime.Object, meta Meta) (*ChangeSet, er
 	if err != nil {
 		return nil, err
 	}
-	return NewChangeSet(Canonical(base, meta), Canonical(head, meta), meta), nil
+	return reviewChangeSet(base, head, meta), nil
 }
 
 // policiesOf converts API objects into policies for a change set.
@@ -86,44 +81,30 @@ func policiesOf(objs []runtime.Object, side string) ([]*validate.Policy, error) 
 	return out, nil
 }
 
+// policyOf is render.Policy for an object the controller holds. Typed
+// objects read through a client often carry no apiVersion and kind; render
+// reads the kind from them, so a copy gets the one its Go type says (the
+// caller's object, possibly a shared cache entry, is never modified).
 func policyOf(o runtime.Object) (*validate.Policy, error) {
-	p := &validate.Policy{}
-	var m *metav1.ObjectMeta
-	switch x := o.(type) {
+	var kind string
+	switch o.(type) {
 	case *v1alpha1.NetworkPolicy:
-		p.NetworkPolicy, m = x, &x.ObjectMeta
+		kind = "NetworkPolicy"
 	case *v1alpha1.ClusterNetworkPolicy:
-		p.ClusterNetworkPolicy, m = x, &x.ObjectMeta
+		kind = "ClusterNetworkPolicy"
 	case *v1alpha1.TracingPolicy:
-		p.TracingPolicy, m = x, &x.ObjectMeta
+		kind = "TracingPolicy"
 	case *v1alpha1.ClusterTracingPolicy:
-		p.ClusterTracingPolicy, m = x, &x.ObjectMeta
+		kind = "ClusterTracingPolicy"
 	default:
 		return nil, fmt.Errorf("%T is not a Palisade policy", o)
 	}
-	pos, err := sourcePos(m.Annotations[SourceAnnotation])
-	if err != nil {
-		return nil, fmt.Errorf("%s %s/%s: annotation %s: %w", kindOf(p), m.Namespace, m.Name, SourceAnnotation, err)
+	obj := o.(client.Object)
+	if gvk := v1alpha1.GroupVersion.WithKind(kind); obj.GetObjectKind().GroupVersionKind() != gvk {
+		obj = obj.DeepCopyObject().(client.Object)
+		obj.GetObjectKind().SetGroupVersionKind(gvk)
 	}
-	p.Object = &loader.Object{Kind: kindOf(p), Namespace: m.Namespace, Name: m.Name, Pos: pos}
-	return p, nil
-}
-
-// sourcePos parses a SourceAnnotation value; empty means unknown (an object
-// the controller did not render, e.g. one created by hand).
-func sourcePos(v string) (diag.Pos, error) {
-	if v == "" {
-		return diag.Pos{}, nil
-	}
-	i := strings.LastIndexByte(v, ':')
-	if i <= 0 {
-		return diag.Pos{}, fmt.Errorf("%q is not file:line", v)
-	}
-	line, err := strconv.Atoi(v[i+1:])
-	if err != nil || line < 1 {
-		return diag.Pos{}, fmt.Errorf("%q is not file:line", v)
-	}
-	return diag.Pos{File: v[:i], Line: line}, nil
+	return render.Policy(obj)
 }
 
 func kindOf(p *validate.Policy) string {
@@ -140,14 +121,60 @@ func kindOf(p *validate.Policy) string {
 	return ""
 }
 
+// Labels and annotations render.Objects sets on every object it applies:
+// which PolicySet owns it, where it is declared, the revision. They differ
+// between the CLI (which never renders) and the cluster, and between
+// revisions of an unchanged policy, so the canonical form leaves them out,
+// whoever set them.
+var (
+	renderLabels      = []string{render.LabelPolicySetName, render.LabelPolicySetNamespace}
+	renderAnnotations = []string{render.AnnotationSource, render.AnnotationCUEPath, render.AnnotationRevision}
+)
+
+// withoutKeys returns m without keys, sharing m when it has none of them;
+// nil when nothing is left.
+func withoutKeys(m map[string]string, keys []string) map[string]string {
+	n := len(m)
+	for _, k := range keys {
+		if _, ok := m[k]; ok {
+			n--
+		}
+	}
+	switch {
+	case n == 0:
+		return nil
+	case n == len(m):
+		return m
+	}
+	out := make(map[string]string, n)
+	for k, v := range m {
+		if !slices.Contains(keys, k) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
 // canonical returns the policy as guards see it, the same whether it was
 // loaded from CUE or read from the API server: its typed object encoded by
 // encoding/json with only apiVersion, kind, metadata.name, namespace
 // (defaulted to the PolicySet's for a namespaced policy that sets none, as
-// the controller applies it), labels and annotations (without
-// SourceAnnotation), and spec. A policy without a typed object is returned
-// unchanged.
+// render.Objects applies it), labels and annotations (without render's),
+// and spec. A policy without a typed object is returned unchanged.
 func canonical(p *validate.Policy, defaultNamespace string) *validate.Policy {
+	q := canonicalShell(p, defaultNamespace)
+	if q != p {
+		encodeCanonical(q)
+	}
+	return q
+}
+
+// canonicalShell is canonical without the JSON: the typed object with the
+// canonical metadata (sharing p's spec, which is never modified), JSON nil
+// until encodeCanonical. Telling whether a policy changed needs the JSON
+// only when the typed objects differ (sameCanonical), so unchanged
+// policies are never encoded.
+func canonicalShell(p *validate.Policy, defaultNamespace string) *validate.Policy {
 	kind := kindOf(p)
 	if kind == "" {
 		return p
@@ -167,37 +194,59 @@ func canonical(p *validate.Policy, defaultNamespace string) *validate.Policy {
 	default:
 		src = &p.ClusterTracingPolicy.ObjectMeta
 	}
-	om := metav1.ObjectMeta{Name: p.Name, Namespace: ns}
-	if len(src.Labels) > 0 {
-		om.Labels = src.Labels
-	}
-	if a := maps.Clone(src.Annotations); len(a) > 0 {
-		delete(a, SourceAnnotation)
-		if len(a) > 0 {
-			om.Annotations = a
-		}
-	}
+	om := metav1.ObjectMeta{Name: p.Name, Namespace: ns, Labels: withoutKeys(src.Labels, renderLabels), Annotations: withoutKeys(src.Annotations, renderAnnotations)}
 	tm := metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: kind}
-	q := &validate.Policy{}
-	var obj any
+	q := &validate.Policy{Object: &loader.Object{Kind: kind, Namespace: ns, Name: p.Name, Pos: p.Pos}}
 	switch {
 	case p.NetworkPolicy != nil:
 		q.NetworkPolicy = &v1alpha1.NetworkPolicy{TypeMeta: tm, ObjectMeta: om, Spec: p.NetworkPolicy.Spec}
-		obj = q.NetworkPolicy
 	case p.ClusterNetworkPolicy != nil:
 		q.ClusterNetworkPolicy = &v1alpha1.ClusterNetworkPolicy{TypeMeta: tm, ObjectMeta: om, Spec: p.ClusterNetworkPolicy.Spec}
-		obj = q.ClusterNetworkPolicy
 	case p.TracingPolicy != nil:
 		q.TracingPolicy = &v1alpha1.TracingPolicy{TypeMeta: tm, ObjectMeta: om, Spec: p.TracingPolicy.Spec}
-		obj = q.TracingPolicy
 	default:
 		q.ClusterTracingPolicy = &v1alpha1.ClusterTracingPolicy{TypeMeta: tm, ObjectMeta: om, Spec: p.ClusterTracingPolicy.Spec}
-		obj = q.ClusterTracingPolicy
 	}
-	js, err := json.Marshal(obj)
-	if err != nil {
-		panic(fmt.Sprintf("guard: encode %s: %v", p.ID(), err)) // API types always encode
-	}
-	q.Object = &loader.Object{Kind: kind, Namespace: ns, Name: p.Name, Pos: p.Pos, JSON: js}
 	return q
+}
+
+// typed returns a policy's typed object.
+func typed(p *validate.Policy) any {
+	switch {
+	case p.NetworkPolicy != nil:
+		return p.NetworkPolicy
+	case p.ClusterNetworkPolicy != nil:
+		return p.ClusterNetworkPolicy
+	case p.TracingPolicy != nil:
+		return p.TracingPolicy
+	case p.ClusterTracingPolicy != nil:
+		return p.ClusterTracingPolicy
+	}
+	return nil
+}
+
+// encodeCanonical sets a canonical shell's JSON, once.
+func encodeCanonical(q *validate.Policy) {
+	if q.JSON != nil {
+		return
+	}
+	js, err := json.Marshal(typed(q))
+	if err != nil {
+		panic(fmt.Sprintf("guard: encode %s: %v", q.ID(), err)) // API types always encode
+	}
+	q.JSON = js
+}
+
+// sameCanonical reports whether two canonical shells encode to the same
+// JSON. Equal typed objects encode alike, so most unchanged policies are
+// told apart from changed ones without encoding; objects that differ in a
+// way JSON does not show (a nil and an empty list, say) are encoded and
+// compared as the guards would see them.
+func sameCanonical(b, a *validate.Policy) bool {
+	if reflect.DeepEqual(typed(b), typed(a)) {
+		return true
+	}
+	encodeCanonical(b)
+	encodeCanonical(a)
+	return bytes.Equal(b.JSON, a.JSON)
 }

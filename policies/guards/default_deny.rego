@@ -13,10 +13,10 @@ verb(c) := "deleting it removes" if c.op == "delete"
 verb(c) := "the change removes" if c.op != "delete"
 
 deny contains {"msg": msg, "policy": c.id} if {
+	not "default-deny" in input.overrides # first: overridden, no change is looked at
 	some c in input.changes
 	c.facts.was_default_deny
 	not c.facts.is_default_deny
-	not "default-deny" in input.overrides
 	some ns in c.facts.scope_namespaces
 	n := input.namespaces[ns]
 	lost := [d |

@@ -61,11 +61,11 @@ why := {
 }
 
 deny contains {"msg": msg, "policy": c.id} if {
+	some s in services # first: without protected services, no change is looked at
 	some c in input.changes
 	some f in c.facts.l7_match_all
 	c.op != "delete"
 	f.direction == "ingress"
-	some s in services
 	selects(c, s)
 	msg := sprintf("%s: %s on port %d/%s of protected service %s/%v is no longer restricted: %s (%s)", [c.id, f.l7, f.port, f.protocol, s.namespace, s.labels, why[f.reason], f.path])
 }

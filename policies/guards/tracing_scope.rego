@@ -9,16 +9,20 @@ package palisade.guards.tracing_scope
 
 msg(c, a) := sprintf("%s: %s on %s is not scoped (%s): add a podSelector, or matchBinaries, matchNamespaces, matchPIDs or matchCapabilities to the selector", [c.id, a.action, a.hook, a.path])
 
-deny contains {"msg": msg(c, a), "policy": c.id} if {
+# unscoped lists [change, action] for every unscoped action of a policy the
+# change keeps; deny and warn share it, so the changes are walked once.
+unscoped := [[c, a] |
 	some c in input.changes
 	some a in c.facts.unscoped_actions
-	c.facts.mode == "enforce"
 	c.op != "delete"
+]
+
+deny contains {"msg": msg(c, a), "policy": c.id} if {
+	some [c, a] in unscoped
+	c.facts.mode == "enforce"
 }
 
 warn contains {"msg": sprintf("%s (audit mode: not taken yet)", [msg(c, a)]), "policy": c.id} if {
-	some c in input.changes
-	some a in c.facts.unscoped_actions
+	some [c, a] in unscoped
 	c.facts.mode == "audit"
-	c.op != "delete"
 }
