@@ -171,7 +171,19 @@ func copyMap(m map[string]string) map[string]string {
 // the typed object. Objects without the source annotation (not applied by
 // a PolicySet) get an empty position.
 func Policy(obj client.Object) (*validate.Policy, error) {
+	// Typed clients often leave apiVersion and kind empty: the Go type
+	// says the kind.
 	kind := kindOf(obj)
+	switch obj.(type) {
+	case *v1alpha1.NetworkPolicy:
+		kind = "NetworkPolicy"
+	case *v1alpha1.ClusterNetworkPolicy:
+		kind = "ClusterNetworkPolicy"
+	case *v1alpha1.TracingPolicy:
+		kind = "TracingPolicy"
+	case *v1alpha1.ClusterTracingPolicy:
+		kind = "ClusterTracingPolicy"
+	}
 	o := &loader.Object{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
 	if src := obj.GetAnnotations()[AnnotationSource]; src != "" {
 		pos, err := parsePos(src)

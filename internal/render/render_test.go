@@ -23,6 +23,7 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
@@ -68,7 +69,9 @@ func fromServer(t *testing.T, obj client.Object) client.Object {
 	if err := json.Unmarshal(raw, out); err != nil {
 		t.Fatal(err)
 	}
-	// Server-set fields the round trip must ignore.
+	// Server-set fields the round trip must ignore, and what a typed
+	// client leaves empty.
+	out.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{})
 	out.SetResourceVersion("42")
 	out.SetUID("0b5e")
 	return out
