@@ -49,7 +49,7 @@ struct state {
 	void *ipcache_lpm;
 	void *policy;
 	void *policy_lpm;
-	__u64 generation;
+	__u32 slot;
 };
 
 struct decision {
@@ -75,9 +75,16 @@ static __always_inline int load_state(struct state *s)
 	s->policy_lpm = bpf_map_lookup_elem(&gen_policy_lpm, &slot);
 	if (!s->endpoints || !s->ipcache || !s->ipcache_lpm || !s->policy || !s->policy_lpm)
 		return -1;
-	__u64 *g = bpf_map_lookup_elem(&generations, &slot);
-	s->generation = g ? *g : 0;
+	s->slot = slot;
 	return 0;
+}
+
+/* generation is the generation of the state's slot, for events. */
+static __always_inline __u64 slot_generation(struct state *s)
+{
+	__u32 slot = s->slot;
+	__u64 *g = bpf_map_lookup_elem(&generations, &slot);
+	return g ? *g : 0;
 }
 
 static __always_inline __u32 lookup_identity(struct state *s, __u8 family, const __u8 *addr)
@@ -99,20 +106,30 @@ static __always_inline __u32 lookup_identity(struct state *s, __u8 family, const
 	return IDENTITY_WORLD;
 }
 
-/* probe finds the policy entry of one identity: exact hash first, then LPM. */
+/*
+ * probe finds the policy entry of one identity: exact hash first, then LPM
+ * (entries of one identity never overlap, so a hash hit is the entry); the
+ * endpoint's hints skip lookups that cannot hit.
+ */
 static __always_inline struct policy_value *probe(struct state *s, __u32 policy_id, __u8 dir,
-						  __u32 identity, __u8 proto, __u16 port)
+						  __u32 identity, __u8 proto, __u16 port, int hash,
+						  int lpm)
 {
-	struct policy_key k = {
-		.policy_id = policy_id,
-		.identity = identity,
-		.direction = dir,
-		.proto = proto,
-		.port = port,
-	};
-	struct policy_value *v = bpf_map_lookup_elem(s->policy, &k);
-	if (v)
-		return v;
+	struct policy_value *v;
+	if (hash) {
+		struct policy_key k = {
+			.policy_id = policy_id,
+			.identity = identity,
+			.direction = dir,
+			.proto = proto,
+			.port = port,
+		};
+		v = bpf_map_lookup_elem(s->policy, &k);
+		if (v)
+			return v;
+	}
+	if (!lpm)
+		return 0;
 
 	struct policy_lpm_key lk = {
 		.prefixlen = POLICY_LPM_FIXED_BITS + 24,
@@ -167,8 +184,12 @@ static __always_inline void decide(struct state *s, struct endpoint_value *ep, _
 {
 	struct gathered g = {};
 
-	gather(&g, probe(s, ep->policy_id, dir, peer, p->proto, p->port));
-	gather(&g, probe(s, ep->policy_id, dir, 0, p->proto, p->port));
+	__u8 hints = dir == DIR_EGRESS ? ep->hints >> EP_HINT_EGRESS_SHIFT : ep->hints;
+
+	gather(&g, probe(s, ep->policy_id, dir, peer, p->proto, p->port, 1,
+			 !(hints & EP_HINT_NO_PEER_LPM)));
+	gather(&g, probe(s, ep->policy_id, dir, 0, p->proto, p->port, !(hints & EP_HINT_NO_ANY_HASH),
+			 !(hints & EP_HINT_NO_ANY_LPM)));
 
 	__u8 dd = dir == DIR_EGRESS ? EP_EGRESS_DEFAULT_DENY : EP_INGRESS_DEFAULT_DENY;
 	__u8 da = dir == DIR_EGRESS ? EP_EGRESS_DEFAULT_AUDIT : EP_INGRESS_DEFAULT_AUDIT;
@@ -259,6 +280,16 @@ static __always_inline void ct_touch(struct ct_value *ct, struct pkt *p, __u64 n
 	}
 }
 
+/* ct_fill sets the key of the connection that p opens on side dir. */
+static __always_inline void ct_fill(struct ct_key *ck, struct pkt *p, __u8 dir)
+{
+	__builtin_memcpy(ck->saddr, p->saddr, 16);
+	__builtin_memcpy(ck->daddr, p->daddr, 16);
+	ck->sport = p->sport;
+	ck->dport = p->dport;
+	ck->direction = dir;
+}
+
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 {
 	struct pkt p = {};
@@ -276,8 +307,43 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	}
 	if (r == PARSE_MALFORMED) {
 		count(COUNTER_MALFORMED);
-		emit(skb, s.generation, &p, dir, 0, 0, VERDICT_DENY, REASON_MALFORMED, 0, 0);
+		emit(skb, slot_generation(&s), &p, dir, 0, 0, VERDICT_DENY, REASON_MALFORMED, 0, 0);
 		return TC_ACT_SHOT;
+	}
+
+	/*
+	 * Conntrack. ICMP and ICMPv6 track echo only: a request opens, a reply
+	 * answers; other ICMP types are decided by policy alone.
+	 */
+	int icmp = (p.proto == IPPROTO_ICMP && p.family == AF_INET4) ||
+		   (p.proto == IPPROTO_ICMPV6 && p.family == AF_INET6);
+	int opens = !icmp || (p.flags & PKT_ECHO_REQUEST);
+	int answers = !icmp || (p.flags & PKT_ECHO_REPLY);
+	__u64 now = bpf_ktime_get_ns();
+	struct ct_key ck = {.proto = p.proto, .family = p.family};
+	struct ct_value *ct = 0;
+	int frag = p.flags & (PKT_FRAG_FIRST | PKT_FRAG_LATER);
+	__u64 generation = slot_generation(&s);
+	__u32 gen = generation;
+
+	/*
+	 * The fast path: a packet of a connection that this generation allowed
+	 * has the verdict the policy gave its first packet (the key holds every
+	 * input of the decision), so the lookups are skipped. Fragments, whose
+	 * ports may come from the fragments map, take the full path.
+	 */
+	if (opens && !frag) {
+		ct_fill(&ck, &p, dir);
+		ct = bpf_map_lookup_elem(&conntrack, &ck);
+		if (ct && ct->expires < now)
+			ct = 0;
+		if (ct && ct->generation == gen && ct->verdict == VERDICT_ALLOW && !events_allowed()) {
+			ct_touch(ct, &p, now, 0);
+			count(COUNTER_ALLOWED);
+			if (ct->l7)
+				count(COUNTER_L7_UNENFORCED);
+			return TC_ACT_UNSPEC;
+		}
 	}
 
 	const __u8 *local = dir == DIR_EGRESS ? p.saddr : p.daddr;
@@ -319,24 +385,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		}
 	}
 
-	/*
-	 * Conntrack. ICMP and ICMPv6 track echo only: a request opens, a reply
-	 * answers; other ICMP types are decided by policy alone.
-	 */
-	int icmp = (p.proto == IPPROTO_ICMP && p.family == AF_INET4) ||
-		   (p.proto == IPPROTO_ICMPV6 && p.family == AF_INET6);
-	int opens = !icmp || (p.flags & PKT_ECHO_REQUEST);
-	int answers = !icmp || (p.flags & PKT_ECHO_REPLY);
-	__u64 now = bpf_ktime_get_ns();
-	struct ct_key ck = {.proto = p.proto, .family = p.family};
-	struct ct_value *ct = 0;
-
-	if (opens) {
-		__builtin_memcpy(ck.saddr, p.saddr, 16);
-		__builtin_memcpy(ck.daddr, p.daddr, 16);
-		ck.sport = p.sport;
-		ck.dport = p.dport;
-		ck.direction = dir;
+	if (opens && frag) {
+		ct_fill(&ck, &p, dir);
 		ct = bpf_map_lookup_elem(&conntrack, &ck);
 		if (ct && ct->expires < now)
 			ct = 0;
@@ -363,7 +413,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		if (ct)
 			bpf_map_delete_elem(&conntrack, &ck);
 		count(COUNTER_DENIED);
-		emit(skb, s.generation, &p, dir, ep->identity, peer, d.verdict, d.reason, d.rule, evflags);
+		emit(skb, generation, &p, dir, ep->identity, peer, d.verdict, d.reason, d.rule, evflags);
 		return TC_ACT_SHOT;
 	}
 	if (d.l7)
@@ -377,8 +427,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 				report = 0;
 			else
 				ct->verdict = d.verdict;
+			ct->l7 = d.l7;
+			ct->generation = gen;
 		} else {
-			struct ct_value nv = {.verdict = d.verdict};
+			struct ct_value nv = {.verdict = d.verdict, .l7 = d.l7, .generation = gen};
 			ct_touch(&nv, &p, now, 0);
 			nv.expires = now + ct_timeout(p.proto, nv.flags);
 			bpf_map_update_elem(&conntrack, &ck, &nv, BPF_ANY);
@@ -391,7 +443,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		report = events_allowed();
 	}
 	if (report)
-		emit(skb, s.generation, &p, dir, ep->identity, peer, d.verdict, d.reason, d.rule, evflags);
+		emit(skb, generation, &p, dir, ep->identity, peer, d.verdict, d.reason, d.rule, evflags);
 	return TC_ACT_UNSPEC;
 }
 

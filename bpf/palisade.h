@@ -48,6 +48,17 @@ enum reason {
 #define EP_EGRESS_DEFAULT_DENY (1 << 2)
 #define EP_EGRESS_DEFAULT_AUDIT (1 << 3)
 
+/*
+ * Hints, written by the agent with each generation: what the policy maps
+ * do not hold for the endpoint's policy ID in a direction, so that a packet
+ * skips lookups that cannot hit. Zero (as in a state written before hints
+ * existed) skips nothing. Bits of the ingress direction; egress is << 4.
+ */
+#define EP_HINT_NO_PEER_LPM (1 << 0) /* no LPM entry of a peer identity (not 0) */
+#define EP_HINT_NO_ANY_HASH (1 << 1) /* no hash entry of identity 0 */
+#define EP_HINT_NO_ANY_LPM (1 << 2)  /* no LPM entry of identity 0 */
+#define EP_HINT_EGRESS_SHIFT 4
+
 /* engine.PolicyFlags */
 #define POLICY_ALLOW (1 << 0)
 #define POLICY_DENY (1 << 1)
@@ -68,7 +79,8 @@ struct endpoint_value {
 	__u32 identity;
 	__u32 policy_id;
 	__u8 flags;
-	__u8 pad[3];
+	__u8 hints; /* EP_HINT_*: lookups this generation's policy maps can skip */
+	__u8 pad[2];
 };
 
 /* ipcache LPM key: prefixlen counts the 32 bits of family, then address bits. */
@@ -142,7 +154,15 @@ struct ct_value {
 	__u64 expires; /* bpf_ktime_get_ns() deadline */
 	__u8 verdict;  /* VERDICT_ALLOW or VERDICT_AUDIT */
 	__u8 flags;
-	__u8 pad[6];
+	__u8 l7;	    /* the allow has an L7 list (counted, not matched) */
+	__u8 pad;
+	/*
+	 * Low 32 bits of the generation that last decided the connection: a
+	 * later packet of an allowed connection in that generation reuses its
+	 * verdict without the policy lookups (0: never, as generations start
+	 * at 1 and entries of older agents hold 0).
+	 */
+	__u32 generation;
 };
 
 /* Ports of a fragmented datagram, from its first fragment. */

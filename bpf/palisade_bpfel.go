@@ -55,11 +55,13 @@ type PalisadeCtKey struct {
 }
 
 type PalisadeCtValue struct {
-	_       structs.HostLayout
-	Expires uint64
-	Verdict uint8
-	Flags   uint8
-	Pad     [6]uint8
+	_          structs.HostLayout
+	Expires    uint64
+	Verdict    uint8
+	Flags      uint8
+	L7         uint8
+	Pad        uint8
+	Generation uint32
 }
 
 type PalisadeDirection uint32
@@ -74,7 +76,8 @@ type PalisadeEndpointValue struct {
 	Identity uint32
 	PolicyId uint32
 	Flags    uint8
-	Pad      [3]uint8
+	Hints    uint8
+	Pad      [2]uint8
 }
 
 type PalisadeEvent struct {

@@ -4,7 +4,10 @@
 # 1k, 10k and 100k rules (hash and LPM path), the ratios between them, and
 # the rate at which 100k policy entries are written and switched.
 #
-# Not yet here: the iptables and nftables comparison on the veth path.
+# Then the same rule sets on a veth path (a UDP sender in one network
+# namespace, a receiver in another): ns per datagram with no filter,
+# Palisade (TCX), iptables (as installed, and iptables-legacy when the
+# kernel has it), nftables rules and an nftables set, the matching rule last.
 set -euo pipefail
 GO=${GO:-go}
 cd "$(dirname "$0")/.."
@@ -13,10 +16,13 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "bench-datapath: needs root (loads eBPF programs)" >&2
 	exit 1
 fi
+# The comparison on the veth path needs iptables and nftables.
+hack/apt-install.sh iptables nftables
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 "$GO" test -count=1 -run '^$' -bench 'ParseOnly|Policy' -benchtime=2000000x ./internal/datapath | tee "$out"
 "$GO" test -count=1 -run '^$' -bench 'Apply100k' -benchtime=5x ./internal/datapath | tee -a "$out"
+"$GO" test -count=1 -run '^$' -bench 'Veth' -benchtime=1x -timeout 30m ./internal/datapath | tee -a "$out"
 
 awk '
 /^BenchmarkParseOnly/ { for (i = 1; i <= NF; i++) if ($i == "ns/pkt") base = $(i-1) }
@@ -24,6 +30,12 @@ awk '
 	split($1, f, "/"); sub(/-[0-9]+$/, "", f[3]); name = f[2] "/" f[3]
 	for (i = 1; i <= NF; i++) if ($i == "ns/pkt") ns[name] = $(i-1)
 	order[++n] = name
+}
+/^BenchmarkVeth\// {
+	split($1, f, "/"); sub(/-[0-9]+$/, "", f[3]); r = f[2]; sub(/^rules=/, "", r); fl = f[3]; sub(/^filter=/, "", fl)
+	if (!(r in seenr)) { seenr[r] = 1; rs[++nr] = r }
+	if (!(fl in seenf)) { seenf[fl] = 1; fs[++nf] = fl }
+	for (i = 1; i <= NF; i++) { if ($i == "ns/pkt") veth[r, fl] = $(i-1); if ($i == "load-ms") vload[r, fl] = $(i-1) }
 }
 /^BenchmarkApply100k/ { for (i = 1; i <= NF; i++) { if ($i == "ns/op") apply = $(i-1); if ($i == "entries/s") rate = $(i-1) } }
 END {
@@ -34,4 +46,19 @@ END {
 		printf "%-28s %10.0f %14.0f %9.2fx\n", name, ns[name], ns[name] - base, ns[name] / ref
 	}
 	printf "\nmap load: 100k policy entries written and switched in %.0f ms (%.0f entries/s)\n", apply / 1e6, rate
+	if (nr == 0) exit
+	printf "\nveth path, UDP, ns per datagram (filter cost = over no filter; load = rules written)\n"
+	printf "%-8s %-16s %12s %12s %10s\n", "rules", "filter", "ns/datagram", "filter cost", "load ms"
+	for (i = 1; i <= nr; i++) for (j = 1; j <= nf; j++) {
+		r = rs[i]; fl = fs[j]
+		if (!((r, fl) in veth)) continue
+		printf "%-8s %-16s %12.0f %12.0f %10.0f\n", r, fl, veth[r, fl], veth[r, fl] - veth[r, "none"], vload[r, fl]
+	}
+	for (i = 1; i <= nr; i++) {
+		r = rs[i]; pc = veth[r, "palisade"] - veth[r, "none"]; ic = veth[r, "iptables"] - veth[r, "none"]
+		# A Palisade cost within the noise is counted as the program run alone costs.
+		floor = ns["rules=" r "/path=hash"] - base; if (floor < 1) floor = 1
+		if (pc < floor) pc = floor
+		printf "rules=%-7s iptables/palisade: %6.1fx per datagram, %7.1fx filter cost\n", r, veth[r, "iptables"] / veth[r, "palisade"], ic / pc
+	}
 }' "$out"

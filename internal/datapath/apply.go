@@ -99,12 +99,13 @@ func (d *Datapath) check(s *engine.MapState) error {
 
 func encode(s *engine.MapState) (*encoded, error) {
 	e := &encoded{}
+	hints := policyHints(s.Policy)
 	for a, ep := range s.Endpoints {
 		if !a.IsValid() || a.Zone() != "" {
 			return nil, fmt.Errorf("endpoint address %v is not a plain IP address", a)
 		}
 		e.epKeys = append(e.epKeys, addrKey(a))
-		e.epValues = append(e.epValues, endpointValue(ep))
+		e.epValues = append(e.epValues, endpointValue(ep, hintsOf(hints, ep.PolicyID)))
 	}
 	for p, id := range s.IPCache {
 		if !p.IsValid() || p != p.Masked() {

@@ -178,8 +178,51 @@ func policyEntry(v bpf.PalisadePolicyValue) engine.PolicyEntry {
 	}
 }
 
-func endpointValue(e engine.EndpointEntry) bpf.PalisadeEndpointValue {
-	return bpf.PalisadeEndpointValue{Identity: uint32(e.Identity), PolicyId: e.PolicyID, Flags: uint8(e.Flags)}
+func endpointValue(e engine.EndpointEntry, hints uint8) bpf.PalisadeEndpointValue {
+	return bpf.PalisadeEndpointValue{Identity: uint32(e.Identity), PolicyId: e.PolicyID, Flags: uint8(e.Flags), Hints: hints}
+}
+
+// Endpoint hints (palisade.h EP_HINT_*): what the policy maps do not hold
+// for a policy ID and direction, so that the programs skip those lookups.
+// Bits of the ingress direction; egress is shifted by hintEgressShift.
+const (
+	hintNoPeerLPM   = 1 << 0 // no LPM entry of a peer identity (not 0)
+	hintNoAnyHash   = 1 << 1 // no hash entry of identity 0
+	hintNoAnyLPM    = 1 << 2 // no LPM entry of identity 0
+	hintAll         = hintNoPeerLPM | hintNoAnyHash | hintNoAnyLPM
+	hintEgressShift = 4
+)
+
+// policyHints returns the hints of every policy ID that has an entry;
+// a policy ID without entries has every hint (hintsOf).
+func policyHints(policy map[engine.PolicyKey]engine.PolicyEntry) map[uint32]uint8 {
+	present := map[uint32]uint8{} // the hints' bits that are false
+	for k := range policy {
+		var bit uint8
+		switch {
+		case k.Identity == 0 && k.PrefixLen == 24:
+			bit = hintNoAnyHash
+		case k.Identity == 0:
+			bit = hintNoAnyLPM
+		case k.PrefixLen != 24:
+			bit = hintNoPeerLPM
+		}
+		if k.Direction == engine.Egress {
+			bit <<= hintEgressShift
+		}
+		present[k.PolicyID] |= bit
+	}
+	for id, p := range present {
+		present[id] = ^p & (hintAll | hintAll<<hintEgressShift)
+	}
+	return present
+}
+
+func hintsOf(hints map[uint32]uint8, policyID uint32) uint8 {
+	if h, ok := hints[policyID]; ok {
+		return h
+	}
+	return hintAll | hintAll<<hintEgressShift
 }
 
 func endpointEntry(v bpf.PalisadeEndpointValue) engine.EndpointEntry {
