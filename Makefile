@@ -57,8 +57,12 @@ lint: vet $(CUE) ## Check formatting of Go and CUE sources, and vet.
 	$(CUE) fmt --check ./policies/schema/ ./policies/examples/...
 
 .PHONY: test
-test: envtest-bins $(CUE) $(PROMTOOL) ## Run all tests (builds kube-apiserver and etcd once into bin/).
+test: envtest-bins $(CUE) test-tools ## Run all tests (builds kube-apiserver and etcd once into bin/).
 	PALISADE_REQUIRE_TOOLS=1 PROMTOOL=$(PROMTOOL) $(GO) test $(GOTEST_FLAGS) $(PKGS)
+
+.PHONY: test-tools
+test-tools: ## Install the Debian packages tests use: promtool, iproute2 (netns, veth), git (http-backend).
+	hack/apt-install.sh prometheus iproute2 git
 
 .PHONY: verify
 verify: generate manifests ## Regenerate everything and fail if a generated file changed.

@@ -99,10 +99,8 @@ $(ENVTEST_ASSETS)/etcd: $(ETCD)
 	@mkdir -p $(@D)
 	ln -sfn ../../$(notdir $<) $@
 
-# promtool (alert rule tests) comes from Debian's prometheus package.
+# promtool (alert rule tests) comes from Debian's prometheus package,
+# installed by the Makefile's test-tools target.
 PROMTOOL := /usr/bin/promtool
-
-$(PROMTOOL):
-	$(dir $(TOOLS_DIR))apt-install.sh prometheus
 
 .DEFAULT_GOAL := $(TOOLS_MK_DEFAULT_GOAL)

@@ -19,6 +19,7 @@ package datapath
 import (
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -39,7 +40,10 @@ func ip(t testing.TB, args ...string) {
 func requireIP(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2's ip (make bpf-tools installs it)")
+		if os.Getenv("PALISADE_REQUIRE_TOOLS") != "" {
+			t.Fatal("iproute2's ip not found; make test installs it (hack/apt-install.sh iproute2)")
+		}
+		t.Skip("needs iproute2's ip (make test installs it)")
 	}
 }
 

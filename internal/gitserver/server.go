@@ -60,6 +60,9 @@ func New(t testing.TB, opts Options) *Server {
 	t.Helper()
 	backend, err := httpBackend()
 	if err != nil {
+		if os.Getenv("PALISADE_REQUIRE_TOOLS") != "" {
+			t.Fatalf("git http-backend not available: %v; make test installs git (hack/apt-install.sh git)", err)
+		}
 		t.Skipf("git http-backend not available: %v", err)
 	}
 	s := &Server{root: t.TempDir(), username: opts.Username, password: opts.Password, token: opts.BearerToken}
