@@ -131,6 +131,12 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if err := (&PolicySetReconciler{
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("policyset-controller"), Storage: testStorage,
+	}).SetupWithManager(mgr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if err := (&IdentityReconciler{
 		Client:      mgr.GetClient(),
 		Allocator:   &IdentityAllocator{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()},

@@ -74,6 +74,11 @@ const (
 	// ArtifactFailedReason: the source has no usable artifact yet.
 	ArtifactFailedReason = "ArtifactFailed"
 
+	// ValidationFailedReason: the revision's CUE does not load or does not
+	// validate; the message names the file:line:col and code of the first
+	// errors.
+	ValidationFailedReason = "ValidationFailed"
+
 	// GuardDeniedReason: a guard denied the change.
 	GuardDeniedReason = "GuardDenied"
 

@@ -15,7 +15,7 @@ limitations under the License.
 */
 
 // Command manager runs Palisade's cluster controllers: PolicyRepository,
-// identity allocation and the webhook receiver, with leader election,
+// PolicySet, identity allocation and the webhook receiver, with leader election,
 // health probes and Prometheus metrics.
 package main
 
@@ -36,10 +36,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/controllers"
+	"github.com/palisade-dev/palisade/internal/metrics"
 )
 
 func main() {
@@ -94,6 +96,15 @@ func run() error {
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("policyrepository-controller"), Storage: storage,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("policyrepository controller: %w", err)
+	}
+	m, err := metrics.New(ctrlmetrics.Registry, "")
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	if err := (&controllers.PolicySetReconciler{
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("policyset-controller"), Storage: storage, Drift: m.Drift,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("policyset controller: %w", err)
 	}
 	if err := (&controllers.IdentityReconciler{
 		Client:      mgr.GetClient(),

@@ -1,0 +1,246 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/render"
+)
+
+// FieldManager is the server-side apply field manager of every object a
+// PolicySet applies.
+const FieldManager = "palisade"
+
+// policySetSourceIndex indexes PolicySets by the PolicyRepository they
+// read, so a new artifact wakes exactly the sets that use it.
+const policySetSourceIndex = ".spec.sourceRef.policyRepository"
+
+// PolicySetReconciler loads, validates, guards and applies the policies of
+// PolicySets, prunes what left Git and restores what was edited by hand.
+type PolicySetReconciler struct {
+	client.Client
+	// Recorder receives events on a new revision, a failure, a recovery
+	// and a drift.
+	Recorder recorder.EventRecorder
+	// Storage holds the PolicyRepository artifacts.
+	Storage *Storage
+	// Drift, when set, counts API drift by kind (palisade_drift_total
+	// with labels source, what, repaired).
+	Drift *prometheus.CounterVec
+}
+
+// +kubebuilder:rbac:groups=palisade.dev,resources=policysets,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=palisade.dev,resources=policysets/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=palisade.dev,resources=policyrepositories,verbs=get;list;watch
+// +kubebuilder:rbac:groups=palisade.dev,resources=networkpolicies;clusternetworkpolicies;tracingpolicies;clustertracingpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the reconciler. Besides its own spec and the
+// reconcile request annotation, it watches the PolicyRepositories it reads
+// (a new artifact) and the objects it applied (a hand edit or deletion).
+func (r *PolicySetReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1.PolicySet{}, policySetSourceIndex, func(o client.Object) []string {
+		ps := o.(*v1.PolicySet)
+		if k := ps.Spec.SourceRef.Kind; k != "" && k != v1.SourceKindPolicyRepository {
+			return nil
+		}
+		return []string{ps.Spec.SourceRef.Name}
+	}); err != nil {
+		return fmt.Errorf("index policysets by source: %w", err)
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&v1.PolicySet{}, builder.WithPredicates(
+			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Watches(&v1.PolicyRepository{}, handler.EnqueueRequestsFromMapFunc(r.setsOfRepository),
+			builder.WithPredicates(artifactChanged{})).
+		Named("policyset")
+	owned := builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetLabels()[render.LabelPolicySetName] != ""
+	}))
+	for _, o := range ownedKinds() {
+		b = b.Watches(o.object, handler.EnqueueRequestsFromMapFunc(ownerOf), owned)
+	}
+	return b.Complete(r)
+}
+
+// artifactChanged passes PolicyRepository updates that change the stored
+// artifact, not every status patch.
+type artifactChanged struct{ predicate.Funcs }
+
+func (artifactChanged) Update(e event.UpdateEvent) bool {
+	o, ok1 := e.ObjectOld.(*v1.PolicyRepository)
+	n, ok2 := e.ObjectNew.(*v1.PolicyRepository)
+	if !ok1 || !ok2 {
+		return false
+	}
+	if o.Status.Artifact == nil || n.Status.Artifact == nil {
+		return n.Status.Artifact != nil
+	}
+	return o.Status.Artifact.Revision != n.Status.Artifact.Revision || o.Status.Artifact.Digest != n.Status.Artifact.Digest
+}
+
+func (artifactChanged) Create(event.CreateEvent) bool   { return true }
+func (artifactChanged) Delete(event.DeleteEvent) bool   { return true }
+func (artifactChanged) Generic(event.GenericEvent) bool { return false }
+
+// setsOfRepository lists the PolicySets that read a PolicyRepository.
+func (r *PolicySetReconciler) setsOfRepository(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1.PolicySetList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{policySetSourceIndex: o.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "list policysets of repository", "repository", o.GetName())
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, ps := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ps.Namespace, Name: ps.Name}})
+	}
+	return out
+}
+
+// ownerOf maps an applied object to its PolicySet by render's labels.
+func ownerOf(_ context.Context, o client.Object) []reconcile.Request {
+	l := o.GetLabels()
+	name, ns := l[render.LabelPolicySetName], l[render.LabelPolicySetNamespace]
+	if name == "" || ns == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+}
+
+// Reconcile runs one PolicySet's steps: source, validate, render, guard,
+// apply. A failing step leaves the applied objects as they were.
+func (r *PolicySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	obj := &v1.PolicySet{}
+	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !obj.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	if obj.Spec.Suspend {
+		log.FromContext(ctx).V(1).Info("suspended; not reconciling")
+		return ctrl.Result{}, nil
+	}
+	base := obj.DeepCopy()
+	defer func() {
+		retErr = r.finish(ctx, base, obj, retErr)
+		if retErr == nil || isStalling(retErr) {
+			result, retErr = ctrl.Result{RequeueAfter: obj.Spec.Interval.Duration}, nil
+		}
+	}()
+	if v, ok := obj.Annotations[v1.ReconcileRequestAnnotation]; ok {
+		obj.Status.LastHandledReconcileAt = v
+	}
+	timeout := obj.Spec.Interval.Duration
+	if obj.Spec.Timeout != nil {
+		timeout = obj.Spec.Timeout.Duration
+	}
+	// The steps get the timeout; finish, deferred above, patches the
+	// status with the outer context even when they ran out of time.
+	sctx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+
+	tmp, err := os.MkdirTemp("", "policyset-")
+	if err != nil {
+		return ctrl.Result{}, waiting(v1.ArtifactFailedReason, err)
+	}
+	defer os.RemoveAll(tmp)
+
+	src, err := r.reconcileSource(sctx, obj, tmp)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	policies, err := r.reconcilePolicies(sctx, obj, src)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	desired, err := r.reconcileRender(obj, src, policies)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	live, err := r.listOwned(sctx, obj)
+	if err != nil {
+		return ctrl.Result{}, waiting(v1.ApplyFailedReason, err)
+	}
+	if err := r.reconcileGuard(sctx, obj, src, live, desired); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, r.reconcileApply(sctx, obj, src, live, desired)
+}
+
+// finish summarizes the conditions, sends events on a change of Ready and
+// patches the status once.
+func (r *PolicySetReconciler) finish(ctx context.Context, base, obj *v1.PolicySet, err error) error {
+	msg := ""
+	if rev := obj.Status.LastAppliedRevision; rev != "" {
+		msg = fmt.Sprintf("applied revision '%s'", rev)
+	}
+	summarize(&obj.Status.Conditions, obj.Generation, err, msg)
+	obj.Status.ObservedGeneration = obj.Generation
+	r.eventOnChange(base, obj)
+	// Optimistic lock: a merge patch replaces the whole conditions list,
+	// so a reconcile that read a stale PolicySet from the cache must not
+	// overwrite what a newer one reported (a drift, say); it retries.
+	if perr := r.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); perr != nil {
+		return errors.Join(err, fmt.Errorf("patch status: %w", perr))
+	}
+	return err
+}
+
+// eventOnChange records a Warning when Ready turns False or its message
+// changes, a Normal event on a new applied revision or a recovery; never on
+// a steady loop.
+func (r *PolicySetReconciler) eventOnChange(base, obj *v1.PolicySet) {
+	if r.Recorder == nil {
+		return
+	}
+	before := apimeta.FindStatusCondition(base.Status.Conditions, v1.ReadyCondition)
+	now := apimeta.FindStatusCondition(obj.Status.Conditions, v1.ReadyCondition)
+	if now == nil || (before != nil && before.Status == now.Status && before.Message == now.Message) {
+		return
+	}
+	ann := map[string]string{"palisade.dev/revision": obj.Status.LastAttemptedRevision}
+	typ := corev1.EventTypeWarning
+	if now.Status == metav1.ConditionTrue {
+		typ = corev1.EventTypeNormal
+	}
+	r.Recorder.AnnotatedEventf(obj, nil, ann, typ, now.Reason, "Reconcile", "%s", now.Message)
+}
