@@ -86,24 +86,12 @@ func policiesOf(objs []runtime.Object, side string) ([]*validate.Policy, error) 
 // reads the kind from them, so a copy gets the one its Go type says (the
 // caller's object, possibly a shared cache entry, is never modified).
 func policyOf(o runtime.Object) (*validate.Policy, error) {
-	var kind string
-	switch o.(type) {
-	case *v1alpha1.NetworkPolicy:
-		kind = "NetworkPolicy"
-	case *v1alpha1.ClusterNetworkPolicy:
-		kind = "ClusterNetworkPolicy"
-	case *v1alpha1.TracingPolicy:
-		kind = "TracingPolicy"
-	case *v1alpha1.ClusterTracingPolicy:
-		kind = "ClusterTracingPolicy"
-	default:
+	obj, ok := o.(client.Object)
+	if !ok {
 		return nil, fmt.Errorf("%T is not a Palisade policy", o)
 	}
-	obj := o.(client.Object)
-	if gvk := v1alpha1.GroupVersion.WithKind(kind); obj.GetObjectKind().GroupVersionKind() != gvk {
-		obj = obj.DeepCopyObject().(client.Object)
-		obj.GetObjectKind().SetGroupVersionKind(gvk)
-	}
+	// render.Policy takes the kind from the Go type, so objects from a
+	// typed client (empty apiVersion and kind) need no copy.
 	return render.Policy(obj)
 }
 
@@ -120,16 +108,6 @@ func kindOf(p *validate.Policy) string {
 	}
 	return ""
 }
-
-// Labels and annotations render.Objects sets on every object it applies:
-// which PolicySet owns it, where it is declared, the revision. They differ
-// between the CLI (which never renders) and the cluster, and between
-// revisions of an unchanged policy, so the canonical form leaves them out,
-// whoever set them.
-var (
-	renderLabels      = []string{render.LabelPolicySetName, render.LabelPolicySetNamespace}
-	renderAnnotations = []string{render.AnnotationSource, render.AnnotationCUEPath, render.AnnotationRevision}
-)
 
 // withoutKeys returns m without keys, sharing m when it has none of them;
 // nil when nothing is left.
@@ -194,7 +172,7 @@ func canonicalShell(p *validate.Policy, defaultNamespace string) *validate.Polic
 	default:
 		src = &p.ClusterTracingPolicy.ObjectMeta
 	}
-	om := metav1.ObjectMeta{Name: p.Name, Namespace: ns, Labels: withoutKeys(src.Labels, renderLabels), Annotations: withoutKeys(src.Annotations, renderAnnotations)}
+	om := metav1.ObjectMeta{Name: p.Name, Namespace: ns, Labels: withoutKeys(src.Labels, render.OwnLabels), Annotations: withoutKeys(src.Annotations, render.OwnAnnotations)}
 	tm := metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: kind}
 	q := &validate.Policy{Object: &loader.Object{Kind: kind, Namespace: ns, Name: p.Name, Pos: p.Pos}}
 	switch {

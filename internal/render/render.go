@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 // Package render turns validated policies into the Kubernetes objects a
 // PolicySet applies, and objects read back from the API server into
 // policies again (for the guards' in-cluster path and the node agent).
@@ -53,6 +52,13 @@ const (
 	AnnotationCUEPath = "palisade.dev/cue-path"
 	// AnnotationRevision is the Git revision the object was applied from.
 	AnnotationRevision = "palisade.dev/revision"
+)
+
+// Keys render sets on every object (and guards leave out of what they
+// judge, since they differ between the CLI and the cluster).
+var (
+	OwnLabels      = []string{LabelPolicySetName, LabelPolicySetNamespace}
+	OwnAnnotations = []string{AnnotationSource, AnnotationCUEPath, AnnotationRevision}
 )
 
 // Owner is the PolicySet that applies the objects, and the revision.
