@@ -96,6 +96,19 @@ const (
 	// IdentityAllocatedReason: the identity is held by at least one
 	// workload.
 	IdentityAllocatedReason = "IdentityAllocated"
+
+	// MapFullReason: a datapath map would exceed its capacity; the node
+	// keeps enforcing its previous state and fails closed for endpoints
+	// it has no state for.
+	MapFullReason = "MapFull"
+
+	// VerifyFailedReason: the agent could not read the kernel state back
+	// to compare it with the desired state.
+	VerifyFailedReason = "VerifyFailed"
+
+	// DatapathErrorReason: loading, attaching or writing the datapath
+	// failed; the message has the kernel's error.
+	DatapathErrorReason = "DatapathError"
 )
 
 // Annotations understood by the controllers.

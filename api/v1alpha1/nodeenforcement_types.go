@@ -83,6 +83,64 @@ type PolicySetEnforcement struct {
 	// policies is how many of the set's policies concern this node.
 	// +optional
 	Policies int32 `json:"policies,omitempty"`
+	// generation is the datapath policy generation that enforces this
+	// revision: it grows by one with every atomic switch of the node's
+	// maps.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Generation int64 `json:"generation,omitempty"`
+}
+
+// KernelDriftKind is what part of the kernel state drifted.
+// +kubebuilder:validation:Enum=MapEntry;Program;Pin
+type KernelDriftKind string
+
+const (
+	// KernelDriftMapEntry: a map entry was changed, added or deleted.
+	KernelDriftMapEntry KernelDriftKind = "MapEntry"
+	// KernelDriftProgram: a program was detached from an interface or
+	// replaced by another.
+	KernelDriftProgram KernelDriftKind = "Program"
+	// KernelDriftPin: a pin under the agent's bpffs directory was removed.
+	KernelDriftPin KernelDriftKind = "Pin"
+)
+
+// KernelDrift is one difference the verify loop found between the kernel
+// and the desired state.
+type KernelDrift struct {
+	// time the verify loop found it.
+	// +required
+	Time metav1.Time `json:"time"`
+	// kind of state that drifted.
+	// +required
+	Kind KernelDriftKind `json:"kind"`
+	// what drifted, for people: the map and entry, the interface and hook,
+	// or the pin path, with the expected and the found value.
+	// +required
+	// +kubebuilder:validation:MaxLength=1024
+	What string `json:"what"`
+	// repaired is true when the agent restored the desired state.
+	// +required
+	Repaired bool `json:"repaired"`
+	// message says why a repair failed.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+}
+
+// EndpointError is an endpoint the node cannot enforce policy for as Git
+// says; the datapath fails closed for it.
+type EndpointError struct {
+	// endpoint is the workload, as "<namespace>/<pod>".
+	// +required
+	Endpoint string `json:"endpoint"`
+	// reason is a CamelCase reason, e.g. MapFull.
+	// +required
+	Reason string `json:"reason"`
+	// message says what failed, for people.
+	// +required
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message"`
 }
 
 // MapUsage is the fill of one eBPF map.
@@ -134,4 +192,20 @@ type NodeEnforcementStatus struct {
 	// started.
 	// +optional
 	DriftRepairs int64 `json:"driftRepairs,omitempty"`
+
+	// drifts are the most recent kernel drifts, newest first (at most
+	// MaxKernelDrifts).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Drifts []KernelDrift `json:"drifts,omitempty"`
+
+	// errors are endpoints the node cannot enforce as Git says.
+	// +optional
+	// +listType=map
+	// +listMapKey=endpoint
+	Errors []EndpointError `json:"errors,omitempty"`
 }
+
+// MaxKernelDrifts is how many drifts a NodeEnforcement keeps.
+const MaxKernelDrifts = 32
