@@ -1,0 +1,125 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command agent is Palisade's node agent, run as a DaemonSet: it compiles
+// the cluster's network policies for its node, writes them to the eBPF
+// datapath, verifies the kernel against them and reports on the node's
+// NodeEnforcement.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/agent"
+	"github.com/palisade-dev/palisade/internal/datapath"
+	"github.com/palisade-dev/palisade/internal/metrics"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		nodeName    = flag.String("node-name", os.Getenv("NODE_NAME"), "name of this node (default $NODE_NAME)")
+		pinDir      = flag.String("pin-dir", datapath.DefaultPinDir, "bpffs directory for the datapath's pinned maps and links")
+		metricsAddr = flag.String("metrics-bind-address", ":9091", "address of the Prometheus metrics endpoint; 0 disables it")
+		probeAddr   = flag.String("health-probe-bind-address", ":8082", "address of the /healthz and /readyz endpoints")
+		verifyEvery = flag.Duration("verify-interval", agent.DefaultVerifyInterval, "period of the verify loop that compares the kernel with the desired state")
+		driftWindow = flag.Duration("drift-window", agent.DefaultDriftWindow, "how long a kernel drift keeps Drifted=True")
+		hostIfs     = flag.String("host-interfaces", "", "comma-separated host interfaces to attach the host firewall to")
+		limEps      = flag.Int("max-endpoints", 0, "capacity of the endpoints map (0: the default)")
+		limIPCache  = flag.Int("max-ipcache", 0, "capacity of the ipcache maps (0: the default)")
+		limPolicy   = flag.Int("max-policy", 0, "capacity of the policy maps (0: the default)")
+	)
+	opts := zap.Options{}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	if *nodeName == "" {
+		return errors.New("the node name is unknown: set --node-name or NODE_NAME (from the downward API's spec.nodeName)")
+	}
+
+	dp, err := datapath.Open(*pinDir, &datapath.Options{Limits: datapath.Limits{Endpoints: *limEps, IPCache: *limIPCache, Policy: *limPolicy}})
+	if err != nil {
+		return fmt.Errorf("datapath: %w", err)
+	}
+	defer dp.Close() // pins stay: enforcement continues without the agent
+
+	scheme := runtime.NewScheme()
+	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1.AddToScheme(scheme)); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: *metricsAddr},
+		HealthProbeBindAddress: *probeAddr,
+		Cache:                  agent.CacheOptions(),
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	m, err := metrics.New(ctrlmetrics.Registry, *nodeName)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	a := &agent.Agent{
+		Client:         mgr.GetClient(),
+		Datapath:       dp,
+		Node:           *nodeName,
+		Links:          agent.RouteLinks{},
+		Metrics:        m,
+		Recorder:       mgr.GetEventRecorder("palisade-agent"),
+		VerifyInterval: *verifyEvery,
+		DriftWindow:    *driftWindow,
+		Log:            ctrl.Log.WithName("agent"),
+	}
+	if *hostIfs != "" {
+		a.HostInterfaces = strings.Split(*hostIfs, ",")
+	}
+	if err := a.SetupWithManager(mgr, true); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("synced", func(*http.Request) error {
+		if !a.Synced() {
+			return errors.New("the first sync has not completed")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return mgr.Start(ctrl.SetupSignalHandler())
+}

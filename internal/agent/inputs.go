@@ -1,0 +1,285 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/render"
+	"github.com/palisade-dev/palisade/internal/validate"
+)
+
+// setKey names a PolicySet.
+type setKey struct{ namespace, name string }
+
+// localEndpoint is a workload on this node.
+type localEndpoint struct {
+	id  string // namespace/name
+	ips []netip.Addr
+	// pending is true while the workload's labels have no Identity yet:
+	// the datapath fails closed for it until one is allocated.
+	pending bool
+}
+
+// inputs is everything the node compiler needs, read from the cache.
+type inputs struct {
+	cluster *engine.Cluster
+	ir      *engine.IR
+	ids     identityTable
+	local   []localEndpoint
+	// sets maps each PolicySet that owns policy objects to the revisions
+	// its objects carry and the policies that concern this node.
+	sets map[setKey]*setInfo
+}
+
+type setInfo struct {
+	revisions map[string]bool
+	policies  int32
+}
+
+// identityTable is engine.IdentityTable over the cluster's Identity
+// objects.
+type identityTable map[string]engine.Identity
+
+func (t identityTable) Lookup(l engine.Labels) (engine.Identity, bool) {
+	id, ok := t[l.String()]
+	return id, ok
+}
+
+// gather reads the cluster as the agent's cache holds it.
+func (a *Agent) gather(ctx context.Context) (*inputs, error) {
+	in := &inputs{cluster: &engine.Cluster{Namespaces: map[string]map[string]string{}, Labels: a.Labels}, ids: identityTable{}, sets: map[setKey]*setInfo{}}
+	c := in.cluster
+
+	var nss corev1.NamespaceList
+	if err := a.Client.List(ctx, &nss); err != nil {
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	for _, ns := range nss.Items {
+		c.Namespaces[ns.Name] = ns.Labels
+	}
+
+	var nodes corev1.NodeList
+	if err := a.Client.List(ctx, &nodes); err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	known := map[string]bool{}
+	for _, n := range nodes.Items {
+		en := engine.Node{Name: n.Name, Labels: n.Labels}
+		for _, addr := range n.Status.Addresses {
+			if addr.Type != corev1.NodeInternalIP && addr.Type != corev1.NodeExternalIP {
+				continue
+			}
+			if ip, err := netip.ParseAddr(addr.Address); err == nil && !slices.Contains(en.IPs, ip) {
+				en.IPs = append(en.IPs, ip)
+			}
+		}
+		for _, s := range n.Spec.PodCIDRs {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				c.PodCIDRs = append(c.PodCIDRs, p.Masked())
+			}
+		}
+		known[n.Name] = true
+		c.Nodes = append(c.Nodes, en)
+	}
+	if !known[a.Node] {
+		// The agent's own node must be known for host and remote-node to
+		// mean anything; without a Node object (a bare test cluster) it is
+		// a node without addresses.
+		c.Nodes = append(c.Nodes, engine.Node{Name: a.Node})
+	}
+
+	var ids v1.IdentityList
+	if err := a.Client.List(ctx, &ids); err != nil {
+		return nil, fmt.Errorf("list identities: %w", err)
+	}
+	for _, id := range ids.Items {
+		n, err := strconv.ParseUint(id.Name, 10, 32)
+		if err != nil || !id.DeletionTimestamp.IsZero() {
+			continue
+		}
+		in.ids[engine.Labels(id.Spec.Labels).String()] = engine.Identity(n)
+	}
+
+	var pods corev1.PodList
+	if err := a.Client.List(ctx, &pods); err != nil {
+		return nil, fmt.Errorf("list pods: %w", err)
+	}
+	claimed := map[netip.Addr]bool{}
+	for _, n := range c.Nodes {
+		for _, ip := range n.IPs {
+			claimed[ip] = true
+		}
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Spec.HostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		ep := engine.Endpoint{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, ServiceAccount: p.Spec.ServiceAccountName}
+		if known[p.Spec.NodeName] || p.Spec.NodeName == a.Node {
+			ep.Node = p.Spec.NodeName
+		}
+		for _, pip := range p.Status.PodIPs {
+			ip, err := netip.ParseAddr(pip.IP)
+			if err != nil || claimed[ip] {
+				// An address claimed twice is a stale pod beside a new
+				// one: the first claim wins until the stale one is gone.
+				continue
+			}
+			claimed[ip] = true
+			ep.IPs = append(ep.IPs, ip)
+		}
+		if len(ep.IPs) == 0 {
+			continue
+		}
+		for _, ctr := range p.Spec.Containers {
+			for _, port := range ctr.Ports {
+				if port.Name == "" {
+					continue
+				}
+				proto, err := engine.ParseProto(string(port.Protocol))
+				if err != nil {
+					continue
+				}
+				ep.Ports = append(ep.Ports, engine.NamedPort{Name: port.Name, Port: uint16(port.ContainerPort), Protocol: proto})
+			}
+		}
+		_, hasID := in.ids.Lookup(c.Labels.WorkloadLabels(ep.Namespace, ep.Labels, c.Namespaces[ep.Namespace], ep.ServiceAccount))
+		// A workload whose identity is not allocated yet is unmanaged for
+		// the compiler; on this node the datapath fails closed for it.
+		ep.Unmanaged = !hasID
+		if p.Spec.NodeName == a.Node {
+			in.local = append(in.local, localEndpoint{id: ep.ID(), ips: ep.IPs, pending: !hasID})
+		}
+		c.Endpoints = append(c.Endpoints, ep)
+	}
+
+	var slices_ discoveryv1.EndpointSliceList
+	if err := a.Client.List(ctx, &slices_, client.InNamespace("default"), client.MatchingLabels{discoveryv1.LabelServiceName: "kubernetes"}); err != nil {
+		return nil, fmt.Errorf("list the API server's endpoints: %w", err)
+	}
+	for _, s := range slices_.Items {
+		for _, e := range s.Endpoints {
+			for _, addr := range e.Addresses {
+				if ip, err := netip.ParseAddr(addr); err == nil && !slices.Contains(c.APIServer, ip) {
+					c.APIServer = append(c.APIServer, ip)
+				}
+			}
+		}
+	}
+	if err := c.Index(); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+
+	pols, objs, err := a.policies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ir, err := engine.Build(pols, "")
+	if err != nil {
+		return nil, fmt.Errorf("build policies: %w", err)
+	}
+	in.ir = ir
+	a.countSets(in, objs)
+	return in, nil
+}
+
+// policies reads the network policy objects and turns them back into
+// policies.
+func (a *Agent) policies(ctx context.Context) ([]*validate.Policy, map[string]client.Object, error) {
+	var nps v1.NetworkPolicyList
+	if err := a.Client.List(ctx, &nps); err != nil {
+		return nil, nil, fmt.Errorf("list network policies: %w", err)
+	}
+	var cnps v1.ClusterNetworkPolicyList
+	if err := a.Client.List(ctx, &cnps); err != nil {
+		return nil, nil, fmt.Errorf("list cluster network policies: %w", err)
+	}
+	objs := map[string]client.Object{}
+	var out []*validate.Policy
+	add := func(kind string, o client.Object) error {
+		p, err := render.Policy(o)
+		if err != nil {
+			return err
+		}
+		objs[kind+"/"+o.GetNamespace()+"/"+o.GetName()] = o
+		out = append(out, p)
+		return nil
+	}
+	for i := range nps.Items {
+		if err := add("NetworkPolicy", &nps.Items[i]); err != nil {
+			return nil, nil, err
+		}
+	}
+	for i := range cnps.Items {
+		if err := add("ClusterNetworkPolicy", &cnps.Items[i]); err != nil {
+			return nil, nil, err
+		}
+	}
+	return out, objs, nil
+}
+
+// countSets records, per owning PolicySet, the revisions of its objects
+// and how many of its policies select a workload on this node or the node
+// itself.
+func (a *Agent) countSets(in *inputs, objs map[string]client.Object) {
+	var localLabels []engine.Labels
+	for _, l := range in.local {
+		if e, ok := in.cluster.Endpoint(l.id); ok {
+			localLabels = append(localLabels, in.cluster.WorkloadLabels(e))
+		}
+	}
+	node, _ := in.cluster.Node(a.Node)
+	concerns := map[string]bool{}
+	for _, p := range in.ir.Policies {
+		key := p.Origin.Kind + "/" + p.Origin.Namespace + "/" + p.Origin.Name
+		switch s := p.Subject; {
+		case s.Endpoints != nil:
+			concerns[key] = slices.ContainsFunc(localLabels, s.Endpoints.Matches)
+		case s.Nodes != nil && node != nil:
+			concerns[key] = s.Nodes.MatchesNode(node.Labels)
+		}
+	}
+	for key, o := range objs {
+		l := o.GetLabels()
+		name := l[render.LabelPolicySetName]
+		if name == "" {
+			continue
+		}
+		k := setKey{namespace: l[render.LabelPolicySetNamespace], name: name}
+		si := in.sets[k]
+		if si == nil {
+			si = &setInfo{revisions: map[string]bool{}}
+			in.sets[k] = si
+		}
+		si.revisions[o.GetAnnotations()[render.AnnotationRevision]] = true
+		if concerns[key] {
+			si.policies++
+		}
+	}
+}

@@ -1,0 +1,158 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
+)
+
+// syncKey is the one request every watched change maps to.
+var syncKey = reconcile.Request{}
+
+// CacheOptions keeps the agent's cache small: pods, nodes and namespaces
+// are stripped to what the compiler reads as they arrive, so the cache
+// holds labels and addresses rather than whole objects, and only the API
+// server's own EndpointSlices are cached.
+func CacheOptions() cache.Options {
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}:       {Transform: stripPod},
+			&corev1.Node{}:      {Transform: stripNode},
+			&corev1.Namespace{}: {Transform: stripMeta},
+			&discoveryv1.EndpointSlice{}: {
+				Namespaces: map[string]cache.Config{"default": {}},
+				Label:      labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: "kubernetes"}),
+			},
+		},
+	}
+}
+
+func meta(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		Labels: m.Labels, DeletionTimestamp: m.DeletionTimestamp}
+}
+
+func stripMeta(o any) (any, error) {
+	if ns, ok := o.(*corev1.Namespace); ok {
+		return &corev1.Namespace{TypeMeta: ns.TypeMeta, ObjectMeta: meta(ns.ObjectMeta)}, nil
+	}
+	return o, nil
+}
+
+func stripPod(o any) (any, error) {
+	p, ok := o.(*corev1.Pod)
+	if !ok {
+		return o, nil
+	}
+	out := &corev1.Pod{TypeMeta: p.TypeMeta, ObjectMeta: meta(p.ObjectMeta)}
+	out.Spec.NodeName = p.Spec.NodeName
+	out.Spec.HostNetwork = p.Spec.HostNetwork
+	out.Spec.ServiceAccountName = p.Spec.ServiceAccountName
+	for _, c := range p.Spec.Containers {
+		var ports []corev1.ContainerPort
+		for _, port := range c.Ports {
+			if port.Name != "" {
+				ports = append(ports, corev1.ContainerPort{Name: port.Name, ContainerPort: port.ContainerPort, Protocol: port.Protocol})
+			}
+		}
+		if len(ports) > 0 {
+			out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Ports: ports})
+		}
+	}
+	out.Status.Phase = p.Status.Phase
+	out.Status.PodIPs = p.Status.PodIPs
+	return out, nil
+}
+
+func stripNode(o any) (any, error) {
+	n, ok := o.(*corev1.Node)
+	if !ok {
+		return o, nil
+	}
+	out := &corev1.Node{TypeMeta: n.TypeMeta, ObjectMeta: meta(n.ObjectMeta)}
+	out.Spec.PodCIDRs = n.Spec.PodCIDRs
+	out.Status.Addresses = n.Status.Addresses
+	return out, nil
+}
+
+// SetupWithManager registers the agent's sync controller, its verify loop
+// and, when watchLinks is set, the link event watch.
+func (a *Agent) SetupWithManager(mgr ctrl.Manager, watchLinks bool) error {
+	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{syncKey}
+	})
+	// Pods on other nodes matter only through their addresses and labels;
+	// status churn (conditions, container states) is ignored.
+	podChange := predicate.Or(predicate.LabelChangedPredicate{}, predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, n := e.ObjectOld.(*corev1.Pod), e.ObjectNew.(*corev1.Pod)
+			return o == nil || n == nil || o.Status.Phase != n.Status.Phase || len(o.Status.PodIPs) != len(n.Status.PodIPs) ||
+				(len(n.Status.PodIPs) > 0 && o.Status.PodIPs[0] != n.Status.PodIPs[0]) || o.Spec.NodeName != n.Spec.NodeName
+		},
+	})
+	ownNE := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == a.Node })
+	links := make(chan event.GenericEvent, 1)
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("agent").
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		Watches(&v1.NetworkPolicy{}, all).
+		Watches(&v1.ClusterNetworkPolicy{}, all).
+		Watches(&v1.Identity{}, all).
+		Watches(&corev1.Pod{}, all, builder.WithPredicates(podChange)).
+		Watches(&corev1.Namespace{}, all, builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		Watches(&corev1.Node{}, all).
+		Watches(&discoveryv1.EndpointSlice{}, all).
+		Watches(&v1.NodeEnforcement{}, all, builder.WithPredicates(ownNE, predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
+		WatchesRawSource(source.Channel(links, all))
+	if err := b.Complete(a); err != nil {
+		return err
+	}
+	if err := mgr.Add(a); err != nil {
+		return err
+	}
+	if !watchLinks {
+		return nil
+	}
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		return WatchLinks(ctx, func() {
+			select {
+			case links <- event.GenericEvent{Object: &v1.NodeEnforcement{ObjectMeta: metav1.ObjectMeta{Name: a.Node}}}:
+			default:
+			}
+			a.Trigger()
+		})
+	}))
+}
