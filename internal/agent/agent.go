@@ -171,15 +171,26 @@ func (a *Agent) sync(ctx context.Context) error {
 // compiled one is kept as it is, without a new generation.
 func (a *Agent) applyState(ctx context.Context, state *engine.MapState, in *inputs, errs *[]v1.EndpointError) error {
 	cur := a.desired
-	if cur == nil {
+	adopting := cur == nil
+	if adopting {
 		kernel, gen, err := a.Datapath.Read()
 		if err == nil && gen > 0 {
 			cur = kernel
 		}
 	}
-	if cur != nil && engine.Diff(cur, state).Len() == 0 {
-		a.desired = state
-		return nil
+	if cur != nil {
+		d := engine.Diff(state, cur)
+		if d.Len() == 0 {
+			if adopting {
+				a.Log.Info("adopted the pinned datapath state", "generation", a.Datapath.Generation())
+			}
+			a.desired = state
+			return nil
+		}
+		if adopting {
+			a.Log.Info("the pinned datapath state differs from the cluster's; writing a new generation",
+				"generation", a.Datapath.Generation(), "difference", describeDelta(state, d))
+		}
 	}
 	err := a.Datapath.Apply(ctx, state)
 	var ce *datapath.CapacityError

@@ -60,6 +60,10 @@ func (a *Agent) report(ctx context.Context) error {
 	base := ne.DeepCopy()
 	st := &ne.Status
 	st.ObservedGeneration = ne.Generation
+	// A repair writes the same revisions as a new generation.
+	for i := range a.sets {
+		a.sets[i].Generation = int64(a.Datapath.Generation())
+	}
 	st.PolicySets = a.sets
 	st.Errors = a.errs
 	st.Drifts = a.drifts

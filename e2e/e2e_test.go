@@ -1,0 +1,567 @@
+//go:build e2e
+
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package e2e tells Palisade's whole story on this machine, with every
+// part real: kube-apiserver and etcd from bin/, a Git server on loopback,
+// the manager and the agent as processes, network namespaces as pods, the
+// kernel's eBPF datapath, kubectl and bpftool. Run with `make e2e` (root).
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/devenv"
+	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/netlab"
+	"github.com/palisade-dev/palisade/internal/testenv"
+)
+
+const nodeName = "e2e-node"
+
+// system is the running whole.
+type system struct {
+	t            *testing.T
+	root         string
+	dir          string
+	cp           *devenv.ControlPlane
+	c            client.Client
+	repo         *devenv.Repo
+	bin          string
+	pinDir       string
+	agent        *devenv.Proc
+	agentMetrics string
+	wl           map[string]*devenv.Workload
+	repoURL      string
+}
+
+func TestWholeStory(t *testing.T) {
+	if err := netlab.Available(); err != nil {
+		t.Skip(err)
+	}
+	if _, err := exec.LookPath("bpftool"); err != nil {
+		t.Fatalf("bpftool is needed to tamper with the kernel state: %v (make e2e installs it)", err)
+	}
+	s := start(t)
+	ctx := context.Background()
+
+	// 1. A commit becomes kernel enforcement.
+	s.applySources()
+	rev := s.waitApplied("the seed commit", "")
+	s.waitEnforced(rev)
+	s.traffic("seed policy", true, false)
+
+	// 2. kubectl shows it.
+	out := s.kubectl("get", "policysets", "-n", "shop")
+	for _, col := range []string{"READY", "REVISION", "ENFORCED", "DRIFT", "1/1", "True"} {
+		if !strings.Contains(out, col) {
+			t.Errorf("kubectl get policysets lacks %q:\n%s", col, out)
+		}
+	}
+	s.kubectl("wait", "--for=condition=Ready", "--timeout=60s", "-n", "shop", "policyset/shop")
+
+	// 3. A good change: 8081 instead of 8080.
+	s.repo.WriteFile("shop/server.cue", strings.ReplaceAll(s.read("shop/server.cue"), "8080", "8081"))
+	commit2, err := s.repo.CommitAll("server: move to 8081")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev2 := s.waitApplied("the 8081 commit", commit2)
+	s.waitEnforced(rev2)
+	s.traffic("after the 8081 commit", false, true)
+
+	// 4. A bad commit (CUE syntax error) is refused with file:line, and
+	// the last good policy stays enforced.
+	s.repo.WriteFile("shop/broken.cue", "package shop\n\nbroken: {\n\tkind: \"NetworkPolicy\"\n")
+	bad, err := s.repo.CommitAll("a syntax error")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := s.waitCondition("the syntax error", v1.ReadyCondition, metav1.ConditionFalse, bad)
+	ready := apimeta.FindStatusCondition(ps.Status.Conditions, v1.ReadyCondition)
+	if !strings.Contains(ready.Message, "shop/broken.cue:") {
+		t.Errorf("Ready message does not name the file and line: %q", ready.Message)
+	}
+	if ps.Status.LastAppliedRevision != rev2 {
+		t.Errorf("lastAppliedRevision = %s after the bad commit, want %s", ps.Status.LastAppliedRevision, rev2)
+	}
+	s.traffic("after the bad commit", false, true)
+
+	// 5. A guard denial: SSH opened to the world.
+	os.Remove(filepath.Join(s.repo.Dir, "shop/broken.cue"))
+	s.repo.WriteFile("shop/ssh.cue", `package shop
+
+ssh: {
+	apiVersion: "palisade.dev/v1alpha1"
+	kind:       "NetworkPolicy"
+	metadata: {name: "ssh", namespace: "shop"}
+	spec: {
+		endpointSelector: matchLabels: app: "server"
+		ingress: [{fromEntities: ["world"], toPorts: [{ports: [{port: 22, protocol: "TCP"}]}]}]
+	}
+}
+`)
+	denied, err := s.repo.CommitAll("open ssh to the world")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps = s.waitCondition("the guard denial", v1.GuardedCondition, metav1.ConditionFalse, denied)
+	if g := apimeta.FindStatusCondition(ps.Status.Conditions, v1.GuardedCondition); !strings.Contains(g.Message, "admin") {
+		t.Errorf("Guarded message does not name the guard: %q", g.Message)
+	}
+	if err := s.c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "ssh"}, &v1.NetworkPolicy{}); err == nil {
+		t.Error("the denied policy was applied")
+	}
+	s.traffic("after the guard denial", false, true)
+	os.Remove(filepath.Join(s.repo.Dir, "shop/ssh.cue"))
+	fixed, err := s.repo.CommitAll("revert the ssh policy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.waitApplied("the revert", fixed)
+
+	// 6. Kernel drift: a policy entry deleted with bpftool is detected
+	// within one verify period, repaired, and reported.
+	before := s.metric("palisade_drift_total", `source="kernel",what="MapEntry"`)
+	s.bpftoolDeletePolicyEntries()
+	s.waitNodeDrift(v1.KernelDriftMapEntry, 1)
+	s.traffic("after the kernel drift was repaired", false, true)
+	if after := s.metric("palisade_drift_total", `source="kernel",what="MapEntry"`); after != before+1 {
+		t.Errorf("palisade_drift_total{what=MapEntry} = %v, want %v", after, before+1)
+	}
+	s.waitCondition("kernel drift on the PolicySet", v1.DriftedCondition, metav1.ConditionTrue, "")
+
+	// 7. The agent is killed: enforcement continues; its successor adopts
+	// the pinned generation.
+	gen := s.generation()
+	if err := s.agent.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	s.traffic("agent killed", false, true)
+	s.startAgent()
+	s.waitReady()
+	if g := s.generation(); g != gen {
+		t.Errorf("generation %d after the restart, want the pinned %d", g, gen)
+	}
+	s.traffic("after the restart", false, true)
+}
+
+func start(t *testing.T) *system {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s := &system{t: t, root: root, dir: dir, bin: filepath.Join(dir, "bin"), wl: map[string]*devenv.Workload{}}
+	if err := devenv.Build(root, s.bin, "manager", "agent"); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := devenv.StartControlPlane(filepath.Join(dir, "cp"), filepath.Join(root, "config", "crd", "bases"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cp.Stop() })
+	s.cp, s.c = cp, cp.Client
+	restore, err := netlab.EnableForwarding()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(restore)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := devenv.Node(ctx, s.c, nodeName); err != nil {
+		t.Fatal(err)
+	}
+	cluster := &engine.Cluster{
+		Namespaces: map[string]map[string]string{"shop": {"team": "shop"}},
+		Endpoints: []engine.Endpoint{
+			{Namespace: "shop", Name: "client", Labels: map[string]string{"app": "client"}, IPs: []netip.Addr{netip.MustParseAddr("10.91.0.1")}},
+			{Namespace: "shop", Name: "server", Labels: map[string]string{"app": "server"}, IPs: []netip.Addr{netip.MustParseAddr("10.91.0.2")},
+				Ports: []engine.NamedPort{{Name: "a", Port: 8080, Protocol: engine.ProtoTCP}, {Name: "b", Port: 8081, Protocol: engine.ProtoTCP}}},
+		},
+	}
+	wls, cleanup, err := devenv.CreateWorkloads(ctx, s.c, nodeName, fmt.Sprintf("pe%d-", os.Getpid()%1000), cluster)
+	t.Cleanup(func() { cleanup() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range wls {
+		s.wl[w.Endpoint.Name] = w
+	}
+
+	git, err := devenv.StartGitServer(filepath.Join(dir, "git"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { git.Close() })
+	if s.repo, err = git.InitRepo("policies", filepath.Join(dir, "work"), filepath.Join(root, "e2e", "testdata", "repo")); err != nil {
+		t.Fatal(err)
+	}
+	s.repoURL = git.RepoURL("policies")
+
+	mgr, err := devenv.Start("manager", filepath.Join(s.bin, "manager"), cp.Kubeconfig, filepath.Join(dir, "manager.log"),
+		"--leader-elect=false", "--storage-path="+filepath.Join(dir, "artifacts"), "--metrics-bind-address=0",
+		"--health-probe-bind-address=127.0.0.1:0", "--receiver-bind-address=")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mgr.Stop(); s.dumpLog(mgr.Log) })
+
+	s.pinDir = pinDir(t)
+	s.startAgent()
+	return s
+}
+
+// pinDir is a fresh directory on a bpffs for the agent's pins: under
+// /sys/fs/bpf when that is a bpffs, else on a bpffs mounted for the test.
+// Both outlive the agent process, as /sys/fs/bpf does on a node.
+func pinDir(t *testing.T) string {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/bpf", &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
+		dir, err := os.MkdirTemp("/sys/fs/bpf", "palisade-e2e-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		return filepath.Join(dir, "palisade")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
+		t.Fatalf("no bpffs at /sys/fs/bpf and cannot mount one: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return filepath.Join(dir, "palisade")
+}
+
+// startAgent runs the agent process with a 2s verify period.
+func (s *system) startAgent() {
+	port, err := devenv.FreePort()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.agentMetrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+	a, err := devenv.Start("agent", filepath.Join(s.bin, "agent"), s.cp.Kubeconfig, filepath.Join(s.dir, "agent.log"),
+		"--node-name="+nodeName, "--pin-dir="+s.pinDir, "--verify-interval=2s",
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port), "--health-probe-bind-address=127.0.0.1:0")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.agent = a
+	s.t.Cleanup(func() { a.Stop(); s.dumpLog(a.Log) })
+}
+
+func (s *system) dumpLog(path string) {
+	if !s.t.Failed() {
+		return
+	}
+	b, _ := os.ReadFile(path)
+	if len(b) > 20000 {
+		b = b[len(b)-20000:]
+	}
+	s.t.Logf("--- %s (tail) ---\n%s", filepath.Base(path), b)
+}
+
+// applySources creates the PolicyRepository and PolicySet, as a user
+// would after installing Palisade.
+func (s *system) applySources() {
+	ctx := context.Background()
+	repo := &v1.PolicyRepository{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "policies"},
+		Spec: v1.PolicyRepositorySpec{URL: s.repoURL, Ref: &v1.GitRef{Branch: "main"}, Interval: metav1.Duration{Duration: 2 * time.Second}}}
+	if err := s.c.Create(ctx, repo); err != nil {
+		s.t.Fatal(err)
+	}
+	set := &v1.PolicySet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "shop"},
+		Spec: v1.PolicySetSpec{SourceRef: v1.SourceReference{Kind: v1.SourceKindPolicyRepository, Name: "policies"},
+			Interval: metav1.Duration{Duration: 2 * time.Second}}}
+	if err := s.c.Create(ctx, set); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *system) read(path string) string {
+	b, err := os.ReadFile(filepath.Join(s.repo.Dir, path))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return string(b)
+}
+
+func (s *system) policySet() (*v1.PolicySet, error) {
+	ps := &v1.PolicySet{}
+	return ps, s.c.Get(context.Background(), client.ObjectKey{Namespace: "shop", Name: "shop"}, ps)
+}
+
+func (s *system) wait(what string, f func() error) {
+	s.t.Helper()
+	if err := devenv.WaitFor(context.Background(), 2*time.Minute, what, f); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// waitApplied waits until the PolicySet applied a revision of commit (any
+// when empty) and returns it.
+func (s *system) waitApplied(what, commit string) string {
+	s.t.Helper()
+	var rev string
+	s.wait(what+" applied", func() error {
+		ps, err := s.policySet()
+		if err != nil {
+			return err
+		}
+		rev = ps.Status.LastAppliedRevision
+		if rev == "" || commit != "" && !strings.HasSuffix(rev, commit) {
+			return fmt.Errorf("lastAppliedRevision = %q, conditions %+v", rev, ps.Status.Conditions)
+		}
+		return nil
+	})
+	return rev
+}
+
+// waitEnforced waits for Enforced=True with 1/1 nodes at rev.
+func (s *system) waitEnforced(rev string) {
+	s.t.Helper()
+	s.wait("enforced "+rev, func() error {
+		ps, err := s.policySet()
+		if err != nil {
+			return err
+		}
+		c := apimeta.FindStatusCondition(ps.Status.Conditions, v1.EnforcedCondition)
+		if c == nil || c.Status != metav1.ConditionTrue || ps.Status.LastAppliedRevision != rev {
+			return fmt.Errorf("Enforced = %+v at %s", c, ps.Status.LastAppliedRevision)
+		}
+		if e := ps.Status.Enforcement; e == nil || e.Summary != "1/1" {
+			return fmt.Errorf("enforcement = %+v", e)
+		}
+		return nil
+	})
+}
+
+// waitCondition waits for a condition of the PolicySet, after it
+// attempted commit (any when empty).
+func (s *system) waitCondition(what, typ string, status metav1.ConditionStatus, commit string) *v1.PolicySet {
+	s.t.Helper()
+	var ps *v1.PolicySet
+	s.wait(what, func() error {
+		var err error
+		if ps, err = s.policySet(); err != nil {
+			return err
+		}
+		if commit != "" && !strings.HasSuffix(ps.Status.LastAttemptedRevision, commit) {
+			return fmt.Errorf("lastAttemptedRevision = %s", ps.Status.LastAttemptedRevision)
+		}
+		c := apimeta.FindStatusCondition(ps.Status.Conditions, typ)
+		if c == nil || c.Status != status {
+			return fmt.Errorf("%s = %+v", typ, c)
+		}
+		return nil
+	})
+	return ps
+}
+
+// traffic asserts client→server on TCP 8080 and 8081.
+func (s *system) traffic(when string, want8080, want8081 bool) {
+	s.t.Helper()
+	cl, srv := s.wl["client"].Net, s.wl["server"].Net
+	for _, c := range []struct {
+		port int
+		want bool
+	}{{8080, want8080}, {8081, want8081}} {
+		if got := cl.TCP(srv.IP, c.port, time.Second); got != c.want {
+			s.t.Errorf("%s: client→server TCP %d passed=%v, want %v", when, c.port, got, c.want)
+		}
+	}
+}
+
+// kubectl runs the real kubectl against the control plane.
+func (s *system) kubectl(args ...string) string {
+	s.t.Helper()
+	bin := os.Getenv("PALISADE_KUBECTL")
+	if bin == "" {
+		m, _ := filepath.Glob(filepath.Join(s.root, "bin", "kubectl-*"))
+		if len(m) == 0 {
+			s.t.Fatal("kubectl not found: set PALISADE_KUBECTL or run make e2e, which builds it into bin/")
+		}
+		bin = m[0]
+	}
+	cmd := exec.Command(bin, append([]string{"--kubeconfig", s.cp.Kubeconfig}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	s.t.Logf("kubectl %s\n%s", strings.Join(args, " "), out)
+	return string(out)
+}
+
+func (s *system) nodeEnforcement() (*v1.NodeEnforcement, error) {
+	ne := &v1.NodeEnforcement{}
+	return ne, s.c.Get(context.Background(), client.ObjectKey{Name: nodeName}, ne)
+}
+
+// generation is the datapath generation the node reports for the set.
+func (s *system) generation() int64 {
+	ne, err := s.nodeEnforcement()
+	if err != nil || len(ne.Status.PolicySets) == 0 {
+		s.t.Fatalf("NodeEnforcement: %v %+v", err, ne)
+	}
+	return ne.Status.PolicySets[0].Generation
+}
+
+// waitReady waits for the restarted agent's readiness: NodeEnforcement
+// Ready with a fresh verification.
+func (s *system) waitReady() {
+	s.t.Helper()
+	since := time.Now()
+	s.wait("the agent ready again", func() error {
+		ne, err := s.nodeEnforcement()
+		if err != nil {
+			return err
+		}
+		c := apimeta.FindStatusCondition(ne.Status.Conditions, v1.ReadyCondition)
+		if c == nil || c.Status != metav1.ConditionTrue || ne.Status.LastVerifiedTime == nil || ne.Status.LastVerifiedTime.Time.Before(since.Truncate(time.Second)) {
+			return fmt.Errorf("Ready = %+v, verified %v", c, ne.Status.LastVerifiedTime)
+		}
+		return nil
+	})
+}
+
+// waitNodeDrift waits until the node reports n repairs or more, the newest
+// of kind.
+func (s *system) waitNodeDrift(kind v1.KernelDriftKind, n int64) {
+	s.t.Helper()
+	s.wait("kernel drift reported", func() error {
+		ne, err := s.nodeEnforcement()
+		if err != nil {
+			return err
+		}
+		if ne.Status.DriftRepairs < n || len(ne.Status.Drifts) == 0 || ne.Status.Drifts[0].Kind != kind || !ne.Status.Drifts[0].Repaired {
+			return fmt.Errorf("drifts = %+v", ne.Status.Drifts)
+		}
+		return nil
+	})
+}
+
+// bpftoolDeletePolicyEntries deletes every entry of the active
+// generation's policy map with bpftool, as an intruder or a careless
+// operator would.
+func (s *system) bpftoolDeletePolicyEntries() {
+	s.t.Helper()
+	var slot []struct {
+		Value struct {
+			Slot uint32 `json:"slot"`
+		} `json:"formatted"`
+	}
+	s.bpftoolJSON(&slot, "map", "dump", "pinned", filepath.Join(s.pinDir, "maps", "active"))
+	if len(slot) != 1 {
+		s.t.Fatalf("active map: %+v", slot)
+	}
+	var outer []struct {
+		Key   json.RawMessage `json:"key"`
+		Value json.RawMessage `json:"value"`
+	}
+	s.bpftoolJSON(&outer, "map", "dump", "pinned", filepath.Join(s.pinDir, "maps", "gen_policy"))
+	var innerID uint32
+	for _, e := range outer {
+		var k []string
+		json.Unmarshal(e.Key, &k)
+		var v []string
+		json.Unmarshal(e.Value, &v)
+		if len(k) == 4 && k[0] == fmt.Sprintf("0x%02x", slot[0].Value.Slot) && len(v) == 4 {
+			var b [4]byte
+			for i := range 4 {
+				fmt.Sscanf(v[i], "0x%x", &b[i])
+			}
+			innerID = uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+		}
+	}
+	if innerID == 0 {
+		s.t.Fatalf("no policy map for slot %d in %s", slot[0].Value.Slot, outer)
+	}
+	var entries []struct {
+		Key []string `json:"key"`
+	}
+	s.bpftoolJSON(&entries, "map", "dump", "id", fmt.Sprint(innerID))
+	if len(entries) == 0 {
+		s.t.Fatal("the active policy map is empty")
+	}
+	for _, e := range entries {
+		args := append([]string{"map", "delete", "id", fmt.Sprint(innerID), "key", "hex"}, hexBytes(e.Key)...)
+		if out, err := exec.Command("bpftool", args...).CombinedOutput(); err != nil {
+			s.t.Fatalf("bpftool %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+func hexBytes(b []string) []string {
+	out := make([]string, len(b))
+	for i, x := range b {
+		out[i] = strings.TrimPrefix(x, "0x")
+	}
+	return out
+}
+
+func (s *system) bpftoolJSON(v any, args ...string) {
+	s.t.Helper()
+	out, err := exec.Command("bpftool", append([]string{"-j"}, args...)...).Output()
+	if err != nil {
+		s.t.Fatalf("bpftool %s: %v", strings.Join(args, " "), err)
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		s.t.Fatalf("bpftool %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// metric scrapes the agent's metrics endpoint for name{labels...}: the
+// sum of the series whose labels contain the given fragment.
+func (s *system) metric(name, fragment string) float64 {
+	s.t.Helper()
+	resp, err := http.Get(s.agentMetrics)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var sum float64
+	for _, line := range bytes.Split(body, []byte("\n")) {
+		l := string(line)
+		if !strings.HasPrefix(l, name+"{") || !strings.Contains(l, fragment) {
+			continue
+		}
+		var v float64
+		fmt.Sscanf(l[strings.LastIndex(l, " ")+1:], "%g", &v)
+		sum += v
+	}
+	return sum
+}
