@@ -10,7 +10,7 @@ GOTEST_FLAGS ?= -count=1
 PKGS ?= ./...
 
 # Paths that hold only generated code; make verify checks them.
-GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd config/rbac/role.yaml bpf/palisade_bpfel.go bpf/palisade_bpfel.o
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd config/rbac/role.yaml config/rbac/agent_role.yaml bpf/palisade_bpfel.go bpf/palisade_bpfel.o
 
 include hack/tools.mk
 
@@ -40,6 +40,7 @@ bpf-tools: ## Install clang, llvm and libbpf headers from Debian (builds bpf/).
 manifests: $(CONTROLLER_GEN) ## Generate CRDs into config/crd/bases and RBAC into config/rbac.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./controllers/... paths=./cmd/manager/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=agent-role,fileName=agent_role.yaml paths=./internal/agent/... output:rbac:artifacts:config=config/rbac
 
 .PHONY: fmt
 fmt: $(CUE) ## Format Go and CUE sources.
@@ -57,8 +58,8 @@ lint: vet $(CUE) ## Check formatting of Go and CUE sources, and vet.
 	$(CUE) fmt --check ./policies/schema/ ./policies/examples/...
 
 .PHONY: test
-test: envtest-bins $(CUE) test-tools ## Run all tests (builds kube-apiserver and etcd once into bin/).
-	PALISADE_REQUIRE_TOOLS=1 PROMTOOL=$(PROMTOOL) $(GO) test $(GOTEST_FLAGS) $(PKGS)
+test: envtest-bins $(KUBECTL) $(CUE) test-tools ## Run all tests (builds kube-apiserver, etcd and kubectl once into bin/).
+	PALISADE_REQUIRE_TOOLS=1 PROMTOOL=$(PROMTOOL) PALISADE_KUBECTL=$(KUBECTL) $(GO) test $(GOTEST_FLAGS) $(PKGS)
 
 .PHONY: test-tools
 test-tools: ## Install the Debian packages tests use: promtool, iproute2 (netns, veth), git (http-backend).
@@ -80,8 +81,12 @@ build: ## Build the binaries into bin/.
 	$(GO) build -o $(BIN)/palisadectl ./cmd/palisadectl
 
 .PHONY: run
-run: build ## Run the main job on the embedded default (validates policies/examples).
-	$(BIN)/palisadectl validate policies/examples
+run: envtest-bins $(KUBECTL) run-tools ## Run Palisade on this machine on policies/examples: control plane, manager, agent, Git, demo workloads (root for the agent).
+	$(GO) run ./hack/run
+
+.PHONY: run-tools
+run-tools: ## Install what make run needs besides Go: git (http-backend) and iproute2 (netns, veth); root only.
+	@if [ "$$(id -u)" = 0 ]; then hack/apt-install.sh git iproute2; fi
 
 ##@ Benchmarks
 

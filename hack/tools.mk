@@ -21,6 +21,9 @@ CONTROLLER_TOOLS_VERSION := v0.23.0
 CUE_VERSION := v0.17.1
 
 KUBE_APISERVER := $(BIN)/kube-apiserver-$(KUBE_VERSION)
+# kubectl from the same release as the API server, so tests never see
+# client/server skew; its built-in kustomize is the one `kubectl -k` uses.
+KUBECTL := $(BIN)/kubectl-$(KUBE_VERSION)
 ETCD := $(BIN)/etcd-$(ETCD_VERSION)
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 CUE := $(BIN)/cue-$(CUE_VERSION)
@@ -52,9 +55,11 @@ define tools-check-version
 	fi
 endef
 
-.PHONY: tools envtest-bins
+.PHONY: tools envtest-bins kubectl
 
-tools: envtest-bins $(CONTROLLER_GEN) $(CUE) ## Build every pinned tool into bin/.
+tools: envtest-bins $(KUBECTL) $(CONTROLLER_GEN) $(CUE) ## Build every pinned tool into bin/.
+
+kubectl: $(KUBECTL) ## Build kubectl (same release as kube-apiserver) into bin/.
 
 envtest-bins: ## Build kube-apiserver and etcd and lay out $(ENVTEST_ASSETS).
 envtest-bins: $(ENVTEST_ASSETS)/kube-apiserver $(ENVTEST_ASSETS)/etcd
@@ -66,6 +71,13 @@ $(KUBE_APISERVER):
 	@mkdir -p $(@D)
 	cd $(TOOLS_DIR)/kube && $(TOOLS_BUILD) -tags '$(KUBE_TAGS)' -ldflags '$(KUBE_LDFLAGS)' \
 		-o $@.tmp k8s.io/kubernetes/cmd/kube-apiserver
+	@mv $@.tmp $@
+
+$(KUBECTL):
+	$(call tools-check-version,$(TOOLS_DIR)/kube,k8s.io/kubernetes,$(KUBE_VERSION))
+	@mkdir -p $(@D)
+	cd $(TOOLS_DIR)/kube && $(TOOLS_BUILD) -tags '$(KUBE_TAGS)' -ldflags '$(KUBE_LDFLAGS)' \
+		-o $@.tmp k8s.io/kubernetes/cmd/kubectl
 	@mv $@.tmp $@
 
 $(ETCD):

@@ -197,6 +197,9 @@ func up() (err error) {
 		return err
 	}
 	if err := waitReady(ctx, c, root0); err != nil {
+		if ctx.Err() != nil {
+			return nil // Ctrl-C while waiting
+		}
 		return err
 	}
 	tour(root, repo.Dir, time.Since(start), root0)

@@ -26,5 +26,6 @@ package agent
 // +kubebuilder:rbac:groups=palisade.dev,resources=nodeenforcements,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups=palisade.dev,resources=nodeenforcements/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes;namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups="";events.k8s.io,resources=events,verbs=create;patch

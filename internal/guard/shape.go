@@ -45,9 +45,9 @@ type shape struct {
 func shapeOf(p *validate.Policy) shape {
 	s := shape{mode: "enforce"}
 	clusterWide := p.ClusterNetworkPolicy != nil || p.ClusterTracingPolicy != nil
-	var endpoints *metav1.LabelSelector
+	var endpoints, nodeSel *metav1.LabelSelector
 	if rs, eps, nodes, ok := p.Network(); ok {
-		endpoints = eps
+		endpoints, nodeSel = eps, nodes
 		s.subject = Subject{Endpoints: requirements(eps), Nodes: requirements(nodes)}
 		if rs.Mode == v1alpha1.EnforcementModeAudit {
 			s.mode = "audit"
@@ -71,6 +71,9 @@ func shapeOf(p *validate.Policy) shape {
 		s.scope = []string{p.Namespace}
 	case endpoints != nil:
 		s.scope = namespacesOf(s.subject.Endpoints)
+	case nodeSel != nil:
+		// A host policy selects nodes, not pods: it reaches no namespace.
+		s.scope = []string{}
 	default:
 		s.scope = []string{"*"}
 	}

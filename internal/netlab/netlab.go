@@ -128,8 +128,12 @@ func (w *Workload) Delete() error {
 	if _, serr := os.Stat("/run/netns/" + w.Name); errors.Is(serr, os.ErrNotExist) {
 		err = nil
 	}
+	// Deleting the namespace destroys the pair, asynchronously: the host
+	// side may still be listed for a moment, or vanish under our feet.
 	if _, lerr := net.InterfaceByName(w.HostIf); lerr == nil {
-		err = errors.Join(err, ipCmd("link", "del", w.HostIf))
+		if derr := ipCmd("link", "del", w.HostIf); derr != nil && !strings.Contains(derr.Error(), "Cannot find device") {
+			err = errors.Join(err, derr)
+		}
 	}
 	return err
 }

@@ -16,9 +16,12 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package tools pins the kube-apiserver version used by envtest.
+// Package tools pins the kube-apiserver used by envtest and the kubectl that
+// tests drive it with (kustomize, server-side dry run), both from the same
+// Kubernetes release so client and server never skew.
 package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
 )
