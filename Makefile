@@ -82,7 +82,8 @@ build: ## Build the binaries into bin/.
 
 .PHONY: run
 run: envtest-bins $(KUBECTL) run-tools ## Run Palisade on this machine on policies/examples: control plane, manager, agent, Git, demo workloads (root for the agent).
-	$(GO) run ./hack/run
+	$(GO) build -o $(BIN)/palisade-run ./hack/run
+	$(BIN)/palisade-run
 
 .PHONY: run-tools
 run-tools: ## Install what make run needs besides Go: git (http-backend) and iproute2 (netns, veth); root only.
@@ -91,7 +92,7 @@ run-tools: ## Install what make run needs besides Go: git (http-backend) and ipr
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-validate bench-datapath bench-guard bench-engine ## Run every benchmark.
+bench: bench-validate bench-datapath bench-guard bench-engine bench-agent ## Run every benchmark.
 
 .PHONY: bench-engine
 bench-engine: ## Node compiler: 1k/10k/100k rules over 1k workloads (time, allocs, peak heap, entries/rule); one-rule change against 100k rules.
@@ -99,6 +100,9 @@ bench-engine: ## Node compiler: 1k/10k/100k rules over 1k workloads (time, alloc
 	$(GO) test -run '^$$' -bench 'BenchmarkCompilerOneRuleChange' -benchmem -benchtime 200x ./internal/engine/
 
 .PHONY: bench-guard
+bench-agent: ## Agent process vs a real API server: policy change → kernel p50/p99 and peak RSS at 100 and 10k policies over 5k pods (root).
+	$(GO) test -run '^$$' -bench 'BenchmarkAgent$$' -benchtime 30x -timeout 60m ./internal/agent/
+
 bench-guard: ## p50/p99 of guarding changes of 1, 100 and 1000 policies with the built-in guards.
 	$(GO) test -run '^$$' -bench 'BenchmarkEvaluate|BenchmarkReview' -benchtime 200x ./internal/guard/
 

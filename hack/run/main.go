@@ -23,8 +23,8 @@ limitations under the License.
 // it made. Without root it runs what needs no root and says what it
 // skipped.
 //
-//	go run ./hack/run            start (make run)
-//	go run ./hack/run probe FROM TO:PORT[/PROTO]
+//	bin/palisade-run             start (make run builds and runs it)
+//	bin/palisade-run probe FROM TO:PORT[/PROTO]
 //	                             send traffic between demo workloads
 package main
 
@@ -42,11 +42,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/datapath"
@@ -85,6 +87,7 @@ type workload struct {
 
 func up() (err error) {
 	start := time.Now()
+	ctrllog.SetLogger(logr.Discard()) // the processes log to .palisade/logs
 	root, err := os.Getwd()
 	if err != nil {
 		return err
@@ -280,15 +283,15 @@ Palisade is ready (%s). In another terminal, from %s:
 
   export KUBECONFIG=$PWD/.palisade/cluster/kubeconfig
   %[3]s get policysets -A          # READY  REVISION  ENFORCED  DRIFT
-  %[3]s get networkpolicies -A     # what Git rendered
+  %[3]s get pnp -A                 # Palisade NetworkPolicies: what Git rendered
   %[3]s get nodeenforcements       # what the kernel enforces, drift, map usage
 `, took.Round(time.Second), root, kubectl)
 	if withAgent {
 		fmt.Print(`
 Send traffic between the demo workloads (network namespaces):
 
-  go run ./hack/run probe shop/frontend-7d9f shop/api-5c8b:8080     # allowed: frontend → api
-  go run ./hack/run probe shop/frontend-7d9f shop/postgres-0:5432   # dropped: only api reaches postgres
+  bin/palisade-run probe shop/frontend-7d9f shop/api-5c8b:8080     # allowed: frontend → api
+  bin/palisade-run probe shop/frontend-7d9f shop/postgres-0:5432   # dropped: only api reaches postgres
 `)
 	}
 	fmt.Printf(`
@@ -297,13 +300,17 @@ Ask why, without a cluster:
   bin/palisadectl explain --policies %[1]s --endpoints policies/examples/endpoints.yaml \
     --from shop/frontend-7d9f --to shop/postgres-0:5432/TCP
 
-Make a commit (the repository polls every 5s):
+Make a commit (the repository polls every 5s): postgres stops taking
+connections from api.
 
   cd %[1]s
-  $EDITOR shop/postgres.cue           # e.g. let frontend reach postgres
-  git commit -qam "frontend may query postgres" && git push -q
+  sed -i 's/fromEndpoints: \[#API\]/fromEndpoints: [#Frontend]/' shop/postgres.cue
+  git commit -qam "postgres: take connections from frontend only" && git push -q
 
-and watch REVISION move with kubectl, then probe again. A commit with a CUE
+and watch REVISION move with kubectl, then probe again:
+
+  bin/palisade-run probe shop/api-5c8b shop/postgres-0:5432        # now dropped
+ A commit with a CUE
 error or a guard denial leaves the last good policy enforced; the
 PolicySet's Ready condition says why.
 
@@ -328,7 +335,10 @@ func probe(args []string) error {
 	if !ok {
 		return fmt.Errorf("no workload %s; the workloads are those of policies/examples/endpoints.yaml", args[0])
 	}
-	dst, proto, _ := strings.Cut(args[1], "/")
+	dst, proto := args[1], ""
+	if i := strings.LastIndex(dst, "/"); i > strings.LastIndex(dst, ":") && strings.Contains(dst, ":") {
+		dst, proto = dst[:i], dst[i+1:]
+	}
 	toName, portS, ok := strings.Cut(dst, ":")
 	to, found := st.Workloads[toName]
 	port, perr := strconv.Atoi(portS)

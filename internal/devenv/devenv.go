@@ -205,7 +205,7 @@ func (r *Repo) CommitAll(msg string) (string, error) {
 	if err := git(r.Dir, "commit", "--quiet", "--allow-empty", "-m", msg); err != nil {
 		return "", err
 	}
-	if err := git(r.Dir, "push", "--quiet", "origin", "main"); err != nil {
+	if err := git(r.Dir, "push", "--quiet", "--set-upstream", "origin", "main"); err != nil {
 		return "", err
 	}
 	out, err := exec.Command("git", "-C", r.Dir, "rev-parse", "HEAD").Output()
@@ -262,6 +262,9 @@ func Start(name, bin, kubeconfig, logPath string, args ...string) (*Proc, error)
 	go func() { p.done <- cmd.Wait(); f.Close() }()
 	return p, nil
 }
+
+// Pid is the process's ID.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
 // Stop asks the process to stop (SIGTERM) and waits up to 30s, then kills
 // it.

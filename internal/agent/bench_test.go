@@ -1,0 +1,311 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/bpf"
+	"github.com/palisade-dev/palisade/controllers"
+	"github.com/palisade-dev/palisade/internal/devenv"
+	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/render"
+	"github.com/palisade-dev/palisade/internal/testenv"
+)
+
+// BenchmarkAgent runs the agent binary as a process against a real API
+// server and measures, at 100 and 10k policies over 5k pods (50 of them
+// on the agent's node), how long a policy object change takes to reach
+// the kernel (from the API write to the new generation in the pinned
+// maps, with the new port in the policy map), and the agent's peak
+// resident memory (VmHWM). make bench-agent runs it.
+func BenchmarkAgent(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: the agent loads eBPF programs")
+	}
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	bin := b.TempDir()
+	if err := devenv.Build(root, bin, "agent"); err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{100, 10000} {
+		b.Run(fmt.Sprintf("policies=%d/pods=5000", n), func(b *testing.B) { benchAgent(b, root, bin, n, 5000) })
+	}
+}
+
+func benchAgent(b *testing.B, root, bin string, policies, pods int) {
+	dir := b.TempDir()
+	cp, err := devenv.StartControlPlane(filepath.Join(dir, "cp"), filepath.Join(root, "config", "crd", "bases"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cp.Stop()
+	c := cp.Client
+	ctx := context.Background()
+	for _, name := range []string{node, "node-2"} {
+		if err := devenv.Node(ctx, c, name); err != nil {
+			b.Fatal(err)
+		}
+	}
+	load(b, c, policies, pods)
+
+	pins := benchPinDir(b)
+	agent, err := devenv.Start("agent", filepath.Join(bin, "agent"), cp.Kubeconfig, filepath.Join(dir, "agent.log"),
+		"--node-name="+node, "--pin-dir="+pins, "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0",
+		"--zap-log-level=error")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		agent.Stop()
+		if b.Failed() {
+			log, _ := os.ReadFile(agent.Log)
+			b.Log(string(log))
+		}
+	}()
+	start := time.Now()
+	waitGen(b, pins, 1, 0)
+	b.Logf("first sync of %d policies and %d pods: %v", policies, pods, time.Since(start))
+
+	// One policy object is changed again and again; each change moves the
+	// port it allows.
+	np := &v1.NetworkPolicy{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "ns-0", Name: "p-0"}, np); err != nil {
+		b.Fatal(err)
+	}
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		port := 20000 + i
+		gen := generation(b, pins)
+		np.Spec.Ingress[0].ToPorts[0].Ports[0].Port = intstr.FromInt(port)
+		t0 := time.Now()
+		if err := c.Update(ctx, np); err != nil {
+			b.Fatal(err)
+		}
+		waitGen(b, pins, gen+1, uint16(port))
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[(len(lat)*99+99)/100-1].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(vmHWM(b, agent)), "peak-rss-MiB")
+}
+
+// load creates policies NetworkPolicies in 50 namespaces and pods running
+// pods, 1% of them on the agent's node, with 4 concurrent writers.
+func load(b *testing.B, c client.Client, policies, pods int) {
+	ctx := context.Background()
+	for i := range 50 {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("ns-%d", i)}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	work := make(chan func() error)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				if err := f(); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range policies {
+		work <- func() error {
+			np := &v1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("p-%d", i),
+				Labels:      map[string]string{render.LabelPolicySetName: "bench", render.LabelPolicySetNamespace: "ns-0"},
+				Annotations: map[string]string{render.AnnotationRevision: "rev1"}}}
+			np.Spec.EndpointSelector = metav1.LabelSelector{MatchLabels: map[string]string{"app": fmt.Sprintf("app-%d", i%100)}}
+			np.Spec.Ingress = []v1.IngressRule{{
+				FromEndpoints: []metav1.LabelSelector{{MatchLabels: map[string]string{"app": fmt.Sprintf("app-%d", (i+1)%100)}}},
+				ToPorts:       []v1.PortRule{{Ports: []v1.PortProtocol{{Port: intstr.FromInt(1000 + i%5000), Protocol: v1.ProtocolTCP}}}},
+			}}
+			return c.Create(ctx, np)
+		}
+	}
+	for i := range pods {
+		work <- func() error {
+			nodeName := "node-2"
+			if i%100 == 0 {
+				nodeName = node
+			}
+			ip := fmt.Sprintf("10.%d.%d.%d", 100+i/65536, (i/256)%256, i%256)
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("pod-%d", i),
+				Labels: map[string]string{"app": fmt.Sprintf("app-%d", i%100)}},
+				Spec: corev1.PodSpec{NodeName: nodeName, Containers: []corev1.Container{{Name: "c", Image: "none"}}}}
+			if err := c.Create(ctx, p); err != nil {
+				return err
+			}
+			p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}}
+			return c.Status().Update(ctx, p)
+		}
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		b.Fatal(firstErr)
+	}
+	// Identities, as the manager's allocator makes them: one per label
+	// set in use (here namespace × app).
+	alloc := &controllers.IdentityAllocator{Client: c, Reader: c}
+	seen := map[string]bool{}
+	for i := range pods {
+		l := engine.LabelPolicy{}.WorkloadLabels(fmt.Sprintf("ns-%d", i%50), map[string]string{"app": fmt.Sprintf("app-%d", i%100)}, nil, "")
+		if seen[l.String()] {
+			continue
+		}
+		seen[l.String()] = true
+		if _, err := alloc.Allocate(l); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// hasPort reports whether the active generation's hash policy map has an
+// entry for port.
+func hasPort(pins string, port uint16) bool {
+	active, err := ebpf.LoadPinnedMap(filepath.Join(pins, "maps", "active"), nil)
+	if err != nil {
+		return false
+	}
+	defer active.Close()
+	var slot uint32
+	if err := active.Lookup(uint32(0), &slot); err != nil {
+		return false
+	}
+	outer, err := ebpf.LoadPinnedMap(filepath.Join(pins, "maps", "gen_policy"), nil)
+	if err != nil {
+		return false
+	}
+	defer outer.Close()
+	var id uint32
+	if err := outer.Lookup(slot&1, &id); err != nil {
+		return false
+	}
+	m, err := ebpf.NewMapFromID(ebpf.MapID(id))
+	if err != nil {
+		return false
+	}
+	defer m.Close()
+	var k bpf.PalisadePolicyKey
+	var v bpf.PalisadePolicyValue
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if k.Port == port {
+			return true
+		}
+	}
+	return false
+}
+
+func mountBPF(dir string) error { return unix.Mount("bpf", dir, "bpf", 0, "") }
+
+func unmountBPF(dir string) { unix.Unmount(dir, unix.MNT_DETACH) }
+
+func benchPinDir(b *testing.B) string {
+	dir := b.TempDir()
+	if err := mountBPF(dir); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { unmountBPF(dir) })
+	return filepath.Join(dir, "palisade")
+}
+
+// generation reads the active generation from the pinned maps.
+func generation(b *testing.B, pins string) uint64 {
+	active, err := ebpf.LoadPinnedMap(filepath.Join(pins, "maps", "active"), nil)
+	if err != nil {
+		return 0
+	}
+	defer active.Close()
+	gens, err := ebpf.LoadPinnedMap(filepath.Join(pins, "maps", "generations"), nil)
+	if err != nil {
+		return 0
+	}
+	defer gens.Close()
+	var slot uint32
+	if err := active.Lookup(uint32(0), &slot); err != nil {
+		return 0
+	}
+	var gen uint64
+	if err := gens.Lookup(slot&1, &gen); err != nil {
+		return 0
+	}
+	return gen
+}
+
+// waitGen polls the pinned maps until generation gen or later is active
+// and, when port is set, its policy map holds an entry for port.
+func waitGen(b *testing.B, pins string, gen uint64, port uint16) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		if generation(b, pins) >= gen && (port == 0 || hasPort(pins, port)) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.Fatalf("generation %d with port %d never became active", gen, port)
+}
+
+func vmHWM(b *testing.B, p *devenv.Proc) int {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.Pid()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return kb / 1024
+		}
+	}
+	b.Fatal("no VmHWM")
+	return 0
+}
