@@ -60,10 +60,15 @@ lint: vet $(CUE) ## Check formatting of Go and CUE sources, and vet.
 .PHONY: test
 test: envtest-bins $(KUBECTL) $(CUE) test-tools ## Run all tests (builds kube-apiserver, etcd and kubectl once into bin/).
 	PALISADE_REQUIRE_TOOLS=1 PROMTOOL=$(PROMTOOL) PALISADE_KUBECTL=$(KUBECTL) $(GO) test $(GOTEST_FLAGS) $(PKGS)
+	$(MAKE) e2e
+
+.PHONY: e2e
+e2e: envtest-bins $(KUBECTL) test-tools ## The whole-system story (root): Git commit → kernel enforcement, bad commits, guard denial, kernel drift and alerts, agent restart.
+	PALISADE_KUBECTL=$(KUBECTL) $(GO) test -tags e2e $(GOTEST_FLAGS) -v -timeout 20m ./e2e/
 
 .PHONY: test-tools
-test-tools: ## Install the Debian packages tests use: promtool, iproute2 (netns, veth), git (http-backend).
-	hack/apt-install.sh prometheus iproute2 git
+test-tools: ## Install the Debian packages tests use: promtool, iproute2 (netns, veth), git (http-backend), bpftool.
+	hack/apt-install.sh prometheus iproute2 git bpftool
 
 .PHONY: verify
 verify: generate manifests ## Regenerate everything and fail if a generated file changed.
@@ -92,7 +97,12 @@ run-tools: ## Install what make run needs besides Go: git (http-backend) and ipr
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-validate bench-datapath bench-guard bench-engine bench-agent ## Run every benchmark.
+bench: bench-validate bench-datapath bench-guard bench-engine bench-agent bench-controllers ## Run every benchmark.
+
+.PHONY: bench-controllers
+bench-controllers: envtest-bins ## Controllers vs a real API server and Git server: commit → objects applied p50/p99 over 50 webhook-triggered commits; 500 PolicySets × 20 policies, objects/s beside Flux's 3.9 Kustomizations/s.
+	hack/apt-install.sh git
+	PALISADE_REQUIRE_TOOLS=1 $(GO) test -run '^$$' -bench 'BenchmarkCommitToApplied$$|BenchmarkPolicySetThroughput$$' -benchtime 1x -timeout 60m ./controllers/
 
 .PHONY: bench-engine
 bench-engine: ## Node compiler: 1k/10k/100k rules over 1k workloads (time, allocs, peak heap, entries/rule); one-rule change against 100k rules.

@@ -29,6 +29,10 @@ import (
 	"github.com/fluxcd/pkg/git"
 	"github.com/fluxcd/pkg/git/gogit"
 	"github.com/fluxcd/pkg/git/repository"
+	extgogit "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -107,6 +111,9 @@ func (r *PolicyRepositoryReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		return ctrl.Result{}, err
 	}
 	if err := r.reconcileVerify(ctx, obj, commit); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.reconcileHistory(ctx, obj, commit, dir); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{}, r.reconcileArtifact(ctx, obj, commit, dir)
@@ -296,6 +303,60 @@ func (r *PolicyRepositoryReconciler) reconcileVerify(ctx context.Context, obj *v
 	setCondition(conds, obj.Generation, v1.SourceVerifiedCondition, metav1.ConditionTrue, v1.VerificationSucceededReason,
 		fmt.Sprintf("verified signature of commit %s by %s with key %s", hash, who, key))
 	return nil
+}
+
+// reconcileHistory stores the commit's ancestry beside its artifact, from
+// the clone in dir, before the artifact is published in status: a
+// PolicySet reads it to refuse a revision that does not descend from the
+// one it applied (history rewritten by a force-push). A failure leaves the
+// previous artifact in place and is retried; it reports on
+// ArtifactInStorage, like the artifact itself.
+func (r *PolicyRepositoryReconciler) reconcileHistory(ctx context.Context, obj *v1.PolicyRepository, commit *git.Commit, dir string) error {
+	id := commit.Hash.String()
+	if r.Storage.HasHistory("PolicyRepository", obj.Namespace, obj.Name, id) {
+		return nil
+	}
+	h, err := commitHistory(ctx, dir, id, maxHistoryCommits)
+	if err == nil {
+		err = r.Storage.StoreHistory("PolicyRepository", obj.Namespace, obj.Name, id, h)
+	}
+	if err != nil {
+		serr := waiting(v1.StorageOperationFailedReason, fmt.Errorf("store commit history of revision %s: %w", commit.String(), err))
+		setCondition(&obj.Status.Conditions, obj.Generation, v1.ArtifactInStorageCondition, metav1.ConditionFalse, serr.reason, serr.Error())
+		return serr
+	}
+	return nil
+}
+
+// commitHistory walks the commits reachable from head in the clone at
+// dir, newest first, and stops after limit commits.
+func commitHistory(ctx context.Context, dir, head string, limit int) (*History, error) {
+	repo, err := extgogit.PlainOpen(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open clone: %w", err)
+	}
+	iter, err := repo.Log(&extgogit.LogOptions{From: plumbing.NewHash(head), Order: extgogit.LogOrderCommitterTime})
+	if err != nil {
+		return nil, fmt.Errorf("walk history: %w", err)
+	}
+	defer iter.Close()
+	var commits []string
+	complete := true
+	err = iter.ForEach(func(c *object.Commit) error {
+		if len(commits) == limit {
+			complete = false
+			return storer.ErrStop
+		}
+		if len(commits)%1024 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		commits = append(commits, c.Hash.String())
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("walk history: %w", err)
+	}
+	return NewHistory(head, commits, complete), nil
 }
 
 // reconcileArtifact stores the checked-out tree as the revision's artifact

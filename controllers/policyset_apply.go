@@ -27,7 +27,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -195,15 +194,16 @@ type planned struct {
 }
 
 // reconcileApply applies the rendered objects with server-side apply and
-// prunes what left Git, owning the Applied and Drifted conditions. Every
-// object is first applied as a dry run, so a rejection writes nothing.
-// Differences between the live objects and the revision they were applied
-// from are API drift: restored, reported and counted.
-func (r *PolicySetReconciler) reconcileApply(ctx context.Context, obj *v1.PolicySet, src *policySource, live, desired []client.Object) error {
+// prunes what left Git, owning the Applied condition. Every object is first
+// applied as a dry run, so a rejection writes nothing. Differences between
+// the live objects and the revision they were applied from are API drift:
+// restored, counted, sent as an event and returned for the Drifted
+// condition.
+func (r *PolicySetReconciler) reconcileApply(ctx context.Context, obj *v1.PolicySet, src *policySource, live, desired []client.Object) ([]string, error) {
 	conds := &obj.Status.Conditions
-	fail := func(err *stepError) error {
+	fail := func(err *stepError) ([]string, error) {
 		setCondition(conds, obj.Generation, v1.AppliedCondition, metav1.ConditionFalse, err.reason, err.Error())
-		return err
+		return nil, err
 	}
 	liveByID := make(map[string]client.Object, len(live))
 	for _, o := range live {
@@ -324,22 +324,17 @@ func (r *PolicySetReconciler) reconcileApply(ctx context.Context, obj *v1.Policy
 			"applied revision %s: %d objects (%d created, %d configured, %d pruned)", src.Revision, len(plan), created, configured, pruned)
 	}
 
-	switch {
-	case len(drift) > 0:
-		msg := fmt.Sprintf("restored revision %s over hand edits: %s", src.Revision, strings.Join(drift, "; "))
-		setCondition(conds, obj.Generation, v1.DriftedCondition, metav1.ConditionTrue, v1.APIDriftReason, msg)
+	if len(drift) > 0 {
+		msg := apiDriftMessage(src.Revision, drift)
 		log.FromContext(ctx).Info("API drift corrected", "drift", drift)
 		if r.Recorder != nil {
 			r.Recorder.AnnotatedEventf(obj, nil, map[string]string{"palisade.dev/revision": src.Revision},
 				corev1.EventTypeWarning, v1.APIDriftReason, "Reconcile", "%s", msg)
 		}
-	case prev != src.Revision || apimeta.FindStatusCondition(*conds, v1.DriftedCondition) == nil:
-		// A drift report stays until a new revision is applied, so that a
-		// hand edit restored within a second still shows in kubectl get.
-		setCondition(conds, obj.Generation, v1.DriftedCondition, metav1.ConditionFalse, v1.NoDriftReason,
-			fmt.Sprintf("objects match revision %s", src.Revision))
 	}
-	return nil
+	// Drifted is set by the enforcement step, which adds the nodes'
+	// kernel drift to the API drift found here.
+	return drift, nil
 }
 
 // countDrift counts one API drift, repaired, by kind.

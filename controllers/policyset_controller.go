@@ -21,6 +21,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
@@ -30,6 +32,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -61,17 +64,30 @@ type PolicySetReconciler struct {
 	// Drift, when set, counts API drift by kind (palisade_drift_total
 	// with labels source, what, repaired).
 	Drift *prometheus.CounterVec
+	// KernelDriftWindow is how long a kernel drift reported by a node
+	// keeps the set Drifted; DefaultKernelDriftWindow when zero.
+	KernelDriftWindow time.Duration
+	// MaxConcurrentReconciles is how many sets reconcile at once;
+	// DefaultPolicySetConcurrency when zero.
+	MaxConcurrentReconciles int
 }
+
+// DefaultPolicySetConcurrency is how many PolicySets reconcile at once by
+// default, as Flux's kustomize-controller: a reconcile mostly waits on the
+// API server, so a few in flight keep two cores busy.
+const DefaultPolicySetConcurrency = 4
 
 // +kubebuilder:rbac:groups=palisade.dev,resources=policysets,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=palisade.dev,resources=policysets/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=palisade.dev,resources=policyrepositories,verbs=get;list;watch
 // +kubebuilder:rbac:groups=palisade.dev,resources=networkpolicies;clusternetworkpolicies;tracingpolicies;clustertracingpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=palisade.dev,resources=nodeenforcements,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the reconciler. Besides its own spec and the
 // reconcile request annotation, it watches the PolicyRepositories it reads
-// (a new artifact) and the objects it applied (a hand edit or deletion).
+// (a new artifact), the objects it applied (a hand edit or deletion) and
+// the nodes' NodeEnforcement reports (enforcement and kernel drift).
 func (r *PolicySetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1.PolicySet{}, policySetSourceIndex, func(o client.Object) []string {
 		ps := o.(*v1.PolicySet)
@@ -82,15 +98,21 @@ func (r *PolicySetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("index policysets by source: %w", err)
 	}
+	concurrency := r.MaxConcurrentReconciles
+	if concurrency <= 0 {
+		concurrency = DefaultPolicySetConcurrency
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1.PolicySet{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&v1.PolicyRepository{}, handler.EnqueueRequestsFromMapFunc(r.setsOfRepository),
 			builder.WithPredicates(artifactChanged{})).
+		Watches(&v1.NodeEnforcement{}, r.enforcementHandler()).
+		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Named("policyset")
 	owned := builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return o.GetLabels()[render.LabelPolicySetName] != ""
-	}))
+	}), foreignWrite{})
 	for _, o := range ownedKinds() {
 		b = b.Watches(o.object, handler.EnqueueRequestsFromMapFunc(ownerOf), owned)
 	}
@@ -117,6 +139,33 @@ func (artifactChanged) Create(event.CreateEvent) bool   { return true }
 func (artifactChanged) Delete(event.DeleteEvent) bool   { return true }
 func (artifactChanged) Generic(event.GenericEvent) bool { return false }
 
+// foreignWrite passes the events on applied objects that someone other
+// than Palisade caused: a deletion, or a write whose managed fields show a
+// field manager other than Palisade's that was not there, or not so,
+// before. The events of the set's own applies pass nothing, so applying a
+// revision does not wake the set once per object it wrote. Status writes
+// (another subresource) pass nothing either.
+type foreignWrite struct{ predicate.Funcs }
+
+func (foreignWrite) Create(e event.CreateEvent) bool { return len(foreignEntries(e.Object)) > 0 }
+func (foreignWrite) Update(e event.UpdateEvent) bool {
+	return !reflect.DeepEqual(foreignEntries(e.ObjectOld), foreignEntries(e.ObjectNew))
+}
+func (foreignWrite) Delete(event.DeleteEvent) bool   { return true }
+func (foreignWrite) Generic(event.GenericEvent) bool { return false }
+
+// foreignEntries are the managed fields entries of other managers than
+// Palisade, on the object itself rather than a subresource.
+func foreignEntries(o client.Object) []metav1.ManagedFieldsEntry {
+	var out []metav1.ManagedFieldsEntry
+	for _, mf := range o.GetManagedFields() {
+		if mf.Manager != FieldManager && mf.Subresource == "" {
+			out = append(out, mf)
+		}
+	}
+	return out
+}
+
 // setsOfRepository lists the PolicySets that read a PolicyRepository.
 func (r *PolicySetReconciler) setsOfRepository(ctx context.Context, o client.Object) []reconcile.Request {
 	var list v1.PolicySetList
@@ -142,68 +191,89 @@ func ownerOf(_ context.Context, o client.Object) []reconcile.Request {
 }
 
 // Reconcile runs one PolicySet's steps: source, validate, render, guard,
-// apply. A failing step leaves the applied objects as they were.
+// apply, then the enforcement summary. A failing step leaves the applied
+// objects as they were.
 func (r *PolicySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	obj := &v1.PolicySet{}
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !obj.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+		return r.reconcileDelete(ctx, obj)
+	}
+	if err := r.ensureFinalizer(ctx, obj); err != nil {
+		return ctrl.Result{}, err
 	}
 	if obj.Spec.Suspend {
 		log.FromContext(ctx).V(1).Info("suspended; not reconciling")
 		return ctrl.Result{}, nil
 	}
 	base := obj.DeepCopy()
+	var recheck time.Duration
 	defer func() {
 		retErr = r.finish(ctx, base, obj, retErr)
 		if retErr == nil || isStalling(retErr) {
-			result, retErr = ctrl.Result{RequeueAfter: obj.Spec.Interval.Duration}, nil
+			after := obj.Spec.Interval.Duration
+			if recheck > 0 && recheck < after {
+				after = recheck
+			}
+			result, retErr = ctrl.Result{RequeueAfter: after}, nil
 		}
 	}()
 	if v, ok := obj.Annotations[v1.ReconcileRequestAnnotation]; ok {
 		obj.Status.LastHandledReconcileAt = v
 	}
+	apiDrift, err := r.reconcileRevision(ctx, obj)
+	// The nodes report on the applied revision whether or not this
+	// reconcile applied a new one.
+	recheck, eerr := r.reconcileEnforcement(ctx, obj, apiDrift)
+	if eerr != nil {
+		log.FromContext(ctx).Error(eerr, "enforcement summary")
+	}
+	return ctrl.Result{}, err
+}
+
+// reconcileRevision runs the steps that bring the source's revision into
+// the cluster, within spec.timeout, and returns the API drift restored.
+func (r *PolicySetReconciler) reconcileRevision(ctx context.Context, obj *v1.PolicySet) ([]string, error) {
 	timeout := obj.Spec.Interval.Duration
 	if obj.Spec.Timeout != nil {
 		timeout = obj.Spec.Timeout.Duration
 	}
-	// The steps get the timeout; finish, deferred above, patches the
-	// status with the outer context even when they ran out of time.
-	sctx := ctx
+	// The steps get the timeout; finish patches the status with the
+	// outer context even when they ran out of time.
 	if timeout > 0 {
 		var cancel context.CancelFunc
-		sctx, cancel = context.WithTimeout(ctx, timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
 
 	tmp, err := os.MkdirTemp("", "policyset-")
 	if err != nil {
-		return ctrl.Result{}, waiting(v1.ArtifactFailedReason, err)
+		return nil, waiting(v1.ArtifactFailedReason, err)
 	}
 	defer os.RemoveAll(tmp)
 
-	src, err := r.reconcileSource(sctx, obj, tmp)
+	src, err := r.reconcileSource(ctx, obj, tmp)
 	if err != nil {
-		return ctrl.Result{}, err
+		return nil, err
 	}
-	policies, err := r.reconcilePolicies(sctx, obj, src)
+	policies, err := r.reconcilePolicies(ctx, obj, src)
 	if err != nil {
-		return ctrl.Result{}, err
+		return nil, err
 	}
 	desired, err := r.reconcileRender(obj, src, policies)
 	if err != nil {
-		return ctrl.Result{}, err
+		return nil, err
 	}
-	live, err := r.listOwned(sctx, obj)
+	live, err := r.listOwned(ctx, obj)
 	if err != nil {
-		return ctrl.Result{}, waiting(v1.ApplyFailedReason, err)
+		return nil, waiting(v1.ApplyFailedReason, err)
 	}
-	if err := r.reconcileGuard(sctx, obj, src, live, desired); err != nil {
-		return ctrl.Result{}, err
+	if err := r.reconcileGuard(ctx, obj, src, live, desired); err != nil {
+		return nil, err
 	}
-	return ctrl.Result{}, r.reconcileApply(sctx, obj, src, live, desired)
+	return r.reconcileApply(ctx, obj, src, live, desired)
 }
 
 // finish summarizes the conditions, sends events on a change of Ready and
@@ -226,11 +296,17 @@ func (r *PolicySetReconciler) finish(ctx context.Context, base, obj *v1.PolicySe
 }
 
 // eventOnChange records a Warning when Ready turns False or its message
-// changes, a Normal event on a new applied revision or a recovery; never on
-// a steady loop.
+// changes, a Normal event on a new applied revision or a recovery, and a
+// Warning when a node reports new kernel drift; never on a steady loop.
 func (r *PolicySetReconciler) eventOnChange(base, obj *v1.PolicySet) {
 	if r.Recorder == nil {
 		return
+	}
+	bd := apimeta.FindStatusCondition(base.Status.Conditions, v1.DriftedCondition)
+	nd := apimeta.FindStatusCondition(obj.Status.Conditions, v1.DriftedCondition)
+	if nd != nil && nd.Reason == v1.KernelDriftReason && (bd == nil || bd.Message != nd.Message) {
+		r.Recorder.AnnotatedEventf(obj, nil, map[string]string{"palisade.dev/revision": obj.Status.LastAppliedRevision},
+			corev1.EventTypeWarning, v1.KernelDriftReason, "Enforce", "%s", nd.Message)
 	}
 	before := apimeta.FindStatusCondition(base.Status.Conditions, v1.ReadyCondition)
 	now := apimeta.FindStatusCondition(obj.Status.Conditions, v1.ReadyCondition)

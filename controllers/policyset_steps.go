@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/fluxcd/pkg/git"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -51,10 +52,13 @@ type policySource struct {
 	Dir string
 }
 
-// reconcileSource extracts the referenced PolicyRepository's current
-// artifact into tmp (its digest checked) and records the revision as
-// attempted. A source without an artifact waits; a path that does not
-// exist in the revision stalls until the next one.
+// reconcileSource records the referenced PolicyRepository's current
+// revision as attempted, refuses it unless it descends from the applied
+// one (or rollback is allowed), and extracts spec.path of its artifact
+// into tmp, the digest checked; the loader reads nothing outside the path,
+// so the rest of the repository is not written out. A source without an
+// artifact waits; a path that does not exist in the revision stalls until
+// the next one.
 func (r *PolicySetReconciler) reconcileSource(ctx context.Context, obj *v1.PolicySet, tmp string) (*policySource, error) {
 	ref := obj.Spec.SourceRef
 	if ref.Kind != "" && ref.Kind != v1.SourceKindPolicyRepository {
@@ -69,8 +73,11 @@ func (r *PolicySetReconciler) reconcileSource(ctx context.Context, obj *v1.Polic
 		return nil, waiting(v1.ArtifactFailedReason, fmt.Errorf("PolicyRepository %s/%s has no artifact yet", obj.Namespace, ref.Name))
 	}
 	obj.Status.LastAttemptedRevision = a.Revision
+	if err := r.checkDescends(obj, a); err != nil {
+		return nil, err
+	}
 	root := filepath.Join(tmp, "src")
-	if err := r.Storage.Extract(a.Path, a.Digest, root); err != nil {
+	if err := r.Storage.ExtractDir(a.Path, a.Digest, root, obj.Spec.Path); err != nil {
 		// The repository may have replaced the artifact meanwhile; its
 		// update wakes this set again.
 		return nil, waiting(v1.ArtifactFailedReason, fmt.Errorf("revision %s: %w", a.Revision, err))
@@ -86,6 +93,43 @@ func (r *PolicySetReconciler) reconcileSource(ctx context.Context, obj *v1.Polic
 		return nil, stalled(v1.GitOperationFailedReason, fmt.Errorf("path %q in revision %s is not a directory", displayPath(obj.Spec.Path), a.Revision))
 	}
 	return &policySource{Revision: a.Revision, Dir: dir}, nil
+}
+
+// checkDescends refuses an artifact whose commit does not descend from the
+// applied revision's commit, unless spec.allowRollback: the enforced
+// revision never goes backwards by accident. The ancestry comes from the
+// history the PolicyRepository stores beside the artifact; the set checks
+// against its own lastAppliedRevision, since sets reading one repository
+// may have applied different revisions of it.
+func (r *PolicySetReconciler) checkDescends(obj *v1.PolicySet, a *v1.Artifact) error {
+	applied := obj.Status.LastAppliedRevision
+	if applied == "" || obj.Spec.AllowRollback {
+		return nil
+	}
+	old, now := git.ExtractHashFromRevision(applied).String(), git.ExtractHashFromRevision(a.Revision).String()
+	if old == now {
+		return nil
+	}
+	h, err := r.Storage.History(a.Path)
+	if err == nil && h.Head != now {
+		err = fmt.Errorf("history is of commit %s", h.Head)
+	}
+	if err != nil {
+		// The repository writes the history before it publishes the
+		// artifact; an artifact stored by an older manager has none until
+		// the repository's next fetch.
+		return waiting(v1.ArtifactFailedReason, fmt.Errorf("revision %s: cannot tell whether it descends from the applied revision %s: %w", a.Revision, applied, err))
+	}
+	if h.Contains(old) {
+		return nil
+	}
+	why := "history was rewritten (a force-push to older or unrelated commits)"
+	if !h.Complete {
+		why = fmt.Sprintf("it is not among the newest %d commits of the new revision, or history was rewritten", h.Len())
+	}
+	return stalled(v1.RollbackRefusedReason, fmt.Errorf(
+		"revision %s is not a descendant of the applied revision %s: %s; refusing to roll back; push a commit on top of %s (git revert) or set spec.allowRollback to apply it",
+		a.Revision, applied, why, old))
 }
 
 // displayPath is spec.path as people read it: "./" for the root.

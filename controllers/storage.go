@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"archive/tar"
+	"bufio"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
@@ -28,6 +29,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -109,6 +111,7 @@ func (s *Storage) GarbageCollect(kind, namespace, name string, keep ...string) e
 	kept := map[string]bool{}
 	for _, k := range keep {
 		kept[filepath.Base(k)] = true
+		kept[filepath.Base(historyPath(k))] = true
 	}
 	var errs []error
 	for _, e := range entries {
@@ -123,6 +126,15 @@ func (s *Storage) GarbageCollect(kind, namespace, name string, keep ...string) e
 // must be empty or absent. Entries that would land outside dest are
 // refused.
 func (s *Storage) Extract(rel, digest, dest string) error {
+	return s.ExtractDir(rel, digest, dest, "")
+}
+
+// ExtractDir is Extract for the files under dir (slash-separated, relative
+// to the archive's root; "" for all): a PolicySet reads one directory of a
+// repository, and writing the rest for every set and every reconcile would
+// cost as much as the repository is large. The digest still covers the
+// whole archive.
+func (s *Storage) ExtractDir(rel, digest, dest, dir string) error {
 	f, err := os.Open(filepath.Join(s.BasePath, filepath.FromSlash(rel)))
 	if err != nil {
 		return fmt.Errorf("open artifact: %w", err)
@@ -138,7 +150,10 @@ func (s *Storage) Extract(rel, digest, dest string) error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	return readTarGz(f, dest)
+	dir = strings.Trim(path.Clean("/"+dir), "/")
+	return readTarGz(f, dest, func(name string) bool {
+		return dir == "" || name == dir || strings.HasPrefix(name, dir+"/")
+	})
 }
 
 func writeTarGz(w io.Writer, dir string) error {
@@ -191,7 +206,8 @@ func writeTarGz(w io.Writer, dir string) error {
 	return gz.Close()
 }
 
-func readTarGz(r io.Reader, dest string) error {
+// readTarGz unpacks the regular files whose names keep accepts.
+func readTarGz(r io.Reader, dest string, keep func(name string) bool) error {
 	gz, err := gzip.NewReader(r)
 	if err != nil {
 		return fmt.Errorf("extract artifact: %w", err)
@@ -210,6 +226,9 @@ func readTarGz(r io.Reader, dest string) error {
 		if !filepath.IsLocal(filepath.FromSlash(hdr.Name)) {
 			return fmt.Errorf("extract artifact: %s: path outside the archive", hdr.Name)
 		}
+		if !keep(path.Clean(hdr.Name)) {
+			continue
+		}
 		p := filepath.Join(dest, filepath.FromSlash(hdr.Name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 			return err
@@ -226,4 +245,111 @@ func readTarGz(r io.Reader, dest string) error {
 			return fmt.Errorf("extract artifact: %w", err)
 		}
 	}
+}
+
+// maxHistoryCommits bounds the commit history stored beside an artifact:
+// 100k hashes are about 4 MiB. A revision applied longer ago than that
+// cannot be told apart from a rewritten history, so it is refused like one.
+const maxHistoryCommits = 100000
+
+// historyMagic starts every history file, with its version.
+const historyMagic = "palisade-history v1"
+
+// History is the commit ancestry of an artifact's revision: the head and
+// every commit reachable from it (newest first by committer time, up to
+// maxHistoryCommits). A consumer reads it to tell whether a revision it
+// applied before is an ancestor of the new one; when it is not, history was
+// rewritten, e.g. by a force-push to older or unrelated commits.
+type History struct {
+	// Head is the revision's commit hash.
+	Head string
+	// Complete is false when the walk stopped at the bound.
+	Complete bool
+	// commits are the hashes, sorted for lookup.
+	commits []string
+}
+
+// NewHistory returns the history of head from the reachable commits
+// (head included).
+func NewHistory(head string, commits []string, complete bool) *History {
+	c := slices.Clone(commits)
+	slices.Sort(c)
+	return &History{Head: head, Complete: complete, commits: slices.Compact(c)}
+}
+
+// Contains reports whether commit is head or one of its ancestors.
+func (h *History) Contains(commit string) bool {
+	_, ok := slices.BinarySearch(h.commits, commit)
+	return ok
+}
+
+// Len is the number of commits in the history.
+func (h *History) Len() int { return len(h.commits) }
+
+// historyPath is the history file of the artifact at rel.
+func historyPath(rel string) string {
+	return strings.TrimSuffix(rel, ".tar.gz") + ".history"
+}
+
+// StoreHistory writes the history of revision id beside its artifact
+// (which Store writes under the same id), atomically.
+func (s *Storage) StoreHistory(kind, namespace, name, id string, h *History) error {
+	rel := historyPath(path.Join(artifactDir(kind, namespace, name), id+".tar.gz"))
+	full := filepath.Join(s.BasePath, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(full), 0o750); err != nil {
+		return fmt.Errorf("create artifact directory: %w", err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %t\n", historyMagic, h.Head, h.Complete)
+	for _, c := range h.commits {
+		b.WriteString(c)
+		b.WriteByte('\n')
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(full), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create history: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(b.String()); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write history: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write history: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), full); err != nil {
+		return fmt.Errorf("store history: %w", err)
+	}
+	return nil
+}
+
+// HasHistory reports whether the history of revision id is stored. It
+// reads only the header.
+func (s *Storage) HasHistory(kind, namespace, name, id string) bool {
+	rel := historyPath(path.Join(artifactDir(kind, namespace, name), id+".tar.gz"))
+	f, err := os.Open(filepath.Join(s.BasePath, filepath.FromSlash(rel)))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	header, err := bufio.NewReader(f).ReadString('\n')
+	return err == nil && strings.HasPrefix(header, historyMagic+" "+id+" ")
+}
+
+// History reads the history stored beside the artifact at rel.
+func (s *Storage) History(rel string) (*History, error) {
+	data, err := os.ReadFile(filepath.Join(s.BasePath, filepath.FromSlash(historyPath(rel))))
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	header, body, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(strings.TrimPrefix(header, historyMagic))
+	if !strings.HasPrefix(header, historyMagic+" ") || len(f) != 2 || (f[1] != "true" && f[1] != "false") {
+		return nil, fmt.Errorf("history of %s: malformed header %q", rel, header)
+	}
+	h := &History{Head: f[0], Complete: f[1] == "true", commits: strings.Fields(body)}
+	if !slices.IsSorted(h.commits) {
+		return nil, fmt.Errorf("history of %s: commits are not sorted", rel)
+	}
+	return h, nil
 }

@@ -29,15 +29,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -46,6 +50,7 @@ import (
 	"github.com/palisade-dev/palisade/internal/devenv"
 	"github.com/palisade-dev/palisade/internal/engine"
 	"github.com/palisade-dev/palisade/internal/netlab"
+	"github.com/palisade-dev/palisade/internal/notify"
 	"github.com/palisade-dev/palisade/internal/testenv"
 )
 
@@ -77,7 +82,9 @@ func TestWholeStory(t *testing.T) {
 	s := start(t)
 	ctx := context.Background()
 
-	// 1. A commit becomes kernel enforcement.
+	// 1. A commit becomes kernel enforcement. An Alert sends kernel drift
+	// and the PolicySet's failures to a real HTTP receiver.
+	alerts := s.alertReceiver()
 	s.applySources()
 	rev := s.waitApplied("the seed commit", "")
 	s.waitEnforced(rev)
@@ -138,6 +145,7 @@ ssh: {
 		t.Fatal(err)
 	}
 	ps = s.waitCondition("the guard denial", v1.GuardedCondition, metav1.ConditionFalse, denied)
+	alerts.wait(t, "a GuardDenied notification", func(n notify.Notification) bool { return n.Reason == v1.GuardDeniedReason })
 	if g := apimeta.FindStatusCondition(ps.Status.Conditions, v1.GuardedCondition); !strings.Contains(g.Message, "admin") {
 		t.Errorf("Guarded message does not name the guard: %q", g.Message)
 	}
@@ -162,8 +170,35 @@ ssh: {
 		t.Errorf("palisade_drift_total{what=MapEntry} = %v, want %v", after, before+1)
 	}
 	s.waitCondition("kernel drift on the PolicySet", v1.DriftedCondition, metav1.ConditionTrue, "")
+	alerts.wait(t, "a signed MapEntry drift notification", func(n notify.Notification) bool {
+		return n.Node == nodeName && strings.Contains(n.Message, "MapEntry")
+	})
 
-	// 7. The agent is killed: enforcement continues; its successor adopts
+	// 7. A program detached with bpftool, then a pin removed: each is
+	// detected within one period, repaired, reported and counted.
+	srvIf := s.wl["server"].Net.Ifindex
+	link := filepath.Join(s.pinDir, "links", fmt.Sprintf("tcx_%d_egress_ingress", srvIf))
+	if out, err := exec.Command("bpftool", "link", "detach", "pinned", link).CombinedOutput(); err != nil {
+		t.Fatalf("bpftool link detach: %v: %s", err, out)
+	}
+	s.waitNodeDrift(v1.KernelDriftProgram, 2)
+	alerts.wait(t, "a Program drift notification", func(n notify.Notification) bool { return strings.Contains(n.Message, "Program") })
+	s.traffic("after the program was re-attached", false, true)
+	if err := os.Remove(filepath.Join(s.pinDir, "maps", "conntrack")); err != nil {
+		t.Fatal(err)
+	}
+	s.waitNodeDrift(v1.KernelDriftPin, 3)
+	alerts.wait(t, "a Pin drift notification", func(n notify.Notification) bool { return strings.Contains(n.Message, "Pin") })
+	if _, err := os.Stat(filepath.Join(s.pinDir, "maps", "conntrack")); err != nil {
+		t.Errorf("the conntrack pin was not restored: %v", err)
+	}
+	for _, what := range []string{"Program", "Pin"} {
+		if n := s.metric("palisade_drift_total", `what="`+what+`"`); n < 1 {
+			t.Errorf("palisade_drift_total{what=%s} = %v, want ≥ 1", what, n)
+		}
+	}
+
+	// 8. The agent is killed: enforcement continues; its successor adopts
 	// the pinned generation.
 	gen := s.generation()
 	if err := s.agent.Kill(); err != nil {
@@ -478,15 +513,16 @@ func (s *system) waitNodeDrift(kind v1.KernelDriftKind, n int64) {
 // operator would.
 func (s *system) bpftoolDeletePolicyEntries() {
 	s.t.Helper()
-	var slot []struct {
-		Value struct {
-			Slot uint32 `json:"slot"`
-		} `json:"formatted"`
+	var active []struct {
+		Value []string `json:"value"`
 	}
-	s.bpftoolJSON(&slot, "map", "dump", "pinned", filepath.Join(s.pinDir, "maps", "active"))
-	if len(slot) != 1 {
-		s.t.Fatalf("active map: %+v", slot)
+	s.bpftoolJSON(&active, "map", "dump", "pinned", filepath.Join(s.pinDir, "maps", "active"))
+	if len(active) != 1 || len(active[0].Value) < 1 {
+		s.t.Fatalf("active map: %+v", active)
 	}
+	var slot uint32
+	fmt.Sscanf(active[0].Value[0], "0x%x", &slot)
+	slot &= 1
 	var outer []struct {
 		Key   json.RawMessage `json:"key"`
 		Value json.RawMessage `json:"value"`
@@ -498,7 +534,7 @@ func (s *system) bpftoolDeletePolicyEntries() {
 		json.Unmarshal(e.Key, &k)
 		var v []string
 		json.Unmarshal(e.Value, &v)
-		if len(k) == 4 && k[0] == fmt.Sprintf("0x%02x", slot[0].Value.Slot) && len(v) == 4 {
+		if len(k) == 4 && k[0] == fmt.Sprintf("0x%02x", slot) && len(v) == 4 {
 			var b [4]byte
 			for i := range 4 {
 				fmt.Sscanf(v[i], "0x%x", &b[i])
@@ -507,7 +543,7 @@ func (s *system) bpftoolDeletePolicyEntries() {
 		}
 	}
 	if innerID == 0 {
-		s.t.Fatalf("no policy map for slot %d in %s", slot[0].Value.Slot, outer)
+		s.t.Fatalf("no policy map for slot %d in %s", slot, outer)
 	}
 	var entries []struct {
 		Key []string `json:"key"`
@@ -564,4 +600,72 @@ func (s *system) metric(name, fragment string) float64 {
 		sum += v
 	}
 	return sum
+}
+
+// receiver is an HTTP endpoint that keeps the notifications whose
+// signature verifies.
+type receiver struct {
+	mu       sync.Mutex
+	got      []notify.Notification
+	rejected int
+}
+
+const alertToken = "e2e-signing-key"
+
+// alertReceiver starts the receiver and the Alert (with its Secret) that
+// sends to it.
+func (s *system) alertReceiver() *receiver {
+	r := &receiver{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if err := notify.Verify([]byte(alertToken), req.Header, body, time.Now(), 5*time.Minute); err != nil {
+			r.rejected++
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var n notify.Notification
+		if err := json.Unmarshal(body, &n); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.got = append(r.got, n)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	s.t.Cleanup(srv.Close)
+	ctx := context.Background()
+	if err := s.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		s.t.Fatal(err)
+	}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "alerts"},
+		StringData: map[string]string{"address": srv.URL, "token": alertToken}}
+	if err := s.c.Create(ctx, sec); err != nil {
+		s.t.Fatal(err)
+	}
+	a := &v1.Alert{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "ops"},
+		Spec: v1.AlertSpec{Type: v1.AlertTypeGeneric, SecretRef: v1.LocalObjectReference{Name: "alerts"},
+			EventSources: v1.AlertEventSources{KernelDrift: true, PolicySets: []v1.PolicySetSelector{{Name: "*"}}}}}
+	if err := s.c.Create(ctx, a); err != nil {
+		s.t.Fatal(err)
+	}
+	return r
+}
+
+// wait waits for a verified notification that match accepts.
+func (r *receiver) wait(t *testing.T, what string, match func(notify.Notification) bool) {
+	t.Helper()
+	err := devenv.WaitFor(context.Background(), 2*time.Minute, what, func() error {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, n := range r.got {
+			if match(n) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d notifications received (%d rejected): %+v", len(r.got), r.rejected, r.got)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -113,6 +113,11 @@ func run() error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("identity controller: %w", err)
 	}
+	if err := (&controllers.AlertReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("alert-controller"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("alert controller: %w", err)
+	}
 	if *receiverAddr != "" {
 		srv := &http.Server{
 			Addr:              *receiverAddr,

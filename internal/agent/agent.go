@@ -129,16 +129,23 @@ func (a *Agent) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, err
 // generation.
 func (a *Agent) sync(ctx context.Context) error {
 	a.syncReason = ""
+	t0 := time.Now()
 	in, err := a.gather(ctx)
 	if err != nil {
 		a.syncReason = v1.DatapathErrorReason
 		return err
 	}
+	t1 := time.Now()
 	state, err := engine.Compile(in.ir, in.cluster, a.Node, in.ids)
 	if err != nil {
 		a.syncReason = v1.DatapathErrorReason
 		return fmt.Errorf("compile: %w", err)
 	}
+	t2 := time.Now()
+	defer func() {
+		a.Log.V(1).Info("synced", "gather", t1.Sub(t0), "compile", t2.Sub(t1), "write", time.Since(t2),
+			"policies", len(in.ir.Policies), "endpoints", len(in.cluster.Endpoints), "generation", a.Datapath.Generation())
+	}()
 	state = kernelView(state)
 	var errs []v1.EndpointError
 	for _, l := range in.local {
@@ -150,14 +157,12 @@ func (a *Agent) sync(ctx context.Context) error {
 	}
 
 	if err := a.applyState(ctx, state, in, &errs); err != nil {
-		a.errs = errs
+		a.errs = mergeErrors(errs)
 		a.notePending(in)
 		return err
 	}
 	ifErrs, err := a.attach(in)
-	errs = append(errs, ifErrs...)
-	slices.SortFunc(errs, func(x, y v1.EndpointError) int { return strings.Compare(x.Endpoint, y.Endpoint) })
-	a.errs = errs
+	a.errs = mergeErrors(append(errs, ifErrs...))
 	a.recordSets(in)
 	a.recordUsage()
 	if err != nil {
@@ -390,4 +395,21 @@ func (a *Agent) Synced() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.desired != nil
+}
+
+// mergeErrors sorts endpoint errors and keeps one per endpoint (the
+// first reason; the messages joined), as NodeEnforcement lists them by
+// endpoint.
+func mergeErrors(errs []v1.EndpointError) []v1.EndpointError {
+	slices.SortStableFunc(errs, func(x, y v1.EndpointError) int { return strings.Compare(x.Endpoint, y.Endpoint) })
+	var out []v1.EndpointError
+	for _, e := range errs {
+		if n := len(out); n > 0 && out[n-1].Endpoint == e.Endpoint {
+			out[n-1].Message = truncate(out[n-1].Message+"; "+e.Reason+": "+e.Message, 1024)
+			continue
+		}
+		e.Message = truncate(e.Message, 1024)
+		out = append(out, e)
+	}
+	return out
 }

@@ -34,13 +34,16 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/bpf"
 	"github.com/palisade-dev/palisade/controllers"
 	"github.com/palisade-dev/palisade/internal/devenv"
-	"github.com/palisade-dev/palisade/internal/engine"
 	"github.com/palisade-dev/palisade/internal/render"
 	"github.com/palisade-dev/palisade/internal/testenv"
 )
@@ -83,17 +86,18 @@ func benchAgent(b *testing.B, root, bin string, policies, pods int) {
 		}
 	}
 	load(b, c, policies, pods)
+	allocate(b, cp.Config, c, pods)
 
 	pins := benchPinDir(b)
 	agent, err := devenv.Start("agent", filepath.Join(bin, "agent"), cp.Kubeconfig, filepath.Join(dir, "agent.log"),
 		"--node-name="+node, "--pin-dir="+pins, "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0",
-		"--zap-log-level=error")
+		"--zap-log-level="+benchLogLevel())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer func() {
 		agent.Stop()
-		if b.Failed() {
+		if b.Failed() || os.Getenv("PALISADE_BENCH_LOG") != "" {
 			log, _ := os.ReadFile(agent.Log)
 			b.Log(string(log))
 		}
@@ -163,7 +167,7 @@ func load(b *testing.B, c client.Client, policies, pods int) {
 				Annotations: map[string]string{render.AnnotationRevision: "rev1"}}}
 			np.Spec.EndpointSelector = metav1.LabelSelector{MatchLabels: map[string]string{"app": fmt.Sprintf("app-%d", i%100)}}
 			np.Spec.Ingress = []v1.IngressRule{{
-				FromEndpoints: []metav1.LabelSelector{{MatchLabels: map[string]string{"app": fmt.Sprintf("app-%d", (i+1)%100)}}},
+				FromEndpoints: []metav1.LabelSelector{{MatchLabels: map[string]string{"app": fmt.Sprintf("app-%d", (i+50)%100)}}}, // app-(i+50) pods share the policy's namespace
 				ToPorts:       []v1.PortRule{{Ports: []v1.PortProtocol{{Port: intstr.FromInt(1000 + i%5000), Protocol: v1.ProtocolTCP}}}},
 			}}
 			return c.Create(ctx, np)
@@ -191,19 +195,42 @@ func load(b *testing.B, c client.Client, policies, pods int) {
 	if firstErr != nil {
 		b.Fatal(firstErr)
 	}
-	// Identities, as the manager's allocator makes them: one per label
-	// set in use (here namespace × app).
-	alloc := &controllers.IdentityAllocator{Client: c, Reader: c}
-	seen := map[string]bool{}
+}
+
+// allocate runs the manager's identity controller until every pod's
+// label set has an Identity.
+func allocate(b *testing.B, cfg *rest.Config, c client.Client, pods int) {
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: c.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: &skip}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := (&controllers.IdentityReconciler{Client: mgr.GetClient(),
+		Allocator: &controllers.IdentityAllocator{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}}).SetupWithManager(mgr); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	defer func() { cancel(); <-done }()
+	pairs := map[[2]int]bool{} // the (namespace, app) label sets of load's pods
 	for i := range pods {
-		l := engine.LabelPolicy{}.WorkloadLabels(fmt.Sprintf("ns-%d", i%50), map[string]string{"app": fmt.Sprintf("app-%d", i%100)}, nil, "")
-		if seen[l.String()] {
-			continue
-		}
-		seen[l.String()] = true
-		if _, err := alloc.Allocate(l); err != nil {
+		pairs[[2]int{i % 50, i % 100}] = true
+	}
+	want := len(pairs)
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		var ids v1.IdentityList
+		if err := c.List(ctx, &ids); err != nil {
 			b.Fatal(err)
 		}
+		if len(ids.Items) >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d identities after 5 minutes, want %d", len(ids.Items), want)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -308,4 +335,13 @@ func vmHWM(b *testing.B, p *devenv.Proc) int {
 	}
 	b.Fatal("no VmHWM")
 	return 0
+}
+
+// benchLogLevel is the agent's log level in the benchmark: error, or
+// PALISADE_BENCH_LOG (e.g. debug, to see each sync's phases).
+func benchLogLevel() string {
+	if l := os.Getenv("PALISADE_BENCH_LOG"); l != "" {
+		return l
+	}
+	return "error"
 }

@@ -139,6 +139,16 @@ func (c *Checkout) ResetHard(h plumbing.Hash) {
 	}
 }
 
+// Head returns the commit the current branch points to.
+func (c *Checkout) Head() plumbing.Hash {
+	c.t.Helper()
+	head, err := c.repo.Head()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return head.Hash()
+}
+
 // Push pushes main and every tag; force allows rewriting history.
 func (c *Checkout) Push(force bool) {
 	c.t.Helper()

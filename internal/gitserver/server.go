@@ -15,9 +15,10 @@ limitations under the License.
 */
 
 // Package gitserver runs a real Git server on loopback for tests: git's own
-// http-backend behind HTTPS with basic or bearer authentication, and
-// helpers that commit (signed or not), tag and push to it the way a user
-// would, force-pushes included.
+// http-backend behind HTTPS with basic or bearer authentication, the same
+// repositories over SSH (public keys, git-upload-pack and git-receive-pack
+// run by git), and helpers that commit (signed or not), tag and push to it
+// the way a user would, force-pushes included.
 package gitserver
 
 import (

@@ -119,7 +119,8 @@ type Receiver struct {
 
 // Options tune delivery.
 type Options struct {
-	// Client sends the requests; a client with a 10 s timeout if nil.
+	// Client sends the requests; if nil, a client with a 10 s timeout
+	// that does not follow redirects.
 	Client *http.Client
 	// Backoff between attempts: 1 s doubling up to 1 min, 6 attempts by
 	// default. Steps is the number of attempts.
@@ -152,7 +153,7 @@ func NewSender(r Receiver, opts Options) (*Sender, error) {
 		return nil, fmt.Errorf("receiver %s: unknown kind %q (want %s or %s)", r.Name, r.Kind, KindGeneric, KindSlack)
 	}
 	if opts.Client == nil {
-		opts.Client = &http.Client{Timeout: 10 * time.Second}
+		opts.Client = &http.Client{Timeout: 10 * time.Second, CheckRedirect: noRedirects}
 	}
 	if opts.Backoff.Steps == 0 {
 		opts.Backoff = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: 6, Cap: time.Minute}
@@ -162,6 +163,12 @@ func NewSender(r Receiver, opts Options) (*Sender, error) {
 	}
 	return &Sender{r: r, u: u, opts: opts}, nil
 }
+
+// noRedirects makes a redirect the receiver's answer rather than a new
+// request: Go would follow a 301, 302 or 303 with a GET and no body, which
+// a receiver may answer with 200, and a delivery that never arrived would
+// count as made; a 307 or 308 would send the body, signed, elsewhere.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // DeliveryError is a delivery that failed for good. It names the receiver
 // and the last failure, never the receiver's address or secret.
@@ -179,7 +186,8 @@ func (e *DeliveryError) Error() string {
 
 // Send delivers n, retrying transient failures (network errors, 408, 429
 // and 5xx, honouring Retry-After) with backoff until the attempts run out
-// or ctx ends. Other 4xx answers are permanent: retrying cannot help.
+// or ctx ends. Other answers (4xx, and redirects, which are not
+// followed) are permanent: retrying cannot help.
 func (s *Sender) Send(ctx context.Context, n Notification) error {
 	if n.Version == "" {
 		n.Version = DocumentVersion

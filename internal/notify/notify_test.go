@@ -299,3 +299,27 @@ func TestReceiverChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestRedirectsAreNotFollowed: a receiver that redirects has not received
+// the notification. Following a 302 would turn the POST into a GET without
+// a body, which the target may answer with 200: a lost notification would
+// count as delivered.
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	target := newReceiver(t)
+	for _, code := range []int{http.StatusFound, http.StatusTemporaryRedirect} {
+		redirector := httptest.NewServer(http.RedirectHandler(target.srv.URL+"/elsewhere", code))
+		t.Cleanup(redirector.Close)
+		s, err := NewSender(Receiver{Kind: KindGeneric, Name: "ops", URL: redirector.URL, Secret: []byte("k")}, Options{Backoff: fast})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.Send(context.Background(), drift())
+		var de *DeliveryError
+		if !errors.As(err, &de) || de.Status != code || de.Attempts != 1 {
+			t.Errorf("redirect %d: Send = %v, want a DeliveryError with status %d after 1 attempt", code, err, code)
+		}
+	}
+	if n := target.count(); n != 0 {
+		t.Errorf("the redirect target got %d requests, want 0", n)
+	}
+}
