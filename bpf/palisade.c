@@ -49,6 +49,7 @@ struct state {
 	void *ipcache_lpm;
 	void *policy;
 	void *policy_lpm;
+	__u64 generation;
 	__u32 slot;
 };
 
@@ -59,14 +60,29 @@ struct decision {
 	__u8 l7;
 };
 
-/* load_state takes every map of the active generation, reading the slot once. */
-static __always_inline int load_state(struct state *s)
+/*
+ * load_slot reads the active slot, once per packet, and the generation it
+ * holds; load_maps then takes every map of that slot, so a packet sees one
+ * generation whole.
+ */
+static __always_inline int load_slot(struct state *s)
 {
 	__u32 zero = 0;
 	struct active_slot *a = bpf_map_lookup_elem(&active, &zero);
 	if (!a)
 		return -1;
 	__u32 slot = READ_ONCE_U32(a->slot) & 1;
+	__u64 *g = bpf_map_lookup_elem(&generations, &slot);
+	if (!g)
+		return -1;
+	s->slot = slot;
+	s->generation = *g;
+	return 0;
+}
+
+static __always_inline int load_maps(struct state *s)
+{
+	__u32 slot = s->slot;
 
 	s->endpoints = bpf_map_lookup_elem(&gen_endpoints, &slot);
 	s->ipcache = bpf_map_lookup_elem(&gen_ipcache, &slot);
@@ -75,16 +91,7 @@ static __always_inline int load_state(struct state *s)
 	s->policy_lpm = bpf_map_lookup_elem(&gen_policy_lpm, &slot);
 	if (!s->endpoints || !s->ipcache || !s->ipcache_lpm || !s->policy || !s->policy_lpm)
 		return -1;
-	s->slot = slot;
 	return 0;
-}
-
-/* generation is the generation of the state's slot, for events. */
-static __always_inline __u64 slot_generation(struct state *s)
-{
-	__u32 slot = s->slot;
-	__u64 *g = bpf_map_lookup_elem(&generations, &slot);
-	return g ? *g : 0;
 }
 
 static __always_inline __u32 lookup_identity(struct state *s, __u8 family, const __u8 *addr)
@@ -301,15 +308,12 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		count(COUNTER_NON_IP);
 		return TC_ACT_UNSPEC;
 	}
-	if (load_state(&s) < 0) {
+	if (load_slot(&s) < 0) {
 		count(COUNTER_NO_STATE);
 		return TC_ACT_UNSPEC;
 	}
-	if (r == PARSE_MALFORMED) {
-		count(COUNTER_MALFORMED);
-		emit(skb, slot_generation(&s), &p, dir, 0, 0, VERDICT_DENY, REASON_MALFORMED, 0, 0);
-		return TC_ACT_SHOT;
-	}
+	__u64 generation = s.generation;
+	__u32 gen = generation;
 
 	/*
 	 * Conntrack. ICMP and ICMPv6 track echo only: a request opens, a reply
@@ -319,31 +323,42 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		   (p.proto == IPPROTO_ICMPV6 && p.family == AF_INET6);
 	int opens = !icmp || (p.flags & PKT_ECHO_REQUEST);
 	int answers = !icmp || (p.flags & PKT_ECHO_REPLY);
-	__u64 now = bpf_ktime_get_ns();
+	/* Timeouts are seconds: the coarse clock (same base, no TSC read) will do. */
+	__u64 now = bpf_ktime_get_coarse_ns();
 	struct ct_key ck = {.proto = p.proto, .family = p.family};
 	struct ct_value *ct = 0;
 	int frag = p.flags & (PKT_FRAG_FIRST | PKT_FRAG_LATER);
-	__u64 generation = slot_generation(&s);
-	__u32 gen = generation;
 
 	/*
 	 * The fast path: a packet of a connection that this generation allowed
 	 * has the verdict the policy gave its first packet (the key holds every
-	 * input of the decision), so the lookups are skipped. Fragments, whose
-	 * ports may come from the fragments map, take the full path.
+	 * input of the decision), so the lookups are skipped, and so are the
+	 * generation's maps. Fragments, whose ports may come from the
+	 * fragments map, take the full path. An entry's generation 0 is never
+	 * (generations start at 1).
 	 */
-	if (opens && !frag) {
+	if (r == PARSE_OK && opens && !frag) {
 		ct_fill(&ck, &p, dir);
 		ct = bpf_map_lookup_elem(&conntrack, &ck);
 		if (ct && ct->expires < now)
 			ct = 0;
-		if (ct && ct->generation == gen && ct->verdict == VERDICT_ALLOW && !events_allowed()) {
+		if (ct && gen && ct->generation == gen && ct->verdict == VERDICT_ALLOW && !events_allowed()) {
 			ct_touch(ct, &p, now, 0);
 			count(COUNTER_ALLOWED);
 			if (ct->l7)
 				count(COUNTER_L7_UNENFORCED);
 			return TC_ACT_UNSPEC;
 		}
+	}
+
+	if (load_maps(&s) < 0) {
+		count(COUNTER_NO_STATE);
+		return TC_ACT_UNSPEC;
+	}
+	if (r == PARSE_MALFORMED) {
+		count(COUNTER_MALFORMED);
+		emit(skb, generation, &p, dir, 0, 0, VERDICT_DENY, REASON_MALFORMED, 0, 0);
+		return TC_ACT_SHOT;
 	}
 
 	const __u8 *local = dir == DIR_EGRESS ? p.saddr : p.daddr;
@@ -381,6 +396,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 				p.port = fv->port;
 				p.icmp_type = fv->icmp_type;
 				p.flags |= fv->flags & (PKT_ECHO_REQUEST | PKT_ECHO_REPLY);
+				/* A later fragment of an echo request or reply is one too. */
+				opens = !icmp || (p.flags & PKT_ECHO_REQUEST);
+				answers = !icmp || (p.flags & PKT_ECHO_REPLY);
 			}
 		}
 	}

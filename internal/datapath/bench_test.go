@@ -18,9 +18,13 @@ package datapath
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/palisade-dev/palisade/internal/engine"
 )
@@ -66,6 +70,70 @@ func BenchmarkPolicy(b *testing.B) {
 		b.Run(fmt.Sprintf("rules=%d/path=hash", n), func(b *testing.B) { benchRun(b, d, "egress", benchPacket(80)) })
 		b.Run(fmt.Sprintf("rules=%d/path=lpm", n), func(b *testing.B) { benchRun(b, d, "egress", benchPacket(5000)) })
 	}
+}
+
+// BenchmarkPerPacket measures one packet per BPF_PROG_TEST_RUN call, as
+// the kernel times it (so every figure carries the same per-call overhead
+// of the test run's timer): the parse-only baseline, packets of an
+// established connection (the same packet each time), and first packets
+// (a new source port each time: every packet misses conntrack, is decided
+// by policy and creates its connection), with n rules on the hash and the
+// LPM path.
+func BenchmarkPerPacket(b *testing.B) {
+	d := openTest(b, nil)
+	b.Run("prog=parse", func(b *testing.B) { benchPerCall(b, d, d.objs.PalisadeParseOnly, 80, false) })
+	for _, n := range []int{10, 1000, 10000, 100000} {
+		if err := d.Apply(context.Background(), benchState(n)); err != nil {
+			b.Fatal(err)
+		}
+		for _, path := range []struct {
+			name string
+			port uint16
+		}{{"hash", 80}, {"lpm", 5000}} {
+			for _, first := range []bool{false, true} {
+				flow := "established"
+				if first {
+					flow = "first"
+				}
+				b.Run(fmt.Sprintf("rules=%d/path=%s/flow=%s", n, path.name, flow), func(b *testing.B) {
+					clearTracking(b, d)
+					benchPerCall(b, d, d.objs.PalisadeFromEndpoint, path.port, first)
+				})
+			}
+		}
+	}
+}
+
+// benchPerCall runs p once per iteration on a TCP packet to port from A
+// to B; first gives every packet a source port of its own.
+func benchPerCall(b *testing.B, d *Datapath, p *ebpf.Program, port uint16, first bool) {
+	pkt := benchPacket(port)
+	const sportOff = 14 + 20 // the TCP source port
+	ports := 0
+	var total time.Duration
+	b.ResetTimer()
+	for range b.N {
+		if first {
+			if ports == 60000 {
+				// Every source port is taken: forget the connections.
+				b.StopTimer()
+				clearTracking(b, d)
+				b.StartTimer()
+				ports = 0
+			}
+			binary.BigEndian.PutUint16(pkt[sportOff:], uint16(1024+ports))
+			ports++
+		}
+		ret, per, err := p.Benchmark(pkt, 1, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if ret != actPass {
+			b.Fatalf("benchmark packet returned %d, want pass", int32(ret))
+		}
+		total += per
+	}
+	b.ReportMetric(float64(total.Nanoseconds())/float64(max(b.N, 1)), "ns/pkt")
 }
 
 func benchRun(b *testing.B, d *Datapath, prog string, pkt []byte) {

@@ -61,7 +61,7 @@ func TestDifferential(t *testing.T) {
 			t.Fatalf("set %d: Apply: %v", set, err)
 		}
 		clearTracking(t, d)
-		m := &model{s: s, gen: d.Generation(), ct: map[ctKey]engine.Verdict{}, frags: map[fragKey]parsed{}}
+		m := newModel(stateOracle{s}, d.Generation(), true)
 		for i := 0; i < *diffPackets && fails < 10; i++ {
 			pkt := g.packet()
 			p := refParse(pkt)
@@ -80,7 +80,7 @@ func TestDifferential(t *testing.T) {
 				}
 				if msg := want.compare(ret, ev); msg != "" {
 					fails++
-					t.Errorf("seed %d set %d packet %d %s: %s\npacket %s\nparsed %+v", *diffSeed, set, i, dir, msg, hex.EncodeToString(pkt), p)
+					t.Errorf("seed %d set %d packet %d %s: %s\npacket %s\nparsed %v", *diffSeed, set, i, dir, msg, hex.EncodeToString(pkt), p)
 				}
 			}
 		}
@@ -99,13 +99,42 @@ func TestDifferential(t *testing.T) {
 	}
 }
 
-// model follows what the programs do with the map state, conntrack and
-// fragments; the policy decision itself is MapState.LookupSide.
+// model follows what the programs of one node do with conntrack and
+// fragments; the policy decision itself is the oracle's.
 type model struct {
-	s     *engine.MapState
-	gen   uint64
-	ct    map[ctKey]engine.Verdict
-	frags map[fragKey]parsed
+	o      oracle
+	gen    uint64
+	events bool // events for allowed packets are on
+	ct     map[ctKey]engine.Verdict
+	frags  map[fragKey]parsed
+}
+
+func newModel(o oracle, gen uint64, events bool) *model {
+	return &model{o: o, gen: gen, events: events, ct: map[ctKey]engine.Verdict{}, frags: map[fragKey]parsed{}}
+}
+
+// oracle decides the sides that one node enforces.
+type oracle interface {
+	// endpoint returns the identity of the enforcement point at address
+	// local; false when the node does not enforce local.
+	endpoint(local netip.Addr) (engine.Identity, bool)
+	// decide decides side dir of the endpoint at local for a packet to or
+	// from remote, with the policy port port (no L7 request: the kernel
+	// decides at L4); peer is the identity of remote in the node's ipcache.
+	decide(dir engine.Direction, local, remote netip.Addr, proto engine.Proto, port uint16) (v engine.Verdict, r engine.Reason, rule engine.RuleID, peer engine.Identity)
+}
+
+// stateOracle decides from a map state, as engine.MapState.LookupSide.
+type stateOracle struct{ s *engine.MapState }
+
+func (o stateOracle) endpoint(local netip.Addr) (engine.Identity, bool) {
+	ep, ok := o.s.Endpoints[local]
+	return ep.Identity, ok
+}
+
+func (o stateOracle) decide(dir engine.Direction, local, remote netip.Addr, proto engine.Proto, port uint16) (engine.Verdict, engine.Reason, engine.RuleID, engine.Identity) {
+	v, r, rule := o.s.LookupSide(dir, local, remote, proto, port, nil)
+	return v, r, rule, o.s.Identity(remote)
 }
 
 type ctKey struct {
@@ -124,20 +153,32 @@ type fragKey struct {
 type outcome struct {
 	shot  bool
 	event *Event
+	// how the side was decided
+	how decidedBy
 }
+
+type decidedBy uint8
+
+const (
+	byNothing   decidedBy = iota // not IP, or the node does not enforce the side
+	byMalformed                  // dropped by the parser
+	byReply                      // the reply of a connection the other side recorded
+	byTracked                    // by policy, with the connection already recorded
+	byPolicy                     // by policy, first packet of the connection (or untracked)
+)
 
 func (m *model) step(dir engine.Direction, p parsed) outcome {
 	switch p.kind {
 	case parseNotIP:
 		return outcome{}
 	case parseMalformed:
-		return outcome{shot: true, event: &Event{Verdict: engine.VerdictDeny, Reason: ReasonMalformed, Direction: dir, Generation: m.gen}}
+		return outcome{shot: true, event: &Event{Verdict: engine.VerdictDeny, Reason: ReasonMalformed, Direction: dir, Generation: m.gen}, how: byMalformed}
 	}
 	local, remote := p.dst, p.src
 	if dir == engine.Egress {
 		local, remote = p.src, p.dst
 	}
-	ep, ok := m.s.Endpoints[local]
+	localID, ok := m.o.endpoint(local)
 	if !ok {
 		return outcome{}
 	}
@@ -164,18 +205,22 @@ func (m *model) step(dir engine.Direction, p parsed) outcome {
 			rk.sport, rk.dport = p.sport, 0
 		}
 		if _, ok := m.ct[rk]; ok {
-			return outcome{} // a reply
+			return outcome{how: byReply}
 		}
 	}
-	v, reason, rule := m.s.LookupSide(dir, local, remote, engine.Proto(p.proto), p.port, nil)
+	v, reason, rule, peer := m.o.decide(dir, local, remote, engine.Proto(p.proto), p.port)
 	ev := &Event{Generation: m.gen, Direction: dir, Verdict: v, Reason: Reason(reason), Rule: rule,
-		LocalIdentity: ep.Identity, PeerIdentity: m.s.Identity(remote), Src: p.src, Dst: p.dst,
+		LocalIdentity: localID, PeerIdentity: peer, Src: p.src, Dst: p.dst,
 		Proto: engine.Proto(p.proto), SrcPort: p.sport, DstPort: p.dport, Port: p.port, Fragment: frag}
+	how := byPolicy
+	if ctHit {
+		how = byTracked
+	}
 	if v == engine.VerdictDeny {
 		if ctHit {
 			delete(m.ct, fwd)
 		}
-		return outcome{shot: true, event: ev}
+		return outcome{shot: true, event: ev, how: how}
 	}
 	report := v == engine.VerdictAudit
 	if opens {
@@ -185,12 +230,12 @@ func (m *model) step(dir engine.Direction, p parsed) outcome {
 		m.ct[fwd] = v
 	}
 	if v == engine.VerdictAllow {
-		report = true // events for allowed packets are on
+		report = m.events
 	}
 	if !report {
 		ev = nil
 	}
-	return outcome{event: ev}
+	return outcome{event: ev, how: how}
 }
 
 func (o outcome) compare(ret uint32, ev *Event) string {

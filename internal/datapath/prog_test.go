@@ -202,6 +202,15 @@ func TestProgramTable(t *testing.T) {
 			{dir: in, pkt: packet{src: B, dst: A, proto: 1, icmpType: 0, sport: 77}.build()},
 			{dir: in, pkt: packet{src: B, dst: A, proto: 1, icmpType: 0, sport: 78}.build(), shot: true, event: true,
 				ev: denyEv(in, engine.ReasonDefaultDeny, 256, 257, 0, 78, 0, 0)}}},
+		{"fragmented icmp echo reply passes whole", []step{
+			{dir: eg, pkt: packet{src: A, dst: B, proto: 1, icmpType: 8, sport: 79}.build(), event: true, ev: allowEv(eg, 256, 257, ruleEcho, 79, 0, 8)},
+			{dir: in, pkt: packet{src: B, dst: A, proto: 1, icmpType: 0, sport: 79, payload: 16, moreFrags: true, fragID: 11}.build()},
+			// The later fragment is the echo reply too, not ICMP type 0 on its own.
+			{dir: in, pkt: packet{src: B, dst: A, proto: 1, fragOffset: 3, fragID: 11, payload: 8}.build()}}},
+		{"fragmented icmpv6 echo reply passes whole", []step{
+			{dir: eg, pkt: packet{src: A6, dst: B6, proto: 58, icmpType: 128, sport: 80}.build(), event: true, ev: allowEv(eg, 256, 257, ruleEcho6, 80, 0, 128)},
+			{dir: in, pkt: packet{src: B6, dst: A6, proto: 58, icmpType: 129, sport: 80, payload: 16, fragHeader: true, moreFrags: true, fragID: 12}.build()},
+			{dir: in, pkt: packet{src: B6, dst: A6, proto: 58, fragHeader: true, fragOffset: 3, fragID: 12, payload: 8}.build()}}},
 		{"ip options skipped", []step{{dir: eg, pkt: packet{src: A, dst: B, proto: 6, sport: 3, dport: 80, ipOptions: 10}.build(), event: true,
 			ev: allowEv(eg, 256, 257, ruleHTTP, 3, 80, 80)}}},
 		{"ipv6 extension headers followed", []step{{dir: eg, pkt: packet{src: A6, dst: B6, proto: 6, sport: 3, dport: 80, extHdrs: []uint8{0, 60, 43, 51}}.build(), event: true,

@@ -30,8 +30,45 @@ import (
 
 // Read returns the map state that packets see now, read back from the
 // kernel, and its generation. L7 lists are not in the kernel: the result's
-// L7 is nil, and policy entries carry their L7 IDs only.
+// L7 is nil, and policy entries carry their L7 IDs only. Nor does a
+// MapState hold the hints byte of endpoint entries (which lookups the
+// programs skip); Compare checks it.
 func (d *Datapath) Read() (*engine.MapState, uint64, error) {
+	s, _, gen, err := d.read()
+	return s, gen, err
+}
+
+// Compare reads the generation that packets see now and lists how it
+// differs from desired, as Diff does, and also every endpoint whose hints
+// byte is not the one Apply writes for desired: a wrong hint makes packets
+// skip policy entries that are there (or probe for ones that are not), so
+// it is drift even when every entry is right. It returns the generation
+// read.
+func (d *Datapath) Compare(desired *engine.MapState) ([]Drift, uint64, error) {
+	actual, hints, gen, err := d.read()
+	if err != nil {
+		return nil, gen, err
+	}
+	out := Diff(desired, actual)
+	want := policyHints(desired.Policy)
+	for a, ep := range desired.Endpoints {
+		got, ok := hints[a]
+		if !ok {
+			continue // a missing endpoint is in Diff's list
+		}
+		if w := hintsOf(want, ep.PolicyID); got != w {
+			out = append(out, Drift{Map: "endpoints", Key: a.String(), Want: hintsString(w), Got: hintsString(got)})
+		}
+	}
+	sortDrift(out)
+	return out, gen, nil
+}
+
+func hintsString(h uint8) string { return fmt.Sprintf("hints 0x%02x", h) }
+
+// read reads the active generation: its state, the hints byte of every
+// endpoint, and its number.
+func (d *Datapath) read() (*engine.MapState, map[netip.Addr]uint8, uint64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := &engine.MapState{
@@ -39,14 +76,15 @@ func (d *Datapath) Read() (*engine.MapState, uint64, error) {
 		Endpoints: map[netip.Addr]engine.EndpointEntry{},
 		Policy:    map[engine.PolicyKey]engine.PolicyEntry{},
 	}
+	hints := map[netip.Addr]uint8{}
 	var a bpf.PalisadeActiveSlot
 	if err := d.objs.Active.Lookup(uint32(0), &a); err != nil {
-		return nil, 0, fmt.Errorf("read active slot: %w", err)
+		return nil, nil, 0, fmt.Errorf("read active slot: %w", err)
 	}
 	slot := a.Slot & 1
 	var gen uint64
 	if err := d.objs.Generations.Lookup(slot, &gen); err != nil {
-		return nil, 0, fmt.Errorf("read generation: %w", err)
+		return nil, nil, 0, fmt.Errorf("read generation: %w", err)
 	}
 	inner := map[string]*ebpf.Map{}
 	defer func() {
@@ -59,32 +97,40 @@ func (d *Datapath) Read() (*engine.MapState, uint64, error) {
 		err := d.outer(name).Lookup(slot, &id)
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			if gen == 0 {
-				return s, 0, nil // nothing applied yet
+				return s, hints, 0, nil // nothing applied yet
 			}
-			return nil, gen, fmt.Errorf("read %s: generation %d has no map", name, gen)
+			return nil, nil, gen, fmt.Errorf("read %s: generation %d has no map", name, gen)
 		}
 		if err != nil {
-			return nil, gen, fmt.Errorf("read %s: %w", name, err)
+			return nil, nil, gen, fmt.Errorf("read %s: %w", name, err)
 		}
 		m, err := ebpf.NewMapFromID(ebpf.MapID(id))
 		if err != nil {
-			return nil, gen, fmt.Errorf("open %s of generation %d: %w", name, gen, err)
+			return nil, nil, gen, fmt.Errorf("open %s of generation %d: %w", name, gen, err)
 		}
 		inner[name] = m
 	}
+	if err := readInto(s, hints, inner); err != nil {
+		return nil, nil, gen, err
+	}
+	return s, hints, gen, nil
+}
 
+// readInto reads the inner maps of one generation into s and hints.
+func readInto(s *engine.MapState, hints map[netip.Addr]uint8, inner map[string]*ebpf.Map) error {
 	var ak bpf.PalisadeAddrKey
 	var ev bpf.PalisadeEndpointValue
 	it := inner[outerEndpoints].Iterate()
 	for it.Next(&ak, &ev) {
 		a, err := addrFromKey(ak.Family, ak.Addr)
 		if err != nil {
-			return nil, gen, fmt.Errorf("read endpoints: %w", err)
+			return fmt.Errorf("read endpoints: %w", err)
 		}
 		s.Endpoints[a] = endpointEntry(ev)
+		hints[a] = ev.Hints
 	}
 	if err := it.Err(); err != nil {
-		return nil, gen, fmt.Errorf("read endpoints: %w", err)
+		return fmt.Errorf("read endpoints: %w", err)
 	}
 
 	var iv bpf.PalisadeIpcacheValue
@@ -92,24 +138,24 @@ func (d *Datapath) Read() (*engine.MapState, uint64, error) {
 	for it.Next(&ak, &iv) {
 		a, err := addrFromKey(ak.Family, ak.Addr)
 		if err != nil {
-			return nil, gen, fmt.Errorf("read ipcache: %w", err)
+			return fmt.Errorf("read ipcache: %w", err)
 		}
 		s.IPCache[netip.PrefixFrom(a, a.BitLen())] = engine.Identity(iv.Identity)
 	}
 	if err := it.Err(); err != nil {
-		return nil, gen, fmt.Errorf("read ipcache: %w", err)
+		return fmt.Errorf("read ipcache: %w", err)
 	}
 	var lk bpf.PalisadeIpcacheLpmKey
 	it = inner[outerIPCacheLPM].Iterate()
 	for it.Next(&lk, &iv) {
 		p, err := prefixFromLPMKey(lk)
 		if err != nil {
-			return nil, gen, fmt.Errorf("read ipcache: %w", err)
+			return fmt.Errorf("read ipcache: %w", err)
 		}
 		s.IPCache[p] = engine.Identity(iv.Identity)
 	}
 	if err := it.Err(); err != nil {
-		return nil, gen, fmt.Errorf("read ipcache: %w", err)
+		return fmt.Errorf("read ipcache: %w", err)
 	}
 
 	var pk bpf.PalisadePolicyKey
@@ -119,26 +165,28 @@ func (d *Datapath) Read() (*engine.MapState, uint64, error) {
 		s.Policy[policyKeyFromHash(pk)] = policyEntry(pv)
 	}
 	if err := it.Err(); err != nil {
-		return nil, gen, fmt.Errorf("read policy: %w", err)
+		return fmt.Errorf("read policy: %w", err)
 	}
 	var plk bpf.PalisadePolicyLpmKey
 	it = inner[outerPolicyLPM].Iterate()
 	for it.Next(&plk, &pv) {
 		k, err := policyKeyFromLPM(plk)
 		if err != nil {
-			return nil, gen, fmt.Errorf("read policy: %w", err)
+			return fmt.Errorf("read policy: %w", err)
 		}
 		s.Policy[k] = policyEntry(pv)
 	}
 	if err := it.Err(); err != nil {
-		return nil, gen, fmt.Errorf("read policy: %w", err)
+		return fmt.Errorf("read policy: %w", err)
 	}
-	return s, gen, nil
+	return nil
 }
 
 // Drift is one difference between a desired and an actual map state.
 type Drift struct {
-	// Map is "endpoints", "ipcache" or "policy".
+	// Map is "endpoints", "ipcache" or "policy". Compare's drifts of an
+	// endpoint's hints byte are "endpoints" drifts whose values are
+	// "hints 0x..".
 	Map string
 	Key string
 	// Want and Got are the desired and actual values; "" means absent.
@@ -162,13 +210,17 @@ func Diff(desired, actual *engine.MapState) []Drift {
 	out = appendDiff(out, "endpoints", desired.Endpoints, actual.Endpoints)
 	out = appendDiff(out, "ipcache", desired.IPCache, actual.IPCache)
 	out = appendDiff(out, "policy", desired.Policy, actual.Policy)
-	sort.Slice(out, func(i, j int) bool {
+	sortDrift(out)
+	return out
+}
+
+func sortDrift(out []Drift) {
+	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Map != out[j].Map {
 			return out[i].Map < out[j].Map
 		}
 		return out[i].Key < out[j].Key
 	})
-	return out
 }
 
 func appendDiff[K comparable, V comparable](out []Drift, name string, want, got map[K]V) []Drift {

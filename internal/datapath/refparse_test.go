@@ -18,6 +18,7 @@ package datapath
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 )
 
@@ -36,6 +37,26 @@ type parsed struct {
 	echoReply    bool
 	icmpType     uint8
 	tcpFlags     uint8
+}
+
+func (p parsed) String() string {
+	switch p.kind {
+	case parseNotIP:
+		return "not IP"
+	case parseMalformed:
+		return "malformed"
+	}
+	s := fmt.Sprintf("%s:%d > %s:%d proto %d port %d", p.src, p.sport, p.dst, p.dport, p.proto, p.port)
+	if p.proto == 6 {
+		s += fmt.Sprintf(" tcp flags %#x", p.tcpFlags)
+	}
+	if p.echoReq || p.echoReply {
+		s += fmt.Sprintf(" icmp type %d (echo)", p.icmpType)
+	}
+	if p.fragFirst || p.fragLater {
+		s += fmt.Sprintf(" fragment id %d first %v", p.fragID, p.fragFirst)
+	}
+	return s
 }
 
 const (

@@ -109,6 +109,11 @@ func setupWorkloads(t *testing.T) *workloads {
 		ns := x.ns
 		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
 		ip(t, "link", "add", x.host, "type", "veth", "peer", "name", "eth0", "netns", x.ns)
+		host := x.host
+		// Deleted before the namespace: the kernel removes a veth whose
+		// peer's namespace goes away only later, and a next run (-count)
+		// would find the name taken.
+		t.Cleanup(func() { exec.Command("ip", "link", "del", host).Run() })
 		ip(t, "addr", "add", "169.254.1.1/32", "dev", x.host)
 		ip(t, "link", "set", x.host, "up")
 		ip(t, "route", "add", x.a.String()+"/32", "dev", x.host)
