@@ -194,7 +194,7 @@ func (a *Agent) applyState(ctx context.Context, state *engine.MapState, in *inpu
 		}
 		if adopting {
 			a.Log.Info("the pinned datapath state differs from the cluster's; writing a new generation",
-				"generation", a.Datapath.Generation(), "difference", describeDelta(state, d))
+				"generation", a.Datapath.Generation(), "difference", describeDrifts(datapath.Diff(state, cur)))
 		}
 	}
 	err := a.Datapath.Apply(ctx, state)

@@ -334,7 +334,7 @@ func TestAgentEnforcesRepairsAndAdopts(t *testing.T) {
 	e.traffic("after tampering with the policy map", false, false)
 	r.a.VerifyNow(context.Background())
 	e.traffic("after repair", false, true)
-	e.assertDrift(v1.KernelDriftMapEntry, "policy[", 1)
+	e.assertDrift(v1.KernelDriftMapEntry, "policy ", 1)
 
 	// Tampering 2: a program detached from the server's veth.
 	detach(t, e.pinDir, e.wl["server"].Ifindex, "egress")

@@ -19,7 +19,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -28,7 +27,6 @@ import (
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/datapath"
-	"github.com/palisade-dev/palisade/internal/engine"
 	"github.com/palisade-dev/palisade/internal/metrics"
 )
 
@@ -131,7 +129,7 @@ func (a *Agent) verify(ctx context.Context) {
 		}
 	}
 
-	kernel, _, err := a.Datapath.Read()
+	drifts, _, err := a.Datapath.Compare(a.desired)
 	if err != nil {
 		a.verifyErr = err
 		if a.Metrics != nil {
@@ -140,11 +138,11 @@ func (a *Agent) verify(ctx context.Context) {
 		a.lastVerified = a.now()
 		return
 	}
-	if d := engine.Diff(a.desired, kernel); d.Len() > 0 {
+	if len(drifts) > 0 {
 		// Repair by writing the whole desired state as a new generation:
 		// packets switch from the tampered state to the right one at once.
 		err := a.Datapath.Apply(ctx, a.desired)
-		a.drift(v1.KernelDriftMapEntry, describeDelta(a.desired, d), err)
+		a.drift(v1.KernelDriftMapEntry, describeDrifts(drifts), err)
 	}
 	a.lastVerified = a.now()
 	a.countVerdicts()
@@ -177,71 +175,18 @@ func (a *Agent) drift(kind v1.KernelDriftKind, what string, repairErr error) {
 	}
 }
 
-// describeDelta says what differs between the desired state and the
-// kernel, naming up to five entries. d is Diff(want, kernel): its writes
-// are what the kernel holds instead, its deletions what the kernel lacks.
-func describeDelta(want *engine.MapState, d *engine.Delta) string {
-	var parts []string
-	for ip, e := range d.Endpoints {
-		if w, ok := want.Endpoints[ip]; ok {
-			parts = append(parts, fmt.Sprintf("endpoints[%s]: kernel has %s, want %s", ip, endpointString(e), endpointString(w)))
-		} else {
-			parts = append(parts, fmt.Sprintf("endpoints[%s]: kernel has %s, want no entry", ip, endpointString(e)))
+// describeDrifts says what differs between the desired state and the
+// kernel, naming up to five entries.
+func describeDrifts(ds []datapath.Drift) string {
+	parts := make([]string, 0, min(len(ds), 6))
+	for i, d := range ds {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(ds)-5))
+			break
 		}
+		parts = append(parts, d.String())
 	}
-	for _, ip := range d.EndpointsDeleted {
-		parts = append(parts, fmt.Sprintf("endpoints[%s]: entry missing, want %s", ip, endpointString(want.Endpoints[ip])))
-	}
-	for p, id := range d.IPCache {
-		if w, ok := want.IPCache[p]; ok {
-			parts = append(parts, fmt.Sprintf("ipcache[%s]: kernel has identity %d, want %d", p, id, w))
-		} else {
-			parts = append(parts, fmt.Sprintf("ipcache[%s]: kernel has identity %d, want no entry", p, id))
-		}
-	}
-	for _, p := range d.IPCacheDeleted {
-		parts = append(parts, fmt.Sprintf("ipcache[%s]: entry missing, want identity %d", p, want.IPCache[p]))
-	}
-	for k, e := range d.Policy {
-		if w, ok := want.Policy[k]; ok {
-			parts = append(parts, fmt.Sprintf("policy[%s]: kernel has %s, want %s", policyKeyString(k), entryString(e), entryString(w)))
-		} else {
-			parts = append(parts, fmt.Sprintf("policy[%s]: kernel has %s, want no entry", policyKeyString(k), entryString(e)))
-		}
-	}
-	for _, k := range d.PolicyDeleted {
-		parts = append(parts, fmt.Sprintf("policy[%s]: entry missing, want %s", policyKeyString(k), entryString(want.Policy[k])))
-	}
-	slices.Sort(parts)
-	n := len(parts)
-	if n > 5 {
-		parts = append(parts[:5], fmt.Sprintf("and %d more", n-5))
-	}
-	return fmt.Sprintf("%d map entries differ: %s", n, strings.Join(parts, "; "))
-}
-
-func endpointString(e engine.EndpointEntry) string {
-	return fmt.Sprintf("identity %d policy %d flags %#x", e.Identity, e.PolicyID, uint8(e.Flags))
-}
-
-func policyKeyString(k engine.PolicyKey) string {
-	return fmt.Sprintf("policy %d %s identity %d %s/%d/%d", k.PolicyID, k.Direction, k.Identity, k.Proto, k.Port, k.PrefixLen)
-}
-
-func entryString(e engine.PolicyEntry) string {
-	flags := []string{}
-	for _, f := range []struct {
-		f engine.PolicyFlags
-		s string
-	}{{engine.FlagAllow, "allow"}, {engine.FlagDeny, "deny"}, {engine.FlagAuditDeny, "audit-deny"}, {engine.FlagAuditAllow, "audit-allow"}} {
-		if e.Flags&f.f != 0 {
-			flags = append(flags, f.s)
-		}
-	}
-	if len(flags) == 0 {
-		flags = []string{"none"}
-	}
-	return strings.Join(flags, "|")
+	return fmt.Sprintf("%d map entries differ: %s", len(ds), strings.Join(parts, "; "))
 }
 
 func truncate(s string, n int) string {

@@ -189,19 +189,13 @@ func (d *Datapath) Apply(ctx context.Context, s *engine.MapState) error {
 	if err := d.objs.Active.Update(uint32(0), bpf.PalisadeActiveSlot{Slot: next}, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("switch to generation %d: %w", gen, err)
 	}
-	old := d.slot
 	d.slot, d.generation, d.fenced = next, gen, false
 
-	if err := d.fence(); err != nil {
-		return err
-	}
-	// Free the old generation: no program reads its slot any more.
-	for _, name := range outerMaps {
-		if err := d.outer(name).Delete(old); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("free %s of generation %d: %w", name, gen-1, err)
-		}
-	}
-	return nil
+	// The old generation's maps stay in their slot until the next Apply
+	// replaces them: deleting them would cost five more RCU grace periods
+	// (every update or delete of an outer map waits for one), about half
+	// of a small Apply, for the memory of one generation.
+	return d.fence()
 }
 
 // fence returns once no program still runs that may have read the slot
