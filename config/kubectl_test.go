@@ -56,59 +56,10 @@ type kubectl struct {
 	cacheDir   string
 }
 
-// newKubectl finds kubectl: $PALISADE_KUBECTL, else the newest
-// bin/kubectl-* that `make kubectl` built. Without one it skips, or fails
-// when $PALISADE_REQUIRE_TOOLS is 1.
+// newKubectl finds kubectl (testenv.Kubectl).
 func newKubectl(t *testing.T) *kubectl {
 	t.Helper()
-	path, err := findKubectl(t)
-	if err != nil {
-		msg := fmt.Sprintf("kubectl not found: %v; run `make kubectl` (or set $%s)", err, kubectlEnv)
-		if os.Getenv(requireToolsEnv) == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return &kubectl{path: path, cacheDir: t.TempDir()}
-}
-
-func findKubectl(t *testing.T) (string, error) {
-	if p := os.Getenv(kubectlEnv); p != "" {
-		return p, isExecutable(p)
-	}
-	matches, err := filepath.Glob(testenv.RepoPath(t, "bin", "kubectl-*"))
-	if err != nil {
-		return "", err
-	}
-	var best string
-	var bestInfo os.FileInfo
-	for _, m := range matches {
-		if strings.HasSuffix(m, ".tmp") || isExecutable(m) != nil {
-			continue // an interrupted build
-		}
-		info, err := os.Stat(m)
-		if err != nil {
-			continue
-		}
-		if best == "" || info.ModTime().After(bestInfo.ModTime()) {
-			best, bestInfo = m, info
-		}
-	}
-	if best == "" {
-		return "", errors.New("no bin/kubectl-* and $" + kubectlEnv + " is unset")
-	}
-	return best, nil
-}
-
-func isExecutable(path string) error {
-	info, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("%s is not an executable file", path)
-	}
-	return nil
+	return &kubectl{path: testenv.Kubectl(t), cacheDir: t.TempDir()}
 }
 
 // connect points k at the API server of cfg through a kubeconfig file with

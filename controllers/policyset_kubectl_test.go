@@ -19,7 +19,6 @@ package controllers
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -39,55 +38,8 @@ import (
 	"github.com/palisade-dev/palisade/internal/testenv"
 )
 
-// kubectlPath finds the real kubectl: $PALISADE_KUBECTL, else the newest
-// bin/kubectl-* (make kubectl). Without one the test skips, or fails when
-// $PALISADE_REQUIRE_TOOLS is 1 (make test).
-func kubectlPath(t *testing.T) string {
-	t.Helper()
-	path, err := findKubectlBinary(t)
-	if err != nil {
-		msg := fmt.Sprintf("kubectl not found: %v; run `make kubectl` or set $PALISADE_KUBECTL", err)
-		if os.Getenv("PALISADE_REQUIRE_TOOLS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return path
-}
-
-func findKubectlBinary(t *testing.T) (string, error) {
-	executable := func(p string) error {
-		info, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
-			return fmt.Errorf("%s is not an executable file", p)
-		}
-		return nil
-	}
-	if p := os.Getenv("PALISADE_KUBECTL"); p != "" {
-		return p, executable(p)
-	}
-	matches, err := filepath.Glob(testenv.RepoPath(t, "bin", "kubectl-*"))
-	if err != nil {
-		return "", err
-	}
-	var best string
-	var newest time.Time
-	for _, m := range matches {
-		if strings.HasSuffix(m, ".tmp") || executable(m) != nil {
-			continue // an interrupted build
-		}
-		if info, err := os.Stat(m); err == nil && (best == "" || info.ModTime().After(newest)) {
-			best, newest = m, info.ModTime()
-		}
-	}
-	if best == "" {
-		return "", errors.New("no bin/kubectl-* and $PALISADE_KUBECTL is unset")
-	}
-	return best, nil
-}
+// kubectlPath finds the real kubectl (testenv.Kubectl).
+func kubectlPath(t *testing.T) string { return testenv.Kubectl(t) }
 
 // kubectlRunner runs kubectl against the test API server with the same
 // admin credentials as the tests, through a kubeconfig file.

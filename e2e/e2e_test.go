@@ -39,7 +39,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -280,25 +279,14 @@ func start(t *testing.T) *system {
 	return s
 }
 
-// pinDir is a fresh directory on a bpffs for the agent's pins: under
-// /sys/fs/bpf when that is a bpffs, else on a bpffs mounted for the test.
-// Both outlive the agent process, as /sys/fs/bpf does on a node.
+// pinDir is a fresh directory on a bpffs for the agent's pins.
 func pinDir(t *testing.T) string {
-	var st unix.Statfs_t
-	if err := unix.Statfs("/sys/fs/bpf", &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
-		dir, err := os.MkdirTemp("/sys/fs/bpf", "palisade-e2e-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		return filepath.Join(dir, "palisade")
+	dir, cleanup, err := devenv.PinDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
-		t.Fatalf("no bpffs at /sys/fs/bpf and cannot mount one: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	return filepath.Join(dir, "palisade")
+	t.Cleanup(func() { cleanup() })
+	return dir
 }
 
 // startAgent runs the agent process with a 2s verify period.
@@ -443,14 +431,7 @@ func (s *system) traffic(when string, want8080, want8081 bool) {
 // kubectl runs the real kubectl against the control plane.
 func (s *system) kubectl(args ...string) string {
 	s.t.Helper()
-	bin := os.Getenv("PALISADE_KUBECTL")
-	if bin == "" {
-		m, _ := filepath.Glob(filepath.Join(s.root, "bin", "kubectl-*"))
-		if len(m) == 0 {
-			s.t.Fatal("kubectl not found: set PALISADE_KUBECTL or run make e2e, which builds it into bin/")
-		}
-		bin = m[0]
-	}
+	bin := testenv.Kubectl(s.t)
 	cmd := exec.Command(bin, append([]string{"--kubeconfig", s.cp.Kubeconfig}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -43,7 +43,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -247,19 +246,7 @@ func waitReady(ctx context.Context, c client.Client, withAgent bool) error {
 // pinDir returns the agent's pin dir: under /sys/fs/bpf when that is a
 // bpffs, else on a bpffs mounted at .palisade/bpffs for this run.
 func pinDir(dir string) (string, func() error, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs("/sys/fs/bpf", &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
-		p := "/sys/fs/bpf/palisade-dev"
-		return p, func() error { return os.RemoveAll(p) }, nil
-	}
-	mnt := filepath.Join(dir, "bpffs")
-	if err := os.MkdirAll(mnt, 0o700); err != nil {
-		return "", nil, err
-	}
-	if err := unix.Mount("bpf", mnt, "bpf", 0, ""); err != nil {
-		return "", nil, fmt.Errorf("mount a bpffs at %s: %w", mnt, err)
-	}
-	return filepath.Join(mnt, "palisade"), func() error { return unix.Unmount(mnt, unix.MNT_DETACH) }, nil
+	return devenv.PinDir(filepath.Join(dir, "bpffs"))
 }
 
 // removePins stops the agent, then detaches its programs and removes its

@@ -30,7 +30,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,6 +45,7 @@ import (
 	"github.com/palisade-dev/palisade/controllers"
 	"github.com/palisade-dev/palisade/internal/agent"
 	"github.com/palisade-dev/palisade/internal/datapath"
+	"github.com/palisade-dev/palisade/internal/devenv"
 	"github.com/palisade-dev/palisade/internal/metrics"
 	"github.com/palisade-dev/palisade/internal/netlab"
 	"github.com/palisade-dev/palisade/internal/render"
@@ -77,25 +77,15 @@ func requireNode(t *testing.T) {
 	}
 }
 
-// pinDir returns a fresh pin dir on a bpffs: under /sys/fs/bpf when that
-// is one, else on a private bpffs mounted for the test. The same dir is
-// used by every agent the test starts, as on a node.
+// pinDir returns a fresh pin dir on a bpffs (devenv.PinDir), used by
+// every agent the test starts, as on a node.
 func pinDir(t *testing.T) string {
-	var st unix.Statfs_t
-	if err := unix.Statfs("/sys/fs/bpf", &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
-		dir, err := os.MkdirTemp("/sys/fs/bpf", "palisade-agent-test-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		return filepath.Join(dir, "palisade")
+	dir, cleanup, err := devenv.PinDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
-		t.Fatalf("no bpffs at /sys/fs/bpf and cannot mount one: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	return filepath.Join(dir, "palisade")
+	t.Cleanup(func() { cleanup() })
+	return dir
 }
 
 func newEnv(t *testing.T) *env {

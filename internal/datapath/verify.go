@@ -24,9 +24,11 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/palisade-dev/palisade/internal/engine"
 )
@@ -162,13 +164,25 @@ func (d *Datapath) checkLink(l link.Link, ifindex int, dir engine.Direction) str
 // again, replacing links that were detached or changed.
 func (d *Datapath) RepairWorkload(ifindex int) error {
 	d.dropDetached(ifindex, workloadDirs)
-	return d.AttachWorkload(ifindex)
+	return retryExists(func() error { return d.AttachWorkload(ifindex) })
 }
 
 // RepairHost is RepairWorkload for a host interface.
 func (d *Datapath) RepairHost(ifindex int) error {
 	d.dropDetached(ifindex, hostDirs)
-	return d.AttachHost(ifindex)
+	return retryExists(func() error { return d.AttachHost(ifindex) })
+}
+
+// retryExists retries attach for up to a second while the kernel says the
+// program is still attached: a link whose last pin was just removed is
+// released asynchronously, and attaching before that fails with EEXIST.
+func retryExists(attach func() error) error {
+	err := attach()
+	for i := 0; i < 20 && errors.Is(err, unix.EEXIST); i++ {
+		time.Sleep(50 * time.Millisecond)
+		err = attach()
+	}
+	return err
 }
 
 // dropDetached unpins links that no longer hang on their interface: a

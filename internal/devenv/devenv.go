@@ -35,6 +35,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -325,4 +326,26 @@ func WaitFor(ctx context.Context, timeout time.Duration, what string, f func() e
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// PinDir returns a fresh directory on a bpffs for an agent's pins: a new
+// directory under /sys/fs/bpf when that is a bpffs, else a bpffs mounted
+// at fallback (an empty directory it creates). Either outlives the agent
+// process, as /sys/fs/bpf does on a node. cleanup removes the pins.
+func PinDir(fallback string) (dir string, cleanup func() error, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/bpf", &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
+		d, err := os.MkdirTemp("/sys/fs/bpf", "palisade-")
+		if err != nil {
+			return "", nil, err
+		}
+		return filepath.Join(d, "palisade"), func() error { return os.RemoveAll(d) }, nil
+	}
+	if err := os.MkdirAll(fallback, 0o700); err != nil {
+		return "", nil, err
+	}
+	if err := unix.Mount("bpf", fallback, "bpf", 0, ""); err != nil {
+		return "", nil, fmt.Errorf("no bpffs at /sys/fs/bpf and cannot mount one at %s: %w", fallback, err)
+	}
+	return filepath.Join(fallback, "palisade"), func() error { return unix.Unmount(fallback, unix.MNT_DETACH) }, nil
 }

@@ -28,6 +28,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,4 +203,59 @@ func RepoPath(t testing.TB, elem ...string) string {
 		t.Fatalf("locating repository root: %v", err)
 	}
 	return filepath.Join(append([]string{root}, elem...)...)
+}
+
+// KubectlEnv names the kubectl binary tests run; make test sets it to the
+// pinned build in bin/.
+const KubectlEnv = "PALISADE_KUBECTL"
+
+// Kubectl returns the real kubectl for a test: $PALISADE_KUBECTL, else the
+// newest bin/kubectl-* that `make kubectl` built. Without one it skips the
+// test, or fails it when $PALISADE_REQUIRE_TOOLS is 1 (make test).
+func Kubectl(t testing.TB) string {
+	t.Helper()
+	path, err := findKubectl(t)
+	if err != nil {
+		msg := fmt.Sprintf("kubectl not found: %v; run `make kubectl` or set $%s", err, KubectlEnv)
+		if os.Getenv("PALISADE_REQUIRE_TOOLS") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return path
+}
+
+func findKubectl(t testing.TB) (string, error) {
+	if p := os.Getenv(KubectlEnv); p != "" {
+		return p, isExecutable(p)
+	}
+	matches, err := filepath.Glob(RepoPath(t, "bin", "kubectl-*"))
+	if err != nil {
+		return "", err
+	}
+	var best string
+	var newest time.Time
+	for _, m := range matches {
+		if strings.HasSuffix(m, ".tmp") || isExecutable(m) != nil {
+			continue // an interrupted build
+		}
+		if info, err := os.Stat(m); err == nil && (best == "" || info.ModTime().After(newest)) {
+			best, newest = m, info.ModTime()
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("no bin/kubectl-* and $%s is unset", KubectlEnv)
+	}
+	return best, nil
+}
+
+func isExecutable(path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", path)
+	}
+	return nil
 }
