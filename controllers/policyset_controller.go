@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,10 +92,19 @@ const DefaultPolicySetConcurrency = 4
 func (r *PolicySetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1.PolicySet{}, policySetSourceIndex, func(o client.Object) []string {
 		ps := o.(*v1.PolicySet)
-		if k := ps.Spec.SourceRef.Kind; k != "" && k != v1.SourceKindPolicyRepository {
-			return nil
+		var names []string
+		if k := ps.Spec.SourceRef.Kind; k == "" || k == v1.SourceKindPolicyRepository {
+			names = append(names, ps.Spec.SourceRef.Name)
 		}
-		return []string{ps.Spec.SourceRef.Name}
+		// A new artifact of a guard source is a new review of the set.
+		if g := ps.Spec.Guards; g != nil {
+			for _, gs := range g.Sources {
+				if k := gs.SourceRef.Kind; (k == "" || k == v1.SourceKindPolicyRepository) && !slices.Contains(names, gs.SourceRef.Name) {
+					names = append(names, gs.SourceRef.Name)
+				}
+			}
+		}
+		return names
 	}); err != nil {
 		return fmt.Errorf("index policysets by source: %w", err)
 	}
@@ -270,7 +280,7 @@ func (r *PolicySetReconciler) reconcileRevision(ctx context.Context, obj *v1.Pol
 	if err != nil {
 		return nil, waiting(v1.ApplyFailedReason, err)
 	}
-	if err := r.reconcileGuard(ctx, obj, src, live, desired); err != nil {
+	if err := r.reconcileGuard(ctx, obj, src, tmp, live, desired); err != nil {
 		return nil, err
 	}
 	return r.reconcileApply(ctx, obj, src, live, desired)

@@ -106,7 +106,7 @@ func TestPolicySetReconcilePolicies(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				return r.reconcileGuard(ctx, obj, src, nil, desired)
+				return r.reconcileGuard(ctx, obj, src, t.TempDir(), nil, desired)
 			}()
 			if tc.wantReason == "" {
 				if err != nil {

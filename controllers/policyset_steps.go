@@ -222,24 +222,62 @@ func (r *PolicySetReconciler) reconcileRender(obj *v1.PolicySet, src *policySour
 // builtinGuards compiles the built-in guards minus the ones the set
 // disables by name (a guard's name is its package below palisade.guards,
 // which is also its file's name).
-func builtinGuards(disable []string) (*guard.Guards, error) {
+func builtinGuards(disable []string) guard.Source {
 	src := guard.Builtin()
 	for _, name := range disable {
 		delete(src.Modules, name+".rego")
 		delete(src.Modules, name+"_test.rego")
 	}
-	g, diags := guard.Compile(src)
-	if diags.HasErrors() {
-		return nil, fmt.Errorf("compile built-in guards: %s", diags[0])
+	return src
+}
+
+// guardSources reads the set's external guard sources: the path of each
+// referenced PolicyRepository's current artifact, extracted under tmp with
+// its digest checked. Guards owned by someone else are read from their own
+// repository, so a change to the policies cannot change them.
+func (r *PolicySetReconciler) guardSources(ctx context.Context, obj *v1.PolicySet, tmp string) ([]guard.Source, error) {
+	if obj.Spec.Guards == nil {
+		return nil, nil
 	}
-	return g, nil
+	var out []guard.Source
+	for i, gs := range obj.Spec.Guards.Sources {
+		if k := gs.SourceRef.Kind; k != "" && k != v1.SourceKindPolicyRepository {
+			return nil, stalled(v1.GuardDeniedReason, fmt.Errorf("guard source %d: source kind %s is not supported; use PolicyRepository", i, k))
+		}
+		repo := &v1.PolicyRepository{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: gs.SourceRef.Name}, repo); err != nil {
+			return nil, waiting(v1.ArtifactFailedReason, fmt.Errorf("guard source PolicyRepository %s/%s: %w", obj.Namespace, gs.SourceRef.Name, err))
+		}
+		a := repo.Status.Artifact
+		if a == nil {
+			return nil, waiting(v1.ArtifactFailedReason, fmt.Errorf("guard source PolicyRepository %s/%s has no artifact yet", obj.Namespace, gs.SourceRef.Name))
+		}
+		root := filepath.Join(tmp, fmt.Sprintf("guards-%d", i))
+		if err := r.Storage.ExtractDir(a.Path, a.Digest, root, gs.Path); err != nil {
+			return nil, waiting(v1.ArtifactFailedReason, fmt.Errorf("guard source %s revision %s: %w", gs.SourceRef.Name, a.Revision, err))
+		}
+		dir := filepath.Join(root, filepath.FromSlash(path.Clean("/"+gs.Path)))
+		if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+			return nil, stalled(v1.GuardDeniedReason, fmt.Errorf("guard source %s: path %q is not a directory in revision %s", gs.SourceRef.Name, displayPath(gs.Path), a.Revision))
+		}
+		name := "policyrepository/" + gs.SourceRef.Name
+		if p := strings.Trim(path.Clean("/"+gs.Path), "/"); p != "" {
+			name += "/" + p
+		}
+		src, err := guard.FromDir(name, dir)
+		if err != nil {
+			return nil, stalled(v1.GuardDeniedReason, fmt.Errorf("guard source %s at %s: %w", name, a.Revision, err))
+		}
+		out = append(out, src)
+	}
+	return out, nil
 }
 
 // reconcileGuard reviews the change from the objects the set owns now to
 // the rendered ones with the guards, and owns the Guarded condition. A
 // denial stalls the set until the next revision, naming the guard, its
 // message and the file:line it is about.
-func (r *PolicySetReconciler) reconcileGuard(ctx context.Context, obj *v1.PolicySet, src *policySource, live, desired []client.Object) error {
+func (r *PolicySetReconciler) reconcileGuard(ctx context.Context, obj *v1.PolicySet, src *policySource, tmp string, live, desired []client.Object) error {
 	conds := &obj.Status.Conditions
 	fail := func(err *stepError) error {
 		setCondition(conds, obj.Generation, v1.GuardedCondition, metav1.ConditionFalse, err.reason, err.Error())
@@ -247,14 +285,19 @@ func (r *PolicySetReconciler) reconcileGuard(ctx context.Context, obj *v1.Policy
 	}
 	var disable []string
 	if g := obj.Spec.Guards; g != nil {
-		if len(g.Sources) > 0 {
-			return fail(stalled(v1.GuardDeniedReason, errors.New("spec.guards.sources is not supported yet; only the built-in guards run")))
-		}
 		disable = g.DisableBuiltIn
 	}
-	g, err := builtinGuards(disable)
+	external, err := r.guardSources(ctx, obj, tmp)
 	if err != nil {
-		return fail(stalled(v1.GuardDeniedReason, err))
+		var se *stepError
+		if errors.As(err, &se) {
+			return fail(se)
+		}
+		return fail(waiting(v1.ArtifactFailedReason, err))
+	}
+	g, diags := guard.Compile(append([]guard.Source{builtinGuards(disable)}, external...)...)
+	if diags.HasErrors() {
+		return fail(stalled(v1.GuardDeniedReason, fmt.Errorf("compile guards: %s", diags[0])))
 	}
 	meta := guard.Meta{
 		Revision:         src.Revision,
