@@ -109,10 +109,11 @@ bench-engine: ## Node compiler: 1k/10k/100k rules over 1k workloads (time, alloc
 	$(GO) test -run '^$$' -bench 'BenchmarkCompile$$' -benchmem -benchtime 3x ./internal/engine/
 	$(GO) test -run '^$$' -bench 'BenchmarkCompilerOneRuleChange' -benchmem -benchtime 200x ./internal/engine/
 
-.PHONY: bench-guard
+.PHONY: bench-agent
 bench-agent: ## Agent process vs a real API server: policy change → kernel p50/p99 and peak RSS at 100 and 10k policies over 5k pods (root).
 	$(GO) test -run '^$$' -bench 'BenchmarkAgent$$' -benchtime 30x -timeout 60m ./internal/agent/
 
+.PHONY: bench-guard
 bench-guard: ## p50/p99 of guarding changes of 1, 100 and 1000 policies with the built-in guards.
 	$(GO) test -run '^$$' -bench 'BenchmarkEvaluate|BenchmarkReview' -benchtime 200x ./internal/guard/
 
