@@ -259,13 +259,14 @@ func kernelView(s *engine.MapState) *engine.MapState {
 func (a *Agent) attach(in *inputs) ([]v1.EndpointError, error) {
 	var errs []v1.EndpointError
 	wanted := map[int]string{}
+	unresolved := map[string]bool{}
 	for _, l := range in.local {
-		ifindex, name, err := a.Links.Interface(l.ips[0])
+		ifindex, _, err := a.Links.Interface(l.ips[0])
 		if err != nil {
 			errs = append(errs, v1.EndpointError{Endpoint: l.id, Reason: "InterfaceNotFound", Message: err.Error()})
+			unresolved[l.id] = true
 			continue
 		}
-		_ = name
 		wanted[ifindex] = l.id
 	}
 	var failed []error
@@ -306,10 +307,19 @@ func (a *Agent) attach(in *inputs) ([]v1.EndpointError, error) {
 		}
 	}
 	for ifindex := range have {
-		if _, ok := wanted[ifindex]; !ok {
-			if err := a.Datapath.DetachWorkload(ifindex); err != nil {
-				failed = append(failed, err)
-			}
+		if _, ok := wanted[ifindex]; ok {
+			continue
+		}
+		// An interface that may belong to a workload whose route could not
+		// be resolved this time keeps its programs: detaching would leave
+		// the workload unenforced. Known to belong to no local workload (or
+		// gone), it is detached.
+		if who, known := a.wanted[ifindex]; known && unresolved[who] || !known && len(unresolved) > 0 {
+			wanted[ifindex] = who
+			continue
+		}
+		if err := a.Datapath.DetachWorkload(ifindex); err != nil {
+			failed = append(failed, err)
 		}
 	}
 	a.wanted = wanted
