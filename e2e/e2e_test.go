@@ -388,6 +388,15 @@ func (s *system) waitEnforced(rev string) {
 		if e := ps.Status.Enforcement; e == nil || e.Summary != "1/1" {
 			return fmt.Errorf("enforcement = %+v", e)
 		}
+		// The node enforces the revision; its workloads may still fail
+		// closed (an identity not yet allocated), which the node reports.
+		ne, err := s.nodeEnforcement()
+		if err != nil {
+			return err
+		}
+		if c := apimeta.FindStatusCondition(ne.Status.Conditions, v1.EnforcedCondition); c == nil || c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("NodeEnforcement Enforced = %+v, errors %+v", c, ne.Status.Errors)
+		}
 		return nil
 	})
 }
@@ -423,7 +432,8 @@ func (s *system) traffic(when string, want8080, want8081 bool) {
 		want bool
 	}{{8080, want8080}, {8081, want8081}} {
 		if got := cl.TCP(srv.IP, c.port, time.Second); got != c.want {
-			s.t.Errorf("%s: client→server TCP %d passed=%v, want %v", when, c.port, got, c.want)
+			ne, _ := s.nodeEnforcement()
+			s.t.Errorf("%s: client→server TCP %d passed=%v, want %v (node: %+v)", when, c.port, got, c.want, ne.Status)
 		}
 	}
 }

@@ -239,6 +239,15 @@ func waitReady(ctx context.Context, c client.Client, withAgent bool) error {
 		if e == nil || e.Status != metav1.ConditionTrue {
 			return fmt.Errorf("Enforced = %+v", e)
 		}
+		// Every demo workload enforced, none failing closed (an identity
+		// not yet allocated).
+		ne := &v1.NodeEnforcement{}
+		if err := c.Get(ctx, client.ObjectKey{Name: node}, ne); err != nil {
+			return err
+		}
+		if n := apimeta.FindStatusCondition(ne.Status.Conditions, v1.EnforcedCondition); n == nil || n.Status != metav1.ConditionTrue {
+			return fmt.Errorf("NodeEnforcement Enforced = %+v", n)
+		}
 		return nil
 	})
 }
