@@ -29,6 +29,7 @@ limitations under the License.
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -356,13 +357,6 @@ func probe(args []string) error {
 	if passed {
 		verdict = "ALLOWED"
 	}
-	fmt.Printf("%s → %s (%s:%d/%s): %s\n", args[0], toName, to.IP, port, strings.ToUpper(cmpOr(proto, "TCP")), verdict)
+	fmt.Printf("%s → %s (%s:%d/%s): %s\n", args[0], toName, to.IP, port, strings.ToUpper(cmp.Or(proto, "TCP")), verdict)
 	return nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

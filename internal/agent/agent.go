@@ -75,8 +75,9 @@ type Agent struct {
 	Now func() time.Time
 
 	mu sync.Mutex
-	// desired is the map state the kernel must hold (L7 lists stripped:
-	// the kernel keeps only their IDs); nil until the first sync.
+	// desired is the map state the kernel must hold (the kernel keeps only
+	// the L7 lists' IDs, which Apply and Compare treat so); nil until the
+	// first sync.
 	desired *engine.MapState
 	// wanted are the interfaces Palisade's programs must be attached to,
 	// by ifindex: the workload ("namespace/name") or "host:<name>".
@@ -146,7 +147,6 @@ func (a *Agent) sync(ctx context.Context) error {
 		a.Log.V(1).Info("synced", "gather", t1.Sub(t0), "compile", t2.Sub(t1), "write", time.Since(t2),
 			"policies", len(in.ir.Policies), "endpoints", len(in.cluster.Endpoints), "generation", a.Datapath.Generation())
 	}()
-	state = kernelView(state)
 	var errs []v1.EndpointError
 	for _, l := range in.local {
 		if l.pending {
@@ -184,8 +184,7 @@ func (a *Agent) applyState(ctx context.Context, state *engine.MapState, in *inpu
 		}
 	}
 	if cur != nil {
-		d := engine.Diff(state, cur)
-		if d.Len() == 0 {
+		if sameInKernel(state, cur) {
 			if adopting {
 				a.Log.Info("adopted the pinned datapath state", "generation", a.Datapath.Generation())
 			}
@@ -246,12 +245,12 @@ func failClosed(s *engine.MapState, ips []netip.Addr) {
 	}
 }
 
-// kernelView is state as the kernel holds it: L7 lists are decided in
-// userspace (proxy) and only their IDs are in the policy map.
-func kernelView(s *engine.MapState) *engine.MapState {
-	c := s.Clone()
-	c.L7 = nil
-	return c
+// sameInKernel reports whether a and b put the same entries in the
+// kernel. L7 lists are not compared: the kernel holds only their IDs, which
+// are in the policy entries (and a state read back has no lists).
+func sameInKernel(a, b *engine.MapState) bool {
+	d := engine.Diff(a, b)
+	return d.Len() == len(d.L7)+len(d.L7Deleted)
 }
 
 // attach makes Palisade's programs run on every local workload's

@@ -229,16 +229,8 @@ func (w testWriter) Write(p []byte) (int, error) {
 // eventually polls f until it returns nil or a minute passes.
 func (e *env) eventually(what string, f func() error) {
 	e.t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := devenv.WaitFor(context.Background(), time.Minute, what, f); err != nil {
+		e.t.Fatal(err)
 	}
 }
 

@@ -291,17 +291,6 @@ func (p *Proc) Kill() error {
 	return nil
 }
 
-// Exited reports whether the process ended, and how.
-func (p *Proc) Exited() (bool, error) {
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return true, err
-	default:
-		return false, nil
-	}
-}
-
 // FreePort returns a free loopback TCP port.
 func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
