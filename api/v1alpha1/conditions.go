@@ -37,6 +37,22 @@ const (
 	// DriftedCondition is True when the object or its kernel state was
 	// changed by something other than Palisade; the message says what.
 	DriftedCondition = "Drifted"
+
+	// NetworkEnforcedCondition is a NodeEnforcement's L3/L4 subsystem:
+	// maps written, programs attached on every local workload.
+	NetworkEnforcedCondition = "NetworkEnforced"
+
+	// L7EnforcedCondition is a NodeEnforcement's L7 subsystem: HTTP, DNS,
+	// Kafka and toFQDNs rules decided in the kernel.
+	L7EnforcedCondition = "L7Enforced"
+
+	// TracingEnforcedCondition is a NodeEnforcement's tracing subsystem:
+	// TracingPolicy programs loaded and attached.
+	TracingEnforcedCondition = "TracingEnforced"
+
+	// FlowsObservedCondition is a NodeEnforcement's flow observer: the
+	// kernel's verdict events read and kept.
+	FlowsObservedCondition = "FlowsObserved"
 )
 
 // Condition reasons: CamelCase, one per cause, shared by every policy kind.
@@ -76,6 +92,31 @@ const (
 	// EnforcementFailedReason: a node could not compile or load the policy;
 	// it keeps enforcing its last good state.
 	EnforcementFailedReason = "EnforcementFailed"
+
+	// PartiallyEnforcedReason: a node enforces some of the objects' rules
+	// but not all of them as written; the message names the objects and
+	// what is missing.
+	PartiallyEnforcedReason = "PartiallyEnforced"
+
+	// NotSupportedReason: this version's datapath does not enforce the
+	// feature (see the capability table, docs/datapath.md).
+	NotSupportedReason = "NotSupported"
+
+	// HookUnavailableReason: the node's kernel lacks what the object needs
+	// (a hook, a program type, BTF).
+	HookUnavailableReason = "HookUnavailable"
+
+	// LoadFailedReason: the kernel's verifier refused a program; the
+	// message holds its log's tail.
+	LoadFailedReason = "LoadFailed"
+
+	// FailClosedReason: the node cannot program a workload and drops its
+	// traffic instead.
+	FailClosedReason = "FailClosed"
+
+	// RevisionIncompleteReason: the objects of a newer revision are not
+	// all in the API yet; the node keeps the previous revision.
+	RevisionIncompleteReason = "RevisionIncomplete"
 
 	// AuditModeReason: the policy is in audit mode; it reports what it
 	// would drop and drops nothing.

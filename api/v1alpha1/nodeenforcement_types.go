@@ -89,6 +89,76 @@ type PolicySetEnforcement struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	Generation int64 `json:"generation,omitempty"`
+	// enforced is how many of the policies that concern this node it
+	// enforces fully, every rule as written.
+	// +optional
+	Enforced int32 `json:"enforced,omitempty"`
+	// partial is how many it enforces in part: objects listed with
+	// state Partial.
+	// +optional
+	Partial int32 `json:"partial,omitempty"`
+	// notEnforced is how many it does not enforce at all: objects listed
+	// with state NotEnforced.
+	// +optional
+	NotEnforced int32 `json:"notEnforced,omitempty"`
+	// objects lists the set's objects that concern this node and that it
+	// does not enforce fully, with what is missing (at most
+	// MaxObjectsPerSet; the counts above cover every object).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Objects []ObjectEnforcement `json:"objects,omitempty"`
+	// pendingRevision is a newer revision whose objects are in the API but
+	// not all of them yet (a PolicySet mid-apply): the node keeps
+	// enforcing revision until pendingRevision is complete.
+	// +optional
+	PendingRevision string `json:"pendingRevision,omitempty"`
+}
+
+// MaxObjectsPerSet bounds PolicySetEnforcement.objects.
+const MaxObjectsPerSet = 64
+
+// ObjectEnforcementState is how much of one policy object a node enforces.
+// +kubebuilder:validation:Enum=Enforced;Partial;NotEnforced
+type ObjectEnforcementState string
+
+const (
+	// ObjectEnforced: every rule of the object is enforced as written.
+	ObjectEnforced ObjectEnforcementState = "Enforced"
+	// ObjectPartial: some of the object's rules or fields are not
+	// enforced as written; the message says which and what the kernel
+	// does instead.
+	ObjectPartial ObjectEnforcementState = "Partial"
+	// ObjectNotEnforced: nothing of the object is enforced.
+	ObjectNotEnforced ObjectEnforcementState = "NotEnforced"
+)
+
+// ObjectEnforcement is what a node does with one policy object.
+type ObjectEnforcement struct {
+	// kind of the object, e.g. NetworkPolicy or TracingPolicy.
+	// +required
+	Kind string `json:"kind"`
+	// namespace of the object; empty for cluster-scoped kinds.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// name of the object.
+	// +required
+	Name string `json:"name"`
+	// state is Enforced, Partial or NotEnforced.
+	// +required
+	State ObjectEnforcementState `json:"state"`
+	// reason is a CamelCase reason: NotSupported (this version's
+	// datapath lacks the feature), HookUnavailable (the kernel lacks it),
+	// LoadFailed (the verifier refused a program; the message holds its
+	// log's tail), FailClosed.
+	// +required
+	Reason string `json:"reason"`
+	// message says what is not enforced and what the kernel does instead,
+	// e.g. "HTTP rules on 80/TCP are not enforced: the kernel passes every
+	// request on the port".
+	// +required
+	// +kubebuilder:validation:MaxLength=2048
+	Message string `json:"message"`
 }
 
 // KernelDriftKind is what part of the kernel state drifted.

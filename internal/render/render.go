@@ -52,13 +52,18 @@ const (
 	AnnotationCUEPath = "palisade.dev/cue-path"
 	// AnnotationRevision is the Git revision the object was applied from.
 	AnnotationRevision = "palisade.dev/revision"
+	// AnnotationRevisionObjects is how many objects the revision renders
+	// for the PolicySet. An agent that sees fewer objects carrying the
+	// revision knows the revision is not completely applied yet (a
+	// manager that died mid-apply) and keeps enforcing the previous one.
+	AnnotationRevisionObjects = "palisade.dev/revision-objects"
 )
 
 // Keys render sets on every object (and guards leave out of what they
 // judge, since they differ between the CLI and the cluster).
 var (
 	OwnLabels      = []string{LabelPolicySetName, LabelPolicySetNamespace}
-	OwnAnnotations = []string{AnnotationSource, AnnotationCUEPath, AnnotationRevision}
+	OwnAnnotations = []string{AnnotationSource, AnnotationCUEPath, AnnotationRevision, AnnotationRevisionObjects}
 )
 
 // Owner is the PolicySet that applies the objects, and the revision.
@@ -92,9 +97,10 @@ func Objects(policies []*validate.Policy, owner Owner) ([]client.Object, error) 
 			LabelPolicySetNamespace: owner.Namespace,
 		}))
 		obj.SetAnnotations(merge(obj.GetAnnotations(), map[string]string{
-			AnnotationSource:   fmt.Sprintf("%s:%d:%d", p.Pos.File, p.Pos.Line, p.Pos.Column),
-			AnnotationCUEPath:  p.Path,
-			AnnotationRevision: owner.Revision,
+			AnnotationSource:          fmt.Sprintf("%s:%d:%d", p.Pos.File, p.Pos.Line, p.Pos.Column),
+			AnnotationCUEPath:         p.Path,
+			AnnotationRevision:        owner.Revision,
+			AnnotationRevisionObjects: strconv.Itoa(len(policies)),
 		}))
 		out = append(out, obj)
 	}

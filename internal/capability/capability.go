@@ -1,0 +1,235 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package capability is the one place that says what this version's
+// datapath enforces. validate warns at every rule it lists as not
+// enforced, explain says when the kernel's verdict differs from the
+// policy's meaning, and the agent reports every object it cannot enforce
+// fully on NodeEnforcement, so that status never claims more than the
+// kernel does. When a datapath feature lands, its entry in Table changes
+// and the warnings and status follow by themselves.
+//
+// The package is pure: it reads API types and imports nothing else of
+// Palisade's.
+package capability
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/palisade-dev/palisade/api/v1alpha1"
+)
+
+// Feature is a part of the policy language that the datapath enforces or
+// not.
+type Feature string
+
+// The features of the policy language, as the table knows them.
+const (
+	L3L4         Feature = "L3/L4 rules"
+	HTTP         Feature = "HTTP rules"
+	Kafka        Feature = "Kafka rules"
+	DNS          Feature = "DNS rules"
+	FQDN         Feature = "toFQDNs"
+	Tracing      Feature = "tracing policies"
+	AuditReports Feature = "audit reports"
+)
+
+// Subsystem names the agent subsystem that enforces a feature.
+type Subsystem string
+
+// The agent's subsystems.
+const (
+	SubsystemNetwork Subsystem = "network"
+	SubsystemL7      Subsystem = "l7"
+	SubsystemTracing Subsystem = "tracing"
+	SubsystemFlows   Subsystem = "flows"
+)
+
+// Effect is how the kernel's behaviour differs from the policy's meaning
+// while a feature is not enforced.
+type Effect string
+
+const (
+	// Passes: the kernel allows what the rule would refuse (the rule's
+	// restriction is missing).
+	Passes Effect = "passes"
+	// Drops: the kernel refuses what the rule would allow.
+	Drops Effect = "drops"
+	// NotLoaded: nothing of the object runs.
+	NotLoaded Effect = "not loaded"
+	// Unreported: verdicts are as the policy says, but what the policy
+	// asks to be reported is not.
+	Unreported Effect = "unreported"
+)
+
+// Support is one row of the table.
+type Support struct {
+	// Enforced is true when the kernel enforces the feature as written.
+	Enforced bool
+	// Subsystem is the agent subsystem that owns the feature.
+	Subsystem Subsystem
+	// Effect and Kernel say what happens instead while it is not
+	// enforced; Kernel completes the sentence "the kernel ...".
+	Effect Effect
+	Kernel string
+}
+
+// Table is what this version's datapath enforces. It is the only place
+// that says so.
+var Table = map[Feature]Support{
+	L3L4:  {Enforced: true, Subsystem: SubsystemNetwork},
+	HTTP:  {Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
+	Kafka: {Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
+	DNS:   {Subsystem: SubsystemL7, Effect: Passes, Kernel: "decides at L3/L4 only and passes every query on the port"},
+	FQDN: {Subsystem: SubsystemL7, Effect: Drops,
+		Kernel: "learns no address for these names, so the rule matches nothing and traffic to them is dropped"},
+	Tracing: {Subsystem: SubsystemTracing, Effect: NotLoaded,
+		Kernel: "loads no program for it: its hooks never run and its actions never happen"},
+	AuditReports: {Subsystem: SubsystemFlows, Effect: Unreported,
+		Kernel: "passes what the policy would drop and counts it in palisade_verdicts_total{verdict=\"audited\"}, but reports no flow of it"},
+}
+
+// Enforced reports whether the datapath enforces f as written.
+func Enforced(f Feature) bool { return Table[f].Enforced }
+
+// Gap is one part of a policy that the datapath does not enforce as
+// written.
+type Gap struct {
+	Feature Feature
+	// Path is the field the gap is about, e.g.
+	// "spec.ingress[0].toPorts[0].rules.http".
+	Path string
+	// What names the part, e.g. "HTTP rules on 80/TCP"; it is plural
+	// ("... are not enforced").
+	What string
+}
+
+// Support returns the table's row for the gap's feature.
+func (g Gap) Support() Support { return Table[g.Feature] }
+
+// String says what is not enforced and what the kernel does instead.
+func (g Gap) String() string {
+	return fmt.Sprintf("%s are not enforced: the kernel %s", g.What, g.Support().Kernel)
+}
+
+// Network returns the gaps of a network policy's rules, in field order.
+func Network(rs *v1alpha1.RuleSet) []Gap {
+	var gaps []Gap
+	if rs.Mode == v1alpha1.EnforcementModeAudit {
+		gaps = add(gaps, Gap{Feature: AuditReports, Path: "spec.mode", What: "audit mode's reports of what it would drop"})
+	}
+	for i, r := range rs.Ingress {
+		gaps = portGaps(gaps, fmt.Sprintf("spec.ingress[%d]", i), "ingress", r.ToPorts)
+	}
+	for i, r := range rs.Egress {
+		at := fmt.Sprintf("spec.egress[%d]", i)
+		if len(r.ToFQDNs) > 0 {
+			names := make([]string, 0, len(r.ToFQDNs))
+			for _, f := range r.ToFQDNs {
+				names = append(names, string(f.MatchName)+string(f.MatchPattern))
+			}
+			gaps = add(gaps, Gap{Feature: FQDN, Path: at + ".toFQDNs", What: "toFQDNs (" + strings.Join(names, ", ") + ")"})
+		}
+		gaps = portGaps(gaps, at, "egress", r.ToPorts)
+	}
+	return gaps
+}
+
+func portGaps(gaps []Gap, at, dir string, ports []v1alpha1.PortRule) []Gap {
+	for j, pr := range ports {
+		if pr.Rules == nil {
+			continue
+		}
+		path := fmt.Sprintf("%s.toPorts[%d].rules", at, j)
+		on := PortsString(pr.Ports)
+		if len(pr.Rules.HTTP) > 0 {
+			gaps = add(gaps, Gap{Feature: HTTP, Path: path + ".http", What: dir + " HTTP rules on " + on})
+		}
+		if len(pr.Rules.Kafka) > 0 {
+			gaps = add(gaps, Gap{Feature: Kafka, Path: path + ".kafka", What: dir + " Kafka rules on " + on})
+		}
+		if len(pr.Rules.DNS) > 0 {
+			gaps = add(gaps, Gap{Feature: DNS, Path: path + ".dns", What: dir + " DNS rules on " + on})
+		}
+	}
+	return gaps
+}
+
+// add appends g when the table says its feature is not enforced.
+func add(gaps []Gap, g Gap) []Gap {
+	if Enforced(g.Feature) {
+		return gaps
+	}
+	return append(gaps, g)
+}
+
+// PortsString is "80/TCP" or "53/UDP, 53/TCP", as messages show ports.
+func PortsString(ports []v1alpha1.PortProtocol) string {
+	if len(ports) == 0 {
+		return "every port"
+	}
+	parts := make([]string, 0, len(ports))
+	for _, p := range ports {
+		proto := string(p.Protocol)
+		if proto == "" {
+			proto = string(v1alpha1.ProtocolAny)
+		}
+		port := p.Port.String()
+		if p.Port.Type == intstr.Int && p.EndPort != nil && *p.EndPort > p.Port.IntVal {
+			port = fmt.Sprintf("%d-%d", p.Port.IntVal, *p.EndPort)
+		}
+		parts = append(parts, port+"/"+proto)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// TracingPolicy returns the gaps of a tracing policy.
+func TracingPolicy(spec *v1alpha1.TracingPolicySpec) []Gap {
+	return add(nil, Gap{Feature: Tracing, Path: "spec", What: "the tracing policy's hooks and actions"})
+}
+
+// State sums up an object's gaps: Enforced with none, NotEnforced when
+// nothing of the object runs, Partial otherwise. reason is the
+// ObjectEnforcement reason and message joins the gaps' sentences.
+func State(gaps []Gap) (state v1alpha1.ObjectEnforcementState, reason, message string) {
+	if len(gaps) == 0 {
+		return v1alpha1.ObjectEnforced, "", ""
+	}
+	state = v1alpha1.ObjectPartial
+	msgs := make([]string, 0, len(gaps))
+	for _, g := range gaps {
+		if g.Support().Effect == NotLoaded {
+			state = v1alpha1.ObjectNotEnforced
+		}
+		msgs = append(msgs, g.String())
+	}
+	return state, v1alpha1.NotSupportedReason, strings.Join(msgs, "; ")
+}
+
+// Features lists the table's features in a stable order, for docs and
+// tests.
+func Features() []Feature {
+	out := make([]Feature, 0, len(Table))
+	for f := range Table {
+		out = append(out, f)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
