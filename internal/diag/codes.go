@@ -31,6 +31,7 @@ type CodeInfo struct {
 //
 //	PAL0xx  loading: files, syntax, budgets, imports
 //	PAL05x  schema: CUE unification with the embedded schema
+//	PAL06x  capability: what this version's datapath does not enforce
 //	PAL1xx  selectors and policy structure
 //	PAL15x  ports and ICMP
 //	PAL2xx  L7 (HTTP, and L7 rules in general)
@@ -57,6 +58,7 @@ var Codes = map[string]CodeInfo{
 	"PAL052": {Error, "required field missing or not concrete", "give the field a concrete value"},
 	"PAL053": {Error, "unknown policy kind", "kinds: NetworkPolicy, ClusterNetworkPolicy, TracingPolicy, ClusterTracingPolicy"},
 	"PAL054": {Error, "unsupported apiVersion", "use apiVersion: \"palisade.dev/v1alpha1\""},
+	"PAL060": {Warning, "rule not enforced as written by this version's datapath", "the kernel behaves as said here until the datapath enforces the feature; validate --strict makes this an error"},
 	"PAL101": {Error, "selector can never match", "remove the contradicting terms"},
 	"PAL102": {Error, "malformed selector requirement", "In and NotIn need values; Exists and DoesNotExist take none"},
 	"PAL103": {Error, "duplicate policy name", "names are unique per kind and namespace"},

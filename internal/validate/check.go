@@ -49,6 +49,7 @@ func Check(policies []*Policy) diag.List {
 		if _, ok := p.Tracing(); ok {
 			c.checkTracing(p)
 		}
+		c.checkCapability(p)
 	}
 	return c.diags
 }
