@@ -82,6 +82,7 @@ const DefaultPolicySetConcurrency = 4
 // +kubebuilder:rbac:groups=palisade.dev,resources=policysets/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=palisade.dev,resources=policyrepositories,verbs=get;list;watch
 // +kubebuilder:rbac:groups=palisade.dev,resources=networkpolicies;clusternetworkpolicies;tracingpolicies;clustertracingpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=palisade.dev,resources=networkpolicies/status;clusternetworkpolicies/status;tracingpolicies/status;clustertracingpolicies/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=palisade.dev,resources=nodeenforcements,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 

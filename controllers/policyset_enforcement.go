@@ -63,15 +63,21 @@ type enforcementReport struct {
 //
 //   - nodes: NodeEnforcement objects whose Ready is True (nodes with a
 //     working agent);
-//   - enforced: those of them that list the set at lastAppliedRevision;
+//   - enforced: those of them that list the set at lastAppliedRevision and
+//     enforce every object of it that concerns them fully (no object
+//     Partial or NotEnforced): status never claims more than the kernel
+//     does;
 //   - drifted: nodes that list the set (at any revision) and reported a
 //     kernel drift within window. Drifts are per node, not per set: a node
 //     that enforces the set and whose kernel state drifted counts.
 //
-// Enforced is True when every Ready node enforces the revision, False with
-// EnforcementFailed when a node that does not enforce it reports endpoint
-// errors (they say why it cannot, e.g. MapFull; such a node is often not
-// Ready), and False with EnforcementPending otherwise.
+// Enforced is True when every Ready node enforces the revision fully;
+// False with EnforcementFailed when a node that does not enforce it
+// reports endpoint errors (they say why it cannot, e.g. MapFull; such a
+// node is often not Ready); False with PartiallyEnforced when a node
+// enforces the revision but not every object of it, naming the objects and
+// what is missing; and False with EnforcementPending otherwise (a node
+// behind, or waiting for a revision to be complete in the API).
 func enforcementOf(ps *v1.PolicySet, nodes []v1.NodeEnforcement, now time.Time, window time.Duration) enforcementReport {
 	rev := ps.Status.LastAppliedRevision
 	nodes = slices.Clone(nodes)
@@ -79,41 +85,36 @@ func enforcementOf(ps *v1.PolicySet, nodes []v1.NodeEnforcement, now time.Time, 
 	var (
 		rep              enforcementReport
 		pending, failing []string
+		partial          shortfalls
 	)
 	for i := range nodes {
 		ne := &nodes[i]
-		ready := apimeta.IsStatusConditionTrue(ne.Status.Conditions, v1.ReadyCondition)
-		var listed *v1.PolicySetEnforcement
-		for j := range ne.Status.PolicySets {
-			if s := &ne.Status.PolicySets[j]; s.Namespace == ps.Namespace && s.Name == ps.Name {
-				listed = s
-				break
-			}
-		}
-		enforces := rev != "" && listed != nil && listed.Revision == rev
-		if ready {
+		v := viewOf(ps, ne)
+		enforces := rev != "" && v.listed != nil && v.listed.Revision == rev
+		full := enforces && v.listed.Partial == 0 && v.listed.NotEnforced == 0
+		if v.ready {
 			rep.summary.Nodes++
-			if enforces {
+			if full {
 				rep.summary.Enforced++
 			}
 		}
 		switch {
-		case !enforces && len(ne.Status.Errors) > 0:
-			e := ne.Status.Errors[0]
+		case !enforces && len(v.errors) > 0:
+			e := v.errors[0]
 			what := fmt.Sprintf("%s: %s: %s: %s", ne.Name, e.Reason, e.Endpoint, e.Message)
-			if n := len(ne.Status.Errors); n > 1 {
+			if n := len(v.errors); n > 1 {
 				what += fmt.Sprintf(" (and %d more endpoints)", n-1)
 			}
 			failing = append(failing, what)
-		case ready && !enforces && listed != nil:
-			pending = append(pending, ne.Name+" enforces "+listed.Revision)
-		case ready && !enforces:
-			pending = append(pending, ne.Name+" does not enforce this set yet")
+		case v.ready && enforces && !full:
+			partial.add(ne.Name, v.listed)
+		case v.ready && !enforces:
+			pending = append(pending, behind(ne.Name, v.listed))
 		}
-		if listed == nil {
+		if v.listed == nil {
 			continue
 		}
-		if d, ok := newestDrift(ne.Status.Drifts, now, window); ok {
+		if d, ok := newestDrift(v.drifts, now, window); ok {
 			rep.summary.Drifted++
 			rep.kernel = append(rep.kernel, describeDrift(ne.Name, d))
 			if left := d.Time.Add(window).Sub(now); rep.recheck == 0 || left < rep.recheck {
@@ -135,10 +136,138 @@ func enforcementOf(ps *v1.PolicySet, nodes []v1.NodeEnforcement, now time.Time, 
 	case s.Enforced == s.Nodes:
 		rep.status, rep.reason = metav1.ConditionTrue, v1.EnforcementSucceededReason
 		rep.message = fmt.Sprintf("%s nodes enforce %s", s.Summary, rev)
+	case len(partial.groups) > 0:
+		rep.reason = v1.PartiallyEnforcedReason
+		rep.message = fmt.Sprintf("%s nodes enforce %s fully; %s", s.Summary, rev, partial.String())
+		if len(pending) > 0 {
+			rep.message += "; waiting for " + nameSome(pending)
+		}
 	default:
 		rep.message = fmt.Sprintf("%s nodes enforce %s; waiting for %s", s.Summary, rev, nameSome(pending))
 	}
 	return rep
+}
+
+// behind says why a Ready node does not enforce the applied revision:
+// "b enforces <rev>", "b does not enforce this set yet", or, when the node
+// waits for a revision to be complete in the API, "b enforces <rev>
+// (RevisionIncomplete: <pending> is not complete in the API yet)".
+func behind(node string, listed *v1.PolicySetEnforcement) string {
+	switch {
+	case listed == nil:
+		return node + " does not enforce this set yet"
+	case listed.PendingRevision == "":
+		return node + " enforces " + listed.Revision
+	case listed.Revision == "":
+		return fmt.Sprintf("%s enforces no revision of this set (%s: %s is not complete in the API yet)",
+			node, v1.RevisionIncompleteReason, listed.PendingRevision)
+	}
+	return fmt.Sprintf("%s enforces %s (%s: %s is not complete in the API yet)",
+		node, listed.Revision, v1.RevisionIncompleteReason, listed.PendingRevision)
+}
+
+// Bounds of the Enforced message of a set whose objects some nodes do not
+// enforce fully: the objects named per node, and the length of each
+// node's message quoted (the object's own status carries it whole).
+const (
+	maxObjectsInMessage    = 3
+	maxObjectMessageLength = 256
+)
+
+// shortfalls collects what nodes that enforce the applied revision do not
+// enforce of it, grouping the nodes that say the same: nodes running one
+// datapath version usually do.
+type shortfalls struct {
+	groups []*shortfall
+}
+
+// shortfall is one account of the objects not enforced fully and the nodes
+// that give it.
+type shortfall struct {
+	what  string
+	nodes []string
+}
+
+// add records node's entry for the set.
+func (s *shortfalls) add(node string, listed *v1.PolicySetEnforcement) {
+	objs := slices.Clone(listed.Objects)
+	slices.SortFunc(objs, func(a, b v1.ObjectEnforcement) int {
+		return strings.Compare(a.Kind+"\x00"+a.Namespace+"\x00"+a.Name, b.Kind+"\x00"+b.Namespace+"\x00"+b.Name)
+	})
+	var parts []string
+	for i, o := range objs {
+		if i == maxObjectsInMessage {
+			break
+		}
+		parts = append(parts, objectShortfall(o))
+	}
+	total := int(listed.Partial + listed.NotEnforced)
+	if total < len(objs) {
+		total = len(objs)
+	}
+	switch more := total - len(parts); {
+	case len(parts) == 0:
+		parts = append(parts, fmt.Sprintf("%d objects not enforced fully", total))
+	case more > 0:
+		parts = append(parts, fmt.Sprintf("and %d more objects not enforced fully", more))
+	}
+	what := strings.Join(parts, "; ")
+	for _, g := range s.groups {
+		if g.what == what {
+			g.nodes = append(g.nodes, node)
+			return
+		}
+	}
+	s.groups = append(s.groups, &shortfall{what: what, nodes: []string{node}})
+}
+
+// String names the first groups' nodes and objects and counts the rest.
+func (s *shortfalls) String() string {
+	var parts []string
+	for i, g := range s.groups {
+		if i == maxNodesInMessage {
+			n := 0
+			for _, g := range s.groups[i:] {
+				n += len(g.nodes)
+			}
+			parts = append(parts, fmt.Sprintf("and %d more nodes", n))
+			break
+		}
+		parts = append(parts, nodeList(g.nodes)+": "+g.what)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// objectShortfall is "NetworkPolicy shop/web: <message>" for an object
+// enforced in part, "NetworkPolicy shop/web: not enforced (LoadFailed):
+// <message>" for one not enforced at all.
+func objectShortfall(o v1.ObjectEnforcement) string {
+	ref := o.Kind + " " + o.Name
+	if o.Namespace != "" {
+		ref = o.Kind + " " + o.Namespace + "/" + o.Name
+	}
+	msg := clip(o.Message, maxObjectMessageLength)
+	if o.State == v1.ObjectNotEnforced {
+		return fmt.Sprintf("%s: not enforced (%s): %s", ref, o.Reason, msg)
+	}
+	return ref + ": " + msg
+}
+
+// nodeList is "a", "a, b", "a, b, c" or "a, b, c and 4 more nodes".
+func nodeList(nodes []string) string {
+	if len(nodes) <= maxNodesInMessage {
+		return strings.Join(nodes, ", ")
+	}
+	return strings.Join(nodes[:maxNodesInMessage], ", ") + fmt.Sprintf(" and %d more nodes", len(nodes)-maxNodesInMessage)
+}
+
+// clip shortens s to at most n runes, marking the cut with "…".
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
 
 // newestDrift returns the newest drift found within window before now.
@@ -228,11 +357,12 @@ func (r *PolicySetReconciler) driftWindow() time.Duration {
 }
 
 // reconcileEnforcement fills status.enforcement from the NodeEnforcement
-// objects and owns the Enforced and Drifted conditions; apiDrift is what
-// the apply step restored in this reconcile. It runs after the other steps
-// whether they succeeded or not: the nodes enforce the applied revision
-// either way. It returns when to look again for a drift to leave the
-// window.
+// objects, owns the Enforced and Drifted conditions, and writes the
+// Enforced and Ready conditions of the objects the set owns
+// (reconcileObjectStatus); apiDrift is what the apply step restored in
+// this reconcile. It runs after the other steps whether they succeeded or
+// not: the nodes enforce the applied revision either way. It returns when
+// to look again for a drift to leave the window.
 func (r *PolicySetReconciler) reconcileEnforcement(ctx context.Context, obj *v1.PolicySet, apiDrift []string) (time.Duration, error) {
 	var nodes v1.NodeEnforcementList
 	if err := r.List(ctx, &nodes); err != nil {
@@ -243,66 +373,124 @@ func (r *PolicySetReconciler) reconcileEnforcement(ctx context.Context, obj *v1.
 	obj.Status.Enforcement = &rep.summary
 	setCondition(&obj.Status.Conditions, obj.Generation, v1.EnforcedCondition, rep.status, rep.reason, rep.message)
 	setDrifted(&obj.Status.Conditions, obj.Generation, obj.Status.LastAppliedRevision, apiDrift, rep.kernel, window)
+	if err := r.reconcileObjectStatus(ctx, obj, nodes.Items); err != nil {
+		return rep.recheck, fmt.Errorf("objects' status: %w", err)
+	}
 	return rep.recheck, nil
 }
 
-// enforcementHandler maps NodeEnforcement events to the PolicySets they
-// concern. A node's list of set revisions, or its kernel drifts, changing
-// wakes the sets it lists (before and after); a node appearing, going, or
-// turning Ready or not, or its endpoint errors changing, changes every
-// set's count, so it wakes them all. The verify loop's heartbeat
-// (lastVerifiedTime) and map usage wake nothing.
+// nodeView is what one node's report says about one set: everything
+// enforcementOf and the objects' status read from it. Equal views give
+// equal reports, which is how the NodeEnforcement watch tells which sets a
+// change concerns.
+type nodeView struct {
+	ready bool
+	// listed is the node's entry for the set, without what changes with
+	// every switch of the node's maps (generation) or what nothing reads
+	// (the number of policies and of those enforced); nil when the node
+	// does not list the set.
+	listed *v1.PolicySetEnforcement
+	// errors are the node's endpoint errors when it does not enforce the
+	// set's applied revision: they say why it cannot.
+	errors []v1.EndpointError
+	// drifts are the node's kernel drifts when it lists the set.
+	drifts []v1.KernelDrift
+}
+
+// viewOf is what ne says about ps; a nil ne says nothing.
+func viewOf(ps *v1.PolicySet, ne *v1.NodeEnforcement) nodeView {
+	var v nodeView
+	if ne == nil {
+		return v
+	}
+	v.ready = apimeta.IsStatusConditionTrue(ne.Status.Conditions, v1.ReadyCondition)
+	for j := range ne.Status.PolicySets {
+		if s := ne.Status.PolicySets[j]; s.Namespace == ps.Namespace && s.Name == ps.Name {
+			s.Generation, s.Policies, s.Enforced = 0, 0, 0
+			v.listed = &s
+			break
+		}
+	}
+	rev := ps.Status.LastAppliedRevision
+	if rev == "" || v.listed == nil || v.listed.Revision != rev {
+		v.errors = ne.Status.Errors
+	}
+	if v.listed != nil {
+		v.drifts = ne.Status.Drifts
+	}
+	return v
+}
+
+// enforcementHandler maps NodeEnforcement events to the PolicySets whose
+// report they change: those for which viewOf differs before and after
+// (for a node appearing or going, every set it counts in). A node's
+// heartbeat (lastVerifiedTime), map usage and datapath generations change
+// no view and wake nothing; a node's new revision, objects, drifts or
+// readiness wake the sets it changes, not every set. Each wake is a full
+// reconcile, which is why this is selective.
 func (r *PolicySetReconciler) enforcementHandler() handler.EventHandler {
 	return handler.Funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			r.enqueueAllSets(ctx, q)
+			if n, ok := e.Object.(*v1.NodeEnforcement); ok {
+				r.enqueueChangedSets(ctx, q, nil, n)
+			}
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			r.enqueueAllSets(ctx, q)
+			if o, ok := e.Object.(*v1.NodeEnforcement); ok {
+				r.enqueueChangedSets(ctx, q, o, nil)
+			}
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			o, ok1 := e.ObjectOld.(*v1.NodeEnforcement)
 			n, ok2 := e.ObjectNew.(*v1.NodeEnforcement)
-			if !ok1 || !ok2 {
+			if !ok1 || !ok2 || sameReport(o, n) {
 				return
 			}
-			ready := func(ne *v1.NodeEnforcement) bool {
-				return apimeta.IsStatusConditionTrue(ne.Status.Conditions, v1.ReadyCondition)
-			}
-			if ready(o) != ready(n) || !reflect.DeepEqual(o.Status.Errors, n.Status.Errors) {
-				r.enqueueAllSets(ctx, q)
-				return
-			}
-			if setRevisions(o) == setRevisions(n) && reflect.DeepEqual(o.Status.Drifts, n.Status.Drifts) {
-				return
-			}
-			for _, ne := range []*v1.NodeEnforcement{o, n} {
-				for _, s := range ne.Status.PolicySets {
-					q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Name}})
-				}
-			}
+			r.enqueueChangedSets(ctx, q, o, n)
 		},
 	}
 }
 
-// setRevisions is a node's list of set revisions, without the datapath
-// generation and counts that change on every switch of its maps.
-func setRevisions(ne *v1.NodeEnforcement) string {
-	var b strings.Builder
-	for _, s := range ne.Status.PolicySets {
-		fmt.Fprintf(&b, "%s/%s@%s\n", s.Namespace, s.Name, s.Revision)
+// sameReport is true when two versions of a node's report differ in
+// nothing any set's view reads, so no set needs listing.
+func sameReport(o, n *v1.NodeEnforcement) bool {
+	ready := func(ne *v1.NodeEnforcement) bool {
+		return apimeta.IsStatusConditionTrue(ne.Status.Conditions, v1.ReadyCondition)
 	}
-	return b.String()
+	sets := func(ne *v1.NodeEnforcement) []v1.PolicySetEnforcement {
+		out := slices.Clone(ne.Status.PolicySets)
+		for i := range out {
+			out[i].Generation, out[i].Policies, out[i].Enforced = 0, 0, 0
+		}
+		return out
+	}
+	return ready(o) == ready(n) &&
+		reflect.DeepEqual(sets(o), sets(n)) &&
+		reflect.DeepEqual(o.Status.Errors, n.Status.Errors) &&
+		reflect.DeepEqual(o.Status.Drifts, n.Status.Drifts)
 }
 
-// enqueueAllSets wakes every PolicySet.
-func (r *PolicySetReconciler) enqueueAllSets(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+// enqueueChangedSets wakes the PolicySets whose view of the node differs
+// between o and n (either may be nil), read from the cache.
+func (r *PolicySetReconciler) enqueueChangedSets(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request], o, n *v1.NodeEnforcement) {
 	var list v1.PolicySetList
 	if err := r.List(ctx, &list); err != nil {
 		log.FromContext(ctx).Error(err, "list policysets for a NodeEnforcement change")
 		return
 	}
-	for _, ps := range list.Items {
-		q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&ps)})
+	for _, key := range changedSets(list.Items, o, n) {
+		q.Add(reconcile.Request{NamespacedName: key})
 	}
+}
+
+// changedSets are the sets whose view of the node differs between o and n.
+func changedSets(sets []v1.PolicySet, o, n *v1.NodeEnforcement) []types.NamespacedName {
+	var out []types.NamespacedName
+	for i := range sets {
+		ps := &sets[i]
+		if !reflect.DeepEqual(viewOf(ps, o), viewOf(ps, n)) {
+			out = append(out, client.ObjectKeyFromObject(ps))
+		}
+	}
+	return out
 }

@@ -19,6 +19,8 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +46,10 @@ type nodeReport struct {
 	sets     map[string]string // "ns/name" → revision
 	errs     []v1.EndpointError
 	drifts   []v1.KernelDrift
+	// objects are what the node says of the sets' objects, by "ns/name"
+	// of the set: counts, the objects not enforced fully, a pending
+	// revision. The counts are derived from the objects unless set.
+	objects map[string]v1.PolicySetEnforcement
 }
 
 func (n nodeReport) object() v1.NodeEnforcement {
@@ -62,13 +68,38 @@ func (n nodeReport) fill(ne *v1.NodeEnforcement) {
 	ne.Status.Conditions = nil
 	apimeta.SetStatusCondition(&ne.Status.Conditions, metav1.Condition{Type: v1.ReadyCondition, Status: st, Reason: reason, Message: "test report"})
 	ne.Status.PolicySets = nil
-	for k, rev := range n.sets {
+	// In a stable order, as the agent writes them.
+	for _, k := range slices.Sorted(maps.Keys(n.sets)) {
+		rev := n.sets[k]
 		ns, name, _ := strings.Cut(k, "/")
-		ne.Status.PolicySets = append(ne.Status.PolicySets, v1.PolicySetEnforcement{Namespace: ns, Name: name, Revision: rev, Policies: 2, Generation: 7})
+		e := v1.PolicySetEnforcement{Namespace: ns, Name: name, Revision: rev, Policies: 2, Generation: 7, Enforced: 2}
+		if o, ok := n.objects[k]; ok {
+			e.Objects, e.PendingRevision, e.Partial, e.NotEnforced = o.Objects, o.PendingRevision, o.Partial, o.NotEnforced
+			if o.Partial == 0 && o.NotEnforced == 0 {
+				for _, oe := range o.Objects {
+					if oe.State == v1.ObjectNotEnforced {
+						e.NotEnforced++
+					} else {
+						e.Partial++
+					}
+				}
+			}
+			e.Enforced = max(0, e.Policies-e.Partial-e.NotEnforced)
+		}
+		ne.Status.PolicySets = append(ne.Status.PolicySets, e)
 	}
 	ne.Status.Errors = n.errs
 	ne.Status.Drifts = n.drifts
 }
+
+// httpNotEnforced is the agent's account of an HTTP rule its datapath
+// does not enforce.
+var httpNotEnforced = v1.ObjectEnforcement{Kind: "NetworkPolicy", Namespace: "shop", Name: "frontend", State: v1.ObjectPartial,
+	Reason: v1.NotSupportedReason, Message: "ingress HTTP rules on 80/TCP are not enforced: the kernel passes every request on the port that L3/L4 allows"}
+
+// lsmNotLoaded is the agent's account of a tracing policy it cannot load.
+var lsmNotLoaded = v1.ObjectEnforcement{Kind: "TracingPolicy", Namespace: "platform", Name: "no-ptrace", State: v1.ObjectNotEnforced,
+	Reason: v1.HookUnavailableReason, Message: "LSM hook file_open: the kernel has no BPF LSM (lsm= lacks bpf)"}
 
 var mapFull = v1.EndpointError{Endpoint: "shop/web-0", Reason: v1.MapFullReason, Message: "policy map full (65536 entries)"}
 
@@ -133,6 +164,65 @@ func TestEnforcementOf(t *testing.T) {
 			kernel: []string{"a: MapEntry drift at 11:59:00Z, repaired: policy map entry 10.0.0.1:443",
 				"b: MapEntry drift at 11:56:00Z, not repaired (map is read-only): tcx link on veth1"},
 			recheck: time.Minute},
+		{name: "an object enforced in part", applied: testRev,
+			nodes: []nodeReport{{name: "a", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{"team/shop": {
+				Objects: []v1.ObjectEnforcement{lsmNotLoaded, httpNotEnforced}}}}},
+			summary: v1.EnforcementSummary{Nodes: 1, Summary: "0/1"}, status: metav1.ConditionFalse, reason: v1.PartiallyEnforcedReason,
+			msg: []string{"0/1 nodes enforce " + testRev + " fully; a: NetworkPolicy shop/frontend: ingress HTTP rules on 80/TCP are not enforced: the kernel passes every request on the port that L3/L4 allows" +
+				"; TracingPolicy platform/no-ptrace: not enforced (HookUnavailable): LSM hook file_open"}},
+		{name: "nodes that say the same are named together", applied: testRev,
+			nodes: []nodeReport{
+				{name: "a", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{"team/shop": {Objects: []v1.ObjectEnforcement{httpNotEnforced}}}},
+				{name: "b", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{"team/shop": {Objects: []v1.ObjectEnforcement{httpNotEnforced}}}},
+				{name: "c", sets: at(testRev)},
+				{name: "d", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{"team/shop": {Objects: []v1.ObjectEnforcement{lsmNotLoaded}}}},
+			},
+			summary: v1.EnforcementSummary{Nodes: 4, Enforced: 1, Summary: "1/4"}, status: metav1.ConditionFalse, reason: v1.PartiallyEnforcedReason,
+			msg: []string{"1/4 nodes enforce " + testRev + " fully; a, b: NetworkPolicy shop/frontend: ingress HTTP", "; d: TracingPolicy platform/no-ptrace: not enforced"}},
+		{name: "a few objects named, the rest counted", applied: testRev,
+			nodes: []nodeReport{{name: "a", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{"team/shop": {
+				Partial: 70, Objects: manyObjects(64)}}}},
+			summary: v1.EnforcementSummary{Nodes: 1, Summary: "0/1"}, status: metav1.ConditionFalse, reason: v1.PartiallyEnforcedReason,
+			msg: []string{"NetworkPolicy shop/p00: ", "NetworkPolicy shop/p02: ", "; and 67 more objects not enforced fully"}},
+		{name: "counts without a list", applied: testRev,
+			nodes: []nodeReport{{name: "a", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{"team/shop": {NotEnforced: 2}}}},
+			summary: v1.EnforcementSummary{Nodes: 1, Summary: "0/1"}, status: metav1.ConditionFalse, reason: v1.PartiallyEnforcedReason,
+			msg: []string{"a: 2 objects not enforced fully"}},
+		{name: "a long message is clipped", applied: testRev,
+			nodes: []nodeReport{{name: "a", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{"team/shop": {
+				Objects: []v1.ObjectEnforcement{{Kind: "TracingPolicy", Namespace: "platform", Name: "x", State: v1.ObjectNotEnforced, Reason: v1.LoadFailedReason,
+					Message: "verifier: " + strings.Repeat("R1 invalid mem access; ", 80)}}}}}},
+			summary: v1.EnforcementSummary{Nodes: 1, Summary: "0/1"}, status: metav1.ConditionFalse, reason: v1.PartiallyEnforcedReason,
+			msg: []string{"TracingPolicy platform/x: not enforced (LoadFailed): verifier: R1", "…"}},
+		{name: "in part on one node, behind on another", applied: testRev,
+			nodes: []nodeReport{
+				{name: "a", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{"team/shop": {Objects: []v1.ObjectEnforcement{httpNotEnforced}}}},
+				{name: "b", sets: at(testOldRev)},
+			},
+			summary: v1.EnforcementSummary{Nodes: 2, Summary: "0/2"}, status: metav1.ConditionFalse, reason: v1.PartiallyEnforcedReason,
+			msg: []string{"a: NetworkPolicy shop/frontend", "; waiting for b enforces " + testOldRev}},
+		{name: "endpoint errors come before objects enforced in part", applied: testRev,
+			nodes: []nodeReport{
+				{name: "a", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{"team/shop": {Objects: []v1.ObjectEnforcement{httpNotEnforced}}}},
+				{name: "b", notReady: true, errs: []v1.EndpointError{mapFull}},
+			},
+			summary: v1.EnforcementSummary{Nodes: 1, Summary: "0/1"}, status: metav1.ConditionFalse, reason: v1.EnforcementFailedReason,
+			msg: []string{"failing: b: MapFull"}},
+		{name: "waiting for a revision to be complete in the API", applied: testRev,
+			nodes: []nodeReport{
+				{name: "a", sets: at(testOldRev), objects: map[string]v1.PolicySetEnforcement{"team/shop": {PendingRevision: testRev}}},
+				{name: "b", sets: at(""), objects: map[string]v1.PolicySetEnforcement{"team/shop": {PendingRevision: testRev}}},
+			},
+			summary: v1.EnforcementSummary{Nodes: 2, Summary: "0/2"}, status: metav1.ConditionFalse, reason: v1.EnforcementPendingReason,
+			msg: []string{"waiting for a enforces " + testOldRev + " (RevisionIncomplete: " + testRev + " is not complete in the API yet)",
+				"b enforces no revision of this set (RevisionIncomplete: "}},
+		{name: "a newer pending revision does not take the applied one away", applied: testRev,
+			nodes:   []nodeReport{{name: "a", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{"team/shop": {PendingRevision: "main@sha1:3333333333333333333333333333333333333333"}}}},
+			summary: v1.EnforcementSummary{Nodes: 1, Enforced: 1, Summary: "1/1"}, status: metav1.ConditionTrue, reason: v1.EnforcementSucceededReason},
+		{name: "objects of an older revision do not count", applied: testRev,
+			nodes:   []nodeReport{{name: "a", sets: at(testOldRev), objects: map[string]v1.PolicySetEnforcement{"team/shop": {Objects: []v1.ObjectEnforcement{httpNotEnforced}}}}},
+			summary: v1.EnforcementSummary{Nodes: 1, Summary: "0/1"}, status: metav1.ConditionFalse, reason: v1.EnforcementPendingReason,
+			msg: []string{"waiting for a enforces " + testOldRev}},
 		{name: "many nodes behind", applied: testRev,
 			nodes:   []nodeReport{{name: "a"}, {name: "b"}, {name: "c"}, {name: "d"}, {name: "e"}},
 			summary: v1.EnforcementSummary{Nodes: 5, Summary: "0/5"}, status: metav1.ConditionFalse, reason: v1.EnforcementPendingReason,
@@ -162,6 +252,79 @@ func TestEnforcementOf(t *testing.T) {
 			}
 			if rep.recheck != tc.recheck {
 				t.Errorf("recheck %s, want %s", rep.recheck, tc.recheck)
+			}
+		})
+	}
+}
+
+// manyObjects are n NetworkPolicies p00, p01, ... enforced in part.
+func manyObjects(n int) []v1.ObjectEnforcement {
+	out := make([]v1.ObjectEnforcement, n)
+	for i := range out {
+		out[i] = httpNotEnforced
+		out[i].Name = fmt.Sprintf("p%02d", i)
+	}
+	// The agent's order is not the message's.
+	slices.Reverse(out)
+	return out
+}
+
+// TestChangedSets wakes the sets whose report a node's change changes,
+// and only those.
+func TestChangedSets(t *testing.T) {
+	set := func(ns, name, applied string) v1.PolicySet {
+		ps := v1.PolicySet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		ps.Status.LastAppliedRevision = applied
+		return ps
+	}
+	sets := []v1.PolicySet{set("team", "shop", testRev), set("team", "db", testRev), set("other", "shop", testRev)}
+	both := map[string]string{"team/shop": testRev, "team/db": testRev}
+	node := func(n nodeReport) *v1.NodeEnforcement {
+		ne := n.object()
+		return &ne
+	}
+	heartbeat := node(nodeReport{name: "a", sets: both})
+	heartbeat.Status.LastVerifiedTime = &metav1.Time{Time: time.Now()}
+	heartbeat.Status.Maps = []v1.MapUsage{{Name: "policy", Entries: 10, MaxEntries: 100}}
+	heartbeat.Status.PolicySets[0].Generation++
+	for _, tc := range []struct {
+		name string
+		old  *v1.NodeEnforcement
+		new  *v1.NodeEnforcement
+		want []string
+	}{
+		{name: "a Ready node appears: every count changes", new: node(nodeReport{name: "a", sets: both}),
+			want: []string{"team/shop", "team/db", "other/shop"}},
+		{name: "a node that is not Ready appears", new: node(nodeReport{name: "a", notReady: true})},
+		{name: "a node goes", old: node(nodeReport{name: "a", sets: both}),
+			want: []string{"team/shop", "team/db", "other/shop"}},
+		{name: "heartbeat, map usage and generations", old: node(nodeReport{name: "a", sets: both}), new: heartbeat},
+		{name: "one set's objects", old: node(nodeReport{name: "a", sets: both}),
+			new:  node(nodeReport{name: "a", sets: both, objects: map[string]v1.PolicySetEnforcement{"team/db": {Objects: []v1.ObjectEnforcement{httpNotEnforced}}}}),
+			want: []string{"team/db"}},
+		{name: "one set's pending revision", old: node(nodeReport{name: "a", sets: both}),
+			new:  node(nodeReport{name: "a", sets: both, objects: map[string]v1.PolicySetEnforcement{"team/shop": {PendingRevision: testOldRev}}}),
+			want: []string{"team/shop"}},
+		{name: "one set's new revision", old: node(nodeReport{name: "a", sets: map[string]string{"team/shop": testOldRev, "team/db": testRev}}),
+			new: node(nodeReport{name: "a", sets: both}), want: []string{"team/shop"}},
+		{name: "endpoint errors matter to the sets the node does not enforce", old: node(nodeReport{name: "a", sets: both}),
+			new: node(nodeReport{name: "a", sets: both, errs: []v1.EndpointError{mapFull}}), want: []string{"other/shop"}},
+		{name: "drift matters to the sets the node lists", old: node(nodeReport{name: "a", sets: both}),
+			new:  node(nodeReport{name: "a", sets: both, drifts: []v1.KernelDrift{drift(time.Now(), "x", true)}}),
+			want: []string{"team/shop", "team/db"}},
+		{name: "readiness", old: node(nodeReport{name: "a", sets: both}), new: node(nodeReport{name: "a", notReady: true, sets: both}),
+			want: []string{"team/shop", "team/db", "other/shop"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, k := range changedSets(sets, tc.old, tc.new) {
+				got = append(got, k.String())
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("woke %v, want %v", got, tc.want)
+			}
+			if tc.old != nil && tc.new != nil && sameReport(tc.old, tc.new) != (len(tc.want) == 0) {
+				t.Errorf("sameReport %v with %d sets woken", sameReport(tc.old, tc.new), len(tc.want))
 			}
 		})
 	}

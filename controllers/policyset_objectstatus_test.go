@@ -1,0 +1,157 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"strings"
+	"testing"
+
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/render"
+)
+
+// TestObjectEnforcement derives one object's Enforced condition from the
+// nodes' reports, table-driven.
+func TestObjectEnforcement(t *testing.T) {
+	at := func(rev string) map[string]string { return map[string]string{"team/shop": rev} }
+	with := func(o ...v1.ObjectEnforcement) map[string]v1.PolicySetEnforcement {
+		return map[string]v1.PolicySetEnforcement{"team/shop": {Objects: o}}
+	}
+	frontend := objectKey{"NetworkPolicy", "shop", "frontend"}
+	other := httpNotEnforced
+	other.Message = "egress DNS rules on 53/UDP are not enforced"
+	for _, tc := range []struct {
+		name   string
+		rev    string
+		key    objectKey
+		nodes  []nodeReport
+		status metav1.ConditionStatus
+		reason string
+		msg    []string
+	}{
+		{name: "nothing applied", key: frontend, nodes: []nodeReport{{name: "a"}},
+			status: metav1.ConditionFalse, reason: v1.EnforcementPendingReason, msg: []string{"no revision applied yet"}},
+		{name: "no agent", rev: testRev, key: frontend, nodes: []nodeReport{{name: "a", notReady: true, sets: at(testRev)}},
+			status: metav1.ConditionFalse, reason: v1.EnforcementPendingReason, msg: []string{"is the agent running?"}},
+		{name: "every node enforces it", rev: testRev, key: frontend,
+			nodes:  []nodeReport{{name: "a", sets: at(testRev)}, {name: "b", sets: at(testRev), objects: with(lsmNotLoaded)}},
+			status: metav1.ConditionTrue, reason: v1.EnforcementSucceededReason, msg: []string{"every Ready node enforces revision " + testRev + " fully"}},
+		{name: "in part on one node", rev: testRev, key: frontend,
+			nodes:  []nodeReport{{name: "a", sets: at(testRev)}, {name: "b", sets: at(testRev), objects: with(httpNotEnforced)}},
+			status: metav1.ConditionFalse, reason: v1.NotSupportedReason,
+			msg: []string{"partly enforced on b: ingress HTTP rules on 80/TCP are not enforced: the kernel passes every request on the port that L3/L4 allows"}},
+		{name: "not at all", rev: testRev, key: objectKey{"TracingPolicy", "platform", "no-ptrace"},
+			nodes:  []nodeReport{{name: "a", sets: at(testRev), objects: with(lsmNotLoaded)}},
+			status: metav1.ConditionFalse, reason: v1.HookUnavailableReason,
+			msg: []string{"not enforced on a (HookUnavailable): LSM hook file_open: the kernel has no BPF LSM"}},
+		{name: "nodes that say the same are named together", rev: testRev, key: frontend,
+			nodes: []nodeReport{
+				{name: "a", sets: at(testRev), objects: with(httpNotEnforced)},
+				{name: "b", sets: at(testRev), objects: with(other)},
+				{name: "c", sets: at(testRev), objects: with(httpNotEnforced)},
+				{name: "d", sets: at(testOldRev)},
+			},
+			status: metav1.ConditionFalse, reason: v1.NotSupportedReason,
+			msg: []string{"partly enforced on a, c: ingress HTTP rules", "; partly enforced on b: egress DNS rules"}},
+		{name: "behind", rev: testRev, key: frontend,
+			nodes:  []nodeReport{{name: "a", sets: at(testRev)}, {name: "b", sets: at(testOldRev), objects: with(httpNotEnforced)}, {name: "c"}},
+			status: metav1.ConditionFalse, reason: v1.EnforcementPendingReason,
+			msg: []string{"waiting for every Ready node to enforce revision " + testRev + "; the Enforced condition of PolicySet team/shop names them"}},
+		{name: "a revision not complete in the API", rev: testRev, key: frontend,
+			nodes: []nodeReport{{name: "a", sets: at(testOldRev), objects: map[string]v1.PolicySetEnforcement{
+				"team/shop": {PendingRevision: testRev}}}},
+			status: metav1.ConditionFalse, reason: v1.EnforcementPendingReason},
+		{name: "a node lists only some of what it does not enforce", rev: testRev, key: frontend,
+			nodes: []nodeReport{{name: "a", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{
+				"team/shop": {Partial: 100, Objects: manyObjects(64)}}}},
+			status: metav1.ConditionUnknown, reason: v1.PartiallyEnforcedReason, msg: []string{"the reports of a list only 64"}},
+		{name: "a listed object on a node that lists only some", rev: testRev, key: objectKey{"NetworkPolicy", "shop", "p07"},
+			nodes: []nodeReport{{name: "a", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{
+				"team/shop": {Partial: 100, Objects: manyObjects(64)}}}},
+			status: metav1.ConditionFalse, reason: v1.NotSupportedReason, msg: []string{"partly enforced on a: ingress HTTP"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ps := &v1.PolicySet{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "shop"}}
+			var nodes []v1.NodeEnforcement
+			for _, n := range tc.nodes {
+				nodes = append(nodes, n.object())
+			}
+			status, reason, msg := objectEnforcement(ps, tc.rev, tc.key, setReports(ps, nodes))
+			if status != tc.status || reason != tc.reason {
+				t.Errorf("Enforced %s/%s %q, want %s/%s", status, reason, msg, tc.status, tc.reason)
+			}
+			for _, s := range tc.msg {
+				if !strings.Contains(msg, s) {
+					t.Errorf("message %q does not contain %q", msg, s)
+				}
+			}
+		})
+	}
+}
+
+// TestObjectRevision tells which revision an owned object belongs to.
+func TestObjectRevision(t *testing.T) {
+	const next = "main@sha1:3333333333333333333333333333333333333333"
+	ps := &v1.PolicySet{}
+	ps.Status.LastAppliedRevision, ps.Status.LastAttemptedRevision = testRev, next
+	np := func(rev string) *v1.NetworkPolicy {
+		o := &v1.NetworkPolicy{}
+		o.SetAnnotations(map[string]string{render.AnnotationRevision: rev})
+		return o
+	}
+	// An apply of next that failed half-way: its objects wait for it.
+	if got := objectRevision(ps, np(next)); got != next {
+		t.Errorf("object of the attempted revision: %s, want %s", got, next)
+	}
+	if got := objectRevision(ps, np(testRev)); got != testRev {
+		t.Errorf("object of the applied revision: %s, want %s", got, testRev)
+	}
+	// The cache still holds the object as it was before the apply.
+	ps.Status.LastAttemptedRevision = testRev
+	if got := objectRevision(ps, np(testOldRev)); got != testRev {
+		t.Errorf("stale object: %s, want %s", got, testRev)
+	}
+}
+
+// TestSetObjectConditions writes Enforced and Ready and reports a change
+// only when there is one, so a steady set writes no object.
+func TestSetObjectConditions(t *testing.T) {
+	var st v1.PolicyStatus
+	long := strings.Repeat("ingress HTTP rules on 80/TCP are not enforced; ", 10)
+	if !setObjectConditions(&st, 3, metav1.ConditionFalse, v1.NotSupportedReason, long) {
+		t.Fatal("first write reported no change")
+	}
+	if setObjectConditions(&st, 3, metav1.ConditionFalse, v1.NotSupportedReason, long) {
+		t.Error("the same conditions again reported a change")
+	}
+	e := apimeta.FindStatusCondition(st.Conditions, v1.EnforcedCondition)
+	r := apimeta.FindStatusCondition(st.Conditions, v1.ReadyCondition)
+	if e == nil || r == nil || e.Message != long || r.Status != metav1.ConditionFalse || r.Reason != v1.NotSupportedReason ||
+		len([]rune(r.Message)) != maxReadyMessageLength || !strings.HasSuffix(r.Message, "…") || st.ObservedGeneration != 3 {
+		t.Fatalf("conditions %+v", st)
+	}
+	if !setObjectConditions(&st, 4, metav1.ConditionTrue, v1.EnforcementSucceededReason, "every Ready node enforces revision x fully") {
+		t.Fatal("a new status reported no change")
+	}
+	r = apimeta.FindStatusCondition(st.Conditions, v1.ReadyCondition)
+	if r.Status != metav1.ConditionTrue || r.Reason != v1.SucceededReason || r.ObservedGeneration != 4 {
+		t.Errorf("Ready %+v", r)
+	}
+}
