@@ -6,10 +6,20 @@
 /*
  * Palisade's L3/L4 policy enforcement for TC (TCX) hooks.
  *
- * palisade_from_endpoint decides a packet as the egress of its source,
- * palisade_to_endpoint as the ingress of its destination. On the host side
- * of a workload's veth, TCX ingress runs from_endpoint and TCX egress runs
- * to_endpoint; on a host interface it is the other way round.
+ * palisade_from_workload decides a packet as the egress of its source,
+ * palisade_to_workload as the ingress of its destination; on the host side
+ * of a workload's veth, TCX ingress runs from_workload and TCX egress runs
+ * to_workload. palisade_from_endpoint and palisade_to_endpoint do the same
+ * on a host interface, where TCX ingress runs to_endpoint and TCX egress
+ * from_endpoint.
+ *
+ * The two pairs differ only when a packet's local address (source on
+ * egress, destination on ingress) has no endpoint entry, or there is no
+ * generation to decide by. On a host interface most addresses are no
+ * workload's, and such a packet passes (not enforced). On a workload's
+ * interface the workload's own address must have an entry, so the
+ * programs fail closed: the packet is dropped and reported, unless its
+ * local address can never be a workload's own (never_own).
  *
  * A packet is decided as engine.MapState.LookupSide says (see
  * internal/engine/lookup.go): enforcement point by address, peer identity
@@ -287,6 +297,46 @@ static __always_inline void ct_touch(struct ct_value *ct, struct pkt *p, __u64 n
 	}
 }
 
+/*
+ * never_own says whether a local address can never be a workload's own, so
+ * that a workload's programs decide it as a host interface's do (an
+ * address without an endpoint entry is not enforced): the unspecified
+ * address (0.0.0.0, ::), IPv4 broadcast 255.255.255.255 and multicast
+ * 224.0.0.0/4, IPv6 link-local fe80::/10 and multicast ff00::/8. Neighbour
+ * discovery, duplicate address detection, router discovery, MLD, IGMP and
+ * DHCP use them, and none of them is routed beyond the link.
+ */
+static __always_inline int never_own(__u8 family, const __u8 *a)
+{
+	if (family == AF_INET4) {
+		__u32 w;
+		__builtin_memcpy(&w, a, 4);
+		return w == 0 || w == 0xffffffff || (a[0] & 0xf0) == 0xe0;
+	}
+	if (a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80))
+		return 1;
+	__u64 hi, lo;
+	__builtin_memcpy(&hi, a, 8);
+	__builtin_memcpy(&lo, a + 8, 8);
+	return (hi | lo) == 0;
+}
+
+/*
+ * no_state: there is no generation to decide by (before the first Apply).
+ * A host interface passes the packet; a workload's drops it unless
+ * fail_closed is 0.
+ */
+static __always_inline int no_state(struct __sk_buff *skb, __u64 generation, struct pkt *p, __u8 dir,
+				    int fail_closed)
+{
+	count(COUNTER_NO_STATE);
+	if (!fail_closed)
+		return TC_ACT_UNSPEC;
+	count(COUNTER_NO_ENDPOINT);
+	emit(skb, generation, p, dir, 0, 0, VERDICT_DENY, REASON_NO_STATE, 0, 0);
+	return TC_ACT_SHOT;
+}
+
 /* ct_fill sets the key of the connection that p opens on side dir. */
 static __always_inline void ct_fill(struct ct_key *ck, struct pkt *p, __u8 dir)
 {
@@ -297,7 +347,12 @@ static __always_inline void ct_fill(struct ct_key *ck, struct pkt *p, __u8 dir)
 	ck->direction = dir;
 }
 
-static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+/*
+ * handle decides a packet as side dir of the endpoint that has its local
+ * address. workload says the interface is a workload's, whose programs
+ * fail closed.
+ */
+static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 {
 	struct pkt p = {};
 	struct state s;
@@ -308,10 +363,12 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		count(COUNTER_NON_IP);
 		return TC_ACT_UNSPEC;
 	}
-	if (load_slot(&s) < 0) {
-		count(COUNTER_NO_STATE);
-		return TC_ACT_UNSPEC;
-	}
+	const __u8 *local = dir == DIR_EGRESS ? p.saddr : p.daddr;
+	const __u8 *remote = dir == DIR_EGRESS ? p.daddr : p.saddr;
+	/* A malformed packet's addresses may not have been read: no exemption. */
+	int fail_closed = workload && (r == PARSE_MALFORMED || !never_own(p.family, local));
+	if (load_slot(&s) < 0)
+		return no_state(skb, 0, &p, dir, fail_closed);
 	__u64 generation = s.generation;
 	__u32 gen = generation;
 
@@ -351,24 +408,27 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		}
 	}
 
-	if (load_maps(&s) < 0) {
-		count(COUNTER_NO_STATE);
-		return TC_ACT_UNSPEC;
-	}
+	if (load_maps(&s) < 0)
+		return no_state(skb, generation, &p, dir, fail_closed);
 	if (r == PARSE_MALFORMED) {
 		count(COUNTER_MALFORMED);
 		emit(skb, generation, &p, dir, 0, 0, VERDICT_DENY, REASON_MALFORMED, 0, 0);
 		return TC_ACT_SHOT;
 	}
 
-	const __u8 *local = dir == DIR_EGRESS ? p.saddr : p.daddr;
-	const __u8 *remote = dir == DIR_EGRESS ? p.daddr : p.saddr;
 	struct addr_key ek = {.family = p.family};
 	__builtin_memcpy(ek.addr, local, 16);
 	struct endpoint_value *ep = bpf_map_lookup_elem(s.endpoints, &ek);
 	if (!ep) {
-		count(COUNTER_NOT_ENFORCED);
-		return TC_ACT_UNSPEC;
+		if (!fail_closed) {
+			count(COUNTER_NOT_ENFORCED);
+			return TC_ACT_UNSPEC;
+		}
+		/* A workload the agent could not program: dropped, never passed. */
+		count(COUNTER_NO_ENDPOINT);
+		emit(skb, generation, &p, dir, 0, lookup_identity(&s, p.family, remote), VERDICT_DENY,
+		     REASON_NO_ENDPOINT, 0, 0);
+		return TC_ACT_SHOT;
 	}
 
 	/* Fragments: the first one's ports stand for the later ones. */
@@ -465,16 +525,30 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	return TC_ACT_UNSPEC;
 }
 
+/* Host interfaces: a local address without an endpoint entry passes. */
 SEC("tc")
 int palisade_from_endpoint(struct __sk_buff *skb)
 {
-	return handle(skb, DIR_EGRESS);
+	return handle(skb, DIR_EGRESS, 0);
 }
 
 SEC("tc")
 int palisade_to_endpoint(struct __sk_buff *skb)
 {
-	return handle(skb, DIR_INGRESS);
+	return handle(skb, DIR_INGRESS, 0);
+}
+
+/* The host side of a workload's veth: fail closed. */
+SEC("tc")
+int palisade_from_workload(struct __sk_buff *skb)
+{
+	return handle(skb, DIR_EGRESS, 1);
+}
+
+SEC("tc")
+int palisade_to_workload(struct __sk_buff *skb)
+{
+	return handle(skb, DIR_INGRESS, 1);
 }
 
 /* palisade_parse_only parses like the others and decides nothing: the

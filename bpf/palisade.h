@@ -40,6 +40,13 @@ enum reason {
 	REASON_L7_DENIED = 5,
 	REASON_REPLY = 16,     /* a reply of a tracked connection */
 	REASON_MALFORMED = 17, /* an IP packet the parser rejects */
+	/*
+	 * Dropped on a workload's interface, which fails closed: the packet's
+	 * local address has no endpoint entry in the active generation
+	 * (REASON_NO_ENDPOINT), or there is no generation (REASON_NO_STATE).
+	 */
+	REASON_NO_ENDPOINT = 18,
+	REASON_NO_STATE = 19,
 };
 
 /* engine.EndpointFlags */
@@ -216,7 +223,12 @@ struct runtime_settings {
 	__u32 events; /* EVENTS_* */
 };
 
-/* Per-CPU counters, indexes of the counters array. */
+/*
+ * Per-CPU counters, indexes of the counters array. New counters go before
+ * COUNTER_MAX: an index never changes meaning. The array has
+ * COUNTER_SLOTS entries so that a new counter does not change the pinned
+ * map's layout.
+ */
 enum counter {
 	COUNTER_PACKETS = 0,
 	COUNTER_ALLOWED,
@@ -230,7 +242,11 @@ enum counter {
 	COUNTER_EVENTS_LOST,
 	COUNTER_NO_STATE,
 	COUNTER_L7_UNENFORCED,
+	COUNTER_NO_ENDPOINT, /* dropped on a workload's interface: no endpoint entry or no state */
 	COUNTER_MAX,
 };
+
+#define COUNTER_SLOTS 32
+_Static_assert(COUNTER_MAX <= COUNTER_SLOTS, "counters array too small");
 
 #endif /* PALISADE_H */

@@ -39,7 +39,8 @@ const (
 	PalisadeCounterCOUNTER_EVENTS_LOST  PalisadeCounter = 9
 	PalisadeCounterCOUNTER_NO_STATE     PalisadeCounter = 10
 	PalisadeCounterCOUNTER_L7UNENFORCED PalisadeCounter = 11
-	PalisadeCounterCOUNTER_MAX          PalisadeCounter = 12
+	PalisadeCounterCOUNTER_NO_ENDPOINT  PalisadeCounter = 12
+	PalisadeCounterCOUNTER_MAX          PalisadeCounter = 13
 )
 
 type PalisadeCtKey struct {
@@ -173,6 +174,8 @@ const (
 	PalisadeReasonREASON_L7DENIED     PalisadeReason = 5
 	PalisadeReasonREASON_REPLY        PalisadeReason = 16
 	PalisadeReasonREASON_MALFORMED    PalisadeReason = 17
+	PalisadeReasonREASON_NO_ENDPOINT  PalisadeReason = 18
+	PalisadeReasonREASON_NO_STATE     PalisadeReason = 19
 )
 
 type PalisadeRuntimeSettings struct {
@@ -205,8 +208,10 @@ const (
 	PalisadeMapGenerations           = "generations"
 	PalisadeMapSettings              = "settings"
 	PalisadeProgPalisadeFromEndpoint = "palisade_from_endpoint"
+	PalisadeProgPalisadeFromWorkload = "palisade_from_workload"
 	PalisadeProgPalisadeParseOnly    = "palisade_parse_only"
 	PalisadeProgPalisadeToEndpoint   = "palisade_to_endpoint"
+	PalisadeProgPalisadeToWorkload   = "palisade_to_workload"
 	PalisadeVarBtfAddrKey            = "__btf_addr_key"
 	PalisadeVarBtfCounter            = "__btf_counter"
 	PalisadeVarBtfDirection          = "__btf_direction"
@@ -264,8 +269,10 @@ type PalisadeSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type PalisadeProgramSpecs struct {
 	PalisadeFromEndpoint *ebpf.ProgramSpec `ebpf:"palisade_from_endpoint"`
+	PalisadeFromWorkload *ebpf.ProgramSpec `ebpf:"palisade_from_workload"`
 	PalisadeParseOnly    *ebpf.ProgramSpec `ebpf:"palisade_parse_only"`
 	PalisadeToEndpoint   *ebpf.ProgramSpec `ebpf:"palisade_to_endpoint"`
+	PalisadeToWorkload   *ebpf.ProgramSpec `ebpf:"palisade_to_workload"`
 }
 
 // PalisadeMapSpecs contains maps before they are loaded into the kernel.
@@ -378,15 +385,19 @@ type PalisadeVariables struct {
 // It can be passed to LoadPalisadeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PalisadePrograms struct {
 	PalisadeFromEndpoint *ebpf.Program `ebpf:"palisade_from_endpoint"`
+	PalisadeFromWorkload *ebpf.Program `ebpf:"palisade_from_workload"`
 	PalisadeParseOnly    *ebpf.Program `ebpf:"palisade_parse_only"`
 	PalisadeToEndpoint   *ebpf.Program `ebpf:"palisade_to_endpoint"`
+	PalisadeToWorkload   *ebpf.Program `ebpf:"palisade_to_workload"`
 }
 
 func (p *PalisadePrograms) Close() error {
 	return _PalisadeClose(
 		p.PalisadeFromEndpoint,
+		p.PalisadeFromWorkload,
 		p.PalisadeParseOnly,
 		p.PalisadeToEndpoint,
+		p.PalisadeToWorkload,
 	)
 }
 

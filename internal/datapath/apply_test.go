@@ -309,7 +309,10 @@ func TestAdoptPinnedState(t *testing.T) {
 		if a.Ifindex != ifindex {
 			t.Errorf("attachment %+v, want ifindex %d", a, ifindex)
 		}
-		info, err := d2.program(a.Direction).Info()
+		if !a.Workload() {
+			t.Errorf("attachment %+v of AttachWorkload does not face a workload", a)
+		}
+		info, err := d2.programAt(a.Hook, a.Direction).Info()
 		if err != nil {
 			t.Fatal(err)
 		}

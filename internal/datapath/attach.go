@@ -69,8 +69,18 @@ func (d *Datapath) AttachHost(ifindex int) error {
 // Attach runs the program that decides dir on the hook of the interface,
 // through a TCX link pinned under the pin dir, so that it outlives the
 // agent. Attaching again replaces the program atomically.
+//
+// A hook that decides the direction opposite to its own faces a workload
+// (the endpoint is at the interface's other end, as AttachWorkload sets
+// up) and runs the workload program, which fails closed: a packet whose
+// local address has no endpoint entry, or that comes before the first
+// generation, is dropped unless the address can never be a workload's own
+// (link-local, multicast, broadcast, unspecified). A hook that decides its
+// own direction (AttachHost) runs the host program, which passes such a
+// packet. The link pin's name holds hook and direction, so adopting,
+// checking and repairing a link all know which program belongs on it.
 func (d *Datapath) Attach(ifindex int, hook Hook, dir engine.Direction) error {
-	prog := d.program(dir)
+	prog := d.programAt(hook, dir)
 	pin := linkPin(d.pinDir, ifindex, hook, dir)
 	if old, err := d.findLink(ifindex, hook); err == nil && old != "" {
 		l, err := link.LoadPinnedLink(old, nil)
@@ -121,6 +131,17 @@ type Attachment struct {
 	Direction engine.Direction
 }
 
+// Workload reports whether the link faces a workload (AttachWorkload) and
+// runs the program that fails closed, rather than a host interface's.
+func (a Attachment) Workload() bool { return facesWorkload(a.Hook, a.Direction) }
+
+// facesWorkload reports whether a hook that decides dir faces a workload:
+// on the host side of a workload's veth, the ingress hook decides the
+// workload's egress and the egress hook its ingress.
+func facesWorkload(hook Hook, dir engine.Direction) bool {
+	return (hook == HookIngress) == (dir == engine.Egress)
+}
+
 // Attachments lists the pinned links.
 func (d *Datapath) Attachments() ([]Attachment, error) {
 	ents, err := os.ReadDir(linksDir(d.pinDir))
@@ -137,7 +158,8 @@ func (d *Datapath) Attachments() ([]Attachment, error) {
 }
 
 // adoptLinks points every pinned link at the programs just loaded; a link
-// whose interface is gone is unpinned.
+// whose interface is gone is unpinned. A workload's link of an older agent,
+// whatever program it ran, gets the workload program.
 func (d *Datapath) adoptLinks() error {
 	atts, err := d.Attachments()
 	if err != nil {
@@ -149,7 +171,7 @@ func (d *Datapath) adoptLinks() error {
 		if err != nil {
 			return fmt.Errorf("adopt link %s: %w", p, err)
 		}
-		err = l.Update(d.program(a.Direction))
+		err = l.Update(d.programAt(a.Hook, a.Direction))
 		if err != nil {
 			// A TCX link whose device was removed can no longer be updated.
 			if uerr := l.Unpin(); uerr != nil {

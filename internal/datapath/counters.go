@@ -28,23 +28,29 @@ type Counters struct {
 	Allowed     uint64 // decided allow by policy (not replies)
 	Denied      uint64 // dropped by policy
 	Audited     uint64 // allowed, but an audit-mode policy would drop them
-	NotEnforced uint64 // the enforcement point is not a managed endpoint
+	NotEnforced uint64 // the enforcement point is not a managed endpoint (passed)
 	Replies     uint64 // replies of tracked connections
 	Malformed   uint64 // IP packets the parser rejected (dropped)
 	NonIP       uint64 // not IPv4 or IPv6 (passed)
 	Fragments   uint64 // IP fragments of enforced endpoints
 	EventsLost  uint64 // events dropped because the ring buffer was full
-	NoState     uint64 // packets seen before the first generation
+	NoState     uint64 // packets seen before the first generation (passed on host interfaces)
 	// L7Unenforced counts packets allowed on a port with L7 rules, which
 	// the kernel does not match yet (allowed at L4).
 	L7Unenforced uint64
+	// NoEndpoint counts packets dropped on a workload's interface, which
+	// fails closed: the local address has no endpoint entry in the active
+	// generation (event reason no-endpoint), or there is no generation yet
+	// (no-state; those count in NoState too). Addresses that are never a
+	// workload's own are exempt (docs/datapath.md).
+	NoEndpoint uint64
 }
 
 // Counters reads and sums the per-CPU counters.
 func (d *Datapath) Counters() (Counters, error) {
 	var c Counters
 	fields := []*uint64{&c.Packets, &c.Allowed, &c.Denied, &c.Audited, &c.NotEnforced, &c.Replies,
-		&c.Malformed, &c.NonIP, &c.Fragments, &c.EventsLost, &c.NoState, &c.L7Unenforced}
+		&c.Malformed, &c.NonIP, &c.Fragments, &c.EventsLost, &c.NoState, &c.L7Unenforced, &c.NoEndpoint}
 	if len(fields) != int(bpf.PalisadeCounterCOUNTER_MAX) {
 		return c, fmt.Errorf("counters: %d fields for %d counters", len(fields), bpf.PalisadeCounterCOUNTER_MAX)
 	}

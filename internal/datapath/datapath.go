@@ -98,6 +98,9 @@ func Open(pinDir string, opts *Options) (*Datapath, error) {
 	for _, name := range outerMaps {
 		d.inner[name] = spec.Maps[name].InnerMap.Copy()
 	}
+	if err := migrateCounters(spec.Maps["counters"], mapsDir(pinDir)); err != nil {
+		return nil, err
+	}
 	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: mapsDir(pinDir)}})
 	if err != nil {
 		var ve *ebpf.VerifierError
@@ -118,6 +121,56 @@ func Open(pinDir string, opts *Options) (*Datapath, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// migrateCounters replaces a pinned counters map whose size is not this
+// version's (an older agent's, with fewer counters) with one of the right
+// size that carries the old counts over: counter indexes never change
+// meaning, so counters survive the upgrade instead of refusing the pins.
+// Links still run the older programs on the old map until adoptLinks
+// re-points them, a moment later; what they count meanwhile is lost.
+func migrateCounters(spec *ebpf.MapSpec, dir string) error {
+	pin := filepath.Join(dir, spec.Name)
+	old, err := ebpf.LoadPinnedMap(pin, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open pinned counters: %w", err)
+	}
+	defer old.Close()
+	if old.MaxEntries() == spec.MaxEntries || old.Type() != spec.Type || old.KeySize() != spec.KeySize ||
+		old.ValueSize() != spec.ValueSize {
+		// Either compatible, or not a layout this migrates: LoadAndAssign decides.
+		return nil
+	}
+	ns := spec.Copy()
+	ns.Pinning = ebpf.PinNone
+	m, err := ebpf.NewMap(ns)
+	if err != nil {
+		return fmt.Errorf("migrate counters: %w", err)
+	}
+	defer m.Close()
+	var per []uint64
+	for i := range min(old.MaxEntries(), spec.MaxEntries) {
+		if err := old.Lookup(i, &per); err != nil {
+			return fmt.Errorf("migrate counters: read %d: %w", i, err)
+		}
+		if err := m.Put(i, per); err != nil {
+			return fmt.Errorf("migrate counters: write %d: %w", i, err)
+		}
+	}
+	// Pin beside the old map, then rename over it: the pin is never absent.
+	tmp := pin + "_new" // bpffs refuses names with a dot
+	os.Remove(tmp)
+	if err := m.Pin(tmp); err != nil {
+		return fmt.Errorf("migrate counters: %w", err)
+	}
+	if err := os.Rename(tmp, pin); err != nil {
+		m.Unpin()
+		return fmt.Errorf("migrate counters: %w", err)
+	}
+	return nil
 }
 
 func withDefaults(l Limits) Limits {
@@ -227,10 +280,31 @@ func (d *Datapath) Remove() error {
 	return errors.Join(errs...)
 }
 
-// program returns the program that decides dir.
+// program returns the host interfaces' program that decides dir: a local
+// address without an endpoint entry passes.
 func (d *Datapath) program(dir engine.Direction) *ebpf.Program {
 	if dir == engine.Egress {
 		return d.objs.PalisadeFromEndpoint
 	}
 	return d.objs.PalisadeToEndpoint
+}
+
+// workloadProgram returns the workload interfaces' program that decides
+// dir: a local address without an endpoint entry is dropped, but those
+// that are never a workload's own (docs/datapath.md).
+func (d *Datapath) workloadProgram(dir engine.Direction) *ebpf.Program {
+	if dir == engine.Egress {
+		return d.objs.PalisadeFromWorkload
+	}
+	return d.objs.PalisadeToWorkload
+}
+
+// programAt returns the program that runs on the hook when it decides
+// dir: a workload's program when the hook faces a workload, the host's
+// otherwise (facesWorkload).
+func (d *Datapath) programAt(hook Hook, dir engine.Direction) *ebpf.Program {
+	if facesWorkload(hook, dir) {
+		return d.workloadProgram(dir)
+	}
+	return d.program(dir)
 }

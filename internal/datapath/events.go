@@ -40,6 +40,13 @@ const (
 	// ReasonMalformed: an IP packet the parser rejects (truncated headers,
 	// bad lengths, too many IPv6 extension headers).
 	ReasonMalformed Reason = Reason(bpf.PalisadeReasonREASON_MALFORMED)
+	// ReasonNoEndpoint: on a workload's interface, the packet's local
+	// address has no endpoint entry in the active generation (the agent
+	// could not program the workload); dropped, never passed.
+	ReasonNoEndpoint Reason = Reason(bpf.PalisadeReasonREASON_NO_ENDPOINT)
+	// ReasonNoState: on a workload's interface, a packet before the first
+	// generation; dropped.
+	ReasonNoState Reason = Reason(bpf.PalisadeReasonREASON_NO_STATE)
 )
 
 func (r Reason) String() string {
@@ -48,6 +55,10 @@ func (r Reason) String() string {
 		return "reply"
 	case ReasonMalformed:
 		return "malformed"
+	case ReasonNoEndpoint:
+		return "no-endpoint"
+	case ReasonNoState:
+		return "no-state"
 	}
 	if r <= Reason(engine.ReasonL7Denied) {
 		return engine.Reason(r).String()

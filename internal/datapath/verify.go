@@ -128,7 +128,7 @@ func (d *Datapath) checkHooks(ifindex int, dirs [2]engine.Direction) []Problem {
 			out = append(out, Problem{What: fmt.Sprintf("ifindex %d %s: open link %s: %v", ifindex, hook, pin, err)})
 			continue
 		}
-		if p := d.checkLink(l, ifindex, dir); p != "" {
+		if p := d.checkLink(l, ifindex, hook, dir); p != "" {
 			out = append(out, Problem{What: fmt.Sprintf("ifindex %d %s: %s", ifindex, hook, p)})
 		}
 		l.Close()
@@ -139,8 +139,10 @@ func (d *Datapath) checkHooks(ifindex int, dirs [2]engine.Direction) []Problem {
 const msgDetached = "the link was detached from the interface"
 
 // checkLink says how l differs from a TCX link on ifindex running the
-// program that decides dir, or "" if it does not.
-func (d *Datapath) checkLink(l link.Link, ifindex int, dir engine.Direction) string {
+// program that decides dir on the hook, or "" if it does not. On a
+// workload's interface, the host program (which passes what has no
+// endpoint entry) is a difference like any other program.
+func (d *Datapath) checkLink(l link.Link, ifindex int, hook Hook, dir engine.Direction) string {
 	info, err := l.Info()
 	if err != nil {
 		return fmt.Sprintf("link info: %v", err)
@@ -149,15 +151,23 @@ func (d *Datapath) checkLink(l link.Link, ifindex int, dir engine.Direction) str
 	if tcx == nil || int(tcx.Ifindex) != ifindex {
 		return msgDetached
 	}
-	want, err := d.program(dir).Info()
+	want, err := d.programAt(hook, dir).Info()
 	if err != nil {
 		return fmt.Sprintf("program info: %v", err)
 	}
 	wantID, _ := want.ID()
 	if info.Program != wantID {
-		return fmt.Sprintf("the link runs program %d, not Palisade's %s program %d", info.Program, dir, wantID)
+		return fmt.Sprintf("the link runs program %d, not Palisade's %s %s program %d", info.Program, side(hook, dir), dir, wantID)
 	}
 	return ""
+}
+
+// side names the program family that runs on a hook deciding dir.
+func side(hook Hook, dir engine.Direction) string {
+	if facesWorkload(hook, dir) {
+		return "workload"
+	}
+	return "host"
 }
 
 // RepairWorkload attaches Palisade's programs to the workload's interface
@@ -194,7 +204,7 @@ func (d *Datapath) dropDetached(ifindex int, dirs [2]engine.Direction) {
 		if err != nil {
 			continue
 		}
-		if d.checkLink(l, ifindex, dirs[hook]) == msgDetached {
+		if d.checkLink(l, ifindex, hook, dirs[hook]) == msgDetached {
 			l.Unpin()
 		}
 		l.Close()
