@@ -30,6 +30,7 @@ import (
 
 	"github.com/palisade-dev/palisade/bpf"
 	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/netlab"
 )
 
 // Return codes of the TC programs.
@@ -254,10 +255,15 @@ func (p packet) build() []byte {
 
 func ebpfRun(pkt []byte) *ebpf.RunOptions { return &ebpf.RunOptions{Data: pkt} }
 
+// TestMain runs the tests in a node namespace of their own (netlab.Isolate):
+// the traffic tests route between workloads through the node and attach to
+// its veths, and `go test ./...` runs other packages that do the same at
+// the same time. TestRealTraffic's loader, a child of the test, inherits
+// the namespace.
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) != "" {
 		loaderMain()
 		return
 	}
-	os.Exit(m.Run())
+	os.Exit(netlab.Isolate(m.Run))
 }

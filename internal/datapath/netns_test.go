@@ -26,6 +26,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/palisade-dev/palisade/internal/netlab"
 )
 
 // ip runs iproute2's ip.
@@ -47,12 +49,25 @@ func requireIP(t testing.TB) {
 	}
 }
 
-var linkSeq int
-
-// dummyLink creates a veth pair for the test and returns one end's index.
-func dummyLink(t testing.TB) int {
+// requireNode fails a test that adds devices or routes to the node when
+// the test binary has no node namespace of its own (netlab.Isolate in
+// TestMain): it would change the machine's network under every other test
+// running at the time.
+func requireNode(t testing.TB) {
 	t.Helper()
 	requireIP(t)
+	if !netlab.Isolated() {
+		t.Fatal("not in a node namespace of its own: TestMain must run the tests through netlab.Isolate")
+	}
+}
+
+var linkSeq int
+
+// dummyLink creates a veth pair on the node for the test and returns one
+// end's index.
+func dummyLink(t testing.TB) int {
+	t.Helper()
+	requireNode(t)
 	linkSeq++
 	name := fmt.Sprintf("paltst%d", linkSeq)
 	ip(t, "link", "add", name, "type", "veth", "peer", "name", name+"p")

@@ -38,10 +38,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/netlab"
 )
 
-// Two workloads, each a network namespace with a veth to the host, routed
-// through the host: A 10.200.1.1 and B 10.200.2.1.
+// Two workloads, each a network namespace with a veth to the node, routed
+// through the node: A 10.200.1.1 and B 10.200.2.1. The node is the test
+// binary's own namespace (netlab.Isolate in TestMain), which forwards.
 var (
 	wlA = addr("10.200.1.1")
 	wlB = addr("10.200.2.1")
@@ -89,44 +91,21 @@ type workloads struct {
 func setupWorkloads(t *testing.T) *workloads {
 	t.Helper()
 	requireKernel(t)
-	requireIP(t)
+	requireNode(t)
 	sfx := strconv.Itoa(os.Getpid() % 100000)
-	w := &workloads{nsA: "palA" + sfx, nsB: "palB" + sfx}
-	fwd, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
-	if err != nil {
-		t.Skipf("no ip_forward sysctl: %v", err)
-	}
-	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.WriteFile("/proc/sys/net/ipv4/ip_forward", fwd, 0o644) })
+	w := &workloads{}
 	for _, x := range []struct {
-		ns, host string
-		a        netip.Addr
-		idx      *int
-	}{{w.nsA, "hA" + sfx, wlA, &w.hA}, {w.nsB, "hB" + sfx, wlB, &w.hB}} {
-		ip(t, "netns", "add", x.ns)
-		ns := x.ns
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		ip(t, "link", "add", x.host, "type", "veth", "peer", "name", "eth0", "netns", x.ns)
-		host := x.host
-		// Deleted before the namespace: the kernel removes a veth whose
-		// peer's namespace goes away only later, and a next run (-count)
-		// would find the name taken.
-		t.Cleanup(func() { exec.Command("ip", "link", "del", host).Run() })
-		ip(t, "addr", "add", "169.254.1.1/32", "dev", x.host)
-		ip(t, "link", "set", x.host, "up")
-		ip(t, "route", "add", x.a.String()+"/32", "dev", x.host)
-		ip(t, "-n", x.ns, "link", "set", "lo", "up")
-		ip(t, "-n", x.ns, "addr", "add", x.a.String()+"/32", "dev", "eth0")
-		ip(t, "-n", x.ns, "link", "set", "eth0", "up")
-		ip(t, "-n", x.ns, "route", "add", "169.254.1.1", "dev", "eth0")
-		ip(t, "-n", x.ns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
-		ifc, err := net.InterfaceByName(x.host)
+		name string
+		a    netip.Addr
+		ns   *string
+		idx  *int
+	}{{"palA" + sfx, wlA, &w.nsA, &w.hA}, {"palB" + sfx, wlB, &w.nsB, &w.hB}} {
+		nw, err := netlab.Create(x.name, x.a)
 		if err != nil {
 			t.Fatal(err)
 		}
-		*x.idx = ifc.Index
+		t.Cleanup(func() { nw.Delete() })
+		*x.ns, *x.idx = nw.Name, nw.Ifindex
 	}
 	return w
 }

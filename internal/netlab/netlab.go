@@ -16,10 +16,15 @@ limitations under the License.
 
 // Package netlab makes workloads out of network namespaces on this host,
 // wired the way veth-based CNIs wire pods: a veth pair with the host side
-// in the root namespace, a /32 host route to the workload's address on it,
-// and the workload's default route through the link-local gateway
-// 169.254.1.1 that the host side answers for. Tests, the e2e suite and
-// `make run` use it; it needs root and iproute2.
+// in the node's namespace (the calling process's), a /32 host route to the
+// workload's address on it, and the workload's default route through the
+// link-local gateway 169.254.1.1 that the host side answers for. Tests, the
+// e2e suite and `make run` use it; it needs root and iproute2.
+//
+// `make run` uses the machine's namespace as the node. Tests must not: each
+// test binary that builds workloads runs in a node namespace of its own
+// (Isolate), so that no test writes a device or sysctl of the machine's
+// namespace and packages tested in parallel cannot disturb each other.
 package netlab
 
 import (
@@ -61,8 +66,12 @@ func Available() error {
 	return nil
 }
 
-// EnableForwarding turns on IPv4 forwarding, which routing between
-// workloads needs; it returns a function that restores the old value.
+// EnableForwarding turns on IPv4 forwarding in the calling process's
+// network namespace, which routing between workloads through the node
+// needs; it returns a function that restores the old value. Isolate calls
+// it inside a test's own node namespace; tests never call it themselves,
+// as outside that namespace it would change the machine's setting under
+// every other test running at the time.
 func EnableForwarding() (restore func(), err error) {
 	const p = "/proc/sys/net/ipv4/ip_forward"
 	old, err := os.ReadFile(p)
