@@ -31,6 +31,7 @@ func (c *checker) checkCapability(p *Policy) {
 		gaps = capability.TracingPolicy(spec)
 	}
 	for _, g := range gaps {
-		c.add(p, "PAL060", g.Path, "%s", g.String())
+		// The object is named: a template line can make several policies.
+		c.add(p, "PAL060", g.Path, "%s: %s", p.ID(), g.String())
 	}
 }
