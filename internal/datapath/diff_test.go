@@ -36,9 +36,12 @@ var (
 
 // TestDifferential writes seeded random map states through Apply and
 // checks that, for random packets (valid and malformed) run through both
-// programs, the kernel's verdict and the rule, reason and identities of
-// its event are what engine.MapState.LookupSide (with no L7 request)
-// says, with conntrack and fragments followed as docs/datapath.md says.
+// directions' programs, the kernel's verdict and the rule, reason and
+// identities of its event are what engine.MapState.LookupSide (with no L7
+// request) says, with conntrack and fragments followed as docs/datapath.md
+// says. Odd sets run the workload programs, which differ on purpose where
+// the local address has no endpoint entry: they drop (no-endpoint) unless
+// the address is never a workload's own (neverOwn).
 func TestDifferential(t *testing.T) {
 	d := openTest(t, nil)
 	if err := d.SetEventsAllowed(true); err != nil {
@@ -62,6 +65,10 @@ func TestDifferential(t *testing.T) {
 		}
 		clearTracking(t, d)
 		m := newModel(stateOracle{s}, d.Generation(), true)
+		workload := set%2 == 1
+		if workload {
+			m.failClosed = s.Identity
+		}
 		for i := 0; i < *diffPackets && fails < 10; i++ {
 			pkt := g.packet()
 			p := refParse(pkt)
@@ -73,14 +80,20 @@ func TestDifferential(t *testing.T) {
 				if want.event != nil {
 					seen[[2]uint8{uint8(want.event.Verdict), uint8(want.event.Reason)}]++
 				}
-				ret, ev := run(t, d, er, dir, pkt)
+				var ret uint32
+				var ev *Event
+				if workload {
+					ret, ev = runOn(t, d.workloadProgram(dir), er, pkt)
+				} else {
+					ret, ev = run(t, d, er, dir, pkt)
+				}
 				runs++
 				if ret == actShot {
 					shot++
 				}
 				if msg := want.compare(ret, ev); msg != "" {
 					fails++
-					t.Errorf("seed %d set %d packet %d %s: %s\npacket %s\nparsed %v", *diffSeed, set, i, dir, msg, hex.EncodeToString(pkt), p)
+					t.Errorf("seed %d set %d (workload %v) packet %d %s: %s\npacket %s\nparsed %v", *diffSeed, set, workload, i, dir, msg, hex.EncodeToString(pkt), p)
 				}
 			}
 		}
@@ -91,7 +104,7 @@ func TestDifferential(t *testing.T) {
 		{uint8(engine.VerdictAllow), uint8(engine.ReasonAllowed)}, {uint8(engine.VerdictAllow), uint8(engine.ReasonNotSelected)},
 		{uint8(engine.VerdictDeny), uint8(engine.ReasonDenied)}, {uint8(engine.VerdictDeny), uint8(engine.ReasonDefaultDeny)},
 		{uint8(engine.VerdictAudit), uint8(engine.ReasonDenied)}, {uint8(engine.VerdictAudit), uint8(engine.ReasonDefaultDeny)},
-		{uint8(engine.VerdictDeny), uint8(ReasonMalformed)},
+		{uint8(engine.VerdictDeny), uint8(ReasonMalformed)}, {uint8(engine.VerdictDeny), uint8(ReasonNoEndpoint)},
 	} {
 		if fails == 0 && *diffSets >= 20 && seen[vr] == 0 {
 			t.Errorf("no packet decided %s/%s: the random states exercise too little", engine.Verdict(vr[0]), Reason(vr[1]))
@@ -105,8 +118,12 @@ type model struct {
 	o      oracle
 	gen    uint64
 	events bool // events for allowed packets are on
-	ct     map[ctKey]engine.Verdict
-	frags  map[fragKey]parsed
+	// failClosed, when set, makes the model a workload's programs: a local
+	// address without an endpoint entry, but neverOwn, is dropped with
+	// reason no-endpoint and the remote's identity, which it returns.
+	failClosed func(remote netip.Addr) engine.Identity
+	ct         map[ctKey]engine.Verdict
+	frags      map[fragKey]parsed
 }
 
 func newModel(o oracle, gen uint64, events bool) *model {
@@ -180,7 +197,12 @@ func (m *model) step(dir engine.Direction, p parsed) outcome {
 	}
 	localID, ok := m.o.endpoint(local)
 	if !ok {
-		return outcome{}
+		if m.failClosed == nil || neverOwn(local) {
+			return outcome{}
+		}
+		return outcome{shot: true, how: byNothing, event: &Event{Generation: m.gen, Direction: dir, Verdict: engine.VerdictDeny,
+			Reason: ReasonNoEndpoint, PeerIdentity: m.failClosed(remote), Src: p.src, Dst: p.dst, Proto: engine.Proto(p.proto),
+			SrcPort: p.sport, DstPort: p.dport, Port: p.port}}
 	}
 	frag := p.fragFirst || p.fragLater
 	if frag {
@@ -321,6 +343,15 @@ func newGen(r *rand.Rand) *gen {
 	}
 	g.v4 = append(g.v4, netip.AddrFrom4([4]byte{192, 168, byte(r.IntN(256)), byte(r.IntN(256))}), netip.AddrFrom4([4]byte{8, 8, 8, 8}))
 	g.v6 = append(g.v6, netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(r.IntN(256))}))
+	// One address that is never a workload's own, or is close to one.
+	near4 := []netip.Addr{netip.AddrFrom4([4]byte{224, 0, 0, byte(r.IntN(256))}), netip.AddrFrom4([4]byte{239, 255, 255, 255}),
+		netip.AddrFrom4([4]byte{255, 255, 255, 255}), netip.IPv4Unspecified(),
+		netip.AddrFrom4([4]byte{169, 254, 1, byte(r.IntN(256))}), netip.AddrFrom4([4]byte{240, 0, 0, 1})}
+	near6 := []netip.Addr{netip.AddrFrom16([16]byte{0xfe, 0x80 | byte(r.IntN(64)), 15: byte(r.IntN(256))}),
+		netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 15: byte(r.IntN(256))}), netip.IPv6Unspecified(),
+		netip.AddrFrom16([16]byte{0xfe, 0xc0, 15: 1}), netip.IPv6Loopback()}
+	g.v4 = append(g.v4, near4[r.IntN(len(near4))])
+	g.v6 = append(g.v6, near6[r.IntN(len(near6))])
 	g.ports = []uint16{0, 22, 53, 80, 443, 1000, 1001, 8080, 65535, uint16(r.IntN(65536))}
 	return g
 }
@@ -494,4 +525,15 @@ func (g *gen) malform(b []byte) []byte {
 		b[14] = byte(r.IntN(256))
 	}
 	return b
+}
+
+// neverOwn is the reference for the addresses that the workload programs
+// exempt (docs/datapath.md): unspecified, IPv4 limited broadcast and
+// multicast, IPv6 link-local unicast and multicast.
+func neverOwn(a netip.Addr) bool {
+	if a.Is4In6() {
+		return false // an IPv6 address, in none of the IPv6 ranges
+	}
+	return a.IsUnspecified() || a.IsMulticast() || a.Is6() && a.IsLinkLocalUnicast() ||
+		a == netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
