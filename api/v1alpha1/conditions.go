@@ -114,6 +114,10 @@ const (
 	// traffic instead.
 	FailClosedReason = "FailClosed"
 
+	// HostInterfaceMissingReason: a host firewall policy selects the node
+	// but no host interface carries Palisade's programs there.
+	HostInterfaceMissingReason = "HostInterfaceMissing"
+
 	// RevisionIncompleteReason: the objects of a newer revision are not
 	// all in the API yet; the node keeps the previous revision.
 	RevisionIncompleteReason = "RevisionIncomplete"

@@ -95,6 +95,7 @@ func run() error {
 	}
 	a := &agent.Agent{
 		Client:         mgr.GetClient(),
+		APIReader:      mgr.GetAPIReader(),
 		Datapath:       dp,
 		Node:           *nodeName,
 		Links:          agent.RouteLinks{},

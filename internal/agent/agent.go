@@ -20,10 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -35,7 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
-	"github.com/palisade-dev/palisade/internal/datapath"
+	"github.com/palisade-dev/palisade/internal/capability"
 	"github.com/palisade-dev/palisade/internal/engine"
 	"github.com/palisade-dev/palisade/internal/metrics"
 )
@@ -44,22 +41,46 @@ import (
 const (
 	DefaultVerifyInterval = 10 * time.Second
 	DefaultDriftWindow    = 5 * time.Minute
+	// retryInterval is how soon a sync that failed, or left a workload
+	// failing closed for a reason that may pass (an interface not there
+	// yet), runs again.
+	retryInterval = 5 * time.Second
 )
 
-// Links finds the host-side interface of a local workload address.
-type Links interface {
-	// Interface returns the index and name of the host interface that
-	// leads to addr, which must be a workload's own interface (a veth),
-	// not a route through a gateway.
-	Interface(addr netip.Addr) (int, string, error)
+// Subsystem is one part of what the agent enforces on the node: the L3/L4
+// network datapath, the L7 tables, tracing programs, the flow observer.
+// The agent syncs each to the desired state, verifies each in its loop,
+// and lets each report its condition and what it does not enforce of each
+// object.
+type Subsystem interface {
+	// Name names the subsystem in logs and errors.
+	Name() string
+	// Sync brings the subsystem to the desired state. After an error the
+	// subsystem is never less restrictive than its last good state.
+	Sync(ctx context.Context, in *inputs) error
+	// Verify compares the kernel with the last sync, repairs what
+	// differs, and records each drift with rec.
+	Verify(ctx context.Context, rec driftRecorder) error
+	// Report adds the subsystem's condition, endpoint errors and object
+	// gaps to r. in is the last sync's input, nil before the first.
+	Report(in *inputs, r *report)
 }
+
+// driftRecorder records one kernel drift and whether its repair failed.
+type driftRecorder func(kind v1.KernelDriftKind, what string, repairErr error)
 
 // Agent is the node agent: it compiles the cluster's policies for its
 // node, keeps the kernel equal to the result, and reports on its node's
 // NodeEnforcement. Sync and Verify are serialized.
 type Agent struct {
-	Client   client.Client
-	Datapath *datapath.Datapath
+	Client client.Client
+	// APIReader reads from the API server, not the cache; it confirms
+	// that a PolicySet's objects are gone before they are unenforced. Nil
+	// means Client.
+	APIReader client.Reader
+	// Datapath is the kernel side: *datapath.Datapath, or a fake in unit
+	// tests.
+	Datapath Kernel
 	Node     string
 	Labels   engine.LabelPolicy
 	Links    Links
@@ -74,24 +95,22 @@ type Agent struct {
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 
-	mu sync.Mutex
-	// desired is the map state the kernel must hold (the kernel keeps only
-	// the L7 lists' IDs, which Apply and Compare treat so); nil until the
-	// first sync.
-	desired *engine.MapState
-	// wanted are the interfaces Palisade's programs must be attached to,
-	// by ifindex: the workload ("namespace/name") or "host:<name>".
-	wanted  map[int]string
-	sets    []v1.PolicySetEnforcement
+	mu   sync.Mutex
+	net  *network
+	subs []Subsystem
+	// last is the last sync's input; nil before the first.
+	last *inputs
+	// snapshots are, per PolicySet, the objects of its last complete
+	// revision.
+	snapshots map[setKey]*setInfo
+	// sets are the revisions the kernel enforces, per set.
+	sets    map[setKey]*setInfo
 	pending map[setKey]pendingRev
-	errs    []v1.EndpointError
 	drifts  []v1.KernelDrift
 	repairs int64
-	// syncErr is the last sync's error, verifyErr the last verify's.
-	syncErr, verifyErr error
-	syncReason         string
-	lastVerified       time.Time
-	lastCounters       datapath.Counters
+	// gatherErr is the last sync's error before any subsystem ran.
+	gatherErr    error
+	lastVerified time.Time
 	// trigger asks the verify loop for a pass now (link events).
 	trigger chan struct{}
 	neUID   types.UID
@@ -110,219 +129,64 @@ func (a *Agent) now() time.Time {
 	return time.Now()
 }
 
+// subsystems returns the subsystems, network first.
+func (a *Agent) subsystems() []Subsystem {
+	if a.subs == nil {
+		a.net = &network{a: a}
+		a.subs = []Subsystem{
+			a.net,
+			newPending("l7", v1.L7EnforcedCondition, capability.SubsystemL7),
+			newPending("tracing", v1.TracingEnforcedCondition, capability.SubsystemTracing),
+			newPending("flows", v1.FlowsObservedCondition, capability.SubsystemFlows),
+		}
+	}
+	return a.subs
+}
+
 // Reconcile brings the kernel to what the cluster's objects say. Every
 // watched object maps to the same request: one sync reads everything.
 func (a *Agent) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	err := a.sync(ctx)
-	a.syncErr = err
 	if rerr := a.report(ctx); rerr != nil {
 		return ctrl.Result{}, errors.Join(err, rerr)
 	}
-	if err != nil {
-		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
+	if err != nil || a.net.retry() {
+		return ctrl.Result{RequeueAfter: retryInterval}, nil
 	}
 	return ctrl.Result{}, nil
 }
 
-// sync compiles and applies. On any error the kernel keeps the previous
-// generation.
+// sync gathers the inputs and syncs every subsystem. On any error the
+// kernel keeps the previous generation.
 func (a *Agent) sync(ctx context.Context) error {
-	a.syncReason = ""
+	subs := a.subsystems()
 	t0 := time.Now()
 	in, err := a.gather(ctx)
+	a.gatherErr = err
 	if err != nil {
-		a.syncReason = v1.DatapathErrorReason
+		if errors.Is(err, errRevisionIncomplete) {
+			a.Log.Info("sync deferred", "reason", err.Error())
+		}
 		return err
 	}
 	t1 := time.Now()
-	state, err := engine.Compile(in.ir, in.cluster, a.Node, in.ids)
-	if err != nil {
-		a.syncReason = v1.DatapathErrorReason
-		return fmt.Errorf("compile: %w", err)
-	}
-	t2 := time.Now()
-	defer func() {
-		a.Log.V(1).Info("synced", "gather", t1.Sub(t0), "compile", t2.Sub(t1), "write", time.Since(t2),
-			"policies", len(in.ir.Policies), "endpoints", len(in.cluster.Endpoints), "generation", a.Datapath.Generation())
-	}()
-	var errs []v1.EndpointError
-	for _, l := range in.local {
-		if l.pending {
-			failClosed(state, l.ips)
-			errs = append(errs, v1.EndpointError{Endpoint: l.id, Reason: "IdentityPending",
-				Message: "no Identity is allocated for the workload's labels yet; its traffic is dropped until one is"})
+	var errs []error
+	for _, s := range subs {
+		if err := s.Sync(ctx, in); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
 		}
 	}
-
-	if err := a.applyState(ctx, state, in, &errs); err != nil {
-		a.errs = mergeErrors(errs)
+	a.last = in
+	a.Log.V(1).Info("synced", "gather", t1.Sub(t0), "sync", time.Since(t1),
+		"policies", len(in.ir.Policies), "endpoints", len(in.cluster.Endpoints), "generation", a.Datapath.Generation())
+	if a.net.applied() {
+		a.recordSets(in)
+	} else {
 		a.notePending(in)
-		return err
 	}
-	ifErrs, err := a.attach(in)
-	a.errs = mergeErrors(append(errs, ifErrs...))
-	a.recordSets(in)
-	a.recordUsage()
-	if err != nil {
-		a.syncReason = v1.DatapathErrorReason
-	}
-	return err
-}
-
-// applyState writes state unless the kernel already holds it. On start
-// that is adoption: a state pinned by the previous agent that equals the
-// compiled one is kept as it is, without a new generation.
-func (a *Agent) applyState(ctx context.Context, state *engine.MapState, in *inputs, errs *[]v1.EndpointError) error {
-	cur := a.desired
-	adopting := cur == nil
-	if adopting {
-		kernel, gen, err := a.Datapath.Read()
-		if err == nil && gen > 0 {
-			cur = kernel
-		}
-	}
-	if cur != nil {
-		if sameInKernel(state, cur) {
-			if adopting {
-				a.Log.Info("adopted the pinned datapath state", "generation", a.Datapath.Generation())
-			}
-			a.desired = state
-			return nil
-		}
-		if adopting {
-			a.Log.Info("the pinned datapath state differs from the cluster's; writing a new generation",
-				"generation", a.Datapath.Generation(), "difference", describeDrifts(datapath.Diff(state, cur)))
-		}
-	}
-	err := a.Datapath.Apply(ctx, state)
-	var ce *datapath.CapacityError
-	if !errors.As(err, &ce) {
-		if err != nil {
-			a.syncReason = v1.DatapathErrorReason
-			return fmt.Errorf("apply: %w", err)
-		}
-		a.desired = state
-		return nil
-	}
-
-	// A map would overflow: keep what is enforced, and fail closed for
-	// the local workloads whose entries would change.
-	a.syncReason = v1.MapFullReason
-	base := cur
-	if base == nil {
-		base = &engine.MapState{IPCache: map[netip.Prefix]engine.Identity{}, Endpoints: map[netip.Addr]engine.EndpointEntry{}, Policy: map[engine.PolicyKey]engine.PolicyEntry{}}
-	}
-	fallback := base.Clone()
-	for _, l := range in.local {
-		changed := false
-		for _, ip := range l.ips {
-			if want, ok := state.Endpoints[ip]; ok && base.Endpoints[ip] != want {
-				changed = true
-			}
-		}
-		if !changed {
-			continue
-		}
-		failClosed(fallback, l.ips)
-		*errs = append(*errs, v1.EndpointError{Endpoint: l.id, Reason: v1.MapFullReason,
-			Message: fmt.Sprintf("%v; the workload's traffic is dropped until the policy fits", ce)})
-	}
-	if ferr := a.Datapath.Apply(ctx, fallback); ferr != nil {
-		return fmt.Errorf("%w; failing closed also failed: %w", ce, ferr)
-	}
-	a.desired = fallback
-	return ce
-}
-
-// failClosed makes the workload addresses default-deny both ways with no
-// policy: policy ID 0 has no entries (identities start at 1).
-func failClosed(s *engine.MapState, ips []netip.Addr) {
-	for _, ip := range ips {
-		s.Endpoints[ip] = engine.EndpointEntry{Identity: engine.IdentityUnmanaged, PolicyID: 0,
-			Flags: engine.IngressDefaultDeny | engine.EgressDefaultDeny}
-	}
-}
-
-// sameInKernel reports whether a and b put the same entries in the
-// kernel. L7 lists are not compared: the kernel holds only their IDs, which
-// are in the policy entries (and a state read back has no lists).
-func sameInKernel(a, b *engine.MapState) bool {
-	d := engine.Diff(a, b)
-	return d.Len() == len(d.L7)+len(d.L7Deleted)
-}
-
-// attach makes Palisade's programs run on every local workload's
-// interface and on the host interfaces, and nowhere else.
-func (a *Agent) attach(in *inputs) ([]v1.EndpointError, error) {
-	var errs []v1.EndpointError
-	wanted := map[int]string{}
-	unresolved := map[string]bool{}
-	for _, l := range in.local {
-		ifindex, _, err := a.Links.Interface(l.ips[0])
-		if err != nil {
-			errs = append(errs, v1.EndpointError{Endpoint: l.id, Reason: "InterfaceNotFound", Message: err.Error()})
-			unresolved[l.id] = true
-			continue
-		}
-		wanted[ifindex] = l.id
-	}
-	var failed []error
-	hostIfs := map[int]bool{}
-	for _, name := range a.HostInterfaces {
-		ifindex, err := interfaceIndex(name)
-		if err != nil {
-			failed = append(failed, err)
-			continue
-		}
-		wanted[ifindex] = "host:" + name
-		hostIfs[ifindex] = true
-	}
-	atts, err := a.Datapath.Attachments()
-	if err != nil {
-		return errs, err
-	}
-	have := map[int]bool{}
-	for _, at := range atts {
-		have[at.Ifindex] = true
-	}
-	for ifindex, who := range wanted {
-		if have[ifindex] && (a.wanted[ifindex] == who) {
-			continue
-		}
-		var err error
-		if hostIfs[ifindex] {
-			err = a.Datapath.AttachHost(ifindex)
-		} else {
-			err = a.Datapath.AttachWorkload(ifindex)
-		}
-		if err != nil {
-			if !hostIfs[ifindex] {
-				errs = append(errs, v1.EndpointError{Endpoint: who, Reason: v1.DatapathErrorReason, Message: err.Error()})
-			}
-			failed = append(failed, err)
-			delete(wanted, ifindex)
-		}
-	}
-	for ifindex := range have {
-		if _, ok := wanted[ifindex]; ok {
-			continue
-		}
-		// An interface that may belong to a workload whose route could not
-		// be resolved this time keeps its programs: detaching would leave
-		// the workload unenforced. Known to belong to no local workload (or
-		// gone), it is detached.
-		if who, known := a.wanted[ifindex]; known && unresolved[who] || !known && len(unresolved) > 0 {
-			wanted[ifindex] = who
-			continue
-		}
-		if err := a.Datapath.DetachWorkload(ifindex); err != nil {
-			failed = append(failed, err)
-		}
-	}
-	a.wanted = wanted
-	return errs, errors.Join(failed...)
+	return errors.Join(errs...)
 }
 
 // notePending remembers when a revision first failed to be enforced, for
@@ -331,13 +195,15 @@ func (a *Agent) notePending(in *inputs) {
 	if a.pending == nil {
 		a.pending = map[setKey]pendingRev{}
 	}
-	enforced := map[setKey]string{}
-	for _, s := range a.sets {
-		enforced[setKey{s.Namespace, s.Name}] = s.Revision
-	}
 	for k, si := range in.sets {
-		rev, ok := single(si.revisions)
-		if !ok || rev == enforced[k] {
+		rev := si.revision
+		if si.pending != "" {
+			rev = si.pending
+		}
+		if rev == "" {
+			continue
+		}
+		if cur, ok := a.sets[k]; ok && cur.revision == rev {
 			continue
 		}
 		if p, ok := a.pending[k]; !ok || p.revision != rev {
@@ -348,54 +214,19 @@ func (a *Agent) notePending(in *inputs) {
 
 // recordSets records the set revisions now enforced.
 func (a *Agent) recordSets(in *inputs) {
-	gen := int64(a.Datapath.Generation())
-	var sets []v1.PolicySetEnforcement
+	a.sets = map[setKey]*setInfo{}
 	for k, si := range in.sets {
-		rev, ok := single(si.revisions)
-		if !ok {
-			// Objects of two revisions: the PolicySet is mid-apply; the
-			// node enforces neither revision whole.
-			continue
-		}
-		sets = append(sets, v1.PolicySetEnforcement{Namespace: k.namespace, Name: k.name, Revision: rev, Policies: si.policies, Generation: gen})
+		a.sets[k] = si
 	}
-	sort.Slice(sets, func(i, j int) bool {
-		return sets[i].Namespace < sets[j].Namespace || sets[i].Namespace == sets[j].Namespace && sets[i].Name < sets[j].Name
-	})
-	a.sets = sets
 	a.pending = nil
 	if a.Metrics != nil {
 		a.Metrics.EnforcementLag.Reset()
-		for _, s := range sets {
-			a.Metrics.EnforcementLag.WithLabelValues(s.Namespace, s.Name).Set(0)
+		for k, si := range a.sets {
+			if si.revision != "" {
+				a.Metrics.EnforcementLag.WithLabelValues(k.namespace, k.name).Set(0)
+			}
 		}
 	}
-}
-
-func single(m map[string]bool) (string, bool) {
-	if len(m) != 1 {
-		return "", false
-	}
-	for k := range m {
-		return k, true
-	}
-	return "", false
-}
-
-// recordUsage exports the fill of the maps.
-func (a *Agent) recordUsage() {
-	if a.Metrics == nil || a.desired == nil {
-		return
-	}
-	for _, u := range a.Datapath.Usage(a.desired) {
-		a.Metrics.MapEntries.WithLabelValues(u.Name).Set(float64(u.Entries))
-		a.Metrics.MapCapacity.WithLabelValues(u.Name).Set(float64(u.MaxEntries))
-	}
-}
-
-// wantedIfindexes returns the wanted interfaces in order.
-func (a *Agent) wantedIfindexes() []int {
-	return slices.Sorted(maps.Keys(a.wanted))
 }
 
 // Synced reports whether a sync has written (or adopted) the desired
@@ -403,7 +234,7 @@ func (a *Agent) wantedIfindexes() []int {
 func (a *Agent) Synced() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.desired != nil
+	return a.net != nil && a.net.desired != nil
 }
 
 // mergeErrors sorts endpoint errors and keeps one per endpoint (the

@@ -29,8 +29,8 @@ import (
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/policy"
 	"github.com/palisade-dev/palisade/internal/render"
-	"github.com/palisade-dev/palisade/internal/validate"
 )
 
 // setKey names a PolicySet.
@@ -51,14 +51,11 @@ type inputs struct {
 	ir      *engine.IR
 	ids     identityTable
 	local   []localEndpoint
-	// sets maps each PolicySet that owns policy objects to the revisions
-	// its objects carry and the policies that concern this node.
+	// objects are the policy objects the node enforces: per PolicySet,
+	// those of one complete revision (see selectObjects).
+	objects []*policyObject
+	// sets are the PolicySets among them and their revisions.
 	sets map[setKey]*setInfo
-}
-
-type setInfo struct {
-	revisions map[string]bool
-	policies  int32
 }
 
 // identityTable is engine.IdentityTable over the cluster's Identity
@@ -196,22 +193,25 @@ func (a *Agent) gather(ctx context.Context) (*inputs, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 
-	pols, objs, err := a.policies(ctx)
+	all, err := a.listObjects(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ir, err := engine.Build(pols, "")
-	if err != nil {
-		return nil, fmt.Errorf("build policies: %w", err)
+	if in.objects, in.sets, err = a.selectObjects(ctx, all); err != nil {
+		return nil, err
 	}
-	in.ir = ir
-	a.countSets(in, objs)
+	if in.ir, err = buildIR(in.objects); err != nil {
+		return nil, err
+	}
+	if err := a.markConcerns(in); err != nil {
+		return nil, err
+	}
 	return in, nil
 }
 
 // policies reads the network policy objects and turns them back into
 // policies.
-func (a *Agent) policies(ctx context.Context) ([]*validate.Policy, map[string]client.Object, error) {
+func (a *Agent) policies(ctx context.Context) ([]*policy.Policy, map[string]client.Object, error) {
 	var nps v1.NetworkPolicyList
 	if err := a.Client.List(ctx, &nps); err != nil {
 		return nil, nil, fmt.Errorf("list network policies: %w", err)
@@ -221,7 +221,7 @@ func (a *Agent) policies(ctx context.Context) ([]*validate.Policy, map[string]cl
 		return nil, nil, fmt.Errorf("list cluster network policies: %w", err)
 	}
 	objs := map[string]client.Object{}
-	var out []*validate.Policy
+	var out []*policy.Policy
 	add := func(kind string, o client.Object) error {
 		p, err := render.Policy(o)
 		if err != nil {
@@ -242,44 +242,4 @@ func (a *Agent) policies(ctx context.Context) ([]*validate.Policy, map[string]cl
 		}
 	}
 	return out, objs, nil
-}
-
-// countSets records, per owning PolicySet, the revisions of its objects
-// and how many of its policies select a workload on this node or the node
-// itself.
-func (a *Agent) countSets(in *inputs, objs map[string]client.Object) {
-	var localLabels []engine.Labels
-	for _, l := range in.local {
-		if e, ok := in.cluster.Endpoint(l.id); ok {
-			localLabels = append(localLabels, in.cluster.WorkloadLabels(e))
-		}
-	}
-	node, _ := in.cluster.Node(a.Node)
-	concerns := map[string]bool{}
-	for _, p := range in.ir.Policies {
-		key := p.Origin.Kind + "/" + p.Origin.Namespace + "/" + p.Origin.Name
-		switch s := p.Subject; {
-		case s.Endpoints != nil:
-			concerns[key] = slices.ContainsFunc(localLabels, s.Endpoints.Matches)
-		case s.Nodes != nil && node != nil:
-			concerns[key] = s.Nodes.MatchesNode(node.Labels)
-		}
-	}
-	for key, o := range objs {
-		l := o.GetLabels()
-		name := l[render.LabelPolicySetName]
-		if name == "" {
-			continue
-		}
-		k := setKey{namespace: l[render.LabelPolicySetNamespace], name: name}
-		si := in.sets[k]
-		if si == nil {
-			si = &setInfo{revisions: map[string]bool{}}
-			in.sets[k] = si
-		}
-		si.revisions[o.GetAnnotations()[render.AnnotationRevision]] = true
-		if concerns[key] {
-			si.policies++
-		}
-	}
 }

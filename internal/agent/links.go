@@ -54,8 +54,8 @@ func (RouteLinks) Interface(addr netip.Addr) (int, string, error) {
 	return r.LinkIndex, name, nil
 }
 
-// interfaceIndex returns the index of the named interface.
-func interfaceIndex(name string) (int, error) {
+// ByName returns the index of the named interface.
+func (RouteLinks) ByName(name string) (int, error) {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return 0, fmt.Errorf("host interface %s: %w", name, err)

@@ -22,7 +22,7 @@ package agent
 // The agent's RBAC, least privilege: it reads policies, identities and
 // pods, and writes only its own node's NodeEnforcement and events.
 //
-// +kubebuilder:rbac:groups=palisade.dev,resources=networkpolicies;clusternetworkpolicies;identities,verbs=get;list;watch
+// +kubebuilder:rbac:groups=palisade.dev,resources=networkpolicies;clusternetworkpolicies;tracingpolicies;clustertracingpolicies;identities,verbs=get;list;watch
 // +kubebuilder:rbac:groups=palisade.dev,resources=nodeenforcements,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups=palisade.dev,resources=nodeenforcements/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch

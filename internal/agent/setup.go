@@ -130,6 +130,8 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager, watchLinks bool) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
 		Watches(&v1.NetworkPolicy{}, all).
 		Watches(&v1.ClusterNetworkPolicy{}, all).
+		Watches(&v1.TracingPolicy{}, all).
+		Watches(&v1.ClusterTracingPolicy{}, all).
 		Watches(&v1.Identity{}, all).
 		Watches(&corev1.Pod{}, all, builder.WithPredicates(podChange)).
 		Watches(&corev1.Namespace{}, all, builder.WithPredicates(predicate.LabelChangedPredicate{})).

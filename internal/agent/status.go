@@ -20,6 +20,8 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -40,8 +42,100 @@ func (a *Agent) nodeRef() runtime.Object {
 	return ne
 }
 
-// report writes this node's NodeEnforcement status, creating the object
-// if it is missing. It writes only when the status changed.
+// report is what the subsystems say for NodeEnforcement.
+type report struct {
+	conds []metav1.Condition
+	errs  []v1.EndpointError
+	gaps  map[objKey][]gap
+}
+
+// gap is one thing a node does not enforce of an object as written.
+type gap struct {
+	reason, message string
+	// whole is true when nothing of the object is enforced.
+	whole bool
+}
+
+func (r *report) condition(t string, ok bool, reason, msg string) {
+	s := metav1.ConditionFalse
+	if ok {
+		s = metav1.ConditionTrue
+	}
+	r.conds = append(r.conds, metav1.Condition{Type: t, Status: s, Reason: reason, Message: truncate(msg, 32768)})
+}
+
+func (r *report) gap(k objKey, g gap) {
+	if r.gaps == nil {
+		r.gaps = map[objKey][]gap{}
+	}
+	r.gaps[k] = append(r.gaps[k], g)
+}
+
+// collect asks every subsystem for its report.
+func (a *Agent) collect() *report {
+	r := &report{}
+	for _, s := range a.subsystems() {
+		s.Report(a.last, r)
+	}
+	r.errs = mergeErrors(r.errs)
+	return r
+}
+
+// setStatus is the NodeEnforcement entry of each enforced set: its
+// revision, and how fully the node enforces each of its objects.
+func (a *Agent) setStatus(r *report) []v1.PolicySetEnforcement {
+	gen := int64(a.Datapath.Generation())
+	var out []v1.PolicySetEnforcement
+	for k, si := range a.sets {
+		if si.revision == "" {
+			continue
+		}
+		e := v1.PolicySetEnforcement{Namespace: k.namespace, Name: k.name, Revision: si.revision, Generation: gen, PendingRevision: si.pending}
+		objs := slices.Clone(si.objects)
+		slices.SortFunc(objs, func(x, y *policyObject) int { return compareKeys(x.key, y.key) })
+		for _, o := range objs {
+			if !o.concerns {
+				continue
+			}
+			e.Policies++
+			gaps := r.gaps[o.key]
+			if len(gaps) == 0 {
+				e.Enforced++
+				continue
+			}
+			oe := objectStatus(o.key, gaps)
+			if oe.State == v1.ObjectNotEnforced {
+				e.NotEnforced++
+			} else {
+				e.Partial++
+			}
+			if len(e.Objects) < v1.MaxObjectsPerSet {
+				e.Objects = append(e.Objects, oe)
+			}
+		}
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(x, y v1.PolicySetEnforcement) int {
+		return compareStrings(x.Namespace+"/"+x.Name, y.Namespace+"/"+y.Name)
+	})
+	return out
+}
+
+// objectStatus sums up an object's gaps.
+func objectStatus(k objKey, gaps []gap) v1.ObjectEnforcement {
+	oe := v1.ObjectEnforcement{Kind: k.kind, Namespace: k.namespace, Name: k.name, State: v1.ObjectPartial, Reason: gaps[0].reason}
+	msgs := make([]string, 0, len(gaps))
+	for _, g := range gaps {
+		if g.whole {
+			oe.State = v1.ObjectNotEnforced
+		}
+		msgs = append(msgs, g.message)
+	}
+	oe.Message = truncate(strings.Join(msgs, "; "), 2048)
+	return oe
+}
+
+// report writes the agent's state to the node's NodeEnforcement status.
 func (a *Agent) report(ctx context.Context) error {
 	ne := &v1.NodeEnforcement{}
 	err := a.Client.Get(ctx, client.ObjectKey{Name: a.Node}, ne)
@@ -60,25 +154,17 @@ func (a *Agent) report(ctx context.Context) error {
 	base := ne.DeepCopy()
 	st := &ne.Status
 	st.ObservedGeneration = ne.Generation
-	// A repair writes the same revisions as a new generation.
-	for i := range a.sets {
-		a.sets[i].Generation = int64(a.Datapath.Generation())
-	}
-	st.PolicySets = a.sets
-	st.Errors = a.errs
+	r := a.collect()
+	st.PolicySets = a.setStatus(r)
+	st.Errors = r.errs
 	st.Drifts = a.drifts
 	st.DriftRepairs = a.repairs
 	if !a.lastVerified.IsZero() {
 		t := metav1.NewTime(a.lastVerified)
 		st.LastVerifiedTime = &t
 	}
-	st.Maps = nil
-	if a.desired != nil {
-		for _, u := range a.Datapath.Usage(a.desired) {
-			st.Maps = append(st.Maps, v1.MapUsage{Name: u.Name, Entries: int64(u.Entries), MaxEntries: int64(u.MaxEntries)})
-		}
-	}
-	a.setConditions(ne)
+	st.Maps = a.net.recordUsage()
+	a.setConditions(ne, r, st.PolicySets)
 	if reflect.DeepEqual(base.Status, ne.Status) {
 		return nil
 	}
@@ -88,31 +174,54 @@ func (a *Agent) report(ctx context.Context) error {
 	return nil
 }
 
-// setConditions sets Ready, Enforced and Drifted.
-func (a *Agent) setConditions(ne *v1.NodeEnforcement) {
-	set := func(t string, ok bool, reason, msg string) {
+// setConditions sets the subsystems' conditions, then Enforced, Drifted
+// and Ready from them.
+func (a *Agent) setConditions(ne *v1.NodeEnforcement, r *report, sets []v1.PolicySetEnforcement) {
+	set := func(c metav1.Condition) {
+		c.ObservedGeneration = ne.Generation
+		apimeta.SetStatusCondition(&ne.Status.Conditions, c)
+	}
+	cond := func(t string, ok bool, reason, msg string) {
 		s := metav1.ConditionFalse
 		if ok {
 			s = metav1.ConditionTrue
 		}
-		apimeta.SetStatusCondition(&ne.Status.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason,
-			Message: truncate(msg, 32768), ObservedGeneration: ne.Generation})
+		set(metav1.Condition{Type: t, Status: s, Reason: reason, Message: truncate(msg, 32768)})
+	}
+	var notOK *metav1.Condition
+	for i := range r.conds {
+		set(r.conds[i])
+		if notOK == nil && r.conds[i].Status != metav1.ConditionTrue {
+			notOK = &r.conds[i]
+		}
+	}
+	var partial []string
+	n := 0
+	for _, s := range sets {
+		n += int(s.Partial + s.NotEnforced)
+		for _, o := range s.Objects {
+			if len(partial) < 3 {
+				partial = append(partial, fmt.Sprintf("%s: %s", objKey{o.Kind, o.Namespace, o.Name}, o.Message))
+			}
+		}
 	}
 	switch {
-	case a.syncErr != nil:
-		reason := a.syncReason
-		if reason == "" {
-			reason = v1.DatapathErrorReason
+	case a.gatherErr != nil:
+		cond(v1.EnforcedCondition, false, v1.DatapathErrorReason, fmt.Sprintf("the node keeps enforcing generation %d: %v", a.Datapath.Generation(), a.gatherErr))
+	case a.net.syncErr != nil || a.net.desired == nil:
+		c := apimeta.FindStatusCondition(ne.Status.Conditions, v1.NetworkEnforcedCondition)
+		cond(v1.EnforcedCondition, false, c.Reason, c.Message)
+	case n > 0:
+		msg := fmt.Sprintf("%d objects are not enforced as written: %s", n, strings.Join(partial, "; "))
+		if n > len(partial) {
+			msg += fmt.Sprintf("; and %d more", n-len(partial))
 		}
-		set(v1.EnforcedCondition, false, reason, fmt.Sprintf("the node keeps enforcing generation %d: %v", a.Datapath.Generation(), a.syncErr))
-	case a.desired == nil:
-		set(v1.EnforcedCondition, false, v1.EnforcementPendingReason, "waiting for the first sync")
-	case len(a.errs) > 0:
-		set(v1.EnforcedCondition, false, v1.EnforcementFailedReason, fmt.Sprintf("%d endpoints fail closed; first: %s: %s", len(a.errs), a.errs[0].Endpoint, a.errs[0].Message))
+		cond(v1.EnforcedCondition, false, v1.PartiallyEnforcedReason, msg)
+	case notOK != nil:
+		cond(v1.EnforcedCondition, false, notOK.Reason, notOK.Type+": "+notOK.Message)
 	default:
-		set(v1.EnforcedCondition, true, v1.EnforcementSucceededReason, fmt.Sprintf("generation %d enforces %d policy sets on %d interfaces", a.Datapath.Generation(), len(a.sets), len(a.wanted)))
+		cond(v1.EnforcedCondition, true, v1.EnforcementSucceededReason, fmt.Sprintf("generation %d enforces every object of %d policy sets as written", a.Datapath.Generation(), len(sets)))
 	}
-
 	window := a.DriftWindow
 	if window <= 0 {
 		window = DefaultDriftWindow
@@ -123,19 +232,20 @@ func (a *Agent) setConditions(ne *v1.NodeEnforcement) {
 		if !d.Repaired {
 			reason, verb = v1.KernelDriftReason, "not repaired: "+d.Message
 		}
-		set(v1.DriftedCondition, true, reason, fmt.Sprintf("%s drift at %s, %s: %s", d.Kind, d.Time.UTC().Format("15:04:05Z"), verb, d.What))
+		cond(v1.DriftedCondition, true, reason, fmt.Sprintf("%s drift at %s, %s: %s", d.Kind, d.Time.UTC().Format("15:04:05Z"), verb, d.What))
 	} else {
-		set(v1.DriftedCondition, false, v1.NoDriftReason, "the kernel matches the desired state")
+		cond(v1.DriftedCondition, false, v1.NoDriftReason, "the kernel matches the desired state")
 	}
-
 	switch {
-	case a.verifyErr != nil:
-		set(v1.ReadyCondition, false, v1.VerifyFailedReason, fmt.Sprintf("cannot read the kernel state back: %v", a.verifyErr))
-	case a.syncErr != nil:
-		set(v1.ReadyCondition, false, apimeta.FindStatusCondition(ne.Status.Conditions, v1.EnforcedCondition).Reason, a.syncErr.Error())
-	case a.desired == nil:
-		set(v1.ReadyCondition, false, v1.ProgressingReason, "waiting for the first sync")
+	case a.net.verifyErr != nil:
+		cond(v1.ReadyCondition, false, v1.VerifyFailedReason, fmt.Sprintf("cannot read the kernel state back: %v", a.net.verifyErr))
+	case a.gatherErr != nil:
+		cond(v1.ReadyCondition, false, v1.DatapathErrorReason, a.gatherErr.Error())
+	case a.net.syncErr != nil:
+		cond(v1.ReadyCondition, false, apimeta.FindStatusCondition(ne.Status.Conditions, v1.NetworkEnforcedCondition).Reason, a.net.syncErr.Error())
+	case a.net.desired == nil:
+		cond(v1.ReadyCondition, false, v1.ProgressingReason, "waiting for the first sync")
 	default:
-		set(v1.ReadyCondition, true, v1.SucceededReason, fmt.Sprintf("enforcing generation %d", a.Datapath.Generation()))
+		cond(v1.ReadyCondition, true, v1.SucceededReason, fmt.Sprintf("enforcing generation %d", a.Datapath.Generation()))
 	}
 }

@@ -81,9 +81,9 @@ func (a *Agent) VerifyNow(ctx context.Context) {
 	}
 }
 
-// verify is one pass of the verify loop.
+// verify runs every subsystem's part of the verify loop.
 func (a *Agent) verify(ctx context.Context) {
-	if a.desired == nil {
+	if a.net == nil || a.net.desired == nil {
 		return // nothing applied yet: the first sync has not run
 	}
 	start := time.Now()
@@ -92,60 +92,17 @@ func (a *Agent) verify(ctx context.Context) {
 			a.Metrics.VerifyDuration.Observe(time.Since(start).Seconds())
 		}
 	}()
-	a.verifyErr = nil
-
-	// Pins first: a removed link pin is also a detached program, and the
-	// map pins are what the next agent adopts.
-	if probs := a.Datapath.CheckPins(); len(probs) > 0 {
-		err := a.Datapath.RepairPins()
-		for _, p := range probs {
-			a.drift(v1.KernelDriftPin, p.What, err)
+	failed := false
+	for _, s := range a.subsystems() {
+		if err := s.Verify(ctx, a.drift); err != nil {
+			a.Log.Error(err, "verify", "subsystem", s.Name())
+			failed = true
 		}
 	}
-	for _, ifindex := range a.wantedIfindexes() {
-		who := a.wanted[ifindex]
-		host := strings.HasPrefix(who, "host:")
-		var probs []datapath.Problem
-		if host {
-			probs = a.Datapath.CheckHost(ifindex)
-		} else {
-			probs = a.Datapath.CheckWorkload(ifindex)
-		}
-		if len(probs) == 0 {
-			continue
-		}
-		var err error
-		if host {
-			err = a.Datapath.RepairHost(ifindex)
-		} else {
-			err = a.Datapath.RepairWorkload(ifindex)
-		}
-		for _, p := range probs {
-			kind := v1.KernelDriftProgram
-			if p.Pin {
-				kind = v1.KernelDriftPin
-			}
-			a.drift(kind, fmt.Sprintf("%s (%s)", p.What, who), err)
-		}
-	}
-
-	drifts, _, err := a.Datapath.Compare(a.desired)
-	if err != nil {
-		a.verifyErr = err
-		if a.Metrics != nil {
-			a.Metrics.VerifyFailures.Inc()
-		}
-		a.lastVerified = a.now()
-		return
-	}
-	if len(drifts) > 0 {
-		// Repair by writing the whole desired state as a new generation:
-		// packets switch from the tampered state to the right one at once.
-		err := a.Datapath.Apply(ctx, a.desired)
-		a.drift(v1.KernelDriftMapEntry, describeDrifts(drifts), err)
+	if failed && a.Metrics != nil {
+		a.Metrics.VerifyFailures.Inc()
 	}
 	a.lastVerified = a.now()
-	a.countVerdicts()
 }
 
 // drift records one kernel drift: on NodeEnforcement (newest first), as
@@ -194,26 +151,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n-3] + "..."
-}
-
-// countVerdicts adds the datapath's counters since the last pass to the
-// verdict metric.
-func (a *Agent) countVerdicts() {
-	if a.Metrics == nil {
-		return
-	}
-	c, err := a.Datapath.Counters()
-	if err != nil {
-		return
-	}
-	p := a.lastCounters
-	for _, v := range []struct {
-		name     string
-		now, was uint64
-	}{{"allowed", c.Allowed, p.Allowed}, {"denied", c.Denied, p.Denied}, {"audited", c.Audited, p.Audited}, {"reply", c.Replies, p.Replies}, {"malformed", c.Malformed, p.Malformed}} {
-		if v.now > v.was {
-			a.Metrics.Verdicts.WithLabelValues(v.name, "any").Add(float64(v.now - v.was))
-		}
-	}
-	a.lastCounters = c
 }

@@ -1,0 +1,377 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strconv"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/capability"
+	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/render"
+	"github.com/palisade-dev/palisade/internal/validate"
+)
+
+// objKey names a policy object.
+type objKey struct{ kind, namespace, name string }
+
+// String is "Kind ns/name", or "Kind name" for cluster-scoped kinds.
+func (k objKey) String() string {
+	if k.namespace == "" {
+		return k.kind + " " + k.name
+	}
+	return k.kind + " " + k.namespace + "/" + k.name
+}
+
+func compareKeys(a, b objKey) int {
+	if a.kind != b.kind {
+		return compareStrings(a.kind, b.kind)
+	}
+	if a.namespace != b.namespace {
+		return compareStrings(a.namespace, b.namespace)
+	}
+	return compareStrings(a.name, b.name)
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func sortedKeys[V any](m map[objKey]V) []objKey {
+	return slices.SortedFunc(maps.Keys(m), compareKeys)
+}
+
+// policyObject is one policy object the node considers.
+type policyObject struct {
+	key      objKey
+	set      setKey // zero when no PolicySet owns the object
+	revision string
+	obj      client.Object
+	// gaps are what the capability table says the datapath does not
+	// enforce of the object as written.
+	gaps []capability.Gap
+	// concerns is whether the object applies to this node: it selects a
+	// local workload or the node itself.
+	concerns bool
+}
+
+func newPolicyObject(kind string, o client.Object) *policyObject {
+	p := &policyObject{key: objKey{kind: kind, namespace: o.GetNamespace(), name: o.GetName()}, obj: o,
+		revision: o.GetAnnotations()[render.AnnotationRevision]}
+	if l := o.GetLabels(); l[render.LabelPolicySetName] != "" {
+		p.set = setKey{namespace: l[render.LabelPolicySetNamespace], name: l[render.LabelPolicySetName]}
+	}
+	switch t := o.(type) {
+	case *v1.NetworkPolicy:
+		p.gaps = capability.Network(&t.Spec.RuleSet)
+	case *v1.ClusterNetworkPolicy:
+		p.gaps = capability.Network(&t.Spec.RuleSet)
+	case *v1.TracingPolicy:
+		p.gaps = capability.TracingPolicy(&t.Spec)
+	case *v1.ClusterTracingPolicy:
+		p.gaps = capability.TracingPolicy(&t.Spec)
+	}
+	return p
+}
+
+func (p *policyObject) network() bool {
+	return p.key.kind == "NetworkPolicy" || p.key.kind == "ClusterNetworkPolicy"
+}
+
+// setInfo is what the node enforces of one PolicySet: the objects of one
+// revision.
+type setInfo struct {
+	revision string
+	// pending is a newer revision whose objects are not all in the API
+	// yet.
+	pending string
+	objects []*policyObject
+}
+
+// errRevisionIncomplete defers a sync: see selectObjects.
+var errRevisionIncomplete = errors.New("revision incomplete")
+
+// listObjects lists every policy object of the four kinds from the cache.
+func (a *Agent) listObjects(ctx context.Context) ([]*policyObject, error) {
+	var out []*policyObject
+	var nps v1.NetworkPolicyList
+	if err := a.Client.List(ctx, &nps); err != nil {
+		return nil, fmt.Errorf("list network policies: %w", err)
+	}
+	for i := range nps.Items {
+		out = append(out, newPolicyObject("NetworkPolicy", &nps.Items[i]))
+	}
+	var cnps v1.ClusterNetworkPolicyList
+	if err := a.Client.List(ctx, &cnps); err != nil {
+		return nil, fmt.Errorf("list cluster network policies: %w", err)
+	}
+	for i := range cnps.Items {
+		out = append(out, newPolicyObject("ClusterNetworkPolicy", &cnps.Items[i]))
+	}
+	var tps v1.TracingPolicyList
+	if err := a.Client.List(ctx, &tps); err != nil {
+		return nil, fmt.Errorf("list tracing policies: %w", err)
+	}
+	for i := range tps.Items {
+		out = append(out, newPolicyObject("TracingPolicy", &tps.Items[i]))
+	}
+	var ctps v1.ClusterTracingPolicyList
+	if err := a.Client.List(ctx, &ctps); err != nil {
+		return nil, fmt.Errorf("list cluster tracing policies: %w", err)
+	}
+	for i := range ctps.Items {
+		out = append(out, newPolicyObject("ClusterTracingPolicy", &ctps.Items[i]))
+	}
+	return out, nil
+}
+
+// complete reports whether objs (one PolicySet's) are all of one
+// revision, and all of it: as many as the revision rendered.
+func complete(objs []*policyObject) (string, bool) {
+	rev := objs[0].revision
+	for _, o := range objs {
+		if o.revision != rev {
+			return "", false
+		}
+		if n, err := strconv.Atoi(o.obj.GetAnnotations()[render.AnnotationRevisionObjects]); err == nil && n != len(objs) {
+			return "", false
+		}
+	}
+	return rev, true
+}
+
+// selectObjects chooses, per PolicySet, the objects of one complete
+// revision: the newest complete one seen. A set whose objects are of two
+// revisions, or fewer than its revision has (a PolicySet mid-apply, a
+// manager that died between two applies), keeps the objects of its last
+// complete revision. A set whose objects all vanished from the cache is
+// confirmed gone with a read from the API server itself before it is
+// dropped: a watch gap or relist is never read as "deleted".
+//
+// With no complete revision ever seen for a set (the agent just started
+// during an apply), a kernel that already holds a generation keeps it
+// (errRevisionIncomplete defers the sync); on an empty kernel the objects
+// of both revisions are compiled together until one is complete.
+func (a *Agent) selectObjects(ctx context.Context, all []*policyObject) ([]*policyObject, map[setKey]*setInfo, error) {
+	if a.snapshots == nil {
+		a.snapshots = map[setKey]*setInfo{}
+	}
+	bySet := map[setKey][]*policyObject{}
+	var chosen []*policyObject
+	for _, o := range all {
+		if o.set == (setKey{}) {
+			chosen = append(chosen, o)
+			continue
+		}
+		bySet[o.set] = append(bySet[o.set], o)
+	}
+	sets := map[setKey]*setInfo{}
+	var deferred []string
+	for k, objs := range bySet {
+		if rev, ok := complete(objs); ok {
+			si := &setInfo{revision: rev, objects: objs}
+			a.snapshots[k] = si
+			sets[k] = si
+			continue
+		}
+		newer := newestOther(objs, "")
+		if snap, ok := a.snapshots[k]; ok {
+			sets[k] = &setInfo{revision: snap.revision, pending: newestOther(objs, snap.revision), objects: snap.objects}
+			continue
+		}
+		if a.Datapath.Generation() > 0 {
+			deferred = append(deferred, fmt.Sprintf("%s/%s (revision %s)", k.namespace, k.name, newer))
+			continue
+		}
+		sets[k] = &setInfo{pending: newer, objects: objs}
+	}
+	if len(deferred) > 0 {
+		sort.Strings(deferred)
+		return nil, nil, fmt.Errorf("%w: the objects of %v are not all in the API yet, and no complete revision was seen since the agent started; the kernel keeps its generation", errRevisionIncomplete, deferred)
+	}
+	for k, snap := range a.snapshots {
+		if _, ok := bySet[k]; ok {
+			continue
+		}
+		gone, err := a.setGone(ctx, k)
+		if err != nil {
+			return nil, nil, err
+		}
+		if gone {
+			delete(a.snapshots, k)
+			continue
+		}
+		a.Log.Info("the cache lists no object of a PolicySet the API server still has; keeping its revision", "policyset", k.namespace+"/"+k.name, "revision", snap.revision)
+		sets[k] = snap
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(sets), func(x, y setKey) int {
+		return compareStrings(x.namespace+"/"+x.name, y.namespace+"/"+y.name)
+	}) {
+		chosen = append(chosen, sets[k].objects...)
+	}
+	return chosen, sets, nil
+}
+
+// newestOther is the greatest revision among objs other than not, so the
+// choice is stable ("" when none).
+func newestOther(objs []*policyObject, not string) string {
+	best := ""
+	for _, o := range objs {
+		if o.revision != not && o.revision > best {
+			best = o.revision
+		}
+	}
+	return best
+}
+
+// setGone asks the API server itself (not the cache) whether any policy
+// object of set k is left.
+func (a *Agent) setGone(ctx context.Context, k setKey) (bool, error) {
+	r := a.APIReader
+	if r == nil {
+		r = a.Client
+	}
+	sel := client.MatchingLabels{render.LabelPolicySetName: k.name, render.LabelPolicySetNamespace: k.namespace}
+	for _, l := range []client.ObjectList{&v1.NetworkPolicyList{}, &v1.ClusterNetworkPolicyList{}, &v1.TracingPolicyList{}, &v1.ClusterTracingPolicyList{}} {
+		if err := r.List(ctx, l, sel, client.Limit(1)); err != nil {
+			return false, fmt.Errorf("confirm that PolicySet %s/%s has no objects left: %w", k.namespace, k.name, err)
+		}
+		if n, err := itemCount(l); err != nil || n > 0 {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func itemCount(l client.ObjectList) (int, error) {
+	switch t := l.(type) {
+	case *v1.NetworkPolicyList:
+		return len(t.Items), nil
+	case *v1.ClusterNetworkPolicyList:
+		return len(t.Items), nil
+	case *v1.TracingPolicyList:
+		return len(t.Items), nil
+	case *v1.ClusterTracingPolicyList:
+		return len(t.Items), nil
+	}
+	return 0, fmt.Errorf("unexpected list %T", l)
+}
+
+// buildIR normalizes the chosen network policy objects.
+func buildIR(objs []*policyObject) (*engine.IR, error) {
+	var nets []client.Object
+	for _, o := range objs {
+		if o.network() {
+			nets = append(nets, o.obj)
+		}
+	}
+	pols, err := policiesOf(nets)
+	if err != nil {
+		return nil, err
+	}
+	ir, err := engine.Build(pols, "")
+	if err != nil {
+		return nil, fmt.Errorf("build policies: %w", err)
+	}
+	return ir, nil
+}
+
+// markConcerns sets, for every object, whether it applies to this node.
+func (a *Agent) markConcerns(in *inputs) error {
+	var localLabels []engine.Labels
+	for _, l := range in.local {
+		if e, ok := in.cluster.Endpoint(l.id); ok {
+			localLabels = append(localLabels, in.cluster.WorkloadLabels(e))
+		}
+	}
+	node, _ := in.cluster.Node(a.Node)
+	concerns := map[objKey]bool{}
+	for _, p := range in.ir.Policies {
+		key := objKey{kind: p.Origin.Kind, namespace: p.Origin.Namespace, name: p.Origin.Name}
+		switch s := p.Subject; {
+		case s.Endpoints != nil:
+			concerns[key] = slices.ContainsFunc(localLabels, s.Endpoints.Matches)
+		case s.Nodes != nil && node != nil:
+			concerns[key] = s.Nodes.MatchesNode(node.Labels)
+		}
+	}
+	for _, o := range in.objects {
+		if o.network() {
+			o.concerns = concerns[o.key]
+			continue
+		}
+		var sel *engine.Selector
+		switch t := o.obj.(type) {
+		case *v1.TracingPolicy:
+			s, err := engine.NewSelector(orAll(t.Spec.PodSelector), t.Namespace)
+			if err != nil {
+				return fmt.Errorf("%s: podSelector: %w", o.key, err)
+			}
+			sel = &s
+		case *v1.ClusterTracingPolicy:
+			if t.Spec.PodSelector == nil {
+				// Every process of the node, pods or not.
+				o.concerns = true
+				continue
+			}
+			s, err := engine.NewSelector(t.Spec.PodSelector, "")
+			if err != nil {
+				return fmt.Errorf("%s: podSelector: %w", o.key, err)
+			}
+			sel = &s
+		}
+		o.concerns = sel != nil && slices.ContainsFunc(localLabels, sel.Matches)
+	}
+	return nil
+}
+
+// orAll is s, or the selector that selects everything when s is nil.
+func orAll(s *metav1.LabelSelector) *metav1.LabelSelector {
+	if s == nil {
+		return &metav1.LabelSelector{}
+	}
+	return s
+}
+
+// policiesOf converts applied network policy objects back into the
+// policies the engine builds.
+func policiesOf(objs []client.Object) ([]*validate.Policy, error) {
+	out := make([]*validate.Policy, 0, len(objs))
+	for _, o := range objs {
+		p, err := render.Policy(o)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
