@@ -23,12 +23,14 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
+	"github.com/palisade-dev/palisade/internal/capability"
 	"github.com/palisade-dev/palisade/internal/diag"
 	"github.com/palisade-dev/palisade/internal/engine"
 	"github.com/palisade-dev/palisade/internal/validate"
@@ -69,6 +71,11 @@ address); DST carries :PORT/PROTO (PROTO is TCP, UDP, SCTP, ICMP or ICMPv6;
 for ICMP the port is the type; TCP when omitted). --from-entity and
 --to-entity name a reserved entity instead (world, host, remote-node,
 kube-apiserver, unmanaged); give the port with --port.
+
+The verdict is the policies' meaning. Where this version's datapath does not
+enforce the deciding rule as written (L7 rules, toFQDNs; see
+docs/datapath.md), the kernel line (and the JSON's "kernel" field) says what
+the kernel does with the flow today, and why.
 
 The endpoints file (YAML) lists namespaces with labels, nodes, endpoints
 (namespace, name, labels, ips, node, named ports), the API server's
@@ -142,6 +149,7 @@ func runExplain(cmd *cobra.Command, f *explainFlags) error {
 	}
 	res := engine.Evaluate(ir, cluster, flow)
 	out := newExplanation(cluster, flow, res, f.policies)
+	out.Kernel = kernelOf(res, engine.Evaluate(kernelView(ir), cluster, flow), flow, rep.Objects)
 	if f.output == "json" {
 		b, err := json.MarshalIndent(out, "", "  ")
 		if err != nil {
@@ -379,6 +387,18 @@ type explanation struct {
 	Decider engine.Direction `json:"decidedBy"`
 	Egress  sideOut          `json:"egress"`
 	Ingress sideOut          `json:"ingress"`
+	// Kernel is what this version's datapath does with the flow.
+	Kernel kernelOut `json:"kernel"`
+}
+
+// kernelOut is the kernel's verdict, which differs from the policies'
+// where the datapath does not enforce the deciding rule as written.
+type kernelOut struct {
+	Verdict engine.Verdict `json:"verdict"`
+	Differs bool           `json:"differs"`
+	// Reason says why the verdict differs, or what else the kernel does
+	// not do (e.g. audit mode's reports) when it does not.
+	Reason string `json:"reason,omitempty"`
 }
 
 type flowOut struct {
@@ -448,6 +468,14 @@ func (e *explanation) writeText(w io.Writer) error {
 	}
 	b.WriteByte('\n')
 	fmt.Fprintf(&b, "verdict: %s (decided at %s)\n", strings.ToUpper(e.Verdict.String()), e.Decider)
+	switch k := e.Kernel; {
+	case k.Differs:
+		fmt.Fprintf(&b, "kernel:  %s, NOT as the policies say: %s\n", strings.ToUpper(k.Verdict.String()), k.Reason)
+	case k.Reason != "":
+		fmt.Fprintf(&b, "kernel:  %s, as the policies say, but %s\n", strings.ToUpper(k.Verdict.String()), k.Reason)
+	default:
+		fmt.Fprintf(&b, "kernel:  %s, as the policies say\n", strings.ToUpper(k.Verdict.String()))
+	}
 	for _, s := range []struct {
 		name string
 		side sideOut
@@ -480,4 +508,138 @@ func (s sideOut) describe() string {
 		audit = " [audit mode]"
 	}
 	return fmt.Sprintf("%s%s %s %s (%s)%s", head, verb, r.Policy(), r.Path, r.Position(), audit)
+}
+
+// kernelView is ir as this version's datapath enforces it, according to
+// the capability table: L7 rules it does not enforce let every request
+// through (the port is decided at L3/L4), toFQDNs it does not enforce
+// match no address. Evaluating it gives the kernel's verdict.
+func kernelView(ir *engine.IR) *engine.IR {
+	out := &engine.IR{}
+	for _, p := range ir.Policies {
+		cp := *p
+		cp.Rules = make([]*engine.Rule, len(p.Rules))
+		for i, r := range p.Rules {
+			cr := *r
+			if !capability.Enforced(capability.FQDN) {
+				cr.Peer.FQDNs = nil
+			}
+			cr.L4 = slices.Clone(r.L4) // nil (every port) stays nil
+			for j, l := range cr.L4 {
+				if l.L7 == nil {
+					continue
+				}
+				l7 := *l.L7
+				if !capability.Enforced(capability.HTTP) {
+					l7.HTTP = nil
+				}
+				if !capability.Enforced(capability.Kafka) {
+					l7.Kafka = nil
+				}
+				if !capability.Enforced(capability.DNS) {
+					l7.DNS = nil
+				}
+				cr.L4[j].L7 = &l7
+				if len(l7.HTTP)+len(l7.Kafka)+len(l7.DNS) == 0 {
+					cr.L4[j].L7 = nil
+				}
+			}
+			cp.Rules[i] = &cr
+		}
+		out.Policies = append(out.Policies, &cp)
+	}
+	return out
+}
+
+// kernelOf compares the policies' result with the kernel's and says why
+// they differ, from the capability gaps of the rules that decided.
+func kernelOf(res, kern engine.Result, flow engine.Flow, policies []*validate.Policy) kernelOut {
+	out := kernelOut{Verdict: kern.Verdict, Differs: kern.Verdict != res.Verdict}
+	var gaps []capability.Gap
+	for _, sides := range [][2]engine.Side{{res.Egress, kern.Egress}, {res.Ingress, kern.Ingress}} {
+		pol := sides[0]
+		switch {
+		case pol.Verdict == sides[1].Verdict && pol.Reason == engine.ReasonAllowed && flow.Request != nil:
+			// Allowed as the policies say, but by L7 rules the kernel
+			// does not apply: it would pass any other request too.
+			gaps = append(gaps, ruleGaps(pol, flow, policies, requestFeature(flow.Request))...)
+		case pol.Verdict == sides[1].Verdict:
+		case pol.Reason == engine.ReasonL7Denied && flow.Request != nil:
+			gaps = append(gaps, ruleGaps(pol, flow, policies, requestFeature(flow.Request))...)
+		case pol.Reason == engine.ReasonAllowed:
+			gaps = append(gaps, ruleGaps(pol, flow, policies, capability.FQDN)...)
+		}
+	}
+	parts := make([]string, 0, len(gaps)+1)
+	for _, g := range gaps {
+		parts = append(parts, g.What+" are not enforced by this version")
+	}
+	if !out.Differs {
+		if res.Verdict == engine.VerdictAudit && !capability.Enforced(capability.AuditReports) {
+			parts = append(parts, "audit mode's reports of what it would drop are not enforced by this version: the kernel "+
+				capability.Table[capability.AuditReports].Kernel)
+		} else if len(gaps) > 0 {
+			parts[len(parts)-1] += ": the kernel would pass any other request on the port too"
+		}
+		out.Reason = strings.Join(parts, "; ")
+		return out
+	}
+	what := "flow"
+	if flow.Request != nil {
+		what = "request"
+	}
+	verb := "passes"
+	if kern.Verdict == engine.VerdictDeny {
+		verb = "drops"
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "a rule that decides it is not enforced as written by this version (see validate's PAL060 warnings)")
+	}
+	out.Reason = fmt.Sprintf("the kernel %s this %s today: %s", verb, what, strings.Join(parts, "; "))
+	return out
+}
+
+// requestFeature is the capability feature of an L7 request.
+func requestFeature(r *engine.Request) capability.Feature {
+	switch {
+	case r.HTTP != nil:
+		return capability.HTTP
+	case r.Kafka != nil:
+		return capability.Kafka
+	}
+	return capability.DNS
+}
+
+// ruleGaps returns the capability gaps of feature want in the rule that
+// decided a side, on the flow's port when the gaps name ports.
+func ruleGaps(s engine.Side, flow engine.Flow, policies []*validate.Policy, want capability.Feature) []capability.Gap {
+	if s.Rule == nil {
+		return nil
+	}
+	o := s.Rule.Origin
+	i := slices.IndexFunc(policies, func(p *validate.Policy) bool {
+		return p.Kind == o.Kind && p.Namespace == o.Namespace && p.Name == o.Name
+	})
+	if i < 0 {
+		return nil
+	}
+	rs, _, _, ok := policies[i].Network()
+	if !ok {
+		return nil
+	}
+	var all, onPort []capability.Gap
+	port := fmt.Sprintf(" %d/%s,", flow.Port, flow.Proto)
+	for _, g := range capability.Network(rs) {
+		if g.Feature != want || !strings.HasPrefix(g.Path, o.Path+".") {
+			continue
+		}
+		all = append(all, g)
+		if strings.Contains(g.What+",", port) {
+			onPort = append(onPort, g)
+		}
+	}
+	if len(onPort) > 0 {
+		return onPort
+	}
+	return all
 }

@@ -24,6 +24,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/palisade-dev/palisade/internal/capability"
 )
 
 // explainCmd runs "palisadectl explain" on the example repository.
@@ -203,4 +205,78 @@ func TestExplainBadEndpointsFile(t *testing.T) {
 	if exitCode(err) != exitUsage || !strings.Contains(err.Error(), `unknown field "lables"`) {
 		t.Fatalf("err %v: want a usage error naming the unknown field", err)
 	}
+}
+
+// TestExplainKernel checks that explain says where the kernel's verdict
+// differs from the policies', with the capability table's reasons, on the
+// example repository: L7 rules the datapath does not enforce pass the
+// request, toFQDNs it does not enforce drop the flow.
+func TestExplainKernel(t *testing.T) {
+	l7Denied := []string{"--from", "shop/frontend-7d9f", "--to", "shop/api-5c8b:8080/TCP", "--http-method", "GET", "--http-path", "/admin", "--http-host", "api.shop.svc.cluster.local"}
+	tests := []struct {
+		name    string
+		args    []string
+		verdict string
+		kernel  string
+		differs bool
+		reason  string
+	}{
+		{"HTTP request refused by L7 rules", l7Denied, "deny", "allow", true,
+			"the kernel passes this request today: egress HTTP rules on 8080/TCP are not enforced by this version"},
+		{"Kafka request refused by L7 rules", []string{"--from", "shop/api-5c8b", "--to", "payments/kafka-0:9092/TCP", "--kafka-api-key", "fetch", "--kafka-topic", "orders"},
+			"deny", "allow", true,
+			"the kernel passes this request today: ingress Kafka rules on 9092/TCP are not enforced by this version"},
+		{"flow allowed by toFQDNs", []string{"--from", "shop/api-5c8b", "--to", "198.51.100.20:443/TCP"}, "allow", "deny", true,
+			"the kernel drops this flow today: toFQDNs (api.stripe.com, *.googleapis.com) are not enforced by this version"},
+		{"Kafka request allowed by L7 rules", []string{"--from", "shop/api-5c8b", "--to", "payments/kafka-0:9092/TCP", "--kafka-api-key", "produce", "--kafka-topic", "orders", "--kafka-client-id", "shop-api"},
+			"allow", "allow", false,
+			"ingress Kafka rules on 9092/TCP are not enforced by this version: the kernel would pass any other request on the port too"},
+		{"L3/L4 only", []string{"--from", "shop/api-5c8b", "--to", "shop/postgres-0:5432/TCP"}, "allow", "allow", false, ""},
+		{"L3/L4 default deny", []string{"--from", "shop/frontend-7d9f", "--to", "shop/postgres-0:5432/TCP"}, "deny", "deny", false, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := explainCmd(t, append(tc.args, "-o", "json")...)
+			if code != exitOK {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			var got struct {
+				Verdict string
+				Kernel  struct {
+					Verdict string
+					Differs bool
+					Reason  string
+				}
+			}
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			k := got.Kernel
+			if got.Verdict != tc.verdict || k.Verdict != tc.kernel || k.Differs != tc.differs || k.Reason != tc.reason {
+				t.Errorf("verdict %s, kernel %+v\nwant %s, kernel {%s %v %q}", got.Verdict, k, tc.verdict, tc.kernel, tc.differs, tc.reason)
+			}
+		})
+	}
+
+	t.Run("text", func(t *testing.T) {
+		out, errOut, code := explainCmd(t, l7Denied...)
+		want := "kernel:  ALLOW, NOT as the policies say: the kernel passes this request today: egress HTTP rules on 8080/TCP are not enforced by this version\n"
+		if code != exitOK || !strings.Contains(out, "verdict: DENY") || !strings.Contains(out, want) {
+			t.Errorf("exit %d, output lacks %q:\n%s%s", code, want, out, errOut)
+		}
+	})
+
+	// The kernel's verdict comes from the capability table alone: once
+	// the table says HTTP rules are enforced, explain agrees with the
+	// policies. The test changes the package-level table, so no test of
+	// this package may run in parallel with it.
+	t.Run("table says HTTP is enforced", func(t *testing.T) {
+		old := capability.Table[capability.HTTP]
+		t.Cleanup(func() { capability.Table[capability.HTTP] = old })
+		capability.Table[capability.HTTP] = capability.Support{Enforced: true, Subsystem: old.Subsystem}
+		out, errOut, code := explainCmd(t, l7Denied...)
+		if code != exitOK || !strings.Contains(out, "kernel:  DENY, as the policies say\n") {
+			t.Errorf("exit %d:\n%s%s", code, out, errOut)
+		}
+	})
 }
