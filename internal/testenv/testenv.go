@@ -63,6 +63,14 @@ const (
 // that forgot to build them cannot pass by skipping.
 func Start(t testing.TB, crdDirs ...string) (*rest.Config, client.Client) {
 	t.Helper()
+	_, cfg, c := StartEnv(t, crdDirs...)
+	return cfg, c
+}
+
+// StartEnv is Start, and also returns the environment, whose control
+// plane a test may stop and start again (an API server restart).
+func StartEnv(t testing.TB, crdDirs ...string) (*envtest.Environment, *rest.Config, client.Client) {
+	t.Helper()
 
 	assets, err := AssetsDir()
 	if err != nil {
@@ -97,7 +105,7 @@ func Start(t testing.TB, crdDirs ...string) (*rest.Config, client.Client) {
 	if err != nil {
 		t.Fatalf("creating client: %v", err)
 	}
-	return cfg, c
+	return env, cfg, c
 }
 
 // Scheme returns a new scheme with the client-go built-in types and
