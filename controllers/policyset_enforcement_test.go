@@ -185,7 +185,7 @@ func TestEnforcementOf(t *testing.T) {
 			summary: v1.EnforcementSummary{Nodes: 1, Summary: "0/1"}, status: metav1.ConditionFalse, reason: v1.PartiallyEnforcedReason,
 			msg: []string{"NetworkPolicy shop/p00: ", "NetworkPolicy shop/p02: ", "; and 67 more objects not enforced fully"}},
 		{name: "counts without a list", applied: testRev,
-			nodes: []nodeReport{{name: "a", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{"team/shop": {NotEnforced: 2}}}},
+			nodes:   []nodeReport{{name: "a", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{"team/shop": {NotEnforced: 2}}}},
 			summary: v1.EnforcementSummary{Nodes: 1, Summary: "0/1"}, status: metav1.ConditionFalse, reason: v1.PartiallyEnforcedReason,
 			msg: []string{"a: 2 objects not enforced fully"}},
 		{name: "a long message is clipped", applied: testRev,

@@ -17,11 +17,17 @@ limitations under the License.
 package controllers
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/render"
@@ -153,5 +159,112 @@ func TestSetObjectConditions(t *testing.T) {
 	r = apimeta.FindStatusCondition(st.Conditions, v1.ReadyCondition)
 	if r.Status != metav1.ConditionTrue || r.Reason != v1.SucceededReason || r.ObservedGeneration != 4 {
 		t.Errorf("Ready %+v", r)
+	}
+}
+
+// TestPolicySetObjectEnforcement writes a NodeEnforcement that enforces
+// one object of a set in part, as an agent whose datapath lacks a feature
+// does, and reads the set's summary and Enforced condition, the objects'
+// Enforced and Ready conditions and `kubectl get pnp`, with the manager's
+// controllers and the real API server.
+func TestPolicySetObjectEnforcement(t *testing.T) {
+	needEnv(t)
+	ctx := context.Background()
+	f := newPolicySetFixture(t, map[string]string{"shop/web.cue": webCUE, "shop/db.cue": dbCUE})
+	rev := "main@sha1:" + f.co.Head().String()
+	f.waitSet(rev, setReadyIs(metav1.ConditionTrue, v1.SucceededReason, rev))
+	key := f.ns + "/shop"
+
+	var others v1.NodeEnforcementList
+	if err := k8sClient.List(ctx, &others); err != nil || len(others.Items) != 0 {
+		t.Fatalf("NodeEnforcements left by other tests: %d (%v)", len(others.Items), err)
+	}
+	// objectIs waits for a NetworkPolicy's Enforced and Ready conditions.
+	objectIs := func(name string, status metav1.ConditionStatus, reason string, msg ...string) *v1.NetworkPolicy {
+		t.Helper()
+		np := &v1.NetworkPolicy{}
+		eventually(t, 60*time.Second, func() error {
+			if err := k8sClient.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: name}, np); err != nil {
+				return err
+			}
+			e := apimeta.FindStatusCondition(np.Status.Conditions, v1.EnforcedCondition)
+			r := apimeta.FindStatusCondition(np.Status.Conditions, v1.ReadyCondition)
+			if e == nil || e.Status != status || e.Reason != reason || r == nil || r.Status != status {
+				return fmt.Errorf("%s: Enforced %+v, Ready %+v; want %s/%s", name, e, r, status, reason)
+			}
+			for _, s := range msg {
+				if !strings.Contains(e.Message, s) {
+					return fmt.Errorf("%s: Enforced message %q does not contain %q", name, e.Message, s)
+				}
+			}
+			return nil
+		})
+		return np
+	}
+
+	// The node enforces the revision but web's HTTP rules only in part.
+	web := httpNotEnforced
+	web.Namespace, web.Name = f.ns, "web"
+	node := writeNode(t, nodeReport{name: "node-partial", sets: map[string]string{key: rev},
+		objects: map[string]v1.PolicySetEnforcement{key: {Objects: []v1.ObjectEnforcement{web}}}})
+	f.waitSet(rev, func(ps *v1.PolicySet) error {
+		if e := ps.Status.Enforcement; e == nil || e.Summary != "0/1" {
+			return fmt.Errorf("enforcement %+v, want 0/1", e)
+		}
+		return conditionIs(ps, v1.EnforcedCondition, metav1.ConditionFalse, v1.PartiallyEnforcedReason,
+			"0/1 nodes enforce "+rev+" fully", "node-partial: NetworkPolicy "+f.ns+"/web: "+web.Message)
+	})
+	objectIs("web", metav1.ConditionFalse, v1.NotSupportedReason, "partly enforced on node-partial: "+web.Message)
+	objectIs("db", metav1.ConditionTrue, v1.EnforcementSucceededReason, "every Ready node enforces revision "+rev+" fully")
+
+	// kubectl get pnp shows READY and ENFORCED by default.
+	k := newKubectlRunner(t, kubectlPath(t), f.ns)
+	out, err := k.run("get", "pnp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	rows := map[string][]string{}
+	for _, l := range lines[1:] {
+		rows[strings.Fields(l)[0]] = strings.Fields(l)
+	}
+	if header := strings.Fields(lines[0]); !slices.Equal(header, []string{"NAME", "MODE", "READY", "ENFORCED", "AGE"}) &&
+		!slices.Equal(header, []string{"NAME", "READY", "ENFORCED", "AGE"}) {
+		t.Errorf("kubectl get pnp header %v, want READY and ENFORCED", header)
+	}
+	if w, d := rows["web"], rows["db"]; !slices.Contains(w, "False") || slices.Contains(w, "True") || !slices.Contains(d, "True") || slices.Contains(d, "False") {
+		t.Errorf("kubectl get pnp:\n%s", out)
+	}
+
+	// The node now enforces everything: 1/1, and every object Enforced.
+	updateNode(t, node, nodeReport{name: "node-partial", sets: map[string]string{key: rev}})
+	f.waitSet(rev, func(ps *v1.PolicySet) error {
+		if e := ps.Status.Enforcement; e == nil || e.Summary != "1/1" {
+			return fmt.Errorf("enforcement %+v, want 1/1", e)
+		}
+		return conditionIs(ps, v1.EnforcedCondition, metav1.ConditionTrue, v1.EnforcementSucceededReason, "1/1 nodes enforce "+rev)
+	})
+	np := objectIs("web", metav1.ConditionTrue, v1.EnforcementSucceededReason, "every Ready node enforces revision "+rev+" fully")
+	objectIs("db", metav1.ConditionTrue, v1.EnforcementSucceededReason)
+
+	// A steady set writes no object: a reconcile leaves web as it was.
+	req := "steady"
+	ps := &v1.PolicySet{ObjectMeta: metav1.ObjectMeta{Namespace: f.set.Namespace, Name: f.set.Name}}
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, v1.ReconcileRequestAnnotation, req)
+	if err := k8sClient.Patch(ctx, ps, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSet(rev, func(ps *v1.PolicySet) error {
+		if ps.Status.LastHandledReconcileAt != req {
+			return fmt.Errorf("lastHandledReconcileAt %q, want %q", ps.Status.LastHandledReconcileAt, req)
+		}
+		return nil
+	})
+	after := &v1.NetworkPolicy{}
+	if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(np), after); err != nil {
+		t.Fatal(err)
+	}
+	if after.ResourceVersion != np.ResourceVersion {
+		t.Errorf("a reconcile with nothing new wrote web: resourceVersion %s → %s", np.ResourceVersion, after.ResourceVersion)
 	}
 }
