@@ -202,8 +202,10 @@ func (r *PolicySetReconciler) reconcileRender(obj *v1.PolicySet, src *policySour
 		setCondition(&obj.Status.Conditions, obj.Generation, v1.ValidatedCondition, metav1.ConditionFalse, serr.reason, serr.Error())
 		return nil, serr
 	}
-	if m := obj.Spec.Mode; m != "" {
-		for _, o := range objs {
+	out := make([]client.Object, len(objs))
+	for i, o := range objs {
+		out[i] = o
+		if m := obj.Spec.Mode; m != "" {
 			switch t := o.(type) {
 			case *v1.NetworkPolicy:
 				t.Spec.Mode = m
@@ -216,7 +218,7 @@ func (r *PolicySetReconciler) reconcileRender(obj *v1.PolicySet, src *policySour
 			}
 		}
 	}
-	return objs, nil
+	return out, nil
 }
 
 // builtinGuards compiles the built-in guards minus the ones the set

@@ -32,9 +32,9 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/palisade-dev/palisade/internal/guard"
+	policymodel "github.com/palisade-dev/palisade/internal/policy"
 	"github.com/palisade-dev/palisade/internal/render"
 	"github.com/palisade-dev/palisade/internal/validate"
 )
@@ -224,7 +224,7 @@ func validateCmd(t *testing.T, args ...string) (string, string, int) {
 
 // rendered is what the PolicySet controller applies for the policies of
 // one revision: render.Objects, owned by the PolicySet shop/main.
-func rendered(t *testing.T, ps []*validate.Policy, revision string) []client.Object {
+func rendered(t *testing.T, ps []*validate.Policy, revision string) []policymodel.Object {
 	t.Helper()
 	objs, err := render.Objects(ps, render.Owner{Namespace: "shop", Name: "main", Revision: revision})
 	if err != nil {

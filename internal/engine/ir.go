@@ -28,7 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
-	"github.com/palisade-dev/palisade/internal/validate"
+	"github.com/palisade-dev/palisade/internal/policy"
 )
 
 // Direction is the direction of traffic relative to the subject endpoint.
@@ -285,8 +285,10 @@ func (ir *IR) Rules() []*Rule {
 // Build normalizes the network policies among policies; other kinds are
 // skipped. revision is recorded in every origin. The policies are expected
 // to have passed validation; what still cannot be normalized is an error
-// naming the policy and position.
-func Build(policies []*validate.Policy, revision string) (*IR, error) {
+// naming the policy and position. The input carries no CUE: policies
+// loaded from a repository and policies read back from the API server
+// (render.Policy) build alike.
+func Build(policies []*policy.Policy, revision string) (*IR, error) {
 	ir := &IR{rules: map[RuleID]*Rule{}}
 	for _, p := range policies {
 		np, err := buildPolicy(p, revision)
@@ -320,71 +322,7 @@ func ruleHash(o Origin) RuleID {
 	return RuleID(h.Sum32())
 }
 
-// section is one rule list of a policy spec, in a common shape.
-type section struct {
-	name      string
-	dir       Direction
-	action    Action
-	n         int
-	endpoints func(i int) []metav1.LabelSelector
-	cidrs     func(i int) []v1alpha1.CIDR
-	cidrSets  func(i int) []v1alpha1.CIDRRule
-	entities  func(i int) []v1alpha1.Entity
-	fqdns     func(i int) []v1alpha1.FQDNSelector
-	ports     func(i int) []v1alpha1.PortRule
-	icmps     func(i int) []v1alpha1.ICMPRule
-}
-
-func sections(rs *v1alpha1.RuleSet) []section {
-	none := func(int) []v1alpha1.FQDNSelector { return nil }
-	return []section{
-		{name: "ingress", dir: Ingress, action: Allow, n: len(rs.Ingress),
-			endpoints: func(i int) []metav1.LabelSelector { return rs.Ingress[i].FromEndpoints },
-			cidrs:     func(i int) []v1alpha1.CIDR { return rs.Ingress[i].FromCIDR },
-			cidrSets:  func(i int) []v1alpha1.CIDRRule { return rs.Ingress[i].FromCIDRSet },
-			entities:  func(i int) []v1alpha1.Entity { return rs.Ingress[i].FromEntities },
-			fqdns:     none,
-			ports:     func(i int) []v1alpha1.PortRule { return rs.Ingress[i].ToPorts },
-			icmps:     func(i int) []v1alpha1.ICMPRule { return rs.Ingress[i].ICMPs }},
-		{name: "ingressDeny", dir: Ingress, action: Deny, n: len(rs.IngressDeny),
-			endpoints: func(i int) []metav1.LabelSelector { return rs.IngressDeny[i].FromEndpoints },
-			cidrs:     func(i int) []v1alpha1.CIDR { return rs.IngressDeny[i].FromCIDR },
-			cidrSets:  func(i int) []v1alpha1.CIDRRule { return rs.IngressDeny[i].FromCIDRSet },
-			entities:  func(i int) []v1alpha1.Entity { return rs.IngressDeny[i].FromEntities },
-			fqdns:     none,
-			ports:     func(i int) []v1alpha1.PortRule { return denyPorts(rs.IngressDeny[i].ToPorts) },
-			icmps:     func(i int) []v1alpha1.ICMPRule { return rs.IngressDeny[i].ICMPs }},
-		{name: "egress", dir: Egress, action: Allow, n: len(rs.Egress),
-			endpoints: func(i int) []metav1.LabelSelector { return rs.Egress[i].ToEndpoints },
-			cidrs:     func(i int) []v1alpha1.CIDR { return rs.Egress[i].ToCIDR },
-			cidrSets:  func(i int) []v1alpha1.CIDRRule { return rs.Egress[i].ToCIDRSet },
-			entities:  func(i int) []v1alpha1.Entity { return rs.Egress[i].ToEntities },
-			fqdns:     func(i int) []v1alpha1.FQDNSelector { return rs.Egress[i].ToFQDNs },
-			ports:     func(i int) []v1alpha1.PortRule { return rs.Egress[i].ToPorts },
-			icmps:     func(i int) []v1alpha1.ICMPRule { return rs.Egress[i].ICMPs }},
-		{name: "egressDeny", dir: Egress, action: Deny, n: len(rs.EgressDeny),
-			endpoints: func(i int) []metav1.LabelSelector { return rs.EgressDeny[i].ToEndpoints },
-			cidrs:     func(i int) []v1alpha1.CIDR { return rs.EgressDeny[i].ToCIDR },
-			cidrSets:  func(i int) []v1alpha1.CIDRRule { return rs.EgressDeny[i].ToCIDRSet },
-			entities:  func(i int) []v1alpha1.Entity { return rs.EgressDeny[i].ToEntities },
-			fqdns:     none,
-			ports:     func(i int) []v1alpha1.PortRule { return denyPorts(rs.EgressDeny[i].ToPorts) },
-			icmps:     func(i int) []v1alpha1.ICMPRule { return rs.EgressDeny[i].ICMPs }},
-	}
-}
-
-func denyPorts(in []v1alpha1.PortDenyRule) []v1alpha1.PortRule {
-	if in == nil {
-		return nil
-	}
-	out := make([]v1alpha1.PortRule, len(in))
-	for i, p := range in {
-		out[i] = v1alpha1.PortRule{Ports: p.Ports}
-	}
-	return out
-}
-
-func buildPolicy(p *validate.Policy, revision string) (*Policy, error) {
+func buildPolicy(p *policy.Policy, revision string) (*Policy, error) {
 	rs, eps, nodes, ok := p.Network()
 	if !ok {
 		return nil, nil
@@ -409,18 +347,14 @@ func buildPolicy(p *validate.Policy, revision string) (*Policy, error) {
 		out.Subject.Endpoints = &s
 	}
 	var has [2]bool
-	for _, sec := range sections(rs) {
-		if sec.n > 0 {
-			has[sec.dir] = true
+	for _, pr := range policy.Rules(rs) {
+		has[direction(&pr)] = true
+		r, err := buildRule(p, out, &pr, ns)
+		if err != nil {
+			return nil, err
 		}
-		for i := range sec.n {
-			r, err := buildRule(p, out, sec, i, ns)
-			if err != nil {
-				return nil, err
-			}
-			if r != nil {
-				out.Rules = append(out.Rules, r)
-			}
+		if r != nil {
+			out.Rules = append(out.Rules, r)
 		}
 	}
 	out.DefaultDeny = has
@@ -456,18 +390,29 @@ func nodeSelector(s *metav1.LabelSelector) (Selector, error) {
 	return NewSelector(s, "")
 }
 
-func buildRule(p *validate.Policy, pol *Policy, sec section, i int, ns string) (*Rule, error) {
-	path := fmt.Sprintf("spec.%s[%d]", sec.name, i)
+// direction is the Direction of a flattened rule.
+func direction(r *policy.Rule) Direction {
+	if r.Egress {
+		return Egress
+	}
+	return Ingress
+}
+
+func buildRule(p *policy.Policy, pol *Policy, pr *policy.Rule, ns string) (*Rule, error) {
+	path := pr.Path
 	pos := p.PosOf(path)
 	r := &Rule{
 		Origin:    Origin{Kind: pol.Origin.Kind, Namespace: ns, Name: pol.Origin.Name, Path: path, File: pos.File, Line: pos.Line, Column: pos.Column, Revision: pol.Origin.Revision},
-		Direction: sec.dir,
-		Action:    sec.action,
+		Direction: direction(pr),
+		Action:    Allow,
 		Audit:     pol.Audit,
 		Subject:   pol.Subject,
 	}
-	eps, cidrs, sets, ents, fqdns := sec.endpoints(i), sec.cidrs(i), sec.cidrSets(i), sec.entities(i), sec.fqdns(i)
-	named := eps != nil || cidrs != nil || sets != nil || ents != nil || fqdns != nil
+	if pr.Deny {
+		r.Action = Deny
+	}
+	eps, cidrs, sets, ents, fqdns := pr.Endpoints, pr.CIDRs, pr.CIDRSets, pr.Entities, pr.FQDNs
+	named := pr.HasPeers()
 	for j := range eps {
 		s, err := NewSelector(&eps[j], ns)
 		if err != nil {
@@ -505,7 +450,7 @@ func buildRule(p *validate.Policy, pol *Policy, sec section, i int, ns string) (
 	}
 	// An empty toPorts or icmps list says nothing about ports, as in
 	// Cilium and Kubernetes: the rule covers every port.
-	ports, icmps := sec.ports(i), sec.icmps(i)
+	ports, icmps := pr.Ports, pr.ICMPs
 	if len(ports) == 0 && len(icmps) == 0 {
 		if !named {
 			// Cilium's "ingress: [{}]": isolates, allows nothing.
@@ -573,7 +518,7 @@ func buildL4(ports []v1alpha1.PortRule, icmps []v1alpha1.ICMPRule) ([]L4, error)
 	}
 	for _, ir := range icmps {
 		for _, f := range ir.Fields {
-			fam, typ, ok := validate.ICMPType(f)
+			fam, typ, ok := policy.ICMPType(f)
 			if !ok {
 				return nil, fmt.Errorf("ICMP type %s is not defined for %s", f.Type.String(), fam)
 			}

@@ -167,24 +167,41 @@ type Selector struct {
 	Requirements []Requirement
 }
 
-// NewSelector turns an API selector into canonical form. namespace, when
-// not empty, restricts the selector to that namespace unless it already
-// says something about the namespace label, which is how a namespaced
-// policy's selectors behave.
+// NewSelector turns an API selector into canonical form: the one label
+// selector model of Palisade, which guard's facts describe too, so that
+// what guards judge is what the engine enforces. namespace, when not
+// empty, restricts the selector to that namespace unless it already says
+// something about the namespace label, which is how a namespaced policy's
+// selectors behave.
+//
+// A selector the engine cannot enforce (a key with an unknown label
+// source, an unknown operator) is an error; the selector returned with it
+// is canonical as far as it goes (such keys as written, such requirements
+// left out), for callers that describe policies rather than enforce them.
 func NewSelector(s *metav1.LabelSelector, namespace string) (Selector, error) {
-	var out Selector
+	var (
+		out   Selector
+		first error
+	)
+	fail := func(err error) {
+		if first == nil {
+			first = err
+		}
+	}
 	if s != nil {
 		for k, v := range s.MatchLabels {
 			key, err := canonicalKey(k)
 			if err != nil {
-				return Selector{}, err
+				fail(err)
+				key = k
 			}
 			out.Requirements = append(out.Requirements, Requirement{Key: key, Op: OpIn, Values: []string{v}})
 		}
 		for _, e := range s.MatchExpressions {
 			key, err := canonicalKey(e.Key)
 			if err != nil {
-				return Selector{}, err
+				fail(err)
+				key = e.Key
 			}
 			r := Requirement{Key: key, Values: slices.Clone(e.Values)}
 			switch e.Operator {
@@ -197,7 +214,8 @@ func NewSelector(s *metav1.LabelSelector, namespace string) (Selector, error) {
 			case metav1.LabelSelectorOpDoesNotExist:
 				r.Op, r.Values = OpDoesNotExist, nil
 			default:
-				return Selector{}, fmt.Errorf("selector key %q: unknown operator %q", e.Key, e.Operator)
+				fail(fmt.Errorf("selector key %q: unknown operator %q", e.Key, e.Operator))
+				continue
 			}
 			slices.Sort(r.Values)
 			r.Values = slices.Compact(r.Values)
@@ -208,7 +226,9 @@ func NewSelector(s *metav1.LabelSelector, namespace string) (Selector, error) {
 		out.Requirements = append(out.Requirements, Requirement{Key: LabelNamespace, Op: OpIn, Values: []string{namespace}})
 	}
 	slices.SortFunc(out.Requirements, compareRequirement)
-	return out, nil
+	// "k8s:app: web" and "app: web" in one selector say the same twice.
+	out.Requirements = slices.CompactFunc(out.Requirements, func(a, b Requirement) bool { return compareRequirement(a, b) == 0 })
+	return out, first
 }
 
 func compareRequirement(a, b Requirement) int {

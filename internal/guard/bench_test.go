@@ -29,7 +29,6 @@ import (
 	"github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/hack/genpolicies/gen"
 	"github.com/palisade-dev/palisade/internal/guard"
-	"github.com/palisade-dev/palisade/internal/loader"
 	"github.com/palisade-dev/palisade/internal/validate"
 )
 
@@ -90,9 +89,9 @@ func widen(b testing.TB, p *validate.Policy) *validate.Policy {
 	if err != nil {
 		b.Fatal(err)
 	}
-	obj := *p.Object
-	obj.JSON = js
-	return &validate.Policy{Object: &obj, NetworkPolicy: np}
+	q := *p
+	q.NetworkPolicy, q.JSON = np, js
+	return &q
 }
 
 func benchGuard(b *testing.B, n int, review bool) {
@@ -126,5 +125,3 @@ func benchGuard(b *testing.B, n int, review bool) {
 	b.ReportMetric(q(0.50), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
 }
-
-var _ = loader.Object{} // the benchmark copies loader objects

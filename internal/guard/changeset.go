@@ -27,7 +27,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
-	"github.com/palisade-dev/palisade/internal/validate"
+	"github.com/palisade-dev/palisade/internal/policy"
 )
 
 // APIVersion versions the change-set and decision documents. A field is
@@ -145,15 +145,15 @@ type ChangeSet struct {
 // NewChangeSet computes the change from base to head: one Change per
 // policy created, deleted or changed (by its JSON), sorted by ID, with its
 // facts.
-func NewChangeSet(base, head []*validate.Policy, meta Meta) *ChangeSet {
+func NewChangeSet(base, head []*policy.Policy, meta Meta) *ChangeSet {
 	return newChangeSet(base, head, meta, false)
 }
 
 // reviewChangeSet is NewChangeSet(Canonical(base), Canonical(head)), the
 // same document, without encoding the policies that did not change.
-func reviewChangeSet(base, head []*validate.Policy, meta Meta) *ChangeSet {
-	shells := func(ps []*validate.Policy) []*validate.Policy {
-		out := make([]*validate.Policy, len(ps))
+func reviewChangeSet(base, head []*policy.Policy, meta Meta) *ChangeSet {
+	shells := func(ps []*policy.Policy) []*policy.Policy {
+		out := make([]*policy.Policy, len(ps))
 		for i, p := range ps {
 			out[i] = canonicalShell(p, meta.PolicySet.Namespace)
 		}
@@ -164,7 +164,7 @@ func reviewChangeSet(base, head []*validate.Policy, meta Meta) *ChangeSet {
 
 // newChangeSet is NewChangeSet; with lazy, the policies are canonical
 // shells (canonicalShell) whose JSON is encoded only when needed.
-func newChangeSet(base, head []*validate.Policy, meta Meta, lazy bool) *ChangeSet {
+func newChangeSet(base, head []*policy.Policy, meta Meta, lazy bool) *ChangeSet {
 	cs := &ChangeSet{
 		APIVersion: APIVersion, Kind: "ChangeSet",
 		Revision: meta.Revision, PreviousRevision: meta.PreviousRevision,
@@ -176,8 +176,8 @@ func newChangeSet(base, head []*validate.Policy, meta Meta, lazy bool) *ChangeSe
 	if cs.Overrides == nil {
 		cs.Overrides = []string{}
 	}
-	byID := func(ps []*validate.Policy) map[string]*validate.Policy {
-		m := make(map[string]*validate.Policy, len(ps))
+	byID := func(ps []*policy.Policy) map[string]*policy.Policy {
+		m := make(map[string]*policy.Policy, len(ps))
 		for _, p := range ps {
 			m[p.ID()] = p
 		}
@@ -213,7 +213,7 @@ func newChangeSet(base, head []*validate.Policy, meta Meta, lazy bool) *ChangeSe
 			return
 		}
 		if lazy {
-			for _, p := range []*validate.Policy{b, a} {
+			for _, p := range []*policy.Policy{b, a} {
 				if p != nil {
 					encodeCanonical(p)
 				}
@@ -252,7 +252,7 @@ func newChangeSet(base, head []*validate.Policy, meta Meta, lazy bool) *ChangeSe
 }
 
 // newChange builds one change and its facts.
-func newChange(op string, before, after *validate.Policy) *Change {
+func newChange(op string, before, after *policy.Policy) *Change {
 	cur := after
 	if cur == nil {
 		cur = before
@@ -281,7 +281,7 @@ func newChange(op string, before, after *validate.Policy) *Change {
 
 // policyJSON returns a policy's JSON for the document, or null (with a
 // problem) when it nests deeper than MaxDepth.
-func (c *Change) policyJSON(p *validate.Policy) json.RawMessage {
+func (c *Change) policyJSON(p *policy.Policy) json.RawMessage {
 	if p == nil {
 		return nil
 	}
@@ -329,9 +329,9 @@ func jsonDepth(b []byte) int {
 
 // summarizeNamespaces fills Namespaces for every namespace a change
 // reaches ("*" for cluster-wide policies).
-func (cs *ChangeSet) summarizeNamespaces(base, head []*validate.Policy, bm, hm map[string]*validate.Policy) {
+func (cs *ChangeSet) summarizeNamespaces(base, head []*policy.Policy, bm, hm map[string]*policy.Policy) {
 	for _, c := range cs.Changes {
-		for _, p := range []*validate.Policy{bm[c.ID], hm[c.ID]} {
+		for _, p := range []*policy.Policy{bm[c.ID], hm[c.ID]} {
 			if p != nil {
 				for _, ns := range shapeOf(p).scope {
 					cs.Namespaces[ns] = &Namespace{}
@@ -342,7 +342,7 @@ func (cs *ChangeSet) summarizeNamespaces(base, head []*validate.Policy, bm, hm m
 	if len(cs.Namespaces) == 0 {
 		return
 	}
-	tally := func(ps []*validate.Policy, count func(*Namespace) *int, dd func(*Namespace) *Directions) {
+	tally := func(ps []*policy.Policy, count func(*Namespace) *int, dd func(*Namespace) *Directions) {
 		cluster := Directions{}
 		for _, p := range ps {
 			if (p.NetworkPolicy != nil || p.TracingPolicy != nil) && p.Namespace != "*" && cs.Namespaces[p.Namespace] == nil {

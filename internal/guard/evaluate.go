@@ -28,7 +28,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 
-	"github.com/palisade-dev/palisade/internal/validate"
+	"github.com/palisade-dev/palisade/internal/policy"
 )
 
 // Options configures an evaluation.
@@ -48,7 +48,7 @@ const DefaultTimeout = 5 * time.Second
 // and its JSON. With the same policies, meta and guards, both get the same
 // bytes. Only changed policies are encoded: the change set is
 // NewChangeSet(Canonical(base), Canonical(head)) without encoding the rest.
-func Review(ctx context.Context, g *Guards, base, head []*validate.Policy, meta Meta, opts Options) ([]byte, *Decision) {
+func Review(ctx context.Context, g *Guards, base, head []*policy.Policy, meta Meta, opts Options) ([]byte, *Decision) {
 	d := g.Evaluate(ctx, reviewChangeSet(base, head, meta), opts)
 	return d.JSON(), d
 }
@@ -58,8 +58,8 @@ func Review(ctx context.Context, g *Guards, base, head []*validate.Policy, meta 
 // labels, annotations and spec, a namespaced policy without a namespace
 // given the PolicySet's. NewChangeSet on canonical policies yields the same
 // document from the CLI and from the cluster.
-func Canonical(ps []*validate.Policy, meta Meta) []*validate.Policy {
-	out := make([]*validate.Policy, len(ps))
+func Canonical(ps []*policy.Policy, meta Meta) []*policy.Policy {
+	out := make([]*policy.Policy, len(ps))
 	parallel(len(ps), func(i int) { out[i] = canonical(ps[i], meta.PolicySet.Namespace) })
 	return out
 }

@@ -33,7 +33,6 @@ import (
 	"github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/diag"
 	"github.com/palisade-dev/palisade/internal/guard"
-	"github.com/palisade-dev/palisade/internal/loader"
 	"github.com/palisade-dev/palisade/internal/render"
 	"github.com/palisade-dev/palisade/internal/validate"
 )
@@ -306,7 +305,7 @@ func TestHostileInput(t *testing.T) {
 		// The API types bound nesting; a loader object's JSON need not.
 		deep := strings.Repeat(`{"a":`, 100) + "1" + strings.Repeat("}", 100)
 		np := netpol("shop", "deep", 80)
-		p := &validate.Policy{Object: &loader.Object{Kind: "NetworkPolicy", Namespace: "shop", Name: "deep", JSON: []byte(deep)}, NetworkPolicy: np}
+		p := &validate.Policy{Kind: "NetworkPolicy", Namespace: "shop", Name: "deep", JSON: []byte(deep), NetworkPolicy: np}
 		d := g.Evaluate(context.Background(), guard.NewChangeSet(nil, []*validate.Policy{p}, guard.Meta{}), guard.Options{})
 		if d.Allowed || len(d.Errors) != 1 || !strings.Contains(d.Errors[0].Message, "nests 100 levels deep") {
 			t.Errorf("deep nesting: %s", messages(d.Errors))

@@ -87,17 +87,17 @@ type l7Port struct {
 func l7Ports(rules []*netRule) []l7Port {
 	var out []l7Port
 	for _, r := range rules {
-		if r.deny {
+		if r.Deny {
 			continue
 		}
-		for i, pr := range r.ports {
+		for i, pr := range r.Ports {
 			kind, st := l7Status(pr.Rules)
 			for _, p := range pr.Ports {
 				s := span(p)
 				out = append(out, l7Port{
 					key:  l7Key{r.direction, s.proto, s.named, s.lo, s.hi},
 					span: s, dir: r.direction, kind: kind, status: st,
-					path: r.path + ".toPorts[" + strconv.Itoa(i) + "]",
+					path: r.Path + ".toPorts[" + strconv.Itoa(i) + "]",
 				})
 			}
 		}
@@ -159,10 +159,10 @@ func l7MatchAll(br, ar []*netRule) []L7Fact {
 // hasL7 reports whether any allow rule restricts a port by L7 rules.
 func hasL7(rules []*netRule) bool {
 	for _, r := range rules {
-		if r.deny {
+		if r.Deny {
 			continue
 		}
-		for _, pr := range r.ports {
+		for _, pr := range r.Ports {
 			if pr.Rules != nil {
 				return true
 			}

@@ -18,29 +18,18 @@ package guard
 
 import (
 	"net/netip"
-	"strconv"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/policy"
 )
 
-// netRule is the shape every network rule kind shares, so that each fact is
-// computed once for ingress, ingressDeny, egress and egressDeny.
+// netRule is a flattened rule (policy.Rules), so that each fact is computed
+// once for ingress, ingressDeny, egress and egressDeny.
 type netRule struct {
-	path      string // e.g. spec.ingress[2]
+	policy.Rule
 	direction string // ingress or egress
-	deny      bool
-	peerField string // fromEndpoints or toEndpoints
-
-	endpoints []metav1.LabelSelector
-	cidrs     []v1alpha1.CIDR
-	cidrSets  []v1alpha1.CIDRRule
-	entities  []v1alpha1.Entity
-	fqdns     []v1alpha1.FQDNSelector
-	ports     []v1alpha1.PortRule
-	icmps     []v1alpha1.ICMPRule
 
 	// peerList and spanList cache peers() and spans(): facts ask for them
 	// several times, and a rule's selectors are normalized once.
@@ -48,47 +37,12 @@ type netRule struct {
 	spanList []portSpan
 }
 
-// hasPeers reports whether the rule names any peer; one that does not
-// applies to every peer (Cilium's semantics).
-func (r *netRule) hasPeers() bool {
-	return r.endpoints != nil || r.cidrs != nil || r.cidrSets != nil || r.entities != nil || r.fqdns != nil
-}
-
-func denyPortRules(in []v1alpha1.PortDenyRule) []v1alpha1.PortRule {
-	out := make([]v1alpha1.PortRule, len(in))
-	for i, p := range in {
-		out[i] = v1alpha1.PortRule{Ports: p.Ports}
-	}
-	return out
-}
-
 // netRules flattens a rule set, in source order.
 func netRules(rs *v1alpha1.RuleSet) []*netRule {
-	var out []*netRule
-	mk := func(name, dir string, i int, deny bool) *netRule {
-		field := "fromEndpoints"
-		if dir == "egress" {
-			field = "toEndpoints"
-		}
-		r := &netRule{path: "spec." + name + "[" + strconv.Itoa(i) + "]", direction: dir, deny: deny, peerField: field}
-		out = append(out, r)
-		return r
-	}
-	for i, x := range rs.Ingress {
-		r := mk("ingress", "ingress", i, false)
-		r.endpoints, r.cidrs, r.cidrSets, r.entities, r.ports, r.icmps = x.FromEndpoints, x.FromCIDR, x.FromCIDRSet, x.FromEntities, x.ToPorts, x.ICMPs
-	}
-	for i, x := range rs.IngressDeny {
-		r := mk("ingressDeny", "ingress", i, true)
-		r.endpoints, r.cidrs, r.cidrSets, r.entities, r.ports, r.icmps = x.FromEndpoints, x.FromCIDR, x.FromCIDRSet, x.FromEntities, denyPortRules(x.ToPorts), x.ICMPs
-	}
-	for i, x := range rs.Egress {
-		r := mk("egress", "egress", i, false)
-		r.endpoints, r.cidrs, r.cidrSets, r.entities, r.fqdns, r.ports, r.icmps = x.ToEndpoints, x.ToCIDR, x.ToCIDRSet, x.ToEntities, x.ToFQDNs, x.ToPorts, x.ICMPs
-	}
-	for i, x := range rs.EgressDeny {
-		r := mk("egressDeny", "egress", i, true)
-		r.endpoints, r.cidrs, r.cidrSets, r.entities, r.ports, r.icmps = x.ToEndpoints, x.ToCIDR, x.ToCIDRSet, x.ToEntities, denyPortRules(x.ToPorts), x.ICMPs
+	flat := policy.Rules(rs)
+	out := make([]*netRule, len(flat))
+	for i, r := range flat {
+		out[i] = &netRule{Rule: r, direction: r.Direction()}
 	}
 	return out
 }
@@ -136,21 +90,21 @@ func (r *netRule) peers() []peer {
 }
 
 func (r *netRule) listPeers() []peer {
-	if !r.hasPeers() {
+	if !r.HasPeers() {
 		return []peer{{Peer: Peer{Kind: "all"}, world: true}}
 	}
 	var out []peer
-	for i := range r.endpoints {
-		reqs := requirements(&r.endpoints[i])
+	for i := range r.Endpoints {
+		reqs := requirements(&r.Endpoints[i])
 		out = append(out, peer{Peer: Peer{Kind: "endpoints", Value: selectorKey(reqs)}, reqs: reqs})
 	}
-	for _, c := range r.cidrs {
+	for _, c := range r.CIDRs {
 		out = append(out, cidrPeer(string(c)))
 	}
-	for _, c := range r.cidrSets {
+	for _, c := range r.CIDRSets {
 		out = append(out, cidrPeer(string(c.CIDR)))
 	}
-	for _, e := range r.entities {
+	for _, e := range r.Entities {
 		switch e {
 		case v1alpha1.EntityAll:
 			out = append(out, peer{Peer: Peer{Kind: "all"}, world: true})
@@ -158,7 +112,7 @@ func (r *netRule) listPeers() []peer {
 			out = append(out, peer{Peer: Peer{Kind: "entity", Value: string(e)}, world: e == v1alpha1.EntityWorld})
 		}
 	}
-	for _, f := range r.fqdns {
+	for _, f := range r.FQDNs {
 		v := string(f.MatchName)
 		if v == "" {
 			v = string(f.MatchPattern)
@@ -188,11 +142,11 @@ func (r *netRule) spans() []portSpan {
 }
 
 func (r *netRule) listSpans() []portSpan {
-	if len(r.ports) == 0 && len(r.icmps) == 0 {
+	if len(r.Ports) == 0 && len(r.ICMPs) == 0 {
 		return []portSpan{{proto: "ANY", lo: 0, hi: 65535, l3: true}}
 	}
 	var out []portSpan
-	for _, pr := range r.ports {
+	for _, pr := range r.Ports {
 		if len(pr.Ports) == 0 {
 			out = append(out, portSpan{proto: "ANY", lo: 0, hi: 65535})
 		}
@@ -200,7 +154,7 @@ func (r *netRule) listSpans() []portSpan {
 			out = append(out, span(p))
 		}
 	}
-	for _, ic := range r.icmps {
+	for _, ic := range r.ICMPs {
 		for _, f := range ic.Fields {
 			s := portSpan{proto: "ICMP"}
 			if f.Family == v1alpha1.ICMPFamilyIPv6 {

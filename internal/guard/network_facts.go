@@ -21,11 +21,11 @@ import (
 	"strconv"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
-	"github.com/palisade-dev/palisade/internal/validate"
+	"github.com/palisade-dev/palisade/internal/policy"
 )
 
 // rulesOf returns the flattened rules of a network policy, nil for none.
-func rulesOf(p *validate.Policy) []*netRule {
+func rulesOf(p *policy.Policy) []*netRule {
 	if p == nil {
 		return nil
 	}
@@ -38,7 +38,7 @@ func rulesOf(p *validate.Policy) []*netRule {
 // networkFacts fills f for a network policy changed from before to after
 // (nil when created or deleted). It returns false when the work budget ran
 // out, and the facts are then incomplete.
-func networkFacts(f *Facts, before, after *validate.Policy, b *budget) bool {
+func networkFacts(f *Facts, before, after *policy.Policy, b *budget) bool {
 	br, ar := rulesOf(before), rulesOf(after)
 
 	// What before allowed, and what after denies: the references that new
@@ -50,7 +50,7 @@ func networkFacts(f *Facts, before, after *validate.Policy, b *budget) bool {
 		into  *reach
 	}{{br, false, allowed}, {ar, true, denied}} {
 		for _, r := range x.rules {
-			if r.deny != x.deny {
+			if r.Deny != x.deny {
 				continue
 			}
 			for _, p := range r.peers() {
@@ -88,7 +88,7 @@ func uncovered(rules []*netRule, deny bool, ref *reach, b *budget) ([]PortFact, 
 	out := []PortFact{}
 	seen := map[PortFact]bool{}
 	for _, r := range rules {
-		if r.deny != deny {
+		if r.Deny != deny {
 			continue
 		}
 		for _, p := range r.peers() {
@@ -100,7 +100,7 @@ func uncovered(rules []*netRule, deny bool, ref *reach, b *budget) ([]PortFact, 
 				if !ok {
 					return nil, false
 				}
-				if f := s.fact(r.direction, p, r.path); !c && !seen[f] {
+				if f := s.fact(r.direction, p, r.Path); !c && !seen[f] {
 					seen[f] = true
 					out = append(out, f)
 				}
@@ -116,8 +116,8 @@ func newEntities(br, ar []*netRule, dir string) []string {
 	names := func(rules []*netRule) map[v1alpha1.Entity]bool {
 		m := map[v1alpha1.Entity]bool{}
 		for _, r := range rules {
-			if !r.deny && r.direction == dir {
-				for _, e := range r.entities {
+			if !r.Deny && r.direction == dir {
+				for _, e := range r.Entities {
 					m[e] = true
 				}
 			}
@@ -141,17 +141,17 @@ func allowAll(br, ar []*netRule) []AllowAll {
 	list := func(rules []*netRule) []AllowAll {
 		out := []AllowAll{}
 		for _, r := range rules {
-			if r.deny {
+			if r.Deny {
 				continue
 			}
-			allPorts := len(r.ports) == 0 && len(r.icmps) == 0
+			allPorts := len(r.Ports) == 0 && len(r.ICMPs) == 0
 			add := func(reason string) {
-				out = append(out, AllowAll{Direction: r.direction, Path: r.path, Reason: reason, AllPorts: allPorts})
+				out = append(out, AllowAll{Direction: r.direction, Path: r.Path, Reason: reason, AllPorts: allPorts})
 			}
-			if !r.hasPeers() {
+			if !r.HasPeers() {
 				add("no-peers")
 			}
-			if slices.Contains(r.entities, v1alpha1.EntityAll) {
+			if slices.Contains(r.Entities, v1alpha1.EntityAll) {
 				add("entity-all")
 			}
 			if slices.ContainsFunc(r.peers(), func(p peer) bool { return p.Kind == "endpoints" && len(p.reqs) == 0 }) {
@@ -188,7 +188,7 @@ func widenedSelectors(br, ar []*netRule, bs, as Subject) []WidenedSelector {
 			i := 0
 			for _, p := range r.peers() {
 				if p.Kind == "endpoints" { // peers lists the endpoint selectors first, in order
-					put(r.path+"."+r.peerField+"["+strconv.Itoa(i)+"]", p.reqs)
+					put(r.Path+"."+r.PeerField("Endpoints")+"["+strconv.Itoa(i)+"]", p.reqs)
 					i++
 				}
 			}

@@ -26,12 +26,10 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
-	"github.com/palisade-dev/palisade/internal/loader"
+	"github.com/palisade-dev/palisade/internal/policy"
 	"github.com/palisade-dev/palisade/internal/render"
-	"github.com/palisade-dev/palisade/internal/validate"
 )
 
 // ReviewObjects is the in-cluster path: the function the PolicySet
@@ -69,8 +67,8 @@ func ObjectsChangeSet(before, after []runtime.Object, meta Meta) (*ChangeSet, er
 }
 
 // policiesOf converts API objects into policies for a change set.
-func policiesOf(objs []runtime.Object, side string) ([]*validate.Policy, error) {
-	out := make([]*validate.Policy, 0, len(objs))
+func policiesOf(objs []runtime.Object, side string) ([]*policy.Policy, error) {
+	out := make([]*policy.Policy, 0, len(objs))
 	for i, o := range objs {
 		p, err := policyOf(o)
 		if err != nil {
@@ -85,28 +83,14 @@ func policiesOf(objs []runtime.Object, side string) ([]*validate.Policy, error) 
 // objects read through a client often carry no apiVersion and kind; render
 // reads the kind from them, so a copy gets the one its Go type says (the
 // caller's object, possibly a shared cache entry, is never modified).
-func policyOf(o runtime.Object) (*validate.Policy, error) {
-	obj, ok := o.(client.Object)
+func policyOf(o runtime.Object) (*policy.Policy, error) {
+	obj, ok := o.(policy.Object)
 	if !ok {
 		return nil, fmt.Errorf("%T is not a Palisade policy", o)
 	}
 	// render.Policy takes the kind from the Go type, so objects from a
 	// typed client (empty apiVersion and kind) need no copy.
 	return render.Policy(obj)
-}
-
-func kindOf(p *validate.Policy) string {
-	switch {
-	case p.NetworkPolicy != nil:
-		return "NetworkPolicy"
-	case p.ClusterNetworkPolicy != nil:
-		return "ClusterNetworkPolicy"
-	case p.TracingPolicy != nil:
-		return "TracingPolicy"
-	case p.ClusterTracingPolicy != nil:
-		return "ClusterTracingPolicy"
-	}
-	return ""
 }
 
 // withoutKeys returns m without keys, sharing m when it has none of them;
@@ -139,7 +123,7 @@ func withoutKeys(m map[string]string, keys []string) map[string]string {
 // (defaulted to the PolicySet's for a namespaced policy that sets none, as
 // render.Objects applies it), labels and annotations (without render's),
 // and spec. A policy without a typed object is returned unchanged.
-func canonical(p *validate.Policy, defaultNamespace string) *validate.Policy {
+func canonical(p *policy.Policy, defaultNamespace string) *policy.Policy {
 	q := canonicalShell(p, defaultNamespace)
 	if q != p {
 		encodeCanonical(q)
@@ -152,29 +136,19 @@ func canonical(p *validate.Policy, defaultNamespace string) *validate.Policy {
 // until encodeCanonical. Telling whether a policy changed needs the JSON
 // only when the typed objects differ (sameCanonical), so unchanged
 // policies are never encoded.
-func canonicalShell(p *validate.Policy, defaultNamespace string) *validate.Policy {
-	kind := kindOf(p)
+func canonicalShell(p *policy.Policy, defaultNamespace string) *policy.Policy {
+	kind := p.TypedKind()
 	if kind == "" {
 		return p
 	}
 	ns := p.Namespace
-	if ns == "" && (kind == "NetworkPolicy" || kind == "TracingPolicy") {
+	if ns == "" && policy.Namespaced(kind) {
 		ns = defaultNamespace
 	}
-	var src *metav1.ObjectMeta
-	switch {
-	case p.NetworkPolicy != nil:
-		src = &p.NetworkPolicy.ObjectMeta
-	case p.ClusterNetworkPolicy != nil:
-		src = &p.ClusterNetworkPolicy.ObjectMeta
-	case p.TracingPolicy != nil:
-		src = &p.TracingPolicy.ObjectMeta
-	default:
-		src = &p.ClusterTracingPolicy.ObjectMeta
-	}
-	om := metav1.ObjectMeta{Name: p.Name, Namespace: ns, Labels: withoutKeys(src.Labels, render.OwnLabels), Annotations: withoutKeys(src.Annotations, render.OwnAnnotations)}
+	src := p.Typed()
+	om := metav1.ObjectMeta{Name: p.Name, Namespace: ns, Labels: withoutKeys(src.GetLabels(), render.OwnLabels), Annotations: withoutKeys(src.GetAnnotations(), render.OwnAnnotations)}
 	tm := metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: kind}
-	q := &validate.Policy{Object: &loader.Object{Kind: kind, Namespace: ns, Name: p.Name, Pos: p.Pos}}
+	q := &policy.Policy{Kind: kind, Namespace: ns, Name: p.Name, Pos: p.Pos}
 	switch {
 	case p.NetworkPolicy != nil:
 		q.NetworkPolicy = &v1alpha1.NetworkPolicy{TypeMeta: tm, ObjectMeta: om, Spec: p.NetworkPolicy.Spec}
@@ -188,27 +162,12 @@ func canonicalShell(p *validate.Policy, defaultNamespace string) *validate.Polic
 	return q
 }
 
-// typed returns a policy's typed object.
-func typed(p *validate.Policy) any {
-	switch {
-	case p.NetworkPolicy != nil:
-		return p.NetworkPolicy
-	case p.ClusterNetworkPolicy != nil:
-		return p.ClusterNetworkPolicy
-	case p.TracingPolicy != nil:
-		return p.TracingPolicy
-	case p.ClusterTracingPolicy != nil:
-		return p.ClusterTracingPolicy
-	}
-	return nil
-}
-
 // encodeCanonical sets a canonical shell's JSON, once.
-func encodeCanonical(q *validate.Policy) {
+func encodeCanonical(q *policy.Policy) {
 	if q.JSON != nil {
 		return
 	}
-	js, err := json.Marshal(typed(q))
+	js, err := json.Marshal(q.Typed())
 	if err != nil {
 		panic(fmt.Sprintf("guard: encode %s: %v", q.ID(), err)) // API types always encode
 	}
@@ -220,8 +179,8 @@ func encodeCanonical(q *validate.Policy) {
 // told apart from changed ones without encoding; objects that differ in a
 // way JSON does not show (a nil and an empty list, say) are encoded and
 // compared as the guards would see them.
-func sameCanonical(b, a *validate.Policy) bool {
-	if reflect.DeepEqual(typed(b), typed(a)) {
+func sameCanonical(b, a *policy.Policy) bool {
+	if reflect.DeepEqual(b.Typed(), a.Typed()) {
 		return true
 	}
 	encodeCanonical(b)

@@ -21,11 +21,15 @@ import (
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/palisade-dev/palisade/internal/engine"
 )
 
-// Requirement is one term of a label selector in the change set, with
-// matchLabels folded in as In with one value, so that guards deal with one
-// shape. Values are sorted.
+// Requirement is one term of a label selector in the change set, in the
+// engine's canonical form (engine.NewSelector): matchLabels folded in as In
+// with one value and label source prefixes ("k8s:", "any:") stripped, so
+// that guards deal with one shape and judge the selector the datapath
+// enforces. Values are sorted.
 type Requirement struct {
 	Key      string   `json:"key"`
 	Operator string   `json:"operator"`
@@ -33,23 +37,23 @@ type Requirement struct {
 }
 
 // requirements normalizes a selector into sorted requirements; nil for a
-// nil selector, empty (not nil) for {} which selects everything.
+// nil selector, empty (not nil) for {} which selects everything. A
+// selector the engine refuses (validation reports it, and no node enforces
+// the policy) is described as far as the engine's model goes.
 func requirements(s *metav1.LabelSelector) []Requirement {
 	if s == nil {
 		return nil
 	}
-	out := make([]Requirement, 0, len(s.MatchLabels)+len(s.MatchExpressions))
-	for k, v := range s.MatchLabels {
-		out = append(out, Requirement{Key: k, Operator: "In", Values: []string{v}})
-	}
-	for _, e := range s.MatchExpressions {
-		vs := slices.Clone(e.Values)
+	sel, _ := engine.NewSelector(s, "")
+	out := make([]Requirement, 0, len(sel.Requirements))
+	for _, r := range sel.Requirements {
+		vs := r.Values
 		if vs == nil {
 			vs = []string{}
 		}
-		slices.Sort(vs)
-		out = append(out, Requirement{Key: e.Key, Operator: string(e.Operator), Values: slices.Compact(vs)})
+		out = append(out, Requirement{Key: r.Key, Operator: r.Op.String(), Values: vs})
 	}
+	// The document's order: by key, operator name and values.
 	slices.SortFunc(out, func(a, b Requirement) int {
 		if c := strings.Compare(a.Key, b.Key); c != 0 {
 			return c
@@ -59,9 +63,7 @@ func requirements(s *metav1.LabelSelector) []Requirement {
 		}
 		return slices.Compare(a.Values, b.Values)
 	})
-	return slices.CompactFunc(out, func(a, b Requirement) bool {
-		return a.Key == b.Key && a.Operator == b.Operator && slices.Equal(a.Values, b.Values)
-	})
+	return out
 }
 
 // selectorKey is a canonical text of normalized requirements, equal for

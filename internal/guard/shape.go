@@ -22,7 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
-	"github.com/palisade-dev/palisade/internal/validate"
+	"github.com/palisade-dev/palisade/internal/policy"
 )
 
 // namespaceLabels are the labels Cilium gives every endpoint with its
@@ -42,7 +42,7 @@ type shape struct {
 	isDefaultDeny bool
 }
 
-func shapeOf(p *validate.Policy) shape {
+func shapeOf(p *policy.Policy) shape {
 	s := shape{mode: "enforce"}
 	clusterWide := p.ClusterNetworkPolicy != nil || p.ClusterTracingPolicy != nil
 	var endpoints, nodeSel *metav1.LabelSelector

@@ -21,13 +21,13 @@ import (
 	"slices"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
-	"github.com/palisade-dev/palisade/internal/validate"
+	"github.com/palisade-dev/palisade/internal/policy"
 )
 
 // tracingFacts fills f for a tracing policy after a change: which
 // enforcing actions (Sigkill, Deny) it takes and whether each is scoped the
 // way validation's PAL503 asks. An empty podSelector scopes nothing.
-func tracingFacts(f *Facts, before, after *validate.Policy) {
+func tracingFacts(f *Facts, before, after *policy.Policy) {
 	if before != nil && after != nil {
 		bs, _ := before.Tracing()
 		as, _ := after.Tracing()

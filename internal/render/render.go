@@ -30,13 +30,9 @@ import (
 	"strconv"
 	"strings"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
 	"github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/diag"
-	"github.com/palisade-dev/palisade/internal/loader"
-	"github.com/palisade-dev/palisade/internal/validate"
+	"github.com/palisade-dev/palisade/internal/policy"
 )
 
 // Labels and annotations on applied objects.
@@ -76,15 +72,15 @@ type Owner struct {
 // names no namespace goes to the PolicySet's namespace. The objects are
 // sorted by kind, namespace and name; two policies that render to the same
 // object are an error naming both positions.
-func Objects(policies []*validate.Policy, owner Owner) ([]client.Object, error) {
+func Objects(policies []*policy.Policy, owner Owner) ([]policy.Object, error) {
 	seen := map[string]diag.Pos{}
-	out := make([]client.Object, 0, len(policies))
+	out := make([]policy.Object, 0, len(policies))
 	for _, p := range policies {
 		obj, err := object(p)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", p.Pos, p.ID(), err)
 		}
-		if namespaced(p.Kind) && obj.GetNamespace() == "" {
+		if policy.Namespaced(p.Kind) && obj.GetNamespace() == "" {
 			obj.SetNamespace(owner.Namespace)
 		}
 		id := p.Kind + "/" + obj.GetNamespace() + "/" + obj.GetName()
@@ -104,7 +100,7 @@ func Objects(policies []*validate.Policy, owner Owner) ([]client.Object, error) 
 		}))
 		out = append(out, obj)
 	}
-	slices.SortFunc(out, func(a, b client.Object) int {
+	slices.SortFunc(out, func(a, b policy.Object) int {
 		return cmp.Or(cmp.Compare(kindOf(a), kindOf(b)), cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
 	})
 	return out, nil
@@ -112,8 +108,8 @@ func Objects(policies []*validate.Policy, owner Owner) ([]client.Object, error) 
 
 // object copies the typed policy and keeps only what the user may set:
 // apiVersion, kind, name, namespace, labels, annotations and spec.
-func object(p *validate.Policy) (client.Object, error) {
-	var obj client.Object
+func object(p *policy.Policy) (policy.Object, error) {
+	var obj policy.Object
 	switch {
 	case p.NetworkPolicy != nil:
 		obj = &v1alpha1.NetworkPolicy{Spec: *p.NetworkPolicy.Spec.DeepCopy()}
@@ -126,34 +122,20 @@ func object(p *validate.Policy) (client.Object, error) {
 	default:
 		return nil, fmt.Errorf("kind %q has no API type", p.Kind)
 	}
-	src := metaOf(p)
+	src := p.Typed()
 	obj.GetObjectKind().SetGroupVersionKind(v1alpha1.GroupVersion.WithKind(p.Kind))
-	obj.SetName(src.Name)
-	if namespaced(p.Kind) {
-		obj.SetNamespace(src.Namespace)
-	} else if src.Namespace != "" {
-		return nil, fmt.Errorf("%s is cluster-scoped but sets namespace %q", p.Kind, src.Namespace)
+	obj.SetName(src.GetName())
+	if policy.Namespaced(p.Kind) {
+		obj.SetNamespace(src.GetNamespace())
+	} else if src.GetNamespace() != "" {
+		return nil, fmt.Errorf("%s is cluster-scoped but sets namespace %q", p.Kind, src.GetNamespace())
 	}
-	obj.SetLabels(copyMap(src.Labels))
-	obj.SetAnnotations(copyMap(src.Annotations))
+	obj.SetLabels(copyMap(src.GetLabels()))
+	obj.SetAnnotations(copyMap(src.GetAnnotations()))
 	return obj, nil
 }
 
-func metaOf(p *validate.Policy) *metav1.ObjectMeta {
-	switch {
-	case p.NetworkPolicy != nil:
-		return &p.NetworkPolicy.ObjectMeta
-	case p.ClusterNetworkPolicy != nil:
-		return &p.ClusterNetworkPolicy.ObjectMeta
-	case p.TracingPolicy != nil:
-		return &p.TracingPolicy.ObjectMeta
-	}
-	return &p.ClusterTracingPolicy.ObjectMeta
-}
-
-func namespaced(kind string) bool { return !strings.HasPrefix(kind, "Cluster") }
-
-func kindOf(o client.Object) string { return o.GetObjectKind().GroupVersionKind().Kind }
+func kindOf(o policy.Object) string { return o.GetObjectKind().GroupVersionKind().Kind }
 
 func merge(user, ours map[string]string) map[string]string {
 	out := copyMap(user)
@@ -182,30 +164,8 @@ func copyMap(m map[string]string) map[string]string {
 // not known in the cluster and resolve to the policy's own), its JSON from
 // the typed object. Objects without the source annotation (not applied by
 // a PolicySet) get an empty position.
-func Policy(obj client.Object) (*validate.Policy, error) {
-	// Typed clients often leave apiVersion and kind empty: the Go type
-	// says the kind.
-	kind := kindOf(obj)
-	switch obj.(type) {
-	case *v1alpha1.NetworkPolicy:
-		kind = "NetworkPolicy"
-	case *v1alpha1.ClusterNetworkPolicy:
-		kind = "ClusterNetworkPolicy"
-	case *v1alpha1.TracingPolicy:
-		kind = "TracingPolicy"
-	case *v1alpha1.ClusterTracingPolicy:
-		kind = "ClusterTracingPolicy"
-	}
-	o := &loader.Object{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
-	if src := obj.GetAnnotations()[AnnotationSource]; src != "" {
-		pos, err := parsePos(src)
-		if err != nil {
-			return nil, fmt.Errorf("%s/%s/%s: annotation %s: %w", kind, obj.GetNamespace(), obj.GetName(), AnnotationSource, err)
-		}
-		o.Pos = pos
-	}
-	o.Path = obj.GetAnnotations()[AnnotationCUEPath]
-	p := &validate.Policy{Object: o}
+func Policy(obj policy.Object) (*policy.Policy, error) {
+	p := &policy.Policy{Namespace: obj.GetNamespace(), Name: obj.GetName(), Path: obj.GetAnnotations()[AnnotationCUEPath]}
 	switch t := obj.(type) {
 	case *v1alpha1.NetworkPolicy:
 		p.NetworkPolicy = t.DeepCopy()
@@ -218,6 +178,16 @@ func Policy(obj client.Object) (*validate.Policy, error) {
 	default:
 		return nil, fmt.Errorf("%T is not a Palisade policy", obj)
 	}
+	// Typed clients often leave apiVersion and kind empty: the Go type
+	// says the kind.
+	p.Kind = p.TypedKind()
+	if src := obj.GetAnnotations()[AnnotationSource]; src != "" {
+		pos, err := parsePos(src)
+		if err != nil {
+			return nil, fmt.Errorf("%s: annotation %s: %w", p.ID(), AnnotationSource, err)
+		}
+		p.Pos = pos
+	}
 	// The JSON a policy carries is what the user wrote: spec and identity,
 	// not server-set metadata or status.
 	clean, err := object(p)
@@ -225,7 +195,7 @@ func Policy(obj client.Object) (*validate.Policy, error) {
 		return nil, err
 	}
 	clean.SetNamespace(obj.GetNamespace())
-	if o.JSON, err = json.Marshal(clean); err != nil {
+	if p.JSON, err = json.Marshal(clean); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -24,10 +24,10 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/policy"
 	"github.com/palisade-dev/palisade/internal/validate"
 )
 
@@ -47,13 +47,13 @@ var owner = Owner{Namespace: "policies", Name: "prod", Revision: "main@sha1:0123
 
 // fromServer decodes an object's JSON into a fresh typed object, as a
 // client reading it back from the API server does.
-func fromServer(t *testing.T, obj client.Object) client.Object {
+func fromServer(t *testing.T, obj policy.Object) policy.Object {
 	t.Helper()
 	raw, err := json.Marshal(obj)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out client.Object
+	var out policy.Object
 	switch kindOf(obj) {
 	case "NetworkPolicy":
 		out = &v1alpha1.NetworkPolicy{}
@@ -101,7 +101,7 @@ func TestObjectsCarryOwnerAndSource(t *testing.T) {
 		if _, err := parsePos(a[AnnotationSource]); err != nil || !strings.HasSuffix(strings.SplitN(a[AnnotationSource], ":", 2)[0], ".cue") {
 			t.Errorf("%s: source %q (%v)", id, a[AnnotationSource], err)
 		}
-		if namespaced(kindOf(o)) != (o.GetNamespace() != "") {
+		if policy.Namespaced(kindOf(o)) != (o.GetNamespace() != "") {
 			t.Errorf("%s: namespace %q for kind %s", id, o.GetNamespace(), kindOf(o))
 		}
 		if i > 0 {

@@ -20,48 +20,17 @@ import (
 	"bytes"
 	"encoding/json"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/diag"
 	"github.com/palisade-dev/palisade/internal/loader"
+	"github.com/palisade-dev/palisade/internal/policy"
 )
 
-// Policy is a loaded policy decoded into its API type. Exactly one of the
-// typed fields is set, according to Kind.
-type Policy struct {
-	*loader.Object
-
-	NetworkPolicy        *v1alpha1.NetworkPolicy
-	ClusterNetworkPolicy *v1alpha1.ClusterNetworkPolicy
-	TracingPolicy        *v1alpha1.TracingPolicy
-	ClusterTracingPolicy *v1alpha1.ClusterTracingPolicy
-}
-
-// Network returns the rules of a network policy and its subject selectors
-// (endpoint, node); ok is false for other kinds.
-func (p *Policy) Network() (rules *v1alpha1.RuleSet, endpoints, nodes *metav1.LabelSelector, ok bool) {
-	switch {
-	case p.NetworkPolicy != nil:
-		s := &p.NetworkPolicy.Spec
-		return &s.RuleSet, &s.EndpointSelector, nil, true
-	case p.ClusterNetworkPolicy != nil:
-		s := &p.ClusterNetworkPolicy.Spec
-		return &s.RuleSet, s.EndpointSelector, s.NodeSelector, true
-	}
-	return nil, nil, nil, false
-}
-
-// Tracing returns the spec of a tracing policy; ok is false for other kinds.
-func (p *Policy) Tracing() (*v1alpha1.TracingPolicySpec, bool) {
-	switch {
-	case p.TracingPolicy != nil:
-		return &p.TracingPolicy.Spec, true
-	case p.ClusterTracingPolicy != nil:
-		return &p.ClusterTracingPolicy.Spec, true
-	}
-	return nil, false
-}
+// Policy is a loaded policy decoded into its API type: the model every
+// later stage takes. Decode sets its Source to the loader's object, so that
+// findings point at the field the user wrote; nothing else of CUE reaches
+// it.
+type Policy = policy.Policy
 
 // Decode turns loaded objects into typed policies. The loader has unified
 // each with the schema, so a decoding failure means the schema and the Go
@@ -72,7 +41,7 @@ func Decode(objs []*loader.Object) ([]*Policy, diag.List) {
 		diags diag.List
 	)
 	for _, o := range objs {
-		p := &Policy{Object: o}
+		p := &Policy{Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Pos: o.Pos, Path: o.Path, JSON: o.JSON, Source: o}
 		var target any
 		switch o.Kind {
 		case "NetworkPolicy":

@@ -19,78 +19,28 @@ package validate
 import (
 	"fmt"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/policy"
 )
 
-// rule is the shape every network rule kind shares, so that each check is
-// written once for ingress, ingressDeny, egress and egressDeny.
-type rule struct {
-	path string // e.g. spec.ingress[2]
-	deny bool
-	// field names in this direction: fromEndpoints or toEndpoints, ...
-	endpointsField, cidrField, cidrSetField, entitiesField string
+// rule is a flattened rule (policy.Rules), the shape every check of a rule
+// is written against once for ingress, ingressDeny, egress and egressDeny.
+type rule = policy.Rule
 
-	endpoints []metav1.LabelSelector
-	cidrs     []v1alpha1.CIDR
-	cidrSets  []v1alpha1.CIDRRule
-	entities  []v1alpha1.Entity
-	fqdns     []v1alpha1.FQDNSelector
-	ports     []v1alpha1.PortRule
-	icmps     []v1alpha1.ICMPRule
-}
-
-func (r *rule) at(format string, args ...any) string {
-	return r.path + "." + fmt.Sprintf(format, args...)
-}
-
-// hasPeers reports whether the rule names any peer; a rule without peers
-// applies to every peer (on its ports).
-func (r *rule) hasPeers() bool {
-	return r.endpoints != nil || r.cidrs != nil || r.cidrSets != nil || r.entities != nil || r.fqdns != nil
-}
-
-func denyPorts(in []v1alpha1.PortDenyRule) []v1alpha1.PortRule {
-	if in == nil {
-		return nil
-	}
-	out := make([]v1alpha1.PortRule, len(in))
-	for i, p := range in {
-		out[i] = v1alpha1.PortRule{Ports: p.Ports}
-	}
-	return out
+// at is the field path of a part of rule r.
+func at(r *rule, format string, args ...any) string {
+	return r.Path + "." + fmt.Sprintf(format, args...)
 }
 
 // rules flattens a rule set into rules, in source order per direction.
 func rules(rs *v1alpha1.RuleSet) (ingress, egress []*rule) {
-	in := func(i int, name string, deny bool) *rule {
-		return &rule{path: fmt.Sprintf("spec.%s[%d]", name, i), deny: deny,
-			endpointsField: "fromEndpoints", cidrField: "fromCIDR", cidrSetField: "fromCIDRSet", entitiesField: "fromEntities"}
-	}
-	out := func(i int, name string, deny bool) *rule {
-		return &rule{path: fmt.Sprintf("spec.%s[%d]", name, i), deny: deny,
-			endpointsField: "toEndpoints", cidrField: "toCIDR", cidrSetField: "toCIDRSet", entitiesField: "toEntities"}
-	}
-	for i, x := range rs.Ingress {
-		r := in(i, "ingress", false)
-		r.endpoints, r.cidrs, r.cidrSets, r.entities, r.ports, r.icmps = x.FromEndpoints, x.FromCIDR, x.FromCIDRSet, x.FromEntities, x.ToPorts, x.ICMPs
-		ingress = append(ingress, r)
-	}
-	for i, x := range rs.IngressDeny {
-		r := in(i, "ingressDeny", true)
-		r.endpoints, r.cidrs, r.cidrSets, r.entities, r.ports, r.icmps = x.FromEndpoints, x.FromCIDR, x.FromCIDRSet, x.FromEntities, denyPorts(x.ToPorts), x.ICMPs
-		ingress = append(ingress, r)
-	}
-	for i, x := range rs.Egress {
-		r := out(i, "egress", false)
-		r.endpoints, r.cidrs, r.cidrSets, r.entities, r.fqdns, r.ports, r.icmps = x.ToEndpoints, x.ToCIDR, x.ToCIDRSet, x.ToEntities, x.ToFQDNs, x.ToPorts, x.ICMPs
-		egress = append(egress, r)
-	}
-	for i, x := range rs.EgressDeny {
-		r := out(i, "egressDeny", true)
-		r.endpoints, r.cidrs, r.cidrSets, r.entities, r.ports, r.icmps = x.ToEndpoints, x.ToCIDR, x.ToCIDRSet, x.ToEntities, denyPorts(x.ToPorts), x.ICMPs
-		egress = append(egress, r)
+	all := policy.Rules(rs)
+	for i := range all {
+		if all[i].Egress {
+			egress = append(egress, &all[i])
+		} else {
+			ingress = append(ingress, &all[i])
+		}
 	}
 	return ingress, egress
 }
@@ -123,48 +73,48 @@ func (c *checker) checkNetwork(p *Policy) {
 func (c *checker) checkRule(p *Policy, r *rule) {
 	empty := func(field string, n int, isNil bool) {
 		if !isNil && n == 0 {
-			c.add(p, "PAL106", r.at("%s", field), "%s is an empty list, so this rule matches no peer", field)
+			c.add(p, "PAL106", at(r, "%s", field), "%s is an empty list, so this rule matches no peer", field)
 		}
 	}
-	empty(r.endpointsField, len(r.endpoints), r.endpoints == nil)
-	empty(r.cidrField, len(r.cidrs), r.cidrs == nil)
-	empty(r.cidrSetField, len(r.cidrSets), r.cidrSets == nil)
-	empty(r.entitiesField, len(r.entities), r.entities == nil)
+	empty(r.PeerField("Endpoints"), len(r.Endpoints), r.Endpoints == nil)
+	empty(r.PeerField("CIDR"), len(r.CIDRs), r.CIDRs == nil)
+	empty(r.PeerField("CIDRSet"), len(r.CIDRSets), r.CIDRSets == nil)
+	empty(r.PeerField("Entities"), len(r.Entities), r.Entities == nil)
 
-	for i, s := range r.endpoints {
-		c.checkSelector(p, r.at("%s[%d]", r.endpointsField, i), s)
+	for i, s := range r.Endpoints {
+		c.checkSelector(p, at(r, "%s[%d]", r.PeerField("Endpoints"), i), s)
 	}
-	for i, cidr := range r.cidrs {
-		c.checkCIDR(p, r.at("%s[%d]", r.cidrField, i), string(cidr))
+	for i, cidr := range r.CIDRs {
+		c.checkCIDR(p, at(r, "%s[%d]", r.PeerField("CIDR"), i), string(cidr))
 	}
-	for i, set := range r.cidrSets {
-		c.checkCIDRSet(p, r.at("%s[%d]", r.cidrSetField, i), set)
+	for i, set := range r.CIDRSets {
+		c.checkCIDRSet(p, at(r, "%s[%d]", r.PeerField("CIDRSet"), i), set)
 	}
 	c.checkEntities(p, r)
-	for i, f := range r.fqdns {
-		path := r.at("toFQDNs[%d]", i)
+	for i, f := range r.FQDNs {
+		path := at(r, "toFQDNs[%d]", i)
 		c.checkNameOrPattern(p, path, string(f.MatchName), string(f.MatchPattern))
 	}
-	if len(r.ports) > 0 && len(r.icmps) > 0 {
-		c.add(p, "PAL154", r.at("icmps"), "a rule with toPorts cannot also have icmps")
+	if len(r.Ports) > 0 && len(r.ICMPs) > 0 {
+		c.add(p, "PAL154", at(r, "icmps"), "a rule with toPorts cannot also have icmps")
 	}
-	for i, pr := range r.ports {
-		c.checkPortRule(p, r.at("toPorts[%d]", i), pr)
+	for i, pr := range r.Ports {
+		c.checkPortRule(p, at(r, "toPorts[%d]", i), pr)
 	}
-	for i, ic := range r.icmps {
+	for i, ic := range r.ICMPs {
 		for j, f := range ic.Fields {
-			c.checkICMP(p, r.at("icmps[%d].fields[%d]", i, j), f)
+			c.checkICMP(p, at(r, "icmps[%d].fields[%d]", i, j), f)
 		}
 	}
 }
 
 func (c *checker) checkEntities(p *Policy, r *rule) {
 	hasAll := false
-	for _, e := range r.entities {
+	for _, e := range r.Entities {
 		hasAll = hasAll || e == v1alpha1.EntityAll
 	}
-	if hasAll && len(r.entities) > 1 {
-		c.add(p, "PAL107", r.at("%s", r.entitiesField), "%s lists \"all\" and %d other entities", r.entitiesField, len(r.entities)-1)
+	if hasAll && len(r.Entities) > 1 {
+		c.add(p, "PAL107", at(r, "%s", r.PeerField("Entities")), "%s lists \"all\" and %d other entities", r.PeerField("Entities"), len(r.Entities)-1)
 	}
 }
 
@@ -175,7 +125,7 @@ func (c *checker) checkEntities(p *Policy, r *rule) {
 func (c *checker) checkFQDNResolution(p *Policy, egress []*rule) {
 	hasDNS := false
 	for _, r := range egress {
-		for _, pr := range r.ports {
+		for _, pr := range r.Ports {
 			if pr.Rules != nil && len(pr.Rules.DNS) > 0 {
 				hasDNS = true
 			}
@@ -185,8 +135,8 @@ func (c *checker) checkFQDNResolution(p *Policy, egress []*rule) {
 		return
 	}
 	for _, r := range egress {
-		if len(r.fqdns) > 0 {
-			c.add(p, "PAL303", r.at("toFQDNs"), "toFQDNs needs the endpoint to resolve the names through Palisade's DNS rules, and %s has no egress rule with rules.dns", p.ID())
+		if len(r.FQDNs) > 0 {
+			c.add(p, "PAL303", at(r, "toFQDNs"), "toFQDNs needs the endpoint to resolve the names through Palisade's DNS rules, and %s has no egress rule with rules.dns", p.ID())
 		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/policy"
 )
 
 // checkPortRule checks the ports of a rule and its L7 rules.
@@ -236,47 +237,11 @@ func (c *checker) checkNameOrPattern(p *Policy, path, name, pattern string) {
 	}
 }
 
-// icmpTypes lists the ICMP type names per family with their numbers.
-var icmpTypes = map[v1alpha1.ICMPFamily]map[string]int{
-	v1alpha1.ICMPFamilyIPv4: {
-		"EchoReply": 0, "DestinationUnreachable": 3, "Redirect": 5, "EchoRequest": 8,
-		"RouterAdvertisement": 9, "RouterSelection": 10, "TimeExceeded": 11, "ParameterProblem": 12,
-		"Timestamp": 13, "TimestampReply": 14, "Photuris": 40, "ExtendedEchoRequest": 42, "ExtendedEchoReply": 43,
-	},
-	v1alpha1.ICMPFamilyIPv6: {
-		"DestinationUnreachable": 1, "PacketTooBig": 2, "TimeExceeded": 3, "ParameterProblem": 4,
-		"EchoRequest": 128, "EchoReply": 129, "MulticastListenerQuery": 130, "MulticastListenerReport": 131,
-		"MulticastListenerDone": 132, "RouterSolicitation": 133, "RouterAdvertisement": 134,
-		"NeighborSolicitation": 135, "NeighborAdvertisement": 136, "Redirect": 137,
-		"ExtendedEchoRequest": 160, "ExtendedEchoReply": 161,
-	},
-}
-
 func (c *checker) checkICMP(p *Policy, path string, f v1alpha1.ICMPField) {
-	fam := f.Family
-	if fam == "" {
-		fam = v1alpha1.ICMPFamilyIPv4
-	}
-	if f.Type.Type == intstr.String {
-		if _, ok := icmpTypes[fam][f.Type.StrVal]; !ok {
-			c.add(p, "PAL153", path+".type", "ICMP type %q is not defined for %s", f.Type.StrVal, fam)
-		}
+	if fam, _, ok := policy.ICMPType(f); !ok && f.Type.Type == intstr.String {
+		c.add(p, "PAL153", path+".type", "ICMP type %q is not defined for %s", f.Type.StrVal, fam)
 	}
 }
 
 // portString formats a port number or name.
 func portString(p intstr.IntOrString) string { return p.String() }
-
-// ICMPType returns the number of an ICMP field's type and its family
-// (IPv4 when omitted); ok is false for a name the family does not define.
-func ICMPType(f v1alpha1.ICMPField) (family v1alpha1.ICMPFamily, typ int, ok bool) {
-	family = f.Family
-	if family == "" {
-		family = v1alpha1.ICMPFamilyIPv4
-	}
-	if f.Type.Type == intstr.String {
-		typ, ok = icmpTypes[family][f.Type.StrVal]
-		return family, typ, ok
-	}
-	return family, f.Type.IntValue(), f.Type.IntValue() >= 0 && f.Type.IntValue() <= 255
-}

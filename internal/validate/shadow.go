@@ -30,12 +30,12 @@ import (
 // effect. Only what can be decided from the policy alone is reported.
 func (c *checker) checkShadowed(p *Policy, rs []*rule) {
 	for _, a := range rs {
-		if a.deny {
+		if a.Deny {
 			continue
 		}
 		for _, d := range rs {
-			if d.deny && coversPeers(d, a) && coversPorts(d, a) {
-				c.add(p, "PAL450", a.path, "every peer and port this rule allows is denied by %s", d.path)
+			if d.Deny && coversPeers(d, a) && coversPorts(d, a) {
+				c.add(p, "PAL450", a.Path, "every peer and port this rule allows is denied by %s", d.Path)
 				break
 			}
 		}
@@ -43,7 +43,7 @@ func (c *checker) checkShadowed(p *Policy, rs []*rule) {
 }
 
 func hasEntity(r *rule, es ...v1alpha1.Entity) bool {
-	for _, e := range r.entities {
+	for _, e := range r.Entities {
 		for _, x := range es {
 			if e == x {
 				return true
@@ -55,20 +55,20 @@ func hasEntity(r *rule, es ...v1alpha1.Entity) bool {
 
 // coversPeers reports whether deny rule d matches every peer of allow rule a.
 func coversPeers(d, a *rule) bool {
-	if !d.hasPeers() || hasEntity(d, v1alpha1.EntityAll) {
+	if !d.HasPeers() || hasEntity(d, v1alpha1.EntityAll) {
 		return true
 	}
-	if !a.hasPeers() || len(a.fqdns) > 0 {
+	if !a.HasPeers() || len(a.FQDNs) > 0 {
 		return false
 	}
-	for _, e := range a.entities {
+	for _, e := range a.Entities {
 		if !hasEntity(d, e) {
 			return false
 		}
 	}
-	for _, s := range a.endpoints {
+	for _, s := range a.Endpoints {
 		covered := hasEntity(d, v1alpha1.EntityCluster)
-		for _, ds := range d.endpoints {
+		for _, ds := range d.Endpoints {
 			if reflect.DeepEqual(ds, s) || (len(ds.MatchLabels) == 0 && len(ds.MatchExpressions) == 0) {
 				covered = true
 			}
@@ -77,11 +77,11 @@ func coversPeers(d, a *rule) bool {
 			return false
 		}
 	}
-	prefixes := make([]string, 0, len(a.cidrs)+len(a.cidrSets))
-	for _, x := range a.cidrs {
+	prefixes := make([]string, 0, len(a.CIDRs)+len(a.CIDRSets))
+	for _, x := range a.CIDRs {
 		prefixes = append(prefixes, string(x))
 	}
-	for _, x := range a.cidrSets {
+	for _, x := range a.CIDRSets {
 		prefixes = append(prefixes, string(x.CIDR))
 	}
 	for _, s := range prefixes {
@@ -105,12 +105,12 @@ func cidrCovered(d *rule, s string) bool {
 	contains := func(outer netip.Prefix) bool {
 		return outer.Addr().Is4() == in.Addr().Is4() && outer.Bits() <= in.Bits() && outer.Contains(in.Addr())
 	}
-	for _, x := range d.cidrs {
+	for _, x := range d.CIDRs {
 		if out, err := parsePrefix(string(x)); err == nil && contains(out.Masked()) {
 			return true
 		}
 	}
-	for _, x := range d.cidrSets {
+	for _, x := range d.CIDRSets {
 		out, err := parsePrefix(string(x.CIDR))
 		if err != nil || !contains(out.Masked()) {
 			continue
@@ -131,13 +131,13 @@ func cidrCovered(d *rule, s string) bool {
 // coversPorts reports whether deny rule d applies to every port (and ICMP
 // type) allow rule a allows.
 func coversPorts(d, a *rule) bool {
-	if len(d.ports) == 0 && len(d.icmps) == 0 {
+	if len(d.Ports) == 0 && len(d.ICMPs) == 0 {
 		return true // the deny applies to all traffic of its peers
 	}
-	if len(a.ports) == 0 || len(a.icmps) > 0 {
+	if len(a.Ports) == 0 || len(a.ICMPs) > 0 {
 		return false
 	}
-	for _, ap := range a.ports {
+	for _, ap := range a.Ports {
 		if len(ap.Ports) == 0 {
 			return false
 		}
@@ -151,7 +151,7 @@ func coversPorts(d, a *rule) bool {
 }
 
 func portCovered(d *rule, x v1alpha1.PortProtocol) bool {
-	for _, dp := range d.ports {
+	for _, dp := range d.Ports {
 		if len(dp.Ports) == 0 {
 			return true
 		}
