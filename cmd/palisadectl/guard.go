@@ -327,6 +327,12 @@ runner and the restrictions guards are evaluated under. A directory is NAME=DIR
 or DIR. Guards that do not compile are reported at file:line:col and no test
 runs.
 
+A package that a directory declares replaces the built-in package of that
+name, and the built-in tests of it (package NAME_test) are left out: a copy
+of policies/guards, edited, is tested in place of the built-in library. (In
+a PolicySet and in validate --guards, a package belongs to one source: there
+a copy must rename its packages.)
+
 Exit status: 0 every test passed, 1 a test failed or a guard does not
 compile, 2 usage or internal error.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -334,9 +340,6 @@ compile, 2 usage or internal error.`,
 				return &exitError{exitUsage, fmt.Errorf("unknown --output %q (want text, json)", output)}
 			}
 			var sources []guard.Source
-			if !noBuiltin {
-				sources = append(sources, guard.Builtin())
-			}
 			for _, a := range args {
 				name, p, ok := strings.Cut(a, "=")
 				if !ok {
@@ -347,6 +350,17 @@ compile, 2 usage or internal error.`,
 					return &exitError{exitUsage, err}
 				}
 				sources = append(sources, s)
+			}
+			if !noBuiltin {
+				// A package of DIR replaces the built-in one of that
+				// name: DIR is an edited copy of the built-in guards.
+				b, replaced := guard.Builtin().Without(sources...)
+				if len(replaced) > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "palisadectl: testing the given guards in place of %d built-in package(s): %s\n", len(replaced), strings.Join(replaced, ", "))
+				}
+				if len(b.Modules) > 0 {
+					sources = append([]guard.Source{b}, sources...)
+				}
 			}
 			if len(sources) == 0 {
 				return &exitError{exitUsage, errors.New("no guards to test: give a DIR or drop --no-builtin")}

@@ -197,7 +197,11 @@ func parseSources(srcs []Source, withTests bool) (map[string]*ast.Module, []guar
 				continue
 			}
 			if o, ok := owner[pkg]; ok && o != s.Name {
-				diags = append(diags, diag.New("PAL603", pos, "package %s is already declared by guard source %q; a package belongs to one source", pkg, o))
+				d := diag.New("PAL603", pos, "package %s is already declared by guard source %q; a package belongs to one source", pkg, o)
+				if o == BuiltinName || s.Name == BuiltinName {
+					d.Hint = "give your guard a package name of its own; to test an edited copy of the built-in guards, `palisadectl guard test DIR` tests DIR in their place"
+				}
+				diags = append(diags, d)
 				continue
 			}
 			owner[pkg] = s.Name

@@ -23,8 +23,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/palisade-dev/palisade/policies/guards"
 )
@@ -72,6 +75,49 @@ func Builtin() Source {
 		s.Modules[e.Name()] = b
 	}
 	return s
+}
+
+// Without returns s without the modules whose package one of others
+// declares, nor those of the tests of such a package (package P_test),
+// and the packages it left out, sorted. `palisadectl guard test` uses it
+// so that an edited copy of the built-in guards is tested in their place;
+// Compile still refuses a package that two sources declare, as the
+// cluster does. A module that does not parse stays, so that its error is
+// reported.
+func (s Source) Without(others ...Source) (Source, []string) {
+	taken := map[string]bool{}
+	for _, o := range others {
+		for p, b := range o.Modules {
+			if pkg, ok := modulePackage(o.moduleFile(p), b); ok {
+				taken[pkg] = true
+			}
+		}
+	}
+	out := Source{Name: s.Name, Modules: map[string][]byte{}, Data: s.Data}
+	replaced := map[string]bool{}
+	for p, b := range s.Modules {
+		pkg, ok := modulePackage(s.moduleFile(p), b)
+		switch {
+		case ok && taken[pkg]:
+			replaced[pkg] = true
+		case ok && taken[strings.TrimSuffix(pkg, "_test")] && isTest(p):
+			// The built-in tests of a replaced package would test the
+			// replacement against the built-in expectations.
+		default:
+			out.Modules[p] = b
+		}
+	}
+	return out, slices.Sorted(mapsKeys(replaced))
+}
+
+// modulePackage returns the package a Rego module declares, as
+// data.a.b.
+func modulePackage(file string, b []byte) (string, bool) {
+	m, err := ast.ParseModuleWithOpts(file, string(b), ast.ParserOptions{RegoVersion: ast.RegoV1, Capabilities: capabilities()})
+	if err != nil || m == nil || m.Package == nil {
+		return "", false
+	}
+	return m.Package.Path.String(), true
 }
 
 // FromDir loads every *.rego file under dir (hidden directories skipped,
