@@ -31,8 +31,8 @@ import (
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/capability"
 	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/policy"
 	"github.com/palisade-dev/palisade/internal/render"
-	"github.com/palisade-dev/palisade/internal/validate"
 )
 
 // objKey names a policy object.
@@ -364,8 +364,8 @@ func orAll(s *metav1.LabelSelector) *metav1.LabelSelector {
 
 // policiesOf converts applied network policy objects back into the
 // policies the engine builds.
-func policiesOf(objs []client.Object) ([]*validate.Policy, error) {
-	out := make([]*validate.Policy, 0, len(objs))
+func policiesOf(objs []client.Object) ([]*policy.Policy, error) {
+	out := make([]*policy.Policy, 0, len(objs))
 	for _, o := range objs {
 		p, err := render.Policy(o)
 		if err != nil {
