@@ -59,9 +59,10 @@ the policy less restrictive than the source, the whole object is rejected
 instead of imported. Every emitted object is checked against the embedded
 schema.
 
-Without -o, the CUE goes to standard output (one package clause for all
-files) and the report to standard error. With -o DIR, each input file becomes
-DIR/<name>.cue and the report goes to standard output.
+Without --out-dir, the CUE goes to standard output (one package clause for
+all files) and the report to standard error. With --out-dir DIR (-d DIR),
+each input file becomes DIR/<name>.cue and the report goes to standard
+output. As in validate and guard test, -o (--output) is the report's format.
 
 Exit status: 0 every object imported (warnings allowed), 1 some object was
 rejected, 2 usage or I/O error.`,
@@ -70,9 +71,12 @@ rejected, 2 usage or I/O error.`,
 			return runImport(cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), args, opts)
 		},
 	}
-	cmd.Flags().StringVarP(&opts.outDir, "output-dir", "o", "", "write one CUE file per input file into this directory instead of standard output")
+	cmd.Flags().StringVarP(&opts.outDir, "out-dir", "d", "", "write one CUE file per input file into this directory instead of standard output")
+	// --output-dir was this flag's old name, when -o was its short form.
+	cmd.Flags().StringVar(&opts.outDir, "output-dir", "", "")
+	_ = cmd.Flags().MarkDeprecated("output-dir", "use --out-dir (-d)")
 	cmd.Flags().StringVar(&opts.pkg, "package", importer.DefaultPackage, "CUE package of the written files")
-	cmd.Flags().StringVar(&opts.output, "output", "text", "report format: text or json")
+	cmd.Flags().StringVarP(&opts.output, "output", "o", "text", "report format: text or json")
 	cmd.Flags().BoolVarP(&opts.verbose, "verbose", "v", false, "also report translation notes (info)")
 	return cmd
 }
@@ -80,7 +84,9 @@ rejected, 2 usage or I/O error.`,
 // runImport is the import command without cobra, for tests.
 func runImport(stdin io.Reader, stdout, stderr io.Writer, files []string, opts importOptions) error {
 	if opts.output != "text" && opts.output != "json" {
-		return &exitError{exitUsage, fmt.Errorf("unknown --output %q (want text or json)", opts.output)}
+		// -o used to name the output directory: say where it went rather
+		// than guess which was meant.
+		return &exitError{exitUsage, fmt.Errorf("unknown --output %q (want text or json); -o is the report format, the output directory is --out-dir (-d)", opts.output)}
 	}
 	if !ast.IsValidIdent(opts.pkg) || strings.HasPrefix(opts.pkg, "_") || strings.HasPrefix(opts.pkg, "#") {
 		return &exitError{exitUsage, fmt.Errorf("--package %q is not a CUE package name", opts.pkg)}

@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,5 +209,56 @@ func TestImportDuplicatesAcrossFiles(t *testing.T) {
 func TestImportRegistered(t *testing.T) {
 	if code := run([]string{"import", filepath.Join(t.TempDir(), "missing.yaml")}); code != exitUsage {
 		t.Errorf("exit %d, want %d", code, exitUsage)
+	}
+}
+
+// TestImportFlags: -o is the report format, as in validate and guard
+// test; the directory is --out-dir (-d). The old "-o DIR" is refused with
+// a message that names the new flag, and creates nothing.
+func TestImportFlags(t *testing.T) {
+	dir := t.TempDir()
+	good := writeFile(t, dir, "good.yaml", goodPolicy)
+	cmd := func(args ...string) (string, string, error) {
+		root := newRootCmd()
+		var out, errOut bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&errOut)
+		root.SetArgs(append([]string{"import"}, args...))
+		err := root.Execute()
+		return out.String(), errOut.String(), err
+	}
+	t.Chdir(dir)
+
+	// -o json: a JSON report (on standard error, beside the CUE on
+	// standard output), and no directory named json.
+	out, errOut, err := cmd("-o", "json", good)
+	if err != nil || !strings.Contains(out, `networkPolicy: "l3-rule"`) || !json.Valid([]byte(errOut)) {
+		t.Errorf("-o json: %v\nstdout:\n%s\nstderr:\n%s", err, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "json")); !os.IsNotExist(err) {
+		t.Errorf("-o json made a directory: %v", err)
+	}
+
+	// -d DIR writes the files; the report goes to standard output.
+	out, _, err = cmd("-d", "cue", "-o", "json", good)
+	if err != nil || !json.Valid([]byte(out)) {
+		t.Errorf("-d cue: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cue", "good.cue")); err != nil {
+		t.Errorf("-d cue: %v", err)
+	}
+	if _, _, err := cmd("--out-dir", "cue2", good); err != nil {
+		t.Errorf("--out-dir: %v", err)
+	} else if _, err := os.Stat(filepath.Join(dir, "cue2", "good.cue")); err != nil {
+		t.Errorf("--out-dir: %v", err)
+	}
+
+	// The old usage, -o DIR, is an error that says where the flag went.
+	_, _, err = cmd("-o", "policies", good)
+	if exitCode(err) != exitUsage || !strings.Contains(fmt.Sprint(err), "--out-dir (-d)") {
+		t.Errorf("-o DIR: exit %d, %v", exitCode(err), err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "policies")); !os.IsNotExist(err) {
+		t.Errorf("-o DIR made a directory: %v", err)
 	}
 }
