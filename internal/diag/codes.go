@@ -109,6 +109,7 @@ var Codes = map[string]CodeInfo{
 	"PAL904": {Error, "input is not valid YAML", ""},
 	"PAL905": {Warning, "field translated to a narrower Palisade equivalent", "the imported policy allows less than the source; check that nothing needed is lost"},
 	"PAL906": {Warning, "imported selector matches nothing under Palisade", "Palisade has no such endpoints; remove the policy or select pods by their labels"},
+	"PAL907": {Warning, "Kubernetes ipBlock covers pod addresses, which a Palisade CIDR does not match", ""},
 	// PAL6xx: guards (internal/guard), OPA/Rego checks of a change.
 	"PAL601": {Error, "guard denied the change", "change the policies, or ask the guard's owner; see docs/guards.md"},
 	"PAL602": {Warning, "guard warning", ""},

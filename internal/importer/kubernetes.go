@@ -17,7 +17,9 @@ limitations under the License.
 package importer
 
 import (
+	"net/netip"
 	"slices"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -172,7 +174,7 @@ func (t *tr) k8sRule(e entry, dir string) *val {
 			}
 			peers = len(its)
 			for _, it := range its {
-				ep, c := t.k8sPeer(it)
+				ep, c := t.k8sPeer(it, entitiesField, endpointsField)
 				if ep != nil {
 					endpoints.add(ep)
 				}
@@ -210,8 +212,9 @@ func (t *tr) k8sRule(e entry, dir string) *val {
 }
 
 // k8sPeer translates one NetworkPolicyPeer into an endpoint selector or a
-// CIDR rule.
-func (t *tr) k8sPeer(e entry) (endpoints, cidr *val) {
+// CIDR rule. entitiesField and endpointsField name the rule's fields in
+// its direction, for the advice of podAddresses.
+func (t *tr) k8sPeer(e entry, entitiesField, endpointsField string) (endpoints, cidr *val) {
 	var pods, nss, block *entry
 	t.walk(e.val, e.path, "a NetworkPolicy peer", []field{
 		{"podSelector", func(e entry) { pods = &e }},
@@ -224,6 +227,9 @@ func (t *tr) k8sPeer(e entry) (endpoints, cidr *val) {
 		return nil, nil
 	case block != nil:
 		c := t.cidrRule(*block, &[]entry{})
+		if c != nil {
+			t.podAddresses(*block, c, entitiesField, endpointsField)
+		}
 		return nil, c
 	case pods == nil && nss == nil:
 		t.fail(e.val, e.path, "a peer needs podSelector, namespaceSelector or ipBlock (Kubernetes refuses an empty peer)")
@@ -280,4 +286,53 @@ func selectsNamespace(sel, exprs *val) bool {
 		}
 	}
 	return false
+}
+
+// privateRanges are where pod addresses usually are: the private IPv4
+// ranges and IPv6 unique local addresses.
+var privateRanges = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("fc00::/7"),
+}
+
+// podAddresses warns (PAL907) at an ipBlock that covers private
+// addresses its except list does not take out. In Kubernetes such a block
+// admits the pods whose addresses it covers (on the usual CNIs); a
+// Palisade CIDR never matches a cluster endpoint, so the imported rule
+// admits fewer peers than the source unless the pods are named.
+func (t *tr) podAddresses(block entry, c *val, entitiesField, endpointsField string) {
+	cidr, err := netip.ParsePrefix(c.get("cidr").str)
+	if err != nil {
+		return // reported by checkCIDR
+	}
+	var excepts []netip.Prefix
+	if ex := c.get("except"); ex != nil {
+		for _, it := range ex.items {
+			if p, err := netip.ParsePrefix(it.str); err == nil {
+				excepts = append(excepts, p)
+			}
+		}
+	}
+	var covered []string
+	for _, r := range privateRanges {
+		if !cidr.Overlaps(r) {
+			continue
+		}
+		in := r // the overlap of two prefixes is the longer one
+		if cidr.Bits() > r.Bits() {
+			in = cidr
+		}
+		if slices.ContainsFunc(excepts, func(e netip.Prefix) bool { return e.Bits() <= in.Bits() && e.Contains(in.Addr()) }) {
+			continue
+		}
+		covered = append(covered, in.String())
+	}
+	if len(covered) == 0 {
+		return
+	}
+	t.report("PAL907", block.key, block.path,
+		"ipBlock %s covers private addresses (%s), where pods usually are: Kubernetes admits the pods it covers, a Palisade CIDR matches no pod; to keep them, add %s: [\"cluster\"] to the rule, or %s selecting them",
+		cidr, strings.Join(covered, ", "), entitiesField, endpointsField)
 }
