@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -197,6 +198,9 @@ type cueErr struct {
 	path     string
 	msg      string
 	inSchema bool // the error involves a constraint of the schema
+	// also are the error's other positions in the user's files, e.g. the
+	// other side of a conflict.
+	also []string
 }
 
 // userPos returns the position of v in the user's files, preferring the
@@ -281,8 +285,12 @@ func (l *loadRun) cueErrors(err error, at diag.Pos, prefer string, full bool) []
 		}
 		var pos, other diag.Pos
 		var schemaPos token.Pos
+		var users []diag.Pos // every position in the user's files, in CUE's order
 		for _, p := range cueerrors.Positions(e) {
 			q := toPos(p, l.root)
+			if q.Line > 0 && !slices.Contains(users, q) {
+				users = append(users, q)
+			}
 			switch {
 			case q.Line == 0:
 				if p.IsValid() && !schemaPos.IsValid() {
@@ -299,16 +307,30 @@ func (l *loadRun) cueErrors(err error, at diag.Pos, prefer string, full bool) []
 		if pos.Line == 0 {
 			pos = other
 		}
+		var also []string
+		if !full && pos.Line > 0 {
+			// A conflict has two sides, often in two files: name every
+			// position, not only the one the diagnostic is placed at
+			// (others on its line are the same expression).
+			for _, q := range users {
+				if q.File != pos.File || q.Line != pos.Line {
+					also = append(also, q.String())
+				}
+			}
+		}
 		if pos.Line == 0 {
 			pos = at
 			if schemaPos.IsValid() {
 				msg += fmt.Sprintf(" (schema %s:%d)", strings.TrimPrefix(schemaPos.Filename(), schemaRoot+"/"), schemaPos.Line())
 			}
 		}
-		out = append(out, cueErr{pos: pos, path: path, msg: msg, inSchema: schemaPos.IsValid()})
+		out = append(out, cueErr{pos: pos, path: path, msg: msg, inSchema: schemaPos.IsValid(), also: also})
 	}
 	out = mergeDisjuncts(out)
 	for i := range out {
+		if len(out[i].also) > 0 {
+			out[i].msg += " (also at " + strings.Join(out[i].also, ", ") + ")"
+		}
 		if out[i].path != "" {
 			out[i].msg = out[i].path + ": " + out[i].msg
 		}
@@ -396,6 +418,7 @@ func mergeDisjuncts(errs []cueErr) []cueErr {
 				shown = append(shown[:8:8], fmt.Sprintf("… (%d more)", len(alts)-8))
 			}
 			e.msg = fmt.Sprintf("%s is not one of %s", value, strings.Join(shown, ", "))
+			e.also = nil // the alternatives' positions, not the user's
 			out = append(out, e)
 			continue
 		}
