@@ -29,8 +29,6 @@ import (
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/engine"
-	"github.com/palisade-dev/palisade/internal/policy"
-	"github.com/palisade-dev/palisade/internal/render"
 )
 
 // setKey names a PolicySet.
@@ -207,39 +205,4 @@ func (a *Agent) gather(ctx context.Context) (*inputs, error) {
 		return nil, err
 	}
 	return in, nil
-}
-
-// policies reads the network policy objects and turns them back into
-// policies.
-func (a *Agent) policies(ctx context.Context) ([]*policy.Policy, map[string]client.Object, error) {
-	var nps v1.NetworkPolicyList
-	if err := a.Client.List(ctx, &nps); err != nil {
-		return nil, nil, fmt.Errorf("list network policies: %w", err)
-	}
-	var cnps v1.ClusterNetworkPolicyList
-	if err := a.Client.List(ctx, &cnps); err != nil {
-		return nil, nil, fmt.Errorf("list cluster network policies: %w", err)
-	}
-	objs := map[string]client.Object{}
-	var out []*policy.Policy
-	add := func(kind string, o client.Object) error {
-		p, err := render.Policy(o)
-		if err != nil {
-			return err
-		}
-		objs[kind+"/"+o.GetNamespace()+"/"+o.GetName()] = o
-		out = append(out, p)
-		return nil
-	}
-	for i := range nps.Items {
-		if err := add("NetworkPolicy", &nps.Items[i]); err != nil {
-			return nil, nil, err
-		}
-	}
-	for i := range cnps.Items {
-		if err := add("ClusterNetworkPolicy", &cnps.Items[i]); err != nil {
-			return nil, nil, err
-		}
-	}
-	return out, objs, nil
 }
