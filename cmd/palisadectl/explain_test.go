@@ -56,7 +56,7 @@ func TestExplainExamples(t *testing.T) {
 		{"frontend calls api", []string{"--from", "shop/frontend-7d9f", "--to", "shop/api-5c8b:8080/TCP"},
 			"allow", "ingress", "allowed", "shop/api spec.ingress[0]", "shop/api.cue:15:13"},
 		{"world reaches frontend's http", []string{"--from-entity", "world", "--to", "shop/frontend-7d9f:80/TCP"},
-			"allow", "ingress", "allowed", "shop/frontend spec.ingress[0]", "shop/frontend.cue:22:4"},
+			"allow", "ingress", "allowed", "shop/frontend spec.ingress[0]", "shop/frontend.cue:24:4"},
 		{"world to frontend ssh is default-deny", []string{"--from-entity", "world", "--to", "shop/frontend-7d9f:22/TCP"},
 			"deny", "ingress", "default-deny", "", ""},
 		{"frontend may not reach postgres", []string{"--from", "shop/frontend-7d9f", "--to", "shop/postgres-0:5432/TCP"},
@@ -70,7 +70,7 @@ func TestExplainExamples(t *testing.T) {
 		{"prometheus scrapes the named metrics port", []string{"--from", "monitoring/prometheus-0", "--to", "shop/api-5c8b:9090/TCP"},
 			"allow", "ingress", "allowed", "shop/default-deny spec.ingress[0]", "platform/default-deny.cue"},
 		{"frontend's HTTP to api must match its L7 rules", []string{"--from", "shop/frontend-7d9f", "--to", "shop/api-5c8b:8080/TCP", "--http-method", "GET", "--http-path", "/admin", "--http-host", "api.shop.svc.cluster.local"},
-			"deny", "egress", "l7-denied", "shop/frontend spec.egress[1]", "shop/frontend.cue:48:4"},
+			"deny", "egress", "l7-denied", "shop/frontend spec.egress[1]", "shop/frontend.cue:50:4"},
 		{"api produces orders to kafka", []string{"--from", "shop/api-5c8b", "--to", "payments/kafka-0:9092/TCP", "--kafka-api-key", "produce", "--kafka-topic", "orders", "--kafka-client-id", "shop-api"},
 			"allow", "ingress", "allowed", "payments/kafka spec.ingress[0]", "payments/kafka.cue:13:4"},
 		{"api may not consume orders", []string{"--from", "shop/api-5c8b", "--to", "payments/kafka-0:9092/TCP", "--kafka-api-key", "fetch", "--kafka-topic", "orders"},
@@ -155,7 +155,7 @@ func TestExplainText(t *testing.T) {
 	}
 	for _, want := range []string{
 		"verdict: ALLOW",
-		"egress   at shop/frontend-7d9f: allow, allowed by NetworkPolicy shop/frontend spec.egress[1] (shop/frontend.cue:48:4)",
+		"egress   at shop/frontend-7d9f: allow, allowed by NetworkPolicy shop/frontend spec.egress[1] (shop/frontend.cue:50:4)",
 		"ingress  at shop/api-5c8b: allow, allowed by NetworkPolicy shop/api spec.ingress[0] (shop/api.cue:15:13)",
 	} {
 		if !strings.Contains(out, want) {
