@@ -1,0 +1,146 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package capability
+
+import (
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/palisade-dev/palisade/api/v1alpha1"
+)
+
+func port(n int32, proto v1alpha1.Protocol) v1alpha1.PortProtocol {
+	return v1alpha1.PortProtocol{Port: intstr.FromInt32(n), Protocol: proto}
+}
+
+// ruleSet has one rule of every feature beyond L3/L4, and L3/L4 rules
+// that must produce no gap.
+func ruleSet() *v1alpha1.RuleSet {
+	return &v1alpha1.RuleSet{
+		Mode: v1alpha1.EnforcementModeAudit,
+		Ingress: []v1alpha1.IngressRule{
+			{ToPorts: []v1alpha1.PortRule{{Ports: []v1alpha1.PortProtocol{port(5432, v1alpha1.ProtocolTCP)}}}},
+			{ToPorts: []v1alpha1.PortRule{
+				{Ports: []v1alpha1.PortProtocol{port(8080, v1alpha1.ProtocolTCP)}, Rules: &v1alpha1.L7Rules{HTTP: []v1alpha1.HTTPRule{{Method: "GET"}}}},
+				{Ports: []v1alpha1.PortProtocol{port(9092, v1alpha1.ProtocolTCP)}, Rules: &v1alpha1.L7Rules{Kafka: []v1alpha1.KafkaRule{{Topic: "orders"}}}},
+			}},
+		},
+		Egress: []v1alpha1.EgressRule{
+			{ToPorts: []v1alpha1.PortRule{{Ports: []v1alpha1.PortProtocol{port(53, v1alpha1.ProtocolUDP), port(53, v1alpha1.ProtocolTCP)},
+				Rules: &v1alpha1.L7Rules{DNS: []v1alpha1.DNSRule{{MatchPattern: "*"}}}}}},
+			{ToFQDNs: []v1alpha1.FQDNSelector{{MatchName: "api.stripe.com"}, {MatchPattern: "*.googleapis.com"}}},
+		},
+	}
+}
+
+// TestNetworkGaps pins each gap's field path and words, in field order.
+func TestNetworkGaps(t *testing.T) {
+	want := []Gap{
+		{AuditReports, "spec.mode", "audit mode's reports of what it would drop"},
+		{HTTP, "spec.ingress[1].toPorts[0].rules.http", "ingress HTTP rules on 8080/TCP"},
+		{Kafka, "spec.ingress[1].toPorts[1].rules.kafka", "ingress Kafka rules on 9092/TCP"},
+		{DNS, "spec.egress[0].toPorts[0].rules.dns", "egress DNS rules on 53/UDP, 53/TCP"},
+		{FQDN, "spec.egress[1].toFQDNs", "toFQDNs (api.stripe.com, *.googleapis.com)"},
+	}
+	got := Network(ruleSet())
+	if len(got) != len(want) {
+		t.Fatalf("got %d gaps, want %d: %v", len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("gap %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if s := got[1].String(); s != "ingress HTTP rules on 8080/TCP are not enforced: the kernel "+Table[HTTP].Kernel {
+		t.Errorf("String() = %q", s)
+	}
+	if gaps := Network(&v1alpha1.RuleSet{Ingress: ruleSet().Ingress[:1]}); len(gaps) != 0 {
+		t.Errorf("L3/L4 rule has gaps: %v", gaps)
+	}
+}
+
+// TestGapsFollowTable: a feature the table marks enforced has no gaps,
+// and an object's state follows.
+func TestGapsFollowTable(t *testing.T) {
+	for _, f := range []Feature{HTTP, FQDN, AuditReports, Tracing} {
+		t.Run(string(f), func(t *testing.T) {
+			old := Table[f]
+			t.Cleanup(func() { Table[f] = old })
+			before := len(Network(ruleSet())) + len(TracingPolicy(&v1alpha1.TracingPolicySpec{}))
+			Table[f] = Support{Enforced: true, Subsystem: old.Subsystem}
+			gaps := append(Network(ruleSet()), TracingPolicy(&v1alpha1.TracingPolicySpec{})...)
+			if len(gaps) != before-1 {
+				t.Errorf("%d gaps with %s enforced, want %d", len(gaps), f, before-1)
+			}
+			for _, g := range gaps {
+				if g.Feature == f {
+					t.Errorf("%s is enforced, yet %v", f, g)
+				}
+			}
+		})
+	}
+}
+
+func TestState(t *testing.T) {
+	if s, r, m := State(nil); s != v1alpha1.ObjectEnforced || r != "" || m != "" {
+		t.Errorf("no gaps: %s %q %q", s, r, m)
+	}
+	s, r, m := State(Network(ruleSet()))
+	if s != v1alpha1.ObjectPartial || r != v1alpha1.NotSupportedReason || strings.Count(m, "are not enforced") != 5 {
+		t.Errorf("network gaps: %s %q %q", s, r, m)
+	}
+	if s, _, m := State(TracingPolicy(&v1alpha1.TracingPolicySpec{})); s != v1alpha1.ObjectNotEnforced || !strings.Contains(m, Table[Tracing].Kernel) {
+		t.Errorf("tracing: %s %q", s, m)
+	}
+}
+
+func TestPortsString(t *testing.T) {
+	end := int32(8010)
+	for _, tc := range []struct {
+		ports []v1alpha1.PortProtocol
+		want  string
+	}{
+		{nil, "every port"},
+		{[]v1alpha1.PortProtocol{port(80, "")}, "80/" + string(v1alpha1.ProtocolAny)},
+		{[]v1alpha1.PortProtocol{{Port: intstr.FromInt32(8000), EndPort: &end, Protocol: v1alpha1.ProtocolTCP}}, "8000-8010/TCP"},
+		{[]v1alpha1.PortProtocol{{Port: intstr.FromString("http"), Protocol: v1alpha1.ProtocolTCP}}, "http/TCP"},
+	} {
+		if got := PortsString(tc.ports); got != tc.want {
+			t.Errorf("PortsString(%v) = %q, want %q", tc.ports, got, tc.want)
+		}
+	}
+}
+
+// TestFeaturesListed: every feature has a row, and every row that is not
+// enforced says what the kernel does instead.
+func TestFeaturesListed(t *testing.T) {
+	for _, f := range []Feature{L3L4, HTTP, Kafka, DNS, FQDN, Tracing, AuditReports} {
+		row, ok := Table[f]
+		if !ok {
+			t.Errorf("%s has no row", f)
+			continue
+		}
+		if !row.Enforced && (row.Kernel == "" || row.Effect == "") {
+			t.Errorf("%s is not enforced but the table does not say what happens: %+v", f, row)
+		}
+	}
+	if len(Features()) != len(Table) {
+		t.Errorf("Features() lists %d of %d", len(Features()), len(Table))
+	}
+}
