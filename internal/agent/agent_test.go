@@ -54,6 +54,13 @@ import (
 
 const node = "node-1"
 
+// TestMain runs the tests in a node namespace of their own
+// (netlab.Isolate), which forwards between the workloads: the agent, in
+// process, attaches to the host ends of their veths there, and no test
+// here writes a device or sysctl of the machine's namespace, which other
+// packages' tests share.
+func TestMain(m *testing.M) { os.Exit(netlab.Isolate(m.Run)) }
+
 // skip lets each restarted agent register its controllers again in the
 // same test process.
 var skip = true
@@ -74,6 +81,9 @@ func requireNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Skip(err)
+	}
+	if !netlab.Isolated() {
+		t.Fatal("not in a node namespace of its own: TestMain must run the tests through netlab.Isolate")
 	}
 }
 
@@ -99,11 +109,6 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restore, err := netlab.EnableForwarding()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(restore)
 	e := &env{t: t, cfg: cfg, c: c, pinDir: pinDir(t), wl: map[string]*netlab.Workload{}}
 	e.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"team": "shop"}}})
 	e.create(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node, Labels: map[string]string{"kubernetes.io/hostname": node}}})

@@ -32,6 +32,17 @@ import (
 // own; it holds the namespace's name.
 const nodeEnv = "PALISADE_NETLAB_NODE"
 
+// UplinkName is the node namespace's stand-in for a node's uplink: the
+// device of its default route, which leads nowhere.
+const UplinkName = "uplink"
+
+// The uplink's address and gateway, from TEST-NET-1 (RFC 5737), which no
+// workload of a test uses.
+const (
+	uplinkAddr    = "192.0.2.1/24"
+	uplinkGateway = "192.0.2.254"
+)
+
 // isolated is the node namespace this process runs in, once verified.
 var isolated string
 
@@ -42,9 +53,10 @@ var isolated string
 // doing that in the machine's namespace would share its devices and its
 // ip_forward sysctl, and one package's restore could cut the other's
 // traffic. Instead, Isolate creates a network namespace named for this
-// process ("palnode<pid>"), brings its loopback up, and runs this very
-// program again inside it, with the same arguments; there, it turns
-// forwarding on (in that namespace only) and calls run. Everything the
+// process ("palnode<pid>"), brings its loopback up, gives it a default
+// route through a stand-in uplink (UplinkName), and runs this very program again
+// inside it, with the same arguments; there, it turns forwarding on (in
+// that namespace only) and calls run. Everything the
 // tests start — kube-apiserver, etcd, the agent, ip, bpftool — inherits
 // the namespace, and it is deleted when the run ends. Mounts (bpffs
 // included) are shared with the machine as before: only the network is
@@ -115,8 +127,23 @@ func runInNode(name string) (code int, err error) {
 			err = errors.Join(err, derr)
 		}
 	}()
-	if err := ipCmd("-n", name, "link", "set", "lo", "up"); err != nil {
-		return 0, err
+	for _, step := range [][]string{
+		{"link", "set", "lo", "up"},
+		// A default route, as every node has: kube-apiserver will not
+		// start without one (it takes its advertise address from it). It
+		// leads into a veth whose peer, also here, has no address, so what
+		// a test sends to the world is dropped there rather than leaving
+		// the machine. (veth, which workloads need anyway, rather than
+		// dummy, which some kernels lack.)
+		{"link", "add", UplinkName, "type", "veth", "peer", "name", UplinkName + "peer"},
+		{"addr", "add", uplinkAddr, "dev", UplinkName},
+		{"link", "set", UplinkName + "peer", "up"},
+		{"link", "set", UplinkName, "up"},
+		{"route", "add", "default", "via", uplinkGateway, "dev", UplinkName},
+	} {
+		if err := ipCmd(append([]string{"-n", name}, step...)...); err != nil {
+			return 0, err
+		}
 	}
 	exe, err := os.Executable()
 	if err != nil {

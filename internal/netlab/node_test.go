@@ -72,9 +72,9 @@ func readIn(t *testing.T, nsPath, file string) string {
 }
 
 // TestIsolate checks the node namespace Isolate made for this binary: it
-// is not the namespace `go test` started it in, its loopback is up, it
-// forwards, and routing workloads through it leaves the outer namespace's
-// ip_forward as it was.
+// is not the namespace `go test` started it in, its loopback is up, it has
+// a default route, it forwards, and routing workloads through it leaves
+// the outer namespace's ip_forward as it was.
 func TestIsolate(t *testing.T) {
 	if !Isolated() {
 		if err := Available(); err != nil {
@@ -97,6 +97,9 @@ func TestIsolate(t *testing.T) {
 	lo, err := net.InterfaceByName("lo")
 	if err != nil || lo.Flags&net.FlagUp == 0 {
 		t.Errorf("loopback of the node namespace not up: %+v, %v", lo, err)
+	}
+	if routes, err := os.ReadFile("/proc/net/route"); err != nil || !strings.Contains(string(routes), "\n"+UplinkName+"\t00000000\t") {
+		t.Errorf("no default route through %s in the node namespace: %v\n%s", UplinkName, err, routes)
 	}
 
 	// Two workloads talk through the node: forwarding works here.
