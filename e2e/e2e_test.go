@@ -55,6 +55,26 @@ import (
 
 const nodeName = "e2e-node"
 
+// TestMain runs the story in a node namespace of its own (netlab.Isolate),
+// which forwards between the workloads: the control plane, the manager and
+// the agent are children of the test and live there too, and nothing here
+// writes a device or sysctl of the machine's namespace.
+func TestMain(m *testing.M) { os.Exit(netlab.Isolate(m.Run)) }
+
+// verifyPeriod is the agent's verify period, and driftSlack what reporting
+// a kernel drift may take beyond it. The drift is found by the first pass
+// after the tampering, at most one period later; then the pass itself
+// (pins, links, every map compared with the desired state: milliseconds),
+// a sync holding the agent's lock if one runs, the NodeEnforcement status
+// write, and this test's 200ms poll and read. Those are well under a
+// second even on a loaded 2-core machine, so 1s of slack keeps the bound
+// honest (a drift left to a later pass would take up to two periods)
+// without making the story flaky.
+const (
+	verifyPeriod = 2 * time.Second
+	driftSlack   = time.Second
+)
+
 // system is the running whole.
 type system struct {
 	t            *testing.T
@@ -77,6 +97,9 @@ func TestWholeStory(t *testing.T) {
 			t.Fatal(err) // as root only a missing tool can stop it: make e2e installs them
 		}
 		t.Skip(err)
+	}
+	if !netlab.Isolated() {
+		t.Fatal("not in a node namespace of its own: TestMain must run the story through netlab.Isolate")
 	}
 	if _, err := exec.LookPath("bpftool"); err != nil {
 		t.Fatalf("bpftool is needed to tamper with the kernel state: %v (make e2e installs it)", err)
@@ -166,7 +189,7 @@ ssh: {
 	// within one verify period, repaired, and reported.
 	before := s.metric("palisade_drift_total", `source="kernel",what="MapEntry"`)
 	s.bpftoolDeletePolicyEntries()
-	s.waitNodeDrift(v1.KernelDriftMapEntry, 1)
+	s.waitNodeDrift(v1.KernelDriftMapEntry, 1, time.Now())
 	s.traffic("after the kernel drift was repaired", false, true)
 	if after := s.metric("palisade_drift_total", `source="kernel",what="MapEntry"`); after != before+1 {
 		t.Errorf("palisade_drift_total{what=MapEntry} = %v, want %v", after, before+1)
@@ -183,13 +206,13 @@ ssh: {
 	if out, err := exec.Command("bpftool", "link", "detach", "pinned", link).CombinedOutput(); err != nil {
 		t.Fatalf("bpftool link detach: %v: %s", err, out)
 	}
-	s.waitNodeDrift(v1.KernelDriftProgram, 2)
+	s.waitNodeDrift(v1.KernelDriftProgram, 2, time.Now())
 	alerts.wait(t, "a Program drift notification", func(n notify.Notification) bool { return strings.Contains(n.Message, "Program") })
 	s.traffic("after the program was re-attached", false, true)
 	if err := os.Remove(filepath.Join(s.pinDir, "maps", "conntrack")); err != nil {
 		t.Fatal(err)
 	}
-	s.waitNodeDrift(v1.KernelDriftPin, 3)
+	s.waitNodeDrift(v1.KernelDriftPin, 3, time.Now())
 	alerts.wait(t, "a Pin drift notification", func(n notify.Notification) bool { return strings.Contains(n.Message, "Pin") })
 	if _, err := os.Stat(filepath.Join(s.pinDir, "maps", "conntrack")); err != nil {
 		t.Errorf("the conntrack pin was not restored: %v", err)
@@ -231,12 +254,6 @@ func start(t *testing.T) *system {
 	}
 	t.Cleanup(func() { cp.Stop() })
 	s.cp, s.c = cp, cp.Client
-	restore, err := netlab.EnableForwarding()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(restore)
-
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	if err := devenv.Node(ctx, s.c, nodeName); err != nil {
@@ -292,7 +309,7 @@ func pinDir(t *testing.T) string {
 	return dir
 }
 
-// startAgent runs the agent process with a 2s verify period.
+// startAgent runs the agent process with verifyPeriod.
 func (s *system) startAgent() {
 	port, err := devenv.FreePort()
 	if err != nil {
@@ -300,7 +317,7 @@ func (s *system) startAgent() {
 	}
 	s.agentMetrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
 	a, err := devenv.Start("agent", filepath.Join(s.bin, "agent"), s.cp.Kubeconfig, filepath.Join(s.dir, "agent.log"),
-		"--node-name="+nodeName, "--pin-dir="+s.pinDir, "--verify-interval=2s",
+		"--node-name="+nodeName, "--pin-dir="+s.pinDir, "--verify-interval="+verifyPeriod.String(),
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port), "--health-probe-bind-address=127.0.0.1:0")
 	if err != nil {
 		s.t.Fatal(err)
@@ -487,9 +504,11 @@ func (s *system) waitReady() {
 }
 
 // waitNodeDrift waits until the node reports n repairs or more, the newest
-// of kind.
-func (s *system) waitNodeDrift(kind v1.KernelDriftKind, n int64) {
+// of kind, and checks that the report came within one verify period (plus
+// driftSlack) of the tampering, which ended at tampered.
+func (s *system) waitNodeDrift(kind v1.KernelDriftKind, n int64, tampered time.Time) {
 	s.t.Helper()
+	var seen time.Time
 	s.wait("kernel drift reported", func() error {
 		ne, err := s.nodeEnforcement()
 		if err != nil {
@@ -498,8 +517,16 @@ func (s *system) waitNodeDrift(kind v1.KernelDriftKind, n int64) {
 		if ne.Status.DriftRepairs < n || len(ne.Status.Drifts) == 0 || ne.Status.Drifts[0].Kind != kind || !ne.Status.Drifts[0].Repaired {
 			return fmt.Errorf("drifts = %+v", ne.Status.Drifts)
 		}
+		seen = time.Now()
 		return nil
 	})
+	took := seen.Sub(tampered)
+	if bound := verifyPeriod + driftSlack; took > bound {
+		s.t.Errorf("%s drift reported on NodeEnforcement %v after the tampering, want within %v (one verify period, %v, plus %v slack)",
+			kind, took.Round(time.Millisecond), bound, verifyPeriod, driftSlack)
+		return
+	}
+	s.t.Logf("%s drift reported on NodeEnforcement %v after the tampering", kind, took.Round(time.Millisecond))
 }
 
 // bpftoolDeletePolicyEntries deletes every entry of the active
