@@ -215,10 +215,10 @@ func startIn(cmd *exec.Cmd, path string) error {
 func sameNetns(a, b string) (bool, error) {
 	var sa, sb unix.Stat_t
 	if err := unix.Stat(a, &sa); err != nil {
-		return false, err
+		return false, fmt.Errorf("%s: %w", a, err)
 	}
 	if err := unix.Stat(b, &sb); err != nil {
-		return false, err
+		return false, fmt.Errorf("%s: %w", b, err)
 	}
 	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
 }
