@@ -32,14 +32,12 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(Isolate(m.Run)) }
 
-const forwardSysctl = "/proc/sys/net/ipv4/ip_forward"
-
-// readIn reads a /proc/sys/net file as seen from the network namespace at
-// nsPath: those files belong to the namespace of the thread that opens
-// them.
-func readIn(t *testing.T, nsPath, file string) string {
+// inNetns runs f on a thread in the network namespace at nsPath. Only the
+// thread is there: /proc/self and /proc/net show the main thread's
+// namespace, but /proc/sys/net files and netlink sockets that f opens
+// belong to the thread's.
+func inNetns(t *testing.T, nsPath string, f func() error) {
 	t.Helper()
-	var out []byte
 	done := make(chan error)
 	go func() {
 		runtime.LockOSThread()
@@ -59,16 +57,26 @@ func readIn(t *testing.T, nsPath, file string) string {
 			done <- err
 			return
 		}
-		out, err = os.ReadFile(file)
+		err = f()
 		if unix.Setns(int(self.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread() // else the thread ends with this goroutine
 		}
 		done <- err
 	}()
 	if err := <-done; err != nil {
-		t.Fatalf("read %s in %s: %v", file, nsPath, err)
+		t.Fatalf("in %s: %v", nsPath, err)
 	}
-	return strings.TrimSpace(string(out))
+}
+
+// forwarding reads ip_forward in the network namespace at nsPath.
+func forwarding(t *testing.T, nsPath string) string {
+	t.Helper()
+	var b []byte
+	inNetns(t, nsPath, func() (err error) {
+		b, err = os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+		return err
+	})
+	return strings.TrimSpace(string(b))
 }
 
 // TestIsolate checks the node namespace Isolate made for this binary: it
@@ -90,8 +98,8 @@ func TestIsolate(t *testing.T) {
 	if same {
 		t.Fatalf("node namespace %s is the namespace of the parent process", NodeNamespace())
 	}
-	outerBefore := readIn(t, outer, forwardSysctl)
-	if got := readIn(t, "/run/netns/"+NodeNamespace(), forwardSysctl); got != "1" {
+	outerBefore := forwarding(t, outer)
+	if got := forwarding(t, "/run/netns/"+NodeNamespace()); got != "1" {
 		t.Errorf("ip_forward in the node namespace = %s, want 1", got)
 	}
 	lo, err := net.InterfaceByName("lo")
@@ -117,9 +125,12 @@ func TestIsolate(t *testing.T) {
 	if _, err := net.InterfaceByName(a.HostIf); err != nil {
 		t.Errorf("host side %s is not in the node namespace: %v", a.HostIf, err)
 	}
-	if got := readIn(t, outer, "/proc/net/dev"); strings.Contains(got, a.HostIf+":") {
-		t.Errorf("host side %s is in the outer namespace", a.HostIf)
-	}
+	inNetns(t, outer, func() error {
+		if _, err := net.InterfaceByName(a.HostIf); err == nil {
+			t.Errorf("host side %s is in the outer namespace", a.HostIf)
+		}
+		return nil
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := b.Serve(ctx, 8080); err != nil {
@@ -128,7 +139,7 @@ func TestIsolate(t *testing.T) {
 	if !a.TCP(b.IP, 8080, 2*time.Second) {
 		t.Error("workload A cannot reach B through the node namespace")
 	}
-	if after := readIn(t, outer, forwardSysctl); after != outerBefore {
+	if after := forwarding(t, outer); after != outerBefore {
 		t.Errorf("the outer namespace's ip_forward changed from %s to %s", outerBefore, after)
 	}
 	t.Logf("node namespace %s forwards; the outer namespace's ip_forward stays %s", NodeNamespace(), outerBefore)
