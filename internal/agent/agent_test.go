@@ -37,6 +37,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
@@ -72,6 +73,10 @@ type env struct {
 	c      client.Client
 	pinDir string
 	wl     map[string]*netlab.Workload
+	// links, when set, is what started agents resolve interfaces with.
+	links agent.Links
+	// api is the test's control plane, to restart its API server.
+	api *envtest.Environment
 }
 
 func requireNode(t *testing.T) {
@@ -100,7 +105,7 @@ func pinDir(t *testing.T) string {
 
 func newEnv(t *testing.T) *env {
 	requireNode(t)
-	cfg, _ := testenv.Start(t, testenv.RepoPath(t, "config", "crd", "bases"))
+	api, cfg, _ := testenv.StartEnv(t, testenv.RepoPath(t, "config", "crd", "bases"))
 	s := testenv.Scheme()
 	if err := v1.AddToScheme(s); err != nil {
 		t.Fatal(err)
@@ -109,7 +114,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, cfg: cfg, c: c, pinDir: pinDir(t), wl: map[string]*netlab.Workload{}}
+	e := &env{t: t, cfg: cfg, c: c, pinDir: pinDir(t), wl: map[string]*netlab.Workload{}, api: api}
 	e.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"team": "shop"}}})
 	e.create(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node, Labels: map[string]string{"kubernetes.io/hostname": node}}})
 	return e
@@ -153,6 +158,13 @@ func (e *env) pod(name, app, ip string) *netlab.Workload {
 // policy applies a NetworkPolicy owned by PolicySet shop/demo at rev.
 func (e *env) policy(name, rev, spec string) {
 	e.t.Helper()
+	e.policyOf(name, rev, 0, spec)
+}
+
+// policyOf is policy for a revision that renders total objects (0: the
+// count is not annotated).
+func (e *env) policyOf(name, rev string, total int, spec string) {
+	e.t.Helper()
 	np := &v1.NetworkPolicy{}
 	if err := yaml.UnmarshalStrict([]byte(spec), &np.Spec); err != nil {
 		e.t.Fatal(err)
@@ -160,6 +172,9 @@ func (e *env) policy(name, rev, spec string) {
 	np.Name, np.Namespace = name, "shop"
 	np.Labels = map[string]string{render.LabelPolicySetName: "demo", render.LabelPolicySetNamespace: "shop"}
 	np.Annotations = map[string]string{render.AnnotationRevision: rev}
+	if total > 0 {
+		np.Annotations[render.AnnotationRevisionObjects] = strconv.Itoa(total)
+	}
 	old := &v1.NetworkPolicy{}
 	if err := e.c.Get(context.Background(), client.ObjectKeyFromObject(np), old); err == nil {
 		np.ResourceVersion = old.ResourceVersion
@@ -198,7 +213,11 @@ func (e *env) start(limits datapath.Limits, verify time.Duration) *running {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	a := &agent.Agent{Client: mgr.GetClient(), Datapath: dp, Node: node, Links: agent.RouteLinks{}, Metrics: m,
+	var links agent.Links = agent.RouteLinks{}
+	if e.links != nil {
+		links = e.links
+	}
+	a := &agent.Agent{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Datapath: dp, Node: node, Links: links, Metrics: m,
 		Recorder: mgr.GetEventRecorder("palisade-agent"), VerifyInterval: verify, Log: mgr.GetLogger()}
 	// No link-event watch: other tests on this machine add and remove
 	// interfaces, and a verify pass they trigger would repair tampering

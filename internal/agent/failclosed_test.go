@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 package agent_test
 
 // Real-kernel tests of the paths where a workload could end up without
@@ -23,6 +22,14 @@ package agent_test
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -173,14 +180,12 @@ func TestAgentSurvivesAPIServerRestart(t *testing.T) {
 	e.enforced("rev1")
 	gen := r.dp.Generation()
 
-	if err := e.api.ControlPlane.APIServer.Stop(); err != nil {
-		t.Fatal(err)
-	}
+	// The API server dies (SIGKILL) and comes back with the same command
+	// line: the same port, certificates and etcd.
+	restart := killAPIServer(t, e.cfg.Host)
 	e.traffic("while the API server is down", true, false)
 	time.Sleep(3 * time.Second) // long enough for the watches to fail
-	if err := e.api.ControlPlane.APIServer.Start(); err != nil {
-		t.Fatal(err)
-	}
+	restart()
 	e.enforced("rev1")
 	time.Sleep(3 * time.Second) // the relists land
 	e.traffic("after the API server restarted", true, false)
@@ -191,4 +196,51 @@ func TestAgentSurvivesAPIServerRestart(t *testing.T) {
 	e.policy("server", "rev2", serverPolicy8081)
 	e.enforced("rev2")
 	e.traffic("rev2", false, true)
+}
+
+// killAPIServer SIGKILLs the kube-apiserver serving host (https://IP:port)
+// and returns a function that starts it again with the same command line
+// and environment (envtest's own Stop would remove its certificates).
+func killAPIServer(t *testing.T, host string) (restart func()) {
+	t.Helper()
+	u, err := url.Parse(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if !strings.HasSuffix(args[0], "kube-apiserver") || !slices.Contains(args, "--secure-port="+u.Port()) {
+			continue
+		}
+		dir := filepath.Dir(p)
+		env, err := os.ReadFile(filepath.Join(dir, "environ"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, _ := strconv.Atoi(filepath.Base(dir))
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 100; i++ { // the port is free once the process is gone
+			if _, err := os.Stat(dir); err != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return func() {
+			cmd := exec.Command(args[0], args[1:]...)
+			cmd.Env = strings.Split(strings.TrimRight(string(env), "\x00"), "\x00")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		}
+	}
+	t.Fatalf("no kube-apiserver serving %s", host)
+	return nil
 }
