@@ -66,6 +66,7 @@ var Codes = map[string]CodeInfo{
 	"PAL105": {Error, "cluster policy needs exactly one of endpointSelector and nodeSelector", "endpointSelector selects pods; nodeSelector makes a host firewall"},
 	"PAL106": {Warning, "empty peer list matches no peer", "list the peers, or omit the field"},
 	"PAL107": {Warning, "redundant entity", "\"all\" already includes every other entity"},
+	"PAL108": {Error, "selector the datapath cannot read", "label keys are plain Kubernetes keys, or carry the source k8s:, any: or reserved:<entity>"},
 	"PAL150": {Error, "port range is reversed", "endPort must be greater than or equal to port"},
 	"PAL151": {Error, "endPort needs a numeric port", "a range starts at a port number other than 0"},
 	"PAL152": {Warning, "duplicate port", ""},

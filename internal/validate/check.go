@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/palisade-dev/palisade/internal/diag"
+	"github.com/palisade-dev/palisade/internal/engine"
 )
 
 // checker collects the diagnostics of the semantic checks.
@@ -70,6 +71,11 @@ func (c *checker) checkDuplicates(policies []*Policy) {
 // checkSelector finds malformed requirements (PAL102) and selectors that
 // no set of labels can satisfy (PAL101).
 func (c *checker) checkSelector(p *Policy, path string, s metav1.LabelSelector) {
+	// What the engine cannot read would pass here and fail every node's
+	// compile: refuse it now, with the engine's own reason.
+	if _, err := engine.NewSelector(&s, ""); err != nil {
+		c.add(p, "PAL108", path, "%v", err)
+	}
 	// allowed[key] is the set of values the key may take (nil: any value);
 	// present[key] says whether the key must (true) or must not (false)
 	// be present.
