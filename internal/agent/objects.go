@@ -17,6 +17,7 @@ limitations under the License.
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,7 +25,9 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -47,23 +50,7 @@ func (k objKey) String() string {
 }
 
 func compareKeys(a, b objKey) int {
-	if a.kind != b.kind {
-		return compareStrings(a.kind, b.kind)
-	}
-	if a.namespace != b.namespace {
-		return compareStrings(a.namespace, b.namespace)
-	}
-	return compareStrings(a.name, b.name)
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return cmp.Or(strings.Compare(a.kind, b.kind), strings.Compare(a.namespace, b.namespace), strings.Compare(a.name, b.name))
 }
 
 func sortedKeys[V any](m map[objKey]V) []objKey {
@@ -234,7 +221,7 @@ func (a *Agent) selectObjects(ctx context.Context, all []*policyObject) ([]*poli
 		sets[k] = snap
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(sets), func(x, y setKey) int {
-		return compareStrings(x.namespace+"/"+x.name, y.namespace+"/"+y.name)
+		return cmp.Or(strings.Compare(x.namespace, y.namespace), strings.Compare(x.name, y.name))
 	}) {
 		chosen = append(chosen, sets[k].objects...)
 	}
@@ -265,25 +252,11 @@ func (a *Agent) setGone(ctx context.Context, k setKey) (bool, error) {
 		if err := r.List(ctx, l, sel, client.Limit(1)); err != nil {
 			return false, fmt.Errorf("confirm that PolicySet %s/%s has no objects left: %w", k.namespace, k.name, err)
 		}
-		if n, err := itemCount(l); err != nil || n > 0 {
-			return false, err
+		if apimeta.LenList(l) > 0 {
+			return false, nil
 		}
 	}
 	return true, nil
-}
-
-func itemCount(l client.ObjectList) (int, error) {
-	switch t := l.(type) {
-	case *v1.NetworkPolicyList:
-		return len(t.Items), nil
-	case *v1.ClusterNetworkPolicyList:
-		return len(t.Items), nil
-	case *v1.TracingPolicyList:
-		return len(t.Items), nil
-	case *v1.ClusterTracingPolicyList:
-		return len(t.Items), nil
-	}
-	return 0, fmt.Errorf("unexpected list %T", l)
 }
 
 // buildIR normalizes the chosen network policy objects.

@@ -17,6 +17,7 @@ limitations under the License.
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"reflect"
@@ -116,7 +117,7 @@ func (a *Agent) setStatus(r *report) []v1.PolicySetEnforcement {
 		out = append(out, e)
 	}
 	slices.SortFunc(out, func(x, y v1.PolicySetEnforcement) int {
-		return compareStrings(x.Namespace+"/"+x.Name, y.Namespace+"/"+y.Name)
+		return cmp.Or(strings.Compare(x.Namespace, y.Namespace), strings.Compare(x.Name, y.Name))
 	})
 	return out
 }
