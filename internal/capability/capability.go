@@ -102,8 +102,9 @@ var Table = map[Feature]Support{
 		Kernel: "learns no address for these names, so the rule matches nothing and traffic to them is dropped"},
 	Tracing: {Subsystem: SubsystemTracing, Effect: NotLoaded,
 		Kernel: "loads no program for it: its hooks never run and its actions never happen"},
-	AuditReports: {Subsystem: SubsystemFlows, Effect: Unreported,
-		Kernel: "passes what the policy would drop and counts it in palisade_verdicts_total{verdict=\"audited\"}, but reports no flow of it"},
+	// Audit verdicts are read from the datapath's events and reported as
+	// flows by the agent's observer (docs/flows.md).
+	AuditReports: {Enforced: true, Subsystem: SubsystemFlows},
 }
 
 // Enforced reports whether the datapath enforces f as written.
