@@ -131,17 +131,9 @@ func runExplain(cmd *cobra.Command, f *explainFlags) error {
 	if err != nil {
 		return usage("%v", err)
 	}
-	rep, err := validate.Dir(cmd.Context(), f.policies, validate.Options{})
+	rep, ir, err := loadPolicies(cmd, f.policies, f.revision)
 	if err != nil {
-		return usage("%v", err)
-	}
-	if !rep.Valid() {
-		_ = diag.Write(cmd.ErrOrStderr(), "text", "palisadectl", schema.Version, relativeTo(f.policies, rep.Diagnostics))
-		return &exitError{exitInvalid, fmt.Errorf("%s: the policies are invalid", f.policies)}
-	}
-	ir, err := engine.Build(rep.Objects, f.revision)
-	if err != nil {
-		return usage("%v", err)
+		return err
 	}
 	flow, err := buildFlow(cluster, f)
 	if err != nil {
@@ -159,6 +151,25 @@ func runExplain(cmd *cobra.Command, f *explainFlags) error {
 		return err
 	}
 	return out.writeText(cmd.OutOrStdout())
+}
+
+// loadPolicies loads and validates the policy repository at dir and builds
+// the engine's model of it, as the controller would. Invalid policies are
+// reported on stderr and end the command with exit status 1.
+func loadPolicies(cmd *cobra.Command, dir, revision string) (*validate.Report, *engine.IR, error) {
+	rep, err := validate.Dir(cmd.Context(), dir, validate.Options{})
+	if err != nil {
+		return nil, nil, usage("%v", err)
+	}
+	if !rep.Valid() {
+		_ = diag.Write(cmd.ErrOrStderr(), "text", "palisadectl", schema.Version, relativeTo(dir, rep.Diagnostics))
+		return nil, nil, &exitError{exitInvalid, fmt.Errorf("%s: the policies are invalid", dir)}
+	}
+	ir, err := engine.Build(rep.Objects, revision)
+	if err != nil {
+		return nil, nil, usage("%v", err)
+	}
+	return rep, ir, nil
 }
 
 // readCluster reads an endpoints file, refusing unknown fields so that a

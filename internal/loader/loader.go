@@ -42,6 +42,11 @@ import (
 // APIVersion is the apiVersion of every Palisade policy object.
 const APIVersion = "palisade.dev/v1alpha1"
 
+// KindFlowTest is the kind of a flow test: an assertion about a flow's
+// verdict that lives beside the policies (palisadectl test) and is never
+// rendered as a cluster object.
+const KindFlowTest = "FlowTest"
+
 // Options bounds what a load may cost. Zero fields take the defaults.
 type Options struct {
 	// Timeout bounds the whole evaluation (default 60s).
@@ -135,6 +140,9 @@ func parentPath(p string) string {
 type Result struct {
 	// Objects are the policies found, in a deterministic order (file, line).
 	Objects []*Object
+	// Tests are the flow tests found (kind FlowTest), unified with the
+	// schema's #FlowTest, in the same order. They are not policies.
+	Tests []*Object
 	// Diagnostics says what is wrong; objects with errors are left out of
 	// Objects.
 	Diagnostics diag.List
@@ -229,7 +237,7 @@ func (l *loadRun) run() *Result {
 	res := &Result{}
 	insts := load.Instances([]string{"./..."}, cfg)
 	cctx := newContext()
-	defs, err := kinds(cctx)
+	defs, flowTest, err := kinds(cctx)
 	if err != nil {
 		res.Diagnostics = append(res.Diagnostics, diag.New("PAL009", diag.Pos{File: "."}, "%v", err))
 		return res
@@ -262,7 +270,7 @@ func (l *loadRun) run() *Result {
 		// the walk cannot reach (in a definition, say) is reported as
 		// the package's.
 		before := res.Diagnostics.Count(diag.Error)
-		w := walker{l: l, defs: defs, pkg: pkgDir, res: res}
+		w := walker{l: l, defs: defs, flowTest: flowTest, pkg: pkgDir, res: res}
 		if pkgErr != nil {
 			w.declared = declaredLabels(inst)
 		}
@@ -274,7 +282,7 @@ func (l *loadRun) run() *Result {
 			break
 		}
 	}
-	slices.SortStableFunc(res.Objects, func(a, b *Object) int {
+	byPos := func(a, b *Object) int {
 		if c := strings.Compare(a.Pos.File, b.Pos.File); c != 0 {
 			return c
 		}
@@ -282,7 +290,9 @@ func (l *loadRun) run() *Result {
 			return a.Pos.Line - b.Pos.Line
 		}
 		return strings.Compare(a.Path, b.Path)
-	})
+	}
+	slices.SortStableFunc(res.Objects, byPos)
+	slices.SortStableFunc(res.Tests, byPos)
 	if len(res.Objects) == 0 && !res.Diagnostics.HasErrors() {
 		res.Diagnostics = append(res.Diagnostics, diag.New("PAL010", diag.Pos{File: "."}, "no policy objects found"))
 	}
@@ -293,9 +303,11 @@ func (l *loadRun) run() *Result {
 type walker struct {
 	l    *loadRun
 	defs cue.Value
-	pkg  string
-	res  *Result
-	stop bool
+	// flowTest is the schema's #FlowTest.
+	flowTest cue.Value
+	pkg      string
+	res      *Result
+	stop     bool
 	// declared maps a field path to the regular field names the files
 	// declare under it; set only for packages that fail to evaluate.
 	declared map[string][]string
@@ -392,6 +404,10 @@ func (w *walker) policy(v cue.Value, path cue.Path, pos diag.Pos) {
 		return
 	}
 	def := w.defs.LookupPath(cue.MakePath(cue.Str(kind)))
+	if kind == KindFlowTest {
+		def = w.flowTest
+		pos = w.testPos(v, pos)
+	}
 	if !def.Exists() {
 		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL053", posOf(v.LookupPath(cue.ParsePath("kind")), w.l.root).or(pos), "unknown kind %q at %s", kind, path))
 		return
@@ -434,6 +450,26 @@ func (w *walker) policy(v cue.Value, path cue.Path, pos diag.Pos) {
 	w.accept(v, path, pos, kind, data)
 }
 
+// testPos returns where the user wrote the flow test v: a set of tests is
+// usually a template applied to a struct of tests (lib.#FlowTests & {...}),
+// and the value's own position is then the template's. The earliest of
+// the fields the test spells out, in the file of the first one found,
+// is where the test is.
+func (w *walker) testPos(v cue.Value, def diag.Pos) diag.Pos {
+	var best diag.Pos
+	for _, f := range []string{"from", "to", "port", "expect", "name", "description", "protocol", "reply", "http", "dns", "kafka", "reason", "policy", "kernel"} {
+		q := userPos(v.LookupPath(cue.MakePath(cue.Str(f))), w.l.root, best.File, 0)
+		if q.Line == 0 || (best.Line > 0 && (q.Line > best.Line || (q.Line == best.Line && q.Column > best.Column))) {
+			continue
+		}
+		best = q
+	}
+	if best.Line == 0 {
+		return def
+	}
+	return best
+}
+
 // accept records a policy that passed the schema, as data.
 func (w *walker) accept(v cue.Value, path cue.Path, pos diag.Pos, kind string, data []byte) {
 	w.l.output += int64(len(data))
@@ -447,12 +483,21 @@ func (w *walker) accept(v cue.Value, path cue.Path, pos diag.Pos, kind string, d
 			Name      string `json:"name"`
 			Namespace string `json:"namespace"`
 		} `json:"metadata"`
+		// Name is a flow test's name.
+		Name string `json:"name"`
 	}
 	if err := json.Unmarshal(data, &meta); err != nil {
 		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL050", pos, "%v", err))
 		return
 	}
-	w.res.Objects = append(w.res.Objects, &Object{
+	if kind == KindFlowTest {
+		meta.Metadata.Name = meta.Name
+	}
+	objs := &w.res.Objects
+	if kind == KindFlowTest {
+		objs = &w.res.Tests
+	}
+	*objs = append(*objs, &Object{
 		Kind:      kind,
 		Namespace: meta.Metadata.Namespace,
 		Name:      meta.Metadata.Name,

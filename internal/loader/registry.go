@@ -122,8 +122,8 @@ deps: %q: v: %q
 `, schema.ModulePath, schema.Version)
 
 // kinds compiles the embedded schema in ctx and returns #Kinds, the map
-// from kind to definition.
-func kinds(ctx *cue.Context) (cue.Value, error) {
+// from kind to definition, and #FlowTest, the definition of flow tests.
+func kinds(ctx *cue.Context) (cue.Value, cue.Value, error) {
 	insts := load.Instances([]string{"."}, &load.Config{
 		FS:         schema.FS,
 		Dir:        "/",
@@ -131,17 +131,21 @@ func kinds(ctx *cue.Context) (cue.Value, error) {
 		Registry:   schemaRegistry{},
 	})
 	if len(insts) != 1 || insts[0].Err != nil {
-		return cue.Value{}, fmt.Errorf("load embedded schema: %v", insts[0].Err)
+		return cue.Value{}, cue.Value{}, fmt.Errorf("load embedded schema: %v", insts[0].Err)
 	}
 	v := ctx.BuildInstance(insts[0])
 	if err := v.Err(); err != nil {
-		return cue.Value{}, fmt.Errorf("build embedded schema: %w", err)
+		return cue.Value{}, cue.Value{}, fmt.Errorf("build embedded schema: %w", err)
 	}
 	k := v.LookupPath(cue.MakePath(cue.Def("Kinds")))
 	if !k.Exists() {
-		return cue.Value{}, fmt.Errorf("embedded schema has no #Kinds")
+		return cue.Value{}, cue.Value{}, fmt.Errorf("embedded schema has no #Kinds")
 	}
-	return k, nil
+	ft := v.LookupPath(cue.MakePath(cue.Def("FlowTest")))
+	if !ft.Exists() {
+		return cue.Value{}, cue.Value{}, fmt.Errorf("embedded schema has no #FlowTest")
+	}
+	return k, ft, nil
 }
 
 // newContext returns a CUE context on the current evaluator.

@@ -39,6 +39,10 @@ type Options struct {
 type Report struct {
 	// Objects are the policies that loaded, typed.
 	Objects []*Policy
+	// Tests are the flow tests the repository holds beside its policies
+	// (kind FlowTest, palisadectl test); they are not policies and are
+	// neither checked nor rendered here.
+	Tests []*loader.Object
 	// Diagnostics are every finding, sorted.
 	Diagnostics diag.List
 }
@@ -52,7 +56,7 @@ func Dir(ctx context.Context, dir string, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Diagnostics: res.Diagnostics}
+	rep := &Report{Diagnostics: res.Diagnostics, Tests: res.Tests}
 	policies, diags := Decode(res.Objects)
 	rep.Diagnostics = append(rep.Diagnostics, diags...)
 	rep.Objects = policies
