@@ -201,7 +201,9 @@ func replay(recs []flows.Record, c *engine.Cluster, base, head *engine.IR, dir s
 		if base != nil {
 			res := engine.Evaluate(base, c, fl)
 			before = verdictOf(res.Verdict)
-			was = decisionOf(res, dir)
+			// What decided at the base on the side that decides now:
+			// the rule the change removed or added.
+			was = decisionOf(res, after.Decider, dir)
 		}
 		if before == verdictOf(after.Verdict) {
 			continue
@@ -214,7 +216,7 @@ func replay(recs []flows.Record, c *engine.Cluster, base, head *engine.IR, dir s
 			pairs[key] = pr
 			p.Pairs = append(p.Pairs, pr)
 		}
-		ch := changeOut{Port: fl.Port, Protocol: fl.Proto.String(), Before: before, After: verdictOf(after.Verdict), DecidedBy: decisionOf(after, dir), WasDecidedBy: was}
+		ch := changeOut{Port: fl.Port, Protocol: fl.Proto.String(), Before: before, After: verdictOf(after.Verdict), DecidedBy: decisionOf(after, after.Decider, dir), WasDecidedBy: was}
 		pr.Flows++
 		if ch.breaks() {
 			pr.Broken++
@@ -282,8 +284,7 @@ func workloadOf(e flows.Endpoint) string {
 
 // podWorkload strips what a controller appends to a pod's name: a
 // ReplicaSet's pod-template-hash and random suffix, a StatefulSet's
-// ordinal, or up to two generated segments (letters and digits, with a
-// digit, as in "api-5c8b9d7f6-x7k2p").
+// ordinal, or up to two generated segments ("api-5c8b9d7f6-x7k2p").
 func podWorkload(pod string, labels map[string]string) string {
 	if h := labels["pod-template-hash"]; h != "" {
 		if i := strings.LastIndex(pod, "-"+h); i > 0 {
@@ -301,21 +302,25 @@ func podWorkload(pod string, labels map[string]string) string {
 	return name
 }
 
+// generated reports a name segment that a controller made up: an ordinal,
+// a hash (4 to 10 letters and digits, with a digit), or a random suffix (5
+// characters of the alphabet Kubernetes draws them from).
 func generated(seg string) bool {
 	if seg == "" || len(seg) > 10 {
 		return false
 	}
-	digit := false
+	digits, random := 0, true
 	for _, r := range seg {
 		switch {
 		case r >= '0' && r <= '9':
-			digit = true
+			digits++
 		case r >= 'a' && r <= 'z':
 		default:
 			return false
 		}
+		random = random && strings.ContainsRune("bcdfghjklmnpqrstvwxz2456789", r)
 	}
-	return digit
+	return digits == len(seg) || (digits > 0 && len(seg) >= 4) || (random && len(seg) == 5)
 }
 
 // plan is plan's report; its JSON form is documented in docs/flows.md.
@@ -375,13 +380,14 @@ type decision struct {
 	Policies []engine.Origin `json:"policies,omitempty"`
 }
 
-func decisionOf(res engine.Result, dir string) *decision {
+// decisionOf is the decision of res's side in direction at.
+func decisionOf(res engine.Result, at engine.Direction, dir string) *decision {
 	s := res.Egress
-	if res.Decider == engine.Ingress {
+	if at == engine.Ingress {
 		s = res.Ingress
 	}
 	out := sideOf(s, dir)
-	d := &decision{Direction: res.Decider.String(), Endpoint: out.Endpoint, Reason: out.Reason.String(), Policies: out.Policies}
+	d := &decision{Direction: at.String(), Endpoint: out.Endpoint, Reason: out.Reason.String(), Policies: out.Policies}
 	if out.Rule != nil {
 		o := out.Rule.Origin
 		d.Rule = &o
