@@ -298,6 +298,7 @@ func TestPlanRemovedAllow(t *testing.T) {
 	t.Run("formats", func(t *testing.T) {
 		args := []string{"--base", base.Hash.String(), "--flows", flowsFile, dir}
 		out, _, code := planCmd(t, append(args, "-o", "text")...)
+		t.Logf("text:\n%s", out) // docs/flows.md shows it
 		if code != exitInvalid || !strings.Contains(out, "shop/api -> shop/postgres: 2 flow(s) change, 2 allowed flow(s) become dropped") ||
 			!strings.Contains(out, "5432/TCP forwarded -> dropped, 2 flow(s) (lines 3, 6): now default-deny by ") ||
 			!strings.Contains(out, "was allowed by NetworkPolicy shop/postgres spec.ingress[0] (shop/postgres.cue:") {
