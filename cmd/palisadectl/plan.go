@@ -18,7 +18,6 @@ package main
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -161,7 +160,7 @@ func baseIR(cmd *cobra.Command, dir, ref string) (*engine.IR, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(bt.tmp)
-	rep, err := validate.Dir(context.WithoutCancel(cmd.Context()), bt.dir, validate.Options{})
+	rep, err := validate.Dir(cmd.Context(), bt.dir, validate.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("validate base %s: %w", ref, err)
 	}
