@@ -207,3 +207,28 @@ p: {
 		t.Errorf("no flow tests: exit %d, want %d: %s", code, exitInvalid, errOut)
 	}
 }
+
+// TestFlowTestSchemaError checks that a flow test the schema refuses is a
+// finding at its field, as for any policy, and no test runs.
+func TestFlowTestSchemaError(t *testing.T) {
+	dir := withTests(t, `package shop
+
+import "example.com/policies/lib"
+
+wrong: lib.#FlowTests & {
+	"maybe": {
+		from:   "shop/api-5c8b"
+		to:     "shop/postgres-0"
+		port:   5432
+		expect: "maybe"
+	}
+}
+`)
+	out, errOut, code := testCmd(t, dir, "--endpoints", filepath.Join(examples, "endpoints.yaml"))
+	if code != exitInvalid {
+		t.Fatalf("exit %d, want %d: %s\n%s", code, exitInvalid, errOut, out)
+	}
+	if !strings.Contains(errOut, "shop/wrong.cue:10:") || out != "" {
+		t.Errorf("want a finding at shop/wrong.cue:10, no report; stderr:\n%s\nstdout:\n%s", errOut, out)
+	}
+}
