@@ -233,15 +233,29 @@ static __always_inline void decide(struct state *s, struct endpoint_value *ep, _
 		d->l7 = 0;
 }
 
+/*
+ * emit writes a verdict event to the ring buffer. A full ring buffer loses
+ * the event, never silently: COUNTER_EVENTS_LOST and the verdict's own
+ * lost counter count it; COUNTER_EVENTS_SENT counts those written, so that
+ * a reader can tell the kernel's losses from its own.
+ */
 static __always_inline void emit(struct __sk_buff *skb, __u64 generation, struct pkt *p, __u8 dir,
 				 __u32 local_id, __u32 peer_id, __u8 verdict, __u8 reason, __u32 rule,
 				 __u8 flags)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct verdict_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(COUNTER_EVENTS_LOST);
+		count(verdict == VERDICT_DENY	 ? COUNTER_EVENTS_LOST_DENY
+		      : verdict == VERDICT_AUDIT ? COUNTER_EVENTS_LOST_AUDIT
+						 : COUNTER_EVENTS_LOST_ALLOW);
 		return;
 	}
+	e->hdr.type = EVENT_TYPE_VERDICT;
+	e->hdr.version = VERDICT_EVENT_VERSION;
+	e->hdr.len = sizeof(*e);
+	e->hdr.pad = 0;
+	e->hdr.time = bpf_ktime_get_boot_ns();
 	e->generation = generation;
 	e->ifindex = skb->ifindex;
 	e->local_identity = local_id;
@@ -258,10 +272,18 @@ static __always_inline void emit(struct __sk_buff *skb, __u64 generation, struct
 	e->verdict = verdict;
 	e->reason = reason;
 	e->flags = flags;
+	e->tcp_flags = p->proto == IPPROTO_TCP ? p->tcp_flags : 0;
+	e->pad[0] = 0;
+	e->pad[1] = 0;
+	e->pad[2] = 0;
 	bpf_ringbuf_submit(e, 0);
+	count(COUNTER_EVENTS_SENT);
 }
 
-/* events_allowed says whether allowed packets are reported too (tracing, tests). */
+/*
+ * events_allowed says whether every allowed packet is reported (tracing,
+ * tests), not only the first of each connection.
+ */
 static __always_inline int events_allowed(void)
 {
 	__u32 zero = 0;
@@ -497,7 +519,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 	if (d.l7)
 		count(COUNTER_L7_UNENFORCED);
 
+	/*
+	 * Reporting: an audited connection once (when its entry is created or
+	 * turns audit), an allowed one when its entry is created; a packet
+	 * that opens no connection (ICMP but echo) is reported when audited.
+	 */
 	int report = d.verdict == VERDICT_AUDIT;
+	int created = 0;
 	if (opens) {
 		if (ct) {
 			ct_touch(ct, &p, now, 0);
@@ -512,13 +540,14 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 			ct_touch(&nv, &p, now, 0);
 			nv.expires = now + ct_timeout(p.proto, nv.flags);
 			bpf_map_update_elem(&conntrack, &ck, &nv, BPF_ANY);
+			created = 1;
 		}
 	}
 	if (d.verdict == VERDICT_AUDIT) {
 		count(COUNTER_AUDITED);
 	} else {
 		count(COUNTER_ALLOWED);
-		report = events_allowed();
+		report = created || events_allowed();
 	}
 	if (report)
 		emit(skb, generation, &p, dir, ep->identity, peer, d.verdict, d.reason, d.rule, evflags);

@@ -191,10 +191,39 @@ struct frag_value {
 };
 
 /*
- * A verdict event (ring buffer): every deny, every new audited connection,
- * and, when settings.events has EVENTS_ALLOWED, every allowed packet.
+ * Every event on the events ring buffer starts with this header, which Go
+ * decodes first (internal/datapath/events.go) and dispatches on: type says
+ * what follows, version its layout (a new field makes a new version; an
+ * unknown type or version is counted and skipped by the reader), len the
+ * bytes of the whole event, header included. time is bpf_ktime_get_boot_ns()
+ * (CLOCK_BOOTTIME: monotonic, and counting suspend), which the reader
+ * turns into wall time with its own reading of both clocks.
  */
-struct event {
+struct event_header {
+	__u8 type;    /* enum event_type */
+	__u8 version; /* the type's layout version */
+	__u16 len;    /* sizeof the event, header included */
+	__u32 pad;
+	__u64 time; /* ns since boot (CLOCK_BOOTTIME) */
+};
+
+/* Event types; 0 is never a type. New types take new numbers. */
+enum event_type {
+	EVENT_TYPE_VERDICT = 1, /* struct verdict_event */
+};
+
+/* Each type's current layout version, as the kernel writes it. */
+enum event_version {
+	VERDICT_EVENT_VERSION = 1,
+};
+
+/*
+ * A verdict event: every drop, each allowed connection when its conntrack
+ * entry is created (its first packet), each audited connection once, and,
+ * when settings.events has EVENTS_ALLOWED, every allowed packet (tracing).
+ */
+struct verdict_event {
+	struct event_header hdr;
 	__u64 generation;
 	__u32 ifindex;
 	__u32 local_identity;
@@ -210,13 +239,22 @@ struct event {
 	__u8 direction;
 	__u8 verdict;
 	__u8 reason;
-	__u8 flags; /* EVENT_* */
+	__u8 flags;	/* EVENT_* */
+	__u8 tcp_flags; /* the packet's TCP flags (FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10 ...); 0 if not TCP */
+	__u8 pad[3];
 };
+
+_Static_assert(sizeof(struct event_header) == 16, "event header layout");
+_Static_assert(sizeof(struct verdict_event) == 88, "verdict event layout");
 
 #define EVENT_FRAGMENT (1 << 0)
 #define EVENT_REPLY (1 << 1)
 
-/* Runtime settings (the settings array's one element). */
+/*
+ * Runtime settings (the settings array's one element). EVENTS_ALLOWED
+ * reports every allowed packet (tracing, tests), not only the first of each
+ * connection.
+ */
 #define EVENTS_ALLOWED (1 << 0)
 
 struct runtime_settings {
@@ -243,6 +281,15 @@ enum counter {
 	COUNTER_NO_STATE,
 	COUNTER_L7_UNENFORCED,
 	COUNTER_NO_ENDPOINT, /* dropped on a workload's interface: no endpoint entry or no state */
+	/*
+	 * Verdict events by what became of them: written to the ring buffer,
+	 * or lost because it was full (COUNTER_EVENTS_LOST counts every lost
+	 * event; these split it by the event's verdict).
+	 */
+	COUNTER_EVENTS_SENT,
+	COUNTER_EVENTS_LOST_DENY,
+	COUNTER_EVENTS_LOST_ALLOW,
+	COUNTER_EVENTS_LOST_AUDIT,
 	COUNTER_MAX,
 };
 

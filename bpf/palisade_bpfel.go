@@ -27,20 +27,24 @@ type PalisadeAddrKey struct {
 type PalisadeCounter uint32
 
 const (
-	PalisadeCounterCOUNTER_PACKETS      PalisadeCounter = 0
-	PalisadeCounterCOUNTER_ALLOWED      PalisadeCounter = 1
-	PalisadeCounterCOUNTER_DENIED       PalisadeCounter = 2
-	PalisadeCounterCOUNTER_AUDITED      PalisadeCounter = 3
-	PalisadeCounterCOUNTER_NOT_ENFORCED PalisadeCounter = 4
-	PalisadeCounterCOUNTER_REPLIES      PalisadeCounter = 5
-	PalisadeCounterCOUNTER_MALFORMED    PalisadeCounter = 6
-	PalisadeCounterCOUNTER_NON_IP       PalisadeCounter = 7
-	PalisadeCounterCOUNTER_FRAGMENTS    PalisadeCounter = 8
-	PalisadeCounterCOUNTER_EVENTS_LOST  PalisadeCounter = 9
-	PalisadeCounterCOUNTER_NO_STATE     PalisadeCounter = 10
-	PalisadeCounterCOUNTER_L7UNENFORCED PalisadeCounter = 11
-	PalisadeCounterCOUNTER_NO_ENDPOINT  PalisadeCounter = 12
-	PalisadeCounterCOUNTER_MAX          PalisadeCounter = 13
+	PalisadeCounterCOUNTER_PACKETS           PalisadeCounter = 0
+	PalisadeCounterCOUNTER_ALLOWED           PalisadeCounter = 1
+	PalisadeCounterCOUNTER_DENIED            PalisadeCounter = 2
+	PalisadeCounterCOUNTER_AUDITED           PalisadeCounter = 3
+	PalisadeCounterCOUNTER_NOT_ENFORCED      PalisadeCounter = 4
+	PalisadeCounterCOUNTER_REPLIES           PalisadeCounter = 5
+	PalisadeCounterCOUNTER_MALFORMED         PalisadeCounter = 6
+	PalisadeCounterCOUNTER_NON_IP            PalisadeCounter = 7
+	PalisadeCounterCOUNTER_FRAGMENTS         PalisadeCounter = 8
+	PalisadeCounterCOUNTER_EVENTS_LOST       PalisadeCounter = 9
+	PalisadeCounterCOUNTER_NO_STATE          PalisadeCounter = 10
+	PalisadeCounterCOUNTER_L7UNENFORCED      PalisadeCounter = 11
+	PalisadeCounterCOUNTER_NO_ENDPOINT       PalisadeCounter = 12
+	PalisadeCounterCOUNTER_EVENTS_SENT       PalisadeCounter = 13
+	PalisadeCounterCOUNTER_EVENTS_LOST_DENY  PalisadeCounter = 14
+	PalisadeCounterCOUNTER_EVENTS_LOST_ALLOW PalisadeCounter = 15
+	PalisadeCounterCOUNTER_EVENTS_LOST_AUDIT PalisadeCounter = 16
+	PalisadeCounterCOUNTER_MAX               PalisadeCounter = 17
 )
 
 type PalisadeCtKey struct {
@@ -81,26 +85,26 @@ type PalisadeEndpointValue struct {
 	Pad      [2]uint8
 }
 
-type PalisadeEvent struct {
-	_             structs.HostLayout
-	Generation    uint64
-	Ifindex       uint32
-	LocalIdentity uint32
-	PeerIdentity  uint32
-	Rule          uint32
-	Saddr         [16]uint8
-	Daddr         [16]uint8
-	Sport         uint16
-	Dport         uint16
-	Port          uint16
-	Family        uint8
-	Proto         uint8
-	Direction     uint8
-	Verdict       uint8
-	Reason        uint8
-	Flags         uint8
-	_             [4]byte
+type PalisadeEventHeader struct {
+	_       structs.HostLayout
+	Type    uint8
+	Version uint8
+	Len     uint16
+	Pad     uint32
+	Time    uint64
 }
+
+type PalisadeEventType uint32
+
+const (
+	PalisadeEventTypeEVENT_TYPE_VERDICT PalisadeEventType = 1
+)
+
+type PalisadeEventVersion uint32
+
+const (
+	PalisadeEventVersionVERDICT_EVENT_VERSION PalisadeEventVersion = 1
+)
 
 type PalisadeFragKey struct {
 	_      structs.HostLayout
@@ -191,6 +195,29 @@ const (
 	PalisadeVerdictVERDICT_AUDIT PalisadeVerdict = 2
 )
 
+type PalisadeVerdictEvent struct {
+	_             structs.HostLayout
+	Hdr           PalisadeEventHeader
+	Generation    uint64
+	Ifindex       uint32
+	LocalIdentity uint32
+	PeerIdentity  uint32
+	Rule          uint32
+	Saddr         [16]uint8
+	Daddr         [16]uint8
+	Sport         uint16
+	Dport         uint16
+	Port          uint16
+	Family        uint8
+	Proto         uint8
+	Direction     uint8
+	Verdict       uint8
+	Reason        uint8
+	Flags         uint8
+	TcpFlags      uint8
+	Pad           [3]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -216,7 +243,8 @@ const (
 	PalisadeVarBtfCounter            = "__btf_counter"
 	PalisadeVarBtfDirection          = "__btf_direction"
 	PalisadeVarBtfEndpointValue      = "__btf_endpoint_value"
-	PalisadeVarBtfEvent              = "__btf_event"
+	PalisadeVarBtfEventType          = "__btf_event_type"
+	PalisadeVarBtfEventVersion       = "__btf_event_version"
 	PalisadeVarBtfIpcacheLpmKey      = "__btf_ipcache_lpm_key"
 	PalisadeVarBtfIpcacheValue       = "__btf_ipcache_value"
 	PalisadeVarBtfPolicyKey          = "__btf_policy_key"
@@ -224,6 +252,7 @@ const (
 	PalisadeVarBtfPolicyValue        = "__btf_policy_value"
 	PalisadeVarBtfReason             = "__btf_reason"
 	PalisadeVarBtfVerdict            = "__btf_verdict"
+	PalisadeVarBtfVerdictEvent       = "__btf_verdict_event"
 )
 
 // LoadPalisade returns the embedded CollectionSpec for Palisade.
@@ -301,7 +330,8 @@ type PalisadeVariableSpecs struct {
 	BtfCounter       *ebpf.VariableSpec `ebpf:"__btf_counter"`
 	BtfDirection     *ebpf.VariableSpec `ebpf:"__btf_direction"`
 	BtfEndpointValue *ebpf.VariableSpec `ebpf:"__btf_endpoint_value"`
-	BtfEvent         *ebpf.VariableSpec `ebpf:"__btf_event"`
+	BtfEventType     *ebpf.VariableSpec `ebpf:"__btf_event_type"`
+	BtfEventVersion  *ebpf.VariableSpec `ebpf:"__btf_event_version"`
 	BtfIpcacheLpmKey *ebpf.VariableSpec `ebpf:"__btf_ipcache_lpm_key"`
 	BtfIpcacheValue  *ebpf.VariableSpec `ebpf:"__btf_ipcache_value"`
 	BtfPolicyKey     *ebpf.VariableSpec `ebpf:"__btf_policy_key"`
@@ -309,6 +339,7 @@ type PalisadeVariableSpecs struct {
 	BtfPolicyValue   *ebpf.VariableSpec `ebpf:"__btf_policy_value"`
 	BtfReason        *ebpf.VariableSpec `ebpf:"__btf_reason"`
 	BtfVerdict       *ebpf.VariableSpec `ebpf:"__btf_verdict"`
+	BtfVerdictEvent  *ebpf.VariableSpec `ebpf:"__btf_verdict_event"`
 }
 
 // PalisadeObjects contains all objects after they have been loaded into the kernel.
@@ -370,7 +401,8 @@ type PalisadeVariables struct {
 	BtfCounter       *ebpf.Variable `ebpf:"__btf_counter"`
 	BtfDirection     *ebpf.Variable `ebpf:"__btf_direction"`
 	BtfEndpointValue *ebpf.Variable `ebpf:"__btf_endpoint_value"`
-	BtfEvent         *ebpf.Variable `ebpf:"__btf_event"`
+	BtfEventType     *ebpf.Variable `ebpf:"__btf_event_type"`
+	BtfEventVersion  *ebpf.Variable `ebpf:"__btf_event_version"`
 	BtfIpcacheLpmKey *ebpf.Variable `ebpf:"__btf_ipcache_lpm_key"`
 	BtfIpcacheValue  *ebpf.Variable `ebpf:"__btf_ipcache_value"`
 	BtfPolicyKey     *ebpf.Variable `ebpf:"__btf_policy_key"`
@@ -378,6 +410,7 @@ type PalisadeVariables struct {
 	BtfPolicyValue   *ebpf.Variable `ebpf:"__btf_policy_value"`
 	BtfReason        *ebpf.Variable `ebpf:"__btf_reason"`
 	BtfVerdict       *ebpf.Variable `ebpf:"__btf_verdict"`
+	BtfVerdictEvent  *ebpf.Variable `ebpf:"__btf_verdict_event"`
 }
 
 // PalisadePrograms contains all programs after they have been loaded into the kernel.

@@ -33,8 +33,11 @@ type Counters struct {
 	Malformed   uint64 // IP packets the parser rejected (dropped)
 	NonIP       uint64 // not IPv4 or IPv6 (passed)
 	Fragments   uint64 // IP fragments of enforced endpoints
-	EventsLost  uint64 // events dropped because the ring buffer was full
-	NoState     uint64 // packets seen before the first generation (passed on host interfaces)
+	// EventsLost counts events lost because the ring buffer was full;
+	// EventsLostDenied, EventsLostAllowed and EventsLostAudited split it
+	// by the lost event's verdict.
+	EventsLost uint64
+	NoState    uint64 // packets seen before the first generation (passed on host interfaces)
 	// L7Unenforced counts packets allowed on a port with L7 rules, which
 	// the kernel does not match yet (allowed at L4).
 	L7Unenforced uint64
@@ -44,13 +47,20 @@ type Counters struct {
 	// (no-state; those count in NoState too). Addresses that are never a
 	// workload's own are exempt (docs/datapath.md).
 	NoEndpoint uint64
+	// EventsSent counts the events written to the ring buffer: a reader
+	// that received fewer lost the difference on its side.
+	EventsSent        uint64
+	EventsLostDenied  uint64
+	EventsLostAllowed uint64
+	EventsLostAudited uint64
 }
 
 // Counters reads and sums the per-CPU counters.
 func (d *Datapath) Counters() (Counters, error) {
 	var c Counters
 	fields := []*uint64{&c.Packets, &c.Allowed, &c.Denied, &c.Audited, &c.NotEnforced, &c.Replies,
-		&c.Malformed, &c.NonIP, &c.Fragments, &c.EventsLost, &c.NoState, &c.L7Unenforced, &c.NoEndpoint}
+		&c.Malformed, &c.NonIP, &c.Fragments, &c.EventsLost, &c.NoState, &c.L7Unenforced, &c.NoEndpoint,
+		&c.EventsSent, &c.EventsLostDenied, &c.EventsLostAllowed, &c.EventsLostAudited}
 	if len(fields) != int(bpf.PalisadeCounterCOUNTER_MAX) {
 		return c, fmt.Errorf("counters: %d fields for %d counters", len(fields), bpf.PalisadeCounterCOUNTER_MAX)
 	}

@@ -252,7 +252,8 @@ func (m *model) step(dir engine.Direction, p parsed) outcome {
 		m.ct[fwd] = v
 	}
 	if v == engine.VerdictAllow {
-		report = m.events
+		// Allowed: when the connection's entry is created, or every packet.
+		report = m.events || opens && !ctHit
 	}
 	if !report {
 		ev = nil
@@ -275,7 +276,7 @@ func (o outcome) compare(ret uint32, ev *Event) string {
 	case o.event == nil:
 		return ""
 	}
-	got := *ev
+	got := withoutHeader(*ev)
 	got.Ifindex = 0
 	if o.event.Reason == ReasonMalformed {
 		got = Event{Generation: got.Generation, Direction: got.Direction, Verdict: got.Verdict, Reason: got.Reason,
