@@ -21,9 +21,11 @@ limitations under the License.
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -33,6 +35,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -40,6 +43,7 @@ import (
 	"github.com/palisade-dev/palisade/internal/agent"
 	"github.com/palisade-dev/palisade/internal/datapath"
 	"github.com/palisade-dev/palisade/internal/metrics"
+	"github.com/palisade-dev/palisade/internal/observer"
 )
 
 func main() {
@@ -61,6 +65,11 @@ func run() error {
 		limEps      = flag.Int("max-endpoints", 0, "capacity of the endpoints map (0: the default)")
 		limIPCache  = flag.Int("max-ipcache", 0, "capacity of the ipcache maps (0: the default)")
 		limPolicy   = flag.Int("max-policy", 0, "capacity of the policy maps (0: the default)")
+		flowsAddr   = flag.String("flows-bind-address", fmt.Sprintf(":%d", observer.DefaultPort), "address of the flow observer's gRPC service (palisadectl observe); 0 runs the agent without the observer")
+		flowsSize   = flag.Int("flows-buffer-size", observer.DefaultBufferSize, "how many recent flows the observer keeps")
+		flowsQueue  = flag.Int("flows-client-queue", observer.DefaultClientQueue, "how many flows a following client may fall behind before its flows are dropped (and counted)")
+		flowsGens   = flag.Int("flows-generations", agent.DefaultGenerations, "how many policy generations' rule tables the observer keeps to name the rule of an older generation's event")
+		flowsAllow  = flag.Bool("flows-allowed", false, "report allowed packets as forwarded flows too (one event per packet: for debugging, not for busy nodes)")
 	)
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -105,6 +114,11 @@ func run() error {
 		DriftWindow:    *driftWindow,
 		Log:            ctrl.Log.WithName("agent"),
 	}
+	if *flowsAddr != "0" {
+		if err := addObserver(mgr, a, dp, m, *flowsAddr, *flowsSize, *flowsQueue, *flowsGens, *flowsAllow); err != nil {
+			return err
+		}
+	}
 	if *hostIfs != "" {
 		a.HostInterfaces = strings.Split(*hostIfs, ",")
 	}
@@ -123,4 +137,31 @@ func run() error {
 		return err
 	}
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// addObserver runs the flow observer: it reads the datapath's events into
+// a buffer of recent flows and serves them over gRPC on addr.
+func addObserver(mgr ctrl.Manager, a *agent.Agent, dp *datapath.Datapath, m *metrics.Metrics, addr string, size, queue, gens int, allowed bool) error {
+	if err := dp.SetEventsAllowed(allowed); err != nil {
+		return fmt.Errorf("flows: %w", err)
+	}
+	src, err := dp.Events()
+	if err != nil {
+		return fmt.Errorf("flows: %w", err)
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("flows: %w", err)
+	}
+	buf := observer.NewBuffer(size)
+	buf.ClientQueue = queue
+	for _, st := range observer.Stages {
+		m.FlowsLost.WithLabelValues(st) // a series from the start, for rate() in the alerts
+	}
+	buf.OnLost = func(stage string, n uint64) { m.FlowsLost.WithLabelValues(stage).Add(float64(n)) }
+	a.Observer = &agent.Observer{Source: src, Buffer: buf, Generations: gens, Log: ctrl.Log.WithName("observer")}
+	if err := mgr.Add(a.Observer); err != nil {
+		return err
+	}
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return observer.Serve(ctx, lis, buf) }))
 }

@@ -94,6 +94,8 @@ type Agent struct {
 	Log         logr.Logger
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Observer is the flow observer; nil runs the agent without one.
+	Observer *Observer
 
 	mu   sync.Mutex
 	net  *network
@@ -137,7 +139,7 @@ func (a *Agent) subsystems() []Subsystem {
 			a.net,
 			newPending("l7", v1.L7EnforcedCondition, capability.SubsystemL7),
 			newPending("tracing", v1.TracingEnforcedCondition, capability.SubsystemTracing),
-			newPending("flows", v1.FlowsObservedCondition, capability.SubsystemFlows),
+			a.observerSubsystem(),
 		}
 	}
 	return a.subs

@@ -21,6 +21,8 @@ limitations under the License.
 package metrics
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -51,6 +53,45 @@ type Metrics struct {
 	// Verdicts counts packets by verdict (allow, deny, audit) and
 	// direction, from the datapath's per-CPU counters.
 	Verdicts *prometheus.CounterVec
+	// Flows counts the flows the agent's observer resolved, by verdict,
+	// direction and drop reason ("" when forwarded).
+	Flows *prometheus.CounterVec
+	// PolicyVerdicts counts flows by deciding (or isolating) policy and
+	// verdict; see CountPolicyVerdict for its bounded cardinality.
+	PolicyVerdicts *prometheus.CounterVec
+	// FlowsLost counts flows lost, by stage (kernel, decode, buffer,
+	// client; docs/flows.md).
+	FlowsLost *prometheus.CounterVec
+
+	policyMu sync.Mutex
+	policies map[string]bool
+}
+
+// MaxPolicyLabels bounds the policy label of PolicyVerdicts: past this
+// many distinct policies, the others count as OtherPolicy.
+const MaxPolicyLabels = 200
+
+// OtherPolicy is the policy label of the policies past MaxPolicyLabels.
+const OtherPolicy = "other"
+
+// CountPolicyVerdict counts one flow of verdict decided by policy
+// ("Kind/namespace/name"). The first MaxPolicyLabels policies keep their
+// names; later ones count as OtherPolicy, so a node with thousands of
+// policies does not make thousands of series per verdict.
+func (m *Metrics) CountPolicyVerdict(policy, verdict string) {
+	m.policyMu.Lock()
+	if !m.policies[policy] {
+		if len(m.policies) >= MaxPolicyLabels {
+			policy = OtherPolicy
+		} else {
+			if m.policies == nil {
+				m.policies = map[string]bool{}
+			}
+			m.policies[policy] = true
+		}
+	}
+	m.policyMu.Unlock()
+	m.PolicyVerdicts.WithLabelValues(policy, verdict).Inc()
 }
 
 // Metric names, for the rules and dashboards.
@@ -62,6 +103,9 @@ const (
 	VerifyDurationSecs  = "palisade_verify_duration_seconds"
 	VerifyFailuresTotal = "palisade_verify_failures_total"
 	VerdictsTotal       = "palisade_verdicts_total"
+	FlowsTotal          = "palisade_flows_total"
+	PolicyVerdictsTotal = "palisade_policy_verdicts_total"
+	FlowsLostTotal      = "palisade_flows_lost_total"
 )
 
 // New creates the metrics and registers them with reg (controller-runtime's
@@ -102,6 +146,18 @@ func New(reg prometheus.Registerer, node string) (*Metrics, error) {
 			Name: VerdictsTotal,
 			Help: "Packets decided by the datapath, by verdict and direction.",
 		}, []string{"verdict", "direction"}),
+		Flows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: FlowsTotal,
+			Help: "Flows the agent's observer resolved from the datapath's events, by verdict (forwarded, dropped, audit, error), direction and drop reason.",
+		}, []string{"verdict", "direction", "reason"}),
+		PolicyVerdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: PolicyVerdictsTotal,
+			Help: "Flows by the policy that decided them (or isolated the endpoint, for a default-deny drop) and verdict; past 200 policies per node, the others count as policy=\"other\".",
+		}, []string{"policy", "verdict"}),
+		FlowsLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: FlowsLostTotal,
+			Help: "Flows lost, by stage: kernel (the datapath's ring buffer was full), decode (an event the agent could not read), buffer (overwritten in the agent's ring of recent flows), client (a follower read too slowly).",
+		}, []string{"stage"}),
 	}
 	for _, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
@@ -112,5 +168,5 @@ func New(reg prometheus.Registerer, node string) (*Metrics, error) {
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.Drift, m.EnforcementLag, m.MapEntries, m.MapCapacity, m.VerifyDuration, m.VerifyFailures, m.Verdicts}
+	return []prometheus.Collector{m.Drift, m.EnforcementLag, m.MapEntries, m.MapCapacity, m.VerifyDuration, m.VerifyFailures, m.Verdicts, m.Flows, m.PolicyVerdicts, m.FlowsLost}
 }

@@ -1,0 +1,494 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/go-logr/logr"
+
+	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/capability"
+	"github.com/palisade-dev/palisade/internal/datapath"
+	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/flows"
+	"github.com/palisade-dev/palisade/internal/metrics"
+	"github.com/palisade-dev/palisade/internal/observer"
+)
+
+// DefaultGenerations is how many policy generations' rule tables the
+// observer keeps, so that an event of an earlier generation still names
+// its rule.
+const DefaultGenerations = 8
+
+// EventSource is where the observer reads the datapath's verdict events:
+// *datapath.EventReader, or a fake in unit tests. Read blocks; Close
+// makes a blocked Read return.
+type EventSource interface {
+	Read() (datapath.Event, error)
+	Close() error
+}
+
+var _ EventSource = (*datapath.EventReader)(nil)
+
+// Observer is the flow observer, the agent's flows subsystem: it reads
+// the datapath's events, resolves each to a flows.Flow (workloads,
+// policy, Git revision, file:line) with the rule tables of the last
+// Generations generations, and adds it to Buffer, which the gRPC service
+// serves. Start runs the reader; the agent syncs, verifies and reports it
+// as a subsystem.
+type Observer struct {
+	Source EventSource
+	Buffer *observer.Buffer
+	// Generations is how many generations' tables are kept; 0 means
+	// DefaultGenerations.
+	Generations int
+	Log         logr.Logger
+
+	a *Agent
+	// mu guards views and readErr: the reader resolves while the agent
+	// syncs.
+	mu      sync.RWMutex
+	views   []*flowView // oldest first
+	readErr error
+	// kernelLost is the datapath's EventsLost at the last verify pass;
+	// counted is whether there was one.
+	kernelLost uint64
+	counted    bool
+}
+
+// flowView is what the observer resolves one generation's events with.
+type flowView struct {
+	generation uint64
+	node       string
+	rules      map[engine.RuleID]flows.Policy
+	cluster    *engine.Cluster
+	// isolating are, per local enforcement point address and direction,
+	// the policies that make it default-deny: enforcing ones, and those
+	// in audit mode.
+	isolating map[netip.Addr]*[2]isolation
+	// failing are the local addresses that fail closed, and why.
+	failing map[netip.Addr]flows.DropReason
+}
+
+type isolation struct{ enforce, audit []flows.Policy }
+
+// observerSubsystem is the flows subsystem: the observer, or, without
+// one, a stand-in that reports what is then not observed.
+func (a *Agent) observerSubsystem() Subsystem {
+	if a.Observer == nil {
+		return &noObserver{}
+	}
+	a.Observer.a = a
+	return a.Observer
+}
+
+// Name implements Subsystem.
+func (o *Observer) Name() string { return string(capability.SubsystemFlows) }
+
+// Sync keeps the tables of the generation the kernel now runs. A sync
+// that wrote nothing keeps the previous generation's tables, which are
+// still the kernel's.
+func (o *Observer) Sync(_ context.Context, in *inputs) error {
+	gen := o.a.Datapath.Generation()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := len(o.views)
+	if gen == 0 || (!o.a.net.applied() && n > 0 && o.views[n-1].generation == gen) {
+		return nil
+	}
+	v := newFlowView(gen, o.a.Node, in, o.a.net.failing)
+	if n > 0 && o.views[n-1].generation == gen {
+		o.views[n-1] = v // the same kernel state: newer origins (revision, file:line)
+		return nil
+	}
+	o.views = append(o.views, v)
+	keep := o.Generations
+	if keep <= 0 {
+		keep = DefaultGenerations
+	}
+	if len(o.views) > keep {
+		o.views = append([]*flowView(nil), o.views[len(o.views)-keep:]...)
+	}
+	return nil
+}
+
+// Verify counts the events the kernel lost because the ring buffer was
+// full since the last pass.
+func (o *Observer) Verify(context.Context, driftRecorder) error {
+	c, err := o.a.Datapath.Counters()
+	if err != nil {
+		return fmt.Errorf("read counters: %w", err)
+	}
+	if o.counted && c.EventsLost > o.kernelLost {
+		o.Buffer.Lost(observer.StageKernel, c.EventsLost-o.kernelLost)
+	}
+	o.kernelLost, o.counted = c.EventsLost, true
+	return nil
+}
+
+// Report states whether events are read.
+func (o *Observer) Report(_ *inputs, r *report) {
+	o.mu.RLock()
+	err := o.readErr
+	o.mu.RUnlock()
+	if err != nil {
+		r.condition(v1.FlowsObservedCondition, false, v1.DatapathErrorReason, "reading the datapath's events failed: "+err.Error())
+		return
+	}
+	r.condition(v1.FlowsObservedCondition, true, v1.EnforcementSucceededReason, "the datapath's verdict events are read and served as flows")
+}
+
+// NeedLeaderElection: every node observes its own datapath.
+func (o *Observer) NeedLeaderElection() bool { return false }
+
+// Start reads events until ctx ends, resolving each into the buffer.
+func (o *Observer) Start(ctx context.Context) error {
+	if o.Source == nil {
+		<-ctx.Done()
+		return nil
+	}
+	go func() {
+		<-ctx.Done()
+		o.Source.Close()
+	}()
+	failures := 0
+	for {
+		ev, err := o.Source.Read()
+		switch {
+		case err == nil:
+			failures = 0
+			o.Observe(&ev, time.Now())
+			continue
+		case ctx.Err() != nil || errors.Is(err, ringbuf.ErrClosed):
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			continue
+		}
+		// An event that could not be decoded is a lost flow.
+		o.Buffer.Lost(observer.StageDecode, 1)
+		o.Log.V(1).Info("read event", "error", err.Error())
+		if failures++; failures == 100 {
+			o.mu.Lock()
+			o.readErr = err
+			o.mu.Unlock()
+			return fmt.Errorf("read events: %w", err)
+		}
+	}
+}
+
+// Observe resolves one event into a flow and adds it to the buffer.
+func (o *Observer) Observe(ev *datapath.Event, now time.Time) {
+	f := o.resolve(ev, now)
+	o.Buffer.Add(f)
+	if o.a != nil && o.a.Metrics != nil {
+		countFlow(o.a.Metrics, &f)
+	}
+}
+
+// countFlow counts a flow in the metrics.
+func countFlow(m *metrics.Metrics, f *flows.Flow) {
+	m.Flows.WithLabelValues(string(f.Verdict), f.Direction, string(f.DropReason)).Inc()
+	if f.Policy != nil {
+		m.CountPolicyVerdict(policyName(f.Policy), string(f.Verdict))
+	}
+	for i := range f.Isolating {
+		m.CountPolicyVerdict(policyName(&f.Isolating[i]), string(f.Verdict))
+	}
+}
+
+// policyName is "Kind/namespace/name", or "Kind/name" cluster-wide.
+func policyName(p *flows.Policy) string {
+	if p.Namespace == "" {
+		return p.Kind + "/" + p.Name
+	}
+	return p.Kind + "/" + p.Namespace + "/" + p.Name
+}
+
+// view returns the generation's view, or the newest when it is not kept
+// (an event of a generation before the agent started).
+func (o *Observer) view(gen uint64) *flowView {
+	for i := len(o.views) - 1; i >= 0; i-- {
+		if o.views[i].generation == gen {
+			return o.views[i]
+		}
+	}
+	if n := len(o.views); n > 0 {
+		return o.views[n-1]
+	}
+	return nil
+}
+
+// rule finds a rule in the event's generation, else in the newest
+// generation that has it.
+func (o *Observer) rule(gen uint64, id engine.RuleID) (flows.Policy, bool) {
+	if v := o.view(gen); v != nil && v.generation == gen {
+		if p, ok := v.rules[id]; ok {
+			return p, true
+		}
+	}
+	for i := len(o.views) - 1; i >= 0; i-- {
+		if p, ok := o.views[i].rules[id]; ok {
+			return p, true
+		}
+	}
+	return flows.Policy{}, false
+}
+
+// resolve turns an event into a flow.
+func (o *Observer) resolve(ev *datapath.Event, now time.Time) flows.Flow {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	f := flows.Flow{Time: now, Protocol: ev.Proto.String(), Direction: ev.Direction.String(),
+		Generation: ev.Generation, RuleID: uint32(ev.Rule)}
+	v := o.view(ev.Generation)
+	if v == nil {
+		v = &flowView{}
+	}
+	if o.a != nil {
+		f.Node = o.a.Node
+	}
+	srcID, dstID, local := ev.PeerIdentity, ev.LocalIdentity, ev.Dst
+	if ev.Direction == engine.Egress {
+		srcID, dstID, local = ev.LocalIdentity, ev.PeerIdentity, ev.Src
+	}
+	sport, dport := ev.SrcPort, ev.DstPort
+	if ev.Proto == engine.ProtoICMP || ev.Proto == engine.ProtoICMPv6 {
+		t := uint8(ev.Port)
+		f.ICMPType, sport, dport = &t, 0, 0
+	}
+	f.Source = v.endpoint(ev.Src, sport, srcID)
+	f.Destination = v.endpoint(ev.Dst, dport, dstID)
+
+	switch ev.Verdict {
+	case engine.VerdictAllow:
+		f.Verdict = flows.Forwarded
+	case engine.VerdictDeny:
+		f.Verdict = flows.Dropped
+	case engine.VerdictAudit:
+		f.Verdict = flows.Audit
+	default:
+		f.Verdict = flows.Error
+	}
+	if f.Verdict != flows.Forwarded {
+		f.DropReason = dropReason(ev.Reason)
+		if r, ok := v.failing[local]; ok && (f.DropReason == flows.DefaultDeny || f.DropReason == flows.NoEndpoint) {
+			f.DropReason = r
+		}
+	}
+	if ev.Rule != 0 {
+		if p, ok := o.rule(ev.Generation, ev.Rule); ok {
+			f.Policy = &p
+		}
+	}
+	if f.DropReason == flows.DefaultDeny {
+		if iso := v.isolating[local]; iso != nil {
+			side := iso[ev.Direction]
+			f.Isolating = side.enforce
+			if f.Verdict == flows.Audit {
+				f.Isolating = append(append([]flows.Policy(nil), side.enforce...), side.audit...)
+			}
+		}
+	}
+	return f
+}
+
+// dropReason maps the datapath's reason to the flow's.
+func dropReason(r datapath.Reason) flows.DropReason {
+	switch r {
+	case datapath.ReasonMalformed:
+		return flows.Malformed
+	case datapath.ReasonNoEndpoint:
+		return flows.NoEndpoint
+	case datapath.ReasonNoState:
+		return flows.NoState
+	case datapath.Reason(engine.ReasonDenied):
+		return flows.ExplicitDeny
+	case datapath.Reason(engine.ReasonDefaultDeny):
+		return flows.DefaultDeny
+	case datapath.Reason(engine.ReasonL7Denied):
+		return flows.L7Refused
+	}
+	// Not one the observer knows: say so rather than hide it.
+	return flows.DropReason(r.String())
+}
+
+// endpoint resolves one end of a flow.
+func (v *flowView) endpoint(addr netip.Addr, port uint16, id engine.Identity) flows.Endpoint {
+	e := flows.Endpoint{IP: addr.String(), Port: port, Identity: uint32(id)}
+	if v.cluster != nil {
+		if ep, ok := v.cluster.EndpointByIP(addr); ok {
+			e.Namespace, e.Pod, e.Labels = ep.Namespace, ep.Name, ep.Labels
+			if ep.Unmanaged {
+				e.Entity = string(engine.EntityUnmanaged)
+			}
+		}
+	}
+	if id.IsReserved() {
+		e.Entity = entityOf(id)
+	}
+	return e
+}
+
+// entityOf names a reserved identity by its first entity ("host" for the
+// local node that serves the API).
+func entityOf(id engine.Identity) string {
+	l, _ := engine.ReservedLabels(id)
+	for _, en := range engine.Entities {
+		if l.Has(en) {
+			return string(en)
+		}
+	}
+	return ""
+}
+
+// newFlowView builds the tables of one generation from the sync's inputs.
+func newFlowView(gen uint64, node string, in *inputs, failing map[string]string) *flowView {
+	v := &flowView{generation: gen, node: node, rules: map[engine.RuleID]flows.Policy{}, cluster: in.cluster,
+		isolating: map[netip.Addr]*[2]isolation{}, failing: map[netip.Addr]flows.DropReason{}}
+	objs := map[objKey]*policyObject{}
+	for _, o := range in.objects {
+		objs[o.key] = o
+	}
+	policyOf := func(o engine.Origin) flows.Policy {
+		p := flows.Policy{Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Path: o.Path, File: o.File,
+			Line: o.Line, Column: o.Column, Revision: o.Revision}
+		if obj, ok := objs[objKey{kind: o.Kind, namespace: o.Namespace, name: o.Name}]; ok {
+			if p.Revision == "" {
+				p.Revision = obj.revision
+			}
+			if obj.set.name != "" {
+				p.PolicySet = obj.set.namespace + "/" + obj.set.name
+			}
+		}
+		return p
+	}
+	for _, pol := range in.ir.Policies {
+		for _, r := range pol.Rules {
+			v.rules[r.ID] = policyOf(r.Origin)
+		}
+	}
+
+	// The local enforcement points: workloads, and the node's host.
+	type point struct {
+		ips    []netip.Addr
+		labels engine.Labels
+		node   map[string]string
+	}
+	var points []point
+	for _, l := range in.local {
+		if ep, ok := in.cluster.Endpoint(l.id); ok {
+			points = append(points, point{ips: l.ips, labels: in.cluster.WorkloadLabels(ep)})
+		}
+		if r, ok := failing[l.id]; ok {
+			for _, ip := range l.ips {
+				v.failing[ip] = failReason(r)
+			}
+		}
+	}
+	if n, ok := in.cluster.Node(node); ok {
+		points = append(points, point{ips: n.IPs, node: n.Labels})
+	}
+	for _, pt := range points {
+		var iso [2]isolation
+		for _, pol := range in.ir.Policies {
+			s := pol.Subject
+			if pt.labels != nil && (s.Endpoints == nil || !s.Endpoints.Matches(pt.labels)) ||
+				pt.labels == nil && (s.Nodes == nil || !s.Nodes.MatchesNode(pt.node)) {
+				continue
+			}
+			for _, dir := range []engine.Direction{engine.Ingress, engine.Egress} {
+				if !pol.DefaultDeny[dir] {
+					continue
+				}
+				p := policyOf(pol.Origin)
+				if pol.Audit {
+					iso[dir].audit = append(iso[dir].audit, p)
+				} else {
+					iso[dir].enforce = append(iso[dir].enforce, p)
+				}
+			}
+		}
+		for _, ip := range pt.ips {
+			v.isolating[ip] = &iso
+		}
+	}
+	return v
+}
+
+// failReason maps why the agent fails a workload closed to the flow's
+// drop reason.
+func failReason(r string) flows.DropReason {
+	switch r {
+	case reasonIdentityPending:
+		return flows.IdentityPending
+	case v1.MapFullReason:
+		return flows.FailClosedFull
+	}
+	return flows.NoEndpoint
+}
+
+// noObserver stands in for the observer when the agent runs without one:
+// nothing reads the datapath's events, so what audit-mode policies ask to
+// be reported is not, and the node says so.
+type noObserver struct{ audit []objKey }
+
+func (n *noObserver) Name() string { return string(capability.SubsystemFlows) }
+
+func (n *noObserver) Sync(_ context.Context, in *inputs) error {
+	n.audit = nil
+	for _, o := range in.objects {
+		if o.concerns && isAudit(o) {
+			n.audit = append(n.audit, o.key)
+		}
+	}
+	return nil
+}
+
+func (n *noObserver) Verify(context.Context, driftRecorder) error { return nil }
+
+func (n *noObserver) Report(_ *inputs, r *report) {
+	if len(n.audit) == 0 {
+		r.condition(v1.FlowsObservedCondition, true, v1.EnforcementSucceededReason, "no object on this node needs it")
+		return
+	}
+	names := make([]string, 0, len(n.audit))
+	for _, k := range n.audit {
+		r.gap(k, gap{reason: v1.NotSupportedReason, message: "audit mode's reports of what it would drop are not made: the agent runs without its flow observer"})
+		names = append(names, k.String())
+	}
+	r.condition(v1.FlowsObservedCondition, false, v1.NotSupportedReason,
+		"the agent runs without its flow observer, so the audit-mode policies' reports are not made ("+strings.Join(names, ", ")+")")
+}
+
+func isAudit(o *policyObject) bool {
+	switch t := o.obj.(type) {
+	case *v1.NetworkPolicy:
+		return t.Spec.Mode == v1.EnforcementModeAudit
+	case *v1.ClusterNetworkPolicy:
+		return t.Spec.Mode == v1.EnforcementModeAudit
+	}
+	return false
+}
