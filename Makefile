@@ -121,6 +121,10 @@ bench-guard: ## p50/p99 of guarding changes of 1, 100 and 1000 policies with the
 bench-validate: build $(CUE) ## Validate generated 1k/10k-policy repositories; compare with cue vet.
 	CUE=$(CUE) PALISADECTL=$(BIN)/palisadectl hack/bench-validate.sh
 
+.PHONY: bench-flows
+bench-flows: ## Verdict events kernel → ring buffer → Go reader, events/s paced (no loss) and flooded (root).
+	$(GO) test -run '^$$' -bench 'BenchmarkEventsToUserspace$$' -benchtime 2000000x ./internal/datapath/
+
 .PHONY: bench-datapath
 bench-datapath: bpf-tools ## eBPF datapath ns/packet vs parse-only, iptables and nftables; map load rate (root).
 	GO=$(GO) hack/bench-datapath.sh

@@ -234,6 +234,25 @@ static __always_inline void decide(struct state *s, struct endpoint_value *ep, _
 }
 
 /*
+ * A reader is woken when the unread data crosses EVENTS_WAKEUP_BYTES, not
+ * for every event: a wakeup is an irq_work (a self-IPI, dear in a VM) on
+ * the packet's path. The reader polls too (internal/datapath/events.go,
+ * eventsPoll), so events below the mark wait for at most its period.
+ * Crossing is a window of two records, since another CPU may submit in
+ * between; one missed is caught by the poll.
+ */
+#define EVENTS_WAKEUP_BYTES (64 * 1024)
+#define EVENTS_RECORD_BYTES (sizeof(struct verdict_event) + 8) /* with the ring's record header */
+
+static __always_inline __u64 events_wakeup(void)
+{
+	__u64 unread = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	if (unread >= EVENTS_WAKEUP_BYTES && unread < EVENTS_WAKEUP_BYTES + 2 * EVENTS_RECORD_BYTES)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+/*
  * emit writes a verdict event to the ring buffer. A full ring buffer loses
  * the event, never silently: COUNTER_EVENTS_LOST and the verdict's own
  * lost counter count it; COUNTER_EVENTS_SENT counts those written, so that
@@ -276,7 +295,7 @@ static __always_inline void emit(struct __sk_buff *skb, __u64 generation, struct
 	e->pad[0] = 0;
 	e->pad[1] = 0;
 	e->pad[2] = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, events_wakeup());
 	count(COUNTER_EVENTS_SENT);
 }
 

@@ -242,9 +242,11 @@ func (d *Datapath) Generation() uint64 {
 	return d.generation
 }
 
-// SetEventsAllowed turns events for allowed packets on or off. Denied
-// packets and new audited connections are always reported; allowed ones
-// only on request (tracing, tests), since every packet would make one.
+// SetEventsAllowed turns events for every allowed packet on or off.
+// Denied packets, new audited connections and new allowed connections
+// (the packet that creates the conntrack entry) are always reported;
+// every allowed packet only on request (tracing, tests), since each
+// would make one and none would take the conntrack fast path.
 func (d *Datapath) SetEventsAllowed(on bool) error {
 	var s bpf.PalisadeRuntimeSettings
 	if on {

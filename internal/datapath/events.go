@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,10 +226,17 @@ func decodeEvent(raw []byte, clk *bootClock) (Event, error) {
 	}, nil
 }
 
+// eventsPoll is how long a blocked Read waits before it looks for events
+// the kernel wrote without a wakeup: the programs wake the reader only when
+// the unread data crosses 64 KiB (bpf/palisade.c, events_wakeup), so this
+// bounds how late an event of light traffic is read.
+const eventsPoll = 50 * time.Millisecond
+
 // EventReader reads verdict events from the ring buffer. One reader at a
 // time should consume a datapath's events.
 type EventReader struct {
-	rd      *ringbuf.Reader
+	deadline time.Time // SetDeadline's
+	rd       *ringbuf.Reader
 	rec     ringbuf.Record
 	clk     bootClock
 	skipped atomic.Uint64
@@ -252,7 +260,15 @@ func (d *Datapath) Events() (*EventReader, error) {
 // returned; Skipped reports them.
 func (r *EventReader) Read() (Event, error) {
 	for {
+		dl := time.Now().Add(eventsPoll)
+		if !r.deadline.IsZero() && r.deadline.Before(dl) {
+			dl = r.deadline
+		}
+		r.rd.SetDeadline(dl)
 		if err := r.rd.ReadInto(&r.rec); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && (r.deadline.IsZero() || time.Now().Before(r.deadline)) {
+				continue // the poll's deadline, not the caller's
+			}
 			return Event{}, err
 		}
 		ev, err := decodeEvent(r.rec.RawSample, &r.clk)
@@ -277,7 +293,8 @@ func (r *EventReader) Skipped() (uint64, error) {
 // SetDeadline sets when Read gives up; the zero time waits forever, a
 // time in the past makes Read return what is already there, or
 // os.ErrDeadlineExceeded.
-func (r *EventReader) SetDeadline(t time.Time) { r.rd.SetDeadline(t) }
+// Call it from the goroutine that reads.
+func (r *EventReader) SetDeadline(t time.Time) { r.deadline = t }
 
 // Close stops the reader; a blocked Read returns ringbuf.ErrClosed.
 func (r *EventReader) Close() error { return r.rd.Close() }

@@ -24,6 +24,7 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -485,4 +486,42 @@ func benchEvents(b *testing.B, paced bool) {
 func withoutHeader(e Event) Event {
 	e.Type, e.Version, e.Time, e.TCPFlags = 0, 0, time.Time{}, 0
 	return e
+}
+
+// BenchmarkFirstPacketReported is BenchmarkPerPacket's flow=first (every
+// packet creates its connection, and so is reported) with a reader
+// draining the ring buffer, so every event is written, never lost: the
+// cost of reporting allowed connections at creation, beside
+// BenchmarkPerPacket/.../flow=first (which, with nobody reading, fills
+// the ring and then mostly counts losses).
+func BenchmarkFirstPacketReported(b *testing.B) {
+	d := openTest(b, nil)
+	er, err := d.Events()
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if _, err := er.Read(); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { er.Close(); <-done }()
+	for _, n := range []int{10, 100000} {
+		if err := d.Apply(context.Background(), benchState(n)); err != nil {
+			b.Fatal(err)
+		}
+		b.Run("rules="+strconv.Itoa(n)+"/path=hash/flow=first", func(b *testing.B) {
+			clearTracking(b, d)
+			before, _ := d.Counters()
+			benchPerCall(b, d, d.objs.PalisadeFromEndpoint, 80, true)
+			after, _ := d.Counters()
+			if lost := after.EventsLost - before.EventsLost; lost != 0 {
+				b.Logf("%d events lost", lost)
+			}
+		})
+	}
 }
