@@ -237,11 +237,11 @@ const eventsPoll = 50 * time.Millisecond
 type EventReader struct {
 	deadline time.Time // SetDeadline's
 	rd       *ringbuf.Reader
-	rec     ringbuf.Record
-	clk     bootClock
-	skipped atomic.Uint64
-	mu      sync.Mutex
-	lastErr error
+	rec      ringbuf.Record
+	clk      bootClock
+	skipped  atomic.Uint64
+	mu       sync.Mutex
+	lastErr  error
 }
 
 // Events opens the ring buffer of verdict events.

@@ -199,7 +199,7 @@ func TestEventsReporting(t *testing.T) {
 			{dir: eg, pkt: tcpTo(80, syn), event: true, verdict: engine.VerdictAllow, reason: allowed, rule: 1},
 			{dir: in, pkt: tcpFrom(80, synAck)}, // the reply
 			{dir: eg, pkt: tcpTo(80, ack)},
-			{dir: eg, pkt: tcpTo(80, ack | TCPFlagPSH)},
+			{dir: eg, pkt: tcpTo(80, ack|TCPFlagPSH)},
 			{dir: in, pkt: tcpFrom(80, ack)},
 			{dir: eg, pkt: tcpTo(80, finAck)},
 		}},
