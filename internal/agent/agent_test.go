@@ -77,6 +77,9 @@ type env struct {
 	links agent.Links
 	// api is the test's control plane, to restart its API server.
 	api *envtest.Environment
+	// setup, when set, is called on each started agent before its
+	// manager starts (observer_root_test.go adds the flow observer).
+	setup func(ctrl.Manager, *agent.Agent, *datapath.Datapath)
 }
 
 func requireNode(t *testing.T) {
@@ -223,6 +226,9 @@ func (e *env) start(limits datapath.Limits, verify time.Duration) *running {
 	// interfaces, and a verify pass they trigger would repair tampering
 	// before the test sees it bite. The verify passes here are the test's
 	// own (VerifyNow); the e2e runs the agent with the watch.
+	if e.setup != nil {
+		e.setup(mgr, a, dp)
+	}
 	if err := a.SetupWithManager(mgr, false); err != nil {
 		e.t.Fatal(err)
 	}
