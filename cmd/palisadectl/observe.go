@@ -226,4 +226,3 @@ func policyString(p *flows.Policy) string {
 	}
 	return s
 }
-

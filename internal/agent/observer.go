@@ -77,6 +77,8 @@ type Observer struct {
 	// counted is whether there was one.
 	kernelLost uint64
 	counted    bool
+	// skipped is the reader's count of records it could not decode.
+	skipped uint64
 }
 
 // flowView is what the observer resolves one generation's events with.
@@ -146,6 +148,14 @@ func (o *Observer) Verify(context.Context, driftRecorder) error {
 		o.Buffer.Lost(observer.StageKernel, c.EventsLost-o.kernelLost)
 	}
 	o.kernelLost, o.counted = c.EventsLost, true
+	// Records the reader skipped (an unknown type or version) are flows
+	// lost to decoding.
+	if sk, ok := o.Source.(interface{ Skipped() (uint64, error) }); ok {
+		if n, err := sk.Skipped(); err == nil && n > o.skipped {
+			o.Buffer.Lost(observer.StageDecode, n-o.skipped)
+			o.skipped = n
+		}
+	}
 	return nil
 }
 
@@ -261,8 +271,11 @@ func (o *Observer) rule(gen uint64, id engine.RuleID) (flows.Policy, bool) {
 func (o *Observer) resolve(ev *datapath.Event, now time.Time) flows.Flow {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
+	if !ev.Time.IsZero() {
+		now = ev.Time // the kernel's time of the verdict
+	}
 	f := flows.Flow{Time: now, Protocol: ev.Proto.String(), Direction: ev.Direction.String(),
-		Generation: ev.Generation, RuleID: uint32(ev.Rule)}
+		Generation: ev.Generation, RuleID: uint32(ev.Rule), TCPFlags: tcpFlags(ev.TCPFlags)}
 	v := o.view(ev.Generation)
 	if v == nil {
 		v = &flowView{}
@@ -313,6 +326,18 @@ func (o *Observer) resolve(ev *datapath.Event, now time.Time) flows.Flow {
 		}
 	}
 	return f
+}
+
+// tcpFlags spells the flags as hubble does, e.g. "SYN, ACK".
+func tcpFlags(b uint8) string {
+	names := []string{"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"}
+	var out []string
+	for i, n := range names {
+		if b&(1<<i) != 0 {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // dropReason maps the datapath's reason to the flow's.

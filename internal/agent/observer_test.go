@@ -160,6 +160,8 @@ func TestObserverResolvesAndAttributes(t *testing.T) {
 	o.Observe(ptr(ingress(gen1, engine.VerdictAllow, datapath.Reason(engine.ReasonAllowed), rule, "10.0.0.1", "10.0.0.2", 8080)), now)
 	deny := ingress(gen1, engine.VerdictDeny, datapath.Reason(engine.ReasonDefaultDeny), 0, "203.0.113.9", "10.0.0.2", 22)
 	deny.PeerIdentity = engine.IdentityWorld
+	deny.TCPFlags = datapath.TCPFlagSYN
+	deny.Time = now.Add(time.Second) // the kernel's time wins
 	o.Observe(&deny, now)
 
 	// A new revision at another line, which changes the kernel's state:
@@ -195,6 +197,9 @@ func TestObserverResolvesAndAttributes(t *testing.T) {
 	dropped := fs[1]
 	if dropped.Verdict != flows.Dropped || dropped.DropReason != flows.DefaultDeny || dropped.Policy != nil {
 		t.Errorf("dropped: %+v", dropped)
+	}
+	if dropped.TCPFlags != "SYN" || !dropped.Time.Equal(now.Add(time.Second)) {
+		t.Errorf("dropped: flags %q at %s", dropped.TCPFlags, dropped.Time)
 	}
 	if dropped.Source.Entity != "world" || dropped.Source.Pod != "" {
 		t.Errorf("world source: %+v", dropped.Source)
