@@ -18,6 +18,7 @@ package engine
 
 import (
 	"fmt"
+	"github.com/palisade-dev/palisade/internal/policy"
 	"slices"
 	"strings"
 
@@ -250,26 +251,8 @@ func (s Selector) mentions(key string) bool {
 	return false
 }
 
-// canonicalKey strips Cilium's label source prefixes: "k8s:" and "any:"
-// mean the workload's labels, "reserved:" keys name reserved entities. A
-// key with another source cannot match anything Palisade knows and is
-// refused rather than left to match nothing.
-func canonicalKey(k string) (string, error) {
-	src, key, ok := strings.Cut(k, ":")
-	if !ok {
-		return k, nil
-	}
-	switch src {
-	case "k8s", "any":
-		return key, nil
-	case "reserved":
-		if !slices.Contains(Entities, Entity(key)) || Entity(key) == EntityAll || Entity(key) == EntityCluster {
-			return "", fmt.Errorf("selector key %q: unknown reserved entity %q", k, key)
-		}
-		return k, nil
-	}
-	return "", fmt.Errorf("selector key %q: unknown label source %q (want k8s, any or reserved)", k, src)
-}
+// canonicalKey is policy.SelectorKey: one rule for label sources.
+func canonicalKey(k string) (string, error) { return policy.SelectorKey(k) }
 
 // selectsReserved reports whether the selector names a reserved label; only
 // such selectors can select a reserved identity.

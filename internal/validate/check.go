@@ -18,12 +18,13 @@ package validate
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/palisade-dev/palisade/internal/diag"
-	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/policy"
 )
 
 // checker collects the diagnostics of the semantic checks.
@@ -71,10 +72,17 @@ func (c *checker) checkDuplicates(policies []*Policy) {
 // checkSelector finds malformed requirements (PAL102) and selectors that
 // no set of labels can satisfy (PAL101).
 func (c *checker) checkSelector(p *Policy, path string, s metav1.LabelSelector) {
-	// What the engine cannot read would pass here and fail every node's
-	// compile: refuse it now, with the engine's own reason.
-	if _, err := engine.NewSelector(&s, ""); err != nil {
-		c.add(p, "PAL108", path, "%v", err)
+	// A key the engine cannot read would pass here and fail every node's
+	// compile: refuse it now, with the engine's own rule.
+	for _, k := range slices.Sorted(maps.Keys(s.MatchLabels)) {
+		if _, err := policy.SelectorKey(k); err != nil {
+			c.add(p, "PAL108", path+".matchLabels", "%v", err)
+		}
+	}
+	for i, e := range s.MatchExpressions {
+		if _, err := policy.SelectorKey(e.Key); err != nil {
+			c.add(p, "PAL108", fmt.Sprintf("%s.matchExpressions[%d]", path, i), "%v", err)
+		}
 	}
 	// allowed[key] is the set of values the key may take (nil: any value);
 	// present[key] says whether the key must (true) or must not (false)
