@@ -275,6 +275,12 @@ type NodeEnforcementStatus struct {
 	// +listType=map
 	// +listMapKey=endpoint
 	Errors []EndpointError `json:"errors,omitempty"`
+
+	// flowsAddress is host:port of the agent's flow observer (gRPC), which
+	// the relay fans in from; empty when the observer is off.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	FlowsAddress string `json:"flowsAddress,omitempty"`
 }
 
 // MaxKernelDrifts is how many drifts a NodeEnforcement keeps.
