@@ -21,6 +21,7 @@ limitations under the License.
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -69,6 +70,7 @@ func run() error {
 		flowsSize   = flag.Int("flows-buffer-size", observer.DefaultBufferSize, "how many recent flows the observer keeps")
 		flowsQueue  = flag.Int("flows-client-queue", observer.DefaultClientQueue, "how many flows a following client may fall behind before its flows are dropped (and counted)")
 		flowsGens   = flag.Int("flows-generations", agent.DefaultGenerations, "how many policy generations' rule tables the observer keeps to name the rule of an older generation's event")
+		flowsAdv    = flag.String("flows-advertise-address", "", "host:port the relay reaches the flow observer at, reported on NodeEnforcement; empty: the bound address, an unspecified host replaced by $NODE_IP (the node's address, from the downward API's status.hostIP) or else 127.0.0.1")
 		flowsAllow  = flag.Bool("flows-allowed", false, "report allowed packets as forwarded flows too (one event per packet: for debugging, not for busy nodes)")
 	)
 	opts := zap.Options{}
@@ -115,7 +117,7 @@ func run() error {
 		Log:            ctrl.Log.WithName("agent"),
 	}
 	if *flowsAddr != "0" {
-		if err := addObserver(mgr, a, dp, m, *flowsAddr, *flowsSize, *flowsQueue, *flowsGens, *flowsAllow); err != nil {
+		if err := addObserver(mgr, a, dp, m, *flowsAddr, *flowsAdv, *flowsSize, *flowsQueue, *flowsGens, *flowsAllow); err != nil {
 			return err
 		}
 	}
@@ -141,7 +143,7 @@ func run() error {
 
 // addObserver runs the flow observer: it reads the datapath's events into
 // a buffer of recent flows and serves them over gRPC on addr.
-func addObserver(mgr ctrl.Manager, a *agent.Agent, dp *datapath.Datapath, m *metrics.Metrics, addr string, size, queue, gens int, allowed bool) error {
+func addObserver(mgr ctrl.Manager, a *agent.Agent, dp *datapath.Datapath, m *metrics.Metrics, addr, advertise string, size, queue, gens int, allowed bool) error {
 	if err := dp.SetEventsAllowed(allowed); err != nil {
 		return fmt.Errorf("flows: %w", err)
 	}
@@ -160,8 +162,27 @@ func addObserver(mgr ctrl.Manager, a *agent.Agent, dp *datapath.Datapath, m *met
 	}
 	buf.OnLost = func(stage string, n uint64) { m.FlowsLost.WithLabelValues(stage).Add(float64(n)) }
 	a.Observer = &agent.Observer{Source: src, Buffer: buf, Generations: gens, Log: ctrl.Log.WithName("observer")}
+	a.FlowsAddress = advertised(advertise, lis.Addr(), os.Getenv("NODE_IP"))
 	if err := mgr.Add(a.Observer); err != nil {
 		return err
 	}
 	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return observer.Serve(ctx, lis, buf) }))
+}
+
+// advertised is the observer's address for the relay: flag when set, else
+// the bound address with an unspecified host (":4245", "0.0.0.0:4245")
+// replaced by the node's address, or by 127.0.0.1 when that is unknown (a
+// test on one machine).
+func advertised(flag string, bound net.Addr, nodeIP string) string {
+	if flag != "" {
+		return flag
+	}
+	host, port, err := net.SplitHostPort(bound.String())
+	if err != nil {
+		return bound.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = cmp.Or(nodeIP, "127.0.0.1")
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -96,6 +96,9 @@ type Agent struct {
 	Now func() time.Time
 	// Observer is the flow observer; nil runs the agent without one.
 	Observer *Observer
+	// FlowsAddress is host:port where the relay reaches Observer's gRPC
+	// service, reported as NodeEnforcement.status.flowsAddress.
+	FlowsAddress string
 
 	mu   sync.Mutex
 	net  *network

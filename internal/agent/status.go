@@ -165,6 +165,7 @@ func (a *Agent) report(ctx context.Context) error {
 		st.LastVerifiedTime = &t
 	}
 	st.Maps = a.net.recordUsage()
+	st.FlowsAddress = a.FlowsAddress
 	a.setConditions(ne, r, st.PolicySets)
 	if reflect.DeepEqual(base.Status, ne.Status) {
 		return nil
