@@ -43,6 +43,10 @@ import (
 // its rule.
 const DefaultGenerations = 8
 
+// DefaultLossInterval is how often the observer counts losses between
+// verify passes.
+const DefaultLossInterval = time.Second
+
 // EventSource is where the observer reads the datapath's verdict events:
 // *datapath.EventReader, or a fake in unit tests. Read blocks; Close
 // makes a blocked Read return.
@@ -65,7 +69,16 @@ type Observer struct {
 	// Generations is how many generations' tables are kept; 0 means
 	// DefaultGenerations.
 	Generations int
-	Log         logr.Logger
+	// Kernel is where the kernel's count of lost events is read; nil
+	// means the agent's datapath.
+	Kernel interface {
+		Counters() (datapath.Counters, error)
+	}
+	// LossInterval is how often the reader counts the kernel's and its
+	// own losses besides each verify pass, so a follower hears of them
+	// soon; 0 means DefaultLossInterval.
+	LossInterval time.Duration
+	Log          logr.Logger
 
 	a *Agent
 	// mu guards views and readErr: the reader resolves while the agent
@@ -73,8 +86,11 @@ type Observer struct {
 	mu      sync.RWMutex
 	views   []*flowView // oldest first
 	readErr error
-	// kernelLost is the datapath's EventsLost at the last verify pass;
-	// counted is whether there was one.
+	// lossMu guards kernelLost, counted and skipped: verify passes and
+	// the reader's ticker both count.
+	lossMu sync.Mutex
+	// kernelLost is the datapath's EventsLost at the last count; counted
+	// is whether there was one.
 	kernelLost uint64
 	counted    bool
 	// skipped is the reader's count of records it could not decode.
@@ -138,16 +154,29 @@ func (o *Observer) Sync(_ context.Context, in *inputs) error {
 }
 
 // Verify counts the events the kernel lost because the ring buffer was
-// full since the last pass.
-func (o *Observer) Verify(context.Context, driftRecorder) error {
-	c, err := o.a.Datapath.Counters()
-	if err != nil {
-		return fmt.Errorf("read counters: %w", err)
+// full, and the records the reader could not decode, since the last count.
+func (o *Observer) Verify(context.Context, driftRecorder) error { return o.countLost() }
+
+// countLost adds the losses since the last count to the buffer. The first
+// count only reads the baseline: the kernel's counter is the pinned
+// datapath's, and what it lost before this observer read is not its.
+func (o *Observer) countLost() error {
+	k := o.Kernel
+	if k == nil && o.a != nil && o.a.Datapath != nil {
+		k = o.a.Datapath
 	}
-	if o.counted && c.EventsLost > o.kernelLost {
-		o.Buffer.Lost(observer.StageKernel, c.EventsLost-o.kernelLost)
+	o.lossMu.Lock()
+	defer o.lossMu.Unlock()
+	if k != nil {
+		c, err := k.Counters()
+		if err != nil {
+			return fmt.Errorf("read counters: %w", err)
+		}
+		if o.counted && c.EventsLost > o.kernelLost {
+			o.Buffer.Lost(observer.StageKernel, c.EventsLost-o.kernelLost)
+		}
+		o.kernelLost, o.counted = c.EventsLost, true
 	}
-	o.kernelLost, o.counted = c.EventsLost, true
 	// Records the reader skipped (an unknown type or version) are flows
 	// lost to decoding.
 	if sk, ok := o.Source.(interface{ Skipped() (uint64, error) }); ok {
@@ -180,9 +209,31 @@ func (o *Observer) Start(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The baseline now, not at the first verify pass, which may come
+	// after a flood: what the kernel loses from here on is counted.
+	if err := o.countLost(); err != nil {
+		o.Log.Error(err, "count lost events")
+	}
+	every := o.LossInterval
+	if every <= 0 {
+		every = DefaultLossInterval
+	}
 	go func() {
-		<-ctx.Done()
-		o.Source.Close()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				o.Source.Close()
+				return
+			case <-t.C:
+				if err := o.countLost(); err != nil {
+					o.Log.V(1).Info("count lost events", "error", err.Error())
+				}
+			}
+		}
 	}()
 	failures := 0
 	for {
