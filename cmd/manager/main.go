@@ -63,6 +63,7 @@ func run() error {
 		leaderElect   = flag.Bool("leader-elect", true, "elect one active manager; the others stand by")
 		leaderNS      = flag.String("leader-election-namespace", "", "namespace of the leader election Lease; empty means the manager's own")
 		storagePath   = flag.String("storage-path", "/data", "directory for source artifacts")
+		relayAddr     = flag.String("relay-bind-address", "", "address of the flow relay (HTTP, GET /v1/flows), which fans in from every node's observer for palisadectl observe; empty disables it")
 		identityGrace = flag.Duration("identity-grace-period", controllers.DefaultIdentityGracePeriod, "how long an unused identity is kept before it is deleted")
 	)
 	opts := zap.Options{}
@@ -128,6 +129,11 @@ func run() error {
 		// The receiver only sets an annotation, which any replica may do:
 		// it serves on every replica, not just the leader.
 		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return serve(ctx, srv) })); err != nil {
+			return err
+		}
+	}
+	if *relayAddr != "" {
+		if err := addRelay(mgr, *relayAddr); err != nil {
 			return err
 		}
 	}
