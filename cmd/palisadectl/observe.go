@@ -33,31 +33,42 @@ import (
 
 	"github.com/palisade-dev/palisade/internal/flows"
 	"github.com/palisade-dev/palisade/internal/observer"
+	"github.com/palisade-dev/palisade/internal/relay"
 )
 
 func init() { commands = append(commands, newObserveCmd) }
 
 type observeFlags struct {
 	server, output string
-	follow         bool
-	last           int
-	filter         observer.Filter
-	fromPort       []string
-	toPort, port   []string
-	verdict        []string
-	dropReason     []string
+	// Without server: the relay, through the API server.
+	kubeconfig, context   string
+	relayNS, relayService string
+	follow                bool
+	last                  int
+	filter                observer.Filter
+	fromPort              []string
+	toPort, port          []string
+	verdict               []string
+	dropReason            []string
 }
 
 func newObserveCmd() *cobra.Command {
 	var f observeFlags
 	cmd := &cobra.Command{
-		Use:   "observe --server HOST:PORT [filters]",
-		Short: "Print the flows a node agent observed",
-		Long: `observe reads the flows of one node agent's observer (its gRPC service,
---flows-bind-address, port 4245 by default): every dropped packet and audited
-connection, resolved to workloads, the deciding policy, its Git revision and
-file:line, and, for a default-deny drop, the policies that isolate the
-workload.
+		Use:   "observe [--server HOST:PORT] [filters]",
+		Short: "Print the flows the node agents observed",
+		Long: `observe prints the flows the node agents observed: every dropped packet and
+audited connection, resolved to workloads, the deciding policy, its Git
+revision and file:line, and, for a default-deny drop, the policies that isolate
+the workload.
+
+By default it reads the relay, which fans in from every node, through the API
+server's service proxy with your kubeconfig (--kubeconfig, $KUBECONFIG,
+~/.kube/config; --context): you need "get" on services/proxy of the relay's
+Service (the ClusterRole palisade-flows-viewer, docs/flows.md). Nodes the
+relay cannot read, and nodes that join or leave while following, are printed
+to stderr. --server HOST:PORT reads one agent's gRPC service directly
+(--flows-bind-address, port 4245 by default).
 
 Filters are as hubble observe's: flags of different kinds must all match,
 several values of one flag (repeated or comma-separated) match when any does.
@@ -72,7 +83,11 @@ docs/flows.md, one JSON object per line, as palisadectl plan replays).`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runObserve(cmd, &f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.server, "server", fmt.Sprintf("localhost:%d", observer.DefaultPort), "address of the agent's flow service")
+	fl.StringVar(&f.server, "server", "", fmt.Sprintf("read one agent's flow service at HOST:PORT (its port is %d by default) instead of the relay", observer.DefaultPort))
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG or ~/.kube/config)")
+	fl.StringVar(&f.context, "context", "", "kubeconfig context (default the current one)")
+	fl.StringVar(&f.relayNS, "relay-namespace", "palisade-system", "namespace of the relay's Service")
+	fl.StringVar(&f.relayService, "relay-service", "palisade-relay", "the relay's Service: NAME, or SCHEME:NAME:PORT as the API server's proxy path takes it (default scheme http, port flows)")
 	fl.StringVarP(&f.output, "output", "o", "text", "output format: text or jsonl")
 	fl.BoolVarP(&f.follow, "follow", "f", false, "keep printing new flows")
 	fl.IntVar(&f.last, "last", 0, "print the last N flows held (0: all of them, or none with --follow)")
@@ -136,26 +151,42 @@ func runObserve(cmd *cobra.Command, f *observeFlags) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	enc := json.NewEncoder(out)
+	print := func(m *relay.Message) error {
+		switch {
+		case m.Node != nil:
+			printNode(errOut, m.Node)
+		case m.Lost != nil:
+			printLost(errOut, m.Lost)
+		case m.Flow != nil && f.output == "jsonl":
+			return enc.Encode(m.Flow)
+		case m.Flow != nil:
+			_, err := fmt.Fprintln(out, flowLine(m.Flow))
+			return err
+		}
+		return nil
+	}
+	if f.server == "" {
+		err = observeRelay(ctx, f, req, print)
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+		return nil
+	}
 	conn, err := grpc.NewClient(f.server, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", f.server, err)
 	}
 	defer conn.Close()
-	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	enc := json.NewEncoder(out)
 	err = observer.Observe(ctx, conn, req, func(r *observer.Response) error {
-		switch {
-		case r.Lost != nil:
-			printLost(errOut, r.Lost)
-		case r.Flow != nil && f.output == "jsonl":
-			return enc.Encode(r.Flow)
-		case r.Flow != nil:
-			_, err := fmt.Fprintln(out, flowLine(r.Flow))
-			return err
+		m := &relay.Message{Flow: r.Flow}
+		if r.Lost != nil {
+			m = &relay.Message{Lost: &relay.Lost{Lost: *r.Lost}}
 		}
-		return nil
+		return print(m)
 	})
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("observe %s: %w", f.server, err)
@@ -163,12 +194,31 @@ func runObserve(cmd *cobra.Command, f *observeFlags) error {
 	return nil
 }
 
-func printLost(w io.Writer, l *observer.Lost) {
+func printLost(w io.Writer, l *relay.Lost) {
+	on := ""
+	if l.Node != "" {
+		on = " on node " + l.Node
+	}
 	if l.Total {
-		fmt.Fprintf(w, "lost since the agent started: %d flows at stage %s\n", l.Count, l.Stage)
+		fmt.Fprintf(w, "lost since the agent started%s: %d flows at stage %s\n", on, l.Count, l.Stage)
 		return
 	}
-	fmt.Fprintf(w, "LOST %d flows at stage %s\n", l.Count, l.Stage)
+	fmt.Fprintf(w, "LOST %d flows at stage %s%s\n", l.Count, l.Stage, on)
+}
+
+func printNode(w io.Writer, n *relay.NodeEvent) {
+	switch n.State {
+	case relay.NodeUnreachable:
+		fmt.Fprintf(w, "NODE %s UNREACHABLE: its flows are missing until it is reconnected: %s\n", n.Name, n.Error)
+	case relay.NodeReconnected:
+		fmt.Fprintf(w, "node %s reconnected: what it observed while unreachable is missing\n", n.Name)
+	case relay.NodeNoObserver:
+		fmt.Fprintf(w, "NODE %s HAS NO OBSERVER: %s\n", n.Name, n.Error)
+	case relay.NodeGone:
+		fmt.Fprintf(w, "node %s gone: %s\n", n.Name, n.Error)
+	default:
+		fmt.Fprintf(w, "node %s %s %s\n", n.Name, n.State, n.Error)
+	}
 }
 
 // flowLine is a flow in one line, as hubble observe prints it, with the
