@@ -122,8 +122,9 @@ bench-validate: build $(CUE) ## Validate generated 1k/10k-policy repositories; c
 	CUE=$(CUE) PALISADECTL=$(BIN)/palisadectl hack/bench-validate.sh
 
 .PHONY: bench-flows
-bench-flows: ## Verdict events kernel → ring buffer → Go reader, events/s paced (no loss) and flooded (root).
+bench-flows: ## Verdict events kernel → ring buffer → Go reader, and kernel → observer → gRPC client process: events/s, losses by stage, agent CPU (root).
 	$(GO) test -run '^$$' -bench 'BenchmarkEventsToUserspace$$' -benchtime 2000000x ./internal/datapath/
+	$(GO) test -run '^$$' -bench 'BenchmarkFlowsToClient$$' -benchtime 2000000x ./internal/agent/
 
 .PHONY: bench-datapath
 bench-datapath: bpf-tools ## eBPF datapath ns/packet vs parse-only, iptables and nftables; map load rate (root).

@@ -241,7 +241,7 @@ func (o *Observer) Start(ctx context.Context) error {
 		switch {
 		case err == nil:
 			failures = 0
-			o.Observe(&ev, time.Now())
+			o.Observe(&ev, time.Time{}) // the kernel's time; a clock read per event costs
 			continue
 		case ctx.Err() != nil || errors.Is(err, ringbuf.ErrClosed):
 			return nil
@@ -260,7 +260,8 @@ func (o *Observer) Start(ctx context.Context) error {
 	}
 }
 
-// Observe resolves one event into a flow and adds it to the buffer.
+// Observe resolves one event into a flow and adds it to the buffer; now
+// is the flow's time when the event has none (zero: the clock's).
 func (o *Observer) Observe(ev *datapath.Event, now time.Time) {
 	f := o.resolve(ev, now)
 	o.Buffer.Add(f)
@@ -322,8 +323,11 @@ func (o *Observer) rule(gen uint64, id engine.RuleID) (flows.Policy, bool) {
 func (o *Observer) resolve(ev *datapath.Event, now time.Time) flows.Flow {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	if !ev.Time.IsZero() {
+	switch {
+	case !ev.Time.IsZero():
 		now = ev.Time // the kernel's time of the verdict
+	case now.IsZero():
+		now = time.Now()
 	}
 	f := flows.Flow{Time: now, Protocol: ev.Proto.String(), Direction: ev.Direction.String(),
 		Generation: ev.Generation, RuleID: uint32(ev.Rule), TCPFlags: tcpFlags(ev.TCPFlags)}

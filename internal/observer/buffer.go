@@ -69,7 +69,8 @@ type Buffer struct {
 	held int
 	seen uint64 // flows added since start
 	lost map[string]uint64
-	subs map[*subscriber]struct{}
+	// subs is a slice, not a set: Add ranges over it for every flow.
+	subs []*subscriber
 }
 
 // NewBuffer returns a buffer that holds the last size flows.
@@ -77,7 +78,7 @@ func NewBuffer(size int) *Buffer {
 	if size <= 0 {
 		size = DefaultBufferSize
 	}
-	return &Buffer{ring: make([]flows.Flow, size), lost: map[string]uint64{}, subs: map[*subscriber]struct{}{}}
+	return &Buffer{ring: make([]flows.Flow, size), lost: map[string]uint64{}}
 }
 
 // Add appends a flow, overwriting the oldest when the ring is full, and
@@ -94,7 +95,7 @@ func (b *Buffer) Add(f flows.Flow) {
 	b.ring[b.next] = f
 	b.next = (b.next + 1) % len(b.ring)
 	b.seen++
-	for s := range b.subs {
+	for _, s := range b.subs {
 		if !s.push(&f) {
 			dropped++
 		}
@@ -113,7 +114,7 @@ func (b *Buffer) Lost(stage string, n uint64) {
 	}
 	b.mu.Lock()
 	b.lost[stage] += n
-	for s := range b.subs {
+	for _, s := range b.subs {
 		s.noteLost(stage, n)
 	}
 	b.mu.Unlock()
@@ -179,10 +180,15 @@ func (b *Buffer) Observe(ctx context.Context, req *Request, send func(*Response)
 			q = DefaultClientQueue
 		}
 		sub = &subscriber{filter: req.Filter, max: q, wake: make(chan struct{}, 1), lost: map[string]uint64{}}
-		b.subs[sub] = struct{}{}
+		b.subs = append(b.subs, sub)
 		defer func() {
 			b.mu.Lock()
-			delete(b.subs, sub)
+			for i, s := range b.subs {
+				if s == sub {
+					b.subs = append(b.subs[:i:i], b.subs[i+1:]...)
+					break
+				}
+			}
 			b.mu.Unlock()
 		}()
 	}
@@ -201,13 +207,15 @@ func (b *Buffer) Observe(ctx context.Context, req *Request, send func(*Response)
 	if sub == nil {
 		return nil
 	}
+	var fs []flows.Flow
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-sub.wake:
 		}
-		fs, lost := sub.take()
+		var lost map[string]uint64
+		fs, lost = sub.take(fs)
 		for _, st := range Stages {
 			if n := lost[st]; n > 0 {
 				if err := send(&Response{Lost: &Lost{Stage: st, Count: n}}); err != nil {
@@ -267,10 +275,17 @@ func (s *subscriber) signal() {
 	}
 }
 
-func (s *subscriber) take() ([]flows.Flow, map[string]uint64) {
+// take returns the queued flows and the losses not told yet; the queue
+// goes on in sent, the slice take returned last time (double buffering:
+// no allocation per batch).
+func (s *subscriber) take(sent []flows.Flow) ([]flows.Flow, map[string]uint64) {
+	clear(sent) // what the flows refer to is not kept alive
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q, l := s.queue, s.lost
-	s.queue, s.lost = nil, map[string]uint64{}
+	s.queue = sent[:0]
+	if len(l) > 0 {
+		s.lost = map[string]uint64{}
+	}
 	return q, l
 }
