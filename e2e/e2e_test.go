@@ -87,6 +87,7 @@ type system struct {
 	pinDir       string
 	agent        *devenv.Proc
 	agentMetrics string
+	relayPort    int
 	wl           map[string]*devenv.Workload
 	repoURL      string
 }
@@ -236,6 +237,13 @@ ssh: {
 		t.Errorf("generation %d after the restart, want the pinned %d", g, gen)
 	}
 	s.traffic("after the restart", false, true)
+
+	// 9. Flows, through the relay and the API server's service proxy:
+	// palisadectl observe with the e2e kubeconfig shows a default-deny
+	// drop, an explicit-deny drop and an audit verdict, each with its
+	// policy, Git revision and file:line; after a commit moves the deny
+	// rule, a flow of before still names its own revision and line.
+	s.flowsStory()
 }
 
 func start(t *testing.T) *system {
@@ -245,7 +253,7 @@ func start(t *testing.T) *system {
 	}
 	dir := t.TempDir()
 	s := &system{t: t, root: root, dir: dir, bin: filepath.Join(dir, "bin"), wl: map[string]*devenv.Workload{}}
-	if err := devenv.Build(root, s.bin, "manager", "agent"); err != nil {
+	if err := devenv.Build(root, s.bin, "manager", "agent", "palisadectl"); err != nil {
 		t.Fatal(err)
 	}
 	cp, err := devenv.StartControlPlane(filepath.Join(dir, "cp"), filepath.Join(root, "config", "crd", "bases"))
@@ -286,9 +294,11 @@ func start(t *testing.T) *system {
 	}
 	s.repoURL = git.RepoURL("policies")
 
+	s.relayAddress()
 	mgr, err := devenv.Start("manager", filepath.Join(s.bin, "manager"), cp.Kubeconfig, filepath.Join(dir, "manager.log"),
 		"--leader-elect=false", "--storage-path="+filepath.Join(dir, "artifacts"), "--metrics-bind-address=0",
-		"--health-probe-bind-address=127.0.0.1:0", "--receiver-bind-address=")
+		"--health-probe-bind-address=127.0.0.1:0", "--receiver-bind-address=",
+		fmt.Sprintf("--relay-bind-address=%s:%d", relayIP, s.relayPort))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +328,10 @@ func (s *system) startAgent() {
 	s.agentMetrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
 	a, err := devenv.Start("agent", filepath.Join(s.bin, "agent"), s.cp.Kubeconfig, filepath.Join(s.dir, "agent.log"),
 		"--node-name="+nodeName, "--pin-dir="+s.pinDir, "--verify-interval="+verifyPeriod.String(),
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port), "--health-probe-bind-address=127.0.0.1:0")
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port), "--health-probe-bind-address=127.0.0.1:0",
+		// A port of its own each start: the relay follows the address
+		// the node reports.
+		"--flows-bind-address=127.0.0.1:0")
 	if err != nil {
 		s.t.Fatal(err)
 	}
