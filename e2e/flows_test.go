@@ -39,26 +39,26 @@ import (
 
 	"github.com/palisade-dev/palisade/internal/devenv"
 	"github.com/palisade-dev/palisade/internal/flows"
+	"github.com/palisade-dev/palisade/internal/netlab"
 )
 
 // relayIP is where the manager's relay listens: an address of the test's
-// own node namespace (never the machine's), on a dummy device, since the
-// API server's service proxy refuses loopback endpoints.
+// own node namespace (never the machine's), since the API server's
+// service proxy refuses loopback endpoints. It sits on the namespace's lo
+// (a dummy device needs a kernel module that may be missing), where it is
+// local like any other address but not a loopback one.
 const relayIP = "10.99.0.1"
 
 // relayAddress adds relayIP in the node namespace and picks the relay's
 // port.
 func (s *system) relayAddress() {
-	for _, args := range [][]string{
-		{"link", "add", "pal-relay", "type", "dummy"},
-		{"addr", "add", relayIP + "/32", "dev", "pal-relay"},
-		{"link", "set", "pal-relay", "up"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			s.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
+	if !netlab.Isolated() {
+		s.t.Fatal("not in a node namespace of its own")
 	}
-	s.t.Cleanup(func() { exec.Command("ip", "link", "del", "pal-relay").Run() })
+	if out, err := exec.Command("ip", "addr", "add", relayIP+"/32", "dev", "lo").CombinedOutput(); err != nil {
+		s.t.Fatalf("ip addr add %s/32 dev lo: %v: %s", relayIP, err, out)
+	}
+	s.t.Cleanup(func() { exec.Command("ip", "addr", "del", relayIP+"/32", "dev", "lo").Run() })
 	port, err := devenv.FreePort()
 	if err != nil {
 		s.t.Fatal(err)
@@ -79,17 +79,40 @@ func (s *system) relayService() {
 		}
 	}
 	create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-	create(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "flows", Port: 4246, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt(s.relayPort)}}}})
+	// Endpoints first, and written whatever was there: the proxy reads
+	// them, and an empty one may exist once the Service does.
+	eps := &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}                                  //nolint:staticcheck // the proxy reads Endpoints
+	subsets := []corev1.EndpointSubset{{Addresses: []corev1.EndpointAddress{{IP: relayIP, NodeName: ptr.To(nodeName)}}, //nolint:staticcheck
+		Ports: []corev1.EndpointPort{{Name: "flows", Port: int32(s.relayPort), Protocol: corev1.ProtocolTCP}}}} //nolint:staticcheck
+	if err := s.c.Get(ctx, client.ObjectKeyFromObject(eps), eps); apierrors.IsNotFound(err) {
+		eps.Subsets = subsets
+		create(eps)
+	} else if err != nil {
+		s.t.Fatal(err)
+	} else {
+		eps.Subsets = subsets
+		if err := s.c.Update(ctx, eps); err != nil {
+			s.t.Fatal(err)
+		}
+	}
 	create(&discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name + "-e2e", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
 		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{relayIP}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{relayIP}, NodeName: ptr.To(nodeName), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("flows"), Port: ptr.To(int32(s.relayPort)), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	})
-	create(&corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, //nolint:staticcheck // see above
-		Subsets: []corev1.EndpointSubset{{Addresses: []corev1.EndpointAddress{{IP: relayIP}}, //nolint:staticcheck
-			Ports: []corev1.EndpointPort{{Name: "flows", Port: int32(s.relayPort), Protocol: corev1.ProtocolTCP}}}}}) //nolint:staticcheck
+	create(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "flows", Port: 4246, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt(s.relayPort)}}}})
+	s.wait("the relay's Endpoints", func() error {
+		got := &corev1.Endpoints{} //nolint:staticcheck
+		if err := s.c.Get(ctx, client.ObjectKeyFromObject(eps), got); err != nil {
+			return err
+		}
+		if len(got.Subsets) == 0 {
+			return fmt.Errorf("the relay's Endpoints have no subsets: %+v", got)
+		}
+		return nil
+	})
 }
 
 // observe runs the real palisadectl observe with the e2e kubeconfig: the
