@@ -79,10 +79,20 @@ func (s *system) relayService() {
 		}
 	}
 	create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	// The proxy dials only an Endpoints address whose targetRef is a Pod
+	// with that IP: the manager's, on the host network as the relay here.
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "palisade-manager-e2e"},
+		Spec: corev1.PodSpec{NodeName: nodeName, HostNetwork: true, Containers: []corev1.Container{{Name: "manager", Image: "ghcr.io/palisade-dev/palisade-manager:e2e"}}}}
+	create(pod)
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: relayIP, PodIPs: []corev1.PodIP{{IP: relayIP}}, HostIP: relayIP}
+	if err := s.c.Status().Update(ctx, pod); err != nil {
+		s.t.Fatal(err)
+	}
 	// Endpoints first, and written whatever was there: the proxy reads
 	// them, and an empty one may exist once the Service does.
-	eps := &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}                                  //nolint:staticcheck // the proxy reads Endpoints
-	subsets := []corev1.EndpointSubset{{Addresses: []corev1.EndpointAddress{{IP: relayIP, NodeName: ptr.To(nodeName)}}, //nolint:staticcheck
+	eps := &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}} //nolint:staticcheck // the proxy reads Endpoints
+	subsets := []corev1.EndpointSubset{{Addresses: []corev1.EndpointAddress{{IP: relayIP, NodeName: ptr.To(nodeName),
+		TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: pod.Name, UID: pod.UID}}}, //nolint:staticcheck
 		Ports: []corev1.EndpointPort{{Name: "flows", Port: int32(s.relayPort), Protocol: corev1.ProtocolTCP}}}} //nolint:staticcheck
 	if err := s.c.Get(ctx, client.ObjectKeyFromObject(eps), eps); apierrors.IsNotFound(err) {
 		eps.Subsets = subsets
