@@ -68,8 +68,8 @@ func (s *system) relayAddress() {
 
 // relayService creates what config/manager deploys for the relay, with
 // endpoints by hand (no controller-manager runs here): the Service
-// palisade-system/palisade-relay, its EndpointSlice and, for an API server
-// whose proxy still resolves Endpoints, its Endpoints.
+// palisade-system/palisade-relay and its EndpointSlice, which the API
+// server's service proxy resolves.
 func (s *system) relayService() {
 	ctx := context.Background()
 	const ns, name = "palisade-system", "palisade-relay"
@@ -79,8 +79,8 @@ func (s *system) relayService() {
 		}
 	}
 	create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-	// The proxy dials only an Endpoints address whose targetRef is a Pod
-	// with that IP: the manager's, on the host network as the relay here.
+	// The proxy dials only an endpoint whose targetRef is a Pod with that
+	// IP: the manager's, on the host network as the relay here.
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "palisade-manager-e2e"},
 		Spec: corev1.PodSpec{NodeName: nodeName, HostNetwork: true, Containers: []corev1.Container{{Name: "manager", Image: "ghcr.io/palisade-dev/palisade-manager:e2e"}}}}
 	create(pod)
@@ -88,41 +88,16 @@ func (s *system) relayService() {
 	if err := s.c.Status().Update(ctx, pod); err != nil {
 		s.t.Fatal(err)
 	}
-	// Endpoints first, and written whatever was there: the proxy reads
-	// them, and an empty one may exist once the Service does.
-	eps := &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}} //nolint:staticcheck // the proxy reads Endpoints
-	subsets := []corev1.EndpointSubset{{Addresses: []corev1.EndpointAddress{{IP: relayIP, NodeName: ptr.To(nodeName),
-		TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: pod.Name, UID: pod.UID}}}, //nolint:staticcheck
-		Ports: []corev1.EndpointPort{{Name: "flows", Port: int32(s.relayPort), Protocol: corev1.ProtocolTCP}}}} //nolint:staticcheck
-	if err := s.c.Get(ctx, client.ObjectKeyFromObject(eps), eps); apierrors.IsNotFound(err) {
-		eps.Subsets = subsets
-		create(eps)
-	} else if err != nil {
-		s.t.Fatal(err)
-	} else {
-		eps.Subsets = subsets
-		if err := s.c.Update(ctx, eps); err != nil {
-			s.t.Fatal(err)
-		}
-	}
 	create(&discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name + "-e2e", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
 		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{relayIP}, NodeName: ptr.To(nodeName), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("flows"), Port: ptr.To(int32(s.relayPort)), Protocol: ptr.To(corev1.ProtocolTCP)}},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{relayIP}, NodeName: ptr.To(nodeName), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: pod.Name, UID: pod.UID}}},
+		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("flows"), Port: ptr.To(int32(s.relayPort)), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	})
 	create(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "flows", Port: 4246, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt(s.relayPort)}}}})
-	s.wait("the relay's Endpoints", func() error {
-		got := &corev1.Endpoints{} //nolint:staticcheck
-		if err := s.c.Get(ctx, client.ObjectKeyFromObject(eps), got); err != nil {
-			return err
-		}
-		if len(got.Subsets) == 0 {
-			return fmt.Errorf("the relay's Endpoints have no subsets: %+v", got)
-		}
-		return nil
-	})
+
 }
 
 // observe runs the real palisadectl observe with the e2e kubeconfig: the

@@ -53,13 +53,18 @@ const (
 	// revision knows the revision is not completely applied yet (a
 	// manager that died mid-apply) and keeps enforcing the previous one.
 	AnnotationRevisionObjects = "palisade.dev/revision-objects"
+	// AnnotationRuleSources maps each rule of a network policy (its field
+	// path, e.g. "spec.ingress[1]") to where it is written, file:line:col,
+	// as JSON: so the agent's flows name the line of the rule that decided,
+	// not only the policy's.
+	AnnotationRuleSources = "palisade.dev/rule-sources"
 )
 
 // Keys render sets on every object (and guards leave out of what they
 // judge, since they differ between the CLI and the cluster).
 var (
 	OwnLabels      = []string{LabelPolicySetName, LabelPolicySetNamespace}
-	OwnAnnotations = []string{AnnotationSource, AnnotationCUEPath, AnnotationRevision, AnnotationRevisionObjects}
+	OwnAnnotations = []string{AnnotationSource, AnnotationCUEPath, AnnotationRevision, AnnotationRevisionObjects, AnnotationRuleSources}
 )
 
 // Owner is the PolicySet that applies the objects, and the revision.
@@ -92,18 +97,58 @@ func Objects(policies []*policy.Policy, owner Owner) ([]policy.Object, error) {
 			LabelPolicySetName:      owner.Name,
 			LabelPolicySetNamespace: owner.Namespace,
 		}))
-		obj.SetAnnotations(merge(obj.GetAnnotations(), map[string]string{
-			AnnotationSource:          fmt.Sprintf("%s:%d:%d", p.Pos.File, p.Pos.Line, p.Pos.Column),
+		own := map[string]string{
+			AnnotationSource:          posString(p.Pos),
 			AnnotationCUEPath:         p.Path,
 			AnnotationRevision:        owner.Revision,
 			AnnotationRevisionObjects: strconv.Itoa(len(policies)),
-		}))
+		}
+		if rules, err := ruleSources(p); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", p.Pos, p.ID(), err)
+		} else if rules != "" {
+			own[AnnotationRuleSources] = rules
+		}
+		obj.SetAnnotations(merge(obj.GetAnnotations(), own))
 		out = append(out, obj)
 	}
 	slices.SortFunc(out, func(a, b policy.Object) int {
 		return cmp.Or(cmp.Compare(kindOf(a), kindOf(b)), cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
 	})
 	return out, nil
+}
+
+func posString(p diag.Pos) string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column) }
+
+// ruleSources is the AnnotationRuleSources value of a network policy: the
+// position of each rule, "" for other kinds or a policy without rules.
+func ruleSources(p *policy.Policy) (string, error) {
+	rs, _, _, ok := p.Network()
+	if !ok {
+		return "", nil
+	}
+	m := map[string]string{}
+	for _, r := range policy.Rules(rs) {
+		m[r.Path] = posString(p.PosOf(r.Path))
+	}
+	if len(m) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(m) // sorted keys: the same policy, the same bytes
+	return string(b), err
+}
+
+// rulePositions locates a policy's rules from AnnotationRuleSources; other
+// paths are at the policy's own position.
+type rulePositions struct {
+	rules  map[string]diag.Pos
+	policy diag.Pos
+}
+
+func (r rulePositions) PosOf(path string) diag.Pos {
+	if p, ok := r.rules[path]; ok {
+		return p
+	}
+	return r.policy
 }
 
 // object copies the typed policy and keeps only what the user may set:
@@ -187,6 +232,21 @@ func Policy(obj policy.Object) (*policy.Policy, error) {
 			return nil, fmt.Errorf("%s: annotation %s: %w", p.ID(), AnnotationSource, err)
 		}
 		p.Pos = pos
+	}
+	if src := obj.GetAnnotations()[AnnotationRuleSources]; src != "" {
+		var m map[string]string
+		if err := json.Unmarshal([]byte(src), &m); err != nil {
+			return nil, fmt.Errorf("%s: annotation %s: %w", p.ID(), AnnotationRuleSources, err)
+		}
+		loc := rulePositions{rules: make(map[string]diag.Pos, len(m)), policy: p.Pos}
+		for path, s := range m {
+			pos, err := parsePos(s)
+			if err != nil {
+				return nil, fmt.Errorf("%s: annotation %s: %s: %w", p.ID(), AnnotationRuleSources, path, err)
+			}
+			loc.rules[path] = pos
+		}
+		p.Source = loc
 	}
 	// The JSON a policy carries is what the user wrote: spec and identity,
 	// not server-set metadata or status.
