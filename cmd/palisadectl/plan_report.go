@@ -35,7 +35,7 @@ func (p *plan) write(w io.Writer, format string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(p)
 	case "sarif":
-		return p.writeSARIF(w)
+		return diag.Write(w, "sarif", "palisadectl plan", schema.Version, p.diagnostics())
 	case "github":
 		// Workflow annotations need no rule registry: reuse validate's.
 		return diag.Write(w, "github", "palisadectl", schema.Version, p.diagnostics())
@@ -124,12 +124,6 @@ func mdCell(s string) string {
 	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)
 }
 
-// Plan's SARIF rules; the codes are plan's own, not validate's.
-var planRules = []struct{ id, level, title, help string }{
-	{"PLAN001", "error", "a recorded flow that was allowed would be dropped", "restore the rule that allowed it, or confirm that the flow must stop"},
-	{"PLAN002", "note", "a recorded flow's verdict changes", ""},
-}
-
 // message says what happens to one change's flows.
 func (pr *pairOut) message(c *changeOut) string {
 	return fmt.Sprintf("%d recorded flow(s) %s -> %s %d/%s: %s -> %s, now %s", c.Count, pr.Source, pr.Destination, c.Port, c.Protocol, c.Before, c.After, c.DecidedBy)
@@ -140,50 +134,12 @@ func (p *plan) diagnostics() diag.List {
 	var l diag.List
 	for _, pr := range p.Pairs {
 		for _, c := range pr.Changes {
-			d := diag.Diagnostic{Code: planRules[1].id, Severity: diag.Info, Pos: c.DecidedBy.pos(), Message: pr.message(c)}
+			d := diag.New("PLAN002", c.DecidedBy.pos(), "%s", pr.message(c))
 			if c.breaks() {
-				d.Code, d.Severity = planRules[0].id, diag.Error
+				d = diag.New("PLAN001", c.DecidedBy.pos(), "%s", pr.message(c))
 			}
 			l = append(l, d)
 		}
 	}
 	return l
-}
-
-func (p *plan) writeSARIF(w io.Writer) error {
-	type msg struct {
-		Text string `json:"text"`
-	}
-	rules := make([]map[string]any, len(planRules))
-	for i, r := range planRules {
-		rules[i] = map[string]any{"id": r.id, "shortDescription": msg{r.title}, "help": msg{r.help}, "defaultConfiguration": map[string]string{"level": r.level}}
-	}
-	results := []map[string]any{}
-	for _, d := range p.diagnostics() {
-		loc := map[string]any{"artifactLocation": map[string]string{"uri": d.Pos.File}}
-		if d.Pos.Line > 0 {
-			region := map[string]int{"startLine": d.Pos.Line}
-			if d.Pos.Column > 0 {
-				region["startColumn"] = d.Pos.Column
-			}
-			loc["region"] = region
-		}
-		level := "note"
-		if d.Severity == diag.Error {
-			level = "error"
-		}
-		results = append(results, map[string]any{"ruleId": d.Code, "level": level, "message": msg{d.Message},
-			"locations": []any{map[string]any{"physicalLocation": loc}}})
-	}
-	doc := map[string]any{
-		"$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-		"version": "2.1.0",
-		"runs": []any{map[string]any{
-			"tool":    map[string]any{"driver": map[string]any{"name": "palisadectl plan", "version": schema.Version, "informationUri": "https://palisade.dev", "rules": rules}},
-			"results": results,
-		}},
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(doc)
 }

@@ -111,6 +111,9 @@ var Codes = map[string]CodeInfo{
 	"PAL905": {Warning, "field translated to a narrower Palisade equivalent", "the imported policy allows less than the source; check that nothing needed is lost"},
 	"PAL906": {Warning, "imported selector matches nothing under Palisade", "Palisade has no such endpoints; remove the policy or select pods by their labels"},
 	"PAL907": {Warning, "Kubernetes ipBlock covers pod addresses, which a Palisade CIDR does not match", ""},
+	// palisadectl plan's findings.
+	"PLAN001": {Error, "a recorded flow that was allowed would be dropped", "restore the rule that allowed it, or confirm that the flow must stop"},
+	"PLAN002": {Info, "a recorded flow's verdict changes", ""},
 	// PAL6xx: guards (internal/guard), OPA/Rego checks of a change.
 	"PAL601": {Error, "guard denied the change", "change the policies, or ask the guard's owner; see docs/guards.md"},
 	"PAL602": {Warning, "guard warning", ""},
