@@ -301,6 +301,12 @@ Send traffic between the demo workloads (network namespaces):
 
   bin/palisade-run probe shop/frontend-7d9f shop/api-5c8b:8080     # allowed: frontend → api
   bin/palisade-run probe shop/frontend-7d9f shop/postgres-0:5432   # dropped: only api reaches postgres
+
+and watch the verdicts with the policy, revision and file:line that decided
+(the agent's flow observer; make run starts no relay, so ask the agent):
+
+  bin/palisadectl observe --server 127.0.0.1:4245 --last 20
+  bin/palisadectl observe --server 127.0.0.1:4245 --follow --verdict dropped
 `)
 	}
 	fmt.Printf(`
