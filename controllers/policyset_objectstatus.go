@@ -50,7 +50,8 @@ type nodeObjects struct {
 	// objects are the set's objects the node does not enforce fully.
 	objects map[objectKey]v1.ObjectEnforcement
 	// truncated is true when the node counts more objects not enforced
-	// fully than it lists (at most MaxObjectsPerSet are listed): an
+	// fully than it lists (at most MaxObjectsPerSet per set and
+	// MaxObjectsPerNode in all are listed): an
 	// object it does not list may be one of them.
 	truncated bool
 }
@@ -164,8 +165,8 @@ func objectEnforcement(ps *v1.PolicySet, rev string, key objectKey, nodes []node
 		return metav1.ConditionFalse, reason, strings.Join(parts, "; ")
 	case len(truncated) > 0:
 		return metav1.ConditionUnknown, v1.PartiallyEnforcedReason, fmt.Sprintf(
-			"the reports of %s list only %d of the objects of revision %s they do not enforce fully; this one may be among the rest",
-			nodeList(truncated), v1.MaxObjectsPerSet, rev)
+			"the reports of %s do not list every object of revision %s they do not enforce fully (at most %d per set, %d per node); this one may be among the rest",
+			nodeList(truncated), rev, v1.MaxObjectsPerSet, v1.MaxObjectsPerNode)
 	case len(pending) > 0:
 		return metav1.ConditionFalse, v1.EnforcementPendingReason, fmt.Sprintf(
 			"waiting for every Ready node to enforce revision %s; the Enforced condition of PolicySet %s/%s names them",

@@ -87,7 +87,7 @@ func TestObjectEnforcement(t *testing.T) {
 		{name: "a node lists only some of what it does not enforce", rev: testRev, key: frontend,
 			nodes: []nodeReport{{name: "a", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{
 				"team/shop": {Partial: 100, Objects: manyObjects(64)}}}},
-			status: metav1.ConditionUnknown, reason: v1.PartiallyEnforcedReason, msg: []string{"the reports of a list only 64"}},
+			status: metav1.ConditionUnknown, reason: v1.PartiallyEnforcedReason, msg: []string{"the reports of a do not list every object", "at most 64 per set, 256 per node"}},
 		{name: "a listed object on a node that lists only some", rev: testRev, key: objectKey{"NetworkPolicy", "shop", "p07"},
 			nodes: []nodeReport{{name: "a", sets: at(testRev), objects: map[string]v1.PolicySetEnforcement{
 				"team/shop": {Partial: 100, Objects: manyObjects(64)}}}},

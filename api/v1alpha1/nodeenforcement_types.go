@@ -103,7 +103,8 @@ type PolicySetEnforcement struct {
 	NotEnforced int32 `json:"notEnforced,omitempty"`
 	// objects lists the set's objects that concern this node and that it
 	// does not enforce fully, with what is missing (at most
-	// MaxObjectsPerSet; the counts above cover every object).
+	// MaxObjectsPerSet, and MaxObjectsPerNode over all sets; the counts
+	// above cover every object).
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
@@ -115,8 +116,14 @@ type PolicySetEnforcement struct {
 	PendingRevision string `json:"pendingRevision,omitempty"`
 }
 
-// MaxObjectsPerSet bounds PolicySetEnforcement.objects.
-const MaxObjectsPerSet = 64
+// MaxObjectsPerSet bounds PolicySetEnforcement.objects, and
+// MaxObjectsPerNode the objects listed over all sets of one
+// NodeEnforcement, so that its status stays far below the API server's
+// object size limit however many sets a node enforces.
+const (
+	MaxObjectsPerSet  = 64
+	MaxObjectsPerNode = 256
+)
 
 // ObjectEnforcementState is how much of one policy object a node enforces.
 // +kubebuilder:validation:Enum=Enforced;Partial;NotEnforced

@@ -24,6 +24,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -569,5 +570,46 @@ func TestMergeErrors(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestListedObjectsAreBounded(t *testing.T) {
+	f := newFixture(t)
+	f.pod("api", "api", "10.0.0.2", 2, false)
+	// 5 sets × 70 objects with HTTP rules: every one partly enforced.
+	const sets, per = 5, 70
+	for s := 0; s < sets; s++ {
+		for i := 0; i < per; i++ {
+			np := &v1.NetworkPolicy{}
+			if err := yaml.UnmarshalStrict([]byte(allowHTTP), &np.Spec); err != nil {
+				t.Fatal(err)
+			}
+			np.Name, np.Namespace = fmt.Sprintf("p%d-%d", s, i), "shop"
+			np.Labels = map[string]string{render.LabelPolicySetName: fmt.Sprintf("set%d", s), render.LabelPolicySetNamespace: "shop"}
+			np.Annotations = map[string]string{render.AnnotationRevision: "r1", render.AnnotationRevisionObjects: strconv.Itoa(per)}
+			f.create(np)
+		}
+	}
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	st := f.status().Status
+	listed := 0
+	for _, s := range st.PolicySets {
+		if s.Partial != per || len(s.Objects) > v1.MaxObjectsPerSet {
+			t.Errorf("set %s: partial %d, %d listed", s.Name, s.Partial, len(s.Objects))
+		}
+		listed += len(s.Objects)
+	}
+	if len(st.PolicySets) != sets || listed != v1.MaxObjectsPerNode {
+		t.Fatalf("%d sets, %d objects listed; want %d sets and %d listed in all", len(st.PolicySets), listed, sets, v1.MaxObjectsPerNode)
+	}
+	// The same state reports the same status: no write per report.
+	before := st.PolicySets
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(before, f.status().Status.PolicySets) {
+		t.Fatal("the listed objects changed between two reports of the same state")
 	}
 }

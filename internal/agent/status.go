@@ -20,6 +20,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -83,11 +84,17 @@ func (a *Agent) collect() *report {
 }
 
 // setStatus is the NodeEnforcement entry of each enforced set: its
-// revision, and how fully the node enforces each of its objects.
+// revision, and how fully the node enforces each of its objects. Sets and
+// objects are in a stable order, so the same state gives the same status.
 func (a *Agent) setStatus(r *report) []v1.PolicySetEnforcement {
 	gen := int64(a.Datapath.Generation())
+	keys := slices.SortedFunc(maps.Keys(a.sets), func(x, y setKey) int {
+		return cmp.Or(strings.Compare(x.namespace, y.namespace), strings.Compare(x.name, y.name))
+	})
+	budget := v1.MaxObjectsPerNode
 	var out []v1.PolicySetEnforcement
-	for k, si := range a.sets {
+	for _, k := range keys {
+		si := a.sets[k]
 		if si.revision == "" {
 			continue
 		}
@@ -110,15 +117,13 @@ func (a *Agent) setStatus(r *report) []v1.PolicySetEnforcement {
 			} else {
 				e.Partial++
 			}
-			if len(e.Objects) < v1.MaxObjectsPerSet {
+			if len(e.Objects) < v1.MaxObjectsPerSet && budget > 0 {
 				e.Objects = append(e.Objects, oe)
+				budget--
 			}
 		}
 		out = append(out, e)
 	}
-	slices.SortFunc(out, func(x, y v1.PolicySetEnforcement) int {
-		return cmp.Or(strings.Compare(x.Namespace, y.Namespace), strings.Compare(x.Name, y.Name))
-	})
 	return out
 }
 
