@@ -222,10 +222,11 @@ func (e *env) start(limits datapath.Limits, verify time.Duration) *running {
 	}
 	a := &agent.Agent{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Datapath: dp, Node: node, Links: links, Metrics: m,
 		Recorder: mgr.GetEventRecorder("palisade-agent"), VerifyInterval: verify, Log: mgr.GetLogger()}
-	// No link-event watch: other tests on this machine add and remove
-	// interfaces, and a verify pass they trigger would repair tampering
-	// before the test sees it bite. The verify passes here are the test's
-	// own (VerifyNow); the e2e runs the agent with the watch.
+	// No link-event watch: the tests of this package add and remove
+	// interfaces in the node namespace they share, and a verify pass that
+	// triggers would repair tampering before the test sees it bite. The
+	// verify passes here are the test's own (VerifyNow); the e2e runs the
+	// agent with the watch.
 	if e.setup != nil {
 		e.setup(mgr, a, dp)
 	}
