@@ -210,11 +210,18 @@ func (g *gitRepo) commit(t *testing.T, msg string) *object.Commit {
 // validateCmd runs palisadectl validate with args.
 func validateCmd(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
+	return runCLI(t, "validate", args...)
+}
+
+// runCLI runs palisadectl's command with args and returns its output,
+// its error output (with a usage error's message) and its exit code.
+func runCLI(t *testing.T, command string, args ...string) (string, string, int) {
+	t.Helper()
 	root := newRootCmd()
 	var out, errOut bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errOut)
-	root.SetArgs(append([]string{"validate"}, args...))
+	root.SetArgs(append([]string{command}, args...))
 	err := root.Execute()
 	if err != nil && exitCode(err) == exitUsage {
 		errOut.WriteString(err.Error())

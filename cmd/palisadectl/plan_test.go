@@ -39,16 +39,7 @@ const examplesDir = "../../policies/examples"
 // planCmd runs palisadectl plan with args.
 func planCmd(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	root := newRootCmd()
-	var out, errOut bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetArgs(append([]string{"plan"}, args...))
-	err := root.Execute()
-	if err != nil && exitCode(err) == exitUsage {
-		errOut.WriteString(err.Error())
-	}
-	return out.String(), errOut.String(), exitCode(err)
+	return runCLI(t, "plan", args...)
 }
 
 // copyExamples copies policies/examples into dst.

@@ -17,7 +17,6 @@ limitations under the License.
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -33,13 +32,7 @@ const examples = "../../policies/examples"
 // testCmd runs "palisadectl test" with args.
 func testCmd(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	root := newRootCmd()
-	var out, errOut bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetArgs(append([]string{"test"}, args...))
-	err := root.Execute()
-	return out.String(), errOut.String(), exitCode(err)
+	return runCLI(t, "test", args...)
 }
 
 // TestExampleFlowTests runs the flow tests of the example repository, so
