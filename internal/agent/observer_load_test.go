@@ -34,10 +34,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/palisade-dev/palisade/internal/agent"
 	"github.com/palisade-dev/palisade/internal/datapath"
@@ -149,32 +146,9 @@ func (t *tally) String() string {
 // counted every 100ms, and only the events the datapath always makes
 // (drops, and allowed connections at creation).
 func observingLoad(t *testing.T, size, queue int) (func(ctrl.Manager, *agent.Agent, *datapath.Datapath), *observer.Buffer, func() *grpc.ClientConn) {
-	lis := bufconn.Listen(1 << 20)
 	buf := observer.NewBuffer(size)
 	buf.ClientQueue = queue
-	hook := func(mgr ctrl.Manager, a *agent.Agent, dp *datapath.Datapath) {
-		src, err := dp.Events()
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.Observer = &agent.Observer{Source: src, Buffer: buf, LossInterval: 100 * time.Millisecond, Log: mgr.GetLogger()}
-		if err := mgr.Add(a.Observer); err != nil {
-			t.Fatal(err)
-		}
-		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return observer.Serve(ctx, lis, buf) })); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dial := func() *grpc.ClientConn {
-		conn, err := grpc.NewClient("passthrough:///agent", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			return lis.DialContext(ctx)
-		}), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		return conn
-	}
+	hook, dial := observerHook(t, buf, false, 100*time.Millisecond)
 	return hook, buf, dial
 }
 

@@ -59,17 +59,25 @@ func (e *env) annotateSource(name, src string) {
 // reading dp's events (allowed ones too) and serving them on an in-memory
 // listener, and the client connection to it.
 func observing(t *testing.T) (func(ctrl.Manager, *agent.Agent, *datapath.Datapath), func() *grpc.ClientConn) {
+	return observerHook(t, observer.NewBuffer(1024), true, 0)
+}
+
+// observerHook is observing into buf; allowed reports every allowed
+// packet too, lossInterval (0: the default) is how often kernel losses
+// are counted.
+func observerHook(t *testing.T, buf *observer.Buffer, allowed bool, lossInterval time.Duration) (func(ctrl.Manager, *agent.Agent, *datapath.Datapath), func() *grpc.ClientConn) {
 	lis := bufconn.Listen(1 << 20)
 	hook := func(mgr ctrl.Manager, a *agent.Agent, dp *datapath.Datapath) {
-		if err := dp.SetEventsAllowed(true); err != nil {
-			t.Fatal(err)
+		if allowed {
+			if err := dp.SetEventsAllowed(true); err != nil {
+				t.Fatal(err)
+			}
 		}
 		src, err := dp.Events()
 		if err != nil {
 			t.Fatal(err)
 		}
-		buf := observer.NewBuffer(1024)
-		a.Observer = &agent.Observer{Source: src, Buffer: buf, Log: mgr.GetLogger()}
+		a.Observer = &agent.Observer{Source: src, Buffer: buf, LossInterval: lossInterval, Log: mgr.GetLogger()}
 		if err := mgr.Add(a.Observer); err != nil {
 			t.Fatal(err)
 		}
