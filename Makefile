@@ -13,6 +13,8 @@ PKGS ?= ./...
 GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd config/rbac/role.yaml config/rbac/agent_role.yaml bpf/palisade_bpfel.go bpf/palisade_bpfel.o bpf/tracing/tracing_bpfel.go bpf/tracing/tracing_bpfel.o
 
 include hack/tools.mk
+# Images and the real-node story (make images, make e2e-node).
+-include hack/node.mk
 
 # envtest finds kube-apiserver and etcd here (built by hack/tools.mk).
 export KUBEBUILDER_ASSETS := $(ENVTEST_ASSETS)
