@@ -71,14 +71,14 @@ func TestResolveRunningKernel(t *testing.T) {
 		problems [][3]string
 	}{
 		{
-			name: "fentry with typed args",
-			spec: v1alpha1.TracingPolicySpec{KProbes: []v1alpha1.FunctionHook{{Call: "security_file_permission", HookCommon: v1alpha1.HookCommon{Args: args(0, "file", 1, "int")}}}},
+			name:     "fentry with typed args",
+			spec:     v1alpha1.TracingPolicySpec{KProbes: []v1alpha1.FunctionHook{{Call: "security_file_permission", HookCommon: v1alpha1.HookCommon{Args: args(0, "file", 1, "int")}}}},
 			hooks:    []string{"spec.kprobes[0] fentry security_file_permission 2"},
 			btfTypes: []string{"struct file *", "int"},
 		},
 		{
-			name: "string on a struct file pointer",
-			spec: v1alpha1.TracingPolicySpec{KProbes: []v1alpha1.FunctionHook{{Call: "security_file_permission", HookCommon: v1alpha1.HookCommon{Args: args(0, "string")}}}},
+			name:  "string on a struct file pointer",
+			spec:  v1alpha1.TracingPolicySpec{KProbes: []v1alpha1.FunctionHook{{Call: "security_file_permission", HookCommon: v1alpha1.HookCommon{Args: args(0, "string")}}}},
 			hooks: []string{"spec.kprobes[0] fentry security_file_permission 2"},
 			problems: [][3]string{{"spec.kprobes[0].args[0].type", CodeArgType,
 				`argument 0 of security_file_permission is "struct file *file", which type "string" cannot read (it is not a char * or char array); use type "file"`}},
@@ -139,7 +139,7 @@ func TestResolveRunningKernel(t *testing.T) {
 				{Call: "security_file_permission", Return: ptr(true), ReturnArg: &v1alpha1.Arg{Type: "int"}},
 				{Call: "security_file_permission", Return: ptr(true), ReturnArg: &v1alpha1.Arg{Type: "file"}},
 			}},
-			hooks: []string{"spec.kprobes[0] fexit security_file_permission 2", "spec.kprobes[1] fexit security_file_permission 2"},
+			hooks:    []string{"spec.kprobes[0] fexit security_file_permission 2", "spec.kprobes[1] fexit security_file_permission 2"},
 			problems: [][3]string{{"spec.kprobes[1].returnArg.type", CodeArgType, `the return value of security_file_permission is "int", which type "file" cannot read`}},
 		},
 		{
