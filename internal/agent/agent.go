@@ -17,9 +17,11 @@ limitations under the License.
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -99,10 +101,24 @@ type Agent struct {
 	// FlowsAddress is host:port where the relay reaches Observer's gRPC
 	// service, reported as NodeEnforcement.status.flowsAddress.
 	FlowsAddress string
+	// Tracing is the tracing datapath: *tracing.Manager, or a fake in
+	// unit tests. Nil runs the agent without tracing, and TracingOff says
+	// why in status.
+	Tracing    TracingKernel
+	TracingOff string
+	// CgroupRoot is the cgroup v2 hierarchy where pods' cgroups are
+	// found (DetectCgroupRoot); ProcRoot is the proc filesystem where
+	// the processes to protect are found ("" means /proc).
+	CgroupRoot string
+	ProcRoot   string
+	// TracingEvents, when not nil, receives every tracing event as one
+	// JSON line.
+	TracingEvents io.Writer
 
-	mu   sync.Mutex
-	net  *network
-	subs []Subsystem
+	mu    sync.Mutex
+	net   *network
+	trace *tracingSubsystem // nil without Tracing
+	subs  []Subsystem
 	// last is the last sync's input; nil before the first.
 	last *inputs
 	// snapshots are, per PolicySet, the objects of its last complete
@@ -141,11 +157,21 @@ func (a *Agent) subsystems() []Subsystem {
 		a.subs = []Subsystem{
 			a.net,
 			newPending("l7", v1.L7EnforcedCondition, capability.SubsystemL7),
-			newPending("tracing", v1.TracingEnforcedCondition, capability.SubsystemTracing),
+			a.tracingSubsystem(),
 			a.observerSubsystem(),
 		}
 	}
 	return a.subs
+}
+
+// tracingSubsystem is the tracing subsystem, or, without a tracing
+// datapath, a stand-in that reports tracing policies as not enforced.
+func (a *Agent) tracingSubsystem() Subsystem {
+	if a.Tracing == nil {
+		return &tracingOff{why: cmp.Or(a.TracingOff, "this agent runs without a tracing datapath, so no program is loaded for it: its hooks never run and its actions never happen")}
+	}
+	a.trace = newTracingSubsystem(a)
+	return a.trace
 }
 
 // Reconcile brings the kernel to what the cluster's objects say. Every
@@ -157,7 +183,7 @@ func (a *Agent) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, err
 	if rerr := a.report(ctx); rerr != nil {
 		return ctrl.Result{}, errors.Join(err, rerr)
 	}
-	if err != nil || a.net.retry() {
+	if err != nil || a.net.retry() || (a.trace != nil && a.trace.retry()) {
 		return ctrl.Result{RequeueAfter: retryInterval}, nil
 	}
 	return ctrl.Result{}, nil

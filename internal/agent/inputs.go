@@ -25,6 +25,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
@@ -54,6 +55,16 @@ type inputs struct {
 	objects []*policyObject
 	// sets are the PolicySets among them and their revisions.
 	sets map[setKey]*setInfo
+	// pods are the pods of this node that are not over, with or without
+	// an address: tracing scopes policies to them by their cgroups.
+	pods []localPod
+}
+
+// localPod is a pod of this node as tracing selects it.
+type localPod struct {
+	namespace, name string
+	uid             types.UID
+	labels          engine.Labels
 }
 
 // identityTable is engine.IdentityTable over the cluster's Identity
@@ -132,6 +143,10 @@ func (a *Agent) gather(ctx context.Context) (*inputs, error) {
 	}
 	for i := range pods.Items {
 		p := &pods.Items[i]
+		if p.Spec.NodeName == a.Node && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			in.pods = append(in.pods, localPod{namespace: p.Namespace, name: p.Name, uid: p.UID,
+				labels: c.Labels.WorkloadLabels(p.Namespace, p.Labels, c.Namespaces[p.Namespace], p.Spec.ServiceAccountName)})
+		}
 		if p.Spec.HostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}

@@ -302,29 +302,39 @@ func (a *Agent) markConcerns(in *inputs) error {
 			o.concerns = concerns[o.key]
 			continue
 		}
-		var sel *engine.Selector
-		switch t := o.obj.(type) {
-		case *v1.TracingPolicy:
-			s, err := engine.NewSelector(orAll(t.Spec.PodSelector), t.Namespace)
-			if err != nil {
-				return fmt.Errorf("%s: podSelector: %w", o.key, err)
-			}
-			sel = &s
-		case *v1.ClusterTracingPolicy:
-			if t.Spec.PodSelector == nil {
-				// Every process of the node, pods or not.
-				o.concerns = true
-				continue
-			}
-			s, err := engine.NewSelector(t.Spec.PodSelector, "")
-			if err != nil {
-				return fmt.Errorf("%s: podSelector: %w", o.key, err)
-			}
-			sel = &s
+		sel, all, err := tracingSelector(o)
+		if err != nil {
+			return err
 		}
-		o.concerns = sel != nil && slices.ContainsFunc(localLabels, sel.Matches)
+		if all {
+			// Every process of the node, pods or not.
+			o.concerns = true
+			continue
+		}
+		o.concerns = slices.ContainsFunc(in.pods, func(p localPod) bool { return sel.Matches(p.labels) })
 	}
 	return nil
+}
+
+// tracingSelector is the selector of the pods a tracing policy applies
+// to; all is true for a ClusterTracingPolicy without podSelector, which
+// applies to every process of the node.
+func tracingSelector(o *policyObject) (sel engine.Selector, all bool, err error) {
+	switch t := o.obj.(type) {
+	case *v1.TracingPolicy:
+		sel, err = engine.NewSelector(orAll(t.Spec.PodSelector), t.Namespace)
+	case *v1.ClusterTracingPolicy:
+		if t.Spec.PodSelector == nil {
+			return engine.Selector{}, true, nil
+		}
+		sel, err = engine.NewSelector(t.Spec.PodSelector, "")
+	default:
+		err = fmt.Errorf("%s is not a tracing policy", o.key)
+	}
+	if err != nil {
+		err = fmt.Errorf("%s: podSelector: %w", o.key, err)
+	}
+	return sel, false, err
 }
 
 // orAll is s, or the selector that selects everything when s is nil.

@@ -145,6 +145,11 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager, watchLinks bool) error {
 	if err := mgr.Add(a); err != nil {
 		return err
 	}
+	if a.Tracing != nil {
+		if err := mgr.Add(a.newTracingEvents(a.TracingEvents)); err != nil {
+			return err
+		}
+	}
 	if !watchLinks {
 		return nil
 	}

@@ -62,9 +62,15 @@ type Metrics struct {
 	// FlowsLost counts flows lost, by stage (kernel, decode, buffer,
 	// client; docs/flows.md).
 	FlowsLost *prometheus.CounterVec
+	// TracingEvents counts the tracing events the agent read, by policy
+	// (the unit's key) and action; see CountTracingEvent for its bounded
+	// cardinality. TracingEventsLost counts the events the kernel could
+	// not deliver, by reason.
+	TracingEvents, TracingEventsLost *prometheus.CounterVec
 
 	policyMu sync.Mutex
 	policies map[string]bool
+	tracing  map[string]bool
 }
 
 // MaxPolicyLabels bounds the policy label of PolicyVerdicts: past this
@@ -94,6 +100,26 @@ func (m *Metrics) CountPolicyVerdict(policy, verdict string) {
 	m.PolicyVerdicts.WithLabelValues(policy, verdict).Inc()
 }
 
+// CountTracingEvent counts one tracing event of policy (a unit's key,
+// "TracingPolicy ns/name") asking for action. As with CountPolicyVerdict,
+// the first MaxPolicyLabels policies keep their names and later ones count
+// as OtherPolicy.
+func (m *Metrics) CountTracingEvent(policy, action string) {
+	m.policyMu.Lock()
+	if !m.tracing[policy] {
+		if len(m.tracing) >= MaxPolicyLabels {
+			policy = OtherPolicy
+		} else {
+			if m.tracing == nil {
+				m.tracing = map[string]bool{}
+			}
+			m.tracing[policy] = true
+		}
+	}
+	m.policyMu.Unlock()
+	m.TracingEvents.WithLabelValues(policy, action).Inc()
+}
+
 // Metric names, for the rules and dashboards.
 const (
 	DriftTotal          = "palisade_drift_total"
@@ -106,6 +132,8 @@ const (
 	FlowsTotal          = "palisade_flows_total"
 	PolicyVerdictsTotal = "palisade_policy_verdicts_total"
 	FlowsLostTotal      = "palisade_flows_lost_total"
+	TracingEventsTotal  = "palisade_tracing_events_total"
+	TracingLostTotal    = "palisade_tracing_events_lost_total"
 )
 
 // New creates the metrics and registers them with reg (controller-runtime's
@@ -158,6 +186,14 @@ func New(reg prometheus.Registerer, node string) (*Metrics, error) {
 			Name: FlowsLostTotal,
 			Help: "Flows lost, by stage: kernel (the datapath's ring buffer was full), decode (an event the agent could not read), buffer (overwritten in the agent's ring of recent flows), client (a follower read too slowly).",
 		}, []string{"stage"}),
+		TracingEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: TracingEventsTotal,
+			Help: "Tracing events the agent read, by policy (its unit key, e.g. \"TracingPolicy ns/name\") and the action its selector asks for (Notify, Sigkill, Deny, ...); past 200 policies per node, the others count as policy=\"other\".",
+		}, []string{"policy", "action"}),
+		TracingEventsLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: TracingLostTotal,
+			Help: "Tracing events the kernel could not deliver to the agent, by reason (e.g. the ring buffer was full), counted from the agent's start.",
+		}, []string{"reason"}),
 	}
 	for _, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
@@ -168,5 +204,5 @@ func New(reg prometheus.Registerer, node string) (*Metrics, error) {
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.Drift, m.EnforcementLag, m.MapEntries, m.MapCapacity, m.VerifyDuration, m.VerifyFailures, m.Verdicts, m.Flows, m.PolicyVerdicts, m.FlowsLost}
+	return []prometheus.Collector{m.Drift, m.EnforcementLag, m.MapEntries, m.MapCapacity, m.VerifyDuration, m.VerifyFailures, m.Verdicts, m.Flows, m.PolicyVerdicts, m.FlowsLost, m.TracingEvents, m.TracingEventsLost}
 }
