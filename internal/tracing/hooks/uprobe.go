@@ -50,15 +50,12 @@ func (r *resolver) uprobe(i int, u *v1alpha1.UprobeHook) {
 	for j := range n {
 		t.params = append(t.params, param{name: fmt.Sprintf("arg%d", j), typ: ctype{kind: cUnknown}})
 	}
-	var args []Arg
+	// Arguments are checked once per hook, not per symbol.
+	args := r.args(path, t, u.Args)
 	for j, s := range u.Symbols {
 		if syms != nil && !syms[string(s)] {
 			r.problem(fmt.Sprintf("%s.symbols[%d]", path, j), CodeUprobeNotFound, "%s defines no symbol %q (in .symtab or .dynsym)", u.Path, s)
 			continue
-		}
-		if args == nil {
-			// Arguments are checked once per hook, not per symbol.
-			args = r.args(path, t, u.Args)
 		}
 		r.hooks = append(r.hooks, Hook{
 			Path: fmt.Sprintf("%s.symbols[%d]", path, j), Kind: KindUprobe, Target: u.Path + ":" + string(s),
