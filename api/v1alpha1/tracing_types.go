@@ -454,12 +454,14 @@ type Capability string
 //
 //   - Notify: emit an event (the default when a selector has no action)
 //   - Sigkill: kill the calling process (synchronously, before return)
+//   - Signal: send the signal argSig to the calling process (before the
+//     call returns; the process may handle it, unlike SIGKILL)
 //   - Deny: fail the call with argError (LSM hooks only)
 //   - FollowFD: remember the file behind the fd at argFd with the name at
 //     argName, so later fd-based hooks can match by path
 //   - UnfollowFD: forget a followed fd (e.g. on close)
 //
-// +kubebuilder:validation:Enum=Notify;Sigkill;Deny;FollowFD;UnfollowFD
+// +kubebuilder:validation:Enum=Notify;Sigkill;Signal;Deny;FollowFD;UnfollowFD
 type ActionType string
 
 // The actions.
@@ -468,6 +470,8 @@ const (
 	ActionNotify ActionType = "Notify"
 	// ActionSigkill kills the calling process before the call returns.
 	ActionSigkill ActionType = "Sigkill"
+	// ActionSignal sends the signal argSig to the calling process.
+	ActionSignal ActionType = "Signal"
 	// ActionDeny fails the call with argError (LSM hooks only).
 	ActionDeny ActionType = "Deny"
 	// ActionFollowFD remembers the file behind an fd.
@@ -477,6 +481,8 @@ const (
 )
 
 // Action is what happens when a selector matches; see ActionType.
+//
+// +kubebuilder:validation:XValidation:rule="self.action != 'Signal' || has(self.argSig)",message="Signal needs argSig, the signal number (1-64)"
 type Action struct {
 	// action to take.
 	// +required
@@ -499,6 +505,12 @@ type Action struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=15
 	ArgName *int32 `json:"argName,omitempty"`
+
+	// argSig is the signal number a Signal sends, e.g. 10 (SIGUSR1).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=64
+	ArgSig *int32 `json:"argSig,omitempty"`
 
 	// rateLimit limits Notify events per process, e.g. "1m".
 	// +optional
