@@ -239,12 +239,16 @@ func ruleSources(ann string) map[string]string {
 	if ann == "" {
 		return nil
 	}
-	var m map[string]string
+	var m map[string]any
 	if err := json.Unmarshal([]byte(ann), &m); err != nil {
 		return nil
 	}
 	out := make(map[string]string, len(m))
-	for path, pos := range m {
+	for path, v := range m {
+		pos, ok := v.(string)
+		if !ok {
+			continue
+		}
 		// file:line:col → file:line; anything else as written.
 		if i := strings.LastIndexByte(pos, ':'); i > 0 && strings.Count(pos, ":") >= 2 {
 			if _, err := fmt.Sscanf(pos[i+1:], "%d", new(int)); err == nil {
