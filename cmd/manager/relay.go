@@ -18,6 +18,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net"
 
@@ -29,14 +30,30 @@ import (
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/relay"
+	"github.com/palisade-dev/palisade/internal/ui"
 )
 
-// The relay reads the nodes' flowsAddress.
+// The relay reads the nodes' flowsAddress; the web view reads PolicySets,
+// their sources and policies, and pods; both review the user's token and
+// ask whether the user may list pods in a namespace.
 // +kubebuilder:rbac:groups=palisade.dev,resources=nodeenforcements,verbs=get;list;watch
+// +kubebuilder:rbac:groups=palisade.dev,resources=policysets;policyrepositories;networkpolicies;clusternetworkpolicies;tracingpolicies;clustertracingpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// relayAuthorization is how the relay decides what a user sees.
+var relayAuthorization = flag.String("relay-authorization", relayAuthNamespaces,
+	`how the relay and its web view decide what a user sees: "namespaces" reviews the user's token (sent by palisadectl in the X-Palisade-Token header) and shows the flows, pods and policies of the namespaces whose pods the user may list; "none" shows everything to whoever the API server lets reach the relay's Service (get services/proxy)`)
+
+const (
+	relayAuthNamespaces = "namespaces"
+	relayAuthNone       = "none"
+)
 
 // addRelay runs the flow relay on addr: a controller keeps its nodes in
 // step with the NodeEnforcements' flowsAddress, and the HTTP server
-// serves users. Both run on every replica, not just the leader, since the
+// serves users their flows and the web view (internal/ui). Both run on every replica, not just the leader, since the
 // relay's Service sends a user to any of them.
 func addRelay(mgr ctrl.Manager, addr string) error {
 	lis, err := net.Listen("tcp", addr)
@@ -45,6 +62,15 @@ func addRelay(mgr ctrl.Manager, addr string) error {
 	}
 	r := relay.New()
 	r.Log = ctrl.Log.WithName("relay")
+	switch *relayAuthorization {
+	case relayAuthNamespaces:
+		r.Auth = &ui.TokenAuth{Client: mgr.GetClient()}
+	case relayAuthNone:
+	default:
+		lis.Close()
+		return fmt.Errorf("--relay-authorization %q: want %q or %q", *relayAuthorization, relayAuthNamespaces, relayAuthNone)
+	}
+	r.UI = (&ui.Server{Reader: mgr.GetClient(), Auth: r.Auth, Log: ctrl.Log.WithName("ui")}).Handler()
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("relay").
 		For(&v1.NodeEnforcement{}).

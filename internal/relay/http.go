@@ -27,7 +27,9 @@ import (
 
 // ServeHTTP serves GET Path: the query (ParseQuery) selects the flows,
 // and the response is JSON lines, one Message each, flushed one by one so
-// that a follower sees each flow as it comes.
+// that a follower sees each flow as it comes. With Auth set, the request
+// must carry a token Auth accepts, and each flow is redacted for its
+// user (Redact) or left out.
 func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.URL.Path != Path {
 		http.NotFound(w, req)
@@ -35,6 +37,10 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if req.Method != http.MethodGet {
 		http.Error(w, "method not allowed: GET only", http.StatusMethodNotAllowed)
+		return
+	}
+	viewer, ok := Authenticate(r.Auth, w, req)
+	if !ok {
 		return
 	}
 	oreq, err := ParseQuery(req.URL.Query())
@@ -50,6 +56,9 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	rc.Flush()
 	enc := json.NewEncoder(w)
 	err = r.Observe(req.Context(), oreq, func(m *Message) error {
+		if viewer != nil && m.Flow != nil && !Redact(req.Context(), viewer, m.Flow) {
+			return nil
+		}
 		if err := enc.Encode(m); err != nil {
 			return err
 		}
@@ -65,6 +74,9 @@ func (r *Relay) Serve(ctx context.Context, lis net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle(Path, r)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	if r.UI != nil {
+		mux.Handle("/", r.UI)
+	}
 	// No write timeout: a following stream lasts as long as its reader.
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }}

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -53,6 +54,12 @@ type Relay struct {
 	// HistoryTimeout bounds a request for one node's recent flows.
 	HistoryTimeout time.Duration
 	Log            logr.Logger
+	// Auth, when set, authenticates every request and hides from each
+	// user what lies in namespaces they may not see (Redact).
+	Auth Authorizer
+	// UI, when set, serves every path but Path and /healthz: the web
+	// view beside the flows.
+	UI http.Handler
 
 	mu    sync.Mutex
 	nodes map[string]*node
