@@ -30,6 +30,7 @@ import (
 // checker collects the diagnostics of the semantic checks.
 type checker struct {
 	diags diag.List
+	hooks HookChecker
 }
 
 // add reports a finding at the field path of a policy.
@@ -41,8 +42,12 @@ func (c *checker) add(p *Policy, code, path, format string, args ...any) {
 }
 
 // Check runs the semantic checks on typed policies.
-func Check(policies []*Policy) diag.List {
-	c := &checker{}
+func Check(policies []*Policy) diag.List { return CheckWith(policies, Options{}) }
+
+// CheckWith runs the semantic checks on typed policies, and the hook
+// checks of opts.Hooks when set.
+func CheckWith(policies []*Policy, opts Options) diag.List {
+	c := &checker{hooks: opts.Hooks}
 	c.checkDuplicates(policies)
 	for _, p := range policies {
 		if _, _, _, ok := p.Network(); ok {

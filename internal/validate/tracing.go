@@ -83,9 +83,11 @@ func hooks(s *v1alpha1.TracingPolicySpec) []*hook {
 // checkTracing runs the semantic checks of one tracing policy: selectors
 // that do not fit the arguments they compare (PAL501, PAL502, PAL510,
 // PAL514), return probes (PAL506, PAL507), argument declarations (PAL508),
-// actions that cannot work where they are (PAL504, PAL505, PAL515),
-// executable paths (PAL511), and enforcement actions that are unscoped
-// (PAL503), may hit a protected process (PAL509) or are not taken (PAL513).
+// actions that cannot work where they are (PAL504, PAL505, PAL515,
+// PAL516), executable paths (PAL511), enforcement actions that are
+// unscoped (PAL503), may hit a protected process (PAL509) or are not taken
+// (PAL513), the datapath's limits (PAL517), and, with a hook checker, the
+// hooks against a kernel (PAL520 and up).
 func (c *checker) checkTracing(p *Policy) {
 	spec, _ := p.Tracing()
 	hs := hooks(spec)
@@ -101,6 +103,12 @@ func (c *checker) checkTracing(p *Policy) {
 	}
 	for _, h := range hs {
 		c.checkHook(p, h, scoped, audit)
+		c.checkLimits(p, h)
+	}
+	if c.hooks != nil {
+		for _, pr := range c.hooks(spec) {
+			c.add(p, pr.Code, pr.Path, "%s", pr.Message)
+		}
 	}
 }
 
@@ -175,7 +183,7 @@ func (c *checker) checkTracingSelector(p *Policy, h *hook, sp string, s *v1alpha
 	for k, a := range s.MatchActions {
 		ap := fmt.Sprintf("%s.matchActions[%d]", sp, k)
 		c.checkAction(p, h, ap, a, args)
-		if a.Action != v1alpha1.ActionSigkill && a.Action != v1alpha1.ActionDeny {
+		if !enforces(a.Action) {
 			continue
 		}
 		enforcing = true
@@ -195,9 +203,17 @@ func (c *checker) checkTracingSelector(p *Policy, h *hook, sp string, s *v1alpha
 	}
 }
 
+// enforces reports whether an action acts on the calling process (and so
+// needs scoping, never targets protected processes, and is not taken in
+// audit mode).
+func enforces(a v1alpha1.ActionType) bool {
+	return a == v1alpha1.ActionSigkill || a == v1alpha1.ActionSignal || a == v1alpha1.ActionDeny
+}
+
 // checkAction checks that an action can work on its hook (PAL504), that
-// FollowFD and UnfollowFD name suitable declared arguments (PAL505), and
-// that the action's parameters are ones it uses (PAL515).
+// FollowFD and UnfollowFD name suitable declared arguments (PAL505), that
+// Signal says which signal (PAL516), and that the action's parameters are
+// ones it uses (PAL515).
 func (c *checker) checkAction(p *Policy, h *hook, ap string, a v1alpha1.Action, args map[int32]*v1alpha1.Arg) {
 	if a.Action == v1alpha1.ActionDeny && !h.canDeny {
 		c.add(p, "PAL504", ap+".action", "Deny on %s: only lsmhooks can fail a call; use Sigkill, or hook the matching LSM hook", h)
@@ -221,6 +237,10 @@ func (c *checker) checkAction(p *Policy, h *hook, ap string, a v1alpha1.Action, 
 	// fd_install takes an unsigned int, and Tetragon's (and the examples')
 	// FollowFD policies declare it as int.
 	switch a.Action {
+	case v1alpha1.ActionSignal:
+		if a.ArgSig == nil {
+			c.add(p, "PAL516", ap, "Signal on %s needs argSig, the signal to send (1-64, e.g. 10 for SIGUSR1)", h)
+		}
 	case v1alpha1.ActionFollowFD:
 		var missing []string
 		if a.ArgFd == nil {
@@ -251,10 +271,11 @@ func (c *checker) checkAction(p *Policy, h *hook, ap string, a v1alpha1.Action, 
 	// argName on UnfollowFD is tolerated: Tetragon's documented sys_close
 	// policy sets it, and it does no harm.
 	unused("argName", a.ArgName != nil && a.Action != v1alpha1.ActionFollowFD && a.Action != v1alpha1.ActionUnfollowFD, "FollowFD")
+	unused("argSig", a.ArgSig != nil && a.Action != v1alpha1.ActionSignal, "Signal")
 	unused("rateLimit", a.RateLimit != "" && a.Action != v1alpha1.ActionNotify, "Notify")
 }
 
-// checkProtected reports selectors of Sigkill and Deny actions that name a
+// checkProtected reports selectors of Sigkill, Signal and Deny actions that name a
 // protected process (PAL509), enforcing DESIGN.md's failure rule: tracing
 // actions never target Palisade's own agent, PID 1, the kubelet or the
 // container runtime.
@@ -280,14 +301,14 @@ func (c *checker) checkProtected(p *Policy, sp string, s *v1alpha1.Selector) {
 		}
 		for k, pid := range m.Values {
 			if pid == 1 {
-				c.add(p, "PAL509", fmt.Sprintf("%s.matchPIDs[%d].values[%d]", sp, j, k), "Sigkill and Deny never target PID 1 (init), and this selector matches it")
+				c.add(p, "PAL509", fmt.Sprintf("%s.matchPIDs[%d].values[%d]", sp, j, k), "Sigkill, Signal and Deny never target PID 1 (init), and this selector matches it")
 			}
 		}
 	}
 	for j, b := range s.MatchBinaries {
 		for k, v := range b.Values {
 			if name, ok := protectedBinary(b.Operator, v); ok {
-				c.add(p, "PAL509", fmt.Sprintf("%s.matchBinaries[%d].values[%d]", sp, j, k), "Sigkill and Deny never target %s, and matchBinaries %s %q matches it", name, b.Operator, v)
+				c.add(p, "PAL509", fmt.Sprintf("%s.matchBinaries[%d].values[%d]", sp, j, k), "Sigkill, Signal and Deny never target %s, and matchBinaries %s %q matches it", name, b.Operator, v)
 			}
 		}
 	}

@@ -39,15 +39,21 @@ func tracingPolicy(kind, spec string) string {
 	if kind == "ClusterTracingPolicy" {
 		meta = `{name: "t"}`
 	}
+	var imports string
+	for _, pkg := range []string{"list", "strings"} {
+		if strings.Contains(spec, pkg+".") {
+			imports += fmt.Sprintf("import %q\n", pkg)
+		}
+	}
 	return fmt.Sprintf(`package policies
 
-policy: {
+%spolicy: {
 	apiVersion: "palisade.dev/v1alpha1"
 	kind:       %q
 	metadata:   %s
 	spec: {%s}
 }
-`, kind, meta, spec)
+`, imports, kind, meta, spec)
 }
 
 // wanted reads the expected diagnostics from "// want CODE..." markers:
@@ -460,6 +466,71 @@ func TestTracingChecks(t *testing.T) {
 		}]
 `},
 
+		// Signal: like Sigkill, it needs scoping, never targets a
+		// protected process, is not taken in audit mode, and needs argSig
+		// (PAL516), which no other action takes (PAL515).
+		{name: "Signal", spec: `
+		podSelector: matchLabels: app: "web"
+		kprobes: [{
+			call: "security_file_open"
+			selectors: [{
+				matchActions: [{action: "Signal", argSig: 10}]
+			}, {
+				matchActions: [{action: "Signal"}] // want PAL516
+			}, {
+				matchActions: [{action: "Notify", argSig: 10}] // want PAL515
+			}]
+		}]
+`},
+		{name: "unscoped Signal on a protected binary in audit mode", kind: "ClusterTracingPolicy", spec: `
+		mode: "audit"
+		kprobes: [{
+			call: "security_file_open"
+			selectors: [{
+				matchActions: [{action: "Signal", argSig: 15}] // want PAL503 PAL513
+			}, {
+				matchBinaries: [{operator: "In", values: [
+					"/usr/bin/kubelet", // want PAL509
+				]}]
+				matchActions: [{action: "Signal", argSig: 15}] // want PAL513
+			}]
+		}]
+`},
+
+		// PAL517: the datapath's limits.
+		{name: "limits", spec: `
+		podSelector: matchLabels: app: "web"
+		kprobes: [{
+			call: "security_file_open"
+			args: [{index: 0, type: "file"}, {index: 1, type: "int"}]
+			selectors: [{
+				matchArgs: [{index: 0, operator: "Prefix", values: [
+					"/etc/",
+					"/\(strings.Repeat("a", 254))",
+					"/\(strings.Repeat("a", 255))", // want PAL517
+				]}, {
+					index: 1, operator: "Equal"
+					values: [for i in list.Range(0, 1001, 1) {"\(i)"}] // want PAL517
+				}, {
+					index: 1, operator: "Equal"
+					values: [for i in list.Range(0, 1000, 1) {"\(i)"}]
+				}]
+			}, { // want PAL517
+				matchArgs: [for i in list.Range(0, 17, 1) {index: 1, operator: "Equal", values: ["\(i)"]}]
+			}, {
+				matchArgs: [for i in list.Range(0, 16, 1) {index: 1, operator: "Equal", values: ["\(i)"]}]
+			}]
+		}, {
+			call: "security_file_permission"
+			selectors: [ // want PAL517
+				for i in list.Range(0, 65, 1) {matchPIDs: [{operator: "In", values: [i + 2]}]},
+			]
+		}, {
+			call: "security_file_permission"
+			selectors: [for i in list.Range(0, 64, 1) {matchPIDs: [{operator: "In", values: [i + 2]}]}]
+		}]
+`},
+
 		// PAL509: Sigkill and Deny that name a protected process.
 		{name: "Sigkill on PID 1", spec: `
 		podSelector: matchLabels: app: "web"
@@ -683,7 +754,7 @@ func TestTracingMessages(t *testing.T) {
 		"PAL501": {"spec.kprobes[0].selectors[0].matchArgs[0].operator",
 			"operator Prefix does not apply to argument 2 of type int; valid operators: Equal, NotEqual, GT, LT, Mask, InMap, NotInMap"},
 		"PAL509": {"spec.kprobes[0].selectors[0].matchBinaries[0].values[0]",
-			`Sigkill and Deny never target runc, and matchBinaries In "/usr/bin/runc" matches it`},
+			`Sigkill, Signal and Deny never target runc, and matchBinaries In "/usr/bin/runc" matches it`},
 	}
 	if len(rep.Diagnostics) != len(want) {
 		t.Fatalf("got %d diagnostics, want %d: %v", len(rep.Diagnostics), len(want), rep.Diagnostics)

@@ -33,6 +33,9 @@ import (
 type Options struct {
 	// Load bounds the loader's budgets.
 	Load loader.Options
+	// Hooks, when set, checks the hooks of tracing policies against a
+	// kernel (PAL520 and up); nil checks none.
+	Hooks HookChecker
 }
 
 // Report is the outcome of a validation.
@@ -60,7 +63,7 @@ func Dir(ctx context.Context, dir string, opts Options) (*Report, error) {
 	policies, diags := Decode(res.Objects)
 	rep.Diagnostics = append(rep.Diagnostics, diags...)
 	rep.Objects = policies
-	rep.Diagnostics = append(rep.Diagnostics, Check(policies)...)
+	rep.Diagnostics = append(rep.Diagnostics, CheckWith(policies, opts)...)
 	rep.Diagnostics = rep.Diagnostics.Sort()
 	return rep, nil
 }
