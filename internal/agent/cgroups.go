@@ -29,22 +29,22 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// cgroupMounts are where a cgroup v2 hierarchy is looked for: the unified
-// hierarchy of a hybrid layout first, then a pure v2 layout.
-var cgroupMounts = []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}
+// DefaultCgroupBase is where the host's cgroup hierarchies are looked for.
+const DefaultCgroupBase = "/sys/fs/cgroup"
 
-// DetectCgroupRoot returns the mount point of the cgroup v2 hierarchy:
-// /sys/fs/cgroup/unified on a hybrid layout, /sys/fs/cgroup on a pure v2
-// one. Tracing scopes policies to pods by their cgroup v2 ids, which
-// exist only there.
-func DetectCgroupRoot() (string, error) {
-	for _, p := range cgroupMounts {
+// DetectCgroupRoot returns the cgroup v2 hierarchy under base (the host's
+// /sys/fs/cgroup, or where it is mounted in the agent's container):
+// base/unified on a hybrid layout, base itself on a pure v2 one. Tracing
+// scopes policies to pods by their cgroup v2 ids, which exist only there.
+func DetectCgroupRoot(base string) (string, error) {
+	base = filepath.Clean(base)
+	for _, p := range []string{filepath.Join(base, "unified"), base} {
 		var st unix.Statfs_t
 		if err := unix.Statfs(p, &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("no cgroup v2 hierarchy is mounted at %s", strings.Join(cgroupMounts, " or "))
+	return "", fmt.Errorf("no cgroup v2 hierarchy is mounted at %s/unified or %s", base, base)
 }
 
 // maxCgroupDepth bounds the walk below the root: kubelet's deepest pod

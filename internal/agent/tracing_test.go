@@ -659,3 +659,23 @@ func counter(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+func TestDetectCgroupRoot(t *testing.T) {
+	if _, err := DetectCgroupRoot(t.TempDir()); err == nil || !strings.Contains(err.Error(), "no cgroup v2 hierarchy") {
+		t.Errorf("a plain directory: %v, want an error", err)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/sys/fs/cgroup/unified", &st); err == nil && st.Type == 0x63677270 {
+		if got, err := DetectCgroupRoot("/sys/fs/cgroup"); err != nil || got != "/sys/fs/cgroup/unified" {
+			t.Errorf("hybrid layout: %q, %v; want /sys/fs/cgroup/unified", got, err)
+		}
+		return
+	}
+	if err := syscall.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == 0x63677270 {
+		if got, err := DetectCgroupRoot("/sys/fs/cgroup"); err != nil || got != "/sys/fs/cgroup" {
+			t.Errorf("pure v2 layout: %q, %v; want /sys/fs/cgroup", got, err)
+		}
+		return
+	}
+	t.Skip("this machine mounts no cgroup v2 hierarchy under /sys/fs/cgroup")
+}

@@ -1,0 +1,65 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+)
+
+// Where the kernel says what it can do for tracing.
+var (
+	lsmFile = "/sys/kernel/security/lsm"
+	btfFile = "/sys/kernel/btf/vmlinux"
+)
+
+// tracingSupport says whether this kernel can run tracing policies as
+// Palisade loads them: BPF-LSM active (the only hooks that can Deny) and
+// BTF (fentry/fexit trampolines and typed tracepoints). When it cannot,
+// why says so for the agent's status.
+func tracingSupport() (ok bool, why string) {
+	if _, err := os.Stat(btfFile); err != nil {
+		return false, fmt.Sprintf("the kernel has no BTF (%v), so fentry/fexit hooks cannot attach", err)
+	}
+	lsms, err := os.ReadFile(lsmFile)
+	if err != nil {
+		return false, fmt.Sprintf("the active LSMs cannot be read (%v; the agent needs the host's securityfs at /sys/kernel/security)", err)
+	}
+	if !slices.Contains(strings.Split(strings.TrimSpace(string(lsms)), ","), "bpf") {
+		return false, fmt.Sprintf("BPF-LSM is not active (%s lists %s; boot with lsm=...,bpf)", lsmFile, strings.TrimSpace(string(lsms)))
+	}
+	return true, ""
+}
+
+// eventsOutput opens where --tracing-events writes: "" nowhere, "-"
+// standard output, else the file, appended to.
+func eventsOutput(path string) (io.Writer, func() error, error) {
+	switch path {
+	case "":
+		return nil, func() error { return nil }, nil
+	case "-":
+		return os.Stdout, func() error { return nil }, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--tracing-events: %w", err)
+	}
+	return f, f.Close, nil
+}
