@@ -281,14 +281,10 @@ var knownInvalid = map[string]struct{ codes, why string }{
 		"NotDAddr on a sockaddr argument: Tetragon's sockaddr operators are SAddr/SPort/Family (the one address); the importer keeps the operator as written"},
 	"seed-examples/tracing-network-connections.yaml": {"PAL502 PAL505",
 		"matchArgs compares argument 1, which the kprobe does not declare, and FollowFD has no argFd/argName: the source is invalid for Tetragon too, and the importer does not check either"},
-	"tetragon-tracingpolicy/dev_hard_start_xmit.yaml": {"PAL501",
-		"Equal on a net_device argument, which Palisade's selectors cannot compare"},
 	"cilium-policies/l4/init.yaml": {"PAL108",
 		"selects reserved:init endpoints, which have no identity in Palisade: the importer keeps the selector, and validate refuses it rather than let every node's compile fail"},
 	"cilium-policies/kubernetes/clusterwide/health.yaml": {"PAL108",
 		"selects reserved:health endpoints (Cilium's health checker), which Palisade does not have: kept by the importer, refused by validate"},
-	"tetragon-tracingpolicy/list-syscalls-tracepoint.yaml": {"PAL510 PAL510",
-		"InMap list:dups on the raw_syscalls id (an integer) becomes the syscall names, which are not numbers: the importer would need the architecture's syscall table"},
 }
 
 // validateRendered runs palisadectl validate's checks (schema and

@@ -366,6 +366,7 @@ func (g *tracing) hook(e entry, kind string) (string, []*val) {
 		returns  bool
 		retArg   *entry
 		args     []int64 // declared argument indexes, in order
+		argTypes = map[int64]string{}
 		callName string
 		dropArgs string // why the args are left out, if they are
 	)
@@ -382,9 +383,17 @@ func (g *tracing) hook(e entry, kind string) (string, []*val) {
 			}
 			l := list(t.pos(e.val), e.path)
 			for _, it := range its {
-				if a := g.arg(it, matched); a != nil {
+				a := g.arg(it, matched)
+				if a != nil && kind == "tracepoint" && !g.tracepointIndex(it, a) {
+					a = nil
+				}
+				if a != nil {
 					l.add(a)
-					args = append(args, a.get("index").num)
+					idx := a.get("index").num
+					args = append(args, idx)
+					if ty := a.get("type"); ty != nil {
+						argTypes[idx] = ty.str
+					}
 				}
 			}
 			h.setList("args", l)
@@ -396,7 +405,7 @@ func (g *tracing) hook(e entry, kind string) (string, []*val) {
 			}
 			l := list(t.pos(e.val), e.path)
 			for _, it := range its {
-				if s := g.selector(it, outKind, callName, args); s != nil {
+				if s := g.selector(it, outKind, callName, args, argTypes); s != nil {
 					l.add(s)
 				}
 			}
@@ -543,6 +552,29 @@ func (g *tracing) hook(e entry, kind string) (string, []*val) {
 		out = append(out, k)
 	}
 	return outKind, out
+}
+
+// commonFields are the fields every tracepoint record starts with
+// (common_type, common_flags, common_preempt_count, common_pid), which
+// Tetragon counts in a tracepoint argument's index and Palisade does not.
+const commonFields = 4
+
+// tracepointIndex rewrites the index of tracepoint argument a from
+// Tetragon's count, which includes the record's common fields, to
+// Palisade's, which counts the event's own fields from 0 (as
+// /sys/kernel/tracing/events/<subsystem>/<event>/format lists them after
+// the common_ fields). It reports false when the argument is a common
+// field, which Palisade does not read.
+func (g *tracing) tracepointIndex(e entry, a *val) bool {
+	idx := a.get("index")
+	if idx.num < commonFields {
+		g.t.fail(e.val, idx.path, "argument index %d is the tracepoint record's common field %s, which Palisade does not read (the event carries its process's identity anyway)",
+			idx.num, []string{"common_type", "common_flags", "common_preempt_count", "common_pid"}[max(idx.num, 0)])
+		return false
+	}
+	g.t.note(e.val, idx.path, "tracepoint argument index %d written as %d: Tetragon counts the record's %d common_ fields, Palisade counts the event's own fields from 0", idx.num, idx.num-commonFields, commonFields)
+	a.set("index", intv(idx.num-commonFields, idx.pos, idx.path))
+	return true
 }
 
 // call is one function a kprobe hooks.

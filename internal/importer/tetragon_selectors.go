@@ -43,8 +43,9 @@ func init() {
 
 // selector translates one selector of a hook. hookKind and call say where
 // it is (Override becomes Deny on LSM hooks only); args are the declared
-// argument indexes, in order (a tracepoint's matchArgs index counts them).
-func (g *tracing) selector(e entry, hookKind, call string, args []int64) *val {
+// argument indexes, in order (a tracepoint's matchArgs index counts them),
+// and argTypes their types by index.
+func (g *tracing) selector(e entry, hookKind, call string, args []int64, argTypes map[int64]string) *val {
 	t := g.t
 	s := obj(t.pos(e.val), e.path)
 	enforcing := enforces(e.val)
@@ -67,7 +68,7 @@ func (g *tracing) selector(e entry, hookKind, call string, args []int64) *val {
 			}
 			l := list(t.pos(e.val), e.path)
 			for _, it := range its {
-				if a := g.argSelector(it, hookKind, ret, args, dropTerm); a != nil {
+				if a := g.argSelector(it, hookKind, ret, args, argTypes, dropTerm); a != nil {
 					l.add(a)
 				}
 			}
@@ -190,7 +191,7 @@ func (g *tracing) termValue(e entry, kind string) *val {
 }
 
 // argSelector translates one matchArgs or matchReturnArgs term.
-func (g *tracing) argSelector(e entry, hookKind string, ret bool, args []int64, dropTerm func(entry, string, ...any)) *val {
+func (g *tracing) argSelector(e entry, hookKind string, ret bool, args []int64, argTypes map[int64]string, dropTerm func(entry, string, ...any)) *val {
 	t := g.t
 	mark := t.errs()
 	a := obj(t.pos(e.val), e.path)
@@ -240,6 +241,10 @@ func (g *tracing) argSelector(e entry, hookKind string, ret bool, args []int64, 
 		}
 		index = args[index]
 	}
+	if ty := argTypes[index]; !ret && uncomparable[ty] {
+		dropTerm(entry{name: e.name, key: opAt.val, path: e.path}, "it compares argument %d of type %s, which Palisade reports as a whole and whose fields its selectors cannot compare", index, ty)
+		return nil
+	}
 	l := list(t.pos(e.val), e.path+".values")
 	for i, v := range values {
 		name, isList := strings.CutPrefix(v, "list:")
@@ -250,6 +255,15 @@ func (g *tracing) argSelector(e entry, hookKind string, ret bool, args []int64, 
 		lst, ok := g.lists[name]
 		if !ok || (lst.typ != "syscalls" && lst.typ != "") {
 			dropTerm(entry{name: e.name, key: valsAt[i].val, path: valsAt[i].path}, "value %q refers to a list the importer cannot write out", v)
+			return nil
+		}
+		if lst.typ == "syscalls" {
+			// Tetragon turns the names into the syscall numbers of the
+			// node's architecture when the policy loads; Palisade
+			// compares the numbers as written, which differ between
+			// x86_64 and arm64, so the importer cannot choose them.
+			lst.used = true
+			dropTerm(entry{name: e.name, key: valsAt[i].val, path: valsAt[i].path}, "value %q names syscalls (%s), which Palisade compares by number; their numbers depend on the nodes' architecture, unknown to the importer", v, strings.Join(lst.values, ", "))
 			return nil
 		}
 		lst.used = true
@@ -283,6 +297,12 @@ func (g *tracing) argSelector(e entry, hookKind string, ret bool, args []int64, 
 	a.set("values", l)
 	return a
 }
+
+// uncomparable are the argument types Palisade reports as a whole: its
+// selectors compare none of their fields (validate's PAL501).
+var uncomparable = map[string]bool{"cred": true, "bpf_attr": true, "perf_event": true, "bpf_map": true,
+	"user_namespace": true, "module": true, "load_info": true, "net_device": true, "kiocb": true,
+	"iov_iter": true, "nop": true}
 
 // ordinal spells a 0-based index as a 1-based ordinal.
 func ordinal(i int64) string {
@@ -387,12 +407,17 @@ func (g *tracing) action(e entry, hookKind, call string) *val {
 		if !ok {
 			return nil
 		}
-		if n != 9 {
-			t.fail(sig.val, sig.path, "Signal %d has no Palisade equivalent (Palisade can send SIGKILL only), and leaving it out would stop that enforcement", n)
+		switch {
+		case n == 9:
+			t.note(nameAt.val, nameAt.path, "Signal with argSig 9 (SIGKILL) written as Sigkill")
+			a.set("action", strv("Sigkill", t.pos(nameAt.val), nameAt.path))
+		case n < 1 || n > 64:
+			t.fail(sig.val, sig.path, "argSig %d is not a signal number (1-64), and leaving the Signal out would stop that enforcement", n)
 			return nil
+		default:
+			a.set("action", strv("Signal", t.pos(nameAt.val), nameAt.path))
+			a.set("argSig", intv(n, t.pos(sig.val), sig.path))
 		}
-		t.note(nameAt.val, nameAt.path, "Signal with argSig 9 (SIGKILL) written as Sigkill")
-		a.set("action", strv("Sigkill", t.pos(nameAt.val), nameAt.path))
 		ignore("argSig")
 	case "override", "deny":
 		if hookKind != "lsmhook" {
@@ -454,7 +479,7 @@ func (g *tracing) action(e entry, hookKind, call string) *val {
 		t.fail(nameAt.val, nameAt.path, "action %q is not one the importer knows, so it cannot tell whether leaving it out would stop enforcement", name)
 		return nil
 	}
-	a.sortBy("action", "argError", "argFd", "argName", "rateLimit")
+	a.sortBy("action", "argError", "argFd", "argName", "argSig", "rateLimit")
 	return a
 }
 
