@@ -40,6 +40,7 @@ func newValidateCmd() *cobra.Command {
 		opts    validate.Options
 		maxFile int64
 		gf      guardFlags
+		kf      kernelFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "validate DIR...",
@@ -62,6 +63,15 @@ the change set between the Git revision REF and the working tree
 --guards, and reports their denials (PAL601), warnings (PAL602) and failures
 (PAL604) like any other finding.
 
+With --kernel, the hooks of tracing policies are checked against the
+running kernel: every function, LSM hook, tracepoint and uprobe symbol must
+exist, argument indexes must be within the hook's arguments, and declared
+argument types must read the kernel's real types (PAL520-PAL527). With
+--btf FILE they are checked against the kernel whose BTF FILE holds (e.g.
+the target nodes'); uprobe binaries are then not looked for, since they are
+the nodes' and not this machine's. Without either, hooks are not checked,
+and validate says so once.
+
 Exit status: 0 valid (warnings allowed unless --strict), 1 invalid or denied
 by a guard, 2 usage or internal error.`,
 		Args: func(_ *cobra.Command, args []string) error {
@@ -78,6 +88,12 @@ by a guard, 2 usage or internal error.`,
 				return &exitError{exitUsage, err}
 			}
 			opts.Load.MaxFileBytes = maxFile
+			unchecked := 0
+			hc, notes, err := kf.checker(&unchecked)
+			if err != nil {
+				return &exitError{exitUsage, err}
+			}
+			opts.Hooks = hc
 			var diags diag.List
 			invalid := false
 			for _, dir := range args {
@@ -88,6 +104,7 @@ by a guard, 2 usage or internal error.`,
 				diags = append(diags, d...)
 				invalid = invalid || !ok
 			}
+			noteUnchecked(cmd.ErrOrStderr(), unchecked, notes)
 			if strict {
 				diags = strictly(diags)
 			}
@@ -107,6 +124,7 @@ by a guard, 2 usage or internal error.`,
 	cmd.Flags().Int64Var(&maxFile, "max-file-size", 4<<20, "size budget per CUE file, in bytes")
 	cmd.Flags().Int64Var(&opts.Load.MaxTotalBytes, "max-total-size", 256<<20, "size budget for all CUE files, in bytes")
 	gf.register(cmd)
+	kf.register(cmd)
 	return cmd
 }
 
@@ -126,7 +144,11 @@ func validateDir(cmd *cobra.Command, dir string, opts validate.Options, gf *guar
 	// Guards judge a change to valid policies: with errors in the working
 	// tree there is nothing the cluster would apply.
 	if gf.base != "" && rep.Valid() {
-		gd, ce, ok, err := gf.guardChange(cmd.Context(), dir, rep.Objects, opts)
+		// The base revision is what the cluster runs now: its hooks are
+		// not this change's findings.
+		baseOpts := opts
+		baseOpts.Hooks = nil
+		gd, ce, ok, err := gf.guardChange(cmd.Context(), dir, rep.Objects, baseOpts)
 		if err != nil {
 			return nil, false, err
 		}

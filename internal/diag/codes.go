@@ -114,7 +114,7 @@ var Codes = map[string]CodeInfo{
 	"PAL523": {Error, "tracepoint not found", "see /sys/kernel/tracing/events/<subsystem>/<event>"},
 	"PAL524": {Error, "uprobe binary or symbol not found on this machine", "check the binary's path and its symbols (nm -D)"},
 	"PAL525": {Error, "argument index past the hook's arguments", "count arguments from 0, as the kernel's prototype or the tracepoint's format lists them"},
-	"PAL526": {Error, "argument type cannot read the kernel's argument", "use the type the message names"},
+	"PAL526": {Error, "argument type cannot read the kernel's argument", ""},
 	"PAL527": {Error, "sizeArgIndex names no integer argument", "sizeArgIndex counts from 1 and names the argument holding the buffer's size"},
 	"PAL901": {Warning, "field has no Palisade equivalent and was not imported", ""},
 	"PAL902": {Error, "object cannot be imported", ""},
