@@ -96,7 +96,7 @@ func TestTetragonCorpusOnKernel(t *testing.T) {
 
 	im := newTestImporter(t)
 	var lines []string
-	counts := map[string]int{}             // class → documents
+	counts := map[string]int{}            // class → documents
 	byCode := map[string]map[string]int{} // class → code → documents
 	for _, path := range files {
 		rel, _ := filepath.Rel(corpusDir, path)
