@@ -190,13 +190,14 @@ static long walk_step(__u32 i, struct walk *w)
 	if (!s)
 		return 1;
 	struct dentry *d = w->d;
-	struct vfsmount *vm = (struct vfsmount *)((void *)w->mnt + bpf_core_field_offset(struct mount, mnt));
+	struct mount *mnt = w->mnt;
+	struct vfsmount *vm = (struct vfsmount *)((void *)mnt + bpf_core_field_offset(struct mount, mnt));
 	struct dentry *root = BPF_CORE_READ(vm, mnt_root);
 	if (d == root) {
-		struct mount *parent = BPF_CORE_READ(w->mnt, mnt_parent);
-		if (!parent || parent == w->mnt)
+		struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
+		if (!parent || parent == mnt)
 			return 1;
-		w->d = BPF_CORE_READ(w->mnt, mnt_mountpoint);
+		w->d = BPF_CORE_READ(mnt, mnt_mountpoint);
 		w->mnt = parent;
 		return 0;
 	}
@@ -486,11 +487,11 @@ static __always_inline __u64 reg_at(struct pt_regs *r, __u16 i, int syscall)
 	return 0;
 }
 
-static __always_inline __u64 raw_arg(void *ctx, struct hook_cfg *h, __u16 idx, __u8 size)
+static __always_inline __u64 raw_arg(void *ctx, __u8 kind, struct hook_cfg *h, __u16 idx, __u8 size)
 {
 	__u64 v = 0;
 	int sys = h->flags & HF_SYSCALL;
-	switch (h->kind) {
+	switch (kind) {
 	case KIND_FENTRY:
 	case KIND_FEXIT:
 	case KIND_LSM:
@@ -528,11 +529,12 @@ static __always_inline __u64 int_of(__u64 v, __u8 size, __u8 flags)
 
 /* ---- decoding arguments into slots ---- */
 
-static long decode_arg(__u32 i, void *unused)
+/* Global: reads argument i into its slot. */
+__attribute__((noinline)) int tr_decode_arg(__u32 i)
 {
 	struct scratch *s = get_scratch();
 	if (!s || i >= MAX_ARGS)
-		return 1;
+		return 0;
 	struct arg_desc *a = &s->cfg.args[i];
 	struct arg_slot *slot = &s->ev.args[i];
 	__u64 raw = s->raw[i];
@@ -667,30 +669,65 @@ static __always_inline int str_prefix(struct scratch *s, __u32 id, __u8 *str, __
 	return bpf_map_lookup_elem(&vals_lpm, &s->lkey) != 0;
 }
 
+struct rev_ctx {
+	__u32 len; /* of the string in pbuf */
+	__u32 n;   /* bytes to reverse */
+};
+
+static long rev_step(__u32 i, struct rev_ctx *r)
+{
+	struct scratch *s = get_scratch();
+	if (!s || i >= r->n || i >= LPM_STR)
+		return 1;
+	s->lkey.s[i] = s->pbuf[(r->len - 1 - i) & 255];
+	return 0;
+}
+
+/* Postfix: the last bytes, reversed, looked up by prefix. */
 static __always_inline int str_postfix(struct scratch *s, __u32 id, __u8 *str, __u32 len)
 {
 	if (len >= STR_MAX)
 		len = STR_MAX - 1;
-	__u32 n = len > LPM_STR ? LPM_STR : len;
+	struct rev_ctx r = {.len = len, .n = len > LPM_STR ? LPM_STR : len};
+	__builtin_memcpy(s->pbuf, str, STR_MAX);
+	__builtin_memset(s->lkey.s, 0, LPM_STR);
 	s->lkey.id = id;
-	s->lkey.prefixlen = 32 + n * 8;
-	for (__u32 i = 0; i < LPM_STR; i++) {
-		if (i >= n)
-			break;
-		s->lkey.s[i] = str[(len - 1 - i) & 255];
-	}
+	s->lkey.prefixlen = 32 + r.n * 8;
+	bpf_loop(LPM_STR, rev_step, &r, 0);
 	return bpf_map_lookup_elem(&vals_lpm, &s->lkey) != 0;
 }
 
-static __always_inline int str_term(struct scratch *s, struct term *t, __u8 *str, __u32 len)
+#define SRC_RET MAX_ARGS      /* the return value's slot */
+#define SRC_BIN (MAX_ARGS + 1) /* scratch->pinfo: a binary */
+
+/*
+ * Global (verified once, on its own): does the string at src match the
+ * term's values by op?
+ */
+__attribute__((noinline)) int tr_str_match(__u32 op, __u32 id, __u32 src)
 {
-	switch (t->op) {
+	struct scratch *s = get_scratch();
+	__u8 *str;
+	__u32 len;
+	if (!s)
+		return 0;
+	if (src < MAX_ARGS) {
+		str = s->ev.args[src].data;
+		len = s->ev.args[src].len;
+	} else if (src == SRC_RET) {
+		str = s->retslot.data;
+		len = s->retslot.len;
+	} else {
+		str = s->pinfo.binary;
+		len = s->pinfo.len;
+	}
+	switch (op) {
 	case OP_STR_EQ:
-		return str_eq(s, t->id, str);
+		return str_eq(s, id, str);
 	case OP_PREFIX:
-		return str_prefix(s, t->id, str, len);
+		return str_prefix(s, id, str, len);
 	case OP_POSTFIX:
-		return str_postfix(s, t->id, str, len);
+		return str_postfix(s, id, str, len);
 	}
 	return 0;
 }
@@ -703,7 +740,7 @@ static __always_inline int addr_in(struct scratch *s, __u32 id, __u8 *addr)
 	return bpf_map_lookup_elem(&vals_addr, &s->akey) != 0;
 }
 
-static __always_inline int slot_term(struct scratch *s, struct term *t, struct arg_slot *slot)
+static __always_inline int slot_term(struct scratch *s, struct term *t, struct arg_slot *slot, __u32 src)
 {
 	struct sock_info *si = (struct sock_info *)slot->data;
 	__u64 v = slot->ival;
@@ -721,7 +758,7 @@ static __always_inline int slot_term(struct scratch *s, struct term *t, struct a
 	case OP_STR_EQ:
 	case OP_PREFIX:
 	case OP_POSTFIX:
-		return str_term(s, t, slot->data, slot->len);
+		return tr_str_match(t->op, t->id, src);
 	case OP_SADDR:
 		return addr_in(s, t->id, si->saddr);
 	case OP_DADDR:
@@ -806,34 +843,43 @@ static __always_inline int pid_term(struct scratch *s, struct term *t)
 	return 0;
 }
 
-static __always_inline __u32 strnlen256(__u8 *str)
+struct bin_ctx {
+	__u32 tgid;
+	__u32 key;  /* the selector's key */
+	__u32 term; /* the term's index */
+	__u8 matched;
+};
+
+/* One process of the caller's ancestry (the caller first). */
+static long bin_step(__u32 i, struct bin_ctx *b)
 {
-	/* Binaries are stored zero-padded with their length implied. */
-	__u32 n = 0;
-	for (int i = 0; i < STR_MAX; i++) {
-		if (!str[i])
-			break;
-		n++;
+	struct scratch *s = get_scratch();
+	struct selector *sel = bpf_map_lookup_elem(&selectors, &b->key);
+	if (!s || !sel)
+		return 1;
+	struct term *t = &sel->terms[b->term & (MAX_TERMS - 1)];
+	__u32 tgid = b->tgid;
+	struct proc_info *p = bpf_map_lookup_elem(&procs, &tgid);
+	if (!p)
+		return 1;
+	__builtin_memcpy(s->pinfo.binary, p->binary, STR_MAX);
+	s->pinfo.len = p->len;
+	__u32 ppid = p->ppid;
+	if (tr_str_match(t->op, t->id, SRC_BIN)) {
+		b->matched = 1;
+		return 1;
 	}
-	return n;
+	if (!(t->flags & TF_FOLLOW) || ppid == 0 || ppid == tgid)
+		return 1;
+	b->tgid = ppid;
+	return 0;
 }
 
-static __always_inline int bin_term(struct scratch *s, struct term *t)
+static __always_inline int bin_term(__u32 key, __u32 term)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	for (int i = 0; i < ANCESTORS; i++) {
-		struct proc_info *p = bpf_map_lookup_elem(&procs, &tgid);
-		if (!p)
-			return 0;
-		__builtin_memcpy(s->pinfo.binary, p->binary, STR_MAX);
-		__u32 ppid = p->ppid;
-		if (str_term(s, t, s->pinfo.binary, strnlen256(s->pinfo.binary)))
-			return 1;
-		if (!(t->flags & TF_FOLLOW) || ppid == 0 || ppid == tgid)
-			return 0;
-		tgid = ppid;
-	}
-	return 0;
+	struct bin_ctx b = {.tgid = bpf_get_current_pid_tgid() >> 32, .key = key, .term = term};
+	bpf_loop(ANCESTORS, bin_step, &b, 0);
+	return b.matched;
 }
 
 static __always_inline int cap_term(struct term *t)
@@ -854,34 +900,31 @@ static __always_inline int cap_term(struct term *t)
 	return (caps & t->val) != 0;
 }
 
-struct term_ctx {
-	__u32 key; /* the selector's key in selectors */
-	__u8 ok;
-};
-
-static long eval_term(__u32 i, struct term_ctx *tc)
+/* Global: does term i of the selector at key hold? */
+__attribute__((noinline)) int tr_eval_term(__u32 key, __u32 i)
 {
 	struct scratch *s = get_scratch();
-	struct selector *sel = bpf_map_lookup_elem(&selectors, &tc->key);
-	if (!s || !sel || i >= MAX_TERMS) {
-		tc->ok = 0;
-		return 1;
-	}
-	struct term *t = &sel->terms[i & (MAX_TERMS - 1)];
+	struct selector *sel = bpf_map_lookup_elem(&selectors, &key);
+	if (!s || !sel || i >= MAX_TERMS)
+		return 0;
+	struct term *t = &sel->terms[i];
 	int r = 0;
 	switch (t->kind) {
-	case T_ARG:
-		if (t->arg < MAX_ARGS)
-			r = slot_term(s, t, &s->ev.args[t->arg % MAX_ARGS]);
+	case T_ARG: {
+		__u32 a = t->arg;
+		barrier_var(a);
+		if (a < MAX_ARGS)
+			r = slot_term(s, t, &s->ev.args[a], a);
 		break;
+	}
 	case T_RET:
-		r = slot_term(s, t, &s->retslot);
+		r = slot_term(s, t, &s->retslot, SRC_RET);
 		break;
 	case T_PID:
 		r = pid_term(s, t);
 		break;
 	case T_BIN:
-		r = bin_term(s, t);
+		r = bin_term(key, i);
 		break;
 	case T_NS:
 		r = int_in(t->id, ns_inum((struct task_struct *)bpf_get_current_task(), t->arg));
@@ -892,11 +935,24 @@ static long eval_term(__u32 i, struct term_ctx *tc)
 	}
 	if (t->flags & TF_NEGATE)
 		r = !r;
-	if (!r) {
-		tc->ok = 0;
-		return 1;
+	return r;
+}
+
+/* Global: do all terms of selector i of the hook hold? */
+__attribute__((noinline)) int tr_eval_selector(__u32 hook, __u32 i)
+{
+	__u32 key = hook * MAX_SELECTORS + i;
+	struct selector *sel = bpf_map_lookup_elem(&selectors, &key);
+	if (!sel)
+		return 0;
+	__u32 n = sel->nterms;
+	for (__u32 j = 0; j < MAX_TERMS; j++) {
+		if (j >= n)
+			break;
+		if (!tr_eval_term(key, j))
+			return 0;
 	}
-	return 0;
+	return 1;
 }
 
 struct sel_ctx {
@@ -906,16 +962,7 @@ struct sel_ctx {
 
 static long eval_selector(__u32 i, struct sel_ctx *sc)
 {
-	struct term_ctx tc = {.key = sc->hook * MAX_SELECTORS + i, .ok = 1};
-	struct selector *sel = bpf_map_lookup_elem(&selectors, &tc.key);
-	if (!sel)
-		return 1;
-	__u32 n = sel->nterms;
-	if (n > MAX_TERMS)
-		n = MAX_TERMS;
-	if (n)
-		bpf_loop(n, eval_term, &tc, 0);
-	if (tc.ok) {
+	if (tr_eval_selector(sc->hook, i)) {
 		sc->matched = i;
 		return 1;
 	}
@@ -968,12 +1015,15 @@ static __always_inline int run_hook(void *ctx, __u8 kind)
 		if (i >= nargs)
 			break;
 		struct arg_desc *a = &s->cfg.args[i];
-		s->raw[i] = raw_arg(ctx, &s->cfg, a->index, a->size);
+		s->raw[i] = raw_arg(ctx, kind, &s->cfg, a->index, a->size);
 		if (a->has_size)
-			s->rawsize[i] = raw_arg(ctx, &s->cfg, a->size_index, a->size_size);
+			s->rawsize[i] = raw_arg(ctx, kind, &s->cfg, a->size_index, a->size_size);
 	}
-	if (nargs)
-		bpf_loop(nargs, decode_arg, 0, 0);
+	for (__u32 i = 0; i < MAX_ARGS; i++) {
+		if (i >= nargs)
+			break;
+		tr_decode_arg(i);
+	}
 
 	__s64 ret = 0;
 	__u8 has_ret = 0;
@@ -1134,30 +1184,36 @@ int generic_kretprobe(struct pt_regs *ctx)
 
 /* ---- process tracking ---- */
 
+struct base_ctx {
+	__u32 len;
+	__u32 start;
+};
+
+static long find_base(__u32 i, struct base_ctx *b)
+{
+	struct scratch *s = get_scratch();
+	if (!s || i >= b->len)
+		return 1;
+	if (s->pinfo.binary[i & 255] == '/')
+		b->start = i + 1;
+	return 0;
+}
+
+/* Sets PROC_PROTECTED when the binary's base name is in protected_names. */
 static __always_inline void protect_by_name(struct scratch *s, struct proc_info *pi)
 {
-	/* The base name of the binary, NUL included, looked up by prefix. */
-	__u32 len = strnlen256(pi->binary);
-	__u32 start = 0;
-	for (int i = 0; i < STR_MAX; i++) {
-		if (i >= len)
-			break;
-		if (pi->binary[i] == '/')
-			start = i + 1;
-	}
+	struct base_ctx b = {.len = pi->len};
+	if (b.len > STR_MAX - 1)
+		b.len = STR_MAX - 1;
+	bpf_loop(STR_MAX, find_base, &b, 0);
 	__builtin_memset(s->pkey.name, 0, PROT_NAME);
-	__u32 n = 0;
-	for (int i = 0; i < PROT_NAME - 1; i++) {
-		if (start + i >= len)
-			break;
-		s->pkey.name[i] = pi->binary[(start + i) & 255];
-		n++;
-	}
-	s->pkey.prefixlen = (n + 1) * 8;
+	long n = bpf_probe_read_kernel_str(s->pkey.name, PROT_NAME, &pi->binary[b.start & 255]);
+	pi->flags &= ~PROC_PROTECTED;
+	if (n <= 0)
+		return;
+	s->pkey.prefixlen = n * 8; /* the NUL included: exact, or a * prefix */
 	if (bpf_map_lookup_elem(&protected_names, &s->pkey))
 		pi->flags |= PROC_PROTECTED;
-	else
-		pi->flags &= ~PROC_PROTECTED;
 }
 
 SEC("tp_btf/sched_process_exec")
@@ -1177,6 +1233,8 @@ int BPF_PROG(track_exec, struct task_struct *p, int old_pid, struct linux_binprm
 	pi->flags = 0;
 	pi->exec_time = bpf_ktime_get_boot_ns();
 	__builtin_memcpy(pi->binary, slot->data, STR_MAX);
+	pi->len = slot->len;
+	pi->pad = 0;
 	protect_by_name(s, pi);
 	bpf_map_update_elem(&procs, &tgid, pi, BPF_ANY);
 	return 0;

@@ -221,6 +221,8 @@ struct proc_info {
 	__u32 ppid;
 	__u32 flags; /* PROC_* */
 	__u64 exec_time;
+	__u32 len; /* bytes of binary */
+	__u32 pad;
 	__u8 binary[STR_MAX];
 };
 

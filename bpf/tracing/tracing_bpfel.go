@@ -180,6 +180,8 @@ type TracingProcInfo struct {
 	Ppid     uint32
 	Flags    uint32
 	ExecTime uint64
+	Len      uint32
+	Pad      uint32
 	Binary   [256]uint8
 }
 

@@ -161,4 +161,7 @@ type Stats struct {
 	Events map[string]map[v1.ActionType]uint64
 	// Lost counts lost events by reason (e.g. "ringbuf full").
 	Lost map[string]uint64
+	// Suppressed counts actions not taken, by reason ("protected
+	// process", "audit mode").
+	Suppressed map[string]uint64
 }
