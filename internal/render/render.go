@@ -56,7 +56,10 @@ const (
 	// AnnotationRuleSources maps each rule of a network policy (its field
 	// path, e.g. "spec.ingress[1]") to where it is written, file:line:col,
 	// as JSON: so the agent's flows name the line of the rule that decided,
-	// not only the policy's.
+	// not only the policy's. For a tracing policy, the rules are its hooks
+	// ("spec.kprobes[0]", and "spec.uprobes[0].symbols[1]" for each symbol
+	// of a uprobe) and their selectors ("spec.kprobes[0].selectors[1]"), so
+	// that tracing events name the line of the selector that matched.
 	AnnotationRuleSources = "palisade.dev/rule-sources"
 )
 
@@ -119,22 +122,58 @@ func Objects(policies []*policy.Policy, owner Owner) ([]policy.Object, error) {
 
 func posString(p diag.Pos) string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column) }
 
-// ruleSources is the AnnotationRuleSources value of a network policy: the
-// position of each rule, "" for other kinds or a policy without rules.
+// ruleSources is the AnnotationRuleSources value of a policy: the
+// position of each rule of a network policy, or of each hook and selector
+// of a tracing policy; "" for a policy without any.
 func ruleSources(p *policy.Policy) (string, error) {
-	rs, _, _, ok := p.Network()
-	if !ok {
-		return "", nil
+	var paths []string
+	if rs, _, _, ok := p.Network(); ok {
+		for _, r := range policy.Rules(rs) {
+			paths = append(paths, r.Path)
+		}
+	}
+	if spec, ok := p.Tracing(); ok {
+		paths = tracingRulePaths(spec)
 	}
 	m := map[string]string{}
-	for _, r := range policy.Rules(rs) {
-		m[r.Path] = posString(p.PosOf(r.Path))
+	for _, path := range paths {
+		m[path] = posString(p.PosOf(path))
 	}
 	if len(m) == 0 {
 		return "", nil
 	}
 	b, err := json.Marshal(m) // sorted keys: the same policy, the same bytes
 	return string(b), err
+}
+
+// tracingRulePaths lists the field paths of a tracing policy's hooks (each
+// uprobe symbol too, as the datapath reports uprobe hooks per symbol) and
+// of their selectors.
+func tracingRulePaths(spec *v1alpha1.TracingPolicySpec) []string {
+	var out []string
+	add := func(hook string, h *v1alpha1.HookCommon) {
+		out = append(out, hook)
+		for i := range h.Selectors {
+			out = append(out, fmt.Sprintf("%s.selectors[%d]", hook, i))
+		}
+	}
+	for i := range spec.KProbes {
+		add(fmt.Sprintf("spec.kprobes[%d]", i), &spec.KProbes[i].HookCommon)
+	}
+	for i := range spec.Tracepoints {
+		add(fmt.Sprintf("spec.tracepoints[%d]", i), &spec.Tracepoints[i].HookCommon)
+	}
+	for i := range spec.LSMHooks {
+		add(fmt.Sprintf("spec.lsmhooks[%d]", i), &spec.LSMHooks[i].HookCommon)
+	}
+	for i := range spec.UProbes {
+		hook := fmt.Sprintf("spec.uprobes[%d]", i)
+		add(hook, &spec.UProbes[i].HookCommon)
+		for j := range spec.UProbes[i].Symbols {
+			out = append(out, fmt.Sprintf("%s.symbols[%d]", hook, j))
+		}
+	}
+	return out
 }
 
 // rulePositions locates a policy's rules from AnnotationRuleSources; other

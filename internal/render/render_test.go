@@ -19,6 +19,8 @@ package render
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -218,5 +220,76 @@ func TestErrors(t *testing.T) {
 	o.SetAnnotations(o.GetAnnotations())
 	if _, err := Policy(o); err == nil || !strings.Contains(err.Error(), AnnotationSource) {
 		t.Errorf("bad source annotation: %v", err)
+	}
+}
+
+// TestTracingRuleSources: a tracing policy's hooks and selectors carry
+// their lines, and keep them after the round trip through the API server,
+// so that tracing events name the line of the selector that matched.
+func TestTracingRuleSources(t *testing.T) {
+	dir := t.TempDir()
+	src := `package policies
+
+tracingPolicy: shadow: {
+	apiVersion: "palisade.dev/v1alpha1"
+	kind:       "TracingPolicy"
+	metadata: name: "shadow"
+	spec: {
+		podSelector: matchLabels: app: "web"
+		kprobes: [{
+			call: "security_file_permission"
+			args: [{index: 0, type: "file"}]
+			selectors: [{
+				matchArgs: [{index: 0, operator: "Equal", values: ["/etc/shadow"]}]
+				matchActions: [{action: "Sigkill"}]
+			}, {
+				matchArgs: [{index: 0, operator: "Prefix", values: ["/etc/"]}]
+			}]
+		}]
+		uprobes: [{
+			path: "/bin/bash"
+			symbols: ["readline",
+				"main"]
+		}]
+	}
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "shadow.cue"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := validate.Dir(context.Background(), dir, validate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Valid() || len(rep.Objects) != 1 {
+		t.Fatalf("%d objects, diagnostics %v", len(rep.Objects), rep.Diagnostics)
+	}
+	objs, err := Objects(rep.Objects, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]string
+	if err := json.Unmarshal([]byte(objs[0].GetAnnotations()[AnnotationRuleSources]), &got); err != nil {
+		t.Fatalf("annotation %s: %v", AnnotationRuleSources, err)
+	}
+	want := map[string]string{
+		"spec.kprobes[0]":              "shadow.cue:9:13",
+		"spec.kprobes[0].selectors[0]": "shadow.cue:12:16",
+		"spec.kprobes[0].selectors[1]": "shadow.cue:15:7",
+		"spec.uprobes[0]":              "shadow.cue:19:13",
+		"spec.uprobes[0].symbols[0]":   "shadow.cue:21:14",
+		"spec.uprobes[0].symbols[1]":   "shadow.cue:22:5",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("rule sources:\n got %v\nwant %v", got, want)
+	}
+	back, err := Policy(fromServer(t, objs[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, pos := range want {
+		if g := posString(back.PosOf(path)); g != pos {
+			t.Errorf("after the round trip, %s is at %s, want %s", path, g, pos)
+		}
 	}
 }
