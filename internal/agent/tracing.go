@@ -442,7 +442,11 @@ func hookReason(s tracing.HookState) string {
 // hookMessage says what became of one hook, within maxHookMessage bytes
 // plus the verifier log's last maxVerifierLog bytes.
 func hookMessage(h tracing.HookResult) string {
-	msg := fmt.Sprintf("hook %s (%s): %s", h.Path, h.Attach, h.State)
+	msg := "hook " + h.Path
+	if h.Attach != "" {
+		msg += " (" + h.Attach + ")"
+	}
+	msg += ": " + string(h.State)
 	if h.Message != "" {
 		msg += ": " + h.Message
 	}
