@@ -334,8 +334,18 @@ func (t *tracingSubsystem) countLost() error {
 }
 
 // Report states the condition and what each object does not enforce.
-func (t *tracingSubsystem) Report(_ *inputs, r *report) {
+func (t *tracingSubsystem) Report(in *inputs, r *report) {
 	if t.syncErr != nil {
+		// Nothing was applied: no object counts as enforced as written.
+		if in != nil {
+			for _, o := range t.tracingObjects(in) {
+				msg := "the tracing subsystem could not sync: " + t.syncErr.Error()
+				if rev, ok := t.running[o.key.String()]; ok {
+					msg += fmt.Sprintf("; the version of revision %s keeps running", cmp.Or(rev, "(none)"))
+				}
+				r.gap(o.key, gap{reason: v1.DatapathErrorReason, whole: true, message: truncate(msg, 2*maxHookMessage)})
+			}
+		}
 		r.condition(v1.TracingEnforcedCondition, false, v1.DatapathErrorReason, "the node keeps its tracing units as they were: "+t.syncErr.Error())
 		return
 	}

@@ -63,6 +63,8 @@ type fakeTracing struct {
 	fail      map[string]error
 	applies   int
 	protected [][]uint32
+	// protectErr makes SetProtected fail.
+	protectErr error
 	drifts    []tracing.Drift
 	stats     tracing.Stats
 	events    []tracing.Event
@@ -113,6 +115,9 @@ func (k *fakeTracing) ReadEvents(ctx context.Context, fn func(tracing.Event)) er
 func (k *fakeTracing) Stats() (tracing.Stats, error) { return k.stats, nil }
 
 func (k *fakeTracing) SetProtected(pids []uint32) error {
+	if k.protectErr != nil {
+		return k.protectErr
+	}
 	k.protected = append(k.protected, slices.Clone(pids))
 	return nil
 }
@@ -475,6 +480,33 @@ func TestTracingProtectsTheNodesProcesses(t *testing.T) {
 	want = sorted64to32(1, 40, 41, 44, uint64(self))
 	if n := len(f.tk.protected); n != 2 || !reflect.DeepEqual(f.tk.protected[n-1], want) {
 		t.Errorf("protected after a verify pass: %v, want %v last", f.tk.protected, want)
+	}
+}
+
+// Without the protected processes handed to the kernel, no unit loads,
+// and no object counts as enforced.
+func TestTracingLoadsNothingUnprotected(t *testing.T) {
+	f := newTracingFixture(t)
+	f.tk.protectErr = errors.New("update protected_pids: permission denied")
+	f.tracingPolicy("", "every-process", "r1", 1, "lsmhooks: [{hook: bprm_check_security}]")
+	res, _ := f.sync()
+	if f.tk.applies != 0 || len(f.tk.units) != 0 {
+		t.Errorf("%d applies, units %v; want none before the node's processes are protected", f.tk.applies, slices.Collect(maps.Keys(f.tk.units)))
+	}
+	if res.RequeueAfter == 0 {
+		t.Error("the sync is not retried")
+	}
+	if o, _ := f.object("ClusterTracingPolicy", "", "every-process"); o.State != v1.ObjectNotEnforced || o.Reason != v1.DatapathErrorReason ||
+		!strings.Contains(o.Message, "permission denied") {
+		t.Errorf("every-process: %+v", o)
+	}
+	if c := f.condition(v1.TracingEnforcedCondition); c.Status != metav1.ConditionFalse || c.Reason != v1.DatapathErrorReason {
+		t.Errorf("TracingEnforced: %s %s: %s", c.Status, c.Reason, c.Message)
+	}
+	f.tk.protectErr = nil
+	f.mustSync()
+	if o, _ := f.object("ClusterTracingPolicy", "", "every-process"); o.State != v1.ObjectEnforced || len(f.tk.units) != 1 {
+		t.Errorf("every-process after the protection succeeded: %+v; units %v", o, slices.Collect(maps.Keys(f.tk.units)))
 	}
 }
 
