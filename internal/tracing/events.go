@@ -154,8 +154,8 @@ func (m *Manager) decode(raw []byte, boot time.Time) (Event, error) {
 		Action:   actionName(ev.Action),
 		Taken:    ev.Taken != 0,
 		Revision: pl.pol.Revision,
-		Process: Process{PID: ev.Pid, TID: ev.Tid, Binary: cstring(ev.Binary[:]), UID: ev.Uid, CgroupID: ev.Cgroup},
-		Parent:  Process{PID: ev.Ppid, TID: ev.Ppid, Binary: m.binaryOf(ev.Ppid)},
+		Process:  Process{PID: ev.Pid, TID: ev.Tid, Binary: cstring(ev.Binary[:]), UID: ev.Uid, CgroupID: ev.Cgroup},
+		Parent:   Process{PID: ev.Ppid, TID: ev.Ppid, Binary: m.binaryOf(ev.Ppid)},
 	}
 	if e.Process.Binary == "" {
 		e.Process.Binary = exeOf(ev.Pid)

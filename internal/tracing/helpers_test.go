@@ -30,6 +30,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/go-logr/logr/testr"
 	"golang.org/x/sys/unix"
 
@@ -54,7 +56,34 @@ func requireKernel(t testing.TB, lsm bool) {
 		if !k.LSM {
 			t.Skip("needs BPF-LSM active (\"bpf\" in the kernel's lsm list)")
 		}
+		if err := probeLSM(); err != nil {
+			t.Skipf("needs the kernel to load BPF-LSM programs; a trivial lsm/file_open program fails: %v", err)
+		}
 	}
+}
+
+// probeLSM loads a trivial lsm/file_open program.
+func probeLSM() error {
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.LSM, AttachType: ebpf.AttachLSMMac, AttachTo: "file_open", License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+	})
+	if err != nil {
+		return err
+	}
+	return p.Close()
+}
+
+// probeFentry loads a trivial fentry program on security_file_open.
+func probeFentry() error {
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.Tracing, AttachType: ebpf.AttachTraceFEntry, AttachTo: "security_file_open", License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+	})
+	if err != nil {
+		return err
+	}
+	return p.Close()
 }
 
 // tempPinDir returns a fresh pin dir on a private bpffs.

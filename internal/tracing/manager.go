@@ -71,7 +71,7 @@ type Manager struct {
 	// a kernel without BPF trampolines (tests).
 	noTrampolines bool
 
-	readerMu sync.Mutex
+	readerMu   sync.Mutex
 	decodeErrs uint64
 }
 
@@ -593,9 +593,12 @@ func (m *Manager) attachHook(u *unit, h *hookPlan) (string, link.Link, error) {
 				l, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: at, Cookie: cookie})
 				return "", l, err
 			}
-			if !errors.Is(err, ebpf.ErrNotSupported) {
+			var ve *ebpf.VerifierError
+			if errors.As(err, &ve) {
 				return "", nil, err
 			}
+			// Not the verifier: the kernel cannot load trampoline
+			// programs (no BPF trampolines, or refused: EPERM).
 			ferr = err
 		} else {
 			ferr = errors.New("BPF trampolines are not available")
@@ -627,7 +630,11 @@ func (m *Manager) attachHook(u *unit, h *hookPlan) (string, link.Link, error) {
 	case hooks.KindLSM:
 		p, err := m.loadProgram("generic_lsm", h.target, u.maps)
 		if err != nil {
-			return "", nil, err
+			var ve *ebpf.VerifierError
+			if errors.As(err, &ve) {
+				return "", nil, err
+			}
+			return "", nil, &notSupported{fmt.Sprintf("the kernel does not load BPF-LSM programs: %v", err)}
 		}
 		defer p.Close()
 		u.setProg(h.idx, p)
