@@ -263,8 +263,7 @@ func (m *Manager) Apply(ctx context.Context, ps []Policy) []Result {
 	// Units not in ps: detached and unpinned.
 	for key, u := range m.units {
 		if !want[key] {
-			u.close()
-			os.RemoveAll(filepath.Dir(u.dir))
+			u.remove(filepath.Dir(u.dir))
 			m.plans.Delete(u.plan.id)
 			delete(m.units, key)
 		}
@@ -272,7 +271,7 @@ func (m *Manager) Apply(ctx context.Context, ps []Policy) []Result {
 	entries, _ := os.ReadDir(m.unitsDir())
 	for _, e := range entries {
 		if !want[e.Name()] {
-			if err := os.RemoveAll(filepath.Join(m.unitsDir(), e.Name())); err != nil {
+			if err := removeDir(filepath.Join(m.unitsDir(), e.Name())); err != nil {
 				m.log.Error(err, "tracing: remove a stale unit", "dir", e.Name())
 			}
 		}
@@ -302,8 +301,7 @@ func (m *Manager) applyOne(ctx context.Context, p Policy) Result {
 				res.Hooks = old.results
 			}
 			if nu != nil {
-				nu.close()
-				os.RemoveAll(dir)
+				nu.remove(dir)
 			}
 			return res
 		}
@@ -327,20 +325,18 @@ func (m *Manager) applyOne(ctx context.Context, p Policy) Result {
 		// Nothing of the new version runs: keep the old one.
 		res.Err = fmt.Errorf("tracing: no hook of %q loaded; the previous version, if any, keeps running", p.Key)
 		if old != nil {
-			u.close()
-			os.RemoveAll(dir)
+			u.remove(dir)
 			return res
 		}
 	}
 	// The new version runs: the old one goes.
 	if old != nil && old != u {
-		old.close()
-		os.RemoveAll(old.dir)
+		old.remove(old.dir)
 	}
 	entries, _ := os.ReadDir(keyDir)
 	for _, e := range entries {
 		if e.Name() != pl.hash {
-			os.RemoveAll(filepath.Join(keyDir, e.Name()))
+			removeDir(filepath.Join(keyDir, e.Name()))
 		}
 	}
 	m.units[p.Key] = u
@@ -683,6 +679,34 @@ func (u *unit) setProg(idx uint32, p *ebpf.Program) {
 		old.Close()
 	}
 	u.progs[idx] = c
+}
+
+// remove unpins dir, then releases the unit's fds: the last reference to
+// each link is then an fd, whose close detaches it before remove returns
+// (an unpin that drops the last reference detaches it later, from a
+// kernel work queue).
+func (u *unit) remove(dir string) {
+	removeDir(dir)
+	u.close()
+}
+
+// removeDir unpins a unit's dir, holding its links open until the pins
+// are gone so that they are detached when removeDir returns.
+func removeDir(dir string) error {
+	var held []link.Link
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), "link_") {
+			if l, err := link.LoadPinnedLink(p, nil); err == nil {
+				held = append(held, l)
+			}
+		}
+		return nil
+	})
+	err := os.RemoveAll(dir)
+	for _, l := range held {
+		l.Close()
+	}
+	return err
 }
 
 // close releases the unit's fds; pins stay.
