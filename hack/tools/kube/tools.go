@@ -16,12 +16,17 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package tools pins the kube-apiserver used by envtest and the kubectl that
-// tests drive it with (kustomize, server-side dry run), both from the same
-// Kubernetes release so client and server never skew.
+// Package tools pins the kube-apiserver used by envtest, the kubectl that
+// tests drive it with (kustomize, server-side dry run), and the kubelet,
+// kube-controller-manager and kube-scheduler of the real-node story (make
+// e2e-node: a Deployment and a DaemonSet need their controllers and the
+// scheduler), all from the same Kubernetes release so nothing skews.
 package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
