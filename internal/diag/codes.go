@@ -105,7 +105,7 @@ var Codes = map[string]CodeInfo{
 	"PAL514": {Error, "Mask, GT and LT take exactly one value", "for several values use one selector per value (any selector matching is a match), or InMap"},
 	"PAL515": {Warning, "action parameter has no effect on this action", "argError is for Deny, argFd for FollowFD and UnfollowFD, argName for FollowFD, argSig for Signal, rateLimit for Notify"},
 	"PAL516": {Error, "Signal needs argSig", "set argSig to the signal number (1-64), e.g. 10 for SIGUSR1"},
-	"PAL517": {Error, "hook exceeds the tracing datapath's limits", "split the hook's selectors over several hooks or policies, or split a long term in two; the message names the limit"},
+	"PAL517": {Error, "tracing policy exceeds the tracing datapath's limits", "split the policy, hook or selector the message names; the limits are those of internal/tracing"},
 	// PAL52x: hooks checked against a kernel (palisadectl validate --kernel
 	// or --btf; internal/tracing/hooks).
 	"PAL520": {Error, "kernel function not found", "check the name against the kernel's BTF (bpftool btf dump file /sys/kernel/btf/vmlinux | grep FUNC); syscalls need syscall: true"},

@@ -101,10 +101,12 @@ func (c *checker) checkTracing(p *Policy) {
 	if spec.PodSelector != nil {
 		c.checkSelector(p, "spec.podSelector", *spec.PodSelector)
 	}
+	var values valueCounts
 	for _, h := range hs {
 		c.checkHook(p, h, scoped, audit)
-		c.checkLimits(p, h)
+		c.checkLimits(p, h, &values)
 	}
+	c.checkUnitLimits(p, spec, values)
 	if c.hooks != nil {
 		for _, pr := range c.hooks(spec) {
 			c.add(p, pr.Code, pr.Path, "%s", pr.Message)

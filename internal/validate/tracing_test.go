@@ -506,15 +506,18 @@ func TestTracingChecks(t *testing.T) {
 			selectors: [{
 				matchArgs: [{index: 0, operator: "Prefix", values: [
 					"/etc/",
-					"/\(strings.Repeat("a", 254))",
-					"/\(strings.Repeat("a", 255))", // want PAL517
+					"/\(strings.Repeat("a", 251))",
+					"/\(strings.Repeat("a", 252))", // want PAL517
 				]}, {
-					index: 1, operator: "Equal"
-					values: [for i in list.Range(0, 1001, 1) {"\(i)"}] // want PAL517
-				}, {
-					index: 1, operator: "Equal"
-					values: [for i in list.Range(0, 1000, 1) {"\(i)"}]
+					index: 0, operator: "Equal"
+					values: [
+						"/\(strings.Repeat("a", 254))",
+						"/\(strings.Repeat("a", 255))", // want PAL517
+					]
 				}]
+				matchBinaries: [{operator: "In", values: [
+					"/\(strings.Repeat("b", 255))", // want PAL517
+				]}]
 			}, { // want PAL517
 				matchArgs: [for i in list.Range(0, 17, 1) {index: 1, operator: "Equal", values: ["\(i)"]}]
 			}, {
@@ -528,7 +531,20 @@ func TestTracingChecks(t *testing.T) {
 		}, {
 			call: "security_file_permission"
 			selectors: [for i in list.Range(0, 64, 1) {matchPIDs: [{operator: "In", values: [i + 2]}]}]
+		}, {
+			call: "do_sys_openat2"
+			args: [ // want PAL517
+				for i in list.Range(0, 7, 1) {index: i, type: "int"},
+			]
 		}]
+`},
+		{name: "hooks of a policy", kind: "ClusterTracingPolicy", spec: ` // want PAL517
+		kprobes: [for i in list.Range(0, 32, 1) {call: "security_file_open"}]
+		uprobes: [{path: "/bin/bash", symbols: ["readline"]}]
+`},
+		{name: "hooks of a policy, at most", kind: "ClusterTracingPolicy", spec: `
+		kprobes: [for i in list.Range(0, 31, 1) {call: "security_file_open"}]
+		uprobes: [{path: "/bin/bash", symbols: ["readline"]}]
 `},
 
 		// PAL509: Sigkill and Deny that name a protected process.
