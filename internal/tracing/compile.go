@@ -21,6 +21,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -652,7 +653,13 @@ func (c *compiler) argTerm(mp string, m v1.ArgSelector, typ bt.TracingArgType, s
 		neg, op = true, strings.TrimPrefix(op, "Not")
 	}
 	bad := fmt.Errorf("%s.operator: %s does not apply to this argument's type", mp, m.Operator)
-	switch classOf(typ) {
+	class := classOf(typ)
+	if typ == bt.TracingArgTypeAT_FD && (op == "Prefix" || op == "Postfix" || (op == "Equal" && len(m.Values) > 0 && strings.HasPrefix(m.Values[0], "/"))) {
+		// An fd compares as its file's path with string operators (and
+		// with Equal on absolute paths), as its number otherwise.
+		class = classString
+	}
+	switch class {
 	case classInt:
 		switch op {
 		case "Equal", "InMap":
@@ -844,13 +851,27 @@ var nsFiles = map[v1.NamespaceType]string{
 	"Time": "time", "TimeForChildren": "time_for_children", "Cgroup": "cgroup", "User": "user",
 }
 
-// hostNamespace reads the inode of PID 1's namespace of a kind.
+// initNamespaces are the fixed inode numbers of the kernel's initial
+// namespaces (include/linux/proc_ns.h: PROC_*_INIT_INO; mnt and net have
+// fixed ones on recent kernels such as 6.18).
+var initNamespaces = map[v1.NamespaceType]uint32{
+	"Ipc": 0xEFFFFFFF, "Uts": 0xEFFFFFFE, "User": 0xEFFFFFFD, "Pid": 0xEFFFFFFC, "PidForChildren": 0xEFFFFFFC,
+	"Cgroup": 0xEFFFFFFB, "Time": 0xEFFFFFFA, "TimeForChildren": 0xEFFFFFFA, "Net": 0xEFFFFFF9, "Mnt": 0xEFFFFFF8,
+}
+
+// hostNamespace reads the inode of PID 1's namespace of a kind; when
+// /proc/1/ns is not readable (PID 1 holds capabilities the agent lacks),
+// it takes the kernel's fixed inode number of the initial namespace.
 func hostNamespace(t v1.NamespaceType) (uint32, error) {
 	var st unix.Stat_t
-	if err := unix.Stat("/proc/1/ns/"+nsFiles[t], &st); err != nil {
-		return 0, err
+	err := unix.Stat("/proc/1/ns/"+nsFiles[t], &st)
+	if err == nil {
+		return uint32(st.Ino), nil
 	}
-	return uint32(st.Ino), nil
+	if n, ok := initNamespaces[t]; ok && errors.Is(err, unix.EACCES) {
+		return n, nil
+	}
+	return 0, fmt.Errorf("read /proc/1/ns/%s: %w", nsFiles[t], err)
 }
 
 var capabilities = func() map[string]uint {
