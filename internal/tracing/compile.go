@@ -26,7 +26,6 @@ import (
 	"hash/fnv"
 	"math"
 	"net/netip"
-	"reflect"
 	"strconv"
 	"strings"
 
@@ -598,8 +597,11 @@ func (c *compiler) selector(sp string, s v1.Selector, h hooks.Hook, slots map[in
 			sel.Actions |= actFollowFD
 		case v1.ActionUnfollowFD:
 			sel.Actions |= actUnfollowFD
-		case "Signal":
-			sig, ok := argSig(a)
+		case v1.ActionSignal:
+			sig, ok := int32(0), a.ArgSig != nil
+			if ok {
+				sig = *a.ArgSig
+			}
 			if !ok || sig <= 0 || sig > 64 {
 				return sel, fmt.Errorf("%s.argSig: Signal needs a signal number from 1 to 64", ap)
 			}
@@ -613,15 +615,6 @@ func (c *compiler) selector(sp string, s v1.Selector, h hooks.Hook, slots map[in
 		}
 	}
 	return sel, nil
-}
-
-// argSig reads Action.ArgSig where the API has it (action: Signal).
-func argSig(a v1.Action) (int32, bool) {
-	f := reflect.ValueOf(a).FieldByName("ArgSig")
-	if !f.IsValid() || f.Kind() != reflect.Pointer || f.IsNil() {
-		return 0, false
-	}
-	return int32(f.Elem().Int()), true
 }
 
 func (c *compiler) id() uint32 {

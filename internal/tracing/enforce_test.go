@@ -365,3 +365,23 @@ func TestUprobeArgs(t *testing.T) {
 		t.Errorf("dirfd = %s, want -100 (AT_FDCWD)", e.Args[0].Value)
 	}
 }
+
+// Signal sends the action's signal (argSig) to the caller.
+func TestSignal(t *testing.T) {
+	requireKernel(t, false)
+	m := openTest(t, tempPinDir(t))
+	ev := collect(t, m)
+	cg := newCgroup(t)
+	secret := tempFile(t, "secret", "the secret\n")
+	spec := openatHook(v1.Selector{
+		MatchArgs:    []v1.ArgSelector{{Index: 2, Operator: "Equal", Values: []string{secret}}},
+		MatchActions: []v1.Action{{Action: v1.ActionSignal, ArgSig: ptr(int32(syscall.SIGUSR1))}},
+	})
+	mustLoaded(t, m.Apply(context.Background(), []Policy{{Key: "TracingPolicy test/signal", Spec: spec, Cgroups: []uint64{cg.id}}}))
+	if out, _, ws := run(t, cg, which(t, "cat"), secret); !ws.Signaled() || ws.Signal() != syscall.SIGUSR1 || out != "" {
+		t.Fatalf("status %v, stdout %q; want killed by SIGUSR1", ws, out)
+	}
+	if e := ev.wait(t, "Signal", isFile(secret)); e.Action != v1.ActionSignal || !e.Taken {
+		t.Errorf("event = %+v", e)
+	}
+}

@@ -37,9 +37,6 @@ import (
 	bt "github.com/palisade-dev/palisade/bpf/tracing"
 )
 
-// ActionType is the API's action type, as Stats counts events by it.
-type ActionType = v1.ActionType
-
 var (
 	eventSize = binary.Size(bt.TracingTraceEvent{})
 	slotSize  = binary.Size(bt.TracingArgSlot{})
@@ -53,7 +50,7 @@ func actionName(a uint8) v1.ActionType {
 	case actDeny:
 		return v1.ActionDeny
 	case actSignal:
-		return "Signal"
+		return v1.ActionSignal
 	}
 	return v1.ActionNotify
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/sys/unix"
 
+	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	bt "github.com/palisade-dev/palisade/bpf/tracing"
 	"github.com/palisade-dev/palisade/internal/tracing/hooks"
 )
@@ -319,7 +320,7 @@ func (m *Manager) applyOne(ctx context.Context, p Policy) Result {
 		}
 	}
 	res.Hooks = u.results
-	res.Adopted = u.adopted
+	res.Adopted = u.adopted || u == old
 	res.Loaded = loaded == len(u.results)
 	if loaded == 0 && len(u.results) > 0 && u != old {
 		// Nothing of the new version runs: keep the old one.
@@ -818,7 +819,7 @@ func (m *Manager) SetProtected(pids []uint32) error {
 
 // Stats reads the kernel's counters.
 func (m *Manager) Stats() (Stats, error) {
-	st := Stats{Events: map[string]map[ActionType]uint64{}, Lost: map[string]uint64{}, Suppressed: map[string]uint64{}}
+	st := Stats{Events: map[string]map[v1.ActionType]uint64{}, Lost: map[string]uint64{}, Suppressed: map[string]uint64{}}
 	var k bt.TracingCounterKey
 	var vals []uint64
 	it := m.base["counters"].Iterate()
@@ -834,7 +835,7 @@ func (m *Manager) Stats() (Stats, error) {
 		switch k.Outcome {
 		case uint8(bt.TracingOutcomeOUT_EVENT):
 			if st.Events[key] == nil {
-				st.Events[key] = map[ActionType]uint64{}
+				st.Events[key] = map[v1.ActionType]uint64{}
 			}
 			st.Events[key][actionName(k.Action)] += n
 		case uint8(bt.TracingOutcomeOUT_LOST):
