@@ -186,7 +186,7 @@ var intNames = map[string]struct {
 	"long": {8, true}, "unsigned long": {8, false}, "long int": {8, true}, "long unsigned int": {8, false},
 	"long long": {8, true}, "unsigned long long": {8, false}, "long long int": {8, true}, "long long unsigned int": {8, false},
 	"u64": {8, false}, "s64": {8, true}, "__u64": {8, false}, "__s64": {8, true}, "size_t": {8, false}, "ssize_t": {8, true},
-	"loff_t": {8, true}, "off_t": {8, true}, "aio_context_t": {8, false}, "time_t": {8, true}, "cap_user_header_t": {8, false},
+	"loff_t": {8, true}, "off_t": {8, true}, "aio_context_t": {8, false}, "time_t": {8, true},
 	"gfp_t": {4, false}, "ino_t": {8, false},
 }
 
