@@ -385,3 +385,26 @@ func TestSignal(t *testing.T) {
 		t.Errorf("event = %+v", e)
 	}
 }
+
+// With nobody reading, a flood of events fills the ring buffer; the
+// records that do not fit are counted as lost, the others as events.
+func TestLostEventsCounted(t *testing.T) {
+	requireKernel(t, false)
+	m := openTest(t, tempPinDir(t))
+	cg := newCgroup(t)
+	spec := v1.TracingPolicySpec{Tracepoints: []v1.TracepointHook{{Subsystem: "syscalls", Event: "sys_enter_write"}}}
+	mustLoaded(t, m.Apply(context.Background(), []Policy{{Key: "TracingPolicy test/flood", Spec: spec, Cgroups: []uint64{cg.id}}}))
+	// 100,000 one-byte writes: far more records than 4 MiB holds.
+	if _, stderr, ws := run(t, cg, which(t, "dd"), "if=/dev/zero", "of=/dev/null", "bs=1", "count=100000"); ws.ExitStatus() != 0 {
+		t.Fatalf("dd: %v %s", ws, stderr)
+	}
+	st, err := m.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, lost := st.Events["TracingPolicy test/flood"][v1.ActionNotify], st.Lost["ringbuf full"]
+	if events == 0 || lost == 0 || events+lost < 100000 {
+		t.Errorf("events %d, lost %d; want both, at least 100000 in all", events, lost)
+	}
+	t.Logf("events %d, lost %d", events, lost)
+}

@@ -61,10 +61,13 @@ func actionName(a uint8) v1.ActionType {
 func (m *Manager) ReadEvents(ctx context.Context, fn func(Event)) error {
 	m.mu.Lock()
 	evm, ok := m.base["events"]
-	var mp *ebpf.Map
+	var mp, procs *ebpf.Map
 	var err error
 	if ok {
 		mp, err = evm.Clone()
+		if err == nil {
+			procs, err = m.base["procs"].Clone()
+		}
 	}
 	m.mu.Unlock()
 	if !ok {
@@ -74,6 +77,7 @@ func (m *Manager) ReadEvents(ctx context.Context, fn func(Event)) error {
 		return fmt.Errorf("tracing: events map: %w", err)
 	}
 	defer mp.Close()
+	defer procs.Close()
 	rd, err := ringbuf.NewReader(mp)
 	if err != nil {
 		return fmt.Errorf("tracing: ring buffer reader: %w", err)
@@ -96,7 +100,7 @@ func (m *Manager) ReadEvents(ctx context.Context, fn func(Event)) error {
 			}
 			return fmt.Errorf("tracing: read ring buffer: %w", err)
 		}
-		e, err := m.decode(rec.RawSample, boot)
+		e, err := m.decode(rec.RawSample, boot, procs)
 		if err != nil {
 			m.readerMu.Lock()
 			m.decodeErrs++
@@ -116,7 +120,7 @@ func bootOffset() time.Time {
 	return time.Now().Add(-time.Duration(ts.Nano()))
 }
 
-func (m *Manager) decode(raw []byte, boot time.Time) (Event, error) {
+func (m *Manager) decode(raw []byte, boot time.Time, procs *ebpf.Map) (Event, error) {
 	var e Event
 	if len(raw) < fixedSize {
 		return e, fmt.Errorf("record of %d bytes, shorter than %d", len(raw), fixedSize)
@@ -152,7 +156,7 @@ func (m *Manager) decode(raw []byte, boot time.Time) (Event, error) {
 		Taken:    ev.Taken != 0,
 		Revision: pl.pol.Revision,
 		Process:  Process{PID: ev.Pid, TID: ev.Tid, Binary: cstring(ev.Binary[:]), UID: ev.Uid, CgroupID: ev.Cgroup},
-		Parent:   Process{PID: ev.Ppid, TID: ev.Ppid, Binary: m.binaryOf(ev.Ppid)},
+		Parent:   Process{PID: ev.Ppid, TID: ev.Ppid, Binary: binaryOf(procs, ev.Ppid)},
 	}
 	if e.Process.Binary == "" {
 		e.Process.Binary = exeOf(ev.Pid)
@@ -181,16 +185,9 @@ func (m *Manager) decode(raw []byte, boot time.Time) (Event, error) {
 }
 
 // binaryOf is a process's binary from the process map, else /proc.
-func (m *Manager) binaryOf(pid uint32) string {
-	m.mu.Lock()
-	procs := m.base["procs"]
+func binaryOf(procs *ebpf.Map, pid uint32) string {
 	var pi bt.TracingProcInfo
-	var err error = ebpf.ErrKeyNotExist
-	if procs != nil {
-		err = procs.Lookup(pid, &pi)
-	}
-	m.mu.Unlock()
-	if err == nil {
+	if err := procs.Lookup(pid, &pi); err == nil {
 		if b := cstring(pi.Binary[:]); b != "" {
 			return b
 		}

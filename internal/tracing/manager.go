@@ -820,9 +820,23 @@ func (m *Manager) SetProtected(pids []uint32) error {
 // Stats reads the kernel's counters.
 func (m *Manager) Stats() (Stats, error) {
 	st := Stats{Events: map[string]map[v1.ActionType]uint64{}, Lost: map[string]uint64{}, Suppressed: map[string]uint64{}}
+	m.mu.Lock()
+	counters, ok := m.base["counters"]
+	var err error
+	if ok {
+		counters, err = counters.Clone()
+	}
+	m.mu.Unlock()
+	if !ok {
+		return st, errors.New("tracing: manager is closed")
+	}
+	if err != nil {
+		return st, fmt.Errorf("tracing: counters: %w", err)
+	}
+	defer counters.Close()
 	var k bt.TracingCounterKey
 	var vals []uint64
-	it := m.base["counters"].Iterate()
+	it := counters.Iterate()
 	for it.Next(&k, &vals) {
 		var n uint64
 		for _, v := range vals {
