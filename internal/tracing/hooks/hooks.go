@@ -61,6 +61,11 @@ type Kernel struct {
 	// against another node's BTF names binaries of that node, which need
 	// not exist here, so their absence proves nothing.
 	Binaries bool
+	// BinaryRoot is the directory under which uprobe binaries are looked
+	// up when Binaries is set, for a checker whose own root is not the
+	// node's (an agent in a container: "/proc/1/root", or where it mounts
+	// the host's /). Empty: "/".
+	BinaryRoot string
 	// Unchecked lists, for people, what this Kernel cannot check (e.g.
 	// "tracefs is not mounted: ..."). Resolve adds no problem for them.
 	Unchecked []string

@@ -20,7 +20,8 @@ import (
 	"github.com/palisade-dev/palisade/api/v1alpha1"
 )
 
-// Resolve resolves every hook of spec against k. It returns the hooks
+// Resolve resolves every hook of spec against k (which must not be nil).
+// It returns the hooks
 // that resolved (a hook with problems is still returned when its target
 // was found, so callers can report on it) and the problems, in spec order.
 func Resolve(k *Kernel, spec v1alpha1.TracingPolicySpec) ([]Hook, []Problem) {

@@ -181,6 +181,17 @@ func TestResolveUprobes(t *testing.T) {
 		t.Errorf("got %d hooks without binary checks, want 4 (one per symbol)", len(hs))
 	}
 	checkProblems(t, ps, wantP[:2])
+
+	// An agent in a container looks binaries up under the node's root.
+	malloc := v1alpha1.TracingPolicySpec{UProbes: []v1alpha1.UprobeHook{{Path: exe, Symbols: []v1alpha1.Symbol{"malloc"}}}}
+	rooted := local
+	rooted.BinaryRoot = "/proc/self/root"
+	if hs, ps := Resolve(&rooted, malloc); len(hs) != 1 || len(ps) != 0 {
+		t.Errorf("under /proc/self/root: hooks %v, problems %v", hs, ps)
+	}
+	rooted.BinaryRoot = t.TempDir()
+	_, ps = Resolve(&rooted, malloc)
+	checkProblems(t, ps, []string{"spec.uprobes[0].path PAL524 binary " + exe + " (under " + rooted.BinaryRoot + ") does not exist on this machine"})
 }
 
 func checkProblems(t *testing.T, ps []Problem, want []string) {

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
 )
@@ -39,7 +40,7 @@ func (r *resolver) uprobe(i int, u *v1alpha1.UprobeHook) {
 	var syms map[string]bool
 	if r.k != nil && r.k.Binaries {
 		var err error
-		syms, err = elfSymbols(u.Path)
+		syms, err = elfSymbols(r.k.BinaryRoot, u.Path)
 		if err != nil {
 			r.problem(path+".path", CodeUprobeNotFound, "%v", err)
 			return
@@ -64,9 +65,13 @@ func (r *resolver) uprobe(i int, u *v1alpha1.UprobeHook) {
 	}
 }
 
-// elfSymbols returns the function symbols an ELF file defines.
-func elfSymbols(file string) (map[string]bool, error) {
-	f, err := elf.Open(file)
+// elfSymbols returns the function symbols an ELF file defines; file is
+// looked up under root ("" for /).
+func elfSymbols(root, file string) (map[string]bool, error) {
+	f, err := elf.Open(filepath.Join("/", root, file))
+	if root != "" && root != "/" {
+		file = fmt.Sprintf("%s (under %s)", file, root)
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("binary %s does not exist on this machine", file)
