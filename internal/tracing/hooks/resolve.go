@@ -21,9 +21,9 @@ import (
 )
 
 // Resolve resolves every hook of spec against k (which must not be nil).
-// It returns the hooks
-// that resolved (a hook with problems is still returned when its target
-// was found, so callers can report on it) and the problems, in spec order.
+// It returns the hooks that resolved (a hook with problems is still
+// returned when its target was found, so callers can report on it) and
+// the problems, in spec order.
 func Resolve(k *Kernel, spec v1alpha1.TracingPolicySpec) ([]Hook, []Problem) {
 	r := &resolver{k: k}
 	for i := range spec.KProbes {
