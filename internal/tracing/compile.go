@@ -217,7 +217,7 @@ func compile(k *hooks.Kernel, p Policy, hostNS func(v1.NamespaceType) (uint32, e
 		pl.hooks = append(pl.hooks, hp)
 		h, ok := byPath[path]
 		var msgs []string
-		notFound := !ok
+		notFound, unsupported := !ok, false
 		for _, pr := range problems {
 			mine := pr.Path == path || strings.HasPrefix(pr.Path, path+".")
 			// A uprobe's binary problem is positioned on the uprobe.
@@ -231,6 +231,8 @@ func compile(k *hooks.Kernel, p Policy, hostNS func(v1.NamespaceType) (uint32, e
 			switch pr.Code {
 			case hooks.CodeFunctionNotFound, hooks.CodeLSMHookNotFound, hooks.CodeTracepointNotFound, hooks.CodeUprobeNotFound:
 				notFound = true
+			case hooks.CodeLSMInactive:
+				unsupported = true
 			}
 		}
 		if ok {
@@ -238,6 +240,9 @@ func compile(k *hooks.Kernel, p Policy, hostNS func(v1.NamespaceType) (uint32, e
 			hp.attach = string(h.Kind) + "/" + h.Target
 		}
 		switch {
+		case unsupported:
+			hp.state, hp.msg = HookNotSupported, strings.Join(msgs, "; ")
+			continue
 		case notFound:
 			hp.state, hp.msg = HookNotFound, strings.Join(msgs, "; ")
 			if hp.msg == "" {

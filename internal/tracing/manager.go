@@ -148,11 +148,12 @@ func (m *Manager) openBase() error {
 		}
 		m.base[name] = mp
 	}
-	names := append(slices.Clone(ProtectedBinaries), m.opts.ProtectedBinaries...)
-	for _, n := range names {
-		if err := m.base["protected_names"].Update(protKey(n), uint8(1), ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("tracing: protected binary %q: %w", n, err)
-		}
+	names := map[string][]byte{}
+	for _, n := range append(slices.Clone(ProtectedBinaries), m.opts.ProtectedBinaries...) {
+		names[string(protKey(n))] = []byte{1}
+	}
+	if _, err := syncMap(m.base["protected_names"], names, false); err != nil {
+		return fmt.Errorf("tracing: protected binaries: %w", err)
 	}
 	_, err := m.ensureTrackers()
 	return err
@@ -267,6 +268,14 @@ func (m *Manager) Apply(ctx context.Context, ps []Policy) []Result {
 			u.remove(filepath.Dir(u.dir))
 			m.plans.Delete(u.plan.id)
 			delete(m.units, key)
+		}
+	}
+	// Pins of another ABI: their units were just replaced by this one's.
+	if all, err := os.ReadDir(m.opts.PinDir); err == nil {
+		for _, e := range all {
+			if n := e.Name(); (strings.HasPrefix(n, "units-") || strings.HasPrefix(n, "base-")) && n != "units-"+abi && n != "base-"+abi {
+				removeDir(filepath.Join(m.opts.PinDir, n))
+			}
 		}
 	}
 	entries, _ := os.ReadDir(m.unitsDir())
