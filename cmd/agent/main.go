@@ -55,23 +55,28 @@ func main() {
 }
 
 func run() error {
+	tracingOK, tracingWhy := tracingSupport()
 	var (
-		nodeName    = flag.String("node-name", os.Getenv("NODE_NAME"), "name of this node (default $NODE_NAME)")
-		pinDir      = flag.String("pin-dir", datapath.DefaultPinDir, "bpffs directory for the datapath's pinned maps and links")
-		metricsAddr = flag.String("metrics-bind-address", ":9091", "address of the Prometheus metrics endpoint; 0 disables it")
-		probeAddr   = flag.String("health-probe-bind-address", ":8082", "address of the /healthz and /readyz endpoints")
-		verifyEvery = flag.Duration("verify-interval", agent.DefaultVerifyInterval, "period of the verify loop that compares the kernel with the desired state")
-		driftWindow = flag.Duration("drift-window", agent.DefaultDriftWindow, "how long a kernel drift keeps Drifted=True")
-		hostIfs     = flag.String("host-interfaces", "", "comma-separated host interfaces to attach the host firewall to")
-		limEps      = flag.Int("max-endpoints", 0, "capacity of the endpoints map (0: the default)")
-		limIPCache  = flag.Int("max-ipcache", 0, "capacity of the ipcache maps (0: the default)")
-		limPolicy   = flag.Int("max-policy", 0, "capacity of the policy maps (0: the default)")
-		flowsAddr   = flag.String("flows-bind-address", fmt.Sprintf(":%d", observer.DefaultPort), "address of the flow observer's gRPC service (palisadectl observe); 0 runs the agent without the observer")
-		flowsSize   = flag.Int("flows-buffer-size", observer.DefaultBufferSize, "how many recent flows the observer keeps")
-		flowsQueue  = flag.Int("flows-client-queue", observer.DefaultClientQueue, "how many flows a following client may fall behind before its flows are dropped (and counted)")
-		flowsGens   = flag.Int("flows-generations", agent.DefaultGenerations, "how many policy generations' rule tables the observer keeps to name the rule of an older generation's event")
-		flowsAdv    = flag.String("flows-advertise-address", "", "host:port the relay reaches the flow observer at, reported on NodeEnforcement; empty: the bound address, an unspecified host replaced by $NODE_IP (the node's address, from the downward API's status.hostIP) or else 127.0.0.1")
-		flowsAllow  = flag.Bool("flows-allowed", false, "report allowed packets as forwarded flows too (one event per packet: for debugging, not for busy nodes)")
+		nodeName      = flag.String("node-name", os.Getenv("NODE_NAME"), "name of this node (default $NODE_NAME)")
+		pinDir        = flag.String("pin-dir", datapath.DefaultPinDir, "bpffs directory for the datapath's pinned maps and links")
+		metricsAddr   = flag.String("metrics-bind-address", ":9091", "address of the Prometheus metrics endpoint; 0 disables it")
+		probeAddr     = flag.String("health-probe-bind-address", ":8082", "address of the /healthz and /readyz endpoints")
+		verifyEvery   = flag.Duration("verify-interval", agent.DefaultVerifyInterval, "period of the verify loop that compares the kernel with the desired state")
+		driftWindow   = flag.Duration("drift-window", agent.DefaultDriftWindow, "how long a kernel drift keeps Drifted=True")
+		hostIfs       = flag.String("host-interfaces", "", "comma-separated host interfaces to attach the host firewall to")
+		limEps        = flag.Int("max-endpoints", 0, "capacity of the endpoints map (0: the default)")
+		limIPCache    = flag.Int("max-ipcache", 0, "capacity of the ipcache maps (0: the default)")
+		limPolicy     = flag.Int("max-policy", 0, "capacity of the policy maps (0: the default)")
+		flowsAddr     = flag.String("flows-bind-address", fmt.Sprintf(":%d", observer.DefaultPort), "address of the flow observer's gRPC service (palisadectl observe); 0 runs the agent without the observer")
+		flowsSize     = flag.Int("flows-buffer-size", observer.DefaultBufferSize, "how many recent flows the observer keeps")
+		flowsQueue    = flag.Int("flows-client-queue", observer.DefaultClientQueue, "how many flows a following client may fall behind before its flows are dropped (and counted)")
+		flowsGens     = flag.Int("flows-generations", agent.DefaultGenerations, "how many policy generations' rule tables the observer keeps to name the rule of an older generation's event")
+		flowsAdv      = flag.String("flows-advertise-address", "", "host:port the relay reaches the flow observer at, reported on NodeEnforcement; empty: the bound address, an unspecified host replaced by $NODE_IP (the node's address, from the downward API's status.hostIP) or else 127.0.0.1")
+		flowsAllow    = flag.Bool("flows-allowed", false, "report allowed packets as forwarded flows too (one event per packet: for debugging, not for busy nodes)")
+		tracingOn     = flag.Bool("tracing", tracingOK, "run TracingPolicies and ClusterTracingPolicies (default: on when the kernel has BTF and BPF-LSM is active); off, every tracing policy of the node is reported not enforced")
+		tracingPins   = flag.String("tracing-pin-dir", "/sys/fs/bpf/palisade/tracing", "bpffs directory for the tracing units' pinned programs, links and maps")
+		cgroupRoot    = flag.String("cgroup-root", agent.DefaultCgroupBase, "the host's cgroup mount, where pods' cgroups are found; the cgroup v2 hierarchy is its unified/ directory on a hybrid layout, or itself")
+		tracingEvents = flag.String("tracing-events", "", "write every tracing event as a JSON line to this file (\"-\": standard output); empty: only count them in metrics")
 	)
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -115,6 +120,18 @@ func run() error {
 		VerifyInterval: *verifyEvery,
 		DriftWindow:    *driftWindow,
 		Log:            ctrl.Log.WithName("agent"),
+	}
+	if *tracingOn {
+		closeTracing, err := addTracing(a, *tracingPins, *cgroupRoot, *tracingEvents)
+		if err != nil {
+			return err
+		}
+		defer closeTracing() // pins stay: tracing policies keep acting without the agent
+	} else {
+		a.TracingOff = "the agent runs with --tracing=false, so no program is loaded for it: its hooks never run and its actions never happen"
+		if !tracingOK {
+			a.TracingOff = "this node's kernel cannot run it (" + tracingWhy + "), so no program is loaded for it: its hooks never run and its actions never happen"
+		}
 	}
 	if *flowsAddr != "0" {
 		if err := addObserver(mgr, a, dp, m, *flowsAddr, *flowsAdv, *flowsSize, *flowsQueue, *flowsGens, *flowsAllow); err != nil {

@@ -17,11 +17,17 @@ limitations under the License.
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"strings"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/palisade-dev/palisade/internal/agent"
+	"github.com/palisade-dev/palisade/internal/tracing"
 )
 
 // Where the kernel says what it can do for tracing.
@@ -62,4 +68,25 @@ func eventsOutput(path string) (io.Writer, func() error, error) {
 		return nil, nil, fmt.Errorf("--tracing-events: %w", err)
 	}
 	return f, f.Close, nil
+}
+
+// addTracing opens the tracing datapath (adopting the units pinned under
+// pinDir), finds the cgroup v2 hierarchy below cgroupBase, and opens the
+// events output. The returned function closes them; pins stay.
+func addTracing(a *agent.Agent, pinDir, cgroupBase, events string) (func() error, error) {
+	root, err := agent.DetectCgroupRoot(cgroupBase)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: --cgroup-root: %w", err)
+	}
+	w, closeEvents, err := eventsOutput(events)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	m, err := tracing.Open(tracing.Options{PinDir: pinDir, Log: ctrl.Log.WithName("tracing")})
+	if err != nil {
+		closeEvents()
+		return nil, err
+	}
+	a.Tracing, a.CgroupRoot, a.TracingEvents = m, root, w
+	return func() error { return errors.Join(m.Close(), closeEvents()) }, nil
 }

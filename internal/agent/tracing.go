@@ -52,6 +52,8 @@ type TracingKernel interface {
 	Close() error
 }
 
+var _ TracingKernel = (*tracing.Manager)(nil)
+
 // Object reasons the tracing subsystem reports besides the API's.
 const (
 	// reasonCgroupNotFound: a pod the policy selects has no cgroup on

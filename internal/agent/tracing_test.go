@@ -65,9 +65,9 @@ type fakeTracing struct {
 	protected [][]uint32
 	// protectErr makes SetProtected fail.
 	protectErr error
-	drifts    []tracing.Drift
-	stats     tracing.Stats
-	events    []tracing.Event
+	drifts     []tracing.Drift
+	stats      tracing.Stats
+	events     []tracing.Event
 }
 
 func newFakeTracing() *fakeTracing {

@@ -100,7 +100,12 @@ var Table = map[Feature]Support{
 	DNS:   {Subsystem: SubsystemL7, Effect: Passes, Kernel: "decides at L3/L4 only and passes every query on the port"},
 	FQDN: {Subsystem: SubsystemL7, Effect: Drops,
 		Kernel: "learns no address for these names, so the rule matches nothing and traffic to them is dropped"},
-	Tracing: {Subsystem: SubsystemTracing, Effect: NotLoaded,
+	// Tracing policies are loaded by the agent's tracing subsystem, one
+	// unit each (docs/agent.md); what a node's kernel cannot load of one
+	// (a hook it lacks, a program its verifier refuses) is reported per
+	// node and object from the load's results, not as a gap here. Effect
+	// and Kernel say what a node that runs without tracing does.
+	Tracing: {Enforced: true, Subsystem: SubsystemTracing, Effect: NotLoaded,
 		Kernel: "loads no program for it: its hooks never run and its actions never happen"},
 	// Audit verdicts are read from the datapath's events and reported as
 	// flows by the agent's observer (docs/flows.md).
