@@ -1151,7 +1151,19 @@ int generic_fexit(void *ctx)
 SEC("lsm")
 int generic_lsm(void *ctx)
 {
-	return run_hook(ctx, KIND_LSM);
+	int rc = run_hook(ctx, KIND_LSM);
+	/* An LSM program returns 0 or a negative errno. */
+	if (rc > 0 || rc < -4095)
+		rc = -1;
+	return rc;
+}
+
+/* For LSM hooks that return void: they cannot deny. */
+SEC("lsm")
+int generic_lsm_void(void *ctx)
+{
+	run_hook(ctx, KIND_LSM);
+	return 0;
 }
 
 SEC("tracepoint")

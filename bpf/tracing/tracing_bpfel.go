@@ -306,6 +306,7 @@ const (
 	TracingProgGenericKprobe     = "generic_kprobe"
 	TracingProgGenericKretprobe  = "generic_kretprobe"
 	TracingProgGenericLsm        = "generic_lsm"
+	TracingProgGenericLsmVoid    = "generic_lsm_void"
 	TracingProgGenericTracepoint = "generic_tracepoint"
 	TracingProgGenericUprobe     = "generic_uprobe"
 	TracingProgTrackExec         = "track_exec"
@@ -360,6 +361,7 @@ type TracingProgramSpecs struct {
 	GenericKprobe     *ebpf.ProgramSpec `ebpf:"generic_kprobe"`
 	GenericKretprobe  *ebpf.ProgramSpec `ebpf:"generic_kretprobe"`
 	GenericLsm        *ebpf.ProgramSpec `ebpf:"generic_lsm"`
+	GenericLsmVoid    *ebpf.ProgramSpec `ebpf:"generic_lsm_void"`
 	GenericTracepoint *ebpf.ProgramSpec `ebpf:"generic_tracepoint"`
 	GenericUprobe     *ebpf.ProgramSpec `ebpf:"generic_uprobe"`
 	TrackExec         *ebpf.ProgramSpec `ebpf:"track_exec"`
@@ -460,6 +462,7 @@ type TracingPrograms struct {
 	GenericKprobe     *ebpf.Program `ebpf:"generic_kprobe"`
 	GenericKretprobe  *ebpf.Program `ebpf:"generic_kretprobe"`
 	GenericLsm        *ebpf.Program `ebpf:"generic_lsm"`
+	GenericLsmVoid    *ebpf.Program `ebpf:"generic_lsm_void"`
 	GenericTracepoint *ebpf.Program `ebpf:"generic_tracepoint"`
 	GenericUprobe     *ebpf.Program `ebpf:"generic_uprobe"`
 	TrackExec         *ebpf.Program `ebpf:"track_exec"`
@@ -474,6 +477,7 @@ func (p *TracingPrograms) Close() error {
 		p.GenericKprobe,
 		p.GenericKretprobe,
 		p.GenericLsm,
+		p.GenericLsmVoid,
 		p.GenericTracepoint,
 		p.GenericUprobe,
 		p.TrackExec,

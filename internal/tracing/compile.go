@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
@@ -107,6 +108,8 @@ type hookPlan struct {
 	sels   []bt.TracingSelector
 	// sources are the selectors' field paths.
 	sources []string
+	// void is set on LSM hooks that return nothing (they cannot deny).
+	void bool
 	// state and msg are set when the hook cannot load as compiled.
 	state HookState
 	msg   string
@@ -211,7 +214,7 @@ func compile(k *hooks.Kernel, p Policy, hostNS func(v1.NamespaceType) (uint32, e
 	for _, h := range resolved {
 		byPath[h.Path] = h
 	}
-	c := &compiler{pl: pl, hostNS: hostNS}
+	c := &compiler{pl: pl, hostNS: hostNS, k: k}
 	for i, path := range hookPaths(p.Spec) {
 		hp := &hookPlan{idx: uint32(i), path: path}
 		pl.hooks = append(pl.hooks, hp)
@@ -264,6 +267,7 @@ func compile(k *hooks.Kernel, p Policy, hostNS func(v1.NamespaceType) (uint32, e
 }
 
 type compiler struct {
+	k      *hooks.Kernel
 	pl     *plan
 	hostNS func(v1.NamespaceType) (uint32, error)
 	nextID uint32
@@ -359,6 +363,7 @@ func (c *compiler) hook(hp *hookPlan, h hooks.Hook) error {
 		cfg.Flags |= hfReturn
 	case hooks.KindLSM:
 		cfg.Kind = uint8(bt.TracingHookKindKIND_LSM)
+		hp.void = c.lsmVoid(h.Target)
 	case hooks.KindTracepoint:
 		cfg.Kind = uint8(bt.TracingHookKindKIND_TRACEPOINT)
 	case hooks.KindUprobe:
@@ -444,6 +449,9 @@ func (c *compiler) hook(hp *hookPlan, h hooks.Hook) error {
 		sel, err := c.selector(sp, s, h, slots, types, signed, retType, retSigned)
 		if err != nil {
 			return err
+		}
+		if hp.void && sel.Actions&actDeny != 0 {
+			return fmt.Errorf("%s.matchActions: Deny on LSM hook %s, which returns nothing and cannot deny", sp, h.Target)
 		}
 		hp.sels = append(hp.sels, sel)
 		hp.sources = append(hp.sources, sp)
@@ -620,6 +628,24 @@ func (c *compiler) selector(sp string, s v1.Selector, h hooks.Hook, slots map[in
 		}
 	}
 	return sel, nil
+}
+
+// lsmVoid says whether the LSM hook returns void, from bpf_lsm_<hook>'s
+// BTF.
+func (c *compiler) lsmVoid(hook string) bool {
+	if c.k == nil || c.k.BTF == nil {
+		return false
+	}
+	var fn *btf.Func
+	if err := c.k.BTF.TypeByName("bpf_lsm_"+hook, &fn); err != nil {
+		return false
+	}
+	proto, ok := fn.Type.(*btf.FuncProto)
+	if !ok {
+		return false
+	}
+	_, void := proto.Return.(*btf.Void)
+	return void
 }
 
 func (c *compiler) id() uint32 {

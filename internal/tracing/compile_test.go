@@ -114,8 +114,15 @@ func TestCompileErrorsArePositioned(t *testing.T) {
 			}
 		})
 	}
+	// Deny on an LSM hook that returns void.
+	spec := lsmFileOpen(v1.Selector{MatchActions: []v1.Action{{Action: "Deny"}}})
+	spec.LSMHooks[0].Hook = "file_free_security"
+	spec.LSMHooks[0].Args = nil
+	if h := compile(k, Policy{Key: "k", Spec: spec}, noHost).hooks[0]; !strings.Contains(h.msg, "returns nothing and cannot deny") {
+		t.Errorf("Deny on a void LSM hook: %s %q", h.state, h.msg)
+	}
 	// Deny on a kernel function.
-	spec := v1.TracingPolicySpec{KProbes: []v1.FunctionHook{{Call: "security_file_open", HookCommon: v1.HookCommon{
+	spec = v1.TracingPolicySpec{KProbes: []v1.FunctionHook{{Call: "security_file_open", HookCommon: v1.HookCommon{
 		Selectors: []v1.Selector{{MatchActions: []v1.Action{{Action: "Deny"}}}}}}}}
 	if h := compile(k, Policy{Key: "k", Spec: spec}, noHost).hooks[0]; !strings.Contains(h.msg, "spec.kprobes[0].selectors[0].matchActions[0].action: Deny acts on LSM hooks only") {
 		t.Errorf("Deny on fentry: %q", h.msg)

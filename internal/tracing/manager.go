@@ -634,7 +634,11 @@ func (m *Manager) attachHook(u *unit, h *hookPlan) (string, link.Link, error) {
 		}
 		return kind + "/" + h.target, l, nil
 	case hooks.KindLSM:
-		p, err := m.loadProgram("generic_lsm", h.target, u.maps)
+		prog := "generic_lsm"
+		if h.void {
+			prog = "generic_lsm_void"
+		}
+		p, err := m.loadProgram(prog, h.target, u.maps)
 		if err != nil {
 			var ve *ebpf.VerifierError
 			if errors.As(err, &ve) {
