@@ -59,6 +59,7 @@ func args(a ...any) []v1alpha1.Arg {
 
 func TestResolveRunningKernel(t *testing.T) {
 	k := runningKernel(t)
+	w := map[string]string{"x86_64": "__x64_sys_", "arm64": "__arm64_sys_"}[k.Arch] // the syscall wrappers' prefix
 	t.Logf("kernel: arch %s, tracefs %q, lsm %v, unchecked %q", k.Arch, k.Tracefs, k.LSM, k.Unchecked)
 	for _, tc := range []struct {
 		name string
@@ -105,12 +106,12 @@ func TestResolveRunningKernel(t *testing.T) {
 			spec: v1alpha1.TracingPolicySpec{KProbes: []v1alpha1.FunctionHook{
 				{Call: "sys_openat", Syscall: ptr(true), HookCommon: v1alpha1.HookCommon{Args: args(0, "int", 1, "string", 2, "int")}},
 				{Call: "openat", Syscall: ptr(true)},
-				{Call: "__x64_sys_openat", Syscall: ptr(true)},
+				{Call: v1alpha1.Symbol(w + "openat"), Syscall: ptr(true)},
 				{Call: "write", Syscall: ptr(true), Return: ptr(true), ReturnArg: &v1alpha1.Arg{Type: "int64"}},
 			}},
 			hooks: []string{
-				"spec.kprobes[0] fentry __x64_sys_openat 4", "spec.kprobes[1] fentry __x64_sys_openat 4",
-				"spec.kprobes[2] fentry __x64_sys_openat 4", "spec.kprobes[3] fexit __x64_sys_write 3",
+				"spec.kprobes[0] fentry " + w + "openat 4", "spec.kprobes[1] fentry " + w + "openat 4",
+				"spec.kprobes[2] fentry " + w + "openat 4", "spec.kprobes[3] fexit " + w + "write 3",
 			},
 			btfTypes: []string{"int", "const char *", "int"},
 		},
@@ -120,11 +121,11 @@ func TestResolveRunningKernel(t *testing.T) {
 				{Call: "sys_openat", Syscall: ptr(true), HookCommon: v1alpha1.HookCommon{Args: args(1, "file", 6, "int")}},
 				{Call: "sys_no_such_syscall", Syscall: ptr(true)},
 			}},
-			hooks: []string{"spec.kprobes[0] fentry __x64_sys_openat 4"},
+			hooks: []string{"spec.kprobes[0] fentry " + w + "openat 4"},
 			problems: [][3]string{
 				{"spec.kprobes[0].args[0].type", CodeArgType, `argument 1 of syscall openat is "const char *filename", which type "file" cannot read (a syscall argument is a user-space value, never a kernel struct file); use type "string"`},
 				{"spec.kprobes[0].args[1].index", CodeArgIndex, "argument index 6 is past the 4 arguments of syscall openat(int dfd, const char *filename, int flags, umode_t mode)"},
-				{"spec.kprobes[1].call", CodeFunctionNotFound, `syscall "no_such_syscall" has no wrapper __x64_sys_no_such_syscall`},
+				{"spec.kprobes[1].call", CodeFunctionNotFound, `syscall "no_such_syscall" has no wrapper ` + w + `no_such_syscall`},
 			},
 		},
 		{

@@ -223,7 +223,11 @@ func (r *resolver) kprobe(i int, k *v1alpha1.FunctionHook) {
 		name := syscallName(call)
 		wrapper := r.wrapperPrefix() + name
 		if _, err := r.funcByName(wrapper); err != nil {
-			r.problem(path+".call", CodeFunctionNotFound, "syscall %q has no wrapper %s in the kernel's BTF: the kernel has no such syscall", name, wrapper)
+			var sys []string
+			for _, n := range r.similar(r.wrapperPrefix(), name) {
+				sys = append(sys, "sys_"+n)
+			}
+			r.problem(path+".call", CodeFunctionNotFound, "syscall %q has no wrapper %s in the kernel's BTF: the kernel has no such syscall%s", name, wrapper, suggestion(sys))
 			return
 		}
 		h.Target, h.Syscall = wrapper, true
@@ -234,6 +238,8 @@ func (r *resolver) kprobe(i int, k *v1alpha1.FunctionHook) {
 			msg := fmt.Sprintf("kernel function %q is not in the kernel's BTF (functions of modules are not checked and not hooked)", call)
 			if _, werr := r.funcByName(r.wrapperPrefix() + syscallName(call)); werr == nil && call != r.wrapperPrefix()+syscallName(call) {
 				msg += fmt.Sprintf("; %s is a syscall: set syscall: true", syscallName(call))
+			} else {
+				msg += suggestion(r.similar("", call))
 			}
 			r.problem(path+".call", CodeFunctionNotFound, "%s", msg)
 			return
@@ -310,10 +316,11 @@ func (r *resolver) lsm(i int, l *v1alpha1.LSMHook) {
 	fn, err := r.funcByName("bpf_lsm_" + hook)
 	if err != nil {
 		msg := fmt.Sprintf("LSM hook %q does not exist on this kernel (no bpf_lsm_%s in its BTF)", hook, hook)
-		if s, ok := strings.CutPrefix(hook, "security_"); ok {
-			if _, err := r.funcByName("bpf_lsm_" + s); err == nil {
-				msg += fmt.Sprintf("; write the hook without the security_ prefix: %q", s)
-			}
+		s, ok := strings.CutPrefix(hook, "security_")
+		if _, err := r.funcByName("bpf_lsm_" + s); ok && err == nil {
+			msg += fmt.Sprintf("; write the hook without the security_ prefix: %q", s)
+		} else {
+			msg += suggestion(r.similar("bpf_lsm_", hook))
 		}
 		r.problem(path+".hook", CodeLSMHookNotFound, "%s", msg)
 		return

@@ -112,3 +112,26 @@ func TestSizeArgIndex(t *testing.T) {
 		`spec.kprobes[0].args[2].sizeArgIndex PAL527 sizeArgIndex 4 (1-based) names no argument of syscall write(unsigned int fd, const char *buf, size_t count)`,
 	})
 }
+
+// TestSuggestions: a name that is not found is answered with the
+// kernel's names that look like it.
+func TestSuggestions(t *testing.T) {
+	k := runningKernel(t)
+	_, ps := Resolve(k, v1alpha1.TracingPolicySpec{
+		KProbes: []v1alpha1.FunctionHook{
+			{Call: "security_file_permision"},
+			{Call: "opnat", Syscall: ptr(true)},
+			{Call: "palisade_nothing_like_it"},
+		},
+		LSMHooks: []v1alpha1.LSMHook{{Hook: "file_opne"}},
+	})
+	checkProblems(t, ps, []string{
+		`spec.kprobes[0].call PAL520 kernel function "security_file_permision" is not in the kernel's BTF (functions of modules are not checked and not hooked); this kernel has security_file_permission`,
+		`spec.kprobes[1].call PAL520 syscall "opnat" has no wrapper ` + map[string]string{"x86_64": "__x64_sys_", "arm64": "__arm64_sys_"}[k.Arch] + `opnat in the kernel's BTF: the kernel has no such syscall; this kernel has similar: sys_openat, sys_openat2`,
+		`spec.kprobes[2].call PAL520 kernel function "palisade_nothing_like_it" is not in the kernel's BTF (functions of modules are not checked and not hooked)`,
+		`spec.lsmhooks[0].hook PAL521 LSM hook "file_opne" does not exist on this kernel (no bpf_lsm_file_opne in its BTF); this kernel has file_open`,
+	})
+	if len(ps) == 4 && strings.Contains(ps[2].Message, ";") {
+		t.Errorf("a name like nothing gets a suggestion: %s", ps[2].Message)
+	}
+}
