@@ -37,6 +37,10 @@ import (
 	bt "github.com/palisade-dev/palisade/bpf/tracing"
 )
 
+// errUnknownUnit: a record of a unit this Manager has not applied (a
+// pinned unit between Open and the first Apply).
+var errUnknownUnit = errors.New("unit not applied by this manager")
+
 var (
 	eventSize = binary.Size(bt.TracingTraceEvent{})
 	slotSize  = binary.Size(bt.TracingArgSlot{})
@@ -102,8 +106,15 @@ func (m *Manager) ReadEvents(ctx context.Context, fn func(Event)) error {
 		}
 		e, err := m.decode(rec.RawSample, boot, procs)
 		if err != nil {
+			reason := "undecodable record"
+			if errors.Is(err, errUnknownUnit) {
+				reason = "unit not applied by this agent"
+			}
 			m.readerMu.Lock()
-			m.decodeErrs++
+			if m.decodeErrs == nil {
+				m.decodeErrs = map[string]uint64{}
+			}
+			m.decodeErrs[reason]++
 			m.readerMu.Unlock()
 			m.log.V(1).Info("tracing: undecodable record", "error", err.Error())
 			continue
@@ -139,7 +150,7 @@ func (m *Manager) decode(raw []byte, boot time.Time, procs *ebpf.Map) (Event, er
 	}
 	v, ok := m.plans.Load(ev.Unit)
 	if !ok {
-		return e, fmt.Errorf("record of unknown unit %08x", ev.Unit)
+		return e, fmt.Errorf("record of unit %08x: %w", ev.Unit, errUnknownUnit)
 	}
 	pl := v.(*plan)
 	if int(ev.Hook) >= len(pl.hooks) {

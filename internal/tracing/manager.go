@@ -73,7 +73,8 @@ type Manager struct {
 	noTrampolines bool
 
 	readerMu   sync.Mutex
-	decodeErrs uint64
+	// decodeErrs counts records the reader dropped, by reason.
+	decodeErrs map[string]uint64
 }
 
 // unit is one policy as loaded.
@@ -249,6 +250,10 @@ func (m *Manager) Apply(ctx context.Context, ps []Policy) []Result {
 	ids := map[uint32]string{}
 	for i, p := range ps {
 		results[i].Key = p.Key
+		if p.Key == "" {
+			results[i].Err = errors.New("tracing: a unit without a key")
+			continue
+		}
 		if other, ok := ids[unitID(p.Key)]; ok {
 			results[i].Err = fmt.Errorf("tracing: unit %q has the id of unit %q; rename one", p.Key, other)
 			continue
@@ -877,8 +882,8 @@ func (m *Manager) Stats() (Stats, error) {
 		return st, fmt.Errorf("tracing: read counters: %w", err)
 	}
 	m.readerMu.Lock()
-	if m.decodeErrs > 0 {
-		st.Lost["undecodable record"] = m.decodeErrs
+	for reason, n := range m.decodeErrs {
+		st.Lost[reason] += n
 	}
 	m.readerMu.Unlock()
 	return st, nil
