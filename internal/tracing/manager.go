@@ -72,7 +72,7 @@ type Manager struct {
 	// a kernel without BPF trampolines (tests).
 	noTrampolines bool
 
-	readerMu   sync.Mutex
+	readerMu sync.Mutex
 	// decodeErrs counts records the reader dropped, by reason.
 	decodeErrs map[string]uint64
 }
