@@ -319,3 +319,46 @@ func TestKprobeFallback(t *testing.T) {
 		t.Errorf("hook = %+v, want NotSupported naming fentry and kprobe", h)
 	}
 }
+
+// An update none of whose hooks loads reports Err and leaves the previous
+// version running: the same agent's, and one pinned before a restart.
+func TestFailedUpdateKeepsPrevious(t *testing.T) {
+	requireKernel(t, false)
+	pin := tempPinDir(t)
+	cg := newCgroup(t)
+	secret := tempFile(t, "secret", "the secret\n")
+	cat := which(t, "cat")
+	good := Policy{Key: "TracingPolicy test/update", Spec: killOpen(secret), Cgroups: []uint64{cg.id}}
+	bad := good
+	bad.Spec = v1.TracingPolicySpec{Tracepoints: []v1.TracepointHook{{Subsystem: "syscalls", Event: "sys_enter_no_such_call"}}}
+	killed := func(when string) {
+		t.Helper()
+		if _, _, ws := run(t, cg, cat, secret); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("%s: status %v, want the previous version to kill", when, ws)
+		}
+	}
+
+	m1, err := Open(Options{PinDir: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustLoaded(t, m1.Apply(context.Background(), []Policy{good}))
+	rs := m1.Apply(context.Background(), []Policy{bad})
+	if rs[0].Err == nil || rs[0].Loaded || rs[0].Hooks[0].State != HookNotFound {
+		t.Fatalf("bad update: %+v, want Err and HookNotFound", rs[0])
+	}
+	killed("after a failed update")
+	m1.Close()
+
+	m2 := openTest(t, pin)
+	if rs := m2.Apply(context.Background(), []Policy{bad}); rs[0].Err == nil {
+		t.Fatalf("bad update after restart: %+v, want Err", rs[0])
+	}
+	killed("after a failed update following a restart")
+	rs = m2.Apply(context.Background(), []Policy{good})
+	mustLoaded(t, rs)
+	if !rs[0].Adopted {
+		t.Errorf("the previous version was not adopted: %+v", rs[0])
+	}
+	killed("after adopting the previous version")
+}

@@ -337,9 +337,10 @@ func (m *Manager) applyOne(ctx context.Context, p Policy) Result {
 	res.Adopted = u.adopted || u == old
 	res.Loaded = loaded == len(u.results)
 	if loaded == 0 && len(u.results) > 0 && u != old {
-		// Nothing of the new version runs: keep the old one.
+		// Nothing of the new version runs: keep the previous one, this
+		// agent's or one pinned before it started.
 		res.Err = fmt.Errorf("tracing: no hook of %q loaded; the previous version, if any, keeps running", p.Key)
-		if old != nil {
+		if old != nil || otherVersions(keyDir, pl.hash) {
 			u.remove(dir)
 			return res
 		}
@@ -357,6 +358,21 @@ func (m *Manager) applyOne(ctx context.Context, p Policy) Result {
 	m.units[p.Key] = u
 	m.plans.Store(pl.id, pl)
 	return res
+}
+
+// otherVersions says whether keyDir holds a complete version of the unit
+// other than hash.
+func otherVersions(keyDir, hash string) bool {
+	entries, _ := os.ReadDir(keyDir)
+	for _, e := range entries {
+		if e.Name() == hash {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(keyDir, e.Name(), "meta")); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // openUnit creates the unit's maps in dir, or adopts the pinned ones when
