@@ -46,7 +46,9 @@ func TestRedact(t *testing.T) {
 		return flows.Endpoint{Namespace: ns, Pod: ns + "-pod", IP: "10.0.0.1", Port: 80, Labels: map[string]string{"app": ns}, Identity: 1234}
 	}
 	world := flows.Endpoint{IP: "203.0.113.1", Entity: "world"}
-	pol := func(ns string) *flows.Policy { return &flows.Policy{Kind: "NetworkPolicy", Namespace: ns, Name: ns + "-policy", File: ns + ".cue", Line: 3} }
+	pol := func(ns string) *flows.Policy {
+		return &flows.Policy{Kind: "NetworkPolicy", Namespace: ns, Name: ns + "-policy", File: ns + ".cue", Line: 3}
+	}
 	hidden := flows.Endpoint{Port: 80, Entity: Hidden}
 	v := nsViewer{"shop": true}
 	for _, c := range []struct {
