@@ -70,22 +70,29 @@ func eventsOutput(path string) (io.Writer, func() error, error) {
 	return f, f.Close, nil
 }
 
-// addTracing opens the tracing datapath (adopting the units pinned under
-// pinDir), finds the cgroup v2 hierarchy below cgroupBase, and opens the
-// events output. The returned function closes them; pins stay.
+// addTracing opens the events output, finds the cgroup v2 hierarchy
+// below cgroupBase, and opens the tracing datapath (adopting the units
+// pinned under pinDir). The returned function closes them; pins stay. A
+// bad events output is an error; a node where tracing cannot start runs
+// the agent without it, and its status says why for every tracing policy
+// of the node: network enforcement does not wait for tracing.
 func addTracing(a *agent.Agent, pinDir, cgroupBase, events string) (func() error, error) {
-	root, err := agent.DetectCgroupRoot(cgroupBase)
-	if err != nil {
-		return nil, fmt.Errorf("tracing: --cgroup-root: %w", err)
-	}
 	w, closeEvents, err := eventsOutput(events)
 	if err != nil {
 		return nil, fmt.Errorf("tracing: %w", err)
 	}
+	off := func(err error) (func() error, error) {
+		ctrl.Log.Error(err, "tracing does not run on this node")
+		a.TracingOff = fmt.Sprintf("the tracing datapath could not start on this node (%v), so no program is loaded for it: its hooks never run and its actions never happen", err)
+		return closeEvents, nil
+	}
+	root, err := agent.DetectCgroupRoot(cgroupBase)
+	if err != nil {
+		return off(fmt.Errorf("--cgroup-root: %w", err))
+	}
 	m, err := tracing.Open(tracing.Options{PinDir: pinDir, Log: ctrl.Log.WithName("tracing")})
 	if err != nil {
-		closeEvents()
-		return nil, err
+		return off(err)
 	}
 	a.Tracing, a.CgroupRoot, a.TracingEvents = m, root, w
 	return func() error { return errors.Join(m.Close(), closeEvents()) }, nil
