@@ -240,7 +240,11 @@ type Symbol string
 
 // Arg describes one argument of a hook.
 type Arg struct {
-	// index is the argument's position, counted from 0.
+	// index is the argument's position, counted from 0: the function's
+	// (or syscall's, or LSM hook's) parameter, or for a tracepoint the
+	// event's own field as its format file lists them after the common_*
+	// fields (Tetragon counts those four too; palisadectl import
+	// translates).
 	// +required
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=15
