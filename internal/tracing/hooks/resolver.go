@@ -54,9 +54,7 @@ type target struct {
 	// known is false when the parameters' number is not known (a
 	// tracepoint found by name only); then only types are checked.
 	known bool
-	// unknownTypes: the number is known but the types are not.
-	unknownTypes bool
-	ret          *ctype
+	ret   *ctype
 	// hint is appended to type problems, e.g. "set syscall: true".
 	hint string
 }
@@ -299,11 +297,10 @@ func (r *resolver) syscallTarget(name string) *target {
 		for j := range t.params {
 			t.params[j].typ = ctype{kind: cUnknown}
 		}
-		t.unknownTypes = true
 		t.ret = &long
 		return t
 	}
-	t := &target{what: what, src: fromSyscall, known: true, unknownTypes: true, ret: &long}
+	t := &target{what: what, src: fromSyscall, known: true, ret: &long}
 	for j := range 6 {
 		t.params = append(t.params, param{name: fmt.Sprintf("arg%d", j), typ: ctype{kind: cUnknown}})
 	}
