@@ -202,6 +202,13 @@ func TestVerifyRepairs(t *testing.T) {
 	if len(d) != 1 || d[0].Key != "base" {
 		t.Fatalf("drift = %+v, want the process tracker", d)
 	}
+	// A base map and a unit map unpinned: pinned again.
+	os.Remove(filepath.Join(m.baseDir(), "procs"))
+	os.Remove(filepath.Join(u.dir, "vals_str"))
+	d = m.Verify(context.Background())
+	if len(d) != 2 || !strings.Contains(d[0].What, "procs") || !strings.Contains(d[1].What, "vals_str") || d[0].Err != nil || d[1].Err != nil {
+		t.Fatalf("drift = %+v, want the procs and vals_str maps", d)
+	}
 	if d := m.Verify(context.Background()); len(d) != 0 {
 		t.Fatalf("drift after repair: %+v", d)
 	}

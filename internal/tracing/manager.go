@@ -77,6 +77,8 @@ type Manager struct {
 	decodeErrs map[string]uint64
 }
 
+var errClosed = errors.New("tracing: the manager is closed")
+
 // unit is one policy as loaded.
 type unit struct {
 	plan    *plan
@@ -246,6 +248,12 @@ func (m *Manager) Apply(ctx context.Context, ps []Policy) []Result {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	results := make([]Result, len(ps))
+	if len(m.base) == 0 {
+		for i, p := range ps {
+			results[i] = Result{Key: p.Key, Err: errClosed}
+		}
+		return results
+	}
 	want := map[string]bool{}
 	ids := map[uint32]string{}
 	for i, p := range ps {
@@ -763,7 +771,17 @@ func (u *unit) close() {
 func (m *Manager) Verify(ctx context.Context) []Drift {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(m.base) == 0 {
+		return []Drift{{Key: "base", What: "verify", Err: errClosed}}
+	}
 	var drifts []Drift
+	for _, name := range baseMaps {
+		pin := filepath.Join(m.baseDir(), name)
+		if _, err := os.Stat(pin); err != nil {
+			err := repin(m.base[name], pin)
+			drifts = append(drifts, Drift{Key: "base", What: "map " + name + " was unpinned; pinned again", Err: err})
+		}
+	}
 	if repaired, err := m.ensureTrackers(); err != nil || len(repaired) > 0 {
 		drifts = append(drifts, Drift{Key: "base", What: fmt.Sprintf("process tracking was detached or unpinned: %s", strings.Join(repaired, ", ")), Err: err})
 	}
@@ -790,7 +808,7 @@ func (m *Manager) Verify(ctx context.Context) []Drift {
 		}
 		for _, name := range unitMaps {
 			if _, err := os.Stat(filepath.Join(u.dir, name)); err != nil {
-				if err := u.maps[name].Pin(filepath.Join(u.dir, name)); err != nil {
+				if err := repin(u.maps[name], filepath.Join(u.dir, name)); err != nil {
 					drifts = append(drifts, Drift{Key: key, What: "map " + name + " was unpinned", Err: err})
 				} else {
 					drifts = append(drifts, Drift{Key: key, What: "map " + name + " was unpinned; pinned again"})
@@ -825,6 +843,15 @@ func (m *Manager) Verify(ctx context.Context) []Drift {
 	return drifts
 }
 
+// repin pins a map again whose pin was removed (Pin alone sees the path
+// it remembers and does nothing).
+func repin(mp *ebpf.Map, pin string) error {
+	if err := mp.Unpin(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return mp.Pin(pin)
+}
+
 func syncScope(u *unit) (int, error) {
 	want := map[string][]byte{}
 	for _, c := range u.plan.pol.Cgroups {
@@ -840,6 +867,9 @@ func syncScope(u *unit) (int, error) {
 func (m *Manager) SetProtected(pids []uint32) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(m.base) == 0 {
+		return errClosed
+	}
 	want := map[string][]byte{}
 	for _, p := range pids {
 		want[string(u32(p))] = []byte{1}
