@@ -1007,6 +1007,7 @@ static __always_inline int run_hook(void *ctx, __u8 kind)
 		return 0;
 	__builtin_memcpy(&s->cfg, h, sizeof(*h));
 	s->cfg.kind = kind;
+	count(s->cfg.unit, (__u8)hk, OUT_HIT);
 
 	__u32 nargs = s->cfg.nargs;
 	if (nargs > MAX_ARGS)

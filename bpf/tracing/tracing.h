@@ -288,6 +288,7 @@ enum outcome {
 	OUT_LOST = 1,      /* the ring buffer was full */
 	OUT_PROTECTED = 2, /* an action suppressed on a protected process */
 	OUT_AUDIT = 3,     /* an action suppressed by audit mode */
+	OUT_HIT = 4,       /* a call in scope; action holds the hook's index */
 };
 
 struct counter_key {

@@ -173,6 +173,7 @@ const (
 	TracingOutcomeOUT_LOST      TracingOutcome = 1
 	TracingOutcomeOUT_PROTECTED TracingOutcome = 2
 	TracingOutcomeOUT_AUDIT     TracingOutcome = 3
+	TracingOutcomeOUT_HIT       TracingOutcome = 4
 )
 
 type TracingProcInfo struct {

@@ -164,4 +164,7 @@ type Stats struct {
 	// Suppressed counts actions not taken, by reason ("protected
 	// process", "audit mode").
 	Suppressed map[string]uint64
+	// Hits counts the calls in scope of each hook (before selectors), by
+	// unit key and hook path: whether a hook runs at all.
+	Hits map[string]map[string]uint64
 }

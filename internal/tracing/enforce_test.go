@@ -101,6 +101,11 @@ func TestSigkillInScope(t *testing.T) {
 	if st.Events["TracingPolicy test/kill-secret"][v1.ActionSigkill] < 1 {
 		t.Errorf("stats = %+v, want a Sigkill event counted", st)
 	}
+	// Every openat in scope ran the hook: cat's own opens (libraries,
+	// locale) and the two files, at least.
+	if hits := st.Hits["TracingPolicy test/kill-secret"]["spec.tracepoints[0]"]; hits < 3 {
+		t.Errorf("hook hits %d, want every openat in scope counted", hits)
+	}
 }
 
 // Audit mode reports the Sigkill without taking it.

@@ -883,7 +883,8 @@ func (m *Manager) SetProtected(pids []uint32) error {
 
 // Stats reads the kernel's counters.
 func (m *Manager) Stats() (Stats, error) {
-	st := Stats{Events: map[string]map[v1.ActionType]uint64{}, Lost: map[string]uint64{}, Suppressed: map[string]uint64{}}
+	st := Stats{Events: map[string]map[v1.ActionType]uint64{}, Lost: map[string]uint64{}, Suppressed: map[string]uint64{},
+		Hits: map[string]map[string]uint64{}}
 	m.mu.Lock()
 	counters, ok := m.base["counters"]
 	var err error
@@ -907,8 +908,10 @@ func (m *Manager) Stats() (Stats, error) {
 			n += v
 		}
 		key := fmt.Sprintf("unit %08x", k.Unit)
-		if pl, ok := m.plans.Load(k.Unit); ok {
-			key = pl.(*plan).key
+		var pl *plan
+		if v, ok := m.plans.Load(k.Unit); ok {
+			pl = v.(*plan)
+			key = pl.key
 		}
 		switch k.Outcome {
 		case uint8(bt.TracingOutcomeOUT_EVENT):
@@ -922,6 +925,15 @@ func (m *Manager) Stats() (Stats, error) {
 			st.Suppressed["protected process"] += n
 		case uint8(bt.TracingOutcomeOUT_AUDIT):
 			st.Suppressed["audit mode"] += n
+		case uint8(bt.TracingOutcomeOUT_HIT):
+			hook := fmt.Sprintf("hook %d", k.Action)
+			if pl != nil && int(k.Action) < len(pl.hooks) {
+				hook = pl.hooks[k.Action].path
+			}
+			if st.Hits[key] == nil {
+				st.Hits[key] = map[string]uint64{}
+			}
+			st.Hits[key][hook] += n
 		}
 	}
 	if err := it.Err(); err != nil {
