@@ -369,6 +369,21 @@ func TestUprobeArgs(t *testing.T) {
 	if e.Args[0].Value != fmt.Sprint(-100) { // AT_FDCWD
 		t.Errorf("dirfd = %s, want -100 (AT_FDCWD)", e.Args[0].Value)
 	}
+
+	// char_buf with sizeArgIndex: libc's write(fd, buf, count) reads
+	// count bytes of buf.
+	spec = v1.TracingPolicySpec{UProbes: []v1.UprobeHook{{
+		Path: libc, Symbols: []v1.Symbol{"write"},
+		HookCommon: v1.HookCommon{
+			Args:      []v1.Arg{{Index: 1, Type: "char_buf", SizeArgIndex: ptr(int32(3)), Label: label("buf")}},
+			Selectors: []v1.Selector{{MatchArgs: []v1.ArgSelector{{Index: 1, Operator: "Prefix", Values: []string{"palisade-"}}}}},
+		},
+	}}}
+	mustLoaded(t, m.Apply(context.Background(), []Policy{{Key: "TracingPolicy test/write", Spec: spec, Cgroups: []uint64{cg.id}}}))
+	if _, stderr, ws := run(t, cg, which(t, "sh"), "-c", "printf 'palisade-%s\\tx' test"); ws.ExitStatus() != 0 {
+		t.Fatalf("printf: %v %s", ws, stderr)
+	}
+	ev.wait(t, "write of the buffer", func(e Event) bool { return len(e.Args) == 1 && e.Args[0].Value == `palisade-test\tx` })
 }
 
 // Signal sends the action's signal (argSig) to the caller.
