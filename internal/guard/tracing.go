@@ -25,7 +25,7 @@ import (
 )
 
 // tracingFacts fills f for a tracing policy after a change: which
-// enforcing actions (Sigkill, Deny) it takes and whether each is scoped the
+// enforcing actions (Sigkill, Signal, Deny) it takes and whether each is scoped the
 // way validation's PAL503 asks. An empty podSelector scopes nothing.
 func tracingFacts(f *Facts, before, after *policy.Policy) {
 	if before != nil && after != nil {
@@ -68,7 +68,7 @@ func tracingFacts(f *Facts, before, after *policy.Policy) {
 		for j, s := range h.common.Selectors {
 			scoped := podScoped || len(s.MatchBinaries) > 0 || len(s.MatchNamespaces) > 0 || len(s.MatchPIDs) > 0 || len(s.MatchCapabilities) > 0
 			for k, a := range s.MatchActions {
-				if a.Action != v1alpha1.ActionSigkill && a.Action != v1alpha1.ActionDeny {
+				if a.Action != v1alpha1.ActionSigkill && a.Action != v1alpha1.ActionSignal && a.Action != v1alpha1.ActionDeny {
 					continue
 				}
 				if !slices.Contains(f.EnforcingActions, string(a.Action)) {
