@@ -171,3 +171,32 @@ func TestBinaryPathAcrossMountsAndFollowChildren(t *testing.T) {
 		t.Errorf("child of sh: selector %d parent %q, want 2 and %s", e.Selector, e.Parent.Binary, sh)
 	}
 }
+
+// matchPIDs with isNamespacePID compares the pid in the caller's own PID
+// namespace: cat as PID 1 of a new PID namespace matches In [1].
+func TestMatchNamespacePID(t *testing.T) {
+	requireKernel(t, false)
+	unshare := which(t, "unshare")
+	m := openTest(t, tempPinDir(t))
+	ev := collect(t, m)
+	cg := newCgroup(t)
+	file := tempFile(t, "file", "x")
+	spec := openatHook(v1.Selector{
+		MatchArgs: []v1.ArgSelector{{Index: 2, Operator: "Equal", Values: []string{file}}},
+		MatchPIDs: []v1.PIDSelector{{Operator: "In", Values: []int32{1}, IsNamespacePID: ptr(true)}},
+	})
+	mustLoaded(t, m.Apply(context.Background(), []Policy{{Key: "TracingPolicy test/nspid", Spec: spec, Cgroups: []uint64{cg.id}}}))
+	run(t, cg, which(t, "cat"), file) // not PID 1 of its namespace
+	if _, stderr, ws := run(t, cg, unshare, "--pid", "--fork", which(t, "cat"), file); ws.ExitStatus() != 0 {
+		t.Skipf("cannot make a PID namespace: %v %s", ws, stderr)
+	}
+	e := ev.wait(t, "open by PID 1 of a new namespace", isFile(file))
+	if e.Process.PID == 1 || e.Parent.Binary != unshare {
+		t.Errorf("event = %+v, want cat forked by unshare, with its host pid", e)
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if n := len(ev.list); n != 1 {
+		t.Errorf("%d events, want only the namespaced cat's", n)
+	}
+}
