@@ -133,6 +133,7 @@ struct scratch {
 	__u8 pbuf[1024];
 	/* Unused: names the ABI's types in the object's BTF for bpf2go. */
 	struct {
+		enum tracing_abi abi;
 		enum event_type et;
 		enum event_version ev;
 		enum hook_kind hk;

@@ -12,7 +12,10 @@
 
 #include <linux/types.h>
 
-#define TRACING_ABI 1
+/* The layout of the pinned maps; the agent pins under base-v<N>/units-v<N>. */
+enum tracing_abi {
+	TRACING_ABI = 1,
+};
 
 #define MAX_ARGS 6         /* arguments read per hook */
 #define MAX_SELECTORS 64   /* selectors per hook */

@@ -285,6 +285,12 @@ type TracingTraceEvent struct {
 	Args       [6]TracingArgSlot
 }
 
+type TracingTracingAbi uint32
+
+const (
+	TracingTracingAbiTRACING_ABI TracingTracingAbi = 1
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.

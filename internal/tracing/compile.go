@@ -75,9 +75,9 @@ const (
 	MaxScopeCgroups = 4096
 )
 
-// abi names the layout of the maps and programs; a unit pinned with
-// another abi is reloaded, not adopted.
-const abi = "v1"
+// abi names the layout of the maps and programs (tracing.h's
+// TRACING_ABI); pins of another abi are not adopted.
+var abi = fmt.Sprintf("v%d", bt.TracingTracingAbiTRACING_ABI)
 
 // ProtectedBinaries are the base names of executables that tracing
 // policies never kill, signal or deny (a trailing * matches a prefix).
