@@ -237,6 +237,14 @@ func runTrigger(spec string) error {
 			c.Close()
 		}
 		return nil
+	case "udp": // send one datagram to addr:port
+		c, err := net.Dial("udp", f[1])
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("x"))
+		return err
 	case "dup":
 		fd, err := unix.Dup(1)
 		if err != nil {

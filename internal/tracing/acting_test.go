@@ -126,13 +126,17 @@ func newNetns(t *testing.T) string {
 	return name
 }
 
-// bashConnect runs bash in netns (in cg) connecting to addr:port; the
-// timeout (exit 124) bounds a connect that nobody answers, and a bash
-// killed by SIGKILL makes timeout exit 137.
-func bashConnect(t *testing.T, cg *testCgroup, netns, addr string) int {
+// bashConnect runs bash in netns (in cg) connecting to addr/port and
+// says whether it was killed by SIGKILL, or else its exit status. The
+// timeout bounds a connect that nobody answers (exit 124); timeout dies
+// of the signal that killed its child.
+func bashConnect(t *testing.T, cg *testCgroup, netns, addr string) (killed bool, status int) {
 	t.Helper()
 	_, _, ws := run(t, cg, which(t, "ip"), "netns", "exec", netns, which(t, "timeout"), "5", realPath(t, "/bin/bash"), "-c", "echo > /dev/tcp/"+addr)
-	return ws.ExitStatus()
+	if ws.Signaled() && ws.Signal() == syscall.SIGKILL || ws.ExitStatus() == 128+int(syscall.SIGKILL) {
+		return true, 0
+	}
+	return false, ws.ExitStatus()
 }
 
 func hasArg(s string) func(Event) bool {
@@ -302,11 +306,11 @@ spec:
 `,
 		act: func(t *testing.T, ev *events, cg *testCgroup) {
 			ns := newNetns(t)
-			if st := bashConnect(t, cg, ns, "10.1.2.3/1"); st != 1 {
-				t.Errorf("connect inside 10.0.0.0/8: exit %d, want 1 (connection refused)", st)
+			if killed, st := bashConnect(t, cg, ns, "10.1.2.3/1"); killed || st != 1 {
+				t.Errorf("connect inside 10.0.0.0/8: killed %v, exit %d; want exit 1 (connection refused)", killed, st)
 			}
-			if st := bashConnect(t, cg, ns, "192.0.2.1/80"); st != 128+int(syscall.SIGKILL) {
-				t.Errorf("connect to 192.0.2.1: exit %d, want bash killed (timeout exits 137)", st)
+			if killed, st := bashConnect(t, cg, ns, "192.0.2.1/80"); !killed {
+				t.Errorf("connect to 192.0.2.1: exit %d, want bash killed", st)
 			}
 			e := ev.wait(t, "connect to 192.0.2.1:80", hasArg("192.0.2.1:80"))
 			if e.Process.CgroupID != cg.id || !e.Taken {
@@ -420,11 +424,11 @@ spec:
 `,
 		act: func(t *testing.T, ev *events, cg *testCgroup) {
 			ns := newNetns(t)
-			if st := bashConnect(t, cg, ns, "10.1.2.3/1"); st != 1 {
-				t.Errorf("bash connecting inside 10.0.0.0/8: exit %d, want 1 (connection refused, not killed)", st)
+			if killed, st := bashConnect(t, cg, ns, "10.1.2.3/1"); killed || st != 1 {
+				t.Errorf("bash connecting inside 10.0.0.0/8: killed %v, exit %d; want exit 1 (connection refused, not killed)", killed, st)
 			}
-			if st := bashConnect(t, cg, ns, "192.0.2.1/80"); st != 128+int(syscall.SIGKILL) {
-				t.Errorf("bash connecting to 192.0.2.1: exit %d, want bash killed (timeout exits 137)", st)
+			if killed, st := bashConnect(t, cg, ns, "192.0.2.1/80"); !killed {
+				t.Errorf("bash connecting to 192.0.2.1: exit %d, want bash killed", st)
 			}
 			e := ev.wait(t, "kill of bash connecting to 192.0.2.1:80", hasArg("192.0.2.1:80"))
 			if e.Action != v1.ActionSigkill || !e.Taken || e.Process.Binary != bash || e.Process.CgroupID != cg.id {
