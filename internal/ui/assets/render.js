@@ -48,7 +48,13 @@ function pathOf(a, b, salt) {
   }
   const mx = (a.x + b.x) / 2, my = (a.y + b.y) / 2;
   const dx = b.x - a.x, dy = b.y - a.y, len = Math.hypot(dx, dy) || 1;
-  const bend = (Math.abs(dx) < 1 ? 60 : 14) + (salt % 4) * 9;
+  if (Math.abs(dx) < 1) {
+    // Within a column: bow to the right, into the column, never off the
+    // left edge of the map.
+    const bend = 50 + (salt % 4) * 12 + Math.abs(dy) / 4;
+    return `M${a.x} ${a.y}Q${(mx + bend).toFixed(1)} ${my.toFixed(1)} ${b.x} ${b.y}`;
+  }
+  const bend = 14 + (salt % 4) * 9;
   const cx = mx - (dy / len) * bend, cy = my + (dx / len) * bend;
   return `M${a.x} ${a.y}Q${cx.toFixed(1)} ${cy.toFixed(1)} ${b.x} ${b.y}`;
 }
@@ -70,6 +76,9 @@ export class MapView {
     const lay = layout(nodes);
     this.lay = lay;
     const parts = [];
+    // Arrowheads in the edge's colour (context-stroke), their tip at the
+    // rim of the destination's circle.
+    parts.push(`<defs><marker id="${this.svg.id}-arrow" viewBox="0 0 8 8" refX="13" refY="4" markerWidth="8" markerHeight="8" markerUnits="userSpaceOnUse" orient="auto"><path d="M0 0L8 4L0 8z" fill="context-stroke"/></marker></defs>`);
     parts.push('<g class="groups">');
     for (const b of lay.boxes) {
       parts.push(`<rect class="group" x="${b.x}" y="${TOP - 26}" width="${b.w}" height="${b.h + 20}" rx="6"/><text class="group" x="${b.x + 8}" y="${TOP - 10}">${esc(groupLabel(b.g))}</text>`);
