@@ -119,6 +119,14 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+/* rateLimit: the last event's time by (unit, hook, selector, process). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct rate_key);
+	__type(value, __u64);
+} ratelimit SEC(".maps");
+
 struct scratch {
 	struct trace_event ev;
 	struct arg_slot retslot;
@@ -509,6 +517,10 @@ static __always_inline __u64 raw_arg(void *ctx, __u8 kind, struct hook_cfg *h, _
 		return reg_at((struct pt_regs *)ctx, idx, 0);
 	case KIND_UPROBE:
 		return reg_at((struct pt_regs *)ctx, idx, 0);
+	case KIND_SYS_ENTER:
+	case KIND_SYS_EXIT:
+		/* ctx is the task's user pt_regs here (run_hook). */
+		return reg_at((struct pt_regs *)ctx, idx, 1);
 	case KIND_TRACEPOINT:
 		if (size > 8)
 			size = 8;
@@ -569,6 +581,24 @@ __attribute__((noinline)) int tr_decode_arg(__u32 i)
 		if (n == STR_MAX)
 			slot->flags |= SLOT_TRUNC;
 		break;
+	case AT_DATA_LOC: {
+		/* raw: the string's address in the record; rawsize: its length. */
+		__u64 sz = s->rawsize[i];
+		if (!raw || !sz) {
+			slot->flags = SLOT_OK;
+			break;
+		}
+		n = bpf_probe_read_kernel_str(slot->data, STR_MAX, (void *)raw);
+		if (n <= 0) {
+			slot->flags = SLOT_ERR;
+			break;
+		}
+		slot->len = n - 1;
+		slot->flags = SLOT_OK;
+		if (n == STR_MAX && sz > STR_MAX)
+			slot->flags |= SLOT_TRUNC;
+		break;
+	}
 	case AT_CHAR_BUF: {
 		__u64 sz = STR_MAX;
 		if (a->has_size)
@@ -1013,13 +1043,27 @@ static __always_inline int run_hook(void *ctx, __u8 kind)
 	__u32 nargs = s->cfg.nargs;
 	if (nargs > MAX_ARGS)
 		nargs = MAX_ARGS;
+	/*
+	 * A syscall hook on its tracepoints reads the arguments where the
+	 * syscall wrapper does (fentry with HF_SYSCALL): the task's user
+	 * pt_regs, at entry and at exit alike.
+	 */
+	void *src = ctx;
+	if (kind == KIND_SYS_ENTER || kind == KIND_SYS_EXIT)
+		src = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	for (int i = 0; i < MAX_ARGS; i++) {
 		if (i >= nargs)
 			break;
 		struct arg_desc *a = &s->cfg.args[i];
-		s->raw[i] = raw_arg(ctx, kind, &s->cfg, a->index, a->size);
+		s->raw[i] = raw_arg(src, kind, &s->cfg, a->index, a->size);
 		if (a->has_size)
-			s->rawsize[i] = raw_arg(ctx, kind, &s->cfg, a->size_index, a->size_size);
+			s->rawsize[i] = raw_arg(src, kind, &s->cfg, a->size_index, a->size_size);
+		if (a->type == AT_DATA_LOC && kind == KIND_TRACEPOINT) {
+			/* The locator: offset in the low 16 bits, length in the high 16. */
+			__u32 loc = (__u32)s->raw[i];
+			s->raw[i] = (loc & 0xffff) ? (__u64)ctx + (loc & 0xffff) : 0;
+			s->rawsize[i] = loc >> 16;
+		}
 	}
 	for (__u32 i = 0; i < MAX_ARGS; i++) {
 		if (i >= nargs)
@@ -1037,6 +1081,12 @@ static __always_inline int run_hook(void *ctx, __u8 kind)
 	} else if (kind == KIND_KRETPROBE) {
 		ret = (__s64)BPF_CORE_READ((struct pt_regs *)ctx, ax);
 		has_ret = 1;
+	} else if (kind == KIND_SYS_EXIT) {
+		/* sys_exit's record: common fields, int __syscall_nr, long ret at 16. */
+		__u64 v = 0;
+		bpf_probe_read_kernel(&v, sizeof(v), (void *)ctx + 16);
+		ret = (__s64)int_of(v, s->cfg.ret.size ? s->cfg.ret.size : 8, ARG_SIGNED);
+		has_ret = 1;
 	}
 	s->retslot.type = AT_INT;
 	s->retslot.flags = has_ret ? SLOT_OK : 0;
@@ -1049,6 +1099,7 @@ static __always_inline int run_hook(void *ctx, __u8 kind)
 	__u32 actions = ACT_NOTIFY;
 	__s32 arg_error = -1;
 	__u32 sig = 0;
+	__u64 rate_ns = 0;
 	if (nsel) {
 		bpf_loop(nsel, eval_selector, &sc, 0);
 		if (sc.matched < 0)
@@ -1060,6 +1111,7 @@ static __always_inline int run_hook(void *ctx, __u8 kind)
 		actions = sel->actions;
 		arg_error = sel->arg_error;
 		sig = sel->signal;
+		rate_ns = sel->rate_ns;
 	} else {
 		sc.matched = 0;
 	}
@@ -1097,6 +1149,18 @@ static __always_inline int run_hook(void *ctx, __u8 kind)
 			if ((actions & ACT_DENY) && kind == KIND_LSM)
 				rc = arg_error;
 		}
+	}
+
+	/* rateLimit: actions are taken; the event is sent once per window per process. */
+	if (rate_ns) {
+		struct rate_key rk = {.unit = s->cfg.unit, .hook = s->cfg.hook, .selector = sc.matched, .tgid = tgid};
+		__u64 now = bpf_ktime_get_boot_ns();
+		__u64 *last = bpf_map_lookup_elem(&ratelimit, &rk);
+		if (last && now - *last < rate_ns) {
+			count(s->cfg.unit, main, OUT_RATELIMITED);
+			return rc;
+		}
+		bpf_map_update_elem(&ratelimit, &rk, &now, BPF_ANY);
 	}
 
 	struct trace_event *ev = &s->ev;
@@ -1172,6 +1236,22 @@ SEC("tracepoint")
 int generic_tracepoint(void *ctx)
 {
 	run_hook(ctx, KIND_TRACEPOINT);
+	return 0;
+}
+
+/* A syscall hook (kprobes with syscall: true) on syscalls/sys_enter_<name>. */
+SEC("tracepoint")
+int generic_sys_enter(void *ctx)
+{
+	run_hook(ctx, KIND_SYS_ENTER);
+	return 0;
+}
+
+/* A return syscall hook on syscalls/sys_exit_<name>. */
+SEC("tracepoint")
+int generic_sys_exit(void *ctx)
+{
+	run_hook(ctx, KIND_SYS_EXIT);
 	return 0;
 }
 

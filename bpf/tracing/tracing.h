@@ -14,7 +14,7 @@
 
 /* The layout of the pinned maps; the agent pins under base-v<N>/units-v<N>. */
 enum tracing_abi {
-	TRACING_ABI = 1,
+	TRACING_ABI = 2,
 };
 
 #define MAX_ARGS 6         /* arguments read per hook */
@@ -55,6 +55,14 @@ enum hook_kind {
 	KIND_UPROBE = 5,
 	KIND_KPROBE = 6,
 	KIND_KRETPROBE = 7,
+	/*
+	 * A syscall hook on syscalls/sys_enter_<name> or sys_exit_<name>
+	 * (fentry not loadable): arguments from the task's user pt_regs, as
+	 * the syscall wrapper reads them; the return value from sys_exit's
+	 * ret field.
+	 */
+	KIND_SYS_ENTER = 8,
+	KIND_SYS_EXIT = 9,
 };
 
 /* Argument types, as the programs read them. */
@@ -74,6 +82,7 @@ enum arg_type {
 	AT_SKB = 12,     /* struct sk_buff *: IP header and ports */
 	AT_CRED = 13,    /* struct cred * */
 	AT_CAPS = 14,    /* kernel_cap_t by value: the 64-bit set */
+	AT_DATA_LOC = 15, /* tracepoint __data_loc: u32, offset (low 16 bits) and length (high 16) in the record */
 };
 
 #define ARG_SIGNED (1 << 0)
@@ -186,6 +195,7 @@ struct selector {
 	__u32 actions;   /* ACT_* */
 	__s32 arg_error; /* Deny's return value */
 	__u32 signal;    /* Signal's number */
+	__u64 rate_ns;   /* Notify's rateLimit: at most one event per process per rate_ns; 0: none */
 	struct term terms[MAX_TERMS];
 };
 
@@ -292,6 +302,16 @@ enum outcome {
 	OUT_PROTECTED = 2, /* an action suppressed on a protected process */
 	OUT_AUDIT = 3,     /* an action suppressed by audit mode */
 	OUT_HIT = 4,       /* a call in scope; action holds the hook's index */
+	OUT_RATELIMITED = 5, /* an event not sent: rateLimit */
+};
+
+/* The last event of a selector for a process, for rateLimit. */
+struct rate_key {
+	__u32 unit;
+	__u16 hook;
+	__u16 selector;
+	__u32 tgid;
+	__u32 pad;
 };
 
 struct counter_key {

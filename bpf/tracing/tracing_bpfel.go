@@ -54,6 +54,7 @@ const (
 	TracingArgTypeAT_SKB      TracingArgType = 12
 	TracingArgTypeAT_CRED     TracingArgType = 13
 	TracingArgTypeAT_CAPS     TracingArgType = 14
+	TracingArgTypeAT_DATA_LOC TracingArgType = 15
 )
 
 type TracingCapSet uint32
@@ -128,6 +129,8 @@ const (
 	TracingHookKindKIND_UPROBE     TracingHookKind = 5
 	TracingHookKindKIND_KPROBE     TracingHookKind = 6
 	TracingHookKindKIND_KRETPROBE  TracingHookKind = 7
+	TracingHookKindKIND_SYS_ENTER  TracingHookKind = 8
+	TracingHookKindKIND_SYS_EXIT   TracingHookKind = 9
 )
 
 type TracingIntKey struct {
@@ -169,11 +172,12 @@ const (
 type TracingOutcome uint32
 
 const (
-	TracingOutcomeOUT_EVENT     TracingOutcome = 0
-	TracingOutcomeOUT_LOST      TracingOutcome = 1
-	TracingOutcomeOUT_PROTECTED TracingOutcome = 2
-	TracingOutcomeOUT_AUDIT     TracingOutcome = 3
-	TracingOutcomeOUT_HIT       TracingOutcome = 4
+	TracingOutcomeOUT_EVENT       TracingOutcome = 0
+	TracingOutcomeOUT_LOST        TracingOutcome = 1
+	TracingOutcomeOUT_PROTECTED   TracingOutcome = 2
+	TracingOutcomeOUT_AUDIT       TracingOutcome = 3
+	TracingOutcomeOUT_HIT         TracingOutcome = 4
+	TracingOutcomeOUT_RATELIMITED TracingOutcome = 5
 )
 
 type TracingProcInfo struct {
@@ -192,12 +196,22 @@ type TracingProtKey struct {
 	Name      [64]uint8
 }
 
+type TracingRateKey struct {
+	_        structs.HostLayout
+	Unit     uint32
+	Hook     uint16
+	Selector uint16
+	Tgid     uint32
+	Pad      uint32
+}
+
 type TracingSelector struct {
 	_        structs.HostLayout
 	Nterms   uint32
 	Actions  uint32
 	ArgError int32
 	Signal   uint32
+	RateNs   uint64
 	Terms    [16]TracingTerm
 }
 
@@ -288,7 +302,7 @@ type TracingTraceEvent struct {
 type TracingTracingAbi uint32
 
 const (
-	TracingTracingAbiTRACING_ABI TracingTracingAbi = 1
+	TracingTracingAbiTRACING_ABI TracingTracingAbi = 2
 )
 
 // Names of all BPF objects in the ELF.
@@ -302,6 +316,7 @@ const (
 	TracingMapProcs              = "procs"
 	TracingMapProtectedNames     = "protected_names"
 	TracingMapProtectedPids      = "protected_pids"
+	TracingMapRatelimit          = "ratelimit"
 	TracingMapScope              = "scope"
 	TracingMapSelectors          = "selectors"
 	TracingMapValsAddr           = "vals_addr"
@@ -314,6 +329,8 @@ const (
 	TracingProgGenericKretprobe  = "generic_kretprobe"
 	TracingProgGenericLsm        = "generic_lsm"
 	TracingProgGenericLsmVoid    = "generic_lsm_void"
+	TracingProgGenericSysEnter   = "generic_sys_enter"
+	TracingProgGenericSysExit    = "generic_sys_exit"
 	TracingProgGenericTracepoint = "generic_tracepoint"
 	TracingProgGenericUprobe     = "generic_uprobe"
 	TracingProgTrackExec         = "track_exec"
@@ -369,6 +386,8 @@ type TracingProgramSpecs struct {
 	GenericKretprobe  *ebpf.ProgramSpec `ebpf:"generic_kretprobe"`
 	GenericLsm        *ebpf.ProgramSpec `ebpf:"generic_lsm"`
 	GenericLsmVoid    *ebpf.ProgramSpec `ebpf:"generic_lsm_void"`
+	GenericSysEnter   *ebpf.ProgramSpec `ebpf:"generic_sys_enter"`
+	GenericSysExit    *ebpf.ProgramSpec `ebpf:"generic_sys_exit"`
 	GenericTracepoint *ebpf.ProgramSpec `ebpf:"generic_tracepoint"`
 	GenericUprobe     *ebpf.ProgramSpec `ebpf:"generic_uprobe"`
 	TrackExec         *ebpf.ProgramSpec `ebpf:"track_exec"`
@@ -387,6 +406,7 @@ type TracingMapSpecs struct {
 	Procs          *ebpf.MapSpec `ebpf:"procs"`
 	ProtectedNames *ebpf.MapSpec `ebpf:"protected_names"`
 	ProtectedPids  *ebpf.MapSpec `ebpf:"protected_pids"`
+	Ratelimit      *ebpf.MapSpec `ebpf:"ratelimit"`
 	Scope          *ebpf.MapSpec `ebpf:"scope"`
 	Selectors      *ebpf.MapSpec `ebpf:"selectors"`
 	ValsAddr       *ebpf.MapSpec `ebpf:"vals_addr"`
@@ -428,6 +448,7 @@ type TracingMaps struct {
 	Procs          *ebpf.Map `ebpf:"procs"`
 	ProtectedNames *ebpf.Map `ebpf:"protected_names"`
 	ProtectedPids  *ebpf.Map `ebpf:"protected_pids"`
+	Ratelimit      *ebpf.Map `ebpf:"ratelimit"`
 	Scope          *ebpf.Map `ebpf:"scope"`
 	Selectors      *ebpf.Map `ebpf:"selectors"`
 	ValsAddr       *ebpf.Map `ebpf:"vals_addr"`
@@ -445,6 +466,7 @@ func (m *TracingMaps) Close() error {
 		m.Procs,
 		m.ProtectedNames,
 		m.ProtectedPids,
+		m.Ratelimit,
 		m.Scope,
 		m.Selectors,
 		m.ValsAddr,
@@ -470,6 +492,8 @@ type TracingPrograms struct {
 	GenericKretprobe  *ebpf.Program `ebpf:"generic_kretprobe"`
 	GenericLsm        *ebpf.Program `ebpf:"generic_lsm"`
 	GenericLsmVoid    *ebpf.Program `ebpf:"generic_lsm_void"`
+	GenericSysEnter   *ebpf.Program `ebpf:"generic_sys_enter"`
+	GenericSysExit    *ebpf.Program `ebpf:"generic_sys_exit"`
 	GenericTracepoint *ebpf.Program `ebpf:"generic_tracepoint"`
 	GenericUprobe     *ebpf.Program `ebpf:"generic_uprobe"`
 	TrackExec         *ebpf.Program `ebpf:"track_exec"`
@@ -485,6 +509,8 @@ func (p *TracingPrograms) Close() error {
 		p.GenericKretprobe,
 		p.GenericLsm,
 		p.GenericLsmVoid,
+		p.GenericSysEnter,
+		p.GenericSysExit,
 		p.GenericTracepoint,
 		p.GenericUprobe,
 		p.TrackExec,

@@ -28,6 +28,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
@@ -110,9 +112,23 @@ type hookPlan struct {
 	sources []string
 	// void is set on LSM hooks that return nothing (they cannot deny).
 	void bool
+	// syscall is set on kprobes with syscall: true: when fentry cannot
+	// load, they attach to the syscall's tracepoints.
+	syscall bool
+	// attached is how the hook's link is attached when that differs
+	// from attach (a fallback); the event reader reads it concurrently.
+	attached atomic.Pointer[string]
 	// state and msg are set when the hook cannot load as compiled.
 	state HookState
 	msg   string
+}
+
+// attachName is how the hook is attached, for events.
+func (h *hookPlan) attachName() string {
+	if a := h.attached.Load(); a != nil {
+		return *a
+	}
+	return h.attach
 }
 
 // unitID derives a unit's id from its key; events carry it.
@@ -318,10 +334,12 @@ func argType(t v1.ArgType) (typ bt.TracingArgType, size uint8, signed bool, err 
 		return bt.TracingArgTypeAT_SKB, 8, false, nil
 	case "cred":
 		return bt.TracingArgTypeAT_CRED, 8, false, nil
+	case "data_loc":
+		return bt.TracingArgTypeAT_DATA_LOC, 4, false, nil
 	case "nop":
 		return bt.TracingArgTypeAT_NONE, 8, false, nil
 	}
-	return 0, 0, false, fmt.Errorf("type %s is not read by this datapath (it reads integers, fd, capability, kernel_cap_t and the cap_* sets, string, char_buf, const_buf, file, path, dentry, linux_binprm, sock, socket, sockaddr, skb, cred and nop)", t)
+	return 0, 0, false, fmt.Errorf("type %s is not read by this datapath (it reads integers, fd, capability, kernel_cap_t and the cap_* sets, string, char_buf, const_buf, file, path, dentry, linux_binprm, sock, socket, sockaddr, skb, cred, data_loc and nop)", t)
 }
 
 type valueClass int
@@ -338,7 +356,7 @@ func classOf(t bt.TracingArgType) valueClass {
 	case bt.TracingArgTypeAT_INT, bt.TracingArgTypeAT_CAPS, bt.TracingArgTypeAT_FD:
 		return classInt
 	case bt.TracingArgTypeAT_STRING, bt.TracingArgTypeAT_CHAR_BUF, bt.TracingArgTypeAT_FILE, bt.TracingArgTypeAT_PATH,
-		bt.TracingArgTypeAT_DENTRY, bt.TracingArgTypeAT_BINPRM:
+		bt.TracingArgTypeAT_DENTRY, bt.TracingArgTypeAT_BINPRM, bt.TracingArgTypeAT_DATA_LOC:
 		return classString
 	case bt.TracingArgTypeAT_SOCK, bt.TracingArgTypeAT_SOCKET, bt.TracingArgTypeAT_SOCKADDR, bt.TracingArgTypeAT_SKB:
 		return classSock
@@ -373,6 +391,7 @@ func (c *compiler) hook(hp *hookPlan, h hooks.Hook) error {
 	}
 	if h.Syscall {
 		cfg.Flags |= hfSyscall
+		hp.syscall = true
 	}
 	if spec.Mode == "audit" {
 		cfg.Flags |= hfAudit
@@ -399,17 +418,27 @@ func (c *compiler) hook(hp *hookPlan, h hooks.Hook) error {
 		if a.User {
 			d.Flags |= argUser
 		}
+		if typ == bt.TracingArgTypeAT_DATA_LOC && h.Kind != hooks.KindTracepoint {
+			return fmt.Errorf("%s.type: data_loc is a tracepoint's __data_loc field; this hook is %s", ap, h.Kind)
+		}
 		if h.Kind == hooks.KindTracepoint {
 			switch {
 			case a.Size == 0:
 				return fmt.Errorf("%s.index: the tracepoint's format gives no field %d", ap, a.Index)
 			case a.Offset > 0xfff:
 				return fmt.Errorf("%s.index: field offset %d is past what the program reads (4095)", ap, a.Offset)
-			case strings.HasPrefix(a.BTFType, "__data_loc") || a.Type == "data_loc":
-				return fmt.Errorf("%s.type: __data_loc fields are not read by this datapath yet", ap)
 			}
 			d.Index = uint16(a.Offset)
-			if classOf(typ) == classInt {
+			if strings.HasPrefix(a.BTFType, "__data_loc") || typ == bt.TracingArgTypeAT_DATA_LOC {
+				// A __data_loc field is a 4-byte locator of a string in
+				// the record; it reads as a string (type string or
+				// data_loc) and compares with the string operators.
+				if classOf(typ) != classString || a.Size != 4 || !strings.HasPrefix(a.BTFType, "__data_loc") {
+					return fmt.Errorf("%s.type: field %d is %q; a __data_loc field is read with type string or data_loc", ap, a.Index, a.BTFType)
+				}
+				typ = bt.TracingArgTypeAT_DATA_LOC
+				d.Type, d.Size = uint8(typ), 4
+			} else if classOf(typ) == classInt {
 				d.Size = uint8(min(a.Size, 8))
 			} else if a.Size != 8 {
 				return fmt.Errorf("%s.type: %s needs a pointer field, the field has %d bytes", ap, a.Type, a.Size)
@@ -623,8 +652,14 @@ func (c *compiler) selector(sp string, s v1.Selector, h hooks.Hook, slots map[in
 		default:
 			return sel, fmt.Errorf("%s.action: %q is not supported", ap, a.Action)
 		}
-		if a.RateLimit != "" {
-			return sel, fmt.Errorf("%s.rateLimit: not supported by this datapath", ap)
+		// rateLimit limits Notify's events; on other actions it has no
+		// effect (the validator warns, PAL515).
+		if a.RateLimit != "" && a.Action == v1.ActionNotify {
+			d, err := parseRate(a.RateLimit)
+			if err != nil {
+				return sel, fmt.Errorf("%s.rateLimit: %w", ap, err)
+			}
+			sel.RateNs = uint64(d)
 		}
 	}
 	return sel, nil
@@ -810,6 +845,23 @@ func (c *compiler) strValues(t *bt.TracingTerm, mp string, op v1.ArgOperator, va
 		t.Flags |= tfNegate
 	}
 	return nil
+}
+
+// parseRate parses a rateLimit: a duration ("1m", "30s", "1h30m") or a
+// number of seconds, as Tetragon takes it.
+func parseRate(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		n, nerr := strconv.ParseUint(v, 10, 32)
+		if nerr != nil {
+			return 0, fmt.Errorf("%q is not a duration (e.g. 1m, 30s) or a number of seconds", v)
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q: the window must be positive", v)
+	}
+	return d, nil
 }
 
 func reverse(s string) string {

@@ -161,7 +161,7 @@ func (m *Manager) decode(raw []byte, boot time.Time, procs *ebpf.Map) (Event, er
 		Time:     boot.Add(time.Duration(ev.Hdr.Time)),
 		Policy:   pl.key,
 		HookPath: h.path,
-		Attach:   h.attach,
+		Attach:   h.attachName(),
 		Selector: int(ev.Selector),
 		Action:   actionName(ev.Action),
 		Taken:    ev.Taken != 0,
@@ -249,7 +249,7 @@ func render(t v1.ArgType, s *bt.TracingArgSlot) string {
 	case bt.TracingArgTypeAT_FD:
 		return fmt.Sprintf("%d:%s%s", int32(s.Ival), cstring(data), trunc)
 	case bt.TracingArgTypeAT_STRING, bt.TracingArgTypeAT_FILE, bt.TracingArgTypeAT_PATH, bt.TracingArgTypeAT_DENTRY,
-		bt.TracingArgTypeAT_BINPRM:
+		bt.TracingArgTypeAT_BINPRM, bt.TracingArgTypeAT_DATA_LOC:
 		return string(data) + trunc
 	case bt.TracingArgTypeAT_CHAR_BUF:
 		q := strconv.QuoteToASCII(string(data))

@@ -91,7 +91,7 @@ type unit struct {
 }
 
 var (
-	baseMaps = []string{"procs", "protected_pids", "protected_names", "events", "counters", "heap"}
+	baseMaps = []string{"procs", "protected_pids", "protected_names", "events", "counters", "heap", "ratelimit"}
 	unitMaps = []string{"hooks", "selectors", "vals_int", "vals_str", "vals_lpm", "vals_addr", "scope"}
 	trackers = map[string]string{"track_exec": "sched_process_exec", "track_fork": "sched_process_fork", "track_exit": "sched_process_exit"}
 )
@@ -533,6 +533,14 @@ func mustBytes(v any) []byte {
 func (m *Manager) ensureHooks(u *unit) []string {
 	var attached []string
 	u.results = u.results[:0]
+	defer func() {
+		for i, h := range u.plan.hooks {
+			if i < len(u.results) && u.results[i].Attach != h.attach {
+				a := u.results[i].Attach
+				h.attached.Store(&a)
+			}
+		}
+	}()
 	for _, h := range u.plan.hooks {
 		r := HookResult{Path: h.path, Attach: h.attach, State: h.state, Message: h.msg}
 		if h.state != "" {
@@ -542,7 +550,7 @@ func (m *Manager) ensureHooks(u *unit) []string {
 		pin := filepath.Join(u.dir, fmt.Sprintf("link_%d", h.idx))
 		if l, ok := u.links[h.idx]; ok {
 			if _, err := os.Stat(pin); err == nil && linkAlive(l) {
-				r.State = HookLoaded
+				r.State, r.Attach = HookLoaded, attachOf(h, l)
 				u.results = append(u.results, r)
 				continue
 			}
@@ -552,7 +560,7 @@ func (m *Manager) ensureHooks(u *unit) []string {
 		if l, err := link.LoadPinnedLink(pin, nil); err == nil {
 			if linkAlive(l) {
 				u.links[h.idx] = l
-				r.State = HookLoaded
+				r.State, r.Attach = HookLoaded, attachOf(h, l)
 				u.results = append(u.results, r)
 				continue
 			}
@@ -581,6 +589,35 @@ func (m *Manager) ensureHooks(u *unit) []string {
 		attached = append(attached, h.path)
 	}
 	return attached
+}
+
+// attachOf says how a kernel-function hook's link is attached: the plan
+// says fentry/fexit, the link may be a fallback (adopted after a restart).
+func attachOf(h *hookPlan, l link.Link) string {
+	if h.kind != hooks.KindFentry && h.kind != hooks.KindFexit {
+		return h.attach
+	}
+	info, err := l.Info()
+	if err != nil || info.Type != link.PerfEventType {
+		return h.attach
+	}
+	pe := info.PerfEvent()
+	if pe == nil {
+		return h.attach
+	}
+	switch {
+	case pe.Tracepoint() != nil:
+		mech := "fentry"
+		if h.kind == hooks.KindFexit {
+			mech = "fexit"
+		}
+		return fmt.Sprintf("tracepoint/syscalls/%s (syscall kprobe: %s not loadable on this kernel)", syscallTracepoint(h), mech)
+	case pe.Kprobe() != nil && h.kind == hooks.KindFexit:
+		return "kretprobe/" + h.target
+	case pe.Kprobe() != nil:
+		return "kprobe/" + h.target
+	}
+	return h.attach
 }
 
 // errNotSupported marks a hook kind the kernel cannot attach.
@@ -638,6 +675,19 @@ func (m *Manager) attachHook(u *unit, h *hookPlan) (string, link.Link, error) {
 		} else {
 			ferr = errors.New("BPF trampolines are not available")
 		}
+		// A syscall hook: its tracepoints, before kprobes (docs/tracing.md).
+		var tperr error
+		if h.syscall {
+			attach, l, err := m.attachSyscallTracepoint(u, h)
+			if err == nil {
+				return attach, l, nil
+			}
+			var ve *ebpf.VerifierError
+			if errors.As(err, &ve) {
+				return attach, nil, err
+			}
+			tperr = err
+		}
 		// No trampolines: kprobe / kretprobe.
 		prog, kind := "generic_kprobe", "kprobe"
 		if h.kind == hooks.KindFexit {
@@ -659,6 +709,9 @@ func (m *Manager) attachHook(u *unit, h *hookPlan) (string, link.Link, error) {
 			l, err = link.Kretprobe(h.target, p, &link.KprobeOptions{Cookie: cookie})
 		}
 		if err != nil {
+			if tperr != nil {
+				return kind + "/" + h.target, nil, &notSupported{fmt.Sprintf("neither fentry/fexit (%v), the syscall tracepoint (%v) nor %s (%v) can attach on this kernel", ferr, tperr, kind, err)}
+			}
 			return kind + "/" + h.target, nil, &notSupported{fmt.Sprintf("neither fentry/fexit (%v) nor %s (%v) can attach on this kernel", ferr, kind, err)}
 		}
 		return kind + "/" + h.target, l, nil
@@ -711,6 +764,48 @@ func (m *Manager) attachHook(u *unit, h *hookPlan) (string, link.Link, error) {
 		return "", l, err
 	}
 	return "", nil, &notSupported{fmt.Sprintf("hook kind %q", h.kind)}
+}
+
+// syscallName is the syscall of a wrapper: "__x64_sys_openat" → "openat".
+func syscallName(wrapper string) string {
+	if _, name, ok := strings.Cut(wrapper, "_sys_"); ok {
+		return name
+	}
+	return wrapper
+}
+
+// syscallTracepoint is the tracepoint a syscall hook falls back to:
+// sys_enter_<name>, or sys_exit_<name> for a return hook.
+func syscallTracepoint(h *hookPlan) string {
+	if h.kind == hooks.KindFexit {
+		return "sys_exit_" + syscallName(h.target)
+	}
+	return "sys_enter_" + syscallName(h.target)
+}
+
+// attachSyscallTracepoint attaches a syscall hook whose fentry/fexit
+// program cannot load to syscalls/sys_enter_<name> (sys_exit_<name> with
+// return: true). The program reads the arguments from the task's user
+// registers, as the syscall wrapper does, at entry and at return alike,
+// so arguments, selectors and actions behave as with fentry/fexit.
+func (m *Manager) attachSyscallTracepoint(u *unit, h *hookPlan) (string, link.Link, error) {
+	event := syscallTracepoint(h)
+	prog, mech := "generic_sys_enter", "fentry"
+	if h.kind == hooks.KindFexit {
+		prog, mech = "generic_sys_exit", "fexit"
+	}
+	attach := fmt.Sprintf("tracepoint/syscalls/%s (syscall kprobe: %s not loadable on this kernel)", event, mech)
+	p, err := m.loadProgram(prog, "", u.maps)
+	if err != nil {
+		return attach, nil, err
+	}
+	defer p.Close()
+	l, err := link.Tracepoint("syscalls", event, p, &link.TracepointOptions{Cookie: uint64(h.idx)})
+	if err != nil {
+		return attach, nil, err
+	}
+	u.setProg(h.idx, p)
+	return attach, l, nil
 }
 
 func (u *unit) setProg(idx uint32, p *ebpf.Program) {
@@ -925,6 +1020,8 @@ func (m *Manager) Stats() (Stats, error) {
 			st.Suppressed["protected process"] += n
 		case uint8(bt.TracingOutcomeOUT_AUDIT):
 			st.Suppressed["audit mode"] += n
+		case uint8(bt.TracingOutcomeOUT_RATELIMITED):
+			st.Suppressed["rate limited"] += n
 		case uint8(bt.TracingOutcomeOUT_HIT):
 			hook := fmt.Sprintf("hook %d", k.Action)
 			if pl != nil && int(k.Action) < len(pl.hooks) {
