@@ -148,6 +148,15 @@ func (t *tracingSubsystem) Sync(ctx context.Context, in *inputs) error {
 	for _, r := range t.k.Apply(ctx, ps) {
 		results[r.Key] = r
 	}
+	if t.results == nil {
+		adopted := 0
+		for _, r := range results {
+			if r.Adopted {
+				adopted++
+			}
+		}
+		t.a.Log.Info("tracing units applied", "units", len(units), "adopted", adopted)
+	}
 	t.units, t.results = units, results
 	for k := range t.running {
 		if _, ok := results[k]; !ok {
@@ -356,7 +365,6 @@ func (t *tracingSubsystem) Report(in *inputs, r *report) {
 		return
 	}
 	var bad []string
-	adopted := 0
 	for _, u := range t.units {
 		gaps := t.gaps(u)
 		for _, g := range gaps {
@@ -364,9 +372,6 @@ func (t *tracingSubsystem) Report(in *inputs, r *report) {
 		}
 		if len(gaps) > 0 && u.obj.concerns {
 			bad = append(bad, u.policy.Key+": "+gaps[0].message)
-		}
-		if t.results[u.policy.Key].Adopted {
-			adopted++
 		}
 	}
 	switch {
@@ -379,7 +384,7 @@ func (t *tracingSubsystem) Report(in *inputs, r *report) {
 		r.condition(v1.TracingEnforcedCondition, true, v1.EnforcementSucceededReason, "no tracing policy on this node")
 	default:
 		r.condition(v1.TracingEnforcedCondition, true, v1.EnforcementSucceededReason,
-			fmt.Sprintf("%d tracing units loaded (%d adopted from their pins), every hook attached", len(t.units), adopted))
+			fmt.Sprintf("%d tracing units loaded, every hook attached", len(t.units)))
 	}
 }
 
