@@ -40,7 +40,7 @@ func TestLayouts(t *testing.T) {
 		"lpm_str_key":  {binary.Size(bt.TracingLpmStrKey{}), len(lpmKey(0, ""))},
 		"int_key":      {binary.Size(bt.TracingIntKey{}), len(intKey(0, 0))},
 		"prot_key":     {binary.Size(bt.TracingProtKey{}), len(protKey("x"))},
-		"selector":     {binary.Size(bt.TracingSelector{}), 16 + 16*MaxTermsPerSelector},
+		"selector":     {binary.Size(bt.TracingSelector{}), 24 + 16*MaxTermsPerSelector},
 		"trace_event":  {binary.Size(bt.TracingTraceEvent{}), fixedSize + MaxArgsPerHook*272},
 	} {
 		if c.got != c.want {
@@ -90,8 +90,10 @@ func TestCompileErrorsArePositioned(t *testing.T) {
 		{"bad integer", "file_permission", v1.Selector{MatchArgs: []v1.ArgSelector{{Index: 1, Operator: "GT", Values: []string{"ten"}}}},
 			[]v1.Arg{{Index: 0, Type: "file"}, {Index: 1, Type: "int"}},
 			"spec.lsmhooks[0].selectors[0].matchArgs[0].values[0]: \"ten\" is not an integer"},
-		{"rate limit", "", v1.Selector{MatchActions: []v1.Action{{Action: "Notify", RateLimit: "1m"}}}, nil,
-			"spec.lsmhooks[0].selectors[0].matchActions[0].rateLimit: not supported"},
+		{"bad rate limit", "", v1.Selector{MatchActions: []v1.Action{{Action: "Notify", RateLimit: "1x"}}}, nil,
+			"spec.lsmhooks[0].selectors[0].matchActions[0].rateLimit: \"1x\" is not a duration"},
+		{"data_loc on a function", "", v1.Selector{}, []v1.Arg{{Index: 0, Type: "data_loc"}},
+			"spec.lsmhooks[0].args[0].type"},
 		{"unread type", "bpf", v1.Selector{}, []v1.Arg{{Index: 1, Type: "bpf_attr"}},
 			"spec.lsmhooks[0].args[0].type: type bpf_attr is not read"},
 		{"bad capability", "", v1.Selector{MatchCapabilities: []v1.CapabilitySelector{{Operator: "In", Values: []v1.Capability{"CAP_NOPE"}}}}, nil,

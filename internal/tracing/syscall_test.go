@@ -84,7 +84,9 @@ func TestSyscallKprobeExecve(t *testing.T) {
 	if _, _, ws := run(t, cg, bin); ws.ExitStatus() != 0 {
 		t.Fatalf("%s: status %v", bin, ws)
 	}
-	ev.wait(t, "the second execve in scope", func(x Event) bool { return x.Process.PID != e.Process.PID && len(x.Args) == 1 && x.Args[0].Value == bin })
+	ev.wait(t, "the second execve in scope", func(x Event) bool {
+		return x.Process.PID != e.Process.PID && len(x.Args) == 1 && x.Args[0].Value == bin
+	})
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	for _, x := range ev.list {
