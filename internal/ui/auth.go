@@ -157,14 +157,22 @@ func (v *viewer) CanSee(ctx context.Context, ns string) (bool, error) {
 		User: v.user.Username, UID: v.user.UID, Groups: v.user.Groups, Extra: extra,
 		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: "list", Resource: "pods"},
 	}}
-	if err := a.Client.Create(ctx, sar); err != nil {
-		return false, fmt.Errorf("subject access review: %w", err)
+	err := a.Client.Create(ctx, sar)
+	// A failed review counts as no, for a few seconds: a stream of flows
+	// does not send the API server one review per flow while it is down.
+	d = cachedDecision{allowed: err == nil && sar.Status.Allowed, expires: now.Add(a.ttl())}
+	if err != nil {
+		d.expires = now.Add(min(a.ttl(), errorTTL))
+		err = fmt.Errorf("subject access review: %w", err)
 	}
 	a.mu.Lock()
 	if a.decisions == nil || len(a.decisions) >= maxCached {
 		a.decisions = map[decisionKey]cachedDecision{}
 	}
-	a.decisions[key] = cachedDecision{allowed: sar.Status.Allowed, expires: now.Add(a.ttl())}
+	a.decisions[key] = d
 	a.mu.Unlock()
-	return sar.Status.Allowed, nil
+	return d.allowed, err
 }
+
+// errorTTL is how long a failed SubjectAccessReview counts as no.
+const errorTTL = 5 * time.Second
