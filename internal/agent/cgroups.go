@@ -144,6 +144,11 @@ func scanCgroups(root string) (*cgroupIndex, error) {
 		if under != "" && !strings.HasPrefix(p, underPath+string(filepath.Separator)) {
 			under = ""
 		}
+		uid, isPod := podUIDOfCgroup(d.Name())
+		isPod = isPod && under == "" && p != root
+		if under == "" && !isPod {
+			return nil // not a pod's: its id is not needed (no stat)
+		}
 		info, err := d.Info()
 		if err != nil {
 			return nil
@@ -152,17 +157,15 @@ func scanCgroups(root string) (*cgroupIndex, error) {
 		if !ok {
 			return nil
 		}
-		if under != "" {
+		if !isPod {
 			idx.owner[id] = under
 			return nil
 		}
-		if uid, ok := podUIDOfCgroup(d.Name()); ok && p != root {
-			if _, dup := idx.pods[uid]; !dup {
-				idx.pods[uid] = podCgroup{id: id, path: p}
-			}
-			idx.owner[id] = uid
-			under, underPath = uid, p
+		if _, dup := idx.pods[uid]; !dup {
+			idx.pods[uid] = podCgroup{id: id, path: p}
 		}
+		idx.owner[id] = uid
+		under, underPath = uid, p
 		return nil
 	})
 	if err != nil {
