@@ -43,7 +43,8 @@ import (
 // policy written on the syscall's tracepoint acting instead — the
 // correction a user of such a kernel makes. On tracepoints, matchArgs
 // index counts the declared args (as in Tetragon), and a sockaddr has one
-// address, which SAddr/NotSAddr compare (as in Tetragon).
+// address, which SAddr/NotSAddr compare (as in Tetragon; validate refuses
+// DAddr/NotDAddr on a sockaddr with PAL501).
 
 // guideCase is one of the guide's examples.
 type guideCase struct {
@@ -307,7 +308,7 @@ spec:
 		act: func(t *testing.T, ev *events, cg *testCgroup) {
 			ns := newNetns(t)
 			if killed, st := bashConnect(t, cg, ns, "10.1.2.3/1"); killed || st != 1 {
-				t.Errorf("connect inside 10.0.0.0/8: killed %v, exit %d; want exit 1 (connection refused)", killed, st)
+				t.Errorf("connect inside 10.0.0.0/8: killed %v, exit %d; want exit 1 (connection refused): NotSAddr on a sockaddr does not compare the sockaddr's address", killed, st)
 			}
 			if killed, st := bashConnect(t, cg, ns, "192.0.2.1/80"); !killed {
 				t.Errorf("connect to 192.0.2.1: exit %d, want bash killed", st)
@@ -425,7 +426,7 @@ spec:
 		act: func(t *testing.T, ev *events, cg *testCgroup) {
 			ns := newNetns(t)
 			if killed, st := bashConnect(t, cg, ns, "10.1.2.3/1"); killed || st != 1 {
-				t.Errorf("bash connecting inside 10.0.0.0/8: killed %v, exit %d; want exit 1 (connection refused, not killed)", killed, st)
+				t.Errorf("bash connecting inside 10.0.0.0/8: killed %v, exit %d; want exit 1 (connection refused, not killed): NotSAddr on a sockaddr does not compare the sockaddr's address", killed, st)
 			}
 			if killed, st := bashConnect(t, cg, ns, "192.0.2.1/80"); !killed {
 				t.Errorf("bash connecting to 192.0.2.1: exit %d, want bash killed", st)
