@@ -23,6 +23,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,6 +39,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -710,4 +712,42 @@ func TestDetectCgroupRoot(t *testing.T) {
 		return
 	}
 	t.Skip("this machine mounts no cgroup v2 hierarchy under /sys/fs/cgroup")
+}
+
+// On the machine's cgroup v2 hierarchy, the id the walk reads (the
+// directory's inode) is the kernel's cgroup id: the 8 bytes of the
+// directory's file handle, as BPF programs see it.
+func TestCgroupIDIsTheKernels(t *testing.T) {
+	root, err := DetectCgroupRoot(DefaultCgroupBase)
+	if err != nil {
+		t.Skip(err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a cgroup")
+	}
+	dir, err := os.MkdirTemp(root, "palisade-agent-unit-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(dir) })
+	pod := filepath.Join(dir, "pod"+uidA)
+	if err := os.Mkdir(pod, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(pod) })
+	idx, err := scanCgroups(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := unix.NameToHandleAt(unix.AT_FDCWD, pod, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := h.Bytes()
+	if len(b) != 8 {
+		t.Fatalf("file handle of %s: %d bytes, want 8", pod, len(b))
+	}
+	if want, got := binary.NativeEndian.Uint64(b), idx.pods[uidA].id; got != want {
+		t.Errorf("the walk's id of %s is %d, the kernel's cgroup id %d", pod, got, want)
+	}
 }
