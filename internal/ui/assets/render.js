@@ -3,6 +3,8 @@
 // group), one path per edge, coloured by a class.
 
 const COLW = 190, ROWH = 22, ROWS = 36, TOP = 40, PAD = 16, GAP = 24;
+// DENSE is the number of edges past which they are drawn without arrowheads.
+const DENSE = 2000;
 
 const esc = s => String(s).replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 
@@ -93,6 +95,8 @@ export class MapView {
       parts.push(`<g class="node" data-id="${esc(n.id)}" data-group="${esc(n.group)}"><circle class="n ${n.kind}" cx="${p.x}" cy="${p.y}" r="5"/><text x="${p.x + 9}" y="${p.y + 4}">${esc(n.label)}</text></g>`);
     }
     parts.push('</g>');
+    // Arrowheads cost paint and say little on a dense map.
+    this.svg.classList.toggle('dense', edges.length > DENSE);
     this.svg.setAttribute('width', lay.width);
     this.svg.setAttribute('height', lay.height);
     this.svg.innerHTML = parts.join('');
