@@ -118,9 +118,11 @@ type hookPlan struct {
 	// attached is how the hook's link is attached when that differs
 	// from attach (a fallback); the event reader reads it concurrently.
 	attached atomic.Pointer[string]
-	// state and msg are set when the hook cannot load as compiled.
-	state HookState
-	msg   string
+	// state and msg are set when the hook cannot load as compiled;
+	// problems are the same, positioned, for Check.
+	state    HookState
+	msg      string
+	problems []hooks.Problem
 }
 
 // attachName is how the hook is attached, for events.
@@ -247,6 +249,7 @@ func compile(k *hooks.Kernel, p Policy, hostNS func(v1.NamespaceType) (uint32, e
 				continue
 			}
 			msgs = append(msgs, fmt.Sprintf("%s: %s (%s)", pr.Path, pr.Message, pr.Code))
+			hp.problems = append(hp.problems, pr)
 			switch pr.Code {
 			case hooks.CodeFunctionNotFound, hooks.CodeLSMHookNotFound, hooks.CodeTracepointNotFound, hooks.CodeUprobeNotFound:
 				notFound = true
@@ -273,13 +276,25 @@ func compile(k *hooks.Kernel, p Policy, hostNS func(v1.NamespaceType) (uint32, e
 			continue
 		case i >= MaxHooksPerUnit:
 			hp.state, hp.msg = HookLoadError, fmt.Sprintf("%s: a policy has at most %d hooks (uprobe symbols count one each)", path, MaxHooksPerUnit)
+			hp.problems = append(hp.problems, hooks.Problem{Path: path, Code: hooks.CodeNotCompiled, Message: strings.TrimPrefix(hp.msg, path+": ")})
 			continue
 		}
 		if err := c.hook(hp, h); err != nil {
 			hp.state, hp.msg = HookLoadError, err.Error()
+			hp.problems = append(hp.problems, positioned(hp.path, err))
 		}
 	}
 	return pl
+}
+
+// positioned makes a compile error ("spec.….field: message") a problem
+// at its field; an error without a field path is placed at the hook.
+func positioned(hook string, err error) hooks.Problem {
+	msg := err.Error()
+	if path, rest, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(path, "spec.") && !strings.ContainsRune(path, ' ') {
+		return hooks.Problem{Path: path, Code: hooks.CodeNotCompiled, Message: rest}
+	}
+	return hooks.Problem{Path: hook, Code: hooks.CodeNotCompiled, Message: msg}
 }
 
 type compiler struct {
@@ -724,11 +739,14 @@ func (c *compiler) argTerm(mp string, m v1.ArgSelector, typ bt.TracingArgType, s
 		case "Equal", "InMap":
 			t.Op = uint8(bt.TracingTermOpOP_INT_IN)
 			for i, v := range m.Values {
-				n, err := parseInt(v)
-				if err != nil {
+				parse := parseInt
+				if op == "InMap" {
+					// InMap takes "min:max" ranges too, as Tetragon does.
+					parse = nil
+				}
+				if err := c.intValues(t.Id, v, parse, parseInt); err != nil {
 					return t, fmt.Errorf("%s.values[%d]: %w", mp, i, err)
 				}
-				c.pl.ints[string(intKey(t.Id, n))] = []byte{1}
 			}
 		case "GT", "LT":
 			t.Op = uint8(bt.TracingTermOpOP_GT)
@@ -788,12 +806,16 @@ func (c *compiler) argTerm(mp string, m v1.ArgSelector, typ bt.TracingArgType, s
 		case "SPort", "DPort", "Protocol", "Family", "State":
 			t.Op = uint8(map[string]bt.TracingTermOp{"SPort": bt.TracingTermOpOP_SPORT, "DPort": bt.TracingTermOpOP_DPORT,
 				"Protocol": bt.TracingTermOpOP_PROTO, "Family": bt.TracingTermOpOP_FAMILY, "State": bt.TracingTermOpOP_STATE}[op])
+			one := func(v string) (uint64, error) { return sockValue(op, v) }
 			for i, v := range m.Values {
-				n, err := sockValue(op, v)
-				if err != nil {
+				parse := one
+				if op == "SPort" || op == "DPort" {
+					// Ports take "min:max" ranges.
+					parse = nil
+				}
+				if err := c.intValues(t.Id, v, parse, one); err != nil {
 					return t, fmt.Errorf("%s.values[%d]: %w", mp, i, err)
 				}
-				c.pl.ints[string(intKey(t.Id, n))] = []byte{1}
 			}
 		case "SPortPriv":
 			t.Op = uint8(bt.TracingTermOpOP_SPORT_PRIV)
@@ -809,6 +831,46 @@ func (c *compiler) argTerm(mp string, m v1.ArgSelector, typ bt.TracingArgType, s
 		t.Flags |= tfNegate
 	}
 	return t, nil
+}
+
+// maxRange bounds the values one "min:max" range expands to.
+const maxRange = 65536
+
+// intValues adds v to the integer set of term id: one value parsed by
+// single, or, when single is nil, a value or a "min:max" range of values
+// parsed by each (inclusive).
+func (c *compiler) intValues(id uint32, v string, single, each func(string) (uint64, error)) error {
+	lo, hi, isRange := strings.Cut(v, ":")
+	if single != nil || !isRange {
+		parse := single
+		if parse == nil {
+			parse = each
+		}
+		n, err := parse(v)
+		if err != nil {
+			return err
+		}
+		c.pl.ints[string(intKey(id, n))] = []byte{1}
+		return nil
+	}
+	a, err := each(lo)
+	if err != nil {
+		return err
+	}
+	b, err := each(hi)
+	if err != nil {
+		return err
+	}
+	if int64(a) > int64(b) {
+		return fmt.Errorf("range %s is reversed", v)
+	}
+	if uint64(int64(b)-int64(a)) >= maxRange {
+		return fmt.Errorf("range %s has %d values, at most %d (each is a map entry)", v, uint64(int64(b)-int64(a))+1, maxRange)
+	}
+	for n := int64(a); n <= int64(b); n++ {
+		c.pl.ints[string(intKey(id, uint64(n)))] = []byte{1}
+	}
+	return nil
 }
 
 // strValues compiles Equal, NotEqual, Prefix, NotPrefix, Postfix and

@@ -69,7 +69,37 @@ type Kernel struct {
 	// Unchecked lists, for people, what this Kernel cannot check (e.g.
 	// "tracefs is not mounted: ..."). Resolve adds no problem for them.
 	Unchecked []string
+	// Running is true for the kernel this process runs on (LoadKernel):
+	// what it loads can be probed (internal/tracing's Check does).
+	Running bool
+	// Loads says which program kinds the kernel loads and attaches, once
+	// probed; nil: not probed, and hooks are checked for existence only.
+	Loads *Loads
 }
+
+// Loads are the results of loading trivial programs of each kind that
+// hooks a kernel function or LSM hook: nil when the kind loads (and, for
+// kprobes, attaches), else the kernel's error.
+type Loads struct {
+	// Fentry: an fentry program (fexit and fmod_ret share its fate).
+	Fentry error
+	// Kprobe: a kprobe program attached to a kernel function.
+	Kprobe error
+	// LSM: a BPF-LSM program.
+	LSM error
+}
+
+// The codes of problems found beyond Resolve: by the datapath's compiler
+// and by probing what the kernel loads (internal/tracing's Check).
+const (
+	// CodeNotAttachable: the hook's kind cannot attach on this kernel by
+	// any mechanism (e.g. neither fentry nor kprobes; BPF-LSM programs
+	// refused).
+	CodeNotAttachable = "PAL528"
+	// CodeNotCompiled: the tracing datapath cannot compile the field
+	// (a type it does not read, a value it cannot parse, a limit).
+	CodeNotCompiled = "PAL529"
+)
 
 // Kind is how a hook attaches. The datapath maps fentry and fexit to
 // kprobe and kretprobe on kernels without BPF trampolines.

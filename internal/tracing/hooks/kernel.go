@@ -42,7 +42,7 @@ func LoadKernel() (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load kernel BTF: %w", err)
 	}
-	k := &Kernel{BTF: spec, Arch: goArch(runtime.GOARCH), Binaries: true}
+	k := &Kernel{BTF: spec, Arch: goArch(runtime.GOARCH), Binaries: true, Running: true}
 	if dir, err := mountTracefs(TracefsDir); err == nil {
 		k.Tracefs = dir
 	} else {
@@ -76,6 +76,7 @@ func KernelFromBTF(file string) (*Kernel, error) {
 		noTracefs("a BTF file has no tracefs"),
 		"whether BPF-LSM is active on the target kernel is not in its BTF: LSM hooks are checked by name only",
 		"uprobe binaries are the target nodes' and are not checked here (use --kernel on a node)",
+		"whether the target kernel loads fentry/fexit, kprobe and BPF-LSM programs cannot be probed from a BTF file: kernel functions and LSM hooks are checked for existence only (use --kernel on a node)",
 	)
 	return k, nil
 }
