@@ -224,7 +224,7 @@ func TestKernelFromBTF(t *testing.T) {
 	if want := goArch(runtimeGOARCH()); k.Arch != want {
 		t.Errorf("arch from BTF: got %q, want %q", k.Arch, want)
 	}
-	if k.Binaries || k.Tracefs != "" || len(k.Unchecked) != 3 {
+	if k.Binaries || k.Running || k.Tracefs != "" || len(k.Unchecked) != 4 || !strings.Contains(k.Unchecked[3], "cannot be probed from a BTF file") {
 		t.Errorf("a kernel from a BTF file checks binaries %v, tracefs %q, and says %q", k.Binaries, k.Tracefs, k.Unchecked)
 	}
 	hs, ps := Resolve(k, v1alpha1.TracingPolicySpec{KProbes: []v1alpha1.FunctionHook{
