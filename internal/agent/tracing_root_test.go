@@ -46,22 +46,21 @@ import (
 	"github.com/palisade-dev/palisade/internal/tracing"
 )
 
-// requireTracing skips unless the kernel runs BPF-LSM programs with BTF.
-func requireTracing(t *testing.T) {
+// requireTracing skips unless the kernel has BTF and lets this process
+// load a program of type typ (attached to attachTo, for an LSM program).
+func requireTracing(t *testing.T, spec *ebpf.ProgramSpec) {
 	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to load eBPF programs")
+	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		t.Skip("needs kernel BTF (/sys/kernel/btf/vmlinux)")
 	}
-	lsm, err := os.ReadFile("/sys/kernel/security/lsm")
-	if err != nil || !strings.Contains(","+strings.TrimSpace(string(lsm))+",", ",bpf,") {
-		t.Skipf("needs BPF-LSM active (/sys/kernel/security/lsm: %q, %v)", lsm, err)
-	}
-	// BPF-LSM listed is not enough: the kernel must also let this process
-	// load an LSM program.
-	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.LSM, AttachType: ebpf.AttachLSMMac, AttachTo: "file_open", License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
+	spec.License = "GPL"
+	spec.Instructions = asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}
+	p, err := ebpf.NewProgram(spec)
 	if err != nil {
-		t.Skipf("needs the kernel to load BPF-LSM programs; a trivial lsm/file_open program fails: %v", err)
+		t.Skipf("needs the kernel to load %s programs; a trivial one fails: %v", spec.Type, err)
 	}
 	p.Close()
 }
@@ -122,8 +121,8 @@ func cgroupOf(t *testing.T, root string, uid string) *podCgroup {
 
 // runIn runs a command in cg (nil: the test's own cgroup) from its first
 // instruction (clone into the cgroup) and returns its stdout, stderr and
-// exit status.
-func runIn(t *testing.T, cg *podCgroup, name string, args ...string) (string, string, int) {
+// wait status.
+func runIn(t *testing.T, cg *podCgroup, name string, args ...string) (string, string, syscall.WaitStatus) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	var out, errb bytes.Buffer
@@ -136,7 +135,7 @@ func runIn(t *testing.T, cg *podCgroup, name string, args ...string) (string, st
 	if err != nil && !errors.As(err, &ee) {
 		t.Fatalf("run %s: %v", name, err)
 	}
-	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
+	return out.String(), errb.String(), cmd.ProcessState.Sys().(syscall.WaitStatus)
 }
 
 // lockedBuffer is the events output, written by the agent's reader and
@@ -169,18 +168,21 @@ func (e *env) tracingPolicy(name, rev string, total int, spec string) {
 	tp.Name, tp.Namespace = name, "shop"
 	tp.Labels = map[string]string{render.LabelPolicySetName: "demo", render.LabelPolicySetNamespace: "shop"}
 	tp.Annotations = map[string]string{render.AnnotationRevision: rev, render.AnnotationRevisionObjects: fmt.Sprint(total),
-		render.AnnotationRuleSources: `{"spec.lsmhooks[0].selectors[0]": "shop/tracing.cue:7:5"}`}
+		render.AnnotationRuleSources: `{"spec.lsmhooks[0].selectors[0]": "shop/tracing.cue:7:5", "spec.tracepoints[0].selectors[0]": "shop/tracing.cue:7:5"}`}
 	e.create(tp)
 }
 
-// TestTracingThroughTheAgent runs the real agent with the real tracing
-// datapath against a real API server: a TracingPolicy selecting a pod
-// whose cgroup the test made denies its processes the test's file (LSM
-// file_open, Deny) and the node reports it enforced; the same binary
-// outside the pod reads the file; a policy with a hook the kernel lacks
-// is reported partial, naming that hook; the event names the pod.
-func TestTracingThroughTheAgent(t *testing.T) {
-	requireTracing(t)
+// tracingEnv is a real agent with the real tracing datapath, a pod
+// shop/web-0 (app=web) whose cgroup the test made, and a secret file.
+type tracingEnv struct {
+	*env
+	r           *running
+	cg          *podCgroup
+	events      *lockedBuffer
+	cat, secret string
+}
+
+func newTracingEnv(t *testing.T) *tracingEnv {
 	e := newEnv(t)
 	root := cgroupRoot(t)
 	tm, err := tracing.Open(tracing.Options{PinDir: filepath.Join(pinDir(t), "tracing"), Log: testr.New(t)})
@@ -191,63 +193,130 @@ func TestTracingThroughTheAgent(t *testing.T) {
 		tm.Apply(context.Background(), nil)
 		tm.Close()
 	})
-
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-0", Labels: map[string]string{"app": "web"}},
 		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "none"}}}}
 	e.create(pod)
-	cg := cgroupOf(t, root, string(pod.UID))
-	secret := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secret, []byte("the secret\n"), 0o644); err != nil {
+	te := &tracingEnv{env: e, cg: cgroupOf(t, root, string(pod.UID)), events: &lockedBuffer{}}
+	te.secret = filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(te.secret, []byte("the secret\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cat, err := exec.LookPath("cat")
-	if err != nil {
+	if te.cat, err = exec.LookPath("cat"); err != nil {
 		t.Skip(err)
 	}
-	if cat, err = filepath.EvalSymlinks(cat); err != nil {
+	if te.cat, err = filepath.EvalSymlinks(te.cat); err != nil {
 		t.Fatal(err)
 	}
-
-	events := &lockedBuffer{}
 	e.setup = func(_ ctrl.Manager, a *agent.Agent, _ *datapath.Datapath) {
-		a.Tracing, a.CgroupRoot, a.TracingEvents = tm, root, events
+		a.Tracing, a.CgroupRoot, a.TracingEvents = tm, root, te.events
 	}
-	e.start(datapath.Limits{}, time.Hour)
-	e.tracingPolicy("deny-secret", "r1", 2, fmt.Sprintf(`
-podSelector: {matchLabels: {app: web}}
-lsmhooks:
-- hook: file_open
-  args: [{index: 0, type: file}]
-  selectors:
-  - matchArgs: [{index: 0, operator: Equal, values: [%q]}]
-    matchActions: [{action: Deny}]
-`, secret))
-	e.tracingPolicy("half", "r1", 2, `
-podSelector: {matchLabels: {app: web}}
-lsmhooks: [{hook: bprm_check_security}]
-kprobes: [{call: palisade_no_such_function}]
-`)
+	te.r = e.start(datapath.Limits{}, time.Hour)
+	return te
+}
 
-	var half v1.ObjectEnforcement
+// setEntry waits for shop/demo at rev with want objects enforced and
+// returns its entry.
+func (e *tracingEnv) setEntry(rev string, policies, enforced int) v1.PolicySetEnforcement {
+	e.t.Helper()
+	var entry v1.PolicySetEnforcement
 	e.eventually("the tracing policies' status", func() error {
 		ne := e.nodeEnforcement()
 		if ne == nil {
 			return errors.New("no NodeEnforcement")
 		}
 		for _, s := range ne.Status.PolicySets {
-			if s.Namespace != "shop" || s.Name != "demo" || s.Revision != "r1" {
-				continue
+			if s.Namespace == "shop" && s.Name == "demo" && s.Revision == rev {
+				if entry = s; s.Policies != int32(policies) || s.Enforced != int32(enforced) {
+					return fmt.Errorf("set entry %+v", s)
+				}
+				return nil
 			}
-			if s.Policies != 2 || s.Enforced != 1 || s.Partial != 1 || len(s.Objects) != 1 {
-				return fmt.Errorf("set entry %+v", s)
-			}
-			half = s.Objects[0]
-			return nil
 		}
 		return fmt.Errorf("policySets = %+v; conditions %+v", ne.Status.PolicySets, ne.Status.Conditions)
 	})
+	return entry
+}
+
+// eventLine waits for the JSON line of an event of policy with action,
+// and checks that it has each of want.
+func (e *tracingEnv) eventLine(policy, action string, want ...string) {
+	e.t.Helper()
+	e.eventually("the "+action+" event's line", func() error {
+		for _, l := range strings.Split(e.events.String(), "\n") {
+			if strings.Contains(l, `"policy":"`+policy+`"`) && strings.Contains(l, `"action":"`+action+`","taken":true`) {
+				for _, w := range want {
+					if !strings.Contains(l, w) {
+						return fmt.Errorf("line %s lacks %s", l, w)
+					}
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s line of %s in %q", action, policy, e.events.String())
+	})
+}
+
+// counter reads a counter of the agent's metrics (0 when absent).
+func (r *running) counter(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+					continue metric
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// TestTracingSigkillThroughTheAgent runs the real agent with the real
+// tracing datapath against a real API server: a TracingPolicy selecting
+// a pod whose cgroup the test made kills its process that opens the
+// test's file (tracepoint sys_enter_openat, Sigkill) before the open, and
+// the node reports the policy enforced; the same binary outside the pod
+// reads the file; a policy with a hook the kernel lacks is reported
+// partial, naming that hook; the event's JSON line names the pod and the
+// rule, and the metric counts it.
+func TestTracingSigkillThroughTheAgent(t *testing.T) {
+	requireTracing(t, &ebpf.ProgramSpec{Type: ebpf.TracePoint})
+	e := newTracingEnv(t)
+	e.tracingPolicy("kill-secret", "r1", 2, fmt.Sprintf(`
+podSelector: {matchLabels: {app: web}}
+tracepoints:
+- subsystem: syscalls
+  event: sys_enter_openat
+  args: [{index: 2, type: string, label: filename}]
+  selectors:
+  - matchArgs: [{index: 2, operator: Equal, values: [%q]}]
+    matchActions: [{action: Sigkill}]
+`, e.secret))
+	e.tracingPolicy("half", "r1", 2, `
+podSelector: {matchLabels: {app: web}}
+tracepoints:
+- subsystem: syscalls
+  event: sys_enter_openat
+  args: [{index: 2, type: string}]
+  selectors: [{matchArgs: [{index: 2, operator: Equal, values: [/palisade/never/opened]}]}]
+kprobes: [{call: palisade_no_such_function}]
+`)
+	entry := e.setEntry("r1", 2, 1)
+	if len(entry.Objects) != 1 {
+		t.Fatalf("set entry %+v; want half listed", entry)
+	}
+	half := entry.Objects[0]
 	if half.Name != "half" || half.State != v1.ObjectPartial || half.Reason != v1.HookUnavailableReason ||
-		!strings.Contains(half.Message, "hook spec.kprobes[0]") || !strings.Contains(half.Message, string(tracing.HookNotFound)) {
+		!strings.Contains(half.Message, "hook spec.kprobes[0]: "+string(tracing.HookNotFound)) {
 		t.Errorf("half: %+v; want Partial, HookUnavailable, naming spec.kprobes[0] not found", half)
 	}
 	ne := e.nodeEnforcement()
@@ -256,28 +325,44 @@ kprobes: [{call: palisade_no_such_function}]
 		t.Errorf("TracingEnforced = %+v", c)
 	}
 
-	// In the pod: denied, nothing read.
-	out, stderr, code := runIn(t, cg, cat, secret)
-	if code == 0 || out != "" || !strings.Contains(stderr, "Permission denied") {
-		t.Fatalf("in the pod: exit %d, stdout %q, stderr %q; want EPERM and nothing read", code, out, stderr)
+	// In the pod: killed before the open, nothing read.
+	out, _, ws := runIn(t, e.cg, e.cat, e.secret)
+	if !ws.Signaled() || ws.Signal() != syscall.SIGKILL || out != "" {
+		t.Fatalf("in the pod: status %v, stdout %q; want killed by SIGKILL and nothing read", ws, out)
 	}
 	// The same binary outside the pod: untouched.
-	if out, stderr, code := runIn(t, nil, cat, secret); code != 0 || out != "the secret\n" {
-		t.Fatalf("outside the pod: exit %d, stdout %q, stderr %q; want the file read", code, out, stderr)
+	if out, stderr, ws := runIn(t, nil, e.cat, e.secret); ws.ExitStatus() != 0 || out != "the secret\n" {
+		t.Fatalf("outside the pod: status %v, stdout %q, stderr %q; want the file read", ws, out, stderr)
 	}
-	// The event, as a JSON line, names the policy, the pod and the rule.
-	e.eventually("the deny event's line", func() error {
-		for _, l := range strings.Split(events.String(), "\n") {
-			if strings.Contains(l, `"policy":"TracingPolicy shop/deny-secret"`) && strings.Contains(l, `"action":"Deny","taken":true`) {
-				for _, want := range []string{`"pod":{"namespace":"shop","name":"web-0"}`, `"binary":"` + cat + `"`, `"value":"` + secret + `"`,
-					`"revision":"r1"`, `"source":"shop/tracing.cue:7"`} {
-					if !strings.Contains(l, want) {
-						return fmt.Errorf("line %s lacks %s", l, want)
-					}
-				}
-				return nil
-			}
-		}
-		return fmt.Errorf("no deny line in %q", events.String())
-	})
+	e.eventLine("TracingPolicy shop/kill-secret", "Sigkill", `"pod":{"namespace":"shop","name":"web-0"}`, `"binary":"`+e.cat+`"`,
+		`"value":"`+e.secret+`"`, `"revision":"r1"`, `"source":"shop/tracing.cue:7"`, `"hook":"spec.tracepoints[0]"`)
+	if n := e.r.counter(t, "palisade_tracing_events_total", map[string]string{"policy": "TracingPolicy shop/kill-secret", "action": "Sigkill"}); n < 1 {
+		t.Errorf("palisade_tracing_events_total{policy=kill-secret,action=Sigkill} = %v, want the kill counted", n)
+	}
+}
+
+// TestTracingLSMDenyThroughTheAgent: the same with an LSM file_open Deny,
+// where the kernel loads BPF-LSM programs: the process in the pod gets
+// EPERM and reads nothing, and the node reports the policy enforced.
+func TestTracingLSMDenyThroughTheAgent(t *testing.T) {
+	requireTracing(t, &ebpf.ProgramSpec{Type: ebpf.LSM, AttachType: ebpf.AttachLSMMac, AttachTo: "file_open"})
+	e := newTracingEnv(t)
+	e.tracingPolicy("deny-secret", "r1", 1, fmt.Sprintf(`
+podSelector: {matchLabels: {app: web}}
+lsmhooks:
+- hook: file_open
+  args: [{index: 0, type: file}]
+  selectors:
+  - matchArgs: [{index: 0, operator: Equal, values: [%q]}]
+    matchActions: [{action: Deny}]
+`, e.secret))
+	e.setEntry("r1", 1, 1)
+	out, stderr, ws := runIn(t, e.cg, e.cat, e.secret)
+	if ws.ExitStatus() == 0 || out != "" || !strings.Contains(stderr, "Permission denied") {
+		t.Fatalf("in the pod: status %v, stdout %q, stderr %q; want EPERM and nothing read", ws, out, stderr)
+	}
+	if out, stderr, ws := runIn(t, nil, e.cat, e.secret); ws.ExitStatus() != 0 || out != "the secret\n" {
+		t.Fatalf("outside the pod: status %v, stdout %q, stderr %q; want the file read", ws, out, stderr)
+	}
+	e.eventLine("TracingPolicy shop/deny-secret", "Deny", `"pod":{"namespace":"shop","name":"web-0"}`, `"value":"`+e.secret+`"`)
 }
