@@ -125,7 +125,8 @@ func startCluster(t *testing.T) *cluster {
 			{Type: v1.DriftedCondition, Status: metav1.ConditionFalse, Reason: "Repaired", Message: "repaired", LastTransitionTime: now}},
 		PolicySets:       []v1.PolicySetEnforcement{{Namespace: "shop", Name: "main", Revision: revision, Policies: 2, Generation: 7, Enforced: 2}},
 		LastVerifiedTime: &now, DriftRepairs: 1,
-		Drifts: []v1.KernelDrift{{Time: now, Kind: v1.KernelDriftMapEntry, What: "policy map of shop/api-5c8b9d7f6-zq4wm: entry 8443/TCP changed", Repaired: true}},
+		Drifts: []v1.KernelDrift{{Time: now, Kind: v1.KernelDriftMapEntry, What: "policy map of shop/api-5c8b9d7f6-zq4wm: entry 8443/TCP changed", Repaired: true},
+			{Time: now, Kind: v1.KernelDriftMapEntry, What: "policy map of other/db-0: entry 5432/TCP deleted", Repaired: true}},
 	}
 	if err := c.Status().Update(ctx, ne); err != nil {
 		t.Fatal(err)
@@ -326,7 +327,7 @@ func TestWebViewInBrowser(t *testing.T) {
 		do(t, ctx, chromedp.Click(chromedp.CSS(`#set-list a[data-set="shop/main"]`)))
 		waitJS(t, ctx, "the policy view", `document.body.dataset.set === "shop/main"`)
 		view := text(t, ctx, "#set-view")
-		for _, want := range []string{revision, "Ready", "Enforced", "Drifted", "node-a", "policy map of shop/api-5c8b9d7f6-zq4wm", "NetworkPolicy/shop/api", "shop/api.cue:3",
+		for _, want := range []string{revision, "Ready", "Enforced", "Drifted", "node-a", "policy map of shop/api-5c8b9d7f6-zq4wm", "policy map of other/db-0", "NetworkPolicy/shop/api", "shop/api.cue:3",
 			"NetworkPolicy/other/db", "other/db", "shop/frontend → shop/api 8443/TCP denies", "shop/frontend → shop/api 8080/TCP allows", "shop/api → other/db 5432/TCP denies by default"} {
 			if !strings.Contains(view, want) {
 				t.Errorf("the policy view lacks %q:\n%s", want, view)
@@ -377,7 +378,8 @@ func TestWebViewInBrowser(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &v); code != 200 || err != nil {
 			t.Fatalf("GET /v1/policysets/shop/main: %d %s", code, body)
 		}
-		if v.HiddenPolicies != 1 || len(v.Policies) != 1 || v.Policies[0].Name != "api" || strings.Contains(body, "other") {
+		// The node's drift in other is there, its text hidden.
+		if v.HiddenPolicies != 1 || len(v.Policies) != 1 || v.Policies[0].Name != "api" || strings.Contains(body, "other") || len(v.Nodes) != 1 || len(v.Nodes[0].Drifts) != 2 {
 			t.Errorf("the viewer's policy view of shop/main: %s", body)
 		}
 		code, body = get(t, base+"/v1/whoami", cl.viewer)

@@ -167,10 +167,22 @@ func policySetView(ctx context.Context, r client.Reader, vis visibility, ns, nam
 	if err := r.List(ctx, nes); err != nil {
 		return nil, fmt.Errorf("list nodeenforcements: %w", err)
 	}
+	redact, err := redactor(ctx, r, vis)
+	if err != nil {
+		return nil, err
+	}
 	for i := range nes.Items {
 		ne := &nes.Items[i]
-		nv := NodeView{Name: ne.Name, Conditions: ne.Status.Conditions, LastVerified: ne.Status.LastVerifiedTime,
-			DriftRepairs: ne.Status.DriftRepairs, Drifts: ne.Status.Drifts}
+		nv := NodeView{Name: ne.Name, Conditions: slices.Clone(ne.Status.Conditions), LastVerified: ne.Status.LastVerifiedTime,
+			DriftRepairs: ne.Status.DriftRepairs, Drifts: slices.Clone(ne.Status.Drifts)}
+		// A node's drift and conditions are the node's, not a
+		// namespace's, but their text may name a workload.
+		for j := range nv.Conditions {
+			nv.Conditions[j].Message = redact(nv.Conditions[j].Message)
+		}
+		for j := range nv.Drifts {
+			nv.Drifts[j].What, nv.Drifts[j].Message = redact(nv.Drifts[j].What), redact(nv.Drifts[j].Message)
+		}
 		for _, pe := range ne.Status.PolicySets {
 			if pe.Namespace == ns && pe.Name == name {
 				nv.Enforces, nv.PolicySetEnforcement = true, pe
@@ -200,6 +212,36 @@ func policySetView(ctx context.Context, r client.Reader, vis visibility, ns, nam
 		}
 	}
 	return view, nil
+}
+
+// hiddenText replaces a text that names a namespace the viewer may not see.
+const hiddenText = "(hidden: it names a namespace you may not see)"
+
+// redactor returns a function that hides a text naming "NS/" for a
+// namespace NS the viewer may not see (a workload, as the agent names
+// them). It errs on the side of hiding: any such substring counts.
+func redactor(ctx context.Context, r client.Reader, vis visibility) (func(string) string, error) {
+	if vis.v == nil {
+		return func(s string) string { return s }, nil
+	}
+	nss := &corev1.NamespaceList{}
+	if err := r.List(ctx, nss); err != nil {
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	var hidden []string
+	for _, ns := range nss.Items {
+		if !vis.see(ns.Name) {
+			hidden = append(hidden, ns.Name+"/")
+		}
+	}
+	return func(s string) string {
+		for _, h := range hidden {
+			if strings.Contains(s, h) {
+				return hiddenText
+			}
+		}
+		return s
+	}, nil
 }
 
 // parseID splits an inventory id, "<namespace>_<name>_<group>_<kind>";
