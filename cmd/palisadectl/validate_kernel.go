@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
+	tracingdp "github.com/palisade-dev/palisade/internal/tracing"
 	"github.com/palisade-dev/palisade/internal/tracing/hooks"
 	"github.com/palisade-dev/palisade/internal/validate"
 )
@@ -35,8 +36,8 @@ type kernelFlags struct {
 }
 
 func (f *kernelFlags) register(cmd *cobra.Command) {
-	cmd.Flags().BoolVar(&f.running, "kernel", false, "check tracing hooks against the running kernel (its BTF at /sys/kernel/btf/vmlinux, tracefs, BPF-LSM, and this machine's uprobe binaries)")
-	cmd.Flags().StringVar(&f.btf, "btf", "", "check tracing hooks against the kernel whose BTF this file holds (e.g. /sys/kernel/btf/vmlinux copied from a target node)")
+	cmd.Flags().BoolVar(&f.running, "kernel", false, "check tracing hooks against the running kernel (its BTF at /sys/kernel/btf/vmlinux, tracefs, BPF-LSM, this machine's uprobe binaries, and whether it loads fentry, kprobe and BPF-LSM programs), and what the tracing datapath compiles")
+	cmd.Flags().StringVar(&f.btf, "btf", "", "check tracing hooks against the kernel whose BTF this file holds (e.g. /sys/kernel/btf/vmlinux copied from a target node), and what the tracing datapath compiles")
 }
 
 // checker returns the hook checker the flags ask for, and notes for
@@ -53,6 +54,13 @@ func (f *kernelFlags) checker(unchecked *int) (validate.HookChecker, []string, e
 		return nil, nil, fmt.Errorf("give --kernel or --btf, not both")
 	case f.running:
 		k, err = hooks.LoadKernel()
+		if err == nil {
+			// What this kernel loads, probed once; without the
+			// privileges to probe, hooks are checked for existence.
+			if perr := tracingdp.ProbeKernel(k); perr != nil {
+				k.Unchecked = append(k.Unchecked, perr.Error()+": kernel functions and LSM hooks are checked for existence only (run as root to probe)")
+			}
+		}
 	case f.btf != "":
 		k, err = hooks.KernelFromBTF(f.btf)
 	default:
@@ -67,10 +75,12 @@ func (f *kernelFlags) checker(unchecked *int) (validate.HookChecker, []string, e
 	return hookChecker(k), k.Unchecked, nil
 }
 
-// hookChecker checks tracing hooks against k with hooks.Resolve.
+// hookChecker checks tracing policies against k with tracing.Check: the
+// hooks resolve, the datapath compiles them, and (on the running kernel)
+// some mechanism attaches them, so that a policy that validates loads.
 func hookChecker(k *hooks.Kernel) validate.HookChecker {
 	return func(spec *v1alpha1.TracingPolicySpec) []validate.HookProblem {
-		_, problems := hooks.Resolve(k, *spec)
+		problems := tracingdp.Check(k, *spec)
 		out := make([]validate.HookProblem, len(problems))
 		for i, p := range problems {
 			out[i] = validate.HookProblem{Path: p.Path, Code: p.Code, Message: p.Message}
