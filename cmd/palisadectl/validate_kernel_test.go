@@ -145,7 +145,7 @@ func TestValidateKernelLoads(t *testing.T) {
 		}
 		return
 	}
-	want := fmt.Sprintf("opens.cue:11:5: error PAL528: kernel function security_file_open cannot be hooked on this kernel: fentry/fexit programs do not load (%v), and kprobes do not attach (%v)", k.Loads.Fentry, k.Loads.Kprobe)
+	want := fmt.Sprintf("opens.cue:11:5: error PAL528: kernel function security_file_open cannot be hooked on this kernel: fentry/fexit programs do not load (%v), and kprobes do not attach (probed on security_file_open: %v)", k.Loads.Fentry, k.Loads.Kprobe)
 	if code != exitInvalid || !strings.Contains(out, want) {
 		t.Errorf("exit %d, output lacks\n%s\nin:\n%s%s", code, want, out, errOut)
 	}

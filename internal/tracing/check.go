@@ -125,7 +125,7 @@ func unattachable(k *hooks.Kernel, loads *hooks.Loads, hp *hookPlan) string {
 			msg += fmt.Sprintf(", it has no tracepoint %s", tp)
 		}
 		if loads.Kprobe != nil {
-			msg += fmt.Sprintf(", and kprobes do not attach (%v)", loads.Kprobe)
+			msg += fmt.Sprintf(", and kprobes do not attach (probed on %s: %v)", probeFunc, loads.Kprobe)
 		} else {
 			msg += ", and a kretprobe cannot read arguments at return"
 		}

@@ -70,7 +70,7 @@ func TestCheck(t *testing.T) {
 		{"not probed (another kernel's BTF)", nil, ""},
 		{"everything loads", &hooks.Loads{}, ""},
 		{"no fentry, no kprobes, no BPF-LSM", &hooks.Loads{Fentry: eperm, Kprobe: noKprobes, LSM: eperm},
-			"spec.kprobes[0] PAL528 kernel function security_file_open cannot be hooked on this kernel: fentry/fexit programs do not load (load program: operation not permitted), and kprobes do not attach (open /sys/kernel/tracing/kprobe_events: no such file or directory)\n" +
+			"spec.kprobes[0] PAL528 kernel function security_file_open cannot be hooked on this kernel: fentry/fexit programs do not load (load program: operation not permitted), and kprobes do not attach (probed on security_file_open: open /sys/kernel/tracing/kprobe_events: no such file or directory)\n" +
 				"spec.lsmhooks[0] PAL528 LSM hook file_open cannot attach: the kernel does not load BPF-LSM programs (load program: operation not permitted)\n"},
 		{"kprobes but no fentry", &hooks.Loads{Fentry: eperm}, ""},
 	} {
@@ -138,7 +138,7 @@ func TestCheckRunningKernel(t *testing.T) {
 		}
 		return
 	}
-	want := fmt.Sprintf("spec.kprobes[0] PAL528 kernel function security_file_open cannot be hooked on this kernel: fentry/fexit programs do not load (%v), and kprobes do not attach (%v)\n", k.Loads.Fentry, k.Loads.Kprobe)
+	want := fmt.Sprintf("spec.kprobes[0] PAL528 kernel function security_file_open cannot be hooked on this kernel: fentry/fexit programs do not load (%v), and kprobes do not attach (probed on security_file_open: %v)\n", k.Loads.Fentry, k.Loads.Kprobe)
 	if got != want {
 		t.Errorf("problems:\n%s\nwant:\n%s", got, want)
 	}

@@ -281,11 +281,22 @@ func compile(k *hooks.Kernel, p Policy, hostNS func(v1.NamespaceType) (uint32, e
 		}
 		if err := c.hook(hp, h); err != nil {
 			hp.state, hp.msg = HookLoadError, err.Error()
-			hp.problems = append(hp.problems, positioned(hp.path, err))
+			if !errors.As(err, new(validatedError)) {
+				hp.problems = append(hp.problems, positioned(hp.path, err))
+			}
 		}
 	}
 	return pl
 }
+
+// validatedError marks a compile error that internal/validate reports on
+// its own (PAL502, PAL504, PAL506, PAL516): Check leaves it out, so that
+// validate does not say the same thing twice.
+type validatedError struct{ error }
+
+func (e validatedError) Unwrap() error { return e.error }
+
+func validated(err error) error { return validatedError{err} }
 
 // positioned makes a compile error ("spec.….field: message") a problem
 // at its field; an error without a field path is placed at the hook.
@@ -512,7 +523,7 @@ func (c *compiler) selector(sp string, s v1.Selector, h hooks.Hook, slots map[in
 		mp := fmt.Sprintf("%s.matchArgs[%d]", sp, j)
 		slot, ok := slots[m.Index]
 		if !ok {
-			return sel, fmt.Errorf("%s.index: argument %d is not declared in args", mp, m.Index)
+			return sel, validated(fmt.Errorf("%s.index: argument %d is not declared in args", mp, m.Index))
 		}
 		t, err := c.argTerm(mp, m, types[m.Index], signed[m.Index])
 		if err != nil {
@@ -525,7 +536,7 @@ func (c *compiler) selector(sp string, s v1.Selector, h hooks.Hook, slots map[in
 	for j, m := range s.MatchReturnArgs {
 		mp := fmt.Sprintf("%s.matchReturnArgs[%d]", sp, j)
 		if h.Kind != hooks.KindFexit {
-			return sel, fmt.Errorf("%s: matchReturnArgs needs return: true", mp)
+			return sel, validated(fmt.Errorf("%s: matchReturnArgs needs return: true", mp))
 		}
 		t, err := c.argTerm(mp, m, retType, retSigned)
 		if err != nil {
@@ -612,7 +623,7 @@ func (c *compiler) selector(sp string, s v1.Selector, h hooks.Hook, slots map[in
 			return sel, fmt.Errorf("%s.type: unknown capability set %q", mp, m.Type)
 		}
 		if m.IsNamespaceCapability != nil && *m.IsNamespaceCapability {
-			return sel, fmt.Errorf("%s.isNamespaceCapability: not supported by this datapath", mp)
+			return sel, fmt.Errorf("%s.isNamespaceCapability: capabilities relative to the caller's user namespace are not read by this datapath (it compares the caller's capability sets); remove the field", mp)
 		}
 		if err := setOp(&t, string(m.Operator), mp); err != nil {
 			return sel, err
@@ -644,7 +655,7 @@ func (c *compiler) selector(sp string, s v1.Selector, h hooks.Hook, slots map[in
 			sel.Actions |= actSigkill
 		case v1.ActionDeny:
 			if h.Kind != hooks.KindLSM {
-				return sel, fmt.Errorf("%s.action: Deny acts on LSM hooks only (this hook is %s)", ap, h.Kind)
+				return sel, validated(fmt.Errorf("%s.action: Deny acts on LSM hooks only (this hook is %s)", ap, h.Kind))
 			}
 			sel.Actions |= actDeny
 			if a.ArgError != nil {
@@ -660,7 +671,7 @@ func (c *compiler) selector(sp string, s v1.Selector, h hooks.Hook, slots map[in
 				sig = *a.ArgSig
 			}
 			if !ok || sig <= 0 || sig > 64 {
-				return sel, fmt.Errorf("%s.argSig: Signal needs a signal number from 1 to 64", ap)
+				return sel, validated(fmt.Errorf("%s.argSig: Signal needs a signal number from 1 to 64", ap))
 			}
 			sel.Actions |= actSignal
 			sel.Signal = uint32(sig)
