@@ -21,9 +21,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +34,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -180,23 +183,25 @@ type tracingEnv struct {
 	cg          *podCgroup
 	events      *lockedBuffer
 	cat, secret string
+	// tm is the tracing datapath of the running agent; pins its pin dir.
+	tm   *tracing.Manager
+	pins string
 }
 
 func newTracingEnv(t *testing.T) *tracingEnv {
 	e := newEnv(t)
 	root := cgroupRoot(t)
-	tm, err := tracing.Open(tracing.Options{PinDir: filepath.Join(pinDir(t), "tracing"), Log: testr.New(t)})
-	if err != nil {
-		t.Fatalf("tracing.Open: %v", err)
-	}
+	te := &tracingEnv{env: e, events: &lockedBuffer{}, pins: filepath.Join(pinDir(t), "tracing")}
+	te.openTracing()
 	t.Cleanup(func() {
-		tm.Apply(context.Background(), nil)
-		tm.Close()
+		te.tm.Apply(context.Background(), nil)
+		te.tm.Close()
 	})
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-0", Labels: map[string]string{"app": "web"}},
 		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "none"}}}}
 	e.create(pod)
-	te := &tracingEnv{env: e, cg: cgroupOf(t, root, string(pod.UID)), events: &lockedBuffer{}}
+	te.cg = cgroupOf(t, root, string(pod.UID))
+	var err error
 	te.secret = filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(te.secret, []byte("the secret\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -208,10 +213,64 @@ func newTracingEnv(t *testing.T) *tracingEnv {
 		t.Fatal(err)
 	}
 	e.setup = func(_ ctrl.Manager, a *agent.Agent, _ *datapath.Datapath) {
-		a.Tracing, a.CgroupRoot, a.TracingEvents = tm, root, te.events
+		a.Tracing, a.CgroupRoot, a.TracingEvents = te.tm, root, te.events
 	}
 	te.r = e.start(datapath.Limits{}, time.Hour)
 	return te
+}
+
+// openTracing opens the tracing datapath on the test's pin dir, as an
+// agent does on start.
+func (e *tracingEnv) openTracing() {
+	e.t.Helper()
+	tm, err := tracing.Open(tracing.Options{PinDir: e.pins, Log: testr.New(e.t)})
+	if err != nil {
+		e.t.Fatalf("tracing.Open: %v", err)
+	}
+	e.tm = tm
+}
+
+// restart stops the agent and closes its tracing datapath (the pins
+// stay), calls down while no agent runs, then opens the tracing datapath
+// again and starts a new agent.
+func (e *tracingEnv) restart(down func()) {
+	e.t.Helper()
+	e.r.stop()
+	if err := e.tm.Close(); err != nil {
+		e.t.Fatal(err)
+	}
+	down()
+	e.openTracing()
+	e.r = e.start(datapath.Limits{}, time.Hour)
+}
+
+// programIDs lists the ids of the programs the tracing datapath's pinned
+// links run: the same ids after a restart mean the programs were adopted,
+// not loaded again.
+func (e *tracingEnv) programIDs() []ebpf.ProgramID {
+	e.t.Helper()
+	var ids []ebpf.ProgramID
+	err := filepath.WalkDir(e.pins, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		l, err := link.LoadPinnedLink(p, nil)
+		if err != nil {
+			return nil // a map's pin
+		}
+		defer l.Close()
+		info, err := l.Info()
+		if err != nil {
+			return err
+		}
+		ids = append(ids, info.Program)
+		return nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // setEntry waits for shop/demo at rev with want objects enforced and
@@ -338,6 +397,33 @@ kprobes: [{call: palisade_no_such_function}]
 		`"value":"`+e.secret+`"`, `"revision":"r1"`, `"source":"shop/tracing.cue:7"`, `"hook":"spec.tracepoints[0]"`)
 	if n := e.r.counter(t, "palisade_tracing_events_total", map[string]string{"policy": "TracingPolicy shop/kill-secret", "action": "Sigkill"}); n < 1 {
 		t.Errorf("palisade_tracing_events_total{policy=kill-secret,action=Sigkill} = %v, want the kill counted", n)
+	}
+
+	// The agent stops: the pinned units keep killing. It starts again:
+	// it adopts them (the same programs), and reports as before.
+	before := e.programIDs()
+	if len(before) == 0 {
+		t.Fatalf("no pinned tracing link under %s", e.pins)
+	}
+	e.restart(func() {
+		if out, _, ws := runIn(t, e.cg, e.cat, e.secret); !ws.Signaled() || ws.Signal() != syscall.SIGKILL || out != "" {
+			t.Errorf("agent down: status %v, stdout %q; want killed by SIGKILL and nothing read", ws, out)
+		}
+	})
+	// Synced holds the agent's lock, which a sync (tracing's Apply
+	// included) holds throughout: true means a whole sync ran.
+	e.eventually("the restarted agent's first sync", func() error {
+		if !e.r.a.Synced() {
+			return errors.New("not synced")
+		}
+		return nil
+	})
+	e.setEntry("r1", 2, 1)
+	if after := e.programIDs(); !slices.Equal(after, before) {
+		t.Errorf("programs after the restart %v, before %v: want the pinned ones adopted, not loaded again", after, before)
+	}
+	if out, _, ws := runIn(t, e.cg, e.cat, e.secret); !ws.Signaled() || ws.Signal() != syscall.SIGKILL || out != "" {
+		t.Errorf("after the restart: status %v, stdout %q; want killed by SIGKILL and nothing read", ws, out)
 	}
 }
 
