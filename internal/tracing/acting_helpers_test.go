@@ -155,7 +155,11 @@ func mustValid(t testing.TB, name, yaml string, cg *testCgroup) Policy {
 // scoped is the Manager's unit for p, scoped to cg.
 func scoped(p *policy.Policy, cg *testCgroup) Policy {
 	spec, _ := p.Tracing()
-	return Policy{Key: p.Kind + " " + p.Namespace + "/" + p.Name, Spec: *spec, Cgroups: []uint64{cg.id}}
+	key := p.Kind + " " + p.Name
+	if p.Namespace != "" {
+		key = p.Kind + " " + p.Namespace + "/" + p.Name
+	}
+	return Policy{Key: key, Spec: *spec, Cgroups: []uint64{cg.id}}
 }
 
 // wantRefusal checks that errs has an error with code, a position (file
