@@ -671,7 +671,7 @@ func (m *Manager) attachHook(u *unit, h *hookPlan) (string, link.Link, error) {
 			}
 			// Not the verifier: the kernel cannot load trampoline
 			// programs (no BPF trampolines, or refused: EPERM).
-			ferr = err
+			ferr = shortErr(err)
 		} else {
 			ferr = errors.New("BPF trampolines are not available")
 		}
@@ -726,7 +726,7 @@ func (m *Manager) attachHook(u *unit, h *hookPlan) (string, link.Link, error) {
 			if errors.As(err, &ve) {
 				return "", nil, err
 			}
-			return "", nil, &notSupported{fmt.Sprintf("the kernel does not load BPF-LSM programs: %v", err)}
+			return "", nil, &notSupported{fmt.Sprintf("the kernel does not load BPF-LSM programs: %v", shortErr(err))}
 		}
 		defer p.Close()
 		u.setProg(h.idx, p)
