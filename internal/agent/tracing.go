@@ -305,15 +305,17 @@ func (t *tracingSubsystem) Verify(ctx context.Context, rec driftRecorder) error 
 	return errors.Join(errs...)
 }
 
-// tracingDriftKind classifies a unit's drift by what it says: a pin
-// removed, a map's content changed, or else a program detached or
-// replaced.
+// tracingDriftKind classifies a unit's drift by what the tracing
+// datapath says of it (tracing.Drift carries no kind): a pin removed, a
+// program detached, or a map's (or the scope's) content changed.
 func tracingDriftKind(what string) v1.KernelDriftKind {
 	w := strings.ToLower(what)
 	switch {
-	case strings.Contains(w, "pin"):
+	case strings.Contains(w, "detached"):
+		return v1.KernelDriftProgram
+	case strings.Contains(w, "unpinned"), strings.Contains(w, "pins were removed"), strings.Contains(w, "pin "):
 		return v1.KernelDriftPin
-	case strings.Contains(w, "map"), strings.Contains(w, "entr"):
+	case strings.Contains(w, "map"), strings.Contains(w, "scope"), strings.Contains(w, "rewritten"):
 		return v1.KernelDriftMapEntry
 	default:
 		return v1.KernelDriftProgram

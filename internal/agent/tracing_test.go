@@ -751,3 +751,22 @@ func TestCgroupIDIsTheKernels(t *testing.T) {
 		t.Errorf("the walk's id of %s is %d, the kernel's cgroup id %d", pod, got, want)
 	}
 }
+
+// The kinds of the drifts the tracing datapath reports, by its words.
+func TestTracingDriftKind(t *testing.T) {
+	for what, want := range map[string]v1.KernelDriftKind{
+		"map selectors was unpinned; pinned again":                           v1.KernelDriftPin,
+		"the unit's pins were removed; reloaded":                             v1.KernelDriftPin,
+		"spec.lsmhooks[0]: link was detached or unpinned; attached again":    v1.KernelDriftProgram,
+		"process tracking was detached or unpinned: track_exec":              v1.KernelDriftProgram,
+		"spec.kprobes[1]: link was detached and could not be attached again": v1.KernelDriftProgram,
+		"map vals_str; rewritten":                                            v1.KernelDriftMapEntry,
+		"scope: 2 cgroups differed; rewritten":                               v1.KernelDriftMapEntry,
+		"maps":                                                               v1.KernelDriftMapEntry,
+		"verify":                                                             v1.KernelDriftProgram,
+	} {
+		if got := tracingDriftKind(what); got != want {
+			t.Errorf("%q: %s, want %s", what, got, want)
+		}
+	}
+}
