@@ -399,6 +399,39 @@ kprobes: [{call: palisade_no_such_function}]
 		t.Errorf("palisade_tracing_events_total{policy=kill-secret,action=Sigkill} = %v, want the kill counted", n)
 	}
 
+	// A unit's link pin removed: the verify pass pins it again and
+	// records the drift.
+	var linkPin string
+	filepath.WalkDir(e.pins, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() == "link_0" && strings.Contains(p, "kill-secret") {
+			linkPin = p
+		}
+		return nil
+	})
+	if linkPin == "" {
+		t.Fatalf("no link pin of kill-secret under %s", e.pins)
+	}
+	if err := os.Remove(linkPin); err != nil {
+		t.Fatal(err)
+	}
+	e.r.a.VerifyNow(context.Background())
+	if _, err := os.Stat(linkPin); err != nil {
+		t.Errorf("the verify pass did not pin the link again: %v", err)
+	}
+	var drift *v1.KernelDrift
+	for _, d := range e.nodeEnforcement().Status.Drifts {
+		if strings.HasPrefix(d.What, "TracingPolicy shop/kill-secret: spec.tracepoints[0]") {
+			drift = &d
+			break
+		}
+	}
+	if drift == nil || drift.Kind != v1.KernelDriftProgram || !drift.Repaired {
+		t.Errorf("drift = %+v in %+v; want the link's repair recorded", drift, e.nodeEnforcement().Status.Drifts)
+	}
+	if out, _, ws := runIn(t, e.cg, e.cat, e.secret); !ws.Signaled() || ws.Signal() != syscall.SIGKILL || out != "" {
+		t.Errorf("after the repair: status %v, stdout %q; want killed by SIGKILL and nothing read", ws, out)
+	}
+
 	// The agent stops: the pinned units keep killing. It starts again:
 	// it adopts them (the same programs), and reports as before.
 	before := e.programIDs()
