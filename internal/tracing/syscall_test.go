@@ -183,3 +183,43 @@ func TestSyscallKprobeReturn(t *testing.T) {
 		}
 	}
 }
+
+// A syscall hook attached through its tracepoint is adopted after a
+// restart as such: the same program, and Attach still says how.
+func TestSyscallKprobeAdopted(t *testing.T) {
+	requireKernel(t, false)
+	pin := tempPinDir(t)
+	cg := newCgroup(t)
+	secret := tempFile(t, "secret", "the secret\n")
+	cat := which(t, "cat")
+	p := Policy{Key: "TracingPolicy test/openat-adopt", Cgroups: []uint64{cg.id}, Spec: v1.TracingPolicySpec{KProbes: []v1.FunctionHook{{
+		Call: "sys_openat", Syscall: ptr(true),
+		HookCommon: v1.HookCommon{
+			Args: []v1.Arg{{Index: 1, Type: "string"}},
+			Selectors: []v1.Selector{{
+				MatchArgs:    []v1.ArgSelector{{Index: 1, Operator: "Equal", Values: []string{secret}}},
+				MatchActions: []v1.Action{{Action: "Sigkill"}},
+			}},
+		},
+	}}}}
+	m1, err := Open(Options{PinDir: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := m1.Apply(context.Background(), []Policy{p})
+	mustLoaded(t, rs)
+	before := progIDs(t, m1, p.Key)
+	m1.Close()
+	if _, _, ws := run(t, cg, cat, secret); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("agent down: status %v, want SIGKILL", ws)
+	}
+	m2 := openTest(t, pin)
+	rs2 := m2.Apply(context.Background(), []Policy{p})
+	mustLoaded(t, rs2)
+	if !rs2[0].Adopted || rs2[0].Hooks[0].Attach != rs[0].Hooks[0].Attach {
+		t.Errorf("after restart: adopted %v, attach %q; want adopted, attach %q", rs2[0].Adopted, rs2[0].Hooks[0].Attach, rs[0].Hooks[0].Attach)
+	}
+	if after := progIDs(t, m2, p.Key); len(after) != 1 || len(before) != 1 || after[0] != before[0] {
+		t.Errorf("program ids %v before, %v after: reloaded", before, after)
+	}
+}
