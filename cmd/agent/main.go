@@ -29,6 +29,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -74,7 +75,7 @@ func run() error {
 		flowsAdv      = flag.String("flows-advertise-address", "", "host:port the relay reaches the flow observer at, reported on NodeEnforcement; empty: the bound address, an unspecified host replaced by $NODE_IP (the node's address, from the downward API's status.hostIP) or else 127.0.0.1")
 		flowsAllow    = flag.Bool("flows-allowed", false, "report allowed packets as forwarded flows too (one event per packet: for debugging, not for busy nodes)")
 		tracingOn     = flag.Bool("tracing", tracingOK, "run TracingPolicies and ClusterTracingPolicies (default: on when the kernel has BTF and BPF-LSM is active); off, every tracing policy of the node is reported not enforced")
-		tracingPins   = flag.String("tracing-pin-dir", "/sys/fs/bpf/palisade/tracing", "bpffs directory for the tracing units' pinned programs, links and maps")
+		tracingPins   = flag.String("tracing-pin-dir", "", "bpffs directory for the tracing units' pinned programs, links and maps (default: <pin-dir>/tracing, /sys/fs/bpf/palisade/tracing)")
 		cgroupRoot    = flag.String("cgroup-root", agent.DefaultCgroupBase, "the host's cgroup mount, where pods' cgroups are found; the cgroup v2 hierarchy is its unified/ directory on a hybrid layout, or itself")
 		tracingEvents = flag.String("tracing-events", "", "write every tracing event as a JSON line to this file (\"-\": standard output); empty: only count them in metrics")
 	)
@@ -122,7 +123,7 @@ func run() error {
 		Log:            ctrl.Log.WithName("agent"),
 	}
 	if *tracingOn {
-		closeTracing, err := addTracing(a, *tracingPins, *cgroupRoot, *tracingEvents)
+		closeTracing, err := addTracing(a, cmp.Or(*tracingPins, filepath.Join(*pinDir, "tracing")), *cgroupRoot, *tracingEvents)
 		if err != nil {
 			return err
 		}
