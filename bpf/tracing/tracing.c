@@ -378,12 +378,20 @@ static __always_inline void render_sockaddr(struct arg_slot *slot, void *sa, int
 			return;
 		}
 	}
+	/*
+	 * A sockaddr has one address and port. Tetragon compares them with
+	 * SAddr/SPort (the validator's operators for sockaddr); a connect's
+	 * sockaddr is its destination, so DAddr/DPort compare them too: both
+	 * sides hold the one address.
+	 */
 	si->family = r.family;
 	si->dport = bpf_ntohs(r.port);
+	si->sport = si->dport;
 	if (r.family == AF_INET)
 		v4mapped(si->daddr, r.addr4);
 	else if (r.family == AF_INET6)
 		__builtin_memcpy(si->daddr, r.addr6, 16);
+	__builtin_memcpy(si->saddr, si->daddr, 16);
 	slot->len = sizeof(*si);
 	slot->flags |= SLOT_OK;
 }
