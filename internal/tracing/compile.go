@@ -140,12 +140,14 @@ func unitID(key string) uint32 {
 	return h.Sum32()
 }
 
-// safeName turns a key into a pin directory name.
+// safeName turns a key into a pin directory name. bpffs refuses names
+// with a dot (EPERM), so dots, like every other character outside
+// [a-z0-9-], become "_"; the key's hash keeps names apart.
 func safeName(key string) string {
 	var b strings.Builder
 	for _, r := range strings.ToLower(key) {
 		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '.':
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
 			b.WriteRune(r)
 		default:
 			b.WriteByte('_')

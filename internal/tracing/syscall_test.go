@@ -223,3 +223,16 @@ func TestSyscallKprobeAdopted(t *testing.T) {
 		t.Errorf("program ids %v before, %v after: reloaded", before, after)
 	}
 }
+
+// Policy names may hold dots (Tetragon's
+// process.credentials.changes.at.syscalls does); bpffs refuses dots in
+// names, so the pin directory has none, and the unit loads.
+func TestKeyWithDots(t *testing.T) {
+	requireKernel(t, false)
+	m := openTest(t, tempPinDir(t))
+	p := Policy{Key: "ClusterTracingPolicy process.credentials.changes", Spec: openatHook(), Cgroups: []uint64{newCgroup(t).id}}
+	mustLoaded(t, m.Apply(context.Background(), []Policy{p}))
+	if strings.Contains(safeName(p.Key), ".") {
+		t.Errorf("pin dir name %q has a dot", safeName(p.Key))
+	}
+}
