@@ -2,7 +2,7 @@
 # Benchmarks tracing policies (needs root): in one go test run, an
 # open/close loop and an exec loop with no policy, a monitor policy and an
 # enforcing policy on the same hook (ns per operation), and go build -a of
-# a small program in pairs without and with a file-access monitor policy
+# a small program in ABBA order without (A) and with (B) a file-access monitor policy
 # (seconds per build), with the events delivered to user space and lost.
 # Then the medians over the -count repetitions and the ratios to no policy.
 # docs/bench-tracing.md explains the set-up and holds measured numbers.
@@ -52,7 +52,7 @@ END {
 		printf "%-32s %12.0f ns/op  ratio %.3f  events/op %s  lost/op %s\n", name, m, m / b, median(ev[name]), median(lost[name])
 	}
 	if (bn != "") {
-		printf "%-32s none %.2f s, file-monitor %.2f s per build; ratio median %.3f (each run:%s); events per pair %s, lost %s\n",
+		printf "%-32s none %.2f s, file-monitor %.2f s per build; ratio median %.3f (each run:%s); events per op (4 builds, 2 monitored) %s, lost %s\n",
 			"BenchmarkGoBuild/paired", median(bn), median(bm), median(br), br, median(be), median(bl)
 	}
 }' "$out"
