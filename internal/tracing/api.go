@@ -80,7 +80,9 @@ type HookResult struct {
 	Path string
 	// Attach says how it is attached, e.g. "fentry/security_file_open",
 	// "lsm/file_open", "tracepoint/syscalls/sys_enter_openat",
-	// "uprobe//usr/bin/bash:readline".
+	// "uprobe//usr/bin/bash:readline", or a fallback with its reason:
+	// "tracepoint/syscalls/sys_enter_execve (syscall kprobe: fentry not
+	// loadable on this kernel)", "kprobe/tcp_connect".
 	Attach string
 	State  HookState
 	// Message says why the hook is not loaded; VerifierLog is the tail
@@ -161,8 +163,9 @@ type Stats struct {
 	Events map[string]map[v1.ActionType]uint64
 	// Lost counts lost events by reason (e.g. "ringbuf full").
 	Lost map[string]uint64
-	// Suppressed counts actions not taken, by reason ("protected
-	// process", "audit mode").
+	// Suppressed counts actions not taken and events not sent, by
+	// reason ("protected process", "audit mode", "rate limited": a
+	// Notify within its rateLimit window).
 	Suppressed map[string]uint64
 	// Hits counts the calls in scope of each hook (before selectors), by
 	// unit key and hook path: whether a hook runs at all.
