@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -265,7 +266,10 @@ func (c *cluster) startMountNamespace() {
 		}
 		return nil
 	})
-	script := []string{"set -e", "mount -t bpf bpffs /sys/fs/bpf"}
+	// containerd's shims and runc keep sockets and state under
+	// /run/containerd whatever its configuration says: a tmpfs there keeps
+	// them off the machine.
+	script := []string{"set -e", "mount -t bpf bpffs /sys/fs/bpf", "mkdir -p /run/containerd", "mount -t tmpfs tmpfs /run/containerd"}
 	tun := filepath.Join(c.dir, "tunables")
 	if err := os.MkdirAll(tun, 0o755); err != nil {
 		c.t.Fatal(err)
@@ -399,7 +403,11 @@ func (c *cluster) dumpLog(path string) {
 // containerdConfig is containerd's configuration: its state in the test's
 // directory, the CRI plugin with runc (cgroupfs, as kubelet), the CNI
 // plugins from Debian, the locally built pause image as the sandbox, and
-// the native snapshotter (no overlay mounts to leak).
+// the native snapshotter (no overlay mounts to leak). restrict_oom_score_adj:
+// root on this machine lacks CAP_SYS_RESOURCE, so runc cannot lower a
+// process's oom_score_adj (kubelet asks -998 for every pod sandbox:
+// "failed to update /proc/self/oom_score_adj: Permission denied"); with
+// it, containerd clamps each request to its own score instead.
 const containerdConfig = `version = 3
 root = "{{dir}}/root"
 state = "{{dir}}/state"
@@ -418,6 +426,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
 
 [plugins.'io.containerd.cri.v1.runtime']
   netns_mounts_under_state_dir = true
+  restrict_oom_score_adj = true
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
@@ -486,13 +495,44 @@ func (c *cluster) startContainerd() {
 		return nil
 	})
 	// Nothing can be pulled: the images built for the story are imported,
-	// named by tag and by digest, unpacked for the CRI's snapshotter.
-	out, err := exec.Command(ctr, "--address", c.sock, "--namespace", "k8s.io", "images", "import",
-		"--digests", "--snapshotter", "native", c.tools.images).CombinedOutput()
+	// unpacked for the CRI's snapshotter, and named by digest as well as
+	// by tag, because the kustomization hack/images wrote pins them by
+	// digest (ctr's own --digests names them "import-<date>@sha256:...").
+	ctrArgs := []string{"--address", c.sock, "--namespace", "k8s.io", "images"}
+	out, err := exec.Command(ctr, append(ctrArgs, "import", "--local", "--snapshotter", "native",
+		"--platform", "linux/"+runtime.GOARCH, c.tools.images)...).CombinedOutput()
 	if err != nil {
 		c.t.Fatalf("ctr images import: %v: %s", err, out)
 	}
-	c.t.Logf("ctr images import %s:\n%s", c.tools.images, out)
+	ls, err := exec.Command(ctr, append(ctrArgs, "ls", "--quiet")...).Output()
+	if err != nil {
+		c.t.Fatalf("ctr images ls: %v", err)
+	}
+	for _, ref := range strings.Fields(string(ls)) {
+		if !strings.HasSuffix(ref, ":"+c.tools.imageTag) {
+			continue
+		}
+		info, err := exec.Command(ctr, append(ctrArgs, "ls", "name=="+ref)...).Output()
+		if err != nil {
+			c.t.Fatalf("ctr images ls %s: %v", ref, err)
+		}
+		var digest string
+		for _, f := range strings.Fields(string(info)) {
+			if strings.HasPrefix(f, "sha256:") {
+				digest = f
+				break
+			}
+		}
+		if digest == "" {
+			c.t.Fatalf("no digest for %s in %q", ref, info)
+		}
+		byDigest := strings.TrimSuffix(ref, ":"+c.tools.imageTag) + "@" + digest
+		if out, err := exec.Command(ctr, append(ctrArgs, "tag", "--force", ref, byDigest)...).CombinedOutput(); err != nil {
+			c.t.Fatalf("ctr images tag %s %s: %v: %s", ref, byDigest, err, out)
+		}
+	}
+	out, _ = exec.Command(ctr, append(ctrArgs, "ls")...).CombinedOutput()
+	c.t.Logf("images in containerd:\n%s", out)
 }
 
 // killShims kills the runc shims this containerd started (they hold the
