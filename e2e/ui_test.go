@@ -45,6 +45,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/palisade-dev/palisade/internal/devenv"
+	"github.com/palisade-dev/palisade/internal/flows"
 	"github.com/palisade-dev/palisade/internal/netlab"
 	"github.com/palisade-dev/palisade/internal/relay"
 )
@@ -139,6 +140,7 @@ func (s *system) uiStory(chrome, rev string) {
 		}
 	}
 	shot(s.t, ctx, dir, "e2e-policies.png", "body")
+	s.uiImpact(chrome, url, admin, dir)
 
 	// A user who may list pods in other only: nothing of shop, at the
 	// HTTP API (through palisadectl ui) and in the page.
@@ -186,6 +188,90 @@ func (s *system) uiStory(chrome, rev string) {
 		s.t.Errorf("a user of other sees %d PolicySets", sets)
 	}
 	shot(s.t, vctx, dir, "e2e-map-viewer.png", "body")
+}
+
+// uiImpact records the flows the admin sees (through palisadectl ui's
+// address url), plans a change with the real palisadectl plan (the
+// server's port back to 8080, so the audited 8081 calls break), and
+// opens palisadectl ui --plan on it: the impact preview shows the edge
+// that breaks.
+func (s *system) uiImpact(chrome, url, admin, dir string) {
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar}
+	resp, err := hc.Get(url)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = hc.Get(strings.Split(url, "/?")[0] + relay.Path + "?last=1000")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var recorded []flows.Flow
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		var m relay.Message
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			s.t.Fatal(err)
+		}
+		if m.Flow != nil {
+			recorded = append(recorded, *m.Flow)
+		}
+	}
+	resp.Body.Close()
+	flowsFile := filepath.Join(s.dir, "ui-flows.jsonl")
+	f, err := os.Create(flowsFile)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	flows.Write(f, recorded...)
+	f.Close()
+
+	work := filepath.Join(s.dir, "ui-plan-policies")
+	err = filepath.WalkDir(s.repo.Dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(s.repo.Dir, p)
+		if d.IsDir() {
+			if d.Name() == ".git" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(work, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if rel == filepath.Join("shop", "server.cue") {
+			b = []byte(strings.ReplaceAll(string(b), "8081", "8080"))
+		}
+		return os.WriteFile(filepath.Join(work, rel), b, 0o644)
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	plan := exec.Command(filepath.Join(s.bin, "palisadectl"), "plan", "--flows", flowsFile, "-o", "json", work)
+	var errOut strings.Builder
+	plan.Stderr = &errOut
+	out, err := plan.Output()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		s.t.Fatalf("palisadectl plan: %v (want exit 1: allowed flows break): %s%s", err, out, errOut.String())
+	}
+	planFile := filepath.Join(s.dir, "ui-plan.json")
+	if err := os.WriteFile(planFile, out, 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Logf("palisadectl plan -o json over %d recorded flows:\n%s", len(recorded), out)
+
+	ctx := chromeTab(s.t, chrome)
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.palisadectlUI(admin, "--plan", planFile))); err != nil {
+		s.t.Fatal(err)
+	}
+	pageWait(s.t, ctx, "the impact preview of the plan", `!document.getElementById('tab-impact').hidden && document.querySelector('#impact path.e.broken[data-k="plan:shop/client→shop/server 8081/TCP"]') !== null`)
+	pageEval[bool](s.t, ctx, `(() => { document.querySelector('#impact path.e.broken').dispatchEvent(new MouseEvent('click', {bubbles: true})); return true })()`)
+	pageWait(s.t, ctx, "the broken edge's rule", `document.getElementById('impact-panel').textContent.includes('shop/server.cue:')`)
+	shot(s.t, ctx, dir, "e2e-impact.png", "body")
 }
 
 // uiUsers makes two ServiceAccounts that may reach the relay: admin may
@@ -241,10 +327,10 @@ func (s *system) tokenKubeconfig(ns, name string) string {
 	return path
 }
 
-// palisadectlUI runs the real palisadectl ui with kubeconfig and returns
-// the address it prints.
-func (s *system) palisadectlUI(kubeconfig string) string {
-	cmd := exec.Command(filepath.Join(s.bin, "palisadectl"), "ui", "--kubeconfig", kubeconfig)
+// palisadectlUI runs the real palisadectl ui with kubeconfig (and args)
+// and returns the address it prints.
+func (s *system) palisadectlUI(kubeconfig string, args ...string) string {
+	cmd := exec.Command(filepath.Join(s.bin, "palisadectl"), append([]string{"ui", "--kubeconfig", kubeconfig}, args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		s.t.Fatal(err)
