@@ -56,7 +56,7 @@ const (
 // says why each is there), without the CAP_ prefix as Kubernetes spells them.
 // SYS_ADMIN is in it only while the agent opens BPF objects by ID; see
 // TestAgentSysAdminHasAReason.
-var agentCapabilities = []corev1.Capability{"BPF", "NET_ADMIN", "PERFMON", "SYS_ADMIN"}
+var agentCapabilities = []corev1.Capability{"BPF", "NET_ADMIN", "PERFMON", "SYS_ADMIN", "SYS_PTRACE"}
 
 func buildDefault(t *testing.T) []*unstructured.Unstructured {
 	t.Helper()
@@ -66,7 +66,9 @@ func buildDefault(t *testing.T) []*unstructured.Unstructured {
 
 // TestAgentPrivileges checks that the agent gets what it needs and no more:
 // not privileged, exactly the documented capabilities, no host namespaces
-// but the network, one hostPath (bpffs) that it cannot propagate mounts into.
+// but the network and (for tracing) PID, one writable hostPath (bpffs) that
+// it cannot propagate mounts into, and read-only views of the host's
+// cgroups, securityfs and tracefs.
 func TestAgentPrivileges(t *testing.T) {
 	ds := typed[appsv1.DaemonSet](t, find(t, buildDefault(t), "DaemonSet", agentName))
 	pod := ds.Spec.Template.Spec
@@ -74,8 +76,10 @@ func TestAgentPrivileges(t *testing.T) {
 	if !pod.HostNetwork {
 		t.Error("hostNetwork: want true, the agent attaches to host-side veths and host interfaces")
 	}
-	if pod.HostPID || pod.HostIPC {
-		t.Errorf("hostPID=%v hostIPC=%v: want both false", pod.HostPID, pod.HostIPC)
+	// Tracing: the kernel's PIDs and the processes to protect are the
+	// host PID namespace's.
+	if !pod.HostPID || pod.HostIPC {
+		t.Errorf("hostPID=%v hostIPC=%v: want hostPID only (tracing)", pod.HostPID, pod.HostIPC)
 	}
 	if pod.ServiceAccountName != agentName {
 		t.Errorf("serviceAccountName = %q, want %q", pod.ServiceAccountName, agentName)
@@ -106,17 +110,29 @@ func TestAgentPrivileges(t *testing.T) {
 		t.Errorf("capabilities.add = %v, want exactly %v", sc.Capabilities.Add, agentCapabilities)
 	}
 
-	// Volumes: bpffs from the host and nothing else from it.
+	// Volumes: bpffs from the host, and for tracing read-only views of
+	// the host's cgroup hierarchy, securityfs and tracefs; nothing else.
+	tracingHostPaths := map[string]bool{"/sys/fs/cgroup": true, "/sys/kernel/security": true, "/sys/kernel/tracing": true}
+	readOnly := map[string]bool{}
 	var bpffs string
 	for _, v := range pod.Volumes {
 		if v.HostPath == nil {
 			continue
 		}
+		if tracingHostPaths[v.HostPath.Path] {
+			readOnly[v.Name] = true
+			continue
+		}
 		if v.HostPath.Path != bpffsHostPath {
-			t.Errorf("volume %s: hostPath %s; the agent may mount only %s from the host", v.Name, v.HostPath.Path, bpffsHostPath)
+			t.Errorf("volume %s: hostPath %s; the agent may mount only %s and, read-only, %v from the host", v.Name, v.HostPath.Path, bpffsHostPath, slices.Sorted(maps.Keys(tracingHostPaths)))
 			continue
 		}
 		bpffs = v.Name
+	}
+	for _, m := range c.VolumeMounts {
+		if readOnly[m.Name] && !m.ReadOnly {
+			t.Errorf("volume %s is mounted read-write; tracing only reads it", m.Name)
+		}
 	}
 	if bpffs == "" {
 		t.Fatalf("no hostPath volume for %s", bpffsHostPath)

@@ -66,11 +66,15 @@ the change set between the Git revision REF and the working tree
 With --kernel, the hooks of tracing policies are checked against the
 running kernel: every function, LSM hook, tracepoint and uprobe symbol must
 exist, argument indexes must be within the hook's arguments, and declared
-argument types must read the kernel's real types (PAL520-PAL527). With
---btf FILE they are checked against the kernel whose BTF FILE holds (e.g.
-the target nodes'); uprobe binaries are then not looked for, since they are
-the nodes' and not this machine's. Without either, hooks are not checked,
-and validate says so once.
+argument types must read the kernel's real types (PAL520-PAL527), every
+field must be one the tracing datapath compiles (PAL529), and each hook's
+kind must load here: validate probes once whether fentry, kprobe and BPF-LSM
+programs load on this kernel and refuses a hook that no mechanism attaches
+(PAL528; a syscall hook falls back to its tracepoints). With --btf FILE
+they are checked against the kernel whose BTF FILE holds (e.g. the target
+nodes'); nothing can be probed then, uprobe binaries are not looked for
+(they are the nodes' and not this machine's), and validate says so. Without
+either, hooks are not checked, and validate says so once.
 
 Exit status: 0 valid (warnings allowed unless --strict), 1 invalid or denied
 by a guard, 2 usage or internal error.`,

@@ -116,6 +116,8 @@ var Codes = map[string]CodeInfo{
 	"PAL525": {Error, "argument index past the hook's arguments", "count arguments from 0, as the kernel's prototype or the tracepoint's format lists them"},
 	"PAL526": {Error, "argument type cannot read the kernel's argument", ""},
 	"PAL527": {Error, "sizeArgIndex names no integer argument", "sizeArgIndex counts from 1 and names the argument holding the buffer's size"},
+	"PAL528": {Error, "hook cannot attach on this kernel", "the kernel refuses every mechanism for the hook's kind (see the message); hook a syscall with syscall: true (its tracepoints), or a tracepoint"},
+	"PAL529": {Error, "the tracing datapath cannot compile this field", "see docs/tracing.md for the argument types, operators, values and limits it reads"},
 	"PAL901": {Warning, "field has no Palisade equivalent and was not imported", ""},
 	"PAL902": {Error, "object cannot be imported", ""},
 	"PAL903": {Info, "field translated with a change of meaning or form", ""},

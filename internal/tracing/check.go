@@ -29,25 +29,8 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
-	"github.com/palisade-dev/palisade/internal/diag"
 	"github.com/palisade-dev/palisade/internal/tracing/hooks"
 )
-
-// The codes Check adds to Resolve's. internal/diag's registry does not
-// list them yet; they are registered here, once, for every program that
-// can report them (palisadectl validate, the importer's tests).
-func init() {
-	for code, info := range map[string]diag.CodeInfo{
-		hooks.CodeNotAttachable: {Severity: diag.Error, Title: "hook cannot attach on this kernel",
-			Hint: "the kernel refuses every mechanism for the hook's kind (see the message); hook a syscall with syscall: true (its tracepoints), or a tracepoint"},
-		hooks.CodeNotCompiled: {Severity: diag.Error, Title: "the tracing datapath cannot compile this field",
-			Hint: "see docs/tracing.md for the argument types, operators, values and limits it reads"},
-	} {
-		if _, ok := diag.Codes[code]; !ok {
-			diag.Codes[code] = info
-		}
-	}
-}
 
 // Check says what keeps the hooks of spec from loading on k, each problem
 // at its field: hooks.Resolve's problems, everything the datapath's
