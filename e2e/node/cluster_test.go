@@ -178,7 +178,14 @@ func (c *cluster) startControlPlane() {
 	env := &envtest.Environment{BinaryAssetsDirectory: assets, ControlPlaneStartTimeout: 2 * time.Minute}
 	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(c.dir, "etcd")}
 	api := &envtest.APIServer{CertDir: certDir}
+	// Address and port together: envtest replaces an address given alone.
+	ln, err := net.Listen("tcp", net.JoinHostPort(c.nodeIP, "0"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
 	api.SecureServing.ListenAddr.Address = c.nodeIP
+	api.SecureServing.ListenAddr.Port = strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
 	api.Configure().
 		Disable("disable-admission-plugins").
 		Set("advertise-address", c.nodeIP)
@@ -269,7 +276,16 @@ func (c *cluster) startMountNamespace() {
 	// containerd's shims and runc keep sockets and state under
 	// /run/containerd whatever its configuration says: a tmpfs there keeps
 	// them off the machine.
+	// Last, every mount of the namespace is made shared, as systemd does on
+	// a node, so the agent's HostToContainer mount of /sys/fs/bpf is
+	// allowed; the peer groups are new, so nothing propagates to the
+	// machine's namespace.
 	script := []string{"set -e", "mount -t bpf bpffs /sys/fs/bpf", "mkdir -p /run/containerd", "mount -t tmpfs tmpfs /run/containerd"}
+	defer func() {
+		if out, err := c.inNode("mount", "--make-rshared", "/").CombinedOutput(); err != nil {
+			c.t.Fatalf("make the node's mounts shared: %v: %s", err, out)
+		}
+	}()
 	tun := filepath.Join(c.dir, "tunables")
 	if err := os.MkdirAll(tun, 0o755); err != nil {
 		c.t.Fatal(err)
