@@ -219,9 +219,10 @@ func nsObject(name string) client.Object {
 // waitReady waits for the PolicySet to be Ready and, with the agent, for
 // the node to enforce its applied revision with every workload
 // programmed (NetworkEnforced: none failing closed). The set's Enforced
-// condition is not awaited: the example repository has L7 rules, toFQDNs
-// and tracing policies that this version does not enforce in the kernel,
-// and the PolicySet says so (ENFORCED 0/1); the tour shows where.
+// condition is not awaited: the example repository has L7 rules and
+// toFQDNs that this version does not enforce in the kernel, and tracing
+// policies on hooks a kernel may not attach (fentry, BPF-LSM), and the
+// PolicySet says so (ENFORCED 0/1); the tour shows where.
 func waitReady(ctx context.Context, c client.Client, withAgent bool) error {
 	what := "the PolicySet to be Ready"
 	if withAgent {
@@ -286,10 +287,12 @@ Palisade is ready (%s). In another terminal, from %s:
   %[3]s get pnp,ptp -A             # per object: READY, ENFORCED
   %[3]s get nodeenforcements       # what the kernel enforces, drift, map usage
 
-ENFORCED is 0/1 on purpose: the examples have HTTP, Kafka and DNS rules,
-toFQDNs and tracing policies, which this version does not enforce in the
-kernel. The PolicySet's Enforced condition names each such object and what
-the kernel does instead:
+ENFORCED is 0/1 on purpose: the examples have HTTP, Kafka and DNS rules and
+toFQDNs, which this version does not enforce in the kernel, and tracing
+policies whose hooks some kernels cannot attach (fentry and BPF-LSM
+programs; bin/palisadectl validate --kernel says which on this one). The
+PolicySet's Enforced condition names each such object and what the kernel
+does instead:
 
   %[3]s get policyset -n palisade-system examples \
     -o jsonpath='{.status.conditions[?(@.type=="Enforced")].message}'
