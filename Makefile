@@ -99,7 +99,7 @@ run-tools: ## Install what make run needs besides Go: git (http-backend) and ipr
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-validate bench-datapath bench-guard bench-engine bench-agent bench-controllers ## Run every benchmark.
+bench: bench-validate bench-datapath bench-guard bench-engine bench-agent bench-controllers bench-flows bench-tracing bench-ui ## Run every benchmark.
 
 .PHONY: bench-controllers
 bench-controllers: envtest-bins ## Controllers vs a real API server and Git server: commit → objects applied p50/p99 over 50 webhook-triggered commits; 500 PolicySets × 20 policies, objects/s beside Flux's 3.9 Kustomizations/s.
@@ -127,6 +127,14 @@ bench-validate: build $(CUE) ## Validate generated 1k/10k-policy repositories; c
 bench-flows: ## Verdict events kernel → ring buffer → Go reader, and kernel → observer → gRPC client process: events/s, losses by stage, agent CPU (root).
 	$(GO) test -run '^$$' -bench 'BenchmarkEventsToUserspace$$' -benchtime 2000000x ./internal/datapath/
 	$(GO) test -run '^$$' -bench 'BenchmarkFlowsToClient$$' -benchtime 2000000x ./internal/agent/
+
+.PHONY: bench-tracing
+bench-tracing: ## Tracing policies: open/close and exec loops with no, a monitor and an enforcing policy on one hook (ns/op, ratios); go build -a without and with a file-access policy; events delivered and lost (root).
+	GO=$(GO) hack/bench-tracing.sh
+
+.PHONY: bench-ui
+bench-ui: test-tools ## The web view in headless Chromium: 1,000 workloads and 10k edges from a relay; time to the painted map and to paint 100 new flows.
+	PALISADE_REQUIRE_TOOLS=1 $(GO) test -run '^$$' -bench 'BenchmarkMapInBrowser$$' -benchtime 1x -timeout 10m ./internal/ui/
 
 .PHONY: bench-datapath
 bench-datapath: bpf-tools ## eBPF datapath ns/packet vs parse-only, iptables and nftables; map load rate (root).
