@@ -90,6 +90,7 @@ type system struct {
 	relayPort    int
 	wl           map[string]*devenv.Workload
 	repoURL      string
+	observer     string // kubeconfig of palisadectl observe: a token of a ServiceAccount that may list pods everywhere
 }
 
 func TestWholeStory(t *testing.T) {

@@ -104,7 +104,12 @@ func (s *system) relayService() {
 // relay through the API server. It returns the flows (-o jsonl) or the
 // text, and stderr.
 func (s *system) observe(args ...string) (string, string, error) {
-	cmd := exec.Command(filepath.Join(s.bin, "palisadectl"), append([]string{"observe", "--kubeconfig", s.cp.Kubeconfig}, args...)...)
+	if s.observer == "" {
+		// The relay reviews the user's token (docs/ui.md); the admin
+		// kubeconfig has a client certificate: a ServiceAccount's token.
+		s.observer, _ = s.uiUsers()
+	}
+	cmd := exec.Command(filepath.Join(s.bin, "palisadectl"), append([]string{"observe", "--kubeconfig", s.observer}, args...)...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

@@ -61,6 +61,15 @@ func observeRelay(ctx context.Context, f *observeFlags, req *observer.Request, f
 	if err != nil {
 		return err
 	}
+	// The service proxy does not forward who the user is: the relay
+	// reviews the kubeconfig's token itself (docs/ui.md).
+	tok, err := bearerToken(cfg)
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	if tok != "" {
+		hreq.Header.Set(relay.TokenHeader, tok)
+	}
 	resp, err := hc.Do(hreq)
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
@@ -69,8 +78,11 @@ func observeRelay(ctx context.Context, f *observeFlags, req *observer.Request, f
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		hint := ""
-		if resp.StatusCode == http.StatusForbidden {
+		switch resp.StatusCode {
+		case http.StatusForbidden:
 			hint = " (reading flows needs get on services/proxy of the relay's Service: the ClusterRole palisade-flows-viewer)"
+		case http.StatusUnauthorized:
+			hint = " (the relay needs a bearer token from your kubeconfig; with a client certificate use a ServiceAccount token, docs/ui.md)"
 		}
 		return fmt.Errorf("relay %s/%s: %s: %s%s", f.relayNS, f.relayService, resp.Status, strings.TrimSpace(string(body)), hint)
 	}
