@@ -41,6 +41,11 @@ function median(list,   a, n, i, j, t) {
 		if ($i == "s/build-none") bn = bn " " $(i-1)
 		if ($i == "s/build-monitor") bm = bm " " $(i-1)
 		if ($i == "ratio") br = br " " $(i-1)
+		if ($i == "cpu-ratio") cr = cr " " $(i-1)
+		if ($i == "cpu-s/build-none") cn = cn " " $(i-1)
+		if ($i == "cpu-s/build-monitor") cm = cm " " $(i-1)
+		if ($i == "bpf-ms/build") bp = bp " " $(i-1)
+		if ($i == "hooked-calls/build") hc = hc " " $(i-1)
 		if ($i == "events/op") be = be " " $(i-1)
 		if ($i == "lost/op") bl = bl " " $(i-1)
 	}
@@ -52,7 +57,11 @@ END {
 		printf "%-32s %12.0f ns/op  ratio %.3f  events/op %s  lost/op %s\n", name, m, m / b, median(ev[name]), median(lost[name])
 	}
 	if (bn != "") {
-		printf "%-32s none %.2f s, file-monitor %.2f s per build; ratio median %.3f (each run:%s); events per op (4 builds, 2 monitored) %s, lost %s\n",
-			"BenchmarkGoBuild/paired", median(bn), median(bm), median(br), br, median(be), median(bl)
+		printf "%-32s wall: none %.2f s, file-monitor %.2f s per build; ratio median %.3f (each run:%s)\n",
+			"BenchmarkGoBuild/paired", median(bn), median(bm), median(br), br
+		printf "%-32s CPU of the build: none %.2f s, file-monitor %.2f s; ratio median %.3f (each run:%s)\n",
+			"", median(cn), median(cm), median(cr), cr
+		if (bp != "") printf "%-32s the policy'"'"'s programs ran %.1f ms per build (each run:%s ms) over %s hooked calls\n", "", median(bp), bp, median(hc)
+		printf "%-32s events per op (4 builds, 2 monitored) %s, lost %s\n", "", median(be), median(bl)
 	}
 }' "$out"
