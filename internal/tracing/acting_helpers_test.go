@@ -117,8 +117,9 @@ func importOnKernel(t testing.TB, name string, data []byte) imported {
 	return out
 }
 
-// kernelHooks checks hooks against the running kernel, as palisadectl
-// validate --kernel does.
+// kernelHooks checks hooks against the running kernel as palisadectl
+// validate --kernel does: the kernel described and probed once
+// (ProbeKernel), then Check for each policy.
 func kernelHooks(t testing.TB) validate.HookChecker {
 	t.Helper()
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
@@ -128,8 +129,11 @@ func kernelHooks(t testing.TB) validate.HookChecker {
 	if err != nil {
 		t.Fatalf("LoadKernel: %v", err)
 	}
+	if err := ProbeKernel(k); err != nil {
+		t.Fatalf("ProbeKernel: %v", err)
+	}
 	return func(spec *v1.TracingPolicySpec) []validate.HookProblem {
-		_, problems := hooks.Resolve(k, *spec)
+		problems := Check(k, *spec)
 		out := make([]validate.HookProblem, len(problems))
 		for i, p := range problems {
 			out[i] = validate.HookProblem{Path: p.Path, Code: p.Code, Message: p.Message}
@@ -249,14 +253,31 @@ func runTrigger(spec string) error {
 		defer c.Close()
 		_, err = c.Write([]byte("x"))
 		return err
-	case "dup":
-		fd, err := unix.Dup(1)
-		if err != nil {
-			return err
+	case "dup": // dup and dup2 of stdout
+		fd, _, errno := unix.RawSyscall(unix.SYS_DUP, 1, 0, 0)
+		if errno != 0 {
+			return errno
 		}
-		return unix.Close(fd)
-	case "setuid": // setuid to our own uid: a no-op that calls the hooks
-		return unix.Setuid(os.Getuid())
+		if _, _, errno := unix.RawSyscall(unix.SYS_DUP2, 1, fd, 0); errno != 0 {
+			return errno
+		}
+		return unix.Close(int(fd))
+	case "setids": // every set*id call, to the ids we have: no change
+		uid, gid := uintptr(os.Getuid()), uintptr(os.Getgid())
+		for _, c := range [][4]uintptr{
+			{unix.SYS_SETUID, uid}, {unix.SYS_SETGID, gid},
+			{unix.SYS_SETREUID, uid, uid}, {unix.SYS_SETREGID, gid, gid},
+			{unix.SYS_SETRESUID, uid, uid, uid}, {unix.SYS_SETRESGID, gid, gid, gid},
+			{unix.SYS_SETFSUID, uid}, {unix.SYS_SETFSGID, gid},
+		} {
+			unix.RawSyscall(c[0], c[1], c[2], c[3])
+		}
+		return nil
+	case "failing-syscalls": // calls that fail on their arguments
+		unix.RawSyscall(unix.SYS_CLOCK_SETTIME, ^uintptr(0), 0, 0) // clock -1: EINVAL
+		unix.PivotRoot("/nonexistent-palisade-test", "/nonexistent-palisade-test")
+		unix.RawSyscall6(unix.SYS_PTRACE, 0xdead, 0, 0, 0, 0, 0) // no such request
+		return nil
 	}
 	return fmt.Errorf("unknown trigger %q", spec)
 }

@@ -35,16 +35,18 @@ import (
 //
 // Where validation refuses an example for a defect of its own, the test
 // asserts the refusal (code, position, message), then makes the minimal
-// correction a user would make and validates again. The examples hook
-// kernel functions (kprobes), which Palisade attaches as fentry; on a
-// kernel that can attach neither fentry nor kprobes (the development VM:
-// lockdown refuses fentry programs, and CONFIG_KPROBES is off) the
-// Manager reports the hook NotSupported, and the test shows the same
-// policy written on the syscall's tracepoint acting instead — the
-// correction a user of such a kernel makes. On tracepoints, matchArgs
-// index counts the declared args (as in Tetragon), and a sockaddr has one
-// address, which SAddr/NotSAddr compare (as in Tetragon; validate refuses
-// DAddr/NotDAddr on a sockaddr with PAL501).
+// correction a user would make and validates again. The corrected example
+// is either valid, and then it loads and acts; or validate refuses it only
+// because this kernel cannot attach its hook (PAL528: the examples hook
+// kernel functions, which Palisade attaches as fentry or kprobes, and the
+// development VM's lockdown refuses fentry programs while CONFIG_KPROBES
+// is off; a syscall hook falls back to its tracepoint), the Manager agrees
+// (NotSupported), and the test shows the same policy written on the
+// syscall's tracepoint acting instead — the correction a user of such a
+// kernel makes. On tracepoints, matchArgs index counts the declared args
+// (as in Tetragon), and a sockaddr has one address, which SAddr/NotSAddr
+// compare (as in Tetragon; validate refuses DAddr/NotDAddr on a sockaddr
+// with PAL501).
 
 // guideCase is one of the guide's examples.
 type guideCase struct {
@@ -84,23 +86,36 @@ func runGuide(t *testing.T, c guideCase) {
 	}
 
 	cg := newCgroup(t)
-	pol := mustValid(t, c.file, replace(t, doc, c.fix...), cg)
+	fixed := replace(t, doc, c.fix...)
+	r = importOnKernel(t, c.file, []byte(fixed))
+	if len(r.ImportErrors) > 0 || len(r.Policies) != 1 {
+		t.Fatalf("corrected %s: import errors %s, %d policies", c.file, r.ImportErrors, len(r.Policies))
+	}
 	m := openTest(t, tempPinDir(t))
 	ev := collect(t, m)
-	rs := m.Apply(context.Background(), []Policy{pol})
-	if len(rs) == 1 && rs[0].Loaded && rs[0].Err == nil {
-		t.Logf("%s loaded as written (corrected): %+v", c.file, rs[0].Hooks)
+	rs := m.Apply(context.Background(), []Policy{scoped(r.Policies[0], cg)})
+	if len(r.Errors) == 0 {
+		// Validated: it loads, and acts.
+		mustLoaded(t, rs)
+		t.Logf("%s (corrected) loaded: %+v", c.file, rs[0].Hooks)
 		c.act(t, ev, cg)
 		return
 	}
+	// Validate refuses the corrected example only because this kernel
+	// cannot attach its kind of hook (PAL528), and the Manager agrees.
+	for _, d := range r.Errors {
+		if d.Code != "PAL528" || d.Pos.Line == 0 {
+			t.Fatalf("corrected %s refused for another reason than the kernel's hooks:\n%s", c.file, r.Errors)
+		}
+		t.Logf("refused on this kernel: %s", d)
+	}
 	unavailable, why := hookUnavailable(rs)
 	if !unavailable {
-		t.Fatalf("%s: loaded=%v err=%v hooks=%+v", c.file, rs[0].Loaded, rs[0].Err, rs[0].Hooks)
+		t.Fatalf("%s: validate says no mechanism attaches, the Manager says loaded=%v err=%v hooks=%+v", c.file, rs[0].Loaded, rs[0].Err, rs[0].Hooks)
 	}
-	t.Logf("this kernel cannot attach the example's kprobe (%s); the same policy on the syscall's tracepoint instead", why)
+	t.Logf("the Manager agrees (%s); the same policy on the syscall's tracepoint instead", why)
 	tp := mustValid(t, c.file, c.tracepoint, cg)
-	rs = m.Apply(context.Background(), []Policy{tp})
-	mustLoaded(t, rs)
+	mustLoaded(t, m.Apply(context.Background(), []Policy{tp}))
 	c.act(t, ev, cg)
 }
 

@@ -55,7 +55,14 @@ var triggers = func() map[string]hookTrigger {
 	connect := hookTrigger{"connect to 127.0.0.1:1", func(t *testing.T, cg *testCgroup) { trigger(t, cg, "connect 127.0.0.1:1") }}
 	udp := hookTrigger{"udp send to 127.0.0.1:9", func(t *testing.T, cg *testCgroup) { trigger(t, cg, "udp 127.0.0.1:9") }}
 	dup := hookTrigger{"dup(1)", func(t *testing.T, cg *testCgroup) { trigger(t, cg, "dup") }}
-	setuid := hookTrigger{"setuid(own uid)", func(t *testing.T, cg *testCgroup) { trigger(t, cg, "setuid") }}
+	setuid := hookTrigger{"set*id(own ids)", func(t *testing.T, cg *testCgroup) { trigger(t, cg, "setids") }}
+	failing := hookTrigger{"clock_settime, pivot_root, ptrace with invalid arguments", func(t *testing.T, cg *testCgroup) { trigger(t, cg, "failing-syscalls") }}
+	link := hookTrigger{"ln", func(t *testing.T, cg *testCgroup) {
+		run(t, cg, which(t, "ln"), tempFile(t, "f", "x"), filepath.Join(t.TempDir(), "l"))
+	}}
+	symlink := hookTrigger{"ln -s", func(t *testing.T, cg *testCgroup) {
+		run(t, cg, which(t, "ln"), "-s", "/nonexistent", filepath.Join(t.TempDir(), "l"))
+	}}
 	userns := hookTrigger{"unshare -U", func(t *testing.T, cg *testCgroup) { run(t, cg, which(t, "unshare"), "-U", "true") }}
 	mount := hookTrigger{"mount tmpfs in a private mount namespace", func(t *testing.T, cg *testCgroup) {
 		run(t, cg, which(t, "unshare"), "-m", "--propagation", "private", "mount", "-t", "tmpfs", "none", t.TempDir())
@@ -83,13 +90,27 @@ var triggers = func() map[string]hookTrigger {
 		"create_user_ns": userns, "security_create_user_ns": userns, "userns_create": userns, "__x64_sys_unshare": userns,
 		"security_sb_mount": mount, "sb_mount": mount, "path_mount": mount, "__x64_sys_mount": mount,
 		"bash:readline": readline, "bash:main": bash,
+		"syscalls/sys_enter_dup": dup, "syscalls/sys_enter_dup2": dup, "syscalls/sys_exit_openat": open,
+		"syscalls/sys_enter_write": write, "syscalls/sys_enter_mount": mount,
+		"syscalls/sys_enter_linkat": link, "__x64_sys_linkat": link, "syscalls/sys_enter_symlinkat": symlink, "__x64_sys_symlinkat": symlink,
+		"syscalls/sys_enter_clock_settime": failing, "__x64_sys_clock_settime": failing,
+		"syscalls/sys_enter_pivot_root": failing, "__x64_sys_pivot_root": failing,
+		"syscalls/sys_enter_ptrace": failing, "__x64_sys_ptrace": failing,
+		"syscalls/sys_enter_setuid": setuid, "syscalls/sys_enter_setgid": setuid, "syscalls/sys_enter_setreuid": setuid,
+		"syscalls/sys_enter_setregid": setuid, "syscalls/sys_enter_setresuid": setuid, "syscalls/sys_enter_setresgid": setuid,
+		"syscalls/sys_enter_setfsuid": setuid, "syscalls/sys_enter_setfsgid": setuid,
+		"__x64_sys_setgid": setuid, "__x64_sys_setreuid": setuid, "__x64_sys_setregid": setuid, "__x64_sys_setresuid": setuid,
+		"__x64_sys_setresgid": setuid, "__x64_sys_setfsuid": setuid, "__x64_sys_setfsgid": setuid,
 	}
 	return m
 }()
 
 // targetOf is the key of triggers for an attach string: "fentry/f",
-// "lsm/h", "tracepoint/s/e", "uprobe/<path>:<symbol>".
+// "lsm/h", "tracepoint/s/e", "uprobe/<path>:<symbol>", each possibly
+// followed by a note in parentheses ("tracepoint/syscalls/sys_enter_dup
+// (syscall kprobe: fentry not loadable on this kernel)").
 func targetOf(attach string) string {
+	attach, _, _ = strings.Cut(attach, " (")
 	kind, rest, _ := strings.Cut(attach, "/")
 	if kind == "uprobe" {
 		path, sym, _ := strings.Cut(rest, ":")
@@ -103,8 +124,10 @@ func targetOf(attach string) string {
 // the Manager, scoped to a cgroup of the test's own (so that its Sigkill
 // and Signal actions touch nothing else), and each hook that loads is
 // fired by its trigger in that cgroup: the hook ran when its per-hook hit
-// counter (Stats.Hits: calls in scope, before selectors) grew. The
-// outcome of every hook is recorded in corpusLoadGolden.
+// counter (Stats.Hits: calls in scope, before selectors) grew. A hook of
+// an accepted policy that does not load is an error: a policy that
+// validates on a kernel loads there. The outcome of every hook is
+// recorded in corpusLoadGolden.
 func TestCorpusLoadAndFire(t *testing.T) {
 	requireKernel(t, false)
 	dir := requireCorpus(t, "tetragon-tracingpolicy")
@@ -132,7 +155,7 @@ func TestCorpusLoadAndFire(t *testing.T) {
 
 	m := openTest(t, tempPinDir(t))
 	cg := newCgroup(t)
-	var lines []string
+	var lines, refusals []string
 	var importRefused, validateRefused, accepted int
 	policies := map[string]int{}
 	hookCounts := map[string]int{}
@@ -148,9 +171,17 @@ func TestCorpusLoadAndFire(t *testing.T) {
 		switch {
 		case len(r.ImportErrors) > 0:
 			importRefused++
+			refusals = append(refusals, "import-refused "+rel)
+			for _, d := range r.ImportErrors.Sort() {
+				refusals = append(refusals, "\t"+oneLine(d.String()))
+			}
 			continue
 		case len(r.Errors) > 0:
 			validateRefused++
+			refusals = append(refusals, "refused "+rel)
+			for _, d := range r.Errors.Sort() {
+				refusals = append(refusals, "\t"+oneLine(d.String()))
+			}
 			continue
 		}
 		for _, p := range r.Policies {
@@ -168,6 +199,7 @@ func TestCorpusLoadAndFire(t *testing.T) {
 					line = fmt.Sprintf("load-failed %s %s %s: %s: %s", rel, h.Path, h.Attach, h.State, oneLine(h.Message))
 					worst = "load-failed"
 					failedBy[h.State]++
+					t.Errorf("%s: validate --kernel accepts it, and %s does not load: %s: %s", rel, h.Path, h.State, h.Message)
 				default:
 					tr, ok := triggers[targetOf(h.Attach)]
 					if !ok {
@@ -200,10 +232,9 @@ func TestCorpusLoadAndFire(t *testing.T) {
 		"# and palisadectl validate --kernel accept, loaded through internal/tracing's Manager (scoped to a\n" +
 		"# test cgroup) and each loaded hook fired by a trigger run in that cgroup (Stats.Hits grew).\n" +
 		"# Lines: fired / no-trigger (loaded, no trigger written) / load-failed (state: reason) /\n" +
-		"# not-fired (a failure). Policies count by their worst hook. Regenerate with\n" +
-		"#   go test ./internal/tracing/ -run TestCorpusLoadAndFire -update-corpus-load\n" +
-		"# The documents refused by the importer or by validate are in\n" +
-		"# internal/importer/testdata/tetragon-corpus.golden, with their reasons.\n")
+		"# not-fired (a failure). Policies count by their worst hook; a load failure of an accepted\n" +
+		"# policy fails the test. The refused documents follow, with their reasons. Regenerate with\n" +
+		"#   go test ./internal/tracing/ -run TestCorpusLoadAndFire -update-corpus-load\n")
 	b.WriteString(kernel + "\n\n")
 	fmt.Fprintf(&b, "documents %d: refused by the importer %d, refused by validate %d, accepted %d\n",
 		len(files), importRefused, validateRefused, accepted)
@@ -215,6 +246,8 @@ func TestCorpusLoadAndFire(t *testing.T) {
 		HookNotSupported, failedBy[HookNotSupported], HookLoadError, failedBy[HookLoadError], HookNotFound, failedBy[HookNotFound],
 		hookCounts["not-fired"])
 	b.WriteString(strings.Join(lines, "\n") + "\n")
+	b.WriteString("\n# refused by palisadectl import or by palisadectl validate --kernel, with the positioned reasons\n")
+	b.WriteString(strings.Join(refusals, "\n") + "\n")
 	got := b.String()
 	t.Logf("accepted %d: fired %d, no trigger %d, load failed %d, not fired %d", accepted, policies["fired"], policies["no-trigger"], policies["load-failed"], policies["not-fired"])
 
