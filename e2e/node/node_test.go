@@ -40,6 +40,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -397,38 +398,43 @@ func (s *story) workloadPod(name string) *corev1.Pod {
 	}
 }
 
-// traffic asserts client→server on TCP 8080 and 8081, dialled from the
-// client pod's own network namespace (its container process's).
+// traffic asserts client→server on TCP 8080 and 8081.
 func (s *story) traffic(t *testing.T, when string, want8080, want8081 bool) {
 	t.Helper()
-	ns := s.podNetns(t, "client")
+	if err := s.verdicts(want8080, want8081); err != nil {
+		t.Errorf("%s: %v", when, err)
+	}
+}
+
+// verdicts checks client→server on TCP 8080 and 8081, dialled from the
+// client pod's own network namespace (its container process's).
+func (s *story) verdicts(want8080, want8081 bool) error {
+	pid, err := s.findProcess("workload", "POD_NAME=client")
+	if err != nil {
+		return err
+	}
+	ns := fmt.Sprintf("/proc/%d/ns/net", pid)
+	var errs []error
 	for _, c := range []struct {
 		port int
 		want bool
 	}{{8080, want8080}, {8081, want8081}} {
 		got, err := dialFrom(ns, net.JoinHostPort(s.server.Status.PodIP, fmt.Sprint(c.port)), 2*time.Second)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if got != c.want {
 			ne, _ := s.nodeEnforcement()
-			t.Errorf("%s: client→server TCP %d passed=%v, want %v (node: %+v)", when, c.port, got, c.want, ne.Status)
+			errs = append(errs, fmt.Errorf("client→server TCP %d passed=%v, want %v (node: %+v)", c.port, got, c.want, ne.Status.Conditions))
 		}
 	}
-}
-
-// podNetns is /proc/<pid>/ns/net of the workload process of pod name in
-// shop (found by its POD_NAME).
-func (s *story) podNetns(t *testing.T, name string) string {
-	pid := s.findProcess(t, "workload", "POD_NAME="+name)
-	return fmt.Sprintf("/proc/%d/ns/net", pid)
+	return errors.Join(errs...)
 }
 
 // findProcess finds the process whose comm is comm and whose environment
 // holds env (when not empty), among this node's containers: the processes
 // in cgroupRoot.
-func (s *story) findProcess(t *testing.T, comm, env string) int {
-	t.Helper()
+func (s *story) findProcess(comm, env string) (int, error) {
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		var pid int
@@ -449,10 +455,9 @@ func (s *story) findProcess(t *testing.T, comm, env string) int {
 				continue
 			}
 		}
-		return pid
+		return pid, nil
 	}
-	t.Fatalf("no process %s with %q in this node's pods", comm, env)
-	return 0
+	return 0, fmt.Errorf("no process %s with %q in this node's pods", comm, env)
 }
 
 // dialFrom reports whether a TCP connection to addr from the network
@@ -600,17 +605,28 @@ func (s *story) badCommitRefused(t *testing.T) {
 // bpftool, in the node's mount namespace where the pins are: the agent
 // finds it within a verify period, re-attaches it and reports it.
 func (s *story) driftRepaired(t *testing.T) {
-	ifc := s.hostVeth(t, s.server.Status.PodIP)
+	if err := s.detachAndWaitRepair(); err != nil {
+		t.Fatal(err)
+	}
+	s.traffic(t, "after the program was re-attached", true, false)
+}
+
+func (s *story) detachAndWaitRepair() error {
+	ifc, err := hostVeth(s.server.Status.PodIP)
+	if err != nil {
+		return err
+	}
 	ne, err := s.nodeEnforcement()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	repairs := ne.Status.DriftRepairs
 	link := filepath.Join(pinDir, "links", fmt.Sprintf("tcx_%d_egress_ingress", ifc.Index))
 	if out, err := s.inNode("bpftool", "link", "detach", "pinned", link).CombinedOutput(); err != nil {
-		t.Fatalf("bpftool link detach pinned %s: %v: %s", link, err, out)
+		return fmt.Errorf("bpftool link detach pinned %s: %v: %s", link, err, out)
 	}
-	s.wait("the Program drift repaired and reported", 2*time.Minute, func() error {
+	// The verify period is the manifest's 10s.
+	return waitFor(time.Minute, "the Program drift repaired and reported", func() error {
 		ne, err := s.nodeEnforcement()
 		if err != nil {
 			return err
@@ -620,25 +636,43 @@ func (s *story) driftRepaired(t *testing.T) {
 		}
 		return nil
 	})
-	s.traffic(t, "after the program was re-attached", true, false)
+}
+
+// final is an error that ends waitFor at once.
+type final struct{ error }
+
+// waitFor polls f every 200ms until it returns nil or a final error, or
+// timeout passes; the error names what was awaited and f's last error.
+func waitFor(timeout time.Duration, what string, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		var fin final
+		if errors.As(err, &fin) {
+			return fmt.Errorf("%s: %w", what, fin.error)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("waiting for %s: %w", what, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // hostVeth is the node's interface the route to a pod's address leads to.
-func (s *story) hostVeth(t *testing.T, ip string) *net.Interface {
+func hostVeth(ip string) (*net.Interface, error) {
 	out, err := exec.Command("ip", "-o", "route", "get", ip).Output()
 	if err != nil {
-		t.Fatalf("ip route get %s: %v", ip, err)
+		return nil, fmt.Errorf("ip route get %s: %v", ip, err)
 	}
 	f := strings.Fields(string(out))
 	i := slices.Index(f, "dev")
 	if i < 0 || i+1 >= len(f) {
-		t.Fatalf("ip route get %s: no device in %q", ip, out)
+		return nil, fmt.Errorf("ip route get %s: no device in %q", ip, out)
 	}
-	ifc, err := net.InterfaceByName(f[i+1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ifc
+	return net.InterfaceByName(f[i+1])
 }
 
 // agentReplaced deletes the agent's pod: enforcement continues without
@@ -664,10 +698,13 @@ func (s *story) agentReplaced(t *testing.T) {
 }
 
 // capabilities drops each capability the agent's DaemonSet adds, in turn,
-// and checks that the replacement agent then fails the step "agent pod
-// replaced" (it is never Ready: it exits or fails its readiness); then
-// restores the manifest's list and checks that the agent adopts the
-// pinned state again.
+// and runs the story's agent steps with the rest: the replacement agent
+// pod becomes Ready and its node Ready ("agent ready"), repairs a detached
+// program ("kernel drift repaired"), and the verdicts between the pods
+// hold ("verdicts"). Each capability must make one of them fail; one whose
+// absence fails nothing is not needed, and the test says so. Then the
+// manifest's list is restored and the agent must adopt the pinned state
+// again.
 func (s *story) capabilities(t *testing.T) {
 	if len(s.allCaps) == 0 {
 		t.Fatal("the agent DaemonSet adds no capabilities")
@@ -680,20 +717,16 @@ func (s *story) capabilities(t *testing.T) {
 					keep = append(keep, c)
 				}
 			}
-			old := s.agentPod(t)
+			old := s.agentUIDs(t)
 			dir := filepath.Join(s.dir, "install-without-"+string(drop))
 			s.writeOverlay(dir, keep, false)
 			s.kubectl("apply", "-k", dir)
-			failure := s.waitAgentFails(t, old.UID)
-			t.Logf("without %s the agent fails: %s", drop, failure)
-			pods, err := s.agentPods()
-			if err != nil {
-				t.Fatal(err)
+			if step, err := s.agentSteps(old); err != nil {
+				t.Logf("without %s the step %q fails: %v", drop, step, err)
+			} else {
+				t.Errorf("without %s every agent step passes (%v): the DaemonSet need not add it", drop, keep)
 			}
-			seen := []types.UID{old.UID}
-			for _, p := range pods {
-				seen = append(seen, p.UID)
-			}
+			seen := s.agentUIDs(t)
 			s.kubectl("apply", "-k", filepath.Join(s.dir, "install"))
 			s.waitAgentReady(t, seen)
 			s.traffic(t, "capabilities restored", true, false)
@@ -701,37 +734,79 @@ func (s *story) capabilities(t *testing.T) {
 	}
 }
 
-// waitAgentFails waits for the agent pod that replaces old to fail: its
-// container exits with an error, or runs without becoming Ready. It
-// returns what the agent said last. A Ready agent fails the test: the
-// dropped capability was not needed.
-func (s *story) waitAgentFails(t *testing.T, old types.UID) string {
-	t.Helper()
-	var failure string
-	s.wait("the agent without the capability to fail", 4*time.Minute, func() error {
+func (s *story) agentUIDs(t *testing.T) []types.UID {
+	pods, err := s.agentPods()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uids []types.UID
+	for _, p := range pods {
+		uids = append(uids, p.UID)
+	}
+	return uids
+}
+
+// agentSteps runs the story's agent steps against the agent pod that
+// replaces the pods old, and returns the first that fails.
+func (s *story) agentSteps(old []types.UID) (string, error) {
+	// A container that exits fails at once; one that runs but is never
+	// Ready is given its readiness probe's 5s delay and 10s period many
+	// times over.
+	var pod *corev1.Pod
+	err := waitFor(2*time.Minute, "a new agent pod Ready", func() error {
 		pods, err := s.agentPods()
 		if err != nil {
 			return err
 		}
 		for i := range pods {
 			p := &pods[i]
-			if p.UID == old || p.DeletionTimestamp != nil {
+			if slices.Contains(old, p.UID) || p.DeletionTimestamp != nil {
 				continue
-			}
-			if podReady(p) {
-				t.Fatalf("the agent pod %s is Ready without the capability: it is not needed (%s)", p.Name, podState(p))
 			}
 			for _, cs := range p.Status.ContainerStatuses {
 				if cs.RestartCount > 0 || cs.State.Terminated != nil {
-					failure = podState(p) + ": " + s.lastLog(p, "agent")
-					return nil
+					return final{fmt.Errorf("%s: %s", podState(p), s.lastLog(p, "agent"))}
 				}
 			}
-			return fmt.Errorf("agent pod %s: %s", p.Name, podState(p))
+			if !podReady(p) {
+				msg := ""
+				if ne, err := s.nodeEnforcement(); err == nil {
+					if c := apimeta.FindStatusCondition(ne.Status.Conditions, v1.ReadyCondition); c != nil {
+						msg = fmt.Sprintf("; NodeEnforcement Ready=%s: %s", c.Status, c.Message)
+					}
+				}
+				return fmt.Errorf("agent pod %s not Ready: %s%s", p.Name, podState(p), msg)
+			}
+			pod = p
+			return nil
 		}
 		return fmt.Errorf("no new agent pod yet")
 	})
-	return failure
+	if err != nil {
+		return "agent ready", err
+	}
+	since := pod.Status.StartTime.Time
+	err = waitFor(time.Minute, "NodeEnforcement Ready", func() error {
+		ne, err := s.nodeEnforcement()
+		if err != nil {
+			return err
+		}
+		c := apimeta.FindStatusCondition(ne.Status.Conditions, v1.ReadyCondition)
+		if c == nil || c.Status != metav1.ConditionTrue || ne.Status.LastVerifiedTime == nil || ne.Status.LastVerifiedTime.Time.Before(since.Truncate(time.Second)) {
+			return fmt.Errorf("Ready = %+v, verified %v", c, ne.Status.LastVerifiedTime)
+		}
+		return nil
+	})
+	if err != nil {
+		return "agent ready", fmt.Errorf("%w; agent log: %s", err, s.lastLog(pod, "agent"))
+	}
+	if err := s.detachAndWaitRepair(); err != nil {
+		return "kernel drift repaired", fmt.Errorf("%w; agent log: %s", err, s.lastLog(pod, "agent"))
+	}
+	if err := s.verdicts(true, false); err != nil {
+		return "verdicts", err
+	}
+	return "", nil
 }
 
 // lastLog is the last lines the container wrote, from the kubelet's pod
@@ -755,7 +830,10 @@ func (s *story) lastLog(p *corev1.Pod, container string) string {
 // processCaps is the effective capability set of the container's main
 // process, by name.
 func (s *story) processCaps(t *testing.T, p *corev1.Pod, comm string) []string {
-	pid := s.findProcess(t, comm, "")
+	pid, err := s.findProcess(comm, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
