@@ -26,6 +26,7 @@ import (
 	"hash/fnv"
 	"math"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -574,7 +575,7 @@ func (c *compiler) selector(sp string, s v1.Selector, h hooks.Hook, slots map[in
 		case "NotIn":
 			op = "NotEqual"
 		}
-		if err := c.strValues(&t, mp, op, m.Values); err != nil {
+		if err := c.strValues(&t, mp, op, c.nodePaths(op, m.Values)); err != nil {
 			return sel, err
 		}
 		if m.FollowChildren != nil && *m.FollowChildren {
@@ -888,6 +889,62 @@ func (c *compiler) intValues(id uint32, v string, single, each func(string) (uin
 
 // strValues compiles Equal, NotEqual, Prefix, NotPrefix, Postfix and
 // NotPostfix on strings.
+// nodePaths returns values with, after each executable path (Equal,
+// NotEqual) or path prefix (Prefix, NotPrefix) that the node's file system
+// reaches through a symbolic link, the path it resolves to. Process
+// tracking records an executable's real path (/usr/bin/dash), while
+// policies name it as people type it (/bin/sh, where /bin links to
+// /usr/bin and sh to dash): without this, matchBinaries In ["/bin/sh"]
+// would match nothing on such a node. Only on the node itself
+// (hooks.Kernel.Binaries); a path that does not resolve stays as written.
+func (c *compiler) nodePaths(op v1.ArgOperator, values []string) []string {
+	if c.k == nil || !c.k.Binaries {
+		return values
+	}
+	root := c.k.BinaryRoot
+	if root == "" {
+		root = "/"
+	}
+	resolve := func(p string) (string, bool) {
+		r, err := filepath.EvalSymlinks(filepath.Join(root, p))
+		if err != nil {
+			return "", false
+		}
+		rel, err := filepath.Rel(root, r)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			return "", false
+		}
+		return "/" + rel, true
+	}
+	out := make([]string, 0, len(values))
+	seen := map[string]bool{}
+	add := func(v string) {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	for _, v := range values {
+		add(v)
+		switch op {
+		case "Equal", "NotEqual":
+			if r, ok := resolve(v); ok {
+				add(r)
+			}
+		case "Prefix", "NotPrefix":
+			// The directory part resolves; the rest is a name prefix.
+			dir, rest := v, ""
+			if !strings.HasSuffix(v, "/") {
+				dir, rest = filepath.Dir(v), filepath.Base(v)
+			}
+			if r, ok := resolve(dir); ok {
+				add(strings.TrimSuffix(r, "/") + "/" + rest)
+			}
+		}
+	}
+	return out
+}
+
 func (c *compiler) strValues(t *bt.TracingTerm, mp string, op v1.ArgOperator, values []string) error {
 	switch op {
 	case "Equal", "NotEqual":
