@@ -120,6 +120,12 @@ type TracingPolicySpec struct {
 	// +optional
 	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
 
+	// nodeSelector narrows the policy to nodes with these labels. A node
+	// it does not select loads nothing of the policy and reports it
+	// skipped on its NodeEnforcement.
+	// +optional
+	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
+
 	// kprobes hook kernel functions by name. Palisade attaches them as
 	// fentry (fexit when return is true) where the kernel has BTF
 	// trampolines, and as kprobe/kretprobe otherwise: same hook, same

@@ -69,6 +69,9 @@ type policyObject struct {
 	// concerns is whether the object applies to this node: it selects a
 	// local workload or the node itself.
 	concerns bool
+	// skipped says why a tracing policy is not loaded on this node at
+	// all (its nodeSelector does not select the node); empty otherwise.
+	skipped string
 }
 
 func newPolicyObject(kind string, o client.Object) *policyObject {
@@ -302,6 +305,20 @@ func (a *Agent) markConcerns(in *inputs) error {
 			o.concerns = concerns[o.key]
 			continue
 		}
+		o.skipped = ""
+		if ns := tracingNodeSelector(o); ns != nil && node != nil {
+			nsel, err := engine.NewSelector(ns, "")
+			if err != nil {
+				return fmt.Errorf("%s: nodeSelector: %w", o.key, err)
+			}
+			if !nsel.MatchesNode(node.Labels) {
+				// Not this node's: nothing of it loads here. A node whose
+				// labels are unknown loads it (the more protective way).
+				o.skipped = "its nodeSelector does not select this node"
+				o.concerns = false
+				continue
+			}
+		}
 		sel, all, err := tracingSelector(o)
 		if err != nil {
 			return err
@@ -335,6 +352,18 @@ func tracingSelector(o *policyObject) (sel engine.Selector, all bool, err error)
 		err = fmt.Errorf("%s: podSelector: %w", o.key, err)
 	}
 	return sel, false, err
+}
+
+// tracingNodeSelector is a tracing policy's nodeSelector, nil when it has
+// none.
+func tracingNodeSelector(o *policyObject) *metav1.LabelSelector {
+	switch t := o.obj.(type) {
+	case *v1.TracingPolicy:
+		return t.Spec.NodeSelector
+	case *v1.ClusterTracingPolicy:
+		return t.Spec.NodeSelector
+	}
+	return nil
 }
 
 // orAll is s, or the selector that selects everything when s is nil.

@@ -186,7 +186,7 @@ func (t *tracingSubsystem) tracingObjects(in *inputs) []*policyObject {
 	}
 	var out []*policyObject
 	for _, o := range in.objects {
-		if !o.network() && keep[o.set] == nil {
+		if !o.network() && o.skipped == "" && keep[o.set] == nil {
 			out = append(out, o)
 		}
 	}
@@ -194,12 +194,37 @@ func (t *tracingSubsystem) tracingObjects(in *inputs) []*policyObject {
 		return cmp.Or(strings.Compare(x.namespace, y.namespace), strings.Compare(x.name, y.name))
 	}) {
 		for _, o := range keep[k].objects {
-			if !o.network() {
+			if !o.network() && o.skipped == "" {
 				out = append(out, o)
 			}
 		}
 	}
 	return out
+}
+
+// skippedNote names the tracing policies this node does not load because
+// their nodeSelector does not select it ("" when there are none), for the
+// TracingEnforced condition's message.
+func skippedNote(in *inputs) string {
+	if in == nil {
+		return ""
+	}
+	var names []string
+	for _, o := range in.objects {
+		if !o.network() && o.skipped != "" {
+			names = append(names, o.key.String())
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	slices.Sort(names)
+	more := ""
+	if len(names) > 3 {
+		more = fmt.Sprintf(", and %d more", len(names)-3)
+		names = names[:3]
+	}
+	return fmt.Sprintf("; skipped by nodeSelector: %s%s", strings.Join(names, ", "), more)
 }
 
 // unit turns one object into its unit: spec, scope, revision and rule
@@ -376,17 +401,18 @@ func (t *tracingSubsystem) Report(in *inputs, r *report) {
 			bad = append(bad, u.policy.Key+": "+gaps[0].message)
 		}
 	}
+	skipped := skippedNote(in)
 	switch {
 	case len(bad) > 0:
 		msg := fmt.Sprintf("%d of %d tracing units are not enforced as written; first: %s", len(bad), len(t.units), bad[0])
-		r.condition(v1.TracingEnforcedCondition, false, v1.PartiallyEnforcedReason, msg)
+		r.condition(v1.TracingEnforcedCondition, false, v1.PartiallyEnforcedReason, msg+skipped)
 	case t.protectErr != nil:
-		r.condition(v1.TracingEnforcedCondition, false, v1.DatapathErrorReason, t.protectErr.Error())
+		r.condition(v1.TracingEnforcedCondition, false, v1.DatapathErrorReason, t.protectErr.Error()+skipped)
 	case len(t.units) == 0:
-		r.condition(v1.TracingEnforcedCondition, true, v1.EnforcementSucceededReason, "no tracing policy on this node")
+		r.condition(v1.TracingEnforcedCondition, true, v1.EnforcementSucceededReason, "no tracing policy on this node"+skipped)
 	default:
 		r.condition(v1.TracingEnforcedCondition, true, v1.EnforcementSucceededReason,
-			fmt.Sprintf("%d tracing units loaded, every hook attached", len(t.units)))
+			fmt.Sprintf("%d tracing units loaded, every hook attached", len(t.units))+skipped)
 	}
 }
 

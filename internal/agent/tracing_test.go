@@ -770,3 +770,47 @@ func TestTracingDriftKind(t *testing.T) {
 		}
 	}
 }
+
+// A tracing policy whose nodeSelector does not select the node loads
+// nothing there, is not counted as the node's, and the node says it
+// skipped it; one that selects the node loads as usual. When the node's
+// label changes, the skipped policy loads.
+func TestTracingSkipsPoliciesOfOtherNodes(t *testing.T) {
+	f := newTracingFixture(t)
+	f.tpod(testNode, "shop", "web-0", "web", uidA)
+	f.cgroup("kubepods/pod" + uidA)
+	f.tracingPolicy("", "gpu-nodes", "r1", 3, "nodeSelector: {matchLabels: {gpu: \"true\"}}\nlsmhooks: [{hook: bprm_check_security}]")
+	f.tracingPolicy("", "this-node", "r1", 3, "nodeSelector: {matchLabels: {kubernetes.io/hostname: "+testNode+"}}\nlsmhooks: [{hook: bprm_check_security}]")
+	f.tracingPolicy("shop", "no-shadow", "r1", 3, denyShadow)
+	f.mustSync()
+
+	if _, ok := f.tk.units["ClusterTracingPolicy gpu-nodes"]; ok {
+		t.Errorf("gpu-nodes loaded on a node without gpu=true; units: %v", slices.Collect(maps.Keys(f.tk.units)))
+	}
+	if _, ok := f.tk.units["ClusterTracingPolicy this-node"]; !ok {
+		t.Errorf("this-node not loaded; units: %v", slices.Collect(maps.Keys(f.tk.units)))
+	}
+	c := f.condition(v1.TracingEnforcedCondition)
+	if c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "skipped by nodeSelector: ClusterTracingPolicy gpu-nodes") {
+		t.Errorf("TracingEnforced: %s %s: %q, want true, naming gpu-nodes as skipped", c.Status, c.Reason, c.Message)
+	}
+	if _, s := f.object("ClusterTracingPolicy", "", "gpu-nodes"); s.Enforced != 2 {
+		t.Errorf("set: %+v, want the node's 2 objects enforced (gpu-nodes is not the node's)", s)
+	}
+
+	var n corev1.Node
+	if err := f.c.Get(context.Background(), client.ObjectKey{Name: testNode}, &n); err != nil {
+		t.Fatal(err)
+	}
+	n.Labels["gpu"] = "true"
+	if err := f.c.Update(context.Background(), &n); err != nil {
+		t.Fatal(err)
+	}
+	f.mustSync()
+	if _, ok := f.tk.units["ClusterTracingPolicy gpu-nodes"]; !ok {
+		t.Errorf("gpu-nodes not loaded after the node got gpu=true; units: %v", slices.Collect(maps.Keys(f.tk.units)))
+	}
+	if c := f.condition(v1.TracingEnforcedCondition); strings.Contains(c.Message, "skipped") {
+		t.Errorf("TracingEnforced still names a skipped policy: %q", c.Message)
+	}
+}

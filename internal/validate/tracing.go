@@ -98,6 +98,9 @@ func (c *checker) checkTracing(p *Policy) {
 	// An empty podSelector ({}) selects every pod: it scopes nothing.
 	scoped := spec.PodSelector != nil && (len(spec.PodSelector.MatchLabels) > 0 || len(spec.PodSelector.MatchExpressions) > 0)
 	audit := spec.Mode == v1alpha1.EnforcementModeAudit
+	if spec.NodeSelector != nil {
+		c.checkSelector(p, "spec.nodeSelector", *spec.NodeSelector)
+	}
 	if spec.PodSelector != nil {
 		c.checkSelector(p, "spec.podSelector", *spec.PodSelector)
 	}

@@ -662,6 +662,17 @@ func TestTracingChecks(t *testing.T) {
 		tracepoints: [{subsystem: "sched", event: "sched_process_exec"}]
 `},
 
+		// So is the nodeSelector.
+		{name: "contradicting nodeSelector", kind: "ClusterTracingPolicy", spec: `
+		nodeSelector: {
+			matchLabels: gpu: "true"
+			matchExpressions: [{ // want PAL101
+				key: "gpu", operator: "DoesNotExist"
+			}]
+		}
+		tracepoints: [{subsystem: "sched", event: "sched_process_exec"}]
+`},
+
 		// Several findings in one selector, each at its own field.
 		{name: "several findings in one policy", kind: "ClusterTracingPolicy", spec: `
 		mode: "audit"
