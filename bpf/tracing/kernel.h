@@ -140,6 +140,11 @@ struct pid {
 	struct upid numbers[1];
 } __core;
 
+struct mm_struct {
+	unsigned long arg_start;
+	unsigned long arg_end;
+} __core;
+
 struct task_struct {
 	int pid;
 	int tgid;
@@ -149,6 +154,7 @@ struct task_struct {
 	struct nsproxy *nsproxy;
 	const struct cred *cred;
 	struct pid *thread_pid;
+	struct mm_struct *mm;
 	char comm[16];
 } __core;
 

@@ -1189,14 +1189,36 @@ static __always_inline int run_hook(void *ctx, __u8 kind)
 	ev->pid = tgid;
 	ev->tid = (__u32)pt;
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	__u32 ppid = BPF_CORE_READ(task, real_parent, tgid);
+	ev->ppid = ppid;
 	ev->uid = (__u32)bpf_get_current_uid_gid();
 	ev->cgroup = bpf_get_current_cgroup_id();
 	ev->ret = ret;
-	if (p)
+	if (p) {
 		__builtin_memcpy(ev->binary, p->binary, STR_MAX);
-	else
+		__builtin_memcpy(ev->argv, p->argv, ARGV_MAX);
+		ev->argv_len = p->argv_len > ARGV_MAX ? ARGV_MAX : p->argv_len;
+	} else {
 		__builtin_memset(ev->binary, 0, STR_MAX);
+		__builtin_memset(ev->argv, 0, ARGV_MAX);
+		ev->argv_len = 0;
+	}
+	/* The parent as the tracker knows it now: it may be gone when the event is read. */
+	struct proc_info *pp = bpf_map_lookup_elem(&procs, &ppid);
+	ev->pad2[0] = ev->pad2[1] = 0;
+	if (pp) {
+		ev->has_parent = 1;
+		ev->pproc_flags = pp->flags;
+		__builtin_memcpy(ev->pbinary, pp->binary, STR_MAX);
+		__builtin_memcpy(ev->pargv, pp->argv, ARGV_MAX);
+		ev->pargv_len = pp->argv_len > ARGV_MAX ? ARGV_MAX : pp->argv_len;
+	} else {
+		ev->has_parent = 0;
+		ev->pproc_flags = 0;
+		__builtin_memset(ev->pbinary, 0, STR_MAX);
+		__builtin_memset(ev->pargv, 0, ARGV_MAX);
+		ev->pargv_len = 0;
+	}
 	__u32 len = sizeof(*ev) - (MAX_ARGS - nargs) * sizeof(struct arg_slot);
 	if (len > sizeof(*ev))
 		len = sizeof(*ev);
@@ -1318,6 +1340,26 @@ static __always_inline void protect_by_name(struct scratch *s, struct proc_info 
 		pi->flags |= PROC_PROTECTED;
 }
 
+/*
+ * The new program's arguments: at sched_process_exec the new mm is
+ * installed and its argument strings are on the new stack, between
+ * mm->arg_start and mm->arg_end (what /proc/<pid>/cmdline reads).
+ */
+static __always_inline void read_argv(struct proc_info *pi, struct task_struct *p)
+{
+	struct mm_struct *mm = BPF_CORE_READ(p, mm);
+	unsigned long start = BPF_CORE_READ(mm, arg_start), end = BPF_CORE_READ(mm, arg_end);
+	__u64 n = end > start ? end - start : 0;
+	__builtin_memset(pi->argv, 0, ARGV_MAX);
+	pi->argv_len = 0;
+	if (n > ARGV_MAX) {
+		n = ARGV_MAX;
+		pi->flags |= PROC_ARGV_TRUNC;
+	}
+	if (n && bpf_probe_read_user(pi->argv, n, (void *)start) == 0)
+		pi->argv_len = n;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(track_exec, struct task_struct *p, int old_pid, struct linux_binprm *bprm)
 {
@@ -1336,7 +1378,7 @@ int BPF_PROG(track_exec, struct task_struct *p, int old_pid, struct linux_binprm
 	pi->exec_time = bpf_ktime_get_boot_ns();
 	__builtin_memcpy(pi->binary, slot->data, STR_MAX);
 	pi->len = slot->len;
-	pi->pad = 0;
+	read_argv(pi, p);
 	protect_by_name(s, pi);
 	bpf_map_update_elem(&procs, &tgid, pi, BPF_ANY);
 	return 0;

@@ -14,7 +14,7 @@
 
 /* The layout of the pinned maps; the agent pins under base-v<N>/units-v<N>. */
 enum tracing_abi {
-	TRACING_ABI = 2,
+	TRACING_ABI = 3, /* 3: proc_info carries the process's arguments */
 };
 
 #define MAX_ARGS 6         /* arguments read per hook */
@@ -27,6 +27,7 @@ enum tracing_abi {
 #define CGROUP_LEVELS 16   /* cgroup ancestors looked up for scope */
 #define ANCESTORS 16       /* parents walked by followForks/followChildren */
 #define PROT_NAME 64       /* bytes of a protected binary's base name */
+#define ARGV_MAX 256       /* bytes of a process's arguments kept (argv, NUL-separated) */
 
 /* Event header, the shape of bpf/palisade.h's. */
 struct event_header {
@@ -43,7 +44,7 @@ enum event_type {
 };
 
 enum event_version {
-	TRACE_EVENT_VERSION = 1,
+	TRACE_EVENT_VERSION = 2, /* 2: the process's and the parent's arguments, the parent's binary */
 };
 
 /* How a hook's program is attached: which context it reads. */
@@ -229,14 +230,21 @@ struct prot_key {
 
 #define PROC_PROTECTED (1 << 0)
 #define PROC_PROCFS (1 << 1) /* seeded from /proc */
+#define PROC_ARGV_TRUNC (1 << 2) /* argv was longer than ARGV_MAX bytes and is cut */
 
 struct proc_info {
 	__u32 ppid;
 	__u32 flags; /* PROC_* */
 	__u64 exec_time;
-	__u32 len; /* bytes of binary */
-	__u32 pad;
+	__u32 len;      /* bytes of binary */
+	__u32 argv_len; /* bytes of argv */
 	__u8 binary[STR_MAX];
+	/*
+	 * The arguments as exec'd (mm->arg_start..arg_end, as
+	 * /proc/<pid>/cmdline): each NUL-terminated, the last one cut
+	 * without its NUL when PROC_ARGV_TRUNC is set.
+	 */
+	__u8 argv[ARGV_MAX];
 };
 
 /* Rendered socket: the data of an AT_SOCK/SOCKET/SOCKADDR/SKB slot. */
@@ -291,7 +299,15 @@ struct trace_event {
 	__u32 pid, tid, ppid, uid;
 	__u64 cgroup;
 	__s64 ret;
+	__u16 argv_len;    /* bytes of argv */
+	__u16 pargv_len;   /* bytes of pargv */
+	__u8 pproc_flags;  /* the parent's PROC_* */
+	__u8 has_parent;   /* the parent is in the process map: pbinary and pargv hold it */
+	__u8 pad2[2];
 	__u8 binary[STR_MAX];
+	__u8 argv[ARGV_MAX];    /* the caller's arguments, as proc_info's */
+	__u8 pbinary[STR_MAX];  /* the parent's binary */
+	__u8 pargv[ARGV_MAX];   /* the parent's arguments */
 	struct arg_slot args[MAX_ARGS];
 };
 
@@ -324,5 +340,7 @@ struct counter_key {
 _Static_assert(sizeof(struct event_header) == 16, "event header layout");
 _Static_assert(sizeof(struct arg_slot) == 272, "arg slot layout");
 _Static_assert(sizeof(struct sock_info) == 48, "sock info layout");
+_Static_assert(sizeof(struct proc_info) == 24 + STR_MAX + ARGV_MAX, "proc info layout");
+_Static_assert(sizeof(struct trace_event) == 72 + 2 * (STR_MAX + ARGV_MAX) + MAX_ARGS * 272, "trace event layout");
 
 #endif

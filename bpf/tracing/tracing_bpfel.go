@@ -104,7 +104,7 @@ const (
 type TracingEventVersion uint32
 
 const (
-	TracingEventVersionTRACE_EVENT_VERSION TracingEventVersion = 1
+	TracingEventVersionTRACE_EVENT_VERSION TracingEventVersion = 2
 )
 
 type TracingHookCfg struct {
@@ -186,8 +186,9 @@ type TracingProcInfo struct {
 	Flags    uint32
 	ExecTime uint64
 	Len      uint32
-	Pad      uint32
+	ArgvLen  uint32
 	Binary   [256]uint8
+	Argv     [256]uint8
 }
 
 type TracingProtKey struct {
@@ -295,14 +296,22 @@ type TracingTraceEvent struct {
 	Uid        uint32
 	Cgroup     uint64
 	Ret        int64
+	ArgvLen    uint16
+	PargvLen   uint16
+	PprocFlags uint8
+	HasParent  uint8
+	Pad2       [2]uint8
 	Binary     [256]uint8
+	Argv       [256]uint8
+	Pbinary    [256]uint8
+	Pargv      [256]uint8
 	Args       [6]TracingArgSlot
 }
 
 type TracingTracingAbi uint32
 
 const (
-	TracingTracingAbiTRACING_ABI TracingTracingAbi = 2
+	TracingTracingAbiTRACING_ABI TracingTracingAbi = 3
 )
 
 // Names of all BPF objects in the ELF.

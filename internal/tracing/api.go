@@ -119,9 +119,19 @@ type Process struct {
 	PID, TID uint32
 	// Binary is the executable's absolute path, as process tracking saw
 	// it at exec (or read from /proc for processes older than the agent).
-	Binary   string
-	UID      uint32
-	CgroupID uint64
+	Binary string
+	// Args are the process's arguments, argv[0] first, as it was
+	// exec'd (process tracking reads them at exec, /proc/<pid>/cmdline
+	// for processes older than the agent); a child that has not exec'd
+	// has its parent's. One element per argument, so arguments that
+	// hold spaces stay apart. At most MaxArgvBytes bytes (each argument
+	// with its NUL terminator) are kept: when there were more,
+	// ArgsTruncated is set and the last element is cut. Nil when the
+	// process is not known to process tracking.
+	Args          []string
+	ArgsTruncated bool
+	UID           uint32
+	CgroupID      uint64
 }
 
 // ArgValue is one argument an event carries, rendered for people.

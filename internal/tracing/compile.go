@@ -61,6 +61,10 @@ const (
 	// MaxPrefixBytes is how many leading (Prefix) or trailing (Postfix)
 	// bytes are compared.
 	MaxPrefixBytes = 252
+	// MaxArgvBytes is how many bytes of a process's arguments (argv,
+	// each NUL-terminated, as /proc/<pid>/cmdline) process tracking
+	// keeps; longer ones are cut and Process.ArgsTruncated says so.
+	MaxArgvBytes = 256
 	// MaxPathDepth is how many path components the dentry walk follows.
 	MaxPathDepth = 64
 	// MaxCgroupLevels is how many cgroup ancestors scope looks at.
@@ -1179,6 +1183,7 @@ const (
 
 	procProtected = 1 << 0
 	procProcfs    = 1 << 1
+	procArgvTrunc = 1 << 2
 
 	suppAudit     = 1
 	suppProtected = 2

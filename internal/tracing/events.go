@@ -166,11 +166,22 @@ func (m *Manager) decode(raw []byte, boot time.Time, procs *ebpf.Map) (Event, er
 		Action:   actionName(ev.Action),
 		Taken:    ev.Taken != 0,
 		Revision: pl.pol.Revision,
-		Process:  Process{PID: ev.Pid, TID: ev.Tid, Binary: cstring(ev.Binary[:]), UID: ev.Uid, CgroupID: ev.Cgroup},
-		Parent:   Process{PID: ev.Ppid, TID: ev.Ppid, Binary: binaryOf(procs, ev.Ppid)},
+		Process: Process{PID: ev.Pid, TID: ev.Tid, Binary: cstring(ev.Binary[:]), UID: ev.Uid, CgroupID: ev.Cgroup,
+			Args: splitArgv(ev.Argv[:min(int(ev.ArgvLen), len(ev.Argv))]), ArgsTruncated: ev.ProcFlags&procArgvTrunc != 0},
+		Parent: Process{PID: ev.Ppid, TID: ev.Ppid},
+	}
+	if ev.HasParent != 0 {
+		e.Parent.Binary = cstring(ev.Pbinary[:])
+		e.Parent.Args = splitArgv(ev.Pargv[:min(int(ev.PargvLen), len(ev.Pargv))])
+		e.Parent.ArgsTruncated = ev.PprocFlags&procArgvTrunc != 0
+	} else {
+		e.Parent.Binary, e.Parent.Args, e.Parent.ArgsTruncated = processOf(procs, ev.Ppid)
 	}
 	if e.Process.Binary == "" {
 		e.Process.Binary = exeOf(ev.Pid)
+	}
+	if e.Process.Args == nil && !e.Process.ArgsTruncated {
+		e.Process.Args, e.Process.ArgsTruncated = argvOf(ev.Pid)
 	}
 	switch ev.Suppressed {
 	case suppAudit:
@@ -195,15 +206,28 @@ func (m *Manager) decode(raw []byte, boot time.Time, procs *ebpf.Map) (Event, er
 	return e, nil
 }
 
-// binaryOf is a process's binary from the process map, else /proc.
-func binaryOf(procs *ebpf.Map, pid uint32) string {
+// processOf is a process's binary and arguments from the process map,
+// else /proc: for events whose parent the kernel did not find in the map.
+func processOf(procs *ebpf.Map, pid uint32) (string, []string, bool) {
 	var pi bt.TracingProcInfo
 	if err := procs.Lookup(pid, &pi); err == nil {
 		if b := cstring(pi.Binary[:]); b != "" {
-			return b
+			return b, splitArgv(pi.Argv[:min(int(pi.ArgvLen), len(pi.Argv))]), pi.Flags&procArgvTrunc != 0
 		}
 	}
-	return exeOf(pid)
+	args, trunc := argvOf(pid)
+	return exeOf(pid), args, trunc
+}
+
+// splitArgv turns argv as the kernel keeps it (each argument
+// NUL-terminated; the last one cut, without its NUL, when truncated) into
+// its arguments. Empty input is nil: nothing known.
+func splitArgv(b []byte) []string {
+	if len(b) == 0 {
+		return nil
+	}
+	b = bytes.TrimSuffix(b, []byte{0})
+	return strings.Split(string(b), "\x00")
 }
 
 func exeOf(pid uint32) string {

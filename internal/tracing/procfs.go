@@ -17,6 +17,7 @@ limitations under the License.
 package tracing
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -28,8 +29,8 @@ import (
 )
 
 // seedProcs adds the processes that ran before the process tracker to the
-// process map, from /proc: binary (exe), parent, protected flag. Entries
-// the tracker wrote are kept.
+// process map, from /proc: binary (exe), arguments (cmdline), parent,
+// protected flag. Entries the tracker wrote are kept.
 func (m *Manager) seedProcs() error {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -64,6 +65,11 @@ func (m *Manager) seedProcs() error {
 		ppid, _ := strconv.ParseUint(f[1], 10, 32)
 		pi := bt.TracingProcInfo{Ppid: uint32(ppid), Flags: procProcfs, Len: uint32(min(len(exe), MaxStringBytes))}
 		copy(pi.Binary[:MaxStringBytes], exe)
+		argv, trunc := readArgv(uint32(pid))
+		pi.ArgvLen = uint32(copy(pi.Argv[:], argv))
+		if trunc {
+			pi.Flags |= procArgvTrunc
+		}
 		if protectedName(filepath.Base(exe), protected) {
 			pi.Flags |= procProtected
 		}
@@ -72,6 +78,29 @@ func (m *Manager) seedProcs() error {
 		}
 	}
 	return nil
+}
+
+// readArgv reads the first MaxArgvBytes bytes of a process's arguments
+// from /proc/<pid>/cmdline, as process tracking keeps them at exec, and
+// whether there were more.
+func readArgv(pid uint32) ([]byte, bool) {
+	f, err := os.Open(filepath.Join("/proc", strconv.FormatUint(uint64(pid), 10), "cmdline"))
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, MaxArgvBytes+1))
+	if len(b) > MaxArgvBytes {
+		return b[:MaxArgvBytes], true
+	}
+	return b, false
+}
+
+// argvOf is a process's arguments from /proc, for events of processes
+// the process map does not hold.
+func argvOf(pid uint32) ([]string, bool) {
+	b, trunc := readArgv(pid)
+	return splitArgv(b), trunc
 }
 
 func isExist(err error) bool {
