@@ -48,12 +48,17 @@ type eventLine struct {
 }
 
 type procLine struct {
-	PID    uint32   `json:"pid"`
-	TID    uint32   `json:"tid,omitempty"`
-	Binary string   `json:"binary,omitempty"`
-	UID    uint32   `json:"uid"`
-	Cgroup uint64   `json:"cgroup,omitempty"`
-	Pod    *podLine `json:"pod,omitempty"`
+	PID    uint32 `json:"pid"`
+	TID    uint32 `json:"tid,omitempty"`
+	Binary string `json:"binary,omitempty"`
+	// Argv are the process's arguments, argv[0] first, one string each
+	// (the hook's arguments are the event's "args"); ArgvTruncated says
+	// the kernel kept only their first bytes and the last one is cut.
+	Argv          []string `json:"argv,omitempty"`
+	ArgvTruncated bool     `json:"argvTruncated,omitempty"`
+	UID           uint32   `json:"uid"`
+	Cgroup        uint64   `json:"cgroup,omitempty"`
+	Pod           *podLine `json:"pod,omitempty"`
 }
 
 type podLine struct {
@@ -120,7 +125,7 @@ func (e *tracingEvents) line(ev *tracing.Event) *eventLine {
 }
 
 func (e *tracingEvents) proc(p tracing.Process) procLine {
-	out := procLine{PID: p.PID, TID: p.TID, Binary: p.Binary, UID: p.UID, Cgroup: p.CgroupID}
+	out := procLine{PID: p.PID, TID: p.TID, Binary: p.Binary, Argv: p.Args, ArgvTruncated: p.ArgsTruncated, UID: p.UID, Cgroup: p.CgroupID}
 	if out.TID == out.PID {
 		out.TID = 0 // the main thread: said once
 	}

@@ -614,14 +614,16 @@ func TestTracingEventLines(t *testing.T) {
 	f.tk.events = []tracing.Event{{
 		Time: at, Policy: "TracingPolicy shop/no-shadow", HookPath: "spec.lsmhooks[0]", Attach: "lsm/file_open", Selector: 0,
 		Action: v1.ActionDeny, Taken: true,
-		Process: tracing.Process{PID: 4242, TID: 4242, Binary: "/usr/bin/cat", UID: 1000, CgroupID: ctr},
-		Parent:  tracing.Process{PID: 4200, TID: 4200, Binary: "/bin/sh", UID: 1000, CgroupID: ctr},
-		Args:    []tracing.ArgValue{{Index: 0, Type: v1.ArgType("file"), Value: "/etc/shadow"}},
-		Return:  &ret, Revision: "r1", Source: "shop/files.cue:12",
+		Process: tracing.Process{PID: 4242, TID: 4242, Binary: "/usr/bin/cat", Args: []string{"cat", "/etc/shadow"}, UID: 1000, CgroupID: ctr},
+		Parent: tracing.Process{PID: 4200, TID: 4200, Binary: "/usr/bin/dash", Args: []string{"/bin/sh", "-c", "cat /etc/shadow; exit 0"},
+			UID: 1000, CgroupID: ctr},
+		Args:   []tracing.ArgValue{{Index: 0, Type: v1.ArgType("file"), Value: "/etc/shadow"}},
+		Return: &ret, Revision: "r1", Source: "shop/files.cue:12",
 	}, {
 		Time: at.Add(time.Millisecond), Policy: "TracingPolicy shop/no-shadow", HookPath: "spec.lsmhooks[0]", Attach: "lsm/file_open",
 		Action: v1.ActionDeny, Suppressed: "protected process",
-		Process:  tracing.Process{PID: 1, TID: 1, Binary: "/sbin/init", CgroupID: 1},
+		Process: tracing.Process{PID: 1, TID: 1, Binary: "/sbin/init", Args: []string{"/sbin/init", "splash", "x-cut-at-the-bou"},
+			ArgsTruncated: true, CgroupID: 1},
 		Args:     []tracing.ArgValue{{Index: 0, Label: "path", Type: v1.ArgType("file"), Value: "/etc/<shadow>"}},
 		Revision: "r1",
 	}}
