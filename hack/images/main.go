@@ -183,11 +183,14 @@ func binary(src, dst string) (images.File, error) {
 // images' digests, so `kubectl apply -k <out>` installs exactly what was
 // built. The test images are not in config and are left out.
 func writeKustomization(out, config, registry string, named []images.Named, digests map[string]v1.Hash) error {
-	absOut, err := filepath.Abs(out)
+	// Real paths: out may be reached through a symbolic link (a bin/
+	// shared between checkouts), and kustomize resolves the relative path
+	// from where the file really is.
+	absOut, err := realPath(out)
 	if err != nil {
 		return err
 	}
-	absConfig, err := filepath.Abs(config)
+	absConfig, err := realPath(config)
 	if err != nil {
 		return err
 	}
@@ -211,6 +214,14 @@ func writeKustomization(out, config, registry string, named []images.Named, dige
 		fmt.Fprintf(&b, "- name: %s\n  digest: %s\n", name, digests[ref])
 	}
 	return os.WriteFile(filepath.Join(out, "kustomization.yaml"), []byte(b.String()), 0o644)
+}
+
+func realPath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
 }
 
 // sizes returns what a registry stores (manifest, config, compressed
