@@ -280,6 +280,11 @@ func (c *cluster) startMountNamespace() {
 	// a node, so the agent's HostToContainer mount of /sys/fs/bpf is
 	// allowed; the peer groups are new, so nothing propagates to the
 	// machine's namespace.
+	// The mount point is made on the machine's /run if missing, and
+	// removed again (while empty) at the end.
+	if _, err := os.Stat("/run/containerd"); errors.Is(err, os.ErrNotExist) {
+		c.t.Cleanup(func() { os.Remove("/run/containerd") })
+	}
 	script := []string{"set -e", "mount -t bpf bpffs /sys/fs/bpf", "mkdir -p /run/containerd", "mount -t tmpfs tmpfs /run/containerd"}
 	defer func() {
 		if out, err := c.inNode("mount", "--make-rshared", "/").CombinedOutput(); err != nil {
