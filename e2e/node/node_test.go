@@ -174,6 +174,16 @@ func (s *story) install(t *testing.T) {
 	if got := s.processCaps(t, pod, "agent"); !slices.Equal(got, capNames(s.allCaps)) {
 		t.Errorf("the agent process's effective capabilities are %v, the DaemonSet lists %v", got, s.allCaps)
 	}
+	if uid := s.processUID(t, "agent"); uid != "0" {
+		t.Errorf("the agent runs as uid %s, the DaemonSet says 0", uid)
+	}
+	// The manager: the image's numeric user, no capability at all.
+	if got := s.processCaps(t, nil, "manager"); len(got) != 0 {
+		t.Errorf("the manager process's effective capabilities are %v, want none", got)
+	}
+	if uid := s.processUID(t, "manager"); uid != "65532" {
+		t.Errorf("the manager runs as uid %s, want 65532", uid)
+	}
 }
 
 // writeOverlay writes the test's overlay to dir; caps, when not nil,
@@ -874,6 +884,27 @@ func (s *story) processCaps(t *testing.T, p *corev1.Pod, comm string) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// processUID is the effective uid of the container process comm.
+func (s *story) processUID(t *testing.T, comm string) string {
+	pid, err := s.findProcess(comm, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Uid:"); ok {
+			if f := strings.Fields(v); len(f) > 1 {
+				return f[1]
+			}
+		}
+	}
+	t.Fatalf("no Uid in /proc/%d/status", pid)
+	return ""
 }
 
 // capBits names the capabilities an agent may hold (linux/capability.h).
