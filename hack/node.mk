@@ -56,7 +56,7 @@ node-tools: $(KUBELET) $(KUBE_CONTROLLER_MANAGER) $(KUBE_SCHEDULER) $(CONTAINERD
 $(KUBELET) $(KUBE_CONTROLLER_MANAGER) $(KUBE_SCHEDULER):
 	$(call tools-check-version,$(TOOLS_DIR)/kube,k8s.io/kubernetes,$(KUBE_VERSION))
 	@mkdir -p $(@D)
-	cd $(TOOLS_DIR)/kube && nice -n 10 $(TOOLS_BUILD) -tags '$(KUBE_TAGS)' -ldflags '$(KUBE_LDFLAGS)' \
+	cd $(TOOLS_DIR)/kube && nice -n 10 env $(TOOLS_BUILD) -tags '$(KUBE_TAGS)' -ldflags '$(KUBE_LDFLAGS)' \
 		-o $@.tmp k8s.io/kubernetes/cmd/$(patsubst %-$(KUBE_VERSION),%,$(notdir $@))
 	@mv $@.tmp $@
 
@@ -65,7 +65,7 @@ $(KUBELET) $(KUBE_CONTROLLER_MANAGER) $(KUBE_SCHEDULER):
 $(CONTAINERD):
 	$(call tools-check-version,$(TOOLS_DIR)/containerd,github.com/containerd/containerd/v2,$(CONTAINERD_VERSION))
 	@mkdir -p $(@D).tmp
-	cd $(TOOLS_DIR)/containerd && nice -n 10 $(TOOLS_BUILD) -tags 'no_btrfs no_devmapper no_zfs' \
+	cd $(TOOLS_DIR)/containerd && nice -n 10 env $(TOOLS_BUILD) -tags 'no_btrfs no_devmapper no_zfs' \
 		-ldflags '-s -w -X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION)' -o $(@D).tmp/ \
 		github.com/containerd/containerd/v2/cmd/containerd \
 		github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
