@@ -19,12 +19,16 @@ package tracing
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/cilium/ebpf"
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	bt "github.com/palisade-dev/palisade/bpf/tracing"
@@ -266,5 +270,44 @@ func TestReadArgv(t *testing.T) {
 	}
 	if b, trunc := readArgv(1 << 30); b != nil || trunc {
 		t.Errorf("readArgv of no process = %q, %v", b, trunc)
+	}
+}
+
+// Pins of the previous ABI (v2: a process map without arguments) are not
+// adopted: Open builds its own base beside them, and Apply removes them.
+func TestPreviousABIPinsNotAdopted(t *testing.T) {
+	requireKernel(t, false)
+	pin := tempPinDir(t)
+	if abi != "v3" {
+		t.Fatalf("abi = %s: this test names v2 as the previous one", abi)
+	}
+	old := filepath.Join(pin, "base-v2")
+	if err := os.MkdirAll(filepath.Join(pin, "units-v2", "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(old, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// v2's proc_info: 24 bytes and the binary, 280 bytes.
+	mp, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.LRUHash, KeySize: 4, ValueSize: 280, MaxEntries: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mp.Close()
+	if err := mp.Pin(filepath.Join(old, "procs")); err != nil {
+		t.Fatal(err)
+	}
+	m := openTest(t, pin)
+	if got, want := m.base["procs"].ValueSize(), uint32(binary.Size(bt.TracingProcInfo{})); got != want {
+		t.Fatalf("procs value %d bytes, want %d (this ABI's)", got, want)
+	}
+	if m.baseDir() != filepath.Join(pin, "base-v3") {
+		t.Errorf("base dir %s", m.baseDir())
+	}
+	m.Apply(context.Background(), nil)
+	for _, d := range []string{"base-v2", "units-v2"} {
+		if _, err := os.Stat(filepath.Join(pin, d)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s after Apply: %v, want removed", d, err)
+		}
 	}
 }
