@@ -186,10 +186,17 @@ export class MapView {
       b.addEventListener('click', () => {
         const z = b.dataset.zoom;
         if (z === 'fit') this.fit();
-        else this.zoomAt(z === 'in' ? 1.25 : 0.8, svg.clientWidth / 2, svg.clientHeight / 2);
+        else this.zoomAt(z === 'in' ? 1.25 : 0.8, this.size.w / 2, this.size.h / 2);
       });
     }
-    new ResizeObserver(() => (this.vp.auto ? this.fit() : this.applyViewport())).observe(svg);
+    // The view's size, kept from the observer: reading it from the
+    // element after a render would force a layout of every path at once.
+    this.size = { w: 0, h: 0 };
+    new ResizeObserver(entries => {
+      const r = entries[entries.length - 1].contentRect;
+      this.size = { w: r.width, h: r.height };
+      if (this.vp.auto) this.fit(); else this.applyViewport();
+    }).observe(svg);
   }
 
   // fit scales the map to the view: as large as fits (at most FIT_MAX),
@@ -198,7 +205,7 @@ export class MapView {
   fit() {
     this.vp.auto = true;
     if (!this.lay) return;
-    const cw = this.svg.clientWidth, ch = this.svg.clientHeight;
+    const cw = this.size.w, ch = this.size.h;
     if (!cw || !ch) return;
     const { width, height } = this.lay;
     const k = Math.max(MIN_SCALE, Math.min(FIT_MAX, cw / width, ch / height));
@@ -219,7 +226,7 @@ export class MapView {
   }
 
   applyViewport() {
-    const cw = this.svg.clientWidth, ch = this.svg.clientHeight;
+    const cw = this.size.w, ch = this.size.h;
     if (!cw || !ch) return;
     const v = this.vp;
     const vb = `${v.x.toFixed(1)} ${v.y.toFixed(1)} ${(cw / v.k).toFixed(1)} ${(ch / v.k).toFixed(1)}`;
