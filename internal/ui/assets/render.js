@@ -335,9 +335,11 @@ export class MapView {
 
   moveTip(ev) {
     if (this.tip.hidden) return;
-    const r = this.svg.parentElement.getBoundingClientRect();
-    this.tip.style.left = (ev.clientX - r.left + 14) + 'px';
-    this.tip.style.top = (ev.clientY - r.top + 14) + 'px';
+    // Beside the pointer, on its left near the view's right edge.
+    const r = this.svg.parentElement.getBoundingClientRect(), x = ev.clientX - r.left, y = ev.clientY - r.top;
+    const w = this.tip.offsetWidth;
+    this.tip.style.left = (x + 14 + w > r.width ? Math.max(0, x - 10 - w) : x + 14) + 'px';
+    this.tip.style.top = (y + 14) + 'px';
   }
 
   // drawOverlay draws the selected and the hovered edge again above the
