@@ -43,6 +43,8 @@ const enum counter *__btf_counter __attribute__((unused));
 const enum verdict *__btf_verdict __attribute__((unused));
 const enum reason *__btf_reason __attribute__((unused));
 const enum direction *__btf_direction __attribute__((unused));
+const struct dns_list *__btf_dns_list __attribute__((unused));
+const struct dns_accept *__btf_dns_accept __attribute__((unused));
 
 /* Inner map templates. */
 #define INNER_ENDPOINTS_TEMPLATE \
@@ -87,6 +89,33 @@ const enum direction *__btf_direction __attribute__((unused));
 		__type(value, struct policy_value); \
 	}
 
+/* DNS tables; arrays are BPF_F_INNER_MAP so that their sizes may differ. */
+#define INNER_DNS_LISTS_TEMPLATE \
+	struct { \
+		__uint(type, BPF_MAP_TYPE_HASH); \
+		__uint(max_entries, 1); \
+		__type(key, __u32); \
+		__type(value, struct dns_list); \
+	}
+
+#define INNER_DNS_NEXT_TEMPLATE \
+	struct { \
+		__uint(type, BPF_MAP_TYPE_ARRAY); \
+		__uint(max_entries, 1); \
+		__uint(map_flags, BPF_F_INNER_MAP); \
+		__type(key, __u32); \
+		__type(value, __u32); \
+	}
+
+#define INNER_DNS_ACCEPT_TEMPLATE \
+	struct { \
+		__uint(type, BPF_MAP_TYPE_ARRAY); \
+		__uint(max_entries, 1); \
+		__uint(map_flags, BPF_F_INNER_MAP); \
+		__type(key, __u32); \
+		__type(value, struct dns_accept); \
+	}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, NUM_SLOTS);
@@ -94,6 +123,56 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__array(values, INNER_ENDPOINTS_TEMPLATE);
 } gen_endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NUM_SLOTS);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, INNER_DNS_LISTS_TEMPLATE);
+} gen_dns_lists SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NUM_SLOTS);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, INNER_DNS_NEXT_TEMPLATE);
+} gen_dns_next SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NUM_SLOTS);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, INNER_DNS_ACCEPT_TEMPLATE);
+} gen_dns_accept SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dns_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dns_settings SEC(".maps");
+
+/*
+ * A question's name, copied from the packet (per CPU). Pinned like every
+ * map, so that the pin checks hold for all; it holds nothing between
+ * packets.
+ */
+struct dns_scratch {
+	__u8 buf[256];
+	__u8 args[96]; /* struct dns_args (dns.h) */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dns_scratch);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dns_scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);

@@ -164,6 +164,8 @@ static __always_inline __u32 min_rule(__u32 a, __u32 b)
 	return (a == 0 || (b != 0 && b < a)) ? b : a;
 }
 
+#include "dns.h"
+
 /* gather ORs one policy entry into the decision's inputs; a rule counts only under its flag. */
 struct gathered {
 	__u32 allow, deny, audit_deny, audit_allow;
@@ -203,10 +205,14 @@ static __always_inline void decide(struct state *s, struct endpoint_value *ep, _
 
 	__u8 hints = dir == DIR_EGRESS ? ep->hints >> EP_HINT_EGRESS_SHIFT : ep->hints;
 
-	gather(&g, probe(s, ep->policy_id, dir, peer, p->proto, p->port, 1,
-			 !(hints & EP_HINT_NO_PEER_LPM)));
-	gather(&g, probe(s, ep->policy_id, dir, 0, p->proto, p->port, !(hints & EP_HINT_NO_ANY_HASH),
-			 !(hints & EP_HINT_NO_ANY_LPM)));
+	struct policy_value *e0 = probe(s, ep->policy_id, dir, peer, p->proto, p->port, 1,
+					!(hints & EP_HINT_NO_PEER_LPM));
+	gather(&g, e0);
+	struct policy_value *e1 = probe(s, ep->policy_id, dir, 0, p->proto, p->port,
+					!(hints & EP_HINT_NO_ANY_HASH), !(hints & EP_HINT_NO_ANY_LPM));
+	gather(&g, e1);
+	if (g.l7)
+		dns_keep_entries(e0, e1);
 
 	__u8 dd = dir == DIR_EGRESS ? EP_EGRESS_DEFAULT_DENY : EP_INGRESS_DEFAULT_DENY;
 	__u8 da = dir == DIR_EGRESS ? EP_EGRESS_DEFAULT_AUDIT : EP_INGRESS_DEFAULT_AUDIT;
@@ -393,23 +399,48 @@ static __always_inline void ct_fill(struct ct_key *ck, struct pkt *p, __u8 dir)
  * address. workload says the interface is a workload's, whose programs
  * fail closed.
  */
+/*
+ * A packet's fields and its conntrack key, per CPU: the programs' stack
+ * has no room for them beside the DNS functions' frames. Pinned like every
+ * map; it holds nothing between packets.
+ */
+struct pkt_scratch {
+	struct pkt p;
+	struct ct_key ck;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pkt_scratch);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pkt_scratch SEC(".maps");
+
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 {
-	struct pkt p = {};
 	struct state s;
+	__u32 zero = 0;
 
 	count(COUNTER_PACKETS);
-	int r = parse(skb, &p);
+	/* The packet's fields live in a per-CPU map: the stack has no room. */
+	struct pkt_scratch *sp = bpf_map_lookup_elem(&pkt_scratch, &zero);
+	if (!sp)
+		return workload ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	struct pkt *p = &sp->p;
+	struct ct_key *ck = &sp->ck;
+	__builtin_memset(sp, 0, sizeof(*sp));
+	int r = parse(skb, p);
 	if (r == PARSE_NOT_IP) {
 		count(COUNTER_NON_IP);
 		return TC_ACT_UNSPEC;
 	}
-	const __u8 *local = dir == DIR_EGRESS ? p.saddr : p.daddr;
-	const __u8 *remote = dir == DIR_EGRESS ? p.daddr : p.saddr;
+	const __u8 *local = dir == DIR_EGRESS ? p->saddr : p->daddr;
+	const __u8 *remote = dir == DIR_EGRESS ? p->daddr : p->saddr;
 	/* A malformed packet's addresses may not have been read: no exemption. */
-	int fail_closed = workload && (r == PARSE_MALFORMED || !never_own(p.family, local));
+	int fail_closed = workload && (r == PARSE_MALFORMED || !never_own(p->family, local));
 	if (load_slot(&s) < 0)
-		return no_state(skb, 0, &p, dir, fail_closed);
+		return no_state(skb, 0, p, dir, fail_closed);
 	__u64 generation = s.generation;
 	__u32 gen = generation;
 
@@ -417,15 +448,16 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 	 * Conntrack. ICMP and ICMPv6 track echo only: a request opens, a reply
 	 * answers; other ICMP types are decided by policy alone.
 	 */
-	int icmp = (p.proto == IPPROTO_ICMP && p.family == AF_INET4) ||
-		   (p.proto == IPPROTO_ICMPV6 && p.family == AF_INET6);
-	int opens = !icmp || (p.flags & PKT_ECHO_REQUEST);
-	int answers = !icmp || (p.flags & PKT_ECHO_REPLY);
+	int icmp = (p->proto == IPPROTO_ICMP && p->family == AF_INET4) ||
+		   (p->proto == IPPROTO_ICMPV6 && p->family == AF_INET6);
+	int opens = !icmp || (p->flags & PKT_ECHO_REQUEST);
+	int answers = !icmp || (p->flags & PKT_ECHO_REPLY);
 	/* Timeouts are seconds: the coarse clock (same base, no TSC read) will do. */
 	__u64 now = bpf_ktime_get_coarse_ns();
-	struct ct_key ck = {.proto = p.proto, .family = p.family};
+	ck->proto = p->proto;
+	ck->family = p->family;
 	struct ct_value *ct = 0;
-	int frag = p.flags & (PKT_FRAG_FIRST | PKT_FRAG_LATER);
+	int frag = p->flags & (PKT_FRAG_FIRST | PKT_FRAG_LATER);
 
 	/*
 	 * The fast path: a packet of a connection that this generation allowed
@@ -436,12 +468,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 	 * (generations start at 1).
 	 */
 	if (r == PARSE_OK && opens && !frag) {
-		ct_fill(&ck, &p, dir);
-		ct = bpf_map_lookup_elem(&conntrack, &ck);
+		ct_fill(ck, p, dir);
+		ct = bpf_map_lookup_elem(&conntrack, ck);
 		if (ct && ct->expires < now)
 			ct = 0;
-		if (ct && gen && ct->generation == gen && ct->verdict == VERDICT_ALLOW && !events_allowed()) {
-			ct_touch(ct, &p, now, 0);
+		if (ct && gen && ct->generation == gen && ct->verdict == VERDICT_ALLOW && ct->l7 != CT_L7_DNS &&
+		    !events_allowed()) {
+			ct_touch(ct, p, now, 0);
 			count(COUNTER_ALLOWED);
 			if (ct->l7)
 				count(COUNTER_L7_UNENFORCED);
@@ -450,14 +483,14 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 	}
 
 	if (load_maps(&s) < 0)
-		return no_state(skb, generation, &p, dir, fail_closed);
+		return no_state(skb, generation, p, dir, fail_closed);
 	if (r == PARSE_MALFORMED) {
 		count(COUNTER_MALFORMED);
-		emit(skb, generation, &p, dir, 0, 0, VERDICT_DENY, REASON_MALFORMED, 0, 0);
+		emit(skb, generation, p, dir, 0, 0, VERDICT_DENY, REASON_MALFORMED, 0, 0);
 		return TC_ACT_SHOT;
 	}
 
-	struct addr_key ek = {.family = p.family};
+	struct addr_key ek = {.family = p->family};
 	__builtin_memcpy(ek.addr, local, 16);
 	struct endpoint_value *ep = bpf_map_lookup_elem(s.endpoints, &ek);
 	if (!ep) {
@@ -467,75 +500,119 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 		}
 		/* A workload the agent could not program: dropped, never passed. */
 		count(COUNTER_NO_ENDPOINT);
-		emit(skb, generation, &p, dir, 0, lookup_identity(&s, p.family, remote), VERDICT_DENY,
+		emit(skb, generation, p, dir, 0, lookup_identity(&s, p->family, remote), VERDICT_DENY,
 		     REASON_NO_ENDPOINT, 0, 0);
 		return TC_ACT_SHOT;
 	}
 
 	/* Fragments: the first one's ports stand for the later ones. */
 	__u8 evflags = 0;
-	if (p.flags & (PKT_FRAG_FIRST | PKT_FRAG_LATER)) {
-		struct frag_key fk = {.id = p.frag_id, .proto = p.proto, .family = p.family};
-		__builtin_memcpy(fk.saddr, p.saddr, 16);
-		__builtin_memcpy(fk.daddr, p.daddr, 16);
+	if (p->flags & (PKT_FRAG_FIRST | PKT_FRAG_LATER)) {
+		struct frag_key fk = {.id = p->frag_id, .proto = p->proto, .family = p->family};
+		__builtin_memcpy(fk.saddr, p->saddr, 16);
+		__builtin_memcpy(fk.daddr, p->daddr, 16);
 		count(COUNTER_FRAGMENTS);
 		evflags |= EVENT_FRAGMENT;
-		if (p.flags & PKT_FRAG_FIRST) {
+		if (p->flags & PKT_FRAG_FIRST) {
 			struct frag_value fv = {
-				.sport = p.sport,
-				.dport = p.dport,
-				.port = p.port,
-				.icmp_type = p.icmp_type,
-				.flags = p.flags & (PKT_ECHO_REQUEST | PKT_ECHO_REPLY),
+				.sport = p->sport,
+				.dport = p->dport,
+				.port = p->port,
+				.icmp_type = p->icmp_type,
+				.flags = p->flags & (PKT_ECHO_REQUEST | PKT_ECHO_REPLY),
 			};
 			bpf_map_update_elem(&fragments, &fk, &fv, BPF_ANY);
 		} else {
 			struct frag_value *fv = bpf_map_lookup_elem(&fragments, &fk);
 			if (fv) {
-				p.sport = fv->sport;
-				p.dport = fv->dport;
-				p.port = fv->port;
-				p.icmp_type = fv->icmp_type;
-				p.flags |= fv->flags & (PKT_ECHO_REQUEST | PKT_ECHO_REPLY);
+				p->sport = fv->sport;
+				p->dport = fv->dport;
+				p->port = fv->port;
+				p->icmp_type = fv->icmp_type;
+				p->flags |= fv->flags & (PKT_ECHO_REQUEST | PKT_ECHO_REPLY);
 				/* A later fragment of an echo request or reply is one too. */
-				opens = !icmp || (p.flags & PKT_ECHO_REQUEST);
-				answers = !icmp || (p.flags & PKT_ECHO_REPLY);
+				opens = !icmp || (p->flags & PKT_ECHO_REQUEST);
+				answers = !icmp || (p->flags & PKT_ECHO_REPLY);
 			}
 		}
 	}
 
 	if (opens && frag) {
-		ct_fill(&ck, &p, dir);
-		ct = bpf_map_lookup_elem(&conntrack, &ck);
+		ct_fill(ck, p, dir);
+		ct = bpf_map_lookup_elem(&conntrack, ck);
 		if (ct && ct->expires < now)
 			ct = 0;
 	}
 	if (!ct && answers) {
-		struct ct_key rk = {.proto = p.proto, .family = p.family, .direction = !dir};
-		__builtin_memcpy(rk.saddr, p.daddr, 16);
-		__builtin_memcpy(rk.daddr, p.saddr, 16);
-		rk.sport = icmp ? p.sport : p.dport;
-		rk.dport = icmp ? 0 : p.sport;
+		struct ct_key rk = {.proto = p->proto, .family = p->family, .direction = !dir};
+		__builtin_memcpy(rk.saddr, p->daddr, 16);
+		__builtin_memcpy(rk.daddr, p->saddr, 16);
+		rk.sport = icmp ? p->sport : p->dport;
+		rk.dport = icmp ? 0 : p->sport;
 		struct ct_value *rct = bpf_map_lookup_elem(&conntrack, &rk);
 		if (rct && rct->expires >= now) {
-			ct_touch(rct, &p, now, 1);
+			ct_touch(rct, p, now, 1);
 			count(COUNTER_REPLIES);
 			return TC_ACT_UNSPEC;
 		}
 	}
 
-	__u32 peer = lookup_identity(&s, p.family, remote);
+	__u32 peer = lookup_identity(&s, p->family, remote);
 	struct decision d;
-	decide(&s, ep, dir, peer, &p, &d);
+	decide(&s, ep, dir, peer, p, &d);
 
 	if (d.verdict == VERDICT_DENY) {
 		if (ct)
-			bpf_map_delete_elem(&conntrack, &ck);
+			bpf_map_delete_elem(&conntrack, ck);
 		count(COUNTER_DENIED);
-		emit(skb, generation, &p, dir, ep->identity, peer, d.verdict, d.reason, d.rule, evflags);
+		emit(skb, generation, p, dir, ep->identity, peer, d.verdict, d.reason, d.rule, evflags);
 		return TC_ACT_SHOT;
 	}
-	if (d.l7)
+	/*
+	 * DNS rules: the message is decided here. A refused UDP query is
+	 * answered at once (dns_answer); its connection entry is kept so that
+	 * the answer passes both sides as a reply. A refused TCP query is
+	 * dropped (docs/datapath.md says what the client sees).
+	 */
+	__u8 ct_l7 = d.l7 ? CT_L7_UNENFORCED : 0;
+	int refused = 0;
+	if (d.l7) {
+		int dr = DNS_NOT_DNS;
+		struct dns_scratch *sc = bpf_map_lookup_elem(&dns_scratch, &zero);
+		if (sc) {
+			/* The entries are there already: decide() kept them. */
+			struct dns_args *a = (struct dns_args *)sc->args;
+			a->slot = s.slot;
+			a->l4off = p->l4off;
+			a->l4len = p->l4len;
+			a->ep_flags = ep->flags;
+			a->dir = dir;
+			a->proto = p->proto;
+			a->frag = frag ? 1 : 0;
+			a->verdict = d.verdict;
+			a->reason = d.reason;
+			a->rule = d.rule;
+			dr = dns_decide(skb, a);
+			d.verdict = a->verdict, d.reason = a->reason, d.rule = a->rule;
+		}
+		if (dr != DNS_NOT_DNS)
+			ct_l7 = CT_L7_DNS;
+		if (dr == DNS_REFUSE) {
+			refused = 1;
+			count(COUNTER_DENIED);
+			if (d.reason == REASON_L7_DENIED)
+				count(COUNTER_DNS_REFUSED);
+			emit(skb, generation, p, dir, ep->identity, peer, d.verdict, d.reason, d.rule, evflags);
+			if (p->proto != IPPROTO_UDP) {
+				if (ct)
+					bpf_map_delete_elem(&conntrack, ck);
+				return TC_ACT_SHOT;
+			}
+			/* The answer is a reply of this query's entry, created as an allow's. */
+			d.verdict = VERDICT_ALLOW;
+		}
+	}
+	if (ct_l7 == CT_L7_UNENFORCED)
 		count(COUNTER_L7_UNENFORCED);
 
 	/*
@@ -547,20 +624,26 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 	int created = 0;
 	if (opens) {
 		if (ct) {
-			ct_touch(ct, &p, now, 0);
+			ct_touch(ct, p, now, 0);
 			if (ct->verdict == d.verdict)
 				report = 0;
 			else
 				ct->verdict = d.verdict;
-			ct->l7 = d.l7;
+			ct->l7 = ct_l7;
 			ct->generation = gen;
 		} else {
-			struct ct_value nv = {.verdict = d.verdict, .l7 = d.l7, .generation = gen};
-			ct_touch(&nv, &p, now, 0);
-			nv.expires = now + ct_timeout(p.proto, nv.flags);
-			bpf_map_update_elem(&conntrack, &ck, &nv, BPF_ANY);
+			struct ct_value nv = {.verdict = d.verdict, .l7 = ct_l7, .generation = gen};
+			ct_touch(&nv, p, now, 0);
+			nv.expires = now + ct_timeout(p->proto, nv.flags);
+			bpf_map_update_elem(&conntrack, ck, &nv, BPF_ANY);
 			created = 1;
 		}
+	}
+	if (refused) {
+		if (!created && ct)
+			ct->verdict = VERDICT_ALLOW;
+		int r2 = dns_answer(skb, p, dir);
+		return r2 < 0 ? TC_ACT_SHOT : r2;
 	}
 	if (d.verdict == VERDICT_AUDIT) {
 		count(COUNTER_AUDITED);
@@ -569,7 +652,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 		report = created || events_allowed();
 	}
 	if (report)
-		emit(skb, generation, &p, dir, ep->identity, peer, d.verdict, d.reason, d.rule, evflags);
+		emit(skb, generation, p, dir, ep->identity, peer, d.verdict, d.reason, d.rule, evflags);
 	return TC_ACT_UNSPEC;
 }
 

@@ -47,6 +47,14 @@ enum reason {
 	 */
 	REASON_NO_ENDPOINT = 18,
 	REASON_NO_STATE = 19,
+	/*
+	 * A DNS query on a port whose enforcing rules restrict names that the
+	 * kernel cannot decide: malformed, a compression pointer in a question,
+	 * 0 or more than DNS_MAX_QUESTIONS questions, a byte it does not match,
+	 * or not whole in one packet (counters say which). Refused as a name
+	 * no rule allows would be.
+	 */
+	REASON_DNS_MALFORMED = 20,
 };
 
 /* engine.EndpointFlags */
@@ -134,7 +142,32 @@ struct policy_value {
 	__u32 deny_rule;
 	__u32 audit_rule;       /* lowest audit-mode deny rule */
 	__u32 audit_allow_rule; /* lowest audit-mode allow rule */
-	__u32 l7;               /* L7 list ID; the kernel does not match L7 */
+	__u32 l7;               /* L7 list ID; DNS lists are matched (dns_* maps) */
+};
+
+/*
+ * DNS name tables (engine.DNSTables), per generation: dns_lists maps an L7
+ * list ID to its automaton, dns_next[state * 256 + byte] is the next state,
+ * dns_accept[state] what the list says of a name that ends there.
+ */
+#define DNS_LIST_HAS_DNS (1 << 0)
+
+struct dns_list {
+	__u32 start;
+	__u32 flags; /* DNS_LIST_* */
+};
+
+/* The lowest admitting and refusing rule, enforcing and with audit (0: none). */
+struct dns_accept {
+	__u32 allow;
+	__u32 refuse;
+	__u32 audit_allow;
+	__u32 audit_refuse;
+};
+
+/* DNS settings (the dns_settings array's one element), written by the agent. */
+struct dns_config {
+	__u32 rcode; /* RCODE of crafted refusals; 0 means REFUSED (5) */
 };
 
 /* The generation that packets see: slot (0 or 1) of the gen_* outer maps. */
@@ -154,6 +187,10 @@ struct ct_key {
 	__u8 pad;
 };
 
+/* ct_value.l7 */
+#define CT_L7_UNENFORCED 1 /* L7 rules the kernel does not match (counted) */
+#define CT_L7_DNS 2	   /* DNS rules: every packet is decided, no fast path */
+
 #define CT_SEEN_REPLY (1 << 0)
 #define CT_CLOSING (1 << 1)
 
@@ -161,7 +198,7 @@ struct ct_value {
 	__u64 expires; /* bpf_ktime_get_ns() deadline */
 	__u8 verdict;  /* VERDICT_ALLOW or VERDICT_AUDIT */
 	__u8 flags;
-	__u8 l7;	    /* the allow has an L7 list (counted, not matched) */
+	__u8 l7;	    /* CT_L7_*: the allow has an L7 list */
 	__u8 pad;
 	/*
 	 * Low 32 bits of the generation that last decided the connection: a
@@ -290,6 +327,25 @@ enum counter {
 	COUNTER_EVENTS_LOST_DENY,
 	COUNTER_EVENTS_LOST_ALLOW,
 	COUNTER_EVENTS_LOST_AUDIT,
+	/*
+	 * DNS queries on ports with DNS rules: decided, and of those allowed,
+	 * refused by rule, audited; refused (where enforcing rules restrict
+	 * names) or passed (where not) because the kernel could not decide
+	 * them: malformed, a compression pointer in a question, 0 or too many
+	 * questions, a name with a byte it does not match or longer than 253,
+	 * not whole in one packet (TCP segment, IP fragment); and the crafted
+	 * answers sent back (UDP).
+	 */
+	COUNTER_DNS_QUERIES,
+	COUNTER_DNS_ALLOWED,
+	COUNTER_DNS_REFUSED,
+	COUNTER_DNS_AUDITED,
+	COUNTER_DNS_MALFORMED,
+	COUNTER_DNS_POINTER,
+	COUNTER_DNS_QDCOUNT,
+	COUNTER_DNS_NAME,
+	COUNTER_DNS_SPLIT,
+	COUNTER_DNS_ANSWERED,
 	COUNTER_MAX,
 };
 

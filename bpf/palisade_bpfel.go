@@ -44,7 +44,17 @@ const (
 	PalisadeCounterCOUNTER_EVENTS_LOST_DENY  PalisadeCounter = 14
 	PalisadeCounterCOUNTER_EVENTS_LOST_ALLOW PalisadeCounter = 15
 	PalisadeCounterCOUNTER_EVENTS_LOST_AUDIT PalisadeCounter = 16
-	PalisadeCounterCOUNTER_MAX               PalisadeCounter = 17
+	PalisadeCounterCOUNTER_DNS_QUERIES       PalisadeCounter = 17
+	PalisadeCounterCOUNTER_DNS_ALLOWED       PalisadeCounter = 18
+	PalisadeCounterCOUNTER_DNS_REFUSED       PalisadeCounter = 19
+	PalisadeCounterCOUNTER_DNS_AUDITED       PalisadeCounter = 20
+	PalisadeCounterCOUNTER_DNS_MALFORMED     PalisadeCounter = 21
+	PalisadeCounterCOUNTER_DNS_POINTER       PalisadeCounter = 22
+	PalisadeCounterCOUNTER_DNS_QDCOUNT       PalisadeCounter = 23
+	PalisadeCounterCOUNTER_DNS_NAME          PalisadeCounter = 24
+	PalisadeCounterCOUNTER_DNS_SPLIT         PalisadeCounter = 25
+	PalisadeCounterCOUNTER_DNS_ANSWERED      PalisadeCounter = 26
+	PalisadeCounterCOUNTER_MAX               PalisadeCounter = 27
 )
 
 type PalisadeCtKey struct {
@@ -75,6 +85,25 @@ const (
 	PalisadeDirectionDIR_INGRESS PalisadeDirection = 0
 	PalisadeDirectionDIR_EGRESS  PalisadeDirection = 1
 )
+
+type PalisadeDnsAccept struct {
+	_           structs.HostLayout
+	Allow       uint32
+	Refuse      uint32
+	AuditAllow  uint32
+	AuditRefuse uint32
+}
+
+type PalisadeDnsConfig struct {
+	_     structs.HostLayout
+	Rcode uint32
+}
+
+type PalisadeDnsList struct {
+	_     structs.HostLayout
+	Start uint32
+	Flags uint32
+}
 
 type PalisadeEndpointValue struct {
 	_        structs.HostLayout
@@ -170,16 +199,17 @@ type PalisadePolicyValue struct {
 type PalisadeReason uint32
 
 const (
-	PalisadeReasonREASON_NOT_ENFORCED PalisadeReason = 0
-	PalisadeReasonREASON_NOT_SELECTED PalisadeReason = 1
-	PalisadeReasonREASON_ALLOWED      PalisadeReason = 2
-	PalisadeReasonREASON_DENIED       PalisadeReason = 3
-	PalisadeReasonREASON_DEFAULT_DENY PalisadeReason = 4
-	PalisadeReasonREASON_L7DENIED     PalisadeReason = 5
-	PalisadeReasonREASON_REPLY        PalisadeReason = 16
-	PalisadeReasonREASON_MALFORMED    PalisadeReason = 17
-	PalisadeReasonREASON_NO_ENDPOINT  PalisadeReason = 18
-	PalisadeReasonREASON_NO_STATE     PalisadeReason = 19
+	PalisadeReasonREASON_NOT_ENFORCED  PalisadeReason = 0
+	PalisadeReasonREASON_NOT_SELECTED  PalisadeReason = 1
+	PalisadeReasonREASON_ALLOWED       PalisadeReason = 2
+	PalisadeReasonREASON_DENIED        PalisadeReason = 3
+	PalisadeReasonREASON_DEFAULT_DENY  PalisadeReason = 4
+	PalisadeReasonREASON_L7DENIED      PalisadeReason = 5
+	PalisadeReasonREASON_REPLY         PalisadeReason = 16
+	PalisadeReasonREASON_MALFORMED     PalisadeReason = 17
+	PalisadeReasonREASON_NO_ENDPOINT   PalisadeReason = 18
+	PalisadeReasonREASON_NO_STATE      PalisadeReason = 19
+	PalisadeReasonREASON_DNS_MALFORMED PalisadeReason = 20
 )
 
 type PalisadeRuntimeSettings struct {
@@ -225,14 +255,20 @@ const (
 	PalisadeMapActive                = "active"
 	PalisadeMapConntrack             = "conntrack"
 	PalisadeMapCounters              = "counters"
+	PalisadeMapDnsScratch            = "dns_scratch"
+	PalisadeMapDnsSettings           = "dns_settings"
 	PalisadeMapEvents                = "events"
 	PalisadeMapFragments             = "fragments"
+	PalisadeMapGenDnsAccept          = "gen_dns_accept"
+	PalisadeMapGenDnsLists           = "gen_dns_lists"
+	PalisadeMapGenDnsNext            = "gen_dns_next"
 	PalisadeMapGenEndpoints          = "gen_endpoints"
 	PalisadeMapGenIpcache            = "gen_ipcache"
 	PalisadeMapGenIpcacheLpm         = "gen_ipcache_lpm"
 	PalisadeMapGenPolicy             = "gen_policy"
 	PalisadeMapGenPolicyLpm          = "gen_policy_lpm"
 	PalisadeMapGenerations           = "generations"
+	PalisadeMapPktScratch            = "pkt_scratch"
 	PalisadeMapSettings              = "settings"
 	PalisadeProgPalisadeFromEndpoint = "palisade_from_endpoint"
 	PalisadeProgPalisadeFromWorkload = "palisade_from_workload"
@@ -242,6 +278,8 @@ const (
 	PalisadeVarBtfAddrKey            = "__btf_addr_key"
 	PalisadeVarBtfCounter            = "__btf_counter"
 	PalisadeVarBtfDirection          = "__btf_direction"
+	PalisadeVarBtfDnsAccept          = "__btf_dns_accept"
+	PalisadeVarBtfDnsList            = "__btf_dns_list"
 	PalisadeVarBtfEndpointValue      = "__btf_endpoint_value"
 	PalisadeVarBtfEventType          = "__btf_event_type"
 	PalisadeVarBtfEventVersion       = "__btf_event_version"
@@ -311,14 +349,20 @@ type PalisadeMapSpecs struct {
 	Active        *ebpf.MapSpec `ebpf:"active"`
 	Conntrack     *ebpf.MapSpec `ebpf:"conntrack"`
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	DnsScratch    *ebpf.MapSpec `ebpf:"dns_scratch"`
+	DnsSettings   *ebpf.MapSpec `ebpf:"dns_settings"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	Fragments     *ebpf.MapSpec `ebpf:"fragments"`
+	GenDnsAccept  *ebpf.MapSpec `ebpf:"gen_dns_accept"`
+	GenDnsLists   *ebpf.MapSpec `ebpf:"gen_dns_lists"`
+	GenDnsNext    *ebpf.MapSpec `ebpf:"gen_dns_next"`
 	GenEndpoints  *ebpf.MapSpec `ebpf:"gen_endpoints"`
 	GenIpcache    *ebpf.MapSpec `ebpf:"gen_ipcache"`
 	GenIpcacheLpm *ebpf.MapSpec `ebpf:"gen_ipcache_lpm"`
 	GenPolicy     *ebpf.MapSpec `ebpf:"gen_policy"`
 	GenPolicyLpm  *ebpf.MapSpec `ebpf:"gen_policy_lpm"`
 	Generations   *ebpf.MapSpec `ebpf:"generations"`
+	PktScratch    *ebpf.MapSpec `ebpf:"pkt_scratch"`
 	Settings      *ebpf.MapSpec `ebpf:"settings"`
 }
 
@@ -329,6 +373,8 @@ type PalisadeVariableSpecs struct {
 	BtfAddrKey       *ebpf.VariableSpec `ebpf:"__btf_addr_key"`
 	BtfCounter       *ebpf.VariableSpec `ebpf:"__btf_counter"`
 	BtfDirection     *ebpf.VariableSpec `ebpf:"__btf_direction"`
+	BtfDnsAccept     *ebpf.VariableSpec `ebpf:"__btf_dns_accept"`
+	BtfDnsList       *ebpf.VariableSpec `ebpf:"__btf_dns_list"`
 	BtfEndpointValue *ebpf.VariableSpec `ebpf:"__btf_endpoint_value"`
 	BtfEventType     *ebpf.VariableSpec `ebpf:"__btf_event_type"`
 	BtfEventVersion  *ebpf.VariableSpec `ebpf:"__btf_event_version"`
@@ -365,14 +411,20 @@ type PalisadeMaps struct {
 	Active        *ebpf.Map `ebpf:"active"`
 	Conntrack     *ebpf.Map `ebpf:"conntrack"`
 	Counters      *ebpf.Map `ebpf:"counters"`
+	DnsScratch    *ebpf.Map `ebpf:"dns_scratch"`
+	DnsSettings   *ebpf.Map `ebpf:"dns_settings"`
 	Events        *ebpf.Map `ebpf:"events"`
 	Fragments     *ebpf.Map `ebpf:"fragments"`
+	GenDnsAccept  *ebpf.Map `ebpf:"gen_dns_accept"`
+	GenDnsLists   *ebpf.Map `ebpf:"gen_dns_lists"`
+	GenDnsNext    *ebpf.Map `ebpf:"gen_dns_next"`
 	GenEndpoints  *ebpf.Map `ebpf:"gen_endpoints"`
 	GenIpcache    *ebpf.Map `ebpf:"gen_ipcache"`
 	GenIpcacheLpm *ebpf.Map `ebpf:"gen_ipcache_lpm"`
 	GenPolicy     *ebpf.Map `ebpf:"gen_policy"`
 	GenPolicyLpm  *ebpf.Map `ebpf:"gen_policy_lpm"`
 	Generations   *ebpf.Map `ebpf:"generations"`
+	PktScratch    *ebpf.Map `ebpf:"pkt_scratch"`
 	Settings      *ebpf.Map `ebpf:"settings"`
 }
 
@@ -381,14 +433,20 @@ func (m *PalisadeMaps) Close() error {
 		m.Active,
 		m.Conntrack,
 		m.Counters,
+		m.DnsScratch,
+		m.DnsSettings,
 		m.Events,
 		m.Fragments,
+		m.GenDnsAccept,
+		m.GenDnsLists,
+		m.GenDnsNext,
 		m.GenEndpoints,
 		m.GenIpcache,
 		m.GenIpcacheLpm,
 		m.GenPolicy,
 		m.GenPolicyLpm,
 		m.Generations,
+		m.PktScratch,
 		m.Settings,
 	)
 }
@@ -400,6 +458,8 @@ type PalisadeVariables struct {
 	BtfAddrKey       *ebpf.Variable `ebpf:"__btf_addr_key"`
 	BtfCounter       *ebpf.Variable `ebpf:"__btf_counter"`
 	BtfDirection     *ebpf.Variable `ebpf:"__btf_direction"`
+	BtfDnsAccept     *ebpf.Variable `ebpf:"__btf_dns_accept"`
+	BtfDnsList       *ebpf.Variable `ebpf:"__btf_dns_list"`
 	BtfEndpointValue *ebpf.Variable `ebpf:"__btf_endpoint_value"`
 	BtfEventType     *ebpf.Variable `ebpf:"__btf_event_type"`
 	BtfEventVersion  *ebpf.Variable `ebpf:"__btf_event_version"`

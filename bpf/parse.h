@@ -59,6 +59,8 @@ struct pkt {
 	__u8 tcp_flags; /* FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10 */
 	__u8 icmp_type;
 	__u8 pad;
+	__u32 l4off; /* offset of the L4 header (TCP, UDP: DNS parsing) */
+	__u32 l4len; /* bytes from l4off to the end of the IP payload */
 };
 
 /* parse_l4 reads ports or the ICMP type at off; avail is the L4 length. */
@@ -66,6 +68,8 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct pkt *p, __u32 
 {
 	__u8 b[20];
 
+	p->l4off = off;
+	p->l4len = avail;
 	switch (p->proto) {
 	case IPPROTO_TCP:
 		if (avail < 20 || bpf_skb_load_bytes(skb, off, b, 20) < 0)

@@ -34,9 +34,13 @@ const (
 	outerIPCacheLPM = bpf.PalisadeMapGenIpcacheLpm
 	outerPolicy     = bpf.PalisadeMapGenPolicy
 	outerPolicyLPM  = bpf.PalisadeMapGenPolicyLpm
+	outerDNSLists   = bpf.PalisadeMapGenDnsLists
+	outerDNSNext    = bpf.PalisadeMapGenDnsNext
+	outerDNSAccept  = bpf.PalisadeMapGenDnsAccept
 )
 
-var outerMaps = []string{outerEndpoints, outerIPCache, outerIPCacheLPM, outerPolicy, outerPolicyLPM}
+var outerMaps = []string{outerEndpoints, outerIPCache, outerIPCacheLPM, outerPolicy, outerPolicyLPM,
+	outerDNSLists, outerDNSNext, outerDNSAccept}
 
 func (d *Datapath) outer(name string) *ebpf.Map {
 	switch name {
@@ -50,6 +54,12 @@ func (d *Datapath) outer(name string) *ebpf.Map {
 		return d.objs.GenPolicy
 	case outerPolicyLPM:
 		return d.objs.GenPolicyLpm
+	case outerDNSLists:
+		return d.objs.GenDnsLists
+	case outerDNSNext:
+		return d.objs.GenDnsNext
+	case outerDNSAccept:
+		return d.objs.GenDnsAccept
 	}
 	panic("unknown outer map " + name)
 }
@@ -78,6 +88,7 @@ type encoded struct {
 	polValues  []bpf.PalisadePolicyValue
 	polLPMKeys []bpf.PalisadePolicyLpmKey
 	polLPMVals []bpf.PalisadePolicyValue
+	dns        encodedDNS
 }
 
 func (d *Datapath) check(s *engine.MapState) error {
@@ -132,6 +143,11 @@ func encode(s *engine.MapState) (*encoded, error) {
 			e.polLPMVals = append(e.polLPMVals, policyValue(v))
 		}
 	}
+	dns, err := encodeDNS(s)
+	if err != nil {
+		return nil, err
+	}
+	e.dns = dns
 	return e, nil
 }
 
@@ -246,6 +262,9 @@ func (d *Datapath) build(gen uint64, e *encoded) (maps []*ebpf.Map, err error) {
 		{e.ipLPMKeys, e.ipLPMVals, len(e.ipLPMKeys)},
 		{e.polKeys, e.polValues, len(e.polKeys)},
 		{e.polLPMKeys, e.polLPMVals, len(e.polLPMKeys)},
+		{e.dns.listKeys, e.dns.listValues, len(e.dns.listKeys)},
+		{e.dns.nextKeys, e.dns.nextValues, len(e.dns.nextKeys)},
+		{e.dns.acceptKeys, e.dns.acceptValues, len(e.dns.acceptKeys)},
 	}
 	for i, name := range outerMaps {
 		spec := d.inner[name].Copy()

@@ -53,6 +53,21 @@ type Counters struct {
 	EventsLostDenied  uint64
 	EventsLostAllowed uint64
 	EventsLostAudited uint64
+	// DNS queries on ports with DNS rules (docs/datapath.md, "DNS"):
+	// decided in the kernel (DNSQueries), of which allowed, refused by
+	// rule and audited; those it could not decide, by reason (refused
+	// where the enforcing rules restrict names, passed where they do not);
+	// and the answers it crafted for refused UDP queries.
+	DNSQueries   uint64
+	DNSAllowed   uint64
+	DNSRefused   uint64
+	DNSAudited   uint64
+	DNSMalformed uint64 // bad header or lengths, a truncated question, a label of 64 or more, not a QUERY
+	DNSPointer   uint64 // a compression pointer in a question
+	DNSQDCount   uint64 // 0 or more than 4 questions
+	DNSName      uint64 // a name with a byte outside 0x21-0x7e or a '.' in a label, or longer than 253
+	DNSSplit     uint64 // not one whole message in the packet (TCP segment, IP fragment)
+	DNSAnswered  uint64
 }
 
 // Counters reads and sums the per-CPU counters.
@@ -60,7 +75,9 @@ func (d *Datapath) Counters() (Counters, error) {
 	var c Counters
 	fields := []*uint64{&c.Packets, &c.Allowed, &c.Denied, &c.Audited, &c.NotEnforced, &c.Replies,
 		&c.Malformed, &c.NonIP, &c.Fragments, &c.EventsLost, &c.NoState, &c.L7Unenforced, &c.NoEndpoint,
-		&c.EventsSent, &c.EventsLostDenied, &c.EventsLostAllowed, &c.EventsLostAudited}
+		&c.EventsSent, &c.EventsLostDenied, &c.EventsLostAllowed, &c.EventsLostAudited,
+		&c.DNSQueries, &c.DNSAllowed, &c.DNSRefused, &c.DNSAudited, &c.DNSMalformed, &c.DNSPointer,
+		&c.DNSQDCount, &c.DNSName, &c.DNSSplit, &c.DNSAnswered}
 	if len(fields) != int(bpf.PalisadeCounterCOUNTER_MAX) {
 		return c, fmt.Errorf("counters: %d fields for %d counters", len(fields), bpf.PalisadeCounterCOUNTER_MAX)
 	}

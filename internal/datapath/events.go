@@ -51,6 +51,11 @@ const (
 	// ReasonNoState: on a workload's interface, a packet before the first
 	// generation; dropped.
 	ReasonNoState Reason = Reason(bpf.PalisadeReasonREASON_NO_STATE)
+	// ReasonDNSMalformed: a DNS query the kernel could not decide
+	// (malformed, a compression pointer in a question, 0 or too many
+	// questions, a name it does not match, not whole in one packet) on a
+	// port whose rules restrict names.
+	ReasonDNSMalformed Reason = Reason(bpf.PalisadeReasonREASON_DNS_MALFORMED)
 )
 
 func (r Reason) String() string {
@@ -61,6 +66,8 @@ func (r Reason) String() string {
 		return "malformed"
 	case ReasonNoEndpoint:
 		return "no-endpoint"
+	case ReasonDNSMalformed:
+		return "dns-malformed"
 	case ReasonNoState:
 		return "no-state"
 	}

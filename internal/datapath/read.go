@@ -39,17 +39,25 @@ func (d *Datapath) Read() (*engine.MapState, uint64, error) {
 }
 
 // Compare reads the generation that packets see now and lists how it
-// differs from desired, as Diff does, and also every endpoint whose hints
+// differs from desired, as Diff does, and its DNS tables from those Apply
+// writes for desired (map "dns"), and also every endpoint whose hints
 // byte is not the one Apply writes for desired: a wrong hint makes packets
 // skip policy entries that are there (or probe for ones that are not), so
 // it is drift even when every entry is right. It returns the generation
 // read.
 func (d *Datapath) Compare(desired *engine.MapState) ([]Drift, uint64, error) {
-	actual, hints, gen, err := d.read()
+	actual, hints, dns, gen, err := d.readAll()
 	if err != nil {
 		return nil, gen, err
 	}
 	out := Diff(desired, actual)
+	if gen != 0 {
+		dd, err := compareDNS(desired, dns)
+		if err != nil {
+			return nil, gen, err
+		}
+		out = append(out, dd...)
+	}
 	want := policyHints(desired.Policy)
 	for a, ep := range desired.Endpoints {
 		got, ok := hints[a]
@@ -69,6 +77,18 @@ func hintsString(h uint8) string { return fmt.Sprintf("hints 0x%02x", h) }
 // read reads the active generation: its state, the hints byte of every
 // endpoint, and its number.
 func (d *Datapath) read() (*engine.MapState, map[netip.Addr]uint8, uint64, error) {
+	s, hints, _, gen, err := d.readAll()
+	return s, hints, gen, err
+}
+
+// readAll is read with the generation's DNS tables.
+func (d *Datapath) readAll() (*engine.MapState, map[netip.Addr]uint8, encodedDNS, uint64, error) {
+	var dns encodedDNS
+	s, hints, gen, err := d.readLocked(&dns)
+	return s, hints, dns, gen, err
+}
+
+func (d *Datapath) readLocked(dns *encodedDNS) (*engine.MapState, map[netip.Addr]uint8, uint64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := &engine.MapState{
@@ -113,6 +133,11 @@ func (d *Datapath) read() (*engine.MapState, map[netip.Addr]uint8, uint64, error
 	if err := readInto(s, hints, inner); err != nil {
 		return nil, nil, gen, err
 	}
+	e, err := readDNS(inner)
+	if err != nil {
+		return nil, nil, gen, err
+	}
+	*dns = e
 	return s, hints, gen, nil
 }
 

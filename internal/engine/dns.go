@@ -35,15 +35,23 @@ import (
 // before any table step, a name with a byte outside 0x21-0x7e or a '.'
 // inside a label, so every name it feeds means what FQDN.Matches reads.
 type DNSTables struct {
-	// Start maps each L7 list with DNS rules to its automaton's start
-	// state. Lists without DNS rules are absent: the kernel leaves their
-	// requests to L4 (counted as L7 unenforced).
-	Start map[L7ID]uint32
+	// Lists holds every L7 list's automaton. A port is decided as DNS when
+	// one of the lists found for it has DNS rules; a list without them
+	// (HTTP or Kafka rules only) still has an automaton, whose one state
+	// says that its allows with rules refuse every name, as MatchL7 does.
+	Lists map[L7ID]DNSList
 	// Next is the transition table: Next[state*256+byte] is the state
 	// after byte. State numbers are global; each list's states are its own.
 	Next []uint32
 	// Accept[state] decides a name that ends in state.
 	Accept []DNSAccept
+}
+
+// DNSList is one list's automaton: its start state, and whether the list
+// has DNS rules.
+type DNSList struct {
+	Start uint32
+	DNS   bool
 }
 
 // DNSAccept is what an L7 list says of a name: the lowest rule among its
@@ -65,21 +73,22 @@ func DNSListHasDNS(l L7List) bool {
 	return slices.ContainsFunc(l, func(a L7Allow) bool { return a.Rules != nil && len(a.Rules.DNS) > 0 })
 }
 
-// CompileDNS builds the DNS tables of the lists that have DNS rules. The
-// result depends only on the lists' content (lists are compiled in order
-// of their IDs), so the same state gives the same tables.
+// CompileDNS builds the DNS tables of a state's L7 lists. The result
+// depends only on the lists' content (lists are compiled in order of their
+// IDs), so the same state gives the same tables. A state without DNS rules
+// has no tables at all (nil): no port is decided as DNS.
 func CompileDNS(lists map[L7ID]L7List) (*DNSTables, error) {
-	t := &DNSTables{Start: map[L7ID]uint32{}}
+	if !slices.ContainsFunc(slices.Collect(maps.Values(lists)), DNSListHasDNS) {
+		return nil, nil
+	}
+	t := &DNSTables{Lists: map[L7ID]DNSList{}}
 	for _, id := range slices.Sorted(maps.Keys(lists)) {
 		l := lists[id]
-		if !DNSListHasDNS(l) {
-			continue
-		}
 		start, err := t.addList(l)
 		if err != nil {
 			return nil, fmt.Errorf("DNS rules of L7 list %d: %w", id, err)
 		}
-		t.Start[id] = start
+		t.Lists[id] = DNSList{Start: start, DNS: DNSListHasDNS(l)}
 	}
 	return t, nil
 }
@@ -235,12 +244,16 @@ func (t *DNSTables) accept(l L7List, uses [][]int, pats []dnsPattern, set map[nf
 }
 
 // Lookup runs a list's automaton on a name as the datapath feeds it; ok is
-// false when the list has no DNS tables.
+// false when the tables have no such list.
 func (t *DNSTables) Lookup(id L7ID, name string) (DNSAccept, bool) {
-	s, ok := t.Start[id]
+	if t == nil {
+		return DNSAccept{}, false
+	}
+	l, ok := t.Lists[id]
 	if !ok {
 		return DNSAccept{}, false
 	}
+	s := l.Start
 	name = strings.TrimSuffix(name, ".")
 	for i := 0; i < len(name); i++ {
 		s = t.Next[int(s)*256+int(name[i])]

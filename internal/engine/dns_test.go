@@ -106,12 +106,14 @@ func TestCompileDNSMatchesFQDN(t *testing.T) {
 			t.Fatalf("set %d: %v", set, err)
 		}
 		for id, l := range lists {
-			_, has := tab.Start[id]
-			if has != DNSListHasDNS(l) {
-				t.Fatalf("set %d list %d: tables %v, has DNS rules %v", set, id, has, DNSListHasDNS(l))
-			}
-			if !has {
+			if tab == nil {
+				if DNSListHasDNS(l) {
+					t.Fatalf("set %d: no tables, list %d has DNS rules", set, id)
+				}
 				continue
+			}
+			if tab.Lists[id].DNS != DNSListHasDNS(l) {
+				t.Fatalf("set %d list %d: tables say DNS %v, list has DNS rules %v", set, id, tab.Lists[id].DNS, DNSListHasDNS(l))
 			}
 			for range 200 {
 				name := randomDNSName(r, false)
