@@ -19,6 +19,9 @@ package datapath
 import (
 	"context"
 	"encoding/binary"
+	"flag"
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -317,4 +320,206 @@ func checkDNSAnswer(t *testing.T, q, a []byte, rcode byte) {
 	if string(mA[:2]) != string(m[:2]) || string(mA[4:]) != string(m[4:]) {
 		t.Errorf("the answer's message differs from the query's beyond the flags")
 	}
+}
+
+// The DNS differential test: seeded random states whose policy entries
+// carry random L7 lists (DNS names and patterns, audit-mode allows, HTTP
+// rules, allows without rules), beside random deny and audit flags and
+// default-deny, are applied to the real programs; random query names in
+// UDP queries run through the egress program, and every verdict, reason
+// and rule equals engine.MapState.LookupSide's for the DNS request (the
+// contract between compiler and kernel; internal/engine checks that
+// LookupSide equals Evaluate). Set i uses seed dnsseed+i:
+//
+//	go test ./internal/datapath -run TestDNSDifferential -datapath.dnsseed=S -datapath.dnssets=1
+var (
+	dnsSeed    = flag.Uint64("datapath.dnsseed", 1515, "seed of the first state of TestDNSDifferential (set i: seed+i)")
+	dnsSets    = flag.Int("datapath.dnssets", 100, "random states in TestDNSDifferential")
+	dnsQueries = flag.Int("datapath.dnsqueries", 500, "random queries per state in TestDNSDifferential")
+)
+
+func randomLabelName(r *rand.Rand, star bool) string {
+	if r.IntN(30) == 0 {
+		return ""
+	}
+	alpha := "abX-"
+	if star {
+		alpha = "abX-**"
+	}
+	labels := make([]string, 1+r.IntN(3))
+	for i := range labels {
+		b := make([]byte, 1+r.IntN(3))
+		for j := range b {
+			b[j] = alpha[r.IntN(len(alpha))]
+		}
+		labels[i] = string(b)
+	}
+	return strings.Join(labels, ".")
+}
+
+func randomL7List(r *rand.Rand, base engine.RuleID) engine.L7List {
+	var l engine.L7List
+	for i := range 1 + r.IntN(3) {
+		a := engine.L7Allow{Rule: base + engine.RuleID(i), Audit: r.IntN(4) == 0}
+		switch r.IntN(8) {
+		case 0:
+		case 1:
+			a.Rules = &v1alpha1.L7Rules{HTTP: []v1alpha1.HTTPRule{{Method: "GET"}}}
+		default:
+			a.Rules = &v1alpha1.L7Rules{}
+			for range 1 + r.IntN(3) {
+				switch r.IntN(7) {
+				case 0:
+					a.Rules.DNS = append(a.Rules.DNS, v1alpha1.DNSRule{MatchPattern: "*"})
+				case 1, 2:
+					a.Rules.DNS = append(a.Rules.DNS, v1alpha1.DNSRule{MatchName: v1alpha1.DNSName(randomLabelName(r, false))})
+				default:
+					a.Rules.DNS = append(a.Rules.DNS, v1alpha1.DNSRule{MatchPattern: v1alpha1.DNSPattern(randomLabelName(r, true))})
+				}
+			}
+		}
+		l = append(l, a)
+	}
+	return l
+}
+
+// randomDNSState: A (10.0.0.1) sends to B (10.0.0.2, identity 300) on UDP
+// 53; the entries for B's identity and for any peer are random.
+func randomDNSState(r *rand.Rand) *engine.MapState {
+	s := &engine.MapState{
+		Endpoints: map[netip.Addr]engine.EndpointEntry{addr("10.0.0.1"): {Identity: 256, PolicyID: 256,
+			Flags: engine.EndpointFlags(r.IntN(16)) & (engine.EgressDefaultDeny | engine.EgressDefaultAudit)}},
+		IPCache: map[netip.Prefix]engine.Identity{netip.MustParsePrefix("10.0.0.2/32"): 300},
+		Policy:  map[engine.PolicyKey]engine.PolicyEntry{},
+		L7:      map[engine.L7ID]engine.L7List{},
+	}
+	for i, id := range []engine.Identity{300, 0} {
+		if r.IntN(5) == 0 {
+			continue
+		}
+		var e engine.PolicyEntry
+		flags := []engine.PolicyFlags{engine.FlagAllow, engine.FlagAllow, engine.FlagAllow, engine.FlagAuditAllow, engine.FlagDeny, engine.FlagAuditDeny}
+		for range 1 + r.IntN(2) {
+			e.Flags |= flags[r.IntN(len(flags))]
+		}
+		base := engine.RuleID(10 + 10*i)
+		if e.Flags&engine.FlagAllow != 0 {
+			e.AllowRule = base
+		}
+		if e.Flags&engine.FlagAuditAllow != 0 {
+			e.AuditAllowRule = base + 1
+		}
+		if e.Flags&engine.FlagDeny != 0 {
+			e.DenyRule = base + 5
+		}
+		if e.Flags&engine.FlagAuditDeny != 0 {
+			e.AuditRule = base + 6
+		}
+		if e.Flags&(engine.FlagAllow|engine.FlagAuditAllow) != 0 && r.IntN(5) != 0 {
+			e.L7 = engine.L7ID(1 + i)
+			s.L7[e.L7] = randomL7List(r, base+100)
+		}
+		s.Policy[engine.PolicyKey{PolicyID: 256, Direction: engine.Egress, Identity: id, Proto: 17, Port: 53, PrefixLen: 24}] = e
+	}
+	return s
+}
+
+func TestDNSDifferential(t *testing.T) {
+	requireKernel(t)
+	d := openTest(t, nil)
+	er, err := d.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer er.Close()
+	A, B := addr("10.0.0.1"), addr("10.0.0.2")
+	sides := map[string]int{}
+	queries := 0
+	for i := range *dnsSets {
+		seed := *dnsSeed + uint64(i)
+		r := rand.New(rand.NewPCG(seed, 15))
+		s := randomDNSState(r)
+		if err := d.Apply(context.Background(), s); err != nil {
+			t.Fatalf("seed %d: Apply: %v", seed, err)
+		}
+		drift, _, err := d.Compare(s)
+		if err != nil || len(drift) > 0 {
+			t.Fatalf("seed %d: Compare: %v %v", seed, drift, err)
+		}
+		clearTracking(t, d)
+		for q := range *dnsQueries {
+			name := randomLabelName(r, false)
+			if r.IntN(3) == 0 {
+				name = strings.ToUpper(name) + "."
+			}
+			msg := dnsQuery(name)
+			pkt := dnsPacket(A, B, 17, msg)
+			binary.BigEndian.PutUint16(pkt[14+20:], uint16(1024+q)) // a new connection: its first packet is reported
+			// A port none of whose lists has DNS rules is decided at L4.
+			var req *engine.Request
+			if dnsPort(s) {
+				req = &engine.Request{DNS: &engine.DNSRequest{Name: name}}
+			}
+			wv, wr, wrule := s.LookupSide(engine.Egress, A, B, 17, 53, req)
+			ret, ev := run(t, d, er, engine.Egress, pkt)
+			queries++
+			gv, gr, grule := engine.VerdictAllow, Reason(0), engine.RuleID(0)
+			if ev != nil {
+				gv, gr, grule = ev.Verdict, ev.Reason, ev.Rule
+			}
+			switch {
+			case ret == actRedirect || ret == actShot:
+				if gv != engine.VerdictDeny {
+					t.Fatalf("seed %d query %q: return %d with event %+v", seed, name, ret, ev)
+				}
+			case ev == nil:
+				t.Fatalf("seed %d query %q: passed without an event", seed, name)
+			}
+			if gv != wv || gr != Reason(wr) || grule != wrule {
+				t.Fatalf("seed %d query %q: kernel %s %s rule %d (return %d), LookupSide %s %s rule %d\nstate: endpoints %+v\npolicy %+v\nL7 %s",
+					seed, name, gv, gr, grule, ret, wv, wr, wrule, s.Endpoints, s.Policy, formatL7(s.L7))
+			}
+			sides[wv.String()+"/"+wr.String()]++
+		}
+	}
+	c, err := d.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d states, %d queries (%d parsed as DNS in the kernel: %d allowed, %d refused by rule, %d audited); kernel = LookupSide for all; by verdict/reason: %v",
+		*dnsSets, queries, c.DNSQueries, c.DNSAllowed, c.DNSRefused, c.DNSAudited, sides)
+	if *dnsSets >= 20 {
+		for _, vr := range []string{"allow/allowed", "deny/l7-denied", "deny/denied", "audit/l7-denied"} {
+			if sides[vr] == 0 {
+				t.Errorf("no query was decided %s: the random states exercise too little", vr)
+			}
+		}
+	}
+}
+
+// dnsPort says whether the kernel decides randomDNSState's port as DNS:
+// an allow entry found for it has a list with DNS rules.
+func dnsPort(s *engine.MapState) bool {
+	for _, e := range s.Policy {
+		if e.Flags&(engine.FlagAllow|engine.FlagAuditAllow) != 0 && e.L7 != 0 && engine.DNSListHasDNS(s.L7[e.L7]) {
+			return true
+		}
+	}
+	return false
+}
+
+func formatL7(m map[engine.L7ID]engine.L7List) string {
+	var b strings.Builder
+	for id, l := range m {
+		fmt.Fprintf(&b, "%d:", id)
+		for _, a := range l {
+			fmt.Fprintf(&b, " {rule %d audit %v", a.Rule, a.Audit)
+			if a.Rules != nil {
+				fmt.Fprintf(&b, " dns %+v http %d", a.Rules.DNS, len(a.Rules.HTTP))
+			}
+			b.WriteString("}")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }
