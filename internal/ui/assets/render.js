@@ -356,6 +356,9 @@ export class MapView {
       for (const id of this.edgeEnds.get(key) || []) this.nodeEls.get(id)?.classList.add('hl');
     }
     this.overlay.innerHTML = parts.join('');
+    // While the pointer is on an edge the others fade, on maps small
+    // enough to restyle every edge at once.
+    this.svg.classList.toggle('focus', !!this.hovered && this.index.size <= DENSE);
   }
 
   // filter dims the nodes and edges whose ids do not contain text.
