@@ -86,9 +86,9 @@ export function layout(nodes) {
 // of nodes (ports, and both directions). Within a column an edge is an arc
 // in the gutter left of the circles, opposite the labels, wider for rows
 // further apart and for each further edge of the pair. Between columns it
-// leaves the side of its source that faces the destination (the label's
-// end to go right, the circle to go left) and arrives at the facing side
-// of the destination: so arrowheads never sit on a label.
+// leaves the side of its source that faces the destination (the end of
+// its column's labels to go right, the circle to go left) and arrives at
+// the facing side of the destination: so arrowheads never sit on a label.
 export function pathOf(a, b, idx) {
   if (!a || !b) return '';
   const i = Math.min(idx, 8);
