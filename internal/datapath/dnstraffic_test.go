@@ -183,6 +183,37 @@ func TestDNSRealTraffic(t *testing.T) {
 	if r := w.dig(t, "+tcp", "evil.com"); r.status != "" {
 		t.Errorf("dig +tcp evil.com: status %q, want no answer (the kernel drops refused TCP queries)\n%s", r.status, r.out)
 	}
+
+	// The same rules on B's ingress: the kernel answers from B's side
+	// (the answer enters the node as if B had sent it).
+	ing := dnsTrafficState()
+	in := ing.Policy[engine.PolicyKey{PolicyID: 256, Direction: engine.Egress, Identity: 257, Proto: engine.ProtoUDP, Port: 53, PrefixLen: 24}]
+	for k := range ing.Policy {
+		delete(ing.Policy, k)
+	}
+	for _, proto := range []engine.Proto{engine.ProtoUDP, engine.ProtoTCP} {
+		ing.Policy[engine.PolicyKey{PolicyID: 256, Direction: engine.Egress, Identity: 257, Proto: proto, Port: 53, PrefixLen: 24}] = engine.PolicyEntry{Flags: engine.FlagAllow, AllowRule: 602}
+		ing.Policy[engine.PolicyKey{PolicyID: 257, Direction: engine.Ingress, Identity: 256, Proto: proto, Port: 53, PrefixLen: 24}] = in
+	}
+	if err := d.Apply(context.Background(), ing); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args   []string
+		status string
+	}{
+		{[]string{"api.example.com"}, "NOERROR"},
+		{[]string{"evil.com"}, "REFUSED"},
+		{[]string{"+tcp", "x.allowed.org"}, "NOERROR"},
+	} {
+		r := w.dig(t, c.args...)
+		if r.status != c.status || c.status == "REFUSED" && r.msec > 1000 {
+			t.Errorf("ingress rules: dig %v: status %q after %d ms, want %s at once\n%s", c.args, r.status, r.msec, c.status, r.out)
+			continue
+		}
+		t.Logf("ingress rules: dig %v: %s, %d ms", c.args, r.status, r.msec)
+	}
+
 	c, err := d.Counters()
 	if err != nil {
 		t.Fatal(err)
