@@ -297,12 +297,22 @@ func TestWebViewInBrowser(t *testing.T) {
 		for k, verdict := range edges {
 			waitJS(t, ctx, "edge "+k+" "+verdict, `document.querySelector('path.e[data-k=`+jsString(k)+`]')?.classList.contains(`+jsString(verdict)+`)`)
 		}
+		// A small map is drawn larger than its natural size to fill the
+		// view, and "fit" brings it back after a zoom.
+		waitJS(t, ctx, "the map scaled up to fill the view", `parseFloat(document.getElementById('map').dataset.scale) > 1`)
+		fitted := eval[string](t, ctx, `document.getElementById('map').dataset.scale`)
+		do(t, ctx, chromedp.Click(chromedp.CSS(`button[data-zoom="in"]`)))
+		waitJS(t, ctx, "zoomed in", `document.getElementById('map').dataset.scale !== `+jsString(fitted))
+		do(t, ctx, chromedp.Click(chromedp.CSS(`button[data-zoom="fit"]`)))
+		waitJS(t, ctx, "fitted again", `document.getElementById('map').dataset.scale === `+jsString(fitted))
 		saveScreenshot(t, ctx, dir, "map.png", "#map")
 
 		// A dropped flow's edge names its policy and file:line, with a
 		// link to the file at the revision on GitHub.
 		clickEdge(t, ctx, `path.e[data-k="shop/frontend→shop/api 8443/TCP"]`)
 		waitJS(t, ctx, "the edge panel", `document.getElementById('edge-title')?.textContent === "shop/frontend → shop/api 8443/TCP"`)
+		// The selected edge stays marked, with its two ends.
+		waitJS(t, ctx, "the selected edge's ends marked", `[...document.querySelectorAll('g.node.hl')].map(n => n.dataset.id).sort().join(',') === "shop/api,shop/frontend"`)
 		panel := text(t, ctx, "#edge-panel")
 		href := eval[string](t, ctx, `document.querySelector('#edge-panel a.src')?.href || ''`)
 		for _, want := range []string{"dropped", "explicit-deny", "NetworkPolicy shop/api spec.ingressDeny[0]", "shop/api.cue:12", "main@sha1:0123456789ab"} {
