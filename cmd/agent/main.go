@@ -78,6 +78,7 @@ func run() error {
 		tracingPins   = flag.String("tracing-pin-dir", "", "bpffs directory for the tracing units' pinned programs, links and maps (default: <pin-dir>/tracing, /sys/fs/bpf/palisade/tracing)")
 		cgroupRoot    = flag.String("cgroup-root", agent.DefaultCgroupBase, "the host's cgroup mount, where pods' cgroups are found; the cgroup v2 hierarchy is its unified/ directory on a hybrid layout, or itself")
 		tracingEvents = flag.String("tracing-events", "", "write every tracing event as a JSON line to this file (\"-\": standard output); empty: only count them in metrics")
+		dnsRefusal    = flag.String("dns-refusal", "REFUSED", "the RCODE the kernel answers a DNS query that the DNS rules refuse with: REFUSED or NXDOMAIN (UDP; a refused TCP query is dropped)")
 	)
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -92,6 +93,17 @@ func run() error {
 		return fmt.Errorf("datapath: %w", err)
 	}
 	defer dp.Close() // pins stay: enforcement continues without the agent
+	switch *dnsRefusal {
+	case "REFUSED":
+		err = dp.SetDNSRcode(datapath.DNSRcodeRefused)
+	case "NXDOMAIN":
+		err = dp.SetDNSRcode(datapath.DNSRcodeNXDomain)
+	default:
+		err = fmt.Errorf("--dns-refusal=%q: want REFUSED or NXDOMAIN", *dnsRefusal)
+	}
+	if err != nil {
+		return fmt.Errorf("datapath: %w", err)
+	}
 
 	scheme := runtime.NewScheme()
 	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1.AddToScheme(scheme)); err != nil {
