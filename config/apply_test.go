@@ -183,10 +183,20 @@ func TestDefaultAppliesToRealAPIServer(t *testing.T) {
 		if err := createPod(ctx, c, ns, ds.Spec.Template); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "PodSecurity") {
 			t.Errorf("the agent's pod under baseline: want a PodSecurity denial, got %v", err)
 		}
-		// The manager's pod meets "restricted".
+		// The manager's pod is admitted where config/default puts it,
+		// and meets "restricted" but for hostNetwork.
+		if err := createPod(ctx, c, namespace, d.Spec.Template); err != nil {
+			t.Errorf("the manager's pod is refused in %s: %v", namespace, err)
+		}
 		ns = labelledNamespace(t, c, "psa-restricted", "restricted", mgrName)
-		if err := createPod(ctx, c, ns, d.Spec.Template); err != nil {
-			t.Errorf("the manager's pod is refused under restricted: %v", err)
+		if err := createPod(ctx, c, ns, d.Spec.Template); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "hostNetwork") {
+			t.Errorf("the manager's pod under restricted: want a PodSecurity denial for hostNetwork, got %v", err)
+		}
+		podNet := *d.Spec.Template.DeepCopy()
+		podNet.Spec.HostNetwork = false
+		podNet.Spec.DNSPolicy = corev1.DNSClusterFirst
+		if err := createPod(ctx, c, ns, podNet); err != nil {
+			t.Errorf("the manager's pod without hostNetwork is refused under restricted: %v", err)
 		}
 	})
 }

@@ -56,7 +56,7 @@ const (
 // says why each is there), without the CAP_ prefix as Kubernetes spells them.
 // SYS_ADMIN is in it only while the agent opens BPF objects by ID; see
 // TestAgentSysAdminHasAReason.
-var agentCapabilities = []corev1.Capability{"BPF", "NET_ADMIN", "PERFMON", "SYS_ADMIN", "SYS_PTRACE"}
+var agentCapabilities = []corev1.Capability{"SYS_ADMIN", "SYS_PTRACE"}
 
 func buildDefault(t *testing.T) []*unstructured.Unstructured {
 	t.Helper()
@@ -252,15 +252,20 @@ func fromIDCalls(t *testing.T, dir string) []string {
 	return calls
 }
 
-// TestManagerSecurity checks the manager's pod: no host access, no
-// capabilities, a read-only root, and wiring that matches cmd/manager's
-// flags. The API server's PodSecurity admission judges it "restricted" in
+// TestManagerSecurity checks the manager's pod: the host network (so the
+// datapath never fails it closed before its own Identity exists) and no
+// other host access, no capabilities, a read-only root, and wiring that
+// matches cmd/manager's flags. The API server's PodSecurity admission
+// judges it "restricted" but for hostNetwork in
 // TestDefaultAppliesToRealAPIServer.
 func TestManagerSecurity(t *testing.T) {
 	d := typed[appsv1.Deployment](t, find(t, buildDefault(t), "Deployment", mgrName))
 	pod := d.Spec.Template.Spec
-	if pod.HostNetwork || pod.HostPID || pod.HostIPC {
-		t.Error("the manager uses a host namespace")
+	if !pod.HostNetwork || pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+		t.Errorf("hostNetwork %v, dnsPolicy %q: want the host network with ClusterFirstWithHostNet", pod.HostNetwork, pod.DNSPolicy)
+	}
+	if pod.HostPID || pod.HostIPC {
+		t.Error("the manager uses the host's PID or IPC namespace")
 	}
 	for _, v := range pod.Volumes {
 		if v.HostPath != nil {

@@ -252,11 +252,23 @@ var kubeletTunables = map[string]string{
 func (c *cluster) startMountNamespace() {
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sleep", "infinity")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	// Pdeathsig fires when the OS thread that started the process exits,
+	// not the test: the Go runtime ends threads (one whose goroutine
+	// locked it and returned), which once killed the holder mid-story
+	// ("nsenter: cannot open /proc/N/ns/mnt"). Start it from a thread
+	// that stays locked, and alive, until the test ends.
+	started, done := make(chan error), make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		started <- cmd.Start()
+		<-done
+	}()
+	if err := <-started; err != nil {
+		close(done)
 		c.t.Fatalf("unshare: %v", err)
 	}
 	c.mountNS = cmd
-	c.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	c.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); close(done) })
 	// unshare execs sleep once the namespace exists.
 	c.wait("the node's mount namespace", time.Minute, func() error {
 		self, err := os.Readlink("/proc/self/ns/mnt")

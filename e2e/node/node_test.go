@@ -135,31 +135,11 @@ func (s *story) install(t *testing.T) {
 	// same stand-in.
 	s.kubectl("apply", "-f", filepath.Join(root, "config", "testdata", "monitoring.coreos.com_prometheusrules.yaml"))
 	s.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/prometheusrules.monitoring.coreos.com")
-	// Two applies, the manager first: the agent fails closed every pod
-	// whose labels have no Identity yet, and the manager, which allocates
-	// Identities, is such a pod itself. An agent that starts first cuts
-	// the manager off the API server for good ("IdentityPending" on the
-	// NodeEnforcement, the manager's "dial tcp ...: i/o timeout"), as a
-	// single `kubectl apply -k` on a fresh cluster may. The hold keeps the
-	// agent's DaemonSet off the node until the manager's Identity exists.
-	hold := filepath.Join(s.dir, "install-hold")
-	s.writeOverlay(hold, nil, true)
-	s.kubectl("apply", "-k", hold)
-	s.kubectl("rollout", "status", "-n", systemNS, "deployment/palisade-manager", "--timeout=3m")
-	s.wait("the manager's own Identity", 2*time.Minute, func() error {
-		var ids v1.IdentityList
-		if err := s.c.List(context.Background(), &ids); err != nil {
-			return err
-		}
-		for _, id := range ids.Items {
-			if id.Spec.Labels["io.kubernetes.pod.namespace"] == systemNS {
-				return nil
-			}
-		}
-		return fmt.Errorf("no Identity for a pod of %s among %d", systemNS, len(ids.Items))
-	})
+	// One apply of everything, as a user would: the manager runs on the
+	// host network (config/manager/manager.yaml), so an agent that starts
+	// first cannot fail it closed before its own Identity exists.
 	dir := filepath.Join(s.dir, "install")
-	s.writeOverlay(dir, nil, false)
+	s.writeOverlay(dir, nil)
 	s.kubectl("apply", "-k", dir)
 	s.waitAgentReady(t, nil)
 	s.kubectl("rollout", "status", "-n", systemNS, "deployment/palisade-manager", "--timeout=3m")
@@ -187,9 +167,8 @@ func (s *story) install(t *testing.T) {
 }
 
 // writeOverlay writes the test's overlay to dir; caps, when not nil,
-// replaces the agent's added capabilities; hold keeps the agent off every
-// node (a nodeSelector no node matches).
-func (s *story) writeOverlay(dir string, caps []corev1.Capability, hold bool) {
+// replaces the agent's added capabilities.
+func (s *story) writeOverlay(dir string, caps []corev1.Capability) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		s.t.Fatal(err)
 	}
@@ -227,9 +206,6 @@ spec:
       containers:
       - name: agent
 ` + env,
-	}
-	if hold {
-		files["agent.yaml"] = strings.Replace(files["agent.yaml"], "    spec:\n", "    spec:\n      nodeSelector:\n        palisade.dev/e2e-hold: \"true\"\n", 1)
 	}
 	if caps != nil {
 		b, _ := json.Marshal(caps)
@@ -732,7 +708,7 @@ func (s *story) capabilities(t *testing.T) {
 			}
 			old := s.agentUIDs(t)
 			dir := filepath.Join(s.dir, "install-without-"+string(drop))
-			s.writeOverlay(dir, keep, false)
+			s.writeOverlay(dir, keep)
 			s.kubectl("apply", "-k", dir)
 			if step, err := s.agentSteps(old); err != nil {
 				t.Logf("without %s the step %q fails: %v", drop, step, err)
