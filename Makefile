@@ -69,8 +69,8 @@ e2e: envtest-bins $(KUBECTL) test-tools ## The whole-system story (root): Git co
 	PALISADE_KUBECTL=$(KUBECTL) $(GO) test -tags e2e $(GOTEST_FLAGS) -v -timeout 20m ./e2e/
 
 .PHONY: test-tools
-test-tools: ## Install the Debian packages tests use: promtool, iproute2 (netns, veth), git (http-backend), bpftool, chromium (the web view tests).
-	hack/apt-install.sh prometheus iproute2 git bpftool chromium
+test-tools: ## Install the Debian packages tests use: promtool, iproute2 (netns, veth), git (http-backend), bpftool, chromium (the web view tests), dnsutils (dig against the kernel's DNS decisions).
+	hack/apt-install.sh prometheus iproute2 git bpftool chromium dnsutils
 
 .PHONY: verify
 verify: generate manifests ## Regenerate everything and fail if a generated file changed.
@@ -99,7 +99,7 @@ run-tools: ## Install what make run needs besides Go: git (http-backend) and ipr
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-validate bench-datapath bench-guard bench-engine bench-agent bench-controllers bench-flows bench-tracing bench-ui ## Run every benchmark.
+bench: bench-validate bench-datapath bench-guard bench-engine bench-agent bench-controllers bench-flows bench-tracing bench-ui bench-dns ## Run every benchmark.
 
 .PHONY: bench-controllers
 bench-controllers: envtest-bins ## Controllers vs a real API server and Git server: commit → objects applied p50/p99 over 50 webhook-triggered commits; 500 PolicySets × 20 policies, objects/s beside Flux's 3.9 Kustomizations/s.
@@ -127,6 +127,10 @@ bench-validate: build $(CUE) ## Validate generated 1k/10k-policy repositories; c
 bench-flows: ## Verdict events kernel → ring buffer → Go reader, and kernel → observer → gRPC client process: events/s, losses by stage, agent CPU (root).
 	$(GO) test -run '^$$' -bench 'BenchmarkEventsToUserspace$$' -benchtime 2000000x ./internal/datapath/
 	$(GO) test -run '^$$' -bench 'BenchmarkFlowsToClient$$' -benchtime 2000000x ./internal/agent/
+
+.PHONY: bench-dns
+bench-dns: ## DNS rules in the kernel: added latency per query p50/p99 and queries/s at saturation vs no policy and vs a userspace DNS proxy hop (root).
+	$(GO) test -count=1 -run '^TestDNSBench$$' -v ./internal/datapath/ -datapath.dnsbench
 
 .PHONY: bench-tracing
 bench-tracing: ## Tracing policies: open/close and exec loops with no, a monitor and an enforcing policy on one hook (ns/op, ratios); go build -a without and with a file-access policy; events delivered and lost (root).

@@ -287,7 +287,7 @@ Palisade is ready (%s). In another terminal, from %s:
   %[3]s get pnp,ptp -A             # per object: READY, ENFORCED
   %[3]s get nodeenforcements       # what the kernel enforces, drift, map usage
 
-ENFORCED is 0/1 on purpose: the examples have HTTP, Kafka and DNS rules and
+ENFORCED is 0/1 on purpose: the examples have HTTP and Kafka rules and
 toFQDNs, which this version does not enforce in the kernel, and tracing
 policies whose hooks some kernels cannot attach (fentry and BPF-LSM
 programs; bin/palisadectl validate --kernel says which on this one). The

@@ -42,13 +42,15 @@ type Feature string
 
 // The features of the policy language, as the table knows them.
 const (
-	L3L4         Feature = "L3/L4 rules"
-	HTTP         Feature = "HTTP rules"
-	Kafka        Feature = "Kafka rules"
-	DNS          Feature = "DNS rules"
-	FQDN         Feature = "toFQDNs"
-	Tracing      Feature = "tracing policies"
-	AuditReports Feature = "audit reports"
+	L3L4  Feature = "L3/L4 rules"
+	HTTP  Feature = "HTTP rules"
+	Kafka Feature = "Kafka rules"
+	DNS   Feature = "DNS rules"
+	// DNSOtherProtocols is DNS rules on a port that also admits SCTP.
+	DNSOtherProtocols Feature = "DNS rules on SCTP"
+	FQDN              Feature = "toFQDNs"
+	Tracing           Feature = "tracing policies"
+	AuditReports      Feature = "audit reports"
 )
 
 // Subsystem names the agent subsystem that enforces a feature.
@@ -97,7 +99,18 @@ var Table = map[Feature]Support{
 	L3L4:  {Enforced: true, Subsystem: SubsystemNetwork},
 	HTTP:  {Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
 	Kafka: {Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
-	DNS:   {Subsystem: SubsystemL7, Effect: Passes, Kernel: "decides at L3/L4 only and passes every query on the port"},
+	// DNS rules are decided per query in the kernel (docs/datapath.md,
+	// "DNS"): names matched as engine.FQDN.Matches does, refused UDP
+	// queries answered REFUSED (or NXDOMAIN), refused TCP queries dropped.
+	// What the kernel cannot decide it refuses (malformed, a TCP query
+	// split over segments, more than 4 questions); it never passes a
+	// query the rules refuse.
+	DNS: {Enforced: true, Subsystem: SubsystemL7},
+	// The kernel parses DNS over UDP and TCP only: on a port whose rule
+	// also admits SCTP (protocol ANY, or omitted), an SCTP packet is
+	// decided at L3/L4.
+	DNSOtherProtocols: {Subsystem: SubsystemL7, Effect: Passes,
+		Kernel: "parses DNS over UDP and TCP only and decides SCTP packets on the port at L3/L4"},
 	FQDN: {Subsystem: SubsystemL7, Effect: Drops,
 		Kernel: "learns no address for these names, so the rule matches nothing and traffic to them is dropped"},
 	// Tracing policies are loaded by the agent's tracing subsystem, one
@@ -173,6 +186,15 @@ func portGaps(gaps []Gap, at, dir string, ports []v1alpha1.PortRule) []Gap {
 		}
 		if len(pr.Rules.DNS) > 0 {
 			gaps = add(gaps, Gap{Feature: DNS, Path: path + ".dns", What: dir + " DNS rules on " + on})
+			var sctp []v1alpha1.PortProtocol
+			for _, p := range pr.Ports {
+				if p.Protocol == "" || p.Protocol == v1alpha1.ProtocolAny || p.Protocol == v1alpha1.ProtocolSCTP {
+					sctp = append(sctp, p)
+				}
+			}
+			if len(sctp) > 0 || len(pr.Ports) == 0 {
+				gaps = add(gaps, Gap{Feature: DNSOtherProtocols, Path: path + ".dns", What: dir + " DNS rules for SCTP packets on " + PortsString(sctp)})
+			}
 		}
 	}
 	return gaps

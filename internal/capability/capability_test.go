@@ -17,6 +17,7 @@ limitations under the License.
 package capability
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -54,7 +55,7 @@ func TestNetworkGaps(t *testing.T) {
 	want := []Gap{
 		{HTTP, "spec.ingress[1].toPorts[0].rules.http", "ingress HTTP rules on 8080/TCP"},
 		{Kafka, "spec.ingress[1].toPorts[1].rules.kafka", "ingress Kafka rules on 9092/TCP"},
-		{DNS, "spec.egress[0].toPorts[0].rules.dns", "egress DNS rules on 53/UDP, 53/TCP"},
+		// DNS rules are enforced in the kernel: no gap.
 		{FQDN, "spec.egress[1].toFQDNs", "toFQDNs (api.stripe.com, *.googleapis.com)"},
 	}
 	got := Network(ruleSet())
@@ -105,7 +106,7 @@ func TestState(t *testing.T) {
 		t.Errorf("no gaps: %s %q %q", s, r, m)
 	}
 	s, r, m := State(Network(ruleSet()))
-	if s != v1alpha1.ObjectPartial || r != v1alpha1.NotSupportedReason || strings.Count(m, "are not enforced") != 4 {
+	if s != v1alpha1.ObjectPartial || r != v1alpha1.NotSupportedReason || strings.Count(m, "are not enforced") != 3 {
 		t.Errorf("network gaps: %s %q %q", s, r, m)
 	}
 	// A feature that is not loaded at all makes the object not enforced;
@@ -160,5 +161,22 @@ func TestFeaturesListed(t *testing.T) {
 	}
 	if len(Features()) != len(Table) {
 		t.Errorf("Features() lists %d of %d", len(Features()), len(Table))
+	}
+}
+
+// DNS rules are decided for UDP and TCP; on a port that also admits SCTP
+// (ANY, the default), an SCTP packet is decided at L3/L4, and the table
+// says so for that port only.
+func TestDNSRulesOnSCTP(t *testing.T) {
+	rs := &v1alpha1.RuleSet{Egress: []v1alpha1.EgressRule{{ToPorts: []v1alpha1.PortRule{{
+		Ports: []v1alpha1.PortProtocol{port(53, v1alpha1.ProtocolUDP), port(5353, v1alpha1.ProtocolAny)},
+		Rules: &v1alpha1.L7Rules{DNS: []v1alpha1.DNSRule{{MatchName: "example.com"}}}}}}}}
+	got := Network(rs)
+	want := Gap{DNSOtherProtocols, "spec.egress[0].toPorts[0].rules.dns", "egress DNS rules for SCTP packets on 5353/ANY"}
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("gaps %v, want only %v", got, want)
+	}
+	if got := Network(ruleSet()); slices.ContainsFunc(got, func(g Gap) bool { return g.Feature == DNSOtherProtocols }) {
+		t.Errorf("DNS rules on 53/UDP and 53/TCP: %v, want no SCTP gap", got)
 	}
 }

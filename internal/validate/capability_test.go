@@ -53,6 +53,9 @@ np: {
 			toPorts: [{
 				ports: [{port: 53, protocol: "UDP"}]
 				rules: dns: [{matchPattern: "*"}]
+			}, {
+				ports: [{port: 5353}]
+				rules: dns: [{matchPattern: "*"}]
 			}]
 		}, {
 			toFQDNs: [{matchName: "api.stripe.com"}]
@@ -74,12 +77,13 @@ var wantGaps = map[capability.Feature]struct {
 	path string
 	line int
 }{
-	capability.AuditReports: {"spec.mode", 8},
-	capability.HTTP:         {"spec.ingress[0].toPorts[0].rules.http", 13},
-	capability.Kafka:        {"spec.ingress[0].toPorts[1].rules.kafka", 16},
-	capability.DNS:          {"spec.egress[0].toPorts[0].rules.dns", 23},
-	capability.FQDN:         {"spec.egress[1].toFQDNs", 26},
-	capability.Tracing:      {"spec", 35},
+	capability.AuditReports:      {"spec.mode", 8},
+	capability.HTTP:              {"spec.ingress[0].toPorts[0].rules.http", 13},
+	capability.Kafka:             {"spec.ingress[0].toPorts[1].rules.kafka", 16},
+	capability.DNS:               {"spec.egress[0].toPorts[0].rules.dns", 23},
+	capability.DNSOtherProtocols: {"spec.egress[0].toPorts[1].rules.dns", 26},
+	capability.FQDN:              {"spec.egress[1].toFQDNs", 29},
+	capability.Tracing:           {"spec", 38},
 }
 
 func validateCapabilityRepo(t *testing.T) diag.List {
