@@ -60,9 +60,10 @@ lint: vet $(CUE) ## Check formatting of Go and CUE sources, and vet.
 	$(CUE) fmt --check ./policies/schema/ ./policies/examples/...
 
 .PHONY: test
-test: envtest-bins $(KUBECTL) $(CUE) test-tools ## Run all tests (builds kube-apiserver, etcd and kubectl once into bin/).
+test: envtest-bins $(KUBECTL) $(CUE) test-tools ## Run all tests (builds kube-apiserver, etcd, kubectl, kubelet and containerd once into bin/), the real-node story included.
 	PALISADE_REQUIRE_TOOLS=1 PROMTOOL=$(PROMTOOL) PALISADE_KUBECTL=$(KUBECTL) $(GO) test $(GOTEST_FLAGS) $(PKGS)
 	$(MAKE) e2e
+	$(MAKE) e2e-node
 
 .PHONY: e2e
 e2e: envtest-bins $(KUBECTL) test-tools ## The whole-system story (root): Git commit → kernel enforcement, bad commits, guard denial, kernel drift and alerts, agent restart.
