@@ -418,11 +418,11 @@ func TestPodWorkload(t *testing.T) {
 		"frontend":               "frontend",
 		"fraud-detector":         "fraud-detector",
 	} {
-		if got := podWorkload(pod, nil); got != want {
+		if got := flows.PodWorkload(pod, nil); got != want {
 			t.Errorf("%s: %s, want %s", pod, got, want)
 		}
 	}
-	if got := podWorkload("web-v2-6f4d-abcde", map[string]string{"pod-template-hash": "6f4d"}); got != "web-v2" {
+	if got := flows.PodWorkload("web-v2-6f4d-abcde", map[string]string{"pod-template-hash": "6f4d"}); got != "web-v2" {
 		t.Errorf("with pod-template-hash: %s", got)
 	}
 }

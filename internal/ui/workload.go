@@ -16,51 +16,10 @@ limitations under the License.
 
 package ui
 
-import "strings"
+import "github.com/palisade-dev/palisade/internal/flows"
 
 // Workload names the workload of a pod as `palisadectl plan` does (and
-// the page's workloadOf, in app.js): namespace/name without what its
-// controller appended, a ReplicaSet's pod-template-hash and random
-// suffix, a StatefulSet's ordinal, or up to two generated segments
-// ("api-5c8b9d7f6-x7k2p" is "api").
+// the page's workloadOf, in app.js): flows.Workload.
 func Workload(ns, pod string, labels map[string]string) string {
-	return ns + "/" + podWorkload(pod, labels)
-}
-
-func podWorkload(pod string, labels map[string]string) string {
-	if h := labels["pod-template-hash"]; h != "" {
-		if i := strings.LastIndex(pod, "-"+h); i > 0 {
-			return pod[:i]
-		}
-	}
-	name := pod
-	for range 2 {
-		i := strings.LastIndex(name, "-")
-		if i <= 0 || !generated(name[i+1:]) {
-			break
-		}
-		name = name[:i]
-	}
-	return name
-}
-
-// generated reports a name segment that a controller made up: an ordinal,
-// a hash (4 to 10 letters and digits, with a digit), or a random suffix (5
-// characters of the alphabet Kubernetes draws them from).
-func generated(seg string) bool {
-	if seg == "" || len(seg) > 10 {
-		return false
-	}
-	digits, random := 0, true
-	for _, r := range seg {
-		switch {
-		case r >= '0' && r <= '9':
-			digits++
-		case r >= 'a' && r <= 'z':
-		default:
-			return false
-		}
-		random = random && strings.ContainsRune("bcdfghjklmnpqrstvwxz2456789", r)
-	}
-	return digits == len(seg) || (digits > 0 && len(seg) >= 4) || (random && len(seg) == 5)
+	return flows.Workload(ns, pod, labels)
 }
