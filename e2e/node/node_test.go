@@ -277,6 +277,9 @@ func (s *story) waitAgentReady(t *testing.T, old []types.UID) *corev1.Pod {
 		}
 		return nil
 	})
+	if err := s.tracingProtects(since); err != nil {
+		t.Fatal(err)
+	}
 	return pod
 }
 
@@ -724,16 +727,36 @@ func (s *story) capabilities(t *testing.T) {
 }
 
 // notInThisStory are the capabilities the DaemonSet adds for what this
-// story does not run, and why.
-var notInThisStory = map[corev1.Capability]string{
-	// internal/agent/protected.go reads /proc/<pid>/exe of the kubelet and
-	// the runtime to keep tracing's Sigkill and Deny off them, and only
-	// when a tracing unit is loaded; this story loads none, and its
-	// kubelet and containerd run in a mount namespace of their own, which
-	// protectedPIDs does not protect anyway (it protects processes in PID
-	// 1's mount namespace). Without the capability those reads fail and
-	// are skipped without a word.
-	"SYS_PTRACE": "needed by tracing's protected processes only; this story loads no tracing policy",
+// story does not run, and why. (None today: SYS_PTRACE fails "tracing
+// protects the node's processes".)
+var notInThisStory = map[corev1.Capability]string{}
+
+// tracingProtects waits, after the agent started at since has verified
+// once (so its own report is on the NodeEnforcement), until it reports
+// TracingEnforced True: it told the kubelet's and the runtime's processes
+// from the others and handed them to the kernel, which no tracing action
+// may then hit (internal/agent/protected.go). Without CAP_SYS_PTRACE it
+// cannot read their /proc links and says so instead.
+func (s *story) tracingProtects(since time.Time) error {
+	return waitFor(time.Minute, "TracingEnforced True", func() error {
+		ne, err := s.nodeEnforcement()
+		if err != nil {
+			return err
+		}
+		if ne.Status.LastVerifiedTime == nil || ne.Status.LastVerifiedTime.Time.Before(since.Truncate(time.Second)) {
+			return fmt.Errorf("not verified since the agent started")
+		}
+		c := apimeta.FindStatusCondition(ne.Status.Conditions, v1.TracingEnforcedCondition)
+		switch {
+		case c == nil:
+			return fmt.Errorf("no TracingEnforced condition")
+		case c.Status == metav1.ConditionTrue:
+			return nil
+		case strings.Contains(c.Message, "CAP_SYS_PTRACE"):
+			return final{fmt.Errorf("TracingEnforced %s %s: %s", c.Status, c.Reason, c.Message)}
+		}
+		return fmt.Errorf("TracingEnforced %s %s: %s", c.Status, c.Reason, c.Message)
+	})
 }
 
 func (s *story) agentUIDs(t *testing.T) []types.UID {
@@ -807,6 +830,9 @@ func (s *story) agentSteps(old []types.UID) (string, error) {
 	})
 	if err != nil {
 		return "agent ready", fmt.Errorf("%w; agent log: %s", err, s.lastLog(pod, "agent"))
+	}
+	if err := s.tracingProtects(since); err != nil {
+		return "tracing protects the node's processes", err
 	}
 	if err := s.detachAndWaitRepair(); err != nil {
 		return "kernel drift repaired", fmt.Errorf("%w; agent log: %s", err, s.lastLog(pod, "agent"))

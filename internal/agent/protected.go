@@ -17,6 +17,9 @@ limitations under the License.
 package agent
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,34 +47,56 @@ func protectedBinary(base string) bool {
 // agent runs in the host's PID namespace, so these are the kernel's (init
 // namespace) PIDs. A process in another mount namespace (a container's) is
 // not protected by its binary's name: a workload cannot shield itself from
-// Sigkill by naming its binary runc.
-func protectedPIDs(procRoot string, self int) []uint32 {
+// Sigkill by naming its binary runc. Where PID 1's mount namespace cannot
+// be read (some sandboxes' PID 1 refuses every reader), processes of
+// protected binaries are protected in every mount namespace instead: the
+// kubelet and the runtime stay protected, at the cost of that shield.
+//
+// A process whose executable or mount namespace the agent may not read
+// (it lacks CAP_SYS_PTRACE, which reading the /proc links of a root
+// process with more capabilities than the agent takes) cannot be told
+// apart: protectedPIDs then returns an error naming it, rather than a list
+// that silently leaves the kubelet or the runtime out.
+func protectedPIDs(procRoot string, self int) ([]uint32, error) {
 	pids := []uint32{1}
 	if self > 0 {
 		pids = append(pids, uint32(self))
 	}
 	hostMnt, err := os.Readlink(filepath.Join(procRoot, "1", "ns", "mnt"))
-	if err != nil {
-		return pids
-	}
+	byName := err != nil
 	ents, err := os.ReadDir(procRoot)
 	if err != nil {
-		return pids
+		return pids, fmt.Errorf("list processes: %w", err)
 	}
+	needsPtrace := func(what string, pid uint64, err error) error {
+		return fmt.Errorf("read the %s of process %d: %w (the agent needs CAP_SYS_PTRACE to tell the kubelet and the runtime from other processes)", what, pid, err)
+	}
+	var denied error
 	for _, e := range ents {
 		pid, err := strconv.ParseUint(e.Name(), 10, 32)
-		if err != nil || !e.IsDir() {
+		if err != nil || !e.IsDir() || pid == 1 {
 			continue
 		}
 		dir := filepath.Join(procRoot, e.Name())
 		exe, err := os.Readlink(filepath.Join(dir, "exe"))
+		if errors.Is(err, fs.ErrPermission) && denied == nil {
+			denied = needsPtrace("executable", pid, err)
+		}
 		if err != nil || !protectedBinary(filepath.Base(strings.TrimSuffix(exe, " (deleted)"))) {
 			continue // kernel threads and exited processes have no exe
 		}
-		if mnt, err := os.Readlink(filepath.Join(dir, "ns", "mnt")); err == nil && mnt == hostMnt {
+		if byName {
+			pids = append(pids, uint32(pid))
+			continue
+		}
+		mnt, err := os.Readlink(filepath.Join(dir, "ns", "mnt"))
+		if errors.Is(err, fs.ErrPermission) && denied == nil {
+			denied = needsPtrace("mount namespace", pid, err)
+		}
+		if err == nil && mnt == hostMnt {
 			pids = append(pids, uint32(pid))
 		}
 	}
 	slices.Sort(pids)
-	return slices.Compact(pids)
+	return slices.Compact(pids), denied
 }

@@ -298,7 +298,13 @@ func ruleSources(ann string) map[string]string {
 
 // protect tells the kernel which processes no action may hit.
 func (t *tracingSubsystem) protect() error {
-	pids := protectedPIDs(t.procRoot, t.self)
+	pids, err := protectedPIDs(t.procRoot, t.self)
+	if err != nil {
+		// Which processes are the kubelet's or the runtime's is unknown:
+		// no unit loads (loaded ones keep the last list set).
+		t.protectErr = fmt.Errorf("protect the node's processes: %w", err)
+		return t.protectErr
+	}
 	if err := t.k.SetProtected(pids); err != nil {
 		t.protectErr = fmt.Errorf("protect the node's processes: %w", err)
 		return t.protectErr

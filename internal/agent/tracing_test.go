@@ -816,3 +816,24 @@ func TestTracingSkipsPoliciesOfOtherNodes(t *testing.T) {
 		t.Errorf("TracingEnforced still names a skipped policy: %q", c.Message)
 	}
 }
+
+// Where PID 1's mount namespace cannot be read, processes of protected
+// binaries are protected in every mount namespace: the kubelet and the
+// runtime stay out of reach, a workload named runc is shielded too.
+func TestTracingProtectsByNameWithoutPID1sNamespace(t *testing.T) {
+	f := newTracingFixture(t)
+	if err := os.Remove(filepath.Join(f.proc, "1", "ns", "mnt")); err != nil {
+		t.Fatal(err)
+	}
+	f.process(40, "/usr/bin/kubelet", "mnt:[1]")
+	f.process(42, "/usr/bin/bash", "mnt:[1]")
+	f.process(43, "/usr/bin/runc", "mnt:[77]")
+	f.mustSync()
+	want := sorted64to32(1, 40, 43, uint64(os.Getpid()))
+	if len(f.tk.protected) != 1 || !reflect.DeepEqual(f.tk.protected[0], want) {
+		t.Fatalf("protected: %v, want %v", f.tk.protected, want)
+	}
+	if c := f.condition(v1.TracingEnforcedCondition); c.Status != metav1.ConditionTrue {
+		t.Errorf("TracingEnforced: %s %s: %s", c.Status, c.Reason, c.Message)
+	}
+}
