@@ -235,6 +235,47 @@ type MapUsage struct {
 	MaxEntries int64 `json:"maxEntries"`
 }
 
+// FQDNSummary is what the node's datapath learned from DNS answers for
+// toFQDNs rules (docs/datapath.md, "toFQDNs"): the kernel's name -> address
+// table, bounded, and what it could not learn.
+type FQDNSummary struct {
+	// names is how many names the table holds.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Names int64 `json:"names"`
+	// addresses is how many (name, address) entries the table holds.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Addresses int64 `json:"addresses"`
+	// table is the learned names (lower-case, no trailing dot) and their
+	// unexpired addresses: at most MaxFQDNNamesListed names of at most
+	// MaxFQDNAddrsListed addresses each, in name order. It is the file
+	// `palisadectl explain --dns` reads.
+	// +optional
+	Table map[string][]string `json:"table,omitempty"`
+	// truncated says that table lists less than the kernel holds.
+	// +optional
+	Truncated bool `json:"truncated,omitempty"`
+	// capped are names that reached the cap of addresses per name: an
+	// answer's further addresses were not learned (connections to them are
+	// dropped until an entry expires). At most MaxFQDNNamesListed.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	Capped []string `json:"capped,omitempty"`
+	// notLearned counts, since the datapath's maps were created, the
+	// answers or addresses the kernel did not learn, by reason
+	// (cap, full, names-per-address, unsolicited, malformed, ...).
+	// +optional
+	NotLearned map[string]int64 `json:"notLearned,omitempty"`
+}
+
+// Bounds of FQDNSummary's lists.
+const (
+	MaxFQDNNamesListed = 256
+	MaxFQDNAddrsListed = 64
+)
+
 // NodeEnforcementStatus is a node's report.
 type NodeEnforcementStatus struct {
 	// observedGeneration is the metadata.generation the status describes.
@@ -288,6 +329,11 @@ type NodeEnforcementStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
 	FlowsAddress string `json:"flowsAddress,omitempty"`
+
+	// fqdn is the toFQDNs table the node's kernel learned from DNS
+	// answers; absent when it holds nothing and learned nothing.
+	// +optional
+	FQDN *FQDNSummary `json:"fqdn,omitempty"`
 }
 
 // MaxKernelDrifts is how many drifts a NodeEnforcement keeps.
