@@ -448,6 +448,16 @@ func (n *network) countVerdicts() {
 			a.Metrics.Verdicts.WithLabelValues(v.name, "any").Add(float64(v.now - v.was))
 		}
 	}
+	for _, v := range []struct {
+		name     string
+		now, was uint64
+	}{{"allowed", c.DNSAllowed, p.DNSAllowed}, {"refused", c.DNSRefused, p.DNSRefused}, {"audited", c.DNSAudited, p.DNSAudited},
+		{"malformed", c.DNSMalformed, p.DNSMalformed}, {"pointer", c.DNSPointer, p.DNSPointer}, {"qdcount", c.DNSQDCount, p.DNSQDCount},
+		{"name", c.DNSName, p.DNSName}, {"split", c.DNSSplit, p.DNSSplit}, {"answered", c.DNSAnswered, p.DNSAnswered}} {
+		if v.now > v.was {
+			a.Metrics.DNSQueries.WithLabelValues(v.name).Add(float64(v.now - v.was))
+		}
+	}
 	n.lastCounters = c
 }
 

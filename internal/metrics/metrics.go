@@ -67,6 +67,18 @@ type Metrics struct {
 	// cardinality. TracingEventsLost counts the events the kernel could
 	// not deliver, by reason.
 	TracingEvents, TracingEventsLost *prometheus.CounterVec
+	// DNSQueries counts the DNS queries the kernel decided on ports with
+	// DNS rules, by result (allowed, refused, audited, and the reasons it
+	// could not decide one: malformed, pointer, qdcount, name, split), and
+	// the refusals it answered (answered).
+	DNSQueries *prometheus.CounterVec
+	// FQDN counts toFQDNs learning from DNS answers by event: learned (an
+	// address written), and the reasons an answer or address was not
+	// learned (cap, full, names-per-address, unsolicited, malformed, ...).
+	FQDN *prometheus.CounterVec
+	// FQDNNames and FQDNAddresses are the size of the kernel's learned
+	// table: names, and (name, address) entries.
+	FQDNNames, FQDNAddresses prometheus.Gauge
 
 	policyMu sync.Mutex
 	policies map[string]bool
@@ -134,6 +146,10 @@ const (
 	FlowsLostTotal      = "palisade_flows_lost_total"
 	TracingEventsTotal  = "palisade_tracing_events_total"
 	TracingLostTotal    = "palisade_tracing_events_lost_total"
+	DNSQueriesTotal     = "palisade_dns_queries_total"
+	FQDNTotal           = "palisade_fqdn_total"
+	FQDNNamesName       = "palisade_fqdn_names"
+	FQDNAddressesName   = "palisade_fqdn_addresses"
 )
 
 // New creates the metrics and registers them with reg (controller-runtime's
@@ -194,6 +210,22 @@ func New(reg prometheus.Registerer, node string) (*Metrics, error) {
 			Name: TracingLostTotal,
 			Help: "Tracing events the kernel could not deliver to the agent, by reason (e.g. the ring buffer was full), counted from the agent's start.",
 		}, []string{"reason"}),
+		DNSQueries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: DNSQueriesTotal,
+			Help: "DNS queries the kernel decided on ports with DNS rules, by result: allowed, refused, audited; malformed, pointer, qdcount, name, split (queries it could not decide, refused where the rules restrict names); answered (refusals answered with a crafted REFUSED or NXDOMAIN).",
+		}, []string{"result"}),
+		FQDN: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: FQDNTotal,
+			Help: "toFQDNs learning from DNS answers, by event: learned (an address written to the kernel's table) and the reasons an answer or an address was not learned.",
+		}, []string{"event"}),
+		FQDNNames: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: FQDNNamesName,
+			Help: "Names in the kernel's toFQDNs table.",
+		}),
+		FQDNAddresses: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: FQDNAddressesName,
+			Help: "Unexpired (name, address) entries in the kernel's toFQDNs table.",
+		}),
 	}
 	for _, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
@@ -204,5 +236,5 @@ func New(reg prometheus.Registerer, node string) (*Metrics, error) {
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.Drift, m.EnforcementLag, m.MapEntries, m.MapCapacity, m.VerifyDuration, m.VerifyFailures, m.Verdicts, m.Flows, m.PolicyVerdicts, m.FlowsLost, m.TracingEvents, m.TracingEventsLost}
+	return []prometheus.Collector{m.Drift, m.EnforcementLag, m.MapEntries, m.MapCapacity, m.VerifyDuration, m.VerifyFailures, m.Verdicts, m.Flows, m.PolicyVerdicts, m.FlowsLost, m.TracingEvents, m.TracingEventsLost, m.DNSQueries, m.FQDN, m.FQDNNames, m.FQDNAddresses}
 }
