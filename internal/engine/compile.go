@@ -29,10 +29,13 @@ import (
 //   - Peers are identities. Workloads have their cluster-wide identity;
 //     nodes, unmanaged pods, pod-CIDR addresses, the world and the API
 //     server have reserved ones; every prefix that a CIDR rule names (cidr
-//     and except) and every address that an FQDN selector selects gets a
-//     node-local identity of its own (see compile_classes.go). Because every
-//     rule prefix is in the ipcache, an address resolving to prefix P is in
-//     CIDR rule (C, except E) exactly when P ⊆ C and P ⊄ e for every e.
+//     and except) gets a node-local identity of its own, and so does every
+//     FQDN selector (see compile_classes.go). Because every rule prefix is
+//     in the ipcache, an address resolving to prefix P is in CIDR rule
+//     (C, except E) exactly when P ⊆ C and P ⊄ e for every e. A selector
+//     identity has no ipcache entry: rules with FQDN peers are compiled
+//     under it, and the datapath probes it for an address that a name the
+//     selector selects resolved to (MapState, FQDNEligible).
 //   - Enforcement points ("subjects") are the node's managed workloads, one
 //     PolicyID per identity, and the node itself (PolicyID IdentityHost),
 //     which is always in the endpoint map so that a host nobody selects is
@@ -114,7 +117,8 @@ type Compiler struct {
 	slots    map[RuleID]*compRule // rule IDs in use, for incremental assignment
 
 	classes      map[Identity]*peerClass     // every peer identity but 0
-	locals       map[netip.Prefix]*peerClass // node-local classes by prefix
+	locals       map[netip.Prefix]*peerClass // node-local prefix classes by prefix
+	sels         map[FQDN]*peerClass         // selector classes by normalised selector
 	untouched    []netip.Addr                // API server addresses that keep IdentityKubeAPIServer
 	subjects     map[Identity]*subjectInfo   // local enforcement points by PolicyID
 	peerSpecs    map[string]*peerSpec
@@ -267,11 +271,15 @@ func (c *Compiler) reset(v *clusterView) {
 		Endpoints: map[netip.Addr]EndpointEntry{},
 		Policy:    map[PolicyKey]PolicyEntry{},
 		L7:        map[L7ID]L7List{},
+
+		FQDNSelectors: map[Identity]FQDN{},
+		FQDNNames:     map[string][]netip.Addr{},
 	}
 	c.policies = map[policyKey]*compPolicy{}
 	c.slots = map[RuleID]*compRule{}
 	c.classes = map[Identity]*peerClass{}
 	c.locals = map[netip.Prefix]*peerClass{}
+	c.sels = map[FQDN]*peerClass{}
 	c.subjects = map[Identity]*subjectInfo{}
 	c.peerSpecs = map[string]*peerSpec{}
 	c.subjSpecs = map[string]*subjSpec{}
@@ -319,6 +327,8 @@ func (c *Compiler) update(fn func() error) (*Delta, error) {
 	}
 	d := c.track.finish(c.state)
 	diffInto(d, c.state, c.computeIPCache(), c.computeEndpoints())
+	sels, names := c.computeFQDN()
+	diffFQDNInto(d, c.state, sels, names)
 	return d, nil
 }
 

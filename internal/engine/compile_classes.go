@@ -24,16 +24,17 @@ import (
 )
 
 // peerClass is one peer identity and what rules can match on: the labels
-// PeerLabels gives its addresses and, for a node-local identity, the
-// ipcache prefix its addresses resolve to and the DNS names of a host
-// prefix.
+// PeerLabels gives its addresses and, for a node-local prefix identity, the
+// ipcache prefix its addresses resolve to. A selector identity (fqdn set)
+// has no addresses: it stands for every eligible address that a name the
+// selector selects resolved to (see MapState).
 type peerClass struct {
 	id     Identity
 	labels Labels
 	world  bool
 	work   *workload
 	prefix netip.Prefix
-	names  []string
+	fqdn   *FQDN  // selector identities: the normalised selector
 	key    string // node-local identities: what the number is hashed from
 }
 
@@ -42,13 +43,16 @@ func workloadClass(id Identity, w *workload) *peerClass {
 }
 
 // Node-local identities are one per ipcache prefix that needs its own
-// policy (Cilium's CIDR identities): every prefix a CIDR rule names, every
-// address an FQDN selector selects, and an external API server address
-// that a CIDR or FQDN rule reaches. One identity per prefix rather than per
-// set of matching rules keeps numbers stable: a new CIDR rule adds the
-// identities of its own prefixes and changes no other prefix's identity.
-// The number is a hash of the labels and the prefix in the local range;
-// a collision is resolved by probing in sorted key order, like rule IDs.
+// policy (Cilium's CIDR identities): every prefix a CIDR rule names and an
+// external API server address that a CIDR rule reaches; and one per FQDN
+// selector the node's rules name (selector identities, which are never in
+// the ipcache: the datapath probes them for the addresses its learned DNS
+// table holds). One identity per prefix or selector rather than per set of
+// matching rules keeps numbers stable: a new CIDR rule adds the identities
+// of its own prefixes and changes no other prefix's identity. The number
+// is a hash of the labels and the prefix ("fqdn|" and the selector) in the
+// local range; a collision is resolved by probing in sorted key order,
+// like rule IDs.
 const localSpan = 1<<32 - 1<<24 // how many node-local identities there are
 
 func localHash(key string) Identity {
@@ -64,9 +68,9 @@ func nextLocal(id Identity) Identity {
 	return id + 1
 }
 
-// desiredLocals computes the node-local classes the current rules and
-// cluster need, by prefix, and the API server addresses that no CIDR or
-// FQDN rule reaches, which keep IdentityKubeAPIServer.
+// desiredLocals computes the node-local prefix classes the current rules
+// and cluster need, by prefix, and the API server addresses that no CIDR
+// rule reaches, which keep IdentityKubeAPIServer.
 func (c *Compiler) desiredLocals() (map[netip.Prefix]*peerClass, []netip.Addr) {
 	v := c.view
 	x := v.cl.idx()
@@ -81,16 +85,7 @@ func (c *Compiler) desiredLocals() (map[netip.Prefix]*peerClass, []netip.Addr) {
 		case p.IsSingleIP():
 			hosts[p.Addr()] = true
 		case !inPod(p): // inside a pod CIDR every address is "cluster"
-			want[p] = localClass(world, p, nil)
-		}
-	}
-	if len(c.fqdns) > 0 {
-		for name, addrs := range v.cl.DNS {
-			if c.fqdnSelects(name) {
-				for _, a := range addrs {
-					hosts[a] = true
-				}
-			}
+			want[p] = localClass(world, p)
 		}
 	}
 	for _, a := range v.cl.APIServer {
@@ -102,51 +97,57 @@ func (c *Compiler) desiredLocals() (map[netip.Prefix]*peerClass, []netip.Addr) {
 			continue // workloads and nodes have their own identity
 		}
 		p := hostPrefix(a)
-		names := v.names[a]
 		switch {
 		case x.api[a]:
-			if !c.reaches(p, names) {
+			if !c.reaches(p) {
 				untouched = append(untouched, a)
 				continue
 			}
-			want[p] = localClass(apiWorld, p, names)
+			want[p] = localClass(apiWorld, p)
 		case !inPod(p):
-			want[p] = localClass(world, p, names)
+			want[p] = localClass(world, p)
 		}
 	}
 	slices.SortFunc(untouched, func(a, b netip.Addr) int { return a.Compare(b) })
 	return want, untouched
 }
 
-func localClass(l Labels, p netip.Prefix, names []string) *peerClass {
-	return &peerClass{labels: l, world: true, prefix: p, names: names, key: l.String() + "|" + p.String()}
+func localClass(l Labels, p netip.Prefix) *peerClass {
+	return &peerClass{labels: l, world: true, prefix: p, key: l.String() + "|" + p.String()}
 }
 
-func (c *Compiler) fqdnSelects(name string) bool {
-	for f := range c.fqdns {
-		if f.Matches(name) {
+// reaches reports whether a CIDR rule prefix contains p.
+func (c *Compiler) reaches(p netip.Prefix) bool {
+	for q := range c.prefixes {
+		if within(p, q) {
 			return true
 		}
 	}
 	return false
 }
 
-// reaches reports whether a CIDR rule prefix contains p or an FQDN selector
-// selects one of names.
-func (c *Compiler) reaches(p netip.Prefix, names []string) bool {
-	for q := range c.prefixes {
-		if within(p, q) {
-			return true
+// desiredSelectors computes the selector classes the current rules need:
+// one per distinct normalised FQDN selector of the policies that select an
+// enforcement point of the node.
+func (c *Compiler) desiredSelectors() map[FQDN]*peerClass {
+	want := map[FQDN]*peerClass{}
+	for f := range c.fqdns {
+		n := f.normalized()
+		if want[n] == nil {
+			want[n] = &peerClass{fqdn: &n, key: "fqdn|" + n.text()}
 		}
 	}
-	return slices.ContainsFunc(names, c.fqdnSelects)
+	return want
 }
 
 // assignLocals numbers the classes of a full compile: sorted by key, each
 // takes the first free number from its hash on.
-func (c *Compiler) assignLocals(want map[netip.Prefix]*peerClass) {
-	all := make([]*peerClass, 0, len(want))
+func (c *Compiler) assignLocals(want map[netip.Prefix]*peerClass, sels map[FQDN]*peerClass) {
+	all := make([]*peerClass, 0, len(want)+len(sels))
 	for _, cl := range want {
+		all = append(all, cl)
+	}
+	for _, cl := range sels {
 		all = append(all, cl)
 	}
 	slices.SortFunc(all, func(a, b *peerClass) int { return cmp.Compare(a.key, b.key) })
@@ -161,7 +162,11 @@ func (c *Compiler) assignLocals(want map[netip.Prefix]*peerClass) {
 		}
 		cl.id = id
 		c.classes[id] = cl
-		c.locals[cl.prefix] = cl
+		if cl.fqdn != nil {
+			c.sels[*cl.fqdn] = cl
+		} else {
+			c.locals[cl.prefix] = cl
+		}
 	}
 }
 
@@ -174,10 +179,16 @@ func (c *Compiler) syncLocals() error {
 	}
 	c.localsDirty, c.ipcacheDirty = false, true
 	want, untouched := c.desiredLocals()
+	wantSel := c.desiredSelectors()
 	c.untouched = untouched
 	var gone, added []*peerClass
 	for p, cur := range c.locals {
-		if w := want[p]; w == nil || w.key != cur.key || !slices.Equal(w.names, cur.names) {
+		if w := want[p]; w == nil || w.key != cur.key {
+			gone = append(gone, cur)
+		}
+	}
+	for f, cur := range c.sels {
+		if wantSel[f] == nil {
 			gone = append(gone, cur)
 		}
 	}
@@ -185,11 +196,20 @@ func (c *Compiler) syncLocals() error {
 		return errRebuild
 	}
 	for _, cur := range gone {
-		delete(c.locals, cur.prefix)
+		if cur.fqdn != nil {
+			delete(c.sels, *cur.fqdn)
+		} else {
+			delete(c.locals, cur.prefix)
+		}
 		c.removeClass(cur.id)
 	}
 	for p, w := range want {
 		if c.locals[p] == nil {
+			added = append(added, w)
+		}
+	}
+	for f, w := range wantSel {
+		if c.sels[f] == nil {
 			added = append(added, w)
 		}
 	}
@@ -199,7 +219,11 @@ func (c *Compiler) syncLocals() error {
 		if c.classes[w.id] != nil {
 			return errRebuild
 		}
-		c.locals[w.prefix] = w
+		if w.fqdn != nil {
+			c.sels[*w.fqdn] = w
+		} else {
+			c.locals[w.prefix] = w
+		}
 		c.addClass(w)
 	}
 	return nil

@@ -33,7 +33,6 @@ type clusterView struct {
 	epID    map[string]Identity   // managed endpoint → identity
 	local   map[Identity]int      // managed endpoints on the node, per identity
 	holders map[string][]Identity // port name → identities declaring it, sorted
-	names   map[netip.Addr][]string
 }
 
 // workload is one workload identity: its labels and the union of the named
@@ -51,7 +50,7 @@ func newClusterView(in *Cluster, node string, ids IdentityTable) (*clusterView, 
 		return nil, err
 	}
 	v := &clusterView{cl: cl, work: map[Identity]*workload{}, epID: map[string]Identity{},
-		local: map[Identity]int{}, holders: map[string][]Identity{}, names: map[netip.Addr][]string{}}
+		local: map[Identity]int{}, holders: map[string][]Identity{}}
 	v.node, _ = cl.Node(node)
 	for i := range cl.Endpoints {
 		e := &cl.Endpoints[i]
@@ -96,15 +95,6 @@ func newClusterView(in *Cluster, node string, ids IdentityTable) (*clusterView, 
 	}
 	for _, h := range v.holders {
 		slices.Sort(h)
-	}
-	for name, addrs := range cl.DNS {
-		for _, a := range addrs {
-			v.names[a] = append(v.names[a], name)
-		}
-	}
-	for a, ns := range v.names {
-		slices.Sort(ns)
-		v.names[a] = slices.Compact(ns)
 	}
 	return v, nil
 }

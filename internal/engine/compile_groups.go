@@ -180,7 +180,7 @@ func (c *Compiler) build(pols []*compPolicy) {
 	}
 	want, untouched := c.desiredLocals()
 	c.untouched = untouched
-	c.assignLocals(want)
+	c.assignLocals(want, c.desiredSelectors())
 	c.localsDirty = false
 	c.matchAll()
 	for _, p := range pols {
@@ -212,6 +212,7 @@ func (c *Compiler) build(pols []*compPolicy) {
 	}
 	c.state.IPCache = c.computeIPCache()
 	c.state.Endpoints = c.computeEndpoints()
+	c.state.FQDNSelectors, c.state.FQDNNames = c.computeFQDN()
 	c.ipcacheDirty = false
 }
 

@@ -86,6 +86,15 @@ func (s *subjectInfo) flags() EndpointFlags {
 // does for every address of the class.
 func (s *peerSpec) matches(cl *peerClass) bool {
 	p := &s.peer
+	if cl.fqdn != nil {
+		// A selector identity is selected by its selector only.
+		for _, f := range p.FQDNs {
+			if f.normalized() == *cl.fqdn {
+				return true
+			}
+		}
+		return false
+	}
 	for i := range p.Endpoints {
 		if p.Endpoints[i].Matches(cl.labels) {
 			return true
@@ -102,13 +111,6 @@ func (s *peerSpec) matches(cl *peerClass) bool {
 	for _, cr := range p.CIDRs {
 		if cidrCovers(cr, cl.prefix) {
 			return true
-		}
-	}
-	for _, f := range p.FQDNs {
-		for _, n := range cl.names {
-			if f.Matches(n) {
-				return true
-			}
 		}
 	}
 	return false
@@ -304,9 +306,10 @@ func (c *Compiler) matchAll() {
 	work := map[Identity]Labels{}
 	var others []*peerClass
 	for id, cl := range c.classes {
-		if cl.work != nil {
+		switch {
+		case cl.work != nil:
 			work[id] = cl.labels
-		} else {
+		case cl.fqdn == nil: // selector identities match FQDN peers only
 			others = append(others, cl)
 		}
 	}
@@ -315,7 +318,6 @@ func (c *Compiler) matchAll() {
 	sels := map[string][]Identity{}
 	ents := map[Entity][]Identity{}
 	cidrs := map[string][]Identity{}
-	fqdns := map[FQDN][]Identity{}
 	var buf []Identity
 	var kb strings.Builder
 	for _, ps := range c.peerSpecs {
@@ -342,7 +344,7 @@ func (c *Compiler) matchAll() {
 			ids, ok := ents[e]
 			if !ok {
 				for id, cl := range c.classes {
-					if MatchesEntity(e, cl.labels) {
+					if cl.fqdn == nil && MatchesEntity(e, cl.labels) {
 						ids = append(ids, id)
 					}
 				}
@@ -365,17 +367,9 @@ func (c *Compiler) matchAll() {
 			buf = append(buf, ids...)
 		}
 		for _, f := range p.FQDNs {
-			ids, ok := fqdns[f]
-			if !ok {
-				one := &peerSpec{peer: Peer{FQDNs: []FQDN{f}}}
-				for _, cl := range others {
-					if len(cl.names) > 0 && one.matches(cl) {
-						ids = append(ids, cl.id)
-					}
-				}
-				fqdns[f] = ids
+			if cl := c.sels[f.normalized()]; cl != nil {
+				buf = append(buf, cl.id)
 			}
-			buf = append(buf, ids...)
 		}
 		slices.Sort(buf)
 		ps.ids = slices.Clone(slices.Compact(buf))

@@ -40,21 +40,45 @@ type Delta struct {
 	PolicyDeleted    []PolicyKey                  `json:"policyDeleted,omitempty"`
 	L7               map[L7ID]L7List              `json:"l7,omitempty"`
 	L7Deleted        []L7ID                       `json:"l7Deleted,omitempty"`
+	// FQDN selectors and names changed (see MapState). The learned names
+	// are the kernel's to learn; a datapath applies the selectors only.
+	FQDNSelectors        map[Identity]FQDN       `json:"fqdnSelectors,omitempty"`
+	FQDNSelectorsDeleted []Identity              `json:"fqdnSelectorsDeleted,omitempty"`
+	FQDNNames            map[string][]netip.Addr `json:"fqdnNames,omitempty"`
+	FQDNNamesDeleted     []string                `json:"fqdnNamesDeleted,omitempty"`
 }
 
 func newDelta() *Delta {
 	return &Delta{IPCache: map[netip.Prefix]Identity{}, Endpoints: map[netip.Addr]EndpointEntry{},
-		Policy: map[PolicyKey]PolicyEntry{}, L7: map[L7ID]L7List{}}
+		Policy: map[PolicyKey]PolicyEntry{}, L7: map[L7ID]L7List{},
+		FQDNSelectors: map[Identity]FQDN{}, FQDNNames: map[string][]netip.Addr{}}
 }
 
 // Len is the number of entries the delta writes or deletes.
 func (d *Delta) Len() int {
 	return len(d.IPCache) + len(d.IPCacheDeleted) + len(d.Endpoints) + len(d.EndpointsDeleted) +
-		len(d.Policy) + len(d.PolicyDeleted) + len(d.L7) + len(d.L7Deleted)
+		len(d.Policy) + len(d.PolicyDeleted) + len(d.L7) + len(d.L7Deleted) +
+		len(d.FQDNSelectors) + len(d.FQDNSelectorsDeleted) + len(d.FQDNNames) + len(d.FQDNNamesDeleted)
 }
 
 // Apply changes m by the delta.
 func (d *Delta) Apply(m *MapState) {
+	if m.FQDNSelectors == nil {
+		m.FQDNSelectors = map[Identity]FQDN{}
+	}
+	if m.FQDNNames == nil {
+		m.FQDNNames = map[string][]netip.Addr{}
+	}
+	maps.Copy(m.FQDNSelectors, d.FQDNSelectors)
+	for k, v := range d.FQDNNames {
+		m.FQDNNames[k] = slices.Clone(v)
+	}
+	for _, k := range d.FQDNSelectorsDeleted {
+		delete(m.FQDNSelectors, k)
+	}
+	for _, k := range d.FQDNNamesDeleted {
+		delete(m.FQDNNames, k)
+	}
 	maps.Copy(m.L7, d.L7)
 	maps.Copy(m.IPCache, d.IPCache)
 	maps.Copy(m.Endpoints, d.Endpoints)
@@ -80,7 +104,17 @@ func Diff(old, new *MapState) *Delta {
 	d.Endpoints, d.EndpointsDeleted = diffMap(old.Endpoints, new.Endpoints, func(a, b EndpointEntry) bool { return a == b }, netip.Addr.Compare)
 	d.Policy, d.PolicyDeleted = diffMap(old.Policy, new.Policy, func(a, b PolicyEntry) bool { return a == b }, comparePolicyKey)
 	d.L7, d.L7Deleted = diffMap(old.L7, new.L7, func(a, b L7List) bool { return reflect.DeepEqual(a, b) }, cmp.Compare[L7ID])
+	d.FQDNSelectors, d.FQDNSelectorsDeleted = diffMap(old.FQDNSelectors, new.FQDNSelectors, func(a, b FQDN) bool { return a == b }, cmp.Compare[Identity])
+	d.FQDNNames, d.FQDNNamesDeleted = diffMap(old.FQDNNames, new.FQDNNames, slices.Equal[[]netip.Addr], cmp.Compare[string])
 	return d
+}
+
+// diffFQDNInto adds to d the changes from m's FQDN selectors and names to
+// sels and names, and installs them in m.
+func diffFQDNInto(d *Delta, m *MapState, sels map[Identity]FQDN, names map[string][]netip.Addr) {
+	d.FQDNSelectors, d.FQDNSelectorsDeleted = diffMap(m.FQDNSelectors, sels, func(a, b FQDN) bool { return a == b }, cmp.Compare[Identity])
+	d.FQDNNames, d.FQDNNamesDeleted = diffMap(m.FQDNNames, names, slices.Equal[[]netip.Addr], cmp.Compare[string])
+	m.FQDNSelectors, m.FQDNNames = sels, names
 }
 
 func diffMap[K comparable, V any](old, new map[K]V, eq func(a, b V) bool, order func(a, b K) int) (map[K]V, []K) {
@@ -207,6 +241,15 @@ func (m *MapState) Clone() *MapState {
 	for id, l := range m.L7 {
 		out.L7[id] = slices.Clone(l)
 	}
+	if m.FQDNSelectors != nil {
+		out.FQDNSelectors = maps.Clone(m.FQDNSelectors)
+	}
+	if m.FQDNNames != nil {
+		out.FQDNNames = make(map[string][]netip.Addr, len(m.FQDNNames))
+		for n, a := range m.FQDNNames {
+			out.FQDNNames[n] = slices.Clone(a)
+		}
+	}
 	return out
 }
 
@@ -233,6 +276,12 @@ func (m *MapState) Encode() []byte {
 			panic("engine: encode L7 list: " + err.Error())
 		}
 		fmt.Fprintf(&b, "l7 %d %s\n", id, j)
+	}
+	for _, id := range slices.Sorted(maps.Keys(m.FQDNSelectors)) {
+		fmt.Fprintf(&b, "fqdnSelector %d %s\n", id, m.FQDNSelectors[id].text())
+	}
+	for _, n := range slices.Sorted(maps.Keys(m.FQDNNames)) {
+		fmt.Fprintf(&b, "fqdnName %s %v\n", n, m.FQDNNames[n])
 	}
 	return b.Bytes()
 }

@@ -18,6 +18,8 @@ package engine
 
 import (
 	"hash/fnv"
+	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -63,4 +65,63 @@ func FQDNNameHash(name string) uint64 {
 // (CIDR) prefixes; workloads, nodes, the host and the cluster never.
 func FQDNEligible(id Identity) bool {
 	return id == IdentityWorld || id == IdentityKubeAPIServer || id.IsLocal()
+}
+
+// normalized returns the selector as the FQDN tables key it: its name or
+// pattern normalised (NormalizeFQDN).
+func (f FQDN) normalized() FQDN {
+	if f.Name != "" {
+		return FQDN{Name: NormalizeFQDN(f.Name)}
+	}
+	return FQDN{Pattern: NormalizeFQDN(f.Pattern)}
+}
+
+// text renders the selector as policies write it.
+func (f FQDN) text() string {
+	if f.Name != "" {
+		return "matchName:" + f.Name
+	}
+	return "matchPattern:" + f.Pattern
+}
+
+// computeFQDN returns the selector identities and the learned table: every
+// name of the cluster's DNS answers, normalised, with its addresses
+// sorted (answers for names that differ in case or trailing dot merged).
+func (c *Compiler) computeFQDN() (map[Identity]FQDN, map[string][]netip.Addr) {
+	sels := make(map[Identity]FQDN, len(c.sels))
+	for f, cl := range c.sels {
+		sels[cl.id] = f
+	}
+	names := make(map[string][]netip.Addr, len(c.view.cl.DNS))
+	for name, addrs := range c.view.cl.DNS {
+		if len(addrs) == 0 {
+			continue
+		}
+		n := NormalizeFQDN(name)
+		names[n] = append(names[n], addrs...)
+	}
+	for n, addrs := range names {
+		slices.SortFunc(addrs, netip.Addr.Compare)
+		names[n] = slices.Compact(addrs)
+	}
+	return sels, names
+}
+
+// fqdnProbes returns the selector identities that the datapath probes for
+// remote on egress: those whose selector selects a name that remote is an
+// address of, sorted. The caller checks that remote is eligible.
+func (m *MapState) fqdnProbes(remote netip.Addr) []Identity {
+	var out []Identity
+	for name, addrs := range m.FQDNNames {
+		if !slices.Contains(addrs, remote) {
+			continue
+		}
+		for id, f := range m.FQDNSelectors {
+			if !slices.Contains(out, id) && f.Matches(name) {
+				out = append(out, id)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -158,8 +158,8 @@ func (c CIDRRule) Contains(addr netip.Addr) bool {
 
 // FQDN selects names: exactly one of Name and Pattern is set.
 type FQDN struct {
-	Name    string
-	Pattern string
+	Name    string `json:"name,omitempty"`
+	Pattern string `json:"pattern,omitempty"`
 }
 
 // Matches reports whether the selector selects the DNS name.

@@ -30,19 +30,21 @@ func (m *MapState) LookupSide(dir Direction, local, remote netip.Addr, proto Pro
 		return VerdictAllow, ReasonNotEnforced, 0
 	}
 	peer := m.Identity(remote)
-	var entries [2]PolicyEntry
-	n := 0
-	for _, id := range []Identity{peer, 0} {
+	probes := []Identity{peer, 0}
+	if dir == Egress && FQDNEligible(peer) {
+		probes = append(probes, m.fqdnProbes(remote)...)
+	}
+	entries := make([]PolicyEntry, 0, len(probes))
+	for _, id := range probes {
 		if e, ok := m.lookupPolicy(PolicyKey{PolicyID: ep.PolicyID, Direction: dir, Identity: id, Proto: proto, Port: port}); ok {
-			entries[n] = e
-			n++
+			entries = append(entries, e)
 		}
 	}
-	v, r, rule := m.decideView(entries[:n], ep.Flags, dir, req, false)
+	v, r, rule := m.decideView(entries, ep.Flags, dir, req, false)
 	if v == VerdictDeny {
 		return v, r, rule
 	}
-	av, ar, arule := m.decideView(entries[:n], ep.Flags, dir, req, true)
+	av, ar, arule := m.decideView(entries, ep.Flags, dir, req, true)
 	switch {
 	case av == VerdictDeny:
 		return VerdictAudit, ar, arule

@@ -49,12 +49,30 @@ import (
 //     what they would drop and never open or close anything. A flow no
 //     enforcing policy selects that the full view allows is reported with
 //     the full view's rule.
+//
+// On egress, step 3 has more probes when the peer is one that FQDN
+// selectors can select (FQDNEligible of its ipcache identity): one with
+// every selector identity S in FQDNSelectors that selects a name N with
+// the peer's address in FQDNNames[N]. Every entry found is folded into the
+// decision of step 4 as the first two are (flags OR-ed, the lowest rule of
+// each kind, the L7 lists collected), which does not depend on their
+// order. Ingress never probes selector identities.
 type MapState struct {
 	IPCache   map[netip.Prefix]Identity    `json:"ipcache"`
 	Endpoints map[netip.Addr]EndpointEntry `json:"endpoints"`
 	Policy    map[PolicyKey]PolicyEntry    `json:"policy"`
 	// L7 holds the L7 lists that policy entries refer to by L7ID.
 	L7 map[L7ID]L7List `json:"l7"`
+	// FQDNSelectors holds every selector identity and its selector,
+	// normalised (NormalizeFQDN). CompileFQDN makes the kernel's name
+	// automaton of it.
+	FQDNSelectors map[Identity]FQDN `json:"fqdnSelectors,omitempty"`
+	// FQDNNames is the learned table: normalised name → addresses, sorted.
+	// Compile fills it from Cluster.DNS, so that Lookup decides as
+	// Evaluate; the datapath's read-back fills it from the kernel's table
+	// (unexpired entries only). The datapath never writes it: the kernel
+	// learns it from the DNS answers it sees.
+	FQDNNames map[string][]netip.Addr `json:"fqdnNames,omitempty"`
 }
 
 // EndpointFlags say how an enforcement point is default-deny.

@@ -254,7 +254,8 @@ func TestCompileDeterministic(t *testing.T) {
 
 // encodeDelta renders a delta canonically, for comparison.
 func encodeDelta(d *engine.Delta) string {
-	w := &engine.MapState{IPCache: d.IPCache, Endpoints: d.Endpoints, Policy: d.Policy, L7: d.L7}
+	w := &engine.MapState{IPCache: d.IPCache, Endpoints: d.Endpoints, Policy: d.Policy, L7: d.L7,
+		FQDNSelectors: d.FQDNSelectors, FQDNNames: d.FQDNNames}
 	var b strings.Builder
 	b.Write(w.Encode())
 	for _, k := range slices.SortedFunc(slices.Values(d.IPCacheDeleted), func(a, b netip.Prefix) int {
@@ -273,6 +274,12 @@ func encodeDelta(d *engine.Delta) string {
 	}
 	for _, k := range slices.Sorted(slices.Values(d.L7Deleted)) {
 		fmt.Fprintf(&b, "-l7 %d\n", k)
+	}
+	for _, k := range slices.Sorted(slices.Values(d.FQDNSelectorsDeleted)) {
+		fmt.Fprintf(&b, "-fqdnSelector %d\n", k)
+	}
+	for _, k := range slices.Sorted(slices.Values(d.FQDNNamesDeleted)) {
+		fmt.Fprintf(&b, "-fqdnName %s\n", k)
 	}
 	return b.String()
 }
