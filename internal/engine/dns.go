@@ -130,6 +130,29 @@ func (t *DNSTables) addList(l L7List) (uint32, error) {
 		}
 	}
 
+	a := nameAutomaton{next: t.Next, max: MaxDNSStates}
+	start, err := a.add(pats, func(matched []bool) error {
+		t.Accept = append(t.Accept, t.accept(l, uses, matched))
+		return nil
+	})
+	t.Next = a.next
+	return start, err
+}
+
+// nameAutomaton is a transition table of name automata (Next[state*256+
+// byte]), shared by the DNS rules' tables and the toFQDNs tables.
+type nameAutomaton struct {
+	next []uint32
+	max  int // states at most
+}
+
+// add builds the deterministic automaton of pats after the states already
+// in the table and returns its start state. For each new state, in order
+// of state number, it calls accept with which patterns a name that ends in
+// that state matches. Bytes are folded to lower case as the datapath feeds
+// them; '*' of a pattern (not of a matchName) matches any run of bytes
+// within a label and the lone "*" every name, as FQDN.Matches reads them.
+func (a *nameAutomaton) add(pats []dnsPattern, accept func(matched []bool) error) (uint32, error) {
 	// closure adds the epsilon moves: a '*' may match nothing.
 	closure := func(set map[nfaItem]bool) {
 		for it := range set {
@@ -163,13 +186,22 @@ func (t *DNSTables) addList(l L7List) (uint32, error) {
 		if s, ok := states[k]; ok {
 			return s, nil
 		}
-		if len(t.Accept) >= MaxDNSStates {
-			return 0, fmt.Errorf("the name automaton needs more than %d states", MaxDNSStates)
+		n := len(a.next) / 256
+		if n >= a.max {
+			return 0, fmt.Errorf("the name automaton needs more than %d states", a.max)
 		}
-		s := uint32(len(t.Accept))
+		s := uint32(n)
 		states[k] = s
-		t.Accept = append(t.Accept, t.accept(l, uses, pats, set))
-		t.Next = append(t.Next, make([]uint32, 256)...)
+		matched := make([]bool, len(pats))
+		for it := range set {
+			if p := pats[it.pat]; p.all || it.pos == len(p.p) {
+				matched[it.pat] = true
+			}
+		}
+		if err := accept(matched); err != nil {
+			return 0, err
+		}
+		a.next = append(a.next, make([]uint32, 256)...)
 		queue = append(queue, set)
 		return s, nil
 	}
@@ -211,20 +243,15 @@ func (t *DNSTables) addList(l L7List) (uint32, error) {
 			if err != nil {
 				return 0, err
 			}
-			t.Next[n*256+c] = s
+			a.next[n*256+c] = s
 		}
 	}
 	return start, nil
 }
 
-// accept computes what a list says of a name that ends with the NFA in set.
-func (t *DNSTables) accept(l L7List, uses [][]int, pats []dnsPattern, set map[nfaItem]bool) DNSAccept {
-	matched := make([]bool, len(pats))
-	for it := range set {
-		if p := pats[it.pat]; p.all || it.pos == len(p.p) {
-			matched[it.pat] = true
-		}
-	}
+// accept computes what a list says of a name that matches the patterns
+// marked in matched.
+func (t *DNSTables) accept(l L7List, uses [][]int, matched []bool) DNSAccept {
 	var a DNSAccept
 	for i, e := range l {
 		ok := e.Rules == nil || slices.ContainsFunc(uses[i], func(k int) bool { return matched[k] })

@@ -17,7 +17,9 @@ limitations under the License.
 package engine
 
 import (
+	"fmt"
 	"hash/fnv"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -124,4 +126,86 @@ func (m *MapState) fqdnProbes(remote netip.Addr) []Identity {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// MaxFQDNStates bounds the states of one generation's toFQDNs automaton.
+const MaxFQDNStates = MaxDNSStates
+
+// FQDNTables is the kernel form of a state's FQDN selectors: one
+// deterministic automaton over all of them, with start state 0, fed as the
+// DNS rules' automaton is (DNSTables: the presentation form without the
+// trailing dot, ASCII letters folded to lower case, '.' between labels).
+// The state a name ends in says which selector identities select it: the
+// identities the kernel stores with a name it learns from an answer.
+type FQDNTables struct {
+	// Next is the transition table: Next[state*256+byte] is the state after
+	// byte.
+	Next []uint32
+	// Accept[state] is what a name that ends in state is selected by.
+	Accept []FQDNAccept
+}
+
+// FQDNAccept is the selector identities whose selector selects a name that
+// ends in a state, sorted; at most FQDNMaxSelectorsPerName.
+type FQDNAccept struct {
+	IDs []Identity
+}
+
+// CompileFQDN builds the toFQDNs automaton of selectors (as in
+// MapState.FQDNSelectors). The result depends only on the selectors, so
+// the same state gives the same tables; no selectors give one state that
+// selects nothing. A state that more than FQDNMaxSelectorsPerName
+// selectors accept is an error naming them: the kernel stores that many
+// identities per name, and the node must refuse the generation rather than
+// drop some of them.
+func CompileFQDN(selectors map[Identity]FQDN) (FQDNTables, error) {
+	ids := slices.Sorted(maps.Keys(selectors))
+	pats := make([]dnsPattern, len(ids))
+	for i, id := range ids {
+		f := selectors[id].normalized()
+		if f.Name != "" {
+			pats[i] = dnsPattern{p: f.Name, exact: true}
+		} else {
+			pats[i] = dnsPattern{p: f.Pattern, all: f.Pattern == "*"}
+		}
+	}
+	var t FQDNTables
+	a := nameAutomaton{max: MaxFQDNStates}
+	_, err := a.add(pats, func(matched []bool) error {
+		var acc FQDNAccept
+		for i, ok := range matched {
+			if ok {
+				acc.IDs = append(acc.IDs, ids[i])
+			}
+		}
+		if len(acc.IDs) > FQDNMaxSelectorsPerName {
+			texts := make([]string, len(acc.IDs))
+			for i, id := range acc.IDs {
+				texts[i] = selectors[id].text()
+			}
+			return fmt.Errorf("a name is selected by %d toFQDNs selectors (%s), more than the %d the kernel stores per name",
+				len(acc.IDs), strings.Join(texts, ", "), FQDNMaxSelectorsPerName)
+		}
+		t.Accept = append(t.Accept, acc)
+		return nil
+	})
+	if err != nil {
+		return FQDNTables{}, fmt.Errorf("toFQDNs: %w", err)
+	}
+	t.Next = a.next
+	return t, nil
+}
+
+// Lookup runs the automaton on a name as the datapath feeds it and returns
+// the selector identities that select it.
+func (t *FQDNTables) Lookup(name string) []Identity {
+	if len(t.Accept) == 0 {
+		return nil
+	}
+	s := uint32(0)
+	name = strings.TrimSuffix(name, ".")
+	for i := 0; i < len(name); i++ {
+		s = t.Next[int(s)*256+int(name[i])]
+	}
+	return t.Accept[s].IDs
 }
