@@ -23,6 +23,7 @@ package engine
 import (
 	"cmp"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 )
 
@@ -36,6 +37,23 @@ var (
 	// StatesEqual is statesEqual (compile_test.go).
 	StatesEqual = statesEqual
 )
+
+// FQDNHits counts the policy entries that the selector probes of an
+// egress lookup from local to remote find, so that the property test can
+// tell that toFQDNs decided flows.
+func FQDNHits(m *MapState, local, remote netip.Addr, proto Proto, port uint16) int {
+	ep, ok := m.Endpoints[local]
+	if !ok || !FQDNEligible(m.Identity(remote)) {
+		return 0
+	}
+	n := 0
+	for _, id := range m.fqdnProbes(remote) {
+		if _, ok := m.lookupPolicy(PolicyKey{PolicyID: ep.PolicyID, Direction: Egress, Identity: id, Proto: proto, Port: port}); ok {
+			n++
+		}
+	}
+	return n
+}
 
 // testIR makes an IR of policies the way Build does: sorted by kind,
 // namespace and name, rule IDs from the hash of each rule's origin,

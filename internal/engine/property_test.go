@@ -91,7 +91,7 @@ func compileAll(ir *engine.IR, c *engine.Cluster, ids *engine.MemoryAllocator) (
 // deciding rule of the reference evaluator, per side.
 func TestCompileProperty(t *testing.T) {
 	const flowsPerSeed = 80
-	total, sides := 0, 0
+	total, sides, fqdnFlows, fqdnNames := 0, 0, 0, 0
 	tally := map[string]int{} // verdict/egress reason/ingress reason → flows
 	for _, seed := range seeds(400, 1) {
 		g := newGen(t, seed)
@@ -106,10 +106,21 @@ func TestCompileProperty(t *testing.T) {
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
+		fqdnNames += checkFQDNTables(t, seed, states)
 		fp := enginetest.NewFlowPool(c, ir)
 		for range flowsPerSeed {
 			f := g.Flow(fp)
 			total++
+			for _, m := range states {
+				src, dst := f.Src, f.Dst
+				if f.Reply {
+					src, dst = dst, src
+				}
+				if engine.FQDNHits(m, src, dst, f.Proto, f.Port) > 0 {
+					fqdnFlows++
+					break
+				}
+			}
 			res := engine.Evaluate(ir, c, f)
 			tally[res.Verdict.String()+"/"+res.Egress.Reason.String()+"/"+res.Ingress.Reason.String()]++
 			diffs, _ := engine.CompareFlow(ir, c, states, f)
@@ -133,11 +144,43 @@ func TestCompileProperty(t *testing.T) {
 				seed, seed, enginetest.FormatFlow(f), strings.Join(d, "\n"), enginetest.FormatPolicies(min), enginetest.FormatCluster(c, ids))
 		}
 	}
-	t.Logf("%d flows (%d sides) agree with the reference evaluator", total, sides)
+	t.Logf("%d flows (%d sides) agree with the reference evaluator; %d decided with selector identities; %d learned names checked against the automaton", total, sides, fqdnFlows, fqdnNames)
+	if fqdnFlows < total/200 {
+		t.Errorf("only %d of %d flows met a toFQDNs rule: the property test does not cover toFQDNs", fqdnFlows, total)
+	}
 	keys := slices.Sorted(maps.Keys(tally))
 	for _, k := range keys {
 		t.Logf("  %-45s %d", k, tally[k])
 	}
+}
+
+// checkFQDNTables checks that the kernel's automaton of each state's
+// selectors (engine.CompileFQDN) gives every learned name the selector
+// identities LookupSide probes for its addresses (FQDN.Matches), and
+// returns how many names it checked.
+func checkFQDNTables(t *testing.T, seed uint64, states map[string]*engine.MapState) int {
+	t.Helper()
+	n := 0
+	for node, m := range states {
+		tb, err := engine.CompileFQDN(m.FQDNSelectors)
+		if err != nil {
+			t.Fatalf("seed %d, node %s: %v", seed, node, err)
+		}
+		for name := range m.FQDNNames {
+			var want []engine.Identity
+			for id, f := range m.FQDNSelectors {
+				if f.Matches(name) {
+					want = append(want, id)
+				}
+			}
+			slices.Sort(want)
+			if got := tb.Lookup(name); !slices.Equal(got, want) {
+				t.Fatalf("seed %d, node %s: %q: automaton gives %v, the selectors %v", seed, node, name, got, want)
+			}
+			n++
+		}
+	}
+	return n
 }
 
 // collidingNames returns policy names whose spec.ingress[0] rules of

@@ -112,6 +112,14 @@ func (g *Gen) MutateCluster(c *engine.Cluster) (*engine.Cluster, string) {
 			e.Ports = []engine.NamedPort{{Name: PickOf(g, "http", "metrics", "dns"), Port: uint16(PickOf(g, 8080, 8082, 9090)), Protocol: engine.ProtoTCP}}
 		}
 		return nc, "ports of endpoint " + e.ID()
+	case g.Chance(0.5):
+		n := PickOf(g, AnswerNames...)
+		if _, ok := nc.DNS[n]; ok && g.Chance(0.3) {
+			delete(nc.DNS, n)
+		} else {
+			nc.DNS[n] = g.Answer(nc)
+		}
+		return nc, "dns " + n
 	default:
 		n := PickOf(g, slices.Sorted(maps.Keys(DNS))...)
 		if _, ok := nc.DNS[n]; ok && g.Chance(0.5) {

@@ -17,17 +17,20 @@ limitations under the License.
 package enginetest
 
 import (
+	"maps"
 	"net/netip"
+	"slices"
 
 	"github.com/palisade-dev/palisade/internal/engine"
 )
 
 // FlowPool is what random flows are made of: addresses by family (pod
-// addresses also on their own, so that flows meet enforced endpoints
-// often) and the ports the policies name, with their neighbours.
+// addresses and DNS answers also on their own, so that flows meet enforced
+// endpoints and toFQDNs rules often) and the ports the policies name, with
+// their neighbours.
 type FlowPool struct {
-	All, Pods [2][]netip.Addr // [0] IPv4, [1] IPv6
-	Ports     []uint16
+	All, Pods, Answers [2][]netip.Addr // [0] IPv4, [1] IPv6
+	Ports              []uint16
 }
 
 // NewFlowPool collects the addresses of c's workloads and nodes, World,
@@ -49,6 +52,11 @@ func NewFlowPool(c *engine.Cluster, ir *engine.IR) *FlowPool {
 	for _, n := range c.Nodes {
 		for _, a := range n.IPs {
 			fp.All[fam(a)] = append(fp.All[fam(a)], a)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.DNS)) {
+		for _, a := range c.DNS[name] {
+			fp.Answers[fam(a)] = append(fp.Answers[fam(a)], a)
 		}
 	}
 	for _, w := range World {
@@ -84,6 +92,12 @@ func (g *Gen) Flow(fp *FlowPool) engine.Flow {
 		return PickOf(g, fp.All[fam]...)
 	}
 	f := engine.Flow{Src: addr(), Dst: addr()}
+	if g.Chance(0.25) && len(fp.Answers[fam]) > 0 {
+		f.Dst = PickOf(g, fp.Answers[fam]...) // egress to a name's address
+		if len(fp.Pods[fam]) > 0 {
+			f.Src = PickOf(g, fp.Pods[fam]...)
+		}
+	}
 	switch g.Pick(10) {
 	case 0:
 		f.Proto = engine.ProtoICMP

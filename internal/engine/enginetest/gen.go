@@ -80,6 +80,10 @@ var (
 		"pod.example.com":   {netip.MustParseAddr("10.0.1.1")},
 		"api.internal.test": {netip.MustParseAddr("198.51.100.10")},
 	}
+	// AnswerNames are names that random DNS answers are for: names that no
+	// selector of Rule selects, one, or several, some written in another
+	// case or with a trailing dot.
+	AnswerNames = []string{"api.example.com", "Mixed.Example.COM.", "api.test", "deep.a.b.example.com", "other.net", "API.example.com."}
 	// World is addresses outside the cluster's workloads and nodes (some
 	// in the pod CIDRs), that flows go to and come from.
 	World = []string{"203.0.113.1", "203.0.113.50", "203.0.113.66", "203.0.113.130", "203.0.113.200",
@@ -117,7 +121,35 @@ func (g *Gen) Cluster() *engine.Cluster {
 	for range 4 + g.Pick(8) {
 		c.Endpoints = append(c.Endpoints, g.Endpoint())
 	}
+	for _, n := range AnswerNames {
+		if g.Chance(0.4) {
+			c.DNS[n] = slices.Concat(c.DNS[n], g.Answer(c))
+		}
+	}
 	return c
+}
+
+// Answer returns 1 to 3 random addresses of a DNS answer: mostly world
+// addresses (some in CIDR rules' prefixes, some in the pod CIDRs), and
+// addresses of c's workloads, nodes and API server, which FQDN peers never
+// select, or select as the API server.
+func (g *Gen) Answer(c *engine.Cluster) []netip.Addr {
+	var out []netip.Addr
+	for range 1 + g.Pick(3) {
+		switch k := g.Pick(10); {
+		case k < 2 && len(c.Endpoints) > 0:
+			e := c.Endpoints[g.Pick(len(c.Endpoints))]
+			out = append(out, PickOf(g, e.IPs...))
+		case k < 3:
+			n := c.Nodes[g.Pick(len(c.Nodes))]
+			out = append(out, PickOf(g, n.IPs...))
+		case k < 4 && len(c.APIServer) > 0:
+			out = append(out, PickOf(g, c.APIServer...))
+		default:
+			out = append(out, netip.MustParseAddr(PickOf(g, World...)))
+		}
+	}
+	return out
 }
 
 // Endpoint returns a random workload with an address not used before by
@@ -293,7 +325,7 @@ func (g *Gen) Policy(name string) *engine.Policy {
 func (g *Gen) Rule(dir engine.Direction, action engine.Action, ns string) *engine.Rule {
 	r := &engine.Rule{Direction: dir, Action: action}
 	named := false
-	switch g.Pick(9) {
+	switch g.Pick(10) {
 	case 0: // no peer field
 	case 1:
 		named = true // a present but empty peer field: no peer
@@ -322,11 +354,20 @@ func (g *Gen) Rule(dir engine.Direction, action engine.Action, ns string) *engin
 			}
 			r.Peer.CIDRs = append(r.Peer.CIDRs, cr)
 		}
-	case 7:
+	case 7, 9:
 		named = true
-		if dir == engine.Egress && action == engine.Allow {
-			r.Peer.FQDNs = append(r.Peer.FQDNs, PickOf(g, engine.FQDN{Name: "api.example.com"}, engine.FQDN{Pattern: "*.example.com"},
-				engine.FQDN{Pattern: "*"}, engine.FQDN{Name: "pod.example.com"}, engine.FQDN{Pattern: "api.*"}, engine.FQDN{Name: "API.internal.test."}))
+		if dir == engine.Egress {
+			// Egress deny rules have no toFQDNs in the API; the engine
+			// decides them all the same. At most 3 of these select one
+			// name, within the kernel's bound (engine.CompileFQDN).
+			for range 1 + g.Pick(2) {
+				r.Peer.FQDNs = append(r.Peer.FQDNs, PickOf(g, engine.FQDN{Name: "api.example.com"}, engine.FQDN{Pattern: "*.example.com"},
+					engine.FQDN{Pattern: "*"}, engine.FQDN{Name: "pod.example.com"}, engine.FQDN{Pattern: "api.*"}, engine.FQDN{Name: "API.internal.test."},
+					engine.FQDN{Pattern: "*.EXAMPLE.com."}, engine.FQDN{Pattern: "a*.b.example.com"}))
+			}
+			if g.Chance(0.2) {
+				r.Peer.CIDRs = []engine.CIDRRule{{Prefix: netip.MustParsePrefix(PickOf(g, Prefixes...))}}
+			}
 		} else {
 			r.Peer.Entities = []engine.Entity{engine.EntityCluster}
 		}
