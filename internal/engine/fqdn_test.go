@@ -18,6 +18,8 @@ package engine
 
 import (
 	"math/rand/v2"
+	"net/netip"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -202,5 +204,68 @@ func TestFQDNEligible(t *testing.T) {
 		if FQDNEligible(id) != want {
 			t.Errorf("FQDNEligible(%d) = %v", id, !want)
 		}
+	}
+}
+
+// TestSelectorIdentities compiles a scenario with toFQDNs rules: each
+// selector gets the node-local identity of its hash, the rules are
+// compiled under it, and the DNS answers add no ipcache entries.
+func TestSelectorIdentities(t *testing.T) {
+	sc, err := loadScenario(filepath.Join(scenarioDir, "fqdn-match-pattern.txtar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sc.Steps[0]
+	ir := s.buildIR(t)
+	c := s.Cluster
+	var node string
+	for _, e := range c.Endpoints {
+		if e.Namespace == "shop" && e.Labels["app"] == "frontend" {
+			node = e.Node
+		}
+	}
+	ids := NewMemoryAllocator()
+	if err := AllocateIdentities(c, ids); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Compile(ir, c, node, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[Identity]FQDN{
+		localHash("fqdn|matchPattern:*.example.com"):       {Pattern: "*.example.com"},
+		localHash("fqdn|matchName:storage.googleapis.com"): {Name: "storage.googleapis.com"},
+	}
+	if !reflect.DeepEqual(m.FQDNSelectors, want) {
+		t.Fatalf("selectors %v, want %v", m.FQDNSelectors, want)
+	}
+	for id := range want {
+		found := false
+		for k := range m.Policy {
+			found = found || k.Identity == id && k.Direction == Egress
+		}
+		if !found {
+			t.Errorf("no egress policy entry under selector identity %d", id)
+		}
+	}
+	for p, id := range m.IPCache {
+		if _, sel := want[id]; sel {
+			t.Errorf("ipcache %s has selector identity %d", p, id)
+		}
+		if id.IsLocal() {
+			t.Errorf("ipcache %s has node-local identity %d: no CIDR rule names it", p, id)
+		}
+	}
+	if len(m.FQDNNames) == 0 {
+		t.Fatal("no learned names from the cluster's DNS answers")
+	}
+	for n := range m.FQDNNames {
+		if n != NormalizeFQDN(n) {
+			t.Errorf("learned name %q is not normalised", n)
+		}
+	}
+	www := netip.MustParseAddr("198.51.100.80")
+	if got := m.fqdnProbes(www); !slices.Equal(got, []Identity{localHash("fqdn|matchPattern:*.example.com")}) {
+		t.Errorf("probes for %s: %v", www, got)
 	}
 }
