@@ -49,6 +49,9 @@ const (
 	// DNSOtherProtocols is DNS rules on a port that also admits SCTP.
 	DNSOtherProtocols Feature = "DNS rules on SCTP"
 	FQDN              Feature = "toFQDNs"
+	// FQDNWithoutDNS is toFQDNs of a policy with no DNS rule on any egress
+	// port.
+	FQDNWithoutDNS Feature = "toFQDNs without DNS rules"
 	Tracing           Feature = "tracing policies"
 	AuditReports      Feature = "audit reports"
 )
@@ -111,8 +114,19 @@ var Table = map[Feature]Support{
 	// decided at L3/L4.
 	DNSOtherProtocols: {Subsystem: SubsystemL7, Effect: Passes,
 		Kernel: "parses DNS over UDP and TCP only and decides SCTP packets on the port at L3/L4"},
-	FQDN: {Subsystem: SubsystemL7, Effect: Drops,
-		Kernel: "learns no address for these names, so the rule matches nothing and traffic to them is dropped"},
+	// toFQDNs are decided in the kernel (docs/datapath.md, "toFQDNs"): it
+	// learns a name's addresses from the answers to the queries it parses
+	// on ports with DNS rules, before the workload receives the answer,
+	// and decides the workload's packets to them with the selectors'
+	// identities (docs/engine.md).
+	FQDN: {Enforced: true, Subsystem: SubsystemL7},
+	// The kernel learns only from queries it parses, which are those on
+	// ports with DNS rules (as in Cilium, whose DNS proxy sees only those).
+	// A policy with toFQDNs and no DNS rule relies on another policy to
+	// give its endpoints one; Network cannot see other policies, so it
+	// reports the gap for the policy alone.
+	FQDNWithoutDNS: {Subsystem: SubsystemL7, Effect: Drops,
+		Kernel: "learns a name's addresses only from answers to queries on ports with DNS rules, and this policy has none: unless another policy gives its endpoints a DNS rule, traffic to these names is dropped"},
 	// Tracing policies are loaded by the agent's tracing subsystem, one
 	// unit each (docs/agent.md); what a node's kernel cannot load of one
 	// (a hook it lacks, a program its verifier refuses) is reported per
@@ -157,6 +171,7 @@ func Network(rs *v1alpha1.RuleSet) []Gap {
 	for i, r := range rs.Ingress {
 		gaps = portGaps(gaps, fmt.Sprintf("spec.ingress[%d]", i), "ingress", r.ToPorts)
 	}
+	dns := hasEgressDNS(rs)
 	for i, r := range rs.Egress {
 		at := fmt.Sprintf("spec.egress[%d]", i)
 		if len(r.ToFQDNs) > 0 {
@@ -164,11 +179,27 @@ func Network(rs *v1alpha1.RuleSet) []Gap {
 			for _, f := range r.ToFQDNs {
 				names = append(names, string(f.MatchName)+string(f.MatchPattern))
 			}
-			gaps = add(gaps, Gap{Feature: FQDN, Path: at + ".toFQDNs", What: "toFQDNs (" + strings.Join(names, ", ") + ")"})
+			what := "toFQDNs (" + strings.Join(names, ", ") + ")"
+			gaps = add(gaps, Gap{Feature: FQDN, Path: at + ".toFQDNs", What: what})
+			if !dns {
+				gaps = add(gaps, Gap{Feature: FQDNWithoutDNS, Path: at + ".toFQDNs", What: what + " of a policy without DNS rules"})
+			}
 		}
 		gaps = portGaps(gaps, at, "egress", r.ToPorts)
 	}
 	return gaps
+}
+
+// hasEgressDNS reports whether a rule set has a DNS rule on an egress port.
+func hasEgressDNS(rs *v1alpha1.RuleSet) bool {
+	for _, r := range rs.Egress {
+		for _, pr := range r.ToPorts {
+			if pr.Rules != nil && len(pr.Rules.DNS) > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func portGaps(gaps []Gap, at, dir string, ports []v1alpha1.PortRule) []Gap {

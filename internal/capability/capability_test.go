@@ -55,8 +55,7 @@ func TestNetworkGaps(t *testing.T) {
 	want := []Gap{
 		{HTTP, "spec.ingress[1].toPorts[0].rules.http", "ingress HTTP rules on 8080/TCP"},
 		{Kafka, "spec.ingress[1].toPorts[1].rules.kafka", "ingress Kafka rules on 9092/TCP"},
-		// DNS rules are enforced in the kernel: no gap.
-		{FQDN, "spec.egress[1].toFQDNs", "toFQDNs (api.stripe.com, *.googleapis.com)"},
+		// DNS rules and toFQDNs are enforced in the kernel: no gap.
 	}
 	got := Network(ruleSet())
 	if len(got) != len(want) {
@@ -70,6 +69,15 @@ func TestNetworkGaps(t *testing.T) {
 	if s := got[0].String(); s != "ingress HTTP rules on 8080/TCP are not enforced: the kernel "+Table[HTTP].Kernel {
 		t.Errorf("String() = %q", s)
 	}
+	// Without a DNS rule on an egress port, the kernel learns nothing for
+	// the names: that is the gap, at the toFQDNs.
+	noDNS := ruleSet()
+	noDNS.Egress = noDNS.Egress[1:]
+	got = Network(noDNS)
+	wantNoDNS := Gap{FQDNWithoutDNS, "spec.egress[0].toFQDNs", "toFQDNs (api.stripe.com, *.googleapis.com) of a policy without DNS rules"}
+	if !slices.Contains(got, wantNoDNS) || slices.ContainsFunc(got, func(g Gap) bool { return g.Feature == FQDN }) {
+		t.Errorf("toFQDNs without DNS rules: %v, want %v and no %s gap", got, wantNoDNS, FQDN)
+	}
 	if gaps := Network(&v1alpha1.RuleSet{Ingress: ruleSet().Ingress[:1]}); len(gaps) != 0 {
 		t.Errorf("L3/L4 rule has gaps: %v", gaps)
 	}
@@ -78,7 +86,7 @@ func TestNetworkGaps(t *testing.T) {
 // TestGapsFollowTable: a feature the table marks enforced has no gaps,
 // and an object's state follows.
 func TestGapsFollowTable(t *testing.T) {
-	for _, f := range []Feature{HTTP, FQDN, AuditReports, Tracing} {
+	for _, f := range []Feature{HTTP, FQDN, AuditReports, Tracing, FQDNWithoutDNS} {
 		t.Run(string(f), func(t *testing.T) {
 			old := Table[f]
 			t.Cleanup(func() { Table[f] = old })
@@ -86,9 +94,13 @@ func TestGapsFollowTable(t *testing.T) {
 				// Enforced already: check the mechanism as if it were not.
 				Table[f] = Support{Subsystem: old.Subsystem, Effect: Unreported, Kernel: "does not"}
 			}
-			before := len(Network(ruleSet())) + len(TracingPolicy(&v1alpha1.TracingPolicySpec{}))
+			rs := ruleSet()
+			if f == FQDNWithoutDNS {
+				rs.Egress = rs.Egress[1:] // no DNS rule
+			}
+			before := len(Network(rs)) + len(TracingPolicy(&v1alpha1.TracingPolicySpec{}))
 			Table[f] = Support{Enforced: true, Subsystem: old.Subsystem}
-			gaps := append(Network(ruleSet()), TracingPolicy(&v1alpha1.TracingPolicySpec{})...)
+			gaps := append(Network(rs), TracingPolicy(&v1alpha1.TracingPolicySpec{})...)
 			if len(gaps) != before-1 {
 				t.Errorf("%d gaps with %s enforced, want %d", len(gaps), f, before-1)
 			}
@@ -106,7 +118,7 @@ func TestState(t *testing.T) {
 		t.Errorf("no gaps: %s %q %q", s, r, m)
 	}
 	s, r, m := State(Network(ruleSet()))
-	if s != v1alpha1.ObjectPartial || r != v1alpha1.NotSupportedReason || strings.Count(m, "are not enforced") != 3 {
+	if s != v1alpha1.ObjectPartial || r != v1alpha1.NotSupportedReason || strings.Count(m, "are not enforced") != 2 {
 		t.Errorf("network gaps: %s %q %q", s, r, m)
 	}
 	// A feature that is not loaded at all makes the object not enforced;
@@ -149,7 +161,7 @@ func TestPortsString(t *testing.T) {
 // TestFeaturesListed: every feature has a row, and every row that is not
 // enforced says what the kernel does instead.
 func TestFeaturesListed(t *testing.T) {
-	for _, f := range []Feature{L3L4, HTTP, Kafka, DNS, FQDN, Tracing, AuditReports} {
+	for _, f := range []Feature{L3L4, HTTP, Kafka, DNS, DNSOtherProtocols, FQDN, FQDNWithoutDNS, Tracing, AuditReports} {
 		row, ok := Table[f]
 		if !ok {
 			t.Errorf("%s has no row", f)
