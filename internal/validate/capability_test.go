@@ -29,7 +29,8 @@ import (
 )
 
 // capabilityRepo has one rule of each feature the language has beyond
-// L3/L4, on its own line, so each warning's position can be checked.
+// L3/L4, on its own line, so each warning's position can be checked; nodns
+// has toFQDNs and no DNS rule.
 const capabilityRepo = `package policies
 
 np: {
@@ -69,6 +70,18 @@ tp: {
 	metadata: {name: "t", namespace: "shop"}
 	spec: kprobes: [{call: "sys_openat"}]
 }
+
+np2: {
+	apiVersion: "palisade.dev/v1alpha1"
+	kind:       "NetworkPolicy"
+	metadata: {name: "nodns", namespace: "shop"}
+	spec: {
+		endpointSelector: matchLabels: app: "web"
+		egress: [{
+			toFQDNs: [{matchName: "api.stripe.com"}]
+		}]
+	}
+}
 `
 
 // wantGaps is each feature's warning: its field path and line in
@@ -83,6 +96,7 @@ var wantGaps = map[capability.Feature]struct {
 	capability.DNS:               {"spec.egress[0].toPorts[0].rules.dns", 23},
 	capability.DNSOtherProtocols: {"spec.egress[0].toPorts[1].rules.dns", 26},
 	capability.FQDN:              {"spec.egress[1].toFQDNs", 29},
+	capability.FQDNWithoutDNS:    {"spec.egress[0].toFQDNs", 48},
 	capability.Tracing:           {"spec", 38},
 }
 
@@ -162,7 +176,7 @@ func TestCapabilityWarnings(t *testing.T) {
 	t.Run("table as shipped", func(t *testing.T) {
 		check(t, validateCapabilityRepo(t))
 	})
-	for _, f := range []capability.Feature{capability.HTTP, capability.FQDN, capability.Tracing} {
+	for _, f := range []capability.Feature{capability.HTTP, capability.FQDN, capability.FQDNWithoutDNS, capability.Tracing} {
 		t.Run(string(f)+" enforced", func(t *testing.T) {
 			old, had := capability.Table[f]
 			t.Cleanup(func() {
