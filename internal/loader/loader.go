@@ -105,6 +105,9 @@ type Object struct {
 	// positions come from here so that they point into the user's files.
 	value cue.Value
 	root  string
+	// schemaOnce: the package's evaluation had applied the schema, and
+	// the object was not unified with it again (schemaApplied).
+	schemaOnce bool
 }
 
 // ID names the object as kind/namespace/name (namespace left empty for
@@ -207,6 +210,10 @@ type loadRun struct {
 	// note names the files of the package being built, when several.
 	note   atomic.Pointer[string]
 	output int64
+	// direct are the kinds whose #Kinds entry is #<Kind> (schemaApplied).
+	direct map[string]bool
+	// schemas remembers which directories hold the embedded schema.
+	schemas schemaDirs
 }
 
 func (l *loadRun) abort(code, format string, args ...any) *Result {
@@ -242,6 +249,7 @@ func (l *loadRun) run() *Result {
 		res.Diagnostics = append(res.Diagnostics, diag.New("PAL009", diag.Pos{File: "."}, "%v", err))
 		return res
 	}
+	l.direct, l.schemas = directKinds(defs), schemaDirs{}
 	for _, inst := range insts {
 		if inst.Err != nil {
 			res.Diagnostics = append(res.Diagnostics, l.loadErrors(inst.Err)...)
@@ -270,7 +278,7 @@ func (l *loadRun) run() *Result {
 		// the walk cannot reach (in a definition, say) is reported as
 		// the package's.
 		before := res.Diagnostics.Count(diag.Error)
-		w := walker{l: l, defs: defs, flowTest: flowTest, pkg: pkgDir, res: res}
+		w := walker{l: l, defs: defs, flowTest: flowTest, pkg: pkgDir, res: res, embeddedImport: l.importsEmbeddedSchema(inst)}
 		if pkgErr != nil {
 			w.declared = declaredLabels(inst)
 		}
@@ -311,6 +319,8 @@ type walker struct {
 	// declared maps a field path to the regular field names the files
 	// declare under it; set only for packages that fail to evaluate.
 	declared map[string][]string
+	// embeddedImport: the package imports the embedded schema directly.
+	embeddedImport bool
 }
 
 func (w *walker) walk(v cue.Value, path cue.Path, depth int) {
@@ -412,6 +422,19 @@ func (w *walker) policy(v cue.Value, path cue.Path, pos diag.Pos) {
 		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL053", posOf(v.LookupPath(cue.ParsePath("kind")), w.l.root).or(pos), "unknown kind %q at %s", kind, path))
 		return
 	}
+	// Fastest path: v was written as, or through a template of,
+	// schema.#Kind & {...}, so the package's evaluation has unified it
+	// with def already; if it is valid, it needs no second unification
+	// (unification is idempotent). An invalid v takes the paths below,
+	// which say what is wrong and where.
+	if kind != KindFlowTest && w.schemaApplied(v, kind) && v.Validate(cue.Concrete(true), cue.Final()) == nil {
+		if data, err := v.MarshalJSON(); err == nil {
+			if o := w.accept(v, path, pos, kind, data); o != nil {
+				o.schemaOnce = true
+			}
+			return
+		}
+	}
 	// Fast path: unify the policy's concrete data with the definition.
 	// Unifying the user's value itself re-evaluates all of its
 	// expressions (often already unified with the schema by the user's
@@ -470,13 +493,14 @@ func (w *walker) testPos(v cue.Value, def diag.Pos) diag.Pos {
 	return best
 }
 
-// accept records a policy that passed the schema, as data.
-func (w *walker) accept(v cue.Value, path cue.Path, pos diag.Pos, kind string, data []byte) {
+// accept records a policy that passed the schema, as data, and returns
+// it (nil when it is refused).
+func (w *walker) accept(v cue.Value, path cue.Path, pos diag.Pos, kind string, data []byte) *Object {
 	w.l.output += int64(len(data))
 	if w.l.output > w.l.opts.MaxOutputBytes {
 		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL011", pos, "policies evaluate to more than %d bytes of JSON", w.l.opts.MaxOutputBytes))
 		w.stop = true
-		return
+		return nil
 	}
 	var meta struct {
 		Metadata struct {
@@ -488,7 +512,7 @@ func (w *walker) accept(v cue.Value, path cue.Path, pos diag.Pos, kind string, d
 	}
 	if err := json.Unmarshal(data, &meta); err != nil {
 		w.res.Diagnostics = append(w.res.Diagnostics, diag.New("PAL050", pos, "%v", err))
-		return
+		return nil
 	}
 	if kind == KindFlowTest {
 		meta.Metadata.Name = meta.Name
@@ -497,7 +521,7 @@ func (w *walker) accept(v cue.Value, path cue.Path, pos diag.Pos, kind string, d
 	if kind == KindFlowTest {
 		objs = &w.res.Tests
 	}
-	*objs = append(*objs, &Object{
+	o := &Object{
 		Kind:      kind,
 		Namespace: meta.Metadata.Namespace,
 		Name:      meta.Metadata.Name,
@@ -507,7 +531,9 @@ func (w *walker) accept(v cue.Value, path cue.Path, pos diag.Pos, kind string, d
 		JSON:      data,
 		value:     v,
 		root:      w.l.root,
-	})
+	}
+	*objs = append(*objs, o)
+	return o
 }
 
 // isImportError reports whether a cue/load message is about imports.
