@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -58,6 +59,17 @@ func CacheOptions() cache.Options {
 			},
 		},
 	}
+}
+
+// NodeCacheOptions is CacheOptions for the agent of node: it also caches
+// only the node's own NodeEnforcement (a field selector on its name), the
+// one the agent reads and writes. Without it every agent holds, and is
+// sent every status write of, every node's NodeEnforcement: with a
+// thousand nodes a thousand times the cluster's report traffic.
+func NodeCacheOptions(node string) cache.Options {
+	o := CacheOptions()
+	o.ByObject[&v1.NodeEnforcement{}] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", node)}
+	return o
 }
 
 func meta(m metav1.ObjectMeta) metav1.ObjectMeta {
@@ -123,15 +135,19 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager, watchLinks bool) error {
 				(len(n.Status.PodIPs) > 0 && o.Status.PodIPs[0] != n.Status.PodIPs[0]) || o.Spec.NodeName != n.Spec.NodeName
 		},
 	})
+	// A policy object matters through its spec, labels and annotations
+	// (the revision); its status is written by the manager, twice per
+	// rollout, and changes nothing the agent compiles.
+	policyChange := predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{})
 	ownNE := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == a.Node })
 	links := make(chan event.GenericEvent, 1)
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("agent").
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
-		Watches(&v1.NetworkPolicy{}, all).
-		Watches(&v1.ClusterNetworkPolicy{}, all).
-		Watches(&v1.TracingPolicy{}, all).
-		Watches(&v1.ClusterTracingPolicy{}, all).
+		Watches(&v1.NetworkPolicy{}, all, builder.WithPredicates(policyChange)).
+		Watches(&v1.ClusterNetworkPolicy{}, all, builder.WithPredicates(policyChange)).
+		Watches(&v1.TracingPolicy{}, all, builder.WithPredicates(policyChange)).
+		Watches(&v1.ClusterTracingPolicy{}, all, builder.WithPredicates(policyChange)).
 		Watches(&v1.Identity{}, all).
 		Watches(&corev1.Pod{}, all, builder.WithPredicates(podChange)).
 		Watches(&corev1.Namespace{}, all, builder.WithPredicates(predicate.LabelChangedPredicate{})).

@@ -24,6 +24,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -141,6 +142,26 @@ func objectStatus(k objKey, gaps []gap) v1.ObjectEnforcement {
 	return oe
 }
 
+// HeartbeatInterval is how often a node whose report does not change
+// writes its lastVerifiedTime: the verify loop runs every
+// VerifyInterval (10 s), and a status write on every pass would cost the
+// API server a write per node every ten seconds (100/s with a thousand
+// nodes) for nothing but a clock. Any other change writes at once, with
+// the time of the newest verification; as the kubelet, which reports an
+// unchanged node status every five minutes and renews a Lease between.
+const HeartbeatInterval = time.Minute
+
+// processStart makes a restarted agent report its first verification at
+// once, so that lastVerifiedTime says the new process has verified.
+var processStart = time.Now()
+
+// heartbeatDue reports whether lastVerifiedTime must be written: never
+// written, written before this process started, or older than
+// HeartbeatInterval at the verification of last.
+func heartbeatDue(written *metav1.Time, last time.Time) bool {
+	return written == nil || written.Time.Before(processStart.Truncate(time.Second)) || last.Sub(written.Time) >= HeartbeatInterval
+}
+
 // report writes the agent's state to the node's NodeEnforcement status.
 func (a *Agent) report(ctx context.Context) error {
 	ne := &v1.NodeEnforcement{}
@@ -165,13 +186,17 @@ func (a *Agent) report(ctx context.Context) error {
 	st.Errors = r.errs
 	st.Drifts = a.drifts
 	st.DriftRepairs = a.repairs
-	if !a.lastVerified.IsZero() {
-		t := metav1.NewTime(a.lastVerified)
-		st.LastVerifiedTime = &t
-	}
 	st.Maps = a.net.recordUsage()
 	st.FlowsAddress = a.FlowsAddress
 	a.setConditions(ne, r, st.PolicySets)
+	if !a.lastVerified.IsZero() {
+		beat := heartbeatDue(base.Status.LastVerifiedTime, a.lastVerified)
+		if !beat && reflect.DeepEqual(base.Status, ne.Status) {
+			return nil
+		}
+		t := metav1.NewTime(a.lastVerified)
+		st.LastVerifiedTime = &t
+	}
 	if reflect.DeepEqual(base.Status, ne.Status) {
 		return nil
 	}
