@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -50,6 +51,7 @@ type explainFlags struct {
 	httpHost                string
 	httpHeaders             []string
 	dnsName                 string
+	dnsTable                string
 	kafkaAPIKey, kafkaTopic string
 	kafkaClientID           string
 	kafkaAPIVersion         int
@@ -73,14 +75,23 @@ for ICMP the port is the type; TCP when omitted). --from-entity and
 kube-apiserver, unmanaged); give the port with --port.
 
 The verdict is the policies' meaning. Where this version's datapath does not
-enforce the deciding rule as written (L7 rules, toFQDNs; see
-docs/datapath.md), the kernel line (and the JSON's "kernel" field) says what
-the kernel does with the flow today, and why.
+enforce the deciding rule as written (HTTP and Kafka rules; toFQDNs for a
+source with no DNS rule on any egress port, whose queries the kernel does
+not parse and so learns nothing from; see docs/datapath.md), the kernel line
+(and the JSON's "kernel" field) says what the kernel does with the flow
+today, and why.
 
 The endpoints file (YAML) lists namespaces with labels, nodes, endpoints
 (namespace, name, labels, ips, node, named ports), the API server's
 addresses, pod CIDRs and DNS answers (for toFQDNs); see
-policies/examples/endpoints.yaml.
+policies/examples/endpoints.yaml. toFQDNs rules select the addresses of
+these answers. --dns FILE replaces them, for the verdict and the kernel line
+alike, with a table {name: [addresses]} in YAML or JSON: what a node's
+kernel learned from the DNS answers it saw, as the agent publishes it in
+NodeEnforcement's status.fqdn.table. With it, the kernel line is the
+kernel's answer for that node; without it, the kernel line assumes that the
+node learned the endpoints file's answers when the source sends its queries
+on a port with DNS rules. The text output says which table it used.
 
 Exit status: 0 the flow was explained (whatever the verdict), 1 the policies
 are invalid, 2 usage error.`,
@@ -101,7 +112,8 @@ are invalid, 2 usage error.`,
 	fl.StringVar(&f.httpPath, "http-path", "", "HTTP request path")
 	fl.StringVar(&f.httpHost, "http-host", "", "HTTP Host header")
 	fl.StringArrayVar(&f.httpHeaders, "http-header", nil, "HTTP header \"Name: value\" (repeatable)")
-	fl.StringVar(&f.dnsName, "dns", "", "DNS query name")
+	fl.StringVar(&f.dnsName, "dns-name", "", "DNS query name")
+	fl.StringVar(&f.dnsTable, "dns", "", "learned DNS table {name: [addresses]}, YAML or JSON: replaces the endpoints file's dns answers")
 	fl.StringVar(&f.kafkaAPIKey, "kafka-api-key", "", "Kafka request API key (produce, fetch, metadata, ...)")
 	fl.IntVar(&f.kafkaAPIVersion, "kafka-api-version", 0, "Kafka request API version")
 	fl.StringVar(&f.kafkaTopic, "kafka-topic", "", "Kafka topic")
@@ -131,6 +143,13 @@ func runExplain(cmd *cobra.Command, f *explainFlags) error {
 	if err != nil {
 		return usage("%v", err)
 	}
+	dnsFrom := "the endpoints file's answers (" + f.endpoints + ")"
+	if f.dnsTable != "" {
+		if cluster.DNS, err = readDNSTable(f.dnsTable); err != nil {
+			return usage("%v", err)
+		}
+		dnsFrom = f.dnsTable + ", which replaces the endpoints file's answers"
+	}
 	rep, ir, err := loadPolicies(cmd, f.policies, f.revision)
 	if err != nil {
 		return err
@@ -141,7 +160,14 @@ func runExplain(cmd *cobra.Command, f *explainFlags) error {
 	}
 	res := engine.Evaluate(ir, cluster, flow)
 	out := newExplanation(cluster, flow, res, f.policies)
-	out.Kernel = kernelOf(res, engine.Evaluate(kernelView(ir), cluster, flow), flow, rep.Objects)
+	out.DNS = dnsFrom
+	learned := f.dnsTable != "" || capability.Enforced(capability.FQDNWithoutDNS)
+	if !learned {
+		if learned, err = queriesParsed(ir, cluster, flow); err != nil {
+			return err
+		}
+	}
+	out.Kernel = kernelOf(res, engine.Evaluate(kernelViewLearned(ir, learned), cluster, flow), flow, rep.Objects)
 	if f.output == "json" {
 		b, err := json.MarshalIndent(out, "", "  ")
 		if err != nil {
@@ -193,6 +219,76 @@ func readCluster(path string) (*engine.Cluster, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &c, nil
+}
+
+// readDNSTable reads a learned DNS table: a YAML or JSON map of names to
+// lists of addresses.
+func readDNSTable(path string) (map[string][]netip.Addr, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read DNS table: %w", err)
+	}
+	js, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var raw map[string][]string
+	if err := json.Unmarshal(js, &raw); err != nil {
+		return nil, fmt.Errorf("%s: want a map of names to lists of addresses: %w", path, err)
+	}
+	out := make(map[string][]netip.Addr, len(raw))
+	for _, name := range slices.Sorted(maps.Keys(raw)) {
+		if name == "" || strings.ContainsAny(name, " \t") {
+			return nil, fmt.Errorf("%s: %q is not a DNS name", path, name)
+		}
+		for _, a := range raw[name] {
+			addr, err := netip.ParseAddr(a)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s: %q is not an IP address", path, name, a)
+			}
+			out[name] = append(out[name], addr)
+		}
+	}
+	return out, nil
+}
+
+// queriesParsed reports whether the kernel parses the DNS queries of the
+// flow's source, which is what it learns toFQDNs addresses from: whether
+// the source's compiled policy has DNS rules on an egress port, as the
+// datapath decides. A source that is not a managed workload or a node has
+// no egress enforcement, so it does not matter.
+func queriesParsed(ir *engine.IR, c *engine.Cluster, flow engine.Flow) (bool, error) {
+	src := flow.Src
+	if flow.Reply {
+		src = flow.Dst
+	}
+	var node string
+	if e, ok := c.EndpointByIP(src); ok && !e.Unmanaged {
+		node = e.Node
+	} else if n, ok := c.NodeByIP(src); ok {
+		node = n.Name
+	}
+	if node == "" {
+		return true, nil
+	}
+	ids := engine.NewMemoryAllocator()
+	if err := engine.AllocateIdentities(c, ids); err != nil {
+		return false, err
+	}
+	m, err := engine.Compile(ir, c, node, ids)
+	if err != nil {
+		return false, fmt.Errorf("compile for node %s: %w", node, err)
+	}
+	ep, ok := m.Endpoints[src]
+	if !ok {
+		return true, nil
+	}
+	for k, e := range m.Policy {
+		if k.PolicyID == ep.PolicyID && k.Direction == engine.Egress && e.L7 != 0 && engine.DNSListHasDNS(m.L7[e.L7]) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func buildFlow(c *engine.Cluster, f *explainFlags) (engine.Flow, error) {
@@ -400,6 +496,8 @@ type explanation struct {
 	Ingress sideOut          `json:"ingress"`
 	// Kernel is what this version's datapath does with the flow.
 	Kernel kernelOut `json:"kernel"`
+	// DNS says which DNS table toFQDNs rules were decided with.
+	DNS string `json:"dnsTable"`
 }
 
 // kernelOut is the kernel's verdict, which differs from the policies'
@@ -487,6 +585,7 @@ func (e *explanation) writeText(w io.Writer) error {
 	default:
 		fmt.Fprintf(&b, "kernel:  %s, as the policies say\n", strings.ToUpper(k.Verdict.String()))
 	}
+	fmt.Fprintf(&b, "dns:     toFQDNs decided with %s\n", e.DNS)
 	for _, s := range []struct {
 		name string
 		side sideOut
@@ -524,15 +623,21 @@ func (s sideOut) describe() string {
 // kernelView is ir as this version's datapath enforces it, according to
 // the capability table: L7 rules it does not enforce let every request
 // through (the port is decided at L3/L4), toFQDNs it does not enforce
-// match no address. Evaluating it gives the kernel's verdict.
-func kernelView(ir *engine.IR) *engine.IR {
+// match no address. Evaluating it gives the kernel's verdict when the
+// kernel learned the cluster's DNS answers.
+func kernelView(ir *engine.IR) *engine.IR { return kernelViewLearned(ir, true) }
+
+// kernelViewLearned is kernelView where learned false says that the kernel
+// learned no DNS answer for the flow's source (its queries are not
+// parsed), so that its toFQDNs match no address either.
+func kernelViewLearned(ir *engine.IR, learned bool) *engine.IR {
 	out := &engine.IR{}
 	for _, p := range ir.Policies {
 		cp := *p
 		cp.Rules = make([]*engine.Rule, len(p.Rules))
 		for i, r := range p.Rules {
 			cr := *r
-			if !capability.Enforced(capability.FQDN) {
+			if !capability.Enforced(capability.FQDN) || !learned {
 				cr.Peer.FQDNs = nil
 			}
 			cr.L4 = slices.Clone(r.L4) // nil (every port) stays nil
@@ -579,11 +684,16 @@ func kernelOf(res, kern engine.Result, flow engine.Flow, policies []*validate.Po
 			gaps = append(gaps, ruleGaps(pol, flow, policies, requestFeature(flow.Request))...)
 		case pol.Reason == engine.ReasonAllowed:
 			gaps = append(gaps, ruleGaps(pol, flow, policies, capability.FQDN)...)
+			gaps = append(gaps, ruleGaps(pol, flow, policies, capability.FQDNWithoutDNS)...)
 		}
 	}
 	parts := make([]string, 0, len(gaps)+1)
 	for _, g := range gaps {
-		parts = append(parts, g.What+" are not enforced by this version")
+		p := g.What + " are not enforced by this version"
+		if g.Feature == capability.FQDNWithoutDNS {
+			p += ": the kernel " + g.Support().Kernel
+		}
+		parts = append(parts, p)
 	}
 	if !out.Differs {
 		if res.Verdict == engine.VerdictAudit && !capability.Enforced(capability.AuditReports) {

@@ -175,7 +175,7 @@ func TestExplainUsageErrors(t *testing.T) {
 		{"bad protocol", []string{"--from", "shop/frontend-7d9f", "--to", "shop/api-5c8b:80/XTP"}, "want TCP, UDP"},
 		{"both from flags", []string{"--from", "shop/frontend-7d9f", "--from-entity", "world", "--to", "shop/api-5c8b:80"}, "exactly one of --from"},
 		{"entity cluster is not one address", []string{"--from", "shop/frontend-7d9f", "--to-entity", "cluster:80/TCP"}, "does not name one kind"},
-		{"two L7 requests", []string{"--from", "shop/frontend-7d9f", "--to", "shop/api-5c8b:80", "--dns", "x", "--http-path", "/"}, "give one L7 request"},
+		{"two L7 requests", []string{"--from", "shop/frontend-7d9f", "--to", "shop/api-5c8b:80", "--dns-name", "x", "--http-path", "/"}, "give one L7 request"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -210,7 +210,8 @@ func TestExplainBadEndpointsFile(t *testing.T) {
 // TestExplainKernel checks that explain says where the kernel's verdict
 // differs from the policies', with the capability table's reasons, on the
 // example repository: L7 rules the datapath does not enforce pass the
-// request, toFQDNs it does not enforce drop the flow.
+// request; toFQDNs are enforced, so the kernel agrees with the policies on
+// the same DNS answers.
 func TestExplainKernel(t *testing.T) {
 	l7Denied := []string{"--from", "shop/frontend-7d9f", "--to", "shop/api-5c8b:8080/TCP", "--http-method", "GET", "--http-path", "/admin", "--http-host", "api.shop.svc.cluster.local"}
 	tests := []struct {
@@ -226,8 +227,8 @@ func TestExplainKernel(t *testing.T) {
 		{"Kafka request refused by L7 rules", []string{"--from", "shop/api-5c8b", "--to", "payments/kafka-0:9092/TCP", "--kafka-api-key", "fetch", "--kafka-topic", "orders"},
 			"deny", "allow", true,
 			"the kernel passes this request today: ingress Kafka rules on 9092/TCP are not enforced by this version"},
-		{"flow allowed by toFQDNs", []string{"--from", "shop/api-5c8b", "--to", "198.51.100.20:443/TCP"}, "allow", "deny", true,
-			"the kernel drops this flow today: toFQDNs (api.stripe.com, *.googleapis.com) are not enforced by this version"},
+		{"flow allowed by toFQDNs", []string{"--from", "shop/api-5c8b", "--to", "198.51.100.20:443/TCP"}, "allow", "allow", false, ""},
+		{"flow to an address of no allowed name", []string{"--from", "shop/api-5c8b", "--to", "198.51.100.40:443/TCP"}, "deny", "deny", false, ""},
 		{"Kafka request allowed by L7 rules", []string{"--from", "shop/api-5c8b", "--to", "payments/kafka-0:9092/TCP", "--kafka-api-key", "produce", "--kafka-topic", "orders", "--kafka-client-id", "shop-api"},
 			"allow", "allow", false,
 			"ingress Kafka rules on 9092/TCP are not enforced by this version: the kernel would pass any other request on the port too"},
@@ -279,4 +280,146 @@ func TestExplainKernel(t *testing.T) {
 			t.Errorf("exit %d:\n%s%s", code, out, errOut)
 		}
 	})
+}
+
+// explainJSON runs explain with args on the repository and endpoints
+// given and decodes its JSON output.
+func explainJSON(t *testing.T, policies, endpoints string, args ...string) (verdict string, kernel kernelJSON, dns string) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(append([]string{"explain", "--policies", policies, "--endpoints", endpoints, "-o", "json"}, args...))
+	if err := root.Execute(); err != nil {
+		t.Fatalf("explain %v: %v\n%s", args, err, errOut.String())
+	}
+	var got struct {
+		Verdict  string
+		Kernel   kernelJSON
+		DNSTable string
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	return got.Verdict, got.Kernel, got.DNSTable
+}
+
+type kernelJSON struct {
+	Verdict string
+	Differs bool
+	Reason  string
+}
+
+// TestExplainDNSTable: --dns replaces the endpoints file's answers for the
+// verdict and the kernel line alike, in YAML or JSON (the agent's
+// status.fqdn.table), and the output says which table was used.
+func TestExplainDNSTable(t *testing.T) {
+	const repo, eps = "../../policies/examples", "../../policies/examples/endpoints.yaml"
+	dir := t.TempDir()
+	yamlTable := writeFile(t, dir, "dns.yaml", "api.stripe.com: [198.51.100.99, 2001:db8::99]\nwww.google.com: [198.51.100.20]\n")
+	jsonTable := writeFile(t, dir, "dns.json", `{"api.stripe.com":["198.51.100.99"],"www.google.com":["198.51.100.20"]}`)
+	for _, table := range []string{yamlTable, jsonTable} {
+		t.Run(filepath.Ext(table), func(t *testing.T) {
+			// The learned address of api.stripe.com is allowed.
+			v, k, dns := explainJSON(t, repo, eps, "--from", "shop/api-5c8b", "--to", "198.51.100.99:443/TCP", "--dns", table)
+			if v != "allow" || k.Verdict != "allow" || k.Differs {
+				t.Errorf("to the learned address: verdict %s, kernel %+v; want allow, allow", v, k)
+			}
+			if !strings.Contains(dns, table) || !strings.Contains(dns, "replaces the endpoints file's answers") {
+				t.Errorf("dnsTable %q does not name %s", dns, table)
+			}
+			// The endpoints file's address of api.stripe.com is now
+			// www.google.com's only, which api may not reach.
+			v, k, _ = explainJSON(t, repo, eps, "--from", "shop/api-5c8b", "--to", "198.51.100.20:443/TCP", "--dns", table)
+			if v != "deny" || k.Verdict != "deny" || k.Differs {
+				t.Errorf("to the replaced address: verdict %s, kernel %+v; want deny, deny", v, k)
+			}
+		})
+	}
+	t.Run("text", func(t *testing.T) {
+		out, errOut, code := explainCmd(t, "--from", "shop/api-5c8b", "--to", "198.51.100.99:443/TCP", "--dns", yamlTable)
+		want := "dns:     toFQDNs decided with " + yamlTable + ", which replaces the endpoints file's answers\n"
+		if code != exitOK || !strings.Contains(out, "verdict: ALLOW") || !strings.Contains(out, want) {
+			t.Errorf("exit %d, output lacks %q:\n%s%s", code, want, out, errOut)
+		}
+		out, _, _ = explainCmd(t, "--from", "shop/api-5c8b", "--to", "198.51.100.20:443/TCP")
+		if want := "dns:     toFQDNs decided with the endpoints file's answers (" + eps + ")\n"; !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	})
+	for name, body := range map[string]string{
+		"bad address": "api.stripe.com: [198.51.100.999]\n",
+		"not a map":   "- api.stripe.com\n",
+		"not a list":  "api.stripe.com: 198.51.100.1\n",
+		"not a name":  "\"a b\": [198.51.100.1]\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := writeFile(t, dir, "bad.yaml", body)
+			_, _, code := explainCmd(t, "--from", "shop/api-5c8b", "--to", "198.51.100.1:443/TCP", "--dns", f)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want a usage error", code)
+			}
+			root := newRootCmd()
+			root.SetOut(&bytes.Buffer{})
+			root.SetErr(&bytes.Buffer{})
+			root.SetArgs([]string{"explain", "--policies", repo, "--endpoints", eps, "--from", "shop/api-5c8b", "--to", "198.51.100.1:443/TCP", "--dns", f})
+			if err := root.Execute(); err == nil || !strings.Contains(err.Error(), f) {
+				t.Errorf("error %v does not name the file", err)
+			}
+		})
+	}
+}
+
+// TestExplainFQDNWithoutDNSRules: the kernel learns only from queries on
+// ports with DNS rules, so a source without any learns nothing from the
+// endpoints file's answers and the kernel drops what its toFQDNs allow,
+// with the table's reason; given the node's learned table, the kernel
+// line is that table's answer.
+func TestExplainFQDNWithoutDNSRules(t *testing.T) {
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	writeFile(t, repo, "policies.cue", `package policies
+
+np: payments: {
+	apiVersion: "palisade.dev/v1alpha1"
+	kind:       "NetworkPolicy"
+	metadata: {name: "payments", namespace: "shop"}
+	spec: {
+		endpointSelector: matchLabels: app: "payments"
+		egress: [{
+			toFQDNs: [{matchName: "api.stripe.com"}]
+			toPorts: [{ports: [{port: 443, protocol: "TCP"}]}]
+		}]
+	}
+}
+`)
+	eps := writeFile(t, dir, "endpoints.yaml", `namespaces:
+  shop: {}
+nodes:
+  - name: n1
+    ips: [10.0.16.11]
+podCIDRs: [10.244.0.0/16]
+dns:
+  api.stripe.com: [198.51.100.20]
+endpoints:
+  - namespace: shop
+    name: payments-0
+    labels: {app: payments}
+    ips: [10.244.1.5]
+    node: n1
+`)
+	v, k, _ := explainJSON(t, repo, eps, "--from", "shop/payments-0", "--to", "198.51.100.20:443/TCP")
+	if v != "allow" || k.Verdict != "deny" || !k.Differs {
+		t.Fatalf("verdict %s, kernel %+v; want allow, and the kernel dropping it", v, k)
+	}
+	want := "the kernel drops this flow today: toFQDNs (api.stripe.com) of a policy without DNS rules are not enforced by this version: the kernel " +
+		capability.Table[capability.FQDNWithoutDNS].Kernel
+	if k.Reason != want {
+		t.Errorf("reason %q\nwant   %q", k.Reason, want)
+	}
+	table := writeFile(t, dir, "dns.json", `{"api.stripe.com":["198.51.100.20"]}`)
+	if v, k, _ := explainJSON(t, repo, eps, "--from", "shop/payments-0", "--to", "198.51.100.20:443/TCP", "--dns", table); v != "allow" || k.Verdict != "allow" || k.Differs {
+		t.Errorf("with the node's learned table: verdict %s, kernel %+v; want allow, allow", v, k)
+	}
 }
