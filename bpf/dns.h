@@ -313,6 +313,7 @@ struct dns_args {
 	__u32 l4off;
 	__u32 l4len;
 	__u32 msg_off; /* out: the message's offset */
+	__u32 q_end;   /* out: where the questions end, when all were read; else 0 */
 	__u32 rule;    /* in and out, with verdict */
 	__u32 start[2]; /* the lists' start states (dns_decide) */
 	__u8 has_e[2];
@@ -320,6 +321,7 @@ struct dns_args {
 	__u8 dir;
 	__u8 proto;
 	__u8 frag; /* the packet is an IP fragment */
+	__u8 qd;   /* out: QDCOUNT, when q_end is set */
 	/* in: the L4 decision; out: the query's (unchanged when not decided) */
 	__u8 verdict;
 	__u8 reason;
@@ -403,6 +405,8 @@ __attribute__((noinline)) int dns_decide(struct __sk_buff *skb, struct dns_args 
 	struct policy_value *e1 = a->has_e[1] ? &a->e[1] : 0;
 	__u32 slot = w.slot;
 
+	a->q_end = 0;
+	a->qd = 0;
 	if (a->proto != IPPROTO_UDP && a->proto != IPPROTO_TCP)
 		return DNS_NOT_DNS;
 	void *lists = bpf_map_lookup_elem(&gen_dns_lists, &slot);
@@ -499,6 +503,10 @@ __attribute__((noinline)) int dns_decide(struct __sk_buff *skb, struct dns_args 
 		decided = 1;
 	}
 
+	if (!err && decided) {
+		a->q_end = q_off;
+		a->qd = qd;
+	}
 	if (err) {
 		dns_count_err(err);
 		if (dns_restricts(e0, e1, 0)) {
@@ -519,12 +527,276 @@ __attribute__((noinline)) int dns_decide(struct __sk_buff *skb, struct dns_args 
 	return DNS_PASS;
 }
 
+/* TCP flags of the segments the kernel crafts. */
+#define DNS_TCP_FIN 0x01
+#define DNS_TCP_SYN 0x02
+#define DNS_TCP_RST 0x04
+#define DNS_TCP_PSH 0x08
+#define DNS_TCP_ACK 0x10
+
 /*
- * dns_answer turns a refused UDP query into its answer and sends it back
- * where it came from: QR set, AA and TC cleared, RA set, RCODE REFUSED (or
- * the configured one); Ethernet and IP addresses and UDP ports swapped
- * (which changes no checksum); the UDP checksum fixed for the flags word.
- * The question and any EDNS0 OPT record are echoed as sent.
+ * Bytes cut from a refused TCP query are summed in chunks of this size (so
+ * that a chunk at an odd distance from the TCP header, one zero byte in
+ * front, fits the 256-byte scratch buffer); a segment holds at most
+ * 64 KiB, so DNS_TCP_CHUNKS chunks are enough.
+ */
+#define DNS_TCP_CHUNK 252
+#define DNS_TCP_CHUNKS 264
+
+/*
+ * dns_tcp_ts_swap swaps TSval and TSecr of the timestamps option, if the
+ * TCP header at t (hl bytes) has one: the crafted segment then echoes the
+ * client's TSval and carries the last TSval the client saw from the
+ * server, which passes the client's PAWS check. Two 32-bit words at the
+ * same parity trade places, so the checksum does not change. A global
+ * function: its loop is verified once, apart from its caller's paths.
+ */
+__attribute__((noinline)) int dns_tcp_ts_swap(struct __sk_buff *skb, __u32 t, __u32 hl)
+{
+	__u32 zero = 0;
+	struct dns_scratch *sc = bpf_map_lookup_elem(&dns_scratch, &zero);
+	if (!sc)
+		return -1;
+	__u8 *o = sc->buf; /* free by now: the names were walked */
+	__u32 olen = hl - 20;
+	if (olen < 10 || olen > 40)
+		return 0;
+	if (bpf_skb_load_bytes(skb, t + 20, o, olen) < 0)
+		return -1;
+	__u32 i = 0;
+	for (int k = 0; k < 40; k++) {
+		if (i + 1 >= olen)
+			return 0;
+		__u8 kind = o[i & 63];
+		if (kind == 0) /* end of options */
+			return 0;
+		if (kind == 1) { /* NOP */
+			i++;
+			continue;
+		}
+		__u8 len = o[(i + 1) & 63];
+		if (len < 2)
+			return 0; /* malformed: leave the options as they are */
+		if (kind == 8 && len == 10) {
+			if (i + 10 > olen)
+				return 0;
+			__u8 sw[8];
+			__u32 v = i + 2;
+#pragma unroll
+			for (int j = 0; j < 4; j++) {
+				sw[j] = o[(v + 4 + j) & 63];
+				sw[4 + j] = o[(v + j) & 63];
+			}
+			return bpf_skb_store_bytes(skb, t + 20 + v, sw, 8, 0) < 0 ? -1 : 0;
+		}
+		i += len;
+	}
+	return 0;
+}
+
+/* The state of dns_tcp_cut's loop (bpf_loop's context). */
+struct dns_cut {
+	struct __sk_buff *skb;
+	__s64 sum;
+	__u32 off;
+	__u32 len;
+	__u32 odd;
+	__u32 err;
+};
+
+static long dns_cut_step(__u32 i, void *ctx)
+{
+	struct dns_cut *c = ctx;
+	__u32 zero = 0;
+	struct dns_scratch *sc = bpf_map_lookup_elem(&dns_scratch, &zero);
+	if (!sc) {
+		c->err = 1;
+		return 1;
+	}
+	if (c->len == 0)
+		return 1;
+	__u8 *buf = sc->buf;
+	__u32 n = c->len > DNS_TCP_CHUNK ? DNS_TCP_CHUNK : c->len;
+	__u32 odd = c->odd & 1;
+	int r;
+	if (odd) {
+		buf[0] = 0;
+		r = bpf_skb_load_bytes(c->skb, c->off, buf + 1, n);
+	} else {
+		r = bpf_skb_load_bytes(c->skb, c->off, buf, n);
+	}
+	if (r < 0) {
+		c->err = 1;
+		return 1;
+	}
+	__u32 m = n + odd;
+	buf[m & 0xff] = 0;
+	buf[(m + 1) & 0xff] = 0;
+	buf[(m + 2) & 0xff] = 0;
+	__s64 sum = bpf_csum_diff((__be32 *)buf, (m + 3) & 0x1fc, 0, 0, c->sum);
+	if (sum < 0) {
+		c->err = 1;
+		return 1;
+	}
+	c->sum = sum;
+	c->off += n;
+	c->len -= n;
+	return 0;
+}
+
+/*
+ * dns_tcp_cut cuts the client's TCP segment (a: its TCP header and length)
+ * after nl bytes of payload: the bytes cut leave the TCP checksum (summed
+ * in a bpf_loop; they start at an odd distance from the TCP header when nl
+ * is odd, and then get a zero in front, so that each keeps its place in
+ * the 16-bit words; zeros pad a chunk to 4 bytes), the IP length and the
+ * pseudo header's TCP length are fixed, and the packet trimmed. Returns 0
+ * or -1. A global function apart from dns_tcp_answer, so that neither
+ * call chain's stack passes the limit.
+ */
+__attribute__((noinline)) int dns_tcp_cut(struct __sk_buff *skb, struct dns_args *a, __u32 nl)
+{
+	if (!a)
+		return -1;
+	__u32 t = a->l4off & 0xffff, l4len = a->l4len & 0xffff;
+	__u8 doff;
+	if (bpf_skb_load_bytes(skb, t + 12, &doff, 1) < 0)
+		return -1;
+	__u32 hl = (doff >> 4) * 4;
+	if (l4len < hl + nl)
+		return -1;
+	__u32 cut = l4len - hl - nl;
+	if (!cut)
+		return 0;
+	struct dns_cut c = {.skb = skb, .off = t + hl + nl, .len = cut, .odd = nl & 1};
+	bpf_loop(DNS_TCP_CHUNKS, dns_cut_step, &c, 0);
+	if (c.err || c.len)
+		return -1;
+
+	__u8 ver;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ver, 1) < 0)
+		return -1;
+	__u16 olen, nlen;
+	if ((ver >> 4) == 4) {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 2, &olen, 2) < 0 || bpf_ntohs(olen) <= cut)
+			return -1;
+		nlen = bpf_htons(bpf_ntohs(olen) - cut);
+		if (bpf_l3_csum_replace(skb, ETH_HLEN + 10, olen, nlen, 2) < 0 ||
+		    bpf_skb_store_bytes(skb, ETH_HLEN + 2, &nlen, 2, 0) < 0)
+			return -1;
+	} else {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 4, &olen, 2) < 0 || bpf_ntohs(olen) <= cut)
+			return -1;
+		nlen = bpf_htons(bpf_ntohs(olen) - cut);
+		if (bpf_skb_store_bytes(skb, ETH_HLEN + 4, &nlen, 2, 0) < 0)
+			return -1;
+	}
+	/* c.sum is what the cut bytes take away; the length is the pseudo header's. */
+	if (bpf_l4_csum_replace(skb, t + 16, 0, c.sum, 0) < 0 ||
+	    bpf_l4_csum_replace(skb, t + 16, bpf_htons(l4len), bpf_htons(l4len - cut), BPF_F_PSEUDO_HDR | 2) < 0)
+		return -1;
+	if (bpf_skb_change_tail(skb, t + hl + nl, 0) < 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * dns_tcp_answer turns the client's TCP segment that carries a refused
+ * query (the TCP header at a->l4off, a->l4len bytes to the end of the IP
+ * payload) into the server's last segment toward the client: seq = the
+ * segment's ack, ack = its seq + payload length (+1 for a FIN), flags
+ * ACK|PSH|FIN, the timestamps swapped, the urgent pointer cleared, and the
+ * payload a DNS response of the query: the 2-byte length prefix, the
+ * query's header with QR and RA set, AA and TC cleared, RCODE rcode,
+ * ANCOUNT, NSCOUNT and ARCOUNT 0, then the questions as sent (when the
+ * parser read them all: a->q_end; else none, QDCOUNT 0). A segment that
+ * does not hold one whole message with a header has nothing to answer: it
+ * becomes a reset (RST|ACK), so that the client fails at once instead of
+ * retransmitting into a drop. It returns the payload length to keep (what
+ * follows, such as an EDNS0 OPT record, is cut by dns_tcp_cut; a reset
+ * keeps none), or -1 when the segment cannot be turned (it is dropped): an
+ * IP fragment, a SYN (data in a SYN: TCP Fast Open), a RST, no ACK, a
+ * failed helper. Addresses and ports are left to the caller (swapping them
+ * changes no checksum).
+ *
+ * The TCP checksum is fixed incrementally (bpf_l4_csum_replace): for a
+ * segment whose checksum the stack has left to the device
+ * (CHECKSUM_PARTIAL, as a local socket's on a veth) the kernel updates
+ * only the pseudo header's part, for a complete checksum all of it.
+ */
+__attribute__((noinline)) int dns_tcp_answer(struct __sk_buff *skb, struct dns_args *a, __u32 rcode)
+{
+	if (!a || a->frag)
+		return -1;
+	__u32 t = a->l4off & 0xffff, l4len = a->l4len & 0xffff;
+	__u8 th[20];
+	if (bpf_skb_load_bytes(skb, t, th, 20) < 0)
+		return -1;
+	__u32 hl = (th[12] >> 4) * 4;
+	if (hl < 20 || l4len <= hl)
+		return -1;
+	if ((th[13] & (DNS_TCP_SYN | DNS_TCP_RST)) || !(th[13] & DNS_TCP_ACK))
+		return -1;
+	__u32 pl = l4len - hl; /* the query's payload */
+	__u32 p = t + hl;
+
+	/* The payload's first 16 bytes: length prefix, header, 2 more. */
+	__u8 old[16] = {}, neu[16] = {};
+	__u32 nl = 0; /* the answer's payload; 0: a reset */
+	__s64 sum = 0;
+	if (pl >= 2 + DNS_HDR_LEN) {
+		int r = pl >= 16 ? bpf_skb_load_bytes(skb, p, old, 16) : bpf_skb_load_bytes(skb, p, old, 14);
+		if (r < 0)
+			return -1;
+		__u32 ml = ((__u32)old[0] << 8) | old[1];
+		if (ml == pl - 2) {
+			__u32 qs = p + 2 + DNS_HDR_LEN, qe = a->q_end, qlen = 0;
+			if (qe > qs && qe <= p + pl)
+				qlen = qe - qs;
+			nl = 2 + DNS_HDR_LEN + qlen;
+			__builtin_memcpy(neu, old, 16);
+			neu[0] = (nl - 2) >> 8;
+			neu[1] = nl - 2;
+			neu[4] = (old[4] | 0x80) & ~0x06;
+			neu[5] = 0x80 | (rcode & 0xf);
+			if (!qlen)
+				neu[6] = neu[7] = 0;
+			__builtin_memset(neu + 8, 0, 6);
+			sum = bpf_csum_diff((__be32 *)old, 16, (__be32 *)neu, 16, 0);
+			if (sum < 0 || bpf_skb_store_bytes(skb, p, neu, 14, 0) < 0)
+				return -1;
+		}
+	}
+
+	/* seq, ack, flags and the urgent pointer: bytes 4 to 19 (the checksum kept). */
+	__u8 *nh = old; /* reused: the payload's bytes are stored */
+	__u32 seq = ((__u32)th[4] << 24) | ((__u32)th[5] << 16) | ((__u32)th[6] << 8) | th[7];
+	seq += pl + (th[13] & DNS_TCP_FIN ? 1 : 0);
+	__builtin_memcpy(nh, th + 8, 4);
+	nh[4] = seq >> 24;
+	nh[5] = seq >> 16;
+	nh[6] = seq >> 8;
+	nh[7] = seq;
+	__builtin_memcpy(nh + 8, th + 12, 8);
+	nh[9] = nl ? DNS_TCP_ACK | DNS_TCP_PSH | DNS_TCP_FIN : DNS_TCP_RST | DNS_TCP_ACK;
+	nh[14] = nh[15] = 0;
+	sum = bpf_csum_diff((__be32 *)(th + 4), 16, (__be32 *)nh, 16, sum);
+	if (sum < 0 || bpf_skb_store_bytes(skb, t + 4, nh, 16, 0) < 0)
+		return -1;
+	if (dns_tcp_ts_swap(skb, t, hl) < 0)
+		return -1;
+	if (bpf_l4_csum_replace(skb, t + 16, 0, sum, 0) < 0)
+		return -1;
+	return nl;
+}
+
+/*
+ * dns_answer turns a refused query into its answer and sends it back where
+ * it came from. UDP: QR set, AA and TC cleared, RA set, RCODE REFUSED (or
+ * the configured one), the UDP checksum fixed for the flags word; the
+ * question and any EDNS0 OPT record are echoed as sent. TCP: the segment
+ * becomes the server's answer and FIN (dns_tcp_answer). Both: Ethernet and
+ * IP addresses and ports swapped (which changes no checksum).
  */
 static __always_inline int dns_answer(struct __sk_buff *skb, struct pkt *p, __u8 dir)
 {
@@ -532,7 +804,31 @@ static __always_inline int dns_answer(struct __sk_buff *skb, struct pkt *p, __u8
 	struct dns_scratch *sc = bpf_map_lookup_elem(&dns_scratch, &zero);
 	if (!sc)
 		return -1;
-	__u32 msg_off = ((struct dns_args *)sc->args)->msg_off & 0xffff;
+	struct dns_args *args = (struct dns_args *)sc->args;
+	__u32 msg_off = args->msg_off & 0xffff;
+	__u8 rcode = DNS_RCODE_REFUSED;
+	struct dns_config *cfg = bpf_map_lookup_elem(&dns_settings, &zero);
+	if (cfg && cfg->rcode)
+		rcode = cfg->rcode & 0xf;
+
+	if (p->proto == IPPROTO_TCP) {
+		int nl = dns_tcp_answer(skb, args, rcode);
+		if (nl < 0 || dns_tcp_cut(skb, args, nl) < 0)
+			return -1;
+	} else {
+		__u8 fl[2];
+		if (bpf_skb_load_bytes(skb, msg_off + 2, fl, 2) < 0)
+			return -1;
+		__u8 nf[2] = {(fl[0] | 0x80) & ~0x06, 0x80 | rcode};
+		__u16 o16, n16;
+		__builtin_memcpy(&o16, fl, 2);
+		__builtin_memcpy(&n16, nf, 2);
+		if (bpf_skb_store_bytes(skb, msg_off + 2, nf, 2, 0) < 0)
+			return -1;
+		if (bpf_l4_csum_replace(skb, p->l4off + 6, o16, n16, sizeof(__u16) | BPF_F_MARK_MANGLED_0) < 0)
+			return -1;
+	}
+
 	__u8 eth[12], sw[12];
 	if (bpf_skb_load_bytes(skb, 0, eth, 12) < 0)
 		return -1;
@@ -540,7 +836,6 @@ static __always_inline int dns_answer(struct __sk_buff *skb, struct pkt *p, __u8
 	__builtin_memcpy(sw + 6, eth, 6);
 	if (bpf_skb_store_bytes(skb, 0, sw, 12, 0) < 0)
 		return -1;
-
 	if (p->family == AF_INET4) {
 		if (bpf_skb_store_bytes(skb, ETH_HLEN + 12, p->daddr, 4, 0) < 0 ||
 		    bpf_skb_store_bytes(skb, ETH_HLEN + 16, p->saddr, 4, 0) < 0)
@@ -552,22 +847,6 @@ static __always_inline int dns_answer(struct __sk_buff *skb, struct pkt *p, __u8
 	}
 	__u16 ports[2] = {bpf_htons(p->dport), bpf_htons(p->sport)};
 	if (bpf_skb_store_bytes(skb, p->l4off, ports, 4, 0) < 0)
-		return -1;
-
-	__u8 rcode = DNS_RCODE_REFUSED;
-	struct dns_config *cfg = bpf_map_lookup_elem(&dns_settings, &zero);
-	if (cfg && cfg->rcode)
-		rcode = cfg->rcode & 0xf;
-	__u8 fl[2];
-	if (bpf_skb_load_bytes(skb, msg_off + 2, fl, 2) < 0)
-		return -1;
-	__u8 nf[2] = {(fl[0] | 0x80) & ~0x06, 0x80 | rcode};
-	__u16 o16, n16;
-	__builtin_memcpy(&o16, fl, 2);
-	__builtin_memcpy(&n16, nf, 2);
-	if (bpf_skb_store_bytes(skb, msg_off + 2, nf, 2, 0) < 0)
-		return -1;
-	if (bpf_l4_csum_replace(skb, p->l4off + 6, o16, n16, sizeof(__u16) | BPF_F_MARK_MANGLED_0) < 0)
 		return -1;
 	count(COUNTER_DNS_ANSWERED);
 	return bpf_redirect(skb->ifindex, dir == DIR_EGRESS ? 0 : BPF_F_INGRESS);

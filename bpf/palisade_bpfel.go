@@ -54,7 +54,20 @@ const (
 	PalisadeCounterCOUNTER_DNS_NAME          PalisadeCounter = 24
 	PalisadeCounterCOUNTER_DNS_SPLIT         PalisadeCounter = 25
 	PalisadeCounterCOUNTER_DNS_ANSWERED      PalisadeCounter = 26
-	PalisadeCounterCOUNTER_MAX               PalisadeCounter = 27
+	PalisadeCounterCOUNTER_FQDN_TRACKED      PalisadeCounter = 27
+	PalisadeCounterCOUNTER_FQDN_UNTRACKED    PalisadeCounter = 28
+	PalisadeCounterCOUNTER_FQDN_ANSWERS      PalisadeCounter = 29
+	PalisadeCounterCOUNTER_FQDN_LEARNED      PalisadeCounter = 30
+	PalisadeCounterCOUNTER_FQDN_UNSOLICITED  PalisadeCounter = 31
+	PalisadeCounterCOUNTER_FQDN_MALFORMED    PalisadeCounter = 32
+	PalisadeCounterCOUNTER_FQDN_POINTER      PalisadeCounter = 33
+	PalisadeCounterCOUNTER_FQDN_RCODE        PalisadeCounter = 34
+	PalisadeCounterCOUNTER_FQDN_SPLIT        PalisadeCounter = 35
+	PalisadeCounterCOUNTER_FQDN_RECORDS      PalisadeCounter = 36
+	PalisadeCounterCOUNTER_FQDN_CAP          PalisadeCounter = 37
+	PalisadeCounterCOUNTER_FQDN_SLOTS        PalisadeCounter = 38
+	PalisadeCounterCOUNTER_FQDN_FULL         PalisadeCounter = 39
+	PalisadeCounterCOUNTER_MAX               PalisadeCounter = 40
 )
 
 type PalisadeCtKey struct {
@@ -134,6 +147,64 @@ type PalisadeEventVersion uint32
 const (
 	PalisadeEventVersionVERDICT_EVENT_VERSION PalisadeEventVersion = 1
 )
+
+type PalisadeFqdnAccept struct {
+	_   structs.HostLayout
+	N   uint32
+	Ids [4]uint32
+}
+
+type PalisadeFqdnAddr struct {
+	_     structs.HostLayout
+	Slots [4]PalisadeFqdnSlot
+}
+
+type PalisadeFqdnConfig struct {
+	_        structs.HostLayout
+	MinTtl   uint32
+	MaxAddrs uint32
+}
+
+type PalisadeFqdnName struct {
+	_     structs.HostLayout
+	Ids   [4]uint32
+	Nids  uint32
+	Addrs uint32
+	Flags uint32
+	Len   uint16
+	Pad   [2]uint8
+	Name  [256]uint8
+}
+
+type PalisadeFqdnPendingKey struct {
+	_      structs.HostLayout
+	Saddr  [16]uint8
+	Daddr  [16]uint8
+	Sport  uint16
+	Dport  uint16
+	Id     uint16
+	Proto  uint8
+	Family uint8
+}
+
+type PalisadeFqdnQuery struct {
+	_    structs.HostLayout
+	Name uint64
+}
+
+type PalisadeFqdnSelector struct {
+	_       structs.HostLayout
+	Pattern uint8
+	Pad     uint8
+	Len     uint16
+	Text    [256]uint8
+}
+
+type PalisadeFqdnSlot struct {
+	_       structs.HostLayout
+	Name    uint64
+	Expires uint64
+}
 
 type PalisadeFragKey struct {
 	_      structs.HostLayout
@@ -258,11 +329,19 @@ const (
 	PalisadeMapDnsScratch            = "dns_scratch"
 	PalisadeMapDnsSettings           = "dns_settings"
 	PalisadeMapEvents                = "events"
+	PalisadeMapFqdnAddrs             = "fqdn_addrs"
+	PalisadeMapFqdnNames             = "fqdn_names"
+	PalisadeMapFqdnPending           = "fqdn_pending"
+	PalisadeMapFqdnScratch           = "fqdn_scratch"
+	PalisadeMapFqdnSettings          = "fqdn_settings"
 	PalisadeMapFragments             = "fragments"
 	PalisadeMapGenDnsAccept          = "gen_dns_accept"
 	PalisadeMapGenDnsLists           = "gen_dns_lists"
 	PalisadeMapGenDnsNext            = "gen_dns_next"
 	PalisadeMapGenEndpoints          = "gen_endpoints"
+	PalisadeMapGenFqdnAccept         = "gen_fqdn_accept"
+	PalisadeMapGenFqdnNext           = "gen_fqdn_next"
+	PalisadeMapGenFqdnSelectors      = "gen_fqdn_selectors"
 	PalisadeMapGenIpcache            = "gen_ipcache"
 	PalisadeMapGenIpcacheLpm         = "gen_ipcache_lpm"
 	PalisadeMapGenPolicy             = "gen_policy"
@@ -283,6 +362,8 @@ const (
 	PalisadeVarBtfEndpointValue      = "__btf_endpoint_value"
 	PalisadeVarBtfEventType          = "__btf_event_type"
 	PalisadeVarBtfEventVersion       = "__btf_event_version"
+	PalisadeVarBtfFqdnAccept         = "__btf_fqdn_accept"
+	PalisadeVarBtfFqdnSelector       = "__btf_fqdn_selector"
 	PalisadeVarBtfIpcacheLpmKey      = "__btf_ipcache_lpm_key"
 	PalisadeVarBtfIpcacheValue       = "__btf_ipcache_value"
 	PalisadeVarBtfPolicyKey          = "__btf_policy_key"
@@ -346,24 +427,32 @@ type PalisadeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PalisadeMapSpecs struct {
-	Active        *ebpf.MapSpec `ebpf:"active"`
-	Conntrack     *ebpf.MapSpec `ebpf:"conntrack"`
-	Counters      *ebpf.MapSpec `ebpf:"counters"`
-	DnsScratch    *ebpf.MapSpec `ebpf:"dns_scratch"`
-	DnsSettings   *ebpf.MapSpec `ebpf:"dns_settings"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	Fragments     *ebpf.MapSpec `ebpf:"fragments"`
-	GenDnsAccept  *ebpf.MapSpec `ebpf:"gen_dns_accept"`
-	GenDnsLists   *ebpf.MapSpec `ebpf:"gen_dns_lists"`
-	GenDnsNext    *ebpf.MapSpec `ebpf:"gen_dns_next"`
-	GenEndpoints  *ebpf.MapSpec `ebpf:"gen_endpoints"`
-	GenIpcache    *ebpf.MapSpec `ebpf:"gen_ipcache"`
-	GenIpcacheLpm *ebpf.MapSpec `ebpf:"gen_ipcache_lpm"`
-	GenPolicy     *ebpf.MapSpec `ebpf:"gen_policy"`
-	GenPolicyLpm  *ebpf.MapSpec `ebpf:"gen_policy_lpm"`
-	Generations   *ebpf.MapSpec `ebpf:"generations"`
-	PktScratch    *ebpf.MapSpec `ebpf:"pkt_scratch"`
-	Settings      *ebpf.MapSpec `ebpf:"settings"`
+	Active           *ebpf.MapSpec `ebpf:"active"`
+	Conntrack        *ebpf.MapSpec `ebpf:"conntrack"`
+	Counters         *ebpf.MapSpec `ebpf:"counters"`
+	DnsScratch       *ebpf.MapSpec `ebpf:"dns_scratch"`
+	DnsSettings      *ebpf.MapSpec `ebpf:"dns_settings"`
+	Events           *ebpf.MapSpec `ebpf:"events"`
+	FqdnAddrs        *ebpf.MapSpec `ebpf:"fqdn_addrs"`
+	FqdnNames        *ebpf.MapSpec `ebpf:"fqdn_names"`
+	FqdnPending      *ebpf.MapSpec `ebpf:"fqdn_pending"`
+	FqdnScratch      *ebpf.MapSpec `ebpf:"fqdn_scratch"`
+	FqdnSettings     *ebpf.MapSpec `ebpf:"fqdn_settings"`
+	Fragments        *ebpf.MapSpec `ebpf:"fragments"`
+	GenDnsAccept     *ebpf.MapSpec `ebpf:"gen_dns_accept"`
+	GenDnsLists      *ebpf.MapSpec `ebpf:"gen_dns_lists"`
+	GenDnsNext       *ebpf.MapSpec `ebpf:"gen_dns_next"`
+	GenEndpoints     *ebpf.MapSpec `ebpf:"gen_endpoints"`
+	GenFqdnAccept    *ebpf.MapSpec `ebpf:"gen_fqdn_accept"`
+	GenFqdnNext      *ebpf.MapSpec `ebpf:"gen_fqdn_next"`
+	GenFqdnSelectors *ebpf.MapSpec `ebpf:"gen_fqdn_selectors"`
+	GenIpcache       *ebpf.MapSpec `ebpf:"gen_ipcache"`
+	GenIpcacheLpm    *ebpf.MapSpec `ebpf:"gen_ipcache_lpm"`
+	GenPolicy        *ebpf.MapSpec `ebpf:"gen_policy"`
+	GenPolicyLpm     *ebpf.MapSpec `ebpf:"gen_policy_lpm"`
+	Generations      *ebpf.MapSpec `ebpf:"generations"`
+	PktScratch       *ebpf.MapSpec `ebpf:"pkt_scratch"`
+	Settings         *ebpf.MapSpec `ebpf:"settings"`
 }
 
 // PalisadeVariableSpecs contains global variables before they are loaded into the kernel.
@@ -378,6 +467,8 @@ type PalisadeVariableSpecs struct {
 	BtfEndpointValue *ebpf.VariableSpec `ebpf:"__btf_endpoint_value"`
 	BtfEventType     *ebpf.VariableSpec `ebpf:"__btf_event_type"`
 	BtfEventVersion  *ebpf.VariableSpec `ebpf:"__btf_event_version"`
+	BtfFqdnAccept    *ebpf.VariableSpec `ebpf:"__btf_fqdn_accept"`
+	BtfFqdnSelector  *ebpf.VariableSpec `ebpf:"__btf_fqdn_selector"`
 	BtfIpcacheLpmKey *ebpf.VariableSpec `ebpf:"__btf_ipcache_lpm_key"`
 	BtfIpcacheValue  *ebpf.VariableSpec `ebpf:"__btf_ipcache_value"`
 	BtfPolicyKey     *ebpf.VariableSpec `ebpf:"__btf_policy_key"`
@@ -408,24 +499,32 @@ func (o *PalisadeObjects) Close() error {
 //
 // It can be passed to LoadPalisadeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PalisadeMaps struct {
-	Active        *ebpf.Map `ebpf:"active"`
-	Conntrack     *ebpf.Map `ebpf:"conntrack"`
-	Counters      *ebpf.Map `ebpf:"counters"`
-	DnsScratch    *ebpf.Map `ebpf:"dns_scratch"`
-	DnsSettings   *ebpf.Map `ebpf:"dns_settings"`
-	Events        *ebpf.Map `ebpf:"events"`
-	Fragments     *ebpf.Map `ebpf:"fragments"`
-	GenDnsAccept  *ebpf.Map `ebpf:"gen_dns_accept"`
-	GenDnsLists   *ebpf.Map `ebpf:"gen_dns_lists"`
-	GenDnsNext    *ebpf.Map `ebpf:"gen_dns_next"`
-	GenEndpoints  *ebpf.Map `ebpf:"gen_endpoints"`
-	GenIpcache    *ebpf.Map `ebpf:"gen_ipcache"`
-	GenIpcacheLpm *ebpf.Map `ebpf:"gen_ipcache_lpm"`
-	GenPolicy     *ebpf.Map `ebpf:"gen_policy"`
-	GenPolicyLpm  *ebpf.Map `ebpf:"gen_policy_lpm"`
-	Generations   *ebpf.Map `ebpf:"generations"`
-	PktScratch    *ebpf.Map `ebpf:"pkt_scratch"`
-	Settings      *ebpf.Map `ebpf:"settings"`
+	Active           *ebpf.Map `ebpf:"active"`
+	Conntrack        *ebpf.Map `ebpf:"conntrack"`
+	Counters         *ebpf.Map `ebpf:"counters"`
+	DnsScratch       *ebpf.Map `ebpf:"dns_scratch"`
+	DnsSettings      *ebpf.Map `ebpf:"dns_settings"`
+	Events           *ebpf.Map `ebpf:"events"`
+	FqdnAddrs        *ebpf.Map `ebpf:"fqdn_addrs"`
+	FqdnNames        *ebpf.Map `ebpf:"fqdn_names"`
+	FqdnPending      *ebpf.Map `ebpf:"fqdn_pending"`
+	FqdnScratch      *ebpf.Map `ebpf:"fqdn_scratch"`
+	FqdnSettings     *ebpf.Map `ebpf:"fqdn_settings"`
+	Fragments        *ebpf.Map `ebpf:"fragments"`
+	GenDnsAccept     *ebpf.Map `ebpf:"gen_dns_accept"`
+	GenDnsLists      *ebpf.Map `ebpf:"gen_dns_lists"`
+	GenDnsNext       *ebpf.Map `ebpf:"gen_dns_next"`
+	GenEndpoints     *ebpf.Map `ebpf:"gen_endpoints"`
+	GenFqdnAccept    *ebpf.Map `ebpf:"gen_fqdn_accept"`
+	GenFqdnNext      *ebpf.Map `ebpf:"gen_fqdn_next"`
+	GenFqdnSelectors *ebpf.Map `ebpf:"gen_fqdn_selectors"`
+	GenIpcache       *ebpf.Map `ebpf:"gen_ipcache"`
+	GenIpcacheLpm    *ebpf.Map `ebpf:"gen_ipcache_lpm"`
+	GenPolicy        *ebpf.Map `ebpf:"gen_policy"`
+	GenPolicyLpm     *ebpf.Map `ebpf:"gen_policy_lpm"`
+	Generations      *ebpf.Map `ebpf:"generations"`
+	PktScratch       *ebpf.Map `ebpf:"pkt_scratch"`
+	Settings         *ebpf.Map `ebpf:"settings"`
 }
 
 func (m *PalisadeMaps) Close() error {
@@ -436,11 +535,19 @@ func (m *PalisadeMaps) Close() error {
 		m.DnsScratch,
 		m.DnsSettings,
 		m.Events,
+		m.FqdnAddrs,
+		m.FqdnNames,
+		m.FqdnPending,
+		m.FqdnScratch,
+		m.FqdnSettings,
 		m.Fragments,
 		m.GenDnsAccept,
 		m.GenDnsLists,
 		m.GenDnsNext,
 		m.GenEndpoints,
+		m.GenFqdnAccept,
+		m.GenFqdnNext,
+		m.GenFqdnSelectors,
 		m.GenIpcache,
 		m.GenIpcacheLpm,
 		m.GenPolicy,
@@ -463,6 +570,8 @@ type PalisadeVariables struct {
 	BtfEndpointValue *ebpf.Variable `ebpf:"__btf_endpoint_value"`
 	BtfEventType     *ebpf.Variable `ebpf:"__btf_event_type"`
 	BtfEventVersion  *ebpf.Variable `ebpf:"__btf_event_version"`
+	BtfFqdnAccept    *ebpf.Variable `ebpf:"__btf_fqdn_accept"`
+	BtfFqdnSelector  *ebpf.Variable `ebpf:"__btf_fqdn_selector"`
 	BtfIpcacheLpmKey *ebpf.Variable `ebpf:"__btf_ipcache_lpm_key"`
 	BtfIpcacheValue  *ebpf.Variable `ebpf:"__btf_ipcache_value"`
 	BtfPolicyKey     *ebpf.Variable `ebpf:"__btf_policy_key"`
