@@ -43,7 +43,18 @@ const identityCallTimeout = 30 * time.Second
 // IdentityAllocator is the cluster-wide engine.Allocator: identities are
 // Identity objects named by their number, found by a hash of the canonical
 // label string, so every node and every restart of the manager sees the
-// same numbers. Only the manager (one leader) allocates; agents look up.
+// same numbers. Managers allocate; agents look up.
+//
+// It does not rely on one leader: two managers (a leader election hand-over,
+// a split brain, two replicas) may allocate at once. A number is claimed by
+// creating its object (the API server refuses a name that is taken), and
+// labels that two allocators claimed at once are settled without a lock:
+// after its create, an allocator reads the labels' identities again from
+// the API server, and the lowest number wins. A claimant that lost deletes
+// its own object (precondition: its UID) and returns the winner. The
+// winner's object is visible to the loser's read, because the loser
+// either found the winner's number taken when it tried it, or listed it
+// as taken before: numbers are tried lowest first.
 //
 // Use of an identity is derived from the pods that exist (the identity
 // controller), not from reference counts, so Release only checks that the
@@ -143,9 +154,30 @@ func (a *IdentityAllocator) Allocate(l engine.Labels) (engine.Identity, error) {
 		if err != nil {
 			return engine.IdentityUnknown, fmt.Errorf("allocate identity %d for %q: %w", n, l.String(), err)
 		}
-		return n, nil
+		return a.settle(ctx, l, obj)
 	}
 	return engine.IdentityUnknown, fmt.Errorf("allocate identity: all %d workload identities are in use", engine.MaxWorkloadIdentity-engine.MinWorkloadIdentity+1)
+}
+
+// settle decides between claims of the same labels after ours (obj) was
+// created: the lowest number wins, and ours is deleted when it lost.
+func (a *IdentityAllocator) settle(ctx context.Context, l engine.Labels, obj *v1.Identity) (engine.Identity, error) {
+	ours := identityNumber(obj)
+	found, err := a.find(ctx, l)
+	if err != nil {
+		return engine.IdentityUnknown, fmt.Errorf("allocate identity %d for %q: confirm: %w", ours, l.String(), err)
+	}
+	if len(found) == 0 || identityNumber(&found[0]) >= ours {
+		return ours, nil
+	}
+	win := identityNumber(&found[0])
+	err = a.Client.Delete(ctx, obj, client.Preconditions{UID: &obj.UID})
+	if err != nil && !apierrors.IsNotFound(err) {
+		// The duplicate stays until the identity controller collects it
+		// (a duplicate counts as unused); the winner is the answer.
+		return win, fmt.Errorf("allocate identity for %q: %d won over our %d, and deleting ours failed: %w", l.String(), win, ours, err)
+	}
+	return win, nil
 }
 
 // Lookup implements engine.Allocator.

@@ -105,10 +105,21 @@ func (r *IdentityReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctr
 	if err := r.Allocator.reader().List(ctx, list); err != nil {
 		return ctrl.Result{}, errors.Join(append(errs, fmt.Errorf("list identities: %w", err))...)
 	}
+	// Labels claimed twice (two managers at once, one of which died
+	// before it deleted its loss) keep their lowest number: the others
+	// are unused, and collected after the grace period like any.
+	lowest := map[string]engine.Identity{}
+	for i := range list.Items {
+		k, n := engine.Labels(list.Items[i].Spec.Labels).String(), identityNumber(&list.Items[i])
+		if cur, ok := lowest[k]; !ok || n < cur {
+			lowest[k] = n
+		}
+	}
 	var requeue time.Duration
 	for i := range list.Items {
 		id := &list.Items[i]
-		used := held[engine.Labels(id.Spec.Labels).String()]
+		key := engine.Labels(id.Spec.Labels).String()
+		used := held[key] && lowest[key] == identityNumber(id)
 		switch {
 		case used && id.Status.UnusedSince != nil:
 			errs = append(errs, r.setUnusedSince(ctx, id, nil))

@@ -93,7 +93,7 @@ func (r *PolicyRepositoryReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	defer func() {
 		retErr = r.finish(ctx, base, obj, retErr)
 		if retErr == nil || isStalling(retErr) {
-			result, retErr = ctrl.Result{RequeueAfter: obj.Spec.Interval.Duration}, nil
+			result, retErr = ctrl.Result{RequeueAfter: jittered(obj.Spec.Interval.Duration)}, nil
 		}
 	}()
 	if v, ok := obj.Annotations[v1.ReconcileRequestAnnotation]; ok {

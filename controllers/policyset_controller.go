@@ -224,11 +224,7 @@ func (r *PolicySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	defer func() {
 		retErr = r.finish(ctx, base, obj, retErr)
 		if retErr == nil || isStalling(retErr) {
-			after := obj.Spec.Interval.Duration
-			if recheck > 0 && recheck < after {
-				after = recheck
-			}
-			result, retErr = ctrl.Result{RequeueAfter: after}, nil
+			result, retErr = ctrl.Result{RequeueAfter: requeueAfter(obj.Spec.Interval.Duration, recheck)}, nil
 		}
 	}()
 	if v, ok := obj.Annotations[v1.ReconcileRequestAnnotation]; ok {
@@ -242,6 +238,17 @@ func (r *PolicySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		log.FromContext(ctx).Error(eerr, "enforcement summary")
 	}
 	return ctrl.Result{}, err
+}
+
+// requeueAfter is when a set reconciles again: after its interval,
+// jittered so that sets with one interval do not fire together, or at
+// recheck (a kernel drift leaving the window) when that is sooner.
+func requeueAfter(interval, recheck time.Duration) time.Duration {
+	after := jittered(interval)
+	if recheck > 0 && recheck < after {
+		after = recheck
+	}
+	return after
 }
 
 // reconcileRevision runs the steps that bring the source's revision into

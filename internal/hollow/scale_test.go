@@ -68,7 +68,7 @@ var (
 	flagCommits  = flag.Int("hollow.commits", 20, "commits to time")
 	flagRest     = flag.Duration("hollow.rest", 2*time.Minute, "how long the agents' requests are counted at rest")
 	flagWait     = flag.Duration("hollow.wait", 15*time.Minute, "how long one phase (start, a rollout) may take before the test fails")
-	flagStart    = flag.Int("hollow.start-parallel", 8, "hollow agents started at once")
+	flagStart    = flag.Int("hollow.start-parallel", 4, "hollow agents started at once")
 	flagOut      = flag.String("hollow.out", "", "also write the report to this file")
 )
 
@@ -86,6 +86,7 @@ type childConfig struct {
 // childState is what the child reports, rewritten every second.
 type childState struct {
 	Started  int
+	Restarts int
 	Errors   []string
 	Requests map[string]int64
 	Applies  int
@@ -121,9 +122,12 @@ type scale struct {
 	ports                       []int // per policy, the port the next commit changes
 	report                      strings.Builder
 	nodeNames                   []string
-	trackMu                     sync.Mutex
-	want                        string
-	done                        map[string]bool
+	// phases are, per wait, when the repository stored the commit, every
+	// set applied it, every node enforced it and every set said so.
+	phases  [][4]time.Duration
+	trackMu sync.Mutex
+	want    string
+	done    map[string]bool
 }
 
 func (s *scale) logf(format string, args ...any) {
@@ -158,7 +162,7 @@ func (s *scale) run() {
 	s.startChild()
 	defer s.stopChild()
 	s.waitChildStarted()
-	s.logf("agents started in %s", time.Since(t0).Round(time.Millisecond))
+	s.logf("agents started in %s (%d restarted after a failed start)", time.Since(t0).Round(time.Millisecond), s.childState().Restarts)
 	first := s.co.Head().String()
 	s.waitEnforced(ctx, first, t0)
 	s.logf("every node enforces the first revision %s after %s", first[:8], time.Since(t0).Round(time.Millisecond))
@@ -404,7 +408,17 @@ func (s *scale) waitEnforced(ctx context.Context, commit string, since time.Time
 	}
 	s.trackMu.Unlock()
 	deadline := time.Now().Add(*flagWait)
+	var fetched, applied time.Duration
 	for nodes == 0 || sets == 0 {
+		if fetched == 0 {
+			var repo v1.PolicyRepository
+			if err := s.mgrReader.Get(ctx, client.ObjectKeyFromObject(s.repo), &repo); err == nil && repo.Status.Artifact != nil && strings.HasSuffix(repo.Status.Artifact.Revision, commit) {
+				fetched = time.Since(since)
+			}
+		}
+		if applied == 0 && s.setsApplied(ctx, commit) {
+			applied = time.Since(since)
+		}
 		s.trackMu.Lock()
 		n := len(s.done)
 		s.trackMu.Unlock()
@@ -419,7 +433,22 @@ func (s *scale) waitEnforced(ctx context.Context, commit string, since time.Time
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	s.phases = append(s.phases, [4]time.Duration{fetched, applied, nodes, sets})
 	return nodes, sets
+}
+
+// setsApplied is whether every PolicySet applied commit.
+func (s *scale) setsApplied(ctx context.Context, commit string) bool {
+	var list v1.PolicySetList
+	if err := s.mgrReader.List(ctx, &list, client.InNamespace(s.ns)); err != nil || len(list.Items) != s.sets {
+		return false
+	}
+	for _, ps := range list.Items {
+		if !strings.HasSuffix(ps.Status.LastAppliedRevision, commit) {
+			return false
+		}
+	}
+	return true
 }
 
 // setsEnforced is whether every PolicySet's summary counts every node
@@ -463,7 +492,9 @@ func (s *scale) rollouts(ctx context.Context, commits int) {
 		s.must(s.c.Patch(ctx, s.repo, patch))
 		nodes, sets := s.waitEnforced(ctx, h.String(), start)
 		lat, setLat = append(lat, nodes), append(setLat, sets)
-		s.logf("commit %2d: every node enforces it after %s, every PolicySet says so after %s", i, nodes.Round(time.Millisecond), sets.Round(time.Millisecond))
+		ph := s.phases[len(s.phases)-1]
+		s.logf("commit %2d: stored %s, applied by every set %s, enforced by every node %s, every PolicySet says so %s", i,
+			ph[0].Round(time.Millisecond), ph[1].Round(time.Millisecond), nodes.Round(time.Millisecond), sets.Round(time.Millisecond))
 	}
 	took := time.Since(t0)
 	cpu1 := s.cpu()
@@ -597,11 +628,12 @@ func runChild(t *testing.T, dir string) {
 		nodes   []*Node
 		errs    []string
 		started atomic.Int64
+		retries atomic.Int64
 	)
 	opts := Options{Config: cfg, Scheme: newScheme(t), Counter: &counter}
 	write := func() {
 		mu.Lock()
-		st := childState{Started: int(started.Load()), Errors: slices.Clone(errs), Requests: counter.Snapshot()}
+		st := childState{Started: int(started.Load()), Restarts: int(retries.Load()), Errors: slices.Clone(errs), Requests: counter.Snapshot()}
 		for _, n := range nodes {
 			st.Applies += n.Kernel.Recorded().Applies
 		}
@@ -622,7 +654,19 @@ func runChild(t *testing.T, dir string) {
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				n, err := Start(ctx, name, opts)
+				// A real agent that fails to start is restarted by its
+				// DaemonSet; so is a hollow one, a few times.
+				var (
+					n   *Node
+					err error
+				)
+				for try := range 5 {
+					if n, err = Start(ctx, name, opts); err == nil || ctx.Err() != nil {
+						break
+					}
+					retries.Add(1)
+					time.Sleep(time.Duration(1+try) * time.Second)
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
