@@ -24,7 +24,7 @@ import (
 // combination of the other side can be asked "was this already covered?"
 // without comparing every pair of rules.
 type reach struct {
-	groups map[string]*reachGroup // by direction|kind|value
+	groups map[groupKey]*reachGroup
 	// endpoints and cidrs list the groups of those kinds per direction, for
 	// selector implication and prefix containment.
 	endpoints, cidrs map[string][]*reachGroup
@@ -40,17 +40,20 @@ type reachGroup struct {
 }
 
 func newReach(b *budget) *reach {
-	return &reach{groups: map[string]*reachGroup{}, endpoints: map[string][]*reachGroup{}, cidrs: map[string][]*reachGroup{}, b: b}
+	return &reach{groups: map[groupKey]*reachGroup{}, endpoints: map[string][]*reachGroup{}, cidrs: map[string][]*reachGroup{}, b: b}
 }
 
-func groupKey(dir string, p Peer) string { return dir + "|" + p.Kind + "|" + p.Value }
+// groupKey identifies a peer in one direction.
+type groupKey struct{ dir, kind, value string }
+
+func keyOf(dir string, p Peer) groupKey { return groupKey{dir, p.Kind, p.Value} }
 
 // add records that rule direction dir allows (or denies) s for p.
 func (r *reach) add(dir string, p peer, s portSpan) {
-	k := groupKey(dir, p.Peer)
+	k := keyOf(dir, p.Peer)
 	g := r.groups[k]
 	if g == nil {
-		g = &reachGroup{peer: p, spans: map[string][][2]int{}, named: map[string]bool{}}
+		g = &reachGroup{peer: p} // maps made on first use: most groups need one
 		r.groups[k] = g
 		switch p.Kind {
 		case "endpoints":
@@ -63,8 +66,14 @@ func (r *reach) add(dir string, p peer, s portSpan) {
 	case s.l3:
 		g.l3 = true
 	case s.named != "":
+		if g.named == nil {
+			g.named = map[string]bool{}
+		}
 		g.named[s.proto+"/"+s.named] = true
 	default:
+		if g.spans == nil {
+			g.spans = map[string][][2]int{}
+		}
 		g.spans[s.proto] = append(g.spans[s.proto], [2]int{s.lo, s.hi})
 	}
 }
@@ -97,12 +106,12 @@ func merge(rs [][2]int) [][2]int {
 // budget ran out.
 func (r *reach) covered(dir string, p peer, s portSpan) (covered, ok bool) {
 	check := func(g *reachGroup) bool { return g != nil && g.covers(s) }
-	if check(r.groups[groupKey(dir, Peer{Kind: "all"})]) || check(r.groups[groupKey(dir, p.Peer)]) {
+	if check(r.groups[keyOf(dir, Peer{Kind: "all"})]) || check(r.groups[keyOf(dir, p.Peer)]) {
 		return true, true
 	}
 	switch p.Kind {
 	case "endpoints":
-		if check(r.groups[groupKey(dir, Peer{Kind: "entity", Value: "cluster"})]) {
+		if check(r.groups[keyOf(dir, Peer{Kind: "entity", Value: "cluster"})]) {
 			return true, true
 		}
 		for _, g := range r.endpoints[dir] {

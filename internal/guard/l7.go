@@ -81,11 +81,27 @@ type l7Port struct {
 	dir    string
 	kind   string
 	status int
-	path   string
+	// rule and index locate the port rule; its path is made only for a
+	// fact (path).
+	rule  *netRule
+	index int
+}
+
+// path is the field path of the port's port rule.
+func (p *l7Port) path() string {
+	return p.rule.Path + ".toPorts[" + strconv.Itoa(p.index) + "]"
 }
 
 func l7Ports(rules []*netRule) []l7Port {
-	var out []l7Port
+	n := 0
+	for _, r := range rules {
+		if !r.Deny {
+			for _, pr := range r.Ports {
+				n += len(pr.Ports)
+			}
+		}
+	}
+	out := make([]l7Port, 0, n)
 	for _, r := range rules {
 		if r.Deny {
 			continue
@@ -97,7 +113,7 @@ func l7Ports(rules []*netRule) []l7Port {
 				out = append(out, l7Port{
 					key:  l7Key{r.direction, s.proto, s.named, s.lo, s.hi},
 					span: s, dir: r.direction, kind: kind, status: st,
-					path: r.Path + ".toPorts[" + strconv.Itoa(i) + "]",
+					rule: r, index: i,
 				})
 			}
 		}
@@ -135,7 +151,9 @@ func l7MatchAll(br, ar []*netRule) []L7Fact {
 		reason string
 	}
 	seen := map[seenKey]bool{}
-	for _, p := range l7Ports(ar) {
+	ports := l7Ports(ar)
+	for i := range ports {
+		p := &ports[i]
 		w := before[p.key]
 		var f L7Fact
 		switch {
@@ -150,7 +168,7 @@ func l7MatchAll(br, ar []*netRule) []L7Fact {
 			continue
 		}
 		seen[seenKey{p.key, f.Reason}] = true
-		f.Direction, f.Protocol, f.Port, f.EndPort, f.NamedPort, f.Path = p.dir, p.span.proto, p.span.lo, p.span.hi, p.span.named, p.path
+		f.Direction, f.Protocol, f.Port, f.EndPort, f.NamedPort, f.Path = p.dir, p.span.proto, p.span.lo, p.span.hi, p.span.named, p.path()
 		out = append(out, f)
 	}
 	return out

@@ -40,9 +40,11 @@ type netRule struct {
 // netRules flattens a rule set, in source order.
 func netRules(rs *v1alpha1.RuleSet) []*netRule {
 	flat := policy.Rules(rs)
+	rules := make([]netRule, len(flat)) // one allocation for all
 	out := make([]*netRule, len(flat))
 	for i, r := range flat {
-		out[i] = &netRule{Rule: r, direction: r.Direction()}
+		rules[i] = netRule{Rule: r, direction: r.Direction()}
+		out[i] = &rules[i]
 	}
 	return out
 }

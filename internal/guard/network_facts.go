@@ -36,9 +36,9 @@ func rulesOf(p *policy.Policy) []*netRule {
 }
 
 // networkFacts fills f for a network policy changed from before to after
-// (nil when created or deleted). It returns false when the work budget ran
-// out, and the facts are then incomplete.
-func networkFacts(f *Facts, before, after *policy.Policy, b *budget) bool {
+// (nil when created or deleted), whose shapes are bs and as. It returns
+// false when the work budget ran out, and the facts are then incomplete.
+func networkFacts(f *Facts, before, after *policy.Policy, bs, as *shape, b *budget) bool {
 	br, ar := rulesOf(before), rulesOf(after)
 
 	// What before allowed, and what after denies: the references that new
@@ -76,7 +76,7 @@ func networkFacts(f *Facts, before, after *policy.Policy, b *budget) bool {
 	f.NewEgressEntities = newEntities(br, ar, "egress")
 	f.AllowAll = allowAll(br, ar)
 	if before != nil && after != nil {
-		f.WidenedSelectors = widenedSelectors(br, ar, shapeOf(before).subject, shapeOf(after).subject)
+		f.WidenedSelectors = widenedSelectors(br, ar, bs.subject, as.subject)
 	}
 	f.L7MatchAll = l7MatchAll(br, ar)
 	return true
