@@ -45,6 +45,8 @@ const enum reason *__btf_reason __attribute__((unused));
 const enum direction *__btf_direction __attribute__((unused));
 const struct dns_list *__btf_dns_list __attribute__((unused));
 const struct dns_accept *__btf_dns_accept __attribute__((unused));
+const struct fqdn_accept *__btf_fqdn_accept __attribute__((unused));
+const struct fqdn_selector *__btf_fqdn_selector __attribute__((unused));
 
 /* Inner map templates. */
 #define INNER_ENDPOINTS_TEMPLATE \
@@ -173,6 +175,94 @@ struct {
 	__type(value, struct dns_scratch);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dns_scratch SEC(".maps");
+
+/* toFQDNs tables (engine.CompileFQDN), per generation. */
+#define INNER_FQDN_NEXT_TEMPLATE \
+	struct { \
+		__uint(type, BPF_MAP_TYPE_ARRAY); \
+		__uint(max_entries, 1); \
+		__uint(map_flags, BPF_F_INNER_MAP); \
+		__type(key, __u32); \
+		__type(value, __u32); \
+	}
+
+#define INNER_FQDN_ACCEPT_TEMPLATE \
+	struct { \
+		__uint(type, BPF_MAP_TYPE_ARRAY); \
+		__uint(max_entries, 1); \
+		__uint(map_flags, BPF_F_INNER_MAP); \
+		__type(key, __u32); \
+		__type(value, struct fqdn_accept); \
+	}
+
+#define INNER_FQDN_SELECTORS_TEMPLATE \
+	struct { \
+		__uint(type, BPF_MAP_TYPE_HASH); \
+		__uint(max_entries, 1); \
+		__type(key, __u32); \
+		__type(value, struct fqdn_selector); \
+	}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NUM_SLOTS);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, INNER_FQDN_NEXT_TEMPLATE);
+} gen_fqdn_next SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NUM_SLOTS);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, INNER_FQDN_ACCEPT_TEMPLATE);
+} gen_fqdn_accept SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NUM_SLOTS);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, INNER_FQDN_SELECTORS_TEMPLATE);
+} gen_fqdn_selectors SEC(".maps");
+
+/*
+ * The learned table: never LRU (an entry is removed by expiry only, by
+ * the agent's ExpireFQDN); a full map is counted and flagged.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct fqdn_name);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fqdn_names SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct addr_key);
+	__type(value, struct fqdn_addr);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fqdn_addrs SEC(".maps");
+
+/* Queries waiting for their answers: LRU, an unanswered query ages out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct fqdn_pending_key);
+	__type(value, struct fqdn_query);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fqdn_pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fqdn_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fqdn_settings SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);

@@ -164,6 +164,24 @@ static __always_inline __u32 min_rule(__u32 a, __u32 b)
 	return (a == 0 || (b != 0 && b < a)) ? b : a;
 }
 
+/*
+ * A packet's fields and its conntrack key, per CPU: the programs' stack
+ * has no room for them beside the DNS functions' frames. Pinned like every
+ * map; it holds nothing between packets.
+ */
+struct pkt_scratch {
+	struct pkt p;
+	struct ct_key ck;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pkt_scratch);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pkt_scratch SEC(".maps");
+
 #include "dns.h"
 
 /* gather ORs one policy entry into the decision's inputs; a rule counts only under its flag. */
@@ -191,6 +209,18 @@ static __always_inline void gather(struct gathered *g, struct policy_value *v)
 		g->l7 = 1;
 }
 
+#include "fqdn.h"
+
+
+/* fqdn_eligible is engine.FQDNEligible: world, kube-apiserver, node-local. */
+#define IDENTITY_KUBE_APISERVER 7
+#define MIN_LOCAL_IDENTITY (1U << 24)
+
+static __always_inline int fqdn_eligible(__u32 id)
+{
+	return id == IDENTITY_WORLD || id == IDENTITY_KUBE_APISERVER || id >= MIN_LOCAL_IDENTITY;
+}
+
 /*
  * decide is engine.MapState.LookupSide for an enforced endpoint and no L7
  * request: the enforced view (deny, else allow, else default deny, else not
@@ -213,6 +243,13 @@ static __always_inline void decide(struct state *s, struct endpoint_value *ep, _
 	gather(&g, e1);
 	if (g.l7)
 		dns_keep_entries(e0, e1);
+	/*
+	 * toFQDNs: the selector identities of the names learned for the peer
+	 * (egress only, and only for peers outside the cluster). Their entries
+	 * fold as the two above; an L7 list of theirs is decided at L4.
+	 */
+	if (dir == DIR_EGRESS && fqdn_eligible(peer))
+		fqdn_gather(s->slot, ep->policy_id, (__u32)p->proto << 16 | p->port, !(hints & EP_HINT_NO_PEER_LPM), &g);
 
 	__u8 dd = dir == DIR_EGRESS ? EP_EGRESS_DEFAULT_DENY : EP_INGRESS_DEFAULT_DENY;
 	__u8 da = dir == DIR_EGRESS ? EP_EGRESS_DEFAULT_AUDIT : EP_INGRESS_DEFAULT_AUDIT;
@@ -399,24 +436,6 @@ static __always_inline void ct_fill(struct ct_key *ck, struct pkt *p, __u8 dir)
  * address. workload says the interface is a workload's, whose programs
  * fail closed.
  */
-/*
- * A packet's fields and its conntrack key, per CPU: the programs' stack
- * has no room for them beside the DNS functions' frames. Pinned like every
- * map; it holds nothing between packets.
- */
-struct pkt_scratch {
-	struct pkt p;
-	struct ct_key ck;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct pkt_scratch);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} pkt_scratch SEC(".maps");
-
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 {
 	struct state s;
@@ -552,6 +571,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 		struct ct_value *rct = bpf_map_lookup_elem(&conntrack, &rk);
 		if (rct && rct->expires >= now) {
 			ct_touch(rct, p, now, 1);
+			/* A DNS answer on its way to the client: toFQDNs learns from it first. */
+			if (rct->l7 == CT_L7_DNS && dir == DIR_INGRESS)
+				fqdn_answer(skb, s.slot, frag ? 1 : 0);
 			count(COUNTER_REPLIES);
 			return TC_ACT_UNSPEC;
 		}
@@ -569,10 +591,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 		return TC_ACT_SHOT;
 	}
 	/*
-	 * DNS rules: the message is decided here. A refused UDP query is
-	 * answered at once (dns_answer); its connection entry is kept so that
-	 * the answer passes both sides as a reply. A refused TCP query is
-	 * dropped (docs/datapath.md says what the client sees).
+	 * DNS rules: the message is decided here. A refused query is answered
+	 * at once (dns_answer: UDP, and TCP with the server's FIN); its
+	 * connection entry is kept so that the answer passes both sides as a
+	 * reply (docs/datapath.md says what the client sees).
 	 */
 	__u8 ct_l7 = d.l7 ? CT_L7_UNENFORCED : 0;
 	int refused = 0;
@@ -594,6 +616,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 			a->rule = d.rule;
 			dr = dns_decide(skb, a);
 			d.verdict = a->verdict, d.reason = a->reason, d.rule = a->rule;
+			/* toFQDNs: a passed query on a client's egress waits for its answer. */
+			if (dr == DNS_PASS && dir == DIR_EGRESS)
+				fqdn_track(skb, s.slot, a->msg_off, p->l4off + p->l4len);
 		}
 		if (dr != DNS_NOT_DNS)
 			ct_l7 = CT_L7_DNS;
@@ -603,12 +628,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 			if (d.reason == REASON_L7_DENIED)
 				count(COUNTER_DNS_REFUSED);
 			emit(skb, generation, p, dir, ep->identity, peer, d.verdict, d.reason, d.rule, evflags);
-			if (p->proto != IPPROTO_UDP) {
-				if (ct)
-					bpf_map_delete_elem(&conntrack, ck);
-				return TC_ACT_SHOT;
-			}
-			/* The answer is a reply of this query's entry, created as an allow's. */
+			/* The answer (UDP or TCP) is a reply of this query's entry, created as an allow's. */
 			d.verdict = VERDICT_ALLOW;
 		}
 	}

@@ -170,6 +170,82 @@ struct dns_config {
 	__u32 rcode; /* RCODE of crafted refusals; 0 means REFUSED (5) */
 };
 
+/*
+ * toFQDNs (docs/datapath.md, "toFQDNs"). Per generation, the automaton of
+ * the node's FQDN selectors (engine.CompileFQDN): fqdn_next[state * 256 +
+ * byte] is the next state, fqdn_accept[state] the selector identities of
+ * a name that ends there; fqdn_selectors holds each selector's text, for
+ * read-back. Not per generation (pinned, kept across agent restarts): the
+ * learned table, fqdn_names (name hash -> name, selector identities,
+ * address count, flags) and fqdn_addrs (address -> up to FQDN_SLOTS
+ * (name hash, expiry) slots); and fqdn_pending, the queries whose answers
+ * may teach it.
+ */
+#define FQDN_MAX_SELECTORS 4 /* engine.FQDNMaxSelectorsPerName */
+#define FQDN_SLOTS 4
+#define FQDN_NAME_MAX 256
+
+struct fqdn_accept {
+	__u32 n;
+	__u32 ids[FQDN_MAX_SELECTORS];
+};
+
+/* A selector: a name, or a pattern (pattern = 1); text without the trailing dot. */
+struct fqdn_selector {
+	__u8 pattern;
+	__u8 pad;
+	__u16 len;
+	__u8 text[FQDN_NAME_MAX];
+};
+
+/* fqdn_name.flags: an address of the name was not learned, and why. */
+#define FQDN_NAME_CAPPED (1 << 0) /* the name holds its cap of addresses */
+#define FQDN_NAME_SLOTS (1 << 1)  /* the address held FQDN_SLOTS other names */
+#define FQDN_NAME_FULL (1 << 2)	  /* fqdn_addrs was full */
+
+struct fqdn_name {
+	__u32 ids[FQDN_MAX_SELECTORS]; /* selector identities, sorted */
+	__u32 nids;
+	__u32 addrs; /* slots of fqdn_addrs that name it, expired ones included */
+	__u32 flags; /* FQDN_NAME_* */
+	__u16 len;
+	__u8 pad[2];
+	__u8 name[FQDN_NAME_MAX]; /* lower case, '.' between labels, no trailing dot */
+};
+
+struct fqdn_slot {
+	__u64 name;    /* the name's hash; 0: free */
+	__u64 expires; /* bpf_ktime_get_boot_ns() deadline */
+};
+
+struct fqdn_addr {
+	struct fqdn_slot slots[FQDN_SLOTS];
+};
+
+/* A query whose answer may teach: the client's tuple and the DNS id. */
+struct fqdn_pending_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u16 id; /* as on the wire */
+	__u8 proto;
+	__u8 family;
+};
+
+struct fqdn_query {
+	__u64 name; /* the question name's hash */
+};
+
+/* toFQDNs settings (the fqdn_settings array's one element), written by the agent. */
+struct fqdn_config {
+	__u32 min_ttl;	 /* seconds; 0: FQDN_DEFAULT_MIN_TTL */
+	__u32 max_addrs; /* per name; 0: FQDN_DEFAULT_MAX_ADDRS */
+};
+
+#define FQDN_DEFAULT_MIN_TTL 60
+#define FQDN_DEFAULT_MAX_ADDRS 128
+
 /* The generation that packets see: slot (0 or 1) of the gen_* outer maps. */
 struct active_slot {
 	__u32 slot;
@@ -346,10 +422,38 @@ enum counter {
 	COUNTER_DNS_NAME,
 	COUNTER_DNS_SPLIT,
 	COUNTER_DNS_ANSWERED,
+	/*
+	 * toFQDNs (fqdn.h): queries tracked for their answers and those not
+	 * tracked (more than one question, a name the parser refuses); answers
+	 * of tracked queries read, and addresses learned (written or
+	 * refreshed); answers that learn nothing, by reason: nobody asked
+	 * (no pending query for the tuple and id, or another question name),
+	 * malformed (header, lengths, a section past the message, a label of
+	 * 64 or more, a name longer than 253 or with a byte outside
+	 * 0x21-0x7e), a compression pointer that points forward, out of the
+	 * message or past the jump bound (loops), an RCODE other than 0, not
+	 * whole in the packet (IP fragment, TCP segment, larger than
+	 * FQDN_MSG_MAX); answer records past FQDN_MAX_RECORDS (not read); and
+	 * addresses not learned: the name at its address cap, an address that
+	 * four names hold already, a full fqdn_names or fqdn_addrs map.
+	 */
+	COUNTER_FQDN_TRACKED,
+	COUNTER_FQDN_UNTRACKED,
+	COUNTER_FQDN_ANSWERS,
+	COUNTER_FQDN_LEARNED,
+	COUNTER_FQDN_UNSOLICITED,
+	COUNTER_FQDN_MALFORMED,
+	COUNTER_FQDN_POINTER,
+	COUNTER_FQDN_RCODE,
+	COUNTER_FQDN_SPLIT,
+	COUNTER_FQDN_RECORDS,
+	COUNTER_FQDN_CAP,
+	COUNTER_FQDN_SLOTS,
+	COUNTER_FQDN_FULL,
 	COUNTER_MAX,
 };
 
-#define COUNTER_SLOTS 32
+#define COUNTER_SLOTS 64
 _Static_assert(COUNTER_MAX <= COUNTER_SLOTS, "counters array too small");
 
 #endif /* PALISADE_H */

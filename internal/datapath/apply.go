@@ -37,10 +37,14 @@ const (
 	outerDNSLists   = bpf.PalisadeMapGenDnsLists
 	outerDNSNext    = bpf.PalisadeMapGenDnsNext
 	outerDNSAccept  = bpf.PalisadeMapGenDnsAccept
+
+	outerFQDNNext      = bpf.PalisadeMapGenFqdnNext
+	outerFQDNAccept    = bpf.PalisadeMapGenFqdnAccept
+	outerFQDNSelectors = bpf.PalisadeMapGenFqdnSelectors
 )
 
 var outerMaps = []string{outerEndpoints, outerIPCache, outerIPCacheLPM, outerPolicy, outerPolicyLPM,
-	outerDNSLists, outerDNSNext, outerDNSAccept}
+	outerDNSLists, outerDNSNext, outerDNSAccept, outerFQDNNext, outerFQDNAccept, outerFQDNSelectors}
 
 func (d *Datapath) outer(name string) *ebpf.Map {
 	switch name {
@@ -60,6 +64,12 @@ func (d *Datapath) outer(name string) *ebpf.Map {
 		return d.objs.GenDnsNext
 	case outerDNSAccept:
 		return d.objs.GenDnsAccept
+	case outerFQDNNext:
+		return d.objs.GenFqdnNext
+	case outerFQDNAccept:
+		return d.objs.GenFqdnAccept
+	case outerFQDNSelectors:
+		return d.objs.GenFqdnSelectors
 	}
 	panic("unknown outer map " + name)
 }
@@ -89,6 +99,7 @@ type encoded struct {
 	polLPMKeys []bpf.PalisadePolicyLpmKey
 	polLPMVals []bpf.PalisadePolicyValue
 	dns        encodedDNS
+	fqdn       encodedFQDN
 }
 
 func (d *Datapath) check(s *engine.MapState) error {
@@ -148,6 +159,9 @@ func encode(s *engine.MapState) (*encoded, error) {
 		return nil, err
 	}
 	e.dns = dns
+	if e.fqdn, err = encodeFQDN(s); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -211,7 +225,15 @@ func (d *Datapath) Apply(ctx context.Context, s *engine.MapState) error {
 	// replaces them: deleting them would cost five more RCU grace periods
 	// (every update or delete of an outer map waits for one), about half
 	// of a small Apply, for the memory of one generation.
-	return d.fence()
+	if err := d.fence(); err != nil {
+		return err
+	}
+	// Learned names carry the selector identities of the generation that
+	// learned them: give them this one's.
+	if _, err := d.rewriteFQDNNames(s.FQDNSelectors); err != nil {
+		return fmt.Errorf("generation %d: %w", gen, err)
+	}
+	return nil
 }
 
 // fence returns once no program still runs that may have read the slot
@@ -265,6 +287,9 @@ func (d *Datapath) build(gen uint64, e *encoded) (maps []*ebpf.Map, err error) {
 		{e.dns.listKeys, e.dns.listValues, len(e.dns.listKeys)},
 		{e.dns.nextKeys, e.dns.nextValues, len(e.dns.nextKeys)},
 		{e.dns.acceptKeys, e.dns.acceptValues, len(e.dns.acceptKeys)},
+		{e.fqdn.nextKeys, e.fqdn.nextValues, len(e.fqdn.nextKeys)},
+		{e.fqdn.acceptKeys, e.fqdn.acceptValues, len(e.fqdn.acceptKeys)},
+		{e.fqdn.selKeys, e.fqdn.selValues, len(e.fqdn.selKeys)},
 	}
 	for i, name := range outerMaps {
 		spec := d.inner[name].Copy()

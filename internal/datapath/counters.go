@@ -68,6 +68,45 @@ type Counters struct {
 	DNSName      uint64 // a name with a byte outside 0x21-0x7e or a '.' in a label, or longer than 253
 	DNSSplit     uint64 // not one whole message in the packet (TCP segment, IP fragment)
 	DNSAnswered  uint64
+	// toFQDNs (docs/datapath.md, "toFQDNs"): queries tracked for their
+	// answers, and those not tracked (not one question, a name the parser
+	// refuses); answers of tracked queries read (FQDNAnswers) and
+	// addresses learned or refreshed (FQDNLearned); answers that taught
+	// nothing, by reason; answer records past the bound (not read); and
+	// addresses not learned, by reason.
+	FQDNTracked     uint64
+	FQDNUntracked   uint64
+	FQDNAnswers     uint64
+	FQDNLearned     uint64
+	FQDNUnsolicited uint64 // no tracked query for the tuple and id, or another question name
+	FQDNMalformed   uint64 // bad header or lengths, a record past the message, a bad label or name
+	FQDNPointer     uint64 // a compression pointer forward, out of the message, or past the jump bound (loops)
+	FQDNRcode       uint64 // an answer with an RCODE other than 0 (or not a QUERY's)
+	FQDNSplit       uint64 // not whole in the packet: IP fragment, TCP segment, more than 4096 bytes
+	FQDNRecords     uint64 // answers with more than 64 records: the rest were not read
+	FQDNCap         uint64 // the name held its cap of addresses
+	FQDNSlots       uint64 // the address held four other names
+	FQDNFull        uint64 // fqdn_names or fqdn_addrs was full
+}
+
+// FQDNEvents returns the toFQDNs counters by event name: "fqdn-learned"
+// and the reasons an answer or an address taught nothing.
+func (c Counters) FQDNEvents() map[string]uint64 {
+	return map[string]uint64{
+		"fqdn-tracked":     c.FQDNTracked,
+		"fqdn-untracked":   c.FQDNUntracked,
+		"fqdn-answers":     c.FQDNAnswers,
+		"fqdn-learned":     c.FQDNLearned,
+		"fqdn-unsolicited": c.FQDNUnsolicited,
+		"fqdn-malformed":   c.FQDNMalformed,
+		"fqdn-pointer":     c.FQDNPointer,
+		"fqdn-rcode":       c.FQDNRcode,
+		"fqdn-split":       c.FQDNSplit,
+		"fqdn-records":     c.FQDNRecords,
+		"fqdn-cap":         c.FQDNCap,
+		"fqdn-slots":       c.FQDNSlots,
+		"fqdn-full":        c.FQDNFull,
+	}
 }
 
 // Counters reads and sums the per-CPU counters.
@@ -77,7 +116,9 @@ func (d *Datapath) Counters() (Counters, error) {
 		&c.Malformed, &c.NonIP, &c.Fragments, &c.EventsLost, &c.NoState, &c.L7Unenforced, &c.NoEndpoint,
 		&c.EventsSent, &c.EventsLostDenied, &c.EventsLostAllowed, &c.EventsLostAudited,
 		&c.DNSQueries, &c.DNSAllowed, &c.DNSRefused, &c.DNSAudited, &c.DNSMalformed, &c.DNSPointer,
-		&c.DNSQDCount, &c.DNSName, &c.DNSSplit, &c.DNSAnswered}
+		&c.DNSQDCount, &c.DNSName, &c.DNSSplit, &c.DNSAnswered,
+		&c.FQDNTracked, &c.FQDNUntracked, &c.FQDNAnswers, &c.FQDNLearned, &c.FQDNUnsolicited, &c.FQDNMalformed,
+		&c.FQDNPointer, &c.FQDNRcode, &c.FQDNSplit, &c.FQDNRecords, &c.FQDNCap, &c.FQDNSlots, &c.FQDNFull}
 	if len(fields) != int(bpf.PalisadeCounterCOUNTER_MAX) {
 		return c, fmt.Errorf("counters: %d fields for %d counters", len(fields), bpf.PalisadeCounterCOUNTER_MAX)
 	}

@@ -275,7 +275,9 @@ func (d *Datapath) Remove() error {
 	for _, m := range []*ebpf.Map{d.objs.GenEndpoints, d.objs.GenIpcache, d.objs.GenIpcacheLpm, d.objs.GenPolicy,
 		d.objs.GenPolicyLpm, d.objs.Active, d.objs.Settings, d.objs.Generations, d.objs.Conntrack, d.objs.Fragments,
 		d.objs.Events, d.objs.Counters, d.objs.GenDnsLists, d.objs.GenDnsNext, d.objs.GenDnsAccept,
-		d.objs.DnsSettings, d.objs.DnsScratch} {
+		d.objs.DnsSettings, d.objs.DnsScratch, d.objs.PktScratch, d.objs.GenFqdnNext, d.objs.GenFqdnAccept,
+		d.objs.GenFqdnSelectors, d.objs.FqdnNames, d.objs.FqdnAddrs, d.objs.FqdnPending, d.objs.FqdnSettings,
+		d.objs.FqdnScratch} {
 		errs = append(errs, m.Unpin())
 	}
 	errs = append(errs, os.Remove(linksDir(d.pinDir)), os.Remove(mapsDir(d.pinDir)), os.Remove(d.pinDir))

@@ -40,13 +40,16 @@ func (d *Datapath) Read() (*engine.MapState, uint64, error) {
 
 // Compare reads the generation that packets see now and lists how it
 // differs from desired, as Diff does, and its DNS tables from those Apply
-// writes for desired (map "dns"), and also every endpoint whose hints
+// writes for desired (map "dns"), its toFQDNs automaton (map "fqdn"), the
+// selector identities of every learned name from those desired's
+// selectors give it (map "fqdn-names"; Apply rewrites them), and also
+// every endpoint whose hints
 // byte is not the one Apply writes for desired: a wrong hint makes packets
 // skip policy entries that are there (or probe for ones that are not), so
 // it is drift even when every entry is right. It returns the generation
 // read.
 func (d *Datapath) Compare(desired *engine.MapState) ([]Drift, uint64, error) {
-	actual, hints, dns, gen, err := d.readAll()
+	actual, hints, dns, fq, gen, err := d.readAll()
 	if err != nil {
 		return nil, gen, err
 	}
@@ -57,6 +60,16 @@ func (d *Datapath) Compare(desired *engine.MapState) ([]Drift, uint64, error) {
 			return nil, gen, err
 		}
 		out = append(out, dd...)
+		fd, err := compareFQDN(desired, fq)
+		if err != nil {
+			return nil, gen, err
+		}
+		out = append(out, fd...)
+		nd, err := d.compareFQDNNames(desired)
+		if err != nil {
+			return nil, gen, err
+		}
+		out = append(out, nd...)
 	}
 	want := policyHints(desired.Policy)
 	for a, ep := range desired.Endpoints {
@@ -77,25 +90,35 @@ func hintsString(h uint8) string { return fmt.Sprintf("hints 0x%02x", h) }
 // read reads the active generation: its state, the hints byte of every
 // endpoint, and its number.
 func (d *Datapath) read() (*engine.MapState, map[netip.Addr]uint8, uint64, error) {
-	s, hints, _, gen, err := d.readAll()
+	s, hints, _, _, gen, err := d.readAll()
 	return s, hints, gen, err
 }
 
-// readAll is read with the generation's DNS tables.
-func (d *Datapath) readAll() (*engine.MapState, map[netip.Addr]uint8, encodedDNS, uint64, error) {
+// readAll is read with the generation's DNS and toFQDNs tables.
+func (d *Datapath) readAll() (*engine.MapState, map[netip.Addr]uint8, encodedDNS, encodedFQDN, uint64, error) {
 	var dns encodedDNS
-	s, hints, gen, err := d.readLocked(&dns)
-	return s, hints, dns, gen, err
+	var fq encodedFQDN
+	s, hints, gen, err := d.readLocked(&dns, &fq)
+	return s, hints, dns, fq, gen, err
 }
 
-func (d *Datapath) readLocked(dns *encodedDNS) (*engine.MapState, map[netip.Addr]uint8, uint64, error) {
+func (d *Datapath) readLocked(dns *encodedDNS, fq *encodedFQDN) (*engine.MapState, map[netip.Addr]uint8, uint64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := &engine.MapState{
-		IPCache:   map[netip.Prefix]engine.Identity{},
-		Endpoints: map[netip.Addr]engine.EndpointEntry{},
-		Policy:    map[engine.PolicyKey]engine.PolicyEntry{},
+		IPCache:       map[netip.Prefix]engine.Identity{},
+		Endpoints:     map[netip.Addr]engine.EndpointEntry{},
+		Policy:        map[engine.PolicyKey]engine.PolicyEntry{},
+		FQDNSelectors: map[engine.Identity]engine.FQDN{},
+		FQDNNames:     map[string][]netip.Addr{},
 	}
+	// The learned table is not per generation: the kernel's answer for
+	// addresses learned from DNS answers (unexpired entries only).
+	names, err := d.fqdnNames()
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	s.FQDNNames = names
 	hints := map[netip.Addr]uint8{}
 	var a bpf.PalisadeActiveSlot
 	if err := d.objs.Active.Lookup(uint32(0), &a); err != nil {
@@ -138,6 +161,14 @@ func (d *Datapath) readLocked(dns *encodedDNS) (*engine.MapState, map[netip.Addr
 		return nil, nil, gen, err
 	}
 	*dns = e
+	f, err := readFQDN(inner)
+	if err != nil {
+		return nil, nil, gen, err
+	}
+	for i, id := range f.selKeys {
+		s.FQDNSelectors[engine.Identity(id)] = fqdnSelector(f.selValues[i])
+	}
+	*fq = f
 	return s, hints, gen, nil
 }
 
@@ -229,12 +260,15 @@ func (d Drift) String() string {
 }
 
 // Diff lists how actual differs from desired, sorted by map and key. L7
-// lists are not compared (the kernel does not hold them).
+// lists are not compared (the kernel does not hold them), nor the learned
+// FQDN names (the kernel learns its own from DNS answers; Compare checks
+// their selector identities).
 func Diff(desired, actual *engine.MapState) []Drift {
 	var out []Drift
 	out = appendDiff(out, "endpoints", desired.Endpoints, actual.Endpoints)
 	out = appendDiff(out, "ipcache", desired.IPCache, actual.IPCache)
 	out = appendDiff(out, "policy", desired.Policy, actual.Policy)
+	out = appendDiff(out, "fqdn-selectors", normalizedSelectors(desired.FQDNSelectors), normalizedSelectors(actual.FQDNSelectors))
 	sortDrift(out)
 	return out
 }
@@ -262,6 +296,21 @@ func appendDiff[K comparable, V comparable](out []Drift, name string, want, got 
 		if _, ok := want[k]; !ok {
 			out = append(out, Drift{Map: name, Key: fmt.Sprintf("%+v", k), Got: fmt.Sprintf("%+v", g)})
 		}
+	}
+	return out
+}
+
+// normalizedSelectors returns selectors as the kernel stores them (names
+// and patterns normalised).
+func normalizedSelectors(in map[engine.Identity]engine.FQDN) map[engine.Identity]engine.FQDN {
+	out := make(map[engine.Identity]engine.FQDN, len(in))
+	for id, f := range in {
+		if f.Name != "" {
+			f.Name = engine.NormalizeFQDN(f.Name)
+		} else {
+			f.Pattern = engine.NormalizeFQDN(f.Pattern)
+		}
+		out[id] = f
 	}
 	return out
 }
