@@ -269,3 +269,59 @@ func TestSelectorIdentities(t *testing.T) {
 		t.Errorf("probes for %s: %v", www, got)
 	}
 }
+
+// TestLookupFQDNProbes pins the probes of the map state contract on a
+// hand-made state: selector identities are probed on egress only, for
+// eligible peers only, and their entries fold with the others.
+func TestLookupFQDNProbes(t *testing.T) {
+	const pid = 300
+	sel, other := MinLocalIdentity+10, MinLocalIdentity+11
+	src := netip.MustParseAddr("10.0.0.1")
+	learned := netip.MustParseAddr("203.0.113.7")
+	pod := netip.MustParseAddr("10.0.0.2")
+	cidr := netip.MustParseAddr("198.51.100.7")
+	m := &MapState{
+		IPCache: map[netip.Prefix]Identity{
+			netip.MustParsePrefix("0.0.0.0/0"):       IdentityWorld,
+			netip.MustParsePrefix("10.0.0.1/32"):     pid,
+			netip.MustParsePrefix("10.0.0.2/32"):     pid + 1,
+			netip.MustParsePrefix("198.51.100.0/24"): MinLocalIdentity + 99,
+		},
+		Endpoints: map[netip.Addr]EndpointEntry{src: {Identity: pid, PolicyID: pid, Flags: EgressDefaultDeny | IngressDefaultDeny}},
+		Policy: map[PolicyKey]PolicyEntry{
+			{PolicyID: pid, Direction: Egress, Identity: sel, Proto: ProtoTCP, Port: 443, PrefixLen: 24}:   {Flags: FlagAllow, AllowRule: 7},
+			{PolicyID: pid, Direction: Ingress, Identity: sel, Proto: ProtoTCP, Port: 443, PrefixLen: 24}:  {Flags: FlagAllow, AllowRule: 8},
+			{PolicyID: pid, Direction: Egress, Identity: other, Proto: ProtoTCP, Port: 443, PrefixLen: 24}: {Flags: FlagDeny, DenyRule: 9},
+		},
+		L7:            map[L7ID]L7List{},
+		FQDNSelectors: map[Identity]FQDN{sel: {Pattern: "*.example.com"}, other: {Name: "bad.example.com"}},
+		FQDNNames: map[string][]netip.Addr{
+			"api.example.com": {learned, pod, cidr},
+			"bad.other.org":   {learned},
+		},
+	}
+	for _, c := range []struct {
+		name   string
+		dir    Direction
+		remote netip.Addr
+		want   Verdict
+		rule   RuleID
+	}{
+		{"learned world address", Egress, learned, VerdictAllow, 7},
+		{"learned address in a CIDR identity", Egress, cidr, VerdictAllow, 7},
+		{"a workload's address is never selected", Egress, pod, VerdictDeny, 0},
+		{"ingress never probes selectors", Ingress, learned, VerdictDeny, 0},
+		{"an address no name resolved to", Egress, netip.MustParseAddr("203.0.113.8"), VerdictDeny, 0},
+	} {
+		v, _, rule := m.LookupSide(c.dir, src, c.remote, ProtoTCP, 443, nil)
+		if v != c.want || rule != c.rule {
+			t.Errorf("%s: %s rule %d, want %s rule %d", c.name, v, rule, c.want, c.rule)
+		}
+	}
+	// A second name of the same address, selected by a deny: the entries
+	// fold, and the deny wins.
+	m.FQDNNames["bad.example.com"] = []netip.Addr{learned}
+	if v, r, rule := m.LookupSide(Egress, src, learned, ProtoTCP, 443, nil); v != VerdictDeny || r != ReasonDenied || rule != 9 {
+		t.Errorf("two selectors of one address: %s %s rule %d, want deny by rule 9", v, r, rule)
+	}
+}
