@@ -44,6 +44,12 @@ import (
 //	          untimed.
 //	Review:   guard.Review, i.e. building the change set and its facts
 //	          from the policies too, as the controller and CLI call it.
+//	ReviewNewHead: Review of a head that is new in every iteration (the
+//	          added rule's port differs), while the base stays: what a
+//	          controller pays for each new commit, whose policies no
+//	          earlier review has converted (valuecache.go). Review, which
+//	          judges the same change again and again, converts nothing
+//	          after its first iteration.
 
 func BenchmarkEvaluate(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
@@ -54,6 +60,33 @@ func BenchmarkEvaluate(b *testing.B) {
 func BenchmarkReview(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("changes=%d", n), func(b *testing.B) { benchGuard(b, n, true) })
+	}
+}
+
+func BenchmarkReviewNewHead(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("changes=%d", n), func(b *testing.B) {
+			base := benchPolicies(b)
+			g := builtin(b)
+			meta := guard.Meta{Revision: "head", PreviousRevision: "base", Overrides: []string{"max-changes"}}
+			ctx := context.Background()
+			var lat []time.Duration
+			port := int32(20000)
+			for b.Loop() {
+				port++ // a new head: policies no review has seen
+				head := slices.Clone(base)
+				for i := range n {
+					head[i] = widenPort(b, base[i], port)
+				}
+				t0 := time.Now()
+				_, d := guard.Review(ctx, g, base, head, meta, guard.Options{})
+				lat = append(lat, time.Since(t0))
+				if len(d.Errors) > 0 || d.Summary.Total != n {
+					b.Fatalf("unexpected decision: %s", d.JSON())
+				}
+			}
+			reportLatency(b, lat)
+		})
 	}
 }
 
@@ -79,11 +112,14 @@ func benchPolicies(b testing.TB) []*validate.Policy {
 }
 
 // widen returns p with one more ingress rule: port 8443 from the cluster.
-func widen(b testing.TB, p *validate.Policy) *validate.Policy {
+func widen(b testing.TB, p *validate.Policy) *validate.Policy { return widenPort(b, p, 8443) }
+
+// widenPort returns p with one more ingress rule: port from the cluster.
+func widenPort(b testing.TB, p *validate.Policy, port int32) *validate.Policy {
 	np := p.NetworkPolicy.DeepCopy()
 	np.Spec.Ingress = append(np.Spec.Ingress, v1alpha1.IngressRule{
 		FromEntities: []v1alpha1.Entity{v1alpha1.EntityCluster},
-		ToPorts:      []v1alpha1.PortRule{{Ports: []v1alpha1.PortProtocol{{Port: intstr.FromInt32(8443), Protocol: v1alpha1.ProtocolTCP}}}},
+		ToPorts:      []v1alpha1.PortRule{{Ports: []v1alpha1.PortProtocol{{Port: intstr.FromInt32(port), Protocol: v1alpha1.ProtocolTCP}}}},
 	})
 	js, err := json.Marshal(np)
 	if err != nil {
@@ -120,6 +156,11 @@ func benchGuard(b *testing.B, n int, review bool) {
 			b.Fatalf("unexpected decision: %s", d.JSON())
 		}
 	}
+	reportLatency(b, lat)
+}
+
+// reportLatency reports the p50 and p99 of the per-change latencies.
+func reportLatency(b *testing.B, lat []time.Duration) {
 	slices.Sort(lat)
 	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
 	b.ReportMetric(q(0.50), "p50-ms")
