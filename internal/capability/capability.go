@@ -52,8 +52,8 @@ const (
 	// FQDNWithoutDNS is toFQDNs of a policy with no DNS rule on any egress
 	// port.
 	FQDNWithoutDNS Feature = "toFQDNs without DNS rules"
-	Tracing           Feature = "tracing policies"
-	AuditReports      Feature = "audit reports"
+	Tracing        Feature = "tracing policies"
+	AuditReports   Feature = "audit reports"
 )
 
 // Subsystem names the agent subsystem that enforces a feature.
