@@ -797,6 +797,13 @@ __attribute__((noinline)) int dns_tcp_answer(struct __sk_buff *skb, struct dns_a
  * question and any EDNS0 OPT record are echoed as sent. TCP: the segment
  * becomes the server's answer and FIN (dns_tcp_answer). Both: Ethernet and
  * IP addresses and ports swapped (which changes no checksum).
+ *
+ * The way back is where the packet came from, whichever side (dir) was
+ * decided: a query received on this interface (TCX ingress: the host side
+ * of a workload's veth, or a host interface's ingress) is answered out of
+ * it; one that leaves through it (TCX egress: sent by the host, or
+ * forwarded from another interface) is answered into it, as if received
+ * there.
  */
 static __always_inline int dns_answer(struct __sk_buff *skb, struct pkt *p, __u8 dir)
 {
@@ -849,7 +856,7 @@ static __always_inline int dns_answer(struct __sk_buff *skb, struct pkt *p, __u8
 	if (bpf_skb_store_bytes(skb, p->l4off, ports, 4, 0) < 0)
 		return -1;
 	count(COUNTER_DNS_ANSWERED);
-	return bpf_redirect(skb->ifindex, dir == DIR_EGRESS ? 0 : BPF_F_INGRESS);
+	return bpf_redirect(skb->ifindex, skb->ingress_ifindex == skb->ifindex ? 0 : BPF_F_INGRESS);
 }
 
 #endif /* PALISADE_DNS_H */

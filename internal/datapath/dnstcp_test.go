@@ -33,6 +33,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/netlab"
 )
 
 // tcpSeg is a client's TCP segment from src:40000 to dst:53.
@@ -409,8 +410,8 @@ func (l *tcpDNSLog) has(name string) bool {
 	return false
 }
 
-// tcpDNSServe runs a DNS server (miekg/dns) in B on TCP 53 that logs every
-// question it receives and answers A queries with 192.0.2.1.
+// tcpDNSServe runs a DNS server (miekg/dns) in B on UDP and TCP 53 that
+// logs every question it receives and answers A queries with 192.0.2.1.
 func tcpDNSServe(t *testing.T, w *workloads) *tcpDNSLog {
 	log := &tcpDNSLog{}
 	h := dns.HandlerFunc(func(rw dns.ResponseWriter, q *dns.Msg) {
@@ -425,24 +426,33 @@ func tcpDNSServe(t *testing.T, w *workloads) *tcpDNSLog {
 		m.Answer = append(m.Answer, rr)
 		rw.WriteMsg(m)
 	})
+	var pc net.PacketConn
 	var l net.Listener
 	inNS(t, w.nsB, func() {
 		var err error
+		if pc, err = net.ListenPacket("udp4", wlB.String()+":53"); err != nil {
+			t.Fatal(err)
+		}
 		if l, err = net.Listen("tcp4", wlB.String()+":53"); err != nil {
 			t.Fatal(err)
 		}
 	})
-	s := &dns.Server{Listener: l, Handler: h}
-	go s.ActivateAndServe()
-	t.Cleanup(func() { s.Shutdown() })
+	us, ts := &dns.Server{PacketConn: pc, Handler: h}, &dns.Server{Listener: l, Handler: h}
+	go us.ActivateAndServe()
+	go ts.ActivateAndServe()
+	t.Cleanup(func() { us.Shutdown(); ts.Shutdown() })
 	return log
 }
 
-// digTCP runs `dig +tcp` in A against B with one try of 2 s.
-func (w *workloads) digTCP(t *testing.T, name string) digResult {
+// digB runs dig against B with one try of 2 s: in A, or on the node
+// when ns is "".
+func digB(t *testing.T, ns string, args ...string) digResult {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", w.nsA, "dig", "@"+wlB.String(), "+tcp", "+time=2", "+tries=1", "+retry=0", name)
-	out, _ := cmd.CombinedOutput()
+	argv := append([]string{"dig", "@" + wlB.String(), "+time=2", "+tries=1", "+retry=0"}, args...)
+	if ns != "" {
+		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
+	}
+	out, _ := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	r := digResult{out: string(out)}
 	if m := digStatus.FindAllStringSubmatch(r.out, -1); m != nil {
 		r.status = m[len(m)-1][1]
@@ -491,7 +501,7 @@ func TestDNSTCPRealTraffic(t *testing.T) {
 			{refused[1], rcode, 0},
 			{"x.allowed.org", "NOERROR", 1},
 		} {
-			r := w.digTCP(t, c.name)
+			r := digB(t, w.nsA, "+tcp", c.name)
 			if r.status != c.status || r.answers != c.answers {
 				t.Errorf("%s: dig +tcp %s: status %q with %d answers, want %s with %d\n%s", when, c.name, r.status, r.answers, c.status, c.answers, r.out)
 				continue
@@ -538,5 +548,57 @@ func TestDNSTCPRealTraffic(t *testing.T) {
 	t.Logf("counters: %d refused by rule, %d answered by the kernel", refused, answered)
 	if answered != 6 || refused != 6 {
 		t.Errorf("%d answered and %d refused by the kernel, want 6 and 6", answered, refused)
+	}
+}
+
+// TestDNSHostRealTraffic: DNS rules of the node itself (host firewall,
+// programs attached to B's host-side veth as to a host interface): dig on
+// the node queries B over UDP and TCP. The kernel's answer to a refused
+// query leaves the interface's egress hook into the node, as if B had
+// sent it; it never reaches B.
+func TestDNSHostRealTraffic(t *testing.T) {
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Skip("dig (dnsutils) is not installed: hack/apt-install.sh dnsutils")
+	}
+	w := setupWorkloads(t)
+	log := tcpDNSServe(t, w)
+	node := netip.MustParseAddr(netlab.Gateway) // the node's address toward B
+	s := dnsTrafficState()
+	rules := s.Policy[engine.PolicyKey{PolicyID: 256, Direction: engine.Egress, Identity: 257, Proto: engine.ProtoTCP, Port: 53, PrefixLen: 24}]
+	s.Endpoints = map[netip.Addr]engine.EndpointEntry{node: {Identity: engine.IdentityHost, PolicyID: 300, Flags: engine.EgressDefaultDeny}}
+	s.IPCache = map[netip.Prefix]engine.Identity{netip.PrefixFrom(wlB, 32): 257}
+	s.Policy = map[engine.PolicyKey]engine.PolicyEntry{}
+	for _, proto := range []engine.Proto{engine.ProtoUDP, engine.ProtoTCP} {
+		s.Policy[engine.PolicyKey{PolicyID: 300, Direction: engine.Egress, Identity: 257, Proto: proto, Port: 53, PrefixLen: 24}] = rules
+	}
+	d := openTest(t, nil)
+	if err := d.Apply(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.AttachHost(w.hB); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Detach(w.hB, HookIngress); d.Detach(w.hB, HookEgress) })
+
+	for _, c := range []struct {
+		args    []string
+		status  string
+		answers int
+	}{
+		{[]string{"evil.com"}, "REFUSED", 0},
+		{[]string{"api.example.com"}, "NOERROR", 1},
+		{[]string{"+tcp", "evil.org"}, "REFUSED", 0},
+		{[]string{"+tcp", "x.allowed.org"}, "NOERROR", 1},
+	} {
+		r := digB(t, "", c.args...)
+		if r.status != c.status || r.answers != c.answers {
+			t.Errorf("node: dig %v: status %q with %d answers, want %s with %d\n%s", c.args, r.status, r.answers, c.status, c.answers, r.out)
+			continue
+		}
+		name := c.args[len(c.args)-1]
+		if got, want := log.has(name+"."), c.status == "NOERROR"; got != want {
+			t.Errorf("node: dig %v: the server's log has the query: %v, want %v", c.args, got, want)
+		}
+		t.Logf("node: dig %v: %s, %d answers, %d ms", c.args, r.status, r.answers, r.msec)
 	}
 }
