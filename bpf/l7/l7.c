@@ -1,0 +1,1150 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/* Copyright 2026 The Palisade Authors. */
+
+/*
+ * HTTP/1.x requests decided in the kernel, on the server side of a
+ * connection (ingress of the workload that serves). See docs/l7.md.
+ *
+ * l7_sockops puts each established server socket whose local address and
+ * port have an entry in l7_ports into the SOCKHASH l7_socks; the socket's
+ * receive path then runs the stream parser l7_parser, which frames the
+ * byte stream into messages (a request head, body bytes, chunk framing),
+ * and the stream verdict l7_verdict, which passes each message to the
+ * server or, for a refused request, rewrites it into a 403 answer and
+ * redirects it to the same socket's egress: the client reads 403 and the
+ * server never reads the request. After a refusal every later byte of the
+ * connection is dropped (the answer says Connection: close).
+ *
+ * The parser decides a request head whole: it returns "need more" until
+ * the blank line that ends the head has arrived (or the head is over
+ * L7_HEAD_MAX, or it is not HTTP/1.x), and stores what it found in the
+ * socket's storage for the verdict. The parse itself, l7_parse_msg, is a
+ * global function that the test program l7_test_parse (tc, which has
+ * BPF_PROG_TEST_RUN) calls too.
+ */
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "l7.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+/* bpf2go -type needs the enums in BTF; these variables put them there. */
+const volatile enum l7_mode l7_btf_mode = L7_MODE_HEAD;
+const volatile enum l7_kind l7_btf_kind = L7_KIND_NEED_MORE;
+const volatile enum l7_reason l7_btf_reason = L7_R_ALLOWED;
+
+/* ---- maps ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* socket cookie */
+	__type(value, __u64);
+} l7_socks SEC(".maps");
+
+/* Per-socket state by socket cookie (sk_skb programs cannot use socket
+ * storage): created by sockops when the socket enters l7_socks, deleted
+ * by sockops when it closes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct l7_sock);
+} l7_sock_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct l7_active);
+} l7_slot SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct l7_config);
+} l7_gens SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct l7_port_key);
+	__type(value, __u32);
+} l7_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * 16384);
+	__type(key, struct l7_bind_key);
+	__type(value, struct l7_bind);
+} l7_binds SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, struct l7_peer_key);
+	__type(value, __u32);
+} l7_peers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * L7_MAX_LISTS);
+	__type(key, struct l7_list_key);
+	__type(value, struct l7_list);
+} l7_lists SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * L7_MAX_DFAS);
+	__type(key, __u32);
+	__type(value, struct l7_classes);
+} l7_class_rows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * L7_MAX_NEXT);
+	__type(key, __u32);
+	__type(value, __u32);
+} l7_next SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * L7_MAX_STATES);
+	__type(key, __u32);
+	__type(value, struct l7_mask);
+} l7_accept SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * L7_MAX_ALLOW_ROWS);
+	__type(key, __u32);
+	__type(value, struct l7_allow);
+} l7_allows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * L7_MAX_HDR_ROWS);
+	__type(key, __u32);
+	__type(value, struct l7_mask);
+} l7_hdrreqs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * L7_MAX_HDR_ROWS);
+	__type(key, struct l7_hdr_key);
+	__type(value, __u32);
+} l7_hdrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, L7_R_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} l7_counters SEC(".maps");
+
+/* BPF_PROG_TEST_RUN of l7_test_parse. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct l7_test_in);
+} l7_test_input SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct l7_sock);
+} l7_test_out SEC(".maps");
+
+static __always_inline void count(__u32 reason)
+{
+	__u64 *c = bpf_map_lookup_elem(&l7_counters, &reason);
+	if (c)
+		*c += 1;
+}
+
+/* ---- the head parser ---- */
+
+enum phase {
+	P_METHOD = 0,
+	P_TARGET,
+	P_VERSION,
+	P_VERSION_LF,
+	P_NAME_START,
+	P_NAME,
+	P_VALUE_OWS,
+	P_VALUE,
+	P_LF,
+	P_END_LF,
+	P_DONE,
+};
+
+enum kw {
+	KW_HOST = 1,
+	KW_CL = 2,
+	KW_TE = 4,
+};
+
+#define NOT_FOUND 0xffffffffu
+
+/* The parse of one message, on the caller's stack. */
+struct l7_parse {
+	/* tables (has_list: the binding's list exists in the slot) */
+	__u32 slot;
+	__u32 list_id;
+	__u32 has_list;
+	__u32 pad0;
+	__u64 seed;
+	struct l7_dfa_ref path;
+	struct l7_dfa_ref host;
+	/* progress */
+	__u32 pos;
+	__u32 phase;
+	__u32 result;  /* 0 go on, 1 done, else reason + 100 */
+	/* request line */
+	__u64 mword;   /* first 8 bytes of the method */
+	__u32 mlen;
+	__u32 tlen;
+	__u32 pstate;
+	__u32 vlen;
+	__u64 vword;
+	/* header field */
+	__u32 nlen;
+	__u32 kw;      /* keywords the name may still be */
+	__u64 nhash;
+	__u64 vhash;
+	__u64 vhash_last; /* after the value's last non-OWS byte */
+	__u32 hstate;
+	__u32 hstate_last;
+	__u32 vcount;  /* non-OWS bytes of the value */
+	__u32 ows;     /* OWS after value bytes */
+	__u32 cur;     /* the keyword of the current field */
+	__u32 te_ok;
+	/* the head */
+	__u32 hosts;
+	__u32 cls;
+	__u32 tes;
+	__u32 hstate_final;
+	__u64 clen;
+	__u64 hdrs;    /* header requirements satisfied */
+	__u8 buf[L7_CHUNK];
+};
+
+static __always_inline int tchar(__u32 c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+		return 1;
+	switch (c) {
+	case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
+	case '+': case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline __u32 lower(__u32 c)
+{
+	return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
+
+static __always_inline __u64 fnv(__u64 h, __u32 c)
+{
+	return (h ^ c) * FNV_PRIME;
+}
+
+/* dfa_step: the next state of a DFA (states are relative to ref). */
+static __always_inline __u32 dfa_step(const struct l7_dfa_ref *ref, __u32 slot, __u32 state, __u32 c)
+{
+	if (state == 0)
+		return 0;
+	__u32 k = slot * L7_MAX_DFAS + ref->classes;
+	struct l7_classes *cl = bpf_map_lookup_elem(&l7_class_rows, &k);
+	if (!cl)
+		return 0;
+	__u32 cls = cl->c[c & 0xff];
+	__u32 i = slot * L7_MAX_NEXT + ref->next + state * ref->nclasses + cls;
+	__u32 *n = bpf_map_lookup_elem(&l7_next, &i);
+	return n ? *n : 0;
+}
+
+static const char kw_host[] = "host";
+static const char kw_cl[] = "content-length";
+static const char kw_te[] = "transfer-encoding";
+static const char te_chunked[] = "chunked";
+
+#define FAIL(r) do { p->result = 100 + (r); return 1; } while (0)
+
+/* The end of a header field: what it says about the request. */
+static __always_inline int field_end(struct l7_parse *p)
+{
+	switch (p->cur) {
+	case KW_HOST:
+		if (++p->hosts > 1)
+			FAIL(L7_R_FRAMING);
+		p->hstate_final = p->vcount ? p->hstate_last : 1;
+		break;
+	case KW_CL:
+		if (++p->cls > 1 || p->vcount == 0)
+			FAIL(L7_R_FRAMING);
+		break;
+	case KW_TE:
+		if (++p->tes > 1 || !p->te_ok || p->vcount != 7)
+			FAIL(L7_R_FRAMING);
+		break;
+	}
+	if (!p->has_list)
+		return 0;
+	struct l7_hdr_key k = {
+		.slot = p->slot,
+		.list = p->list_id,
+		.name = p->nhash,
+	};
+	__u32 *bit = bpf_map_lookup_elem(&l7_hdrs, &k);
+	if (bit && *bit < 64)
+		p->hdrs |= 1ULL << *bit;
+	k.value = p->vcount ? p->vhash_last : (FNV_OFFSET ^ p->seed);
+	k.has_value = 1;
+	bit = bpf_map_lookup_elem(&l7_hdrs, &k);
+	if (bit && *bit < 64)
+		p->hdrs |= 1ULL << *bit;
+	return 0;
+}
+
+/*
+ * l7_head_byte advances the head parse by one byte; it returns non-zero
+ * when the parse has ended (p->result says how).
+ */
+__noinline int l7_head_byte(struct l7_parse *p, __u32 c)
+{
+	if (!p)
+		return 1;
+	c &= 0xff;
+	p->pos++;
+	switch (p->phase) {
+	case P_METHOD:
+		if (c == ' ') {
+			if (p->mlen == 0)
+				FAIL(L7_R_MALFORMED);
+			p->phase = P_TARGET;
+			return 0;
+		}
+		if (p->pos == 1 && c == 0x16)
+			FAIL(L7_R_TLS);
+		if (!tchar(c) || p->mlen >= 32)
+			FAIL(L7_R_MALFORMED);
+		if (p->mlen < 8)
+			p->mword |= (__u64)c << (8 * (p->mlen & 7));
+		p->mlen++;
+		return 0;
+	case P_TARGET:
+		if (c == ' ') {
+			if (p->tlen == 0)
+				FAIL(L7_R_MALFORMED);
+			p->phase = P_VERSION;
+			return 0;
+		}
+		if (c <= 0x20 || c == 0x7f)
+			FAIL(L7_R_MALFORMED);
+		/* origin-form, or "*" (OPTIONS, the HTTP/2 preface) */
+		if (p->tlen == 0 && c != '/' && c != '*')
+			FAIL(L7_R_MALFORMED);
+		p->tlen++;
+		if (p->has_list)
+			p->pstate = c >= 0x80 ? 0 : dfa_step(&p->path, p->slot, p->pstate, c);
+		return 0;
+	case P_VERSION:
+		if (c == '\r') {
+			if (p->vlen != 8)
+				FAIL(L7_R_MALFORMED);
+			p->phase = P_VERSION_LF;
+			return 0;
+		}
+		if (p->vlen >= 8)
+			FAIL(L7_R_MALFORMED);
+		p->vword |= (__u64)c << (8 * (p->vlen & 7));
+		p->vlen++;
+		return 0;
+	case P_VERSION_LF:
+		if (c != '\n')
+			FAIL(L7_R_MALFORMED);
+		/* "HTTP/1.1", "HTTP/1.0", "HTTP/2.0" little-endian */
+		if (p->vword == 0x312e312f50545448ULL || p->vword == 0x302e312f50545448ULL) {
+			p->phase = P_NAME_START;
+			return 0;
+		}
+		if (p->vword == 0x302e322f50545448ULL && p->mword == 0x495250 /* PRI */)
+			FAIL(L7_R_HTTP2);
+		if ((p->vword & 0xffffffffffULL) == 0x2f50545448ULL /* HTTP/ */)
+			FAIL(L7_R_VERSION);
+		FAIL(L7_R_MALFORMED);
+	case P_NAME_START:
+		if (c == '\r') {
+			p->phase = P_END_LF;
+			return 0;
+		}
+		if (!tchar(c))
+			FAIL(L7_R_MALFORMED); /* obs-fold and whitespace before a name too */
+		p->phase = P_NAME;
+		p->nlen = 0;
+		p->kw = KW_HOST | KW_CL | KW_TE;
+		p->nhash = FNV_OFFSET ^ p->seed;
+		/* fall through */
+	case P_NAME: {
+		if (c == ':') {
+			__u32 kw = 0;
+			if ((p->kw & KW_HOST) && p->nlen == 4)
+				kw = KW_HOST;
+			else if ((p->kw & KW_CL) && p->nlen == 14)
+				kw = KW_CL;
+			else if ((p->kw & KW_TE) && p->nlen == 17)
+				kw = KW_TE;
+			p->cur = kw;
+			p->phase = P_VALUE_OWS;
+			p->vhash = FNV_OFFSET ^ p->seed;
+			p->vhash_last = p->vhash;
+			p->hstate = 1;
+			p->hstate_last = 1;
+			p->vcount = 0;
+			p->ows = 0;
+			p->te_ok = 1;
+			return 0;
+		}
+		if (!tchar(c))
+			FAIL(L7_R_MALFORMED);
+		__u32 l = lower(c);
+		__u32 n = p->nlen;
+		if (n >= 4 || kw_host[n & 3] != l)
+			p->kw &= ~KW_HOST;
+		if (n >= 14 || kw_cl[n < 14 ? n : 0] != l)
+			p->kw &= ~KW_CL;
+		if (n >= 17 || kw_te[n < 17 ? n : 0] != l)
+			p->kw &= ~KW_TE;
+		p->nhash = fnv(p->nhash, l);
+		p->nlen = n + 1;
+		return 0;
+	}
+	case P_VALUE_OWS:
+		if (c == ' ' || c == '\t')
+			return 0;
+		p->phase = P_VALUE;
+		/* fall through */
+	case P_VALUE:
+		if (c == '\r') {
+			p->phase = P_LF;
+			return field_end(p);
+		}
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			FAIL(L7_R_MALFORMED);
+		p->vhash = fnv(p->vhash, c);
+		if (c == ' ' || c == '\t') {
+			p->ows = 1;
+		} else {
+			p->vhash_last = p->vhash;
+			if (p->cur == KW_CL) {
+				if (c < '0' || c > '9' || p->ows || p->clen > (1ULL << 40))
+					FAIL(L7_R_FRAMING);
+				p->clen = p->clen * 10 + (c - '0');
+			}
+			if (p->cur == KW_TE) {
+				__u32 i = p->vcount;
+				if (p->ows || i >= 7 || te_chunked[i < 7 ? i : 0] != lower(c))
+					p->te_ok = 0;
+			}
+			p->ows = 0;
+			p->vcount++;
+		}
+		if (p->cur == KW_HOST && p->has_list) {
+			p->hstate = dfa_step(&p->host, p->slot, p->hstate, c);
+			if (c != ' ' && c != '\t')
+				p->hstate_last = p->hstate;
+		}
+		return 0;
+	case P_LF:
+		if (c != '\n')
+			FAIL(L7_R_MALFORMED);
+		p->phase = P_NAME_START;
+		return 0;
+	case P_END_LF:
+		if (c != '\n')
+			FAIL(L7_R_MALFORMED);
+		p->phase = P_DONE;
+		p->result = 1;
+		return 1;
+	}
+	FAIL(L7_R_MALFORMED);
+}
+
+/* l7_head_chunk feeds p->buf[0..n) to l7_head_byte; non-zero when the
+ * parse has ended. */
+__noinline int l7_head_chunk(struct l7_parse *p, __u32 n)
+{
+	if (!p)
+		return 1;
+	for (__u32 i = 0; i < L7_CHUNK; i++) {
+		if (i >= n)
+			return 0;
+		if (l7_head_byte(p, p->buf[i]))
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline void mask_or_into(struct l7_mask *a, const struct l7_mask *b, const struct l7_mask *c)
+{
+	for (int i = 0; i < L7_MASK_WORDS; i++)
+		a->w[i] &= b->w[i] | c->w[i];
+}
+
+static __always_inline int mask_meets(const struct l7_mask *a, const struct l7_mask *b)
+{
+	__u64 r = 0;
+	for (int i = 0; i < L7_MASK_WORDS; i++)
+		r |= a->w[i] & b->w[i];
+	return r != 0;
+}
+
+static __always_inline __u32 method_index(__u64 w, __u32 len)
+{
+	switch (len) {
+	case 3:
+		if (w == 0x544547) return 1;       /* GET */
+		if (w == 0x545550) return 4;       /* PUT */
+		break;
+	case 4:
+		if (w == 0x44414548) return 2;     /* HEAD */
+		if (w == 0x54534f50) return 3;     /* POST */
+		break;
+	case 5:
+		if (w == 0x4543415254ULL) return 8; /* TRACE */
+		if (w == 0x4843544150ULL) return 9; /* PATCH */
+		break;
+	case 6:
+		if (w == 0x4554454c4544ULL) return 5; /* DELETE */
+		break;
+	case 7:
+		if (w == 0x5443454e4e4f43ULL) return 6; /* CONNECT */
+		if (w == 0x534e4f4954504fULL) return 7; /* OPTIONS */
+		break;
+	}
+	return 0;
+}
+
+/*
+ * l7_decide decides a parsed head from the list's tables, as
+ * engine.HTTPList.Decide: res->reason is L7_R_ALLOWED, L7_R_DENIED or
+ * L7_R_AUDIT, res->rule the deciding rule.
+ */
+__noinline int l7_decide(struct l7_parse *p, struct l7_sock *res)
+{
+	if (!p || !res)
+		return 0;
+	struct l7_list_key lk = { .slot = p->slot, .list = p->list_id };
+	struct l7_list *l = bpf_map_lookup_elem(&l7_lists, &lk);
+	if (!l) {
+		res->reason = L7_R_NO_TABLES;
+		return 0;
+	}
+	struct l7_mask m;
+	__u32 mi = method_index(p->mword, p->mlen);
+	if (mi >= L7_METHODS)
+		mi = 0;
+	__builtin_memcpy(&m, &l->methods[mi], sizeof(m));
+
+	__u32 k = p->slot * L7_MAX_STATES + l->path.accept + p->pstate;
+	struct l7_mask *acc = bpf_map_lookup_elem(&l7_accept, &k);
+	if (!acc)
+		return 0;
+	mask_or_into(&m, acc, &l->path_any);
+
+	__u32 hs = p->hosts ? p->hstate_final : 1;
+	k = p->slot * L7_MAX_STATES + l->host.accept + hs;
+	acc = bpf_map_lookup_elem(&l7_accept, &k);
+	if (!acc)
+		return 0;
+	mask_or_into(&m, acc, &l->host_any);
+
+	__u32 nh = l->nhdrreqs;
+	for (__u32 h = 0; h < L7_MAX_HDRREQS; h++) {
+		if (h >= nh)
+			break;
+		if (p->hdrs & (1ULL << h))
+			continue;
+		k = p->slot * L7_MAX_HDR_ROWS + l->hdrreqs + h;
+		struct l7_mask *need = bpf_map_lookup_elem(&l7_hdrreqs, &k);
+		if (!need)
+			return 0;
+		for (int i = 0; i < L7_MASK_WORDS; i++)
+			m.w[i] &= ~need->w[i];
+	}
+
+	/* The enforcing allows, then (if they allow) every allow. */
+	__u32 na = l->nallows, base = l->allows;
+	__u32 enforced = 0, restricting = 0, seen = 0, full = 0;
+	for (__u32 a = 0; a < L7_MAX_ALLOWS; a++) {
+		if (a >= na)
+			break;
+		k = p->slot * L7_MAX_ALLOW_ROWS + base + a;
+		struct l7_allow *al = bpf_map_lookup_elem(&l7_allows, &k);
+		if (!al)
+			return 0;
+		__u32 ok = al->any || mask_meets(&m, &al->rules);
+		if (ok && !full)
+			full = al->rule;
+		if (al->audit)
+			continue;
+		seen = 1;
+		if (ok && !enforced)
+			enforced = al->rule;
+		if (!ok && !restricting)
+			restricting = al->rule;
+	}
+	if (seen && !enforced) {
+		res->reason = L7_R_DENIED;
+		res->rule = restricting;
+	} else if (!full) {
+		res->reason = L7_R_AUDIT;
+		res->rule = 0;
+	} else {
+		res->reason = L7_R_ALLOWED;
+		res->rule = seen ? enforced : full;
+	}
+	return 0;
+}
+
+/* ---- chunked framing ---- */
+
+enum cphase {
+	C_CR = 0, C_LF, C_HEX, C_EXT, C_SIZE_LF, C_TR_START, C_TR_LINE, C_TR_LF, C_END_LF, C_DONE,
+};
+
+struct l7_chunkp {
+	__u32 phase;
+	__u32 pos;
+	__u32 digits;
+	__u32 result; /* 0 go on, 1 done, 2 bad */
+	__u64 size;
+	__u8 buf[L7_CHUNK];
+};
+
+__noinline int l7_chunk_byte(struct l7_chunkp *p, __u32 c)
+{
+	if (!p)
+		return 1;
+	c &= 0xff;
+	p->pos++;
+	switch (p->phase) {
+	case C_CR:
+		if (c != '\r')
+			goto bad;
+		p->phase = C_LF;
+		return 0;
+	case C_LF:
+		if (c != '\n')
+			goto bad;
+		p->phase = C_HEX;
+		return 0;
+	case C_HEX: {
+		__u32 d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			d = c - 'A' + 10;
+		else if (p->digits && (c == ';' || c == ' ' || c == '\t')) {
+			p->phase = C_EXT;
+			return 0;
+		} else if (p->digits && c == '\r') {
+			p->phase = C_SIZE_LF;
+			return 0;
+		} else
+			goto bad;
+		if (++p->digits > 15)
+			goto bad;
+		p->size = p->size * 16 + d;
+		return 0;
+	}
+	case C_EXT:
+		if (c == '\r') {
+			p->phase = C_SIZE_LF;
+			return 0;
+		}
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			goto bad;
+		return 0;
+	case C_SIZE_LF:
+		if (c != '\n')
+			goto bad;
+		if (p->size) {
+			p->result = 1;
+			return 1;
+		}
+		p->phase = C_TR_START;
+		return 0;
+	case C_TR_START:
+		if (c == '\r') {
+			p->phase = C_END_LF;
+			return 0;
+		}
+		if (!tchar(c))
+			goto bad;
+		p->phase = C_TR_LINE;
+		return 0;
+	case C_TR_LINE:
+		if (c == '\r') {
+			p->phase = C_TR_LF;
+			return 0;
+		}
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			goto bad;
+		return 0;
+	case C_TR_LF:
+		if (c != '\n')
+			goto bad;
+		p->phase = C_TR_START;
+		return 0;
+	case C_END_LF:
+		if (c != '\n')
+			goto bad;
+		p->result = 1;
+		return 1;
+	}
+bad:
+	p->result = 2;
+	return 1;
+}
+
+__noinline int l7_chunk_chunk(struct l7_chunkp *p, __u32 n)
+{
+	if (!p)
+		return 1;
+	for (__u32 i = 0; i < L7_CHUNK; i++) {
+		if (i >= n)
+			return 0;
+		if (l7_chunk_byte(p, p->buf[i]))
+			return 1;
+	}
+	return 0;
+}
+
+/* ---- one message ---- */
+
+/* The bpf_loop context of a scan: L7_CHUNK bytes per iteration. */
+struct scan {
+	struct __sk_buff *skb;
+	struct l7_parse *head;
+	struct l7_chunkp *chunk;
+	__u32 off;
+	__u32 avail;
+};
+
+static __always_inline __u32 scan_len(struct scan *sc, __u32 i)
+{
+	__u32 at = i * L7_CHUNK;
+	if (at >= sc->avail)
+		return 0;
+	__u32 n = sc->avail - at;
+	return n > L7_CHUNK ? L7_CHUNK : n;
+}
+
+static long scan_head_cb(__u32 i, void *ctx)
+{
+	struct scan *sc = ctx;
+	__u32 n = scan_len(sc, i);
+	if (n == 0 || n > L7_CHUNK)
+		return 1;
+	struct l7_parse *p = sc->head;
+	if (bpf_skb_load_bytes(sc->skb, sc->off + i * L7_CHUNK, p->buf, n) < 0)
+		return 1;
+	return l7_head_chunk(p, n) ? 1 : 0;
+}
+
+static long scan_chunk_cb(__u32 i, void *ctx)
+{
+	struct scan *sc = ctx;
+	__u32 n = scan_len(sc, i);
+	if (n == 0 || n > L7_CHUNK)
+		return 1;
+	struct l7_chunkp *p = sc->chunk;
+	if (bpf_skb_load_bytes(sc->skb, sc->off + i * L7_CHUNK, p->buf, n) < 0)
+		return 1;
+	return l7_chunk_chunk(p, n) ? 1 : 0;
+}
+
+static __always_inline __u32 min_u64(__u64 a, __u32 b)
+{
+	return a < b ? (__u32)a : b;
+}
+
+/*
+ * l7_parse_msg frames the message that starts at off in skb (avail bytes
+ * there), given the socket's state st, and says in res what it is and
+ * what the verdict does with it: res->len 0 asks for more bytes.
+ * a->list (if a->has_list) names the list that decides requests.
+ */
+struct l7_args {
+	__u32 off;
+	__u32 avail;
+	__u32 list;
+	__u32 has_list;
+};
+
+__noinline int l7_parse_chunk_line(struct __sk_buff *skb, struct l7_args *a, struct l7_sock *st, struct l7_sock *res);
+__noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7_sock *res);
+
+__noinline int l7_parse_msg(struct __sk_buff *skb, struct l7_args *a, struct l7_sock *st, struct l7_sock *res)
+{
+	if (!skb || !a || !st || !res)
+		return 0;
+	__u32 avail = a->avail;
+	res->len = 0;
+	res->kind = L7_KIND_NEED_MORE;
+	res->reason = 0;
+	res->rule = 0;
+	res->head = 0;
+	res->next_mode = st->mode;
+	res->next_remaining = 0;
+	if (avail == 0)
+		return 0;
+
+	switch (st->mode) {
+	case L7_MODE_REFUSED:
+		res->len = avail;
+		res->kind = L7_KIND_DROP;
+		res->reason = L7_R_DROPPED;
+		res->next_mode = L7_MODE_REFUSED;
+		return 0;
+	case L7_MODE_BODY:
+	case L7_MODE_CHUNK_DATA: {
+		__u32 n = min_u64(st->remaining, avail);
+		res->len = n;
+		res->kind = L7_KIND_BODY;
+		res->next_remaining = st->remaining - n;
+		if (res->next_remaining == 0)
+			res->next_mode = st->mode == L7_MODE_BODY ? L7_MODE_HEAD : L7_MODE_CHUNK_SIZE;
+		return 0;
+	}
+	case L7_MODE_CHUNK_SIZE:
+		return l7_parse_chunk_line(skb, a, st, res);
+	}
+	return l7_parse_head(skb, a, res);
+}
+
+/* l7_parse_chunk_line frames a chunk-size line (and, after the last
+ * chunk, the trailer section). */
+__noinline int l7_parse_chunk_line(struct __sk_buff *skb, struct l7_args *a, struct l7_sock *st, struct l7_sock *res)
+{
+	if (!skb || !a || !st || !res)
+		return 0;
+	__u32 avail = a->avail;
+	struct l7_chunkp cp = {};
+	if (!st->crlf)
+		cp.phase = C_HEX;
+	struct scan sc = { .skb = skb, .off = a->off, .avail = avail, .chunk = &cp };
+	bpf_loop(L7_HEAD_MAX / L7_CHUNK, scan_chunk_cb, &sc, 0);
+	if (cp.result == 1) {
+		res->len = cp.pos;
+		res->kind = L7_KIND_BODY;
+		if (cp.size) {
+			res->next_mode = L7_MODE_CHUNK_DATA;
+			res->next_remaining = cp.size;
+		} else {
+			res->next_mode = L7_MODE_HEAD;
+		}
+		return 0;
+	}
+	if (cp.result == 2 || avail >= L7_HEAD_MAX) {
+		res->len = avail;
+		res->kind = L7_KIND_REFUSE;
+		res->reason = cp.result == 2 ? L7_R_FRAMING : L7_R_OVERSIZE;
+		res->next_mode = L7_MODE_REFUSED;
+	}
+	return 0;
+}
+
+/* l7_parse_head frames and decides a request head. */
+__noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7_sock *res)
+{
+	if (!skb || !a || !res)
+		return 0;
+	__u32 off = a->off, avail = a->avail, list = a->list, has_list = a->has_list;
+	struct l7_parse p = {};
+	__u32 zero = 0;
+	struct l7_active *act = bpf_map_lookup_elem(&l7_slot, &zero);
+	if (!act)
+		return 0;
+	p.slot = act->slot & 1;
+	struct l7_config *cfg = bpf_map_lookup_elem(&l7_gens, &p.slot);
+	if (!cfg)
+		return 0;
+	p.seed = cfg->seed;
+	p.pstate = 1;
+	p.hstate_final = 1;
+	if (has_list) {
+		struct l7_list_key lk = { .slot = p.slot, .list = list };
+		struct l7_list *l = bpf_map_lookup_elem(&l7_lists, &lk);
+		if (l) {
+			p.has_list = 1;
+			p.list_id = list;
+			p.path = l->path;
+			p.host = l->host;
+		}
+	}
+	struct scan sc = { .skb = skb, .off = off, .avail = avail, .head = &p };
+	bpf_loop(L7_HEAD_MAX / L7_CHUNK, scan_head_cb, &sc, 0);
+	res->head = p.mlen == 4 && p.mword == 0x44414548;
+	if (p.result >= 100) {
+		res->len = avail;
+		res->kind = L7_KIND_REFUSE;
+		res->reason = p.result - 100;
+		res->next_mode = L7_MODE_REFUSED;
+		return 0;
+	}
+	if (p.result != 1) {
+		if (avail >= L7_HEAD_MAX) {
+			res->len = avail;
+			res->kind = L7_KIND_REFUSE;
+			res->reason = L7_R_OVERSIZE;
+			res->next_mode = L7_MODE_REFUSED;
+		}
+		return 0;
+	}
+	if (p.cls && p.tes) {
+		res->len = avail;
+		res->kind = L7_KIND_REFUSE;
+		res->reason = L7_R_FRAMING;
+		res->next_mode = L7_MODE_REFUSED;
+		return 0;
+	}
+	res->len = p.pos;
+	res->kind = L7_KIND_REQUEST;
+	if (p.tes) {
+		res->next_mode = L7_MODE_CHUNK_SIZE;
+	} else if (p.clen) {
+		res->next_mode = L7_MODE_BODY;
+		res->next_remaining = p.clen;
+	} else {
+		res->next_mode = L7_MODE_HEAD;
+	}
+	if (!has_list) {
+		res->reason = L7_R_PASSED;
+		return 0;
+	}
+	if (!p.has_list) {
+		res->reason = L7_R_NO_TABLES;
+		return 0;
+	}
+	l7_decide(&p, res);
+	return 0;
+}
+
+/* ---- the socket programs ---- */
+
+static __always_inline int v4mapped(const __u32 *a)
+{
+	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
+}
+
+/* The binding of a request from the skb's peer to its local address. */
+static __always_inline int find_bind(struct __sk_buff *skb, __u32 *list)
+{
+	__u32 zero = 0;
+	struct l7_active *act = bpf_map_lookup_elem(&l7_slot, &zero);
+	if (!act)
+		return 0;
+	struct l7_bind_key k = { .slot = act->slot & 1, .port = skb->local_port };
+	struct l7_peer_key pk = {};
+	if (skb->family == AF_INET) {
+		k.family = 4;
+		__builtin_memcpy(k.addr, &skb->local_ip4, 4);
+		pk.family = 4;
+		__builtin_memcpy(pk.addr, &skb->remote_ip4, 4);
+		pk.prefixlen = 32 + 32;
+	} else {
+		__u32 la[4] = { skb->local_ip6[0], skb->local_ip6[1], skb->local_ip6[2], skb->local_ip6[3] };
+		__u32 ra[4] = { skb->remote_ip6[0], skb->remote_ip6[1], skb->remote_ip6[2], skb->remote_ip6[3] };
+		if (v4mapped(la)) {
+			k.family = 4;
+			__builtin_memcpy(k.addr, &la[3], 4);
+			pk.family = 4;
+			__builtin_memcpy(pk.addr, &ra[3], 4);
+			pk.prefixlen = 32 + 32;
+		} else {
+			k.family = 6;
+			__builtin_memcpy(k.addr, la, 16);
+			pk.family = 6;
+			__builtin_memcpy(pk.addr, ra, 16);
+			pk.prefixlen = 32 + 128;
+		}
+	}
+	__u32 *id = bpf_map_lookup_elem(&l7_peers, &pk);
+	k.identity = id ? *id : 0;
+	struct l7_bind *b = bpf_map_lookup_elem(&l7_binds, &k);
+	if (!b && k.identity) {
+		k.identity = 0;
+		b = bpf_map_lookup_elem(&l7_binds, &k);
+	}
+	if (!b) {
+		/* any local address of the family */
+		__builtin_memset(k.addr, 0, sizeof(k.addr));
+		k.identity = id ? *id : 0;
+		b = bpf_map_lookup_elem(&l7_binds, &k);
+		if (!b && k.identity) {
+			k.identity = 0;
+			b = bpf_map_lookup_elem(&l7_binds, &k);
+		}
+	}
+	if (!b)
+		return 0;
+	*list = b->list;
+	return 1;
+}
+
+SEC("sk_skb/stream_parser")
+int l7_parser(struct __sk_buff *skb)
+{
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct l7_sock *st = bpf_map_lookup_elem(&l7_sock_state, &cookie);
+	if (!st)
+		return -12; /* -ENOMEM: the strparser stops; the connection errors */
+	__u32 list = 0;
+	__u32 has = find_bind(skb, &list);
+	struct l7_args a = { .avail = skb->len, .list = list, .has_list = has };
+	/* st is both the state read and the result written: the result
+	 * fields are not state (l7_parse_msg reads the state first). */
+	l7_parse_msg(skb, &a, st, st);
+	return st->len;
+}
+
+#define R403 "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 15\r\nConnection: close\r\n\r\n"
+#define R403_BODY "Access denied\r\n"
+
+static const char resp403[] = R403 R403_BODY;
+
+static __always_inline int refuse(struct __sk_buff *skb, struct l7_sock *st)
+{
+	__u32 n = sizeof(resp403) - 1;
+	if (st->head)
+		n -= sizeof(R403_BODY) - 1;
+	st->mode = L7_MODE_REFUSED;
+	if (bpf_skb_change_tail(skb, n, 0) < 0)
+		goto fail;
+	if (st->head) {
+		if (bpf_skb_store_bytes(skb, 0, resp403, sizeof(R403) - 1, 0) < 0)
+			goto fail;
+	} else if (bpf_skb_store_bytes(skb, 0, resp403, sizeof(resp403) - 1, 0) < 0) {
+		goto fail;
+	}
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	return bpf_sk_redirect_hash(skb, &l7_socks, &cookie, 0);
+fail:
+	count(L7_R_REDIRECT_FAIL);
+	return SK_DROP;
+}
+
+SEC("sk_skb/stream_verdict")
+int l7_verdict(struct __sk_buff *skb)
+{
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct l7_sock *st = bpf_map_lookup_elem(&l7_sock_state, &cookie);
+	if (!st)
+		return SK_DROP;
+	st->mode = st->next_mode;
+	st->remaining = st->next_remaining;
+	st->crlf = st->mode == L7_MODE_CHUNK_SIZE && st->kind == L7_KIND_BODY;
+	switch (st->kind) {
+	case L7_KIND_BODY:
+		return SK_PASS;
+	case L7_KIND_DROP:
+		count(L7_R_DROPPED);
+		return SK_DROP;
+	case L7_KIND_REFUSE:
+		count(st->reason);
+		return refuse(skb, st);
+	case L7_KIND_REQUEST:
+		st->requests++;
+		count(st->reason);
+		if (st->reason == L7_R_ALLOWED || st->reason == L7_R_AUDIT || st->reason == L7_R_PASSED)
+			return SK_PASS;
+		return refuse(skb, st);
+	}
+	return SK_DROP;
+}
+
+SEC("sockops")
+int l7_sockops(struct bpf_sock_ops *skops)
+{
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	if (skops->op == BPF_SOCK_OPS_STATE_CB) {
+		if (skops->args[1] == BPF_TCP_CLOSE)
+			bpf_map_delete_elem(&l7_sock_state, &cookie);
+		return 1;
+	}
+	if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		return 1;
+	struct l7_port_key k = { .port = skops->local_port };
+	if (skops->family == AF_INET) {
+		k.family = 4;
+		__u32 a = skops->local_ip4;
+		__builtin_memcpy(k.addr, &a, 4);
+	} else if (skops->family == AF_INET6) {
+		__u32 la[4] = { skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2], skops->local_ip6[3] };
+		if (v4mapped(la)) {
+			k.family = 4;
+			__builtin_memcpy(k.addr, &la[3], 4);
+		} else {
+			k.family = 6;
+			__builtin_memcpy(k.addr, la, 16);
+		}
+	} else {
+		return 1;
+	}
+	if (!bpf_map_lookup_elem(&l7_ports, &k)) {
+		__builtin_memset(k.addr, 0, sizeof(k.addr));
+		if (!bpf_map_lookup_elem(&l7_ports, &k))
+			return 1;
+	}
+	struct l7_sock st = {};
+	if (bpf_map_update_elem(&l7_sock_state, &cookie, &st, BPF_ANY) < 0)
+		return 1; /* not enforced: counted by the absence of L7_R_SOCKETS */
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	if (bpf_sock_hash_update(skops, &l7_socks, &cookie, BPF_NOEXIST) == 0)
+		count(L7_R_SOCKETS);
+	else
+		bpf_map_delete_elem(&l7_sock_state, &cookie);
+	return 1;
+}
+
+/* ---- test ---- */
+
+/* l7_test_parse runs l7_parse_msg over the packet with the state and list
+ * in l7_test_in, and stores the result in l7_test_out. */
+SEC("tc")
+int l7_test_parse(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct l7_test_in *in = bpf_map_lookup_elem(&l7_test_input, &zero);
+	struct l7_sock *out = bpf_map_lookup_elem(&l7_test_out, &zero);
+	if (!in || !out)
+		return 0;
+	struct l7_args a = { .list = in->list, .has_list = in->has_list };
+	a.off = in->off;
+	a.avail = skb->len > a.off ? skb->len - a.off : 0;
+	*out = in->sock;
+	l7_parse_msg(skb, &a, out, out);
+	return 0;
+}
