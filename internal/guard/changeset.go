@@ -153,20 +153,21 @@ func NewChangeSet(base, head []*policy.Policy, meta Meta) *ChangeSet {
 }
 
 // reviewChangeSet is NewChangeSet(Canonical(base), Canonical(head)), the
-// same document, without encoding the policies that did not change.
+// same document, without making or encoding the canonical objects of the
+// policies that did not change.
 func reviewChangeSet(base, head []*policy.Policy, meta Meta) *ChangeSet {
 	shells := func(ps []*policy.Policy) []*policy.Policy {
 		out := make([]*policy.Policy, len(ps))
 		for i, p := range ps {
-			out[i] = canonicalShell(p, meta.PolicySet.Namespace)
+			out[i] = reviewShell(p, meta.PolicySet.Namespace)
 		}
 		return out
 	}
 	return newChangeSet(shells(base), shells(head), meta, true)
 }
 
-// newChangeSet is NewChangeSet; with lazy, the policies are canonical
-// shells (canonicalShell) whose JSON is encoded only when needed.
+// newChangeSet is NewChangeSet; with lazy, the policies are review shells
+// (reviewShell) whose canonical JSON is made only when needed.
 func newChangeSet(base, head []*policy.Policy, meta Meta, lazy bool) *ChangeSet {
 	cs := &ChangeSet{
 		APIVersion: APIVersion, Kind: "ChangeSet",

@@ -175,6 +175,8 @@ func TestReviewChangeSetMatchesCanonical(t *testing.T) {
 		"a.cue": np("a", "shop", "a", `endpointSelector: matchLabels: app: "a"`),
 		"b.cue": np("b", "shop", "b", `endpointSelector: matchLabels: app: "b"`),
 		"c.cue": np("c", "shop", "c", `endpointSelector: matchLabels: app: "c"`),
+		"d.cue": np("d", "shop", "d", `endpointSelector: matchLabels: app: "d"`),
+		"e.cue": np("e", "shop", "e", `endpointSelector: matchLabels: app: "e"`),
 	})
 	meta := guard.Meta{PolicySet: guard.PolicySetRef{Namespace: "shop", Name: "main"}}
 	var before, after []runtime.Object
@@ -186,6 +188,10 @@ func TestReviewChangeSetMatchesCanonical(t *testing.T) {
 			np.Spec.EndpointSelector.MatchExpressions = []metav1.LabelSelectorRequirement{}
 		case "b": // a new label: an update
 			np.Labels = map[string]string{"team": "b"}
+		case "c": // an annotation of the user's: an update
+			np.Annotations["owner"] = "c"
+		case "d": // a spec change: an update
+			np.Spec.EndpointSelector.MatchLabels["tier"] = "d"
 		}
 		after = append(after, np)
 	}
@@ -193,7 +199,7 @@ func TestReviewChangeSetMatchesCanonical(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cs.Summary != (guard.Summary{Update: 1, Total: 1}) || cs.Changes[0].ID != "NetworkPolicy/shop/b" {
+	if cs.Summary != (guard.Summary{Update: 3, Total: 3}) || cs.Changes[0].ID != "NetworkPolicy/shop/b" || cs.Changes[1].ID != "NetworkPolicy/shop/c" || cs.Changes[2].ID != "NetworkPolicy/shop/d" {
 		t.Fatalf("change set:\n%s", cs.JSON())
 	}
 	var bp, ap []*validate.Policy

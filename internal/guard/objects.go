@@ -21,6 +21,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 
@@ -28,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/diag"
 	"github.com/palisade-dev/palisade/internal/policy"
 	"github.com/palisade-dev/palisade/internal/render"
 )
@@ -162,11 +164,70 @@ func canonicalShell(p *policy.Policy, defaultNamespace string) *policy.Policy {
 	return q
 }
 
+// reviewShell is what Review starts from, cheaper still than a canonical
+// shell: the canonical identity (kind, defaulted namespace, name), the
+// original's typed object, whose spec facts read, and the original kept in
+// Source (a pending), so that the canonical object is made only for a
+// policy that changed (materialize). Telling an unchanged policy needs
+// neither: sameCanonical compares the originals' canonical parts.
+func reviewShell(p *policy.Policy, defaultNamespace string) *policy.Policy {
+	kind := p.TypedKind()
+	if kind == "" {
+		return p
+	}
+	ns := p.Namespace
+	if ns == "" && policy.Namespaced(kind) {
+		ns = defaultNamespace
+	}
+	return &policy.Policy{
+		Kind: kind, Namespace: ns, Name: p.Name, Pos: p.Pos, Source: pending{orig: p, ns: defaultNamespace},
+		NetworkPolicy: p.NetworkPolicy, ClusterNetworkPolicy: p.ClusterNetworkPolicy,
+		TracingPolicy: p.TracingPolicy, ClusterTracingPolicy: p.ClusterTracingPolicy,
+	}
+}
+
+// pending marks a review shell whose canonical object is not made yet.
+type pending struct {
+	orig *policy.Policy
+	ns   string // the PolicySet's namespace
+}
+
+// PosOf implements policy.Locator.
+func (s pending) PosOf(path string) diag.Pos { return s.orig.PosOf(path) }
+
+// materialize turns a review shell into a canonical shell; other policies
+// are left alone.
+func materialize(q *policy.Policy) {
+	s, ok := q.Source.(pending)
+	if !ok {
+		return
+	}
+	c := canonicalShell(s.orig, s.ns)
+	q.NetworkPolicy, q.ClusterNetworkPolicy, q.TracingPolicy, q.ClusterTracingPolicy = c.NetworkPolicy, c.ClusterNetworkPolicy, c.TracingPolicy, c.ClusterTracingPolicy
+	q.Source = s.orig.Source
+}
+
+// specOf returns a pointer to the policy's spec.
+func specOf(p *policy.Policy) any {
+	switch {
+	case p.NetworkPolicy != nil:
+		return &p.NetworkPolicy.Spec
+	case p.ClusterNetworkPolicy != nil:
+		return &p.ClusterNetworkPolicy.Spec
+	case p.TracingPolicy != nil:
+		return &p.TracingPolicy.Spec
+	case p.ClusterTracingPolicy != nil:
+		return &p.ClusterTracingPolicy.Spec
+	}
+	return nil
+}
+
 // encodeCanonical sets a canonical shell's JSON, once.
 func encodeCanonical(q *policy.Policy) {
 	if q.JSON != nil {
 		return
 	}
+	materialize(q)
 	js, err := json.Marshal(q.Typed())
 	if err != nil {
 		panic(fmt.Sprintf("guard: encode %s: %v", q.ID(), err)) // API types always encode
@@ -180,7 +241,20 @@ func encodeCanonical(q *policy.Policy) {
 // way JSON does not show (a nil and an empty list, say) are encoded and
 // compared as the guards would see them.
 func sameCanonical(b, a *policy.Policy) bool {
-	if reflect.DeepEqual(b.Typed(), a.Typed()) {
+	bs, bok := b.Source.(pending)
+	as, aok := a.Source.(pending)
+	if bok && aok {
+		// Review shells: the canonical objects are equal when the
+		// identities (same ID), the labels and annotations guards see and
+		// the specs are.
+		bo, ao := bs.orig.Typed(), as.orig.Typed()
+		if b.Kind == a.Kind && b.Namespace == a.Namespace && b.Name == a.Name &&
+			maps.Equal(withoutKeys(bo.GetLabels(), render.OwnLabels), withoutKeys(ao.GetLabels(), render.OwnLabels)) &&
+			maps.Equal(withoutKeys(bo.GetAnnotations(), render.OwnAnnotations), withoutKeys(ao.GetAnnotations(), render.OwnAnnotations)) &&
+			reflect.DeepEqual(specOf(b), specOf(a)) {
+			return true
+		}
+	} else if reflect.DeepEqual(b.Typed(), a.Typed()) {
 		return true
 	}
 	encodeCanonical(b)
