@@ -21,6 +21,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -470,8 +471,9 @@ func digB(t *testing.T, ns string, args ...string) digResult {
 // the attached programs. A refused name gets the kernel's answer (dig
 // reports its status: with one try of 2 s, a dropped query would have
 // none) and never reaches the server; an allowed query on a new
-// connection after it is answered by the server; NXDOMAIN when set; the
-// same with the rules on B's ingress.
+// connection after it is answered by the server; NXDOMAIN when set; a
+// query without EDNS0 (nothing cut); a Go client sees the answer and then
+// the end of the stream; the same with the rules on B's ingress.
 func TestDNSTCPRealTraffic(t *testing.T) {
 	if _, err := exec.LookPath("dig"); err != nil {
 		t.Skip("dig (dnsutils) is not installed: hack/apt-install.sh dnsutils")
@@ -526,6 +528,40 @@ func TestDNSTCPRealTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Without EDNS0 there is nothing to cut: the answer has the query's length.
+	if r := digB(t, w.nsA, "+tcp", "+noedns", "noedns.evil.com"); r.status != "REFUSED" {
+		t.Errorf("dig +tcp +noedns noedns.evil.com: status %q, want REFUSED\n%s", r.status, r.out)
+	}
+	// A Go client on one connection: the answer, then the end of the
+	// stream (the kernel's FIN), not a timeout.
+	inNS(t, w.nsA, func() {
+		c, err := net.Dial("tcp4", wlB.String()+":53")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second)) // a guard: the kernel answers at once
+		dc := &dns.Conn{Conn: c}
+		q := new(dns.Msg)
+		q.SetQuestion("conn.evil.com.", dns.TypeA)
+		if err := dc.WriteMsg(q); err != nil {
+			t.Fatal(err)
+		}
+		a, err := dc.ReadMsg()
+		if err != nil {
+			t.Fatalf("Go client: read the answer: %v", err)
+		}
+		if a.Id != q.Id || a.Rcode != dns.RcodeRefused || !a.Response || !a.RecursionAvailable || len(a.Question) != 1 || a.Question[0].Name != "conn.evil.com." {
+			t.Errorf("Go client: answer %v, want REFUSED for the question with the query's id", a)
+		}
+		if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Errorf("Go client: after the answer read %d bytes, %v; want the end of the stream", n, err)
+		}
+	})
+	if log.has("noedns.evil.com.") || log.has("conn.evil.com.") {
+		t.Errorf("the server received a refused query")
+	}
+
 	// The same rules on B's ingress: the answer enters the node from B's
 	// interface, as if B had sent it.
 	ing := dnsTrafficState()
@@ -546,8 +582,8 @@ func TestDNSTCPRealTraffic(t *testing.T) {
 	}
 	answered, refused := after.DNSAnswered-before.DNSAnswered, after.DNSRefused-before.DNSRefused
 	t.Logf("counters: %d refused by rule, %d answered by the kernel", refused, answered)
-	if answered != 6 || refused != 6 {
-		t.Errorf("%d answered and %d refused by the kernel, want 6 and 6", answered, refused)
+	if answered != 8 || refused != 8 {
+		t.Errorf("%d answered and %d refused by the kernel, want 8 and 8", answered, refused)
 	}
 }
 
