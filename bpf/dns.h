@@ -10,7 +10,10 @@
  * every question's name, which is fed byte by byte (labels lower-cased,
  * '.' between them) through each found list's automaton (the dns_* maps,
  * compiled by engine.CompileDNS). The accept values decide the query as
- * engine.MapState.LookupSide decides a DNS request.
+ * engine.MapState.LookupSide decides a DNS request. A refused query is
+ * answered here (dns_answer): the packet becomes the server's answer, a
+ * UDP datagram or the TCP segment that closes the connection toward the
+ * client.
  *
  * The question parser is meant to serve answers later (toFQDNs): dns_name
  * walks one name at an offset and reports where it ends; it refuses
@@ -321,7 +324,6 @@ struct dns_args {
 	__u8 dir;
 	__u8 proto;
 	__u8 frag; /* the packet is an IP fragment */
-	__u8 qd;   /* out: QDCOUNT, when q_end is set */
 	/* in: the L4 decision; out: the query's (unchanged when not decided) */
 	__u8 verdict;
 	__u8 reason;
@@ -406,7 +408,6 @@ __attribute__((noinline)) int dns_decide(struct __sk_buff *skb, struct dns_args 
 	__u32 slot = w.slot;
 
 	a->q_end = 0;
-	a->qd = 0;
 	if (a->proto != IPPROTO_UDP && a->proto != IPPROTO_TCP)
 		return DNS_NOT_DNS;
 	void *lists = bpf_map_lookup_elem(&gen_dns_lists, &slot);
@@ -503,10 +504,8 @@ __attribute__((noinline)) int dns_decide(struct __sk_buff *skb, struct dns_args 
 		decided = 1;
 	}
 
-	if (!err && decided) {
+	if (!err && decided)
 		a->q_end = q_off;
-		a->qd = qd;
-	}
 	if (err) {
 		dns_count_err(err);
 		if (dns_restricts(e0, e1, 0)) {
