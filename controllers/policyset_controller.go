@@ -88,8 +88,10 @@ const DefaultPolicySetConcurrency = 4
 
 // SetupWithManager registers the reconciler. Besides its own spec and the
 // reconcile request annotation, it watches the PolicyRepositories it reads
-// (a new artifact), the objects it applied (a hand edit or deletion) and
-// the nodes' NodeEnforcement reports (enforcement and kernel drift).
+// (a new artifact) and the objects it applied (a hand edit or deletion).
+// The nodes' NodeEnforcement reports (enforcement and kernel drift) wake
+// a second controller that runs the enforcement step alone
+// (policySetEnforcement).
 func (r *PolicySetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1.PolicySet{}, policySetSourceIndex, func(o client.Object) []string {
 		ps := o.(*v1.PolicySet)
@@ -118,7 +120,6 @@ func (r *PolicySetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&v1.PolicyRepository{}, handler.EnqueueRequestsFromMapFunc(r.setsOfRepository),
 			builder.WithPredicates(artifactChanged{})).
-		Watches(&v1.NodeEnforcement{}, r.enforcementHandler()).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Named("policyset")
 	owned := builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
@@ -127,7 +128,10 @@ func (r *PolicySetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	for _, o := range ownedKinds() {
 		b = b.Watches(o.object, handler.EnqueueRequestsFromMapFunc(ownerOf), owned)
 	}
-	return b.Complete(r)
+	if err := b.Complete(r); err != nil {
+		return err
+	}
+	return r.setupEnforcement(mgr, concurrency)
 }
 
 // artifactChanged passes PolicyRepository updates that change the stored

@@ -18,12 +18,14 @@ package agent
 
 import (
 	"context"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -120,12 +122,39 @@ func stripNode(o any) (any, error) {
 	return out, nil
 }
 
+// SyncBatch is how long the agent gathers events before it syncs: a
+// rollout rewrites every object of a set (each carries the revision), and
+// a set's objects arrive one by one; each sync reads and compiles the
+// whole cluster, so one sync for the burst instead of one per object. An
+// event during a sync causes one more sync after it.
+const SyncBatch = 200 * time.Millisecond
+
+// batched maps every event to the one sync request, added after
+// SyncBatch; the queue keeps one request however many events arrive.
+type batched struct{}
+
+var _ handler.EventHandler = batched{}
+
+func (batched) Create(_ context.Context, _ event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	q.AddAfter(syncKey, SyncBatch)
+}
+
+func (batched) Update(_ context.Context, _ event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	q.AddAfter(syncKey, SyncBatch)
+}
+
+func (batched) Delete(_ context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	q.AddAfter(syncKey, SyncBatch)
+}
+
+func (batched) Generic(_ context.Context, _ event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	q.AddAfter(syncKey, SyncBatch)
+}
+
 // SetupWithManager registers the agent's sync controller, its verify loop
 // and, when watchLinks is set, the link event watch.
 func (a *Agent) SetupWithManager(mgr ctrl.Manager, watchLinks bool) error {
-	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
-		return []reconcile.Request{syncKey}
-	})
+	all := batched{}
 	// Pods on other nodes matter only through their addresses and labels;
 	// status churn (conditions, container states) is ignored.
 	podChange := predicate.Or(predicate.LabelChangedPredicate{}, predicate.Funcs{

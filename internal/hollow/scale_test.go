@@ -69,6 +69,7 @@ var (
 	flagRest     = flag.Duration("hollow.rest", 2*time.Minute, "how long the agents' requests are counted at rest")
 	flagWait     = flag.Duration("hollow.wait", 15*time.Minute, "how long one phase (start, a rollout) may take before the test fails")
 	flagStart    = flag.Int("hollow.start-parallel", 4, "hollow agents started at once")
+	flagMemLimit = flag.String("hollow.memlimit", "10GiB", "GOMEMLIMIT of the process that runs the hollow agents, so that their garbage does not take the machine's memory")
 	flagOut      = flag.String("hollow.out", "", "also write the report to this file")
 )
 
@@ -506,7 +507,15 @@ func (s *scale) rollouts(ctx context.Context, commits int) {
 	s.logf("commit → every PolicySet summary counts every node: p50 %s p99 %s", percentile(setLat, 50), percentile(setLat, 99))
 	s.logf("during %d rollouts (%s): agents %.1f requests/s (%s), manager %.1f requests/s (%s)", commits, took.Round(time.Millisecond),
 		float64(Total(req))/took.Seconds(), top(req, 6), float64(Total(mreq))/took.Seconds(), top(mreq, 6))
-	s.logf("CPU seconds during the rollouts: %s", cpu1.sub(cpu0))
+	s.logf("CPU seconds during the rollouts: %s; the agents' per node and commit: %.2f", cpu1.sub(cpu0), (cpu1.agents-cpu0.agents)/float64(s.nodes*commits))
+	var ne, nes int64
+	for k, v := range req {
+		if k == "patch nodeenforcements/status" {
+			ne = v
+		}
+	}
+	nes = ne
+	s.logf("NodeEnforcement status writes during the rollouts: %d, %.1f per node and commit", nes, float64(nes)/float64(s.nodes*commits))
 }
 
 // atRest counts the agents' requests over d with nothing changing.
@@ -554,7 +563,11 @@ func (s *scale) usage(when string) {
 		parts = append(parts, fmt.Sprintf("%s RSS %d MiB (peak %d MiB)", p.name, u.RSS>>20, u.PeakRSS>>20))
 	}
 	st := s.childState()
-	s.logf("memory %s: %s; agents applied %d generations in all", when, strings.Join(parts, ", "), st.Applies)
+	agents, err := ProcUsage(s.child.Process.Pid)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.logf("memory %s: %s (%.1f MiB per hollow agent); agents applied %d generations in all", when, strings.Join(parts, ", "), float64(agents.RSS)/float64(s.nodes)/(1<<20), st.Applies)
 }
 
 // startChild runs the agents in the test binary run again.
@@ -567,7 +580,7 @@ func (s *scale) startChild() {
 	}
 	s.must(os.WriteFile(filepath.Join(s.childDir, "config.json"), b, 0o600))
 	s.child = exec.Command(os.Args[0], "-test.run=^TestScale$", fmt.Sprintf("-hollow.start-parallel=%d", *flagStart))
-	s.child.Env = append(os.Environ(), childEnv+"="+s.childDir)
+	s.child.Env = append(os.Environ(), childEnv+"="+s.childDir, "GOMEMLIMIT="+*flagMemLimit)
 	s.child.Stdout, s.child.Stderr = os.Stderr, os.Stderr
 	s.must(s.child.Start())
 }
