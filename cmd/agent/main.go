@@ -78,7 +78,9 @@ func run() error {
 		tracingPins   = flag.String("tracing-pin-dir", "", "bpffs directory for the tracing units' pinned programs, links and maps (default: <pin-dir>/tracing, /sys/fs/bpf/palisade/tracing)")
 		cgroupRoot    = flag.String("cgroup-root", agent.DefaultCgroupBase, "the host's cgroup mount, where pods' cgroups are found; the cgroup v2 hierarchy is its unified/ directory on a hybrid layout, or itself")
 		tracingEvents = flag.String("tracing-events", "", "write every tracing event as a JSON line to this file (\"-\": standard output); empty: only count them in metrics")
-		dnsRefusal    = flag.String("dns-refusal", "REFUSED", "the RCODE the kernel answers a DNS query that the DNS rules refuse with: REFUSED or NXDOMAIN (UDP; a refused TCP query is dropped)")
+		dnsRefusal    = flag.String("dns-refusal", "REFUSED", "the RCODE the kernel answers a DNS query that the DNS rules refuse with: REFUSED or NXDOMAIN (UDP and TCP; over TCP the connection is then closed toward the client)")
+		fqdnMinTTL    = flag.Duration("fqdn-min-ttl", 0, "toFQDNs: the least time an address learned from a DNS answer is kept; a shorter TTL counts as this (whole seconds; 0: the kernel's default, 60s)")
+		fqdnMaxAddrs  = flag.Int("fqdn-max-addresses-per-name", 0, "toFQDNs: the most addresses one name holds; further addresses are not learned, counted and shown on NodeEnforcement status.fqdn.capped (0: the kernel's default, 128)")
 	)
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -103,6 +105,9 @@ func run() error {
 	}
 	if err != nil {
 		return fmt.Errorf("datapath: %w", err)
+	}
+	if err := dp.SetFQDNSettings(datapath.FQDNSettings{MinTTL: *fqdnMinTTL, MaxAddrsPerName: *fqdnMaxAddrs}); err != nil {
+		return fmt.Errorf("--fqdn-min-ttl/--fqdn-max-addresses-per-name: %w", err)
 	}
 
 	scheme := runtime.NewScheme()

@@ -27,7 +27,9 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
@@ -56,10 +58,13 @@ type fakeKernel struct {
 	maxEndpoint int
 	atts        map[int]string // ifindex → "workload" or "host"
 	attachErr   map[int]error
+	fqdn        []datapath.FQDNEntry // the learned toFQDNs table
+	counters    datapath.Counters
+	now         func() time.Time // the fake clock of ExpireFQDN
 }
 
 func newFakeKernel() *fakeKernel {
-	return &fakeKernel{maxEndpoint: 1 << 16, atts: map[int]string{}, attachErr: map[int]error{}}
+	return &fakeKernel{maxEndpoint: 1 << 16, atts: map[int]string{}, attachErr: map[int]error{}, now: time.Now}
 }
 
 func (k *fakeKernel) Apply(_ context.Context, s *engine.MapState) error {
@@ -110,7 +115,27 @@ func (k *fakeKernel) CheckHost(int) []datapath.Problem        { return nil }
 func (k *fakeKernel) RepairWorkload(i int) error              { return k.AttachWorkload(i) }
 func (k *fakeKernel) RepairHost(i int) error                  { return k.AttachHost(i) }
 func (k *fakeKernel) Usage(*engine.MapState) []datapath.Usage { return nil }
-func (k *fakeKernel) Counters() (datapath.Counters, error)    { return datapath.Counters{}, nil }
+func (k *fakeKernel) Counters() (datapath.Counters, error)    { return k.counters, nil }
+func (k *fakeKernel) FQDNTable() ([]datapath.FQDNEntry, error) {
+	out := make([]datapath.FQDNEntry, len(k.fqdn))
+	for i, e := range k.fqdn {
+		e.Addrs = slices.Clone(e.Addrs)
+		out[i] = e
+	}
+	return out, nil
+}
+
+// ExpireFQDN deletes the addresses that expired by the fake clock, as the
+// datapath does by the kernel's.
+func (k *fakeKernel) ExpireFQDN() (int, error) {
+	n := 0
+	for i := range k.fqdn {
+		before := len(k.fqdn[i].Addrs)
+		k.fqdn[i].Addrs = slices.DeleteFunc(k.fqdn[i].Addrs, func(a datapath.FQDNAddr) bool { return !a.Expires.After(k.now()) })
+		n += before - len(k.fqdn[i].Addrs)
+	}
+	return n, nil
+}
 
 // fakeLinks resolves workload addresses to interfaces from a table.
 type fakeLinks map[netip.Addr]int

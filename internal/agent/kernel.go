@@ -50,6 +50,10 @@ type Kernel interface {
 	RepairHost(ifindex int) error
 	Usage(s *engine.MapState) []datapath.Usage
 	Counters() (datapath.Counters, error)
+	// FQDNTable reads the toFQDNs names and addresses the kernel learned.
+	FQDNTable() ([]datapath.FQDNEntry, error)
+	// ExpireFQDN deletes the learned addresses whose TTL ran out.
+	ExpireFQDN() (int, error)
 }
 
 var _ Kernel = (*datapath.Datapath)(nil)

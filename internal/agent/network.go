@@ -60,6 +60,9 @@ type network struct {
 	// stateApplied is whether the last sync's state is in the kernel.
 	stateApplied bool
 	lastCounters datapath.Counters
+	// fqdn is the kernel's toFQDNs table as NodeEnforcement shows it,
+	// read on every verify pass.
+	fqdn *v1.FQDNSummary
 }
 
 func (n *network) Name() string { return "network" }
@@ -359,7 +362,16 @@ func (n *network) Verify(ctx context.Context, rec driftRecorder) error {
 		err := a.Datapath.Apply(ctx, n.desired)
 		rec(v1.KernelDriftMapEntry, describeDrifts(drifts), err)
 	}
-	n.countVerdicts()
+	c, err := a.Datapath.Counters()
+	if err != nil {
+		n.verifyErr = err
+		return err
+	}
+	if err := n.fqdnVerify(c); err != nil {
+		n.verifyErr = err
+		return err
+	}
+	n.countVerdicts(c)
 	return nil
 }
 
@@ -430,15 +442,13 @@ func (n *network) recordUsage() []v1.MapUsage {
 }
 
 // countVerdicts exports the datapath's verdict counters.
-func (n *network) countVerdicts() {
+func (n *network) countVerdicts(c datapath.Counters) {
 	a := n.a
 	if a.Metrics == nil {
+		n.lastCounters = c
 		return
 	}
-	c, err := a.Datapath.Counters()
-	if err != nil {
-		return
-	}
+	n.countFQDN(c)
 	p := n.lastCounters
 	for _, v := range []struct {
 		name     string

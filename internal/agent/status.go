@@ -187,6 +187,7 @@ func (a *Agent) report(ctx context.Context) error {
 	st.Drifts = a.drifts
 	st.DriftRepairs = a.repairs
 	st.Maps = a.net.recordUsage()
+	st.FQDN = a.net.fqdn
 	st.FlowsAddress = a.FlowsAddress
 	a.setConditions(ne, r, st.PolicySets)
 	if !a.lastVerified.IsZero() {
