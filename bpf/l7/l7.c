@@ -28,6 +28,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 
 #include "l7.h"
 
@@ -743,6 +744,13 @@ __noinline int l7_chunk_chunk(struct l7_chunkp *p, __u32 n)
 
 /* ---- one message ---- */
 
+/* A refusal before a decision frames the first bytes only (the 403 fills
+ * them); the rest of the connection is dropped. */
+static __always_inline __u32 refusal_len(__u32 avail)
+{
+	return avail > 64 ? 64 : avail;
+}
+
 /* The bpf_loop context of a scan: L7_CHUNK bytes per iteration. */
 struct scan {
 	struct __sk_buff *skb;
@@ -868,7 +876,7 @@ __noinline int l7_parse_chunk_line(struct __sk_buff *skb, struct l7_args *a, str
 		return 0;
 	}
 	if (cp.result == 2 || avail >= L7_HEAD_MAX) {
-		res->len = avail;
+		res->len = refusal_len(avail);
 		res->kind = L7_KIND_REFUSE;
 		res->reason = cp.result == 2 ? L7_R_FRAMING : L7_R_OVERSIZE;
 		res->next_mode = L7_MODE_REFUSED;
@@ -908,7 +916,7 @@ __noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7
 	bpf_loop(L7_HEAD_MAX / L7_CHUNK, scan_head_cb, &sc, 0);
 	res->head = p.mlen == 4 && p.mword == 0x44414548;
 	if (p.result >= 100) {
-		res->len = avail;
+		res->len = refusal_len(avail);
 		res->kind = L7_KIND_REFUSE;
 		res->reason = p.result - 100;
 		res->next_mode = L7_MODE_REFUSED;
@@ -916,7 +924,7 @@ __noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7
 	}
 	if (p.result != 1) {
 		if (avail >= L7_HEAD_MAX) {
-			res->len = avail;
+			res->len = refusal_len(avail);
 			res->kind = L7_KIND_REFUSE;
 			res->reason = L7_R_OVERSIZE;
 			res->next_mode = L7_MODE_REFUSED;
@@ -924,7 +932,7 @@ __noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7
 		return 0;
 	}
 	if (p.cls && p.tes) {
-		res->len = avail;
+		res->len = refusal_len(avail);
 		res->kind = L7_KIND_REFUSE;
 		res->reason = L7_R_FRAMING;
 		res->next_mode = L7_MODE_REFUSED;
@@ -953,6 +961,54 @@ __noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7
 }
 
 /* ---- the socket programs ---- */
+
+/*
+ * The stream parser and verdict see the strparser's skb from the start of
+ * the segment it was cloned from: their message starts at the strparser's
+ * offset, kept in skb->cb (struct sk_skb_cb), and the verdict's message
+ * is full_len bytes long. Both are read through the kernel's sk_buff
+ * (bpf_cast_to_kern_ctx), the field offsets relocated by CO-RE.
+ */
+struct strp_msg___l7 {
+	int full_len;
+	int offset;
+} __attribute__((preserve_access_index));
+
+struct _strp_msg___l7 {
+	struct strp_msg___l7 strp;
+	int accum_len;
+} __attribute__((preserve_access_index));
+
+struct sk_skb_cb___l7 {
+	struct _strp_msg___l7 strp;
+} __attribute__((preserve_access_index));
+
+struct sk_buff___l7 {
+	char cb[48];
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+static __always_inline void strp_msg(struct __sk_buff *skb, __u32 *off, __u32 *full_len)
+{
+	struct sk_buff___l7 *k = bpf_cast_to_kern_ctx(skb);
+	__u32 base = bpf_core_field_offset(struct sk_skb_cb___l7, strp) +
+		     bpf_core_field_offset(struct _strp_msg___l7, strp);
+	__u32 o_off = base + bpf_core_field_offset(struct strp_msg___l7, offset);
+	__u32 o_len = base + bpf_core_field_offset(struct strp_msg___l7, full_len);
+	if (o_off > 44 || o_len > 44) {
+		*off = 0;
+		*full_len = 0;
+		return;
+	}
+	*off = *(int *)(k->cb + o_off);
+	*full_len = *(int *)(k->cb + o_len);
+}
+
+/* A refusal whose message is shorter than this cannot carry a 403 (only
+ * an HTTP/1.0 head without Host can be): the parser aborts the stream
+ * instead, and the connection is closed without an answer. */
+#define L7_MIN_REFUSAL 36
 
 static __always_inline int v4mapped(const __u32 *a)
 {
@@ -1023,32 +1079,93 @@ int l7_parser(struct __sk_buff *skb)
 		return -12; /* -ENOMEM: the strparser stops; the connection errors */
 	__u32 list = 0;
 	__u32 has = find_bind(skb, &list);
-	struct l7_args a = { .avail = skb->len, .list = list, .has_list = has };
+	__u32 off = 0, full = 0;
+	strp_msg(skb, &off, &full);
+	struct l7_args a = { .off = off, .avail = skb->len > off ? skb->len - off : 0, .list = list, .has_list = has };
 	/* st is both the state read and the result written: the result
 	 * fields are not state (l7_parse_msg reads the state first). */
 	l7_parse_msg(skb, &a, st, st);
+	if (st->len && st->len < L7_MIN_REFUSAL &&
+	    (st->kind == L7_KIND_REFUSE || (st->kind == L7_KIND_REQUEST && st->reason == L7_R_DENIED))) {
+		count(st->reason);
+		st->mode = L7_MODE_REFUSED;
+		st->next_mode = L7_MODE_REFUSED;
+		return -71; /* -EPROTO: the strparser aborts, the server's read fails */
+	}
 	return st->len;
 }
 
-#define R403 "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 15\r\nConnection: close\r\n\r\n"
-#define R403_BODY "Access denied\r\n"
+/*
+ * The 403 answer fills the refused message exactly (the kernel sends
+ * full_len bytes from the message's offset): the reason phrase is padded
+ * with spaces. Shorter messages drop Connection: close, then "Forbidden".
+ */
+#define R_STATUS "HTTP/1.1 403 Forbidden"
+#define R_STATUS_SHORT "HTTP/1.1 403 "
+#define R_TAIL "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+#define R_TAIL_SHORT "\r\nContent-Length: 0\r\n\r\n"
+#define SLEN(s) (sizeof(s) - 1)
 
-static const char resp403[] = R403 R403_BODY;
+static const char r_status[] = R_STATUS;
+static const char r_tail[] = R_TAIL;
+static const char r_tail_short[] = R_TAIL_SHORT;
+static const char spaces[L7_CHUNK] = "                                                                ";
+
+struct pad {
+	struct __sk_buff *skb;
+	__u32 at;
+	__u32 end;
+	int err;
+};
+
+static long pad_cb(__u32 i, void *ctx)
+{
+	struct pad *p = ctx;
+	__u32 at = p->at + i * L7_CHUNK;
+	if (at >= p->end)
+		return 1;
+	__u32 n = p->end - at;
+	if (n > L7_CHUNK)
+		n = L7_CHUNK;
+	if (n == 0)
+		return 1;
+	if (bpf_skb_store_bytes(p->skb, at, spaces, n, 0) < 0) {
+		p->err = 1;
+		return 1;
+	}
+	return 0;
+}
 
 static __always_inline int refuse(struct __sk_buff *skb, struct l7_sock *st)
 {
-	__u32 n = sizeof(resp403) - 1;
-	if (st->head)
-		n -= sizeof(R403_BODY) - 1;
+	__u32 off = 0, n = 0;
+	strp_msg(skb, &off, &n);
 	st->mode = L7_MODE_REFUSED;
-	if (bpf_skb_change_tail(skb, n, 0) < 0)
+	if (n < L7_MIN_REFUSAL || n > L7_HEAD_MAX + 2 * L7_CHUNK || off > 0xffff)
 		goto fail;
-	if (st->head) {
-		if (bpf_skb_store_bytes(skb, 0, resp403, sizeof(R403) - 1, 0) < 0)
-			goto fail;
-	} else if (bpf_skb_store_bytes(skb, 0, resp403, sizeof(resp403) - 1, 0) < 0) {
-		goto fail;
+	int err;
+	__u32 head, tail;
+	if (n >= SLEN(R_STATUS) + SLEN(R_TAIL)) {
+		head = SLEN(R_STATUS);
+		tail = SLEN(R_TAIL);
+		err = bpf_skb_store_bytes(skb, off + n - tail, r_tail, SLEN(R_TAIL), 0);
+	} else {
+		head = n >= SLEN(R_STATUS) + SLEN(R_TAIL_SHORT) ? SLEN(R_STATUS) : SLEN(R_STATUS_SHORT);
+		tail = SLEN(R_TAIL_SHORT);
+		err = bpf_skb_store_bytes(skb, off + n - tail, r_tail_short, SLEN(R_TAIL_SHORT), 0);
 	}
+	if (err < 0)
+		goto fail;
+	if (head == SLEN(R_STATUS))
+		err = bpf_skb_store_bytes(skb, off, r_status, SLEN(R_STATUS), 0);
+	else
+		err = bpf_skb_store_bytes(skb, off, r_status, SLEN(R_STATUS_SHORT), 0);
+	if (err < 0)
+		goto fail;
+	struct pad p = { .skb = skb, .at = off + head, .end = off + n - tail };
+	bpf_loop((L7_HEAD_MAX + 2 * L7_CHUNK) / L7_CHUNK + 1, pad_cb, &p, 0);
+	if (p.err)
+		goto fail;
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	return bpf_sk_redirect_hash(skb, &l7_socks, &cookie, 0);
 fail:
