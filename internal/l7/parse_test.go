@@ -23,8 +23,8 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	l7bpf "github.com/palisade-dev/palisade/bpf/l7"
 	"github.com/palisade-dev/palisade/api/v1alpha1"
+	l7bpf "github.com/palisade-dev/palisade/bpf/l7"
 	"github.com/palisade-dev/palisade/internal/engine"
 )
 
