@@ -179,9 +179,9 @@ func TestDNSRealTraffic(t *testing.T) {
 			t.Errorf("dig %v: no TCP retry after the truncated answer\n%s", c.args, r.out)
 		}
 	}
-	// A refused query over TCP: the segment is dropped, so dig gets no answer.
-	if r := w.dig(t, "+tcp", "evil.com"); r.status != "" {
-		t.Errorf("dig +tcp evil.com: status %q, want no answer (the kernel drops refused TCP queries)\n%s", r.status, r.out)
+	// A refused query over TCP: the kernel answers it too (and closes the connection).
+	if r := w.dig(t, "+tcp", "evil.com"); r.status != "REFUSED" || r.msec > 1000 {
+		t.Errorf("dig +tcp evil.com: status %q after %d ms, want REFUSED at once\n%s", r.status, r.msec, r.out)
 	}
 
 	// The same rules on B's ingress: the kernel answers from B's side

@@ -508,6 +508,8 @@ func runEvalSet(t *testing.T, nodes map[string]*evalNode, seed uint64, st *evalS
 			t.Fatal(err)
 		}
 		clearTracking(t, n.d)
+		// The answers of the cluster's DNS, as if the node had seen them.
+		seedFQDN(t, n.d, states[i])
 		n.m = newModel(&evalOracle{ir: ir, c: c, ids: ids, node: name, state: states[i]}, n.d.Generation(), events)
 	}
 

@@ -564,3 +564,49 @@ func TestFQDNBounds(t *testing.T) {
 		}
 	})
 }
+
+// seedFQDN replaces the kernel's learned table with s.FQDNNames, as if
+// the node had seen those answers (expiring in an hour), so that the
+// kernel decides toFQDNs peers as engine.MapState.LookupSide does.
+func seedFQDN(t testing.TB, d *Datapath, s *engine.MapState) {
+	t.Helper()
+	clearFQDN(t, d)
+	_, now, err := fqdnClock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := map[netip.Addr]bpf.PalisadeFqdnAddr{}
+	for name, as := range s.FQDNNames {
+		ids, err := fqdnIDs(s.FQDNSelectors, name)
+		if err != nil {
+			t.Fatalf("seed toFQDNs: %v", err)
+		}
+		if len(ids) == 0 {
+			continue // no selector selects it: the kernel would not learn it
+		}
+		var v bpf.PalisadeFqdnName
+		setNameIDs(&v, ids)
+		v.Len = uint16(copy(v.Name[:], name))
+		h := engine.FQDNNameHash(name)
+		as = slices.Clone(as)
+		slices.SortFunc(as, netip.Addr.Compare)
+		for _, a := range slices.Compact(as) {
+			av := addrs[a]
+			i := slices.IndexFunc(av.Slots[:], func(s bpf.PalisadeFqdnSlot) bool { return s.Name == 0 })
+			if i < 0 {
+				t.Fatalf("seed toFQDNs: %v is an address of more than %d selected names", a, fqdnSlots)
+			}
+			av.Slots[i] = bpf.PalisadeFqdnSlot{Name: h, Expires: now + uint64(time.Hour)}
+			addrs[a] = av
+			v.Addrs++
+		}
+		if err := d.objs.FqdnNames.Put(h, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for a, av := range addrs {
+		if err := d.objs.FqdnAddrs.Put(addrKey(a), av); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
