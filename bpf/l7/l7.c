@@ -1006,9 +1006,28 @@ static __always_inline void strp_msg(struct __sk_buff *skb, __u32 *off, __u32 *f
 }
 
 /* A refusal whose message is shorter than this cannot carry a 403 (only
- * an HTTP/1.0 head without Host can be): the parser aborts the stream
- * instead, and the connection is closed without an answer. */
+ * an HTTP/1.0 head without Host can be). */
 #define L7_MIN_REFUSAL 36
+
+struct tcp_sock___l7 {
+	__u32 write_seq;
+	__u32 snd_una;
+} __attribute__((preserve_access_index));
+
+/* tcp_seqs reads the server socket's write_seq (bytes the server wrote)
+ * and snd_una (bytes the client acknowledged). */
+static __always_inline int tcp_seqs(struct __sk_buff *skb, __u32 *wseq, __u32 *una)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return -1;
+	struct tcp_sock___l7 *tp = (void *)bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return -1;
+	*wseq = tp->write_seq;
+	*una = tp->snd_una;
+	return 0;
+}
 
 static __always_inline int v4mapped(const __u32 *a)
 {
@@ -1085,13 +1104,6 @@ int l7_parser(struct __sk_buff *skb)
 	/* st is both the state read and the result written: the result
 	 * fields are not state (l7_parse_msg reads the state first). */
 	l7_parse_msg(skb, &a, st, st);
-	if (st->len && st->len < L7_MIN_REFUSAL &&
-	    (st->kind == L7_KIND_REFUSE || (st->kind == L7_KIND_REQUEST && st->reason == L7_R_DENIED))) {
-		count(st->reason);
-		st->mode = L7_MODE_REFUSED;
-		st->next_mode = L7_MODE_REFUSED;
-		return -71; /* -EPROTO: the strparser aborts, the server's read fails */
-	}
 	return st->len;
 }
 
@@ -1109,12 +1121,14 @@ int l7_parser(struct __sk_buff *skb)
 static const char r_status[] = R_STATUS;
 static const char r_tail[] = R_TAIL;
 static const char r_tail_short[] = R_TAIL_SHORT;
+static const char junk[L7_CHUNK] = "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
 static const char spaces[L7_CHUNK] = "                                                                ";
 
 struct pad {
 	struct __sk_buff *skb;
 	__u32 at;
 	__u32 end;
+	__u32 x; /* fill with 'X', else spaces */
 	int err;
 };
 
@@ -1129,21 +1143,51 @@ static long pad_cb(__u32 i, void *ctx)
 		n = L7_CHUNK;
 	if (n == 0)
 		return 1;
-	if (bpf_skb_store_bytes(p->skb, at, spaces, n, 0) < 0) {
+	if (bpf_skb_store_bytes(p->skb, at, p->x ? junk : spaces, n, 0) < 0) {
 		p->err = 1;
 		return 1;
 	}
 	return 0;
 }
 
+/*
+ * refuse answers a refused message. The answer is 403, put in the
+ * message's place and redirected to the socket's egress, unless an
+ * answer of the server to bytes passed before may still be due (the
+ * client pipelines): the server has written nothing since, or the client
+ * has not acknowledged all of it. Then a 403 could overtake that answer,
+ * so the message is overwritten with a line no server takes for a
+ * request ("XXX...X" CRLF) and passed: the server answers, in order, 400
+ * Bad Request and closes. The same happens to a message too short for a
+ * 403. Either way the refused request never reaches the server.
+ */
 static __always_inline int refuse(struct __sk_buff *skb, struct l7_sock *st)
 {
 	__u32 off = 0, n = 0;
 	strp_msg(skb, &off, &n);
 	st->mode = L7_MODE_REFUSED;
-	if (n < L7_MIN_REFUSAL || n > L7_HEAD_MAX + 2 * L7_CHUNK || off > 0xffff)
+	if (n < 2 || n > L7_HEAD_MAX + 2 * L7_CHUNK || off > 0xffff)
 		goto fail;
+	int inorder = n < L7_MIN_REFUSAL;
+	if (st->passed) {
+		__u32 wseq = 0, una = 0;
+		if (tcp_seqs(skb, &wseq, &una) < 0 || wseq == st->wseq || una != wseq)
+			inorder = 1;
+	}
+	struct pad p = { .skb = skb };
 	int err;
+	if (inorder) {
+		p.at = off;
+		p.end = off + n - 2;
+		p.x = 1;
+		if (bpf_skb_store_bytes(skb, off + n - 2, "\r\n", 2, 0) < 0)
+			goto fail;
+		bpf_loop((L7_HEAD_MAX + 2 * L7_CHUNK) / L7_CHUNK + 1, pad_cb, &p, 0);
+		if (p.err)
+			goto fail;
+		count(L7_R_INORDER);
+		return SK_PASS;
+	}
 	__u32 head, tail;
 	if (n >= SLEN(R_STATUS) + SLEN(R_TAIL)) {
 		head = SLEN(R_STATUS);
@@ -1162,7 +1206,8 @@ static __always_inline int refuse(struct __sk_buff *skb, struct l7_sock *st)
 		err = bpf_skb_store_bytes(skb, off, r_status, SLEN(R_STATUS_SHORT), 0);
 	if (err < 0)
 		goto fail;
-	struct pad p = { .skb = skb, .at = off + head, .end = off + n - tail };
+	p.at = off + head;
+	p.end = off + n - tail;
 	bpf_loop((L7_HEAD_MAX + 2 * L7_CHUNK) / L7_CHUNK + 1, pad_cb, &p, 0);
 	if (p.err)
 		goto fail;
@@ -1171,6 +1216,17 @@ static __always_inline int refuse(struct __sk_buff *skb, struct l7_sock *st)
 fail:
 	count(L7_R_REDIRECT_FAIL);
 	return SK_DROP;
+}
+
+/* passed records that bytes went to the server, and its write_seq then. */
+static __always_inline int passed(struct __sk_buff *skb, struct l7_sock *st)
+{
+	__u32 wseq = 0, una = 0;
+	if (tcp_seqs(skb, &wseq, &una) == 0) {
+		st->wseq = wseq;
+		st->passed = 1;
+	}
+	return SK_PASS;
 }
 
 SEC("sk_skb/stream_verdict")
@@ -1185,7 +1241,7 @@ int l7_verdict(struct __sk_buff *skb)
 	st->crlf = st->mode == L7_MODE_CHUNK_SIZE && st->kind == L7_KIND_BODY;
 	switch (st->kind) {
 	case L7_KIND_BODY:
-		return SK_PASS;
+		return passed(skb, st);
 	case L7_KIND_DROP:
 		count(L7_R_DROPPED);
 		return SK_DROP;
@@ -1196,7 +1252,7 @@ int l7_verdict(struct __sk_buff *skb)
 		st->requests++;
 		count(st->reason);
 		if (st->reason == L7_R_ALLOWED || st->reason == L7_R_AUDIT || st->reason == L7_R_PASSED)
-			return SK_PASS;
+			return passed(skb, st);
 		return refuse(skb, st);
 	}
 	return SK_DROP;

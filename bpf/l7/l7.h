@@ -61,6 +61,7 @@ enum l7_reason {
 	L7_R_REDIRECT_FAIL = 11, /* the 403 could not be queued: the request was dropped */
 	L7_R_PASSED = 12,     /* messages of sockets no binding applies to */
 	L7_R_SOCKETS = 13,    /* sockets put into l7_socks */
+	L7_R_INORDER = 14,    /* refusals answered by the server (400) to keep pipelined answers in order, or too short for a 403 */
 	L7_R_MAX = 16,
 };
 
@@ -159,7 +160,8 @@ struct l7_sock {
 	__u64 remaining; /* BODY, CHUNK_DATA: bytes left */
 	__u8 mode;
 	__u8 crlf;       /* CHUNK_SIZE: a CRLF ends the previous chunk's data first */
-	__u8 pad[2];
+	__u8 passed;     /* bytes were passed to the server */
+	__u8 pad;
 	__u32 requests;  /* requests decided on this connection */
 	/* the pending message */
 	__u32 len;
@@ -169,7 +171,7 @@ struct l7_sock {
 	__u8 next_mode;
 	__u64 next_remaining;
 	__u32 rule;
-	__u32 pad2;
+	__u32 wseq;      /* the server's write_seq when bytes were last passed */
 };
 
 /* BPF_PROG_TEST_RUN of l7_test_parse: in, the socket state and the list;

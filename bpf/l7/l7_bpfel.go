@@ -148,6 +148,7 @@ const (
 	L7L7ReasonL7R_REDIRECT_FAIL L7L7Reason = 11
 	L7L7ReasonL7R_PASSED        L7L7Reason = 12
 	L7L7ReasonL7R_SOCKETS       L7L7Reason = 13
+	L7L7ReasonL7R_INORDER       L7L7Reason = 14
 	L7L7ReasonL7R_MAX           L7L7Reason = 16
 )
 
@@ -156,7 +157,8 @@ type L7L7Sock struct {
 	Remaining     uint64
 	Mode          uint8
 	Crlf          uint8
-	Pad           [2]uint8
+	Passed        uint8
+	Pad           uint8
 	Requests      uint32
 	Len           uint32
 	Kind          uint8
@@ -165,7 +167,7 @@ type L7L7Sock struct {
 	NextMode      uint8
 	NextRemaining uint64
 	Rule          uint32
-	Pad2          uint32
+	Wseq          uint32
 }
 
 type L7L7TestIn struct {

@@ -68,6 +68,7 @@ const (
 	ReasonRedirectFail = Reason(l7bpf.L7L7ReasonL7R_REDIRECT_FAIL)
 	ReasonPassed       = Reason(l7bpf.L7L7ReasonL7R_PASSED)
 	ReasonSockets      = Reason(l7bpf.L7L7ReasonL7R_SOCKETS)
+	ReasonInOrder      = Reason(l7bpf.L7L7ReasonL7R_INORDER)
 	numReasons         = Reason(l7bpf.L7L7ReasonL7R_MAX)
 )
 
@@ -75,7 +76,7 @@ var reasonNames = map[Reason]string{
 	ReasonAllowed: "allowed", ReasonDenied: "denied", ReasonAudit: "audit", ReasonMalformed: "malformed",
 	ReasonOversize: "oversize", ReasonTLS: "tls", ReasonHTTP2: "http2", ReasonVersion: "version",
 	ReasonFraming: "framing", ReasonNoTables: "no-tables", ReasonDropped: "dropped-after-refusal",
-	ReasonRedirectFail: "refusal-undelivered", ReasonPassed: "passed-unbound", ReasonSockets: "sockets",
+	ReasonRedirectFail: "refusal-undelivered", ReasonPassed: "passed-unbound", ReasonSockets: "sockets", ReasonInOrder: "refused-in-order",
 }
 
 func (r Reason) String() string {

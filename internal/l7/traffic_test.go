@@ -265,7 +265,7 @@ func TestTrafficPipelined(t *testing.T) {
 	s := startServer(t)
 	conn, br := dial(t, s.addr)
 	// Heads of different lengths, so that a message framed at the wrong
-	// offset shows; the tenth is refused.
+	// offset shows; the tenth is refused, behind nine unanswered.
 	var b strings.Builder
 	var want []string
 	for i := range 9 {
@@ -281,9 +281,11 @@ func TestTrafficPipelined(t *testing.T) {
 			t.Fatalf("response %d: %d %q", i, resp.StatusCode, body)
 		}
 	}
+	// The refusal must not overtake the server's answers: the server
+	// answers it, in order, 400 (and closes).
 	resp, _ := readResponse(t, br)
-	if resp.StatusCode != 403 {
-		t.Fatalf("response 9: %d, want 403", resp.StatusCode)
+	if resp.StatusCode != 400 {
+		t.Fatalf("response 9: %d, want 400", resp.StatusCode)
 	}
 	if got := s.handled(); !slices.Equal(got, want) {
 		t.Fatalf("handler ran for %q, want %q", got, want)
@@ -321,5 +323,27 @@ func TestTrafficRefusedUninspectable(t *testing.T) {
 	}
 	if errors.Is(err, io.EOF) {
 		t.Fatal(err)
+	}
+}
+
+// TestTrafficShortRefusal: a refused head too short to carry a 403 (an
+// HTTP/1.0 request without Host) reaches the server as a line it refuses:
+// the client reads 400 and the handler never runs.
+func TestTrafficShortRefusal(t *testing.T) {
+	s := startServer(t)
+	conn, br := dial(t, s.addr)
+	resp, _ := roundTrip(t, conn, br, "GET /x HTTP/1.0\r\n\r\n")
+	if resp.StatusCode != 400 {
+		t.Fatalf("short refused head: %d, want 400", resp.StatusCode)
+	}
+	if got := s.handled(); len(got) != 0 {
+		t.Fatalf("handler ran for %q", got)
+	}
+	c, err := s.d.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c[ReasonDenied] != 1 || c[ReasonInOrder] != 1 {
+		t.Fatalf("counters %v, want denied 1, refused-in-order 1", c)
 	}
 }
