@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -345,5 +346,41 @@ func TestTrafficShortRefusal(t *testing.T) {
 	}
 	if c[ReasonDenied] != 1 || c[ReasonInOrder] != 1 {
 		t.Fatalf("counters %v, want denied 1, refused-in-order 1", c)
+	}
+}
+
+// TestTrafficCurl drives the server with Debian's curl: one invocation,
+// three URLs on a reused connection; the refused one gets 403 and makes
+// curl open a new connection for the next; HTTP/2 with prior knowledge
+// is refused.
+func TestTrafficCurl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("no curl in PATH")
+	}
+	s := startServer(t)
+	base := "http://" + s.addr
+	out, err := exec.Command(curl, "-sS", "--max-time", "30", "-w", " %{http_code} %{num_connects}\n",
+		base+"/public/1", base+"/private", base+"/public/2").CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl: %v\n%s", err, out)
+	}
+	if want := "ok /public/1 200 1\n 403 0\nok /public/2 200 1\n"; string(out) != want {
+		t.Fatalf("curl printed %q, want %q", out, want)
+	}
+	out, err = exec.Command(curl, "-sS", "--max-time", "30", "--http2-prior-knowledge", base+"/public/1").CombinedOutput()
+	if err == nil {
+		t.Fatalf("HTTP/2 with prior knowledge passed: %s", out)
+	}
+	t.Logf("curl --http2-prior-knowledge: %v: %s", err, strings.TrimSpace(string(out)))
+	if got, want := s.handled(), []string{"GET /public/1", "GET /public/2"}; !slices.Equal(got, want) {
+		t.Fatalf("handler ran for %q, want %q", got, want)
+	}
+	c, err := s.d.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c[ReasonHTTP2] != 1 || c[ReasonDenied] != 1 || c[ReasonAllowed] != 2 {
+		t.Fatalf("counters %v", c)
 	}
 }
