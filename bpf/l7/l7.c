@@ -823,7 +823,6 @@ __noinline int l7_parse_msg(struct __sk_buff *skb, struct l7_args *a, struct l7_
 	res->kind = L7_KIND_NEED_MORE;
 	res->reason = 0;
 	res->rule = 0;
-	res->head = 0;
 	res->next_mode = st->mode;
 	res->next_remaining = 0;
 	if (avail == 0)
@@ -914,7 +913,6 @@ __noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7
 	}
 	struct scan sc = { .skb = skb, .off = off, .avail = avail, .head = &p };
 	bpf_loop(L7_HEAD_MAX / L7_CHUNK, scan_head_cb, &sc, 0);
-	res->head = p.mlen == 4 && p.mword == 0x44414548;
 	if (p.result >= 100) {
 		res->len = refusal_len(avail);
 		res->kind = L7_KIND_REFUSE;

@@ -167,7 +167,7 @@ struct l7_sock {
 	__u32 len;
 	__u8 kind;
 	__u8 reason;
-	__u8 head;       /* the refused request's method is HEAD */
+	__u8 pad1;
 	__u8 next_mode;
 	__u64 next_remaining;
 	__u32 rule;

@@ -163,7 +163,7 @@ type L7L7Sock struct {
 	Len           uint32
 	Kind          uint8
 	Reason        uint8
-	Head          uint8
+	Pad1          uint8
 	NextMode      uint8
 	NextRemaining uint64
 	Rule          uint32

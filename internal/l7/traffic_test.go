@@ -77,6 +77,13 @@ func ownCgroup(t *testing.T) string {
 // testList on the port.
 func startServer(t *testing.T) *server {
 	t.Helper()
+	return startServerOn(t, "tcp4", "127.0.0.1")
+}
+
+// startServerOn is startServer on network ("tcp4" or "tcp6") and a local
+// address of it.
+func startServerOn(t *testing.T, network, addr string) *server {
+	t.Helper()
 	d := requireKernel(t)
 	if _, err := os.Stat(filepath.Join(CgroupRoot(), "cgroup.procs")); err != nil {
 		t.Skipf("no cgroup v2 at %s: %v", CgroupRoot(), err)
@@ -100,7 +107,7 @@ func startServer(t *testing.T) *server {
 	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), pid, 0); err != nil {
 		t.Fatalf("enter cgroup: %v", err)
 	}
-	ln, lerr := net.Listen("tcp4", "127.0.0.1:0")
+	ln, lerr := net.Listen(network, net.JoinHostPort(addr, "0"))
 	if err := os.WriteFile(filepath.Join(home, "cgroup.procs"), pid, 0); err != nil {
 		t.Fatalf("leave cgroup: %v", err)
 	}
@@ -108,7 +115,11 @@ func startServer(t *testing.T) *server {
 		t.Fatal(lerr)
 	}
 	s := &server{d: d, addr: ln.Addr().String()}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{ConnState: func(c net.Conn, st http.ConnState) {
+		if os.Getenv("L7_DEBUG") != "" {
+			t.Logf("conn %v %v", c.RemoteAddr(), st)
+		}
+	}, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		s.mu.Lock()
 		s.seen = append(s.seen, r.Method+" "+r.URL.RequestURI())
@@ -123,7 +134,7 @@ func startServer(t *testing.T) *server {
 		t.Fatal(err)
 	}
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
-	if err := d.Apply(1, tables, []Binding{{Addr: netip.MustParseAddr("127.0.0.1"), Port: port, List: testListID}}); err != nil {
+	if err := d.Apply(1, tables, []Binding{{Addr: netip.MustParseAddr(addr), Port: port, List: testListID}}); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -154,7 +165,7 @@ func readResponse(t *testing.T, br *bufio.Reader) (*http.Response, string) {
 
 func dial(t *testing.T, addr string) (*net.TCPConn, *bufio.Reader) {
 	t.Helper()
-	c, err := net.Dial("tcp4", addr)
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,5 +393,55 @@ func TestTrafficCurl(t *testing.T) {
 	}
 	if c[ReasonHTTP2] != 1 || c[ReasonDenied] != 1 || c[ReasonAllowed] != 2 {
 		t.Fatalf("counters %v", c)
+	}
+}
+
+// TestTrafficRefusalSizes refuses heads around the sizes where the 403
+// loses Connection: close (under 64 bytes) and "Forbidden" (under 45):
+// each is answered 403, exactly as long as the head.
+func TestTrafficRefusalSizes(t *testing.T) {
+	s := startServer(t)
+	for _, n := range []int{36, 44, 45, 63, 64, 65, 300} {
+		// "GET /private HTTP/1.1\r\n" + "X: " + v + "\r\n" + "\r\n"
+		head := "GET /private HTTP/1.1\r\nX: " + strings.Repeat("v", n-23-3-2-2) + "\r\n\r\n"
+		if len(head) != n {
+			t.Fatalf("head of %d bytes, want %d", len(head), n)
+		}
+		conn, br := dial(t, s.addr)
+		io.WriteString(conn, head)
+		raw := make([]byte, n)
+		if _, err := io.ReadFull(br, raw); err != nil {
+			t.Fatalf("%d: read %q, %v", n, raw, err)
+		}
+		if !strings.HasPrefix(string(raw), "HTTP/1.1 403 ") {
+			t.Fatalf("%d-byte head answered %q", n, raw)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(string(raw))), nil)
+		if err != nil || resp.StatusCode != 403 || resp.ContentLength != 0 || resp.Close != (n >= 64) || br.Buffered() != 0 {
+			t.Fatalf("%d-byte head: %q parsed as %+v, %v", n, raw, resp, err)
+		}
+	}
+	if got := s.handled(); len(got) != 0 {
+		t.Fatalf("handler ran for %q", got)
+	}
+}
+
+// TestTrafficIPv6 enforces a server on ::1.
+func TestTrafficIPv6(t *testing.T) {
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
+	s := startServerOn(t, "tcp6", "::1")
+	conn, br := dial(t, s.addr)
+	if resp, _ := roundTrip(t, conn, br, "GET /public/6 HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 {
+		t.Fatalf("allowed: %d", resp.StatusCode)
+	}
+	if resp, _ := roundTrip(t, conn, br, "GET /private/6 HTTP/1.1\r\nHost: x\r\nUser-Agent: ipv6-test-agent\r\n\r\n"); resp.StatusCode != 403 {
+		t.Fatalf("refused: %d", resp.StatusCode)
+	}
+	if got, want := s.handled(), []string{"GET /public/6"}; !slices.Equal(got, want) {
+		t.Fatalf("handler ran for %q, want %q", got, want)
 	}
 }
