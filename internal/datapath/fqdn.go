@@ -124,9 +124,18 @@ func fqdnSelector(v bpf.PalisadeFqdnSelector) engine.FQDN {
 	return engine.FQDN{Name: text}
 }
 
-// readFQDN reads a generation's toFQDNs maps back, in the encoded layout.
+func isFQDNOuter(name string) bool {
+	return name == outerFQDNNext || name == outerFQDNAccept || name == outerFQDNSelectors
+}
+
+// readFQDN reads a generation's toFQDNs maps back, in the encoded layout;
+// a generation without them (written by an agent from before toFQDNs)
+// reads as empty.
 func readFQDN(inner map[string]*ebpf.Map) (encodedFQDN, error) {
 	var e encodedFQDN
+	if inner[outerFQDNNext] == nil || inner[outerFQDNAccept] == nil || inner[outerFQDNSelectors] == nil {
+		return e, nil
+	}
 	next := inner[outerFQDNNext]
 	e.nextValues = make([]uint32, next.MaxEntries())
 	if err := readArray(next, e.nextValues); err != nil {

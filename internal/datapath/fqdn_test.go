@@ -556,6 +556,41 @@ func TestFQDNBounds(t *testing.T) {
 		}
 	})
 
+	t.Run("a generation without toFQDNs tables (an older agent's)", func(t *testing.T) {
+		s := fqdnState()
+		if err := d.Apply(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		slot := d.slot
+		for _, m := range []*ebpf.Map{d.objs.GenFqdnNext, d.objs.GenFqdnAccept, d.objs.GenFqdnSelectors} {
+			if err := m.Delete(slot); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Packets still pass (learned addresses decide nothing meanwhile).
+		clearTracking(t, d)
+		if ret := runProg(t, d, engine.Egress, dnsPacket(A, addr("10.0.0.53"), 17, dnsQuery("api.example.com"))); ret != actPass {
+			t.Errorf("query: %d", ret)
+		}
+		drifts, _, err := d.Compare(s)
+		if err != nil {
+			t.Fatalf("Compare: %v", err)
+		}
+		maps := map[string]bool{}
+		for _, dr := range drifts {
+			maps[dr.Map] = true
+		}
+		if !maps["fqdn"] || !maps["fqdn-selectors"] {
+			t.Errorf("drifts %v, want the automaton and the selectors", drifts)
+		}
+		if err := d.Apply(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		if drifts, _, err := d.Compare(s); err != nil || len(drifts) != 0 {
+			t.Errorf("after Apply: %v (%v)", drifts, err)
+		}
+	})
+
 	t.Run("settings are checked", func(t *testing.T) {
 		for _, s := range []FQDNSettings{{MinTTL: 500 * time.Millisecond}, {MinTTL: -time.Second}, {MaxAddrsPerName: -1}, {MaxAddrsPerName: 1 << 20}} {
 			if err := d.SetFQDNSettings(s); err == nil {
