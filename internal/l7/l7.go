@@ -101,7 +101,6 @@ type Binding struct {
 type Datapath struct {
 	objs   l7bpf.L7Objects
 	links  []link.Link
-	parser bool
 	active uint32
 	// written holds what each slot's hash maps hold, to clear a slot
 	// before it is written again.
@@ -135,7 +134,6 @@ func Load() (*Datapath, error) {
 			return nil, fmt.Errorf("attach %v to l7_socks: %w", a.t, err)
 		}
 	}
-	d.parser = true
 	return d, nil
 }
 
@@ -150,38 +148,37 @@ func (d *Datapath) AttachCgroup(path string) error {
 	return nil
 }
 
-// Pin pins every map under dir, so that a later agent can adopt the
-// state (adoption is not wired yet, see docs/l7.md).
+// Pin pins every map and the cgroup links under dir (which must exist on
+// a bpffs): after Close, the kernel keeps enforcing with the pinned state
+// (the SOCKHASH keeps its parser and verdict while it is pinned). Adopting
+// pinned state in a new process is not wired yet (see docs/l7.md).
 func (d *Datapath) Pin(dir string) error {
 	for name, m := range map[string]*ebpf.Map{
-		"l7_socks": d.objs.L7Socks, "l7_slot": d.objs.L7Slot, "l7_gens": d.objs.L7Gens, "l7_ports": d.objs.L7Ports,
-		"l7_binds": d.objs.L7Binds, "l7_peers": d.objs.L7Peers, "l7_lists": d.objs.L7Lists, "l7_class_rows": d.objs.L7ClassRows,
-		"l7_next": d.objs.L7Next, "l7_accept": d.objs.L7Accept, "l7_allows": d.objs.L7Allows, "l7_hdrreqs": d.objs.L7Hdrreqs,
-		"l7_hdrs": d.objs.L7Hdrs, "l7_counters": d.objs.L7Counters,
+		"l7_socks": d.objs.L7Socks, "l7_sock_state": d.objs.L7SockState, "l7_slot": d.objs.L7Slot, "l7_gens": d.objs.L7Gens,
+		"l7_ports": d.objs.L7Ports, "l7_binds": d.objs.L7Binds, "l7_peers": d.objs.L7Peers, "l7_lists": d.objs.L7Lists,
+		"l7_class_rows": d.objs.L7ClassRows, "l7_next": d.objs.L7Next, "l7_accept": d.objs.L7Accept,
+		"l7_allows": d.objs.L7Allows, "l7_hdrreqs": d.objs.L7Hdrreqs, "l7_hdrs": d.objs.L7Hdrs, "l7_counters": d.objs.L7Counters,
 	} {
 		if err := m.Pin(filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("pin %s: %w", name, err)
 		}
 	}
+	for i, l := range d.links {
+		if err := l.Pin(filepath.Join(dir, fmt.Sprintf("l7_sockops_link_%d", i))); err != nil {
+			return fmt.Errorf("pin sockops link: %w", err)
+		}
+	}
 	return nil
 }
 
-// Close detaches and releases everything (pinned maps stay pinned).
+// Close releases the process's handles. What is pinned stays in the
+// kernel and keeps enforcing; what is not is detached and freed.
 func (d *Datapath) Close() error {
 	var errs []error
 	for _, l := range d.links {
 		errs = append(errs, l.Close())
 	}
 	d.links = nil
-	if d.parser {
-		for _, a := range []struct {
-			p *ebpf.Program
-			t ebpf.AttachType
-		}{{d.objs.L7Parser, ebpf.AttachSkSKBStreamParser}, {d.objs.L7Verdict, ebpf.AttachSkSKBStreamVerdict}} {
-			errs = append(errs, link.RawDetachProgram(link.RawDetachProgramOptions{Target: d.objs.L7Socks.FD(), Program: a.p, Attach: a.t}))
-		}
-		d.parser = false
-	}
 	errs = append(errs, d.objs.Close())
 	return errors.Join(errs...)
 }

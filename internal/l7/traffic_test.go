@@ -37,6 +37,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/palisade-dev/palisade/internal/engine"
 )
 
@@ -443,5 +445,57 @@ func TestTrafficIPv6(t *testing.T) {
 	}
 	if got, want := s.handled(), []string{"GET /public/6"}; !slices.Equal(got, want) {
 		t.Fatalf("handler ran for %q, want %q", got, want)
+	}
+}
+
+// tempPinDir returns a directory on a bpffs private to the test.
+func tempPinDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
+		t.Skipf("cannot mount a bpffs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+// TestTrafficPinnedWithoutAgent pins the state, closes every handle of
+// the process (as an agent that exits), and checks that requests on a
+// connection opened before and one opened after are still decided.
+func TestTrafficPinnedWithoutAgent(t *testing.T) {
+	s := startServer(t)
+	dir := tempPinDir(t)
+	if err := s.d.Pin(dir); err != nil {
+		t.Fatal(err)
+	}
+	before, brBefore := dial(t, s.addr)
+	if resp, _ := roundTrip(t, before, brBefore, "GET /public/before HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 {
+		t.Fatalf("before: %d", resp.StatusCode)
+	}
+	if err := s.d.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if resp, _ := roundTrip(t, before, brBefore, "GET /private/before HTTP/1.1\r\nHost: x\r\nUser-Agent: pinned-test\r\n\r\n"); resp.StatusCode != 403 {
+		t.Fatalf("existing connection after close: %d, want 403", resp.StatusCode)
+	}
+	after, brAfter := dial(t, s.addr)
+	if resp, _ := roundTrip(t, after, brAfter, "GET /public/after HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 {
+		t.Fatalf("new connection after close: %d", resp.StatusCode)
+	}
+	if resp, _ := roundTrip(t, after, brAfter, "GET /private/after HTTP/1.1\r\nHost: x\r\nUser-Agent: pinned-test\r\n\r\n"); resp.StatusCode != 403 {
+		t.Fatalf("new connection after close: %d, want 403", resp.StatusCode)
+	}
+	if got, want := s.handled(), []string{"GET /public/before", "GET /public/after"}; !slices.Equal(got, want) {
+		t.Fatalf("handler ran for %q, want %q", got, want)
+	}
+	// Unpinning lets the kernel free it all: the cgroup link detaches.
+	pins, err := filepath.Glob(filepath.Join(dir, "l7_*"))
+	if err != nil || len(pins) == 0 {
+		t.Fatalf("pins %v, %v", pins, err)
+	}
+	for _, p := range pins {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
