@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"reflect"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -80,6 +81,11 @@ func (e *policySetEnforcement) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{}, err
 	}
 	r.eventOnChange(base, obj)
+	if reflect.DeepEqual(base.Status, obj.Status) {
+		// Nothing to write (a node's report that changes no count or
+		// message): a patch with only the lock would still cost a request.
+		return ctrl.Result{RequeueAfter: recheck}, nil
+	}
 	if err := r.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		return ctrl.Result{}, fmt.Errorf("patch status: %w", err)
 	}

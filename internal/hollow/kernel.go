@@ -167,6 +167,12 @@ func (k *Kernel) Usage(*engine.MapState) []datapath.Usage { return nil }
 // Counters are zero: no packet reaches a hollow kernel.
 func (k *Kernel) Counters() (datapath.Counters, error) { return datapath.Counters{}, nil }
 
+// FQDNTable is empty: a hollow kernel sees no DNS answers to learn from.
+func (k *Kernel) FQDNTable() ([]datapath.FQDNEntry, error) { return nil, nil }
+
+// ExpireFQDN has nothing to expire.
+func (k *Kernel) ExpireFQDN() (int, error) { return 0, nil }
+
 // Links resolves every workload address to an interface index derived
 // from the address, as if each pod had its own veth.
 type Links struct{}
