@@ -24,7 +24,7 @@ import (
 )
 
 // requireKernel skips a test that needs root and loads bpf/l7.
-func requireKernel(t *testing.T) *Datapath {
+func requireKernel(t testing.TB) *Datapath {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("loading bpf/l7 needs root")

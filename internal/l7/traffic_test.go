@@ -59,7 +59,7 @@ func (s *server) handled() []string {
 }
 
 // ownCgroup returns the cgroup v2 directory this process is in.
-func ownCgroup(t *testing.T) string {
+func ownCgroup(t testing.TB) string {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
@@ -77,14 +77,21 @@ func ownCgroup(t *testing.T) string {
 // startServer creates a cgroup, attaches sockops to it, listens from
 // inside it (the process enters it for the listen only), and enforces
 // testList on the port.
-func startServer(t *testing.T) *server {
+func startServer(t testing.TB) *server {
 	t.Helper()
 	return startServerOn(t, "tcp4", "127.0.0.1")
 }
 
 // startServerOn is startServer on network ("tcp4" or "tcp6") and a local
 // address of it.
-func startServerOn(t *testing.T, network, addr string) *server {
+func startServerOn(t testing.TB, network, addr string) *server {
+	t.Helper()
+	return startServerWith(t, network, addr, true)
+}
+
+// startServerWith starts the server; with enforce false its port has no
+// binding, so its sockets never enter l7_socks (the baseline).
+func startServerWith(t testing.TB, network, addr string, enforce bool) *server {
 	t.Helper()
 	d := requireKernel(t)
 	if _, err := os.Stat(filepath.Join(CgroupRoot(), "cgroup.procs")); err != nil {
@@ -136,14 +143,18 @@ func startServerOn(t *testing.T, network, addr string) *server {
 		t.Fatal(err)
 	}
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
-	if err := d.Apply(1, tables, []Binding{{Addr: netip.MustParseAddr(addr), Port: port, List: testListID}}); err != nil {
+	var binds []Binding
+	if enforce {
+		binds = []Binding{{Addr: netip.MustParseAddr(addr), Port: port, List: testListID}}
+	}
+	if err := d.Apply(1, tables, binds); err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
 // roundTrip writes req on conn and reads one response.
-func roundTrip(t *testing.T, conn net.Conn, br *bufio.Reader, req string) (*http.Response, string) {
+func roundTrip(t testing.TB, conn net.Conn, br *bufio.Reader, req string) (*http.Response, string) {
 	t.Helper()
 	if _, err := io.WriteString(conn, req); err != nil {
 		t.Fatalf("write %q: %v", req, err)
@@ -151,7 +162,7 @@ func roundTrip(t *testing.T, conn net.Conn, br *bufio.Reader, req string) (*http
 	return readResponse(t, br)
 }
 
-func readResponse(t *testing.T, br *bufio.Reader) (*http.Response, string) {
+func readResponse(t testing.TB, br *bufio.Reader) (*http.Response, string) {
 	t.Helper()
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -165,7 +176,7 @@ func readResponse(t *testing.T, br *bufio.Reader) (*http.Response, string) {
 	return resp, string(b)
 }
 
-func dial(t *testing.T, addr string) (*net.TCPConn, *bufio.Reader) {
+func dial(t testing.TB, addr string) (*net.TCPConn, *bufio.Reader) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
