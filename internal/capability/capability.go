@@ -42,10 +42,14 @@ type Feature string
 
 // The features of the policy language, as the table knows them.
 const (
-	L3L4  Feature = "L3/L4 rules"
-	HTTP  Feature = "HTTP rules"
-	Kafka Feature = "Kafka rules"
-	DNS   Feature = "DNS rules"
+	L3L4 Feature = "L3/L4 rules"
+	// HTTP is HTTP rules of ingress rules: the server's side of a
+	// connection, which bpf/l7 decides request by request.
+	HTTP Feature = "ingress HTTP rules"
+	// HTTPEgress is HTTP rules of egress rules: the client's side.
+	HTTPEgress Feature = "egress HTTP rules"
+	Kafka      Feature = "Kafka rules"
+	DNS        Feature = "DNS rules"
 	// DNSOtherProtocols is DNS rules on a port that also admits SCTP.
 	DNSOtherProtocols Feature = "DNS rules on SCTP"
 	FQDN              Feature = "toFQDNs"
@@ -99,8 +103,20 @@ type Support struct {
 // Table is what this version's datapath enforces. It is the only place
 // that says so.
 var Table = map[Feature]Support{
-	L3L4:  {Enforced: true, Subsystem: SubsystemNetwork},
-	HTTP:  {Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
+	L3L4: {Enforced: true, Subsystem: SubsystemNetwork},
+	// Ingress HTTP rules are decided request by request in the kernel
+	// (docs/l7.md): the agent's l7 subsystem binds the destination
+	// workload's address and port to the tables of its allow rules and
+	// attaches the stream parser to the workload's cgroup. What a node
+	// cannot do of it (no cgroup found for a pod yet, an agent run without
+	// --l7, tables the kernel cannot hold) is reported per node and object,
+	// not as a gap here. Effect and Kernel say what a node that runs
+	// without the L7 datapath does.
+	HTTP: {Enforced: true, Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
+	// The kernel decides requests where the server receives them; the
+	// client's side (a workload's outgoing requests) is not parsed yet.
+	HTTPEgress: {Subsystem: SubsystemL7, Effect: Passes,
+		Kernel: "passes every request on the port that L3/L4 allows (requests are decided only on the server's side, by ingress rules)"},
 	Kafka: {Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
 	// DNS rules are decided per query in the kernel (docs/datapath.md,
 	// "DNS"): names matched as engine.FQDN.Matches does, refused UDP
@@ -165,8 +181,31 @@ func (g Gap) String() string {
 // Network returns the gaps of a network policy's rules, in field order.
 func Network(rs *v1alpha1.RuleSet) []Gap {
 	var gaps []Gap
+	for _, g := range networkParts(rs) {
+		gaps = add(gaps, g)
+	}
+	return gaps
+}
+
+// Parts returns the parts of a network policy's rules that are of feature
+// f, in field order, whether the table says f is enforced or not: the
+// agent reports what a node fails to do of an enforced feature by them.
+func Parts(rs *v1alpha1.RuleSet, f Feature) []Gap {
+	var out []Gap
+	for _, g := range networkParts(rs) {
+		if g.Feature == f {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// networkParts lists every part of the rules beyond L3/L4, in field
+// order.
+func networkParts(rs *v1alpha1.RuleSet) []Gap {
+	var gaps []Gap
 	if rs.Mode == v1alpha1.EnforcementModeAudit {
-		gaps = add(gaps, Gap{Feature: AuditReports, Path: "spec.mode", What: "audit mode's reports of what it would drop"})
+		gaps = append(gaps, Gap{Feature: AuditReports, Path: "spec.mode", What: "audit mode's reports of what it would drop"})
 	}
 	for i, r := range rs.Ingress {
 		gaps = portGaps(gaps, fmt.Sprintf("spec.ingress[%d]", i), "ingress", r.ToPorts)
@@ -180,9 +219,9 @@ func Network(rs *v1alpha1.RuleSet) []Gap {
 				names = append(names, string(f.MatchName)+string(f.MatchPattern))
 			}
 			what := "toFQDNs (" + strings.Join(names, ", ") + ")"
-			gaps = add(gaps, Gap{Feature: FQDN, Path: at + ".toFQDNs", What: what})
+			gaps = append(gaps, Gap{Feature: FQDN, Path: at + ".toFQDNs", What: what})
 			if !dns {
-				gaps = add(gaps, Gap{Feature: FQDNWithoutDNS, Path: at + ".toFQDNs", What: what + " of a policy without DNS rules"})
+				gaps = append(gaps, Gap{Feature: FQDNWithoutDNS, Path: at + ".toFQDNs", What: what + " of a policy without DNS rules"})
 			}
 		}
 		gaps = portGaps(gaps, at, "egress", r.ToPorts)
@@ -210,13 +249,17 @@ func portGaps(gaps []Gap, at, dir string, ports []v1alpha1.PortRule) []Gap {
 		path := fmt.Sprintf("%s.toPorts[%d].rules", at, j)
 		on := PortsString(pr.Ports)
 		if len(pr.Rules.HTTP) > 0 {
-			gaps = add(gaps, Gap{Feature: HTTP, Path: path + ".http", What: dir + " HTTP rules on " + on})
+			f := HTTP
+			if dir == "egress" {
+				f = HTTPEgress
+			}
+			gaps = append(gaps, Gap{Feature: f, Path: path + ".http", What: dir + " HTTP rules on " + on})
 		}
 		if len(pr.Rules.Kafka) > 0 {
-			gaps = add(gaps, Gap{Feature: Kafka, Path: path + ".kafka", What: dir + " Kafka rules on " + on})
+			gaps = append(gaps, Gap{Feature: Kafka, Path: path + ".kafka", What: dir + " Kafka rules on " + on})
 		}
 		if len(pr.Rules.DNS) > 0 {
-			gaps = add(gaps, Gap{Feature: DNS, Path: path + ".dns", What: dir + " DNS rules on " + on})
+			gaps = append(gaps, Gap{Feature: DNS, Path: path + ".dns", What: dir + " DNS rules on " + on})
 			var sctp []v1alpha1.PortProtocol
 			for _, p := range pr.Ports {
 				if p.Protocol == "" || p.Protocol == v1alpha1.ProtocolAny || p.Protocol == v1alpha1.ProtocolSCTP {
@@ -224,7 +267,7 @@ func portGaps(gaps []Gap, at, dir string, ports []v1alpha1.PortRule) []Gap {
 				}
 			}
 			if len(sctp) > 0 || len(pr.Ports) == 0 {
-				gaps = add(gaps, Gap{Feature: DNSOtherProtocols, Path: path + ".dns", What: dir + " DNS rules for SCTP packets on " + PortsString(sctp)})
+				gaps = append(gaps, Gap{Feature: DNSOtherProtocols, Path: path + ".dns", What: dir + " DNS rules for SCTP packets on " + PortsString(sctp)})
 			}
 		}
 	}

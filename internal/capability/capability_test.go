@@ -46,6 +46,8 @@ func ruleSet() *v1alpha1.RuleSet {
 			{ToPorts: []v1alpha1.PortRule{{Ports: []v1alpha1.PortProtocol{port(53, v1alpha1.ProtocolUDP), port(53, v1alpha1.ProtocolTCP)},
 				Rules: &v1alpha1.L7Rules{DNS: []v1alpha1.DNSRule{{MatchPattern: "*"}}}}}},
 			{ToFQDNs: []v1alpha1.FQDNSelector{{MatchName: "api.stripe.com"}, {MatchPattern: "*.googleapis.com"}}},
+			{ToPorts: []v1alpha1.PortRule{{Ports: []v1alpha1.PortProtocol{port(443, v1alpha1.ProtocolTCP)},
+				Rules: &v1alpha1.L7Rules{HTTP: []v1alpha1.HTTPRule{{Method: "POST", Path: "/v1/charges"}}}}}},
 		},
 	}
 }
@@ -53,9 +55,10 @@ func ruleSet() *v1alpha1.RuleSet {
 // TestNetworkGaps pins each gap's field path and words, in field order.
 func TestNetworkGaps(t *testing.T) {
 	want := []Gap{
-		{HTTP, "spec.ingress[1].toPorts[0].rules.http", "ingress HTTP rules on 8080/TCP"},
+		// Ingress HTTP rules, DNS rules and toFQDNs are enforced in the
+		// kernel: no gap.
 		{Kafka, "spec.ingress[1].toPorts[1].rules.kafka", "ingress Kafka rules on 9092/TCP"},
-		// DNS rules and toFQDNs are enforced in the kernel: no gap.
+		{HTTPEgress, "spec.egress[2].toPorts[0].rules.http", "egress HTTP rules on 443/TCP"},
 	}
 	got := Network(ruleSet())
 	if len(got) != len(want) {
@@ -66,7 +69,7 @@ func TestNetworkGaps(t *testing.T) {
 			t.Errorf("gap %d: %+v, want %+v", i, got[i], want[i])
 		}
 	}
-	if s := got[0].String(); s != "ingress HTTP rules on 8080/TCP are not enforced: the kernel "+Table[HTTP].Kernel {
+	if s := got[1].String(); s != "egress HTTP rules on 443/TCP are not enforced: the kernel "+Table[HTTPEgress].Kernel {
 		t.Errorf("String() = %q", s)
 	}
 	// Without a DNS rule on an egress port, the kernel learns nothing for
@@ -86,7 +89,7 @@ func TestNetworkGaps(t *testing.T) {
 // TestGapsFollowTable: a feature the table marks enforced has no gaps,
 // and an object's state follows.
 func TestGapsFollowTable(t *testing.T) {
-	for _, f := range []Feature{HTTP, FQDN, AuditReports, Tracing, FQDNWithoutDNS} {
+	for _, f := range []Feature{HTTP, HTTPEgress, FQDN, AuditReports, Tracing, FQDNWithoutDNS} {
 		t.Run(string(f), func(t *testing.T) {
 			old := Table[f]
 			t.Cleanup(func() { Table[f] = old })
@@ -161,7 +164,7 @@ func TestPortsString(t *testing.T) {
 // TestFeaturesListed: every feature has a row, and every row that is not
 // enforced says what the kernel does instead.
 func TestFeaturesListed(t *testing.T) {
-	for _, f := range []Feature{L3L4, HTTP, Kafka, DNS, DNSOtherProtocols, FQDN, FQDNWithoutDNS, Tracing, AuditReports} {
+	for _, f := range []Feature{L3L4, HTTP, HTTPEgress, Kafka, DNS, DNSOtherProtocols, FQDN, FQDNWithoutDNS, Tracing, AuditReports} {
 		row, ok := Table[f]
 		if !ok {
 			t.Errorf("%s has no row", f)
@@ -190,5 +193,29 @@ func TestDNSRulesOnSCTP(t *testing.T) {
 	}
 	if got := Network(ruleSet()); slices.ContainsFunc(got, func(g Gap) bool { return g.Feature == DNSOtherProtocols }) {
 		t.Errorf("DNS rules on 53/UDP and 53/TCP: %v, want no SCTP gap", got)
+	}
+}
+
+// TestHTTPSplit: ingress HTTP rules are enforced (the server's side is
+// decided in the kernel), egress HTTP rules are a gap; Parts lists both,
+// whatever the table says, for the agent's per-node report.
+func TestHTTPSplit(t *testing.T) {
+	if !Enforced(HTTP) || Enforced(HTTPEgress) || Enforced(Kafka) {
+		t.Fatalf("table: ingress HTTP %v, egress HTTP %v, Kafka %v; want true, false, false", Enforced(HTTP), Enforced(HTTPEgress), Enforced(Kafka))
+	}
+	rs := ruleSet()
+	for _, g := range Network(rs) {
+		if g.Feature == HTTP {
+			t.Errorf("ingress HTTP rules reported as a gap: %v", g)
+		}
+	}
+	if got, want := Parts(rs, HTTP), []Gap{{HTTP, "spec.ingress[1].toPorts[0].rules.http", "ingress HTTP rules on 8080/TCP"}}; !slices.Equal(got, want) {
+		t.Errorf("Parts(HTTP) = %v, want %v", got, want)
+	}
+	if got, want := Parts(rs, HTTPEgress), []Gap{{HTTPEgress, "spec.egress[2].toPorts[0].rules.http", "egress HTTP rules on 443/TCP"}}; !slices.Equal(got, want) {
+		t.Errorf("Parts(HTTPEgress) = %v, want %v", got, want)
+	}
+	if got := Parts(&v1alpha1.RuleSet{Ingress: rs.Ingress[:1]}, HTTP); len(got) != 0 {
+		t.Errorf("an L3/L4 rule has HTTP parts: %v", got)
 	}
 }
