@@ -198,6 +198,7 @@ enum kw {
 	KW_HOST = 1,
 	KW_CL = 2,
 	KW_TE = 4,
+	KW_UPGRADE = 8,
 };
 
 #define NOT_FOUND 0xffffffffu
@@ -239,6 +240,7 @@ struct l7_parse {
 	__u32 hosts;
 	__u32 cls;
 	__u32 tes;
+	__u32 upgrade;
 	__u32 hstate_final;
 	__u64 clen;
 	__u64 hdrs;    /* header requirements satisfied */
@@ -285,6 +287,7 @@ static __always_inline __u32 dfa_step(const struct l7_dfa_ref *ref, __u32 slot, 
 static const char kw_host[] = "host";
 static const char kw_cl[] = "content-length";
 static const char kw_te[] = "transfer-encoding";
+static const char kw_upgrade[] = "upgrade";
 static const char te_chunked[] = "chunked";
 
 #define FAIL(r) do { p->result = 100 + (r); return 1; } while (0)
@@ -301,6 +304,9 @@ static __always_inline int field_end(struct l7_parse *p)
 	case KW_CL:
 		if (++p->cls > 1 || p->vcount == 0)
 			FAIL(L7_R_FRAMING);
+		break;
+	case KW_UPGRADE:
+		p->upgrade = 1;
 		break;
 	case KW_TE:
 		if (++p->tes > 1 || !p->te_ok || p->vcount != 7)
@@ -401,7 +407,7 @@ __noinline int l7_head_byte(struct l7_parse *p, __u32 c)
 			FAIL(L7_R_MALFORMED); /* obs-fold and whitespace before a name too */
 		p->phase = P_NAME;
 		p->nlen = 0;
-		p->kw = KW_HOST | KW_CL | KW_TE;
+		p->kw = KW_HOST | KW_CL | KW_TE | KW_UPGRADE;
 		p->nhash = FNV_OFFSET ^ p->seed;
 		/* fall through */
 	case P_NAME: {
@@ -413,6 +419,8 @@ __noinline int l7_head_byte(struct l7_parse *p, __u32 c)
 				kw = KW_CL;
 			else if ((p->kw & KW_TE) && p->nlen == 17)
 				kw = KW_TE;
+			else if ((p->kw & KW_UPGRADE) && p->nlen == 7)
+				kw = KW_UPGRADE;
 			p->cur = kw;
 			p->phase = P_VALUE_OWS;
 			p->vhash = FNV_OFFSET ^ p->seed;
@@ -434,6 +442,8 @@ __noinline int l7_head_byte(struct l7_parse *p, __u32 c)
 			p->kw &= ~KW_CL;
 		if (n >= 17 || kw_te[n < 17 ? n : 0] != l)
 			p->kw &= ~KW_TE;
+		if (n >= 7 || kw_upgrade[n < 7 ? n : 0] != l)
+			p->kw &= ~KW_UPGRADE;
 		p->nhash = fnv(p->nhash, l);
 		p->nlen = n + 1;
 		return 0;
@@ -927,6 +937,16 @@ __noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7
 			res->reason = L7_R_OVERSIZE;
 			res->next_mode = L7_MODE_REFUSED;
 		}
+		return 0;
+	}
+	/* After an upgrade (WebSocket, h2c) or a CONNECT tunnel the stream is
+	 * no longer HTTP/1.x; whether it switches depends on the server's
+	 * answer, which the kernel does not see: refused, never passed. */
+	if (p.upgrade || (p.mlen == 7 && p.mword == 0x5443454e4e4f43ULL)) {
+		res->len = refusal_len(avail);
+		res->kind = L7_KIND_REFUSE;
+		res->reason = L7_R_UPGRADE;
+		res->next_mode = L7_MODE_REFUSED;
 		return 0;
 	}
 	if (p.cls && p.tes) {

@@ -61,6 +61,7 @@ enum l7_reason {
 	L7_R_REDIRECT_FAIL = 11, /* the 403 could not be queued: the request was dropped */
 	L7_R_PASSED = 12,     /* messages of sockets no binding applies to */
 	L7_R_SOCKETS = 13,    /* sockets put into l7_socks */
+	L7_R_UPGRADE = 15,    /* Upgrade or CONNECT: the stream would stop being HTTP/1.x */
 	L7_R_INORDER = 14,    /* refusals answered by the server (400) to keep pipelined answers in order, or too short for a 403 */
 	L7_R_MAX = 16,
 };

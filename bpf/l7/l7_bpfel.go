@@ -148,6 +148,7 @@ const (
 	L7L7ReasonL7R_REDIRECT_FAIL L7L7Reason = 11
 	L7L7ReasonL7R_PASSED        L7L7Reason = 12
 	L7L7ReasonL7R_SOCKETS       L7L7Reason = 13
+	L7L7ReasonL7R_UPGRADE       L7L7Reason = 15
 	L7L7ReasonL7R_INORDER       L7L7Reason = 14
 	L7L7ReasonL7R_MAX           L7L7Reason = 16
 )

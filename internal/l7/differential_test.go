@@ -162,6 +162,13 @@ func TestKernelMatchesEngine(t *testing.T) {
 		for range perList {
 			q, head := diffRequest(r)
 			got := parse(t, d, l7bpf.L7L7Sock{}, uint32(id), []byte(head))
+			if q.Method == "CONNECT" { // a tunnel is refused whatever the rules say
+				if got.Kind != uint8(kRefuse) || Reason(got.Reason) != ReasonUpgrade {
+					t.Fatalf("%q: kind %d %v, want refused (upgrade)", head, got.Kind, Reason(got.Reason))
+				}
+				counts[ReasonUpgrade]++
+				continue
+			}
 			if got.Kind != uint8(kRequest) || int(got.Len) != len(head) {
 				t.Fatalf("list %d, %q: kind %d %v len %d", id, head, got.Kind, Reason(got.Reason), got.Len)
 			}

@@ -69,6 +69,7 @@ const (
 	ReasonPassed       = Reason(l7bpf.L7L7ReasonL7R_PASSED)
 	ReasonSockets      = Reason(l7bpf.L7L7ReasonL7R_SOCKETS)
 	ReasonInOrder      = Reason(l7bpf.L7L7ReasonL7R_INORDER)
+	ReasonUpgrade      = Reason(l7bpf.L7L7ReasonL7R_UPGRADE)
 	numReasons         = Reason(l7bpf.L7L7ReasonL7R_MAX)
 )
 
@@ -76,7 +77,7 @@ var reasonNames = map[Reason]string{
 	ReasonAllowed: "allowed", ReasonDenied: "denied", ReasonAudit: "audit", ReasonMalformed: "malformed",
 	ReasonOversize: "oversize", ReasonTLS: "tls", ReasonHTTP2: "http2", ReasonVersion: "version",
 	ReasonFraming: "framing", ReasonNoTables: "no-tables", ReasonDropped: "dropped-after-refusal",
-	ReasonRedirectFail: "refusal-undelivered", ReasonPassed: "passed-unbound", ReasonSockets: "sockets", ReasonInOrder: "refused-in-order",
+	ReasonRedirectFail: "refusal-undelivered", ReasonPassed: "passed-unbound", ReasonSockets: "sockets", ReasonInOrder: "refused-in-order", ReasonUpgrade: "upgrade",
 }
 
 func (r Reason) String() string {

@@ -174,6 +174,10 @@ func TestParseHeads(t *testing.T) {
 		{"TE gzip", "POST /public/a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", kRefuse, ReasonFraming, 0},
 		{"two CL", "POST /public/a HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", kRefuse, ReasonFraming, 0},
 		{"bad CL", "POST /public/a HTTP/1.1\r\nContent-Length: 3x\r\n\r\n", kRefuse, ReasonFraming, 0},
+		{"WebSocket upgrade", "GET /public/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", kRefuse, ReasonUpgrade, 0},
+		{"h2c upgrade, any case", "GET /public/a HTTP/1.1\r\nUPGRADE: h2c\r\n\r\n", kRefuse, ReasonUpgrade, 0},
+		{"CONNECT", "CONNECT /public/a HTTP/1.1\r\n\r\n", kRefuse, ReasonUpgrade, 0},
+		{"Upgrade-Insecure-Requests is no upgrade", "GET /public/a HTTP/1.1\r\nUpgrade-Insecure-Requests: 1\r\n\r\n", kRequest, ReasonAllowed, 11},
 		{"two Host", "GET /public/a HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", kRefuse, ReasonFraming, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
