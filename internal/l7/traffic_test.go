@@ -93,6 +93,14 @@ func startServerOn(t testing.TB, network, addr string) *server {
 // binding, so its sockets never enter l7_socks (the baseline).
 func startServerWith(t testing.TB, network, addr string, enforce bool) *server {
 	t.Helper()
+	return startServerBind(t, network, addr, addr, enforce)
+}
+
+// startServerBind listens on addr and binds the list to bindAddr and the
+// port (a dual-stack listener on "::" serves IPv4 peers as ::ffff:a.b.c.d,
+// which the kernel decides as the IPv4 address).
+func startServerBind(t testing.TB, network, addr, bindAddr string, enforce bool) *server {
+	t.Helper()
 	d := requireKernel(t)
 	if _, err := os.Stat(filepath.Join(CgroupRoot(), "cgroup.procs")); err != nil {
 		t.Skipf("no cgroup v2 at %s: %v", CgroupRoot(), err)
@@ -124,6 +132,9 @@ func startServerWith(t testing.TB, network, addr string, enforce bool) *server {
 		t.Fatal(lerr)
 	}
 	s := &server{d: d, addr: ln.Addr().String()}
+	if bindAddr != addr {
+		s.addr = net.JoinHostPort(bindAddr, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	}
 	srv := &http.Server{ConnState: func(c net.Conn, st http.ConnState) {
 		if os.Getenv("L7_DEBUG") != "" {
 			t.Logf("conn %v %v", c.RemoteAddr(), st)
@@ -145,7 +156,7 @@ func startServerWith(t testing.TB, network, addr string, enforce bool) *server {
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 	var binds []Binding
 	if enforce {
-		binds = []Binding{{Addr: netip.MustParseAddr(addr), Port: port, List: testListID}}
+		binds = []Binding{{Addr: netip.MustParseAddr(bindAddr), Port: port, List: testListID}}
 	}
 	if err := d.Apply(1, tables, binds); err != nil {
 		t.Fatal(err)
@@ -508,5 +519,26 @@ func TestTrafficPinnedWithoutAgent(t *testing.T) {
 		if err := os.Remove(p); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestTrafficDualStack: a listener on "::" takes an IPv4 client as
+// ::ffff:127.0.0.1; the binding of 127.0.0.1 decides its requests.
+func TestTrafficDualStack(t *testing.T) {
+	if ln, err := net.Listen("tcp", "[::]:0"); err != nil {
+		t.Skipf("no dual-stack listener: %v", err)
+	} else {
+		ln.Close()
+	}
+	s := startServerBind(t, "tcp", "::", "127.0.0.1", true)
+	conn, br := dial(t, s.addr)
+	if resp, _ := roundTrip(t, conn, br, "GET /public/mapped HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 {
+		t.Fatalf("allowed: %d", resp.StatusCode)
+	}
+	if resp, _ := roundTrip(t, conn, br, "GET /private/mapped HTTP/1.1\r\nHost: x\r\nUser-Agent: dual-stack-test\r\n\r\n"); resp.StatusCode != 403 {
+		t.Fatalf("refused: %d", resp.StatusCode)
+	}
+	if got, want := s.handled(), []string{"GET /public/mapped"}; !slices.Equal(got, want) {
+		t.Fatalf("handler ran for %q, want %q", got, want)
 	}
 }
