@@ -206,41 +206,44 @@ enum kw {
 /* The parse of one message, on the caller's stack. */
 struct l7_parse {
 	/* tables (has_list: the binding's list exists in the slot) */
+	__u64 seed;
 	__u32 slot;
 	__u32 list_id;
-	__u32 has_list;
-	__u32 pad0;
-	__u64 seed;
 	struct l7_dfa_ref path;
 	struct l7_dfa_ref host;
 	/* progress */
 	__u32 pos;
-	__u32 phase;
-	__u32 result;  /* 0 go on, 1 done, else reason + 100 */
+	__u8 has_list;
+	__u8 phase;
+	__u8 result;   /* 0 go on, 1 done, else reason + 100 */
 	/* request line */
+	__u8 mlen;
 	__u64 mword;   /* first 8 bytes of the method */
-	__u32 mlen;
 	__u32 tlen;
 	__u32 pstate;
 	__u32 vlen;
-	__u64 vword;
+	__u8 query;    /* the target's query has begun */
+	__u8 segdots;  /* dots of the path segment so far; 3: not dots only */
+	__u8 pct;      /* after '%' (1), "%2" (2), "%5" (3) */
 	/* header field */
+	__u8 kw;       /* keywords the name may still be */
+	__u64 vword;
 	__u32 nlen;
-	__u32 kw;      /* keywords the name may still be */
+	__u32 vcount;  /* non-OWS bytes of the value */
 	__u64 nhash;
 	__u64 vhash;
 	__u64 vhash_last; /* after the value's last non-OWS byte */
 	__u32 hstate;
 	__u32 hstate_last;
-	__u32 vcount;  /* non-OWS bytes of the value */
-	__u32 ows;     /* OWS after value bytes */
-	__u32 cur;     /* the keyword of the current field */
-	__u32 te_ok;
+	__u8 ows;      /* OWS after value bytes */
+	__u8 cur;      /* the keyword of the current field */
+	__u8 te_ok;
 	/* the head */
-	__u32 hosts;
-	__u32 cls;
-	__u32 tes;
-	__u32 upgrade;
+	__u8 hosts;
+	__u8 cls;
+	__u8 tes;
+	__u8 upgrade;
+	__u8 pad;
 	__u32 hstate_final;
 	__u64 clen;
 	__u64 hdrs;    /* header requirements satisfied */
@@ -361,6 +364,8 @@ __noinline int l7_head_byte(struct l7_parse *p, __u32 c)
 		if (c == ' ') {
 			if (p->tlen == 0)
 				FAIL(L7_R_MALFORMED);
+			if (!p->query && (p->segdots == 1 || p->segdots == 2))
+				FAIL(L7_R_TARGET);
 			p->phase = P_VERSION;
 			return 0;
 		}
@@ -370,6 +375,39 @@ __noinline int l7_head_byte(struct l7_parse *p, __u32 c)
 		if (p->tlen == 0 && c != '/' && c != '*')
 			FAIL(L7_R_MALFORMED);
 		p->tlen++;
+		/*
+		 * The path is matched as sent, and servers normalize it before
+		 * routing: a dot segment, an encoded dot, slash or backslash, or
+		 * a backslash could make a pattern admit what the server serves
+		 * from elsewhere ("/public/../admin"). Such a path is refused.
+		 */
+		if (!p->query) {
+			if (c == '?' || c == '/') {
+				if (p->segdots == 1 || p->segdots == 2)
+					FAIL(L7_R_TARGET);
+				p->segdots = 0;
+				p->query = c == '?';
+			} else if (c == '\\') {
+				FAIL(L7_R_TARGET);
+			} else if (c == '.' && p->segdots < 3) {
+				p->segdots++;
+			} else {
+				p->segdots = 3;
+			}
+			if (c == '%') {
+				p->pct = 1;
+			} else if (p->pct == 1) {
+				p->pct = c == '2' ? 2 : c == '5' ? 3 : 0;
+			} else if (p->pct == 2) {
+				if (c == 'e' || c == 'E' || c == 'f' || c == 'F')
+					FAIL(L7_R_TARGET);
+				p->pct = 0;
+			} else if (p->pct == 3) {
+				if (c == 'c' || c == 'C')
+					FAIL(L7_R_TARGET);
+				p->pct = 0;
+			}
+		}
 		if (p->has_list)
 			p->pstate = c >= 0x80 ? 0 : dfa_step(&p->path, p->slot, p->pstate, c);
 		return 0;

@@ -63,7 +63,8 @@ enum l7_reason {
 	L7_R_SOCKETS = 13,    /* sockets put into l7_socks */
 	L7_R_UPGRADE = 15,    /* Upgrade or CONNECT: the stream would stop being HTTP/1.x */
 	L7_R_INORDER = 14,    /* refusals answered by the server (400) to keep pipelined answers in order, or too short for a 403 */
-	L7_R_MAX = 16,
+	L7_R_TARGET = 16,     /* a dot segment, %2e, %2f, %5c or a backslash in the path */
+	L7_R_MAX = 24,
 };
 
 struct l7_mask {

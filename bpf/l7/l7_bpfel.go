@@ -150,7 +150,8 @@ const (
 	L7L7ReasonL7R_SOCKETS       L7L7Reason = 13
 	L7L7ReasonL7R_UPGRADE       L7L7Reason = 15
 	L7L7ReasonL7R_INORDER       L7L7Reason = 14
-	L7L7ReasonL7R_MAX           L7L7Reason = 16
+	L7L7ReasonL7R_TARGET        L7L7Reason = 16
+	L7L7ReasonL7R_MAX           L7L7Reason = 24
 )
 
 type L7L7Sock struct {

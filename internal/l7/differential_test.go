@@ -64,6 +64,10 @@ func diffRequest(r *rand.Rand) (*engine.HTTPRequest, string) {
 		var b strings.Builder
 		b.WriteByte('/')
 		for range r.IntN(12) {
+			if r.IntN(4) == 0 { // pieces of what the kernel refuses in a path
+				b.WriteString([]string{"/", ".", "..", "%2", "%2e", "%2F", "%5c", "\\", "?"}[r.IntN(9)])
+				continue
+			}
 			b.WriteByte(byte(0x21 + r.IntN(0x5e))) // visible ASCII
 		}
 		q.Path = b.String()
@@ -86,6 +90,22 @@ func diffRequest(r *rand.Rand) (*engine.HTTPRequest, string) {
 	}
 	head.WriteString("\r\n")
 	return q, head.String()
+}
+
+// unsafeTarget says what the kernel refuses in a path: a "." or ".."
+// segment, %2e, %2f or %5c (any case), or a backslash, before the query.
+func unsafeTarget(target string) bool {
+	path, _, _ := strings.Cut(target, "?")
+	low := strings.ToLower(path)
+	if strings.ContainsRune(path, '\\') || strings.Contains(low, "%2e") || strings.Contains(low, "%2f") || strings.Contains(low, "%5c") {
+		return true
+	}
+	for _, seg := range strings.Split(path, "/")[1:] {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // reference decides a request against one list with engine.MatchL7, as
@@ -162,6 +182,13 @@ func TestKernelMatchesEngine(t *testing.T) {
 		for range perList {
 			q, head := diffRequest(r)
 			got := parse(t, d, l7bpf.L7L7Sock{}, uint32(id), []byte(head))
+			if unsafeTarget(q.Path) { // refused whatever the rules say
+				if got.Kind != uint8(kRefuse) || Reason(got.Reason) != ReasonTarget {
+					t.Fatalf("%q: kind %d %v, want refused (target)", head, got.Kind, Reason(got.Reason))
+				}
+				counts[ReasonTarget]++
+				continue
+			}
 			if q.Method == "CONNECT" { // a tunnel is refused whatever the rules say
 				if got.Kind != uint8(kRefuse) || Reason(got.Reason) != ReasonUpgrade {
 					t.Fatalf("%q: kind %d %v, want refused (upgrade)", head, got.Kind, Reason(got.Reason))

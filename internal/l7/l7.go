@@ -70,6 +70,7 @@ const (
 	ReasonSockets      = Reason(l7bpf.L7L7ReasonL7R_SOCKETS)
 	ReasonInOrder      = Reason(l7bpf.L7L7ReasonL7R_INORDER)
 	ReasonUpgrade      = Reason(l7bpf.L7L7ReasonL7R_UPGRADE)
+	ReasonTarget       = Reason(l7bpf.L7L7ReasonL7R_TARGET)
 	numReasons         = Reason(l7bpf.L7L7ReasonL7R_MAX)
 )
 
@@ -77,7 +78,7 @@ var reasonNames = map[Reason]string{
 	ReasonAllowed: "allowed", ReasonDenied: "denied", ReasonAudit: "audit", ReasonMalformed: "malformed",
 	ReasonOversize: "oversize", ReasonTLS: "tls", ReasonHTTP2: "http2", ReasonVersion: "version",
 	ReasonFraming: "framing", ReasonNoTables: "no-tables", ReasonDropped: "dropped-after-refusal",
-	ReasonRedirectFail: "refusal-undelivered", ReasonPassed: "passed-unbound", ReasonSockets: "sockets", ReasonInOrder: "refused-in-order", ReasonUpgrade: "upgrade",
+	ReasonRedirectFail: "refusal-undelivered", ReasonPassed: "passed-unbound", ReasonSockets: "sockets", ReasonInOrder: "refused-in-order", ReasonUpgrade: "upgrade", ReasonTarget: "target",
 }
 
 func (r Reason) String() string {

@@ -178,6 +178,16 @@ func TestParseHeads(t *testing.T) {
 		{"h2c upgrade, any case", "GET /public/a HTTP/1.1\r\nUPGRADE: h2c\r\n\r\n", kRefuse, ReasonUpgrade, 0},
 		{"CONNECT", "CONNECT /public/a HTTP/1.1\r\n\r\n", kRefuse, ReasonUpgrade, 0},
 		{"Upgrade-Insecure-Requests is no upgrade", "GET /public/a HTTP/1.1\r\nUpgrade-Insecure-Requests: 1\r\n\r\n", kRequest, ReasonAllowed, 11},
+		{"dot-dot segment", "GET /public/../admin HTTP/1.1\r\n\r\n", kRefuse, ReasonTarget, 0},
+		{"dot segment", "GET /public/./a HTTP/1.1\r\n\r\n", kRefuse, ReasonTarget, 0},
+		{"trailing dot-dot", "GET /public/.. HTTP/1.1\r\n\r\n", kRefuse, ReasonTarget, 0},
+		{"dot-dot before the query", "GET /public/..?a HTTP/1.1\r\n\r\n", kRefuse, ReasonTarget, 0},
+		{"encoded dot", "GET /public/%2E%2e/admin HTTP/1.1\r\n\r\n", kRefuse, ReasonTarget, 0},
+		{"encoded slash", "GET /public/a%2fb HTTP/1.1\r\n\r\n", kRefuse, ReasonTarget, 0},
+		{"backslash", "GET /public/..\\admin HTTP/1.1\r\n\r\n", kRefuse, ReasonTarget, 0},
+		{"dots in a name are fine", "GET /public/a..b/.c/...d HTTP/1.1\r\n\r\n", kRequest, ReasonAllowed, 11},
+		{"dot-dot in the query is fine", "GET /public/a?p=/../x HTTP/1.1\r\n\r\n", kRequest, ReasonAllowed, 11},
+		{"other escapes are fine", "GET /public/%20%41 HTTP/1.1\r\n\r\n", kRequest, ReasonAllowed, 11},
 		{"two Host", "GET /public/a HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", kRefuse, ReasonFraming, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
