@@ -34,7 +34,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
-	"github.com/palisade-dev/palisade/internal/capability"
 	"github.com/palisade-dev/palisade/internal/engine"
 	"github.com/palisade-dev/palisade/internal/metrics"
 )
@@ -114,6 +113,12 @@ type Agent struct {
 	// TracingEvents, when not nil, receives every tracing event as one
 	// JSON line.
 	TracingEvents io.Writer
+	// L7 is the L7 datapath (*l7.Datapath, or a fake in unit tests),
+	// pinned under L7PinDir ("" pins nothing). Nil runs the agent without
+	// it, and L7Off says why in status.
+	L7       L7Kernel
+	L7PinDir string
+	L7Off    string
 
 	mu    sync.Mutex
 	net   *network
@@ -156,7 +161,7 @@ func (a *Agent) subsystems() []Subsystem {
 		a.net = &network{a: a}
 		a.subs = []Subsystem{
 			a.net,
-			newPending("l7", v1.L7EnforcedCondition, capability.SubsystemL7),
+			a.l7Subsystem(),
 			a.tracingSubsystem(),
 			a.observerSubsystem(),
 		}

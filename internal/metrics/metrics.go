@@ -72,6 +72,9 @@ type Metrics struct {
 	// could not decide one: malformed, pointer, qdcount, name, split), and
 	// the refusals it answered (answered).
 	DNSQueries *prometheus.CounterVec
+	// L7Requests counts the HTTP requests (messages) the kernel decided on
+	// ports with ingress HTTP rules, by reason (bpf/l7's counters).
+	L7Requests *prometheus.CounterVec
 	// FQDN counts toFQDNs learning from DNS answers by event: learned (an
 	// address written), and the reasons an answer or address was not
 	// learned (cap, full, names-per-address, unsolicited, malformed, ...).
@@ -147,6 +150,7 @@ const (
 	TracingEventsTotal  = "palisade_tracing_events_total"
 	TracingLostTotal    = "palisade_tracing_events_lost_total"
 	DNSQueriesTotal     = "palisade_dns_queries_total"
+	L7RequestsTotal     = "palisade_l7_requests_total"
 	FQDNTotal           = "palisade_fqdn_total"
 	FQDNNamesName       = "palisade_fqdn_names"
 	FQDNAddressesName   = "palisade_fqdn_addresses"
@@ -214,6 +218,10 @@ func New(reg prometheus.Registerer, node string) (*Metrics, error) {
 			Name: DNSQueriesTotal,
 			Help: "DNS queries the kernel decided on ports with DNS rules, by result: allowed, refused, audited; malformed, pointer, qdcount, name, split (queries it could not decide, refused where the rules restrict names); answered (refusals answered with a crafted REFUSED or NXDOMAIN).",
 		}, []string{"result"}),
+		L7Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: L7RequestsTotal,
+			Help: "HTTP messages the kernel decided on ports with ingress HTTP rules, by reason: allowed, denied, audit; malformed, oversize, tls, http2, version, framing, no-tables (refused); dropped-after-refusal, refusal-undelivered, refused-in-order, passed-unbound; sockets (connections enforced).",
+		}, []string{"reason"}),
 		FQDN: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: FQDNTotal,
 			Help: "toFQDNs learning from DNS answers, by event: learned (an address written to the kernel's table) and the reasons an answer or an address was not learned.",
@@ -236,5 +244,5 @@ func New(reg prometheus.Registerer, node string) (*Metrics, error) {
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.Drift, m.EnforcementLag, m.MapEntries, m.MapCapacity, m.VerifyDuration, m.VerifyFailures, m.Verdicts, m.Flows, m.PolicyVerdicts, m.FlowsLost, m.TracingEvents, m.TracingEventsLost, m.DNSQueries, m.FQDN, m.FQDNNames, m.FQDNAddresses}
+	return []prometheus.Collector{m.Drift, m.EnforcementLag, m.MapEntries, m.MapCapacity, m.VerifyDuration, m.VerifyFailures, m.Verdicts, m.Flows, m.PolicyVerdicts, m.FlowsLost, m.TracingEvents, m.TracingEventsLost, m.DNSQueries, m.L7Requests, m.FQDN, m.FQDNNames, m.FQDNAddresses}
 }

@@ -1,0 +1,542 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/capability"
+	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/l7"
+)
+
+// L7Kernel is the L7 datapath the l7 subsystem drives. *l7.Datapath
+// implements it; the agent's unit tests use a fake.
+type L7Kernel interface {
+	// AttachCgroup attaches the sockops program to a cgroup v2 directory.
+	AttachCgroup(path string) error
+	// Pin pins the maps and the cgroup links under dir; pinning again
+	// pins what was attached since.
+	Pin(dir string) error
+	// SetPeer says which identity the addresses of prefix have.
+	SetPeer(prefix netip.Prefix, identity uint32) error
+	// Apply writes a generation beside the active one and switches to it.
+	Apply(generation uint64, tables *engine.HTTPTables, binds []l7.Binding) error
+	Counters() (map[l7.Reason]uint64, error)
+	Close() error
+}
+
+var _ L7Kernel = (*l7.Datapath)(nil)
+
+// l7Subsystem runs the node's ingress HTTP rules in the kernel (bpf/l7):
+// from the map state the network subsystem applied, it builds the HTTP
+// tables and the bindings (which local address and port decides requests
+// from which peer identity with which list), writes the peers' identities,
+// applies both as one generation, and attaches the sockops program to the
+// cgroup of every pod that has a binding. Egress HTTP and Kafka rules are
+// not decided: they stay the capability table's gaps.
+type l7Subsystem struct {
+	a  *Agent
+	k  L7Kernel
+	cg *cgroupResolver
+	// pinDir is where the kernel state is pinned ("" pins nothing).
+	pinDir string
+	pinned bool
+
+	// plan is the last plan computed, applied whether it was applied.
+	plan    *l7Plan
+	applied *l7Plan
+	gen     uint64
+	// failed are the lists that could not be compiled, replaced by lists
+	// that refuse every request: by rule, the reason.
+	failed map[engine.RuleID]string
+	// peers are the identities written to the kernel, by prefix.
+	peers map[netip.Prefix]uint32
+	// attached are the cgroup directories the sockops program is attached
+	// to; podCgroups the cgroup of each local workload found.
+	attached   map[string]bool
+	podCgroups map[string]string
+	// missing are the workloads with bindings whose cgroup is not found
+	// or could not be attached: workload → why.
+	missing map[string]string
+	// uids are the local pods' UIDs by workload, for the retries.
+	uids map[string]types.UID
+
+	syncErr, attachErr error
+	counters           map[l7.Reason]uint64
+}
+
+func newL7Subsystem(a *Agent) *l7Subsystem {
+	return &l7Subsystem{a: a, k: a.L7, cg: newCgroupResolver(a.CgroupRoot), pinDir: a.L7PinDir,
+		peers: map[netip.Prefix]uint32{}, attached: map[string]bool{}}
+}
+
+// l7Subsystem returns the L7 subsystem, or, without an L7 datapath, a
+// stand-in that reports the node's L7 rules as not enforced.
+func (a *Agent) l7Subsystem() Subsystem {
+	if a.L7 == nil {
+		return &l7Off{why: cmp.Or(a.L7Off, "the agent runs without the L7 datapath")}
+	}
+	return newL7Subsystem(a)
+}
+
+func (s *l7Subsystem) Name() string { return "l7" }
+
+// Sync applies the node's HTTP tables and bindings and attaches the
+// sockops program to the cgroups of the pods they bind. On an error the
+// kernel keeps the previous generation.
+func (s *l7Subsystem) Sync(_ context.Context, in *inputs) error {
+	s.syncErr = s.sync(in)
+	return s.syncErr
+}
+
+func (s *l7Subsystem) sync(in *inputs) error {
+	state := s.a.net.desired
+	if state == nil {
+		return errors.New("the network subsystem has not applied a state yet")
+	}
+	plan, err := planL7(state, in.local)
+	if err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	s.plan = plan
+	tables, failed := compileL7(plan)
+	if err := s.writePeers(state); err != nil {
+		return err
+	}
+	if s.applied == nil || !reflect.DeepEqual(s.applied.lists, plan.lists) || !slices.Equal(s.applied.binds, plan.binds) {
+		if len(plan.binds) > maxL7Binds {
+			return fmt.Errorf("%d bindings, the kernel holds %d: the previous generation stays", len(plan.binds), maxL7Binds)
+		}
+		if n := countPorts(plan.binds); n > maxL7Ports {
+			return fmt.Errorf("%d bound addresses and ports, the kernel holds %d: the previous generation stays", n, maxL7Ports)
+		}
+		gen := max(s.a.Datapath.Generation(), s.gen+1)
+		if err := s.k.Apply(gen, tables, plan.binds); err != nil {
+			return fmt.Errorf("apply generation %d: %w", gen, err)
+		}
+		s.gen, s.applied = gen, plan
+		s.a.Log.Info("l7 tables applied", "generation", gen, "lists", len(plan.lists), "bindings", len(plan.binds))
+	}
+	s.failed = failed
+
+	s.uids = map[string]types.UID{}
+	names := make(map[types.UID]podName, len(in.pods))
+	for _, p := range in.pods {
+		names[p.uid] = podName{p.namespace, p.name}
+		s.uids[p.namespace+"/"+p.name] = p.uid
+	}
+	if err := s.cg.scan(names); err != nil {
+		return err
+	}
+	s.attach()
+	return s.pin()
+}
+
+// compileL7 compiles the plan's lists. A list the kernel cannot decide
+// is replaced by one that refuses every request, named by its lowest
+// rule, and reported by rule.
+func compileL7(p *l7Plan) (*engine.HTTPTables, map[engine.RuleID]string) {
+	t := &engine.HTTPTables{Lists: make(map[engine.L7ID]*engine.HTTPList, len(p.lists))}
+	failed := map[engine.RuleID]string{}
+	for id, list := range p.lists {
+		hl, err := engine.CompileHTTPList(list)
+		if err != nil {
+			for _, a := range list {
+				if a.Rules != nil && len(a.Rules.HTTP) > 0 {
+					failed[a.Rule] = err.Error()
+				}
+			}
+			hl, err = engine.CompileHTTPList(refuseAll(list[0].Rule))
+			if err != nil {
+				panic(fmt.Sprintf("the refuse-all list does not compile: %v", err))
+			}
+		}
+		t.Lists[id] = hl
+	}
+	return t, failed
+}
+
+func countPorts(binds []l7.Binding) int {
+	type pk struct {
+		a netip.Addr
+		p uint16
+	}
+	seen := map[pk]bool{}
+	for _, b := range binds {
+		seen[pk{b.Addr, b.Port}] = true
+	}
+	return len(seen)
+}
+
+// writePeers writes the identity of every ipcache prefix that changed.
+// The kernel offers no delete: a prefix no longer in the ipcache is
+// written with the identity its addresses fall back to (the longest
+// shorter prefix that holds it, else world), which decides as its absence
+// would. A peer the kernel finds no prefix for is any peer; the world
+// prefixes make it world, as the engine's Identity does.
+func (s *l7Subsystem) writePeers(state *engine.MapState) error {
+	want := make(map[netip.Prefix]uint32, len(state.IPCache)+2)
+	for p, id := range state.IPCache {
+		want[p] = uint32(id)
+	}
+	for _, p := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
+		if _, ok := want[p]; !ok {
+			want[p] = uint32(engine.IdentityWorld)
+		}
+	}
+	for p := range s.peers {
+		if _, ok := want[p]; !ok {
+			want[p] = uint32(fallbackIdentity(state, p))
+		}
+	}
+	for _, p := range slices.SortedFunc(maps.Keys(want), func(x, y netip.Prefix) int { return cmp.Compare(x.String(), y.String()) }) {
+		id := want[p]
+		if have, ok := s.peers[p]; ok && have == id {
+			continue
+		}
+		if err := s.k.SetPeer(p, id); err != nil {
+			return err
+		}
+		s.peers[p] = id
+	}
+	return nil
+}
+
+// fallbackIdentity is the identity of the addresses of p once p is gone:
+// that of the longest ipcache prefix shorter than p that contains it.
+func fallbackIdentity(state *engine.MapState, p netip.Prefix) engine.Identity {
+	for bits := p.Bits() - 1; bits >= 0; bits-- {
+		q, _ := p.Addr().Prefix(bits)
+		if id, ok := state.IPCache[q]; ok {
+			return id
+		}
+	}
+	return engine.IdentityWorld
+}
+
+// attach attaches the sockops program to the cgroup of every bound
+// workload not attached yet. A workload whose cgroup is not found is
+// recorded, and tried again on every verify pass.
+func (s *l7Subsystem) attach() {
+	s.missing = map[string]string{}
+	s.podCgroups = map[string]string{}
+	var errs []error
+	for _, id := range slices.Sorted(maps.Keys(s.plan.endpoints)) {
+		uid, ok := s.uids[id]
+		if !ok {
+			s.missing[id] = "the pod is not among the node's pods"
+			continue
+		}
+		pc, ok := s.cg.pod(uid)
+		if !ok {
+			s.missing[id] = fmt.Sprintf("no cgroup of pod UID %s under %s yet", uid, s.cg.root)
+			continue
+		}
+		s.podCgroups[id] = pc.path
+		if s.attached[pc.path] {
+			continue
+		}
+		if err := s.k.AttachCgroup(pc.path); err != nil {
+			s.missing[id] = err.Error()
+			errs = append(errs, err)
+			continue
+		}
+		s.attached[pc.path] = true
+	}
+	s.attachErr = errors.Join(errs...)
+}
+
+// pin pins the kernel state under pinDir, so that requests are still
+// decided while the agent is down. The first pin of this process
+// replaces what a previous agent pinned there: its cgroup links are
+// released (the program it attached stops running) once this process's
+// are attached, and its maps are freed.
+func (s *l7Subsystem) pin() error {
+	if s.pinDir == "" {
+		return nil
+	}
+	if !s.pinned {
+		if err := os.MkdirAll(s.pinDir, 0o700); err != nil {
+			return fmt.Errorf("pin dir: %w", err)
+		}
+		old, err := os.ReadDir(s.pinDir)
+		if err != nil {
+			return fmt.Errorf("pin dir: %w", err)
+		}
+		for _, e := range old {
+			if err := os.Remove(filepath.Join(s.pinDir, e.Name())); err != nil {
+				return fmt.Errorf("release the previous agent's pins: %w", err)
+			}
+		}
+		if len(old) > 0 {
+			s.a.Log.Info("replaced the l7 state pinned by the previous agent", "pins", len(old), "dir", s.pinDir)
+		}
+	}
+	if err := s.k.Pin(s.pinDir); err != nil {
+		return fmt.Errorf("pin: %w", err)
+	}
+	s.pinned = true
+	return nil
+}
+
+// Verify attaches the cgroups that were missing (a pod starting) and
+// exports the kernel's counters.
+func (s *l7Subsystem) Verify(context.Context, driftRecorder) error {
+	var errs []error
+	if s.plan != nil && len(s.missing) > 0 && s.syncErr == nil {
+		if err := s.cg.scan(s.cg.names); err != nil {
+			errs = append(errs, err)
+		} else {
+			s.attach()
+			if err := s.pin(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	c, err := s.k.Counters()
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("read l7 counters: %w", err))...)
+	}
+	if m := s.a.Metrics; m != nil && m.L7Requests != nil {
+		for r, n := range c {
+			if was := s.counters[r]; n > was {
+				m.L7Requests.WithLabelValues(r.String()).Add(float64(n - was))
+			}
+		}
+	}
+	s.counters = c
+	return errors.Join(errs...)
+}
+
+// Report states L7Enforced and what each object does not enforce of its
+// L7 rules on this node.
+func (s *l7Subsystem) Report(in *inputs, r *report) {
+	var gaps int
+	var first string
+	add := func(k objKey, g gap) {
+		r.gap(k, g)
+		if gaps == 0 {
+			first = k.String() + ": " + g.message
+		}
+		gaps++
+	}
+	unsupported := 0
+	if in != nil {
+		for _, o := range in.objects {
+			if !o.concerns {
+				continue
+			}
+			for _, g := range o.gaps {
+				if g.Support().Subsystem == capability.SubsystemL7 {
+					r.gap(o.key, gap{reason: v1.NotSupportedReason, message: g.String(), whole: g.Support().Effect == capability.NotLoaded})
+					unsupported++
+				}
+			}
+			if !o.network() {
+				continue
+			}
+			for _, g := range s.httpGaps(o, in) {
+				add(o.key, g)
+			}
+		}
+	}
+	switch {
+	case s.syncErr != nil:
+		r.condition(v1.L7EnforcedCondition, false, v1.DatapathErrorReason, fmt.Sprintf("the node keeps deciding requests with l7 generation %d: %v", s.gen, s.syncErr))
+	case s.plan == nil:
+		r.condition(v1.L7EnforcedCondition, false, v1.EnforcementPendingReason, "waiting for the first sync")
+	case gaps > 0:
+		r.condition(v1.L7EnforcedCondition, false, v1.PartiallyEnforcedReason, fmt.Sprintf("%d ingress HTTP rule sets are not enforced as written on this node; first: %s", gaps, first))
+	case unsupported > 0:
+		r.condition(v1.L7EnforcedCondition, false, v1.NotSupportedReason,
+			fmt.Sprintf("this version's datapath does not enforce %d L7 parts of this node's objects (egress HTTP, Kafka, ...); ingress HTTP rules: %s", unsupported, s.summary()))
+	default:
+		r.condition(v1.L7EnforcedCondition, true, v1.EnforcementSucceededReason, s.summary())
+	}
+}
+
+func (s *l7Subsystem) summary() string {
+	if s.applied == nil || len(s.applied.binds) == 0 {
+		return "no ingress HTTP rule on this node's workloads"
+	}
+	return fmt.Sprintf("l7 generation %d decides the requests of %d addresses and ports (%d lists) on %d workloads whose cgroups carry the sockops program",
+		s.gen, countPorts(s.applied.binds), len(s.applied.lists), len(s.podCgroups))
+}
+
+// httpGaps says what the node does not enforce of an object's ingress
+// HTTP rules as written.
+func (s *l7Subsystem) httpGaps(o *policyObject, in *inputs) []gap {
+	rs := ruleSetOf(o)
+	if rs == nil {
+		return nil
+	}
+	parts := capability.Parts(rs, capability.HTTP)
+	if len(parts) == 0 {
+		return nil
+	}
+	what := partsWhat(parts)
+	var out []gap
+	if s.syncErr != nil {
+		msg := fmt.Sprintf("%s are not enforced as written: the l7 subsystem could not sync (%v)", what, s.syncErr)
+		if s.applied != nil {
+			msg += fmt.Sprintf("; the kernel keeps deciding requests with l7 generation %d", s.gen)
+		} else {
+			msg += "; the kernel passes every request on the port that L3/L4 allows"
+		}
+		return []gap{{reason: v1.DatapathErrorReason, message: msg}}
+	}
+	if s.plan == nil {
+		return []gap{{reason: v1.EnforcementPendingReason, message: what + " are not enforced yet: waiting for the first sync"}}
+	}
+	var missing []string
+	for _, l := range in.local {
+		why, ok := s.missing[l.id]
+		if !ok {
+			continue
+		}
+		if selects(o, in, l.id) {
+			missing = append(missing, l.id+" ("+why+")")
+		}
+	}
+	if len(missing) > 0 {
+		more := ""
+		if len(missing) > 3 {
+			more = fmt.Sprintf(", and %d more", len(missing)-3)
+			missing = missing[:3]
+		}
+		out = append(out, gap{reason: reasonCgroupNotFound, message: fmt.Sprintf("%s are not decided for workloads whose cgroup the sockops program is not attached to: %s%s; the kernel passes their requests on the port that L3/L4 allows",
+			what, strings.Join(missing, ", "), more)})
+	}
+	for _, rule := range slices.Sorted(maps.Keys(s.failed)) {
+		if ruleOf(in, rule, o.key) {
+			out = append(out, gap{reason: v1.DatapathErrorReason, message: fmt.Sprintf("%s: the kernel cannot decide them (%s), so it refuses every request they would decide", what, s.failed[rule])})
+			break
+		}
+	}
+	for _, rule := range slices.Sorted(maps.Keys(s.plan.unbound)) {
+		if ruleOf(in, rule, o.key) {
+			out = append(out, gap{reason: v1.NotSupportedReason, message: fmt.Sprintf("%s on %s are not enforced: the kernel binds HTTP rules to at most %d ports per range, and passes every request on the others that L3/L4 allows",
+				what, s.plan.unbound[rule], maxL7BlockPorts)})
+			break
+		}
+	}
+	return out
+}
+
+// partsWhat joins the parts' names: "ingress HTTP rules on 80/TCP".
+func partsWhat(parts []capability.Gap) string {
+	names := make([]string, len(parts))
+	for i, p := range parts {
+		names[i] = p.What
+	}
+	return strings.Join(slices.Compact(names), ", ")
+}
+
+// ruleSetOf is a network policy object's rules, nil for other kinds.
+func ruleSetOf(o *policyObject) *v1.RuleSet {
+	switch t := o.obj.(type) {
+	case *v1.NetworkPolicy:
+		return &t.Spec.RuleSet
+	case *v1.ClusterNetworkPolicy:
+		return &t.Spec.RuleSet
+	}
+	return nil
+}
+
+// selects reports whether the object's policy selects local workload id.
+func selects(o *policyObject, in *inputs, id string) bool {
+	e, ok := in.cluster.Endpoint(id)
+	if !ok {
+		return false
+	}
+	for _, p := range in.ir.Policies {
+		if p.Origin.Kind == o.key.kind && p.Origin.Namespace == o.key.namespace && p.Origin.Name == o.key.name &&
+			p.Subject.Endpoints != nil && p.Subject.Endpoints.Matches(in.cluster.WorkloadLabels(e)) {
+			return true
+		}
+	}
+	return false
+}
+
+// ruleOf reports whether rule is one of object k's.
+func ruleOf(in *inputs, rule engine.RuleID, k objKey) bool {
+	r, ok := in.ir.Rule(rule)
+	return ok && r.Origin.Kind == k.kind && r.Origin.Namespace == k.namespace && r.Origin.Name == k.name
+}
+
+// l7Off stands in for the L7 subsystem on a node that runs without the
+// L7 datapath: it loads nothing and reports the node's ingress HTTP rules
+// as not enforced, and, as with the datapath, the L7 parts the capability
+// table lists as not enforced.
+type l7Off struct {
+	why  string
+	gaps map[objKey][]gap
+}
+
+func (l *l7Off) Name() string { return "l7" }
+
+func (l *l7Off) Sync(_ context.Context, in *inputs) error {
+	l.gaps = map[objKey][]gap{}
+	for _, o := range in.objects {
+		if !o.concerns {
+			continue
+		}
+		for _, g := range o.gaps {
+			if g.Support().Subsystem == capability.SubsystemL7 {
+				l.gaps[o.key] = append(l.gaps[o.key], gap{reason: v1.NotSupportedReason, message: g.String(), whole: g.Support().Effect == capability.NotLoaded})
+			}
+		}
+		if rs := ruleSetOf(o); rs != nil {
+			for _, p := range capability.Parts(rs, capability.HTTP) {
+				l.gaps[o.key] = append(l.gaps[o.key], gap{reason: v1.NotSupportedReason,
+					message: fmt.Sprintf("%s are not enforced: %s, so the kernel %s", p.What, l.why, capability.Table[capability.HTTP].Kernel)})
+			}
+		}
+	}
+	return nil
+}
+
+func (l *l7Off) Verify(context.Context, driftRecorder) error { return nil }
+
+func (l *l7Off) Report(_ *inputs, r *report) {
+	if len(l.gaps) == 0 {
+		r.condition(v1.L7EnforcedCondition, true, v1.EnforcementSucceededReason, "no object on this node needs it")
+		return
+	}
+	keys := sortedKeys(l.gaps)
+	for _, k := range keys {
+		for _, g := range l.gaps[k] {
+			r.gap(k, g)
+		}
+	}
+	r.condition(v1.L7EnforcedCondition, false, v1.NotSupportedReason,
+		fmt.Sprintf("%d objects have L7 rules this node does not enforce (first: %s: %s)", len(keys), keys[0], l.gaps[keys[0]][0].message))
+}

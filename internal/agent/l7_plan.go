@@ -1,0 +1,318 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"cmp"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"reflect"
+	"slices"
+
+	"github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/l7"
+)
+
+// Bounds of what the l7 subsystem binds, as bpf/l7 sizes its maps: a
+// policy entry over more ports than maxL7BlockPorts (a wide range, or
+// every port) is not bound port by port, and its HTTP rules are reported
+// as not enforced.
+const (
+	maxL7BlockPorts = 1024
+	maxL7Ports      = 4096
+	maxL7Binds      = 16384
+)
+
+// l7Plan is what one generation of the L7 datapath holds for the node:
+// the lists (each the allow rules that decide a request at one local
+// address, port and peer identity, merged as engine.LookupSide merges the
+// peer's and the any-peer entry) and the bindings to them.
+type l7Plan struct {
+	lists map[engine.L7ID]engine.L7List
+	binds []l7.Binding
+	// endpoints are the local workloads ("namespace/name") with at least
+	// one binding: their pods' cgroups need the sockops program.
+	endpoints map[string]bool
+	// unbound are the rules whose HTTP rules sit on a policy entry over
+	// too many ports to bind, by rule.
+	unbound map[engine.RuleID]string
+}
+
+// l7Block is a policy entry's ports, as a range.
+type l7Block struct{ lo, hi uint16 }
+
+// tcpBlock returns the TCP ports a policy key covers; ok is false when it
+// covers no TCP port.
+func tcpBlock(k engine.PolicyKey) (l7Block, bool) {
+	if k.PrefixLen == 0 {
+		return l7Block{0, 65535}, true
+	}
+	if k.Proto != engine.ProtoTCP {
+		return l7Block{}, false
+	}
+	if k.PrefixLen <= 8 {
+		return l7Block{0, 65535}, true
+	}
+	span := uint32(1) << (24 - uint32(k.PrefixLen))
+	return l7Block{k.Port, uint16(uint32(k.Port) + span - 1)}, true
+}
+
+// hasHTTP reports whether a list holds an HTTP rule.
+func hasHTTP(l engine.L7List) bool {
+	return slices.ContainsFunc(l, func(a engine.L7Allow) bool { return a.Rules != nil && len(a.Rules.HTTP) > 0 })
+}
+
+// planL7 computes the bindings of the local workloads' ingress HTTP
+// rules from the map state the network subsystem applied. A request to a
+// local address and port from a peer of identity X is decided by the
+// entries found for X and for any peer (0), as engine.LookupSide does:
+// the kernel finds one binding (X's, else the any-peer one), so X's
+// binding holds the merged list of both entries.
+func planL7(state *engine.MapState, local []localEndpoint) (*l7Plan, error) {
+	p := &l7Plan{lists: map[engine.L7ID]engine.L7List{}, endpoints: map[string]bool{}, unbound: map[engine.RuleID]string{}}
+	// The ingress entries of each policy ID, by identity.
+	byPolicy := map[uint32]map[engine.Identity][]engine.PolicyKey{}
+	for k := range state.Policy {
+		if k.Direction != engine.Ingress {
+			continue
+		}
+		if _, ok := tcpBlock(k); !ok {
+			continue
+		}
+		if byPolicy[k.PolicyID] == nil {
+			byPolicy[k.PolicyID] = map[engine.Identity][]engine.PolicyKey{}
+		}
+		byPolicy[k.PolicyID][k.Identity] = append(byPolicy[k.PolicyID][k.Identity], k)
+	}
+	type bindKey struct {
+		addr netip.Addr
+		port uint16
+		id   engine.Identity
+	}
+	seen := map[bindKey]bool{}
+	for _, l := range local {
+		for _, ip := range l.ips {
+			ep, ok := state.Endpoints[ip]
+			if !ok || l.pending {
+				continue
+			}
+			ids := byPolicy[ep.PolicyID]
+			// The ports where some entry of this endpoint carries HTTP rules.
+			var ports []uint16
+			for _, keys := range ids {
+				for _, k := range keys {
+					e := state.Policy[k]
+					if e.L7 == 0 {
+						continue
+					}
+					list, ok := state.L7[e.L7]
+					if !ok {
+						return nil, fmt.Errorf("policy entry %+v names l7 list %d, which the state does not hold", k, e.L7)
+					}
+					if !hasHTTP(list) {
+						continue
+					}
+					b, _ := tcpBlock(k)
+					if int(b.hi)-int(b.lo)+1 > maxL7BlockPorts {
+						for _, a := range list {
+							if a.Rules != nil && len(a.Rules.HTTP) > 0 {
+								p.unbound[a.Rule] = fmt.Sprintf("%d-%d/TCP", b.lo, b.hi)
+							}
+						}
+						continue
+					}
+					for port := int(b.lo); port <= int(b.hi); port++ {
+						ports = append(ports, uint16(port))
+					}
+				}
+			}
+			slices.Sort(ports)
+			ports = slices.Compact(ports)
+			idList := make([]engine.Identity, 0, len(ids))
+			for id := range ids {
+				idList = append(idList, id)
+			}
+			slices.Sort(idList)
+			for _, port := range ports {
+				any0, hasAny := lookupEntry(state, ep.PolicyID, 0, port)
+				anyHTTP := false
+				if hasAny && any0.L7 != 0 {
+					anyHTTP = hasHTTP(state.L7[any0.L7])
+				}
+				for _, id := range idList {
+					var entries []engine.PolicyEntry
+					if id == 0 {
+						if !hasAny {
+							continue
+						}
+						entries = []engine.PolicyEntry{any0}
+					} else {
+						e, ok := lookupEntry(state, ep.PolicyID, id, port)
+						if !ok {
+							continue // the any-peer binding decides, as it should
+						}
+						if !anyHTTP && (e.L7 == 0 || !hasHTTP(state.L7[e.L7])) {
+							continue // no HTTP rule decides this peer's requests
+						}
+						entries = []engine.PolicyEntry{e}
+						if hasAny {
+							entries = append(entries, any0)
+						}
+					}
+					list, ok := mergeL7(state, entries)
+					if !ok {
+						continue // denied or not allowed at L3/L4: no request arrives
+					}
+					k := bindKey{ip, port, id}
+					if seen[k] {
+						continue
+					}
+					seen[k] = true
+					lid := p.add(list)
+					p.binds = append(p.binds, l7.Binding{Addr: ip, Port: port, Identity: uint32(id), List: lid})
+					p.endpoints[l.id] = true
+				}
+			}
+		}
+	}
+	slices.SortFunc(p.binds, func(x, y l7.Binding) int {
+		return cmp.Or(x.Addr.Compare(y.Addr), cmp.Compare(x.Port, y.Port), cmp.Compare(x.Identity, y.Identity))
+	})
+	return p, nil
+}
+
+// add holds list under its content ID (the next free one on a hash
+// collision) and returns the ID.
+func (p *l7Plan) add(list engine.L7List) engine.L7ID {
+	id := l7ListID(list)
+	for {
+		have, ok := p.lists[id]
+		if !ok {
+			p.lists[id] = list
+			return id
+		}
+		if reflect.DeepEqual(have, list) {
+			return id
+		}
+		id++
+		if id == 0 {
+			id = 1
+		}
+	}
+}
+
+// lookupEntry finds the entry with the longest prefix for a TCP port, as
+// the datapath does.
+func lookupEntry(state *engine.MapState, policyID uint32, id engine.Identity, port uint16) (engine.PolicyEntry, bool) {
+	full := uint32(engine.ProtoTCP)<<16 | uint32(port)
+	for bits := 24; bits >= 0; bits-- {
+		v := full &^ (1<<(24-bits) - 1)
+		k := engine.PolicyKey{PolicyID: policyID, Direction: engine.Ingress, Identity: id, Proto: engine.Proto(v >> 16), Port: uint16(v), PrefixLen: uint8(bits)}
+		if e, ok := state.Policy[k]; ok {
+			return e, true
+		}
+	}
+	return engine.PolicyEntry{}, false
+}
+
+// mergeL7 is the list that decides a request from the entries found, as
+// engine's decideView and decideL7 do: an allow entry without a list
+// becomes an allow of every request (its allow rule, and its audit-mode
+// allow rule as an audit allow), an entry with a list adds the list's
+// allows. ok is false when the entries deny (an enforcing deny rule) or
+// allow nothing: L3/L4 then decides every packet, and no request is
+// inspected.
+func mergeL7(state *engine.MapState, entries []engine.PolicyEntry) (engine.L7List, bool) {
+	var out engine.L7List
+	for _, e := range entries {
+		if e.Flags&engine.FlagDeny != 0 {
+			return nil, false
+		}
+		if e.Flags&(engine.FlagAllow|engine.FlagAuditAllow) == 0 {
+			continue
+		}
+		if e.L7 != 0 {
+			out = append(out, state.L7[e.L7]...)
+			continue
+		}
+		if e.Flags&engine.FlagAllow != 0 {
+			out = append(out, engine.L7Allow{Rule: e.AllowRule})
+		}
+		if e.Flags&engine.FlagAuditAllow != 0 {
+			out = append(out, engine.L7Allow{Rule: e.AuditAllowRule, Audit: true})
+		}
+	}
+	if len(out) == 0 {
+		return nil, false
+	}
+	slices.SortStableFunc(out, func(x, y engine.L7Allow) int {
+		if c := cmp.Compare(x.Rule, y.Rule); c != 0 {
+			return c
+		}
+		// The enforcing allow of a rule before its audit twin.
+		if x.Audit != y.Audit {
+			if !x.Audit {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	return slices.CompactFunc(out, func(x, y engine.L7Allow) bool { return x.Rule == y.Rule && x.Audit == y.Audit }), true
+}
+
+// l7ListID names a merged list by its content, so that the same list is
+// one list in the kernel, whatever binds it.
+func l7ListID(l engine.L7List) engine.L7ID {
+	h := fnv.New32a()
+	for _, a := range l {
+		fmt.Fprintf(h, "%d/%t/", a.Rule, a.Audit)
+		if a.Rules == nil {
+			h.Write([]byte("*;"))
+			continue
+		}
+		writeL7Rules(h, a.Rules)
+	}
+	id := engine.L7ID(h.Sum32())
+	if id == 0 {
+		id = 1
+	}
+	return id
+}
+
+func writeL7Rules(h interface{ Write([]byte) (int, error) }, r *v1alpha1.L7Rules) {
+	for _, x := range r.HTTP {
+		fmt.Fprintf(h, "h%q %q %q %q;", x.Method, x.Path, x.Host, x.Headers)
+	}
+	for _, x := range r.Kafka {
+		fmt.Fprintf(h, "k%+v;", x)
+	}
+	for _, x := range r.DNS {
+		fmt.Fprintf(h, "d%+v;", x)
+	}
+	h.Write([]byte("|"))
+}
+
+// refuseAll is the list that refuses every request, naming rule: an
+// allow with L7 rules none of which is an HTTP rule. A list the kernel
+// cannot hold is replaced by it, so that its requests are refused, never
+// passed.
+func refuseAll(rule engine.RuleID) engine.L7List {
+	return engine.L7List{{Rule: rule, Rules: &v1alpha1.L7Rules{}}}
+}
