@@ -272,8 +272,8 @@ static __always_inline __u16 fqdn_u16(struct fqdn_scratch *sc, __u32 off)
 
 /*
  * fqdn_track records a query that passed (the message at msg_off..msg_end
- * of the packet in pkt_scratch) when it has one question that an FQDN
- * selector selects. A global function.
+ * of the packet in pkt_scratch) when it has one question. A global
+ * function.
  */
 __attribute__((noinline)) int fqdn_track(struct __sk_buff *skb, __u32 slot, __u32 msg_off, __u32 msg_end)
 {
@@ -298,9 +298,11 @@ __attribute__((noinline)) int fqdn_track(struct __sk_buff *skb, __u32 slot, __u3
 		count(COUNTER_FQDN_UNTRACKED);
 		return 0;
 	}
-	struct fqdn_accept *a = fqdn_accept_of(sc->slot, sc->w_state);
-	if (!a || a->n == 0)
-		return 0; /* no selector selects the name: nothing to learn */
+	/*
+	 * Every passed query of one question is tracked, also one whose name
+	 * no selector selects (its answer then teaches nothing): so that an
+	 * answer that matches no query is one nobody asked for.
+	 */
 	struct pkt *p = &ps->p;
 	struct fqdn_pending_key *k = &sc->pk;
 	k->sport = p->sport;
@@ -556,7 +558,13 @@ __attribute__((noinline)) int fqdn_answer(struct __sk_buff *skb, __u32 slot, __u
 	__builtin_memcpy(&k->id, sc->msg, 2);
 	struct fqdn_query *pend = bpf_map_lookup_elem(&fqdn_pending, k);
 	if (!pend) {
-		count(COUNTER_FQDN_UNSOLICITED);
+		/*
+		 * An error answer teaches nothing, asked for or not: not counted
+		 * as unsolicited, since the answers the kernel crafts for refused
+		 * queries (never tracked) pass here on their way to the client.
+		 */
+		if (!(f1 & 0x0f))
+			count(COUNTER_FQDN_UNSOLICITED);
 		return 0;
 	}
 	sc->qhash = pend->name;

@@ -585,6 +585,11 @@ func TestDNSTCPRealTraffic(t *testing.T) {
 	if answered != 8 || refused != 8 {
 		t.Errorf("%d answered and %d refused by the kernel, want 8 and 8", answered, refused)
 	}
+	// The kernel's answers pass the client's reply path, where toFQDNs
+	// reads answers: they are no unsolicited answers.
+	if u := after.FQDNUnsolicited - before.FQDNUnsolicited; u != 0 {
+		t.Errorf("the kernel's %d refusal answers counted %d unsolicited answers", answered, u)
+	}
 }
 
 // TestDNSHostRealTraffic: DNS rules of the node itself (host firewall,

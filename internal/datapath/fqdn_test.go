@@ -204,6 +204,7 @@ func TestFQDNAnswerTable(t *testing.T) {
 	cRcode := func(c Counters) uint64 { return c.FQDNRcode }
 	cSplit := func(c Counters) uint64 { return c.FQDNSplit }
 	cUntracked := func(c Counters) uint64 { return c.FQDNUntracked }
+	cAnswers := func(c Counters) uint64 { return c.FQDNAnswers }
 
 	// The CNAME chain: api.example.com CNAME edge.other.net; edge.other.net
 	// (a pointer into the first record's data) CNAME e1.akamai.net;
@@ -290,8 +291,8 @@ func TestFQDNAnswerTable(t *testing.T) {
 			counter: cUnsolicited, delta: 1, deny: []string{"192.0.2.1"}},
 		{name: "another question", qname: "api.example.com", answer: okAnswer("x.cdn.example.com", rrA(ptrQ, 300, "192.0.2.1")),
 			counter: cUnsolicited, delta: 1, deny: []string{"192.0.2.1"}},
-		{name: "a name no selector selects is not tracked", qname: "www.example.org", answer: okAnswer("www.example.org", rrA(ptrQ, 300, "192.0.2.1")),
-			counter: cUnsolicited, delta: 1, deny: []string{"192.0.2.1"}},
+		{name: "a name no selector selects is tracked and teaches nothing", qname: "www.example.org", answer: okAnswer("www.example.org", rrA(ptrQ, 300, "192.0.2.1")),
+			counter: cAnswers, delta: 1, deny: []string{"192.0.2.1"}},
 		{name: "two questions are not tracked", query: dnsQuery("api.example.com", "x.cdn.example.com"), qname: "api.example.com",
 			answer: okAnswer("api.example.com", rrA(ptrQ, 300, "192.0.2.1")), counter: cUntracked, delta: 1, deny: []string{"192.0.2.1"}},
 		{name: "NXDOMAIN", qname: "api.example.com", answer: dnsAnswer(0x1234, 0x8183, 1, 1, 0, dnsWireName("api.example.com"), []dnsRR{rrA(ptrQ, 300, "192.0.2.1")}, nil),
