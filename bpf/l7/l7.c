@@ -54,15 +54,6 @@ struct {
 	__type(value, __u64);
 } l7_socks SEC(".maps");
 
-/* Per-socket state by socket cookie (sk_skb programs cannot use socket
- * storage): created by sockops when the socket enters l7_socks, deleted
- * by sockops when it closes. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct l7_sock);
-} l7_sock_state SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -243,7 +234,7 @@ struct l7_parse {
 	__u8 cls;
 	__u8 tes;
 	__u8 upgrade;
-	__u8 pad;
+	__u8 valid;    /* a scan in progress: resume at pos */
 	__u32 hstate_final;
 	__u64 clen;
 	__u64 hdrs;    /* header requirements satisfied */
@@ -806,11 +797,12 @@ struct scan {
 	struct l7_chunkp *chunk;
 	__u32 off;
 	__u32 avail;
+	__u32 start; /* bytes of the message already scanned */
 };
 
 static __always_inline __u32 scan_len(struct scan *sc, __u32 i)
 {
-	__u32 at = i * L7_CHUNK;
+	__u32 at = sc->start + i * L7_CHUNK;
 	if (at >= sc->avail)
 		return 0;
 	__u32 n = sc->avail - at;
@@ -824,7 +816,7 @@ static long scan_head_cb(__u32 i, void *ctx)
 	if (n == 0 || n > L7_CHUNK)
 		return 1;
 	struct l7_parse *p = sc->head;
-	if (bpf_skb_load_bytes(sc->skb, sc->off + i * L7_CHUNK, p->buf, n) < 0)
+	if (bpf_skb_load_bytes(sc->skb, sc->off + sc->start + i * L7_CHUNK, p->buf, n) < 0)
 		return 1;
 	return l7_head_chunk(p, n) ? 1 : 0;
 }
@@ -836,7 +828,7 @@ static long scan_chunk_cb(__u32 i, void *ctx)
 	if (n == 0 || n > L7_CHUNK)
 		return 1;
 	struct l7_chunkp *p = sc->chunk;
-	if (bpf_skb_load_bytes(sc->skb, sc->off + i * L7_CHUNK, p->buf, n) < 0)
+	if (bpf_skb_load_bytes(sc->skb, sc->off + sc->start + i * L7_CHUNK, p->buf, n) < 0)
 		return 1;
 	return l7_chunk_chunk(p, n) ? 1 : 0;
 }
@@ -857,14 +849,16 @@ struct l7_args {
 	__u32 avail;
 	__u32 list;
 	__u32 has_list;
+	__u32 resume; /* p holds the scan of this message's first p->pos bytes if p->valid */
 };
 
 __noinline int l7_parse_chunk_line(struct __sk_buff *skb, struct l7_args *a, struct l7_sock *st, struct l7_sock *res);
-__noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7_sock *res);
+__noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7_sock *res, struct l7_parse *p);
 
-__noinline int l7_parse_msg(struct __sk_buff *skb, struct l7_args *a, struct l7_sock *st, struct l7_sock *res)
+__noinline int l7_parse_msg(struct __sk_buff *skb, struct l7_args *a, struct l7_sock *st, struct l7_sock *res,
+			    struct l7_parse *p)
 {
-	if (!skb || !a || !st || !res)
+	if (!skb || !a || !st || !res || !p)
 		return 0;
 	__u32 avail = a->avail;
 	res->len = 0;
@@ -896,7 +890,7 @@ __noinline int l7_parse_msg(struct __sk_buff *skb, struct l7_args *a, struct l7_
 	case L7_MODE_CHUNK_SIZE:
 		return l7_parse_chunk_line(skb, a, st, res);
 	}
-	return l7_parse_head(skb, a, res);
+	return l7_parse_head(skb, a, res, p);
 }
 
 /* l7_parse_chunk_line frames a chunk-size line (and, after the last
@@ -932,43 +926,53 @@ __noinline int l7_parse_chunk_line(struct __sk_buff *skb, struct l7_args *a, str
 }
 
 /* l7_parse_head frames and decides a request head. */
-__noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7_sock *res)
+__noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7_sock *res, struct l7_parse *pp)
 {
-	if (!skb || !a || !res)
+	if (!skb || !a || !res || !pp)
 		return 0;
 	__u32 off = a->off, avail = a->avail, list = a->list, has_list = a->has_list;
-	struct l7_parse p = {};
-	__u32 zero = 0;
-	struct l7_active *act = bpf_map_lookup_elem(&l7_slot, &zero);
-	if (!act)
-		return 0;
-	p.slot = act->slot & 1;
-	struct l7_config *cfg = bpf_map_lookup_elem(&l7_gens, &p.slot);
-	if (!cfg)
-		return 0;
-	p.seed = cfg->seed;
-	p.pstate = 1;
-	p.hstate_final = 1;
-	if (has_list) {
-		struct l7_list_key lk = { .slot = p.slot, .list = list };
-		struct l7_list *l = bpf_map_lookup_elem(&l7_lists, &lk);
-		if (l) {
-			p.has_list = 1;
-			p.list_id = list;
-			p.path = l->path;
-			p.host = l->host;
+	/*
+	 * The strparser calls the parser again, with more bytes, until it
+	 * frames the message: the scan resumes where the last call stopped
+	 * (its state is the socket's), so a head that arrives a byte at a
+	 * time costs one pass, not one per segment.
+	 */
+	if (!(a->resume && pp->valid && pp->pos <= avail)) {
+		__builtin_memset(pp, 0, sizeof(*pp));
+		__u32 zero = 0;
+		struct l7_active *act = bpf_map_lookup_elem(&l7_slot, &zero);
+		if (!act)
+			return 0;
+		pp->slot = act->slot & 1;
+		__u32 slot = pp->slot;
+		struct l7_config *cfg = bpf_map_lookup_elem(&l7_gens, &slot);
+		if (!cfg)
+			return 0;
+		pp->seed = cfg->seed;
+		pp->pstate = 1;
+		pp->hstate_final = 1;
+		if (has_list) {
+			struct l7_list_key lk = { .slot = slot, .list = list };
+			struct l7_list *l = bpf_map_lookup_elem(&l7_lists, &lk);
+			if (l) {
+				pp->has_list = 1;
+				pp->list_id = list;
+				pp->path = l->path;
+				pp->host = l->host;
+			}
 		}
 	}
-	struct scan sc = { .skb = skb, .off = off, .avail = avail, .head = &p };
-	bpf_loop(L7_HEAD_MAX / L7_CHUNK, scan_head_cb, &sc, 0);
-	if (p.result >= 100) {
+	struct scan sc = { .skb = skb, .off = off, .avail = avail, .head = pp, .start = pp->pos };
+	bpf_loop(L7_HEAD_MAX / L7_CHUNK + 1, scan_head_cb, &sc, 0);
+	pp->valid = pp->result == 0 && avail < L7_HEAD_MAX;
+	if (pp->result >= 100) {
 		res->len = refusal_len(avail);
 		res->kind = L7_KIND_REFUSE;
-		res->reason = p.result - 100;
+		res->reason = pp->result - 100;
 		res->next_mode = L7_MODE_REFUSED;
 		return 0;
 	}
-	if (p.result != 1) {
+	if (pp->result != 1) {
 		if (avail >= L7_HEAD_MAX) {
 			res->len = refusal_len(avail);
 			res->kind = L7_KIND_REFUSE;
@@ -980,27 +984,27 @@ __noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7
 	/* After an upgrade (WebSocket, h2c) or a CONNECT tunnel the stream is
 	 * no longer HTTP/1.x; whether it switches depends on the server's
 	 * answer, which the kernel does not see: refused, never passed. */
-	if (p.upgrade || (p.mlen == 7 && p.mword == 0x5443454e4e4f43ULL)) {
+	if (pp->upgrade || (pp->mlen == 7 && pp->mword == 0x5443454e4e4f43ULL)) {
 		res->len = refusal_len(avail);
 		res->kind = L7_KIND_REFUSE;
 		res->reason = L7_R_UPGRADE;
 		res->next_mode = L7_MODE_REFUSED;
 		return 0;
 	}
-	if (p.cls && p.tes) {
+	if (pp->cls && pp->tes) {
 		res->len = refusal_len(avail);
 		res->kind = L7_KIND_REFUSE;
 		res->reason = L7_R_FRAMING;
 		res->next_mode = L7_MODE_REFUSED;
 		return 0;
 	}
-	res->len = p.pos;
+	res->len = pp->pos;
 	res->kind = L7_KIND_REQUEST;
-	if (p.tes) {
+	if (pp->tes) {
 		res->next_mode = L7_MODE_CHUNK_SIZE;
-	} else if (p.clen) {
+	} else if (pp->clen) {
 		res->next_mode = L7_MODE_BODY;
-		res->next_remaining = p.clen;
+		res->next_remaining = pp->clen;
 	} else {
 		res->next_mode = L7_MODE_HEAD;
 	}
@@ -1008,15 +1012,41 @@ __noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7
 		res->reason = L7_R_PASSED;
 		return 0;
 	}
-	if (!p.has_list) {
+	if (!pp->has_list) {
 		res->reason = L7_R_NO_TABLES;
 		return 0;
 	}
-	l7_decide(&p, res);
+	l7_decide(pp, res);
 	return 0;
 }
 
 /* ---- the socket programs ---- */
+
+/* A socket's state: the framing state, and the head scan in progress. */
+struct l7_sockw {
+	struct l7_sock s;
+	struct l7_parse p;
+};
+
+/* Per-socket state by socket cookie (sk_skb programs cannot use socket
+ * storage): created by sockops when the socket enters l7_socks, deleted
+ * by sockops when it closes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct l7_sockw);
+} l7_sock_state SEC(".maps");
+
+/* The test program's head scan. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct l7_parse);
+} l7_test_scan SEC(".maps");
+
+static const struct l7_sockw l7_sockw_zero;
 
 /*
  * The stream parser and verdict see the strparser's skb from the start of
@@ -1149,17 +1179,18 @@ SEC("sk_skb/stream_parser")
 int l7_parser(struct __sk_buff *skb)
 {
 	__u64 cookie = bpf_get_socket_cookie(skb);
-	struct l7_sock *st = bpf_map_lookup_elem(&l7_sock_state, &cookie);
-	if (!st)
+	struct l7_sockw *w = bpf_map_lookup_elem(&l7_sock_state, &cookie);
+	if (!w)
 		return -12; /* -ENOMEM: the strparser stops; the connection errors */
+	struct l7_sock *st = &w->s;
 	__u32 list = 0;
 	__u32 has = find_bind(skb, &list);
 	__u32 off = 0, full = 0;
 	strp_msg(skb, &off, &full);
-	struct l7_args a = { .off = off, .avail = skb->len > off ? skb->len - off : 0, .list = list, .has_list = has };
+	struct l7_args a = { .off = off, .avail = skb->len > off ? skb->len - off : 0, .list = list, .has_list = has, .resume = 1 };
 	/* st is both the state read and the result written: the result
 	 * fields are not state (l7_parse_msg reads the state first). */
-	l7_parse_msg(skb, &a, st, st);
+	l7_parse_msg(skb, &a, st, st, &w->p);
 	return st->len;
 }
 
@@ -1289,9 +1320,10 @@ SEC("sk_skb/stream_verdict")
 int l7_verdict(struct __sk_buff *skb)
 {
 	__u64 cookie = bpf_get_socket_cookie(skb);
-	struct l7_sock *st = bpf_map_lookup_elem(&l7_sock_state, &cookie);
-	if (!st)
+	struct l7_sockw *w = bpf_map_lookup_elem(&l7_sock_state, &cookie);
+	if (!w)
 		return SK_DROP;
+	struct l7_sock *st = &w->s;
 	st->mode = st->next_mode;
 	st->remaining = st->next_remaining;
 	st->crlf = st->mode == L7_MODE_CHUNK_SIZE && st->kind == L7_KIND_BODY;
@@ -1347,8 +1379,7 @@ int l7_sockops(struct bpf_sock_ops *skops)
 		if (!bpf_map_lookup_elem(&l7_ports, &k))
 			return 1;
 	}
-	struct l7_sock st = {};
-	if (bpf_map_update_elem(&l7_sock_state, &cookie, &st, BPF_ANY) < 0)
+	if (bpf_map_update_elem(&l7_sock_state, &cookie, &l7_sockw_zero, BPF_ANY) < 0)
 		return 1; /* not enforced: counted by the absence of L7_R_SOCKETS */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	if (bpf_sock_hash_update(skops, &l7_socks, &cookie, BPF_NOEXIST) == 0)
@@ -1370,10 +1401,13 @@ int l7_test_parse(struct __sk_buff *skb)
 	struct l7_sock *out = bpf_map_lookup_elem(&l7_test_out, &zero);
 	if (!in || !out)
 		return 0;
-	struct l7_args a = { .list = in->list, .has_list = in->has_list };
+	struct l7_parse *scan = bpf_map_lookup_elem(&l7_test_scan, &zero);
+	if (!scan)
+		return 0;
+	struct l7_args a = { .list = in->list, .has_list = in->has_list, .resume = in->resume };
 	a.off = in->off;
 	a.avail = skb->len > a.off ? skb->len - a.off : 0;
 	*out = in->sock;
-	l7_parse_msg(skb, &a, out, out);
+	l7_parse_msg(skb, &a, out, out, scan);
 	return 0;
 }

@@ -183,7 +183,7 @@ struct l7_test_in {
 	__u32 list;
 	__u32 has_list;
 	__u32 off; /* the message starts here (test runs need 14 bytes) */
-	__u32 pad;
+	__u32 resume; /* resume the scan of the last run */
 };
 
 #endif

@@ -178,7 +178,7 @@ type L7L7TestIn struct {
 	List    uint32
 	HasList uint32
 	Off     uint32
-	Pad     uint32
+	Resume  uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -202,6 +202,7 @@ const (
 	L7MapL7Socks      = "l7_socks"
 	L7MapL7TestInput  = "l7_test_input"
 	L7MapL7TestOut    = "l7_test_out"
+	L7MapL7TestScan   = "l7_test_scan"
 	L7ProgL7Parser    = "l7_parser"
 	L7ProgL7Sockops   = "l7_sockops"
 	L7ProgL7TestParse = "l7_test_parse"
@@ -280,6 +281,7 @@ type L7MapSpecs struct {
 	L7Socks     *ebpf.MapSpec `ebpf:"l7_socks"`
 	L7TestInput *ebpf.MapSpec `ebpf:"l7_test_input"`
 	L7TestOut   *ebpf.MapSpec `ebpf:"l7_test_out"`
+	L7TestScan  *ebpf.MapSpec `ebpf:"l7_test_scan"`
 }
 
 // L7VariableSpecs contains global variables before they are loaded into the kernel.
@@ -328,6 +330,7 @@ type L7Maps struct {
 	L7Socks     *ebpf.Map `ebpf:"l7_socks"`
 	L7TestInput *ebpf.Map `ebpf:"l7_test_input"`
 	L7TestOut   *ebpf.Map `ebpf:"l7_test_out"`
+	L7TestScan  *ebpf.Map `ebpf:"l7_test_scan"`
 }
 
 func (m *L7Maps) Close() error {
@@ -349,6 +352,7 @@ func (m *L7Maps) Close() error {
 		m.L7Socks,
 		m.L7TestInput,
 		m.L7TestOut,
+		m.L7TestScan,
 	)
 }
 

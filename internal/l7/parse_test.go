@@ -45,10 +45,21 @@ func (m msg) String() string {
 	return fmt.Sprintf("{kind %d %v len %d rule %d}", m.Kind, m.Reason, m.Len, m.Rule)
 }
 
-// parse runs the parser once over data, from state st.
+// parse runs the parser once over data, from state st, with a fresh scan.
 func parse(t *testing.T, d *Datapath, st l7bpf.L7L7Sock, list uint32, data []byte) l7bpf.L7L7Sock {
 	t.Helper()
+	return parseWith(t, d, st, list, data, false)
+}
+
+// parseWith runs the parser; with resume, the head scan goes on from
+// where the last run left it (as the stream parser's calls for one
+// message do).
+func parseWith(t *testing.T, d *Datapath, st l7bpf.L7L7Sock, list uint32, data []byte, resume bool) l7bpf.L7L7Sock {
+	t.Helper()
 	in := l7bpf.L7L7TestIn{Sock: st, List: list, HasList: 1, Off: testPrefix}
+	if resume {
+		in.Resume = 1
+	}
 	if list == 0 {
 		in.HasList = 0
 	}
@@ -213,7 +224,8 @@ func TestParseHeads(t *testing.T) {
 }
 
 // TestParseSplit splits requests at every byte offset of their request
-// line and headers: every prefix asks for more, the whole is decided.
+// line and headers: every prefix asks for more, and the whole is decided
+// (from scratch, resumed after the prefix, and resumed a byte at a time).
 func TestParseSplit(t *testing.T) {
 	d := requireKernel(t)
 	loadTestTables(t, d)
@@ -230,6 +242,21 @@ func TestParseSplit(t *testing.T) {
 			if r.Kind != uint8(kNeed) || r.Len != 0 {
 				t.Fatalf("%q split at %d: kind %d len %d, want need-more", req.in, k, r.Kind, r.Len)
 			}
+			// The rest arrives: the scan resumes at k.
+			r = parseWith(t, d, l7bpf.L7L7Sock{}, testListID, []byte(req.in), true)
+			if r.Kind != uint8(kRequest) || Reason(r.Reason) != req.reason || int(r.Len) != len(req.in) {
+				t.Fatalf("%q split at %d, resumed: kind %d %v len %d", req.in, k, r.Kind, Reason(r.Reason), r.Len)
+			}
+		}
+		// A byte at a time, resuming each time.
+		for k := 1; k < len(req.in); k++ {
+			r := parseWith(t, d, l7bpf.L7L7Sock{}, testListID, []byte(req.in[:k]), k > 1)
+			if r.Kind != uint8(kNeed) {
+				t.Fatalf("%q byte by byte, at %d: kind %d", req.in, k, r.Kind)
+			}
+		}
+		if r := parseWith(t, d, l7bpf.L7L7Sock{}, testListID, []byte(req.in), true); r.Kind != uint8(kRequest) || Reason(r.Reason) != req.reason || int(r.Len) != len(req.in) {
+			t.Fatalf("%q byte by byte: kind %d %v len %d", req.in, r.Kind, Reason(r.Reason), r.Len)
 		}
 		r := parse(t, d, l7bpf.L7L7Sock{}, testListID, []byte(req.in))
 		if r.Kind != uint8(kRequest) || Reason(r.Reason) != req.reason || int(r.Len) != len(req.in) {
