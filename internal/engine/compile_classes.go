@@ -300,6 +300,7 @@ func (c *Compiler) removeSubject(id Identity) {
 	}
 	for _, d := range []Direction{Ingress, Egress} {
 		c.clearGroup(groupKey{id, d, 0})
+		c.clearGroup(groupKey{id, d, IdentityAllWorld})
 		for p := range c.classes {
 			c.clearGroup(groupKey{id, d, p})
 		}
@@ -343,6 +344,7 @@ func (c *Compiler) dropWildNamed(x Identity, names []string) {
 func (c *Compiler) markNamedDirty(x Identity) {
 	if _, ok := c.subjects[x]; ok {
 		c.markIfAny(groupKey{x, Ingress, 0})
+		c.markIfAny(groupKey{x, Ingress, IdentityAllWorld})
 		for p := range c.classes {
 			c.markIfAny(groupKey{x, Ingress, p})
 		}

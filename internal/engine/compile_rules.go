@@ -96,6 +96,21 @@ func newCompRule(p *compPolicy, idx int, r *Rule) *compRule {
 	return cr
 }
 
+// hasL7 reports whether any of the rule's ports has L7 rules.
+func (r *compRule) hasL7() bool {
+	for _, f := range r.fixed {
+		if f.l7 != nil {
+			return true
+		}
+	}
+	for _, n := range r.named {
+		if n.l7 != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // eachGroup calls fn with every group the rule belongs to for subject s.
 func (c *Compiler) eachGroup(r *compRule, s Identity, fn func(groupKey)) {
 	if r.none {
@@ -164,7 +179,7 @@ func (c *Compiler) registerRule(r *compRule) {
 		}
 		return
 	}
-	r.peer = c.peerSpecFor(r.r.Peer)
+	r.peer = c.peerSpecFor(r.r.Peer, r.hasL7())
 	r.peer.rules = append(r.peer.rules, r)
 }
 

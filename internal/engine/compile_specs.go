@@ -27,11 +27,49 @@ import (
 // peerSpec is a distinct rule peer and the peer identities it selects.
 // Rules with the same peer share it, so each distinct peer is matched once.
 type peerSpec struct {
-	key   string
-	peer  Peer
-	ids   []Identity // sorted
-	rules []*compRule
+	key  string
+	peer Peer
+	// allWorld: the spec selects every address outside the cluster by
+	// labels (selectsAllWorld) and its rules have no L7 rules. Its rules
+	// are written under IdentityAllWorld, which the datapath probes for
+	// every peer outside the cluster, and not under each world identity.
+	allWorld bool
+	ids      []Identity // sorted
+	rules    []*compRule
 }
+
+// The labels of the identities of addresses outside the cluster: world and
+// node-local CIDR identities, and the API server outside the nodes
+// (IdentityKubeAPIServer and its node-local prefixes).
+var (
+	worldLabels    = Reserved(EntityWorld)
+	apiWorldLabels = Reserved(EntityKubeAPIServer, EntityWorld)
+)
+
+// selectsAllWorld reports whether the peer's selectors or entities select
+// both label sets that addresses outside the cluster have, and so every
+// such address, whatever prefixes the ipcache holds.
+func selectsAllWorld(p *Peer) bool {
+	return peerLabelsMatch(p, worldLabels) && peerLabelsMatch(p, apiWorldLabels)
+}
+
+func peerLabelsMatch(p *Peer, l Labels) bool {
+	for i := range p.Endpoints {
+		if p.Endpoints[i].Matches(l) {
+			return true
+		}
+	}
+	for _, e := range p.Entities {
+		if MatchesEntity(e, l) {
+			return true
+		}
+	}
+	return false
+}
+
+// worldClass reports whether cl is an address outside the cluster (see
+// WorldPeer); selector identities are not addresses.
+func (cl *peerClass) worldClass() bool { return cl.world && cl.fqdn == nil }
 
 // subjSpec is a distinct policy subject and the local enforcement points
 // it selects.
@@ -86,6 +124,9 @@ func (s *subjectInfo) flags() EndpointFlags {
 // does for every address of the class.
 func (s *peerSpec) matches(cl *peerClass) bool {
 	p := &s.peer
+	if s.allWorld && cl.worldClass() {
+		return false // IdentityAllWorld stands for it
+	}
 	if cl.fqdn != nil {
 		// A selector identity is selected by its selector only.
 		for _, f := range p.FQDNs {
@@ -136,18 +177,30 @@ func within(p, outer netip.Prefix) bool {
 	return outer.Bits() <= p.Bits() && outer.Contains(p.Addr())
 }
 
-func (c *Compiler) peerSpecFor(p Peer) *peerSpec {
+// peerSpecFor returns the spec of peer p for rules with (l7) or without
+// L7 rules. A peer selecting every world address has two specs: the rules
+// without L7 rules are written under IdentityAllWorld, those with L7 rules
+// under every world identity, because the kernel decides DNS rules from
+// the entries of the peer's identity and of identity 0 only (bpf/dns.h).
+func (c *Compiler) peerSpecFor(p Peer, l7 bool) *peerSpec {
 	key := peerKey(p)
+	all := selectsAllWorld(&p)
+	if all && l7 {
+		key += "\x1fL7"
+	}
 	if s := c.peerSpecs[key]; s != nil {
 		return s
 	}
-	s := &peerSpec{key: key, peer: p}
+	s := &peerSpec{key: key, peer: p, allWorld: all && !l7}
 	c.peerSpecs[key] = s
 	if !c.building {
 		for id, cl := range c.classes {
 			if s.matches(cl) {
 				s.ids = append(s.ids, id)
 			}
+		}
+		if s.allWorld {
+			s.ids = append(s.ids, IdentityAllWorld)
 		}
 		slices.Sort(s.ids)
 	}
@@ -370,6 +423,10 @@ func (c *Compiler) matchAll() {
 			if cl := c.sels[f.normalized()]; cl != nil {
 				buf = append(buf, cl.id)
 			}
+		}
+		if ps.allWorld {
+			buf = slices.DeleteFunc(buf, func(id Identity) bool { return c.classes[id].worldClass() })
+			buf = append(buf, IdentityAllWorld)
 		}
 		slices.Sort(buf)
 		ps.ids = slices.Clone(slices.Compact(buf))

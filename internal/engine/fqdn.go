@@ -66,6 +66,14 @@ func FQDNNameHash(name string) uint64 {
 // cluster only: world, the API server's external addresses and node-local
 // (CIDR) prefixes; workloads, nodes, the host and the cluster never.
 func FQDNEligible(id Identity) bool {
+	return WorldPeer(id)
+}
+
+// WorldPeer reports whether id, a peer's ipcache identity, is an address
+// outside the cluster: world, the API server's external addresses or a
+// node-local (CIDR) prefix, the identities whose labels carry
+// reserved:world. The datapath probes IdentityAllWorld for such a peer.
+func WorldPeer(id Identity) bool {
 	return id == IdentityWorld || id == IdentityKubeAPIServer || id.IsLocal()
 }
 

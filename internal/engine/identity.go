@@ -82,6 +82,13 @@ const (
 	// IdentityRemoteNodeAPIServer is another node that serves the API.
 	IdentityRemoteNodeAPIServer Identity = 9
 
+	// IdentityAllWorld is no address's identity: it is the policy map key
+	// of the rules that select every address outside the cluster (entity
+	// world, reserved:world selectors). The datapath probes it for every
+	// peer outside the cluster (WorldPeer), so such a rule is written once
+	// instead of once per node-local CIDR identity. See MapState.
+	IdentityAllWorld Identity = 5
+
 	// MinWorkloadIdentity is the first number the allocator hands out.
 	MinWorkloadIdentity Identity = 256
 	// MaxWorkloadIdentity is the last cluster-wide number.

@@ -31,8 +31,11 @@ func (m *MapState) LookupSide(dir Direction, local, remote netip.Addr, proto Pro
 	}
 	peer := m.Identity(remote)
 	probes := []Identity{peer, 0}
-	if dir == Egress && FQDNEligible(peer) {
-		probes = append(probes, m.fqdnProbes(remote)...)
+	if WorldPeer(peer) {
+		probes = append(probes, IdentityAllWorld)
+		if dir == Egress {
+			probes = append(probes, m.fqdnProbes(remote)...)
+		}
 	}
 	entries := make([]PolicyEntry, 0, len(probes))
 	for _, id := range probes {
