@@ -22,6 +22,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +36,8 @@ import (
 	"github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/engine"
 )
+
+var fqdnCurls = flag.Int("datapath.fqdncurls", 1000, "curl runs (each a fresh lookup through the C library's resolver) of TestFQDNRealTraffic")
 
 var fqdnLookups = flag.Int("datapath.fqdnlookups", 10000, "lookups (each a fresh answer) and first-attempt connections of TestFQDNRealTraffic")
 
@@ -260,6 +265,53 @@ func TestFQDNRealTraffic(t *testing.T) {
 		}
 		if n := after.FQDNLearned - before.FQDNLearned; n != uint64(*fqdnLookups) {
 			t.Errorf("%d addresses learned, want %d", n, *fqdnLookups)
+		}
+	})
+
+	t.Run("curl, fresh lookups, first attempts", func(t *testing.T) {
+		curl, err := exec.LookPath("curl")
+		if err != nil {
+			t.Skip("curl is not installed (make test-tools installs it)")
+		}
+		// `ip netns exec` puts /etc/netns/NAME/resolv.conf in place of
+		// /etc/resolv.conf for the command: the C library's resolver asks
+		// B, as a pod's asks its cluster DNS.
+		dir := filepath.Join("/etc/netns", w.nsA)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver "+wlB.String()+"\noptions attempts:1 timeout:2\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// The listener accepts and closes: curl's exit status 52 (empty
+		// reply) or 56 (reset while receiving: the request was unread)
+		// says it connected; 7 or 28 that it did not, 6 that the name did
+		// not resolve.
+		script := fmt.Sprintf(`n=0; fail=0
+for i in $(seq %d); do
+  %s -4 -s -o /dev/null --connect-timeout 3 http://%s:443/; rc=$?
+  if [ $rc -ne 52 ] && [ $rc -ne 56 ]; then fail=$((fail+1)); [ $fail -le 10 ] && echo "run $i: curl exit status $rc"; fi
+done
+echo "failed $fail"`, *fqdnCurls, curl, fqdnUnique)
+		before := counters()
+		start := time.Now()
+		out, err := exec.Command("ip", "netns", "exec", w.nsA, "sh", "-c", script).CombinedOutput()
+		el := time.Since(start)
+		after := counters()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		t.Logf("%d curl runs in %v: %d learned, %d denied; %s", *fqdnCurls, el.Round(time.Millisecond),
+			after.FQDNLearned-before.FQDNLearned, after.Denied-before.Denied, strings.TrimSpace(string(out)))
+		if !strings.HasSuffix(strings.TrimSpace(string(out)), "failed 0") {
+			t.Errorf("curl did not connect every time:\n%s", out)
+		}
+		if n := after.Denied - before.Denied; n != 0 {
+			t.Errorf("%d packets dropped (first SYNs before their address was learned), want 0", n)
+		}
+		if n := after.FQDNLearned - before.FQDNLearned; n < uint64(*fqdnCurls) {
+			t.Errorf("%d addresses learned for %d fresh lookups", n, *fqdnCurls)
 		}
 	})
 
