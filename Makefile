@@ -130,8 +130,9 @@ bench-flows: ## Verdict events kernel → ring buffer → Go reader, and kernel 
 	$(GO) test -run '^$$' -bench 'BenchmarkFlowsToClient$$' -benchtime 2000000x ./internal/agent/
 
 .PHONY: bench-dns
-bench-dns: ## DNS rules in the kernel: added latency per query p50/p99 and queries/s at saturation vs no policy and vs a userspace DNS proxy hop (root).
+bench-dns: ## DNS rules in the kernel: added latency per query p50/p99 and queries/s at saturation vs no policy and vs a userspace DNS proxy hop; toFQDNs: a query and its answer tracked and learned, a first packet decided through learned names (root).
 	$(GO) test -count=1 -run '^TestDNSBench$$' -v ./internal/datapath/ -datapath.dnsbench
+	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkFQDNLearn|BenchmarkFQDNDecide' -benchtime 20000x ./internal/datapath/
 
 .PHONY: bench-tracing
 bench-tracing: ## Tracing policies: open/close and exec loops with no, a monitor and an enforcing policy on one hook (ns/op, ratios); go build -a without and with a file-access policy; events delivered and lost (root).
