@@ -206,7 +206,14 @@ func (g *Gen) labelSelector(allowReserved bool) *metav1.LabelSelector {
 		s.MatchLabels = map[string]string{engine.LabelNamespaceLabels + "env": PickOf(g, "prod", "dev")}
 	case 6:
 		if allowReserved {
-			s.MatchLabels = map[string]string{"reserved:" + string(PickOf(g, engine.EntityHost, engine.EntityRemoteNode, engine.EntityWorld, engine.EntityKubeAPIServer)): ""}
+			e := PickOf(g, engine.EntityHost, engine.EntityRemoteNode, engine.EntityWorld, engine.EntityKubeAPIServer)
+			s.MatchLabels = map[string]string{"reserved:" + string(e): ""}
+			if e == engine.EntityWorld && g.Chance(0.3) {
+				// The world but not the API server's external addresses:
+				// a world rule the compiler cannot write under
+				// engine.IdentityAllWorld.
+				s.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "reserved:" + string(engine.EntityKubeAPIServer), Operator: metav1.LabelSelectorOpDoesNotExist}}
+			}
 			break
 		}
 		fallthrough
