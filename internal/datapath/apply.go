@@ -222,7 +222,7 @@ func (d *Datapath) Apply(ctx context.Context, s *engine.MapState) error {
 	d.slot, d.generation, d.fenced = next, gen, false
 
 	// The old generation's maps stay in their slot until the next Apply
-	// replaces them: deleting them would cost five more RCU grace periods
+	// replaces them (or a Writer patches them into the next generation): deleting them would cost five more RCU grace periods
 	// (every update or delete of an outer map waits for one), about half
 	// of a small Apply, for the memory of one generation.
 	if err := d.fence(); err != nil {
@@ -295,6 +295,10 @@ func (d *Datapath) build(gen uint64, e *encoded) (maps []*ebpf.Map, err error) {
 		spec := d.inner[name].Copy()
 		spec.Name = fmt.Sprintf("pal%d_g%d", i, gen%100000)
 		spec.MaxEntries = uint32(max(fills[i].n, 1))
+		if patchableMap(name) {
+			// Room for a Writer to patch the generation in place later.
+			spec.MaxEntries = uint32(fills[i].n + fills[i].n/4 + 64)
+		}
 		m, err := ebpf.NewMap(spec)
 		if err != nil {
 			return maps, fmt.Errorf("create %s for generation %d (%d entries): %w", name, gen, fills[i].n, err)
