@@ -44,6 +44,7 @@ import (
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/agent"
 	"github.com/palisade-dev/palisade/internal/datapath"
+	"github.com/palisade-dev/palisade/internal/l7"
 	"github.com/palisade-dev/palisade/internal/metrics"
 	"github.com/palisade-dev/palisade/internal/observer"
 )
@@ -80,6 +81,7 @@ func run() error {
 		tracingEvents = flag.String("tracing-events", "", "write every tracing event as a JSON line to this file (\"-\": standard output); empty: only count them in metrics")
 		dnsRefusal    = flag.String("dns-refusal", "REFUSED", "the RCODE the kernel answers a DNS query that the DNS rules refuse with: REFUSED or NXDOMAIN (UDP and TCP; over TCP the connection is then closed toward the client)")
 		fqdnMinTTL    = flag.Duration("fqdn-min-ttl", 0, "toFQDNs: the least time an address learned from a DNS answer is kept; a shorter TTL counts as this (whole seconds; 0: the kernel's default, 60s)")
+		l7On          = flag.Bool("l7", true, "decide ingress HTTP rules in the kernel, request by request (bpf/l7: sockops on the pods' cgroup v2 directories, pinned under <pin-dir>/l7); off, or where it cannot load, ingress HTTP rules are reported not enforced")
 		fqdnMaxAddrs  = flag.Int("fqdn-max-addresses-per-name", 0, "toFQDNs: the most addresses one name holds; further addresses are not learned, counted and shown on NodeEnforcement status.fqdn.capped (0: the kernel's default, 128)")
 	)
 	opts := zap.Options{}
@@ -151,6 +153,12 @@ func run() error {
 			a.TracingOff = "this node's kernel cannot run it (" + tracingWhy + "), so no program is loaded for it: its hooks never run and its actions never happen"
 		}
 	}
+	if *l7On {
+		closeL7 := addL7(a, filepath.Join(*pinDir, "l7"), *cgroupRoot)
+		defer closeL7() // pins stay: requests are still decided without the agent
+	} else {
+		a.L7Off = "the agent runs with --l7=false"
+	}
 	if *flowsAddr != "0" {
 		if err := addObserver(mgr, a, dp, m, *flowsAddr, *flowsAdv, *flowsSize, *flowsQueue, *flowsGens, *flowsAllow); err != nil {
 			return err
@@ -174,6 +182,27 @@ func run() error {
 		return err
 	}
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// addL7 loads the L7 datapath; where it cannot run (no cgroup v2, a
+// kernel without sockops or the stream parser), the agent runs without it
+// and says why on NodeEnforcement.
+func addL7(a *agent.Agent, pinDir, cgroupBase string) func() error {
+	off := func(err error) func() error {
+		ctrl.Log.Error(err, "the L7 datapath does not run on this node")
+		a.L7Off = fmt.Sprintf("the L7 datapath could not start on this node (%v)", err)
+		return func() error { return nil }
+	}
+	root, err := agent.DetectCgroupRoot(cgroupBase)
+	if err != nil {
+		return off(fmt.Errorf("--cgroup-root: %w", err))
+	}
+	dp, err := l7.Load()
+	if err != nil {
+		return off(err)
+	}
+	a.L7, a.L7PinDir, a.CgroupRoot = dp, pinDir, root
+	return dp.Close
 }
 
 // addObserver runs the flow observer: it reads the datapath's events into
