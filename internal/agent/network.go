@@ -63,6 +63,18 @@ type network struct {
 	// fqdn is the kernel's toFQDNs table as NodeEnforcement shows it,
 	// read on every verify pass.
 	fqdn *v1.FQDNSummary
+
+	// inc is the node compiler kept across syncs.
+	inc incremental
+	// over are the endpoint entries desired holds instead of the
+	// compiler's: the local workloads that fail closed.
+	over map[netip.Addr]engine.EndpointEntry
+	// inStep is whether desired is the compiler's state with over, so
+	// that the compiler's next delta applies to it.
+	inStep bool
+	// writer writes generations by delta (nil with a fake kernel, which
+	// takes whole states).
+	writer *datapath.Writer
 }
 
 func (n *network) Name() string { return "network" }
@@ -80,11 +92,16 @@ func (n *network) sync(ctx context.Context, in *inputs) error {
 	a := n.a
 	n.syncReason = ""
 	n.stateApplied = false
-	state, err := engine.Compile(in.ir, in.cluster, a.Node, in.ids)
+	n.inc.node = a.Node
+	compiled, cd, err := n.inc.update(in)
 	if err != nil {
 		n.syncReason = v1.DatapathErrorReason
-		return fmt.Errorf("compile: %w", err)
+		n.inStep = false
+		return err
 	}
+	// The workloads that fail closed: their entries in the kernel are
+	// deny-all instead of the compiler's.
+	over := map[netip.Addr]engine.EndpointEntry{}
 	var errs []v1.EndpointError
 	// Interfaces first: a workload whose interface cannot be found gets
 	// no program, so its entries become deny-all, which every interface
@@ -92,20 +109,20 @@ func (n *network) sync(ctx context.Context, in *inputs) error {
 	ifaces := map[string]int{}
 	for _, l := range in.local {
 		if l.pending {
-			failClosed(state, l.ips)
+			failCloseOver(over, l.ips)
 			errs = append(errs, v1.EndpointError{Endpoint: l.id, Reason: reasonIdentityPending,
 				Message: "no Identity is allocated for the workload's labels yet; its traffic is dropped until one is"})
 		}
 		ifindex, _, err := a.Links.Interface(l.ips[0])
 		if err != nil {
-			failClosed(state, l.ips)
+			failCloseOver(over, l.ips)
 			errs = append(errs, v1.EndpointError{Endpoint: l.id, Reason: reasonInterfaceNotFound,
 				Message: err.Error() + "; no program can be attached, so the workload's traffic is dropped wherever Palisade's programs see it"})
 			continue
 		}
 		ifaces[l.id] = ifindex
 	}
-	applyErr := n.applyState(ctx, state, in, &errs)
+	applyErr := n.applyState(ctx, compiled, cd, over, in, &errs)
 	n.stateApplied = applyErr == nil
 	// Attach even when the state could not be written: a new workload
 	// then has no endpoint entry, and the workload program drops what it
@@ -125,45 +142,66 @@ func (n *network) sync(ctx context.Context, in *inputs) error {
 	return attachErr
 }
 
-// applyState writes state unless the kernel already holds it. On start
-// that is adoption: a state pinned by the previous agent that equals the
-// compiled one is kept as it is, without a new generation.
-func (n *network) applyState(ctx context.Context, state *engine.MapState, in *inputs, errs *[]v1.EndpointError) error {
+// applyState writes the compiled state with the overrides over unless
+// the kernel already holds it. On start that is adoption: a state pinned by
+// the previous agent that equals the compiled one is kept as it is,
+// without a new generation. When desired is in step with the compiler, the
+// change is the compiler's delta cd (and the overrides' change): desired
+// is changed in place and the datapath writes only that.
+func (n *network) applyState(ctx context.Context, compiled *engine.MapState, cd *engine.Delta, over map[netip.Addr]engine.EndpointEntry, in *inputs, errs *[]v1.EndpointError) error {
 	a := n.a
 	cur := n.desired
 	adopting := cur == nil
-	if adopting {
-		kernel, gen, err := a.Datapath.Read()
-		if err == nil && gen > 0 {
-			cur = kernel
-		}
-	}
-	if cur != nil {
-		if sameInKernel(state, cur) {
-			if adopting {
-				a.Log.Info("adopted the pinned datapath state", "generation", a.Datapath.Generation())
-			}
-			n.desired = state
-			return nil
-		}
+	var state *engine.MapState
+	var kd, undo *engine.Delta
+	if !adopting && n.inStep && cd != nil {
+		kd, undo = kernelDelta(cur, compiled, cd, n.over, over)
+		kd.Apply(cur)
+		state = cur
+	} else {
+		state = withOverrides(compiled, over)
 		if adopting {
-			a.Log.Info("the pinned datapath state differs from the cluster's; writing a new generation",
-				"generation", a.Datapath.Generation(), "difference", describeDrifts(datapath.Diff(state, cur)))
+			kernel, gen, err := a.Datapath.Read()
+			if err == nil && gen > 0 {
+				cur = kernel
+			}
+		}
+		if cur != nil {
+			kd = engine.Diff(cur, state)
 		}
 	}
-	err := a.Datapath.Apply(ctx, state)
+	// L7 lists are not compared: the kernel holds only their IDs, which
+	// are in the policy entries (and a state read back has no lists).
+	if kd != nil && kd.Len() == len(kd.L7)+len(kd.L7Deleted) {
+		if adopting {
+			a.Log.Info("adopted the pinned datapath state", "generation", a.Datapath.Generation())
+		}
+		n.desired, n.over, n.inStep = state, over, true
+		return nil
+	}
+	if adopting && cur != nil {
+		a.Log.Info("the pinned datapath state differs from the cluster's; writing a new generation",
+			"generation", a.Datapath.Generation(), "difference", describeDrifts(datapath.Diff(state, cur)))
+	}
+	err := n.write(ctx, state, kd)
+	if err == nil {
+		n.desired, n.over, n.inStep = state, over, true
+		return nil
+	}
+	n.inStep = false
+	if undo != nil {
+		// desired was changed in place: back to what the kernel holds.
+		undo.Apply(cur)
+		state = withOverrides(compiled, over)
+	}
 	var ce *datapath.CapacityError
 	if !errors.As(err, &ce) {
-		if err != nil {
-			n.syncReason = v1.DatapathErrorReason
-			if n.desired == nil && cur != nil {
-				// The kernel keeps what it held; verify it against that.
-				n.desired = cur
-			}
-			return fmt.Errorf("apply: %w", err)
+		n.syncReason = v1.DatapathErrorReason
+		if n.desired == nil && cur != nil {
+			// The kernel keeps what it held; verify it against that.
+			n.desired = cur
 		}
-		n.desired = state
-		return nil
+		return fmt.Errorf("apply: %w", err)
 	}
 
 	// A map would overflow: keep what is enforced, and fail closed for
@@ -200,8 +238,38 @@ func (n *network) applyState(ctx context.Context, state *engine.MapState, in *in
 		}
 		return fmt.Errorf("%w; failing closed also failed: %w", ce, ferr)
 	}
-	n.desired = fallback
+	n.desired, n.over = fallback, nil
 	return ce
+}
+
+// write makes state the kernel's, by delta when the kernel is the real
+// datapath; kd is the change from the active generation's state (nil:
+// unknown).
+func (n *network) write(ctx context.Context, state *engine.MapState, kd *engine.Delta) error {
+	a := n.a
+	if n.writer == nil {
+		dp, ok := a.Datapath.(*datapath.Datapath)
+		if !ok {
+			return a.Datapath.Apply(ctx, state)
+		}
+		n.writer = datapath.NewWriter(dp)
+	}
+	err := n.writer.Apply(ctx, state, kd)
+	if err == nil {
+		l, c := n.writer.Last(), n.inc.last
+		a.Log.V(1).Info("generation written", "generation", l.Generation, "patched", l.Incremental, "written", l.Written,
+			"deleted", l.Deleted, "rebuilt", l.Rebuilt, "compiledWhole", c.whole, "policiesSet", c.changed,
+			"policiesDeleted", c.deleted, "compilerDelta", c.entries)
+	}
+	return err
+}
+
+// failCloseOver makes the workload addresses default-deny both ways with
+// no policy (see failClosed) in the overrides.
+func failCloseOver(over map[netip.Addr]engine.EndpointEntry, ips []netip.Addr) {
+	for _, ip := range ips {
+		over[ip] = denyAll
+	}
 }
 
 // failClosed makes the workload addresses default-deny both ways with no
@@ -225,14 +293,6 @@ func failClosedExisting(s *engine.MapState, ips []netip.Addr) {
 
 var denyAll = engine.EndpointEntry{Identity: engine.IdentityUnmanaged, PolicyID: 0,
 	Flags: engine.IngressDefaultDeny | engine.EgressDefaultDeny}
-
-// sameInKernel reports whether a and b put the same entries in the
-// kernel. L7 lists are not compared: the kernel holds only their IDs, which
-// are in the policy entries (and a state read back has no lists).
-func sameInKernel(a, b *engine.MapState) bool {
-	d := engine.Diff(a, b)
-	return d.Len() == len(d.L7)+len(d.L7Deleted)
-}
 
 // attach makes Palisade's programs run on every local workload's
 // interface (ifaces, by workload) and on the host interfaces, and nowhere
