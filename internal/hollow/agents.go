@@ -50,6 +50,12 @@ type Options struct {
 	// VerifyInterval is the agents' verify period; zero is the agent's
 	// default.
 	VerifyInterval time.Duration
+	// SharedTransport lets all agents share client-go's cached transport
+	// (HTTP/2 connections that each carry many agents' requests) instead
+	// of one connection per agent: a thousand agents on two cores then
+	// make a few TLS handshakes instead of a thousand, and a storm of
+	// them when connections are lost under load.
+	SharedTransport bool
 	// Log receives the agents' logs; the zero Logger discards them.
 	Log logr.Logger
 }
@@ -76,10 +82,13 @@ func Start(ctx context.Context, node string, o Options) (*Node, error) {
 	// As controller-runtime's GetConfig: no client-side rate limit, the
 	// API server's priority and fairness decides.
 	cfg.QPS, cfg.Burst = -1, 0
-	// A proxy function keeps client-go from sharing one cached transport
-	// (and one HTTP/2 connection) among all agents of the process: each
-	// hollow node connects on its own, as a real node does.
-	cfg.Proxy = func(*http.Request) (*url.URL, error) { return nil, nil }
+	if !o.SharedTransport {
+		// A proxy function keeps client-go from sharing one cached
+		// transport (and its HTTP/2 connections) among all agents of the
+		// process: each hollow node connects on its own, as a real node
+		// does.
+		cfg.Proxy = func(*http.Request) (*url.URL, error) { return nil, nil }
+	}
 	if o.Counter != nil {
 		cfg.Wrap(o.Counter.Wrap)
 	}

@@ -70,6 +70,7 @@ var (
 	flagWait     = flag.Duration("hollow.wait", 15*time.Minute, "how long one phase (start, a rollout) may take before the test fails")
 	flagStart    = flag.Int("hollow.start-parallel", 4, "hollow agents started at once")
 	flagMemLimit = flag.String("hollow.memlimit", "10GiB", "GOMEMLIMIT of the process that runs the hollow agents, so that their garbage does not take the machine's memory")
+	flagShared   = flag.Bool("hollow.shared-transport", false, "let the hollow agents share HTTP/2 connections (hollow.Options.SharedTransport) instead of one connection each")
 	flagOut      = flag.String("hollow.out", "", "also write the report to this file")
 )
 
@@ -579,7 +580,7 @@ func (s *scale) startChild() {
 		s.t.Fatal(err)
 	}
 	s.must(os.WriteFile(filepath.Join(s.childDir, "config.json"), b, 0o600))
-	s.child = exec.Command(os.Args[0], "-test.run=^TestScale$", fmt.Sprintf("-hollow.start-parallel=%d", *flagStart))
+	s.child = exec.Command(os.Args[0], "-test.run=^TestScale$", fmt.Sprintf("-hollow.start-parallel=%d", *flagStart), fmt.Sprintf("-hollow.shared-transport=%v", *flagShared))
 	s.child.Env = append(os.Environ(), childEnv+"="+s.childDir, "GOMEMLIMIT="+*flagMemLimit)
 	s.child.Stdout, s.child.Stderr = os.Stderr, os.Stderr
 	s.must(s.child.Start())
@@ -643,7 +644,7 @@ func runChild(t *testing.T, dir string) {
 		started atomic.Int64
 		retries atomic.Int64
 	)
-	opts := Options{Config: cfg, Scheme: newScheme(t), Counter: &counter}
+	opts := Options{Config: cfg, Scheme: newScheme(t), Counter: &counter, SharedTransport: *flagShared}
 	write := func() {
 		mu.Lock()
 		st := childState{Started: int(started.Load()), Restarts: int(retries.Load()), Errors: slices.Clone(errs), Requests: counter.Snapshot()}
