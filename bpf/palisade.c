@@ -23,8 +23,10 @@
  *
  * A packet is decided as engine.MapState.LookupSide says (see
  * internal/engine/lookup.go): enforcement point by address, peer identity
- * by longest prefix, two policy probes (peer identity and any), flags ORed,
- * then the enforced view and the full (audit) view of decide(). Replies of
+ * by longest prefix, policy probes (peer identity, any, and for a peer
+ * outside the cluster every-world and, on egress, its toFQDNs selector
+ * identities), flags ORed, then the enforced view and the full (audit)
+ * view of decide(). Replies of
  * connections that a side allowed (or audited) pass that side through
  * conntrack. Allowed packets return TC_ACT_UNSPEC (TCX_NEXT: the next
  * program on the hook, e.g. a chained CNI's, still runs); denied packets
@@ -212,13 +214,88 @@ static __always_inline void gather(struct gathered *g, struct policy_value *v)
 #include "fqdn.h"
 
 
-/* fqdn_eligible is engine.FQDNEligible: world, kube-apiserver, node-local. */
+/*
+ * world_peer is engine.WorldPeer (and FQDNEligible): a peer outside the
+ * cluster, world, kube-apiserver or node-local. Such a peer is decided with
+ * the entries of IDENTITY_ALL_WORLD too (engine.IdentityAllWorld), where
+ * the rules that select every world address are written once.
+ */
+#define IDENTITY_ALL_WORLD 5
 #define IDENTITY_KUBE_APISERVER 7
 #define MIN_LOCAL_IDENTITY (1U << 24)
 
-static __always_inline int fqdn_eligible(__u32 id)
+static __always_inline int world_peer(__u32 id)
 {
 	return id == IDENTITY_WORLD || id == IDENTITY_KUBE_APISERVER || id >= MIN_LOCAL_IDENTITY;
+}
+
+/*
+ * dns_keep_world adds the every-world entry to the entries kept for the DNS
+ * rules (dns_keep_entries keeps two). The engine writes no L7 list under
+ * IDENTITY_ALL_WORLD (a rule with L7 rules is written under each world
+ * identity instead), so the entry folds exactly into a kept entry without
+ * a list (flags ORed, lowest rule of each kind): both allow every request
+ * of their rules. When both kept entries have lists it is not kept; see
+ * docs/datapath.md.
+ */
+static __always_inline void dns_keep_world(struct policy_value *w)
+{
+	__u32 zero = 0;
+	struct dns_scratch *sc = bpf_map_lookup_elem(&dns_scratch, &zero);
+	if (!sc)
+		return;
+	struct dns_args *a = (struct dns_args *)sc->args;
+	struct policy_value *t;
+	if (!a->has_e[0] || !a->e[0].l7) {
+		t = &a->e[0];
+		if (!a->has_e[0]) {
+			*t = *w;
+			a->has_e[0] = 1;
+			return;
+		}
+	} else if (!a->has_e[1] || !a->e[1].l7) {
+		t = &a->e[1];
+		if (!a->has_e[1]) {
+			*t = *w;
+			a->has_e[1] = 1;
+			return;
+		}
+	} else {
+		return;
+	}
+	t->flags |= w->flags;
+	t->allow_rule = min_rule(t->allow_rule, w->allow_rule);
+	t->deny_rule = min_rule(t->deny_rule, w->deny_rule);
+	t->audit_rule = min_rule(t->audit_rule, w->audit_rule);
+	t->audit_allow_rule = min_rule(t->audit_allow_rule, w->audit_allow_rule);
+}
+
+/*
+ * world_gather folds the entry of IDENTITY_ALL_WORLD, where the engine
+ * writes the rules that select every world address, into out, and into the
+ * entries kept for the DNS rules when out has an L7 list (which comes from
+ * the peer's and the any entries: the engine writes none under
+ * IDENTITY_ALL_WORLD). dpp is dir << 24 | proto << 16 | port. A global
+ * function, like fqdn_gather: its keys stay off the programs' frame, whose
+ * calls into the DNS and FQDN functions are at the verifier's stack bound.
+ */
+__attribute__((noinline)) int world_gather(__u32 slot, __u32 policy_id, __u32 dpp, struct gathered *out)
+{
+	if (!out)
+		return 0;
+	slot &= 1;
+	struct state s = {};
+	s.policy = bpf_map_lookup_elem(&gen_policy, &slot);
+	s.policy_lpm = bpf_map_lookup_elem(&gen_policy_lpm, &slot);
+	if (!s.policy || !s.policy_lpm)
+		return 0;
+	struct policy_value *ew = probe(&s, policy_id, dpp >> 24, IDENTITY_ALL_WORLD, dpp >> 16, dpp, 1, 1);
+	if (!ew)
+		return 0;
+	gather(out, ew);
+	if (out->l7)
+		dns_keep_world(ew);
+	return 1;
 }
 
 /*
@@ -243,12 +320,14 @@ static __always_inline void decide(struct state *s, struct endpoint_value *ep, _
 	gather(&g, e1);
 	if (g.l7)
 		dns_keep_entries(e0, e1);
+	if (world_peer(peer) && !(hints & EP_HINT_NO_ALL_WORLD))
+		world_gather(s->slot, ep->policy_id, (__u32)dir << 24 | (__u32)p->proto << 16 | p->port, &g);
 	/*
 	 * toFQDNs: the selector identities of the names learned for the peer
 	 * (egress only, and only for peers outside the cluster). Their entries
-	 * fold as the two above; an L7 list of theirs is decided at L4.
+	 * fold as the ones above; an L7 list of theirs is decided at L4.
 	 */
-	if (dir == DIR_EGRESS && fqdn_eligible(peer))
+	if (dir == DIR_EGRESS && world_peer(peer))
 		fqdn_gather(s->slot, ep->policy_id, (__u32)p->proto << 16 | p->port, !(hints & EP_HINT_NO_PEER_LPM), &g);
 
 	__u8 dd = dir == DIR_EGRESS ? EP_EGRESS_DEFAULT_DENY : EP_INGRESS_DEFAULT_DENY;

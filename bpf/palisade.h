@@ -72,6 +72,7 @@ enum reason {
 #define EP_HINT_NO_PEER_LPM (1 << 0) /* no LPM entry of a peer identity (not 0) */
 #define EP_HINT_NO_ANY_HASH (1 << 1) /* no hash entry of identity 0 */
 #define EP_HINT_NO_ANY_LPM (1 << 2)  /* no LPM entry of identity 0 */
+#define EP_HINT_NO_ALL_WORLD (1 << 3) /* no entry of IDENTITY_ALL_WORLD (such entries clear no other hint) */
 #define EP_HINT_EGRESS_SHIFT 4
 
 /* engine.PolicyFlags */

@@ -189,7 +189,8 @@ const (
 	hintNoPeerLPM   = 1 << 0 // no LPM entry of a peer identity (not 0)
 	hintNoAnyHash   = 1 << 1 // no hash entry of identity 0
 	hintNoAnyLPM    = 1 << 2 // no LPM entry of identity 0
-	hintAll         = hintNoPeerLPM | hintNoAnyHash | hintNoAnyLPM
+	hintNoAllWorld  = 1 << 3 // no entry of engine.IdentityAllWorld
+	hintAll         = hintNoPeerLPM | hintNoAnyHash | hintNoAnyLPM | hintNoAllWorld
 	hintEgressShift = 4
 )
 
@@ -200,6 +201,8 @@ func policyHints(policy map[engine.PolicyKey]engine.PolicyEntry) map[uint32]uint
 	for k := range policy {
 		var bit uint8
 		switch {
+		case k.Identity == engine.IdentityAllWorld:
+			bit = hintNoAllWorld
 		case k.Identity == 0 && k.PrefixLen == 24:
 			bit = hintNoAnyHash
 		case k.Identity == 0:
