@@ -34,12 +34,15 @@ import (
 //     ingress) is looked up in Endpoints by address. Absent: not enforced.
 //  2. The peer's identity is the IPCache entry with the longest prefix
 //     that contains the peer's address (0.0.0.0/0 and ::/0 are world).
-//  3. The Policy map is probed twice, with the peer's identity and with
-//     identity 0 (any peer): key (endpoint's PolicyID, direction, identity,
-//     protocol and port). Policy keys are prefixes of the 24 bits
-//     proto<<16|port, and the entries of one (PolicyID, direction,
-//     identity) never overlap, so each probe finds at most one entry.
-//  4. The side is decided twice from the two entries. The enforced view
+//  3. The Policy map is probed with the peer's identity and with identity
+//     0 (any peer), and, for a peer outside the cluster (WorldPeer), with
+//     IdentityAllWorld, which holds the rules that select every world
+//     address: key (endpoint's PolicyID, direction, identity, protocol
+//     and port). Policy keys are prefixes of the 24 bits proto<<16|port,
+//     and the entries of one (PolicyID, direction, identity) never
+//     overlap, so each probe finds at most one entry.
+//  4. The side is decided twice from the entries found (flags OR-ed, the
+//     lowest rule of each kind, the L7 lists collected). The enforced view
 //     uses Deny, Allow (subject to the enforcing rules of L7 lists) and the
 //     endpoint's DefaultDeny flag: Deny → deny; else Allow → allow unless
 //     L7 refuses; else default deny, or not selected. When the enforced view
