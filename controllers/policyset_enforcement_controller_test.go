@@ -1,0 +1,87 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"fmt"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
+)
+
+// reconcileCount is how many reconciles the named controller ran in this
+// process, from controller-runtime's metrics.
+func reconcileCount(t *testing.T, controller string) float64 {
+	t.Helper()
+	mfs, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == controller {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
+
+// TestNodeReportsRunOnlyTheEnforcementStep: nodes' reports change the
+// set's summary through the enforcement controller, and run no full
+// reconcile (no source, validate, guard or apply dry-run): in a rollout
+// to a thousand nodes each report used to.
+func TestNodeReportsRunOnlyTheEnforcementStep(t *testing.T) {
+	needEnv(t)
+	f := newPolicySetFixture(t, map[string]string{"shop/web.cue": webCUE, "shop/db.cue": dbCUE})
+	rev := "main@sha1:" + f.co.Head().String()
+	f.waitSet(rev, setReadyIs(metav1.ConditionTrue, v1.SucceededReason, rev))
+	key := f.ns + "/shop"
+	summaryIs := func(want string) func(*v1.PolicySet) error {
+		return func(ps *v1.PolicySet) error {
+			if e := ps.Status.Enforcement; e == nil || e.Summary != want {
+				return fmt.Errorf("enforcement %+v, want %s", e, want)
+			}
+			return nil
+		}
+	}
+	f.waitSet(rev, summaryIs("0/0"))
+	full, enf := reconcileCount(t, "policyset"), reconcileCount(t, "policyset-enforcement")
+
+	n := writeNode(t, nodeReport{name: "node-reports", sets: map[string]string{key: rev}})
+	f.waitSet(rev, summaryIs("1/1"))
+	updateNode(t, n, nodeReport{name: "node-reports", sets: map[string]string{key: testOldRev}})
+	f.waitSet(rev, summaryIs("0/1"))
+	updateNode(t, n, nodeReport{name: "node-reports", sets: map[string]string{key: rev}})
+	f.waitSet(rev, summaryIs("1/1"))
+
+	if got := reconcileCount(t, "policyset"); got != full {
+		t.Errorf("three node reports ran %v full reconciles, want none", got-full)
+	}
+	if got := reconcileCount(t, "policyset-enforcement"); got-enf < 3 {
+		t.Errorf("three node reports ran %v enforcement reconciles, want at least 3", got-enf)
+	}
+}
