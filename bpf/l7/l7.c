@@ -991,7 +991,10 @@ __noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7
 		res->next_mode = L7_MODE_REFUSED;
 		return 0;
 	}
-	if (pp->cls && pp->tes) {
+	/* Content-Length with Transfer-Encoding, or Transfer-Encoding in
+	 * HTTP/1.0 (which servers ignore, Go's among them: the chunked body
+	 * would be read as requests): faulty framing (RFC 9112 6.1). */
+	if ((pp->cls && pp->tes) || (pp->tes && pp->vword == 0x302e312f50545448ULL)) {
 		res->len = refusal_len(avail);
 		res->kind = L7_KIND_REFUSE;
 		res->reason = L7_R_FRAMING;

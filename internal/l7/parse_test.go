@@ -182,6 +182,7 @@ func TestParseHeads(t *testing.T) {
 		{"HTTP/3.0", "GET /public/a HTTP/3.0\r\n\r\n", kRefuse, ReasonVersion, 0},
 		{"not HTTP", "GET /public/a FTP/1.1\r\n\r\n", kRefuse, ReasonMalformed, 0},
 		{"CL and TE", "POST /public/a HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", kRefuse, ReasonFraming, 0},
+		{"TE in HTTP/1.0", "POST /public/a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", kRefuse, ReasonFraming, 0},
 		{"TE gzip", "POST /public/a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", kRefuse, ReasonFraming, 0},
 		{"two CL", "POST /public/a HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", kRefuse, ReasonFraming, 0},
 		{"bad CL", "POST /public/a HTTP/1.1\r\nContent-Length: 3x\r\n\r\n", kRefuse, ReasonFraming, 0},
