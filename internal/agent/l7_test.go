@@ -37,12 +37,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/capability"
 	"github.com/palisade-dev/palisade/internal/datapath"
 	"github.com/palisade-dev/palisade/internal/engine"
 	"github.com/palisade-dev/palisade/internal/l7"
 	"github.com/palisade-dev/palisade/internal/metrics"
+	"github.com/palisade-dev/palisade/internal/render"
 )
 
 // fakeL7 keeps what the subsystem writes and decides as the kernel does.
@@ -471,5 +474,41 @@ func TestL7CountersMetric(t *testing.T) {
 		if got := counter(t, m.L7Requests.WithLabelValues(reason)); got != want {
 			t.Errorf("palisade_l7_requests_total{reason=%q} = %v, want %v", reason, got, want)
 		}
+	}
+}
+
+// TestL7HostPolicyHTTPIsAGap: requests to the host are not parsed (no pod
+// cgroup holds the host's servers), so a host policy's ingress HTTP rules
+// are reported not enforced, with the capability table's words, and
+// nothing is bound for them.
+func TestL7HostPolicyHTTPIsAGap(t *testing.T) {
+	f := newL7Fixture(t)
+	f.a.HostInterfaces = []string{"eth0"}
+	f.podUID("frontend", "frontend", "10.0.0.3", 3, false)
+	cnp := &v1.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "host",
+		Labels:      map[string]string{render.LabelPolicySetName: "demo", render.LabelPolicySetNamespace: "shop"},
+		Annotations: map[string]string{render.AnnotationRevision: "r1", render.AnnotationRevisionObjects: "1"}},
+		Spec: v1.ClusterNetworkPolicySpec{NodeSelector: &metav1.LabelSelector{}}}
+	if err := yaml.UnmarshalStrict([]byte(`
+ingress:
+- fromEndpoints: [{matchLabels: {app: frontend}}]
+  toPorts: [{ports: [{port: "10250", protocol: TCP}], rules: {http: [{method: GET, path: /healthz}]}}]
+`), &cnp.Spec.RuleSet); err != nil {
+		t.Fatal(err)
+	}
+	f.create(cnp)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	o := f.object("host")
+	if o.State != v1.ObjectPartial || o.Reason != v1.NotSupportedReason ||
+		!strings.Contains(o.Message, "ingress HTTP rules on 10250/TCP are not enforced: the kernel "+capability.Table[capability.HTTPHost].Kernel) {
+		t.Errorf("host policy: %+v", o)
+	}
+	if len(f.l7.binds) != 0 {
+		t.Errorf("bindings for a host policy: %+v", f.l7.binds)
+	}
+	if c := f.condition(v1.L7EnforcedCondition); c.Status != metav1.ConditionFalse || c.Reason != v1.NotSupportedReason {
+		t.Errorf("L7Enforced: %s %s: %s", c.Status, c.Reason, c.Message)
 	}
 }

@@ -48,8 +48,11 @@ const (
 	HTTP Feature = "ingress HTTP rules"
 	// HTTPEgress is HTTP rules of egress rules: the client's side.
 	HTTPEgress Feature = "egress HTTP rules"
-	Kafka      Feature = "Kafka rules"
-	DNS        Feature = "DNS rules"
+	// HTTPHost is ingress HTTP rules of a host policy (a
+	// ClusterNetworkPolicy with nodeSelector): requests to the host.
+	HTTPHost Feature = "ingress HTTP rules of host policies"
+	Kafka    Feature = "Kafka rules"
+	DNS      Feature = "DNS rules"
 	// DNSOtherProtocols is DNS rules on a port that also admits SCTP.
 	DNSOtherProtocols Feature = "DNS rules on SCTP"
 	FQDN              Feature = "toFQDNs"
@@ -117,6 +120,10 @@ var Table = map[Feature]Support{
 	// client's side (a workload's outgoing requests) is not parsed yet.
 	HTTPEgress: {Subsystem: SubsystemL7, Effect: Passes,
 		Kernel: "passes every request on the port that L3/L4 allows (requests are decided only on the server's side, by ingress rules)"},
+	// The stream parser runs for the sockets of the pods' cgroups only;
+	// the host's own servers are not in one.
+	HTTPHost: {Subsystem: SubsystemL7, Effect: Passes,
+		Kernel: "decides HTTP requests to pods only, and passes every request to the host on the port that L3/L4 allows"},
 	Kafka: {Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
 	// DNS rules are decided per query in the kernel (docs/datapath.md,
 	// "DNS"): names matched as engine.FQDN.Matches does, refused UDP
@@ -182,6 +189,20 @@ func (g Gap) String() string {
 func Network(rs *v1alpha1.RuleSet) []Gap {
 	var gaps []Gap
 	for _, g := range networkParts(rs) {
+		gaps = add(gaps, g)
+	}
+	return gaps
+}
+
+// Host returns the gaps of a host policy's rules (a ClusterNetworkPolicy
+// with nodeSelector), in field order: Network's, except that its ingress
+// HTTP rules are host HTTP rules, which the kernel does not decide.
+func Host(rs *v1alpha1.RuleSet) []Gap {
+	var gaps []Gap
+	for _, g := range networkParts(rs) {
+		if g.Feature == HTTP {
+			g.Feature = HTTPHost
+		}
 		gaps = add(gaps, g)
 	}
 	return gaps

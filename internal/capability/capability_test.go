@@ -164,7 +164,7 @@ func TestPortsString(t *testing.T) {
 // TestFeaturesListed: every feature has a row, and every row that is not
 // enforced says what the kernel does instead.
 func TestFeaturesListed(t *testing.T) {
-	for _, f := range []Feature{L3L4, HTTP, HTTPEgress, Kafka, DNS, DNSOtherProtocols, FQDN, FQDNWithoutDNS, Tracing, AuditReports} {
+	for _, f := range []Feature{L3L4, HTTP, HTTPEgress, HTTPHost, Kafka, DNS, DNSOtherProtocols, FQDN, FQDNWithoutDNS, Tracing, AuditReports} {
 		row, ok := Table[f]
 		if !ok {
 			t.Errorf("%s has no row", f)
@@ -217,5 +217,19 @@ func TestHTTPSplit(t *testing.T) {
 	}
 	if got := Parts(&v1alpha1.RuleSet{Ingress: rs.Ingress[:1]}, HTTP); len(got) != 0 {
 		t.Errorf("an L3/L4 rule has HTTP parts: %v", got)
+	}
+}
+
+// TestHostHTTP: a host policy's ingress HTTP rules are a gap (requests to
+// the host are not parsed); its other gaps are Network's.
+func TestHostHTTP(t *testing.T) {
+	rs := ruleSet()
+	got := Host(rs)
+	want := append([]Gap{{HTTPHost, "spec.ingress[1].toPorts[0].rules.http", "ingress HTTP rules on 8080/TCP"}}, Network(rs)...)
+	if !slices.Equal(got, want) {
+		t.Errorf("Host() = %v, want %v", got, want)
+	}
+	if s := got[0].String(); !strings.Contains(s, "passes every request to the host") {
+		t.Errorf("String() = %q", s)
 	}
 }
