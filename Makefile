@@ -10,7 +10,7 @@ GOTEST_FLAGS ?= -count=1
 PKGS ?= ./...
 
 # Paths that hold only generated code; make verify checks them.
-GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd config/rbac/role.yaml config/rbac/agent_role.yaml bpf/palisade_bpfel.go bpf/palisade_bpfel.o bpf/tracing/tracing_bpfel.go bpf/tracing/tracing_bpfel.o
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd config/rbac/role.yaml config/rbac/agent_role.yaml bpf/palisade_bpfel.go bpf/palisade_bpfel.o bpf/tracing/tracing_bpfel.go bpf/tracing/tracing_bpfel.o bpf/l7/l7_bpfel.go bpf/l7/l7_bpfel.o
 
 include hack/tools.mk
 # Images and the real-node story (make images, make e2e-node).
@@ -100,7 +100,7 @@ run-tools: ## Install what make run needs besides Go: git (http-backend) and ipr
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-validate bench-datapath bench-guard bench-engine bench-agent bench-controllers bench-flows bench-tracing bench-ui bench-dns ## Run every benchmark.
+bench: bench-validate bench-datapath bench-guard bench-engine bench-agent bench-controllers bench-flows bench-tracing bench-ui bench-dns bench-l7 ## Run every benchmark.
 
 .PHONY: bench-controllers
 bench-controllers: envtest-bins ## Controllers vs a real API server and Git server: commit → objects applied p50/p99 over 50 webhook-triggered commits; 500 PolicySets × 20 policies, objects/s beside Flux's 3.9 Kustomizations/s.
@@ -133,6 +133,10 @@ bench-flows: ## Verdict events kernel → ring buffer → Go reader, and kernel 
 bench-dns: ## DNS rules in the kernel: added latency per query p50/p99 and queries/s at saturation vs no policy and vs a userspace DNS proxy hop; toFQDNs: a query and its answer tracked and learned, a first packet decided through learned names (root).
 	$(GO) test -count=1 -run '^TestDNSBench$$' -v ./internal/datapath/ -datapath.dnsbench
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkFQDNLearn|BenchmarkFQDNDecide' -benchtime 20000x ./internal/datapath/
+
+.PHONY: bench-l7
+bench-l7: ## HTTP requests decided in the kernel (ingress): one keep-alive request and answer on loopback without and with the kernel deciding it (root).
+	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkKeepAlive' -benchtime 5000x ./internal/l7/
 
 .PHONY: bench-tracing
 bench-tracing: ## Tracing policies: open/close and exec loops with no, a monitor and an enforcing policy on one hook (ns/op, ratios); go build -a without and with a file-access policy; events delivered and lost (root).
