@@ -367,6 +367,7 @@ func (c *Compiler) matchAll() {
 		}
 	}
 	slices.SortFunc(others, func(a, b *peerClass) int { return cmp.Compare(a.id, b.id) })
+	under := c.prefixIndex(others)
 	wx := newSelIndex(work)
 	sels := map[string][]Identity{}
 	ents := map[Entity][]Identity{}
@@ -409,9 +410,8 @@ func (c *Compiler) matchAll() {
 			k := cidrKey(cr)
 			ids, ok := cidrs[k]
 			if !ok {
-				one := &peerSpec{peer: Peer{CIDRs: []CIDRRule{cr}}}
-				for _, cl := range others {
-					if one.matches(cl) {
+				for _, cl := range under[cr.Prefix.Masked()] {
+					if cidrCovers(cr, cl.prefix) {
 						ids = append(ids, cl.id)
 					}
 				}
@@ -431,6 +431,35 @@ func (c *Compiler) matchAll() {
 		slices.Sort(buf)
 		ps.ids = slices.Clone(slices.Compact(buf))
 	}
+}
+
+// prefixIndex returns, for the prefix (masked) of every CIDR rule of the
+// peer specs, the classes among others whose prefix lies within it: each
+// class is filed under the rule prefixes among its own ancestors, so a full
+// compile costs classes × address bits map probes rather than CIDR rules ×
+// classes prefix tests. Every spec counts, not only those of policies that
+// apply on the node (c.prefixes): a spec keeps its identities for when a
+// policy of it comes to apply here.
+func (c *Compiler) prefixIndex(others []*peerClass) map[netip.Prefix][]*peerClass {
+	rules := map[netip.Prefix]bool{}
+	for _, ps := range c.peerSpecs {
+		for _, cr := range ps.peer.CIDRs {
+			rules[cr.Prefix.Masked()] = true
+		}
+	}
+	under := map[netip.Prefix][]*peerClass{}
+	for _, cl := range others {
+		if !cl.world || !cl.prefix.IsValid() {
+			continue
+		}
+		for bits := 0; bits <= cl.prefix.Bits(); bits++ {
+			anc, _ := cl.prefix.Addr().Prefix(bits)
+			if rules[anc] {
+				under[anc] = append(under[anc], cl)
+			}
+		}
+	}
+	return under
 }
 
 // matchSubjects computes the enforcement points of every subject spec at
