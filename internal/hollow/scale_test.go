@@ -509,14 +509,8 @@ func (s *scale) rollouts(ctx context.Context, commits int) {
 	s.logf("during %d rollouts (%s): agents %.1f requests/s (%s), manager %.1f requests/s (%s)", commits, took.Round(time.Millisecond),
 		float64(Total(req))/took.Seconds(), top(req, 6), float64(Total(mreq))/took.Seconds(), top(mreq, 6))
 	s.logf("CPU seconds during the rollouts: %s; the agents' per node and commit: %.2f", cpu1.sub(cpu0), (cpu1.agents-cpu0.agents)/float64(s.nodes*commits))
-	var ne, nes int64
-	for k, v := range req {
-		if k == "patch nodeenforcements/status" {
-			ne = v
-		}
-	}
-	nes = ne
-	s.logf("NodeEnforcement status writes during the rollouts: %d, %.1f per node and commit", nes, float64(nes)/float64(s.nodes*commits))
+	ne := req["patch nodeenforcements/status"]
+	s.logf("NodeEnforcement status writes during the rollouts: %d, %.1f per node and commit", ne, float64(ne)/float64(s.nodes*commits))
 }
 
 // atRest counts the agents' requests over d with nothing changing.
