@@ -144,36 +144,33 @@ func planL7(state *engine.MapState, local []localEndpoint) (*l7Plan, error) {
 			}
 			slices.Sort(ports)
 			ports = slices.Compact(ports)
-			idList := make([]engine.Identity, 0, len(ids))
-			for id := range ids {
-				idList = append(idList, id)
-			}
-			slices.Sort(idList)
+			idList := peerIdentities(state, ids)
 			for _, port := range ports {
 				any0, hasAny := lookupEntry(state, ep.PolicyID, 0, port)
-				anyHTTP := false
-				if hasAny && any0.L7 != 0 {
-					anyHTTP = hasHTTP(state.L7[any0.L7])
-				}
+				allWorld, hasAllWorld := lookupEntry(state, ep.PolicyID, engine.IdentityAllWorld, port)
+				anyHTTP := hasAny && any0.L7 != 0 && hasHTTP(state.L7[any0.L7])
 				for _, id := range idList {
+					// The entries the datapath finds for a peer of id, as
+					// engine.LookupSide probes them: id's, any peer's, and
+					// for a world peer those of every world address.
 					var entries []engine.PolicyEntry
-					if id == 0 {
-						if !hasAny {
-							continue
+					own := false
+					if id != 0 {
+						if e, ok := lookupEntry(state, ep.PolicyID, id, port); ok {
+							entries, own = append(entries, e), true
 						}
-						entries = []engine.PolicyEntry{any0}
-					} else {
-						e, ok := lookupEntry(state, ep.PolicyID, id, port)
-						if !ok {
+						if hasAllWorld && engine.WorldPeer(id) {
+							entries, own = append(entries, allWorld), true
+						}
+						if !own {
 							continue // the any-peer binding decides, as it should
 						}
-						if !anyHTTP && (e.L7 == 0 || !hasHTTP(state.L7[e.L7])) {
-							continue // no HTTP rule decides this peer's requests
-						}
-						entries = []engine.PolicyEntry{e}
-						if hasAny {
-							entries = append(entries, any0)
-						}
+					}
+					if hasAny {
+						entries = append(entries, any0)
+					}
+					if len(entries) == 0 || !anyHTTP && !slices.ContainsFunc(entries, func(e engine.PolicyEntry) bool { return e.L7 != 0 && hasHTTP(state.L7[e.L7]) }) {
+						continue // no HTTP rule decides this peer's requests
 					}
 					list, ok := mergeL7(state, entries)
 					if !ok {
@@ -195,6 +192,33 @@ func planL7(state *engine.MapState, local []localEndpoint) (*l7Plan, error) {
 		return cmp.Or(x.Addr.Compare(y.Addr), cmp.Compare(x.Port, y.Port), cmp.Compare(x.Identity, y.Identity))
 	})
 	return p, nil
+}
+
+// peerIdentities are the peer identities that may need a binding of
+// their own at an endpoint whose ingress entries are ids: any peer (0),
+// every identity with entries, and, where entries for every world address
+// exist, every world identity of the ipcache and world itself.
+func peerIdentities(state *engine.MapState, ids map[engine.Identity][]engine.PolicyKey) []engine.Identity {
+	set := map[engine.Identity]bool{0: true}
+	for id := range ids {
+		if id != engine.IdentityAllWorld {
+			set[id] = true
+		}
+	}
+	if _, ok := ids[engine.IdentityAllWorld]; ok {
+		set[engine.IdentityWorld] = true
+		for _, id := range state.IPCache {
+			if engine.WorldPeer(id) {
+				set[id] = true
+			}
+		}
+	}
+	out := make([]engine.Identity, 0, len(set))
+	for id := range set {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // add holds list under its content ID (the next free one on a hash

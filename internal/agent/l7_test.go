@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -511,4 +512,90 @@ ingress:
 	if c := f.condition(v1.L7EnforcedCondition); c.Status != metav1.ConditionFalse || c.Reason != v1.NotSupportedReason {
 		t.Errorf("L7Enforced: %s %s: %s", c.Status, c.Reason, c.Message)
 	}
+}
+
+// TestL7DecidesAsTheEngineRandom is TestL7DecidesAsTheEngine over seeded
+// random policy sets: peers (one app, every endpoint, every entity,
+// world, a CIDR), ports (one, a range, any protocol), HTTP rules or none,
+// audit mode, deny rules; peers from the cluster, world and the CIDR.
+func TestL7DecidesAsTheEngineRandom(t *testing.T) {
+	apps := []string{"frontend", "monitor", "blocked"}
+	peers := []string{`fromEndpoints: [{matchLabels: {app: frontend}}]`, `fromEndpoints: [{matchLabels: {app: monitor}}]`,
+		`fromEndpoints: [{}]`, `fromEntities: [all]`, `fromEntities: [world]`, `fromCIDR: [192.0.2.0/25]`}
+	ports := []string{`{port: "80", protocol: TCP}`, `{port: "81", protocol: TCP}`, `{port: "8000", endPort: 8003, protocol: TCP}`, `{port: "80", protocol: ANY}`}
+	rules := []string{``, `{method: GET}`, `{method: GET, path: "/public.*"}`, `{path: "/r/[0-9]+"}`, `{method: POST, path: /orders, headers: ["X-Token: abc"]}`, `{host: "*.example.com"}`}
+	reqs := []*engine.HTTPRequest{
+		{Method: "GET", Path: "/public/x"}, {Method: "GET", Path: "/private"}, {Method: "POST", Path: "/orders"},
+		{Method: "POST", Path: "/orders", Headers: map[string]string{"x-token": "abc"}}, {Method: "GET", Path: "/r/42", Host: "a.example.com"},
+		{Method: "DELETE", Path: "/r/1"},
+	}
+	remotes := []string{"10.0.0.3", "10.0.0.4", "10.0.0.5", "192.0.2.1", "192.0.2.200"}
+	checked, refused := 0, 0
+	const sets = 100
+	for seed := int64(1); seed <= sets; seed++ {
+		rnd := rand.New(rand.NewSource(seed))
+		f := newL7Fixture(t)
+		f.podUID("api", "api", "10.0.0.2", 2, false)
+		for i, app := range apps {
+			f.podUID(app, app, fmt.Sprintf("10.0.0.%d", 3+i), 3+i, false)
+		}
+		n := 1 + rnd.Intn(4)
+		for i := 0; i < n; i++ {
+			var b strings.Builder
+			b.WriteString("endpointSelector: {matchLabels: {app: api}}\n")
+			if rnd.Intn(4) == 0 {
+				b.WriteString("mode: audit\n")
+			}
+			if rnd.Intn(5) == 0 {
+				fmt.Fprintf(&b, "ingressDeny:\n- %s\n  toPorts: [{ports: [%s]}]\n", peers[rnd.Intn(2)], ports[rnd.Intn(2)])
+			}
+			b.WriteString("ingress:\n")
+			for j := 0; j < 1+rnd.Intn(3); j++ {
+				port := ports[rnd.Intn(len(ports))]
+				var http []string
+				for k := 0; k < rnd.Intn(3); k++ {
+					if r := rules[rnd.Intn(len(rules))]; r != "" {
+						http = append(http, r)
+					}
+				}
+				l7 := ""
+				if len(http) > 0 && !strings.Contains(port, "ANY") {
+					l7 = ", rules: {http: [" + strings.Join(http, ", ") + "]}"
+				}
+				fmt.Fprintf(&b, "- %s\n  toPorts: [{ports: [%s]%s}]\n", peers[rnd.Intn(len(peers))], port, l7)
+			}
+			f.policy(fmt.Sprintf("p%d", i), "r1", n, b.String())
+		}
+		if _, err := f.sync(); err != nil {
+			t.Fatal(err)
+		}
+		if c := f.condition(v1.L7EnforcedCondition); c.Reason == v1.DatapathErrorReason {
+			t.Fatalf("seed %d: L7Enforced %s: %s", seed, c.Reason, c.Message)
+		}
+		state, api := f.k.state, netip.MustParseAddr("10.0.0.2")
+		for _, peer := range remotes {
+			remote := netip.MustParseAddr(peer)
+			for _, port := range []uint16{80, 81, 8000, 8003, 8004} {
+				if v, _, _ := state.LookupSide(engine.Ingress, api, remote, engine.ProtoTCP, port, nil); v == engine.VerdictDeny {
+					continue
+				}
+				for _, q := range reqs {
+					v, reason, rule := state.LookupSide(engine.Ingress, api, remote, engine.ProtoTCP, port, &engine.Request{HTTP: q})
+					bound, allowed, krule := f.l7.decide(api, port, remote, q)
+					if allowed != (v != engine.VerdictDeny) || !allowed && krule != rule {
+						t.Errorf("seed %d: %s -> %d %s %s: kernel allowed=%v (bound %v, rule %d), engine %s %s rule %d", seed, peer, port, q.Method, q.Path, allowed, bound, krule, v, reason, rule)
+						continue
+					}
+					checked++
+					if !allowed {
+						refused++
+					}
+				}
+			}
+		}
+	}
+	if refused == 0 || refused == checked {
+		t.Fatalf("%d requests checked, %d refused: the sets decide nothing", checked, refused)
+	}
+	t.Logf("%d seeded sets: %d requests decided as the engine does, %d refused", sets, checked, refused)
 }
