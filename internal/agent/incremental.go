@@ -18,7 +18,10 @@ package agent
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"reflect"
+	"slices"
 
 	"github.com/palisade-dev/palisade/internal/engine"
 )
@@ -39,6 +42,11 @@ type incremental struct {
 	// from (UID and resourceVersion): an object whose version did not
 	// change renders the same policy.
 	versions map[objKey]string
+	// cluster and ids are the compiler's cluster input and identity
+	// table: an unchanged cluster is not given to the compiler again
+	// (a cluster update costs work in proportion to the whole cluster).
+	cluster *engine.Cluster
+	ids0    identityTable
 	// last describes the last update, for logs and tests.
 	last compileInfo
 }
@@ -47,6 +55,7 @@ type incremental struct {
 type compileInfo struct {
 	whole            bool // compiled from scratch
 	changed, deleted int  // policies set and deleted one by one
+	cluster          bool // the cluster or the identities changed
 	entries          int  // entries the delta writes or deletes
 }
 
@@ -92,7 +101,6 @@ func (c *incremental) update(in *inputs) (*engine.MapState, *engine.Delta, error
 	if len(set)+len(gone) > maxIncrementalPolicies {
 		return c.whole(in, versions)
 	}
-	c.ids.t = in.ids
 	var delta *engine.Delta
 	step := func(d *engine.Delta, err error) error {
 		if err != nil {
@@ -101,7 +109,12 @@ func (c *incremental) update(in *inputs) (*engine.MapState, *engine.Delta, error
 		delta = engine.ComposeDeltas(delta, d)
 		return nil
 	}
-	err := step(c.comp.SetCluster(in.cluster))
+	var err error
+	clusterChanged := !maps.Equal(c.ids0, in.ids) || !sameCluster(c.cluster, in.cluster)
+	if clusterChanged {
+		c.ids.t = in.ids
+		err = step(c.comp.SetCluster(in.cluster))
+	}
 	for _, p := range set {
 		if err != nil {
 			break
@@ -116,7 +129,7 @@ func (c *incremental) update(in *inputs) (*engine.MapState, *engine.Delta, error
 	}
 	if err != nil {
 		// The compiler may hold part of the change: start over next time.
-		c.comp, c.versions = nil, nil
+		c.comp, c.versions, c.cluster = nil, nil, nil
 		return nil, nil, fmt.Errorf("compile: %w", err)
 	}
 	c.versions = map[objKey]string{}
@@ -124,7 +137,11 @@ func (c *incremental) update(in *inputs) (*engine.MapState, *engine.Delta, error
 		k := objKey{kind: p.Origin.Kind, namespace: p.Origin.Namespace, name: p.Origin.Name}
 		c.versions[k] = versions[k]
 	}
-	c.last = compileInfo{changed: len(set), deleted: len(gone), entries: delta.Len()}
+	c.cluster, c.ids0 = in.cluster, in.ids
+	if delta == nil {
+		delta = &engine.Delta{}
+	}
+	c.last = compileInfo{changed: len(set), deleted: len(gone), cluster: clusterChanged, entries: delta.Len()}
 	return c.comp.State(), delta, nil
 }
 
@@ -139,7 +156,7 @@ func (c *incremental) whole(in *inputs, versions map[objKey]string) (*engine.Map
 		c.comp, c.versions = nil, nil
 		return nil, nil, fmt.Errorf("compile: %w", err)
 	}
-	c.comp = comp
+	c.comp, c.cluster, c.ids0 = comp, in.cluster, in.ids
 	c.versions = map[objKey]string{}
 	for _, p := range in.ir.Policies {
 		k := objKey{kind: p.Origin.Kind, namespace: p.Origin.Namespace, name: p.Origin.Name}
@@ -225,4 +242,50 @@ func undoMap[K comparable, V any](s map[K]V, up map[K]V, del []K, uup map[K]V, u
 			note(k)
 		}
 	}
+}
+
+// sameCluster reports whether a and b (both indexed) describe the same
+// cluster, whatever the order of their lists (the cache lists in no
+// particular order).
+func sameCluster(a, b *engine.Cluster) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if len(a.Endpoints) != len(b.Endpoints) || len(a.Nodes) != len(b.Nodes) ||
+		!maps.EqualFunc(a.Namespaces, b.Namespaces, maps.Equal) ||
+		!sameSet(a.APIServer, b.APIServer, netip.Addr.Compare) ||
+		!sameSet(a.PodCIDRs, b.PodCIDRs, func(x, y netip.Prefix) int { return cmpPrefix(x, y) }) ||
+		!maps.EqualFunc(a.DNS, b.DNS, slices.Equal) || !reflect.DeepEqual(a.Labels, b.Labels) {
+		return false
+	}
+	for i := range b.Nodes {
+		n := &b.Nodes[i]
+		o, ok := a.Node(n.Name)
+		if !ok || !maps.Equal(o.Labels, n.Labels) || !slices.Equal(o.IPs, n.IPs) {
+			return false
+		}
+	}
+	for i := range b.Endpoints {
+		e := &b.Endpoints[i]
+		o, ok := a.Endpoint(e.ID())
+		if !ok || o.Namespace != e.Namespace || o.Name != e.Name || o.ServiceAccount != e.ServiceAccount || o.Node != e.Node ||
+			o.Unmanaged != e.Unmanaged || !maps.Equal(o.Labels, e.Labels) || !slices.Equal(o.IPs, e.IPs) || !slices.Equal(o.Ports, e.Ports) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameSet[T comparable](a, b []T, order func(x, y T) int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	return slices.Equal(slices.SortedFunc(slices.Values(a), order), slices.SortedFunc(slices.Values(b), order))
+}
+
+func cmpPrefix(x, y netip.Prefix) int {
+	if c := x.Addr().Compare(y.Addr()); c != 0 {
+		return c
+	}
+	return x.Bits() - y.Bits()
 }
