@@ -119,6 +119,39 @@ func BenchmarkPolicyChange(b *testing.B) {
 			}
 			b.ReportMetric(float64(entries)/float64(b.N), "entries/op")
 		})
+		b.Run(fmt.Sprintf("incremental-pod/policies=%d", n), func(b *testing.B) {
+			// One remote pod comes and goes: a cluster update.
+			var inc incremental
+			inc.node = testNode
+			s, _, err := inc.update(in)
+			if err != nil {
+				b.Fatal(err)
+			}
+			desired := withOverrides(s, nil)
+			entries := 0
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				next := *in
+				next.cluster = &engine.Cluster{Namespaces: in.cluster.Namespaces, Nodes: in.cluster.Nodes,
+					Endpoints: in.cluster.Endpoints[:len(in.cluster.Endpoints):len(in.cluster.Endpoints)]}
+				if i%2 == 0 {
+					next.cluster.Endpoints = append(next.cluster.Endpoints, engine.Endpoint{Namespace: "ns-1", Name: "extra",
+						Labels: map[string]string{"app": "app-51"}, Node: "node-2", IPs: []netip.Addr{netip.MustParseAddr("10.200.0.1")}})
+				}
+				if err := next.cluster.Index(); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				s, cd, err := inc.update(&next)
+				if err != nil || cd == nil {
+					b.Fatalf("update: %v (delta %v)", err, cd)
+				}
+				kd, _ := kernelDelta(desired, s, cd, nil, nil)
+				kd.Apply(desired)
+				entries += kd.Len()
+			}
+			b.ReportMetric(float64(entries)/float64(b.N), "entries/op")
+		})
 		b.Run(fmt.Sprintf("whole/policies=%d", n), func(b *testing.B) {
 			prev, err := engine.Compile(in.ir, in.cluster, testNode, in.ids)
 			if err != nil {
