@@ -307,6 +307,18 @@ func (s *l7Subsystem) pin() error {
 	return nil
 }
 
+// l7Retry reports whether a bound workload's cgroup is missing: it may
+// appear (a pod starting), so the sync should run again. Verify passes
+// retry the attach meanwhile.
+func (a *Agent) l7Retry() bool {
+	for _, sub := range a.subs {
+		if s, ok := sub.(*l7Subsystem); ok {
+			return len(s.missing) > 0
+		}
+	}
+	return false
+}
+
 // Verify attaches the cgroups that were missing (a pod starting) and
 // exports the kernel's counters.
 func (s *l7Subsystem) Verify(context.Context, driftRecorder) error {
