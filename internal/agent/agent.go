@@ -188,7 +188,7 @@ func (a *Agent) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, err
 	if rerr := a.report(ctx); rerr != nil {
 		return ctrl.Result{}, errors.Join(err, rerr)
 	}
-	if err != nil || a.net.retry() || (a.trace != nil && a.trace.retry()) {
+	if err != nil || a.net.retry() || (a.trace != nil && a.trace.retry()) || a.l7Retry() {
 		return ctrl.Result{RequeueAfter: retryInterval}, nil
 	}
 	return ctrl.Result{}, nil

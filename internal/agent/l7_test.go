@@ -292,8 +292,8 @@ func TestL7CgroupMissing(t *testing.T) {
 	uid := f.podUID("api", "api", "10.0.0.2", 2, true)
 	f.podUID("frontend", "frontend", "10.0.0.3", 3, false)
 	f.policy("api", "r1", 1, allowHTTP)
-	if _, err := f.sync(); err != nil {
-		t.Fatal(err)
+	if res, err := f.sync(); err != nil || res.RequeueAfter == 0 {
+		t.Fatalf("sync: %v %+v, want a retry while the cgroup is missing", err, res)
 	}
 	o := f.object("api")
 	if o.State != v1.ObjectPartial || o.Reason != reasonCgroupNotFound || !strings.Contains(o.Message, "ingress HTTP rules on 80/TCP are not decided for workloads") ||
@@ -316,6 +316,9 @@ func TestL7CgroupMissing(t *testing.T) {
 	}
 	if c := f.condition(v1.L7EnforcedCondition); c.Status != metav1.ConditionTrue {
 		t.Errorf("L7Enforced after attach: %s %s: %s", c.Status, c.Reason, c.Message)
+	}
+	if res, err := f.sync(); err != nil || res.RequeueAfter != 0 {
+		t.Errorf("sync after attach: %v %+v, want no retry", err, res)
 	}
 }
 
