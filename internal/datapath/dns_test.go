@@ -384,9 +384,13 @@ func randomL7List(r *rand.Rand, base engine.RuleID) engine.L7List {
 	return l
 }
 
-// randomDNSState: A (10.0.0.1) sends to B (10.0.0.2, identity 300) on UDP
-// 53; the entries for B's identity and for any peer are random.
-func randomDNSState(r *rand.Rand) *engine.MapState {
+// randomDNSState: A (10.0.0.1) sends to B (10.0.0.2, identity 300, or when
+// world a node-local CIDR identity, a peer outside the cluster) on UDP 53;
+// the entries for B's identity and for any peer are random, and for a peer
+// outside the cluster so is the every-world entry (engine.IdentityAllWorld),
+// drawn after the others, without an L7 list as the engine writes it, and
+// not when both other entries have lists (the gap docs/datapath.md names).
+func randomDNSState(r *rand.Rand, world bool) *engine.MapState {
 	s := &engine.MapState{
 		Endpoints: map[netip.Addr]engine.EndpointEntry{addr("10.0.0.1"): {Identity: 256, PolicyID: 256,
 			Flags: engine.EndpointFlags(r.IntN(16)) & (engine.EgressDefaultDeny | engine.EgressDefaultAudit)}},
@@ -394,8 +398,14 @@ func randomDNSState(r *rand.Rand) *engine.MapState {
 		Policy:  map[engine.PolicyKey]engine.PolicyEntry{},
 		L7:      map[engine.L7ID]engine.L7List{},
 	}
-	for i, id := range []engine.Identity{300, 0} {
-		if r.IntN(5) == 0 {
+	peer := engine.Identity(300)
+	if world {
+		peer = engine.MinLocalIdentity + 5
+		s.IPCache[netip.MustParsePrefix("10.0.0.2/32")] = peer
+	}
+	lists := 0
+	for i, id := range []engine.Identity{peer, 0, engine.IdentityAllWorld} {
+		if r.IntN(5) == 0 || id == engine.IdentityAllWorld && (!world || lists == 2) {
 			continue
 		}
 		var e engine.PolicyEntry
@@ -416,9 +426,10 @@ func randomDNSState(r *rand.Rand) *engine.MapState {
 		if e.Flags&engine.FlagAuditDeny != 0 {
 			e.AuditRule = base + 6
 		}
-		if e.Flags&(engine.FlagAllow|engine.FlagAuditAllow) != 0 && r.IntN(5) != 0 {
+		if e.Flags&(engine.FlagAllow|engine.FlagAuditAllow) != 0 && r.IntN(5) != 0 && id != engine.IdentityAllWorld {
 			e.L7 = engine.L7ID(1 + i)
 			s.L7[e.L7] = randomL7List(r, base+100)
+			lists++
 		}
 		s.Policy[engine.PolicyKey{PolicyID: 256, Direction: engine.Egress, Identity: id, Proto: 17, Port: 53, PrefixLen: 24}] = e
 	}
@@ -435,11 +446,17 @@ func TestDNSDifferential(t *testing.T) {
 	defer er.Close()
 	A, B := addr("10.0.0.1"), addr("10.0.0.2")
 	sides := map[string]int{}
-	queries := 0
+	queries, worldSets := 0, 0
 	for i := range *dnsSets {
 		seed := *dnsSeed + uint64(i)
 		r := rand.New(rand.NewPCG(seed, 15))
-		s := randomDNSState(r)
+		s := randomDNSState(r, i%2 == 1)
+		for k := range s.Policy {
+			if k.Identity == engine.IdentityAllWorld {
+				worldSets++
+				break
+			}
+		}
 		if err := d.Apply(context.Background(), s); err != nil {
 			t.Fatalf("seed %d: Apply: %v", seed, err)
 		}
@@ -489,7 +506,11 @@ func TestDNSDifferential(t *testing.T) {
 	}
 	t.Logf("%d states, %d queries (%d parsed as DNS in the kernel: %d allowed, %d refused by rule, %d audited); kernel = LookupSide for all; by verdict/reason: %v",
 		*dnsSets, queries, c.DNSQueries, c.DNSAllowed, c.DNSRefused, c.DNSAudited, sides)
+	t.Logf("%d states with an every-world entry (engine.IdentityAllWorld)", worldSets)
 	if *dnsSets >= 20 {
+		if worldSets == 0 {
+			t.Errorf("no state has an every-world entry: the random states exercise too little")
+		}
 		for _, vr := range []string{"allow/allowed", "deny/l7-denied", "deny/denied", "audit/l7-denied"} {
 			if sides[vr] == 0 {
 				t.Errorf("no query was decided %s: the random states exercise too little", vr)
