@@ -43,8 +43,12 @@ func (n *network) fqdnVerify(c datapath.Counters) error {
 	}
 	n.fqdn = fqdnSummary(table, c)
 	if a.Metrics != nil {
-		a.Metrics.FQDNNames.Set(float64(n.fqdn.Names))
-		a.Metrics.FQDNAddresses.Set(float64(n.fqdn.Addresses))
+		var names, addrs int64
+		if n.fqdn != nil { // nil: nothing learned, nothing refused
+			names, addrs = n.fqdn.Names, n.fqdn.Addresses
+		}
+		a.Metrics.FQDNNames.Set(float64(names))
+		a.Metrics.FQDNAddresses.Set(float64(addrs))
 	}
 	return nil
 }

@@ -24,8 +24,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/datapath"
+	"github.com/palisade-dev/palisade/internal/metrics"
 )
 
 // The verify pass expires the kernel's learned toFQDNs entries and shows
@@ -33,10 +37,24 @@ import (
 // was not learned; an unchanged table writes nothing.
 func TestFQDNTableOnNodeEnforcement(t *testing.T) {
 	f := newFixture(t)
+	m, err := metrics.New(prometheus.NewRegistry(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.a.Metrics = m
 	f.pod("api", "api", "10.0.0.2", 2, false)
 	f.policy("api", "r1", 1, allowFrontend)
 	if _, err := f.sync(); err != nil {
 		t.Fatal(err)
+	}
+	// An empty table: no status.fqdn, the gauges at 0 (this pass once
+	// dereferenced the nil summary).
+	f.a.VerifyNow(context.Background())
+	if got := f.status().Status.FQDN; got != nil {
+		t.Fatalf("status.fqdn with nothing learned: %+v", got)
+	}
+	if g := gaugeValue(t, m.FQDNNames); g != 0 {
+		t.Fatalf("palisade_fqdn_names = %v with nothing learned", g)
 	}
 	now := time.Unix(1_800_000_000, 0)
 	f.k.now = func() time.Time { return now }
@@ -76,6 +94,11 @@ func TestFQDNTableOnNodeEnforcement(t *testing.T) {
 		t.Fatalf("the verify pass did not expire the kernel's entries: %+v", f.k.fqdn)
 	}
 
+	// The gauges follow the table.
+	if g := gaugeValue(t, m.FQDNAddresses); g != 3 {
+		t.Errorf("palisade_fqdn_addresses = %v, want 3", g)
+	}
+
 	// Nothing changed: no write.
 	rv := f.status().ResourceVersion
 	f.a.VerifyNow(context.Background())
@@ -112,4 +135,13 @@ func TestFQDNSummaryBounds(t *testing.T) {
 	if fqdnSummary(nil, datapath.Counters{FQDNLearned: 4}) != nil {
 		t.Error("an empty table with nothing refused shows a summary")
 	}
+}
+
+func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
 }

@@ -32,7 +32,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
@@ -42,7 +41,6 @@ import (
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/capability"
-	"github.com/palisade-dev/palisade/internal/datapath"
 	"github.com/palisade-dev/palisade/internal/engine"
 	"github.com/palisade-dev/palisade/internal/l7"
 	"github.com/palisade-dev/palisade/internal/metrics"
@@ -467,9 +465,6 @@ func TestL7CountersMetric(t *testing.T) {
 	if _, err := f.sync(); err != nil {
 		t.Fatal(err)
 	}
-	// A learned name: the network subsystem's verify pass dereferences a
-	// nil status.fqdn when the table is empty and metrics are on.
-	f.k.fqdn = []datapath.FQDNEntry{{Name: "example.com", Addrs: []datapath.FQDNAddr{{Addr: netip.MustParseAddr("192.0.2.7"), Expires: time.Now().Add(time.Hour)}}}}
 	f.l7.counters = map[l7.Reason]uint64{l7.ReasonAllowed: 5, l7.ReasonDenied: 2}
 	f.a.VerifyNow(context.Background())
 	f.l7.counters = map[l7.Reason]uint64{l7.ReasonAllowed: 7, l7.ReasonDenied: 2, l7.ReasonTLS: 1}
