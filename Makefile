@@ -70,8 +70,8 @@ e2e: envtest-bins $(KUBECTL) test-tools ## The whole-system story (root): Git co
 	PALISADE_KUBECTL=$(KUBECTL) $(GO) test -tags e2e $(GOTEST_FLAGS) -v -timeout 20m ./e2e/
 
 .PHONY: test-tools
-test-tools: ## Install the Debian packages tests use: promtool, iproute2 (netns, veth), git (http-backend), bpftool, chromium (the web view tests), dnsutils (dig against the kernel's DNS decisions).
-	hack/apt-install.sh prometheus iproute2 git bpftool chromium dnsutils
+test-tools: ## Install the Debian packages tests use: promtool, iproute2 (netns, veth), git (http-backend), bpftool, chromium (the web view tests), dnsutils (dig against the kernel's DNS decisions), curl (toFQDNs and HTTP through real clients).
+	hack/apt-install.sh prometheus iproute2 git bpftool chromium dnsutils curl
 
 .PHONY: verify
 verify: generate manifests ## Regenerate everything and fail if a generated file changed.
