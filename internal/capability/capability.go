@@ -59,6 +59,9 @@ const (
 	// FQDNWithoutDNS is toFQDNs of a policy with no DNS rule on any egress
 	// port.
 	FQDNWithoutDNS Feature = "toFQDNs without DNS rules"
+	// DNSOnFQDNPeers is DNS rules of an egress rule whose peers are
+	// toFQDNs: queries to the names' addresses.
+	DNSOnFQDNPeers Feature = "DNS rules of toFQDNs rules"
 	Tracing        Feature = "tracing policies"
 	AuditReports   Feature = "audit reports"
 )
@@ -150,6 +153,12 @@ var Table = map[Feature]Support{
 	// reports the gap for the policy alone.
 	FQDNWithoutDNS: {Subsystem: SubsystemL7, Effect: Drops,
 		Kernel: "learns a name's addresses only from answers to queries on ports with DNS rules, and this policy has none: unless another policy gives its endpoints a DNS rule, traffic to these names is dropped"},
+	// The kernel decides a query's DNS rules from the peer's and the
+	// any-peer (identity 0) entries only (bpf/dns.h); an L7 list on an
+	// entry found through a toFQDNs selector identity is decided at L4
+	// (docs/datapath.md, "toFQDNs", counted in L7Unenforced).
+	DNSOnFQDNPeers: {Subsystem: SubsystemL7, Effect: Passes,
+		Kernel: "matches DNS rules only of rules whose peer is an identity or every peer, not a toFQDNs selector: every query to these names' addresses on the port that L3/L4 allows passes"},
 	// Tracing policies are loaded by the agent's tracing subsystem, one
 	// unit each (docs/agent.md); what a node's kernel cannot load of one
 	// (a hook it lacks, a program its verifier refuses) is reported per
@@ -229,7 +238,7 @@ func networkParts(rs *v1alpha1.RuleSet) []Gap {
 		gaps = append(gaps, Gap{Feature: AuditReports, Path: "spec.mode", What: "audit mode's reports of what it would drop"})
 	}
 	for i, r := range rs.Ingress {
-		gaps = portGaps(gaps, fmt.Sprintf("spec.ingress[%d]", i), "ingress", r.ToPorts)
+		gaps = portGaps(gaps, fmt.Sprintf("spec.ingress[%d]", i), "ingress", r.ToPorts, false)
 	}
 	dns := hasEgressDNS(rs)
 	for i, r := range rs.Egress {
@@ -245,7 +254,7 @@ func networkParts(rs *v1alpha1.RuleSet) []Gap {
 				gaps = append(gaps, Gap{Feature: FQDNWithoutDNS, Path: at + ".toFQDNs", What: what + " of a policy without DNS rules"})
 			}
 		}
-		gaps = portGaps(gaps, at, "egress", r.ToPorts)
+		gaps = portGaps(gaps, at, "egress", r.ToPorts, len(r.ToFQDNs) > 0)
 	}
 	return gaps
 }
@@ -262,7 +271,9 @@ func hasEgressDNS(rs *v1alpha1.RuleSet) bool {
 	return false
 }
 
-func portGaps(gaps []Gap, at, dir string, ports []v1alpha1.PortRule) []Gap {
+// portGaps appends the gaps of a rule's ports; fqdn says that the rule's
+// peers are toFQDNs.
+func portGaps(gaps []Gap, at, dir string, ports []v1alpha1.PortRule, fqdn bool) []Gap {
 	for j, pr := range ports {
 		if pr.Rules == nil {
 			continue
@@ -289,6 +300,9 @@ func portGaps(gaps []Gap, at, dir string, ports []v1alpha1.PortRule) []Gap {
 			}
 			if len(sctp) > 0 || len(pr.Ports) == 0 {
 				gaps = append(gaps, Gap{Feature: DNSOtherProtocols, Path: path + ".dns", What: dir + " DNS rules for SCTP packets on " + PortsString(sctp)})
+			}
+			if fqdn {
+				gaps = append(gaps, Gap{Feature: DNSOnFQDNPeers, Path: path + ".dns", What: dir + " DNS rules on " + on + " of a toFQDNs rule"})
 			}
 		}
 	}

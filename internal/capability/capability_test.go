@@ -48,6 +48,10 @@ func ruleSet() *v1alpha1.RuleSet {
 			{ToFQDNs: []v1alpha1.FQDNSelector{{MatchName: "api.stripe.com"}, {MatchPattern: "*.googleapis.com"}}},
 			{ToPorts: []v1alpha1.PortRule{{Ports: []v1alpha1.PortProtocol{port(443, v1alpha1.ProtocolTCP)},
 				Rules: &v1alpha1.L7Rules{HTTP: []v1alpha1.HTTPRule{{Method: "POST", Path: "/v1/charges"}}}}}},
+			// An outside resolver by name, whose queries are restricted.
+			{ToFQDNs: []v1alpha1.FQDNSelector{{MatchName: "dns.google"}},
+				ToPorts: []v1alpha1.PortRule{{Ports: []v1alpha1.PortProtocol{port(53, v1alpha1.ProtocolUDP)},
+					Rules: &v1alpha1.L7Rules{DNS: []v1alpha1.DNSRule{{MatchPattern: "*.example.com"}}}}}},
 		},
 	}
 }
@@ -59,6 +63,7 @@ func TestNetworkGaps(t *testing.T) {
 		// kernel: no gap.
 		{Kafka, "spec.ingress[1].toPorts[1].rules.kafka", "ingress Kafka rules on 9092/TCP"},
 		{HTTPEgress, "spec.egress[2].toPorts[0].rules.http", "egress HTTP rules on 443/TCP"},
+		{DNSOnFQDNPeers, "spec.egress[3].toPorts[0].rules.dns", "egress DNS rules on 53/UDP of a toFQDNs rule"},
 	}
 	got := Network(ruleSet())
 	if len(got) != len(want) {
@@ -75,7 +80,7 @@ func TestNetworkGaps(t *testing.T) {
 	// Without a DNS rule on an egress port, the kernel learns nothing for
 	// the names: that is the gap, at the toFQDNs.
 	noDNS := ruleSet()
-	noDNS.Egress = noDNS.Egress[1:]
+	noDNS.Egress = noDNS.Egress[1:3]
 	got = Network(noDNS)
 	wantNoDNS := Gap{FQDNWithoutDNS, "spec.egress[0].toFQDNs", "toFQDNs (api.stripe.com, *.googleapis.com) of a policy without DNS rules"}
 	if !slices.Contains(got, wantNoDNS) || slices.ContainsFunc(got, func(g Gap) bool { return g.Feature == FQDN }) {
@@ -89,7 +94,7 @@ func TestNetworkGaps(t *testing.T) {
 // TestGapsFollowTable: a feature the table marks enforced has no gaps,
 // and an object's state follows.
 func TestGapsFollowTable(t *testing.T) {
-	for _, f := range []Feature{HTTP, HTTPEgress, FQDN, AuditReports, Tracing, FQDNWithoutDNS} {
+	for _, f := range []Feature{HTTP, HTTPEgress, FQDN, AuditReports, Tracing, FQDNWithoutDNS, DNSOnFQDNPeers} {
 		t.Run(string(f), func(t *testing.T) {
 			old := Table[f]
 			t.Cleanup(func() { Table[f] = old })
@@ -99,13 +104,22 @@ func TestGapsFollowTable(t *testing.T) {
 			}
 			rs := ruleSet()
 			if f == FQDNWithoutDNS {
-				rs.Egress = rs.Egress[1:] // no DNS rule
+				rs.Egress = rs.Egress[1:3] // no DNS rule
 			}
-			before := len(Network(rs)) + len(TracingPolicy(&v1alpha1.TracingPolicySpec{}))
+			before := append(Network(rs), TracingPolicy(&v1alpha1.TracingPolicySpec{})...)
+			ofF := 0
+			for _, g := range before {
+				if g.Feature == f {
+					ofF++
+				}
+			}
+			if ofF == 0 {
+				t.Fatalf("no %s gap while not enforced: %v", f, before)
+			}
 			Table[f] = Support{Enforced: true, Subsystem: old.Subsystem}
 			gaps := append(Network(rs), TracingPolicy(&v1alpha1.TracingPolicySpec{})...)
-			if len(gaps) != before-1 {
-				t.Errorf("%d gaps with %s enforced, want %d", len(gaps), f, before-1)
+			if len(gaps) != len(before)-ofF {
+				t.Errorf("%d gaps with %s enforced, want %d", len(gaps), f, len(before)-ofF)
 			}
 			for _, g := range gaps {
 				if g.Feature == f {
@@ -121,7 +135,7 @@ func TestState(t *testing.T) {
 		t.Errorf("no gaps: %s %q %q", s, r, m)
 	}
 	s, r, m := State(Network(ruleSet()))
-	if s != v1alpha1.ObjectPartial || r != v1alpha1.NotSupportedReason || strings.Count(m, "are not enforced") != 2 {
+	if s != v1alpha1.ObjectPartial || r != v1alpha1.NotSupportedReason || strings.Count(m, "are not enforced") != 3 {
 		t.Errorf("network gaps: %s %q %q", s, r, m)
 	}
 	// A feature that is not loaded at all makes the object not enforced;
@@ -231,5 +245,28 @@ func TestHostHTTP(t *testing.T) {
 	}
 	if s := got[0].String(); !strings.Contains(s, "passes every request to the host") {
 		t.Errorf("String() = %q", s)
+	}
+}
+
+// TestDNSOnFQDNPeers: DNS rules of a rule whose peers are toFQDNs are a
+// gap at those rules (the kernel matches DNS rules of the peer's and the
+// any-peer entries only), and only there: DNS rules to an endpoint peer
+// are enforced.
+func TestDNSOnFQDNPeers(t *testing.T) {
+	rs := ruleSet()
+	got := Parts(rs, DNSOnFQDNPeers)
+	want := []Gap{{DNSOnFQDNPeers, "spec.egress[3].toPorts[0].rules.dns", "egress DNS rules on 53/UDP of a toFQDNs rule"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("Parts(DNSOnFQDNPeers) = %v, want %v", got, want)
+	}
+	if Enforced(DNSOnFQDNPeers) || Table[DNSOnFQDNPeers].Effect != Passes {
+		t.Errorf("table row %+v, want not enforced, effect %s", Table[DNSOnFQDNPeers], Passes)
+	}
+	if !slices.Contains(Host(rs), want[0]) {
+		t.Errorf("Host() lacks %v", want[0])
+	}
+	state, _, msg := State(Network(rs))
+	if state != v1alpha1.ObjectPartial || !strings.Contains(msg, want[0].What+" are not enforced: the kernel "+Table[DNSOnFQDNPeers].Kernel) {
+		t.Errorf("State() = %s, %q", state, msg)
 	}
 }
