@@ -634,37 +634,74 @@ func kernelViewLearned(ir *engine.IR, learned bool) *engine.IR {
 	out := &engine.IR{}
 	for _, p := range ir.Policies {
 		cp := *p
-		cp.Rules = make([]*engine.Rule, len(p.Rules))
-		for i, r := range p.Rules {
+		cp.Rules = make([]*engine.Rule, 0, len(p.Rules))
+		for _, r := range p.Rules {
 			cr := *r
 			if !capability.Enforced(capability.FQDN) || !learned {
 				cr.Peer.FQDNs = nil
 			}
-			cr.L4 = slices.Clone(r.L4) // nil (every port) stays nil
-			for j, l := range cr.L4 {
-				if l.L7 == nil {
+			if len(cr.Peer.FQDNs) > 0 && !capability.Enforced(capability.DNSOnFQDNPeers) && hasDNS(cr.L4) {
+				// The kernel decides the toFQDNs peers' DNS rules at L4:
+				// the rule is two, its other peers with DNS rules and its
+				// toFQDNs without.
+				fq := cr
+				fq.Peer = engine.Peer{FQDNs: cr.Peer.FQDNs}
+				fq.L4 = kernelL4(r, false)
+				cp.Rules = append(cp.Rules, &fq)
+				cr.Peer.FQDNs = nil
+				if !cr.Peer.Any && len(cr.Peer.Endpoints)+len(cr.Peer.Entities)+len(cr.Peer.CIDRs) == 0 {
 					continue
 				}
-				l7 := *l.L7
-				if !capability.Enforced(capability.HTTP) {
-					l7.HTTP = nil
-				}
-				if !capability.Enforced(capability.Kafka) {
-					l7.Kafka = nil
-				}
-				if !capability.Enforced(capability.DNS) {
-					l7.DNS = nil
-				}
-				cr.L4[j].L7 = &l7
-				if len(l7.HTTP)+len(l7.Kafka)+len(l7.DNS) == 0 {
-					cr.L4[j].L7 = nil
-				}
 			}
-			cp.Rules[i] = &cr
+			cr.L4 = kernelL4(r, true)
+			cp.Rules = append(cp.Rules, &cr)
 		}
 		out.Policies = append(out.Policies, &cp)
 	}
 	return out
+}
+
+// hasDNS reports whether a rule's ports have DNS rules.
+func hasDNS(l4 []engine.L4) bool {
+	return slices.ContainsFunc(l4, func(l engine.L4) bool { return l.L7 != nil && len(l.L7.DNS) > 0 })
+}
+
+// kernelL4 is r's ports with the L7 rules the kernel applies to them: those
+// the table says it enforces for the rule's side (egress, a host policy's
+// ingress, a pod's ingress), and DNS rules only when dns is set.
+func kernelL4(r *engine.Rule, dns bool) []engine.L4 {
+	out := slices.Clone(r.L4) // nil (every port) stays nil
+	for j, l := range out {
+		if l.L7 == nil {
+			continue
+		}
+		l7 := *l.L7
+		if !capability.Enforced(httpFeature(r)) {
+			l7.HTTP = nil
+		}
+		if !capability.Enforced(capability.Kafka) {
+			l7.Kafka = nil
+		}
+		if !dns || !capability.Enforced(capability.DNS) {
+			l7.DNS = nil
+		}
+		out[j].L7 = &l7
+		if len(l7.HTTP)+len(l7.Kafka)+len(l7.DNS) == 0 {
+			out[j].L7 = nil
+		}
+	}
+	return out
+}
+
+// httpFeature is the capability feature of a rule's HTTP rules, by side.
+func httpFeature(r *engine.Rule) capability.Feature {
+	switch {
+	case r.Direction == engine.Egress:
+		return capability.HTTPEgress
+	case r.Subject.Nodes != nil:
+		return capability.HTTPHost
+	}
+	return capability.HTTP
 }
 
 // kernelOf compares the policies' result with the kernel's and says why
@@ -678,10 +715,10 @@ func kernelOf(res, kern engine.Result, flow engine.Flow, policies []*validate.Po
 		case pol.Verdict == sides[1].Verdict && pol.Reason == engine.ReasonAllowed && flow.Request != nil:
 			// Allowed as the policies say, but by L7 rules the kernel
 			// does not apply: it would pass any other request too.
-			gaps = append(gaps, ruleGaps(pol, flow, policies, requestFeature(flow.Request))...)
+			gaps = append(gaps, ruleGaps(pol, flow, policies, requestFeature(pol, flow.Request))...)
 		case pol.Verdict == sides[1].Verdict:
 		case pol.Reason == engine.ReasonL7Denied && flow.Request != nil:
-			gaps = append(gaps, ruleGaps(pol, flow, policies, requestFeature(flow.Request))...)
+			gaps = append(gaps, ruleGaps(pol, flow, policies, requestFeature(pol, flow.Request))...)
 		case pol.Reason == engine.ReasonAllowed:
 			gaps = append(gaps, ruleGaps(pol, flow, policies, capability.FQDN)...)
 			gaps = append(gaps, ruleGaps(pol, flow, policies, capability.FQDNWithoutDNS)...)
@@ -690,7 +727,7 @@ func kernelOf(res, kern engine.Result, flow engine.Flow, policies []*validate.Po
 	parts := make([]string, 0, len(gaps)+1)
 	for _, g := range gaps {
 		p := g.What + " are not enforced by this version"
-		if g.Feature == capability.FQDNWithoutDNS {
+		if g.Feature == capability.FQDNWithoutDNS || g.Feature == capability.DNSOnFQDNPeers && out.Differs {
 			p += ": the kernel " + g.Support().Kernel
 		}
 		parts = append(parts, p)
@@ -720,13 +757,19 @@ func kernelOf(res, kern engine.Result, flow engine.Flow, policies []*validate.Po
 	return out
 }
 
-// requestFeature is the capability feature of an L7 request.
-func requestFeature(r *engine.Request) capability.Feature {
+// requestFeature is the capability feature of an L7 request decided by a
+// side's rule: HTTP rules by side (egress, a host policy's ingress, a
+// pod's ingress), DNS rules of a rule whose peers are toFQDNs apart.
+func requestFeature(s engine.Side, r *engine.Request) capability.Feature {
 	switch {
+	case r.HTTP != nil && s.Rule != nil:
+		return httpFeature(s.Rule)
 	case r.HTTP != nil:
 		return capability.HTTP
 	case r.Kafka != nil:
 		return capability.Kafka
+	case s.Rule != nil && len(s.Rule.Peer.FQDNs) > 0:
+		return capability.DNSOnFQDNPeers
 	}
 	return capability.DNS
 }
@@ -750,7 +793,11 @@ func ruleGaps(s engine.Side, flow engine.Flow, policies []*validate.Policy, want
 	}
 	var all, onPort []capability.Gap
 	port := fmt.Sprintf(" %d/%s,", flow.Port, flow.Proto)
-	for _, g := range capability.Network(rs) {
+	gaps := capability.Network(rs)
+	if s.Rule.Subject.Nodes != nil {
+		gaps = capability.Host(rs)
+	}
+	for _, g := range gaps {
 		if g.Feature != want || !strings.HasPrefix(g.Path, o.Path+".") {
 			continue
 		}

@@ -268,13 +268,14 @@ func TestExplainKernel(t *testing.T) {
 	})
 
 	// The kernel's verdict comes from the capability table alone: once
-	// the table says HTTP rules are enforced, explain agrees with the
+	// the table says egress HTTP rules are enforced (the request is
+	// refused by frontend's egress rule), explain agrees with the
 	// policies. The test changes the package-level table, so no test of
 	// this package may run in parallel with it.
-	t.Run("table says HTTP is enforced", func(t *testing.T) {
-		old := capability.Table[capability.HTTP]
-		t.Cleanup(func() { capability.Table[capability.HTTP] = old })
-		capability.Table[capability.HTTP] = capability.Support{Enforced: true, Subsystem: old.Subsystem}
+	t.Run("table says egress HTTP is enforced", func(t *testing.T) {
+		old := capability.Table[capability.HTTPEgress]
+		t.Cleanup(func() { capability.Table[capability.HTTPEgress] = old })
+		capability.Table[capability.HTTPEgress] = capability.Support{Enforced: true, Subsystem: old.Subsystem}
 		out, errOut, code := explainCmd(t, l7Denied...)
 		if code != exitOK || !strings.Contains(out, "kernel:  DENY, as the policies say\n") {
 			t.Errorf("exit %d:\n%s%s", code, out, errOut)
