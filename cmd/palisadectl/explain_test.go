@@ -424,3 +424,68 @@ endpoints:
 		t.Errorf("with the node's learned table: verdict %s, kernel %+v; want allow, allow", v, k)
 	}
 }
+
+// TestExplainDNSOnFQDNPeers: DNS rules of a rule whose peers are toFQDNs
+// are decided at L4 by the kernel (DNSOnFQDNPeers): a query they refuse
+// passes, and the kernel line says so with the table's words; a query
+// they allow is allowed by both, with the gap named. Once the table says
+// the feature is enforced, explain agrees with the policies.
+func TestExplainDNSOnFQDNPeers(t *testing.T) {
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	writeFile(t, repo, "policies.cue", `package policies
+
+np: client: {
+	apiVersion: "palisade.dev/v1alpha1"
+	kind:       "NetworkPolicy"
+	metadata: {name: "client", namespace: "shop"}
+	spec: {
+		endpointSelector: matchLabels: app: "client"
+		egress: [{
+			toFQDNs: [{matchName: "dns.google"}]
+			toPorts: [{
+				ports: [{port: 53, protocol: "UDP"}]
+				rules: dns: [{matchPattern: "*.example.com"}]
+			}]
+		}]
+	}
+}
+`)
+	eps := writeFile(t, dir, "endpoints.yaml", `namespaces:
+  shop: {}
+nodes:
+  - name: n1
+    ips: [10.0.16.11]
+podCIDRs: [10.244.0.0/16]
+dns:
+  dns.google: [8.8.8.8]
+endpoints:
+  - namespace: shop
+    name: client-0
+    labels: {app: client}
+    ips: [10.244.1.5]
+    node: n1
+`)
+	refused := []string{"--from", "shop/client-0", "--to", "8.8.8.8:53/UDP", "--dns-name", "evil.org"}
+	v, k, _ := explainJSON(t, repo, eps, refused...)
+	if v != "deny" || k.Verdict != "allow" || !k.Differs {
+		t.Fatalf("refused query: verdict %s, kernel %+v; want deny, and the kernel passing it", v, k)
+	}
+	want := "the kernel passes this request today: egress DNS rules on 53/UDP of a toFQDNs rule are not enforced by this version: the kernel " +
+		capability.Table[capability.DNSOnFQDNPeers].Kernel
+	if k.Reason != want {
+		t.Errorf("reason %q\nwant   %q", k.Reason, want)
+	}
+	v, k, _ = explainJSON(t, repo, eps, "--from", "shop/client-0", "--to", "8.8.8.8:53/UDP", "--dns-name", "www.example.com")
+	wantAllowed := "egress DNS rules on 53/UDP of a toFQDNs rule are not enforced by this version: the kernel would pass any other request on the port too"
+	if v != "allow" || k.Verdict != "allow" || k.Differs || k.Reason != wantAllowed {
+		t.Errorf("allowed query: verdict %s, kernel %+v; want allow, allow, %q", v, k, wantAllowed)
+	}
+
+	old := capability.Table[capability.DNSOnFQDNPeers]
+	t.Cleanup(func() { capability.Table[capability.DNSOnFQDNPeers] = old })
+	capability.Table[capability.DNSOnFQDNPeers] = capability.Support{Enforced: true, Subsystem: old.Subsystem}
+	if v, k, _ := explainJSON(t, repo, eps, refused...); v != "deny" || k.Verdict != "deny" || k.Differs {
+		t.Errorf("table says enforced: verdict %s, kernel %+v; want deny, deny", v, k)
+	}
+}
