@@ -22,6 +22,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/palisade-dev/palisade/internal/capability"
 	"github.com/palisade-dev/palisade/internal/diag"
 )
 
@@ -44,7 +45,7 @@ np: {
 `
 
 // withHTTP is valid, with an HTTP rule that the datapath does not enforce
-// (line 13).
+// (line 13): an egress one, since ingress HTTP rules are enforced.
 const withHTTP = `package p
 
 np: {
@@ -53,8 +54,8 @@ np: {
 	metadata: {name: "api", namespace: "shop"}
 	spec: {
 		endpointSelector: matchLabels: app: "api"
-		ingress: [{
-			fromEndpoints: [{matchLabels: app: "frontend"}]
+		egress: [{
+			toEndpoints: [{matchLabels: app: "backend"}]
 			toPorts: [{
 				ports: [{port: 8080, protocol: "TCP"}]
 				rules: http: [{method: "GET", path: "/api/.*"}]
@@ -74,7 +75,8 @@ func TestValidateCapabilityStrict(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d, want 0 (warnings allowed)\n%s%s", code, out, errOut)
 	}
-	want := "api.cue:13:12: warning PAL060: NetworkPolicy/shop/api: ingress HTTP rules on 8080/TCP are not enforced: the kernel passes every request on the port that L3/L4 allows"
+	want := "api.cue:13:12: warning PAL060: NetworkPolicy/shop/api: egress HTTP rules on 8080/TCP are not enforced: the kernel " +
+		capability.Table[capability.HTTPEgress].Kernel
 	if !strings.Contains(out, want) {
 		t.Errorf("output lacks\n%s\ngot\n%s", want, out)
 	}
@@ -88,7 +90,7 @@ func TestValidateCapabilityStrict(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if len(doc.Diagnostics) != 1 || doc.Diagnostics[0].Code != "PAL060" || doc.Diagnostics[0].Severity != diag.Error ||
-		doc.Diagnostics[0].Path != "spec.ingress[0].toPorts[0].rules.http" {
+		doc.Diagnostics[0].Path != "spec.egress[0].toPorts[0].rules.http" {
 		t.Errorf("--strict json: %+v", doc.Diagnostics)
 	}
 
