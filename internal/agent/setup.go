@@ -129,6 +129,15 @@ func stripNode(o any) (any, error) {
 // event during a sync causes one more sync after it.
 const SyncBatch = 200 * time.Millisecond
 
+// CacheSyncTimeout is how long the agent's controller waits for its
+// watches to sync before it gives up, which stops the agent. The agent
+// can do nothing useful before then (the kernel keeps its pinned
+// generation meanwhile), and giving up after controller-runtime's default
+// of 2 minutes makes agents that start while the API server is busiest (a
+// thousand agents listing at once: 122 of 1,000 hollow agents gave up so,
+// docs/scale.md) exit and be restarted, to list everything again.
+const CacheSyncTimeout = 15 * time.Minute
+
 // batched maps every event to the one sync request, added after
 // SyncBatch; the queue keeps one request however many events arrive.
 type batched struct{}
@@ -172,7 +181,7 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager, watchLinks bool) error {
 	links := make(chan event.GenericEvent, 1)
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("agent").
-		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1, CacheSyncTimeout: CacheSyncTimeout}).
 		Watches(&v1.NetworkPolicy{}, all, builder.WithPredicates(policyChange)).
 		Watches(&v1.ClusterNetworkPolicy{}, all, builder.WithPredicates(policyChange)).
 		Watches(&v1.TracingPolicy{}, all, builder.WithPredicates(policyChange)).

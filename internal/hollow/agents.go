@@ -139,3 +139,10 @@ func (n *Node) Stop() error {
 	n.cancel()
 	return <-n.done
 }
+
+// Wait waits until the agent's manager returns (ctx ended, Stop, or it
+// failed, e.g. a controller whose watches did not sync) and returns its
+// error.
+func (n *Node) Wait() error {
+	return <-n.done
+}

@@ -89,6 +89,8 @@ type childConfig struct {
 type childState struct {
 	Started  int
 	Restarts int
+	// Exits counts agents whose manager returned and was started again.
+	Exits    int
 	Errors   []string
 	Requests map[string]int64
 	Applies  int
@@ -562,7 +564,7 @@ func (s *scale) usage(when string) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.logf("memory %s: %s (%.1f MiB per hollow agent); agents applied %d generations in all", when, strings.Join(parts, ", "), float64(agents.RSS)/float64(s.nodes)/(1<<20), st.Applies)
+	s.logf("memory %s: %s (%.1f MiB per hollow agent); agents applied %d generations in all; %d agents exited and were restarted", when, strings.Join(parts, ", "), float64(agents.RSS)/float64(s.nodes)/(1<<20), st.Applies, st.Exits)
 }
 
 // startChild runs the agents in the test binary run again.
@@ -637,11 +639,12 @@ func runChild(t *testing.T, dir string) {
 		errs    []string
 		started atomic.Int64
 		retries atomic.Int64
+		exits   atomic.Int64
 	)
 	opts := Options{Config: cfg, Scheme: newScheme(t), Counter: &counter, SharedTransport: *flagShared}
 	write := func() {
 		mu.Lock()
-		st := childState{Started: int(started.Load()), Restarts: int(retries.Load()), Errors: slices.Clone(errs), Requests: counter.Snapshot()}
+		st := childState{Started: int(started.Load()), Restarts: int(retries.Load()), Exits: int(exits.Load()), Errors: slices.Clone(errs), Requests: counter.Snapshot()}
 		for _, n := range nodes {
 			st.Applies += n.Kernel.Recorded().Applies
 		}
@@ -676,15 +679,42 @@ func runChild(t *testing.T, dir string) {
 					time.Sleep(time.Duration(1+try) * time.Second)
 				}
 				mu.Lock()
-				defer mu.Unlock()
 				if err != nil {
 					if ctx.Err() == nil {
 						errs = append(errs, err.Error())
 					}
+					mu.Unlock()
 					return
 				}
 				nodes = append(nodes, n)
+				i := len(nodes) - 1
+				mu.Unlock()
 				started.Add(1)
+				// An agent whose manager returns is restarted, as its
+				// DaemonSet restarts it.
+				go func() {
+					for {
+						_ = n.Wait()
+						if ctx.Err() != nil {
+							return
+						}
+						exits.Add(1)
+						for {
+							next, err := Start(ctx, name, opts)
+							if err == nil {
+								n = next
+								mu.Lock()
+								nodes[i] = n
+								mu.Unlock()
+								break
+							}
+							if ctx.Err() != nil {
+								return
+							}
+							time.Sleep(time.Second)
+						}
+					}
+				}()
 			}()
 		}
 		wg.Wait()
