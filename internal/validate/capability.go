@@ -24,8 +24,12 @@ import "github.com/palisade-dev/palisade/internal/capability"
 // the datapath learns the feature.
 func (c *checker) checkCapability(p *Policy) {
 	var gaps []capability.Gap
-	if rs, _, _, ok := p.Network(); ok {
+	if rs, _, nodes, ok := p.Network(); ok {
 		gaps = capability.Network(rs)
+		if nodes != nil {
+			// A host policy (ClusterNetworkPolicy with nodeSelector).
+			gaps = capability.Host(rs)
+		}
 	}
 	if spec, ok := p.Tracing(); ok {
 		gaps = capability.TracingPolicy(spec)

@@ -30,7 +30,8 @@ import (
 
 // capabilityRepo has one rule of each feature the language has beyond
 // L3/L4, on its own line, so each warning's position can be checked; nodns
-// has toFQDNs and no DNS rule.
+// has toFQDNs and no DNS rule, host is a host policy with ingress HTTP
+// rules (its second rule, so that the path differs from api's).
 const capabilityRepo = `package policies
 
 np: {
@@ -60,6 +61,18 @@ np: {
 			}]
 		}, {
 			toFQDNs: [{matchName: "api.stripe.com"}]
+		}, {
+			toEndpoints: [{matchLabels: app: "payments"}]
+			toPorts: [{
+				ports: [{port: 8443, protocol: "TCP"}]
+				rules: http: [{method: "POST", path: "/charges"}]
+			}]
+		}, {
+			toFQDNs: [{matchName: "dns.google"}]
+			toPorts: [{
+				ports: [{port: 53, protocol: "UDP"}]
+				rules: dns: [{matchPattern: "*.example.com"}]
+			}]
 		}]
 	}
 }
@@ -82,6 +95,23 @@ np2: {
 		}]
 	}
 }
+
+cnp: {
+	apiVersion: "palisade.dev/v1alpha1"
+	kind:       "ClusterNetworkPolicy"
+	metadata: name: "host"
+	spec: {
+		nodeSelector: matchLabels: role: "worker"
+		ingress: [{
+			toPorts: [{ports: [{port: 22, protocol: "TCP"}]}]
+		}, {
+			toPorts: [{
+				ports: [{port: 10250, protocol: "TCP"}]
+				rules: http: [{method: "GET", path: "/healthz"}]
+			}]
+		}]
+	}
+}
 `
 
 // wantGaps is each feature's warning: its field path and line in
@@ -96,8 +126,11 @@ var wantGaps = map[capability.Feature]struct {
 	capability.DNS:               {"spec.egress[0].toPorts[0].rules.dns", 23},
 	capability.DNSOtherProtocols: {"spec.egress[0].toPorts[1].rules.dns", 26},
 	capability.FQDN:              {"spec.egress[1].toFQDNs", 29},
-	capability.FQDNWithoutDNS:    {"spec.egress[0].toFQDNs", 48},
-	capability.Tracing:           {"spec", 38},
+	capability.HTTPEgress:        {"spec.egress[2].toPorts[0].rules.http", 34},
+	capability.DNSOnFQDNPeers:    {"spec.egress[3].toPorts[0].rules.dns", 40},
+	capability.FQDNWithoutDNS:    {"spec.egress[0].toFQDNs", 60},
+	capability.Tracing:           {"spec", 50},
+	capability.HTTPHost:          {"spec.ingress[1].toPorts[0].rules.http", 76},
 }
 
 func validateCapabilityRepo(t *testing.T) diag.List {
@@ -176,7 +209,8 @@ func TestCapabilityWarnings(t *testing.T) {
 	t.Run("table as shipped", func(t *testing.T) {
 		check(t, validateCapabilityRepo(t))
 	})
-	for _, f := range []capability.Feature{capability.HTTP, capability.FQDN, capability.FQDNWithoutDNS, capability.Tracing} {
+	for _, f := range []capability.Feature{capability.HTTP, capability.HTTPEgress, capability.HTTPHost, capability.DNSOnFQDNPeers,
+		capability.FQDN, capability.FQDNWithoutDNS, capability.Tracing} {
 		t.Run(string(f)+" enforced", func(t *testing.T) {
 			old, had := capability.Table[f]
 			t.Cleanup(func() {
