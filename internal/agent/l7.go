@@ -375,11 +375,9 @@ func (s *l7Subsystem) Report(in *inputs, r *report) {
 			if !o.network() {
 				continue
 			}
-			if hg := hostHTTPGaps(o); len(hg) > 0 {
-				for _, g := range hg {
-					r.gap(o.key, g)
-					unsupported++
-				}
+			if hostPolicy(o) {
+				// Its ingress HTTP rules are HTTPHost's, among o.gaps:
+				// nothing is bound for them.
 				continue
 			}
 			for _, g := range s.httpGaps(o, in) {
@@ -479,21 +477,12 @@ func partsWhat(parts []capability.Gap) string {
 	return strings.Join(slices.Compact(names), ", ")
 }
 
-// hostHTTPGaps are the gaps of a host policy's ingress HTTP rules
-// (capability.HTTPHost), unless the object's capability gaps have them
-// already.
-func hostHTTPGaps(o *policyObject) []gap {
+// hostPolicy reports whether o is a host policy (a ClusterNetworkPolicy
+// with nodeSelector), whose ingress HTTP rules are capability.HTTPHost's:
+// its capability gaps report them.
+func hostPolicy(o *policyObject) bool {
 	cnp, ok := o.obj.(*v1.ClusterNetworkPolicy)
-	if !ok || cnp.Spec.NodeSelector == nil || slices.ContainsFunc(o.gaps, func(g capability.Gap) bool { return g.Feature == capability.HTTPHost }) {
-		return nil
-	}
-	var out []gap
-	for _, g := range capability.Host(&cnp.Spec.RuleSet) {
-		if g.Feature == capability.HTTPHost {
-			out = append(out, gap{reason: v1.NotSupportedReason, message: g.String()})
-		}
-	}
-	return out
+	return ok && cnp.Spec.NodeSelector != nil
 }
 
 // ruleSetOf is a network policy object's rules, nil for other kinds.
@@ -550,9 +539,7 @@ func (l *l7Off) Sync(_ context.Context, in *inputs) error {
 				l.gaps[o.key] = append(l.gaps[o.key], gap{reason: v1.NotSupportedReason, message: g.String(), whole: g.Support().Effect == capability.NotLoaded})
 			}
 		}
-		if hg := hostHTTPGaps(o); len(hg) > 0 {
-			l.gaps[o.key] = append(l.gaps[o.key], hg...)
-		} else if rs := ruleSetOf(o); rs != nil {
+		if rs := ruleSetOf(o); rs != nil && !hostPolicy(o) {
 			for _, p := range capability.Parts(rs, capability.HTTP) {
 				l.gaps[o.key] = append(l.gaps[o.key], gap{reason: v1.NotSupportedReason,
 					message: fmt.Sprintf("%s are not enforced: %s, so the kernel %s", p.What, l.why, capability.Table[capability.HTTP].Kernel)})

@@ -85,6 +85,10 @@ func newPolicyObject(kind string, o client.Object) *policyObject {
 		p.gaps = capability.Network(&t.Spec.RuleSet)
 	case *v1.ClusterNetworkPolicy:
 		p.gaps = capability.Network(&t.Spec.RuleSet)
+		if t.Spec.NodeSelector != nil {
+			// A host policy: its ingress HTTP rules are HTTPHost's.
+			p.gaps = capability.Host(&t.Spec.RuleSet)
+		}
 	case *v1.TracingPolicy:
 		p.gaps = capability.TracingPolicy(&t.Spec)
 	case *v1.ClusterTracingPolicy:
