@@ -356,6 +356,32 @@ ingress:
 	}
 }
 
+// TestL7DNSOnFQDNPeersIsAGap: the kernel matches DNS rules of the peer's
+// and the any-peer entries only, so a toFQDNs rule's DNS rules are
+// reported not enforced (capability.DNSOnFQDNPeers), once, with the
+// table's words; the object is partial.
+func TestL7DNSOnFQDNPeersIsAGap(t *testing.T) {
+	f := newL7Fixture(t)
+	f.podUID("frontend", "frontend", "10.0.0.3", 3, false)
+	f.policy("resolver", "r1", 1, `
+endpointSelector: {matchLabels: {app: frontend}}
+egress:
+- toFQDNs: [{matchName: dns.google}]
+  toPorts: [{ports: [{port: "53", protocol: UDP}], rules: {dns: [{matchPattern: "*.example.com"}]}}]
+`)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	o := f.object("resolver")
+	want := "egress DNS rules on 53/UDP of a toFQDNs rule are not enforced: the kernel " + capability.Table[capability.DNSOnFQDNPeers].Kernel
+	if o.State != v1.ObjectPartial || o.Reason != v1.NotSupportedReason || strings.Count(o.Message, want) != 1 {
+		t.Errorf("resolver: %+v\nwant the message once: %s", o, want)
+	}
+	if c := f.condition(v1.L7EnforcedCondition); c.Status != metav1.ConditionFalse || c.Reason != v1.NotSupportedReason {
+		t.Errorf("L7Enforced: %s %s: %s", c.Status, c.Reason, c.Message)
+	}
+}
+
 // TestL7UncompilableRefuses: a list the kernel cannot decide (a word
 // boundary in a path) refuses every request, and the object says so.
 func TestL7UncompilableRefuses(t *testing.T) {
@@ -503,6 +529,9 @@ ingress:
 	if o.State != v1.ObjectPartial || o.Reason != v1.NotSupportedReason ||
 		!strings.Contains(o.Message, "ingress HTTP rules on 10250/TCP are not enforced: the kernel "+capability.Table[capability.HTTPHost].Kernel) {
 		t.Errorf("host policy: %+v", o)
+	}
+	if n := strings.Count(o.Message, "ingress HTTP rules on 10250/TCP"); n != 1 {
+		t.Errorf("host policy's HTTP rules reported %d times, want once: %s", n, o.Message)
 	}
 	if len(f.l7.binds) != 0 {
 		t.Errorf("bindings for a host policy: %+v", f.l7.binds)
