@@ -53,7 +53,8 @@ import (
 // on the agent's node), how long a policy object change takes to reach
 // the kernel (from the API write to the new generation in the pinned
 // maps, with the new port in the policy map), and the agent's peak
-// resident memory (VmHWM). make bench-agent runs it.
+// resident memory (VmHWM). make bench-agent runs it. PALISADE_BENCH_LOG=debug
+// and PALISADE_BENCH_LOGDIR=<dir> keep the agent's log, with every sync's phases.
 func BenchmarkAgent(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root: the agent loads eBPF programs")
@@ -97,8 +98,16 @@ func benchAgent(b *testing.B, root, bin string, policies, pods int) {
 	}
 	defer func() {
 		agent.Stop()
+		log, _ := os.ReadFile(agent.Log)
+		if d := os.Getenv("PALISADE_BENCH_LOGDIR"); d != "" {
+			// The whole log (b.Log output is truncated): with
+			// PALISADE_BENCH_LOG=debug it has every sync's phases.
+			name := filepath.Join(d, fmt.Sprintf("agent-%d-policies.log", policies))
+			if err := os.WriteFile(name, log, 0o644); err != nil {
+				b.Error(err)
+			}
+		}
 		if b.Failed() || os.Getenv("PALISADE_BENCH_LOG") != "" {
-			log, _ := os.ReadFile(agent.Log)
 			b.Log(string(log))
 		}
 	}()
