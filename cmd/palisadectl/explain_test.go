@@ -489,3 +489,51 @@ endpoints:
 		t.Errorf("table says enforced: verdict %s, kernel %+v; want deny, deny", v, k)
 	}
 }
+
+// TestExplainHostHTTP: a host policy's ingress HTTP rules are not
+// decided by the kernel (HTTPHost): a request they refuse passes there,
+// and the kernel line names the host policy's rules.
+func TestExplainHostHTTP(t *testing.T) {
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	writeFile(t, repo, "policies.cue", `package policies
+
+cnp: host: {
+	apiVersion: "palisade.dev/v1alpha1"
+	kind:       "ClusterNetworkPolicy"
+	metadata: name: "host"
+	spec: {
+		nodeSelector: matchLabels: role: "worker"
+		ingress: [{
+			fromEndpoints: [{matchLabels: {"k8s:io.kubernetes.pod.namespace": "shop", app: "monitor"}}]
+			toPorts: [{
+				ports: [{port: 10250, protocol: "TCP"}]
+				rules: http: [{method: "GET", path: "/healthz"}]
+			}]
+		}]
+	}
+}
+`)
+	eps := writeFile(t, dir, "endpoints.yaml", `namespaces:
+  shop: {}
+nodes:
+  - name: n1
+    ips: [10.0.16.11]
+    labels: {role: worker}
+podCIDRs: [10.244.0.0/16]
+endpoints:
+  - namespace: shop
+    name: monitor-0
+    labels: {app: monitor}
+    ips: [10.244.1.5]
+    node: n1
+`)
+	v, k, _ := explainJSON(t, repo, eps, "--from", "shop/monitor-0", "--to", "10.0.16.11:10250/TCP", "--http-method", "GET", "--http-path", "/pods")
+	if v != "deny" || k.Verdict != "allow" || !k.Differs {
+		t.Fatalf("verdict %s, kernel %+v; want deny, and the kernel passing it", v, k)
+	}
+	want := "the kernel passes this request today: ingress HTTP rules on 10250/TCP are not enforced by this version"
+	if k.Reason != want {
+		t.Errorf("reason %q\nwant   %q", k.Reason, want)
+	}
+}
