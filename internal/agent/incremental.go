@@ -23,6 +23,8 @@ import (
 	"reflect"
 	"slices"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/palisade-dev/palisade/internal/engine"
 )
 
@@ -41,7 +43,7 @@ type incremental struct {
 	// versions identify the object each compiled policy was rendered
 	// from (UID and resourceVersion): an object whose version did not
 	// change renders the same policy.
-	versions map[objKey]string
+	versions map[objKey]objVersion
 	// cluster and ids are the compiler's cluster input and identity
 	// table: an unchanged cluster is not given to the compiler again
 	// (a cluster update costs work in proportion to the whole cluster).
@@ -69,33 +71,39 @@ func (l *liveIDs) Lookup(x engine.Labels) (engine.Identity, bool) { return l.t.L
 // never to be modified) and the delta from the state of the previous
 // update, nil when it compiled from scratch.
 func (c *incremental) update(in *inputs) (*engine.MapState, *engine.Delta, error) {
-	versions := map[objKey]string{}
+	versions := make(map[objKey]objVersion, len(in.objects))
 	for _, o := range in.objects {
 		if o.network() {
-			v := ""
-			if rv := o.obj.GetResourceVersion(); rv != "" {
-				v = string(o.obj.GetUID()) + "/" + rv
-			}
-			versions[o.key] = v
+			versions[o.key] = objVersion{uid: o.obj.GetUID(), rv: o.obj.GetResourceVersion()}
 		}
 	}
 	if c.comp == nil {
 		return c.whole(in, versions)
 	}
 	var set []*engine.Policy
-	seen := map[objKey]bool{}
+	var setKeys []objKey
+	added := 0
 	for _, p := range in.ir.Policies {
 		k := objKey{kind: p.Origin.Kind, namespace: p.Origin.Namespace, name: p.Origin.Name}
-		seen[k] = true
 		v, had := c.versions[k]
-		if !had || v == "" || v != versions[k] {
-			set = append(set, p)
+		if nv := versions[k]; !had || nv.rv == "" || v != nv {
+			set, setKeys = append(set, p), append(setKeys, k)
+		}
+		if !had {
+			added++
 		}
 	}
 	var gone []objKey
-	for k := range c.versions {
-		if !seen[k] {
-			gone = append(gone, k)
+	if len(c.versions)+added != len(in.ir.Policies) {
+		// Some compiled policies are no longer in the inputs.
+		inIR := make(map[objKey]bool, len(in.ir.Policies))
+		for _, p := range in.ir.Policies {
+			inIR[objKey{kind: p.Origin.Kind, namespace: p.Origin.Namespace, name: p.Origin.Name}] = true
+		}
+		for k := range c.versions {
+			if !inIR[k] {
+				gone = append(gone, k)
+			}
 		}
 	}
 	if len(set)+len(gone) > maxIncrementalPolicies {
@@ -132,10 +140,11 @@ func (c *incremental) update(in *inputs) (*engine.MapState, *engine.Delta, error
 		c.comp, c.versions, c.cluster = nil, nil, nil
 		return nil, nil, fmt.Errorf("compile: %w", err)
 	}
-	c.versions = map[objKey]string{}
-	for _, p := range in.ir.Policies {
-		k := objKey{kind: p.Origin.Kind, namespace: p.Origin.Namespace, name: p.Origin.Name}
+	for _, k := range setKeys {
 		c.versions[k] = versions[k]
+	}
+	for _, k := range gone {
+		delete(c.versions, k)
 	}
 	c.cluster, c.ids0 = in.cluster, in.ids
 	if delta == nil {
@@ -145,8 +154,14 @@ func (c *incremental) update(in *inputs) (*engine.MapState, *engine.Delta, error
 	return c.comp.State(), delta, nil
 }
 
+// objVersion identifies one version of an object.
+type objVersion struct {
+	uid types.UID
+	rv  string // empty: unknown, so the policy is compiled again
+}
+
 // whole compiles in from scratch.
-func (c *incremental) whole(in *inputs, versions map[objKey]string) (*engine.MapState, *engine.Delta, error) {
+func (c *incremental) whole(in *inputs, versions map[objKey]objVersion) (*engine.MapState, *engine.Delta, error) {
 	if c.ids == nil {
 		c.ids = &liveIDs{}
 	}
@@ -157,7 +172,7 @@ func (c *incremental) whole(in *inputs, versions map[objKey]string) (*engine.Map
 		return nil, nil, fmt.Errorf("compile: %w", err)
 	}
 	c.comp, c.cluster, c.ids0 = comp, in.cluster, in.ids
-	c.versions = map[objKey]string{}
+	c.versions = make(map[objKey]objVersion, len(in.ir.Policies))
 	for _, p := range in.ir.Policies {
 		k := objKey{kind: p.Origin.Kind, namespace: p.Origin.Namespace, name: p.Origin.Name}
 		c.versions[k] = versions[k]
