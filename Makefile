@@ -100,7 +100,7 @@ run-tools: ## Install what make run needs besides Go: git (http-backend) and ipr
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-validate bench-datapath bench-guard bench-engine bench-agent bench-controllers bench-flows bench-tracing bench-ui bench-dns bench-l7 ## Run every benchmark.
+bench: bench-validate bench-datapath bench-guard bench-engine bench-agent bench-controllers bench-flows bench-tracing bench-ui bench-dns bench-l7 bench-scale ## Run every benchmark.
 
 .PHONY: bench-controllers
 bench-controllers: envtest-bins ## Controllers vs a real API server and Git server: commit → objects applied p50/p99 over 50 webhook-triggered commits; 500 PolicySets × 20 policies, objects/s beside Flux's 3.9 Kustomizations/s.
@@ -133,6 +133,12 @@ bench-flows: ## Verdict events kernel → ring buffer → Go reader, and kernel 
 bench-dns: ## DNS rules in the kernel: added latency per query p50/p99 and queries/s at saturation vs no policy and vs a userspace DNS proxy hop; toFQDNs: a query and its answer tracked and learned, a first packet decided through learned names (root).
 	$(GO) test -count=1 -run '^TestDNSBench$$' -v ./internal/datapath/ -datapath.dnsbench
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkFQDNLearn|BenchmarkFQDNDecide' -benchtime 20000x ./internal/datapath/
+
+.PHONY: bench-scale
+bench-scale: envtest-bins ## Hollow nodes (the real agent on a recording fake kernel) vs a real API server, the manager and a Git server: commit → every node enforces p50/p99 over 20 commits, agents' requests/s at rest and in rollouts, RSS of manager/API server/etcd/agents (docs/scale.md).
+	hack/apt-install.sh git
+	PALISADE_REQUIRE_TOOLS=1 $(GO) test -count=1 -run '^TestScale$$' -v -timeout 60m ./internal/hollow/ -hollow.nodes=100 -hollow.pods=10000 -hollow.commits=20
+	PALISADE_REQUIRE_TOOLS=1 $(GO) test -count=1 -run '^TestScale$$' -v -timeout 90m ./internal/hollow/ -hollow.nodes=1000 -hollow.pods=1000 -hollow.commits=20 -hollow.memlimit=12GiB -hollow.wait=20m
 
 .PHONY: bench-l7
 bench-l7: ## HTTP requests decided in the kernel (ingress): one keep-alive request and answer on loopback without and with the kernel deciding it (root).

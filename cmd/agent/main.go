@@ -120,7 +120,7 @@ func run() error {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress: *probeAddr,
-		Cache:                  agent.CacheOptions(),
+		Cache:                  agent.NodeCacheOptions(*nodeName),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
