@@ -1,0 +1,957 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/* Copyright 2026 The Palisade Authors. */
+
+/*
+ * Kafka requests decided in the kernel, on the server side of a
+ * connection (ingress of the workload that serves, the broker). See
+ * docs/kafka.md.
+ *
+ * kafka_sockops puts each established server socket whose local address
+ * and port have an entry in kafka_ports into the SOCKHASH kafka_socks; its
+ * receive path then runs the stream parser kafka_parser, which holds the
+ * bytes until a whole request frame (int32 size, then the request) has
+ * arrived, and decides it: by API key, version, client ID and topic, from
+ * the tables internal/engine compiles (kafka_tables.go). An allowed frame
+ * is handed to the broker whole by kafka_verdict. A refused one never is:
+ * the parser fails the stream, the kernel reports an error on the broker's
+ * socket (ECONNRESET) and the broker closes the connection, so the client
+ * sees the connection closed (see docs/kafka.md for why no error response
+ * is crafted).
+ *
+ * The parse itself, kafka_parse_frame, is a global function that the test
+ * program kafka_test_parse (tc, which has BPF_PROG_TEST_RUN) calls too.
+ */
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
+
+#include "kafka.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define ECONNRESET 104
+
+/* bpf2go -type needs the enums in BTF; these variables put them there. */
+const volatile enum kafka_kind kafka_btf_kind = KAFKA_KIND_NEED_MORE;
+const volatile enum kafka_reason kafka_btf_reason = KAFKA_R_ALLOWED;
+const volatile enum kafka_val_kind kafka_btf_val_kind = KAFKA_VAL_VERSION;
+
+/* ---- maps ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* socket cookie */
+	__type(value, __u64);
+} kafka_socks SEC(".maps");
+
+/* The socket's state, and the scratch key for value lookups (the parser
+ * of one socket runs under its lock; a per-CPU scratch could be reused
+ * by a softirq on the same CPU). */
+struct kafka_sockw {
+	struct kafka_sock s;
+	struct kafka_val_key key;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct kafka_sockw);
+} kafka_sock_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kafka_active);
+} kafka_slot SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct kafka_config);
+} kafka_gens SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct kafka_port_key);
+	__type(value, __u32);
+} kafka_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * 16384);
+	__type(key, struct kafka_bind_key);
+	__type(value, struct kafka_bind);
+} kafka_binds SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, struct kafka_peer_key);
+	__type(value, __u32);
+} kafka_peers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * KAFKA_MAX_LISTS);
+	__type(key, struct kafka_list_key);
+	__type(value, struct kafka_list);
+} kafka_lists SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * KAFKA_MAX_VALS);
+	__type(key, struct kafka_val_key);
+	__type(value, __u64);
+} kafka_vals SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KAFKA_R_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} kafka_counters SEC(".maps");
+
+/* BPF_PROG_TEST_RUN of kafka_test_parse. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kafka_test_in);
+} kafka_test_input SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kafka_sockw);
+} kafka_test_out SEC(".maps");
+
+static __always_inline void count(__u32 reason)
+{
+	__u64 *c = bpf_map_lookup_elem(&kafka_counters, &reason);
+	if (c)
+		*c += 1;
+}
+
+/* ---- reading the frame ---- */
+
+/* The walk over one frame: [pos, end) is what is left of it. */
+struct kafka_rd {
+	__u32 pos;
+	__u32 end;
+	__u32 bad; /* a read past the frame or a bad encoding */
+};
+
+static __always_inline __u32 rd_u8(struct __sk_buff *skb, struct kafka_rd *r)
+{
+	__u8 b = 0;
+	if (r->pos + 1 > r->end || bpf_skb_load_bytes(skb, r->pos, &b, 1) < 0) {
+		r->bad = 1;
+		return 0;
+	}
+	r->pos += 1;
+	return b;
+}
+
+static __always_inline __s32 rd_i16(struct __sk_buff *skb, struct kafka_rd *r)
+{
+	__u16 v = 0;
+	if (r->pos + 2 > r->end || bpf_skb_load_bytes(skb, r->pos, &v, 2) < 0) {
+		r->bad = 1;
+		return 0;
+	}
+	r->pos += 2;
+	return (__s16)bpf_ntohs(v);
+}
+
+static __always_inline __s32 rd_i32(struct __sk_buff *skb, struct kafka_rd *r)
+{
+	__u32 v = 0;
+	if (r->pos + 4 > r->end || bpf_skb_load_bytes(skb, r->pos, &v, 4) < 0) {
+		r->bad = 1;
+		return 0;
+	}
+	r->pos += 4;
+	return (__s32)bpf_ntohl(v);
+}
+
+static __always_inline void rd_skip(struct kafka_rd *r, __u32 n)
+{
+	if (n > r->end - r->pos || r->pos > r->end) {
+		r->bad = 1;
+		return;
+	}
+	r->pos += n;
+}
+
+/* An unsigned varint of at most 5 bytes (Kafka's compact lengths and tag
+ * counts fit in 32 bits). */
+static __always_inline __u32 rd_uvarint(struct __sk_buff *skb, struct kafka_rd *r)
+{
+	__u32 v = 0;
+	for (int i = 0; i < 5; i++) {
+		__u32 b = rd_u8(skb, r);
+		if (r->bad)
+			return 0;
+		v |= (b & 0x7f) << (7 * i);
+		if (!(b & 0x80))
+			return v;
+	}
+	r->bad = 1;
+	return 0;
+}
+
+/* A string's length: int16 (-1 null), or in flexible versions an
+ * unsigned varint of length + 1 (0 null). Null is -1. */
+static __always_inline __s32 rd_strlen(struct __sk_buff *skb, struct kafka_rd *r, __u32 flex)
+{
+	if (flex) {
+		__u32 n = rd_uvarint(skb, r);
+		if (r->bad)
+			return 0;
+		if (n > 0x7fff + 1) {
+			r->bad = 1;
+			return 0;
+		}
+		return (__s32)n - 1;
+	}
+	__s32 n = rd_i16(skb, r);
+	if (n < -1)
+		r->bad = 1;
+	return n;
+}
+
+/* An array's length: int32 (-1 null), or an unsigned varint of length +
+ * 1 (0 null). Null is -1. */
+static __always_inline __s32 rd_arrlen(struct __sk_buff *skb, struct kafka_rd *r, __u32 flex)
+{
+	if (flex) {
+		__u32 n = rd_uvarint(skb, r);
+		if (r->bad)
+			return 0;
+		if (n > 0x7fffffff) {
+			r->bad = 1;
+			return 0;
+		}
+		return (__s32)n - 1;
+	}
+	__s32 n = rd_i32(skb, r);
+	if (n < -1)
+		r->bad = 1;
+	return n;
+}
+
+/* Skips a string (its length read), checking it lies in the frame. */
+static __always_inline void rd_skip_str(struct __sk_buff *skb, struct kafka_rd *r, __u32 flex, __u32 nullable)
+{
+	__s32 n = rd_strlen(skb, r, flex);
+	if (r->bad)
+		return;
+	if (n < 0) {
+		if (!nullable)
+			r->bad = 1;
+		return;
+	}
+	rd_skip(r, (__u32)n);
+}
+
+/* A tagged-field section: the kernel reads only empty ones. */
+static __always_inline int rd_no_tags(struct __sk_buff *skb, struct kafka_rd *r)
+{
+	__u32 n = rd_uvarint(skb, r);
+	return !r->bad && n == 0;
+}
+
+/* ---- tables ---- */
+
+/* val_mask looks a value up: len bytes at skb offset at, or (skb NULL)
+ * the 2 bytes of ver. A value longer than KAFKA_VAL_MAX is no rule's. */
+static __always_inline __u64 val_mask(struct __sk_buff *skb, struct kafka_val_key *k, __u32 slot, __u32 list,
+				      __u32 kind, __u32 at, __u32 len, __u32 ver)
+{
+	if (len == 0 || len > KAFKA_VAL_MAX)
+		return 0;
+	__builtin_memset(k, 0, sizeof(*k));
+	k->slot = slot;
+	k->list = list;
+	k->kind = kind;
+	k->len = len;
+	if (kind == KAFKA_VAL_VERSION) {
+		k->val[0] = ver & 0xff;
+		k->val[1] = ver >> 8;
+	} else if (bpf_skb_load_bytes(skb, at, k->val, len & 0xff) < 0) {
+		return 0;
+	}
+	__u64 *m = bpf_map_lookup_elem(&kafka_vals, k);
+	return m ? *m : 0;
+}
+
+struct kafka_dec {
+	__u32 reason; /* KAFKA_R_ALLOWED, _DENIED or _AUDIT */
+	__u32 rule;
+};
+
+/*
+ * kafka_decide decides a request whose matching rules are m, from the
+ * list's allows, as engine.KafkaList.Decide: the lowest enforcing allow
+ * that admits it allows it; if enforcing allows exist and none admits
+ * it, it is denied (the lowest refusing allow named); a list whose
+ * allows are all audit-mode ones passes it (audit if none admits).
+ */
+__noinline int kafka_decide(struct kafka_list *l, __u64 m, struct kafka_dec *d)
+{
+	if (!l || !d)
+		return 0;
+	__u32 na = l->nallows;
+	__u32 enforced = 0, restricting = 0, seen = 0, full = 0;
+	for (__u32 a = 0; a < KAFKA_MAX_ALLOWS; a++) {
+		if (a >= na)
+			break;
+		struct kafka_allow *al = &l->allows[a];
+		__u32 ok = al->any || (al->rules & m) != 0;
+		if (ok && !full)
+			full = al->rule;
+		if (al->audit)
+			continue;
+		seen = 1;
+		if (ok && !enforced)
+			enforced = al->rule;
+		if (!ok && !restricting)
+			restricting = al->rule;
+	}
+	if (seen && !enforced) {
+		d->reason = KAFKA_R_DENIED;
+		d->rule = restricting;
+	} else if (!full) {
+		d->reason = KAFKA_R_AUDIT;
+		d->rule = 0;
+	} else {
+		d->reason = KAFKA_R_ALLOWED;
+		d->rule = seen ? enforced : full;
+	}
+	return 0;
+}
+
+/* ---- the request ---- */
+
+/* What the body walk found. */
+enum topics_state {
+	T_NONE = 0,   /* the key carries no topic */
+	T_ALL = 1,    /* every topic (Metadata, OffsetFetch with null topics) */
+	T_EMPTY = 2,  /* no topic named */
+	T_READ = 3,   /* every topic read and decided (in dec) */
+	T_UNREAD = 4, /* topics the kernel does not read: why in why */
+};
+
+/* The parse of one frame, on the caller's stack. */
+struct kafka_parse {
+	struct kafka_rd r;
+	__u64 h; /* the rules the header admits */
+	__u32 slot;
+	__u32 list_id;
+	__u32 flex;
+	__u32 uuid;   /* topic entries start with a topic ID (Metadata v10+) */
+	__u32 state;  /* enum topics_state */
+	__u32 why;    /* T_UNREAD: the reason */
+	__u32 ntopics;
+	__u32 key;
+	__u32 ver;
+	struct kafka_dec dec; /* T_READ: the combined decision */
+};
+
+/* Combines a topic's decision into the request's: denied if one is,
+ * else audit if one is, else allowed; the first such topic names the
+ * rule. */
+static __always_inline void combine(struct kafka_dec *all, struct kafka_dec *d, __u32 first)
+{
+	if (first || (d->reason == KAFKA_R_DENIED && all->reason != KAFKA_R_DENIED) ||
+	    (d->reason == KAFKA_R_AUDIT && all->reason == KAFKA_R_ALLOWED)) {
+		all->reason = d->reason;
+		all->rule = d->rule;
+	}
+}
+
+/*
+ * kafka_topic reads one topic entry of a Metadata request (its topic ID
+ * in v10+, its name, its tagged fields in flexible versions) and decides
+ * the request for that topic.
+ */
+__noinline int kafka_topic(struct __sk_buff *skb, struct kafka_parse *p, struct kafka_list *l, struct kafka_val_key *k)
+{
+	if (!skb || !p || !l || !k)
+		return 0;
+	struct kafka_rd *r = &p->r;
+	if (p->uuid)
+		rd_skip(r, 16);
+	__s32 n = rd_strlen(skb, r, p->flex);
+	if (r->bad) {
+		p->state = T_UNREAD;
+		p->why = KAFKA_R_MALFORMED;
+		return 0;
+	}
+	if (n < 0) {
+		/* a topic named by its ID only */
+		p->state = T_UNREAD;
+		p->why = KAFKA_R_UNPARSED;
+		return 0;
+	}
+	__u32 at = r->pos;
+	rd_skip(r, (__u32)n);
+	if (p->flex && !r->bad && !rd_no_tags(skb, r)) {
+		p->state = T_UNREAD;
+		p->why = r->bad ? KAFKA_R_MALFORMED : KAFKA_R_TAGGED;
+		return 0;
+	}
+	if (r->bad) {
+		p->state = T_UNREAD;
+		p->why = KAFKA_R_MALFORMED;
+		return 0;
+	}
+	__u64 m = p->h & (l->topic_any | val_mask(skb, k, p->slot, p->list_id, KAFKA_VAL_TOPIC, at, (__u32)n, 0));
+	struct kafka_dec d = {};
+	kafka_decide(l, m, &d);
+	combine(&p->dec, &d, p->ntopics == 0);
+	p->ntopics++;
+	return 0;
+}
+
+/* The first version of each parsed key whose requests are flexible
+ * (compact strings, tagged fields, request header v2). */
+static __always_inline __u32 flexible(__u32 key, __u32 ver)
+{
+	switch (key) {
+	case 0: return ver >= 9;  /* Produce */
+	case 1: return ver >= 12; /* Fetch */
+	case 2: return ver >= 6;  /* ListOffsets */
+	case 3: return ver >= 9;  /* Metadata */
+	case 8: return ver >= 8;  /* OffsetCommit */
+	case 9: return ver >= 6;  /* OffsetFetch */
+	}
+	return 0;
+}
+
+/* The keys whose requests name no topic. */
+static __always_inline __u32 topicless(__u32 key)
+{
+	switch (key) {
+	case 10: /* FindCoordinator */
+	case 11: /* JoinGroup */
+	case 12: /* Heartbeat */
+	case 13: /* LeaveGroup */
+	case 14: /* SyncGroup */
+	case 15: /* DescribeGroups */
+	case 16: /* ListGroups */
+	case 17: /* SaslHandshake */
+	case 18: /* ApiVersions */
+	case 22: /* InitProducerId */
+	case 26: /* EndTxn */
+	case 36: /* SaslAuthenticate */
+	case 42: /* DeleteGroups */
+	case 60: /* DescribeCluster */
+		return 1;
+	}
+	return 0;
+}
+
+/* The versions of the parsed keys whose topics the kernel reads. */
+static __always_inline __u32 parsed(__u32 key, __u32 ver)
+{
+	switch (key) {
+	case 0: return ver <= 12; /* v13+: topic IDs */
+	case 1: return ver <= 12; /* v13+: topic IDs */
+	case 2: return ver <= 10;
+	case 3: return ver <= 13;
+	case 8: return ver <= 9;  /* v10+: topic IDs */
+	case 9: return ver <= 7;  /* v8+: groups of topics */
+	}
+	return 0;
+}
+
+/*
+ * kafka_body walks the request body of a parsed key and version up to
+ * its topics: the fields before the topic array, the array's length, and
+ * the topics (the first of a one-topic array; every one of a Metadata
+ * request, up to KAFKA_MAX_TOPICS).
+ */
+__noinline int kafka_body(struct __sk_buff *skb, struct kafka_parse *p, struct kafka_list *l, struct kafka_val_key *k)
+{
+	if (!skb || !p || !l || !k)
+		return 0;
+	__u32 key = p->key, ver = p->ver;
+	struct kafka_rd *r = &p->r;
+	__u32 flex = p->flex;
+	__u32 nullall = 0; /* a null array means every topic */
+	switch (key) {
+	case 0: /* Produce: [transactional_id], acks, timeout_ms */
+		if (ver >= 3)
+			rd_skip_str(skb, r, flex, 1);
+		rd_skip(r, 2 + 4);
+		break;
+	case 1: /* Fetch: replica_id, max_wait_ms, min_bytes, [max_bytes], [isolation_level], [session_id, session_epoch] */
+		rd_skip(r, 12);
+		if (ver >= 3)
+			rd_skip(r, 4);
+		if (ver >= 4)
+			rd_skip(r, 1);
+		if (ver >= 7)
+			rd_skip(r, 8);
+		break;
+	case 2: /* ListOffsets: replica_id, [isolation_level] */
+		rd_skip(r, 4);
+		if (ver >= 2)
+			rd_skip(r, 1);
+		break;
+	case 3: /* Metadata: the topics first */
+		nullall = 1;
+		p->uuid = ver >= 10;
+		break;
+	case 8: /* OffsetCommit: group_id, [generation_id, member_id], [group_instance_id], [retention_time_ms] */
+		rd_skip_str(skb, r, flex, 0);
+		if (ver >= 1) {
+			rd_skip(r, 4);
+			rd_skip_str(skb, r, flex, 0);
+		}
+		if (ver >= 7)
+			rd_skip_str(skb, r, flex, 1);
+		if (ver >= 2 && ver <= 4)
+			rd_skip(r, 8);
+		break;
+	case 9: /* OffsetFetch: group_id */
+		rd_skip_str(skb, r, flex, 0);
+		nullall = ver >= 2;
+		break;
+	}
+	__s32 n = rd_arrlen(skb, r, flex);
+	if (r->bad) {
+		p->state = T_UNREAD;
+		p->why = KAFKA_R_MALFORMED;
+		return 0;
+	}
+	if (n < 0) {
+		if (!nullall) {
+			p->state = T_UNREAD;
+			p->why = KAFKA_R_MALFORMED;
+		} else {
+			p->state = T_ALL;
+		}
+		return 0;
+	}
+	if (n == 0) {
+		/* Metadata v0: an empty array asks for every topic */
+		p->state = key == 3 && ver == 0 ? T_ALL : T_EMPTY;
+		return 0;
+	}
+	if (key != 3) {
+		if (n > 1) {
+			p->state = T_UNREAD;
+			p->why = KAFKA_R_TOPICS;
+			return 0;
+		}
+		__s32 tn = rd_strlen(skb, r, flex);
+		if (r->bad || tn < 0) {
+			p->state = T_UNREAD;
+			p->why = KAFKA_R_MALFORMED;
+			return 0;
+		}
+		__u32 at = r->pos;
+		rd_skip(r, (__u32)tn);
+		if (r->bad) {
+			p->state = T_UNREAD;
+			p->why = KAFKA_R_MALFORMED;
+			return 0;
+		}
+		__u64 m = p->h & (l->topic_any | val_mask(skb, k, p->slot, p->list_id, KAFKA_VAL_TOPIC, at, (__u32)tn, 0));
+		kafka_decide(l, m, &p->dec);
+		p->ntopics = 1;
+		p->state = T_READ;
+		return 0;
+	}
+	if (n > KAFKA_MAX_TOPICS) {
+		p->state = T_UNREAD;
+		p->why = KAFKA_R_TOPICS;
+		return 0;
+	}
+	p->state = T_READ;
+	for (__u32 i = 0; i < KAFKA_MAX_TOPICS; i++) {
+		if (i >= (__u32)n || p->state != T_READ)
+			break;
+		kafka_topic(skb, p, l, k);
+	}
+	return 0;
+}
+
+/* The frame's result: close (refused) or pass (decided). */
+static __always_inline void result(struct kafka_sock *res, __u32 reason, __u32 rule)
+{
+	res->reason = reason;
+	res->rule = rule;
+	res->kind = (reason == KAFKA_R_ALLOWED || reason == KAFKA_R_AUDIT) ? KAFKA_KIND_REQUEST : KAFKA_KIND_CLOSE;
+}
+
+struct kafka_args {
+	__u32 off;
+	__u32 avail;
+	__u32 list;
+	__u32 has_list;
+};
+
+/*
+ * kafka_parse_frame frames and decides the request that starts at off in
+ * skb (avail bytes there): res->len 0 asks for more bytes; otherwise
+ * res->kind says what to do with the res->len bytes of the frame.
+ */
+__noinline int kafka_parse_frame(struct __sk_buff *skb, struct kafka_args *a, struct kafka_sock *res,
+				 struct kafka_val_key *k)
+{
+	if (!skb || !a || !res || !k)
+		return 0;
+	res->len = 0;
+	res->kind = KAFKA_KIND_NEED_MORE;
+	res->reason = 0;
+	res->rule = 0;
+	res->topics = 0;
+	if (a->avail < 4)
+		return 0;
+	__u32 sz = 0;
+	if (bpf_skb_load_bytes(skb, a->off, &sz, 4) < 0)
+		return 0;
+	__s32 size = (__s32)bpf_ntohl(sz);
+	/* a request header is at least key, version, correlation ID and
+	 * the client ID's length */
+	if (size < 10) {
+		res->len = 4;
+		res->kind = KAFKA_KIND_CLOSE;
+		res->reason = KAFKA_R_MALFORMED;
+		return 0;
+	}
+	if (size > KAFKA_FRAME_MAX - 4) {
+		res->len = 4;
+		res->kind = KAFKA_KIND_CLOSE;
+		res->reason = KAFKA_R_OVERSIZE;
+		return 0;
+	}
+	__u32 flen = 4 + (__u32)size;
+	if (a->avail < flen)
+		return 0;
+	res->len = flen;
+
+	struct kafka_parse p = {};
+	p.r.pos = a->off + 4;
+	p.r.end = a->off + flen;
+	__s32 key = rd_i16(skb, &p.r);
+	__s32 ver = rd_i16(skb, &p.r);
+	res->correlation = rd_i32(skb, &p.r);
+	__s32 cl = rd_i16(skb, &p.r);
+	res->api_key = key;
+	res->api_version = ver;
+	if (!a->has_list) {
+		res->kind = KAFKA_KIND_PASS;
+		res->reason = KAFKA_R_PASSED;
+		return 0;
+	}
+	if (p.r.bad || key < 0 || ver < 0 || cl < -1) {
+		result(res, KAFKA_R_MALFORMED, 0);
+		return 0;
+	}
+	__u32 cat = p.r.pos;
+	if (cl > 0)
+		rd_skip(&p.r, (__u32)cl);
+	if (p.r.bad) {
+		result(res, KAFKA_R_MALFORMED, 0);
+		return 0;
+	}
+
+	__u32 zero = 0;
+	struct kafka_active *act = bpf_map_lookup_elem(&kafka_slot, &zero);
+	if (!act)
+		return 0;
+	p.slot = act->slot & 1;
+	p.list_id = a->list;
+	struct kafka_list_key lk = { .slot = p.slot, .list = a->list };
+	struct kafka_list *l = bpf_map_lookup_elem(&kafka_lists, &lk);
+	if (!l) {
+		result(res, KAFKA_R_NO_TABLES, 0);
+		return 0;
+	}
+	__u32 ki = key < KAFKA_NAMED_KEYS ? (__u32)key : KAFKA_KEY_OTHER;
+	if (ki >= KAFKA_KEYS)
+		return 0;
+	p.h = l->keys[ki];
+	p.h &= l->ver_any | val_mask(skb, k, p.slot, p.list_id, KAFKA_VAL_VERSION, 0, 2, (__u32)ver);
+	if (cl > 0)
+		p.h &= l->client_any | val_mask(skb, k, p.slot, p.list_id, KAFKA_VAL_CLIENT, cat, (__u32)cl, 0);
+	else
+		p.h &= l->client_any;
+
+	if (topicless((__u32)key)) {
+		p.state = T_NONE;
+	} else if (!parsed((__u32)key, (__u32)ver)) {
+		p.state = T_UNREAD;
+		p.why = key <= 3 || key == 8 || key == 9 ? KAFKA_R_VERSION : KAFKA_R_UNPARSED;
+	} else {
+		p.flex = flexible((__u32)key, (__u32)ver);
+		if (p.flex && !rd_no_tags(skb, &p.r)) {
+			p.state = T_UNREAD;
+			p.why = p.r.bad ? KAFKA_R_MALFORMED : KAFKA_R_TAGGED;
+		} else {
+			p.key = key;
+			p.ver = ver;
+			kafka_body(skb, &p, l, k);
+		}
+	}
+
+	struct kafka_dec d = {};
+	switch (p.state) {
+	case T_READ:
+		res->topics = p.ntopics;
+		result(res, p.dec.reason, p.dec.rule);
+		return 0;
+	case T_EMPTY:
+		/* no topic is named: decided by the header */
+		kafka_decide(l, p.h, &d);
+		result(res, d.reason, d.rule);
+		return 0;
+	case T_NONE:
+	case T_ALL:
+		/* only the rules without a topic admit it */
+		kafka_decide(l, p.h & l->topic_any, &d);
+		result(res, d.reason, d.rule);
+		return 0;
+	}
+	/* T_UNREAD: the rules without a topic decide it if they admit it;
+	 * if only a rule with a topic could, it is refused for what the
+	 * kernel does not read. A malformed body is refused. */
+	if (p.why == KAFKA_R_MALFORMED) {
+		result(res, KAFKA_R_MALFORMED, 0);
+		return 0;
+	}
+	kafka_decide(l, p.h & l->topic_any, &d);
+	if (d.reason != KAFKA_R_DENIED) {
+		result(res, d.reason, d.rule);
+		return 0;
+	}
+	struct kafka_dec d2 = {};
+	kafka_decide(l, p.h, &d2);
+	if (d2.reason == KAFKA_R_DENIED)
+		result(res, KAFKA_R_DENIED, d.rule);
+	else
+		result(res, p.why, d.rule);
+	return 0;
+}
+
+/* ---- programs ---- */
+
+static const struct kafka_sockw kafka_sockw_zero;
+
+/*
+ * The stream parser and verdict see the strparser's skb from the start of
+ * the segment it was cloned from: their message starts at the strparser's
+ * offset, kept in skb->cb (struct sk_skb_cb), read through the kernel's
+ * sk_buff (bpf_cast_to_kern_ctx), the field offsets relocated by CO-RE.
+ */
+struct strp_msg___kafka {
+	int full_len;
+	int offset;
+} __attribute__((preserve_access_index));
+
+struct _strp_msg___kafka {
+	struct strp_msg___kafka strp;
+	int accum_len;
+} __attribute__((preserve_access_index));
+
+struct sk_skb_cb___kafka {
+	struct _strp_msg___kafka strp;
+} __attribute__((preserve_access_index));
+
+struct sk_buff___kafka {
+	char cb[48];
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+static __always_inline __u32 strp_offset(struct __sk_buff *skb)
+{
+	struct sk_buff___kafka *kb = bpf_cast_to_kern_ctx(skb);
+	__u32 o = bpf_core_field_offset(struct sk_skb_cb___kafka, strp) +
+		  bpf_core_field_offset(struct _strp_msg___kafka, strp) +
+		  bpf_core_field_offset(struct strp_msg___kafka, offset);
+	if (o > 44)
+		return 0;
+	return *(int *)(kb->cb + o);
+}
+
+static __always_inline int v4mapped(const __u32 *a)
+{
+	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
+}
+
+/* The binding of a request from the skb's peer to its local address:
+ * the peer's identity's, else any peer's; the exact address's, else any
+ * address of the family's. */
+static __always_inline int find_bind(struct __sk_buff *skb, __u32 *list)
+{
+	__u32 zero = 0;
+	struct kafka_active *act = bpf_map_lookup_elem(&kafka_slot, &zero);
+	if (!act)
+		return 0;
+	struct kafka_bind_key k = { .slot = act->slot & 1, .port = skb->local_port };
+	struct kafka_peer_key pk = {};
+	if (skb->family == AF_INET) {
+		k.family = 4;
+		__builtin_memcpy(k.addr, &skb->local_ip4, 4);
+		pk.family = 4;
+		__builtin_memcpy(pk.addr, &skb->remote_ip4, 4);
+		pk.prefixlen = 32 + 32;
+	} else {
+		__u32 la[4] = { skb->local_ip6[0], skb->local_ip6[1], skb->local_ip6[2], skb->local_ip6[3] };
+		__u32 ra[4] = { skb->remote_ip6[0], skb->remote_ip6[1], skb->remote_ip6[2], skb->remote_ip6[3] };
+		if (v4mapped(la)) {
+			k.family = 4;
+			__builtin_memcpy(k.addr, &la[3], 4);
+			pk.family = 4;
+			__builtin_memcpy(pk.addr, &ra[3], 4);
+			pk.prefixlen = 32 + 32;
+		} else {
+			k.family = 6;
+			__builtin_memcpy(k.addr, la, 16);
+			pk.family = 6;
+			__builtin_memcpy(pk.addr, ra, 16);
+			pk.prefixlen = 32 + 128;
+		}
+	}
+	__u32 *id = bpf_map_lookup_elem(&kafka_peers, &pk);
+	k.identity = id ? *id : 0;
+	struct kafka_bind *b = bpf_map_lookup_elem(&kafka_binds, &k);
+	if (!b && k.identity) {
+		k.identity = 0;
+		b = bpf_map_lookup_elem(&kafka_binds, &k);
+	}
+	if (!b) {
+		__builtin_memset(k.addr, 0, sizeof(k.addr));
+		k.identity = id ? *id : 0;
+		b = bpf_map_lookup_elem(&kafka_binds, &k);
+		if (!b && k.identity) {
+			k.identity = 0;
+			b = bpf_map_lookup_elem(&kafka_binds, &k);
+		}
+	}
+	if (!b)
+		return 0;
+	*list = b->list;
+	return 1;
+}
+
+SEC("sk_skb/stream_parser")
+int kafka_parser(struct __sk_buff *skb)
+{
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct kafka_sockw *w = bpf_map_lookup_elem(&kafka_sock_state, &cookie);
+	if (!w)
+		return -ECONNRESET;
+	__u32 list = 0;
+	__u32 has = find_bind(skb, &list);
+	__u32 off = strp_offset(skb);
+	struct kafka_args a = { .off = off, .avail = skb->len > off ? skb->len - off : 0, .list = list, .has_list = has };
+	kafka_parse_frame(skb, &a, &w->s, &w->key);
+	if (w->s.kind == KAFKA_KIND_CLOSE) {
+		/* The broker never reads the frame: the stream fails, and the
+		 * kernel reports ECONNRESET on the broker's socket. */
+		count(w->s.reason);
+		count(KAFKA_R_CLOSED);
+		return -ECONNRESET;
+	}
+	return w->s.len;
+}
+
+SEC("sk_skb/stream_verdict")
+int kafka_verdict(struct __sk_buff *skb)
+{
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct kafka_sockw *w = bpf_map_lookup_elem(&kafka_sock_state, &cookie);
+	if (!w)
+		return SK_DROP;
+	struct kafka_sock *st = &w->s;
+	switch (st->kind) {
+	case KAFKA_KIND_PASS:
+		count(KAFKA_R_PASSED);
+		return SK_PASS;
+	case KAFKA_KIND_REQUEST:
+		st->requests++;
+		count(st->reason);
+		return SK_PASS;
+	}
+	return SK_DROP;
+}
+
+SEC("sockops")
+int kafka_sockops(struct bpf_sock_ops *skops)
+{
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	if (skops->op == BPF_SOCK_OPS_STATE_CB) {
+		if (skops->args[1] == BPF_TCP_CLOSE)
+			bpf_map_delete_elem(&kafka_sock_state, &cookie);
+		return 1;
+	}
+	if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		return 1;
+	struct kafka_port_key k = { .port = skops->local_port };
+	if (skops->family == AF_INET) {
+		k.family = 4;
+		__u32 la = skops->local_ip4;
+		__builtin_memcpy(k.addr, &la, 4);
+	} else if (skops->family == AF_INET6) {
+		__u32 la[4] = { skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2], skops->local_ip6[3] };
+		if (v4mapped(la)) {
+			k.family = 4;
+			__builtin_memcpy(k.addr, &la[3], 4);
+		} else {
+			k.family = 6;
+			__builtin_memcpy(k.addr, la, 16);
+		}
+	} else {
+		return 1;
+	}
+	if (!bpf_map_lookup_elem(&kafka_ports, &k)) {
+		__builtin_memset(k.addr, 0, sizeof(k.addr));
+		if (!bpf_map_lookup_elem(&kafka_ports, &k))
+			return 1;
+	}
+	if (bpf_map_update_elem(&kafka_sock_state, &cookie, &kafka_sockw_zero, BPF_ANY) < 0)
+		return 1; /* not enforced: counted by the absence of KAFKA_R_SOCKETS */
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	if (bpf_sock_hash_update(skops, &kafka_socks, &cookie, BPF_NOEXIST) == 0)
+		count(KAFKA_R_SOCKETS);
+	else
+		bpf_map_delete_elem(&kafka_sock_state, &cookie);
+	return 1;
+}
+
+/* ---- test ---- */
+
+/* kafka_test_parse runs kafka_parse_frame over the packet with the list
+ * in kafka_test_in, and stores the result in kafka_test_out. */
+SEC("tc")
+int kafka_test_parse(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct kafka_test_in *in = bpf_map_lookup_elem(&kafka_test_input, &zero);
+	struct kafka_sockw *out = bpf_map_lookup_elem(&kafka_test_out, &zero);
+	if (!in || !out)
+		return 0;
+	struct kafka_args a = { .list = in->list, .has_list = in->has_list, .off = in->off };
+	a.avail = skb->len > a.off ? skb->len - a.off : 0;
+	kafka_parse_frame(skb, &a, &out->s, &out->key);
+	return 0;
+}

@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/* Copyright 2026 The Palisade Authors. */
+
+/*
+ * Types and limits that bpf/kafka shares with Go (bpf2go -type); the
+ * limits match internal/engine's Kafka table limits (kafka_tables.go).
+ */
+#ifndef PALISADE_KAFKA_H
+#define PALISADE_KAFKA_H
+
+#include <linux/types.h>
+
+/* API keys 0..20 have names (the schema's #KafkaAPIKey, numbered as
+ * Kafka numbers them); every other key is KAFKA_KEY_OTHER. */
+#define KAFKA_NAMED_KEYS 21
+#define KAFKA_KEY_OTHER 21
+#define KAFKA_KEYS 22
+
+#define KAFKA_MAX_RULES 64  /* Kafka rules of one list: one 64-bit mask */
+#define KAFKA_MAX_ALLOWS 64 /* allow rules of one list */
+#define KAFKA_MAX_LISTS 1024 /* per slot */
+#define KAFKA_MAX_VALS 16384 /* version, client ID and topic entries per slot */
+#define KAFKA_VAL_MAX 255   /* longest client ID or topic the tables hold */
+
+/* A request frame (size field included) larger than this is refused. */
+#define KAFKA_FRAME_MAX (1 << 20)
+/* Topics of one Metadata request the kernel reads; more: refused where a
+ * rule needs the topic. */
+#define KAFKA_MAX_TOPICS 16
+
+enum kafka_kind {
+	KAFKA_KIND_NEED_MORE = 0,
+	KAFKA_KIND_PASS = 1,    /* a frame of a socket no binding applies to */
+	KAFKA_KIND_REQUEST = 2, /* a request, decided: reason says how */
+	KAFKA_KIND_CLOSE = 3,   /* refused: the connection is aborted */
+};
+
+/* Counter indices (kafka_counters); Go names them. */
+enum kafka_reason {
+	KAFKA_R_ALLOWED = 0,
+	KAFKA_R_DENIED = 1,    /* no rule admits the request */
+	KAFKA_R_AUDIT = 2,     /* passed; an audit-mode rule would refuse */
+	KAFKA_R_MALFORMED = 3, /* size, header or a field not Kafka's encoding */
+	KAFKA_R_OVERSIZE = 4,  /* frame over KAFKA_FRAME_MAX */
+	KAFKA_R_VERSION = 5,   /* a version of a topic-carrying key the kernel does not read, a rule needing the topic */
+	KAFKA_R_TOPICS = 6,    /* more topics than the kernel reads, a rule needing the topic */
+	KAFKA_R_UNPARSED = 7,  /* a key whose topics the kernel does not read (or topic IDs), a rule needing the topic */
+	KAFKA_R_TAGGED = 8,    /* tagged fields in a header or topic entry */
+	KAFKA_R_NO_TABLES = 9, /* the binding names a list the generation lacks */
+	KAFKA_R_PASSED = 10,   /* frames of sockets no binding applies to */
+	KAFKA_R_SOCKETS = 11,  /* sockets put into kafka_socks */
+	KAFKA_R_CLOSED = 12,   /* connections aborted on a refusal */
+	KAFKA_R_MAX = 16,
+};
+
+struct kafka_config {
+	__u64 generation;
+};
+
+struct kafka_active {
+	__u32 slot;
+	__u32 pad;
+};
+
+/* Which sockets are put into kafka_socks: the server side of a connection
+ * to addr:port (addr all zero: any local address of the family). */
+struct kafka_port_key {
+	__u16 port;
+	__u16 family; /* 4 or 6 */
+	__u8 addr[16];
+};
+
+struct kafka_bind_key {
+	__u32 slot;
+	__u32 identity;
+	__u16 port;
+	__u16 family;
+	__u8 addr[16];
+};
+
+struct kafka_bind {
+	__u32 list;
+	__u32 flags;
+};
+
+struct kafka_peer_key {
+	__u32 prefixlen; /* of family and addr, in bits: 32 + prefix */
+	__u32 family;
+	__u8 addr[16];
+};
+
+struct kafka_list_key {
+	__u32 slot;
+	__u32 list;
+};
+
+struct kafka_allow {
+	__u32 rule;
+	__u8 audit;
+	__u8 any;
+	__u8 pad[2];
+	__u64 rules;
+};
+
+/* One list: rule r admits a request with topic t when r is in keys[key],
+ * in ver_any or the version's entry, in client_any or the client ID's
+ * entry, in topic_any or t's entry (kafka_vals). */
+struct kafka_list {
+	__u64 keys[KAFKA_KEYS];
+	__u64 ver_any;
+	__u64 client_any;
+	__u64 topic_any;
+	__u32 nallows;
+	__u32 pad;
+	struct kafka_allow allows[KAFKA_MAX_ALLOWS];
+};
+
+enum kafka_val_kind {
+	KAFKA_VAL_VERSION = 1, /* val: the version, 2 bytes little endian */
+	KAFKA_VAL_CLIENT = 2,
+	KAFKA_VAL_TOPIC = 3,
+};
+
+struct kafka_val_key {
+	__u32 slot;
+	__u32 list;
+	__u16 kind;
+	__u16 len;
+	__u8 val[KAFKA_VAL_MAX + 1]; /* zero after len */
+};
+
+/* The per-socket state, and what the parser found for the frame it
+ * framed last (the verdict applies it). */
+struct kafka_sock {
+	__u32 len;
+	__u8 kind;
+	__u8 reason;
+	__u8 pad[2];
+	__u32 rule;
+	__u32 requests;
+	__s16 api_key;
+	__s16 api_version;
+	__s32 correlation;
+	__u32 topics; /* topics read */
+	__u32 pad1;
+};
+
+/* BPF_PROG_TEST_RUN of kafka_test_parse: in, the list; out, the result. */
+struct kafka_test_in {
+	__u32 list;
+	__u32 has_list;
+	__u32 off; /* the frame starts here (test runs need 14 bytes) */
+	__u32 pad;
+};
+
+#endif
