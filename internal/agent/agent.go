@@ -126,6 +126,10 @@ type Agent struct {
 	subs  []Subsystem
 	// last is the last sync's input; nil before the first.
 	last *inputs
+	// objCache keeps what is derived from each policy object per object
+	// version; clusterCache the cluster while its objects are unchanged.
+	objCache     objectCache
+	clusterCache clusterCache
 	// snapshots are, per PolicySet, the objects of its last complete
 	// revision.
 	snapshots map[setKey]*setInfo

@@ -263,7 +263,7 @@ func undoMap[K comparable, V any](s map[K]V, up map[K]V, del []K, uup map[K]V, u
 // cluster, whatever the order of their lists (the cache lists in no
 // particular order).
 func sameCluster(a, b *engine.Cluster) bool {
-	if a == nil || b == nil {
+	if a == nil || b == nil || a == b {
 		return a == b
 	}
 	if len(a.Endpoints) != len(b.Endpoints) || len(a.Nodes) != len(b.Nodes) ||

@@ -76,25 +76,80 @@ func (t identityTable) Lookup(l engine.Labels) (engine.Identity, bool) {
 	return id, ok
 }
 
-// gather reads the cluster as the agent's cache holds it.
-func (a *Agent) gather(ctx context.Context) (*inputs, error) {
-	in := &inputs{cluster: &engine.Cluster{Namespaces: map[string]map[string]string{}, Labels: a.Labels}, ids: identityTable{}, sets: map[setKey]*setInfo{}}
-	c := in.cluster
+// clusterLists are the cluster's objects as the agent's cache holds
+// them, listed without deep copies: shared with the cache, never to be
+// modified.
+type clusterLists struct {
+	nss    corev1.NamespaceList
+	nodes  corev1.NodeList
+	ids    v1.IdentityList
+	pods   corev1.PodList
+	slices discoveryv1.EndpointSliceList
+}
 
-	var nss corev1.NamespaceList
-	if err := a.Client.List(ctx, &nss); err != nil {
+// gather reads the cluster as the agent's cache holds it. The cluster
+// (endpoints, nodes, namespaces, identities) is built again only when one
+// of its objects changed (clusterCache); the policy objects' derived forms
+// are kept per object version (objectCache).
+func (a *Agent) gather(ctx context.Context) (*inputs, error) {
+	in := &inputs{sets: map[setKey]*setInfo{}}
+	var ls clusterLists
+	nocopy := client.UnsafeDisableDeepCopy
+	if err := a.Client.List(ctx, &ls.nss, nocopy); err != nil {
 		return nil, fmt.Errorf("list namespaces: %w", err)
 	}
-	for _, ns := range nss.Items {
+	if err := a.Client.List(ctx, &ls.nodes, nocopy); err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	if err := a.Client.List(ctx, &ls.ids, nocopy); err != nil {
+		return nil, fmt.Errorf("list identities: %w", err)
+	}
+	if err := a.Client.List(ctx, &ls.pods, nocopy); err != nil {
+		return nil, fmt.Errorf("list pods: %w", err)
+	}
+	if err := a.Client.List(ctx, &ls.slices, nocopy, client.InNamespace("default"), client.MatchingLabels{discoveryv1.LabelServiceName: "kubernetes"}); err != nil {
+		return nil, fmt.Errorf("list the API server's endpoints: %w", err)
+	}
+	if kept := a.clusterCache.lookup(&ls); kept != nil {
+		in.cluster, in.ids, in.local, in.pods = kept.cluster, kept.ids, kept.local, kept.pods
+	} else {
+		if err := a.buildCluster(in, &ls); err != nil {
+			return nil, err
+		}
+		a.clusterCache.keep(&ls, in)
+	}
+
+	all, err := a.listObjects(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if in.objects, in.sets, err = a.selectObjects(ctx, all); err != nil {
+		return nil, err
+	}
+	if in.ir, err = a.objCache.buildIR(in.objects); err != nil {
+		return nil, err
+	}
+	if err := a.markConcerns(in); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// buildCluster builds the inputs' cluster, identity table, local
+// endpoints and pods from the listed objects. Label maps and address
+// lists are the cache's, shared: nothing here or in the engine modifies
+// them.
+func (a *Agent) buildCluster(in *inputs, ls *clusterLists) error {
+	in.cluster = &engine.Cluster{Namespaces: map[string]map[string]string{}, Labels: a.Labels}
+	in.ids = identityTable{}
+	c := in.cluster
+
+	for _, ns := range ls.nss.Items {
 		c.Namespaces[ns.Name] = ns.Labels
 	}
 
-	var nodes corev1.NodeList
-	if err := a.Client.List(ctx, &nodes); err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
-	}
 	known := map[string]bool{}
-	for _, n := range nodes.Items {
+	for _, n := range ls.nodes.Items {
 		en := engine.Node{Name: n.Name, Labels: n.Labels}
 		for _, addr := range n.Status.Addresses {
 			if addr.Type != corev1.NodeInternalIP && addr.Type != corev1.NodeExternalIP {
@@ -119,11 +174,7 @@ func (a *Agent) gather(ctx context.Context) (*inputs, error) {
 		c.Nodes = append(c.Nodes, engine.Node{Name: a.Node})
 	}
 
-	var ids v1.IdentityList
-	if err := a.Client.List(ctx, &ids); err != nil {
-		return nil, fmt.Errorf("list identities: %w", err)
-	}
-	for _, id := range ids.Items {
+	for _, id := range ls.ids.Items {
 		n, err := strconv.ParseUint(id.Name, 10, 32)
 		if err != nil || !id.DeletionTimestamp.IsZero() {
 			continue
@@ -131,18 +182,14 @@ func (a *Agent) gather(ctx context.Context) (*inputs, error) {
 		in.ids[engine.Labels(id.Spec.Labels).String()] = engine.Identity(n)
 	}
 
-	var pods corev1.PodList
-	if err := a.Client.List(ctx, &pods); err != nil {
-		return nil, fmt.Errorf("list pods: %w", err)
-	}
 	claimed := map[netip.Addr]bool{}
 	for _, n := range c.Nodes {
 		for _, ip := range n.IPs {
 			claimed[ip] = true
 		}
 	}
-	for i := range pods.Items {
-		p := &pods.Items[i]
+	for i := range ls.pods.Items {
+		p := &ls.pods.Items[i]
 		if p.Spec.NodeName == a.Node && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
 			in.pods = append(in.pods, localPod{namespace: p.Namespace, name: p.Name, uid: p.UID,
 				labels: c.Labels.WorkloadLabels(p.Namespace, p.Labels, c.Namespaces[p.Namespace], p.Spec.ServiceAccountName)})
@@ -189,11 +236,7 @@ func (a *Agent) gather(ctx context.Context) (*inputs, error) {
 		c.Endpoints = append(c.Endpoints, ep)
 	}
 
-	var slices_ discoveryv1.EndpointSliceList
-	if err := a.Client.List(ctx, &slices_, client.InNamespace("default"), client.MatchingLabels{discoveryv1.LabelServiceName: "kubernetes"}); err != nil {
-		return nil, fmt.Errorf("list the API server's endpoints: %w", err)
-	}
-	for _, s := range slices_.Items {
+	for _, s := range ls.slices.Items {
 		for _, e := range s.Endpoints {
 			for _, addr := range e.Addresses {
 				if ip, err := netip.ParseAddr(addr); err == nil && !slices.Contains(c.APIServer, ip) {
@@ -203,21 +246,7 @@ func (a *Agent) gather(ctx context.Context) (*inputs, error) {
 		}
 	}
 	if err := c.Index(); err != nil {
-		return nil, fmt.Errorf("cluster: %w", err)
+		return fmt.Errorf("cluster: %w", err)
 	}
-
-	all, err := a.listObjects(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if in.objects, in.sets, err = a.selectObjects(ctx, all); err != nil {
-		return nil, err
-	}
-	if in.ir, err = buildIR(in.objects); err != nil {
-		return nil, err
-	}
-	if err := a.markConcerns(in); err != nil {
-		return nil, err
-	}
-	return in, nil
+	return nil
 }

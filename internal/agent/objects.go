@@ -72,6 +72,15 @@ type policyObject struct {
 	// skipped says why a tracing policy is not loaded on this node at
 	// all (its nodeSelector does not select the node); empty otherwise.
 	skipped string
+
+	// What objectCache keeps with the object's version: the last list
+	// that saw it, its normalized policy (network policies), and the
+	// local epoch in which concerns was computed (0: not yet).
+	sweep         uint64
+	norm          *engine.Policy
+	normErr       error
+	normDone      bool
+	concernsEpoch uint64
 }
 
 func newPolicyObject(kind string, o client.Object) *policyObject {
@@ -114,37 +123,43 @@ type setInfo struct {
 // errRevisionIncomplete defers a sync: see selectObjects.
 var errRevisionIncomplete = errors.New("revision incomplete")
 
-// listObjects lists every policy object of the four kinds from the cache.
+// listObjects lists every policy object of the four kinds from the cache,
+// without deep copies: an object whose version the agent has seen is the
+// policyObject it kept (objectCache).
 func (a *Agent) listObjects(ctx context.Context) ([]*policyObject, error) {
-	var out []*policyObject
+	c := &a.objCache
+	c.startList()
+	nocopy := client.UnsafeDisableDeepCopy
 	var nps v1.NetworkPolicyList
-	if err := a.Client.List(ctx, &nps); err != nil {
+	if err := a.Client.List(ctx, &nps, nocopy); err != nil {
 		return nil, fmt.Errorf("list network policies: %w", err)
 	}
-	for i := range nps.Items {
-		out = append(out, newPolicyObject("NetworkPolicy", &nps.Items[i]))
-	}
 	var cnps v1.ClusterNetworkPolicyList
-	if err := a.Client.List(ctx, &cnps); err != nil {
+	if err := a.Client.List(ctx, &cnps, nocopy); err != nil {
 		return nil, fmt.Errorf("list cluster network policies: %w", err)
 	}
-	for i := range cnps.Items {
-		out = append(out, newPolicyObject("ClusterNetworkPolicy", &cnps.Items[i]))
-	}
 	var tps v1.TracingPolicyList
-	if err := a.Client.List(ctx, &tps); err != nil {
+	if err := a.Client.List(ctx, &tps, nocopy); err != nil {
 		return nil, fmt.Errorf("list tracing policies: %w", err)
 	}
-	for i := range tps.Items {
-		out = append(out, newPolicyObject("TracingPolicy", &tps.Items[i]))
-	}
 	var ctps v1.ClusterTracingPolicyList
-	if err := a.Client.List(ctx, &ctps); err != nil {
+	if err := a.Client.List(ctx, &ctps, nocopy); err != nil {
 		return nil, fmt.Errorf("list cluster tracing policies: %w", err)
 	}
-	for i := range ctps.Items {
-		out = append(out, newPolicyObject("ClusterTracingPolicy", &ctps.Items[i]))
+	out := make([]*policyObject, 0, len(nps.Items)+len(cnps.Items)+len(tps.Items)+len(ctps.Items))
+	for i := range nps.Items {
+		out = append(out, c.object("NetworkPolicy", &nps.Items[i], func() client.Object { o := nps.Items[i]; return &o }))
 	}
+	for i := range cnps.Items {
+		out = append(out, c.object("ClusterNetworkPolicy", &cnps.Items[i], func() client.Object { o := cnps.Items[i]; return &o }))
+	}
+	for i := range tps.Items {
+		out = append(out, c.object("TracingPolicy", &tps.Items[i], func() client.Object { o := tps.Items[i]; return &o }))
+	}
+	for i := range ctps.Items {
+		out = append(out, c.object("ClusterTracingPolicy", &ctps.Items[i], func() client.Object { o := ctps.Items[i]; return &o }))
+	}
+	c.endList()
 	return out, nil
 }
 
@@ -286,6 +301,8 @@ func buildIR(objs []*policyObject) (*engine.IR, error) {
 }
 
 // markConcerns sets, for every object, whether it applies to this node.
+// A network object's answer is kept while its version and the node's
+// local labels are unchanged (objectCache.localEpoch).
 func (a *Agent) markConcerns(in *inputs) error {
 	var localLabels []engine.Labels
 	for _, l := range in.local {
@@ -294,19 +311,20 @@ func (a *Agent) markConcerns(in *inputs) error {
 		}
 	}
 	node, _ := in.cluster.Node(a.Node)
-	concerns := map[objKey]bool{}
-	for _, p := range in.ir.Policies {
-		key := objKey{kind: p.Origin.Kind, namespace: p.Origin.Namespace, name: p.Origin.Name}
-		switch s := p.Subject; {
-		case s.Endpoints != nil:
-			concerns[key] = slices.ContainsFunc(localLabels, s.Endpoints.Matches)
-		case s.Nodes != nil && node != nil:
-			concerns[key] = s.Nodes.MatchesNode(node.Labels)
-		}
-	}
+	epoch := a.objCache.localEpoch(localLabels, node)
 	for _, o := range in.objects {
 		if o.network() {
-			o.concerns = concerns[o.key]
+			if o.concernsEpoch != epoch {
+				o.concerns, o.concernsEpoch = false, epoch
+				if p, _ := o.normalized(); p != nil {
+					switch s := p.Subject; {
+					case s.Endpoints != nil:
+						o.concerns = slices.ContainsFunc(localLabels, s.Endpoints.Matches)
+					case s.Nodes != nil && node != nil:
+						o.concerns = s.Nodes.MatchesNode(node.Labels)
+					}
+				}
+			}
 			continue
 		}
 		o.skipped = ""
