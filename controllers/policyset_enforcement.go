@@ -426,18 +426,20 @@ func viewOf(ps *v1.PolicySet, ne *v1.NodeEnforcement) nodeView {
 // (for a node appearing or going, every set it counts in). A node's
 // heartbeat (lastVerifiedTime), map usage and datapath generations change
 // no view and wake nothing; a node's new revision, objects, drifts or
-// readiness wake the sets it changes, not every set. Each wake is a full
-// reconcile, which is why this is selective.
-func (r *PolicySetReconciler) enforcementHandler() handler.EventHandler {
+// readiness wake the sets it changes, not every set. A set is woken batch
+// after the first report that concerns it: the queue keeps the earliest
+// wake of a waiting set, so the reports of a rollout that arrive
+// meanwhile are summed up by one reconcile and cost one status patch.
+func (r *PolicySetReconciler) enforcementHandler(batch time.Duration) handler.EventHandler {
 	return handler.Funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			if n, ok := e.Object.(*v1.NodeEnforcement); ok {
-				r.enqueueChangedSets(ctx, q, nil, n)
+				r.enqueueChangedSets(ctx, q, nil, n, batch)
 			}
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			if o, ok := e.Object.(*v1.NodeEnforcement); ok {
-				r.enqueueChangedSets(ctx, q, o, nil)
+				r.enqueueChangedSets(ctx, q, o, nil, batch)
 			}
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
@@ -446,7 +448,7 @@ func (r *PolicySetReconciler) enforcementHandler() handler.EventHandler {
 			if !ok1 || !ok2 || sameReport(o, n) {
 				return
 			}
-			r.enqueueChangedSets(ctx, q, o, n)
+			r.enqueueChangedSets(ctx, q, o, n, batch)
 		},
 	}
 }
@@ -470,16 +472,16 @@ func sameReport(o, n *v1.NodeEnforcement) bool {
 		reflect.DeepEqual(o.Status.Drifts, n.Status.Drifts)
 }
 
-// enqueueChangedSets wakes the PolicySets whose view of the node differs
-// between o and n (either may be nil), read from the cache.
-func (r *PolicySetReconciler) enqueueChangedSets(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request], o, n *v1.NodeEnforcement) {
+// enqueueChangedSets wakes, after batch, the PolicySets whose view of the
+// node differs between o and n (either may be nil), read from the cache.
+func (r *PolicySetReconciler) enqueueChangedSets(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request], o, n *v1.NodeEnforcement, batch time.Duration) {
 	var list v1.PolicySetList
 	if err := r.List(ctx, &list); err != nil {
 		log.FromContext(ctx).Error(err, "list policysets for a NodeEnforcement change")
 		return
 	}
 	for _, key := range changedSets(list.Items, o, n) {
-		q.Add(reconcile.Request{NamespacedName: key})
+		q.AddAfter(reconcile.Request{NamespacedName: key}, batch)
 	}
 }
 

@@ -17,9 +17,12 @@ limitations under the License.
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -84,4 +87,59 @@ func TestNodeReportsRunOnlyTheEnforcementStep(t *testing.T) {
 	if got := reconcileCount(t, "policyset-enforcement"); got-enf < 3 {
 		t.Errorf("three node reports ran %v enforcement reconciles, want at least 3", got-enf)
 	}
+}
+
+// TestNodeReportsAreBatched: a stream of nodes' reports (a rollout) is
+// summed up by about one enforcement reconcile, and one status patch, per
+// EnforcementBatch, not one per report; the last summary counts them all.
+func TestNodeReportsAreBatched(t *testing.T) {
+	needEnv(t)
+	f := newPolicySetFixture(t, map[string]string{"shop/web.cue": webCUE, "shop/db.cue": dbCUE})
+	rev := "main@sha1:" + f.co.Head().String()
+	f.waitSet(rev, setReadyIs(metav1.ConditionTrue, v1.SucceededReason, rev))
+	key := f.ns + "/shop"
+	summaryIs := func(want string) func(*v1.PolicySet) error {
+		return func(ps *v1.PolicySet) error {
+			if e := ps.Status.Enforcement; e == nil || e.Summary != want {
+				return fmt.Errorf("enforcement %+v, want %s", e, want)
+			}
+			return nil
+		}
+	}
+	f.waitSet(rev, summaryIs("0/0"))
+
+	const nodes = 40
+	ctx := context.Background()
+	enf := reconcileCount(t, "policyset-enforcement")
+	t0 := time.Now()
+	// One after the other, as a rollout's reports arrive: each would
+	// find the set idle and wake it for a reconcile of its own.
+	for i := range nodes {
+		n := nodeReport{name: fmt.Sprintf("node-burst-%02d", i), sets: map[string]string{key: rev}}
+		ne := n.object()
+		status := ne.Status
+		if err := k8sClient.Create(ctx, &ne); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := k8sClient.Delete(context.Background(), &ne); err != nil && !apierrors.IsNotFound(err) {
+				t.Error(err)
+			}
+		})
+		ne.Status = status
+		if err := k8sClient.Status().Update(ctx, &ne); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.waitSet(rev, summaryIs(fmt.Sprintf("%d/%d", nodes, nodes)))
+	took := time.Since(t0)
+	ran := int(reconcileCount(t, "policyset-enforcement") - enf)
+	// The first report wakes the set EnforcementBatch later; reports in
+	// between wait with it; one arriving during a reconcile wakes it once
+	// more. So however slow the API server, at most one reconcile per
+	// batch of the time the reports took, and one more.
+	if most := int(took/EnforcementBatch) + 1; ran > most {
+		t.Errorf("%d reports over %s ran %d enforcement reconciles, want at most %d (one per %s)", nodes, took.Round(time.Millisecond), ran, most, EnforcementBatch)
+	}
+	t.Logf("%d reports over %s: %d enforcement reconciles", nodes, took.Round(time.Millisecond), ran)
 }

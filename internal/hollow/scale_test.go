@@ -72,6 +72,7 @@ var (
 	flagMemLimit = flag.String("hollow.memlimit", "10GiB", "GOMEMLIMIT of the process that runs the hollow agents, so that their garbage does not take the machine's memory")
 	flagShared   = flag.Bool("hollow.shared-transport", false, "let the hollow agents share HTTP/2 connections (hollow.Options.SharedTransport) instead of one connection each")
 	flagOut      = flag.String("hollow.out", "", "also write the report to this file")
+	flagProfile  = flag.String("hollow.profile", "", "write CPU profiles of the rollouts (manager, hollow agents, API server) and a heap profile of the agents after them to this directory")
 )
 
 // childEnv names the directory through which the parent and the child
@@ -481,6 +482,7 @@ func (s *scale) rollouts(ctx context.Context, commits int) {
 	before := s.childState().Requests
 	mgrBefore := s.mgrCounter.Snapshot()
 	cpu0 := s.cpu()
+	stopProfiles := s.startProfiles(ctx)
 	t0 := time.Now()
 	for i := range commits {
 		p := i * 7 % s.policies
@@ -502,6 +504,7 @@ func (s *scale) rollouts(ctx context.Context, commits int) {
 	}
 	took := time.Since(t0)
 	cpu1 := s.cpu()
+	stopProfiles()
 	req := Sub(s.childState().Requests, before)
 	mreq := Sub(s.mgrCounter.Snapshot(), mgrBefore)
 	slices.Sort(lat)
@@ -576,7 +579,7 @@ func (s *scale) startChild() {
 		s.t.Fatal(err)
 	}
 	s.must(os.WriteFile(filepath.Join(s.childDir, "config.json"), b, 0o600))
-	s.child = exec.Command(os.Args[0], "-test.run=^TestScale$", fmt.Sprintf("-hollow.start-parallel=%d", *flagStart), fmt.Sprintf("-hollow.shared-transport=%v", *flagShared))
+	s.child = exec.Command(os.Args[0], "-test.run=^TestScale$", fmt.Sprintf("-hollow.start-parallel=%d", *flagStart), fmt.Sprintf("-hollow.shared-transport=%v", *flagShared), "-hollow.profile="+*flagProfile)
 	s.child.Env = append(os.Environ(), childEnv+"="+s.childDir, "GOMEMLIMIT="+*flagMemLimit)
 	s.child.Stdout, s.child.Stderr = os.Stderr, os.Stderr
 	s.must(s.child.Start())
@@ -632,6 +635,7 @@ func runChild(t *testing.T, dir string) {
 	cfg := &rest.Config{Host: cc.Host, TLSClientConfig: rest.TLSClientConfig{CAData: cc.CAData, CertData: cc.CertData, KeyData: cc.KeyData}}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	childProfiles(ctx, *flagProfile)
 	var (
 		counter Counter
 		mu      sync.Mutex
