@@ -1,0 +1,381 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package l7
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/palisade-dev/palisade/api/v1alpha1"
+	l7bpf "github.com/palisade-dev/palisade/bpf/l7"
+	"github.com/palisade-dev/palisade/internal/engine"
+)
+
+// enforced is a server (startServer) with its state pinned, and the
+// tables and bindings last applied.
+type enforced struct {
+	*server
+	dir    string
+	tables *engine.HTTPTables
+	binds  []Binding
+	gen    uint64
+}
+
+func startEnforced(t *testing.T) *enforced {
+	t.Helper()
+	s := startServer(t)
+	dir := tempPinDir(t)
+	if err := s.d.Pin(dir); err != nil {
+		t.Fatal(err)
+	}
+	tables, err := engine.CompileHTTP(map[engine.L7ID]engine.L7List{testListID: testList})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap, err := netip.ParseAddrPort(s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &enforced{server: s, dir: dir, tables: tables, gen: 1,
+		binds: []Binding{{Addr: ap.Addr(), Port: ap.Port(), List: testListID}}}
+}
+
+// status sends GET path on a new connection and returns the status.
+func (e *enforced) status(t *testing.T, path string) int {
+	t.Helper()
+	c, br := dial(t, e.addr)
+	defer c.Close()
+	resp, _ := roundTrip(t, c, br, "GET "+path+" HTTP/1.1\r\nHost: x\r\nUser-Agent: readback-test\r\n\r\n")
+	return resp.StatusCode
+}
+
+// compare reads the state back and returns the drifts.
+func (e *enforced) compare(t *testing.T) []Drift {
+	t.Helper()
+	ds, err := e.d.Compare(e.gen, e.tables, e.binds)
+	if err != nil {
+		t.Fatalf("compare: %v", err)
+	}
+	return ds
+}
+
+// repair applies the same tables and bindings as a new generation, as
+// the agent repairs a drift.
+func (e *enforced) repair(t *testing.T) {
+	t.Helper()
+	e.gen++
+	if err := e.d.Apply(e.gen, e.tables, e.binds); err != nil {
+		t.Fatalf("apply generation %d: %v", e.gen, err)
+	}
+}
+
+// pinned opens a pinned map as another process (bpftool) would.
+func pinned(t *testing.T, dir, name string) *ebpf.Map {
+	t.Helper()
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
+	if err != nil {
+		t.Fatalf("open pinned %s: %v", name, err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// activeSlot reads l7_slot through its pin.
+func activeSlot(t *testing.T, dir string) uint32 {
+	t.Helper()
+	var a l7bpf.L7L7Active
+	if err := pinned(t, dir, "l7_slot").Lookup(uint32(0), &a); err != nil {
+		t.Fatal(err)
+	}
+	return a.Slot
+}
+
+// activeList reads the test list's record in the active slot.
+func activeList(t *testing.T, dir string) (l7bpf.L7L7ListKey, l7bpf.L7L7List) {
+	t.Helper()
+	k := l7bpf.L7L7ListKey{Slot: activeSlot(t, dir), List: testListID}
+	var l l7bpf.L7L7List
+	if err := pinned(t, dir, "l7_lists").Lookup(k, &l); err != nil {
+		t.Fatal(err)
+	}
+	return k, l
+}
+
+func update(t *testing.T, m *ebpf.Map, k, v any) {
+	t.Helper()
+	if err := m.Update(k, v, ebpf.UpdateAny); err != nil {
+		t.Fatalf("tamper: %v", err)
+	}
+}
+
+// TestReadbackMatchesApply: what Apply wrote reads back without a drift,
+// generation after generation, and a read-back for another generation
+// than the kernel's names it.
+func TestReadbackMatchesApply(t *testing.T) {
+	e := startEnforced(t)
+	if ds := e.compare(t); len(ds) != 0 {
+		t.Fatalf("after Apply: drifts %v", ds)
+	}
+	// A second list with header requirements and another binding.
+	other := engine.L7List{{Rule: 21, Rules: rules(
+		v1alpha1.HTTPRule{Method: "GET", Path: "/x/[a-z]+", Headers: []v1alpha1.HTTPHeader{"X-A: 1", "X-B"}},
+		v1alpha1.HTTPRule{Host: "api.example.com"},
+	)}, {Rule: 22, Audit: true}}
+	tables, err := engine.CompileHTTP(map[engine.L7ID]engine.L7List{testListID: testList, 9: other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tables = tables
+	e.binds = append(e.binds, Binding{Addr: netip.MustParseAddr("::1"), Port: 81, Identity: 5, List: 9}, Binding{Addr: netip.IPv4Unspecified(), Port: 82, List: 9})
+	for range 3 {
+		e.repair(t)
+		if ds := e.compare(t); len(ds) != 0 {
+			t.Fatalf("generation %d: drifts %v", e.gen, ds)
+		}
+	}
+	ds, err := e.d.Compare(e.gen+7, e.tables, e.binds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || ds[0].Map != "l7_gens" {
+		t.Fatalf("compare with generation %d: %v, want one l7_gens drift", e.gen+7, ds)
+	}
+	t.Logf("%v", ds[0])
+}
+
+// TestReadbackTamper tampers with each kind of pinned L7 state, as
+// someone with bpftool could: the tamper changes what the kernel decides
+// (shown on real traffic where it does), the read-back names it, and a
+// new generation of the same tables repairs it: the read-back is clean
+// again, also after further generations (an entry the tamper added is
+// not carried into a later generation of its slot).
+func TestReadbackTamper(t *testing.T) {
+	cases := []struct {
+		name string
+		// tamper changes the pinned state; bites says which request it
+		// lets through, "" when it does not change a decision on this
+		// server.
+		tamper func(t *testing.T, dir string)
+		bites  string
+		want   string // the map named in the drift
+	}{
+		{"allow row allows everything", func(t *testing.T, dir string) {
+			_, l := activeList(t, dir)
+			row := activeSlot(t, dir)*maxAllowRows + l.Allows
+			var a l7bpf.L7L7Allow
+			m := pinned(t, dir, "l7_allows")
+			if err := m.Lookup(row, &a); err != nil {
+				t.Fatal(err)
+			}
+			a.Any = 1
+			update(t, m, row, a)
+		}, "/private/any", "l7_allows"},
+		{"binding deleted", func(t *testing.T, dir string) {
+			m := pinned(t, dir, "l7_binds")
+			var k l7bpf.L7L7BindKey
+			var v l7bpf.L7L7Bind
+			slot := activeSlot(t, dir)
+			it := m.Iterate()
+			var keys []l7bpf.L7L7BindKey
+			for it.Next(&k, &v) {
+				if k.Slot == slot {
+					keys = append(keys, k)
+				}
+			}
+			for _, k := range keys {
+				if err := m.Delete(k); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, "/private/unbound", "l7_binds"},
+		{"path transition", func(t *testing.T, dir string) {
+			// Every transition of the path automaton's start state leads
+			// to state 1: a different automaton.
+			_, l := activeList(t, dir)
+			m := pinned(t, dir, "l7_next")
+			for c := range l.Path.Nclasses {
+				update(t, m, activeSlot(t, dir)*MaxNext+l.Path.Next+c, uint32(1))
+			}
+		}, "", "l7_next"},
+		{"accept mask", func(t *testing.T, dir string) {
+			_, l := activeList(t, dir)
+			m := pinned(t, dir, "l7_accept")
+			all := l7bpf.L7L7Mask{W: [4]uint64{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}}
+			// Every state of the path automaton (the host automaton's
+			// rows follow them) accepts every rule's path.
+			for i := l.Path.Accept; i < l.Host.Accept; i++ {
+				update(t, m, activeSlot(t, dir)*MaxStates+i, all)
+			}
+		}, "/private/accept", "l7_accept"},
+		{"method mask", func(t *testing.T, dir string) {
+			k, l := activeList(t, dir)
+			l.Methods[1] = l7bpf.L7L7Mask{W: [4]uint64{^uint64(0)}}
+			l.PathAny = l7bpf.L7L7Mask{W: [4]uint64{^uint64(0)}}
+			update(t, pinned(t, dir, "l7_lists"), k, &l)
+		}, "/private/method", "l7_lists"},
+		{"extra header key", func(t *testing.T, dir string) {
+			k := l7bpf.L7L7HdrKey{Slot: activeSlot(t, dir), List: testListID, Name: 0x1234}
+			update(t, pinned(t, dir, "l7_hdrs"), k, uint32(0))
+		}, "", "l7_hdrs"},
+		{"extra list and binding", func(t *testing.T, dir string) {
+			k, l := activeList(t, dir)
+			k.List = 99
+			update(t, pinned(t, dir, "l7_lists"), k, &l)
+			bk := l7bpf.L7L7BindKey{Slot: k.Slot, Identity: 3, Port: 1, Family: 4}
+			update(t, pinned(t, dir, "l7_binds"), bk, l7bpf.L7L7Bind{List: 99})
+		}, "", "l7_lists"},
+		{"port no longer enforced", func(t *testing.T, dir string) {
+			m := pinned(t, dir, "l7_ports")
+			var k l7bpf.L7L7PortKey
+			var v uint32
+			var keys []l7bpf.L7L7PortKey
+			it := m.Iterate()
+			for it.Next(&k, &v) {
+				keys = append(keys, k)
+			}
+			for _, k := range keys {
+				if err := m.Delete(k); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, "/private/port", "l7_ports"},
+		{"slot switched", func(t *testing.T, dir string) {
+			update(t, pinned(t, dir, "l7_slot"), uint32(0), l7bpf.L7L7Active{Slot: activeSlot(t, dir) ^ 1})
+		}, "/private/slot", "l7_slot"},
+		{"hash seed", func(t *testing.T, dir string) {
+			m := pinned(t, dir, "l7_gens")
+			slot := activeSlot(t, dir)
+			var c l7bpf.L7L7Config
+			if err := m.Lookup(slot, &c); err != nil {
+				t.Fatal(err)
+			}
+			c.Seed++
+			update(t, m, slot, c)
+		}, "", "l7_hdrs"},
+	}
+	for _, tc := range cases {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			e := startEnforced(t)
+			e.repair(t) // a second generation: both slots have been written
+			if code := e.status(t, "/private/before"); code != 403 {
+				t.Fatalf("before the tamper: GET /private/before: %d, want 403", code)
+			}
+			tc.tamper(t, e.dir)
+			if tc.bites != "" {
+				if code := e.status(t, tc.bites); code != 200 {
+					t.Fatalf("the tamper does not bite: GET %s: %d, want 200 (passed)", tc.bites, code)
+				}
+			}
+			ds := e.compare(t)
+			if len(ds) == 0 {
+				t.Fatal("the read-back found no drift")
+			}
+			named := false
+			for _, d := range ds {
+				named = named || d.Map == tc.want
+			}
+			if !named {
+				t.Fatalf("drifts %v, want one in %s", ds, tc.want)
+			}
+			t.Logf("%d drifts, first: %v", len(ds), ds[0])
+			e.repair(t)
+			for i := range 3 {
+				if ds := e.compare(t); len(ds) != 0 {
+					t.Fatalf("%d generations after the repair: drifts %v", i, ds)
+				}
+				e.repair(t)
+			}
+			if code := e.status(t, "/private/after"); code != 403 {
+				t.Errorf("after the repair: GET /private/after: %d, want 403", code)
+			}
+			if code := e.status(t, "/public/after"); code != 200 {
+				t.Errorf("after the repair: GET /public/after: %d, want 200", code)
+			}
+			for _, p := range e.handled() {
+				if strings.HasPrefix(p, "GET /private/") && p != "GET "+tc.bites {
+					t.Errorf("the server handled %s", p)
+				}
+			}
+		})
+	}
+}
+
+// TestReadbackPeers: ComparePeers finds a changed, a missing and an
+// added identity; SetPeer and DeletePeer repair them.
+func TestReadbackPeers(t *testing.T) {
+	d := requireKernel(t)
+	want := map[netip.Prefix]uint32{}
+	for i := range 20 {
+		p := netip.MustParsePrefix(fmt.Sprintf("10.1.%d.0/24", i))
+		want[p] = uint32(100 + i)
+	}
+	want[netip.MustParsePrefix("fd00::/64")] = 7
+	want[netip.MustParsePrefix("0.0.0.0/0")] = 2
+	for p, id := range want {
+		if err := d.SetPeer(p, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ds, extra, err := d.ComparePeers(want); err != nil || len(ds) != 0 || len(extra) != 0 {
+		t.Fatalf("ComparePeers after SetPeer: %v %v %v", ds, extra, err)
+	}
+	changed, gone, added := netip.MustParsePrefix("10.1.3.0/24"), netip.MustParsePrefix("fd00::/64"), netip.MustParsePrefix("192.0.2.0/28")
+	if err := d.objs.L7Peers.Update(peerKey(changed), uint32(1), ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.objs.L7Peers.Delete(peerKey(gone)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.objs.L7Peers.Update(peerKey(added), uint32(4), ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+	ds, extra, err := d.ComparePeers(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.String())
+	}
+	wantDrifts := []string{
+		"l7_peers 10.1.3.0/24: want identity 103, found identity 1",
+		"l7_peers fd00::/64: want identity 7, found absent",
+		"l7_peers 192.0.2.0/28: want absent, found identity 4",
+	}
+	if strings.Join(got, "\n") != strings.Join(wantDrifts, "\n") {
+		t.Fatalf("drifts\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantDrifts, "\n"))
+	}
+	if len(extra) != 1 || extra[0] != added {
+		t.Fatalf("extra %v, want [%v]", extra, added)
+	}
+	for _, p := range []netip.Prefix{changed, gone} {
+		if err := d.SetPeer(p, want[p]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.DeletePeer(added); err != nil {
+		t.Fatal(err)
+	}
+	if ds, extra, err := d.ComparePeers(want); err != nil || len(ds) != 0 || len(extra) != 0 {
+		t.Fatalf("ComparePeers after the repair: %v %v %v", ds, extra, err)
+	}
+}
