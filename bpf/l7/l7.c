@@ -44,6 +44,8 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile enum l7_mode l7_btf_mode = L7_MODE_HEAD;
 const volatile enum l7_kind l7_btf_kind = L7_KIND_NEED_MORE;
 const volatile enum l7_reason l7_btf_reason = L7_R_ALLOWED;
+const volatile enum l7_dir l7_btf_dir = L7_DIR_INGRESS;
+const volatile struct l7_event l7_btf_event = {};
 
 /* ---- maps ---- */
 
@@ -142,10 +144,47 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, L7_R_MAX);
+	__uint(max_entries, 2 * L7_R_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
 } l7_counters SEC(".maps");
+
+/* Egress: the client sockets whose writes l7_msg decides, the local
+ * addresses and remote ports that put them there, and the bindings
+ * (remote identity, remote port, local address). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* socket cookie */
+	__type(value, __u64);
+} l7_esocks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct l7_port_key);
+	__type(value, __u32);
+} l7_eports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * 16384);
+	__type(key, struct l7_bind_key);
+	__type(value, struct l7_bind);
+} l7_ebinds SEC(".maps");
+
+/* Verdict events, and per slot whether allowed requests get one too. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} l7_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} l7_evcfg SEC(".maps");
 
 /* BPF_PROG_TEST_RUN of l7_test_parse. */
 struct {
@@ -162,11 +201,17 @@ struct {
 	__type(value, struct l7_sock);
 } l7_test_out SEC(".maps");
 
-static __always_inline void count(__u32 reason)
+static __always_inline void count_dir(__u32 dir, __u32 reason)
 {
-	__u64 *c = bpf_map_lookup_elem(&l7_counters, &reason);
+	__u32 k = dir * L7_R_MAX + (reason < L7_R_MAX ? reason : 0);
+	__u64 *c = bpf_map_lookup_elem(&l7_counters, &k);
 	if (c)
 		*c += 1;
+}
+
+static __always_inline void count(__u32 reason)
+{
+	count_dir(L7_DIR_INGRESS, reason);
 }
 
 /* ---- the head parser ---- */
@@ -238,6 +283,12 @@ struct l7_parse {
 	__u32 hstate_final;
 	__u64 clen;
 	__u64 hdrs;    /* header requirements satisfied */
+	/* for events: the method, target and Host value (cut off) */
+	__u32 hcount;  /* bytes of the Host value after leading OWS */
+	__u32 hlen;    /* ... up to its last non-OWS byte */
+	__u8 evmethod[L7_EV_METHOD];
+	__u8 evpath[L7_EV_PATH];
+	__u8 evhost[L7_EV_HOST];
 	__u8 buf[L7_CHUNK];
 };
 
@@ -349,6 +400,8 @@ __noinline int l7_head_byte(struct l7_parse *p, __u32 c)
 			FAIL(L7_R_MALFORMED);
 		if (p->mlen < 8)
 			p->mword |= (__u64)c << (8 * (p->mlen & 7));
+		if (p->mlen < L7_EV_METHOD)
+			p->evmethod[p->mlen & (L7_EV_METHOD - 1)] = c;
 		p->mlen++;
 		return 0;
 	case P_TARGET:
@@ -365,6 +418,8 @@ __noinline int l7_head_byte(struct l7_parse *p, __u32 c)
 		/* origin-form, or "*" (OPTIONS, the HTTP/2 preface) */
 		if (p->tlen == 0 && c != '/' && c != '*')
 			FAIL(L7_R_MALFORMED);
+		if (p->tlen < L7_EV_PATH)
+			p->evpath[p->tlen & (L7_EV_PATH - 1)] = c;
 		p->tlen++;
 		/*
 		 * The path is matched as sent, and servers normalize it before
@@ -506,6 +561,13 @@ __noinline int l7_head_byte(struct l7_parse *p, __u32 c)
 			}
 			p->ows = 0;
 			p->vcount++;
+		}
+		if (p->cur == KW_HOST && p->hosts == 0) {
+			if (p->hcount < L7_EV_HOST)
+				p->evhost[p->hcount & (L7_EV_HOST - 1)] = c;
+			p->hcount++;
+			if (c != ' ' && c != '\t')
+				p->hlen = p->hcount;
 		}
 		if (p->cur == KW_HOST && p->has_list) {
 			p->hstate = dfa_step(&p->host, p->slot, p->hstate, c);
@@ -893,6 +955,32 @@ __noinline int l7_parse_msg(struct __sk_buff *skb, struct l7_args *a, struct l7_
 	return l7_parse_head(skb, a, res, p);
 }
 
+/* l7_chunk_end says what a chunk-size line scan found (avail bytes of
+ * the message seen). */
+__noinline int l7_chunk_end(struct l7_chunkp *cp, __u32 avail, struct l7_sock *res)
+{
+	if (!cp || !res)
+		return 0;
+	if (cp->result == 1) {
+		res->len = cp->pos;
+		res->kind = L7_KIND_BODY;
+		if (cp->size) {
+			res->next_mode = L7_MODE_CHUNK_DATA;
+			res->next_remaining = cp->size;
+		} else {
+			res->next_mode = L7_MODE_HEAD;
+		}
+		return 0;
+	}
+	if (cp->result == 2 || avail >= L7_HEAD_MAX) {
+		res->len = refusal_len(avail);
+		res->kind = L7_KIND_REFUSE;
+		res->reason = cp->result == 2 ? L7_R_FRAMING : L7_R_OVERSIZE;
+		res->next_mode = L7_MODE_REFUSED;
+	}
+	return 0;
+}
+
 /* l7_parse_chunk_line frames a chunk-size line (and, after the last
  * chunk, the trailer section). */
 __noinline int l7_parse_chunk_line(struct __sk_buff *skb, struct l7_args *a, struct l7_sock *st, struct l7_sock *res)
@@ -905,65 +993,48 @@ __noinline int l7_parse_chunk_line(struct __sk_buff *skb, struct l7_args *a, str
 		cp.phase = C_HEX;
 	struct scan sc = { .skb = skb, .off = a->off, .avail = avail, .chunk = &cp };
 	bpf_loop(L7_HEAD_MAX / L7_CHUNK, scan_chunk_cb, &sc, 0);
-	if (cp.result == 1) {
-		res->len = cp.pos;
-		res->kind = L7_KIND_BODY;
-		if (cp.size) {
-			res->next_mode = L7_MODE_CHUNK_DATA;
-			res->next_remaining = cp.size;
-		} else {
-			res->next_mode = L7_MODE_HEAD;
-		}
-		return 0;
-	}
-	if (cp.result == 2 || avail >= L7_HEAD_MAX) {
-		res->len = refusal_len(avail);
-		res->kind = L7_KIND_REFUSE;
-		res->reason = cp.result == 2 ? L7_R_FRAMING : L7_R_OVERSIZE;
-		res->next_mode = L7_MODE_REFUSED;
-	}
-	return 0;
+	return l7_chunk_end(&cp, avail, res);
 }
 
-/* l7_parse_head frames and decides a request head. */
-__noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7_sock *res, struct l7_parse *pp)
+/* l7_head_begin starts the scan of a head: the active slot, its seed, and
+ * the list's automata. Zero if the slot cannot be read. */
+__noinline int l7_head_begin(struct l7_parse *pp, __u32 list, __u32 has_list)
 {
-	if (!skb || !a || !res || !pp)
+	if (!pp)
 		return 0;
-	__u32 off = a->off, avail = a->avail, list = a->list, has_list = a->has_list;
-	/*
-	 * The strparser calls the parser again, with more bytes, until it
-	 * frames the message: the scan resumes where the last call stopped
-	 * (its state is the socket's), so a head that arrives a byte at a
-	 * time costs one pass, not one per segment.
-	 */
-	if (!(a->resume && pp->valid && pp->pos <= avail)) {
-		__builtin_memset(pp, 0, sizeof(*pp));
-		__u32 zero = 0;
-		struct l7_active *act = bpf_map_lookup_elem(&l7_slot, &zero);
-		if (!act)
-			return 0;
-		pp->slot = act->slot & 1;
-		__u32 slot = pp->slot;
-		struct l7_config *cfg = bpf_map_lookup_elem(&l7_gens, &slot);
-		if (!cfg)
-			return 0;
-		pp->seed = cfg->seed;
-		pp->pstate = 1;
-		pp->hstate_final = 1;
-		if (has_list) {
-			struct l7_list_key lk = { .slot = slot, .list = list };
-			struct l7_list *l = bpf_map_lookup_elem(&l7_lists, &lk);
-			if (l) {
-				pp->has_list = 1;
-				pp->list_id = list;
-				pp->path = l->path;
-				pp->host = l->host;
-			}
+	__builtin_memset(pp, 0, sizeof(*pp));
+	__u32 zero = 0;
+	struct l7_active *act = bpf_map_lookup_elem(&l7_slot, &zero);
+	if (!act)
+		return 0;
+	pp->slot = act->slot & 1;
+	__u32 slot = pp->slot;
+	struct l7_config *cfg = bpf_map_lookup_elem(&l7_gens, &slot);
+	if (!cfg)
+		return 0;
+	pp->seed = cfg->seed;
+	pp->pstate = 1;
+	pp->hstate_final = 1;
+	if (has_list) {
+		struct l7_list_key lk = { .slot = slot, .list = list };
+		struct l7_list *l = bpf_map_lookup_elem(&l7_lists, &lk);
+		if (l) {
+			pp->has_list = 1;
+			pp->list_id = list;
+			pp->path = l->path;
+			pp->host = l->host;
 		}
 	}
-	struct scan sc = { .skb = skb, .off = off, .avail = avail, .head = pp, .start = pp->pos };
-	bpf_loop(L7_HEAD_MAX / L7_CHUNK + 1, scan_head_cb, &sc, 0);
+	return 1;
+}
+
+/* l7_head_end says what the scan of a head found (a->avail bytes of the
+ * message seen), and decides a whole head. */
+__noinline int l7_head_end(struct l7_args *a, struct l7_sock *res, struct l7_parse *pp)
+{
+	if (!a || !res || !pp)
+		return 0;
+	__u32 avail = a->avail, has_list = a->has_list;
 	pp->valid = pp->result == 0 && avail < L7_HEAD_MAX;
 	if (pp->result >= 100) {
 		res->len = refusal_len(avail);
@@ -1021,6 +1092,26 @@ __noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7
 	}
 	l7_decide(pp, res);
 	return 0;
+}
+
+/* l7_parse_head frames and decides a request head. */
+__noinline int l7_parse_head(struct __sk_buff *skb, struct l7_args *a, struct l7_sock *res, struct l7_parse *pp)
+{
+	if (!skb || !a || !res || !pp)
+		return 0;
+	/*
+	 * The strparser calls the parser again, with more bytes, until it
+	 * frames the message: the scan resumes where the last call stopped
+	 * (its state is the socket's), so a head that arrives a byte at a
+	 * time costs one pass, not one per segment.
+	 */
+	if (!(a->resume && pp->valid && pp->pos <= a->avail)) {
+		if (!l7_head_begin(pp, a->list, a->has_list))
+			return 0;
+	}
+	struct scan sc = { .skb = skb, .off = a->off, .avail = a->avail, .head = pp, .start = pp->pos };
+	bpf_loop(L7_HEAD_MAX / L7_CHUNK + 1, scan_head_cb, &sc, 0);
+	return l7_head_end(a, res, pp);
 }
 
 /* ---- the socket programs ---- */
@@ -1101,6 +1192,8 @@ static __always_inline void strp_msg(struct __sk_buff *skb, __u32 *off, __u32 *f
 struct tcp_sock___l7 {
 	__u32 write_seq;
 	__u32 snd_una;
+	__u32 rcv_nxt;
+	__u32 copied_seq;
 } __attribute__((preserve_access_index));
 
 /* tcp_seqs reads the server socket's write_seq (bytes the server wrote)
@@ -1178,6 +1271,106 @@ static __always_inline int find_bind(struct __sk_buff *skb, __u32 *list)
 	return 1;
 }
 
+/* ---- events ---- */
+
+#ifndef barrier_var
+#define barrier_var(var) asm volatile("" : "+r"(var))
+#endif
+
+#define CTX_IP6(dst, src) do { \
+	__u32 a0 = (src)[0]; barrier_var(a0); \
+	__u32 a1 = (src)[1]; barrier_var(a1); \
+	__u32 a2 = (src)[2]; barrier_var(a2); \
+	__u32 a3 = (src)[3]; barrier_var(a3); \
+	(dst)[0] = a0; (dst)[1] = a1; (dst)[2] = a2; (dst)[3] = a3; \
+} while (0)
+
+/* The connection of an event: local and remote address and port. */
+struct l7_tuple {
+	__u8 family;
+	__u16 lport;
+	__u16 rport;
+	__u32 local[4];
+	__u32 remote[4];
+};
+
+/* A port in the ctx's remote_port field (network byte order, shifted or
+ * not depending on the context type) in host byte order. */
+static __always_inline __u16 remote_port(__u32 v)
+{
+	__u32 r = bpf_ntohl(v);
+	return r > 0xffff ? r >> 16 : r;
+}
+
+/*
+ * emit sends the event of a message the parse p framed (res: its
+ * outcome; status: what the client is given). Allowed requests get one
+ * only if the slot's L7_EV_ALLOWED flag is set.
+ */
+static __always_inline void emit(__u32 dir, struct l7_parse *p, struct l7_sock *res, __u32 list, __u32 status,
+				 __u64 cookie, struct l7_tuple *t, int allowed)
+{
+	__u32 slot = p->slot & 1;
+	if (allowed) {
+		__u32 *f = bpf_map_lookup_elem(&l7_evcfg, &slot);
+		if (!f || !(*f & L7_EV_ALLOWED))
+			return;
+	}
+	struct l7_event *e = bpf_ringbuf_reserve(&l7_events, sizeof(*e), 0);
+	if (!e) {
+		count_dir(dir, L7_R_EVLOST);
+		return;
+	}
+	struct l7_config *cfg = bpf_map_lookup_elem(&l7_gens, &slot);
+	e->generation = cfg ? cfg->generation : 0;
+	e->cookie = cookie;
+	e->rule = res->rule;
+	e->list = list;
+	e->status = status;
+	e->dir = dir;
+	e->reason = res->reason;
+	e->family = t->family;
+	e->method_len = p->mlen < L7_EV_METHOD ? p->mlen : L7_EV_METHOD;
+	e->host_len = p->hlen < L7_EV_HOST ? p->hlen : L7_EV_HOST;
+	e->path_len = p->tlen < L7_EV_PATH ? p->tlen : L7_EV_PATH;
+	e->local_port = t->lport;
+	e->remote_port = t->rport;
+	e->target_len = p->tlen;
+	__builtin_memcpy(e->local, t->local, 16);
+	__builtin_memcpy(e->remote, t->remote, 16);
+	__builtin_memcpy(e->method, p->evmethod, L7_EV_METHOD);
+	__builtin_memcpy(e->path, p->evpath, L7_EV_PATH);
+	__builtin_memcpy(e->host, p->evhost, L7_EV_HOST);
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void skb_tuple(struct __sk_buff *skb, struct l7_tuple *t)
+{
+	/* Each field read on its own (the verifier refuses a load through
+	 * a ctx pointer the compiler offset to share it between branches). */
+	__u32 fam = skb->family;
+	barrier_var(fam);
+	__u32 lp = skb->local_port;
+	barrier_var(lp);
+	__u32 rp = skb->remote_port;
+	barrier_var(rp);
+	t->lport = lp;
+	t->rport = remote_port(rp);
+	if (fam == AF_INET) {
+		__u32 l = skb->local_ip4;
+		barrier_var(l);
+		__u32 r = skb->remote_ip4;
+		barrier_var(r);
+		t->family = 4;
+		t->local[0] = l;
+		t->remote[0] = r;
+		return;
+	}
+	t->family = 6;
+	CTX_IP6(t->local, skb->local_ip6);
+	CTX_IP6(t->remote, skb->remote_ip6);
+}
+
 SEC("sk_skb/stream_parser")
 int l7_parser(struct __sk_buff *skb)
 {
@@ -1251,9 +1444,10 @@ static long pad_cb(__u32 i, void *ctx)
  * Bad Request and closes. The same happens to a message too short for a
  * 403. Either way the refused request never reaches the server.
  */
-static __always_inline int refuse(struct __sk_buff *skb, struct l7_sock *st)
+static __always_inline int refuse(struct __sk_buff *skb, struct l7_sock *st, __u32 *status)
 {
 	__u32 off = 0, n = 0;
+	*status = 0;
 	strp_msg(skb, &off, &n);
 	st->mode = L7_MODE_REFUSED;
 	if (n < 2 || n > L7_HEAD_MAX + 2 * L7_CHUNK || off > 0xffff)
@@ -1276,6 +1470,7 @@ static __always_inline int refuse(struct __sk_buff *skb, struct l7_sock *st)
 		if (p.err)
 			goto fail;
 		count(L7_R_INORDER);
+		*status = 400;
 		return SK_PASS;
 	}
 	__u32 head, tail;
@@ -1302,7 +1497,10 @@ static __always_inline int refuse(struct __sk_buff *skb, struct l7_sock *st)
 	if (p.err)
 		goto fail;
 	__u64 cookie = bpf_get_socket_cookie(skb);
-	return bpf_sk_redirect_hash(skb, &l7_socks, &cookie, 0);
+	int v = bpf_sk_redirect_hash(skb, &l7_socks, &cookie, 0);
+	if (v == SK_PASS)
+		*status = 403;
+	return v;
 fail:
 	count(L7_R_REDIRECT_FAIL);
 	return SK_DROP;
@@ -1330,6 +1528,9 @@ int l7_verdict(struct __sk_buff *skb)
 	st->mode = st->next_mode;
 	st->remaining = st->next_remaining;
 	st->crlf = st->mode == L7_MODE_CHUNK_SIZE && st->kind == L7_KIND_BODY;
+	struct l7_tuple t = {};
+	__u32 status = 0, list = 0;
+	int v;
 	switch (st->kind) {
 	case L7_KIND_BODY:
 		return passed(skb, st);
@@ -1338,15 +1539,438 @@ int l7_verdict(struct __sk_buff *skb)
 		return SK_DROP;
 	case L7_KIND_REFUSE:
 		count(st->reason);
-		return refuse(skb, st);
+		v = refuse(skb, st, &status);
+		break;
 	case L7_KIND_REQUEST:
 		st->requests++;
 		count(st->reason);
-		if (st->reason == L7_R_ALLOWED || st->reason == L7_R_AUDIT || st->reason == L7_R_PASSED)
+		if (st->reason == L7_R_ALLOWED || st->reason == L7_R_AUDIT || st->reason == L7_R_PASSED) {
+			if (st->reason != L7_R_PASSED) {
+				skb_tuple(skb, &t);
+				emit(L7_DIR_INGRESS, &w->p, st, w->p.list_id, 0, cookie, &t, 1);
+			}
 			return passed(skb, st);
-		return refuse(skb, st);
+		}
+		v = refuse(skb, st, &status);
+		break;
+	default:
+		return SK_DROP;
 	}
+	skb_tuple(skb, &t);
+	list = w->p.has_list ? w->p.list_id : 0;
+	emit(L7_DIR_INGRESS, &w->p, st, list, status, cookie, &t, 0);
+	return v;
+}
+
+
+/* ---- egress: the client's writes (sk_msg) ---- */
+
+/*
+ * A client socket's state (struct l7_esock) and the scan of its current
+ * head, in socket storage: sk_msg runs in the writer's sendmsg with the
+ * socket locked, so the scan needs no other scratch.
+ */
+struct l7_esockw {
+	struct l7_esock e;
+	struct l7_parse p;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct l7_esockw);
+} l7_esk SEC(".maps");
+
+/* The bpf_loop context of a scan of a message being sent. */
+struct mscan {
+	struct sk_msg_md *msg;
+	struct l7_parse *head;
+	struct l7_chunkp *chunk;
+	__u32 avail;
+};
+
+/* msg_load copies n (<= L7_CHUNK) bytes at off of the message into buf.
+ * The message is a scatterlist: bpf_msg_pull_data makes [off, off + n)
+ * one piece (it copies only when the bytes span pieces). */
+static __always_inline int msg_load(struct sk_msg_md *msg, __u32 off, __u8 *buf, __u32 n)
+{
+	if (n == 0 || n > L7_CHUNK)
+		return -1;
+	if (bpf_msg_pull_data(msg, off, off + n, 0) < 0)
+		return -1;
+	__u8 *d = msg->data, *e = msg->data_end;
+	if ((void *)(d + L7_CHUNK) <= (void *)e) {
+		__builtin_memcpy(buf, d, L7_CHUNK);
+		return 0;
+	}
+	for (__u32 i = 0; i < L7_CHUNK; i++) {
+		if (i >= n)
+			break;
+		if ((void *)(d + i + 1) > (void *)e)
+			return -1;
+		buf[i] = d[i];
+	}
+	return 0;
+}
+
+static long mscan_head_cb(__u32 i, void *ctx)
+{
+	struct mscan *sc = ctx;
+	struct l7_parse *p = sc->head;
+	__u32 at = i * L7_CHUNK;
+	if (at >= sc->avail)
+		return 1;
+	__u32 n = sc->avail - at;
+	if (n > L7_CHUNK)
+		n = L7_CHUNK;
+	if (msg_load(sc->msg, at, p->buf, n) < 0) {
+		p->result = 100 + L7_R_MALFORMED; /* cannot happen: fail closed */
+		return 1;
+	}
+	return l7_head_chunk(p, n) ? 1 : 0;
+}
+
+static long mscan_chunk_cb(__u32 i, void *ctx)
+{
+	struct mscan *sc = ctx;
+	struct l7_chunkp *p = sc->chunk;
+	__u32 at = i * L7_CHUNK;
+	if (at >= sc->avail)
+		return 1;
+	__u32 n = sc->avail - at;
+	if (n > L7_CHUNK)
+		n = L7_CHUNK;
+	if (msg_load(sc->msg, at, p->buf, n) < 0) {
+		p->result = 2;
+		return 1;
+	}
+	return l7_chunk_chunk(p, n) ? 1 : 0;
+}
+
+/* The binding of a request from the socket's local address to its peer:
+ * (remote identity, remote port, local address), falling back to any
+ * peer, then to any local address, as find_bind does for ingress. */
+static __always_inline int find_ebind(struct sk_msg_md *msg, struct l7_tuple *t, __u32 *list)
+{
+	__u32 zero = 0;
+	struct l7_active *act = bpf_map_lookup_elem(&l7_slot, &zero);
+	if (!act)
+		return 0;
+	struct l7_bind_key k = { .slot = act->slot & 1, .port = t->rport };
+	struct l7_peer_key pk = {};
+	if (t->family == 4) {
+		k.family = 4;
+		__builtin_memcpy(k.addr, &t->local[0], 4);
+		pk.family = 4;
+		__builtin_memcpy(pk.addr, &t->remote[0], 4);
+		pk.prefixlen = 32 + 32;
+	} else if (v4mapped(t->local)) {
+		k.family = 4;
+		__builtin_memcpy(k.addr, &t->local[3], 4);
+		pk.family = 4;
+		__builtin_memcpy(pk.addr, &t->remote[3], 4);
+		pk.prefixlen = 32 + 32;
+	} else {
+		k.family = 6;
+		__builtin_memcpy(k.addr, t->local, 16);
+		pk.family = 6;
+		__builtin_memcpy(pk.addr, t->remote, 16);
+		pk.prefixlen = 32 + 128;
+	}
+	__u32 *id = bpf_map_lookup_elem(&l7_peers, &pk);
+	k.identity = id ? *id : 0;
+	struct l7_bind *b = bpf_map_lookup_elem(&l7_ebinds, &k);
+	if (!b && k.identity) {
+		k.identity = 0;
+		b = bpf_map_lookup_elem(&l7_ebinds, &k);
+	}
+	if (!b) {
+		__builtin_memset(k.addr, 0, sizeof(k.addr));
+		k.identity = id ? *id : 0;
+		b = bpf_map_lookup_elem(&l7_ebinds, &k);
+		if (!b && k.identity) {
+			k.identity = 0;
+			b = bpf_map_lookup_elem(&l7_ebinds, &k);
+		}
+	}
+	if (!b)
+		return 0;
+	*list = b->list;
+	return 1;
+}
+
+static __always_inline void msg_tuple(struct sk_msg_md *msg, struct l7_tuple *t)
+{
+	/* Each field read on its own (the verifier refuses a load through
+	 * a ctx pointer the compiler offset to share it between branches). */
+	__u32 fam = msg->family;
+	barrier_var(fam);
+	__u32 lp = msg->local_port;
+	barrier_var(lp);
+	__u32 rp = msg->remote_port;
+	barrier_var(rp);
+	t->lport = lp;
+	t->rport = remote_port(rp);
+	if (fam == AF_INET) {
+		__u32 l = msg->local_ip4;
+		barrier_var(l);
+		__u32 r = msg->remote_ip4;
+		barrier_var(r);
+		t->family = 4;
+		t->local[0] = l;
+		t->remote[0] = r;
+		return;
+	}
+	t->family = 6;
+	CTX_IP6(t->local, msg->local_ip6);
+	CTX_IP6(t->remote, msg->remote_ip6);
+}
+
+/* The client's rcv_nxt (bytes the server sent) and copied_seq (bytes the
+ * client read). */
+static __always_inline int client_seqs(struct sk_msg_md *msg, __u32 *rcv, __u32 *copied)
+{
+	struct bpf_sock *sk = msg->sk;
+	if (!sk)
+		return -1;
+	struct tcp_sock___l7 *tp = (void *)bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return -1;
+	*rcv = tp->rcv_nxt;
+	*copied = tp->copied_seq;
+	return 0;
+}
+
+/* epass passes the message (the verdict's apply_bytes say how much of
+ * it) and records the client's rcv_nxt. */
+static __always_inline int epass(struct sk_msg_md *msg, struct l7_esock *e)
+{
+	__u32 rcv = 0, copied = 0;
+	if (client_seqs(msg, &rcv, &copied) == 0) {
+		e->rseq = rcv;
+		e->s.passed = 1;
+	}
+	return SK_PASS;
+}
+
+#define R_FULL R_STATUS R_TAIL
+#define R_JUNK "XXXXXXXXXXXXXXXX\r\n"
+static const char r_full[] = R_FULL;
+static const char r_junk[] = R_JUNK;
+
+/* msg_resize makes the message exactly n bytes long and [0, n) one
+ * piece; its content is then the caller's to write. */
+static __always_inline int msg_resize(struct sk_msg_md *msg, __u32 n)
+{
+	__u32 size = msg->size;
+	if (size > n) {
+		if (bpf_msg_pop_data(msg, n, size - n, 0) < 0)
+			return -1;
+	} else if (size < n) {
+		if (bpf_msg_push_data(msg, 0, n - size, 0) < 0)
+			return -1;
+	}
+	if (msg->size != n)
+		return -1;
+	return bpf_msg_pull_data(msg, 0, n, 0) < 0 ? -1 : 0;
+}
+
+/*
+ * erefuse answers a refused request on the client's side. The message
+ * (the refused head and whatever the same write carried after it) is
+ * replaced by a 403 answer and redirected to the client socket's own
+ * receive queue: the client reads 403 and the server never sees the
+ * request. If an answer to a request passed before may still be due
+ * (the server has sent nothing since, or the client has not read all of
+ * it: the client pipelines), a 403 could overtake it: the message is
+ * replaced by a line no server takes for a request and passed, so that
+ * the server answers its pending requests, then 400, and closes.
+ */
+static __always_inline int erefuse(struct sk_msg_md *msg, struct l7_esock *e, __u32 *status)
+{
+	struct l7_sock *st = &e->s;
+	st->mode = L7_MODE_REFUSED;
+	*status = 0;
+	int inorder = 0;
+	if (st->passed) {
+		__u32 rcv = 0, copied = 0;
+		if (client_seqs(msg, &rcv, &copied) < 0 || rcv == e->rseq || copied != rcv)
+			inorder = 1;
+	}
+	if (inorder) {
+		if (msg_resize(msg, SLEN(R_JUNK)) < 0)
+			goto fail;
+		__u8 *d = msg->data, *end = msg->data_end;
+		if ((void *)(d + SLEN(R_JUNK)) > (void *)end)
+			goto fail;
+		__builtin_memcpy(d, r_junk, SLEN(R_JUNK));
+		count_dir(L7_DIR_EGRESS, L7_R_INORDER);
+		*status = 400;
+		return SK_PASS;
+	}
+	if (msg_resize(msg, SLEN(R_FULL)) < 0)
+		goto fail;
+	__u8 *d = msg->data, *end = msg->data_end;
+	if ((void *)(d + SLEN(R_FULL)) > (void *)end)
+		goto fail;
+	__builtin_memcpy(d, r_full, SLEN(R_FULL));
+	if (bpf_msg_redirect_hash(msg, &l7_esocks, &e->cookie, BPF_F_INGRESS) != SK_PASS)
+		goto fail;
+	*status = 403;
+	return SK_PASS;
+fail:
+	count_dir(L7_DIR_EGRESS, L7_R_REDIRECT_FAIL);
 	return SK_DROP;
+}
+
+/*
+ * l7_msg decides what a client socket of l7_esocks writes. Each run sees
+ * the bytes not yet decided, from where the next message starts: a head
+ * that is not whole is corked (bpf_msg_cork_bytes: the kernel holds the
+ * bytes and runs the program again, on all of them, after the next
+ * write); a decided head is passed alone (bpf_msg_apply_bytes), and the
+ * kernel runs the program again for what follows it; a body is passed
+ * without running the program again until its last byte.
+ */
+SEC("sk_msg")
+int l7_msg(struct sk_msg_md *msg)
+{
+	struct bpf_sock *sk = msg->sk;
+	if (!sk)
+		return SK_DROP;
+	struct l7_esockw *w = bpf_sk_storage_get(&l7_esk, sk, 0, 0);
+	if (!w)
+		return SK_DROP; /* no state: refused, never passed */
+	struct l7_esock *e = &w->e;
+	struct l7_sock *st = &e->s;
+	__u32 size = msg->size;
+	if (size == 0)
+		return SK_PASS;
+	switch (st->mode) {
+	case L7_MODE_REFUSED:
+		count_dir(L7_DIR_EGRESS, L7_R_DROPPED);
+		return SK_DROP; /* the write fails with EACCES */
+	case L7_MODE_BODY:
+	case L7_MODE_CHUNK_DATA: {
+		__u64 r = st->remaining;
+		__u32 n = r > 0x7fffffff ? 0x7fffffff : (__u32)r;
+		bpf_msg_apply_bytes(msg, n);
+		st->remaining = r - n;
+		if (st->remaining == 0) {
+			st->crlf = st->mode == L7_MODE_CHUNK_DATA;
+			st->mode = st->mode == L7_MODE_BODY ? L7_MODE_HEAD : L7_MODE_CHUNK_SIZE;
+		}
+		return epass(msg, e);
+	}
+	case L7_MODE_CHUNK_SIZE: {
+		struct l7_chunkp cp = {};
+		if (!st->crlf)
+			cp.phase = C_HEX;
+		struct mscan sc = { .msg = msg, .chunk = &cp, .avail = size };
+		bpf_loop(L7_HEAD_MAX / L7_CHUNK, mscan_chunk_cb, &sc, 0);
+		st->kind = L7_KIND_NEED_MORE;
+		l7_chunk_end(&cp, size, st);
+		if (st->kind == L7_KIND_BODY) {
+			bpf_msg_apply_bytes(msg, st->len);
+			st->mode = st->next_mode;
+			st->remaining = st->next_remaining;
+			st->crlf = 0;
+			return epass(msg, e);
+		}
+		if (st->kind == L7_KIND_REFUSE)
+			break;
+		bpf_msg_cork_bytes(msg, size + 1);
+		return SK_DROP; /* not applied while corked; applied if the kernel cannot cork */
+	}
+	case L7_MODE_HEAD:
+		break;
+	default:
+		return SK_DROP;
+	}
+
+	struct l7_tuple t = {};
+	msg_tuple(msg, &t);
+	struct l7_parse *p = &w->p;
+	__u32 status = 0;
+	if (st->mode == L7_MODE_HEAD) {
+		__u32 list = 0;
+		__u32 has = find_ebind(msg, &t, &list);
+		if (!l7_head_begin(p, list, has))
+			return SK_DROP;
+		struct mscan sc = { .msg = msg, .head = p, .avail = size };
+		bpf_loop(L7_HEAD_MAX / L7_CHUNK + 1, mscan_head_cb, &sc, 0);
+		struct l7_args a = { .avail = size, .list = list, .has_list = has };
+		st->len = 0;
+		st->kind = L7_KIND_NEED_MORE;
+		st->reason = 0;
+		st->rule = 0;
+		st->next_mode = L7_MODE_HEAD;
+		st->next_remaining = 0;
+		l7_head_end(&a, st, p);
+		if (st->kind == L7_KIND_NEED_MORE) {
+			/* Run again, on every byte so far, after the next write. */
+			bpf_msg_cork_bytes(msg, size + 1);
+			return SK_DROP; /* not applied while corked; applied if the kernel cannot cork */
+		}
+		if (st->kind == L7_KIND_REQUEST) {
+			st->requests++;
+			count_dir(L7_DIR_EGRESS, st->reason);
+			if (st->reason == L7_R_ALLOWED || st->reason == L7_R_AUDIT || st->reason == L7_R_PASSED) {
+				if (st->reason != L7_R_PASSED)
+					emit(L7_DIR_EGRESS, p, st, list, 0, e->cookie, &t, 1);
+				bpf_msg_apply_bytes(msg, st->len);
+				st->mode = st->next_mode;
+				st->remaining = st->next_remaining;
+				st->crlf = 0;
+				return epass(msg, e);
+			}
+		} else {
+			count_dir(L7_DIR_EGRESS, st->reason);
+		}
+	} else {
+		count_dir(L7_DIR_EGRESS, st->reason); /* a chunk-size line refused */
+	}
+	int v = erefuse(msg, e, &status);
+	emit(L7_DIR_EGRESS, p, st, p->has_list ? p->list_id : 0, status, e->cookie, &t, 0);
+	return v;
+}
+
+/* esock_add puts a client socket whose local address and remote port
+ * have an entry in l7_eports into l7_esocks, with its state. */
+static __always_inline void esock_add(struct bpf_sock_ops *skops, __u64 cookie)
+{
+	struct l7_port_key k = { .port = remote_port(skops->remote_port) };
+	if (skops->family == AF_INET) {
+		k.family = 4;
+		__u32 a = skops->local_ip4;
+		__builtin_memcpy(k.addr, &a, 4);
+	} else if (skops->family == AF_INET6) {
+		__u32 la[4] = { skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2], skops->local_ip6[3] };
+		if (v4mapped(la)) {
+			k.family = 4;
+			__builtin_memcpy(k.addr, &la[3], 4);
+		} else {
+			k.family = 6;
+			__builtin_memcpy(k.addr, la, 16);
+		}
+	} else {
+		return;
+	}
+	if (!bpf_map_lookup_elem(&l7_eports, &k)) {
+		__builtin_memset(k.addr, 0, sizeof(k.addr));
+		if (!bpf_map_lookup_elem(&l7_eports, &k))
+			return;
+	}
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return;
+	struct l7_esockw *w = bpf_sk_storage_get(&l7_esk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!w)
+		return; /* not enforced: counted by the absence of L7_R_SOCKETS */
+	w->e.cookie = cookie;
+	if (bpf_sock_hash_update(skops, &l7_esocks, &cookie, BPF_NOEXIST) == 0)
+		count_dir(L7_DIR_EGRESS, L7_R_SOCKETS);
 }
 
 SEC("sockops")
@@ -1356,6 +1980,10 @@ int l7_sockops(struct bpf_sock_ops *skops)
 	if (skops->op == BPF_SOCK_OPS_STATE_CB) {
 		if (skops->args[1] == BPF_TCP_CLOSE)
 			bpf_map_delete_elem(&l7_sock_state, &cookie);
+		return 1;
+	}
+	if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+		esock_add(skops, cookie);
 		return 1;
 	}
 	if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)

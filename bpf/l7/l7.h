@@ -60,11 +60,54 @@ enum l7_reason {
 	L7_R_DROPPED = 10,    /* bytes dropped after a refusal */
 	L7_R_REDIRECT_FAIL = 11, /* the 403 could not be queued: the request was dropped */
 	L7_R_PASSED = 12,     /* messages of sockets no binding applies to */
-	L7_R_SOCKETS = 13,    /* sockets put into l7_socks */
+	L7_R_SOCKETS = 13,    /* sockets put into l7_socks (egress: l7_esocks) */
 	L7_R_UPGRADE = 15,    /* Upgrade or CONNECT: the stream would stop being HTTP/1.x */
 	L7_R_INORDER = 14,    /* refusals answered by the server (400) to keep pipelined answers in order, or too short for a 403 */
 	L7_R_TARGET = 16,     /* a dot segment, %2e, %2f, %5c or a backslash in the path */
+	L7_R_EVLOST = 17,     /* events the ring buffer had no room for */
 	L7_R_MAX = 24,
+};
+
+/* l7_counters holds L7_R_MAX counters per direction: the ingress ones
+ * (the server's side) at reason, the egress ones (the client's side) at
+ * L7_R_MAX + reason. */
+enum l7_dir {
+	L7_DIR_INGRESS = 0,
+	L7_DIR_EGRESS = 1,
+};
+
+/* What an event captures of a request (bytes beyond are cut off; the
+ * event says the whole length of the target). */
+#define L7_EV_METHOD 16
+#define L7_EV_PATH 128
+#define L7_EV_HOST 64
+
+/* l7_evcfg flags of a slot. */
+#define L7_EV_ALLOWED 1 /* an event for every decided request, not only refused ones */
+
+/* A verdict event (ring buffer l7_events): one per refused request or
+ * refusal before a decision, and per allowed request when the slot's
+ * L7_EV_ALLOWED flag is set. */
+struct l7_event {
+	__u64 generation;
+	__u64 cookie;     /* the socket's */
+	__u32 rule;       /* the deciding rule (0: none, e.g. a refusal before a decision) */
+	__u32 list;       /* the binding's list (0: none) */
+	__u16 status;     /* 403: answered 403; 400: overwritten, the server answers 400; 0: passed, or dropped */
+	__u8 dir;         /* enum l7_dir */
+	__u8 reason;      /* enum l7_reason */
+	__u8 family;      /* 4 or 6 */
+	__u8 method_len;
+	__u8 host_len;    /* bytes in host (at most L7_EV_HOST) */
+	__u8 path_len;    /* bytes in path (at most L7_EV_PATH) */
+	__u16 local_port;
+	__u16 remote_port;
+	__u32 target_len; /* the whole request target's length */
+	__u8 local[16];
+	__u8 remote[16];
+	__u8 method[L7_EV_METHOD];
+	__u8 path[L7_EV_PATH];
+	__u8 host[L7_EV_HOST];
 };
 
 struct l7_mask {
@@ -89,6 +132,9 @@ struct l7_port_key {
 	__u16 family; /* 4 or 6 */
 	__u8 addr[16];
 };
+
+/* Egress (l7_eports): the client side of a connection from addr (all
+ * zero: any local address of the family) to a remote port. */
 
 /* A binding: requests to addr:port from a peer of identity (0: any peer
  * the more specific entry does not name) are decided by list. */
@@ -174,6 +220,16 @@ struct l7_sock {
 	__u64 next_remaining;
 	__u32 rule;
 	__u32 wseq;      /* the server's write_seq when bytes were last passed */
+};
+
+/* The state of a client socket (egress), in socket storage: the framing
+ * state and the result of the last message, the socket's cookie (its key
+ * in l7_esocks) and the client's rcv_nxt when bytes were last passed. */
+struct l7_esock {
+	struct l7_sock s;
+	__u64 cookie;
+	__u32 rseq;
+	__u32 pad;
 };
 
 /* BPF_PROG_TEST_RUN of l7_test_parse: in, the socket state and the list;

@@ -62,6 +62,44 @@ type L7L7DfaRef struct {
 	Nclasses uint32
 }
 
+type L7L7Dir uint32
+
+const (
+	L7L7DirL7DIR_INGRESS L7L7Dir = 0
+	L7L7DirL7DIR_EGRESS  L7L7Dir = 1
+)
+
+type L7L7Esock struct {
+	_      structs.HostLayout
+	S      L7L7Sock
+	Cookie uint64
+	Rseq   uint32
+	Pad    uint32
+}
+
+type L7L7Event struct {
+	_          structs.HostLayout
+	Generation uint64
+	Cookie     uint64
+	Rule       uint32
+	List       uint32
+	Status     uint16
+	Dir        uint8
+	Reason     uint8
+	Family     uint8
+	MethodLen  uint8
+	HostLen    uint8
+	PathLen    uint8
+	LocalPort  uint16
+	RemotePort uint16
+	TargetLen  uint32
+	Local      [16]uint8
+	Remote     [16]uint8
+	Method     [16]uint8
+	Path       [128]uint8
+	Host       [64]uint8
+}
+
 type L7L7HdrKey struct {
 	_        structs.HostLayout
 	Slot     uint32
@@ -151,6 +189,7 @@ const (
 	L7L7ReasonL7R_UPGRADE       L7L7Reason = 15
 	L7L7ReasonL7R_INORDER       L7L7Reason = 14
 	L7L7ReasonL7R_TARGET        L7L7Reason = 16
+	L7L7ReasonL7R_EVLOST        L7L7Reason = 17
 	L7L7ReasonL7R_MAX           L7L7Reason = 24
 )
 
@@ -190,6 +229,12 @@ const (
 	L7MapL7Binds      = "l7_binds"
 	L7MapL7ClassRows  = "l7_class_rows"
 	L7MapL7Counters   = "l7_counters"
+	L7MapL7Ebinds     = "l7_ebinds"
+	L7MapL7Eports     = "l7_eports"
+	L7MapL7Esk        = "l7_esk"
+	L7MapL7Esocks     = "l7_esocks"
+	L7MapL7Evcfg      = "l7_evcfg"
+	L7MapL7Events     = "l7_events"
 	L7MapL7Gens       = "l7_gens"
 	L7MapL7Hdrreqs    = "l7_hdrreqs"
 	L7MapL7Hdrs       = "l7_hdrs"
@@ -203,10 +248,13 @@ const (
 	L7MapL7TestInput  = "l7_test_input"
 	L7MapL7TestOut    = "l7_test_out"
 	L7MapL7TestScan   = "l7_test_scan"
+	L7ProgL7Msg       = "l7_msg"
 	L7ProgL7Parser    = "l7_parser"
 	L7ProgL7Sockops   = "l7_sockops"
 	L7ProgL7TestParse = "l7_test_parse"
 	L7ProgL7Verdict   = "l7_verdict"
+	L7VarL7BtfDir     = "l7_btf_dir"
+	L7VarL7BtfEvent   = "l7_btf_event"
 	L7VarL7BtfKind    = "l7_btf_kind"
 	L7VarL7BtfMode    = "l7_btf_mode"
 	L7VarL7BtfReason  = "l7_btf_reason"
@@ -254,6 +302,7 @@ type L7Specs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type L7ProgramSpecs struct {
+	L7Msg       *ebpf.ProgramSpec `ebpf:"l7_msg"`
 	L7Parser    *ebpf.ProgramSpec `ebpf:"l7_parser"`
 	L7Sockops   *ebpf.ProgramSpec `ebpf:"l7_sockops"`
 	L7TestParse *ebpf.ProgramSpec `ebpf:"l7_test_parse"`
@@ -269,6 +318,12 @@ type L7MapSpecs struct {
 	L7Binds     *ebpf.MapSpec `ebpf:"l7_binds"`
 	L7ClassRows *ebpf.MapSpec `ebpf:"l7_class_rows"`
 	L7Counters  *ebpf.MapSpec `ebpf:"l7_counters"`
+	L7Ebinds    *ebpf.MapSpec `ebpf:"l7_ebinds"`
+	L7Eports    *ebpf.MapSpec `ebpf:"l7_eports"`
+	L7Esk       *ebpf.MapSpec `ebpf:"l7_esk"`
+	L7Esocks    *ebpf.MapSpec `ebpf:"l7_esocks"`
+	L7Evcfg     *ebpf.MapSpec `ebpf:"l7_evcfg"`
+	L7Events    *ebpf.MapSpec `ebpf:"l7_events"`
 	L7Gens      *ebpf.MapSpec `ebpf:"l7_gens"`
 	L7Hdrreqs   *ebpf.MapSpec `ebpf:"l7_hdrreqs"`
 	L7Hdrs      *ebpf.MapSpec `ebpf:"l7_hdrs"`
@@ -288,6 +343,8 @@ type L7MapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type L7VariableSpecs struct {
+	L7BtfDir    *ebpf.VariableSpec `ebpf:"l7_btf_dir"`
+	L7BtfEvent  *ebpf.VariableSpec `ebpf:"l7_btf_event"`
 	L7BtfKind   *ebpf.VariableSpec `ebpf:"l7_btf_kind"`
 	L7BtfMode   *ebpf.VariableSpec `ebpf:"l7_btf_mode"`
 	L7BtfReason *ebpf.VariableSpec `ebpf:"l7_btf_reason"`
@@ -318,6 +375,12 @@ type L7Maps struct {
 	L7Binds     *ebpf.Map `ebpf:"l7_binds"`
 	L7ClassRows *ebpf.Map `ebpf:"l7_class_rows"`
 	L7Counters  *ebpf.Map `ebpf:"l7_counters"`
+	L7Ebinds    *ebpf.Map `ebpf:"l7_ebinds"`
+	L7Eports    *ebpf.Map `ebpf:"l7_eports"`
+	L7Esk       *ebpf.Map `ebpf:"l7_esk"`
+	L7Esocks    *ebpf.Map `ebpf:"l7_esocks"`
+	L7Evcfg     *ebpf.Map `ebpf:"l7_evcfg"`
+	L7Events    *ebpf.Map `ebpf:"l7_events"`
 	L7Gens      *ebpf.Map `ebpf:"l7_gens"`
 	L7Hdrreqs   *ebpf.Map `ebpf:"l7_hdrreqs"`
 	L7Hdrs      *ebpf.Map `ebpf:"l7_hdrs"`
@@ -340,6 +403,12 @@ func (m *L7Maps) Close() error {
 		m.L7Binds,
 		m.L7ClassRows,
 		m.L7Counters,
+		m.L7Ebinds,
+		m.L7Eports,
+		m.L7Esk,
+		m.L7Esocks,
+		m.L7Evcfg,
+		m.L7Events,
 		m.L7Gens,
 		m.L7Hdrreqs,
 		m.L7Hdrs,
@@ -360,6 +429,8 @@ func (m *L7Maps) Close() error {
 //
 // It can be passed to LoadL7Objects or ebpf.CollectionSpec.LoadAndAssign.
 type L7Variables struct {
+	L7BtfDir    *ebpf.Variable `ebpf:"l7_btf_dir"`
+	L7BtfEvent  *ebpf.Variable `ebpf:"l7_btf_event"`
 	L7BtfKind   *ebpf.Variable `ebpf:"l7_btf_kind"`
 	L7BtfMode   *ebpf.Variable `ebpf:"l7_btf_mode"`
 	L7BtfReason *ebpf.Variable `ebpf:"l7_btf_reason"`
@@ -369,6 +440,7 @@ type L7Variables struct {
 //
 // It can be passed to LoadL7Objects or ebpf.CollectionSpec.LoadAndAssign.
 type L7Programs struct {
+	L7Msg       *ebpf.Program `ebpf:"l7_msg"`
 	L7Parser    *ebpf.Program `ebpf:"l7_parser"`
 	L7Sockops   *ebpf.Program `ebpf:"l7_sockops"`
 	L7TestParse *ebpf.Program `ebpf:"l7_test_parse"`
@@ -377,6 +449,7 @@ type L7Programs struct {
 
 func (p *L7Programs) Close() error {
 	return _L7Close(
+		p.L7Msg,
 		p.L7Parser,
 		p.L7Sockops,
 		p.L7TestParse,

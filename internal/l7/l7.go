@@ -71,6 +71,7 @@ const (
 	ReasonInOrder      = Reason(l7bpf.L7L7ReasonL7R_INORDER)
 	ReasonUpgrade      = Reason(l7bpf.L7L7ReasonL7R_UPGRADE)
 	ReasonTarget       = Reason(l7bpf.L7L7ReasonL7R_TARGET)
+	ReasonEventsLost   = Reason(l7bpf.L7L7ReasonL7R_EVLOST)
 	numReasons         = Reason(l7bpf.L7L7ReasonL7R_MAX)
 )
 
@@ -79,6 +80,7 @@ var reasonNames = map[Reason]string{
 	ReasonOversize: "oversize", ReasonTLS: "tls", ReasonHTTP2: "http2", ReasonVersion: "version",
 	ReasonFraming: "framing", ReasonNoTables: "no-tables", ReasonDropped: "dropped-after-refusal",
 	ReasonRedirectFail: "refusal-undelivered", ReasonPassed: "passed-unbound", ReasonSockets: "sockets", ReasonInOrder: "refused-in-order", ReasonUpgrade: "upgrade", ReasonTarget: "target",
+	ReasonEventsLost: "events-lost",
 }
 
 func (r Reason) String() string {
@@ -91,11 +93,16 @@ func (r Reason) String() string {
 // Binding says which list decides the requests to a local address and
 // port (Addr unspecified: every address of its family) from peers of
 // Identity (0: any peer no more specific binding names).
+//
+// An Egress binding decides the requests that the client sockets of a
+// local address (Addr) write to a remote Port on peers of Identity: the
+// source workload's egress rules (see docs/l7.md, "Egress").
 type Binding struct {
 	Addr     netip.Addr
 	Port     uint16
 	Identity uint32
 	List     engine.L7ID
+	Egress   bool
 }
 
 // Datapath is the loaded bpf/l7 object: its maps, and the programs
@@ -108,18 +115,22 @@ type Datapath struct {
 	// before it is written again.
 	written [2]slotKeys
 	ports   map[l7bpf.L7L7PortKey]bool
+	eports  map[l7bpf.L7L7PortKey]bool
+	// evflags is written with the next generation (SetAllowedEvents).
+	evflags uint32
 }
 
 type slotKeys struct {
-	lists []l7bpf.L7L7ListKey
-	binds []l7bpf.L7L7BindKey
-	hdrs  []l7bpf.L7L7HdrKey
+	lists  []l7bpf.L7L7ListKey
+	binds  []l7bpf.L7L7BindKey
+	ebinds []l7bpf.L7L7BindKey
+	hdrs   []l7bpf.L7L7HdrKey
 }
 
 // Load loads bpf/l7 and attaches the stream parser and verdict to its
 // SOCKHASH. Sockets reach it once AttachCgroup has attached sockops.
 func Load() (*Datapath, error) {
-	d := &Datapath{ports: map[l7bpf.L7L7PortKey]bool{}}
+	d := &Datapath{ports: map[l7bpf.L7L7PortKey]bool{}, eports: map[l7bpf.L7L7PortKey]bool{}}
 	if err := l7bpf.LoadL7Objects(&d.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -130,17 +141,20 @@ func Load() (*Datapath, error) {
 	for _, a := range []struct {
 		p *ebpf.Program
 		t ebpf.AttachType
-	}{{d.objs.L7Parser, ebpf.AttachSkSKBStreamParser}, {d.objs.L7Verdict, ebpf.AttachSkSKBStreamVerdict}} {
-		if err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: d.objs.L7Socks.FD(), Program: a.p, Attach: a.t}); err != nil {
+		m *ebpf.Map
+	}{{d.objs.L7Parser, ebpf.AttachSkSKBStreamParser, d.objs.L7Socks}, {d.objs.L7Verdict, ebpf.AttachSkSKBStreamVerdict, d.objs.L7Socks},
+		{d.objs.L7Msg, ebpf.AttachSkMsgVerdict, d.objs.L7Esocks}} {
+		if err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: a.m.FD(), Program: a.p, Attach: a.t}); err != nil {
 			d.Close()
-			return nil, fmt.Errorf("attach %v to l7_socks: %w", a.t, err)
+			return nil, fmt.Errorf("attach %v to %v: %w", a.t, a.m, err)
 		}
 	}
 	return d, nil
 }
 
 // AttachCgroup attaches the sockops program to a cgroup v2 directory: the
-// server sockets of its processes are then enforced.
+// server sockets (ingress bindings) and client sockets (egress bindings)
+// of its processes are then enforced.
 func (d *Datapath) AttachCgroup(path string) error {
 	l, err := link.AttachCgroup(link.CgroupOptions{Path: path, Attach: ebpf.AttachCGroupSockOps, Program: d.objs.L7Sockops})
 	if err != nil {
@@ -160,6 +174,8 @@ func (d *Datapath) Pin(dir string) error {
 		"l7_ports": d.objs.L7Ports, "l7_binds": d.objs.L7Binds, "l7_peers": d.objs.L7Peers, "l7_lists": d.objs.L7Lists,
 		"l7_class_rows": d.objs.L7ClassRows, "l7_next": d.objs.L7Next, "l7_accept": d.objs.L7Accept,
 		"l7_allows": d.objs.L7Allows, "l7_hdrreqs": d.objs.L7Hdrreqs, "l7_hdrs": d.objs.L7Hdrs, "l7_counters": d.objs.L7Counters,
+		"l7_esocks": d.objs.L7Esocks, "l7_esk": d.objs.L7Esk, "l7_eports": d.objs.L7Eports, "l7_ebinds": d.objs.L7Ebinds,
+		"l7_events": d.objs.L7Events, "l7_evcfg": d.objs.L7Evcfg,
 	} {
 		if err := m.Pin(filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("pin %s: %w", name, err)
@@ -185,12 +201,33 @@ func (d *Datapath) Close() error {
 	return errors.Join(errs...)
 }
 
-// Counters returns the counters summed over CPUs, by reason.
+// Counters returns the counters summed over CPUs and both directions, by
+// reason.
 func (d *Datapath) Counters() (map[Reason]uint64, error) {
 	out := map[Reason]uint64{}
+	for _, egress := range []bool{false, true} {
+		c, err := d.CountersDir(egress)
+		if err != nil {
+			return nil, err
+		}
+		for r, n := range c {
+			out[r] += n
+		}
+	}
+	return out, nil
+}
+
+// CountersDir returns one direction's counters summed over CPUs, by
+// reason: the server's side (ingress bindings) or the client's (egress).
+func (d *Datapath) CountersDir(egress bool) (map[Reason]uint64, error) {
+	out := map[Reason]uint64{}
+	base := uint32(0)
+	if egress {
+		base = uint32(numReasons)
+	}
 	for r := Reason(0); r < numReasons; r++ {
 		var per []uint64
-		if err := d.objs.L7Counters.Lookup(uint32(r), &per); err != nil {
+		if err := d.objs.L7Counters.Lookup(base+uint32(r), &per); err != nil {
 			return nil, fmt.Errorf("read counter %v: %w", r, err)
 		}
 		var sum uint64
@@ -202,6 +239,15 @@ func (d *Datapath) Counters() (map[Reason]uint64, error) {
 		}
 	}
 	return out, nil
+}
+
+// SetAllowedEvents says whether the next generation Apply writes sends an
+// event for every allowed request too (refused ones always get one).
+func (d *Datapath) SetAllowedEvents(on bool) {
+	d.evflags = 0
+	if on {
+		d.evflags = 1 // L7_EV_ALLOWED
+	}
 }
 
 // SetPeer says which identity the addresses of prefix have (for
@@ -274,25 +320,41 @@ func (d *Datapath) Apply(generation uint64, tables *engine.HTTPTables, binds []B
 		return err
 	}
 	// Ports first (no slot: a superset while both generations live).
+	// Egress bindings go to their own maps: l7_eports names the client
+	// sockets (local address, remote port), l7_ebinds their lists.
 	newPorts := map[l7bpf.L7L7PortKey]bool{}
+	newEPorts := map[l7bpf.L7L7PortKey]bool{}
 	for _, b := range binds {
 		if _, ok := tables.Lists[b.List]; !ok {
 			return fmt.Errorf("binding %v:%d names l7 list %d, which has no tables", b.Addr, b.Port, b.List)
 		}
 		fam, addr := addrKey(b.Addr)
 		pk := l7bpf.L7L7PortKey{Port: b.Port, Family: fam, Addr: addr}
-		newPorts[pk] = true
-		if err := d.objs.L7Ports.Update(pk, uint32(1), ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("update l7_ports: %w", err)
+		ports, bindMap, name := d.objs.L7Ports, d.objs.L7Binds, "l7_binds"
+		if b.Egress {
+			ports, bindMap, name = d.objs.L7Eports, d.objs.L7Ebinds, "l7_ebinds"
+			newEPorts[pk] = true
+		} else {
+			newPorts[pk] = true
+		}
+		if err := ports.Update(pk, uint32(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("update ports of %s: %w", name, err)
 		}
 		bk := l7bpf.L7L7BindKey{Slot: next, Identity: b.Identity, Port: b.Port, Family: fam, Addr: addr}
-		if err := d.objs.L7Binds.Update(bk, l7bpf.L7L7Bind{List: uint32(b.List)}, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("update l7_binds: %w", err)
+		if err := bindMap.Update(bk, l7bpf.L7L7Bind{List: uint32(b.List)}, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("update %s: %w", name, err)
 		}
-		d.written[next].binds = append(d.written[next].binds, bk)
+		if b.Egress {
+			d.written[next].ebinds = append(d.written[next].ebinds, bk)
+		} else {
+			d.written[next].binds = append(d.written[next].binds, bk)
+		}
 	}
 	if err := d.objs.L7Gens.Update(next, l7bpf.L7L7Config{Generation: generation, Seed: seed}, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("update l7_gens: %w", err)
+	}
+	if err := d.objs.L7Evcfg.Update(next, d.evflags, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("update l7_evcfg: %w", err)
 	}
 	if err := d.objs.L7Slot.Update(uint32(0), l7bpf.L7L7Active{Slot: next}, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("switch l7 slot: %w", err)
@@ -307,6 +369,14 @@ func (d *Datapath) Apply(generation uint64, tables *engine.HTTPTables, binds []B
 		}
 	}
 	d.ports = newPorts
+	for pk := range d.eports {
+		if !newEPorts[pk] {
+			if err := d.objs.L7Eports.Delete(pk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("delete l7_eports: %w", err)
+			}
+		}
+	}
+	d.eports = newEPorts
 	return d.clearSlot(old)
 }
 
@@ -329,6 +399,11 @@ func (d *Datapath) clearSlot(slot uint32) error {
 	for _, k := range w.binds {
 		if err := d.objs.L7Binds.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("delete l7_binds: %w", err)
+		}
+	}
+	for _, k := range w.ebinds {
+		if err := d.objs.L7Ebinds.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete l7_ebinds: %w", err)
 		}
 	}
 	for _, k := range w.hdrs {

@@ -34,7 +34,7 @@ func TestLayout(t *testing.T) {
 	for name, want := range map[string]uint32{
 		"l7_class_rows": 2 * maxDFAs, "l7_next": 2 * MaxNext, "l7_accept": 2 * MaxStates,
 		"l7_allows": 2 * maxAllowRows, "l7_hdrreqs": 2 * maxHdrRows, "l7_lists": 2 * MaxLists,
-		"l7_counters": uint32(numReasons),
+		"l7_counters": 2 * uint32(numReasons), // ingress, then egress
 	} {
 		if got := spec.Maps[name].MaxEntries; got != want {
 			t.Errorf("%s: %d entries, Go expects %d", name, got, want)
@@ -44,6 +44,10 @@ func TestLayout(t *testing.T) {
 	var m l7bpf.L7L7Mask
 	if len(m.W) != engine.HTTPMaskWords || len(l.Methods) != engine.HTTPMethodCount {
 		t.Errorf("mask of %d words and %d methods in C, %d and %d in the engine", len(m.W), len(l.Methods), engine.HTTPMaskWords, engine.HTTPMethodCount)
+	}
+	var e l7bpf.L7L7Event
+	if len(e.Method) != EventMethodMax || len(e.Path) != EventPathMax || len(e.Host) != EventHostMax {
+		t.Errorf("event fields of %d, %d, %d bytes in C, Go cuts at %d, %d, %d", len(e.Method), len(e.Path), len(e.Host), EventMethodMax, EventPathMax, EventHostMax)
 	}
 }
 
