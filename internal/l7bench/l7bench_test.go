@@ -177,7 +177,7 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Requests == 0 || s.PerSecond() <= 0 {
+	if s.Requests == 0 || s.PerSecond() <= 0 || s.Total < s.Requests || s.CPU <= 0 || s.CPUPerRequest() <= 0 {
 		t.Fatalf("no requests counted: %+v", s)
 	}
 	nc, err := net.Dial("tcp", addr)

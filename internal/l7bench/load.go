@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -102,9 +103,35 @@ func (c *Conn) Do() (int, error) {
 
 // Saturation is the outcome of Saturate.
 type Saturation struct {
-	Conns    int
+	Conns int
+	// Requests were completed in the window.
 	Requests int
 	Window   time.Duration
+	// Total requests were completed from the first dial to the end, and
+	// the process used CPU (user and system time, which includes the
+	// network stack's and the BPF programs' work done in its context)
+	// meanwhile: when the client and the server are this process,
+	// CPU/Total is the cost of a request on the path, which the machine's
+	// other load changes much less than the rate.
+	Total int
+	CPU   time.Duration
+}
+
+// CPUPerRequest is the process's CPU time per request.
+func (s Saturation) CPUPerRequest() time.Duration {
+	if s.Total == 0 {
+		return 0
+	}
+	return s.CPU / time.Duration(s.Total)
+}
+
+// processCPU is the process's user and system time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // PerSecond is requests per second over the window.
@@ -114,6 +141,7 @@ func (s Saturation) PerSecond() float64 { return float64(s.Requests) / s.Window.
 // to back: requests completed in the window [warm, warm+window) from the
 // start are counted. Every answer must be 200 on a kept-alive connection.
 func Saturate(dial func() (net.Conn, error), req string, conns int, warm, window time.Duration) (Saturation, error) {
+	cpu0 := processCPU()
 	cs := make([]*Conn, 0, conns)
 	defer func() {
 		for _, c := range cs {
@@ -129,7 +157,7 @@ func Saturate(dial func() (net.Conn, error), req string, conns int, warm, window
 	}
 	start := time.Now()
 	from, to := start.Add(warm), start.Add(warm+window)
-	counts := make([]int, conns)
+	counts, totals := make([]int, conns), make([]int, conns)
 	errs := make([]error, conns)
 	var wg sync.WaitGroup
 	for i, c := range cs {
@@ -145,6 +173,7 @@ func Saturate(dial func() (net.Conn, error), req string, conns int, warm, window
 					errs[i] = fmt.Errorf("connection %d after %d requests: %w", i, counts[i], err)
 					return
 				}
+				totals[i]++
 				now := time.Now()
 				if !now.Before(to) {
 					return
@@ -159,9 +188,10 @@ func Saturate(dial func() (net.Conn, error), req string, conns int, warm, window
 	if err := errors.Join(errs...); err != nil {
 		return Saturation{}, err
 	}
-	s := Saturation{Conns: conns, Window: window}
-	for _, n := range counts {
-		s.Requests += n
+	s := Saturation{Conns: conns, Window: window, CPU: processCPU() - cpu0}
+	for i := range counts {
+		s.Requests += counts[i]
+		s.Total += totals[i]
 	}
 	return s, nil
 }
