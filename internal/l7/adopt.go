@@ -1,0 +1,322 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package l7
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	l7bpf "github.com/palisade-dev/palisade/bpf/l7"
+)
+
+// sockopsLinkPin is the prefix of the sockops cgroup links' pins.
+const sockopsLinkPin = "l7_sockops_link_"
+
+// adoptRequired are the pins without which there is no state to adopt
+// whole: the SOCKHASH (the connections), the generation's switch and
+// every table a request is decided by.
+var adoptRequired = []string{"l7_socks", "l7_sock_state", "l7_slot", "l7_gens", "l7_ports", "l7_binds", "l7_peers",
+	"l7_lists", "l7_class_rows", "l7_next", "l7_accept", "l7_allows", "l7_hdrreqs", "l7_hdrs"}
+
+// Adopted is what Adopt took over from the state a previous process
+// pinned.
+type Adopted struct {
+	// Generation and Slot are the active generation's, as the kernel
+	// decides requests by it.
+	Generation uint64
+	Slot       uint32
+	// Maps are the maps taken over (by name); Links the sockops cgroup
+	// links, each now running this process's program.
+	Maps  []string
+	Links int
+}
+
+// Adopt takes over the state pinned under dir by a previous process
+// (Pin): this process's programs are loaded on the pinned maps, the
+// stream parser and verdict attached to the pinned SOCKHASH, and the
+// pinned sockops cgroup links switched to this process's program, each
+// in one step. The tables, the bindings and the connections in the
+// SOCKHASH stay as they are, so requests are decided by the pinned
+// generation until the next Apply, which writes beside it and switches,
+// and then decides the requests of every connection, those accepted
+// before the restart included. Nothing is detached on the way.
+//
+// Adopt must run before anything is attached or applied. It returns nil
+// when dir holds no pinned state; on an error the datapath is left as
+// loaded and the pins as they were.
+func (d *Datapath) Adopt(dir string) (*Adopted, error) {
+	if len(d.links) > 0 || d.written[0].lists != nil || d.written[1].lists != nil || len(d.ports) > 0 {
+		return nil, errors.New("adopt: the datapath has attached or applied already")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "l7_socks")); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("adopt: %w", err)
+	}
+	spec, err := l7bpf.LoadL7()
+	if err != nil {
+		return nil, fmt.Errorf("adopt: %w", err)
+	}
+	pinned := map[string]*ebpf.Map{}
+	closePinned := func() {
+		for _, m := range pinned {
+			m.Close()
+		}
+	}
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for n := range spec.Maps {
+			if !yield(n) {
+				return
+			}
+		}
+	}) {
+		if strings.HasPrefix(name, ".") {
+			continue // global data: Pin never pins it
+		}
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		m, err := ebpf.LoadPinnedMap(p, nil)
+		if err != nil {
+			closePinned()
+			return nil, fmt.Errorf("adopt: open pinned %s: %w", name, err)
+		}
+		pinned[name] = m
+	}
+	for _, name := range adoptRequired {
+		if pinned[name] == nil {
+			closePinned()
+			return nil, fmt.Errorf("adopt: the state pinned under %s lacks %s", dir, name)
+		}
+	}
+	var objs l7bpf.L7Objects
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: pinned}); err != nil {
+		closePinned()
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("adopt: load l7 objects on the pinned maps: %+v", ve)
+		}
+		return nil, fmt.Errorf("adopt: load l7 objects on the pinned maps (pinned by an incompatible version?): %w", err)
+	}
+	// The loaded objects hold clones, which forget their pins: keep the
+	// pinned handles instead, so that Pin finds them pinned already.
+	names := swapPinned(&objs.L7Maps, pinned)
+
+	ad := &Adopted{Maps: names}
+	fail := func(err error) (*Adopted, error) {
+		objs.Close()
+		return nil, fmt.Errorf("adopt: %w", err)
+	}
+	var act l7bpf.L7L7Active
+	if err := objs.L7Slot.Lookup(uint32(0), &act); err != nil {
+		return fail(fmt.Errorf("read l7_slot: %w", err))
+	}
+	if act.Slot > 1 {
+		return fail(fmt.Errorf("l7_slot names slot %d", act.Slot))
+	}
+	var conf l7bpf.L7L7Config
+	if err := objs.L7Gens.Lookup(act.Slot, &conf); err != nil {
+		return fail(fmt.Errorf("read l7_gens: %w", err))
+	}
+	ad.Generation, ad.Slot = conf.Generation, act.Slot
+	written, ports, err := scanWritten(&objs)
+	if err != nil {
+		return fail(err)
+	}
+	linkPins, err := filepath.Glob(filepath.Join(dir, sockopsLinkPin+"*"))
+	if err != nil {
+		return fail(err)
+	}
+	slices.SortFunc(linkPins, func(x, y string) int { return linkIndex(x) - linkIndex(y) })
+	var links []link.Link
+	failLinks := func(err error) (*Adopted, error) {
+		for _, l := range links {
+			l.Close()
+		}
+		return fail(err)
+	}
+	for _, p := range linkPins {
+		l, err := link.LoadPinnedLink(p, nil)
+		if err != nil {
+			return failLinks(fmt.Errorf("open pinned link: %w", err))
+		}
+		links = append(links, l)
+		if _, err := linkCgroup(l); err != nil {
+			return failLinks(fmt.Errorf("%s: %w", p, err))
+		}
+	}
+	// From here on the kernel runs this process's programs: first the
+	// parser and verdict of sockets added to the SOCKHASH from now on
+	// (sockets in it keep the programs they were added with, which
+	// decide by the same maps), then the sockops program, link by link.
+	for _, a := range []struct {
+		p *ebpf.Program
+		t ebpf.AttachType
+	}{{objs.L7Parser, ebpf.AttachSkSKBStreamParser}, {objs.L7Verdict, ebpf.AttachSkSKBStreamVerdict}} {
+		if err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: objs.L7Socks.FD(), Program: a.p, Attach: a.t}); err != nil {
+			return failLinks(fmt.Errorf("attach %v to the pinned l7_socks: %w", a.t, err))
+		}
+	}
+	for i, l := range links {
+		if err := l.Update(objs.L7Sockops); err != nil {
+			return failLinks(fmt.Errorf("switch %s to this process's sockops program: %w", linkPins[i], err))
+		}
+	}
+	ad.Links = len(links)
+
+	old := d.objs
+	d.objs, d.links, d.active, d.written, d.ports = objs, links, act.Slot, written, ports
+	old.Close()
+	return ad, nil
+}
+
+func linkIndex(pin string) int {
+	n, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(pin), sockopsLinkPin))
+	if err != nil {
+		return 1 << 30
+	}
+	return n
+}
+
+// swapPinned puts the pinned maps in place of the loaded clones (closing
+// those) and returns the names swapped.
+func swapPinned(ms *l7bpf.L7Maps, pinned map[string]*ebpf.Map) []string {
+	var names []string
+	v := reflect.ValueOf(ms).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		name := v.Type().Field(i).Tag.Get("ebpf")
+		p, ok := pinned[name]
+		if !ok {
+			continue
+		}
+		f := v.Field(i).Addr().Interface().(**ebpf.Map)
+		(*f).Close()
+		*f = p
+		delete(pinned, name)
+		names = append(names, name)
+	}
+	for _, m := range pinned { // maps no field holds
+		m.Close()
+	}
+	slices.Sort(names)
+	return names
+}
+
+// scanWritten finds what each slot's hash maps hold, for Apply to clear
+// a slot before it writes it, and the enforced ports.
+func scanWritten(objs *l7bpf.L7Objects) ([2]slotKeys, map[l7bpf.L7L7PortKey]bool, error) {
+	var w [2]slotKeys
+	var lk l7bpf.L7L7ListKey
+	var lv l7bpf.L7L7List
+	it := objs.L7Lists.Iterate()
+	for it.Next(&lk, &lv) {
+		if lk.Slot < 2 {
+			w[lk.Slot].lists = append(w[lk.Slot].lists, lk)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return w, nil, fmt.Errorf("read l7_lists: %w", err)
+	}
+	var bk l7bpf.L7L7BindKey
+	var bv l7bpf.L7L7Bind
+	it = objs.L7Binds.Iterate()
+	for it.Next(&bk, &bv) {
+		if bk.Slot < 2 {
+			w[bk.Slot].binds = append(w[bk.Slot].binds, bk)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return w, nil, fmt.Errorf("read l7_binds: %w", err)
+	}
+	var hk l7bpf.L7L7HdrKey
+	var hv uint32
+	it = objs.L7Hdrs.Iterate()
+	for it.Next(&hk, &hv) {
+		if hk.Slot < 2 {
+			w[hk.Slot].hdrs = append(w[hk.Slot].hdrs, hk)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return w, nil, fmt.Errorf("read l7_hdrs: %w", err)
+	}
+	ports := map[l7bpf.L7L7PortKey]bool{}
+	var pk l7bpf.L7L7PortKey
+	var pv uint32
+	it = objs.L7Ports.Iterate()
+	for it.Next(&pk, &pv) {
+		ports[pk] = true
+	}
+	if err := it.Err(); err != nil {
+		return w, nil, fmt.Errorf("read l7_ports: %w", err)
+	}
+	return w, ports, nil
+}
+
+// Generation returns the generation requests are decided by, as the
+// kernel holds it.
+func (d *Datapath) Generation() (uint64, error) {
+	var act l7bpf.L7L7Active
+	if err := d.objs.L7Slot.Lookup(uint32(0), &act); err != nil {
+		return 0, fmt.Errorf("read l7_slot: %w", err)
+	}
+	var conf l7bpf.L7L7Config
+	if err := d.objs.L7Gens.Lookup(act.Slot, &conf); err != nil {
+		return 0, fmt.Errorf("read l7_gens: %w", err)
+	}
+	return conf.Generation, nil
+}
+
+// linkCgroup is the id of the cgroup a sockops link attaches to.
+func linkCgroup(l link.Link) (uint64, error) {
+	info, err := l.Info()
+	if err != nil {
+		return 0, err
+	}
+	cg := info.Cgroup()
+	if cg == nil {
+		return 0, errors.New("not a cgroup link")
+	}
+	return cg.CgroupId, nil
+}
+
+// HasCgroup reports whether the sockops program is attached to the
+// cgroup v2 directory path (by this process, or by a previous one whose
+// link Adopt took over).
+func (d *Datapath) HasCgroup(path string) bool {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return false
+	}
+	for _, l := range d.links {
+		if id, err := linkCgroup(l); err == nil && id == st.Ino {
+			return true
+		}
+	}
+	return false
+}

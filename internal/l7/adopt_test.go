@@ -1,0 +1,200 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package l7
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/engine"
+)
+
+// pinnedIDs are the kernel ids of the pinned SOCKHASH and sockops link,
+// and of the program the link runs.
+func pinnedIDs(t *testing.T, dir string) (socks ebpf.MapID, lnk link.ID, prog ebpf.ProgramID) {
+	t.Helper()
+	info, err := pinned(t, dir, "l7_socks").Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	socks, _ = info.ID()
+	l, err := link.LoadPinnedLink(filepath.Join(dir, sockopsLinkPin+"0"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	li, err := l.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return socks, li.ID, li.Program
+}
+
+func loadFresh(t *testing.T) *Datapath {
+	t.Helper()
+	d, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// TestAdoptKeepsConnections: a process pins the state and exits; a new
+// one adopts it. A keep-alive connection accepted before is decided by
+// the pinned generation until the new process applies one, and then by
+// the new one; new connections alike. The SOCKHASH and the sockops link
+// are the same kernel objects, the link now runs the new process's
+// program, and nothing was unpinned.
+func TestAdoptKeepsConnections(t *testing.T) {
+	e := startEnforced(t)
+	ka, br := dial(t, e.addr)
+	get := func(path string) int {
+		t.Helper()
+		resp, _ := roundTrip(t, ka, br, "GET "+path+" HTTP/1.1\r\nHost: x\r\nUser-Agent: adopt-test\r\n\r\n")
+		return resp.StatusCode
+	}
+	if code := get("/public/ka1"); code != 200 {
+		t.Fatalf("keep-alive GET /public/ka1: %d", code)
+	}
+	socks, lnk, prog := pinnedIDs(t, e.dir)
+	if err := e.d.Close(); err != nil { // the agent exits
+		t.Fatal(err)
+	}
+	if code := get("/public/ka2"); code != 200 {
+		t.Fatalf("no process: keep-alive GET /public/ka2: %d", code)
+	}
+
+	d := loadFresh(t)
+	if d.HasCgroup(CgroupRoot()) {
+		t.Fatal("a fresh datapath reports a cgroup attached")
+	}
+	ad, err := d.Adopt(e.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ad == nil || ad.Generation != 1 || ad.Links != 1 || !slices.Contains(ad.Maps, "l7_socks") || !slices.Contains(ad.Maps, "l7_lists") {
+		t.Fatalf("adopted %+v, want generation 1, one link, the pinned maps", ad)
+	}
+	t.Logf("adopted %+v", *ad)
+	e.server.d = d
+	if g, err := d.Generation(); err != nil || g != 1 {
+		t.Fatalf("Generation() = %d, %v; want 1", g, err)
+	}
+	// Until the new process applies, the pinned generation decides.
+	if ds := e.compare(t); len(ds) != 0 {
+		t.Fatalf("the adopted state reads back with drifts %v", ds)
+	}
+	if code := get("/public/ka3"); code != 200 {
+		t.Fatalf("adopted: keep-alive GET /public/ka3: %d", code)
+	}
+	if code := e.status(t, "/private/adopted"); code != 403 {
+		t.Fatalf("adopted: GET /private/adopted: %d, want 403", code)
+	}
+
+	// A new generation that allows /private too decides the connection
+	// accepted before the restart.
+	allowPrivate := slices.Clone(testList)
+	allowPrivate = append(allowPrivate, engine.L7Allow{Rule: 13, Rules: rules(v1alpha1.HTTPRule{Method: "GET", Path: "/private/.*"})})
+	tables, err := engine.CompileHTTP(map[engine.L7ID]engine.L7List{testListID: allowPrivate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tables = tables
+	e.repair(t)
+	if code := get("/private/ka"); code != 200 {
+		t.Errorf("generation %d: keep-alive GET /private/ka (accepted before the restart): %d, want 200", e.gen, code)
+	}
+	if code := e.status(t, "/private/new"); code != 200 {
+		t.Errorf("generation %d: GET /private/new: %d, want 200", e.gen, code)
+	}
+	if ds := e.compare(t); len(ds) != 0 {
+		t.Fatalf("generation %d reads back with drifts %v", e.gen, ds)
+	}
+
+	if err := d.Pin(e.dir); err != nil {
+		t.Fatalf("pin the adopted state again: %v", err)
+	}
+	s2, l2, p2 := pinnedIDs(t, e.dir)
+	if s2 != socks || l2 != lnk {
+		t.Errorf("pinned SOCKHASH %d and link %d, want the adopted %d and %d", s2, l2, socks, lnk)
+	}
+	pi, err := d.objs.L7Sockops.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := pi.ID(); p2 == prog || p2 != id {
+		t.Errorf("the link runs program %d; the previous process's was %d, this one's is %d", p2, prog, id)
+	}
+
+	// And back: the connection is refused by the next generation.
+	e.tables, err = engine.CompileHTTP(map[engine.L7ID]engine.L7List{testListID: testList})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.repair(t)
+	if code := get("/private/ka-again"); code != 403 {
+		t.Errorf("generation %d: keep-alive GET /private/ka-again: %d, want 403", e.gen, code)
+	}
+	want := []string{"GET /public/ka1", "GET /public/ka2", "GET /public/ka3", "GET /private/ka", "GET /private/new"}
+	if got := e.handled(); !slices.Equal(got, want) {
+		t.Errorf("handler ran for %q, want %q", got, want)
+	}
+}
+
+// TestAdoptNothingPinned: an empty pin directory has nothing to adopt,
+// and the fresh datapath works as loaded.
+func TestAdoptNothingPinned(t *testing.T) {
+	requireKernel(t)
+	d := loadFresh(t)
+	ad, err := d.Adopt(tempPinDir(t))
+	if err != nil || ad != nil {
+		t.Fatalf("Adopt(empty) = %+v, %v; want nil, nil", ad, err)
+	}
+	loadTestTables(t, d)
+}
+
+// TestAdoptIncomplete: a pinned state that lacks a table is not adopted
+// (the error names it), the datapath stays usable, and a datapath that
+// applied already refuses to adopt.
+func TestAdoptIncomplete(t *testing.T) {
+	old := requireKernel(t)
+	loadTestTables(t, old)
+	dir := tempPinDir(t)
+	if err := old.Pin(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "l7_allows")); err != nil {
+		t.Fatal(err)
+	}
+	d := loadFresh(t)
+	ad, err := d.Adopt(dir)
+	if err == nil || ad != nil {
+		t.Fatalf("Adopt(incomplete) = %+v, %v; want an error", ad, err)
+	}
+	t.Logf("Adopt(incomplete): %v", err)
+	loadTestTables(t, d)
+	if _, err := d.Adopt(dir); err == nil {
+		t.Fatal("Adopt after Apply: no error")
+	}
+}
