@@ -364,8 +364,12 @@ func (r *PolicySetReconciler) driftWindow() time.Duration {
 // not: the nodes enforce the applied revision either way. It returns when
 // to look again for a drift to leave the window.
 func (r *PolicySetReconciler) reconcileEnforcement(ctx context.Context, obj *v1.PolicySet, apiDrift []string) (time.Duration, error) {
+	// Without deep copies: the reports are only read (enforcementOf,
+	// viewOf and setReports copy what they change); copying every node's
+	// report for each summary was a third of the enforcement step's CPU
+	// at 100 hollow nodes.
 	var nodes v1.NodeEnforcementList
-	if err := r.List(ctx, &nodes); err != nil {
+	if err := r.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return 0, fmt.Errorf("list NodeEnforcements: %w", err)
 	}
 	window := r.driftWindow()
@@ -475,8 +479,10 @@ func sameReport(o, n *v1.NodeEnforcement) bool {
 // enqueueChangedSets wakes, after batch, the PolicySets whose view of the
 // node differs between o and n (either may be nil), read from the cache.
 func (r *PolicySetReconciler) enqueueChangedSets(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request], o, n *v1.NodeEnforcement, batch time.Duration) {
+	// Read only (changedSets), so without deep copies: this runs for
+	// every node's report.
 	var list v1.PolicySetList
-	if err := r.List(ctx, &list); err != nil {
+	if err := r.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		log.FromContext(ctx).Error(err, "list policysets for a NodeEnforcement change")
 		return
 	}

@@ -18,30 +18,20 @@ package hollow
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"syscall"
-
-	"k8s.io/client-go/rest"
 )
 
-// apiProfileSeconds is how much of the rollouts the API server's CPU
-// profile covers (from their start): its /debug/pprof/profile is taken
-// over a fixed time.
-const apiProfileSeconds = 60
-
 // startProfiles starts the CPU profiles of the rollouts when
-// -hollow.profile is set: this process's (the manager's), the agents'
-// (the child is signalled) and the API server's first
-// apiProfileSeconds; the returned func stops them and has the child
-// write a heap profile.
-func (s *scale) startProfiles(ctx context.Context) func() {
+// -hollow.profile is set: this process's (the manager's) and the agents'
+// (the child is signalled); the returned func stops them and has the
+// child write a heap profile. The API server's is not taken: envtest
+// runs it without --profiling.
+func (s *scale) startProfiles() func() {
 	dir := *flagProfile
 	if dir == "" {
 		return func() {}
@@ -51,48 +41,12 @@ func (s *scale) startProfiles(ctx context.Context) func() {
 	s.must(err)
 	s.must(pprof.StartCPUProfile(f))
 	s.must(s.child.Process.Signal(syscall.SIGUSR1))
-	api := make(chan error, 1)
-	go func() { api <- s.apiServerProfile(ctx, filepath.Join(dir, "apiserver.cpu.pprof")) }()
 	return func() {
 		pprof.StopCPUProfile()
 		s.must(f.Close())
 		s.must(s.child.Process.Signal(syscall.SIGUSR2))
-		if err := <-api; err != nil {
-			s.logf("API server profile: %v", err)
-		}
 		s.logf("profiles in %s", dir)
 	}
-}
-
-// apiServerProfile saves the API server's CPU profile over
-// apiProfileSeconds.
-func (s *scale) apiServerProfile(ctx context.Context, path string) error {
-	hc, err := rest.HTTPClientFor(s.cfg)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", s.cfg.Host, apiProfileSeconds), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s: %s", resp.Status, b)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // childProfiles, in the agents' process, starts a CPU profile on SIGUSR1

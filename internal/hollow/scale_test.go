@@ -72,7 +72,7 @@ var (
 	flagMemLimit = flag.String("hollow.memlimit", "10GiB", "GOMEMLIMIT of the process that runs the hollow agents, so that their garbage does not take the machine's memory")
 	flagShared   = flag.Bool("hollow.shared-transport", false, "let the hollow agents share HTTP/2 connections (hollow.Options.SharedTransport) instead of one connection each")
 	flagOut      = flag.String("hollow.out", "", "also write the report to this file")
-	flagProfile  = flag.String("hollow.profile", "", "write CPU profiles of the rollouts (manager, hollow agents, API server) and a heap profile of the agents after them to this directory")
+	flagProfile  = flag.String("hollow.profile", "", "write CPU profiles of the rollouts (manager, hollow agents) and a heap profile of the agents after them to this directory")
 )
 
 // childEnv names the directory through which the parent and the child
@@ -482,7 +482,7 @@ func (s *scale) rollouts(ctx context.Context, commits int) {
 	before := s.childState().Requests
 	mgrBefore := s.mgrCounter.Snapshot()
 	cpu0 := s.cpu()
-	stopProfiles := s.startProfiles(ctx)
+	stopProfiles := s.startProfiles()
 	t0 := time.Now()
 	for i := range commits {
 		p := i * 7 % s.policies
