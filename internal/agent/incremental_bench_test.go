@@ -176,26 +176,66 @@ func BenchmarkPolicyChange(b *testing.B) {
 }
 
 // BenchmarkSyncParts measures, at 10k policies over 5k pods, the parts of
-// a sync that still cost in proportion to everything rather than to the
-// change: rendering and building the IR of every policy object (gather,
-// on every sync) and the observer's rule view of the new generation.
+// a sync besides the compile: building the IR of every policy object
+// (whole: what every sync did; cached: one object changed, the others'
+// normalized policies kept per object version), the observer's rules and
+// view of the new generation after one change, and comparing the
+// cluster with the compiler's.
 func BenchmarkSyncParts(b *testing.B) {
 	in := benchInputs(b, 10000, 5000)
-	b.Run("buildIR", func(b *testing.B) {
+	change := func(i int) []*policyObject {
+		objs := append([]*policyObject(nil), in.objects...)
+		objs[0] = benchPolicy(0, 20000+i%2, i+2)
+		return objs
+	}
+	b.Run("buildIR/whole", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := buildIR(in.objects); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
-	b.Run("flowView", func(b *testing.B) {
+	b.Run("buildIR/cached", func(b *testing.B) {
+		var c objectCache
+		if _, err := c.buildIR(in.objects); err != nil {
+			b.Fatal(err)
+		}
 		for i := 0; b.Loop(); i++ {
-			newFlowView(uint64(i+1), testNode, in, nil)
+			b.StopTimer()
+			objs := change(i)
+			b.StartTimer()
+			if _, err := c.buildIR(objs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("observer", func(b *testing.B) {
+		var c objectCache
+		var t ruleTable
+		first := *in
+		var err error
+		if first.ir, err = c.buildIR(in.objects); err != nil {
+			b.Fatal(err)
+		}
+		t.update(1, &first)
+		for i := 0; b.Loop(); i++ {
+			b.StopTimer()
+			next := *in
+			next.objects = change(i)
+			if next.ir, err = c.buildIR(next.objects); err != nil {
+				b.Fatal(err)
+			}
+			gen := uint64(i + 2)
+			b.StartTimer()
+			t.update(gen, &next)
+			newFlowView(gen, testNode, &next, nil)
+			t.prune(gen - min(gen-1, DefaultGenerations-1))
 		}
 	})
 	b.Run("sameCluster", func(b *testing.B) {
+		other := *in.cluster
 		for b.Loop() {
-			if !sameCluster(in.cluster, in.cluster) {
+			if !sameCluster(in.cluster, &other) {
 				b.Fatal("a cluster differs from itself")
 			}
 		}

@@ -81,10 +81,11 @@ type Observer struct {
 	Log          logr.Logger
 
 	a *Agent
-	// mu guards views and readErr: the reader resolves while the agent
-	// syncs.
+	// mu guards views, rules and readErr: the reader resolves while the
+	// agent syncs.
 	mu      sync.RWMutex
 	views   []*flowView // oldest first
+	rules   ruleTable
 	readErr error
 	// lossMu guards kernelLost, counted and skipped: verify passes and
 	// the reader's ticker both count.
@@ -97,18 +98,20 @@ type Observer struct {
 	skipped uint64
 }
 
-// flowView is what the observer resolves one generation's events with.
+// flowView is what the observer resolves one generation's events with;
+// its rules are in the observer's ruleTable, shared by every generation.
 type flowView struct {
 	generation uint64
 	node       string
-	rules      map[engine.RuleID]flows.Policy
 	cluster    *engine.Cluster
-	// isolating are, per local enforcement point address and direction,
-	// the policies that make it default-deny: enforcing ones, and those
-	// in audit mode.
-	isolating map[netip.Addr]*[2]isolation
+	// policies, objects and local are the generation's inputs (shared
+	// with them, never modified), for isolating.
+	policies []*engine.Policy
+	objects  []*policyObject
+	local    []localEndpoint
 	// failing are the local addresses that fail closed, and why.
 	failing map[netip.Addr]flows.DropReason
+	iso     isolationIndex
 }
 
 type isolation struct{ enforce, audit []flows.Policy }
@@ -137,12 +140,13 @@ func (o *Observer) Sync(_ context.Context, in *inputs) error {
 	if gen == 0 || (!o.a.net.applied() && n > 0 && o.views[n-1].generation == gen) {
 		return nil
 	}
+	o.rules.update(gen, in)
 	v := newFlowView(gen, o.a.Node, in, o.a.net.failing)
 	if n > 0 && o.views[n-1].generation == gen {
 		o.views[n-1] = v // the same kernel state: newer origins (revision, file:line)
-		return nil
+	} else {
+		o.views = append(o.views, v)
 	}
-	o.views = append(o.views, v)
 	keep := o.Generations
 	if keep <= 0 {
 		keep = DefaultGenerations
@@ -150,6 +154,7 @@ func (o *Observer) Sync(_ context.Context, in *inputs) error {
 	if len(o.views) > keep {
 		o.views = append([]*flowView(nil), o.views[len(o.views)-keep:]...)
 	}
+	o.rules.prune(o.views[0].generation)
 	return nil
 }
 
@@ -303,20 +308,14 @@ func (o *Observer) view(gen uint64) *flowView {
 	return nil
 }
 
-// rule finds a rule in the event's generation, else in the newest
-// generation that has it.
+// rule finds a rule as the event's generation has it, else (a
+// generation not kept) as the newest generation that has it does.
 func (o *Observer) rule(gen uint64, id engine.RuleID) (flows.Policy, bool) {
-	if v := o.view(gen); v != nil && v.generation == gen {
-		if p, ok := v.rules[id]; ok {
-			return p, true
-		}
+	kept := false
+	for _, v := range o.views {
+		kept = kept || v.generation == gen
 	}
-	for i := len(o.views) - 1; i >= 0; i-- {
-		if p, ok := o.views[i].rules[id]; ok {
-			return p, true
-		}
-	}
-	return flows.Policy{}, false
+	return o.rules.lookup(gen, id, kept)
 }
 
 // resolve turns an event into a flow.
@@ -372,7 +371,7 @@ func (o *Observer) resolve(ev *datapath.Event, now time.Time) flows.Flow {
 		}
 	}
 	if f.DropReason == flows.DefaultDeny {
-		if iso := v.isolating[local]; iso != nil {
+		if iso := v.isolating(local); iso != nil {
 			side := iso[ev.Direction]
 			f.Isolating = side.enforce
 			if f.Verdict == flows.Audit {
@@ -444,78 +443,80 @@ func entityOf(id engine.Identity) string {
 	return ""
 }
 
-// newFlowView builds the tables of one generation from the sync's inputs.
+// newFlowView keeps what resolves one generation's endpoints from the
+// sync's inputs: the cluster, and the local addresses that fail closed.
 func newFlowView(gen uint64, node string, in *inputs, failing map[string]string) *flowView {
-	v := &flowView{generation: gen, node: node, rules: map[engine.RuleID]flows.Policy{}, cluster: in.cluster,
-		isolating: map[netip.Addr]*[2]isolation{}, failing: map[netip.Addr]flows.DropReason{}}
-	objs := map[objKey]*policyObject{}
-	for _, o := range in.objects {
-		objs[o.key] = o
-	}
-	policyOf := func(o engine.Origin) flows.Policy {
-		p := flows.Policy{Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Path: o.Path, File: o.File,
-			Line: o.Line, Column: o.Column, Revision: o.Revision}
-		if obj, ok := objs[objKey{kind: o.Kind, namespace: o.Namespace, name: o.Name}]; ok {
-			if p.Revision == "" {
-				p.Revision = obj.revision
-			}
-			if obj.set.name != "" {
-				p.PolicySet = obj.set.namespace + "/" + obj.set.name
-			}
-		}
-		return p
-	}
-	for _, pol := range in.ir.Policies {
-		for _, r := range pol.Rules {
-			v.rules[r.ID] = policyOf(r.Origin)
-		}
-	}
-
-	// The local enforcement points: workloads, and the node's host.
-	type point struct {
-		ips    []netip.Addr
-		labels engine.Labels
-		node   map[string]string
-	}
-	var points []point
+	v := &flowView{generation: gen, node: node, cluster: in.cluster, policies: in.ir.Policies, objects: in.objects,
+		local: in.local, failing: map[netip.Addr]flows.DropReason{}}
 	for _, l := range in.local {
-		if ep, ok := in.cluster.Endpoint(l.id); ok {
-			points = append(points, point{ips: l.ips, labels: in.cluster.WorkloadLabels(ep)})
-		}
 		if r, ok := failing[l.id]; ok {
 			for _, ip := range l.ips {
 				v.failing[ip] = failReason(r)
 			}
 		}
 	}
-	if n, ok := in.cluster.Node(node); ok {
-		points = append(points, point{ips: n.IPs, node: n.Labels})
+	return v
+}
+
+// isolating returns the policies that make the local enforcement point
+// at addr (a workload, or the node's host) default-deny, per direction:
+// enforcing ones, and those in audit mode. Nil when addr is not a local
+// point.
+func (v *flowView) isolating(addr netip.Addr) *[2]isolation {
+	if v.cluster == nil {
+		return nil
 	}
-	for _, pt := range points {
-		var iso [2]isolation
-		for _, pol := range in.ir.Policies {
-			s := pol.Subject
-			if pt.labels != nil && (s.Endpoints == nil || !s.Endpoints.Matches(pt.labels)) ||
-				pt.labels == nil && (s.Nodes == nil || !s.Nodes.MatchesNode(pt.node)) {
+	x := &v.iso
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.points == nil {
+		x.points = map[netip.Addr]*isoPoint{}
+		for _, l := range v.local {
+			if ep, ok := v.cluster.Endpoint(l.id); ok {
+				pt := &isoPoint{labels: v.cluster.WorkloadLabels(ep)}
+				for _, ip := range l.ips {
+					x.points[ip] = pt
+				}
+			}
+		}
+		if n, ok := v.cluster.Node(v.node); ok {
+			pt := &isoPoint{node: n.Labels}
+			for _, ip := range n.IPs {
+				x.points[ip] = pt
+			}
+		}
+	}
+	pt := x.points[addr]
+	if pt == nil {
+		return nil
+	}
+	if pt.iso != nil {
+		return pt.iso
+	}
+	if x.objs == nil {
+		x.objs = objectFinder(v.objects, len(v.objects))
+	}
+	var iso [2]isolation
+	for _, pol := range v.policies {
+		s := pol.Subject
+		if pt.labels != nil && (s.Endpoints == nil || !s.Endpoints.Matches(pt.labels)) ||
+			pt.labels == nil && (s.Nodes == nil || !s.Nodes.MatchesNode(pt.node)) {
+			continue
+		}
+		for _, dir := range []engine.Direction{engine.Ingress, engine.Egress} {
+			if !pol.DefaultDeny[dir] {
 				continue
 			}
-			for _, dir := range []engine.Direction{engine.Ingress, engine.Egress} {
-				if !pol.DefaultDeny[dir] {
-					continue
-				}
-				p := policyOf(pol.Origin)
-				if pol.Audit {
-					iso[dir].audit = append(iso[dir].audit, p)
-				} else {
-					iso[dir].enforce = append(iso[dir].enforce, p)
-				}
+			p := policyOf(pol.Origin, x.objs(originKey(pol.Origin)))
+			if pol.Audit {
+				iso[dir].audit = append(iso[dir].audit, p)
+			} else {
+				iso[dir].enforce = append(iso[dir].enforce, p)
 			}
 		}
-		for _, ip := range pt.ips {
-			v.isolating[ip] = &iso
-		}
 	}
-	return v
+	pt.iso = &iso
+	return pt.iso
 }
 
 // failReason maps why the agent fails a workload closed to the flow's
