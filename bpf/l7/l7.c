@@ -1844,6 +1844,13 @@ int l7_msg(struct sk_msg_md *msg)
 		return SK_DROP; /* no state: refused, never passed */
 	struct l7_esock *e = &w->e;
 	struct l7_sock *st = &e->s;
+	/*
+	 * The kernel keeps a corked message (and its apply and cork bytes)
+	 * for the socket's later writes: both are set on every run, or a
+	 * stale value would cut a verdict short or cork what is whole.
+	 */
+	bpf_msg_apply_bytes(msg, 0);
+	bpf_msg_cork_bytes(msg, 0);
 	__u32 size = msg->size;
 	if (size == 0)
 		return SK_PASS;
