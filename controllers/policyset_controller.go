@@ -27,9 +27,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -225,8 +228,9 @@ func (r *PolicySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	base := obj.DeepCopy()
 	var recheck time.Duration
+	var apiDrift []string
 	defer func() {
-		retErr = r.finish(ctx, base, obj, retErr)
+		retErr = r.finish(ctx, base, obj, apiDrift, retErr)
 		if retErr == nil || isStalling(retErr) {
 			result, retErr = ctrl.Result{RequeueAfter: requeueAfter(obj.Spec.Interval.Duration, recheck)}, nil
 		}
@@ -300,7 +304,7 @@ func (r *PolicySetReconciler) reconcileRevision(ctx context.Context, obj *v1.Pol
 
 // finish summarizes the conditions, sends events on a change of Ready and
 // patches the status once.
-func (r *PolicySetReconciler) finish(ctx context.Context, base, obj *v1.PolicySet, err error) error {
+func (r *PolicySetReconciler) finish(ctx context.Context, base, obj *v1.PolicySet, apiDrift []string, err error) error {
 	msg := ""
 	if rev := obj.Status.LastAppliedRevision; rev != "" {
 		msg = fmt.Sprintf("applied revision '%s'", rev)
@@ -310,11 +314,50 @@ func (r *PolicySetReconciler) finish(ctx context.Context, base, obj *v1.PolicySe
 	r.eventOnChange(base, obj)
 	// Optimistic lock: a merge patch replaces the whole conditions list,
 	// so a reconcile that read a stale PolicySet from the cache must not
-	// overwrite what a newer one reported (a drift, say); it retries.
-	if perr := r.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); perr != nil {
+	// overwrite what a newer one reported.
+	perr := r.Status().Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	if apierrors.IsConflict(perr) {
+		perr = r.patchStatusAgain(ctx, obj, apiDrift)
+	}
+	if perr != nil {
 		return errors.Join(err, fmt.Errorf("patch status: %w", perr))
 	}
 	return err
+}
+
+// patchStatusAgain writes what this reconcile found over a newer version
+// of the set, after a conflict: most often the enforcement controller
+// summed up a node's report meanwhile, or this reconcile read the set from
+// a cache that had not seen the last one's status yet. It must not be left
+// to the next reconcile, since this one's side effects are done: a hand
+// edit it reverted (apiDrift) would be found no more, and the API drift
+// never reported. The conditions this reconcile owns are its own; Drifted
+// starts from the newer version's (an API drift reported there for the
+// applied revision stays) and the enforcement step runs again on it, with
+// the current nodes and apiDrift, so neither report is lost.
+func (r *PolicySetReconciler) patchStatusAgain(ctx context.Context, obj *v1.PolicySet, apiDrift []string) error {
+	backoff := wait.Backoff{Steps: 8, Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0.1}
+	return retry.RetryOnConflict(backoff, func() error {
+		latest := &v1.PolicySet{}
+		if err := r.Get(ctx, client.ObjectKeyFromObject(obj), latest); err != nil {
+			return err
+		}
+		fresh := latest.DeepCopy()
+		fresh.Status = *obj.Status.DeepCopy()
+		if d := apimeta.FindStatusCondition(latest.Status.Conditions, v1.DriftedCondition); d != nil {
+			if i := slices.IndexFunc(fresh.Status.Conditions, func(c metav1.Condition) bool { return c.Type == v1.DriftedCondition }); i >= 0 {
+				fresh.Status.Conditions[i] = *d
+			} else {
+				fresh.Status.Conditions = append(fresh.Status.Conditions, *d)
+			}
+		} else {
+			apimeta.RemoveStatusCondition(&fresh.Status.Conditions, v1.DriftedCondition)
+		}
+		if _, err := r.reconcileEnforcement(ctx, fresh, apiDrift); err != nil {
+			return err
+		}
+		return r.Status().Patch(ctx, fresh, client.MergeFromWithOptions(latest, client.MergeFromWithOptimisticLock{}))
+	})
 }
 
 // eventOnChange records a Warning when Ready turns False or its message
