@@ -1,0 +1,416 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package kafka loads bpf/kafka, the in-kernel Kafka request
+// enforcement, and writes the engine's Kafka tables into it: one
+// generation beside the active one, then an atomic switch of the active
+// slot (see docs/kafka.md).
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	kafkabpf "github.com/palisade-dev/palisade/bpf/kafka"
+	"github.com/palisade-dev/palisade/internal/engine"
+)
+
+// Limits of one slot, as bpf/kafka/kafka.h sizes its maps (a test
+// checks).
+const (
+	MaxLists  = 1024
+	MaxValues = 16384
+	MaxPorts  = 4096
+	MaxBinds  = 16384
+	// FrameMax is the largest request frame (size field included) the
+	// kernel frames; a larger one is refused.
+	FrameMax = 1 << 20
+	// MaxTopics is the most topics of one Metadata request the kernel
+	// reads.
+	MaxTopics = 16
+)
+
+// Reason is a counter of kafka_counters: what happened to a frame.
+type Reason uint32
+
+// The reasons, as enum kafka_reason.
+const (
+	ReasonAllowed   = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_ALLOWED)
+	ReasonDenied    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_DENIED)
+	ReasonAudit     = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_AUDIT)
+	ReasonMalformed = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_MALFORMED)
+	ReasonOversize  = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_OVERSIZE)
+	ReasonVersion   = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_VERSION)
+	ReasonTopics    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_TOPICS)
+	ReasonUnparsed  = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_UNPARSED)
+	ReasonTagged    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_TAGGED)
+	ReasonNoTables  = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_NO_TABLES)
+	ReasonPassed    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_PASSED)
+	ReasonSockets   = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_SOCKETS)
+	ReasonClosed    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_CLOSED)
+	numReasons      = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_MAX)
+)
+
+var reasonNames = map[Reason]string{
+	ReasonAllowed: "allowed", ReasonDenied: "denied", ReasonAudit: "audit", ReasonMalformed: "malformed",
+	ReasonOversize: "oversize", ReasonVersion: "version", ReasonTopics: "topics", ReasonUnparsed: "unparsed",
+	ReasonTagged: "tagged", ReasonNoTables: "no-tables", ReasonPassed: "passed-unbound", ReasonSockets: "sockets",
+	ReasonClosed: "connections-closed",
+}
+
+func (r Reason) String() string {
+	if n, ok := reasonNames[r]; ok {
+		return n
+	}
+	return fmt.Sprintf("reason-%d", uint32(r))
+}
+
+// Refused reports whether a request counted under r was refused.
+func (r Reason) Refused() bool {
+	switch r {
+	case ReasonDenied, ReasonMalformed, ReasonOversize, ReasonVersion, ReasonTopics, ReasonUnparsed, ReasonTagged, ReasonNoTables:
+		return true
+	}
+	return false
+}
+
+// Binding says which list decides the requests to a local address and
+// port (Addr unspecified: every address of its family) from peers of
+// Identity (0: any peer no more specific binding names).
+type Binding struct {
+	Addr     netip.Addr
+	Port     uint16
+	Identity uint32
+	List     engine.L7ID
+}
+
+// Datapath is the loaded bpf/kafka object: its maps, and the programs
+// attached to its SOCKHASH.
+type Datapath struct {
+	objs   kafkabpf.KafkaObjects
+	links  []link.Link
+	active uint32
+	// written holds what each slot's hash maps hold, to clear a slot
+	// before it is written again.
+	written [2]slotKeys
+	ports   map[kafkabpf.KafkaKafkaPortKey]bool
+}
+
+type slotKeys struct {
+	lists []kafkabpf.KafkaKafkaListKey
+	binds []kafkabpf.KafkaKafkaBindKey
+	vals  []kafkabpf.KafkaKafkaValKey
+}
+
+// Load loads bpf/kafka and attaches the stream parser and verdict to its
+// SOCKHASH. Sockets reach it once AttachCgroup has attached sockops.
+func Load() (*Datapath, error) {
+	d := &Datapath{ports: map[kafkabpf.KafkaKafkaPortKey]bool{}}
+	if err := kafkabpf.LoadKafkaObjects(&d.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load kafka objects: %+v", ve)
+		}
+		return nil, fmt.Errorf("load kafka objects: %w", err)
+	}
+	for _, a := range []struct {
+		p *ebpf.Program
+		t ebpf.AttachType
+	}{{d.objs.KafkaParser, ebpf.AttachSkSKBStreamParser}, {d.objs.KafkaVerdict, ebpf.AttachSkSKBStreamVerdict}} {
+		if err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: d.objs.KafkaSocks.FD(), Program: a.p, Attach: a.t}); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("attach %v to kafka_socks: %w", a.t, err)
+		}
+	}
+	return d, nil
+}
+
+// AttachCgroup attaches the sockops program to a cgroup v2 directory (as
+// a link, so beside other programs such as bpf/l7's): the server sockets
+// of its processes are then enforced.
+func (d *Datapath) AttachCgroup(path string) error {
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: path, Attach: ebpf.AttachCGroupSockOps, Program: d.objs.KafkaSockops})
+	if err != nil {
+		return fmt.Errorf("attach kafka sockops to %s: %w", path, err)
+	}
+	d.links = append(d.links, l)
+	return nil
+}
+
+// Pin pins every map and the sockops cgroup links under dir (which must
+// exist on a bpffs): after Close, the kernel keeps enforcing with the
+// pinned state (the SOCKHASH keeps its parser and verdict while it is
+// pinned).
+func (d *Datapath) Pin(dir string) error {
+	for name, m := range map[string]*ebpf.Map{
+		"kafka_socks": d.objs.KafkaSocks, "kafka_sock_state": d.objs.KafkaSockState, "kafka_slot": d.objs.KafkaSlot,
+		"kafka_gens": d.objs.KafkaGens, "kafka_ports": d.objs.KafkaPorts, "kafka_binds": d.objs.KafkaBinds,
+		"kafka_peers": d.objs.KafkaPeers, "kafka_lists": d.objs.KafkaLists, "kafka_vals": d.objs.KafkaVals,
+		"kafka_counters": d.objs.KafkaCounters,
+	} {
+		if m.IsPinned() {
+			continue
+		}
+		if err := m.Pin(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("pin %s: %w", name, err)
+		}
+	}
+	for i, l := range d.links {
+		p := filepath.Join(dir, fmt.Sprintf("kafka_sockops_link_%d", i))
+		if _, err := os.Stat(p); err == nil {
+			continue
+		}
+		if err := l.Pin(p); err != nil {
+			return fmt.Errorf("pin kafka sockops link: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close releases the process's handles. What is pinned stays in the
+// kernel and keeps enforcing; what is not is detached and freed.
+func (d *Datapath) Close() error {
+	var errs []error
+	for _, l := range d.links {
+		errs = append(errs, l.Close())
+	}
+	d.links = nil
+	errs = append(errs, d.objs.Close())
+	return errors.Join(errs...)
+}
+
+// Counters returns the counters summed over CPUs, by reason.
+func (d *Datapath) Counters() (map[Reason]uint64, error) {
+	out := map[Reason]uint64{}
+	for r := Reason(0); r < numReasons; r++ {
+		var per []uint64
+		if err := d.objs.KafkaCounters.Lookup(uint32(r), &per); err != nil {
+			return nil, fmt.Errorf("read kafka counter %v: %w", r, err)
+		}
+		var sum uint64
+		for _, v := range per {
+			sum += v
+		}
+		if sum != 0 {
+			out[r] = sum
+		}
+	}
+	return out, nil
+}
+
+// SetPeer says which identity the addresses of prefix have (for
+// bindings by identity).
+func (d *Datapath) SetPeer(prefix netip.Prefix, identity uint32) error {
+	if err := d.objs.KafkaPeers.Update(peerKey(prefix), identity, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("update kafka_peers %v: %w", prefix, err)
+	}
+	return nil
+}
+
+func peerKey(p netip.Prefix) kafkabpf.KafkaKafkaPeerKey {
+	a := p.Addr().Unmap()
+	k := kafkabpf.KafkaKafkaPeerKey{Family: 4, Prefixlen: 32 + uint32(p.Bits())}
+	if a.Is6() {
+		k.Family = 6
+	} else if p.Addr().Is4In6() {
+		k.Prefixlen = 32 + uint32(max(p.Bits()-96, 0))
+	}
+	copy(k.Addr[:], a.AsSlice())
+	return k
+}
+
+func addrKey(a netip.Addr) (uint16, [16]byte) {
+	var out [16]byte
+	a = a.Unmap()
+	fam := uint16(4)
+	if a.Is6() {
+		fam = 6
+	}
+	if a.IsUnspecified() {
+		return fam, out
+	}
+	copy(out[:], a.AsSlice())
+	return fam, out
+}
+
+// Generation returns the generation of the active slot (0 before the
+// first Apply).
+func (d *Datapath) Generation() (uint64, error) {
+	var act kafkabpf.KafkaKafkaActive
+	if err := d.objs.KafkaSlot.Lookup(uint32(0), &act); err != nil {
+		return 0, fmt.Errorf("read kafka_slot: %w", err)
+	}
+	var c kafkabpf.KafkaKafkaConfig
+	if err := d.objs.KafkaGens.Lookup(act.Slot&1, &c); err != nil {
+		return 0, fmt.Errorf("read kafka_gens: %w", err)
+	}
+	return c.Generation, nil
+}
+
+// Apply writes a generation: the tables of every list and the bindings,
+// into the slot beside the active one; then switches the active slot
+// with one write, so that each request is decided by one generation
+// whole; then removes the old slot's entries.
+func (d *Datapath) Apply(generation uint64, tables *engine.KafkaTables, binds []Binding) error {
+	if len(tables.Lists) > MaxLists {
+		return fmt.Errorf("%d kafka lists, the kernel holds %d per generation", len(tables.Lists), MaxLists)
+	}
+	if len(binds) > MaxBinds {
+		return fmt.Errorf("%d kafka bindings, the kernel holds %d per generation", len(binds), MaxBinds)
+	}
+	next := d.active ^ 1
+	if err := d.clearSlot(next); err != nil {
+		return err
+	}
+	var valKeys []kafkabpf.KafkaKafkaValKey
+	var valMasks []uint64
+	ids := make([]engine.L7ID, 0, len(tables.Lists))
+	for id := range tables.Lists {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		l := tables.Lists[id]
+		kl, err := listValue(l)
+		if err != nil {
+			return fmt.Errorf("kafka list %d: %w", id, err)
+		}
+		lk := kafkabpf.KafkaKafkaListKey{Slot: next, List: uint32(id)}
+		if err := d.objs.KafkaLists.Update(lk, kl, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("update kafka_lists: %w", err)
+		}
+		d.written[next].lists = append(d.written[next].lists, lk)
+		for k, v := range ValueKeys(next, uint32(id), l) {
+			valKeys = append(valKeys, k)
+			valMasks = append(valMasks, v)
+		}
+	}
+	if len(valKeys) > MaxValues {
+		return fmt.Errorf("%d version, client ID and topic entries, the kernel holds %d per generation", len(valKeys), MaxValues)
+	}
+	if len(valKeys) > 0 {
+		if _, err := d.objs.KafkaVals.BatchUpdate(valKeys, valMasks, nil); err != nil {
+			return fmt.Errorf("write kafka_vals: %w", err)
+		}
+	}
+	d.written[next].vals = valKeys
+	// Ports first (no slot: a superset while both generations live).
+	newPorts := map[kafkabpf.KafkaKafkaPortKey]bool{}
+	for _, b := range binds {
+		if _, ok := tables.Lists[b.List]; !ok {
+			return fmt.Errorf("binding %v:%d names kafka list %d, which has no tables", b.Addr, b.Port, b.List)
+		}
+		fam, addr := addrKey(b.Addr)
+		pk := kafkabpf.KafkaKafkaPortKey{Port: b.Port, Family: fam, Addr: addr}
+		newPorts[pk] = true
+		if err := d.objs.KafkaPorts.Update(pk, uint32(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("update kafka_ports: %w", err)
+		}
+		bk := kafkabpf.KafkaKafkaBindKey{Slot: next, Identity: b.Identity, Port: b.Port, Family: fam, Addr: addr}
+		if err := d.objs.KafkaBinds.Update(bk, kafkabpf.KafkaKafkaBind{List: uint32(b.List)}, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("update kafka_binds: %w", err)
+		}
+		d.written[next].binds = append(d.written[next].binds, bk)
+	}
+	if err := d.objs.KafkaGens.Update(next, kafkabpf.KafkaKafkaConfig{Generation: generation}, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("update kafka_gens: %w", err)
+	}
+	if err := d.objs.KafkaSlot.Update(uint32(0), kafkabpf.KafkaKafkaActive{Slot: next}, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("switch kafka slot: %w", err)
+	}
+	old := d.active
+	d.active = next
+	for pk := range d.ports {
+		if !newPorts[pk] {
+			if err := d.objs.KafkaPorts.Delete(pk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("delete kafka_ports: %w", err)
+			}
+		}
+	}
+	d.ports = newPorts
+	return d.clearSlot(old)
+}
+
+// listValue is a list's kafka_lists value.
+func listValue(l *engine.KafkaList) (*kafkabpf.KafkaKafkaList, error) {
+	if len(l.Allows) > engine.KafkaMaxAllows {
+		return nil, fmt.Errorf("%d allows, the kernel decides at most %d", len(l.Allows), engine.KafkaMaxAllows)
+	}
+	kl := &kafkabpf.KafkaKafkaList{Keys: l.Keys, VerAny: l.VerAny, ClientAny: l.ClientAny, TopicAny: l.TopicAny, Nallows: uint32(len(l.Allows))}
+	for i, a := range l.Allows {
+		ka := kafkabpf.KafkaKafkaAllow{Rule: uint32(a.Rule), Rules: a.Rules}
+		if a.Audit {
+			ka.Audit = 1
+		}
+		if a.Any {
+			ka.Any = 1
+		}
+		kl.Allows[i] = ka
+	}
+	return kl, nil
+}
+
+// ValueKeys are the kafka_vals entries of one list in a slot: its
+// versions, client IDs and topics with the rules that name each.
+func ValueKeys(slot, list uint32, l *engine.KafkaList) map[kafkabpf.KafkaKafkaValKey]uint64 {
+	out := map[kafkabpf.KafkaKafkaValKey]uint64{}
+	for v, m := range l.Versions {
+		k := kafkabpf.KafkaKafkaValKey{Slot: slot, List: list, Kind: uint16(kafkabpf.KafkaKafkaValKindKAFKA_VAL_VERSION), Len: 2}
+		k.Val[0], k.Val[1] = byte(v), byte(v>>8)
+		out[k] = m
+	}
+	for kind, vals := range map[kafkabpf.KafkaKafkaValKind]map[string]uint64{
+		kafkabpf.KafkaKafkaValKindKAFKA_VAL_CLIENT: l.Clients, kafkabpf.KafkaKafkaValKindKAFKA_VAL_TOPIC: l.Topics,
+	} {
+		for s, m := range vals {
+			if len(s) == 0 || len(s) > engine.KafkaValueMax {
+				continue
+			}
+			k := kafkabpf.KafkaKafkaValKey{Slot: slot, List: list, Kind: uint16(kind), Len: uint16(len(s))}
+			copy(k.Val[:], s)
+			out[k] = m
+		}
+	}
+	return out
+}
+
+func (d *Datapath) clearSlot(slot uint32) error {
+	w := &d.written[slot]
+	for _, k := range w.lists {
+		if err := d.objs.KafkaLists.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete kafka_lists: %w", err)
+		}
+	}
+	for _, k := range w.binds {
+		if err := d.objs.KafkaBinds.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete kafka_binds: %w", err)
+		}
+	}
+	if len(w.vals) > 0 {
+		if _, err := d.objs.KafkaVals.BatchDelete(w.vals, nil); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete kafka_vals: %w", err)
+		}
+	}
+	*w = slotKeys{}
+	return nil
+}
