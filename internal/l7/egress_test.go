@@ -42,21 +42,21 @@ import (
 type recorder struct {
 	net.Listener
 	mu    sync.Mutex
-	conns map[int]*recConn
+	conns map[string]*recConn // by the client's address and port
 	cond  *sync.Cond
 }
 
 type recConn struct {
 	net.Conn
 	r      *recorder
-	port   int
+	peer   string
 	mu     sync.Mutex
 	got    []byte
 	closed bool
 }
 
 func newRecorder(ln net.Listener) *recorder {
-	r := &recorder{Listener: ln, conns: map[int]*recConn{}}
+	r := &recorder{Listener: ln, conns: map[string]*recConn{}}
 	r.cond = sync.NewCond(&r.mu)
 	return r
 }
@@ -66,9 +66,9 @@ func (r *recorder) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc := &recConn{Conn: c, r: r, port: c.RemoteAddr().(*net.TCPAddr).Port}
+	rc := &recConn{Conn: c, r: r, peer: c.RemoteAddr().String()}
 	r.mu.Lock()
-	r.conns[rc.port] = rc
+	r.conns[rc.peer] = rc
 	r.mu.Unlock()
 	return rc, nil
 }
@@ -91,8 +91,8 @@ func (c *recConn) Close() error {
 }
 
 // received waits until the server closed the connection from the client
-// port port (after the client closed it), and returns what it read.
-func (r *recorder) received(t testing.TB, port int) string {
+// address peer (after the client closed it), and returns what it read.
+func (r *recorder) received(t testing.TB, peer string) string {
 	t.Helper()
 	deadline := time.AfterFunc(30*time.Second, func() { r.mu.Lock(); r.cond.Broadcast(); r.mu.Unlock() })
 	defer deadline.Stop()
@@ -100,13 +100,14 @@ func (r *recorder) received(t testing.TB, port int) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for {
-		if c, ok := r.conns[port]; ok && c.closed {
+		if c, ok := r.conns[peer]; ok && c.closed {
+			delete(r.conns, peer) // the address may be used again
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			return string(c.got)
 		}
 		if time.Since(start) > 30*time.Second {
-			t.Fatalf("the server never closed the connection from port %d", port)
+			t.Fatalf("the server never closed the connection from %s", peer)
 		}
 		r.cond.Wait()
 	}
@@ -243,9 +244,9 @@ func (e *egress) dial(t testing.TB) (*net.TCPConn, *bufio.Reader) {
 // finish closes the client and returns what the server read of it.
 func (e *egress) finish(t testing.TB, c *net.TCPConn) string {
 	t.Helper()
-	port := c.LocalAddr().(*net.TCPAddr).Port
+	peer := c.LocalAddr().String()
 	c.Close()
-	return e.rec.received(t, port)
+	return e.rec.received(t, peer)
 }
 
 // events starts reading the verdict events for the test.
