@@ -149,26 +149,77 @@ type ChangeSet struct {
 // policy created, deleted or changed (by its JSON), sorted by ID, with its
 // facts.
 func NewChangeSet(base, head []*policy.Policy, meta Meta) *ChangeSet {
-	return newChangeSet(base, head, meta, false)
+	return newChangeSet(base, head, meta)
 }
 
 // reviewChangeSet is NewChangeSet(Canonical(base), Canonical(head)), the
-// same document, without making or encoding the canonical objects of the
-// policies that did not change.
-func reviewChangeSet(base, head []*policy.Policy, meta Meta) *ChangeSet {
-	shells := func(ps []*policy.Policy) []*policy.Policy {
-		out := make([]*policy.Policy, len(ps))
-		for i, p := range ps {
-			out[i] = reviewShell(p, meta.PolicySet.Namespace)
-		}
-		return out
+// same document, built from what cache keeps of earlier reviews (nil: the
+// default cache): a policy whose JSON no review has seen is made canonical,
+// encoded, converted and its shape taken; a change no review has seen gets
+// its facts derived. Which policies changed is told by their canonical
+// sides.
+func reviewChangeSet(base, head []*policy.Policy, meta Meta, cache *Cache) *ChangeSet {
+	if cache == nil {
+		cache = defaultCache
 	}
-	return newChangeSet(shells(base), shells(head), meta, true)
+	ns := meta.PolicySet.Namespace
+	cs := emptyChangeSet(meta)
+	byID := func(ps []*policy.Policy) map[string]*policy.Policy {
+		m := make(map[string]*policy.Policy, len(ps))
+		for _, p := range ps {
+			m[reviewID(p, ns)] = p
+		}
+		return m
+	}
+	bm, hm := byID(base), byID(head)
+	ids := sortedIDs(bm, hm)
+	// Each policy's side and each change are independent of the others:
+	// computed in parallel, each into its own slot.
+	changes := make([]*Change, len(ids))
+	terms := make([]*ast.Term, len(ids))
+	bs, hs := make([]*side, len(ids)), make([]*side, len(ids))
+	parallel(len(ids), func(i int) {
+		b, a := bm[ids[i]], hm[ids[i]]
+		if b != nil {
+			bs[i] = cache.side(b, ns)
+		}
+		if a != nil {
+			hs[i] = cache.side(a, ns)
+		}
+		if b != nil && a != nil && sameContent(bs[i], hs[i]) {
+			return
+		}
+		changes[i], terms[i] = cache.change(b, a, bs[i], hs[i], ns)
+	})
+	// The namespace summary counts every policy of the namespaces changes
+	// reach, by its canonical namespace and its side's shape.
+	var baseShapes, headShapes []scoped
+	for i, id := range ids {
+		for _, x := range []struct {
+			p    *policy.Policy
+			s    *side
+			into *[]scoped
+		}{{bm[id], bs[i], &baseShapes}, {hm[id], hs[i], &headShapes}} {
+			if x.p != nil {
+				_, pns := reviewIdent(x.p, ns)
+				*x.into = append(*x.into, scoped{namespace: pns, namespaced: x.p.NetworkPolicy != nil || x.p.TracingPolicy != nil, shape: &x.s.shape})
+			}
+		}
+	}
+	cs.finish(changes, terms, baseShapes, headShapes)
+	return cs
 }
 
-// newChangeSet is NewChangeSet; with lazy, the policies are review shells
-// (reviewShell) whose canonical JSON is made only when needed.
-func newChangeSet(base, head []*policy.Policy, meta Meta, lazy bool) *ChangeSet {
+// scoped is a policy as the namespace summary sees it.
+type scoped struct {
+	namespace  string
+	namespaced bool // a NetworkPolicy or TracingPolicy
+	shape      *shape
+	// p computes the shape when nil (NewChangeSet).
+	p *policy.Policy
+}
+
+func emptyChangeSet(meta Meta) *ChangeSet {
 	cs := &ChangeSet{
 		APIVersion: APIVersion, Kind: "ChangeSet",
 		Revision: meta.Revision, PreviousRevision: meta.PreviousRevision,
@@ -180,14 +231,11 @@ func newChangeSet(base, head []*policy.Policy, meta Meta, lazy bool) *ChangeSet 
 	if cs.Overrides == nil {
 		cs.Overrides = []string{}
 	}
-	byID := func(ps []*policy.Policy) map[string]*policy.Policy {
-		m := make(map[string]*policy.Policy, len(ps))
-		for _, p := range ps {
-			m[p.ID()] = p
-		}
-		return m
-	}
-	bm, hm := byID(base), byID(head)
+	return cs
+}
+
+// sortedIDs returns the IDs of head and of base, once each, sorted.
+func sortedIDs(bm, hm map[string]*policy.Policy) []string {
 	ids := make([]string, 0, len(hm))
 	for id := range hm {
 		ids = append(ids, id)
@@ -198,34 +246,12 @@ func newChangeSet(base, head []*policy.Policy, meta Meta, lazy bool) *ChangeSet 
 		}
 	}
 	slices.Sort(ids)
-	// Policies are independent of each other: whether each changed, and
-	// the facts and OPA value of each change, are computed in parallel,
-	// each into its own slot, so the result does not depend on scheduling.
-	changes := make([]*Change, len(ids))
-	terms := make([]*ast.Term, len(ids))
-	parallel(len(ids), func(i int) {
-		b, a := bm[ids[i]], hm[ids[i]]
-		var op string
-		switch {
-		case b == nil:
-			op = "create"
-		case a == nil:
-			op = "delete"
-		case lazy && !sameCanonical(b, a), !lazy && !bytes.Equal(b.JSON, a.JSON):
-			op = "update"
-		default:
-			return
-		}
-		if lazy {
-			for _, p := range []*policy.Policy{b, a} {
-				if p != nil {
-					encodeCanonical(p)
-				}
-			}
-		}
-		c := newChange(op, b, a)
-		changes[i], terms[i] = c, c.term()
-	})
+	return ids
+}
+
+// finish completes the change set from the changes (nil where a policy did
+// not change) and their terms.
+func (cs *ChangeSet) finish(changes []*Change, terms []*ast.Term, base, head []scoped) {
 	cs.Changes = slices.DeleteFunc(changes, func(c *Change) bool { return c == nil })
 	terms = slices.DeleteFunc(terms, func(t *ast.Term) bool { return t == nil })
 	for _, c := range cs.Changes {
@@ -241,7 +267,7 @@ func newChangeSet(base, head []*policy.Policy, meta Meta, lazy bool) *ChangeSet 
 		cs.problems = append(cs.problems, c.problems...)
 	}
 	cs.Summary.Total = len(cs.Changes)
-	cs.summarizeNamespaces(base, head, bm, hm)
+	cs.summarizeNamespaces(base, head)
 
 	size := 0
 	for _, c := range cs.Changes {
@@ -252,6 +278,60 @@ func newChangeSet(base, head []*policy.Policy, meta Meta, lazy bool) *ChangeSet 
 		cs.problems = append(cs.problems, Finding{Message: fmt.Sprintf("the changed policies are %d bytes of JSON, over the guards' input budget of %d", size, MaxInputBytes)})
 	}
 	cs.value = cs.document(terms)
+}
+
+// newChangeSet is NewChangeSet: policies are told apart by their JSON,
+// and only their OPA values are cached (valuecache.go).
+func newChangeSet(base, head []*policy.Policy, meta Meta) *ChangeSet {
+	cs := emptyChangeSet(meta)
+	byID := func(ps []*policy.Policy) map[string]*policy.Policy {
+		m := make(map[string]*policy.Policy, len(ps))
+		for _, p := range ps {
+			m[p.ID()] = p
+		}
+		return m
+	}
+	bm, hm := byID(base), byID(head)
+	ids := sortedIDs(bm, hm)
+	changes := make([]*Change, len(ids))
+	terms := make([]*ast.Term, len(ids))
+	parallel(len(ids), func(i int) {
+		b, a := bm[ids[i]], hm[ids[i]]
+		var op string
+		switch {
+		case b == nil:
+			op = "create"
+		case a == nil:
+			op = "delete"
+		case !bytes.Equal(b.JSON, a.JSON):
+			op = "update"
+		default:
+			return
+		}
+		c := newChange(op, b, a)
+		changes[i], terms[i] = c, c.term(policyTerm(c.Before), policyTerm(c.After), toTerm(&c.Facts))
+	})
+	// The shapes the changes computed are reused by the summary; an
+	// unchanged policy's is computed once for base and head.
+	changed := map[*policy.Policy]*shape{}
+	for _, c := range changes {
+		if c != nil {
+			if p := bm[c.ID]; p != nil {
+				changed[p] = c.before
+			}
+			if p := hm[c.ID]; p != nil {
+				changed[p] = c.after
+			}
+		}
+	}
+	list := func(ps []*policy.Policy) []scoped {
+		out := make([]scoped, len(ps))
+		for i, p := range ps {
+			out[i] = scoped{namespace: p.Namespace, namespaced: p.NetworkPolicy != nil || p.TracingPolicy != nil, shape: changed[p], p: p}
+		}
+		return out
+	}
+	cs.finish(changes, terms, list(base), list(head))
 	return cs
 }
 
@@ -273,27 +353,39 @@ func newChange(op string, before, after *policy.Policy) *Change {
 		sh := shapeOf(after)
 		c.after = &sh
 	}
-	sh := c.after
-	if sh == nil {
-		sh = c.before
-	}
-	f := &c.Facts
-	f.Subject, f.SelectsAll, f.ScopeNamespaces, f.Mode, f.DefaultDeny = sh.subject, sh.selectsAll, sh.scope, sh.mode, sh.defaultDeny
-	f.IsDefaultDeny = c.after != nil && sh.isDefaultDeny
-	f.WasDefaultDeny = c.before != nil && c.before.isDefaultDeny
-	switch cur.Kind {
-	case "NetworkPolicy", "ClusterNetworkPolicy":
-		if !networkFacts(f, before, after, c.before, c.after, &budget{left: maxFactWork}) {
-			keep := *f
-			*f = newFacts()
-			f.Subject, f.SelectsAll, f.ScopeNamespaces, f.Mode, f.DefaultDeny = keep.Subject, keep.SelectsAll, keep.ScopeNamespaces, keep.Mode, keep.DefaultDeny
-			f.IsDefaultDeny, f.WasDefaultDeny = keep.IsDefaultDeny, keep.WasDefaultDeny
-			c.problem("%s has too many peer, port and selector combinations for the guards' derived facts (budget %d comparisons)", c.ID, maxFactWork)
-		}
-	case "TracingPolicy", "ClusterTracingPolicy":
-		tracingFacts(f, before, after)
+	var over bool
+	c.Facts, over = deriveFacts(before, after, c.before, c.after)
+	if over {
+		c.problem("%s has too many peer, port and selector combinations for the guards' derived facts (budget %d comparisons)", c.ID, maxFactWork)
 	}
 	return c
+}
+
+// deriveFacts derives the facts of a change from before to after (nil when
+// created or deleted), whose shapes are bsh and ash. over: the work budget
+// ran out, and only the facts of the shape are there.
+func deriveFacts(before, after *policy.Policy, bsh, ash *shape) (f Facts, over bool) {
+	f = newFacts()
+	cur, sh := after, ash
+	if cur == nil {
+		cur, sh = before, bsh
+	}
+	f.Subject, f.SelectsAll, f.ScopeNamespaces, f.Mode, f.DefaultDeny = sh.subject, sh.selectsAll, sh.scope, sh.mode, sh.defaultDeny
+	f.IsDefaultDeny = ash != nil && sh.isDefaultDeny
+	f.WasDefaultDeny = bsh != nil && bsh.isDefaultDeny
+	switch cur.Kind {
+	case "NetworkPolicy", "ClusterNetworkPolicy":
+		if !networkFacts(&f, before, after, bsh, ash, &budget{left: maxFactWork}) {
+			keep := f
+			f = newFacts()
+			f.Subject, f.SelectsAll, f.ScopeNamespaces, f.Mode, f.DefaultDeny = keep.Subject, keep.SelectsAll, keep.ScopeNamespaces, keep.Mode, keep.DefaultDeny
+			f.IsDefaultDeny, f.WasDefaultDeny = keep.IsDefaultDeny, keep.WasDefaultDeny
+			return f, true
+		}
+	case "TracingPolicy", "ClusterTracingPolicy":
+		tracingFacts(&f, before, after)
+	}
+	return f, false
 }
 
 // policyJSON returns a policy's JSON for the document, or null (with a
@@ -351,19 +443,11 @@ func jsonDepth(b []byte) int {
 
 // summarizeNamespaces fills Namespaces for every namespace a change
 // reaches ("*" for cluster-wide policies).
-func (cs *ChangeSet) summarizeNamespaces(base, head []*policy.Policy, bm, hm map[string]*policy.Policy) {
-	// shapes holds the shape of each policy looked at: the changes'
-	// from their construction; an unchanged policy's is computed once,
-	// for base and head alike (same canonical JSON, same shape).
-	shapes := map[*policy.Policy]*shape{}
+func (cs *ChangeSet) summarizeNamespaces(base, head []scoped) {
 	for _, c := range cs.Changes {
-		for _, x := range []struct {
-			p  *policy.Policy
-			sh *shape
-		}{{bm[c.ID], c.before}, {hm[c.ID], c.after}} {
-			if x.p != nil {
-				shapes[x.p] = x.sh
-				for _, ns := range x.sh.scope {
+		for _, sh := range []*shape{c.before, c.after} {
+			if sh != nil {
+				for _, ns := range sh.scope {
 					cs.Namespaces[ns] = &Namespace{}
 				}
 			}
@@ -372,21 +456,25 @@ func (cs *ChangeSet) summarizeNamespaces(base, head []*policy.Policy, bm, hm map
 	if len(cs.Namespaces) == 0 {
 		return
 	}
-	shapeFor := func(p *policy.Policy) *shape {
-		if sh := shapes[p]; sh != nil {
+	// A shape not given is computed once per policy (base and head often
+	// hold the same one).
+	computed := map[*policy.Policy]*shape{}
+	shapeFor := func(x *scoped) *shape {
+		if x.shape != nil {
+			return x.shape
+		}
+		if sh := computed[x.p]; sh != nil {
 			return sh
 		}
-		sh := shapeOf(p)
-		shapes[p] = &sh
-		if id := p.ID(); cs.byID[id] == nil && bm[id] == p && hm[id] != nil {
-			shapes[hm[id]] = &sh
-		}
+		sh := shapeOf(x.p)
+		computed[x.p] = &sh
 		return &sh
 	}
-	tally := func(ps []*policy.Policy, count func(*Namespace) *int, dd func(*Namespace) *Directions) {
+	tally := func(ps []scoped, count func(*Namespace) *int, dd func(*Namespace) *Directions) {
 		cluster := Directions{}
-		for _, p := range ps {
-			if (p.NetworkPolicy != nil || p.TracingPolicy != nil) && p.Namespace != "*" && cs.Namespaces[p.Namespace] == nil {
+		for i := range ps {
+			p := &ps[i]
+			if p.namespaced && p.namespace != "*" && cs.Namespaces[p.namespace] == nil {
 				continue // its scope is its namespace, which no change reaches
 			}
 			sh := shapeFor(p)
@@ -424,8 +512,8 @@ func (cs *ChangeSet) JSON() []byte {
 	return append(b, '\n')
 }
 
-// term converts the change for OPA.
-func (c *Change) term() *ast.Term {
+// term converts the change for OPA, given its policies' and facts' terms.
+func (c *Change) term(before, after, facts *ast.Term) *ast.Term {
 	return ast.ObjectTerm(
 		[2]*ast.Term{ast.InternedTerm("op"), ast.InternedTerm(c.Op)},
 		[2]*ast.Term{ast.InternedTerm("id"), ast.StringTerm(c.ID)},
@@ -434,9 +522,9 @@ func (c *Change) term() *ast.Term {
 		[2]*ast.Term{ast.InternedTerm("name"), ast.InternedTerm(c.Name)},
 		[2]*ast.Term{ast.InternedTerm("file"), ast.InternedTerm(c.File)},
 		[2]*ast.Term{ast.InternedTerm("line"), ast.InternedTerm(c.Line)},
-		[2]*ast.Term{ast.InternedTerm("before"), policyTerm(c.Before)},
-		[2]*ast.Term{ast.InternedTerm("after"), policyTerm(c.After)},
-		[2]*ast.Term{ast.InternedTerm("facts"), toTerm(&c.Facts)},
+		[2]*ast.Term{ast.InternedTerm("before"), before},
+		[2]*ast.Term{ast.InternedTerm("after"), after},
+		[2]*ast.Term{ast.InternedTerm("facts"), facts},
 	)
 }
 

@@ -36,6 +36,10 @@ type Options struct {
 	// Timeout bounds the evaluation of all guards (default 5s). A guard
 	// still running then fails, and the change is denied.
 	Timeout time.Duration
+	// Cache keeps what reviews derive from each policy and change, by
+	// content, for the next review (Review and ReviewObjects; see Cache).
+	// Nil uses the process's default cache.
+	Cache *Cache
 }
 
 // DefaultTimeout is the evaluation budget when Options.Timeout is zero.
@@ -47,9 +51,11 @@ const DefaultTimeout = 5 * time.Second
 // from the API server has), evaluates the guards and returns the decision
 // and its JSON. With the same policies, meta and guards, both get the same
 // bytes. Only changed policies are encoded: the change set is
-// NewChangeSet(Canonical(base), Canonical(head)) without encoding the rest.
+// NewChangeSet(Canonical(base), Canonical(head)) without encoding the rest,
+// and what an earlier review derived from the same policies and changes is
+// taken from opts.Cache.
 func Review(ctx context.Context, g *Guards, base, head []*policy.Policy, meta Meta, opts Options) ([]byte, *Decision) {
-	d := g.Evaluate(ctx, reviewChangeSet(base, head, meta), opts)
+	d := g.Evaluate(ctx, reviewChangeSet(base, head, meta, opts.Cache), opts)
 	return d.JSON(), d
 }
 

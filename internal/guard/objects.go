@@ -17,12 +17,9 @@ limitations under the License.
 package guard
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
-	"reflect"
 	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,7 +43,7 @@ import (
 // does in the CLI. An object of another type or with a malformed source
 // annotation is an error, and nothing is evaluated.
 func ReviewObjects(ctx context.Context, g *Guards, before, after []runtime.Object, meta Meta, opts Options) ([]byte, *Decision, error) {
-	cs, err := ObjectsChangeSet(before, after, meta)
+	cs, err := objectsChangeSet(before, after, meta, opts.Cache)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -57,6 +54,10 @@ func ReviewObjects(ctx context.Context, g *Guards, before, after []runtime.Objec
 // ObjectsChangeSet is the change set ReviewObjects judges: the same
 // document, byte for byte, as the CLI builds for the same change.
 func ObjectsChangeSet(before, after []runtime.Object, meta Meta) (*ChangeSet, error) {
+	return objectsChangeSet(before, after, meta, nil)
+}
+
+func objectsChangeSet(before, after []runtime.Object, meta Meta, cache *Cache) (*ChangeSet, error) {
 	base, err := policiesOf(before, "before")
 	if err != nil {
 		return nil, err
@@ -65,7 +66,7 @@ func ObjectsChangeSet(before, after []runtime.Object, meta Meta) (*ChangeSet, er
 	if err != nil {
 		return nil, err
 	}
-	return reviewChangeSet(base, head, meta), nil
+	return reviewChangeSet(base, head, meta, cache), nil
 }
 
 // policiesOf converts API objects into policies for a change set.
@@ -207,21 +208,6 @@ func materialize(q *policy.Policy) {
 	q.Source = s.orig.Source
 }
 
-// specOf returns a pointer to the policy's spec.
-func specOf(p *policy.Policy) any {
-	switch {
-	case p.NetworkPolicy != nil:
-		return &p.NetworkPolicy.Spec
-	case p.ClusterNetworkPolicy != nil:
-		return &p.ClusterNetworkPolicy.Spec
-	case p.TracingPolicy != nil:
-		return &p.TracingPolicy.Spec
-	case p.ClusterTracingPolicy != nil:
-		return &p.ClusterTracingPolicy.Spec
-	}
-	return nil
-}
-
 // encodeCanonical sets a canonical shell's JSON, once.
 func encodeCanonical(q *policy.Policy) {
 	if q.JSON != nil {
@@ -233,31 +219,4 @@ func encodeCanonical(q *policy.Policy) {
 		panic(fmt.Sprintf("guard: encode %s: %v", q.ID(), err)) // API types always encode
 	}
 	q.JSON = js
-}
-
-// sameCanonical reports whether two canonical shells encode to the same
-// JSON. Equal typed objects encode alike, so most unchanged policies are
-// told apart from changed ones without encoding; objects that differ in a
-// way JSON does not show (a nil and an empty list, say) are encoded and
-// compared as the guards would see them.
-func sameCanonical(b, a *policy.Policy) bool {
-	bs, bok := b.Source.(pending)
-	as, aok := a.Source.(pending)
-	if bok && aok {
-		// Review shells: the canonical objects are equal when the
-		// identities (same ID), the labels and annotations guards see and
-		// the specs are.
-		bo, ao := bs.orig.Typed(), as.orig.Typed()
-		if b.Kind == a.Kind && b.Namespace == a.Namespace && b.Name == a.Name &&
-			maps.Equal(withoutKeys(bo.GetLabels(), render.OwnLabels), withoutKeys(ao.GetLabels(), render.OwnLabels)) &&
-			maps.Equal(withoutKeys(bo.GetAnnotations(), render.OwnAnnotations), withoutKeys(ao.GetAnnotations(), render.OwnAnnotations)) &&
-			reflect.DeepEqual(specOf(b), specOf(a)) {
-			return true
-		}
-	} else if reflect.DeepEqual(b.Typed(), a.Typed()) {
-		return true
-	}
-	encodeCanonical(b)
-	encodeCanonical(a)
-	return bytes.Equal(b.JSON, a.JSON)
 }
