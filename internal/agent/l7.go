@@ -55,6 +55,29 @@ type L7Kernel interface {
 
 var _ L7Kernel = (*l7.Datapath)(nil)
 
+// l7Readback is the part of the L7 datapath that takes over a previous
+// agent's pinned state and reads the kernel back. *l7.Datapath has it;
+// a kernel without it (the unit tests' fake) is neither adopted nor read
+// back.
+type l7Readback interface {
+	// Adopt takes over the state pinned under dir (nil: none pinned).
+	Adopt(dir string) (*l7.Adopted, error)
+	// HasCgroup reports whether the sockops program is attached to the
+	// cgroup directory path (by an adopted link too).
+	HasCgroup(path string) bool
+	// Peers is l7_peers as the kernel holds it.
+	Peers() (map[netip.Prefix]uint32, error)
+	// Compare reads the active generation back and compares it with what
+	// was applied.
+	Compare(generation uint64, tables *engine.HTTPTables, binds []l7.Binding) ([]l7.Drift, error)
+	// ComparePeers compares l7_peers with the identities written and
+	// returns the prefixes the kernel holds beyond them.
+	ComparePeers(want map[netip.Prefix]uint32) ([]l7.Drift, []netip.Prefix, error)
+	DeletePeer(prefix netip.Prefix) error
+}
+
+var _ l7Readback = (*l7.Datapath)(nil)
+
 // l7Subsystem runs the node's ingress HTTP rules in the kernel (bpf/l7):
 // from the map state the network subsystem applied, it builds the HTTP
 // tables and the bindings (which local address and port decides requests
@@ -69,11 +92,17 @@ type l7Subsystem struct {
 	// pinDir is where the kernel state is pinned ("" pins nothing).
 	pinDir string
 	pinned bool
+	// adoptTried is set once the state a previous agent pinned was
+	// looked for; adopted when it was taken over.
+	adoptTried, adopted bool
 
 	// plan is the last plan computed, applied whether it was applied.
 	plan    *l7Plan
 	applied *l7Plan
-	gen     uint64
+	// tables are the applied plan's tables, as compiled: what the
+	// read-back compares the kernel with.
+	tables *engine.HTTPTables
+	gen    uint64
 	// failed are the lists that could not be compiled, replaced by lists
 	// that refuse every request: by rule, the reason.
 	failed map[engine.RuleID]string
@@ -128,6 +157,7 @@ func (s *l7Subsystem) sync(in *inputs) error {
 	}
 	s.plan = plan
 	tables, failed := compileL7(plan)
+	s.adopt()
 	if err := s.writePeers(state); err != nil {
 		return err
 	}
@@ -142,7 +172,7 @@ func (s *l7Subsystem) sync(in *inputs) error {
 		if err := s.k.Apply(gen, tables, plan.binds); err != nil {
 			return fmt.Errorf("apply generation %d: %w", gen, err)
 		}
-		s.gen, s.applied = gen, plan
+		s.gen, s.applied, s.tables = gen, plan, tables
 		s.a.Log.Info("l7 tables applied", "generation", gen, "lists", len(plan.lists), "bindings", len(plan.binds))
 	}
 	s.failed = failed
@@ -158,6 +188,35 @@ func (s *l7Subsystem) sync(in *inputs) error {
 	}
 	s.attach()
 	return s.pin()
+}
+
+// adopt takes over, once, the state a previous agent pinned under
+// pinDir: its tables keep deciding requests, on the connections accepted
+// before the restart too, until this agent's first generation replaces
+// them beside the active one. Its identities are this agent's to keep
+// up to date. Where the state cannot be adopted (an incompatible
+// version, an incomplete pin directory), the first pin replaces it.
+func (s *l7Subsystem) adopt() {
+	rb, ok := s.k.(l7Readback)
+	if s.adoptTried || s.pinDir == "" || !ok {
+		return
+	}
+	s.adoptTried = true
+	ad, err := rb.Adopt(s.pinDir)
+	if err != nil {
+		s.a.Log.Error(err, "the l7 state pinned by the previous agent is replaced, not adopted: connections accepted before this restart are no longer decided", "dir", s.pinDir)
+		return
+	}
+	if ad == nil {
+		return
+	}
+	s.adopted, s.pinned, s.gen = true, true, ad.Generation
+	if peers, err := rb.Peers(); err != nil {
+		s.a.Log.Error(err, "read the adopted l7 identities: every ipcache prefix is written again")
+	} else {
+		s.peers = peers
+	}
+	s.a.Log.Info("adopted the l7 state pinned by the previous agent", "generation", ad.Generation, "links", ad.Links, "maps", len(ad.Maps), "dir", s.pinDir)
 }
 
 // compileL7 compiles the plan's lists. A list the kernel cannot decide
@@ -264,6 +323,10 @@ func (s *l7Subsystem) attach() {
 		if s.attached[pc.path] {
 			continue
 		}
+		if rb, ok := s.k.(l7Readback); ok && s.adopted && rb.HasCgroup(pc.path) {
+			s.attached[pc.path] = true // by the previous agent's link, adopted
+			continue
+		}
 		if err := s.k.AttachCgroup(pc.path); err != nil {
 			s.missing[id] = err.Error()
 			errs = append(errs, err)
@@ -275,10 +338,12 @@ func (s *l7Subsystem) attach() {
 }
 
 // pin pins the kernel state under pinDir, so that requests are still
-// decided while the agent is down. The first pin of this process
-// replaces what a previous agent pinned there: its cgroup links are
-// released (the program it attached stops running) once this process's
-// are attached, and its maps are freed.
+// decided while the agent is down. What a previous agent pinned there
+// was adopted (adopt) and stays pinned; only where it could not be
+// adopted, the first pin of this process replaces it: its cgroup links
+// are released (the program it attached stops running) once this
+// process's are attached, and its maps, and the connections in its
+// SOCKHASH with them, are freed.
 func (s *l7Subsystem) pin() error {
 	if s.pinDir == "" {
 		return nil
@@ -319,9 +384,10 @@ func (a *Agent) l7Retry() bool {
 	return false
 }
 
-// Verify attaches the cgroups that were missing (a pod starting) and
-// exports the kernel's counters.
-func (s *l7Subsystem) Verify(context.Context, driftRecorder) error {
+// Verify attaches the cgroups that were missing (a pod starting), reads
+// the active generation and the identities back and repairs what
+// drifted, and exports the kernel's counters.
+func (s *l7Subsystem) Verify(_ context.Context, rec driftRecorder) error {
 	var errs []error
 	if s.plan != nil && len(s.missing) > 0 && s.syncErr == nil {
 		if err := s.cg.scan(s.cg.names); err != nil {
@@ -332,6 +398,9 @@ func (s *l7Subsystem) Verify(context.Context, driftRecorder) error {
 				errs = append(errs, err)
 			}
 		}
+	}
+	if rb, ok := s.k.(l7Readback); ok && s.applied != nil {
+		errs = append(errs, s.readback(rb, rec))
 	}
 	c, err := s.k.Counters()
 	if err != nil {
@@ -346,6 +415,59 @@ func (s *l7Subsystem) Verify(context.Context, driftRecorder) error {
 	}
 	s.counters = c
 	return errors.Join(errs...)
+}
+
+// readback compares the kernel's active generation and identities with
+// the last applied, as the network subsystem compares its maps. A
+// drifted generation is repaired by applying the same tables as a new
+// generation (requests switch from the tampered tables to the right ones
+// at once); drifted identities are written again, extra ones deleted.
+// Each is recorded as a MapEntry drift naming l7.
+func (s *l7Subsystem) readback(rb l7Readback, rec driftRecorder) error {
+	ds, err := rb.Compare(s.gen, s.tables, s.applied.binds)
+	if err != nil {
+		return fmt.Errorf("read back l7 generation %d: %w", s.gen, err)
+	}
+	if len(ds) > 0 {
+		gen := max(s.a.Datapath.Generation(), s.gen+1)
+		err := s.k.Apply(gen, s.tables, s.applied.binds)
+		if err == nil {
+			s.gen = gen
+			s.a.Log.Info("l7 tables applied again after a drift", "generation", gen)
+		}
+		rec(v1.KernelDriftMapEntry, describeL7Drifts("l7 generation", ds), err)
+	}
+	pds, extra, err := rb.ComparePeers(s.peers)
+	if err != nil {
+		return fmt.Errorf("read back l7 identities: %w", err)
+	}
+	if len(pds) > 0 {
+		var errs []error
+		for _, d := range pds {
+			p, perr := netip.ParsePrefix(d.Key)
+			if id, ok := s.peers[p]; perr == nil && ok {
+				errs = append(errs, s.k.SetPeer(p, id))
+			}
+		}
+		for _, p := range extra {
+			errs = append(errs, rb.DeletePeer(p))
+		}
+		rec(v1.KernelDriftMapEntry, describeL7Drifts("l7 identities", pds), errors.Join(errs...))
+	}
+	return nil
+}
+
+// describeL7Drifts says what differs, naming up to five entries.
+func describeL7Drifts(what string, ds []l7.Drift) string {
+	parts := make([]string, 0, min(len(ds), 6))
+	for i, d := range ds {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(ds)-5))
+			break
+		}
+		parts = append(parts, d.String())
+	}
+	return fmt.Sprintf("%s: %d entries differ: %s", what, len(ds), strings.Join(parts, "; "))
 }
 
 // Report states L7Enforced and what each object does not enforce of its
