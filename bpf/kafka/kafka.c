@@ -600,6 +600,37 @@ static __always_inline void result(struct kafka_sock *res, __u32 reason, __u32 r
 	res->kind = (reason == KAFKA_R_ALLOWED || reason == KAFKA_R_AUDIT) ? KAFKA_KIND_REQUEST : KAFKA_KIND_CLOSE;
 }
 
+/* The length of the Metadata answer naming one topic of n bytes with
+ * TOPIC_AUTHORIZATION_FAILED, as kafka_answer writes it. */
+static __always_inline __u32 metadata_answer_len(__u32 v, __u32 n)
+{
+	__u32 f = v >= 9;
+	__u32 len = 8 + (f ? 1 : 0) + (v >= 3 ? 4 : 0) + (f ? 1 : 4) + (v >= 2 ? (f ? 1 : 2) : 0) + (v >= 1 ? 4 : 0) + (f ? 1 : 4);
+	len += 2 + (f ? (n + 1 < 128 ? 1 : 2) : 2) + n + (v >= 10 ? 16 : 0) + (v >= 1 ? 1 : 0) + (f ? 1 : 4) + (v >= 8 ? 4 : 0) + (f ? 1 : 0);
+	len += (v >= 8 && v <= 10 ? 4 : 0) + (v >= 13 ? 2 : 0) + (f ? 1 : 0);
+	return len;
+}
+
+struct tcp_sock___kafka {
+	__u32 write_seq;
+	__u32 snd_una;
+} __attribute__((preserve_access_index));
+
+/* tcp_seqs reads the broker socket's write_seq (bytes the broker wrote)
+ * and snd_una (bytes the client acknowledged). */
+static __always_inline int tcp_seqs(struct __sk_buff *skb, __u32 *wseq, __u32 *una)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return -1;
+	struct tcp_sock___kafka *tp = (void *)bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return -1;
+	*wseq = tp->write_seq;
+	*una = tp->snd_una;
+	return 0;
+}
+
 struct kafka_args {
 	__u32 off;
 	__u32 avail;
@@ -612,8 +643,8 @@ struct kafka_args {
  * skb (avail bytes there): res->len 0 asks for more bytes; otherwise
  * res->kind says what to do with the res->len bytes of the frame.
  */
-__noinline int kafka_parse_frame(struct __sk_buff *skb, struct kafka_args *a, struct kafka_sock *res,
-				 struct kafka_val_key *k)
+__noinline int kafka_decide_frame(struct __sk_buff *skb, struct kafka_args *a, struct kafka_sock *res,
+				  struct kafka_val_key *k)
 {
 	if (!skb || !a || !res || !k)
 		return 0;
@@ -751,6 +782,40 @@ __noinline int kafka_parse_frame(struct __sk_buff *skb, struct kafka_args *a, st
 	return 0;
 }
 
+/*
+ * kafka_parse_frame frames and decides a frame (kafka_decide_frame) and,
+ * for a refused Metadata request naming one topic, says whether the
+ * kernel can answer it in the frame's place: the answer fits in the
+ * frame (the kernel sends exactly the frame's length), and no answer of
+ * the broker to a frame passed before can still be due (the broker has
+ * written since the last frame it was given, and the client has
+ * acknowledged all of it). Otherwise the connection is closed.
+ */
+__noinline int kafka_parse_frame(struct __sk_buff *skb, struct kafka_args *a, struct kafka_sock *res,
+				 struct kafka_val_key *k)
+{
+	if (!skb || !a || !res || !k)
+		return 0;
+	kafka_decide_frame(skb, a, res, k);
+	res->answer = 0;
+	if (res->kind != KAFKA_KIND_CLOSE || res->reason != KAFKA_R_DENIED || res->api_key != 3 || res->topics != 1)
+		return 0;
+	/* k holds the topic: the last value looked up */
+	if (k->kind != KAFKA_VAL_TOPIC || k->len == 0 || k->len > KAFKA_VAL_MAX)
+		return 0;
+	__u32 n = metadata_answer_len((__u32)res->api_version, k->len);
+	if (n > res->len)
+		return 0;
+	if (res->passed) {
+		__u32 wseq = 0, una = 0;
+		if (tcp_seqs(skb, &wseq, &una) < 0 || wseq == res->wseq || una != wseq)
+			return 0;
+	}
+	res->kind = KAFKA_KIND_ANSWER;
+	res->answer = n;
+	return 0;
+}
+
 /* ---- programs ---- */
 
 static const struct kafka_sockw kafka_sockw_zero;
@@ -875,6 +940,161 @@ int kafka_parser(struct __sk_buff *skb)
 	return w->s.len;
 }
 
+/* ---- the answer ---- */
+
+struct wr {
+	struct __sk_buff *skb;
+	__u32 pos;
+	__u32 end;
+	int err;
+};
+
+static __always_inline void wr_bytes(struct wr *w, const void *b, __u32 n)
+{
+	if (w->err || n == 0 || n > 16 || w->pos + n > w->end) {
+		w->err = 1;
+		return;
+	}
+	if (bpf_skb_store_bytes(w->skb, w->pos, b, n, 0) < 0)
+		w->err = 1;
+	w->pos += n;
+}
+
+static __always_inline void wr8(struct wr *w, __u8 v) { wr_bytes(w, &v, 1); }
+
+static __always_inline void wr16(struct wr *w, __u16 v)
+{
+	__u16 b = bpf_htons(v);
+	wr_bytes(w, &b, 2);
+}
+
+static __always_inline void wr32(struct wr *w, __u32 v)
+{
+	__u32 b = bpf_htonl(v);
+	wr_bytes(w, &b, 4);
+}
+
+static const __u8 zeros[64];
+
+static long zero_cb(__u32 i, void *ctx)
+{
+	struct wr *w = ctx;
+	if (w->pos >= w->end)
+		return 1;
+	__u32 n = w->end - w->pos;
+	if (n > sizeof(zeros))
+		n = sizeof(zeros);
+	if (n == 0 || bpf_skb_store_bytes(w->skb, w->pos, zeros, n, 0) < 0) {
+		w->err = 1;
+		return 1;
+	}
+	w->pos += n;
+	return 0;
+}
+
+/*
+ * kafka_answer writes, in place of the refused Metadata request at off
+ * (len bytes), the Metadata response of the request's version that
+ * names its one topic with TOPIC_AUTHORIZATION_FAILED, no broker and no
+ * partition, under the request's correlation ID; the response's size
+ * field covers the whole frame and the bytes after the response are
+ * zero (clients read a response by its schema and ignore what follows).
+ */
+__noinline int kafka_answer(struct __sk_buff *skb, struct kafka_sock *st, struct kafka_val_key *k, __u32 off)
+{
+	if (!skb || !st || !k)
+		return -1;
+	__u32 v = (__u32)st->api_version;
+	__u32 f = v >= 9;
+	__u32 n = k->len;
+	if (n == 0 || n > KAFKA_VAL_MAX || st->len < 8 || st->len > KAFKA_FRAME_MAX)
+		return -1;
+	struct wr w = { .skb = skb, .pos = off, .end = off + st->len };
+	wr32(&w, st->len - 4);
+	wr32(&w, (__u32)st->correlation);
+	if (f)
+		wr8(&w, 0); /* response header tagged fields */
+	if (v >= 3)
+		wr32(&w, 0); /* throttle_time_ms */
+	if (f)
+		wr8(&w, 1); /* brokers: none */
+	else
+		wr32(&w, 0);
+	if (v >= 2) { /* cluster_id: null */
+		if (f)
+			wr8(&w, 0);
+		else
+			wr16(&w, 0xffff);
+	}
+	if (v >= 1)
+		wr32(&w, 0xffffffff); /* controller_id: none */
+	if (f)
+		wr8(&w, 2); /* topics: one */
+	else
+		wr32(&w, 1);
+	wr16(&w, KAFKA_TOPIC_AUTHORIZATION_FAILED);
+	if (f) {
+		if (n + 1 < 128) {
+			wr8(&w, n + 1);
+		} else {
+			wr8(&w, ((n + 1) & 0x7f) | 0x80);
+			wr8(&w, (n + 1) >> 7);
+		}
+	} else {
+		wr16(&w, n);
+	}
+	if (w.err || w.pos + n > w.end)
+		return -1;
+	if (bpf_skb_store_bytes(skb, w.pos, k->val, ((n - 1) & 0xff) + 1, 0) < 0)
+		return -1;
+	w.pos += n;
+	if (v >= 10)
+		wr_bytes(&w, zeros, 16); /* topic_id */
+	if (v >= 1)
+		wr8(&w, 0); /* is_internal */
+	if (f)
+		wr8(&w, 1); /* partitions: none */
+	else
+		wr32(&w, 0);
+	if (v >= 8)
+		wr32(&w, 0x80000000); /* topic_authorized_operations: none given */
+	if (f)
+		wr8(&w, 0);
+	if (v >= 8 && v <= 10)
+		wr32(&w, 0x80000000); /* cluster_authorized_operations */
+	if (v >= 13)
+		wr16(&w, 0); /* error_code */
+	if (f)
+		wr8(&w, 0);
+	if (w.err)
+		return -1;
+	bpf_loop(KAFKA_FRAME_MAX / sizeof(zeros) + 1, zero_cb, &w, 0);
+	return w.err ? -1 : 0;
+}
+
+/* passed records that a frame went to the broker, and its write_seq
+ * then. */
+static __always_inline int passed(struct __sk_buff *skb, struct kafka_sock *st)
+{
+	__u32 wseq = 0, una = 0;
+	if (tcp_seqs(skb, &wseq, &una) == 0) {
+		st->wseq = wseq;
+		st->passed = 1;
+	}
+	return SK_PASS;
+}
+
+static __always_inline __u32 strp_full_len(struct __sk_buff *skb)
+{
+	struct sk_buff___kafka *kb = bpf_cast_to_kern_ctx(skb);
+	__u32 o = bpf_core_field_offset(struct sk_skb_cb___kafka, strp) +
+		  bpf_core_field_offset(struct _strp_msg___kafka, strp) +
+		  bpf_core_field_offset(struct strp_msg___kafka, full_len);
+	if (o > 44)
+		return 0;
+	return *(int *)(kb->cb + o);
+}
+
 SEC("sk_skb/stream_verdict")
 int kafka_verdict(struct __sk_buff *skb)
 {
@@ -890,7 +1110,17 @@ int kafka_verdict(struct __sk_buff *skb)
 	case KAFKA_KIND_REQUEST:
 		st->requests++;
 		count(st->reason);
-		return SK_PASS;
+		return passed(skb, st);
+	case KAFKA_KIND_ANSWER: {
+		st->requests++;
+		count(st->reason);
+		if (strp_full_len(skb) != st->len || kafka_answer(skb, st, &w->key, strp_offset(skb)) < 0) {
+			count(KAFKA_R_ANSWER_FAIL);
+			return SK_DROP;
+		}
+		count(KAFKA_R_ANSWERED);
+		return bpf_sk_redirect_hash(skb, &kafka_socks, &cookie, 0);
+	}
 	}
 	return SK_DROP;
 }
@@ -954,4 +1184,17 @@ int kafka_test_parse(struct __sk_buff *skb)
 	a.avail = skb->len > a.off ? skb->len - a.off : 0;
 	kafka_parse_frame(skb, &a, &out->s, &out->key);
 	return 0;
+}
+
+/* kafka_test_answer writes the answer of the frame kafka_test_parse
+ * decided last (its state in kafka_test_out) over the packet. */
+SEC("tc")
+int kafka_test_answer(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct kafka_test_in *in = bpf_map_lookup_elem(&kafka_test_input, &zero);
+	struct kafka_sockw *out = bpf_map_lookup_elem(&kafka_test_out, &zero);
+	if (!in || !out)
+		return 0;
+	return kafka_answer(skb, &out->s, &out->key, in->off) < 0 ? 1 : 0;
 }

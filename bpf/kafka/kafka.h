@@ -33,7 +33,11 @@ enum kafka_kind {
 	KAFKA_KIND_PASS = 1,    /* a frame of a socket no binding applies to */
 	KAFKA_KIND_REQUEST = 2, /* a request, decided: reason says how */
 	KAFKA_KIND_CLOSE = 3,   /* refused: the connection is aborted */
+	KAFKA_KIND_ANSWER = 4,  /* refused: answered with TOPIC_AUTHORIZATION_FAILED in its place */
 };
+
+/* Kafka's TOPIC_AUTHORIZATION_FAILED. */
+#define KAFKA_TOPIC_AUTHORIZATION_FAILED 29
 
 /* Counter indices (kafka_counters); Go names them. */
 enum kafka_reason {
@@ -50,6 +54,8 @@ enum kafka_reason {
 	KAFKA_R_PASSED = 10,   /* frames of sockets no binding applies to */
 	KAFKA_R_SOCKETS = 11,  /* sockets put into kafka_socks */
 	KAFKA_R_CLOSED = 12,   /* connections aborted on a refusal */
+	KAFKA_R_ANSWERED = 13, /* refusals answered with TOPIC_AUTHORIZATION_FAILED */
+	KAFKA_R_ANSWER_FAIL = 14, /* the answer could not be written or queued: the request was dropped */
 	KAFKA_R_MAX = 16,
 };
 
@@ -142,7 +148,10 @@ struct kafka_sock {
 	__s16 api_version;
 	__s32 correlation;
 	__u32 topics; /* topics read */
-	__u32 pad1;
+	__u32 answer; /* KAFKA_KIND_ANSWER: the answer's length */
+	__u8 passed;  /* frames were passed to the broker */
+	__u8 pad2[3];
+	__u32 wseq;   /* the broker's write_seq when a frame was last passed */
 };
 
 /* BPF_PROG_TEST_RUN of kafka_test_parse: in, the list; out, the result. */

@@ -55,6 +55,7 @@ const (
 	KafkaKafkaKindKAFKA_KIND_PASS      KafkaKafkaKind = 1
 	KafkaKafkaKindKAFKA_KIND_REQUEST   KafkaKafkaKind = 2
 	KafkaKafkaKindKAFKA_KIND_CLOSE     KafkaKafkaKind = 3
+	KafkaKafkaKindKAFKA_KIND_ANSWER    KafkaKafkaKind = 4
 )
 
 type KafkaKafkaList struct {
@@ -91,20 +92,22 @@ type KafkaKafkaPortKey struct {
 type KafkaKafkaReason uint32
 
 const (
-	KafkaKafkaReasonKAFKA_R_ALLOWED   KafkaKafkaReason = 0
-	KafkaKafkaReasonKAFKA_R_DENIED    KafkaKafkaReason = 1
-	KafkaKafkaReasonKAFKA_R_AUDIT     KafkaKafkaReason = 2
-	KafkaKafkaReasonKAFKA_R_MALFORMED KafkaKafkaReason = 3
-	KafkaKafkaReasonKAFKA_R_OVERSIZE  KafkaKafkaReason = 4
-	KafkaKafkaReasonKAFKA_R_VERSION   KafkaKafkaReason = 5
-	KafkaKafkaReasonKAFKA_R_TOPICS    KafkaKafkaReason = 6
-	KafkaKafkaReasonKAFKA_R_UNPARSED  KafkaKafkaReason = 7
-	KafkaKafkaReasonKAFKA_R_TAGGED    KafkaKafkaReason = 8
-	KafkaKafkaReasonKAFKA_R_NO_TABLES KafkaKafkaReason = 9
-	KafkaKafkaReasonKAFKA_R_PASSED    KafkaKafkaReason = 10
-	KafkaKafkaReasonKAFKA_R_SOCKETS   KafkaKafkaReason = 11
-	KafkaKafkaReasonKAFKA_R_CLOSED    KafkaKafkaReason = 12
-	KafkaKafkaReasonKAFKA_R_MAX       KafkaKafkaReason = 16
+	KafkaKafkaReasonKAFKA_R_ALLOWED     KafkaKafkaReason = 0
+	KafkaKafkaReasonKAFKA_R_DENIED      KafkaKafkaReason = 1
+	KafkaKafkaReasonKAFKA_R_AUDIT       KafkaKafkaReason = 2
+	KafkaKafkaReasonKAFKA_R_MALFORMED   KafkaKafkaReason = 3
+	KafkaKafkaReasonKAFKA_R_OVERSIZE    KafkaKafkaReason = 4
+	KafkaKafkaReasonKAFKA_R_VERSION     KafkaKafkaReason = 5
+	KafkaKafkaReasonKAFKA_R_TOPICS      KafkaKafkaReason = 6
+	KafkaKafkaReasonKAFKA_R_UNPARSED    KafkaKafkaReason = 7
+	KafkaKafkaReasonKAFKA_R_TAGGED      KafkaKafkaReason = 8
+	KafkaKafkaReasonKAFKA_R_NO_TABLES   KafkaKafkaReason = 9
+	KafkaKafkaReasonKAFKA_R_PASSED      KafkaKafkaReason = 10
+	KafkaKafkaReasonKAFKA_R_SOCKETS     KafkaKafkaReason = 11
+	KafkaKafkaReasonKAFKA_R_CLOSED      KafkaKafkaReason = 12
+	KafkaKafkaReasonKAFKA_R_ANSWERED    KafkaKafkaReason = 13
+	KafkaKafkaReasonKAFKA_R_ANSWER_FAIL KafkaKafkaReason = 14
+	KafkaKafkaReasonKAFKA_R_MAX         KafkaKafkaReason = 16
 )
 
 type KafkaKafkaSock struct {
@@ -119,7 +122,10 @@ type KafkaKafkaSock struct {
 	ApiVersion  int16
 	Correlation int32
 	Topics      uint32
-	Pad1        uint32
+	Answer      uint32
+	Passed      uint8
+	Pad2        [3]uint8
+	Wseq        uint32
 }
 
 type KafkaKafkaSockw struct {
@@ -157,25 +163,26 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	KafkaMapKafkaBinds      = "kafka_binds"
-	KafkaMapKafkaCounters   = "kafka_counters"
-	KafkaMapKafkaGens       = "kafka_gens"
-	KafkaMapKafkaLists      = "kafka_lists"
-	KafkaMapKafkaPeers      = "kafka_peers"
-	KafkaMapKafkaPorts      = "kafka_ports"
-	KafkaMapKafkaSlot       = "kafka_slot"
-	KafkaMapKafkaSockState  = "kafka_sock_state"
-	KafkaMapKafkaSocks      = "kafka_socks"
-	KafkaMapKafkaTestInput  = "kafka_test_input"
-	KafkaMapKafkaTestOut    = "kafka_test_out"
-	KafkaMapKafkaVals       = "kafka_vals"
-	KafkaProgKafkaParser    = "kafka_parser"
-	KafkaProgKafkaSockops   = "kafka_sockops"
-	KafkaProgKafkaTestParse = "kafka_test_parse"
-	KafkaProgKafkaVerdict   = "kafka_verdict"
-	KafkaVarKafkaBtfKind    = "kafka_btf_kind"
-	KafkaVarKafkaBtfReason  = "kafka_btf_reason"
-	KafkaVarKafkaBtfValKind = "kafka_btf_val_kind"
+	KafkaMapKafkaBinds       = "kafka_binds"
+	KafkaMapKafkaCounters    = "kafka_counters"
+	KafkaMapKafkaGens        = "kafka_gens"
+	KafkaMapKafkaLists       = "kafka_lists"
+	KafkaMapKafkaPeers       = "kafka_peers"
+	KafkaMapKafkaPorts       = "kafka_ports"
+	KafkaMapKafkaSlot        = "kafka_slot"
+	KafkaMapKafkaSockState   = "kafka_sock_state"
+	KafkaMapKafkaSocks       = "kafka_socks"
+	KafkaMapKafkaTestInput   = "kafka_test_input"
+	KafkaMapKafkaTestOut     = "kafka_test_out"
+	KafkaMapKafkaVals        = "kafka_vals"
+	KafkaProgKafkaParser     = "kafka_parser"
+	KafkaProgKafkaSockops    = "kafka_sockops"
+	KafkaProgKafkaTestAnswer = "kafka_test_answer"
+	KafkaProgKafkaTestParse  = "kafka_test_parse"
+	KafkaProgKafkaVerdict    = "kafka_verdict"
+	KafkaVarKafkaBtfKind     = "kafka_btf_kind"
+	KafkaVarKafkaBtfReason   = "kafka_btf_reason"
+	KafkaVarKafkaBtfValKind  = "kafka_btf_val_kind"
 )
 
 // LoadKafka returns the embedded CollectionSpec for Kafka.
@@ -220,10 +227,11 @@ type KafkaSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KafkaProgramSpecs struct {
-	KafkaParser    *ebpf.ProgramSpec `ebpf:"kafka_parser"`
-	KafkaSockops   *ebpf.ProgramSpec `ebpf:"kafka_sockops"`
-	KafkaTestParse *ebpf.ProgramSpec `ebpf:"kafka_test_parse"`
-	KafkaVerdict   *ebpf.ProgramSpec `ebpf:"kafka_verdict"`
+	KafkaParser     *ebpf.ProgramSpec `ebpf:"kafka_parser"`
+	KafkaSockops    *ebpf.ProgramSpec `ebpf:"kafka_sockops"`
+	KafkaTestAnswer *ebpf.ProgramSpec `ebpf:"kafka_test_answer"`
+	KafkaTestParse  *ebpf.ProgramSpec `ebpf:"kafka_test_parse"`
+	KafkaVerdict    *ebpf.ProgramSpec `ebpf:"kafka_verdict"`
 }
 
 // KafkaMapSpecs contains maps before they are loaded into the kernel.
@@ -317,16 +325,18 @@ type KafkaVariables struct {
 //
 // It can be passed to LoadKafkaObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KafkaPrograms struct {
-	KafkaParser    *ebpf.Program `ebpf:"kafka_parser"`
-	KafkaSockops   *ebpf.Program `ebpf:"kafka_sockops"`
-	KafkaTestParse *ebpf.Program `ebpf:"kafka_test_parse"`
-	KafkaVerdict   *ebpf.Program `ebpf:"kafka_verdict"`
+	KafkaParser     *ebpf.Program `ebpf:"kafka_parser"`
+	KafkaSockops    *ebpf.Program `ebpf:"kafka_sockops"`
+	KafkaTestAnswer *ebpf.Program `ebpf:"kafka_test_answer"`
+	KafkaTestParse  *ebpf.Program `ebpf:"kafka_test_parse"`
+	KafkaVerdict    *ebpf.Program `ebpf:"kafka_verdict"`
 }
 
 func (p *KafkaPrograms) Close() error {
 	return _KafkaClose(
 		p.KafkaParser,
 		p.KafkaSockops,
+		p.KafkaTestAnswer,
 		p.KafkaTestParse,
 		p.KafkaVerdict,
 	)

@@ -154,7 +154,7 @@ func TestKernelMatchesEngine(t *testing.T) {
 			got := parseAt(t, d, 1, true, f, 0)
 			want := result{Kind: kindRequest, Reason: ReasonAllowed, Len: uint32(len(f)), Rule: uint32(wantRule), Topics: uint32(len(topics))}
 			if !wantOK {
-				want.Kind, want.Reason = kindClose, ReasonDenied
+				want.Kind, want.Reason = refusedKind(key, ver, topics, len(f)), ReasonDenied
 				denied++
 			} else {
 				allowed++

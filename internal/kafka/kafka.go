@@ -68,6 +68,8 @@ const (
 	ReasonPassed    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_PASSED)
 	ReasonSockets   = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_SOCKETS)
 	ReasonClosed    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_CLOSED)
+	ReasonAnswered  = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_ANSWERED)
+	ReasonAnswerErr = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_ANSWER_FAIL)
 	numReasons      = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_MAX)
 )
 
@@ -75,7 +77,7 @@ var reasonNames = map[Reason]string{
 	ReasonAllowed: "allowed", ReasonDenied: "denied", ReasonAudit: "audit", ReasonMalformed: "malformed",
 	ReasonOversize: "oversize", ReasonVersion: "version", ReasonTopics: "topics", ReasonUnparsed: "unparsed",
 	ReasonTagged: "tagged", ReasonNoTables: "no-tables", ReasonPassed: "passed-unbound", ReasonSockets: "sockets",
-	ReasonClosed: "connections-closed",
+	ReasonClosed: "connections-closed", ReasonAnswered: "answered", ReasonAnswerErr: "answer-undelivered",
 }
 
 func (r Reason) String() string {
@@ -92,6 +94,23 @@ func (r Reason) Refused() bool {
 		return true
 	}
 	return false
+}
+
+// MetadataAnswerLen is the length of the Metadata response of version
+// v that the kernel writes in place of a refused request naming one
+// topic of n bytes; it answers only if this fits in the request's frame.
+func MetadataAnswerLen(v, n int) int {
+	b := func(c bool, x, y int) int {
+		if c {
+			return x
+		}
+		return y
+	}
+	f := v >= 9
+	l := 8 + b(f, 1, 0) + b(v >= 3, 4, 0) + b(f, 1, 4) + b(v >= 2, b(f, 1, 2), 0) + b(v >= 1, 4, 0) + b(f, 1, 4)
+	l += 2 + b(f, b(n+1 < 128, 1, 2), 2) + n + b(v >= 10, 16, 0) + b(v >= 1, 1, 0) + b(f, 1, 4) + b(v >= 8, 4, 0) + b(f, 1, 0)
+	l += b(v >= 8 && v <= 10, 4, 0) + b(v >= 13, 2, 0) + b(f, 1, 0)
+	return l
 }
 
 // Binding says which list decides the requests to a local address and

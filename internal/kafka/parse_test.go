@@ -17,10 +17,14 @@ limitations under the License.
 package kafka
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
 	kafkabpf "github.com/palisade-dev/palisade/bpf/kafka"
@@ -32,7 +36,18 @@ const (
 	kindPass    = kafkabpf.KafkaKafkaKindKAFKA_KIND_PASS
 	kindRequest = kafkabpf.KafkaKafkaKindKAFKA_KIND_REQUEST
 	kindClose   = kafkabpf.KafkaKafkaKindKAFKA_KIND_CLOSE
+	kindAnswer  = kafkabpf.KafkaKafkaKindKAFKA_KIND_ANSWER
 )
+
+// refusedKind is how the kernel refuses a request: a Metadata request
+// naming one topic is answered where the answer fits in its frame; any
+// other is closed.
+func refusedKind(key, ver int16, topics []string, frameLen int) kafkabpf.KafkaKafkaKind {
+	if key == 3 && len(topics) == 1 && len(topics[0]) > 0 && MetadataAnswerLen(int(ver), len(topics[0])) <= frameLen {
+		return kindAnswer
+	}
+	return kindClose
+}
 
 // producerList: rule 10 lets the "orders" producer and consumer in (by
 // role and topic), rule 20 lets client "admin" create topics and anyone
@@ -119,6 +134,9 @@ func TestParseRequests(t *testing.T) {
 			want := result{Kind: kindRequest, Reason: c.want, Len: uint32(len(data)), Rule: c.rule, Topics: got.Topics}
 			if c.want.Refused() {
 				want.Kind = kindClose
+				if c.want == ReasonDenied {
+					want.Kind = refusedKind(c.key, c.ver, c.topics, len(data))
+				}
 			}
 			if got != want {
 				t.Fatalf("got %+v, want %+v", got, want)
@@ -243,5 +261,62 @@ func TestParseUnbound(t *testing.T) {
 	// A list the generation lacks: refused.
 	if got := parseAt(t, d, 2, true, f, 0); got.Kind != kindClose || got.Reason != ReasonNoTables {
 		t.Fatalf("missing list: got %+v, want no-tables", got)
+	}
+}
+
+// TestAnswerMetadata: a refused Metadata request naming one topic is
+// answered, in every version the kernel reads, with a response that
+// franz-go's kmsg decodes: the request's correlation ID, the topic with
+// TOPIC_AUTHORIZATION_FAILED (29), the frame's length.
+func TestAnswerMetadata(t *testing.T) {
+	d := requireKernel(t)
+	applyList(t, d, 1, producerList())
+	cid := "a-client-id-long-enough-for-any-answer"
+	for v := int16(0); v <= 13; v++ {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			data := frame(request(3, v, []string{"secret"}), &cid, 4242+int32(v))
+			got := parseAt(t, d, 1, true, data, 0)
+			if got.Kind != kindAnswer || got.Reason != ReasonDenied {
+				t.Fatalf("parse: got %+v, want an answered refusal", got)
+			}
+			pkt := make([]byte, testPrefix+len(data))
+			copy(pkt[testPrefix:], data)
+			out := make([]byte, len(pkt))
+			ret, err := d.objs.KafkaTestAnswer.Run(&ebpf.RunOptions{Data: pkt, DataOut: out})
+			if err != nil || ret != 0 {
+				t.Fatalf("answer: ret %d, %v", ret, err)
+			}
+			ans := out[testPrefix:]
+			if size := binary.BigEndian.Uint32(ans); int(size) != len(data)-4 {
+				t.Fatalf("size field %d, want %d", size, len(data)-4)
+			}
+			if corr := int32(binary.BigEndian.Uint32(ans[4:])); corr != 4242+int32(v) {
+				t.Fatalf("correlation ID %d, want %d", corr, 4242+v)
+			}
+			body := ans[8:]
+			resp := kmsg.NewPtrMetadataResponse()
+			resp.SetVersion(v)
+			if resp.IsFlexible() {
+				body = body[1:] // response header tags
+			}
+			if err := resp.ReadFrom(body); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if len(resp.Topics) != 1 || resp.Topics[0].Topic == nil || *resp.Topics[0].Topic != "secret" || resp.Topics[0].ErrorCode != 29 {
+				t.Fatalf("topics %+v, want secret with error 29", resp.Topics)
+			}
+			if len(resp.Brokers) != 0 || len(resp.Topics[0].Partitions) != 0 {
+				t.Fatalf("brokers %v partitions %v, want none", resp.Brokers, resp.Topics[0].Partitions)
+			}
+			if n := MetadataAnswerLen(int(v), len("secret")); !bytes.Equal(ans[n:], make([]byte, len(ans)-n)) {
+				t.Fatalf("bytes after the %d-byte answer are not zero: %x", n, ans[n:])
+			}
+		})
+	}
+	// A short client ID: the answer does not fit, the connection closes.
+	short := "k"
+	data := frame(request(3, 12, []string{"secret"}), &short, 1)
+	if got := parseAt(t, d, 1, true, data, 0); got.Kind != kindClose || got.Reason != ReasonDenied {
+		t.Fatalf("short frame: got %+v, want close", got)
 	}
 }
