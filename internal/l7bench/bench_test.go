@@ -82,6 +82,9 @@ type scenario struct {
 	l4    bool // the network datapath on both workloads' veths, L4 allows
 	rules int  // HTTP rules in the list (0: none)
 	proxy bool // the rules are enforced by the proxy hop, not the kernel
+	// passthrough: the server's connections go through a SOCKHASH with
+	// a stream parser and verdict that do nothing (passthrough_test.go).
+	passthrough bool
 }
 
 func (s scenario) port() int {
@@ -100,6 +103,7 @@ func (s scenario) requestRules() int { return max(s.rules, 10) }
 var scenarios = []scenario{
 	{name: "a-none"},
 	{name: "b-l4", l4: true},
+	{name: "b2-sockmap-noop", l4: true, passthrough: true},
 	{name: "c-l7-10", l4: true, rules: 10},
 	{name: "d-l7-256", l4: true, rules: engine.HTTPMaxRules},
 	{name: "e-proxy-10", l4: true, rules: 10, proxy: true},
@@ -115,6 +119,7 @@ type bench struct {
 	proxies        map[int]*Proxy // by rule count
 	proxyHandler   *switchHandler
 	kparse         *kparse
+	pt             *passthrough
 }
 
 // switchHandler is the proxy listener's handler, switched per scenario.
@@ -214,6 +219,10 @@ func setup(b *testing.B) *bench {
 		b.Fatal(err)
 	}
 	b.Cleanup(be.kparse.Close)
+	if be.pt, err = newPassthrough(cg, serverPort); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(be.pt.Close)
 	if err := be.l7.SetPeer(netip.PrefixFrom(clientIP, 32), uint32(clientID)); err != nil {
 		b.Fatal(err)
 	}
@@ -335,6 +344,13 @@ func (be *bench) configure(sc scenario) error {
 	if err := be.l7.Apply(be.generation, tables, binds); err != nil {
 		return fmt.Errorf("l7 datapath: %w", err)
 	}
+	if sc.passthrough {
+		if err := be.pt.on(); err != nil {
+			return err
+		}
+	} else if err := be.pt.off(); err != nil {
+		return err
+	}
 	be.proxyHandler.h = http.NotFoundHandler()
 	if sc.proxy {
 		be.proxyHandler.h = be.proxies[sc.rules]
@@ -375,6 +391,7 @@ type sample struct {
 	p50, p99 time.Duration
 	cpu      time.Duration // the process's CPU time per request at saturation
 	kparse   time.Duration // the kernel's decision of one request (BPF_PROG_TEST_RUN)
+	kparse1k time.Duration // the same, the request padded to 1 KiB
 }
 
 // counts are what the datapaths and the proxy counted.
@@ -406,7 +423,7 @@ func (be *bench) run(sc scenario) (sample, error) {
 	if err := be.configure(sc); err != nil {
 		return sample{}, err
 	}
-	var kp time.Duration
+	var kp, kp1k time.Duration
 	if sc.kernelL7() {
 		n := sc.requestRules()
 		per, out, err := be.kparse.run(uint32(benchList), Request(n), *flagRepeat)
@@ -418,6 +435,19 @@ func (be *bench) run(sc scenario) (sample, error) {
 			return sample{}, fmt.Errorf("the kernel's parse decided %+v, want the whole request allowed by rule %d", out, last)
 		}
 		kp = per
+		// The same request with a 1 KiB header block: the per-byte part.
+		padded := strings.Replace(Request(n), "\r\n\r\n", "\r\nX-Pad: "+strings.Repeat("p", 1024-len(Request(n))-9)+"\r\n\r\n", 1)
+		if len(padded) != 1024 {
+			return sample{}, fmt.Errorf("padded request of %d bytes", len(padded))
+		}
+		per, out, err = be.kparse.run(uint32(benchList), padded, *flagRepeat/4)
+		if err != nil {
+			return sample{}, err
+		}
+		if out.Kind != uint8(l7bpf.L7L7KindL7KIND_REQUEST) || l7.Reason(out.Reason) != l7.ReasonAllowed || out.Len != 1024 {
+			return sample{}, fmt.Errorf("the kernel's parse decided the padded request %+v, want it allowed", out)
+		}
+		kp1k = per
 	}
 	before, err := be.counts()
 	if err != nil {
@@ -441,9 +471,19 @@ func (be *bench) run(sc scenario) (sample, error) {
 	}
 	c := NewConn(nc, req)
 	rtts, err := Latencies(c, 200, *flagRequests)
+	if err != nil {
+		c.Close()
+		return sample{}, fmt.Errorf("latency: %w", err)
+	}
+	// The server's side of the open connection is in the no-op
+	// SOCKHASH exactly when the scenario says so.
+	socks, err := be.pt.sockets()
 	c.Close()
 	if err != nil {
-		return sample{}, fmt.Errorf("latency: %w", err)
+		return sample{}, err
+	}
+	if sc.passthrough != (socks > 0) {
+		return sample{}, fmt.Errorf("%d sockets in the no-op SOCKHASH (scenario: %v)", socks, sc.passthrough)
 	}
 	after, err := be.counts()
 	if err != nil {
@@ -460,7 +500,7 @@ func (be *bench) run(sc scenario) (sample, error) {
 	case sc.proxy && (d.proxied < n || d.proxyRefused != 1), !sc.proxy && d.proxied+d.proxyRefused != 0:
 		return sample{}, fmt.Errorf("the proxy forwarded %d and refused %d requests of %d and the probe", d.proxied, d.proxyRefused, n)
 	}
-	return sample{rps: sat.PerSecond(), p50: Percentile(rtts, 50), p99: Percentile(rtts, 99), cpu: sat.CPUPerRequest(), kparse: kp}, nil
+	return sample{rps: sat.PerSecond(), p50: Percentile(rtts, 50), p99: Percentile(rtts, 99), cpu: sat.CPUPerRequest(), kparse: kp, kparse1k: kp1k}, nil
 }
 
 func loadavg() string {
@@ -507,13 +547,13 @@ func BenchmarkL7Path(b *testing.B) {
 				b.Fatalf("round %d, %s: %v", round, sc.name, err)
 			}
 			res[sc.name] = append(res[sc.name], s)
-			b.Logf("round %d %-12s %8.0f req/s  %5.1f cpu-µs/req  p50 %6.1f µs  p99 %7.1f µs  kernel parse %4.0f ns  (load %s)",
-				round, sc.name, s.rps, us(s.cpu), us(s.p50), us(s.p99), float64(s.kparse.Nanoseconds()), loadavg())
+			b.Logf("round %d %-12s %8.0f req/s  %5.1f cpu-µs/req  p50 %6.1f µs  p99 %7.1f µs  kernel parse %4.0f ns (1 KiB %5.0f ns)  (load %s)",
+				round, sc.name, s.rps, us(s.cpu), us(s.p50), us(s.p99), float64(s.kparse.Nanoseconds()), float64(s.kparse1k.Nanoseconds()), loadavg())
 		}
 	}
 	loadEnd := loadavg()
 	var table strings.Builder
-	fmt.Fprintf(&table, "%-12s %9s %12s %9s %9s %10s\n", "scenario", "req/s", "cpu-µs/req", "p50 µs", "p99 µs", "parse ns")
+	fmt.Fprintf(&table, "%-16s %9s %12s %9s %9s %10s %13s\n", "scenario", "req/s", "cpu-µs/req", "p50 µs", "p99 µs", "parse ns", "parse-1KiB ns")
 	med := func(name string, f func(sample) float64) float64 {
 		var xs []float64
 		for _, s := range res[name] {
@@ -535,10 +575,12 @@ func BenchmarkL7Path(b *testing.B) {
 		p50 := med(sc.name, func(s sample) float64 { return us(s.p50) })
 		p99 := med(sc.name, func(s sample) float64 { return us(s.p99) })
 		kp := med(sc.name, func(s sample) float64 { return float64(s.kparse.Nanoseconds()) })
-		fmt.Fprintf(&table, "%-12s %9.0f %12.2f %9.1f %9.1f %10.0f\n", sc.name, rps, cpu, p50, p99, kp)
+		kp1k := med(sc.name, func(s sample) float64 { return float64(s.kparse1k.Nanoseconds()) })
+		fmt.Fprintf(&table, "%-16s %9.0f %12.2f %9.1f %9.1f %10.0f %13.0f\n", sc.name, rps, cpu, p50, p99, kp, kp1k)
 		b.Run(sc.name, func(b *testing.B) {
 			if sc.kernelL7() {
 				b.ReportMetric(kp, "parse-ns")
+				b.ReportMetric(kp1k, "parse-1KiB-ns")
 			}
 			b.ReportMetric(rps, "req/s")
 			b.ReportMetric(cpu, "cpu-µs/req")
@@ -547,7 +589,7 @@ func BenchmarkL7Path(b *testing.B) {
 		})
 	}
 	const (
-		none, l4, c, d, e = "a-none", "b-l4", "c-l7-10", "d-l7-256", "e-proxy-10"
+		none, l4, noop, c, d, e = "a-none", "b-l4", "b2-sockmap-noop", "c-l7-10", "d-l7-256", "e-proxy-10"
 		// An added latency or cost at or under the noise (≤ 0) is taken as
 		// floor in a ratio, which then says "at least" or "at most".
 		floor = 0.1
@@ -590,8 +632,8 @@ func BenchmarkL7Path(b *testing.B) {
 	kd := ratio(d, c, func(x, y sample) float64 { return float64(x.kparse) / float64(y.kparse) })
 	goal("d/c kernel parse per request", "d/c-parse", kd, "≤ 1.2", kd <= 1.2)
 	goal("d/c added CPU per request", "d/c-added-cpu", max(cpuD, floor)/max(cpuC, floor), "≤ 1.2", max(cpuD, floor)/max(cpuC, floor) <= 1.2)
-	fmt.Fprintf(&table, "added over b-l4 (median of rounds): p50 c %.1f µs, d %.1f µs, e %.1f µs; CPU per request c %.2f µs, d %.2f µs, e %.2f µs; b over a-none: p50 %.1f µs, CPU %.2f µs\n",
-		addC, addD, addE, cpuC, cpuD, cpuE,
+	fmt.Fprintf(&table, "added over b-l4 (median of rounds): p50 c %.1f µs, d %.1f µs, e %.1f µs, b2 (no-op SOCKHASH) %.1f µs; CPU per request c %.2f µs, d %.2f µs, e %.2f µs, b2 %.2f µs; b over a-none: p50 %.1f µs, CPU %.2f µs\n",
+		addC, addD, addE, added(noop, p50), cpuC, cpuD, cpuE, added(noop, cpu),
 		ratio(l4, none, func(x, y sample) float64 { return us(x.p50) - us(y.p50) }),
 		ratio(l4, none, func(x, y sample) float64 { return us(x.cpu) - us(y.cpu) }))
 	for _, g := range goals {
