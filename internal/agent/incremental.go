@@ -71,23 +71,19 @@ func (l *liveIDs) Lookup(x engine.Labels) (engine.Identity, bool) { return l.t.L
 // never to be modified) and the delta from the state of the previous
 // update, nil when it compiled from scratch.
 func (c *incremental) update(in *inputs) (*engine.MapState, *engine.Delta, error) {
-	versions := make(map[objKey]objVersion, len(in.objects))
-	for _, o := range in.objects {
-		if o.network() {
-			versions[o.key] = objVersion{uid: o.obj.GetUID(), rv: o.obj.GetResourceVersion()}
-		}
-	}
+	versionOf := objectVersions(in)
 	if c.comp == nil {
-		return c.whole(in, versions)
+		return c.whole(in, versionOf)
 	}
 	var set []*engine.Policy
 	var setKeys []objKey
+	var setVersions []objVersion
 	added := 0
-	for _, p := range in.ir.Policies {
-		k := objKey{kind: p.Origin.Kind, namespace: p.Origin.Namespace, name: p.Origin.Name}
+	for i, p := range in.ir.Policies {
+		k := originKey(p.Origin)
 		v, had := c.versions[k]
-		if nv := versions[k]; !had || nv.rv == "" || v != nv {
-			set, setKeys = append(set, p), append(setKeys, k)
+		if nv := versionOf(i, k); !had || nv.rv == "" || v != nv {
+			set, setKeys, setVersions = append(set, p), append(setKeys, k), append(setVersions, nv)
 		}
 		if !had {
 			added++
@@ -98,7 +94,7 @@ func (c *incremental) update(in *inputs) (*engine.MapState, *engine.Delta, error
 		// Some compiled policies are no longer in the inputs.
 		inIR := make(map[objKey]bool, len(in.ir.Policies))
 		for _, p := range in.ir.Policies {
-			inIR[objKey{kind: p.Origin.Kind, namespace: p.Origin.Namespace, name: p.Origin.Name}] = true
+			inIR[originKey(p.Origin)] = true
 		}
 		for k := range c.versions {
 			if !inIR[k] {
@@ -107,7 +103,7 @@ func (c *incremental) update(in *inputs) (*engine.MapState, *engine.Delta, error
 		}
 	}
 	if len(set)+len(gone) > maxIncrementalPolicies {
-		return c.whole(in, versions)
+		return c.whole(in, versionOf)
 	}
 	var delta *engine.Delta
 	step := func(d *engine.Delta, err error) error {
@@ -140,8 +136,8 @@ func (c *incremental) update(in *inputs) (*engine.MapState, *engine.Delta, error
 		c.comp, c.versions, c.cluster = nil, nil, nil
 		return nil, nil, fmt.Errorf("compile: %w", err)
 	}
-	for _, k := range setKeys {
-		c.versions[k] = versions[k]
+	for i, k := range setKeys {
+		c.versions[k] = setVersions[i]
 	}
 	for _, k := range gone {
 		delete(c.versions, k)
@@ -160,8 +156,34 @@ type objVersion struct {
 	rv  string // empty: unknown, so the policy is compiled again
 }
 
+// objectVersions returns the version of the object of the IR's i-th
+// policy, key k. The network objects among in.objects are in the IR's
+// order when the agent gathered them (both sorted by key), so the version
+// is found by position; otherwise by key.
+func objectVersions(in *inputs) func(i int, k objKey) objVersion {
+	nets := make([]*policyObject, 0, len(in.ir.Policies))
+	for _, o := range in.objects {
+		if o.network() {
+			nets = append(nets, o)
+		}
+	}
+	var byKey map[objKey]objVersion
+	return func(i int, k objKey) objVersion {
+		if i < len(nets) && nets[i].key == k {
+			return objVersion{uid: nets[i].obj.GetUID(), rv: nets[i].obj.GetResourceVersion()}
+		}
+		if byKey == nil {
+			byKey = make(map[objKey]objVersion, len(nets))
+			for _, o := range nets {
+				byKey[o.key] = objVersion{uid: o.obj.GetUID(), rv: o.obj.GetResourceVersion()}
+			}
+		}
+		return byKey[k]
+	}
+}
+
 // whole compiles in from scratch.
-func (c *incremental) whole(in *inputs, versions map[objKey]objVersion) (*engine.MapState, *engine.Delta, error) {
+func (c *incremental) whole(in *inputs, versionOf func(int, objKey) objVersion) (*engine.MapState, *engine.Delta, error) {
 	if c.ids == nil {
 		c.ids = &liveIDs{}
 	}
@@ -173,9 +195,9 @@ func (c *incremental) whole(in *inputs, versions map[objKey]objVersion) (*engine
 	}
 	c.comp, c.cluster, c.ids0 = comp, in.cluster, in.ids
 	c.versions = make(map[objKey]objVersion, len(in.ir.Policies))
-	for _, p := range in.ir.Policies {
-		k := objKey{kind: p.Origin.Kind, namespace: p.Origin.Namespace, name: p.Origin.Name}
-		c.versions[k] = versions[k]
+	for i, p := range in.ir.Policies {
+		k := originKey(p.Origin)
+		c.versions[k] = versionOf(i, k)
 	}
 	c.last = compileInfo{whole: true}
 	return comp.State(), nil, nil

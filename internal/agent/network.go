@@ -463,6 +463,24 @@ func (n *network) Report(in *inputs, r *report) {
 // objectGaps adds, per object, what this node's failures leave unenforced.
 func (n *network) objectGaps(in *inputs, r *report) {
 	node, _ := in.cluster.Node(n.a.Node)
+	// The local workloads that fail closed, with their labels: usually
+	// none, and then a policy's gaps are only the host's.
+	type failingLocal struct {
+		id, reason string
+		labels     engine.Labels
+	}
+	var failing []failingLocal
+	for _, l := range in.local {
+		if reason, ok := n.failing[l.id]; ok {
+			if e, ok := in.cluster.Endpoint(l.id); ok {
+				failing = append(failing, failingLocal{id: l.id, reason: reason, labels: in.cluster.WorkloadLabels(e)})
+			}
+		}
+	}
+	hostGaps := node != nil && n.hostAttached == 0
+	if len(failing) == 0 && !hostGaps {
+		return
+	}
 	for _, p := range in.ir.Policies {
 		key := objKey{kind: p.Origin.Kind, namespace: p.Origin.Namespace, name: p.Origin.Name}
 		switch s := p.Subject; {
@@ -470,14 +488,10 @@ func (n *network) objectGaps(in *inputs, r *report) {
 			r.gap(key, gap{reason: v1.HostInterfaceMissingReason, whole: true,
 				message: "the host firewall is attached to no host interface on this node (see the agent's --host-interfaces), so the kernel passes the host's traffic"})
 		case s.Endpoints != nil:
-			for _, l := range in.local {
-				reason, failing := n.failing[l.id]
-				if !failing {
-					continue
-				}
-				if e, ok := in.cluster.Endpoint(l.id); ok && s.Endpoints.Matches(in.cluster.WorkloadLabels(e)) {
+			for _, l := range failing {
+				if s.Endpoints.Matches(l.labels) {
 					r.gap(key, gap{reason: v1.FailClosedReason,
-						message: fmt.Sprintf("workload %s fails closed (%s): the kernel drops its traffic", l.id, reason)})
+						message: fmt.Sprintf("workload %s fails closed (%s): the kernel drops its traffic", l.id, l.reason)})
 				}
 			}
 		}

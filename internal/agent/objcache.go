@@ -18,6 +18,7 @@ package agent
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -37,7 +38,11 @@ type objectCache struct {
 	objs map[objKey]*policyObject
 	// sweep marks the objects the last list saw; the others are dropped.
 	sweep uint64
-	asm   engine.Assembler
+	// order are the keys of objs, sorted; reordered is whether a list
+	// added or dropped a key, so that order must be sorted again.
+	order     []objKey
+	reordered bool
+	asm       engine.Assembler
 	// epoch counts the changes of the node's local labels (workloads and
 	// the node itself), which decide whether a network policy concerns
 	// the node; localKey is the last one seen.
@@ -60,6 +65,9 @@ func (c *objectCache) object(kind string, o client.Object, fresh func() client.O
 		p.sweep = c.sweep
 		return p
 	}
+	if c.objs[k] == nil {
+		c.reordered = true
+	}
 	p := newPolicyObject(kind, fresh())
 	p.sweep = c.sweep
 	c.objs[k] = p
@@ -67,15 +75,25 @@ func (c *objectCache) object(kind string, o client.Object, fresh func() client.O
 }
 
 // startList begins a list of every object; endList drops the objects it
-// did not see.
+// did not see and returns the objects listed, sorted by key.
 func (c *objectCache) startList() { c.sweep++ }
 
-func (c *objectCache) endList() {
+func (c *objectCache) endList() []*policyObject {
 	for k, p := range c.objs {
 		if p.sweep != c.sweep {
 			delete(c.objs, k)
+			c.reordered = true
 		}
 	}
+	if c.reordered || len(c.order) != len(c.objs) {
+		c.order = slices.SortedFunc(maps.Keys(c.objs), compareKeys)
+		c.reordered = false
+	}
+	out := make([]*policyObject, len(c.order))
+	for i, k := range c.order {
+		out[i] = c.objs[k]
+	}
+	return out
 }
 
 // normalized is the object's policy as the engine normalizes it, built

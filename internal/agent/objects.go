@@ -62,7 +62,11 @@ type policyObject struct {
 	key      objKey
 	set      setKey // zero when no PolicySet owns the object
 	revision string
-	obj      client.Object
+	// revisionObjects is how many objects the revision renders, when
+	// countsObjects.
+	revisionObjects int
+	countsObjects   bool
+	obj             client.Object
 	// gaps are what the capability table says the datapath does not
 	// enforce of the object as written.
 	gaps []capability.Gap
@@ -86,6 +90,9 @@ type policyObject struct {
 func newPolicyObject(kind string, o client.Object) *policyObject {
 	p := &policyObject{key: objKey{kind: kind, namespace: o.GetNamespace(), name: o.GetName()}, obj: o,
 		revision: o.GetAnnotations()[render.AnnotationRevision]}
+	if n, err := strconv.Atoi(o.GetAnnotations()[render.AnnotationRevisionObjects]); err == nil {
+		p.revisionObjects, p.countsObjects = n, true
+	}
 	if l := o.GetLabels(); l[render.LabelPolicySetName] != "" {
 		p.set = setKey{namespace: l[render.LabelPolicySetNamespace], name: l[render.LabelPolicySetName]}
 	}
@@ -124,8 +131,8 @@ type setInfo struct {
 var errRevisionIncomplete = errors.New("revision incomplete")
 
 // listObjects lists every policy object of the four kinds from the cache,
-// without deep copies: an object whose version the agent has seen is the
-// policyObject it kept (objectCache).
+// without deep copies, sorted by key: an object whose version the agent
+// has seen is the policyObject it kept (objectCache).
 func (a *Agent) listObjects(ctx context.Context) ([]*policyObject, error) {
 	c := &a.objCache
 	c.startList()
@@ -146,21 +153,19 @@ func (a *Agent) listObjects(ctx context.Context) ([]*policyObject, error) {
 	if err := a.Client.List(ctx, &ctps, nocopy); err != nil {
 		return nil, fmt.Errorf("list cluster tracing policies: %w", err)
 	}
-	out := make([]*policyObject, 0, len(nps.Items)+len(cnps.Items)+len(tps.Items)+len(ctps.Items))
 	for i := range nps.Items {
-		out = append(out, c.object("NetworkPolicy", &nps.Items[i], func() client.Object { o := nps.Items[i]; return &o }))
+		c.object("NetworkPolicy", &nps.Items[i], func() client.Object { o := nps.Items[i]; return &o })
 	}
 	for i := range cnps.Items {
-		out = append(out, c.object("ClusterNetworkPolicy", &cnps.Items[i], func() client.Object { o := cnps.Items[i]; return &o }))
+		c.object("ClusterNetworkPolicy", &cnps.Items[i], func() client.Object { o := cnps.Items[i]; return &o })
 	}
 	for i := range tps.Items {
-		out = append(out, c.object("TracingPolicy", &tps.Items[i], func() client.Object { o := tps.Items[i]; return &o }))
+		c.object("TracingPolicy", &tps.Items[i], func() client.Object { o := tps.Items[i]; return &o })
 	}
 	for i := range ctps.Items {
-		out = append(out, c.object("ClusterTracingPolicy", &ctps.Items[i], func() client.Object { o := ctps.Items[i]; return &o }))
+		c.object("ClusterTracingPolicy", &ctps.Items[i], func() client.Object { o := ctps.Items[i]; return &o })
 	}
-	c.endList()
-	return out, nil
+	return c.endList(), nil
 }
 
 // complete reports whether objs (one PolicySet's) are all of one
@@ -171,7 +176,7 @@ func complete(objs []*policyObject) (string, bool) {
 		if o.revision != rev {
 			return "", false
 		}
-		if n, err := strconv.Atoi(o.obj.GetAnnotations()[render.AnnotationRevisionObjects]); err == nil && n != len(objs) {
+		if o.countsObjects && o.revisionObjects != len(objs) {
 			return "", false
 		}
 	}
@@ -195,13 +200,10 @@ func (a *Agent) selectObjects(ctx context.Context, all []*policyObject) ([]*poli
 		a.snapshots = map[setKey]*setInfo{}
 	}
 	bySet := map[setKey][]*policyObject{}
-	var chosen []*policyObject
 	for _, o := range all {
-		if o.set == (setKey{}) {
-			chosen = append(chosen, o)
-			continue
+		if o.set != (setKey{}) {
+			bySet[o.set] = append(bySet[o.set], o)
 		}
-		bySet[o.set] = append(bySet[o.set], o)
 	}
 	sets := map[setKey]*setInfo{}
 	var deferred []string
@@ -242,10 +244,26 @@ func (a *Agent) selectObjects(ctx context.Context, all []*policyObject) ([]*poli
 		a.Log.Info("the cache lists no object of a PolicySet the API server still has; keeping its revision", "policyset", k.namespace+"/"+k.name, "revision", snap.revision)
 		sets[k] = snap
 	}
-	for _, k := range slices.SortedFunc(maps.Keys(sets), func(x, y setKey) int {
-		return cmp.Or(strings.Compare(x.namespace, y.namespace), strings.Compare(x.name, y.name))
-	}) {
-		chosen = append(chosen, sets[k].objects...)
+	// The chosen objects, sorted by key as all is: the listed ones of the
+	// sets that enforce them, and the objects sets keep from an earlier
+	// list.
+	var kept []*policyObject
+	earlier := map[setKey]bool{}
+	for k, si := range sets {
+		if objs := bySet[k]; len(objs) == 0 || len(objs) != len(si.objects) || &objs[0] != &si.objects[0] {
+			kept = append(kept, si.objects...)
+			earlier[k] = true
+		}
+	}
+	chosen := make([]*policyObject, 0, len(all)+len(kept))
+	for _, o := range all {
+		if o.set == (setKey{}) || sets[o.set] != nil && !earlier[o.set] {
+			chosen = append(chosen, o)
+		}
+	}
+	if len(kept) > 0 {
+		chosen = append(chosen, kept...)
+		slices.SortStableFunc(chosen, func(x, y *policyObject) int { return compareKeys(x.key, y.key) })
 	}
 	return chosen, sets, nil
 }

@@ -34,6 +34,9 @@ import (
 type ruleTable struct {
 	ids  map[engine.RuleID][]*ruleVersion
 	pols map[objKey]*tablePolicy
+	// byPol are pols by normalized policy: an unchanged policy is found
+	// by pointer, without hashing its key.
+	byPol map[*engine.Policy]*tablePolicy
 	// retired are the versions replaced since the last prune, in the
 	// order they were (their to never decreases).
 	retired []*ruleVersion
@@ -60,13 +63,12 @@ type tablePolicy struct {
 // object cache keeps it per object version) keeps its rules.
 func (t *ruleTable) update(gen uint64, in *inputs) {
 	if t.ids == nil {
-		t.ids, t.pols = map[engine.RuleID][]*ruleVersion{}, map[objKey]*tablePolicy{}
+		t.ids, t.pols, t.byPol = map[engine.RuleID][]*ruleVersion{}, map[objKey]*tablePolicy{}, map[*engine.Policy]*tablePolicy{}
 	}
 	t.sweep++
 	var changed []*engine.Policy
 	for _, pol := range in.ir.Policies {
-		k := originKey(pol.Origin)
-		if tp := t.pols[k]; tp != nil && tp.pol == pol {
+		if tp := t.byPol[pol]; tp != nil {
 			tp.sweep = t.sweep
 			continue
 		}
@@ -77,6 +79,7 @@ func (t *ruleTable) update(gen uint64, in *inputs) {
 		k := originKey(pol.Origin)
 		if tp := t.pols[k]; tp != nil {
 			t.retire(gen, tp)
+			delete(t.byPol, tp.pol)
 		}
 		obj := objectOf(k)
 		tp := &tablePolicy{pol: pol, sweep: t.sweep, rules: make([]*ruleVersion, 0, len(pol.Rules))}
@@ -86,12 +89,14 @@ func (t *ruleTable) update(gen uint64, in *inputs) {
 			tp.rules = append(tp.rules, rv)
 		}
 		t.pols[k] = tp
+		t.byPol[pol] = tp
 	}
 	if len(t.pols) != len(in.ir.Policies) {
 		for k, tp := range t.pols {
 			if tp.sweep != t.sweep {
 				t.retire(gen, tp)
 				delete(t.pols, k)
+				delete(t.byPol, tp.pol)
 			}
 		}
 	}

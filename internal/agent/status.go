@@ -100,8 +100,11 @@ func (a *Agent) setStatus(r *report) []v1.PolicySetEnforcement {
 			continue
 		}
 		e := v1.PolicySetEnforcement{Namespace: k.namespace, Name: k.name, Revision: si.revision, Generation: gen, PendingRevision: si.pending}
-		objs := slices.Clone(si.objects)
-		slices.SortFunc(objs, func(x, y *policyObject) int { return compareKeys(x.key, y.key) })
+		objs := si.objects // in key order as selectObjects chose them, but check
+		byKey := func(x, y *policyObject) int { return compareKeys(x.key, y.key) }
+		if !slices.IsSortedFunc(objs, byKey) {
+			objs = slices.SortedFunc(slices.Values(objs), byKey)
+		}
 		for _, o := range objs {
 			if !o.concerns {
 				continue

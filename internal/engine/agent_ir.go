@@ -62,9 +62,13 @@ func (a *Assembler) Assemble(policies []*Policy) *IR {
 	prev := a.copies
 	a.copies = nil
 	ir := &IR{Policies: slices.Clone(policies), rules: make(map[RuleID]*Rule, len(policies)*2)}
-	slices.SortFunc(ir.Policies, func(a, b *Policy) int {
+	order := func(a, b *Policy) int {
 		return cmp.Or(cmp.Compare(a.Origin.Kind, b.Origin.Kind), cmp.Compare(a.Origin.Namespace, b.Origin.Namespace), cmp.Compare(a.Origin.Name, b.Origin.Name))
-	})
+	}
+	// A caller that keeps its policies in order saves the sort.
+	if !slices.IsSortedFunc(ir.Policies, order) {
+		slices.SortFunc(ir.Policies, order)
+	}
 	var ids []RuleID
 	for i, src := range ir.Policies {
 		ids = ids[:0]
