@@ -1,0 +1,209 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package guard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/hack/genpolicies/gen"
+	"github.com/palisade-dev/palisade/internal/policy"
+	"github.com/palisade-dev/palisade/internal/render"
+	"github.com/palisade-dev/palisade/internal/validate"
+)
+
+// TestCacheSameDecision runs random sequences of reviews, each judged three
+// ways: with a cache shared by the whole sequence, with one so small that
+// it rotates within a review, and from scratch (NewChangeSet of the
+// canonical policies, which uses no cache of policies or changes). The
+// change-set documents (JSON and OPA value) and the decisions must be the
+// same, byte for byte.
+func TestCacheSameDecision(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := gen.Write(dir, gen.Config{N: 60, Seed: 7, Embedded: true}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := validate.Dir(context.Background(), dir, validate.Options{})
+	if err != nil || !rep.Valid() {
+		t.Fatalf("generated repository: %v %v", err, rep.Diagnostics)
+	}
+	g, diags := Compile(Builtin())
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	ctx := context.Background()
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 99))
+			meta := Meta{Revision: "head", PreviousRevision: "base", PolicySet: PolicySetRef{Name: "main"}}
+			initial := slices.Clone(rep.Objects)
+			// Some policies leave their namespace to the PolicySet.
+			for i, p := range initial {
+				if p.NetworkPolicy != nil && rng.IntN(4) == 0 {
+					initial[i] = edit(t, p, func(np *v1alpha1.NetworkPolicy) { np.Namespace = "" })
+				}
+			}
+			shared, tiny := NewCache(DefaultCacheBytes), NewCache(8<<10)
+			base, head := initial, slices.Clone(initial)
+			var deleted []*policy.Policy
+			for step := range 120 {
+				// Mutate a few policies of head.
+				for range 1 + rng.IntN(6) {
+					head, deleted = mutate(t, rng, head, deleted)
+				}
+				// One cache serves PolicySets of different namespaces.
+				meta.PolicySet.Namespace = []string{"shop", "billing"}[rng.IntN(2)]
+				want := NewChangeSet(Canonical(base, meta), Canonical(head, meta), meta)
+				wantD := g.Evaluate(ctx, want, Options{})
+				for _, c := range []*Cache{shared, tiny, NewCache(DefaultCacheBytes)} {
+					got := reviewChangeSet(base, head, meta, c)
+					if !bytes.Equal(got.JSON(), want.JSON()) {
+						t.Fatalf("step %d: change set differs\ngot:  %s\nwant: %s", step, got.JSON(), want.JSON())
+					}
+					if ast.Compare(got.value, want.value) != 0 {
+						t.Fatalf("step %d: OPA input differs", step)
+					}
+					js, _ := Review(ctx, g, base, head, meta, Options{Cache: c})
+					if !bytes.Equal(js, wantD.JSON()) {
+						t.Fatalf("step %d: decision differs\ngot:  %s\nwant: %s", step, js, wantD.JSON())
+					}
+				}
+				// Sometimes the head is applied and becomes the base; the
+				// objects read back carry render's labels and annotations.
+				if rng.IntN(3) == 0 {
+					base = make([]*policy.Policy, len(head))
+					for i, p := range head {
+						base[i] = readBack(t, p, rng.IntN(5))
+					}
+				}
+			}
+			if shared.hits == 0 || tiny.hits+tiny.misses == 0 {
+				t.Fatalf("the caches were not used: shared %d hits, tiny %d hits %d misses", shared.hits, tiny.hits, tiny.misses)
+			}
+			t.Logf("shared cache: %d hits, %d misses; tiny: %d hits, %d misses", shared.hits, shared.misses, tiny.hits, tiny.misses)
+		})
+	}
+}
+
+// edit returns p with its NetworkPolicy changed by f and its JSON the
+// changed object's.
+func edit(t *testing.T, p *policy.Policy, f func(*v1alpha1.NetworkPolicy)) *policy.Policy {
+	t.Helper()
+	np := p.NetworkPolicy.DeepCopy()
+	f(np)
+	js, err := json.Marshal(np)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := *p
+	q.NetworkPolicy, q.JSON, q.Namespace = np, js, np.Namespace
+	return &q
+}
+
+// readBack returns p as the controller reads it back from the API server
+// (render.Policy of the object render applied at some revision).
+func readBack(t *testing.T, p *policy.Policy, rev int) *policy.Policy {
+	t.Helper()
+	if p.NetworkPolicy == nil {
+		return p
+	}
+	np := p.NetworkPolicy.DeepCopy()
+	if np.Annotations == nil {
+		np.Annotations = map[string]string{}
+	}
+	np.Annotations[render.AnnotationRevision] = fmt.Sprintf("rev-%d", rev)
+	np.Annotations[render.AnnotationSource] = fmt.Sprintf("%s:%d:1", p.Pos.File, max(p.Pos.Line, 1))
+	np.UID = types.UID("uid-" + p.Name)
+	np.ResourceVersion = fmt.Sprint(rev)
+	q, err := render.Policy(np)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// mutate changes one policy of ps at random: a new or removed rule, a new
+// mode, label, render annotation or position, the same content in a new
+// object, a deletion, or the return of a deleted policy.
+func mutate(t *testing.T, rng *rand.Rand, ps, deleted []*policy.Policy) ([]*policy.Policy, []*policy.Policy) {
+	ps = slices.Clone(ps)
+	i := rng.IntN(len(ps))
+	p := ps[i]
+	if p.NetworkPolicy == nil {
+		return ps, deleted
+	}
+	entities := []v1alpha1.Entity{v1alpha1.EntityCluster, v1alpha1.EntityWorld, v1alpha1.EntityAll, v1alpha1.EntityHost}
+	switch rng.IntN(9) {
+	case 0, 1:
+		ps[i] = edit(t, p, func(np *v1alpha1.NetworkPolicy) {
+			np.Spec.Ingress = append(np.Spec.Ingress, v1alpha1.IngressRule{
+				FromEntities: []v1alpha1.Entity{entities[rng.IntN(len(entities))]},
+				ToPorts:      []v1alpha1.PortRule{{Ports: []v1alpha1.PortProtocol{{Port: intstr.FromInt32(int32(20 + rng.IntN(8))), Protocol: v1alpha1.ProtocolTCP}}}},
+			})
+		})
+	case 2:
+		ps[i] = edit(t, p, func(np *v1alpha1.NetworkPolicy) {
+			if n := len(np.Spec.Ingress); n > 0 {
+				np.Spec.Ingress = np.Spec.Ingress[:n-1]
+			}
+		})
+	case 3:
+		ps[i] = edit(t, p, func(np *v1alpha1.NetworkPolicy) {
+			if np.Spec.Mode == v1alpha1.EnforcementModeAudit {
+				np.Spec.Mode = ""
+			} else {
+				np.Spec.Mode = v1alpha1.EnforcementModeAudit
+			}
+		})
+	case 4:
+		ps[i] = edit(t, p, func(np *v1alpha1.NetworkPolicy) {
+			if np.Labels == nil {
+				np.Labels = map[string]string{}
+			}
+			np.Labels["team"] = fmt.Sprint("t", rng.IntN(3))
+			np.Labels[render.LabelPolicySetName] = fmt.Sprint("set", rng.IntN(3))
+		})
+	case 5:
+		q := *p
+		q.Pos.Line = 1 + rng.IntN(3)
+		ps[i] = &q
+	case 6:
+		ps[i] = edit(t, p, func(*v1alpha1.NetworkPolicy) {})
+	case 7:
+		if len(ps) > 1 {
+			deleted = append(deleted, p)
+			ps = slices.Delete(ps, i, i+1)
+		}
+	case 8:
+		if n := len(deleted); n > 0 {
+			j := rng.IntN(n)
+			ps = append(ps, deleted[j])
+			deleted = slices.Delete(deleted, j, j+1)
+		}
+	}
+	return ps, deleted
+}
