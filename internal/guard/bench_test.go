@@ -48,9 +48,19 @@ import (
 //	ReviewNewHead: Review of a head that is new in every iteration (the
 //	          added rule's port differs), while the base stays: what a
 //	          controller pays for each new commit, whose policies no
-//	          earlier review has converted (valuecache.go). Review, which
-//	          judges the same change again and again, converts nothing
-//	          after its first iteration.
+//	          earlier review has seen. Review, which judges the same
+//	          change again and again, derives nothing after its first
+//	          iteration (cache.go).
+//	ReviewOneMore: Review of a head that differs from the previous
+//	          iteration's in one policy (a new port on one of the n
+//	          changed ones, in turn), against the same base: what a
+//	          controller pays for a commit that changes one policy more
+//	          than the last reviewed one, when n policies differ from the
+//	          applied ones (a denied revision fixed, say).
+//
+// Each benchmark starts from a cache its earlier sub-benchmarks filled,
+// and the ports they add do not repeat, so that nothing is found in the
+// cache that the model says is new.
 
 func BenchmarkEvaluate(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
@@ -72,13 +82,42 @@ func BenchmarkReviewNewHead(b *testing.B) {
 			meta := guard.Meta{Revision: "head", PreviousRevision: "base", Overrides: []string{"max-changes"}}
 			ctx := context.Background()
 			var lat latencies
-			port := int32(20000)
+			port := int32(20000 + 10*n) // distinct per n
 			for b.Loop() {
 				port++ // a new head: policies no review has seen
 				head := slices.Clone(base)
 				for i := range n {
 					head[i] = widenPort(b, base[i], port)
 				}
+				var d *guard.Decision
+				lat.measure(func() { _, d = guard.Review(ctx, g, base, head, meta, guard.Options{}) })
+				if len(d.Errors) > 0 || d.Summary.Total != n {
+					b.Fatalf("unexpected decision: %s", d.JSON())
+				}
+			}
+			lat.report(b)
+		})
+	}
+}
+
+func BenchmarkReviewOneMore(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("changes=%d", n), func(b *testing.B) {
+			base := benchPolicies(b)
+			g := builtin(b)
+			meta := guard.Meta{Revision: "head", PreviousRevision: "base", Overrides: []string{"max-changes"}}
+			ctx := context.Background()
+			head := slices.Clone(base)
+			for i := range n {
+				head[i] = widenPort(b, base[i], 40000)
+			}
+			guard.Review(ctx, g, base, head, meta, guard.Options{}) // the previous review
+			var lat latencies
+			port := int32(40001 + 10*n) // distinct per n and from ReviewNewHead's
+			for i := 0; b.Loop(); i++ {
+				port++
+				head = slices.Clone(head)
+				head[i%n] = widenPort(b, base[i%n], port) // one policy more is new
 				var d *guard.Decision
 				lat.measure(func() { _, d = guard.Review(ctx, g, base, head, meta, guard.Options{}) })
 				if len(d.Errors) > 0 || d.Summary.Total != n {
