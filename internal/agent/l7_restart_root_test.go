@@ -22,11 +22,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -323,8 +325,10 @@ func (tr *l7Traffic) end() {
 // TestL7AgentKilledDuringTraffic: requests flow from client to the server
 // (allowed and refused ones on new connections, allowed ones on a
 // keep-alive connection opened before) while the agent stops, an agent
-// process starts (adopting the pinned state and applying a generation),
-// is killed with SIGKILL, and another starts. Every request is answered
+// process starts (adopting the pinned state and applying a generation)
+// and is killed with SIGKILL, another is killed as soon as it adopted
+// (before, during or right after its first generation), and a third
+// starts. Every request is answered
 // as the policy says: no allowed one fails, no refused one reaches the
 // server. After the restarts a new revision applies to the keep-alive
 // connection opened under the first agent.
@@ -357,10 +361,25 @@ func TestL7AgentKilledDuringTraffic(t *testing.T) {
 	kill1()
 	tr.more(5)
 
-	tr.setPhase("agent process 2 starting")
+	// Killed as soon as it runs its program: before, during or right
+	// after its first generation.
+	tr.setPhase("agent process 2 starting, killed once adopted")
 	kill2 := e.agentProcess("2")
-	_, g2 := e.adopted("agent process 2", link0, p1, g1)
-	tr.setPhase("agent process 2")
+	var p2 ebpf.ProgramID
+	e.eventually("agent process 2 adopts the pinned state", func() error {
+		if _, p2 = e.sockopsLinkProgram(); p2 == p1 {
+			return fmt.Errorf("the sockops link still runs program %d", p2)
+		}
+		return nil
+	})
+	kill2()
+	tr.setPhase("no agent (process 2 killed)")
+	tr.more(5)
+
+	tr.setPhase("agent process 3 starting")
+	kill3 := e.agentProcess("3")
+	_, g3 := e.adopted("agent process 3", link0, p2, g1)
+	tr.setPhase("agent process 3")
 	tr.more(5)
 	tr.end()
 
@@ -371,8 +390,11 @@ func TestL7AgentKilledDuringTraffic(t *testing.T) {
 	if len(tr.failures) > 20 {
 		t.Errorf("and %d more failures", len(tr.failures)-20)
 	}
-	t.Logf("%d rounds; generations %d, %d, %d; answered as the policy says: %v", tr.rounds.Load(), gen, g1, g2, tr.counts)
-	for _, phase := range []string{"first agent", "no agent (stopped)", "agent process 1", "no agent (process 1 killed)", "agent process 2"} {
+	t.Logf("%d rounds; generations %d, %d, %d; answered as the policy says:", tr.rounds.Load(), gen, g1, g3)
+	for _, k := range slices.Sorted(maps.Keys(tr.counts)) {
+		t.Logf("  %s: %d", k, tr.counts[k])
+	}
+	for _, phase := range []string{"first agent", "no agent (stopped)", "agent process 1", "no agent (process 1 killed)", "no agent (process 2 killed)", "agent process 3"} {
 		for _, kind := range []string{"allowed", "refused", "keep-alive"} {
 			if tr.counts[phase+"/"+kind] == 0 {
 				t.Errorf("no %s request answered as the policy says while %s", kind, phase)
@@ -389,8 +411,8 @@ func TestL7AgentKilledDuringTraffic(t *testing.T) {
 	// A new revision that allows /private: the keep-alive connection
 	// opened under the first agent follows it.
 	e.policyOf("api", "r2", 1, strings.Replace(l7Policy, `path: "/public.*"}`, `path: "/public.*"}, {method: GET, path: /private}`, 1))
-	e.eventually("agent process 2 applies r2", func() error {
-		if g := e.l7Generation(); g <= g2 {
+	e.eventually("agent process 3 applies r2", func() error {
+		if g := e.l7Generation(); g <= g3 {
 			return fmt.Errorf("l7 generation %d", g)
 		}
 		return nil
@@ -398,5 +420,5 @@ func TestL7AgentKilledDuringTraffic(t *testing.T) {
 	if code, body, err := tr.request(tr.ka, "/private"); err != nil || code != http.StatusOK || body != "ok /private" {
 		t.Errorf("r2: GET /private on the keep-alive connection opened under the first agent: %d %q %v, want the server's answer", code, body, err)
 	}
-	kill2()
+	kill3()
 }
