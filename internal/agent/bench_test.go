@@ -19,7 +19,9 @@ package agent_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,9 +33,11 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -53,7 +57,9 @@ import (
 // on the agent's node), how long a policy object change takes to reach
 // the kernel (from the API write to the new generation in the pinned
 // maps, with the new port in the policy map), and the agent's peak
-// resident memory (VmHWM). make bench-agent runs it. PALISADE_BENCH_LOG=debug
+// resident memory (VmHWM) and its resident memory at the end (VmRSS). The
+// agent runs with the GOMEMLIMIT of its DaemonSet (config/agent), or
+// PALISADE_BENCH_GOMEMLIMIT ("off": none). make bench-agent runs it. PALISADE_BENCH_LOG=debug
 // and PALISADE_BENCH_LOGDIR=<dir> keep the agent's log, with every sync's phases.
 func BenchmarkAgent(b *testing.B) {
 	if os.Geteuid() != 0 {
@@ -90,6 +96,25 @@ func benchAgent(b *testing.B, root, bin string, policies, pods int) {
 	allocate(b, cp.Config, c, pods)
 
 	pins := benchPinDir(b)
+	// The agent runs with the environment its DaemonSet gives it
+	// (GOMEMLIMIT); the runtime reads it at start, so setting it here
+	// changes only the agent's process.
+	limit := manifestEnv(b, root, "GOMEMLIMIT")
+	if l, ok := os.LookupEnv("PALISADE_BENCH_GOMEMLIMIT"); ok {
+		limit = l // "off" measures without it
+	}
+	if limit != "" {
+		prev, had := os.LookupEnv("GOMEMLIMIT")
+		os.Setenv("GOMEMLIMIT", limit)
+		defer func() {
+			if had {
+				os.Setenv("GOMEMLIMIT", prev)
+			} else {
+				os.Unsetenv("GOMEMLIMIT")
+			}
+		}()
+		b.Logf("agent GOMEMLIMIT=%s", limit)
+	}
 	agent, err := devenv.Start("agent", filepath.Join(bin, "agent"), cp.Kubeconfig, filepath.Join(dir, "agent.log"),
 		"--node-name="+node, "--pin-dir="+pins, "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0",
 		"--zap-log-level="+benchLogLevel())
@@ -138,7 +163,38 @@ func benchAgent(b *testing.B, root, bin string, policies, pods int) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[(len(lat)*99+99)/100-1].Microseconds())/1000, "p99-ms")
-	b.ReportMetric(float64(vmHWM(b, agent)), "peak-rss-MiB")
+	b.ReportMetric(float64(procStatus(b, agent, "VmHWM:")), "peak-rss-MiB")
+	b.ReportMetric(float64(procStatus(b, agent, "VmRSS:")), "rss-MiB")
+}
+
+// manifestEnv is the value of the agent container's environment variable
+// name in config/agent/agent.yaml ("" when it sets none).
+func manifestEnv(b *testing.B, root, name string) string {
+	f, err := os.Open(filepath.Join(root, "config", "agent", "agent.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		var ds appsv1.DaemonSet
+		if err := dec.Decode(&ds); err != nil {
+			if errors.Is(err, io.EOF) {
+				return ""
+			}
+			b.Fatalf("config/agent/agent.yaml: %v", err)
+		}
+		if ds.Kind != "DaemonSet" {
+			continue
+		}
+		for _, c := range ds.Spec.Template.Spec.Containers {
+			for _, e := range c.Env {
+				if c.Name == "agent" && e.Name == name {
+					return e.Value
+				}
+			}
+		}
+	}
 }
 
 // load creates policies NetworkPolicies in 50 namespaces and pods running
@@ -329,7 +385,8 @@ func waitGen(b *testing.B, pins string, gen uint64, port uint16) {
 	b.Fatalf("generation %d with port %d never became active", gen, port)
 }
 
-func vmHWM(b *testing.B, p *devenv.Proc) int {
+// procStatus is a memory line of the process's /proc status, in MiB.
+func procStatus(b *testing.B, p *devenv.Proc, field string) int {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.Pid()))
 	if err != nil {
 		b.Fatal(err)
@@ -337,12 +394,12 @@ func vmHWM(b *testing.B, p *devenv.Proc) int {
 	defer f.Close()
 	s := bufio.NewScanner(f)
 	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(s.Text(), field); ok {
 			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
 			return kb / 1024
 		}
 	}
-	b.Fatal("no VmHWM")
+	b.Fatalf("no %s", field)
 	return 0
 }
 

@@ -20,6 +20,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
+	goruntime "runtime"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 
@@ -148,6 +151,22 @@ func BenchmarkSync(b *testing.B) {
 	}
 	if _, err := a.Reconcile(ctx, ctrl.Request{}); err != nil {
 		b.Fatal(err)
+	}
+	var ms goruntime.MemStats
+	goruntime.GC()
+	goruntime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "live-MiB")
+	if f := os.Getenv("PALISADE_BENCH_HEAPPROFILE"); f != "" {
+		// The live heap of the agent and of the objects it reads, as the
+		// informers' caches would hold them.
+		w, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.WriteHeapProfile(w); err != nil {
+			b.Fatal(err)
+		}
+		w.Close()
 	}
 	for i := 0; b.Loop(); i++ {
 		c.nps[0] = np(0, 20000+i, i+2)
