@@ -230,7 +230,7 @@ func newSide(p *policy.Policy, js []byte, cached bool) *side {
 		s.term = ast.NullTerm()
 		return s
 	}
-	v, err := ast.ValueFromReader(bytes.NewReader(js))
+	v, err := jsonValue(js)
 	if err != nil {
 		// The loader produced it; should it not parse, guards see null
 		// rather than half a policy, and the facts still hold.

@@ -207,3 +207,39 @@ func mutate(t *testing.T, rng *rand.Rand, ps, deleted []*policy.Policy) ([]*poli
 	}
 	return ps, deleted
 }
+
+// TestJSONValue: the direct conversion makes the value OPA's does, for
+// every generated policy and for JSON encoding/json would write or read
+// in other ways.
+func TestJSONValue(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := gen.Write(dir, gen.Config{N: 200, Seed: 3, Embedded: true}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := validate.Dir(context.Background(), dir, validate.Options{})
+	if err != nil || !rep.Valid() {
+		t.Fatalf("generated repository: %v %v", err, rep.Diagnostics)
+	}
+	inputs := []string{
+		`{}`, `[]`, `{"a":[]}`, ` { "a" : [ 1 , -2.50 , 1e5 , 0 , -0 , 1E-3 ] , "b" : null } `,
+		`{"s":"a\"b\\c\/d\u00e9\u003c\n","t":"é ü","u":"\ud83d\ude00"}`,
+		`{"a":true,"b":false,"c":{"d":{"e":["x",{"f":null}]}}}`,
+		`{"a":1,"a":2}`, "\"bad \xff utf8\"", `[1,]`, `{"a"}`, `tru`, `[1 2]`, `"x" 1`, `-`, `1.`,
+	}
+	for _, p := range rep.Objects {
+		inputs = append(inputs, string(p.JSON))
+		q := reviewShell(p, "shop")
+		encodeCanonical(q)
+		inputs = append(inputs, string(q.JSON))
+	}
+	for _, in := range inputs {
+		want, wantErr := ast.ValueFromReader(bytes.NewReader([]byte(in)))
+		got, err := jsonValue([]byte(in))
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("%s: error %v, OPA's %v", in, err, wantErr)
+		}
+		if err == nil && ast.Compare(got, want) != 0 {
+			t.Fatalf("%s: got %v, OPA's %v", in, got, want)
+		}
+	}
+}

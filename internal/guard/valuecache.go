@@ -17,7 +17,6 @@ limitations under the License.
 package guard
 
 import (
-	"bytes"
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -55,7 +54,7 @@ func policyTerm(js []byte) *ast.Term {
 	if ok {
 		return ast.NewTerm(v)
 	}
-	v, err := ast.ValueFromReader(bytes.NewReader(js))
+	v, err := jsonValue(js)
 	if err != nil {
 		// The loader produced it; should it not parse, guards see null
 		// rather than half a policy, and the facts still hold.
