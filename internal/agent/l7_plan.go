@@ -78,18 +78,45 @@ func hasHTTP(l engine.L7List) bool {
 	return slices.ContainsFunc(l, func(a engine.L7Allow) bool { return a.Rules != nil && len(a.Rules.HTTP) > 0 })
 }
 
-// planL7 computes the bindings of the local workloads' ingress HTTP
-// rules from the map state the network subsystem applied. A request to a
-// local address and port from a peer of identity X is decided by the
-// entries found for X and for any peer (0), as engine.LookupSide does:
-// the kernel finds one binding (X's, else the any-peer one), so X's
-// binding holds the merged list of both entries.
+// planL7 computes the bindings of the local workloads' HTTP rules from
+// the map state the network subsystem applied: ingress rules bind the
+// workload's address and a local port (the server's side), egress rules
+// bind the workload's address and a remote port (the client's side,
+// l7.Binding.Egress). A request between a local address and a port with
+// a peer of identity X is decided by the entries found for X and for any
+// peer (0), as engine.LookupSide does for the direction: the kernel finds
+// one binding (X's, else the any-peer one), so X's binding holds the
+// merged list of both entries.
 func planL7(state *engine.MapState, local []localEndpoint) (*l7Plan, error) {
 	p := &l7Plan{lists: map[engine.L7ID]engine.L7List{}, endpoints: map[string]bool{}, unbound: map[engine.RuleID]string{}}
-	// The ingress entries of each policy ID, by identity.
+	for _, dir := range []engine.Direction{engine.Ingress, engine.Egress} {
+		if err := p.plan(state, local, dir); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(p.binds, func(x, y l7.Binding) int {
+		return cmp.Or(cmpBool(x.Egress, y.Egress), x.Addr.Compare(y.Addr), cmp.Compare(x.Port, y.Port), cmp.Compare(x.Identity, y.Identity))
+	})
+	return p, nil
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
+}
+
+// plan adds the bindings of one direction's entries.
+func (p *l7Plan) plan(state *engine.MapState, local []localEndpoint, dir engine.Direction) error {
+	egress := dir == engine.Egress
+	// The entries of each policy ID in the direction, by identity.
 	byPolicy := map[uint32]map[engine.Identity][]engine.PolicyKey{}
 	for k := range state.Policy {
-		if k.Direction != engine.Ingress {
+		if k.Direction != dir {
 			continue
 		}
 		if _, ok := tcpBlock(k); !ok {
@@ -123,7 +150,7 @@ func planL7(state *engine.MapState, local []localEndpoint) (*l7Plan, error) {
 					}
 					list, ok := state.L7[e.L7]
 					if !ok {
-						return nil, fmt.Errorf("policy entry %+v names l7 list %d, which the state does not hold", k, e.L7)
+						return fmt.Errorf("policy entry %+v names l7 list %d, which the state does not hold", k, e.L7)
 					}
 					if !hasHTTP(list) {
 						continue
@@ -146,8 +173,8 @@ func planL7(state *engine.MapState, local []localEndpoint) (*l7Plan, error) {
 			ports = slices.Compact(ports)
 			idList := peerIdentities(state, ids)
 			for _, port := range ports {
-				any0, hasAny := lookupEntry(state, ep.PolicyID, 0, port)
-				allWorld, hasAllWorld := lookupEntry(state, ep.PolicyID, engine.IdentityAllWorld, port)
+				any0, hasAny := lookupEntry(state, ep.PolicyID, dir, 0, port)
+				allWorld, hasAllWorld := lookupEntry(state, ep.PolicyID, dir, engine.IdentityAllWorld, port)
 				anyHTTP := hasAny && any0.L7 != 0 && hasHTTP(state.L7[any0.L7])
 				for _, id := range idList {
 					// The entries the datapath finds for a peer of id, as
@@ -156,7 +183,7 @@ func planL7(state *engine.MapState, local []localEndpoint) (*l7Plan, error) {
 					var entries []engine.PolicyEntry
 					own := false
 					if id != 0 {
-						if e, ok := lookupEntry(state, ep.PolicyID, id, port); ok {
+						if e, ok := lookupEntry(state, ep.PolicyID, dir, id, port); ok {
 							entries, own = append(entries, e), true
 						}
 						if hasAllWorld && engine.WorldPeer(id) {
@@ -182,16 +209,13 @@ func planL7(state *engine.MapState, local []localEndpoint) (*l7Plan, error) {
 					}
 					seen[k] = true
 					lid := p.add(list)
-					p.binds = append(p.binds, l7.Binding{Addr: ip, Port: port, Identity: uint32(id), List: lid})
+					p.binds = append(p.binds, l7.Binding{Addr: ip, Port: port, Identity: uint32(id), List: lid, Egress: egress})
 					p.endpoints[l.id] = true
 				}
 			}
 		}
 	}
-	slices.SortFunc(p.binds, func(x, y l7.Binding) int {
-		return cmp.Or(x.Addr.Compare(y.Addr), cmp.Compare(x.Port, y.Port), cmp.Compare(x.Identity, y.Identity))
-	})
-	return p, nil
+	return nil
 }
 
 // peerIdentities are the peer identities that may need a binding of
@@ -241,13 +265,13 @@ func (p *l7Plan) add(list engine.L7List) engine.L7ID {
 	}
 }
 
-// lookupEntry finds the entry with the longest prefix for a TCP port, as
-// the datapath does.
-func lookupEntry(state *engine.MapState, policyID uint32, id engine.Identity, port uint16) (engine.PolicyEntry, bool) {
+// lookupEntry finds the entry of a direction with the longest prefix for
+// a TCP port, as the datapath does.
+func lookupEntry(state *engine.MapState, policyID uint32, dir engine.Direction, id engine.Identity, port uint16) (engine.PolicyEntry, bool) {
 	full := uint32(engine.ProtoTCP)<<16 | uint32(port)
 	for bits := 24; bits >= 0; bits-- {
 		v := full &^ (1<<(24-bits) - 1)
-		k := engine.PolicyKey{PolicyID: policyID, Direction: engine.Ingress, Identity: id, Proto: engine.Proto(v >> 16), Port: uint16(v), PrefixLen: uint8(bits)}
+		k := engine.PolicyKey{PolicyID: policyID, Direction: dir, Identity: id, Proto: engine.Proto(v >> 16), Port: uint16(v), PrefixLen: uint8(bits)}
 		if e, ok := state.Policy[k]; ok {
 			return e, true
 		}

@@ -103,7 +103,7 @@ func (k *fakeL7) decide(local netip.Addr, port uint16, remote netip.Addr, q *eng
 	}
 	for _, want := range []uint32{id, 0} {
 		for _, b := range k.binds {
-			if b.Addr == local && b.Port == port && b.Identity == want {
+			if !b.Egress && b.Addr == local && b.Port == port && b.Identity == want {
 				ok, r := k.tables.Lists[b.List].Decide(q, false)
 				return true, ok, r
 			}
@@ -320,10 +320,11 @@ func TestL7CgroupMissing(t *testing.T) {
 	}
 }
 
-// TestL7EgressAndKafkaStayGaps: the kernel decides the server's side
-// only; egress HTTP and Kafka rules are reported as not enforced, with
-// what the kernel does instead.
-func TestL7EgressAndKafkaStayGaps(t *testing.T) {
+// TestL7EgressBoundKafkaGap: egress HTTP rules are bound on the
+// client's side (the source's address, the remote port, the peer's
+// identity) and the object is enforced; Kafka rules are reported as not
+// enforced, with what the kernel does instead.
+func TestL7EgressBoundKafkaGap(t *testing.T) {
 	f := newL7Fixture(t)
 	f.podUID("api", "api", "10.0.0.2", 2, false)
 	f.podUID("frontend", "frontend", "10.0.0.3", 3, false)
@@ -342,14 +343,16 @@ ingress:
 	if _, err := f.sync(); err != nil {
 		t.Fatal(err)
 	}
-	if o := f.object("frontend"); o.State != v1.ObjectPartial || o.Reason != v1.NotSupportedReason || !strings.Contains(o.Message, "egress HTTP rules on 80/TCP are not enforced") {
+	if o := f.object("frontend"); o.State != v1.ObjectEnforced {
 		t.Errorf("frontend: %+v", o)
 	}
 	if o := f.object("kafka"); o.State != v1.ObjectPartial || o.Reason != v1.NotSupportedReason || !strings.Contains(o.Message, "ingress Kafka rules on 9092/TCP are not enforced") {
 		t.Errorf("kafka: %+v", o)
 	}
-	if len(f.l7.binds) != 0 {
-		t.Errorf("bindings for rules the kernel does not decide: %+v", f.l7.binds)
+	api := f.k.state.Identity(netip.MustParseAddr("10.0.0.2"))
+	if len(f.l7.binds) != 1 || !f.l7.binds[0].Egress || f.l7.binds[0].Addr != netip.MustParseAddr("10.0.0.3") ||
+		f.l7.binds[0].Port != 80 || f.l7.binds[0].Identity != uint32(api) {
+		t.Errorf("bindings %+v, want frontend's egress binding to api's identity %d on 80", f.l7.binds, api)
 	}
 	if c := f.condition(v1.L7EnforcedCondition); c.Status != metav1.ConditionFalse || c.Reason != v1.NotSupportedReason {
 		t.Errorf("L7Enforced: %s %s: %s", c.Status, c.Reason, c.Message)

@@ -46,11 +46,18 @@ const (
 	// HTTP is HTTP rules of ingress rules: the server's side of a
 	// connection, which bpf/l7 decides request by request.
 	HTTP Feature = "ingress HTTP rules"
-	// HTTPEgress is HTTP rules of egress rules: the client's side.
+	// HTTPEgress is HTTP rules of egress rules: the client's side, which
+	// bpf/l7 decides request by request as the client writes them.
 	HTTPEgress Feature = "egress HTTP rules"
+	// HTTPOnFQDNPeers is HTTP rules of an egress rule whose peers are
+	// toFQDNs: requests to the names' addresses.
+	HTTPOnFQDNPeers Feature = "HTTP rules of toFQDNs rules"
 	// HTTPHost is ingress HTTP rules of a host policy (a
 	// ClusterNetworkPolicy with nodeSelector): requests to the host.
 	HTTPHost Feature = "ingress HTTP rules of host policies"
+	// HTTPHostEgress is egress HTTP rules of a host policy: requests the
+	// host's own processes write.
+	HTTPHostEgress Feature = "egress HTTP rules of host policies"
 	Kafka    Feature = "Kafka rules"
 	DNS      Feature = "DNS rules"
 	// DNSOtherProtocols is DNS rules on a port that also admits SCTP.
@@ -119,14 +126,28 @@ var Table = map[Feature]Support{
 	// not as a gap here. Effect and Kernel say what a node that runs
 	// without the L7 datapath does.
 	HTTP: {Enforced: true, Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
-	// The kernel decides requests where the server receives them; the
-	// client's side (a workload's outgoing requests) is not parsed yet.
-	HTTPEgress: {Subsystem: SubsystemL7, Effect: Passes,
-		Kernel: "passes every request on the port that L3/L4 allows (requests are decided only on the server's side, by ingress rules)"},
+	// Egress HTTP rules are decided request by request in the kernel as
+	// the source workload writes them (docs/l7.md, "Egress"): the agent
+	// binds the source's address, the remote port and the peer's identity
+	// to the tables of its allow rules and attaches sockops to the
+	// source's cgroup; a refused request is answered 403 on the client's
+	// own socket and never sent. Effect and Kernel say what a node that
+	// runs without the L7 datapath does.
+	HTTPEgress: {Enforced: true, Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
+	// The client's side finds a request's binding by the peer's identity
+	// in the agent's ipcache (or any peer); the identities of toFQDNs
+	// selectors, which the kernel learns from DNS answers, are not among
+	// them, so an entry found through one is decided at L4.
+	HTTPOnFQDNPeers: {Subsystem: SubsystemL7, Effect: Passes,
+		Kernel: "decides HTTP rules only of egress rules whose peer is an identity, a CIDR, an entity or every peer, not a toFQDNs selector: every request to these names' addresses on the port that L3/L4 allows passes"},
 	// The stream parser runs for the sockets of the pods' cgroups only;
 	// the host's own servers are not in one.
 	HTTPHost: {Subsystem: SubsystemL7, Effect: Passes,
 		Kernel: "decides HTTP requests to pods only, and passes every request to the host on the port that L3/L4 allows"},
+	// Egress HTTP rules are decided for the sockets of pods' cgroups only;
+	// the host's own clients are not in one.
+	HTTPHostEgress: {Subsystem: SubsystemL7, Effect: Passes,
+		Kernel: "decides HTTP requests of pods only, and passes every request the host writes on the port that L3/L4 allows"},
 	Kafka: {Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
 	// DNS rules are decided per query in the kernel (docs/datapath.md,
 	// "DNS"): names matched as engine.FQDN.Matches does, refused UDP
@@ -204,13 +225,19 @@ func Network(rs *v1alpha1.RuleSet) []Gap {
 }
 
 // Host returns the gaps of a host policy's rules (a ClusterNetworkPolicy
-// with nodeSelector), in field order: Network's, except that its ingress
-// HTTP rules are host HTTP rules, which the kernel does not decide.
+// with nodeSelector), in field order: Network's, except that its HTTP
+// rules are host HTTP rules (ingress and egress), which the kernel does
+// not decide.
 func Host(rs *v1alpha1.RuleSet) []Gap {
 	var gaps []Gap
 	for _, g := range networkParts(rs) {
-		if g.Feature == HTTP {
+		switch g.Feature {
+		case HTTP:
 			g.Feature = HTTPHost
+		case HTTPEgress:
+			g.Feature = HTTPHostEgress
+		case HTTPOnFQDNPeers:
+			continue // the rule's HTTPHostEgress gap says it
 		}
 		gaps = add(gaps, g)
 	}
@@ -286,6 +313,9 @@ func portGaps(gaps []Gap, at, dir string, ports []v1alpha1.PortRule, fqdn bool) 
 				f = HTTPEgress
 			}
 			gaps = append(gaps, Gap{Feature: f, Path: path + ".http", What: dir + " HTTP rules on " + on})
+			if fqdn {
+				gaps = append(gaps, Gap{Feature: HTTPOnFQDNPeers, Path: path + ".http", What: dir + " HTTP rules on " + on + " of a toFQDNs rule"})
+			}
 		}
 		if len(pr.Rules.Kafka) > 0 {
 			gaps = append(gaps, Gap{Feature: Kafka, Path: path + ".kafka", What: dir + " Kafka rules on " + on})

@@ -52,6 +52,10 @@ func ruleSet() *v1alpha1.RuleSet {
 			{ToFQDNs: []v1alpha1.FQDNSelector{{MatchName: "dns.google"}},
 				ToPorts: []v1alpha1.PortRule{{Ports: []v1alpha1.PortProtocol{port(53, v1alpha1.ProtocolUDP)},
 					Rules: &v1alpha1.L7Rules{DNS: []v1alpha1.DNSRule{{MatchPattern: "*.example.com"}}}}}},
+			// An outside API by name, whose requests are restricted.
+			{ToFQDNs: []v1alpha1.FQDNSelector{{MatchName: "api.github.com"}},
+				ToPorts: []v1alpha1.PortRule{{Ports: []v1alpha1.PortProtocol{port(443, v1alpha1.ProtocolTCP)},
+					Rules: &v1alpha1.L7Rules{HTTP: []v1alpha1.HTTPRule{{Method: "GET"}}}}}},
 		},
 	}
 }
@@ -59,11 +63,11 @@ func ruleSet() *v1alpha1.RuleSet {
 // TestNetworkGaps pins each gap's field path and words, in field order.
 func TestNetworkGaps(t *testing.T) {
 	want := []Gap{
-		// Ingress HTTP rules, DNS rules and toFQDNs are enforced in the
-		// kernel: no gap.
+		// Ingress and egress HTTP rules, DNS rules and toFQDNs are
+		// enforced in the kernel: no gap.
 		{Kafka, "spec.ingress[1].toPorts[1].rules.kafka", "ingress Kafka rules on 9092/TCP"},
-		{HTTPEgress, "spec.egress[2].toPorts[0].rules.http", "egress HTTP rules on 443/TCP"},
 		{DNSOnFQDNPeers, "spec.egress[3].toPorts[0].rules.dns", "egress DNS rules on 53/UDP of a toFQDNs rule"},
+		{HTTPOnFQDNPeers, "spec.egress[4].toPorts[0].rules.http", "egress HTTP rules on 443/TCP of a toFQDNs rule"},
 	}
 	got := Network(ruleSet())
 	if len(got) != len(want) {
@@ -74,7 +78,7 @@ func TestNetworkGaps(t *testing.T) {
 			t.Errorf("gap %d: %+v, want %+v", i, got[i], want[i])
 		}
 	}
-	if s := got[1].String(); s != "egress HTTP rules on 443/TCP are not enforced: the kernel "+Table[HTTPEgress].Kernel {
+	if s := got[2].String(); s != "egress HTTP rules on 443/TCP of a toFQDNs rule are not enforced: the kernel "+Table[HTTPOnFQDNPeers].Kernel {
 		t.Errorf("String() = %q", s)
 	}
 	// Without a DNS rule on an egress port, the kernel learns nothing for
@@ -94,7 +98,7 @@ func TestNetworkGaps(t *testing.T) {
 // TestGapsFollowTable: a feature the table marks enforced has no gaps,
 // and an object's state follows.
 func TestGapsFollowTable(t *testing.T) {
-	for _, f := range []Feature{HTTP, HTTPEgress, FQDN, AuditReports, Tracing, FQDNWithoutDNS, DNSOnFQDNPeers} {
+	for _, f := range []Feature{HTTP, HTTPEgress, FQDN, AuditReports, Tracing, FQDNWithoutDNS, DNSOnFQDNPeers, HTTPOnFQDNPeers} {
 		t.Run(string(f), func(t *testing.T) {
 			old := Table[f]
 			t.Cleanup(func() { Table[f] = old })
@@ -178,7 +182,7 @@ func TestPortsString(t *testing.T) {
 // TestFeaturesListed: every feature has a row, and every row that is not
 // enforced says what the kernel does instead.
 func TestFeaturesListed(t *testing.T) {
-	for _, f := range []Feature{L3L4, HTTP, HTTPEgress, HTTPHost, Kafka, DNS, DNSOtherProtocols, FQDN, FQDNWithoutDNS, Tracing, AuditReports} {
+	for _, f := range []Feature{L3L4, HTTP, HTTPEgress, HTTPOnFQDNPeers, HTTPHost, HTTPHostEgress, Kafka, DNS, DNSOtherProtocols, FQDN, FQDNWithoutDNS, DNSOnFQDNPeers, Tracing, AuditReports} {
 		row, ok := Table[f]
 		if !ok {
 			t.Errorf("%s has no row", f)
@@ -210,23 +214,26 @@ func TestDNSRulesOnSCTP(t *testing.T) {
 	}
 }
 
-// TestHTTPSplit: ingress HTTP rules are enforced (the server's side is
-// decided in the kernel), egress HTTP rules are a gap; Parts lists both,
-// whatever the table says, for the agent's per-node report.
+// TestHTTPSplit: ingress and egress HTTP rules are enforced (the
+// server's and the client's side are decided in the kernel), those of a
+// toFQDNs rule are a gap; Parts lists both sides, whatever the table
+// says, for the agent's per-node report.
 func TestHTTPSplit(t *testing.T) {
-	if !Enforced(HTTP) || Enforced(HTTPEgress) || Enforced(Kafka) {
-		t.Fatalf("table: ingress HTTP %v, egress HTTP %v, Kafka %v; want true, false, false", Enforced(HTTP), Enforced(HTTPEgress), Enforced(Kafka))
+	if !Enforced(HTTP) || !Enforced(HTTPEgress) || Enforced(HTTPOnFQDNPeers) || Enforced(Kafka) {
+		t.Fatalf("table: ingress HTTP %v, egress HTTP %v, toFQDNs HTTP %v, Kafka %v; want true, true, false, false",
+			Enforced(HTTP), Enforced(HTTPEgress), Enforced(HTTPOnFQDNPeers), Enforced(Kafka))
 	}
 	rs := ruleSet()
 	for _, g := range Network(rs) {
-		if g.Feature == HTTP {
-			t.Errorf("ingress HTTP rules reported as a gap: %v", g)
+		if g.Feature == HTTP || g.Feature == HTTPEgress {
+			t.Errorf("HTTP rules reported as a gap: %v", g)
 		}
 	}
 	if got, want := Parts(rs, HTTP), []Gap{{HTTP, "spec.ingress[1].toPorts[0].rules.http", "ingress HTTP rules on 8080/TCP"}}; !slices.Equal(got, want) {
 		t.Errorf("Parts(HTTP) = %v, want %v", got, want)
 	}
-	if got, want := Parts(rs, HTTPEgress), []Gap{{HTTPEgress, "spec.egress[2].toPorts[0].rules.http", "egress HTTP rules on 443/TCP"}}; !slices.Equal(got, want) {
+	if got, want := Parts(rs, HTTPEgress), []Gap{{HTTPEgress, "spec.egress[2].toPorts[0].rules.http", "egress HTTP rules on 443/TCP"},
+		{HTTPEgress, "spec.egress[4].toPorts[0].rules.http", "egress HTTP rules on 443/TCP"}}; !slices.Equal(got, want) {
 		t.Errorf("Parts(HTTPEgress) = %v, want %v", got, want)
 	}
 	if got := Parts(&v1alpha1.RuleSet{Ingress: rs.Ingress[:1]}, HTTP); len(got) != 0 {
@@ -234,12 +241,19 @@ func TestHTTPSplit(t *testing.T) {
 	}
 }
 
-// TestHostHTTP: a host policy's ingress HTTP rules are a gap (requests to
-// the host are not parsed); its other gaps are Network's.
+// TestHostHTTP: a host policy's ingress and egress HTTP rules are gaps
+// (requests to and from the host are not parsed), once per rule; its
+// other gaps are Network's.
 func TestHostHTTP(t *testing.T) {
 	rs := ruleSet()
 	got := Host(rs)
-	want := append([]Gap{{HTTPHost, "spec.ingress[1].toPorts[0].rules.http", "ingress HTTP rules on 8080/TCP"}}, Network(rs)...)
+	want := []Gap{
+		{HTTPHost, "spec.ingress[1].toPorts[0].rules.http", "ingress HTTP rules on 8080/TCP"},
+		{Kafka, "spec.ingress[1].toPorts[1].rules.kafka", "ingress Kafka rules on 9092/TCP"},
+		{HTTPHostEgress, "spec.egress[2].toPorts[0].rules.http", "egress HTTP rules on 443/TCP"},
+		{DNSOnFQDNPeers, "spec.egress[3].toPorts[0].rules.dns", "egress DNS rules on 53/UDP of a toFQDNs rule"},
+		{HTTPHostEgress, "spec.egress[4].toPorts[0].rules.http", "egress HTTP rules on 443/TCP"},
+	}
 	if !slices.Equal(got, want) {
 		t.Errorf("Host() = %v, want %v", got, want)
 	}
