@@ -17,8 +17,10 @@ limitations under the License.
 package l7bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -35,6 +37,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	l7bpf "github.com/palisade-dev/palisade/bpf/l7"
@@ -120,6 +123,37 @@ type bench struct {
 	proxyHandler   *switchHandler
 	kparse         *kparse
 	pt             *passthrough
+	l7pins         string
+}
+
+// diagnose says what the datapaths counted and the kernel's state of
+// every socket it parses, for a run that failed.
+func (be *bench) diagnose() string {
+	var out strings.Builder
+	if c, err := be.l7.Counters(); err == nil {
+		fmt.Fprintf(&out, "l7 counters: %v\n", c)
+	}
+	if c, err := be.net.Counters(); err == nil {
+		fmt.Fprintf(&out, "network datapath counters: %+v\n", c)
+	}
+	m, err := ebpf.LoadPinnedMap(filepath.Join(be.l7pins, "l7_sock_state"), nil)
+	if err != nil {
+		fmt.Fprintf(&out, "l7_sock_state: %v\n", err)
+		return out.String()
+	}
+	defer m.Close()
+	var k uint64
+	var v []byte
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		var st l7bpf.L7L7Sock
+		binary.Read(bytes.NewReader(v), binary.LittleEndian, &st)
+		fmt.Fprintf(&out, "socket %d: %+v\n", k, st)
+	}
+	if err := it.Err(); err != nil {
+		fmt.Fprintf(&out, "l7_sock_state: %v\n", err)
+	}
+	return out.String()
 }
 
 // switchHandler is the proxy listener's handler, switched per scenario.
@@ -215,6 +249,7 @@ func setup(b *testing.B) *bench {
 	if err := be.l7.Pin(l7pins); err != nil {
 		b.Fatal(err)
 	}
+	be.l7pins = l7pins
 	if be.kparse, err = newKparse(l7pins); err != nil {
 		b.Fatal(err)
 	}
@@ -362,6 +397,11 @@ func (be *bench) dial(port int) func() (net.Conn, error) {
 	return func() (c net.Conn, err error) {
 		err = be.client.Do(func() error {
 			c, err = net.DialTimeout("tcp4", netip.AddrPortFrom(serverIP, uint16(port)).String(), 10*time.Second)
+			if err == nil {
+				// A bound on a lost answer, which would otherwise hang the
+				// run: no measurement of a connection takes this long.
+				c.SetDeadline(time.Now().Add(*flagWarm + *flagWindow + time.Minute))
+			}
 			return err
 		})
 		return c, err
@@ -544,7 +584,7 @@ func BenchmarkL7Path(b *testing.B) {
 		for _, sc := range scenarios {
 			s, err := be.run(sc)
 			if err != nil {
-				b.Fatalf("round %d, %s: %v", round, sc.name, err)
+				b.Fatalf("round %d, %s: %v\n%s", round, sc.name, err, be.diagnose())
 			}
 			res[sc.name] = append(res[sc.name], s)
 			b.Logf("round %d %-12s %8.0f req/s  %5.1f cpu-µs/req  p50 %6.1f µs  p99 %7.1f µs  kernel parse %4.0f ns (1 KiB %5.0f ns)  (load %s)",
