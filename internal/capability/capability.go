@@ -58,8 +58,8 @@ const (
 	// HTTPHostEgress is egress HTTP rules of a host policy: requests the
 	// host's own processes write.
 	HTTPHostEgress Feature = "egress HTTP rules of host policies"
-	Kafka    Feature = "Kafka rules"
-	DNS      Feature = "DNS rules"
+	Kafka          Feature = "Kafka rules"
+	DNS            Feature = "DNS rules"
 	// DNSOtherProtocols is DNS rules on a port that also admits SCTP.
 	DNSOtherProtocols Feature = "DNS rules on SCTP"
 	FQDN              Feature = "toFQDNs"
