@@ -216,6 +216,11 @@ func (s *l7Subsystem) adopt() {
 	} else {
 		s.peers = peers
 	}
+	// The adopted counters hold the previous agents' counts: the metric
+	// counts from here.
+	if c, err := s.k.Counters(); err == nil {
+		s.counters = c
+	}
 	s.a.Log.Info("adopted the l7 state pinned by the previous agent", "generation", ad.Generation, "links", ad.Links, "maps", len(ad.Maps), "dir", s.pinDir)
 }
 
