@@ -1976,6 +1976,16 @@ static __always_inline void esock_add(struct bpf_sock_ops *skops, __u64 cookie)
 	if (!w)
 		return; /* not enforced: counted by the absence of L7_R_SOCKETS */
 	w->e.cookie = cookie;
+	/*
+	 * Data a client put in its SYN (TCP Fast Open) left before the socket
+	 * could enter l7_esocks, undecided: the SYN's data is outstanding
+	 * (snd_nxt past snd_una) or acknowledged (more than the SYN's one
+	 * byte of sequence). Nothing more of the connection is passed.
+	 */
+	if (skops->snd_nxt != skops->snd_una || skops->bytes_acked > 1) {
+		w->e.s.mode = L7_MODE_REFUSED;
+		count_dir(L7_DIR_EGRESS, L7_R_FASTOPEN);
+	}
 	if (bpf_sock_hash_update(skops, &l7_esocks, &cookie, BPF_NOEXIST) == 0)
 		count_dir(L7_DIR_EGRESS, L7_R_SOCKETS);
 }

@@ -65,6 +65,7 @@ enum l7_reason {
 	L7_R_INORDER = 14,    /* refusals answered by the server (400) to keep pipelined answers in order, or too short for a 403 */
 	L7_R_TARGET = 16,     /* a dot segment, %2e, %2f, %5c or a backslash in the path */
 	L7_R_EVLOST = 17,     /* events the ring buffer had no room for */
+	L7_R_FASTOPEN = 18,   /* a client socket sent data in its SYN (TCP Fast Open): undecided, so the connection is refused from then on */
 	L7_R_MAX = 24,
 };
 

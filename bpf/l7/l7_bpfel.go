@@ -190,6 +190,7 @@ const (
 	L7L7ReasonL7R_INORDER       L7L7Reason = 14
 	L7L7ReasonL7R_TARGET        L7L7Reason = 16
 	L7L7ReasonL7R_EVLOST        L7L7Reason = 17
+	L7L7ReasonL7R_FASTOPEN      L7L7Reason = 18
 	L7L7ReasonL7R_MAX           L7L7Reason = 24
 )
 

@@ -72,6 +72,7 @@ const (
 	ReasonUpgrade      = Reason(l7bpf.L7L7ReasonL7R_UPGRADE)
 	ReasonTarget       = Reason(l7bpf.L7L7ReasonL7R_TARGET)
 	ReasonEventsLost   = Reason(l7bpf.L7L7ReasonL7R_EVLOST)
+	ReasonFastOpen     = Reason(l7bpf.L7L7ReasonL7R_FASTOPEN)
 	numReasons         = Reason(l7bpf.L7L7ReasonL7R_MAX)
 )
 
@@ -80,7 +81,7 @@ var reasonNames = map[Reason]string{
 	ReasonOversize: "oversize", ReasonTLS: "tls", ReasonHTTP2: "http2", ReasonVersion: "version",
 	ReasonFraming: "framing", ReasonNoTables: "no-tables", ReasonDropped: "dropped-after-refusal",
 	ReasonRedirectFail: "refusal-undelivered", ReasonPassed: "passed-unbound", ReasonSockets: "sockets", ReasonInOrder: "refused-in-order", ReasonUpgrade: "upgrade", ReasonTarget: "target",
-	ReasonEventsLost: "events-lost",
+	ReasonEventsLost: "events-lost", ReasonFastOpen: "fastopen",
 }
 
 func (r Reason) String() string {
