@@ -220,7 +220,7 @@ func (a *Agent) sync(ctx context.Context) error {
 	}
 	a.last = in
 	a.Log.V(1).Info("synced", "gather", t1.Sub(t0), "sync", time.Since(t1),
-		"policies", len(in.ir.Policies), "endpoints", len(in.cluster.Endpoints), "generation", a.Datapath.Generation())
+		"policies", len(in.ir.Policies), "endpoints", len(in.cluster.Endpoints), "clusterKept", in.clusterKept, "generation", a.Datapath.Generation())
 	if a.net.applied() {
 		a.recordSets(in)
 	} else {

@@ -58,6 +58,9 @@ type inputs struct {
 	// pods are the pods of this node that are not over, with or without
 	// an address: tracing scopes policies to them by their cgroups.
 	pods []localPod
+	// clusterKept is whether the cluster is the previous sync's, none of
+	// its objects having changed (for the log).
+	clusterKept bool
 }
 
 // localPod is a pod of this node as tracing selects it.
@@ -111,7 +114,7 @@ func (a *Agent) gather(ctx context.Context) (*inputs, error) {
 		return nil, fmt.Errorf("list the API server's endpoints: %w", err)
 	}
 	if kept := a.clusterCache.lookup(&ls); kept != nil {
-		in.cluster, in.ids, in.local, in.pods = kept.cluster, kept.ids, kept.local, kept.pods
+		in.cluster, in.ids, in.local, in.pods, in.clusterKept = kept.cluster, kept.ids, kept.local, kept.pods, true
 	} else {
 		if err := a.buildCluster(in, &ls); err != nil {
 			return nil, err
