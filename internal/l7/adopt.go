@@ -58,13 +58,17 @@ type Adopted struct {
 
 // Adopt takes over the state pinned under dir by a previous process
 // (Pin): this process's programs are loaded on the pinned maps, the
-// stream parser and verdict attached to the pinned SOCKHASH, and the
+// stream parser and verdict attached to the pinned SOCKHASH (and the
+// sk_msg verdict to the pinned client-side SOCKHASH), and the
 // pinned sockops cgroup links switched to this process's program, each
 // in one step. The tables, the bindings and the connections in the
 // SOCKHASH stay as they are, so requests are decided by the pinned
 // generation until the next Apply, which writes beside it and switches,
 // and then decides the requests of every connection, those accepted
 // before the restart included. Nothing is detached on the way.
+//
+// The allowed-events flag is not adopted: it is the new process's
+// (SetAllowedEvents), written with its next generation.
 //
 // Adopt must run before anything is attached or applied. It returns nil
 // when dir holds no pinned state; on an error the datapath is left as
@@ -145,7 +149,7 @@ func (d *Datapath) Adopt(dir string) (*Adopted, error) {
 		return fail(fmt.Errorf("read l7_gens: %w", err))
 	}
 	ad.Generation, ad.Slot = conf.Generation, act.Slot
-	written, ports, err := scanWritten(&objs)
+	written, ports, eports, err := scanWritten(&objs)
 	if err != nil {
 		return fail(err)
 	}
@@ -178,9 +182,11 @@ func (d *Datapath) Adopt(dir string) (*Adopted, error) {
 	for _, a := range []struct {
 		p *ebpf.Program
 		t ebpf.AttachType
-	}{{objs.L7Parser, ebpf.AttachSkSKBStreamParser}, {objs.L7Verdict, ebpf.AttachSkSKBStreamVerdict}} {
-		if err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: objs.L7Socks.FD(), Program: a.p, Attach: a.t}); err != nil {
-			return failLinks(fmt.Errorf("attach %v to the pinned l7_socks: %w", a.t, err))
+		m *ebpf.Map
+	}{{objs.L7Parser, ebpf.AttachSkSKBStreamParser, objs.L7Socks}, {objs.L7Verdict, ebpf.AttachSkSKBStreamVerdict, objs.L7Socks},
+		{objs.L7Msg, ebpf.AttachSkMsgVerdict, objs.L7Esocks}} {
+		if err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: a.m.FD(), Program: a.p, Attach: a.t}); err != nil {
+			return failLinks(fmt.Errorf("attach %v to %v: %w", a.t, a.m, err))
 		}
 	}
 	for i, l := range links {
@@ -191,7 +197,7 @@ func (d *Datapath) Adopt(dir string) (*Adopted, error) {
 	ad.Links = len(links)
 
 	old := d.objs
-	d.objs, d.links, d.active, d.written, d.ports = objs, links, act.Slot, written, ports
+	d.objs, d.links, d.active, d.written, d.ports, d.eports = objs, links, act.Slot, written, ports, eports
 	old.Close()
 	return ad, nil
 }
@@ -229,9 +235,8 @@ func swapPinned(ms *l7bpf.L7Maps, pinned map[string]*ebpf.Map) []string {
 }
 
 // scanWritten finds what each slot's hash maps hold, for Apply to clear
-// a slot before it writes it, and the enforced ports.
-func scanWritten(objs *l7bpf.L7Objects) ([2]slotKeys, map[l7bpf.L7L7PortKey]bool, error) {
-	var w [2]slotKeys
+// a slot before it writes it, and the enforced ports of both directions.
+func scanWritten(objs *l7bpf.L7Objects) (w [2]slotKeys, ports, eports map[l7bpf.L7L7PortKey]bool, err error) {
 	var lk l7bpf.L7L7ListKey
 	var lv l7bpf.L7L7List
 	it := objs.L7Lists.Iterate()
@@ -241,18 +246,27 @@ func scanWritten(objs *l7bpf.L7Objects) ([2]slotKeys, map[l7bpf.L7L7PortKey]bool
 		}
 	}
 	if err := it.Err(); err != nil {
-		return w, nil, fmt.Errorf("read l7_lists: %w", err)
+		return w, nil, nil, fmt.Errorf("read l7_lists: %w", err)
 	}
-	var bk l7bpf.L7L7BindKey
-	var bv l7bpf.L7L7Bind
-	it = objs.L7Binds.Iterate()
-	for it.Next(&bk, &bv) {
-		if bk.Slot < 2 {
-			w[bk.Slot].binds = append(w[bk.Slot].binds, bk)
+	for _, b := range []struct {
+		name string
+		m    *ebpf.Map
+		keys func(slot uint32) *[]l7bpf.L7L7BindKey
+	}{
+		{"l7_binds", objs.L7Binds, func(s uint32) *[]l7bpf.L7L7BindKey { return &w[s].binds }},
+		{"l7_ebinds", objs.L7Ebinds, func(s uint32) *[]l7bpf.L7L7BindKey { return &w[s].ebinds }},
+	} {
+		var bk l7bpf.L7L7BindKey
+		var bv l7bpf.L7L7Bind
+		it := b.m.Iterate()
+		for it.Next(&bk, &bv) {
+			if bk.Slot < 2 {
+				*b.keys(bk.Slot) = append(*b.keys(bk.Slot), bk)
+			}
 		}
-	}
-	if err := it.Err(); err != nil {
-		return w, nil, fmt.Errorf("read l7_binds: %w", err)
+		if err := it.Err(); err != nil {
+			return w, nil, nil, fmt.Errorf("read %s: %w", b.name, err)
+		}
 	}
 	var hk l7bpf.L7L7HdrKey
 	var hv uint32
@@ -263,19 +277,24 @@ func scanWritten(objs *l7bpf.L7Objects) ([2]slotKeys, map[l7bpf.L7L7PortKey]bool
 		}
 	}
 	if err := it.Err(); err != nil {
-		return w, nil, fmt.Errorf("read l7_hdrs: %w", err)
+		return w, nil, nil, fmt.Errorf("read l7_hdrs: %w", err)
 	}
-	ports := map[l7bpf.L7L7PortKey]bool{}
-	var pk l7bpf.L7L7PortKey
-	var pv uint32
-	it = objs.L7Ports.Iterate()
-	for it.Next(&pk, &pv) {
-		ports[pk] = true
+	ports, eports = map[l7bpf.L7L7PortKey]bool{}, map[l7bpf.L7L7PortKey]bool{}
+	for name, p := range map[string]struct {
+		m   *ebpf.Map
+		set map[l7bpf.L7L7PortKey]bool
+	}{"l7_ports": {objs.L7Ports, ports}, "l7_eports": {objs.L7Eports, eports}} {
+		var pk l7bpf.L7L7PortKey
+		var pv uint32
+		it := p.m.Iterate()
+		for it.Next(&pk, &pv) {
+			p.set[pk] = true
+		}
+		if err := it.Err(); err != nil {
+			return w, nil, nil, fmt.Errorf("read %s: %w", name, err)
+		}
 	}
-	if err := it.Err(); err != nil {
-		return w, nil, fmt.Errorf("read l7_ports: %w", err)
-	}
-	return w, ports, nil
+	return w, ports, eports, nil
 }
 
 // Generation returns the generation requests are decided by, as the

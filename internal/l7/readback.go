@@ -63,7 +63,8 @@ func (r *readback) full() bool { return len(r.drifts) >= maxDrifts }
 
 // Compare reads back from the kernel the generation requests are decided
 // by (the slot l7_slot names, its generation, every table row its lists
-// reach, its header keys and bindings, and the enforced ports) and
+// reach, its header keys, bindings of both directions and event flags,
+// and the enforced ports of both directions) and
 // compares it exactly with generation, tables and binds as Apply wrote
 // them. The rows are compared where the kernel's list records point, so
 // what is compared is what a request is decided by; a list, binding or
@@ -95,16 +96,38 @@ func (d *Datapath) Compare(generation uint64, tables *engine.HTTPTables, binds [
 	if conf.Generation != generation {
 		r.add("l7_gens", fmt.Sprintf("slot %d", act.Slot), fmt.Sprintf("generation %d", generation), fmt.Sprintf("generation %d", conf.Generation))
 	}
+	var ev uint32
+	if err := d.objs.L7Evcfg.Lookup(act.Slot, &ev); err != nil {
+		return nil, fmt.Errorf("read l7_evcfg: %w", err)
+	}
+	if ev != d.evflags {
+		r.add("l7_evcfg", fmt.Sprintf("slot %d", act.Slot), fmt.Sprintf("flags %#x", d.evflags), fmt.Sprintf("flags %#x", ev))
+	}
 	if err := r.lists(tables); err != nil {
 		return nil, err
 	}
 	if err := r.hdrs(conf.Seed, tables); err != nil {
 		return nil, err
 	}
-	if err := r.binds(binds); err != nil {
+	var in, eg []Binding
+	for _, b := range binds {
+		if b.Egress {
+			eg = append(eg, b)
+		} else {
+			in = append(in, b)
+		}
+	}
+	w := &d.written[act.Slot]
+	if err := r.binds("l7_binds", d.objs.L7Binds, in, &w.binds); err != nil {
 		return nil, err
 	}
-	if err := r.ports(binds); err != nil {
+	if err := r.binds("l7_ebinds", d.objs.L7Ebinds, eg, &w.ebinds); err != nil {
+		return nil, err
+	}
+	if err := r.ports("l7_ports", d.objs.L7Ports, in, d.ports); err != nil {
+		return nil, err
+	}
+	if err := r.ports("l7_eports", d.objs.L7Eports, eg, d.eports); err != nil {
 		return nil, err
 	}
 	return r.drifts, nil
@@ -332,19 +355,20 @@ func compareBindKeys(x, y l7bpf.L7L7BindKey) int {
 	return cmp.Or(cmp.Compare(x.Identity, y.Identity), cmp.Compare(x.Port, y.Port), cmp.Compare(x.Family, y.Family), slices.Compare(x.Addr[:], y.Addr[:]))
 }
 
-// binds compares the slot's bindings.
-func (r *readback) binds(binds []Binding) error {
+// binds compares the slot's bindings of one direction (name, m); the
+// keys it finds beyond them are added to written, for Apply to delete.
+func (r *readback) binds(name string, m *ebpf.Map, binds []Binding, written *[]l7bpf.L7L7BindKey) error {
 	found := map[l7bpf.L7L7BindKey]l7bpf.L7L7Bind{}
 	var k l7bpf.L7L7BindKey
 	var v l7bpf.L7L7Bind
-	it := r.d.objs.L7Binds.Iterate()
+	it := m.Iterate()
 	for it.Next(&k, &v) {
 		if k.Slot == r.slot {
 			found[k] = v
 		}
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("read l7_binds: %w", err)
+		return fmt.Errorf("read %s: %w", name, err)
 	}
 	for _, b := range binds {
 		fam, addr := addrKey(b.Addr)
@@ -353,31 +377,32 @@ func (r *readback) binds(binds []Binding) error {
 		got, ok := found[bk]
 		switch {
 		case !ok:
-			r.add("l7_binds", bindKeyString(bk), fmt.Sprintf("list %d", want.List), "")
+			r.add(name, bindKeyString(bk), fmt.Sprintf("list %d", want.List), "")
 		case got != want:
-			r.add("l7_binds", bindKeyString(bk), fmt.Sprintf("list %d flags %#x", want.List, want.Flags), fmt.Sprintf("list %d flags %#x", got.List, got.Flags))
+			r.add(name, bindKeyString(bk), fmt.Sprintf("list %d flags %#x", want.List, want.Flags), fmt.Sprintf("list %d flags %#x", got.List, got.Flags))
 		}
 		delete(found, bk)
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(found), compareBindKeys) {
-		r.add("l7_binds", bindKeyString(k), "", fmt.Sprintf("list %d", found[k].List))
-		r.d.written[r.slot].binds = append(r.d.written[r.slot].binds, k)
+		r.add(name, bindKeyString(k), "", fmt.Sprintf("list %d", found[k].List))
+		*written = append(*written, k)
 	}
 	return nil
 }
 
-// ports compares the enforced addresses and ports (not by slot: those of
-// the active generation's bindings).
-func (r *readback) ports(binds []Binding) error {
+// ports compares the enforced addresses and ports of one direction
+// (name, m; not by slot: those of the active generation's bindings). The
+// ports it finds beyond them are added to known, for Apply to delete.
+func (r *readback) ports(name string, m *ebpf.Map, binds []Binding, known map[l7bpf.L7L7PortKey]bool) error {
 	found := map[l7bpf.L7L7PortKey]uint32{}
 	var k l7bpf.L7L7PortKey
 	var v uint32
-	it := r.d.objs.L7Ports.Iterate()
+	it := m.Iterate()
 	for it.Next(&k, &v) {
 		found[k] = v
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("read l7_ports: %w", err)
+		return fmt.Errorf("read %s: %w", name, err)
 	}
 	str := func(k l7bpf.L7L7PortKey) string {
 		return "{" + netip.AddrPortFrom(keyAddr(k.Family, k.Addr), k.Port).String() + "}"
@@ -391,16 +416,16 @@ func (r *readback) ports(binds []Binding) error {
 		got, ok := found[pk]
 		switch {
 		case !ok:
-			r.add("l7_ports", str(pk), "enforced", "")
+			r.add(name, str(pk), "enforced", "")
 		case got != 1:
-			r.add("l7_ports", str(pk), "enforced (1)", fmt.Sprint(got))
+			r.add(name, str(pk), "enforced (1)", fmt.Sprint(got))
 		}
 		delete(found, pk)
 	}
 	for _, pk := range slices.SortedFunc(maps.Keys(found), func(x, y l7bpf.L7L7PortKey) int { return cmp.Compare(str(x), str(y)) }) {
-		r.add("l7_ports", str(pk), "", fmt.Sprint(found[pk]))
+		r.add(name, str(pk), "", fmt.Sprint(found[pk]))
 		// Apply deletes the ports it knows of that the generation lacks.
-		r.d.ports[pk] = true
+		known[pk] = true
 	}
 	return nil
 }

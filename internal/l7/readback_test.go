@@ -145,7 +145,8 @@ func TestReadbackMatchesApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.tables = tables
-	e.binds = append(e.binds, Binding{Addr: netip.MustParseAddr("::1"), Port: 81, Identity: 5, List: 9}, Binding{Addr: netip.IPv4Unspecified(), Port: 82, List: 9})
+	e.binds = append(e.binds, Binding{Addr: netip.MustParseAddr("::1"), Port: 81, Identity: 5, List: 9}, Binding{Addr: netip.IPv4Unspecified(), Port: 82, List: 9},
+		Binding{Addr: netip.MustParseAddr("10.0.0.1"), Port: 80, Identity: 6, List: 9, Egress: true})
 	for range 3 {
 		e.repair(t)
 		if ds := e.compare(t); len(ds) != 0 {
@@ -160,6 +161,29 @@ func TestReadbackMatchesApply(t *testing.T) {
 		t.Fatalf("compare with generation %d: %v, want one l7_gens drift", e.gen+7, ds)
 	}
 	t.Logf("%v", ds[0])
+
+	// The egress side and the event flags: an egress binding deleted and
+	// allowed events switched on behind the datapath's back.
+	slot := activeSlot(t, e.dir)
+	eb := pinned(t, e.dir, "l7_ebinds")
+	k := l7bpf.L7L7BindKey{Slot: slot, Identity: 6, Port: 80, Family: 4, Addr: [16]byte{10, 0, 0, 1}}
+	if err := eb.Delete(k); err != nil {
+		t.Fatalf("delete the egress binding: %v", err)
+	}
+	update(t, pinned(t, e.dir, "l7_evcfg"), slot, uint32(1))
+	ds = e.compare(t)
+	var maps []string
+	for _, d := range ds {
+		maps = append(maps, d.Map)
+	}
+	if strings.Join(maps, ",") != "l7_evcfg,l7_ebinds" {
+		t.Fatalf("drifts %v, want l7_evcfg and l7_ebinds", ds)
+	}
+	t.Logf("%v; %v", ds[0], ds[1])
+	e.repair(t)
+	if ds := e.compare(t); len(ds) != 0 {
+		t.Fatalf("after the repair: drifts %v", ds)
+	}
 }
 
 // TestReadbackTamper tampers with each kind of pinned L7 state, as
