@@ -198,3 +198,56 @@ func TestAdoptIncomplete(t *testing.T) {
 		t.Fatal("Adopt after Apply: no error")
 	}
 }
+
+// TestAdoptKeepsEgressConnections: the client side alike. A keep-alive
+// connection written from a bound cgroup under one process is decided,
+// after the process exits and another adopts the pins, by the adopted
+// generation and then by the new process's: a request refused before is
+// passed once a generation allows it, and refused again after.
+func TestAdoptKeepsEgressConnections(t *testing.T) {
+	e := startEgress(t, egressLists, testListID, false)
+	dir := tempPinDir(t)
+	if err := e.d.Pin(dir); err != nil {
+		t.Fatal(err)
+	}
+	c, br := e.dial(t)
+	get := func(req string) (int, string) {
+		t.Helper()
+		resp, body := roundTrip(t, c, br, req)
+		return resp.StatusCode, body
+	}
+	if code, body := get(allowedGet); code != 200 || body != "ok /public/a" {
+		t.Fatalf("before: %d %q", code, body)
+	}
+	if err := e.d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(allowedGet); code != 200 {
+		t.Fatalf("no process: %d", code)
+	}
+	d := loadFresh(t)
+	ad, err := d.Adopt(dir)
+	if err != nil || ad == nil || !slices.Contains(ad.Maps, "l7_esocks") || !slices.Contains(ad.Maps, "l7_ebinds") {
+		t.Fatalf("adopt: %+v, %v; want the egress maps adopted", ad, err)
+	}
+	e.d = d
+	if !d.HasCgroup(e.cg) {
+		t.Errorf("HasCgroup(%s) = false after adopting its link", e.cg)
+	}
+	if code, _ := get(allowedGet); code != 200 {
+		t.Fatalf("adopted: %d", code)
+	}
+	allowAdmin := map[engine.L7ID]engine.L7List{testListID: append(slices.Clone(testList),
+		engine.L7Allow{Rule: 13, Rules: rules(v1alpha1.HTTPRule{Method: "GET", Path: "/admin"})})}
+	e.apply(t, allowAdmin, testListID, 2)
+	if code, body := get(refusedGet); code != 200 || body != "ok /admin" {
+		t.Errorf("generation 2 allows /admin: on the connection written before the restart: %d %q, want the server's answer", code, body)
+	}
+	e.apply(t, egressLists, testListID, 3)
+	if code, _ := get(refusedGet); code != 403 {
+		t.Errorf("generation 3 refuses /admin: %d, want 403", code)
+	}
+	if h := e.handled(); !slices.Equal(h, []string{"GET /public/a", "GET /public/a", "GET /public/a", "GET /admin"}) {
+		t.Errorf("handled %v", h)
+	}
+}
