@@ -57,7 +57,8 @@ import (
 // on the agent's node), how long a policy object change takes to reach
 // the kernel (from the API write to the new generation in the pinned
 // maps, with the new port in the policy map), and the agent's peak
-// resident memory (VmHWM) and its resident memory at the end (VmRSS). The
+// resident memory (VmHWM) and its resident memory at the end (VmRSS, and
+// RssAnon: without the binary's pages). The
 // agent runs with the GOMEMLIMIT of its DaemonSet (config/agent), or
 // PALISADE_BENCH_GOMEMLIMIT ("off": none). make bench-agent runs it. PALISADE_BENCH_LOG=debug
 // and PALISADE_BENCH_LOGDIR=<dir> keep the agent's log, with every sync's phases.
@@ -165,6 +166,8 @@ func benchAgent(b *testing.B, root, bin string, policies, pods int) {
 	b.ReportMetric(float64(lat[(len(lat)*99+99)/100-1].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(procStatus(b, agent, "VmHWM:")), "peak-rss-MiB")
 	b.ReportMetric(float64(procStatus(b, agent, "VmRSS:")), "rss-MiB")
+	// Of which the Go heap and stacks, as against the binary's pages.
+	b.ReportMetric(float64(procStatus(b, agent, "RssAnon:")), "rss-anon-MiB")
 }
 
 // manifestEnv is the value of the agent container's environment variable
