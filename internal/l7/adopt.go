@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -338,4 +339,55 @@ func (d *Datapath) HasCgroup(path string) bool {
 		}
 	}
 	return false
+}
+
+// pinnedMaps are the maps that are pinned, by name.
+func (d *Datapath) pinnedMaps() map[string]*ebpf.Map {
+	out := map[string]*ebpf.Map{}
+	v := reflect.ValueOf(&d.objs.L7Maps).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		if m, ok := v.Field(i).Interface().(*ebpf.Map); ok && m != nil && m.IsPinned() {
+			out[v.Type().Field(i).Tag.Get("ebpf")] = m
+		}
+	}
+	return out
+}
+
+// MissingPins returns the pins under dir that Pin made (or Adopt took
+// over) and that are gone: without them the next process cannot adopt
+// the state, and the kernel frees what only the pin held once this
+// process exits.
+func (d *Datapath) MissingPins(dir string) []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(d.pinnedMaps())) {
+		if _, err := os.Stat(filepath.Join(dir, name)); errors.Is(err, fs.ErrNotExist) {
+			out = append(out, filepath.Join(dir, name))
+		}
+	}
+	for i := range d.links {
+		p := filepath.Join(dir, fmt.Sprintf("%s%d", sockopsLinkPin, i))
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// RepairPins pins again what MissingPins finds missing under dir.
+func (d *Datapath) RepairPins(dir string) error {
+	var errs []error
+	for name, m := range d.pinnedMaps() {
+		if _, err := os.Stat(filepath.Join(dir, name)); errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, m.Unpin()) // forget the path: Pin pins it again
+		}
+	}
+	for i, l := range d.links {
+		if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("%s%d", sockopsLinkPin, i))); errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, l.Unpin())
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("repair l7 pins: %w", err)
+	}
+	return d.Pin(dir)
 }

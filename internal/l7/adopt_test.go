@@ -251,3 +251,50 @@ func TestAdoptKeepsEgressConnections(t *testing.T) {
 		t.Errorf("handled %v", h)
 	}
 }
+
+// TestAdoptAfterPinsRepaired: pins removed from under a running process
+// (the SOCKHASH's, a table's, the sockops link's) are found missing and
+// pinned again, so that the next process adopts the whole state and the
+// connection from before keeps being decided.
+func TestAdoptAfterPinsRepaired(t *testing.T) {
+	e := startEnforced(t)
+	if got := e.d.MissingPins(e.dir); len(got) != 0 {
+		t.Fatalf("missing pins right after Pin: %v", got)
+	}
+	ka, br := dial(t, e.addr)
+	if resp, _ := roundTrip(t, ka, br, "GET /public/ka1 HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 {
+		t.Fatalf("keep-alive GET /public/ka1: %d", resp.StatusCode)
+	}
+	gone := []string{filepath.Join(e.dir, "l7_lists"), filepath.Join(e.dir, "l7_socks"), filepath.Join(e.dir, sockopsLinkPin+"0")}
+	for _, p := range gone {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e.d.MissingPins(e.dir); !slices.Equal(got, gone) {
+		t.Fatalf("MissingPins = %v, want %v", got, gone)
+	}
+	if err := e.d.RepairPins(e.dir); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.d.MissingPins(e.dir); len(got) != 0 {
+		t.Fatalf("missing pins after the repair: %v", got)
+	}
+	if err := e.d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d := loadFresh(t)
+	ad, err := d.Adopt(e.dir)
+	if err != nil || ad == nil || ad.Links != 1 {
+		t.Fatalf("adopt after the repair: %+v, %v", ad, err)
+	}
+	e.server.d = d
+	allowPrivate := append(slices.Clone(testList), engine.L7Allow{Rule: 13, Rules: rules(v1alpha1.HTTPRule{Method: "GET", Path: "/private/.*"})})
+	if e.tables, err = engine.CompileHTTP(map[engine.L7ID]engine.L7List{testListID: allowPrivate}); err != nil {
+		t.Fatal(err)
+	}
+	e.repair(t)
+	if resp, body := roundTrip(t, ka, br, "GET /private/ka HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 || body != "ok /private/ka" {
+		t.Errorf("keep-alive GET /private/ka after the adoption: %d %q, want the server's answer", resp.StatusCode, body)
+	}
+}
