@@ -15,10 +15,11 @@
  * arrived, and decides it: by API key, version, client ID and topic, from
  * the tables internal/engine compiles (kafka_tables.go). An allowed frame
  * is handed to the broker whole by kafka_verdict. A refused one never is:
- * the parser fails the stream, the kernel reports an error on the broker's
- * socket (ECONNRESET) and the broker closes the connection, so the client
- * sees the connection closed (see docs/kafka.md for why no error response
- * is crafted).
+ * kafka_verdict writes an answer in its place and sends it back on the
+ * same connection: for a Metadata request naming one topic, the Metadata
+ * response with TOPIC_AUTHORIZATION_FAILED (when it fits in the frame);
+ * for any other, a frame under another correlation ID, which clients
+ * take for a broken connection and close (see docs/kafka.md).
  *
  * The parse itself, kafka_parse_frame, is a global function that the test
  * program kafka_test_parse (tc, which has BPF_PROG_TEST_RUN) calls too.
@@ -35,7 +36,6 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define AF_INET 2
 #define AF_INET6 10
-#define ECONNRESET 104
 
 /* bpf2go -type needs the enums in BTF; these variables put them there. */
 const volatile enum kafka_kind kafka_btf_kind = KAFKA_KIND_NEED_MORE;
@@ -796,6 +796,13 @@ __noinline int kafka_parse_frame(struct __sk_buff *skb, struct kafka_args *a, st
 {
 	if (!skb || !a || !res || !k)
 		return 0;
+	if (res->mode) {
+		res->len = a->avail;
+		res->kind = KAFKA_KIND_DROP;
+		res->reason = KAFKA_R_DROPPED;
+		res->answer = 0;
+		return 0;
+	}
 	kafka_decide_frame(skb, a, res, k);
 	res->answer = 0;
 	if (res->kind != KAFKA_KIND_CLOSE || res->reason != KAFKA_R_DENIED || res->api_key != 3 || res->topics != 1)
@@ -924,19 +931,12 @@ int kafka_parser(struct __sk_buff *skb)
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	struct kafka_sockw *w = bpf_map_lookup_elem(&kafka_sock_state, &cookie);
 	if (!w)
-		return -ECONNRESET;
+		return -12; /* -ENOMEM: no state, the strparser stops */
 	__u32 list = 0;
 	__u32 has = find_bind(skb, &list);
 	__u32 off = strp_offset(skb);
 	struct kafka_args a = { .off = off, .avail = skb->len > off ? skb->len - off : 0, .list = list, .has_list = has };
 	kafka_parse_frame(skb, &a, &w->s, &w->key);
-	if (w->s.kind == KAFKA_KIND_CLOSE) {
-		/* The broker never reads the frame: the stream fails, and the
-		 * kernel reports ECONNRESET on the broker's socket. */
-		count(w->s.reason);
-		count(KAFKA_R_CLOSED);
-		return -ECONNRESET;
-	}
 	return w->s.len;
 }
 
@@ -1072,6 +1072,32 @@ __noinline int kafka_answer(struct __sk_buff *skb, struct kafka_sock *st, struct
 	return w.err ? -1 : 0;
 }
 
+/*
+ * kafka_close_frame writes, in place of a refused frame the kernel
+ * cannot answer in the request's terms, one response frame as long as
+ * the request: its size field, then (if there is room) the request's
+ * correlation ID inverted, then zeros. No request of the client has that
+ * correlation ID, so the client takes the connection for broken and
+ * closes it (franz-go: "correlation ID mismatch"); a refused frame too
+ * short to hold one is answered by a response frame of size zero.
+ */
+__noinline int kafka_close_frame(struct __sk_buff *skb, struct kafka_sock *st, __u32 off)
+{
+	if (!skb || !st || st->len < 4 || st->len > KAFKA_FRAME_MAX)
+		return -1;
+	struct wr w = { .skb = skb, .pos = off, .end = off + st->len };
+	if (st->len < 8) {
+		wr32(&w, 0);
+	} else {
+		wr32(&w, st->len - 4);
+		wr32(&w, ~(__u32)st->correlation);
+	}
+	if (w.err)
+		return -1;
+	bpf_loop(KAFKA_FRAME_MAX / sizeof(zeros) + 1, zero_cb, &w, 0);
+	return w.err ? -1 : 0;
+}
+
 /* passed records that a frame went to the broker, and its write_seq
  * then. */
 static __always_inline int passed(struct __sk_buff *skb, struct kafka_sock *st)
@@ -1121,6 +1147,19 @@ int kafka_verdict(struct __sk_buff *skb)
 		count(KAFKA_R_ANSWERED);
 		return bpf_sk_redirect_hash(skb, &kafka_socks, &cookie, 0);
 	}
+	case KAFKA_KIND_CLOSE:
+		st->requests++;
+		st->mode = 1;
+		count(st->reason);
+		if (strp_full_len(skb) != st->len || kafka_close_frame(skb, st, strp_offset(skb)) < 0) {
+			count(KAFKA_R_ANSWER_FAIL);
+			return SK_DROP;
+		}
+		count(KAFKA_R_CLOSED);
+		return bpf_sk_redirect_hash(skb, &kafka_socks, &cookie, 0);
+	case KAFKA_KIND_DROP:
+		count(KAFKA_R_DROPPED);
+		return SK_DROP;
 	}
 	return SK_DROP;
 }
@@ -1186,8 +1225,9 @@ int kafka_test_parse(struct __sk_buff *skb)
 	return 0;
 }
 
-/* kafka_test_answer writes the answer of the frame kafka_test_parse
- * decided last (its state in kafka_test_out) over the packet. */
+/* kafka_test_answer writes the answer (or closing frame) of the frame
+ * kafka_test_parse decided last (its state in kafka_test_out) over the
+ * packet. */
 SEC("tc")
 int kafka_test_answer(struct __sk_buff *skb)
 {
@@ -1196,5 +1236,7 @@ int kafka_test_answer(struct __sk_buff *skb)
 	struct kafka_sockw *out = bpf_map_lookup_elem(&kafka_test_out, &zero);
 	if (!in || !out)
 		return 0;
+	if (out->s.kind == KAFKA_KIND_CLOSE)
+		return kafka_close_frame(skb, &out->s, in->off) < 0 ? 1 : 0;
 	return kafka_answer(skb, &out->s, &out->key, in->off) < 0 ? 1 : 0;
 }

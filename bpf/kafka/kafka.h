@@ -32,8 +32,9 @@ enum kafka_kind {
 	KAFKA_KIND_NEED_MORE = 0,
 	KAFKA_KIND_PASS = 1,    /* a frame of a socket no binding applies to */
 	KAFKA_KIND_REQUEST = 2, /* a request, decided: reason says how */
-	KAFKA_KIND_CLOSE = 3,   /* refused: the connection is aborted */
+	KAFKA_KIND_CLOSE = 3,   /* refused: answered with a frame that makes the client close the connection */
 	KAFKA_KIND_ANSWER = 4,  /* refused: answered with TOPIC_AUTHORIZATION_FAILED in its place */
+	KAFKA_KIND_DROP = 5,    /* bytes after a closing refusal */
 };
 
 /* Kafka's TOPIC_AUTHORIZATION_FAILED. */
@@ -53,9 +54,10 @@ enum kafka_reason {
 	KAFKA_R_NO_TABLES = 9, /* the binding names a list the generation lacks */
 	KAFKA_R_PASSED = 10,   /* frames of sockets no binding applies to */
 	KAFKA_R_SOCKETS = 11,  /* sockets put into kafka_socks */
-	KAFKA_R_CLOSED = 12,   /* connections aborted on a refusal */
+	KAFKA_R_CLOSED = 12,   /* refusals answered with a closing frame */
 	KAFKA_R_ANSWERED = 13, /* refusals answered with TOPIC_AUTHORIZATION_FAILED */
 	KAFKA_R_ANSWER_FAIL = 14, /* the answer could not be written or queued: the request was dropped */
+	KAFKA_R_DROPPED = 15,  /* frames dropped after a closing refusal */
 	KAFKA_R_MAX = 16,
 };
 
@@ -141,7 +143,8 @@ struct kafka_sock {
 	__u32 len;
 	__u8 kind;
 	__u8 reason;
-	__u8 pad[2];
+	__u8 mode; /* 1: a closing refusal was sent; every later byte is dropped */
+	__u8 pad;
 	__u32 rule;
 	__u32 requests;
 	__s16 api_key;

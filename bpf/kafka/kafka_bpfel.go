@@ -56,6 +56,7 @@ const (
 	KafkaKafkaKindKAFKA_KIND_REQUEST   KafkaKafkaKind = 2
 	KafkaKafkaKindKAFKA_KIND_CLOSE     KafkaKafkaKind = 3
 	KafkaKafkaKindKAFKA_KIND_ANSWER    KafkaKafkaKind = 4
+	KafkaKafkaKindKAFKA_KIND_DROP      KafkaKafkaKind = 5
 )
 
 type KafkaKafkaList struct {
@@ -107,6 +108,7 @@ const (
 	KafkaKafkaReasonKAFKA_R_CLOSED      KafkaKafkaReason = 12
 	KafkaKafkaReasonKAFKA_R_ANSWERED    KafkaKafkaReason = 13
 	KafkaKafkaReasonKAFKA_R_ANSWER_FAIL KafkaKafkaReason = 14
+	KafkaKafkaReasonKAFKA_R_DROPPED     KafkaKafkaReason = 15
 	KafkaKafkaReasonKAFKA_R_MAX         KafkaKafkaReason = 16
 )
 
@@ -115,7 +117,8 @@ type KafkaKafkaSock struct {
 	Len         uint32
 	Kind        uint8
 	Reason      uint8
-	Pad         [2]uint8
+	Mode        uint8
+	Pad         uint8
 	Rule        uint32
 	Requests    uint32
 	ApiKey      int16

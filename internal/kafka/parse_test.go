@@ -320,3 +320,44 @@ func TestAnswerMetadata(t *testing.T) {
 		t.Fatalf("short frame: got %+v, want close", got)
 	}
 }
+
+// TestCloseFrame: a refusal the kernel cannot answer in the request's
+// terms is answered by one frame as long as the request, under the
+// request's correlation ID inverted, then zeros (a frame too short for a
+// correlation ID: a response of size zero).
+func TestCloseFrame(t *testing.T) {
+	d := requireKernel(t)
+	applyList(t, d, 1, producerList())
+	cid := "app-1"
+	for _, c := range []struct {
+		name string
+		data []byte
+		corr int32
+	}{
+		{"produce to a denied topic", frame(request(0, 9, []string{"secret"}), &cid, 77), 77},
+		{"fetch v13", frame(request(1, 13, []string{"orders"}), &cid, -5), -5},
+		{"size below a header", []byte{0, 0, 0, 3, 1, 2, 3}, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := parseAt(t, d, 1, true, c.data, 0)
+			if got.Kind != kindClose {
+				t.Fatalf("parse: %+v, want a closing refusal", got)
+			}
+			pkt := make([]byte, testPrefix+len(c.data))
+			copy(pkt[testPrefix:], c.data)
+			out := make([]byte, len(pkt))
+			if ret, err := d.objs.KafkaTestAnswer.Run(&ebpf.RunOptions{Data: pkt, DataOut: out}); err != nil || ret != 0 {
+				t.Fatalf("close frame: ret %d, %v", ret, err)
+			}
+			ans := out[testPrefix : testPrefix+int(got.Len)]
+			want := make([]byte, len(ans))
+			if len(ans) >= 8 {
+				binary.BigEndian.PutUint32(want, uint32(len(ans)-4))
+				binary.BigEndian.PutUint32(want[4:], ^uint32(c.corr))
+			}
+			if !bytes.Equal(ans, want) {
+				t.Fatalf("closing frame %x, want %x", ans, want)
+			}
+		})
+	}
+}
