@@ -234,9 +234,26 @@ func TestTrafficProduceConsume(t *testing.T) {
 		t.Fatalf("consumed %q, want [order 1]", got)
 	}
 
-	err := prod.ProduceSync(ctx, &kgo.Record{Topic: "secret", Value: []byte("leak")}).FirstErr()
+	// A producer of the denied topic alone: its Metadata request names
+	// that one topic and is answered in the kernel.
+	leak := newClient(t, b, kgo.ClientID("secret-producer-1"))
+	err := leak.ProduceSync(ctx, &kgo.Record{Topic: "secret", Value: []byte("leak")}).FirstErr()
 	if !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Fatalf("produce to secret: %v, want TOPIC_AUTHORIZATION_FAILED", err)
+	}
+	// A Metadata request naming an allowed and a denied topic, and a
+	// Produce to the denied topic: no answer in their terms, so the
+	// kernel sends a frame under another correlation ID and the client
+	// drops the connection.
+	raw := newClient(t, b, kgo.ClientID("raw-1"), kgo.RequestRetries(0))
+	for _, req := range []kmsg.Request{request(3, 11, []string{"orders", "secret"}), request(0, 9, []string{"secret"})} {
+		if _, err := raw.Request(ctx, req); err == nil || !strings.Contains(err.Error(), "correlation ID mismatch") {
+			t.Fatalf("%T naming secret: %v, want the connection dropped for a correlation ID mismatch", req, err)
+		}
+	}
+	// The allowed topic still works.
+	if err := prod.ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: []byte("order 2")}).FirstErr(); err != nil {
+		t.Fatalf("produce to orders after the refusals: %v", err)
 	}
 	for key, topics := range map[int16][]string{0: b.saw(0), 3: b.saw(3), 1: b.saw(1)} {
 		if slices.Contains(topics, "secret") {
@@ -251,7 +268,7 @@ func TestTrafficProduceConsume(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("counters %v", c)
-	if c[ReasonDenied] == 0 || c[ReasonAnswered] == 0 || c[ReasonAllowed] == 0 || c[ReasonSockets] == 0 {
-		t.Fatalf("counters %v: want allowed, denied, answered and sockets", c)
+	if c[ReasonDenied] < 3 || c[ReasonAnswered] == 0 || c[ReasonClosed] < 2 || c[ReasonAllowed] == 0 || c[ReasonSockets] == 0 {
+		t.Fatalf("counters %v: want allowed, 3 denied (1 answered, 2 closed) and sockets", c)
 	}
 }
