@@ -217,3 +217,78 @@ func (noLinks) Interface(a netip.Addr) (int, string, error) {
 func (noLinks) ByName(name string) (int, error) {
 	return 0, fmt.Errorf("no interface %s in this test", name)
 }
+
+const allowFrontend9090 = `
+endpointSelector: {matchLabels: {app: api}}
+ingress:
+- fromEndpoints: [{matchLabels: {app: frontend}}]
+  toPorts: [{ports: [{port: "9090", protocol: TCP}]}]
+`
+
+// TestSyncKeepsWhatDidNotChange: a sync reuses what it derived from each
+// object whose version did not change (its policyObject and normalized
+// policy) and the cluster while none of its objects changed, and still
+// enforces every change: a changed policy gets new derived forms and its
+// new port in the kernel, a new pod a new cluster and its entry.
+func TestSyncKeepsWhatDidNotChange(t *testing.T) {
+	f := newFixture(t)
+	f.pod("api", "api", "10.0.0.2", 2, false)
+	f.pod("web", "frontend", "10.0.0.1", 1, false)
+	f.policy("allow-frontend", "r1", 2, allowFrontend)
+	f.policy("allow-api", "r1", 2, allowAPIEgress)
+	f.mustSync()
+	first := f.a.last
+	if !hasPolicyPort(f.k.state, 8080) {
+		t.Fatal("the policy's port is not the kernel's")
+	}
+	f.mustSync()
+	same := f.a.last
+	if !same.clusterKept || same.cluster != first.cluster {
+		t.Fatal("the cluster was built again though none of its objects changed")
+	}
+	for i := range first.objects {
+		if same.objects[i] != first.objects[i] || same.ir.Policies[i] != first.ir.Policies[i] {
+			t.Fatalf("%s was derived again though its object did not change", first.objects[i].key)
+		}
+	}
+
+	f.policy("allow-frontend", "r1", 2, allowFrontend9090)
+	f.mustSync()
+	changed := f.a.last
+	if !changed.clusterKept {
+		t.Error("a policy change built the cluster again")
+	}
+	for i, o := range changed.objects {
+		if kept := o == same.objects[i]; kept != (o.key.name == "allow-api") {
+			t.Errorf("%s: kept %v", o.key, kept)
+		}
+	}
+	if !hasPolicyPort(f.k.state, 9090) || hasPolicyPort(f.k.state, 8080) {
+		t.Fatal("the changed policy's port is not the kernel's")
+	}
+
+	f.pod("db", "db", "10.0.0.3", 3, false)
+	f.mustSync()
+	if f.a.last.clusterKept || f.a.last.cluster == first.cluster {
+		t.Fatal("a new pod did not build the cluster again")
+	}
+	if _, ok := f.endpoint("10.0.0.3"); !ok {
+		t.Fatal("the new pod has no endpoint entry")
+	}
+}
+
+const allowAPIEgress = `
+endpointSelector: {matchLabels: {app: api}}
+egress:
+- toEndpoints: [{matchLabels: {app: db}}]
+  toPorts: [{ports: [{port: "5432", protocol: TCP}]}]
+`
+
+func hasPolicyPort(s *engine.MapState, port uint16) bool {
+	for k := range s.Policy {
+		if k.Port == port {
+			return true
+		}
+	}
+	return false
+}
