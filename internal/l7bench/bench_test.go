@@ -34,6 +34,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,10 +157,17 @@ func (be *bench) diagnose() string {
 	return out.String()
 }
 
-// switchHandler is the proxy listener's handler, switched per scenario.
-type switchHandler struct{ h http.Handler }
+// switchHandler is the proxy listener's handler, switched per scenario:
+// the scenario's proxy, or 404 when it has none.
+type switchHandler struct{ p atomic.Pointer[Proxy] }
 
-func (s *switchHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.h.ServeHTTP(w, r) }
+func (s *switchHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := s.p.Load(); p != nil {
+		p.ServeHTTP(w, r)
+		return
+	}
+	http.NotFound(w, r)
+}
 
 func requireRoot(b *testing.B) {
 	b.Helper()
@@ -310,7 +318,7 @@ func setup(b *testing.B) *bench {
 			b.Cleanup(p.Close)
 		}
 	}
-	be.proxyHandler = &switchHandler{h: http.NotFoundHandler()}
+	be.proxyHandler = &switchHandler{}
 	psrv := &http.Server{Handler: be.proxyHandler}
 	go psrv.Serve(proxyLn)
 	b.Cleanup(func() { psrv.Close() })
@@ -386,9 +394,9 @@ func (be *bench) configure(sc scenario) error {
 	} else if err := be.pt.off(); err != nil {
 		return err
 	}
-	be.proxyHandler.h = http.NotFoundHandler()
+	be.proxyHandler.p.Store(nil)
 	if sc.proxy {
-		be.proxyHandler.h = be.proxies[sc.rules]
+		be.proxyHandler.p.Store(be.proxies[sc.rules])
 	}
 	return nil
 }
