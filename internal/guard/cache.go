@@ -37,6 +37,8 @@ import (
 //     same for the same uid and resourceVersion) together with its kind and
 //     the PolicySet's namespace, which with that JSON determine the
 //     canonical object;
+//   - per object read from the API server (ReviewObjects), the policy
+//     render.Policy makes of it, by its kind, uid and resourceVersion;
 //   - per change (a pair of sides): its facts and, for the same file and
 //     line, the whole change and its OPA term.
 //
@@ -74,10 +76,38 @@ type generation struct {
 	byOrig map[string][]alias // a policy's own JSON → its canonical side
 	byJSON map[string]*side   // canonical JSON → side
 	pairs  map[[2]*side]*pair
+	// objects are the policies made of objects as the API server stored
+	// them (ReviewObjects).
+	objects map[objectKey]*policy.Policy
 }
 
 func newGeneration() *generation {
-	return &generation{byOrig: map[string][]alias{}, byJSON: map[string]*side{}, pairs: map[[2]*side]*pair{}}
+	return &generation{byOrig: map[string][]alias{}, byJSON: map[string]*side{}, pairs: map[[2]*side]*pair{}, objects: map[objectKey]*policy.Policy{}}
+}
+
+// object returns the policy made of a stored object, nil if none is kept.
+func (c *Cache) object(k objectKey) *policy.Policy {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.cur.objects[k]
+	if p == nil {
+		if p = c.old.objects[k]; p != nil {
+			c.putObject0(k, p)
+		}
+	}
+	return p
+}
+
+// putObject keeps the policy made of a stored object.
+func (c *Cache) putObject(k objectKey, p *policy.Policy) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putObject0(k, p)
+}
+
+func (c *Cache) putObject0(k objectKey, p *policy.Policy) {
+	c.add(len(p.JSON))
+	c.cur.objects[k] = p
 }
 
 // alias says which canonical side a policy with some JSON of its own has:

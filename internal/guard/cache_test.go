@@ -26,6 +26,7 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -70,6 +71,7 @@ func TestCacheSameDecision(t *testing.T) {
 			shared, tiny := NewCache(DefaultCacheBytes), NewCache(8<<10)
 			base, head := initial, slices.Clone(initial)
 			var deleted []*policy.Policy
+			resourceVersion := 0
 			for step := range 120 {
 				// Mutate a few policies of head.
 				for range 1 + rng.IntN(6) {
@@ -92,12 +94,35 @@ func TestCacheSameDecision(t *testing.T) {
 						t.Fatalf("step %d: decision differs\ngot:  %s\nwant: %s", step, js, wantD.JSON())
 					}
 				}
+				// ReviewObjects, as the controller calls it, with the
+				// cache and without.
+				if step%4 == 0 {
+					objs := func(ps []*policy.Policy) []runtime.Object {
+						out := make([]runtime.Object, len(ps))
+						for i, p := range ps {
+							out[i] = p.Typed()
+						}
+						return out
+					}
+					js, _, err := ReviewObjects(ctx, g, objs(base), objs(head), meta, Options{Cache: shared})
+					if err != nil {
+						t.Fatal(err)
+					}
+					fresh, _, err := ReviewObjects(ctx, g, objs(base), objs(head), meta, Options{Cache: NewCache(DefaultCacheBytes)})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(js, fresh) {
+						t.Fatalf("step %d: ReviewObjects' decision differs with the cache\ngot:  %s\nwant: %s", step, js, fresh)
+					}
+				}
 				// Sometimes the head is applied and becomes the base; the
 				// objects read back carry render's labels and annotations.
 				if rng.IntN(3) == 0 {
 					base = make([]*policy.Policy, len(head))
 					for i, p := range head {
-						base[i] = readBack(t, p, rng.IntN(5))
+						resourceVersion++
+						base[i] = readBack(t, p, rng.IntN(5), resourceVersion)
 					}
 				}
 			}
@@ -125,8 +150,9 @@ func edit(t *testing.T, p *policy.Policy, f func(*v1alpha1.NetworkPolicy)) *poli
 }
 
 // readBack returns p as the controller reads it back from the API server
-// (render.Policy of the object render applied at some revision).
-func readBack(t *testing.T, p *policy.Policy, rev int) *policy.Policy {
+// (render.Policy of the object render applied at some revision), with a
+// uid and a resourceVersion no other content has had.
+func readBack(t *testing.T, p *policy.Policy, rev, resourceVersion int) *policy.Policy {
 	t.Helper()
 	if p.NetworkPolicy == nil {
 		return p
@@ -138,7 +164,7 @@ func readBack(t *testing.T, p *policy.Policy, rev int) *policy.Policy {
 	np.Annotations[render.AnnotationRevision] = fmt.Sprintf("rev-%d", rev)
 	np.Annotations[render.AnnotationSource] = fmt.Sprintf("%s:%d:1", p.Pos.File, max(p.Pos.Line, 1))
 	np.UID = types.UID("uid-" + p.Name)
-	np.ResourceVersion = fmt.Sprint(rev)
+	np.ResourceVersion = fmt.Sprint(resourceVersion)
 	q, err := render.Policy(np)
 	if err != nil {
 		t.Fatal(err)

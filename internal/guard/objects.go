@@ -20,6 +20,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -58,28 +59,68 @@ func ObjectsChangeSet(before, after []runtime.Object, meta Meta) (*ChangeSet, er
 }
 
 func objectsChangeSet(before, after []runtime.Object, meta Meta, cache *Cache) (*ChangeSet, error) {
-	base, err := policiesOf(before, "before")
+	if cache == nil {
+		cache = defaultCache
+	}
+	base, err := policiesOf(before, "before", cache)
 	if err != nil {
 		return nil, err
 	}
-	head, err := policiesOf(after, "after")
+	head, err := policiesOf(after, "after", cache)
 	if err != nil {
 		return nil, err
 	}
 	return reviewChangeSet(base, head, meta, cache), nil
 }
 
-// policiesOf converts API objects into policies for a change set.
-func policiesOf(objs []runtime.Object, side string) ([]*policy.Policy, error) {
-	out := make([]*policy.Policy, 0, len(objs))
-	for i, o := range objs {
-		p, err := policyOf(o)
-		if err != nil {
-			return nil, fmt.Errorf("guard %s[%d]: %w", side, i, err)
+// policiesOf converts API objects into policies for a change set, in
+// parallel. An object as the API server stored it (with a uid and a
+// resourceVersion) is converted once: the policy made of it is kept in
+// the cache under its kind, uid and resourceVersion, which the API server
+// never reuses for other content.
+func policiesOf(objs []runtime.Object, side string, cache *Cache) ([]*policy.Policy, error) {
+	out := make([]*policy.Policy, len(objs))
+	errs := make([]error, len(objs))
+	parallel(len(objs), func(i int) {
+		key, stored := storedKey(objs[i])
+		if stored {
+			if p := cache.object(key); p != nil {
+				out[i] = p
+				return
+			}
 		}
-		out = append(out, p)
+		p, err := policyOf(objs[i])
+		if err != nil {
+			errs[i] = fmt.Errorf("guard %s[%d]: %w", side, i, err)
+			return
+		}
+		if stored {
+			cache.putObject(key, p)
+		}
+		out[i] = p
+	})
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
+}
+
+// objectKey identifies an object as the API server stored it.
+type objectKey struct {
+	typ                  reflect.Type
+	uid, resourceVersion string
+}
+
+// storedKey returns an object's key, and whether it has one.
+func storedKey(o runtime.Object) (objectKey, bool) {
+	obj, ok := o.(policy.Object)
+	if !ok {
+		return objectKey{}, false
+	}
+	k := objectKey{typ: reflect.TypeOf(o), uid: string(obj.GetUID()), resourceVersion: obj.GetResourceVersion()}
+	return k, k.uid != "" && k.resourceVersion != ""
 }
 
 // policyOf is render.Policy for an object the controller holds. Typed
