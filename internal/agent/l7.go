@@ -74,6 +74,10 @@ type l7Readback interface {
 	// returns the prefixes the kernel holds beyond them.
 	ComparePeers(want map[netip.Prefix]uint32) ([]l7.Drift, []netip.Prefix, error)
 	DeletePeer(prefix netip.Prefix) error
+	// MissingPins are the pins under dir that are gone; RepairPins pins
+	// them again.
+	MissingPins(dir string) []string
+	RepairPins(dir string) error
 }
 
 var _ l7Readback = (*l7.Datapath)(nil)
@@ -422,13 +426,23 @@ func (s *l7Subsystem) Verify(_ context.Context, rec driftRecorder) error {
 	return errors.Join(errs...)
 }
 
-// readback compares the kernel's active generation and identities with
-// the last applied, as the network subsystem compares its maps. A
+// readback checks the pins (without them the next agent cannot adopt
+// the state: each missing one is pinned again, a Pin drift), then
+// compares the kernel's active generation and identities with the last
+// applied, as the network subsystem compares its maps. A
 // drifted generation is repaired by applying the same tables as a new
 // generation (requests switch from the tampered tables to the right ones
 // at once); drifted identities are written again, extra ones deleted.
 // Each is recorded as a MapEntry drift naming l7.
 func (s *l7Subsystem) readback(rb l7Readback, rec driftRecorder) error {
+	if s.pinDir != "" && s.pinned {
+		if missing := rb.MissingPins(s.pinDir); len(missing) > 0 {
+			err := rb.RepairPins(s.pinDir)
+			for _, p := range missing {
+				rec(v1.KernelDriftPin, "l7 pin "+p+" removed", err)
+			}
+		}
+	}
 	ds, err := rb.Compare(s.gen, s.tables, s.applied.binds)
 	if err != nil {
 		return fmt.Errorf("read back l7 generation %d: %w", s.gen, err)

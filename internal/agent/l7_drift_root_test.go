@@ -19,6 +19,7 @@ package agent_test
 import (
 	"context"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -50,7 +51,8 @@ func (e *l7Env) bites(what, path string) {
 // TestL7DriftRepaired tampers with the agent's pinned L7 state from
 // outside (cilium/ebpf on the pins, as bpftool would): first the active
 // generation's list record (every rule admits every path), then the
-// client's identity in l7_peers (its requests find no binding and pass).
+// client's identity in l7_peers (its requests find no binding and pass),
+// then the SOCKHASH's pin is removed.
 // Each tamper lets a refused request through; the verify pass reads the
 // kernel back, finds it, repairs it (a new generation; the identity
 // written again) and reports it on NodeEnforcement and in the drift
@@ -120,10 +122,23 @@ func TestL7DriftRepaired(t *testing.T) {
 	}
 	e.check("after the identity's repair")
 
-	// 3. Nothing tampered: nothing found.
+	// 3. A pin removed (the SOCKHASH's): pinned again, so that the next
+	// agent can adopt the state.
+	socks := filepath.Join(e.pins, "l7_socks")
+	if err := os.Remove(socks); err != nil {
+		t.Fatal(err)
+	}
 	e.r.a.VerifyNow(ctx)
-	if ne := e.nodeEnforcement(); ne == nil || ne.Status.DriftRepairs != 2 {
-		t.Errorf("after an untampered pass: %+v, want 2 repairs", ne)
+	e.assertDrift(v1.KernelDriftPin, "l7 pin "+socks, 3)
+	if _, err := os.Stat(socks); err != nil {
+		t.Errorf("after the repair: %v", err)
+	}
+	e.check("after the pin's repair")
+
+	// 4. Nothing tampered: nothing found.
+	e.r.a.VerifyNow(ctx)
+	if ne := e.nodeEnforcement(); ne == nil || ne.Status.DriftRepairs != 3 {
+		t.Errorf("after an untampered pass: %+v, want 3 repairs", ne)
 	}
 	for _, d := range e.nodeEnforcement().Status.Drifts {
 		t.Logf("drift: %s %s repaired=%v", d.Kind, d.What, d.Repaired)
