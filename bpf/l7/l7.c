@@ -5,7 +5,8 @@
 
 /*
  * HTTP/1.x requests decided in the kernel, on the server side of a
- * connection (ingress of the workload that serves). See docs/l7.md.
+ * connection (ingress of the workload that serves) and on the client side
+ * (egress of the workload that writes them). See docs/l7.md.
  *
  * l7_sockops puts each established server socket whose local address and
  * port have an entry in l7_ports into the SOCKHASH l7_socks; the socket's
@@ -16,6 +17,16 @@
  * redirects it to the same socket's egress: the client reads 403 and the
  * server never reads the request. After a refusal every later byte of the
  * connection is dropped (the answer says Connection: close).
+ *
+ * On the client side of a connection (egress of the workload that
+ * writes requests), l7_sockops puts each established client socket whose
+ * local address and remote port have an entry in l7_eports into the
+ * SOCKHASH l7_esocks, whose sk_msg program l7_msg decides what the client
+ * writes: it corks a head until it is whole, passes a decided head alone
+ * (and a body without running again), and answers a refused request with
+ * a 403 redirected to the client socket's own receive queue, so that the
+ * server never sees it. Every refusal (and, when asked, every allowed
+ * request) is sent as an event on the ring buffer l7_events.
  *
  * The parser decides a request head whole: it returns "need more" until
  * the blank line that ends the head has arrived (or the head is over
