@@ -119,6 +119,12 @@ type Agent struct {
 	L7       L7Kernel
 	L7PinDir string
 	L7Off    string
+	// Kafka is the Kafka datapath (*kafka.Datapath, or a fake in unit
+	// tests), pinned under KafkaPinDir. Nil runs the agent without it,
+	// and KafkaOff says why in status.
+	Kafka       KafkaKernel
+	KafkaPinDir string
+	KafkaOff    string
 
 	mu    sync.Mutex
 	net   *network
@@ -166,6 +172,7 @@ func (a *Agent) subsystems() []Subsystem {
 		a.subs = []Subsystem{
 			a.net,
 			a.l7Subsystem(),
+			a.kafkaSubsystem(),
 			a.tracingSubsystem(),
 			a.observerSubsystem(),
 		}
