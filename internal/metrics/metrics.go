@@ -75,6 +75,9 @@ type Metrics struct {
 	// L7Requests counts the HTTP requests (messages) the kernel decided on
 	// ports with ingress HTTP rules, by reason (bpf/l7's counters).
 	L7Requests *prometheus.CounterVec
+	// KafkaRequests counts the Kafka requests (frames) the kernel decided
+	// on ports with ingress Kafka rules, by reason (bpf/kafka's counters).
+	KafkaRequests *prometheus.CounterVec
 	// FQDN counts toFQDNs learning from DNS answers by event: learned (an
 	// address written), and the reasons an answer or address was not
 	// learned (cap, full, names-per-address, unsolicited, malformed, ...).
@@ -151,6 +154,7 @@ const (
 	TracingLostTotal    = "palisade_tracing_events_lost_total"
 	DNSQueriesTotal     = "palisade_dns_queries_total"
 	L7RequestsTotal     = "palisade_l7_requests_total"
+	KafkaRequestsTotal  = "palisade_kafka_requests_total"
 	FQDNTotal           = "palisade_fqdn_total"
 	FQDNNamesName       = "palisade_fqdn_names"
 	FQDNAddressesName   = "palisade_fqdn_addresses"
@@ -222,6 +226,10 @@ func New(reg prometheus.Registerer, node string) (*Metrics, error) {
 			Name: L7RequestsTotal,
 			Help: "HTTP messages the kernel decided on ports with ingress HTTP rules, by reason: allowed, denied, audit; malformed, oversize, tls, http2, version, framing, no-tables (refused); dropped-after-refusal, refusal-undelivered, refused-in-order, passed-unbound; sockets (connections enforced).",
 		}, []string{"reason"}),
+		KafkaRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: KafkaRequestsTotal,
+			Help: "Kafka request frames the kernel decided on ports with ingress Kafka rules, by reason: allowed, denied, audit; malformed, oversize, version, topics, unparsed, tagged, no-tables (refused); answered (refusals answered with TOPIC_AUTHORIZATION_FAILED), connections-closed (refusals answered with a frame that makes the client close), answer-undelivered, dropped-after-refusal, passed-unbound; sockets (connections enforced).",
+		}, []string{"reason"}),
 		FQDN: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: FQDNTotal,
 			Help: "toFQDNs learning from DNS answers, by event: learned (an address written to the kernel's table) and the reasons an answer or an address was not learned.",
@@ -244,5 +252,5 @@ func New(reg prometheus.Registerer, node string) (*Metrics, error) {
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.Drift, m.EnforcementLag, m.MapEntries, m.MapCapacity, m.VerifyDuration, m.VerifyFailures, m.Verdicts, m.Flows, m.PolicyVerdicts, m.FlowsLost, m.TracingEvents, m.TracingEventsLost, m.DNSQueries, m.L7Requests, m.FQDN, m.FQDNNames, m.FQDNAddresses}
+	return []prometheus.Collector{m.Drift, m.EnforcementLag, m.MapEntries, m.MapCapacity, m.VerifyDuration, m.VerifyFailures, m.Verdicts, m.Flows, m.PolicyVerdicts, m.FlowsLost, m.TracingEvents, m.TracingEventsLost, m.DNSQueries, m.L7Requests, m.KafkaRequests, m.FQDN, m.FQDNNames, m.FQDNAddresses}
 }
