@@ -161,9 +161,20 @@ func newCgroup(t testing.TB, d *Datapath) string {
 // nothing: the connections are read and discarded.
 func startEgress(t testing.TB, lists map[engine.L7ID]engine.L7List, id engine.L7ID, raw bool) *egress {
 	t.Helper()
+	return startEgressOn(t, "tcp4", "127.0.0.1", lists, id, raw)
+}
+
+// startEgressOn is startEgress with the server on network ("tcp4" or
+// "tcp6") and addr; the binding is of the same address (the client's
+// local address on loopback).
+func startEgressOn(t testing.TB, network, addr string, lists map[engine.L7ID]engine.L7List, id engine.L7ID, raw bool) *egress {
+	t.Helper()
 	d := requireKernel(t)
+	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	if err != nil {
+		t.Skipf("listen on %s %s: %v", network, addr, err)
+	}
 	e := &egress{d: d, cg: newCgroup(t, d), home: ownCgroup(t)}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,8 +213,8 @@ func (e *egress) apply(t testing.TB, lists map[engine.L7ID]engine.L7List, id eng
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, _ := strconv.Atoi(e.addr[len("127.0.0.1:"):])
-	binds := []Binding{{Addr: netip.MustParseAddr("127.0.0.1"), Port: uint16(port), List: id, Egress: true}}
+	ap := netip.MustParseAddrPort(e.addr)
+	binds := []Binding{{Addr: ap.Addr(), Port: ap.Port(), List: id, Egress: true}}
 	if err := e.d.Apply(gen, tables, binds); err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +243,7 @@ func (e *egress) dial(t testing.TB) (*net.TCPConn, *bufio.Reader) {
 	t.Helper()
 	var c net.Conn
 	var err error
-	e.inCgroup(t, func() { c, err = net.Dial("tcp4", e.addr) })
+	e.inCgroup(t, func() { c, err = net.Dial("tcp", e.addr) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -280,5 +281,61 @@ func TestEgressOversize(t *testing.T) {
 	cs, _ := e.d.CountersDir(true)
 	if cs[ReasonOversize] != 1 {
 		t.Fatalf("egress counters %v", cs)
+	}
+}
+
+// TestEgressIPv6: the client side on ::1: allowed answered, refused 403
+// and never read by the server.
+func TestEgressIPv6(t *testing.T) {
+	e := startEgressOn(t, "tcp6", "::1", egressLists, testListID, false)
+	c, br := e.dial(t)
+	if resp, _ := roundTrip(t, c, br, allowedGet); resp.StatusCode != 200 {
+		t.Fatalf("allowed: %d", resp.StatusCode)
+	}
+	if resp, _ := roundTrip(t, c, br, refusedGet); resp.StatusCode != 403 {
+		t.Fatalf("refused: %d", resp.StatusCode)
+	}
+	if got := e.finish(t, c); got != allowedGet {
+		t.Fatalf("server read %q", got)
+	}
+}
+
+// TestEgressPinnedWithoutAgent: with the state pinned and every handle of
+// the process closed, the client side is still decided: on a connection
+// opened before and on one opened after.
+func TestEgressPinnedWithoutAgent(t *testing.T) {
+	e := startEgress(t, egressLists, testListID, false)
+	dir := tempPinDir(t)
+	if err := e.d.Pin(dir); err != nil {
+		t.Fatal(err)
+	}
+	before, brBefore := e.dial(t)
+	if resp, _ := roundTrip(t, before, brBefore, allowedGet); resp.StatusCode != 200 {
+		t.Fatalf("before: %d", resp.StatusCode)
+	}
+	if err := e.d.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if resp, _ := roundTrip(t, before, brBefore, refusedGet); resp.StatusCode != 403 {
+		t.Fatalf("existing connection after close: %d, want 403", resp.StatusCode)
+	}
+	after, brAfter := e.dial(t)
+	if resp, _ := roundTrip(t, after, brAfter, allowedGet); resp.StatusCode != 200 {
+		t.Fatalf("new connection after close: %d", resp.StatusCode)
+	}
+	if resp, _ := roundTrip(t, after, brAfter, refusedGet); resp.StatusCode != 403 {
+		t.Fatalf("new connection after close: %d, want 403", resp.StatusCode)
+	}
+	if got := e.finish(t, after); got != allowedGet {
+		t.Fatalf("server read %q", got)
+	}
+	pins, err := filepath.Glob(filepath.Join(dir, "l7_*"))
+	if err != nil || len(pins) == 0 {
+		t.Fatalf("pins %v, %v", pins, err)
+	}
+	for _, p := range pins {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
