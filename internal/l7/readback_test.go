@@ -18,10 +18,13 @@ package l7
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -402,4 +405,39 @@ func TestReadbackPeers(t *testing.T) {
 	if ds, extra, err := d.ComparePeers(want); err != nil || len(ds) != 0 || len(extra) != 0 {
 		t.Fatalf("ComparePeers after the repair: %v %v %v", ds, extra, err)
 	}
+}
+
+// BenchmarkReadback reads back a generation of 200 seeded random lists
+// (one binding each), as every verify pass does; it reports the rows
+// read.
+func BenchmarkReadback(b *testing.B) {
+	d := requireKernel(b)
+	r := rand.New(rand.NewPCG(1, 2))
+	tables, err := engine.CompileHTTP(randomLists(r, 200))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var binds []Binding
+	rows := 0
+	for id, l := range tables.Lists {
+		binds = append(binds, Binding{Addr: netip.AddrFrom4([4]byte{10, 2, byte(id >> 8), byte(id)}), Port: 80, List: id})
+		rows += 2 + len(l.Path.Next) + len(l.Path.Accept) + len(l.Host.Next) + len(l.Host.Accept) + len(l.Allows) + len(l.Headers)
+	}
+	if err := d.Apply(1, tables, binds); err != nil {
+		b.Fatal(err)
+	}
+	// CPU time as well as wall time: on a shared machine the wall time
+	// is mostly waiting.
+	var before, after syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	for b.Loop() {
+		ds, err := d.Compare(1, tables, binds)
+		if err != nil || len(ds) != 0 {
+			b.Fatalf("compare: %v %v", ds, err)
+		}
+	}
+	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(rows), "rows")
 }
