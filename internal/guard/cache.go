@@ -208,6 +208,23 @@ func (c *Cache) lookupJSON(js []byte) *side {
 	return nil
 }
 
+// lookup returns the side of one policy of a review (an original), if an
+// earlier review made it from the same JSON of the policy's own; nil
+// otherwise.
+func (c *Cache) lookup(p *policy.Policy, ns string) *side {
+	kind := p.TypedKind()
+	if kind == "" || p.JSON == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.lookupOrig(p.JSON, kind, ns)
+	if s != nil {
+		c.hits++
+	}
+	return s
+}
+
 // side returns the side of one policy of a review (an original, not a
 // review shell), ns the PolicySet's namespace.
 func (c *Cache) side(p *policy.Policy, ns string) *side {

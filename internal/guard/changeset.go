@@ -180,10 +180,26 @@ func reviewChangeSet(base, head []*policy.Policy, meta Meta, cache *Cache) *Chan
 	bs, hs := make([]*side, len(ids)), make([]*side, len(ids))
 	parallel(len(ids), func(i int) {
 		b, a := bm[ids[i]], hm[ids[i]]
-		if b != nil {
+		if b != nil && a != nil {
+			// Unchanged policies are told apart cheaply: by their own
+			// JSON, then by the sides an earlier review made of them,
+			// then by their typed objects. Only the others are encoded.
+			if sameOwnJSON(b, a) {
+				return
+			}
+			bs[i], hs[i] = cache.lookup(b, ns), cache.lookup(a, ns)
+			if bs[i] != nil && hs[i] != nil {
+				if sameContent(bs[i], hs[i]) {
+					return
+				}
+			} else if sameOriginals(b, a) {
+				return
+			}
+		}
+		if b != nil && bs[i] == nil {
 			bs[i] = cache.side(b, ns)
 		}
-		if a != nil {
+		if a != nil && hs[i] == nil {
 			hs[i] = cache.side(a, ns)
 		}
 		if b != nil && a != nil && sameContent(bs[i], hs[i]) {
@@ -192,18 +208,24 @@ func reviewChangeSet(base, head []*policy.Policy, meta Meta, cache *Cache) *Chan
 		changes[i], terms[i] = cache.change(b, a, bs[i], hs[i], ns)
 	})
 	// The namespace summary counts every policy of the namespaces changes
-	// reach, by its canonical namespace and its side's shape.
-	var baseShapes, headShapes []scoped
+	// reach, by its canonical namespace and shape: its side's, or for an
+	// unchanged policy without one, computed when needed.
+	baseShapes, headShapes := make([]scoped, 0, len(base)), make([]scoped, 0, len(head))
 	for i, id := range ids {
 		for _, x := range []struct {
 			p    *policy.Policy
 			s    *side
 			into *[]scoped
 		}{{bm[id], bs[i], &baseShapes}, {hm[id], hs[i], &headShapes}} {
-			if x.p != nil {
-				_, pns := reviewIdent(x.p, ns)
-				*x.into = append(*x.into, scoped{namespace: pns, namespaced: x.p.NetworkPolicy != nil || x.p.TracingPolicy != nil, shape: &x.s.shape})
+			if x.p == nil {
+				continue
 			}
+			_, pns := reviewIdent(x.p, ns)
+			sc := scoped{namespace: pns, namespaced: x.p.NetworkPolicy != nil || x.p.TracingPolicy != nil, p: x.p, defaultNS: ns, shell: true}
+			if x.s != nil {
+				sc.shape = &x.s.shape
+			}
+			*x.into = append(*x.into, sc)
 		}
 	}
 	cs.finish(changes, terms, baseShapes, headShapes)
@@ -215,8 +237,11 @@ type scoped struct {
 	namespace  string
 	namespaced bool // a NetworkPolicy or TracingPolicy
 	shape      *shape
-	// p computes the shape when nil (NewChangeSet).
-	p *policy.Policy
+	// p computes the shape when nil: its own, or with shell its review
+	// shell's (for the PolicySet's namespace defaultNS).
+	p         *policy.Policy
+	shell     bool
+	defaultNS string
 }
 
 func emptyChangeSet(meta Meta) *ChangeSet {
@@ -466,7 +491,11 @@ func (cs *ChangeSet) summarizeNamespaces(base, head []scoped) {
 		if sh := computed[x.p]; sh != nil {
 			return sh
 		}
-		sh := shapeOf(x.p)
+		p := x.p
+		if x.shell {
+			p = reviewShell(p, x.defaultNS)
+		}
+		sh := shapeOf(p)
 		computed[x.p] = &sh
 		return &sh
 	}
@@ -530,8 +559,9 @@ func (c *Change) term(before, after, facts *ast.Term) *ast.Term {
 
 // document assembles the OPA input from the changes' terms. The change set
 // carries it from construction on, shared by every guard and evaluation
-// (OPA values are safe for concurrent reads). The policies' JSON, most of
-// it, comes from a cache keyed by content (valuecache.go).
+// (OPA values are safe for concurrent reads). The policies' and changes'
+// terms come from caches keyed by content: cache.go for a review,
+// valuecache.go for NewChangeSet.
 func (cs *ChangeSet) document(changes []*ast.Term) ast.Value {
 	return ast.NewObject(
 		[2]*ast.Term{ast.InternedTerm("apiVersion"), ast.StringTerm(cs.APIVersion)},

@@ -17,9 +17,11 @@ limitations under the License.
 package guard
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 
@@ -260,4 +262,44 @@ func encodeCanonical(q *policy.Policy) {
 		panic(fmt.Sprintf("guard: encode %s: %v", q.ID(), err)) // API types always encode
 	}
 	q.JSON = js
+}
+
+// sameOwnJSON reports that two typed policies with the same review ID
+// have the same canonical object because they have the same JSON of their
+// own, from which, with the kind and the PolicySet's namespace, the
+// canonical object follows. false means only "not told".
+func sameOwnJSON(b, a *policy.Policy) bool {
+	kind := b.TypedKind()
+	return kind != "" && a.TypedKind() == kind && b.JSON != nil && bytes.Equal(b.JSON, a.JSON)
+}
+
+// sameOriginals reports, without encoding, that two typed policies with the
+// same review ID have the same canonical object: equal identities, labels
+// and annotations guards see, and specs. false means only "not told":
+// objects that differ in a way JSON does not show (a nil and an empty
+// list, say) are told by their canonical JSON.
+func sameOriginals(b, a *policy.Policy) bool {
+	kind := b.TypedKind()
+	if kind == "" || a.TypedKind() != kind {
+		return false
+	}
+	bo, ao := b.Typed(), a.Typed()
+	return maps.Equal(withoutKeys(bo.GetLabels(), render.OwnLabels), withoutKeys(ao.GetLabels(), render.OwnLabels)) &&
+		maps.Equal(withoutKeys(bo.GetAnnotations(), render.OwnAnnotations), withoutKeys(ao.GetAnnotations(), render.OwnAnnotations)) &&
+		reflect.DeepEqual(specOf(b), specOf(a))
+}
+
+// specOf returns a pointer to the policy's spec.
+func specOf(p *policy.Policy) any {
+	switch {
+	case p.NetworkPolicy != nil:
+		return &p.NetworkPolicy.Spec
+	case p.ClusterNetworkPolicy != nil:
+		return &p.ClusterNetworkPolicy.Spec
+	case p.TracingPolicy != nil:
+		return &p.TracingPolicy.Spec
+	case p.ClusterTracingPolicy != nil:
+		return &p.ClusterTracingPolicy.Spec
+	}
+	return nil
 }
