@@ -18,6 +18,8 @@ package agent
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -122,6 +124,33 @@ func stripNode(o any) (any, error) {
 	return out, nil
 }
 
+// nodeChange passes a node's update when something the agent reads of it
+// changed: its labels, addresses and pod CIDRs (what stripNode keeps). The
+// kubelet writes its node's status on every change of a condition and
+// every few minutes besides: with a thousand nodes several writes a
+// second, each of which, unfiltered, made every agent of the cluster sync.
+var nodeChange = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	o, ok1 := e.ObjectOld.(*corev1.Node)
+	n, ok2 := e.ObjectNew.(*corev1.Node)
+	return !ok1 || !ok2 || !nodeSame(o, n)
+}}
+
+// identityChange passes an identity's update when its labels changed or
+// its deletion began: its number is its name, and its status (unusedSince,
+// written by the manager as workloads come and go) changes nothing the
+// agent compiles.
+var identityChange = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	o, ok1 := e.ObjectOld.(*v1.Identity)
+	n, ok2 := e.ObjectNew.(*v1.Identity)
+	return !ok1 || !ok2 || !maps.Equal(o.Spec.Labels, n.Spec.Labels) || o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero()
+}}
+
+// nodeSame is whether two versions of a node agree in everything the
+// agent reads of it (gather): labels, addresses, pod CIDRs.
+func nodeSame(o, n *corev1.Node) bool {
+	return maps.Equal(o.Labels, n.Labels) && slices.Equal(o.Status.Addresses, n.Status.Addresses) && slices.Equal(o.Spec.PodCIDRs, n.Spec.PodCIDRs)
+}
+
 // SyncBatch is how long the agent gathers events before it syncs: a
 // rollout rewrites every object of a set (each carries the revision), and
 // a set's objects arrive one by one; each sync reads and compiles the
@@ -186,10 +215,10 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager, watchLinks bool) error {
 		Watches(&v1.ClusterNetworkPolicy{}, all, builder.WithPredicates(policyChange)).
 		Watches(&v1.TracingPolicy{}, all, builder.WithPredicates(policyChange)).
 		Watches(&v1.ClusterTracingPolicy{}, all, builder.WithPredicates(policyChange)).
-		Watches(&v1.Identity{}, all).
+		Watches(&v1.Identity{}, all, builder.WithPredicates(identityChange)).
 		Watches(&corev1.Pod{}, all, builder.WithPredicates(podChange)).
 		Watches(&corev1.Namespace{}, all, builder.WithPredicates(predicate.LabelChangedPredicate{})).
-		Watches(&corev1.Node{}, all).
+		Watches(&corev1.Node{}, all, builder.WithPredicates(nodeChange)).
 		Watches(&discoveryv1.EndpointSlice{}, all).
 		Watches(&v1.NodeEnforcement{}, all, builder.WithPredicates(ownNE, predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
 		WatchesRawSource(source.Channel(links, all))

@@ -72,6 +72,7 @@ var (
 	flagMemLimit = flag.String("hollow.memlimit", "10GiB", "GOMEMLIMIT of the process that runs the hollow agents, so that their garbage does not take the machine's memory")
 	flagShared   = flag.Bool("hollow.shared-transport", false, "let the hollow agents share HTTP/2 connections (hollow.Options.SharedTransport) instead of one connection each")
 	flagOut      = flag.String("hollow.out", "", "also write the report to this file")
+	flagPing     = flag.Int("hollow.http2-ping-timeout", 15, "seconds the agents' HTTP/2 connections wait for a ping's answer before they count as lost (client-go's HTTP2_PING_TIMEOUT_SECONDS; 15 is client-go's default)")
 	flagProfile  = flag.String("hollow.profile", "", "write CPU profiles of the rollouts (manager, hollow agents) and a heap profile of the agents after them to this directory")
 )
 
@@ -90,8 +91,10 @@ type childConfig struct {
 type childState struct {
 	Started  int
 	Restarts int
-	// Exits counts agents whose manager returned and was started again.
-	Exits    int
+	// Exits counts agents whose manager returned and was started again;
+	// ExitErrors are the errors the first few returned with.
+	Exits      int
+	ExitErrors []string
 	Errors   []string
 	Requests map[string]int64
 	Applies  int
@@ -570,6 +573,9 @@ func (s *scale) usage(when string) {
 		s.t.Fatal(err)
 	}
 	s.logf("memory %s: %s (%.1f MiB per hollow agent); agents applied %d generations in all; %d agents exited and were restarted", when, strings.Join(parts, ", "), float64(agents.RSS)/float64(s.nodes)/(1<<20), st.Applies, st.Exits)
+	if len(st.ExitErrors) > 0 {
+		s.logf("agents' managers returned with: %s", strings.Join(st.ExitErrors, "; "))
+	}
 }
 
 // startChild runs the agents in the test binary run again.
@@ -582,7 +588,13 @@ func (s *scale) startChild() {
 	}
 	s.must(os.WriteFile(filepath.Join(s.childDir, "config.json"), b, 0o600))
 	s.child = exec.Command(os.Args[0], "-test.run=^TestScale$", fmt.Sprintf("-hollow.start-parallel=%d", *flagStart), fmt.Sprintf("-hollow.shared-transport=%v", *flagShared), "-hollow.profile="+*flagProfile)
-	s.child.Env = append(os.Environ(), childEnv+"="+s.childDir, "GOMEMLIMIT="+*flagMemLimit)
+	// A thousand agents on two busy cores may answer a ping late: with
+	// shared connections one lost connection is hundreds of agents'
+	// watches failing at once (docs/scale.md). -hollow.http2-ping-timeout
+	// lets a run on a loaded machine wait longer, as a node with its own
+	// CPU would not need to.
+	s.child.Env = append(os.Environ(), childEnv+"="+s.childDir, "GOMEMLIMIT="+*flagMemLimit,
+		fmt.Sprintf("HTTP2_PING_TIMEOUT_SECONDS=%d", *flagPing))
 	s.child.Stdout, s.child.Stderr = os.Stderr, os.Stderr
 	s.must(s.child.Start())
 }
@@ -617,7 +629,7 @@ func (s *scale) waitChildStarted() {
 			s.t.Fatalf("hollow agents: %s", strings.Join(st.Errors, "; "))
 		}
 		if st.Started < s.nodes {
-			return fmt.Errorf("%d/%d started", st.Started, s.nodes)
+			return fmt.Errorf("%d/%d started, %d exited and restarted (%s)", st.Started, s.nodes, st.Exits, strings.Join(st.ExitErrors, "; "))
 		}
 		return nil
 	})
@@ -646,11 +658,12 @@ func runChild(t *testing.T, dir string) {
 		started atomic.Int64
 		retries atomic.Int64
 		exits   atomic.Int64
+		exitErr []string
 	)
 	opts := Options{Config: cfg, Scheme: newScheme(t), Counter: &counter, SharedTransport: *flagShared}
 	write := func() {
 		mu.Lock()
-		st := childState{Started: int(started.Load()), Restarts: int(retries.Load()), Exits: int(exits.Load()), Errors: slices.Clone(errs), Requests: counter.Snapshot()}
+		st := childState{Started: int(started.Load()), Restarts: int(retries.Load()), Exits: int(exits.Load()), ExitErrors: slices.Clone(exitErr), Errors: slices.Clone(errs), Requests: counter.Snapshot()}
 		for _, n := range nodes {
 			st.Applies += n.Kernel.Recorded().Applies
 		}
@@ -700,11 +713,16 @@ func runChild(t *testing.T, dir string) {
 				// DaemonSet restarts it.
 				go func() {
 					for {
-						_ = n.Wait()
+						werr := n.Wait()
 						if ctx.Err() != nil {
 							return
 						}
 						exits.Add(1)
+						mu.Lock()
+						if len(exitErr) < 10 {
+							exitErr = append(exitErr, fmt.Sprintf("%s: %v", name, werr))
+						}
+						mu.Unlock()
 						for {
 							next, err := Start(ctx, name, opts)
 							if err == nil {
