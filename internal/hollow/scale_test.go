@@ -95,9 +95,9 @@ type childState struct {
 	// ExitErrors are the errors the first few returned with.
 	Exits      int
 	ExitErrors []string
-	Errors   []string
-	Requests map[string]int64
-	Applies  int
+	Errors     []string
+	Requests   map[string]int64
+	Applies    int
 }
 
 func TestScale(t *testing.T) {
