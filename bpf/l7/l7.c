@@ -1202,6 +1202,7 @@ static __always_inline void strp_msg(struct __sk_buff *skb, __u32 *off, __u32 *f
 
 struct tcp_sock___l7 {
 	__u32 write_seq;
+	__u32 snd_nxt;
 	__u32 snd_una;
 	__u32 rcv_nxt;
 	__u32 copied_seq;
@@ -1753,16 +1754,36 @@ static __always_inline int client_seqs(struct sk_msg_md *msg, __u32 *rcv, __u32 
 	return 0;
 }
 
-/* epass passes the message (the verdict's apply_bytes say how much of
- * it) and records the client's rcv_nxt. */
-static __always_inline int epass(struct sk_msg_md *msg, struct l7_esock *e)
+/* epass passes n bytes of the message (the verdict's apply bytes), counts
+ * them, and records the client's rcv_nxt. */
+static __always_inline int epass(struct sk_msg_md *msg, struct l7_esock *e, __u32 n)
 {
 	__u32 rcv = 0, copied = 0;
+	e->wpassed += n;
 	if (client_seqs(msg, &rcv, &copied) == 0) {
 		e->rseq = rcv;
 		e->s.passed = 1;
 	}
 	return SK_PASS;
+}
+
+/*
+ * unparsed reports whether the client's TCP holds bytes l7_msg never
+ * passed: a write that began before the connection was established (a
+ * blocking write on a socket still connecting) goes through TCP's own
+ * sendmsg, which the socket kept, not through sk_msg. Its bytes are in
+ * write_seq beyond what l7_msg passed.
+ */
+static __always_inline int unparsed(struct sk_msg_md *msg, struct l7_esock *e)
+{
+	struct bpf_sock *sk = msg->sk;
+	if (!sk)
+		return 1;
+	struct tcp_sock___l7 *tp = (void *)bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 1;
+	__u32 wseq = tp->write_seq;
+	return (__s32)(wseq - (e->wbase + e->wpassed)) > 0;
 }
 
 #define R_FULL R_STATUS R_TAIL
@@ -1818,6 +1839,7 @@ static __always_inline int erefuse(struct sk_msg_md *msg, struct l7_esock *e, __
 		__builtin_memcpy(d, r_junk, SLEN(R_JUNK));
 		count_dir(L7_DIR_EGRESS, L7_R_INORDER);
 		*status = 400;
+		e->wpassed += SLEN(R_JUNK);
 		return SK_PASS;
 	}
 	if (msg_resize(msg, SLEN(R_FULL)) < 0)
@@ -1865,6 +1887,10 @@ int l7_msg(struct sk_msg_md *msg)
 	__u32 size = msg->size;
 	if (size == 0)
 		return SK_PASS;
+	if (st->mode != L7_MODE_REFUSED && unparsed(msg, e)) {
+		st->mode = L7_MODE_REFUSED;
+		count_dir(L7_DIR_EGRESS, L7_R_UNPARSED);
+	}
 	switch (st->mode) {
 	case L7_MODE_REFUSED:
 		count_dir(L7_DIR_EGRESS, L7_R_DROPPED);
@@ -1879,7 +1905,7 @@ int l7_msg(struct sk_msg_md *msg)
 			st->crlf = st->mode == L7_MODE_CHUNK_DATA;
 			st->mode = st->mode == L7_MODE_BODY ? L7_MODE_HEAD : L7_MODE_CHUNK_SIZE;
 		}
-		return epass(msg, e);
+		return epass(msg, e, n);
 	}
 	case L7_MODE_CHUNK_SIZE: {
 		struct l7_chunkp cp = {};
@@ -1894,7 +1920,7 @@ int l7_msg(struct sk_msg_md *msg)
 			st->mode = st->next_mode;
 			st->remaining = st->next_remaining;
 			st->crlf = 0;
-			return epass(msg, e);
+			return epass(msg, e, st->len);
 		}
 		if (st->kind == L7_KIND_REFUSE)
 			break;
@@ -1941,7 +1967,7 @@ int l7_msg(struct sk_msg_md *msg)
 				st->mode = st->next_mode;
 				st->remaining = st->next_remaining;
 				st->crlf = 0;
-				return epass(msg, e);
+				return epass(msg, e, st->len);
 			}
 		} else {
 			count_dir(L7_DIR_EGRESS, st->reason);
@@ -1987,6 +2013,7 @@ static __always_inline void esock_add(struct bpf_sock_ops *skops, __u64 cookie)
 	if (!w)
 		return; /* not enforced: counted by the absence of L7_R_SOCKETS */
 	w->e.cookie = cookie;
+	w->e.wbase = skops->snd_nxt;
 	/*
 	 * Data a client put in its SYN (TCP Fast Open) left before the socket
 	 * could enter l7_esocks, undecided: the SYN's data is outstanding

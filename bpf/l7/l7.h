@@ -66,6 +66,7 @@ enum l7_reason {
 	L7_R_TARGET = 16,     /* a dot segment, %2e, %2f, %5c or a backslash in the path */
 	L7_R_EVLOST = 17,     /* events the ring buffer had no room for */
 	L7_R_FASTOPEN = 18,   /* a client socket sent data in its SYN (TCP Fast Open): undecided, so the connection is refused from then on */
+	L7_R_UNPARSED = 19,   /* a client socket's TCP holds bytes l7_msg did not pass (a write that began before the connection was established): refused from then on */
 	L7_R_MAX = 24,
 };
 
@@ -230,6 +231,8 @@ struct l7_esock {
 	struct l7_sock s;
 	__u64 cookie;
 	__u32 rseq;
+	__u32 wbase;  /* the client's write_seq when it was established */
+	__u32 wpassed; /* bytes l7_msg passed (or let apply bytes pass) since */
 	__u32 pad;
 };
 

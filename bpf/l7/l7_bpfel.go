@@ -70,11 +70,13 @@ const (
 )
 
 type L7L7Esock struct {
-	_      structs.HostLayout
-	S      L7L7Sock
-	Cookie uint64
-	Rseq   uint32
-	Pad    uint32
+	_       structs.HostLayout
+	S       L7L7Sock
+	Cookie  uint64
+	Rseq    uint32
+	Wbase   uint32
+	Wpassed uint32
+	Pad     uint32
 }
 
 type L7L7Event struct {
@@ -191,6 +193,7 @@ const (
 	L7L7ReasonL7R_TARGET        L7L7Reason = 16
 	L7L7ReasonL7R_EVLOST        L7L7Reason = 17
 	L7L7ReasonL7R_FASTOPEN      L7L7Reason = 18
+	L7L7ReasonL7R_UNPARSED      L7L7Reason = 19
 	L7L7ReasonL7R_MAX           L7L7Reason = 24
 )
 

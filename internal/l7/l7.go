@@ -73,6 +73,7 @@ const (
 	ReasonTarget       = Reason(l7bpf.L7L7ReasonL7R_TARGET)
 	ReasonEventsLost   = Reason(l7bpf.L7L7ReasonL7R_EVLOST)
 	ReasonFastOpen     = Reason(l7bpf.L7L7ReasonL7R_FASTOPEN)
+	ReasonUnparsed     = Reason(l7bpf.L7L7ReasonL7R_UNPARSED)
 	numReasons         = Reason(l7bpf.L7L7ReasonL7R_MAX)
 )
 
@@ -81,7 +82,7 @@ var reasonNames = map[Reason]string{
 	ReasonOversize: "oversize", ReasonTLS: "tls", ReasonHTTP2: "http2", ReasonVersion: "version",
 	ReasonFraming: "framing", ReasonNoTables: "no-tables", ReasonDropped: "dropped-after-refusal",
 	ReasonRedirectFail: "refusal-undelivered", ReasonPassed: "passed-unbound", ReasonSockets: "sockets", ReasonInOrder: "refused-in-order", ReasonUpgrade: "upgrade", ReasonTarget: "target",
-	ReasonEventsLost: "events-lost", ReasonFastOpen: "fastopen",
+	ReasonEventsLost: "events-lost", ReasonFastOpen: "fastopen", ReasonUnparsed: "unparsed-write",
 }
 
 func (r Reason) String() string {
