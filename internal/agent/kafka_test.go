@@ -64,7 +64,7 @@ func (k *fakeKafka) Apply(gen uint64, t *engine.KafkaTables, b []kafka.Binding) 
 	return nil
 }
 func (k *fakeKafka) Counters() (map[kafka.Reason]uint64, error) { return k.counters, nil }
-func (k *fakeKafka) Close() error                                { return nil }
+func (k *fakeKafka) Close() error                               { return nil }
 
 // decide decides a request to local:port from remote as the kernel does:
 // the peer's identity by longest prefix, its binding else any peer's;
