@@ -44,6 +44,7 @@ import (
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/agent"
 	"github.com/palisade-dev/palisade/internal/datapath"
+	"github.com/palisade-dev/palisade/internal/kafka"
 	"github.com/palisade-dev/palisade/internal/l7"
 	"github.com/palisade-dev/palisade/internal/metrics"
 	"github.com/palisade-dev/palisade/internal/observer"
@@ -156,8 +157,11 @@ func run() error {
 	if *l7On {
 		closeL7 := addL7(a, filepath.Join(*pinDir, "l7"), *cgroupRoot)
 		defer closeL7() // pins stay: requests are still decided without the agent
+		closeKafka := addKafka(a, filepath.Join(*pinDir, "kafka"))
+		defer closeKafka()
 	} else {
 		a.L7Off = "the agent runs with --l7=false"
+		a.KafkaOff = "the agent runs with --l7=false"
 	}
 	if *flowsAddr != "0" {
 		if err := addObserver(mgr, a, dp, m, *flowsAddr, *flowsAdv, *flowsSize, *flowsQueue, *flowsGens, *flowsAllow); err != nil {
@@ -202,6 +206,23 @@ func addL7(a *agent.Agent, pinDir, cgroupBase string) func() error {
 		return off(err)
 	}
 	a.L7, a.L7PinDir, a.CgroupRoot = dp, pinDir, root
+	return dp.Close
+}
+
+// addKafka loads the Kafka datapath (bpf/kafka) beside the L7 one; where
+// it cannot run, the agent runs without it and says why per object.
+func addKafka(a *agent.Agent, pinDir string) func() error {
+	if a.CgroupRoot == "" {
+		a.KafkaOff = "the Kafka datapath could not start on this node: " + a.L7Off
+		return func() error { return nil }
+	}
+	dp, err := kafka.Load()
+	if err != nil {
+		ctrl.Log.Error(err, "the Kafka datapath does not run on this node")
+		a.KafkaOff = fmt.Sprintf("the Kafka datapath could not start on this node (%v)", err)
+		return func() error { return nil }
+	}
+	a.Kafka, a.KafkaPinDir = dp, pinDir
 	return dp.Close
 }
 
