@@ -20,6 +20,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"slices"
 	"syscall"
 	"testing"
@@ -220,8 +221,14 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// report reports the p50 and p99 of the wall times and the mean CPU time.
+// report reports the p50 and p99 of the wall times, the mean CPU time and
+// the live heap after a collection (the review cache is bounded: it must
+// not grow with the iterations).
 func (l *latencies) report(b *testing.B) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
 	lat := l.wall
 	slices.Sort(lat)
 	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
