@@ -38,6 +38,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
+	"golang.org/x/sys/unix"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/engine"
@@ -270,5 +271,39 @@ func TestTrafficProduceConsume(t *testing.T) {
 	t.Logf("counters %v", c)
 	if c[ReasonDenied] < 3 || c[ReasonAnswered] == 0 || c[ReasonClosed] < 2 || c[ReasonAllowed] == 0 || c[ReasonSockets] == 0 {
 		t.Fatalf("counters %v: want allowed, 3 denied (1 answered, 2 closed) and sockets", c)
+	}
+}
+
+// TestTrafficPinnedWithoutAgent: with the state pinned and every handle
+// of the process closed (the agent gone), requests on a connection opened
+// before and on one opened after are still decided as before.
+func TestTrafficPinnedWithoutAgent(t *testing.T) {
+	b := startBroker(t, ordersOnly())
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
+		t.Skipf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before := newClient(t, b, kgo.ClientID("orders-producer-1"))
+	if err := before.ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: []byte("1")}).FirstErr(); err != nil {
+		t.Fatalf("produce before: %v", err)
+	}
+	if err := b.d.Pin(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := before.ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: []byte("2")}).FirstErr(); err != nil {
+		t.Fatalf("produce on the connection opened before, agent gone: %v", err)
+	}
+	after := newClient(t, b, kgo.ClientID("secret-producer-1"))
+	if err := after.ProduceSync(ctx, &kgo.Record{Topic: "secret", Value: []byte("leak")}).FirstErr(); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("produce to secret on a new connection, agent gone: %v, want TOPIC_AUTHORIZATION_FAILED", err)
+	}
+	if slices.Contains(b.saw(3), "secret") || slices.Contains(b.saw(0), "secret") {
+		t.Fatalf("the broker saw a request naming secret: metadata %v produce %v", b.saw(3), b.saw(0))
 	}
 }
