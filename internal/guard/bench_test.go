@@ -20,17 +20,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"syscall"
 	"testing"
 	"time"
 
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/hack/genpolicies/gen"
 	"github.com/palisade-dev/palisade/internal/guard"
+	"github.com/palisade-dev/palisade/internal/render"
 	"github.com/palisade-dev/palisade/internal/validate"
 )
 
@@ -128,6 +132,68 @@ func BenchmarkReviewOneMore(b *testing.B) {
 			lat.report(b)
 		})
 	}
+}
+
+// BenchmarkReviewObjectsOneMore is ReviewOneMore as the controller calls
+// it: ReviewObjects with the objects it owns (as read back from the API
+// server: uid, resourceVersion, render's labels and annotations of the
+// applied revision; the same in every iteration, as while a revision is
+// denied) and the objects the new revision renders (new objects in every
+// iteration, with the new revision in their annotations; made untimed).
+func BenchmarkReviewObjectsOneMore(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("changes=%d", n), func(b *testing.B) {
+			base := benchPolicies(b)
+			g := builtin(b)
+			meta := guard.Meta{Revision: "head", PreviousRevision: "base", Overrides: []string{"max-changes"}}
+			ctx := context.Background()
+			live := make([]k8sruntime.Object, len(base))
+			for i, p := range base {
+				live[i] = object(p, "base", fmt.Sprintf("uid-%d", i), fmt.Sprint(1000+i))
+			}
+			head := slices.Clone(base)
+			for i := range n {
+				head[i] = widenPort(b, base[i], 50000)
+			}
+			rendered := func(rev string) []k8sruntime.Object {
+				out := make([]k8sruntime.Object, len(head))
+				for i, p := range head {
+					out[i] = object(p, rev, "", "")
+				}
+				return out
+			}
+			guard.ReviewObjects(ctx, g, live, rendered("rev-0"), meta, guard.Options{}) // the previous review
+			var lat latencies
+			port := int32(50001 + 10*n) // distinct per n and from the other benchmarks'
+			for i := 0; b.Loop(); i++ {
+				port++
+				head = slices.Clone(head)
+				head[i%n] = widenPort(b, base[i%n], port)
+				after := rendered(fmt.Sprint("rev-", i+1))
+				var d *guard.Decision
+				var err error
+				lat.measure(func() { _, d, err = guard.ReviewObjects(ctx, g, live, after, meta, guard.Options{}) })
+				if err != nil || len(d.Errors) > 0 || d.Summary.Total != n {
+					b.Fatalf("unexpected decision (%v): %s", err, d.JSON())
+				}
+			}
+			lat.report(b)
+		})
+	}
+}
+
+// object is the object render makes of p at revision rev, as the API
+// server stores it when uid and resourceVersion are set.
+func object(p *validate.Policy, rev, uid, resourceVersion string) k8sruntime.Object {
+	np := p.NetworkPolicy.DeepCopy()
+	np.Annotations = maps.Clone(np.Annotations)
+	if np.Annotations == nil {
+		np.Annotations = map[string]string{}
+	}
+	np.Annotations[render.AnnotationRevision] = rev
+	np.Annotations[render.AnnotationSource] = fmt.Sprintf("%s:%d:%d", p.Pos.File, max(p.Pos.Line, 1), p.Pos.Column)
+	np.UID, np.ResourceVersion = types.UID(uid), resourceVersion
+	return np
 }
 
 var benchBase []*validate.Policy
