@@ -56,7 +56,7 @@ struct {
  * by a softirq on the same CPU). */
 struct kafka_sockw {
 	struct kafka_sock s;
-	struct kafka_val_key key;
+	struct kafka_scratch x;
 };
 
 struct {
@@ -388,10 +388,11 @@ static __always_inline void combine(struct kafka_dec *all, struct kafka_dec *d, 
  * in v10+, its name, its tagged fields in flexible versions) and decides
  * the request for that topic.
  */
-__noinline int kafka_topic(struct __sk_buff *skb, struct kafka_parse *p, struct kafka_list *l, struct kafka_val_key *k)
+__noinline int kafka_topic(struct __sk_buff *skb, struct kafka_parse *p, struct kafka_list *l, struct kafka_scratch *x)
 {
-	if (!skb || !p || !l || !k)
+	if (!skb || !p || !l || !x)
 		return 0;
+	struct kafka_val_key *k = &x->key;
 	struct kafka_rd *r = &p->r;
 	if (p->uuid)
 		rd_skip(r, 16);
@@ -423,6 +424,19 @@ __noinline int kafka_topic(struct __sk_buff *skb, struct kafka_parse *p, struct 
 	struct kafka_dec d = {};
 	kafka_decide(l, m, &d);
 	combine(&p->dec, &d, p->ntopics == 0);
+	/* the name, for an answer */
+	struct kafka_names *nm = &x->names;
+	__u32 i = p->ntopics;
+	if (i < KAFKA_MAX_TOPICS && n > 0 && n <= KAFKA_VAL_MAX && nm->len < KAFKA_NAMES_MAX &&
+	    bpf_skb_load_bytes(skb, at, &nm->buf[nm->len & (KAFKA_NAMES_MAX - 1)], (((__u32)n - 1) & 0xff) + 1) == 0) {
+		nm->nlen[i & (KAFKA_MAX_TOPICS - 1)] = n;
+		nm->len += n;
+		nm->count++;
+		if (d.reason == KAFKA_R_DENIED)
+			nm->denied |= 1u << (i & 31);
+	} else {
+		nm->ok = 0;
+	}
 	p->ntopics++;
 	return 0;
 }
@@ -485,10 +499,11 @@ static __always_inline __u32 parsed(__u32 key, __u32 ver)
  * the topics (the first of a one-topic array; every one of a Metadata
  * request, up to KAFKA_MAX_TOPICS).
  */
-__noinline int kafka_body(struct __sk_buff *skb, struct kafka_parse *p, struct kafka_list *l, struct kafka_val_key *k)
+__noinline int kafka_body(struct __sk_buff *skb, struct kafka_parse *p, struct kafka_list *l, struct kafka_scratch *x)
 {
-	if (!skb || !p || !l || !k)
+	if (!skb || !p || !l || !x)
 		return 0;
+	struct kafka_val_key *k = &x->key;
 	__u32 key = p->key, ver = p->ver;
 	struct kafka_rd *r = &p->r;
 	__u32 flex = p->flex;
@@ -587,7 +602,7 @@ __noinline int kafka_body(struct __sk_buff *skb, struct kafka_parse *p, struct k
 	for (__u32 i = 0; i < KAFKA_MAX_TOPICS; i++) {
 		if (i >= (__u32)n || p->state != T_READ)
 			break;
-		kafka_topic(skb, p, l, k);
+		kafka_topic(skb, p, l, x);
 	}
 	return 0;
 }
@@ -600,15 +615,24 @@ static __always_inline void result(struct kafka_sock *res, __u32 reason, __u32 r
 	res->kind = (reason == KAFKA_R_ALLOWED || reason == KAFKA_R_AUDIT) ? KAFKA_KIND_REQUEST : KAFKA_KIND_CLOSE;
 }
 
-/* The length of the Metadata answer naming one topic of n bytes with
- * TOPIC_AUTHORIZATION_FAILED, as kafka_answer writes it. */
-static __always_inline __u32 metadata_answer_len(__u32 v, __u32 n)
+/* The length of a Metadata answer of version v without its topic
+ * entries (count: how many topics, for the array's length), as
+ * kafka_answer writes it. */
+static __always_inline __u32 metadata_answer_len(__u32 v)
 {
 	__u32 f = v >= 9;
-	__u32 len = 8 + (f ? 1 : 0) + (v >= 3 ? 4 : 0) + (f ? 1 : 4) + (v >= 2 ? (f ? 1 : 2) : 0) + (v >= 1 ? 4 : 0) + (f ? 1 : 4);
-	len += 2 + (f ? (n + 1 < 128 ? 1 : 2) : 2) + n + (v >= 10 ? 16 : 0) + (v >= 1 ? 1 : 0) + (f ? 1 : 4) + (v >= 8 ? 4 : 0) + (f ? 1 : 0);
+	__u32 len = 8 + (f ? 1 : 0) + (v >= 3 ? 4 : 0) + (f ? 1 : 4) + (v >= 2 ? (f ? 1 : 2) : 0) + (v >= 1 ? 4 : 0);
+	len += f ? 1 : 4; /* the topic array's length (at most 16 topics: one byte) */
 	len += (v >= 8 && v <= 10 ? 4 : 0) + (v >= 13 ? 2 : 0) + (f ? 1 : 0);
 	return len;
+}
+
+/* The length of one topic's entry of a Metadata answer. */
+static __always_inline __u32 metadata_topic_len(__u32 v, __u32 n)
+{
+	__u32 f = v >= 9;
+	return 2 + (f ? (n + 1 < 128 ? 1 : 2) : 2) + n + (v >= 10 ? 16 : 0) + (v >= 1 ? 1 : 0) + (f ? 1 : 4) +
+	       (v >= 8 ? 4 : 0) + (f ? 1 : 0);
 }
 
 struct tcp_sock___kafka {
@@ -644,10 +668,15 @@ struct kafka_args {
  * res->kind says what to do with the res->len bytes of the frame.
  */
 __noinline int kafka_decide_frame(struct __sk_buff *skb, struct kafka_args *a, struct kafka_sock *res,
-				  struct kafka_val_key *k)
+				  struct kafka_scratch *x)
 {
-	if (!skb || !a || !res || !k)
+	if (!skb || !a || !res || !x)
 		return 0;
+	struct kafka_val_key *k = &x->key;
+	x->names.len = 0;
+	x->names.count = 0;
+	x->names.ok = 1;
+	x->names.denied = 0;
 	res->len = 0;
 	res->kind = KAFKA_KIND_NEED_MORE;
 	res->reason = 0;
@@ -739,7 +768,7 @@ __noinline int kafka_decide_frame(struct __sk_buff *skb, struct kafka_args *a, s
 		} else {
 			p.key = key;
 			p.ver = ver;
-			kafka_body(skb, &p, l, k);
+			kafka_body(skb, &p, l, x);
 		}
 	}
 
@@ -792,9 +821,9 @@ __noinline int kafka_decide_frame(struct __sk_buff *skb, struct kafka_args *a, s
  * acknowledged all of it). Otherwise the connection is closed.
  */
 __noinline int kafka_parse_frame(struct __sk_buff *skb, struct kafka_args *a, struct kafka_sock *res,
-				 struct kafka_val_key *k)
+				 struct kafka_scratch *x)
 {
-	if (!skb || !a || !res || !k)
+	if (!skb || !a || !res || !x)
 		return 0;
 	if (res->mode) {
 		res->len = a->avail;
@@ -803,14 +832,19 @@ __noinline int kafka_parse_frame(struct __sk_buff *skb, struct kafka_args *a, st
 		res->answer = 0;
 		return 0;
 	}
-	kafka_decide_frame(skb, a, res, k);
+	kafka_decide_frame(skb, a, res, x);
 	res->answer = 0;
-	if (res->kind != KAFKA_KIND_CLOSE || res->reason != KAFKA_R_DENIED || res->api_key != 3 || res->topics != 1)
+	struct kafka_names *nm = &x->names;
+	if (res->kind != KAFKA_KIND_CLOSE || res->reason != KAFKA_R_DENIED || res->api_key != 3 || res->topics == 0 ||
+	    !nm->ok || nm->count != res->topics || nm->count > KAFKA_MAX_TOPICS)
 		return 0;
-	/* k holds the topic: the last value looked up */
-	if (k->kind != KAFKA_VAL_TOPIC || k->len == 0 || k->len > KAFKA_VAL_MAX)
-		return 0;
-	__u32 n = metadata_answer_len((__u32)res->api_version, k->len);
+	__u32 v = (__u32)res->api_version;
+	__u32 n = metadata_answer_len(v);
+	for (__u32 i = 0; i < KAFKA_MAX_TOPICS; i++) {
+		if (i >= nm->count)
+			break;
+		n += metadata_topic_len(v, nm->nlen[i]);
+	}
 	if (n > res->len)
 		return 0;
 	if (res->passed) {
@@ -936,7 +970,7 @@ int kafka_parser(struct __sk_buff *skb)
 	__u32 has = find_bind(skb, &list);
 	__u32 off = strp_offset(skb);
 	struct kafka_args a = { .off = off, .avail = skb->len > off ? skb->len - off : 0, .list = list, .has_list = has };
-	kafka_parse_frame(skb, &a, &w->s, &w->key);
+	kafka_parse_frame(skb, &a, &w->s, &w->x);
 	return w->s.len;
 }
 
@@ -992,22 +1026,64 @@ static long zero_cb(__u32 i, void *ctx)
 	return 0;
 }
 
+/* One topic entry of a Metadata answer: the topic's error, its name
+ * (n bytes at buf), no partition. */
+static __always_inline void answer_topic(struct wr *w, __u32 v, __u16 err, const __u8 *name, __u32 n)
+{
+	__u32 f = v >= 9;
+	wr16(w, err);
+	if (f) {
+		if (n + 1 < 128) {
+			wr8(w, n + 1);
+		} else {
+			wr8(w, ((n + 1) & 0x7f) | 0x80);
+			wr8(w, (n + 1) >> 7);
+		}
+	} else {
+		wr16(w, n);
+	}
+	if (w->err || n == 0 || n > KAFKA_VAL_MAX || w->pos + n > w->end) {
+		w->err = 1;
+		return;
+	}
+	if (bpf_skb_store_bytes(w->skb, w->pos, name, ((n - 1) & 0xff) + 1, 0) < 0) {
+		w->err = 1;
+		return;
+	}
+	w->pos += n;
+	if (v >= 10)
+		wr_bytes(w, zeros, 16); /* topic_id */
+	if (v >= 1)
+		wr8(w, 0); /* is_internal */
+	if (f)
+		wr8(w, 1); /* partitions: none */
+	else
+		wr32(w, 0);
+	if (v >= 8)
+		wr32(w, 0x80000000); /* topic_authorized_operations: none given */
+	if (f)
+		wr8(w, 0);
+}
+
 /*
  * kafka_answer writes, in place of the refused Metadata request at off
- * (len bytes), the Metadata response of the request's version that
- * names its one topic with TOPIC_AUTHORIZATION_FAILED, no broker and no
- * partition, under the request's correlation ID; the response's size
- * field covers the whole frame and the bytes after the response are
- * zero (clients read a response by its schema and ignore what follows).
+ * (len bytes), the Metadata response of the request's version under its
+ * correlation ID: no broker, and each topic of the request in its order,
+ * the refused ones with TOPIC_AUTHORIZATION_FAILED, the others with
+ * LEADER_NOT_AVAILABLE (retriable: the broker was not asked), none with a
+ * partition. The response's size field covers the whole frame and the
+ * bytes after the response are zero (clients read a response by its
+ * schema and ignore what follows).
  */
-__noinline int kafka_answer(struct __sk_buff *skb, struct kafka_sock *st, struct kafka_val_key *k, __u32 off)
+__noinline int kafka_answer(struct __sk_buff *skb, struct kafka_sock *st, struct kafka_scratch *x, __u32 off)
 {
-	if (!skb || !st || !k)
+	if (!skb || !st || !x)
 		return -1;
+	struct kafka_names *nm = &x->names;
 	__u32 v = (__u32)st->api_version;
 	__u32 f = v >= 9;
-	__u32 n = k->len;
-	if (n == 0 || n > KAFKA_VAL_MAX || st->len < 8 || st->len > KAFKA_FRAME_MAX)
+	__u32 count = nm->count;
+	if (count == 0 || count > KAFKA_MAX_TOPICS || st->len < 8 || st->len > KAFKA_FRAME_MAX)
 		return -1;
 	struct wr w = { .skb = skb, .pos = off, .end = off + st->len };
 	wr32(&w, st->len - 4);
@@ -1029,37 +1105,22 @@ __noinline int kafka_answer(struct __sk_buff *skb, struct kafka_sock *st, struct
 	if (v >= 1)
 		wr32(&w, 0xffffffff); /* controller_id: none */
 	if (f)
-		wr8(&w, 2); /* topics: one */
+		wr8(&w, count + 1);
 	else
-		wr32(&w, 1);
-	wr16(&w, KAFKA_TOPIC_AUTHORIZATION_FAILED);
-	if (f) {
-		if (n + 1 < 128) {
-			wr8(&w, n + 1);
-		} else {
-			wr8(&w, ((n + 1) & 0x7f) | 0x80);
-			wr8(&w, (n + 1) >> 7);
+		wr32(&w, count);
+	__u32 at = 0;
+	for (__u32 i = 0; i < KAFKA_MAX_TOPICS; i++) {
+		if (i >= count || w.err)
+			break;
+		__u32 n = nm->nlen[i];
+		if (at >= KAFKA_NAMES_MAX) {
+			w.err = 1;
+			break;
 		}
-	} else {
-		wr16(&w, n);
+		__u16 err = (nm->denied & (1u << i)) ? KAFKA_TOPIC_AUTHORIZATION_FAILED : KAFKA_LEADER_NOT_AVAILABLE;
+		answer_topic(&w, v, err, &nm->buf[at & (KAFKA_NAMES_MAX - 1)], n);
+		at += n;
 	}
-	if (w.err || w.pos + n > w.end)
-		return -1;
-	if (bpf_skb_store_bytes(skb, w.pos, k->val, ((n - 1) & 0xff) + 1, 0) < 0)
-		return -1;
-	w.pos += n;
-	if (v >= 10)
-		wr_bytes(&w, zeros, 16); /* topic_id */
-	if (v >= 1)
-		wr8(&w, 0); /* is_internal */
-	if (f)
-		wr8(&w, 1); /* partitions: none */
-	else
-		wr32(&w, 0);
-	if (v >= 8)
-		wr32(&w, 0x80000000); /* topic_authorized_operations: none given */
-	if (f)
-		wr8(&w, 0);
 	if (v >= 8 && v <= 10)
 		wr32(&w, 0x80000000); /* cluster_authorized_operations */
 	if (v >= 13)
@@ -1140,7 +1201,7 @@ int kafka_verdict(struct __sk_buff *skb)
 	case KAFKA_KIND_ANSWER: {
 		st->requests++;
 		count(st->reason);
-		if (strp_full_len(skb) != st->len || kafka_answer(skb, st, &w->key, strp_offset(skb)) < 0) {
+		if (strp_full_len(skb) != st->len || kafka_answer(skb, st, &w->x, strp_offset(skb)) < 0) {
 			count(KAFKA_R_ANSWER_FAIL);
 			return SK_DROP;
 		}
@@ -1221,7 +1282,7 @@ int kafka_test_parse(struct __sk_buff *skb)
 		return 0;
 	struct kafka_args a = { .list = in->list, .has_list = in->has_list, .off = in->off };
 	a.avail = skb->len > a.off ? skb->len - a.off : 0;
-	kafka_parse_frame(skb, &a, &out->s, &out->key);
+	kafka_parse_frame(skb, &a, &out->s, &out->x);
 	return 0;
 }
 
@@ -1238,5 +1299,5 @@ int kafka_test_answer(struct __sk_buff *skb)
 		return 0;
 	if (out->s.kind == KAFKA_KIND_CLOSE)
 		return kafka_close_frame(skb, &out->s, in->off) < 0 ? 1 : 0;
-	return kafka_answer(skb, &out->s, &out->key, in->off) < 0 ? 1 : 0;
+	return kafka_answer(skb, &out->s, &out->x, in->off) < 0 ? 1 : 0;
 }

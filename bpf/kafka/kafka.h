@@ -39,6 +39,9 @@ enum kafka_kind {
 
 /* Kafka's TOPIC_AUTHORIZATION_FAILED. */
 #define KAFKA_TOPIC_AUTHORIZATION_FAILED 29
+/* Kafka's LEADER_NOT_AVAILABLE (retriable): the allowed topics of a
+ * refused Metadata request. */
+#define KAFKA_LEADER_NOT_AVAILABLE 5
 
 /* Counter indices (kafka_counters); Go names them. */
 enum kafka_reason {
@@ -135,6 +138,24 @@ struct kafka_val_key {
 	__u16 kind;
 	__u16 len;
 	__u8 val[KAFKA_VAL_MAX + 1]; /* zero after len */
+};
+
+/* The topic names of the last Metadata request, for its answer. */
+#define KAFKA_NAMES_MAX 1024
+
+struct kafka_names {
+	__u32 len;    /* bytes of buf used */
+	__u32 count;  /* topics recorded */
+	__u32 ok;     /* every topic of the request is recorded */
+	__u32 denied; /* bit i: topic i is refused */
+	__u8 nlen[KAFKA_MAX_TOPICS];
+	__u8 buf[KAFKA_NAMES_MAX + KAFKA_VAL_MAX + 1];
+};
+
+/* A socket's scratch: the key of value lookups, the names. */
+struct kafka_scratch {
+	struct kafka_val_key key;
+	struct kafka_names names;
 };
 
 /* The per-socket state, and what the parser found for the frame it

@@ -76,6 +76,16 @@ type KafkaKafkaListKey struct {
 	List uint32
 }
 
+type KafkaKafkaNames struct {
+	_      structs.HostLayout
+	Len    uint32
+	Count  uint32
+	Ok     uint32
+	Denied uint32
+	Nlen   [16]uint8
+	Buf    [1280]uint8
+}
+
 type KafkaKafkaPeerKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -112,6 +122,12 @@ const (
 	KafkaKafkaReasonKAFKA_R_MAX         KafkaKafkaReason = 16
 )
 
+type KafkaKafkaScratch struct {
+	_     structs.HostLayout
+	Key   KafkaKafkaValKey
+	Names KafkaKafkaNames
+}
+
 type KafkaKafkaSock struct {
 	_           structs.HostLayout
 	Len         uint32
@@ -132,9 +148,9 @@ type KafkaKafkaSock struct {
 }
 
 type KafkaKafkaSockw struct {
-	_   structs.HostLayout
-	S   KafkaKafkaSock
-	Key KafkaKafkaValKey
+	_ structs.HostLayout
+	S KafkaKafkaSock
+	X KafkaKafkaScratch
 }
 
 type KafkaKafkaTestIn struct {

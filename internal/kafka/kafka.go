@@ -97,9 +97,10 @@ func (r Reason) Refused() bool {
 }
 
 // MetadataAnswerLen is the length of the Metadata response of version
-// v that the kernel writes in place of a refused request naming one
-// topic of n bytes; it answers only if this fits in the request's frame.
-func MetadataAnswerLen(v, n int) int {
+// v that the kernel writes in place of a refused request naming topics
+// of these lengths (at most MaxTopics, none empty); it answers only if
+// this fits in the request's frame.
+func MetadataAnswerLen(v int, topics ...int) int {
 	b := func(c bool, x, y int) int {
 		if c {
 			return x
@@ -108,7 +109,9 @@ func MetadataAnswerLen(v, n int) int {
 	}
 	f := v >= 9
 	l := 8 + b(f, 1, 0) + b(v >= 3, 4, 0) + b(f, 1, 4) + b(v >= 2, b(f, 1, 2), 0) + b(v >= 1, 4, 0) + b(f, 1, 4)
-	l += 2 + b(f, b(n+1 < 128, 1, 2), 2) + n + b(v >= 10, 16, 0) + b(v >= 1, 1, 0) + b(f, 1, 4) + b(v >= 8, 4, 0) + b(f, 1, 0)
+	for _, n := range topics {
+		l += 2 + b(f, b(n+1 < 128, 1, 2), 2) + n + b(v >= 10, 16, 0) + b(v >= 1, 1, 0) + b(f, 1, 4) + b(v >= 8, 4, 0) + b(f, 1, 0)
+	}
 	l += b(v >= 8 && v <= 10, 4, 0) + b(v >= 13, 2, 0) + b(f, 1, 0)
 	return l
 }

@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -43,10 +44,20 @@ const (
 // naming one topic is answered where the answer fits in its frame; any
 // other is closed.
 func refusedKind(key, ver int16, topics []string, frameLen int) kafkabpf.KafkaKafkaKind {
-	if key == 3 && len(topics) == 1 && len(topics[0]) > 0 && MetadataAnswerLen(int(ver), len(topics[0])) <= frameLen {
-		return kindAnswer
+	if key != 3 || len(topics) == 0 || len(topics) > MaxTopics {
+		return kindClose
 	}
-	return kindClose
+	var lens []int
+	for _, t := range topics {
+		if t == "" {
+			return kindClose
+		}
+		lens = append(lens, len(t))
+	}
+	if MetadataAnswerLen(int(ver), lens...) > frameLen {
+		return kindClose
+	}
+	return kindAnswer
 }
 
 // producerList: rule 10 lets the "orders" producer and consumer in (by
@@ -312,6 +323,37 @@ func TestAnswerMetadata(t *testing.T) {
 				t.Fatalf("bytes after the %d-byte answer are not zero: %x", n, ans[n:])
 			}
 		})
+	}
+	// Several topics, one refused: each answered in order, the refused
+	// one with 29, the others with LEADER_NOT_AVAILABLE (5).
+	for _, v := range []int16{4, 9, 12} {
+		topics := []string{"orders", "secret", "orders"}
+		data := frame(request(3, v, topics), &cid, 9)
+		if got := parseAt(t, d, 1, true, data, 0); got.Kind != kindAnswer || got.Topics != 3 {
+			t.Fatalf("v%d three topics: got %+v, want an answer", v, got)
+		}
+		pkt := make([]byte, testPrefix+len(data))
+		copy(pkt[testPrefix:], data)
+		out := make([]byte, len(pkt))
+		if ret, err := d.objs.KafkaTestAnswer.Run(&ebpf.RunOptions{Data: pkt, DataOut: out}); err != nil || ret != 0 {
+			t.Fatalf("answer: ret %d, %v", ret, err)
+		}
+		resp := kmsg.NewPtrMetadataResponse()
+		resp.SetVersion(v)
+		body := out[testPrefix+8:]
+		if resp.IsFlexible() {
+			body = body[1:]
+		}
+		if err := resp.ReadFrom(body); err != nil {
+			t.Fatalf("v%d decode: %v", v, err)
+		}
+		var got []string
+		for _, tp := range resp.Topics {
+			got = append(got, fmt.Sprintf("%s:%d", *tp.Topic, tp.ErrorCode))
+		}
+		if want := []string{"orders:5", "secret:29", "orders:5"}; !slices.Equal(got, want) {
+			t.Fatalf("v%d topics %v, want %v", v, got, want)
+		}
 	}
 	// A short client ID: the answer does not fit, the connection closes.
 	short := "k"
