@@ -307,3 +307,26 @@ func TestTrafficPinnedWithoutAgent(t *testing.T) {
 		t.Fatalf("the broker saw a request naming secret: metadata %v produce %v", b.saw(3), b.saw(0))
 	}
 }
+
+// TestTrafficOneProducerTwoTopics: one franz-go producer of an allowed
+// and a denied topic (its Metadata requests name both): records to the
+// denied topic fail with TOPIC_AUTHORIZATION_FAILED, records to the
+// allowed one are written, and the broker never sees the denied topic.
+func TestTrafficOneProducerTwoTopics(t *testing.T) {
+	b := startBroker(t, ordersOnly())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p := newClient(t, b, kgo.ClientID("orders-and-secret-producer"))
+	if err := p.ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: []byte("1")}).FirstErr(); err != nil {
+		t.Fatalf("produce to orders: %v", err)
+	}
+	if err := p.ProduceSync(ctx, &kgo.Record{Topic: "secret", Value: []byte("leak")}).FirstErr(); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("produce to secret: %v, want TOPIC_AUTHORIZATION_FAILED", err)
+	}
+	if err := p.ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: []byte("2")}).FirstErr(); err != nil {
+		t.Fatalf("produce to orders after secret was refused: %v", err)
+	}
+	if slices.Contains(b.saw(3), "secret") || slices.Contains(b.saw(0), "secret") {
+		t.Fatalf("the broker saw a request naming secret: metadata %v produce %v", b.saw(3), b.saw(0))
+	}
+}
