@@ -16,8 +16,9 @@
  * the tables internal/engine compiles (kafka_tables.go). An allowed frame
  * is handed to the broker whole by kafka_verdict. A refused one never is:
  * kafka_verdict writes an answer in its place and sends it back on the
- * same connection: for a Metadata request naming one topic, the Metadata
- * response with TOPIC_AUTHORIZATION_FAILED (when it fits in the frame);
+ * same connection: for a Metadata request, the Metadata response naming
+ * its refused topics with TOPIC_AUTHORIZATION_FAILED (when it fits in the
+ * frame);
  * for any other, a frame under another correlation ID, which clients
  * take for a broken connection and close (see docs/kafka.md).
  *
@@ -813,7 +814,7 @@ __noinline int kafka_decide_frame(struct __sk_buff *skb, struct kafka_args *a, s
 
 /*
  * kafka_parse_frame frames and decides a frame (kafka_decide_frame) and,
- * for a refused Metadata request naming one topic, says whether the
+ * for a refused Metadata request (every topic read), says whether the
  * kernel can answer it in the frame's place: the answer fits in the
  * frame (the kernel sends exactly the frame's length), and no answer of
  * the broker to a frame passed before can still be due (the broker has

@@ -99,7 +99,7 @@ func refDecide(l engine.L7List, q *engine.KafkaRequest) (bool, engine.RuleID) {
 // franz-go's kmsg, the kernel's verdict and deciding rule equal the
 // engine's. A request names one topic (Metadata: one to three, allowed
 // when every topic is) or, for the keys without topics, none.
-func TestKernelMatchesEngine(t *testing.T) {
+func TestKafkaKernelMatchesEngine(t *testing.T) {
 	d := requireKernel(t)
 	const sets, perSet = 100, 500
 	seed := uint64(20261207)

@@ -75,7 +75,7 @@ func producerList() engine.L7List {
 	}
 }
 
-func TestParseRequests(t *testing.T) {
+func TestKafkaParseRequests(t *testing.T) {
 	d := requireKernel(t)
 	applyList(t, d, 1, producerList())
 	cid := "app-1"
@@ -157,7 +157,7 @@ func TestParseRequests(t *testing.T) {
 }
 
 // TestParseAdversarial: frames no client should send.
-func TestParseAdversarial(t *testing.T) {
+func TestKafkaParseAdversarial(t *testing.T) {
 	d := requireKernel(t)
 	applyList(t, d, 1, producerList())
 	cid := "app-1"
@@ -212,7 +212,7 @@ func TestParseAdversarial(t *testing.T) {
 
 // TestParseSplit: every prefix of a frame asks for more; the whole
 // frame is decided; several frames back to back are each decided.
-func TestParseSplit(t *testing.T) {
+func TestKafkaParseSplit(t *testing.T) {
 	d := requireKernel(t)
 	applyList(t, d, 1, producerList())
 	cid := "app-1"
@@ -259,7 +259,7 @@ func TestParseSplit(t *testing.T) {
 }
 
 // TestParseUnbound: a socket no binding applies to passes whole frames.
-func TestParseUnbound(t *testing.T) {
+func TestKafkaParseUnbound(t *testing.T) {
 	d := requireKernel(t)
 	applyList(t, d, 1, producerList())
 	f := frame(request(1, 4, []string{"secret"}), nil, 1)
@@ -279,7 +279,7 @@ func TestParseUnbound(t *testing.T) {
 // answered, in every version the kernel reads, with a response that
 // franz-go's kmsg decodes: the request's correlation ID, the topic with
 // TOPIC_AUTHORIZATION_FAILED (29), the frame's length.
-func TestAnswerMetadata(t *testing.T) {
+func TestKafkaAnswerMetadata(t *testing.T) {
 	d := requireKernel(t)
 	applyList(t, d, 1, producerList())
 	cid := "a-client-id-long-enough-for-any-answer"
@@ -367,7 +367,7 @@ func TestAnswerMetadata(t *testing.T) {
 // terms is answered by one frame as long as the request, under the
 // request's correlation ID inverted, then zeros (a frame too short for a
 // correlation ID: a response of size zero).
-func TestCloseFrame(t *testing.T) {
+func TestKafkaCloseFrame(t *testing.T) {
 	d := requireKernel(t)
 	applyList(t, d, 1, producerList())
 	cid := "app-1"

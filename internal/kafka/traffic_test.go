@@ -209,7 +209,7 @@ func newClient(t *testing.T, b *broker, opts ...kgo.Opt) *kgo.Client {
 // allowed topic through the kernel; producing to a denied topic fails
 // with TOPIC_AUTHORIZATION_FAILED, and the broker never sees a request
 // naming it.
-func TestTrafficProduceConsume(t *testing.T) {
+func TestKafkaTrafficProduceConsume(t *testing.T) {
 	b := startBroker(t, ordersOnly())
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -277,7 +277,7 @@ func TestTrafficProduceConsume(t *testing.T) {
 // TestTrafficPinnedWithoutAgent: with the state pinned and every handle
 // of the process closed (the agent gone), requests on a connection opened
 // before and on one opened after are still decided as before.
-func TestTrafficPinnedWithoutAgent(t *testing.T) {
+func TestKafkaTrafficPinnedWithoutAgent(t *testing.T) {
 	b := startBroker(t, ordersOnly())
 	dir := t.TempDir()
 	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
@@ -312,7 +312,7 @@ func TestTrafficPinnedWithoutAgent(t *testing.T) {
 // and a denied topic (its Metadata requests name both): records to the
 // denied topic fail with TOPIC_AUTHORIZATION_FAILED, records to the
 // allowed one are written, and the broker never sees the denied topic.
-func TestTrafficOneProducerTwoTopics(t *testing.T) {
+func TestKafkaTrafficOneProducerTwoTopics(t *testing.T) {
 	b := startBroker(t, ordersOnly())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
