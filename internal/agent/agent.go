@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
@@ -79,6 +80,10 @@ type Agent struct {
 	// that a PolicySet's objects are gone before they are unenforced. Nil
 	// means Client.
 	APIReader client.Reader
+	// Cache, when set, is the manager's cache (mgr.GetCache()): the agent
+	// then lists the informers' own objects from their stores, without a
+	// copy (listObjs). Nil lists through Client without deep copies.
+	Cache cache.Cache
 	// Datapath is the kernel side: *datapath.Datapath, or a fake in unit
 	// tests.
 	Datapath Kernel

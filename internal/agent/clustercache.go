@@ -71,19 +71,19 @@ func (c *clusterCache) keep(ls *clusterLists, in *inputs) {
 
 // each calls f with every listed object and the number of its list.
 func (ls *clusterLists) each(f func(list int, o client.Object)) {
-	for i := range ls.nss.Items {
-		f(0, &ls.nss.Items[i])
+	for _, o := range ls.nss {
+		f(0, o)
 	}
-	for i := range ls.nodes.Items {
-		f(1, &ls.nodes.Items[i])
+	for _, o := range ls.nodes {
+		f(1, o)
 	}
-	for i := range ls.ids.Items {
-		f(2, &ls.ids.Items[i])
+	for _, o := range ls.ids {
+		f(2, o)
 	}
-	for i := range ls.pods.Items {
-		f(3, &ls.pods.Items[i])
+	for _, o := range ls.pods {
+		f(3, o)
 	}
-	for i := range ls.slices.Items {
-		f(4, &ls.slices.Items[i])
+	for _, o := range ls.slices {
+		f(4, o)
 	}
 }

@@ -80,14 +80,13 @@ func (t identityTable) Lookup(l engine.Labels) (engine.Identity, bool) {
 }
 
 // clusterLists are the cluster's objects as the agent's cache holds
-// them, listed without deep copies: shared with the cache, never to be
-// modified.
+// them (listObjs): shared with the cache, never to be modified.
 type clusterLists struct {
-	nss    corev1.NamespaceList
-	nodes  corev1.NodeList
-	ids    v1.IdentityList
-	pods   corev1.PodList
-	slices discoveryv1.EndpointSliceList
+	nss    []*corev1.Namespace
+	nodes  []*corev1.Node
+	ids    []*v1.Identity
+	pods   []*corev1.Pod
+	slices []*discoveryv1.EndpointSlice
 }
 
 // gather reads the cluster as the agent's cache holds it. The cluster
@@ -97,20 +96,26 @@ type clusterLists struct {
 func (a *Agent) gather(ctx context.Context) (*inputs, error) {
 	in := &inputs{sets: map[setKey]*setInfo{}}
 	var ls clusterLists
-	nocopy := client.UnsafeDisableDeepCopy
-	if err := a.Client.List(ctx, &ls.nss, nocopy); err != nil {
+	var err error
+	var nss corev1.NamespaceList
+	if ls.nss, _, err = listObjs(ctx, a, &nss, func() []corev1.Namespace { return nss.Items }); err != nil {
 		return nil, fmt.Errorf("list namespaces: %w", err)
 	}
-	if err := a.Client.List(ctx, &ls.nodes, nocopy); err != nil {
+	var nodes corev1.NodeList
+	if ls.nodes, _, err = listObjs(ctx, a, &nodes, func() []corev1.Node { return nodes.Items }); err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
-	if err := a.Client.List(ctx, &ls.ids, nocopy); err != nil {
+	var ids v1.IdentityList
+	if ls.ids, _, err = listObjs(ctx, a, &ids, func() []v1.Identity { return ids.Items }); err != nil {
 		return nil, fmt.Errorf("list identities: %w", err)
 	}
-	if err := a.Client.List(ctx, &ls.pods, nocopy); err != nil {
+	var pods corev1.PodList
+	if ls.pods, _, err = listObjs(ctx, a, &pods, func() []corev1.Pod { return pods.Items }); err != nil {
 		return nil, fmt.Errorf("list pods: %w", err)
 	}
-	if err := a.Client.List(ctx, &ls.slices, nocopy, client.InNamespace("default"), client.MatchingLabels{discoveryv1.LabelServiceName: "kubernetes"}); err != nil {
+	var eps discoveryv1.EndpointSliceList
+	if ls.slices, _, err = listObjs(ctx, a, &eps, func() []discoveryv1.EndpointSlice { return eps.Items },
+		client.InNamespace("default"), client.MatchingLabels{discoveryv1.LabelServiceName: "kubernetes"}); err != nil {
 		return nil, fmt.Errorf("list the API server's endpoints: %w", err)
 	}
 	if kept := a.clusterCache.lookup(&ls); kept != nil {
@@ -147,12 +152,12 @@ func (a *Agent) buildCluster(in *inputs, ls *clusterLists) error {
 	in.ids = identityTable{}
 	c := in.cluster
 
-	for _, ns := range ls.nss.Items {
+	for _, ns := range ls.nss {
 		c.Namespaces[ns.Name] = ns.Labels
 	}
 
 	known := map[string]bool{}
-	for _, n := range ls.nodes.Items {
+	for _, n := range ls.nodes {
 		en := engine.Node{Name: n.Name, Labels: n.Labels}
 		for _, addr := range n.Status.Addresses {
 			if addr.Type != corev1.NodeInternalIP && addr.Type != corev1.NodeExternalIP {
@@ -177,7 +182,7 @@ func (a *Agent) buildCluster(in *inputs, ls *clusterLists) error {
 		c.Nodes = append(c.Nodes, engine.Node{Name: a.Node})
 	}
 
-	for _, id := range ls.ids.Items {
+	for _, id := range ls.ids {
 		n, err := strconv.ParseUint(id.Name, 10, 32)
 		if err != nil || !id.DeletionTimestamp.IsZero() {
 			continue
@@ -191,8 +196,7 @@ func (a *Agent) buildCluster(in *inputs, ls *clusterLists) error {
 			claimed[ip] = true
 		}
 	}
-	for i := range ls.pods.Items {
-		p := &ls.pods.Items[i]
+	for _, p := range ls.pods {
 		if p.Spec.NodeName == a.Node && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
 			in.pods = append(in.pods, localPod{namespace: p.Namespace, name: p.Name, uid: p.UID,
 				labels: c.Labels.WorkloadLabels(p.Namespace, p.Labels, c.Namespaces[p.Namespace], p.Spec.ServiceAccountName)})
@@ -239,7 +243,7 @@ func (a *Agent) buildCluster(in *inputs, ls *clusterLists) error {
 		c.Endpoints = append(c.Endpoints, ep)
 	}
 
-	for _, s := range ls.slices.Items {
+	for _, s := range ls.slices {
 		for _, e := range s.Endpoints {
 			for _, addr := range e.Addresses {
 				if ip, err := netip.ParseAddr(addr); err == nil && !slices.Contains(c.APIServer, ip) {

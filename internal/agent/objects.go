@@ -136,34 +136,37 @@ var errRevisionIncomplete = errors.New("revision incomplete")
 func (a *Agent) listObjects(ctx context.Context) ([]*policyObject, error) {
 	c := &a.objCache
 	c.startList()
-	nocopy := client.UnsafeDisableDeepCopy
 	var nps v1.NetworkPolicyList
-	if err := a.Client.List(ctx, &nps, nocopy); err != nil {
+	npo, own, err := listObjs(ctx, a, &nps, func() []v1.NetworkPolicy { return nps.Items })
+	if err != nil {
 		return nil, fmt.Errorf("list network policies: %w", err)
 	}
+	for _, o := range npo {
+		c.object("NetworkPolicy", o, keepable(o, own))
+	}
 	var cnps v1.ClusterNetworkPolicyList
-	if err := a.Client.List(ctx, &cnps, nocopy); err != nil {
+	cnpo, own, err := listObjs(ctx, a, &cnps, func() []v1.ClusterNetworkPolicy { return cnps.Items })
+	if err != nil {
 		return nil, fmt.Errorf("list cluster network policies: %w", err)
 	}
+	for _, o := range cnpo {
+		c.object("ClusterNetworkPolicy", o, keepable(o, own))
+	}
 	var tps v1.TracingPolicyList
-	if err := a.Client.List(ctx, &tps, nocopy); err != nil {
+	tpo, own, err := listObjs(ctx, a, &tps, func() []v1.TracingPolicy { return tps.Items })
+	if err != nil {
 		return nil, fmt.Errorf("list tracing policies: %w", err)
 	}
+	for _, o := range tpo {
+		c.object("TracingPolicy", o, keepable(o, own))
+	}
 	var ctps v1.ClusterTracingPolicyList
-	if err := a.Client.List(ctx, &ctps, nocopy); err != nil {
+	ctpo, own, err := listObjs(ctx, a, &ctps, func() []v1.ClusterTracingPolicy { return ctps.Items })
+	if err != nil {
 		return nil, fmt.Errorf("list cluster tracing policies: %w", err)
 	}
-	for i := range nps.Items {
-		c.object("NetworkPolicy", &nps.Items[i], func() client.Object { o := nps.Items[i]; return &o })
-	}
-	for i := range cnps.Items {
-		c.object("ClusterNetworkPolicy", &cnps.Items[i], func() client.Object { o := cnps.Items[i]; return &o })
-	}
-	for i := range tps.Items {
-		c.object("TracingPolicy", &tps.Items[i], func() client.Object { o := tps.Items[i]; return &o })
-	}
-	for i := range ctps.Items {
-		c.object("ClusterTracingPolicy", &ctps.Items[i], func() client.Object { o := ctps.Items[i]; return &o })
+	for _, o := range ctpo {
+		c.object("ClusterTracingPolicy", o, keepable(o, own))
 	}
 	return c.endList(), nil
 }
