@@ -252,9 +252,15 @@ func TestKafkaTrafficProduceConsume(t *testing.T) {
 			t.Fatalf("%T naming secret: %v, want the connection dropped for a correlation ID mismatch", req, err)
 		}
 	}
-	// The allowed topic still works.
+	// The allowed topic still works, with a frame of ~900 KB too (the
+	// parser holds it whole before deciding).
 	if err := prod.ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: []byte("order 2")}).FirstErr(); err != nil {
 		t.Fatalf("produce to orders after the refusals: %v", err)
+	}
+	big := make([]byte, 900_000)
+	rand.Read(big) // incompressible
+	if err := prod.ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: big}).FirstErr(); err != nil {
+		t.Fatalf("produce 900 KB to orders: %v", err)
 	}
 	for key, topics := range map[int16][]string{0: b.saw(0), 3: b.saw(3), 1: b.saw(1)} {
 		if slices.Contains(topics, "secret") {
