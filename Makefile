@@ -141,8 +141,9 @@ bench-scale: envtest-bins ## Hollow nodes (the real agent on a recording fake ke
 	PALISADE_REQUIRE_TOOLS=1 $(GO) test -count=1 -run '^TestScale$$' -v -timeout 90m ./internal/hollow/ -hollow.nodes=1000 -hollow.pods=1000 -hollow.commits=20 -hollow.memlimit=12GiB -hollow.wait=20m
 
 .PHONY: bench-l7
-bench-l7: ## HTTP requests decided in the kernel (ingress): one keep-alive request and answer on loopback without and with the kernel deciding it (root).
+bench-l7: ## HTTP rules in the kernel vs no policy, an L4 allow and a userspace proxy hop (httputil.ReverseProxy) on one veth path: req/s at saturation, CPU µs per request, p50/p99, kernel decision ns, the issue 14 ratios (root).
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkKeepAlive' -benchtime 5000x ./internal/l7/
+	$(GO) test -count=1 -run '^$$' -bench '^BenchmarkL7Path$$' -benchtime 1x -v -timeout 30m ./internal/l7bench/
 
 .PHONY: bench-tracing
 bench-tracing: ## Tracing policies: open/close and exec loops with no, a monitor and an enforcing policy on one hook (ns/op, ratios); go build -a without and with a file-access policy; events delivered and lost (root).
