@@ -495,6 +495,53 @@ static __always_inline __u32 parsed(__u32 key, __u32 ver)
 }
 
 /*
+ * kafka_produce_parts records, for the answer of a refused Produce
+ * request, its topic's name (n bytes at at) and the index of each of its
+ * partitions (at most KAFKA_MAX_PARTS), walking their records; names.ok
+ * says whether all of it was recorded.
+ */
+__noinline int kafka_produce_parts(struct __sk_buff *skb, struct kafka_parse *p, struct kafka_scratch *x, __u32 at, __u32 n)
+{
+	if (!skb || !p || !x)
+		return 0;
+	struct kafka_names *nm = &x->names;
+	struct kafka_rd *r = &p->r;
+	nm->ok = 0;
+	if (n == 0 || n > KAFKA_VAL_MAX || bpf_skb_load_bytes(skb, at, nm->buf, ((n - 1) & 0xff) + 1) < 0)
+		return 0;
+	nm->nlen[0] = n;
+	nm->len = n;
+	nm->count = 1;
+	nm->denied = 1;
+	__s32 np = rd_arrlen(skb, r, p->flex);
+	if (r->bad || np < 1 || np > KAFKA_MAX_PARTS)
+		return 0;
+	for (__u32 i = 0; i < KAFKA_MAX_PARTS; i++) {
+		if (i >= (__u32)np)
+			break;
+		__u32 idx = (__u32)rd_i32(skb, r);
+		__s32 rl;
+		if (p->flex) {
+			rl = (__s32)rd_uvarint(skb, r) - 1;
+		} else {
+			rl = rd_i32(skb, r);
+		}
+		if (r->bad)
+			return 0;
+		if (rl > 0)
+			rd_skip(r, (__u32)rl);
+		if (p->flex && !rd_no_tags(skb, r))
+			return 0;
+		if (r->bad)
+			return 0;
+		nm->parts[i & (KAFKA_MAX_PARTS - 1)] = idx;
+		nm->nparts = i + 1;
+	}
+	nm->ok = 1;
+	return 0;
+}
+
+/*
  * kafka_body walks the request body of a parsed key and version up to
  * its topics: the fields before the topic array, the array's length, and
  * the topics (the first of a one-topic array; every one of a Metadata
@@ -513,7 +560,8 @@ __noinline int kafka_body(struct __sk_buff *skb, struct kafka_parse *p, struct k
 	case 0: /* Produce: [transactional_id], acks, timeout_ms */
 		if (ver >= 3)
 			rd_skip_str(skb, r, flex, 1);
-		rd_skip(r, 2 + 4);
+		x->names.acks = (__u32)(rd_i16(skb, r) & 0xffff);
+		rd_skip(r, 4);
 		break;
 	case 1: /* Fetch: replica_id, max_wait_ms, min_bytes, [max_bytes], [isolation_level], [session_id, session_epoch] */
 		rd_skip(r, 12);
@@ -592,6 +640,8 @@ __noinline int kafka_body(struct __sk_buff *skb, struct kafka_parse *p, struct k
 		kafka_decide(l, m, &p->dec);
 		p->ntopics = 1;
 		p->state = T_READ;
+		if (key == 0 && p->dec.reason == KAFKA_R_DENIED)
+			kafka_produce_parts(skb, p, x, at, (__u32)tn);
 		return 0;
 	}
 	if (n > KAFKA_MAX_TOPICS) {
@@ -636,6 +686,16 @@ static __always_inline __u32 metadata_topic_len(__u32 v, __u32 n)
 	       (v >= 8 ? 4 : 0) + (f ? 1 : 0);
 }
 
+/* The length of the Produce answer of version v naming one topic of n
+ * bytes with np partitions, as kafka_answer_produce writes it. */
+static __always_inline __u32 produce_answer_len(__u32 v, __u32 n, __u32 np)
+{
+	__u32 f = v >= 9;
+	__u32 part = 4 + 2 + 8 + (v >= 2 ? 8 : 0) + (v >= 5 ? 8 : 0) + (v >= 8 ? (f ? 2 : 6) : 0) + (f ? 1 : 0);
+	return 8 + (f ? 1 : 0) + (f ? 1 : 4) + (f ? (n + 1 < 128 ? 1 : 2) : 2) + n + (f ? 1 : 4) + np * part + (f ? 1 : 0) +
+	       (v >= 1 ? 4 : 0) + (f ? 1 : 0);
+}
+
 struct tcp_sock___kafka {
 	__u32 write_seq;
 	__u32 snd_una;
@@ -678,6 +738,8 @@ __noinline int kafka_decide_frame(struct __sk_buff *skb, struct kafka_args *a, s
 	x->names.count = 0;
 	x->names.ok = 1;
 	x->names.denied = 0;
+	x->names.nparts = 0;
+	x->names.acks = 1;
 	res->len = 0;
 	res->kind = KAFKA_KIND_NEED_MORE;
 	res->reason = 0;
@@ -836,15 +898,22 @@ __noinline int kafka_parse_frame(struct __sk_buff *skb, struct kafka_args *a, st
 	kafka_decide_frame(skb, a, res, x);
 	res->answer = 0;
 	struct kafka_names *nm = &x->names;
-	if (res->kind != KAFKA_KIND_CLOSE || res->reason != KAFKA_R_DENIED || res->api_key != 3 || res->topics == 0 ||
-	    !nm->ok || nm->count != res->topics || nm->count > KAFKA_MAX_TOPICS)
+	if (res->kind != KAFKA_KIND_CLOSE || res->reason != KAFKA_R_DENIED || res->topics == 0 || !nm->ok ||
+	    nm->count != res->topics || nm->count > KAFKA_MAX_TOPICS)
 		return 0;
 	__u32 v = (__u32)res->api_version;
-	__u32 n = metadata_answer_len(v);
-	for (__u32 i = 0; i < KAFKA_MAX_TOPICS; i++) {
-		if (i >= nm->count)
-			break;
-		n += metadata_topic_len(v, nm->nlen[i]);
+	__u32 n = 0;
+	if (res->api_key == 3) {
+		n = metadata_answer_len(v);
+		for (__u32 i = 0; i < KAFKA_MAX_TOPICS; i++) {
+			if (i >= nm->count)
+				break;
+			n += metadata_topic_len(v, nm->nlen[i]);
+		}
+	} else if (res->api_key == 0 && nm->count == 1 && nm->acks != 0 && nm->nparts > 0) {
+		n = produce_answer_len(v, nm->nlen[0], nm->nparts);
+	} else {
+		return 0;
 	}
 	if (n > res->len)
 		return 0;
@@ -1067,6 +1136,88 @@ static __always_inline void answer_topic(struct wr *w, __u32 v, __u16 err, const
 }
 
 /*
+ * kafka_answer_produce writes, in place of a refused Produce request
+ * naming one topic, the Produce response of its version under its
+ * correlation ID: the topic, each of the request's partitions with
+ * TOPIC_AUTHORIZATION_FAILED and offsets -1, then zeros to the frame's
+ * end (as kafka_answer).
+ */
+__noinline int kafka_answer_produce(struct __sk_buff *skb, struct kafka_sock *st, struct kafka_scratch *x, __u32 off)
+{
+	if (!skb || !st || !x)
+		return -1;
+	struct kafka_names *nm = &x->names;
+	__u32 v = (__u32)st->api_version;
+	__u32 f = v >= 9;
+	__u32 n = nm->nlen[0];
+	__u32 np = nm->nparts;
+	if (nm->count != 1 || n == 0 || np == 0 || np > KAFKA_MAX_PARTS || st->len < 8 || st->len > KAFKA_FRAME_MAX)
+		return -1;
+	struct wr w = { .skb = skb, .pos = off, .end = off + st->len };
+	wr32(&w, st->len - 4);
+	wr32(&w, (__u32)st->correlation);
+	if (f) {
+		wr8(&w, 0); /* response header tagged fields */
+		wr8(&w, 2); /* topics: one */
+		if (n + 1 < 128) {
+			wr8(&w, n + 1);
+		} else {
+			wr8(&w, ((n + 1) & 0x7f) | 0x80);
+			wr8(&w, (n + 1) >> 7);
+		}
+	} else {
+		wr32(&w, 1);
+		wr16(&w, n);
+	}
+	if (w.err || w.pos + n > w.end)
+		return -1;
+	if (bpf_skb_store_bytes(skb, w.pos, nm->buf, ((n - 1) & 0xff) + 1, 0) < 0)
+		return -1;
+	w.pos += n;
+	if (f)
+		wr8(&w, np + 1);
+	else
+		wr32(&w, np);
+	for (__u32 i = 0; i < KAFKA_MAX_PARTS; i++) {
+		if (i >= np || w.err)
+			break;
+		wr32(&w, nm->parts[i & (KAFKA_MAX_PARTS - 1)]);
+		wr16(&w, KAFKA_TOPIC_AUTHORIZATION_FAILED);
+		wr32(&w, 0xffffffff); /* base_offset -1 */
+		wr32(&w, 0xffffffff);
+		if (v >= 2) { /* log_append_time_ms -1 */
+			wr32(&w, 0xffffffff);
+			wr32(&w, 0xffffffff);
+		}
+		if (v >= 5) { /* log_start_offset -1 */
+			wr32(&w, 0xffffffff);
+			wr32(&w, 0xffffffff);
+		}
+		if (v >= 8) { /* record_errors: none; error_message: null */
+			if (f) {
+				wr8(&w, 1);
+				wr8(&w, 0);
+			} else {
+				wr32(&w, 0);
+				wr16(&w, 0xffff);
+			}
+		}
+		if (f)
+			wr8(&w, 0); /* partition tagged fields */
+	}
+	if (f)
+		wr8(&w, 0); /* topic tagged fields */
+	if (v >= 1)
+		wr32(&w, 0); /* throttle_time_ms */
+	if (f)
+		wr8(&w, 0);
+	if (w.err)
+		return -1;
+	bpf_loop(KAFKA_FRAME_MAX / sizeof(zeros) + 1, zero_cb, &w, 0);
+	return w.err ? -1 : 0;
+}
+
+/*
  * kafka_answer writes, in place of the refused Metadata request at off
  * (len bytes), the Metadata response of the request's version under its
  * correlation ID: no broker, and each topic of the request in its order,
@@ -1202,7 +1353,8 @@ int kafka_verdict(struct __sk_buff *skb)
 	case KAFKA_KIND_ANSWER: {
 		st->requests++;
 		count(st->reason);
-		if (strp_full_len(skb) != st->len || kafka_answer(skb, st, &w->x, strp_offset(skb)) < 0) {
+		if (strp_full_len(skb) != st->len ||
+		    (st->api_key == 0 ? kafka_answer_produce(skb, st, &w->x, strp_offset(skb)) : kafka_answer(skb, st, &w->x, strp_offset(skb))) < 0) {
 			count(KAFKA_R_ANSWER_FAIL);
 			return SK_DROP;
 		}
@@ -1300,5 +1452,7 @@ int kafka_test_answer(struct __sk_buff *skb)
 		return 0;
 	if (out->s.kind == KAFKA_KIND_CLOSE)
 		return kafka_close_frame(skb, &out->s, in->off) < 0 ? 1 : 0;
+	if (out->s.api_key == 0)
+		return kafka_answer_produce(skb, &out->s, &out->x, in->off) < 0 ? 1 : 0;
 	return kafka_answer(skb, &out->s, &out->x, in->off) < 0 ? 1 : 0;
 }

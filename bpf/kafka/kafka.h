@@ -140,15 +140,20 @@ struct kafka_val_key {
 	__u8 val[KAFKA_VAL_MAX + 1]; /* zero after len */
 };
 
-/* The topic names of the last Metadata request, for its answer. */
+/* The topic names of the last Metadata or Produce request, and the
+ * partitions of a Produce request's topic, for its answer. */
 #define KAFKA_NAMES_MAX 1024
+#define KAFKA_MAX_PARTS 64
 
 struct kafka_names {
 	__u32 len;    /* bytes of buf used */
 	__u32 count;  /* topics recorded */
 	__u32 ok;     /* every topic of the request is recorded */
 	__u32 denied; /* bit i: topic i is refused */
+	__u32 nparts; /* Produce: partitions recorded */
+	__u32 acks;   /* Produce: the request's acks (0: no response is due) */
 	__u8 nlen[KAFKA_MAX_TOPICS];
+	__u32 parts[KAFKA_MAX_PARTS];
 	__u8 buf[KAFKA_NAMES_MAX + KAFKA_VAL_MAX + 1];
 };
 

@@ -82,7 +82,10 @@ type KafkaKafkaNames struct {
 	Count  uint32
 	Ok     uint32
 	Denied uint32
+	Nparts uint32
+	Acks   uint32
 	Nlen   [16]uint8
+	Parts  [64]uint32
 	Buf    [1280]uint8
 }
 

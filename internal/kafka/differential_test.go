@@ -95,7 +95,7 @@ func refDecide(l engine.L7List, q *engine.KafkaRequest) (bool, engine.RuleID) {
 	return false, restricting
 }
 
-// TestKernelMatchesEngine: 100 seeded lists × 500 requests encoded by
+// TestKafkaKernelMatchesEngine: 100 seeded lists × 500 requests encoded by
 // franz-go's kmsg, the kernel's verdict and deciding rule equal the
 // engine's. A request names one topic (Metadata: one to three, allowed
 // when every topic is) or, for the keys without topics, none.

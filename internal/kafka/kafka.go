@@ -116,6 +116,22 @@ func MetadataAnswerLen(v int, topics ...int) int {
 	return l
 }
 
+// ProduceAnswerLen is the length of the Produce response of version v
+// that the kernel writes in place of a refused Produce request naming one
+// topic of n bytes with partitions partitions (acks not 0); it answers
+// only if this fits in the request's frame.
+func ProduceAnswerLen(v, n, partitions int) int {
+	b := func(c bool, x, y int) int {
+		if c {
+			return x
+		}
+		return y
+	}
+	f := v >= 9
+	part := 4 + 2 + 8 + b(v >= 2, 8, 0) + b(v >= 5, 8, 0) + b(v >= 8, b(f, 2, 6), 0) + b(f, 1, 0)
+	return 8 + b(f, 1, 0) + b(f, 1, 4) + b(f, b(n+1 < 128, 1, 2), 2) + n + b(f, 1, 4) + partitions*part + b(f, 1, 0) + b(v >= 1, 4, 0) + b(f, 1, 0)
+}
+
 // Binding says which list decides the requests to a local address and
 // port (Addr unspecified: every address of its family) from peers of
 // Identity (0: any peer no more specific binding names).

@@ -44,6 +44,9 @@ const (
 // naming one topic is answered where the answer fits in its frame; any
 // other is closed.
 func refusedKind(key, ver int16, topics []string, frameLen int) kafkabpf.KafkaKafkaKind {
+	if key == 0 && ver <= 12 && len(topics) == 1 && topics[0] != "" && ProduceAnswerLen(int(ver), len(topics[0]), 1) <= frameLen {
+		return kindAnswer // request() produces with acks -1, one partition
+	}
 	if key != 3 || len(topics) == 0 || len(topics) > MaxTopics {
 		return kindClose
 	}
@@ -156,7 +159,7 @@ func TestKafkaParseRequests(t *testing.T) {
 	}
 }
 
-// TestParseAdversarial: frames no client should send.
+// TestKafkaParseAdversarial: frames no client should send.
 func TestKafkaParseAdversarial(t *testing.T) {
 	d := requireKernel(t)
 	applyList(t, d, 1, producerList())
@@ -210,7 +213,7 @@ func TestKafkaParseAdversarial(t *testing.T) {
 	}
 }
 
-// TestParseSplit: every prefix of a frame asks for more; the whole
+// TestKafkaParseSplit: every prefix of a frame asks for more; the whole
 // frame is decided; several frames back to back are each decided.
 func TestKafkaParseSplit(t *testing.T) {
 	d := requireKernel(t)
@@ -258,7 +261,7 @@ func TestKafkaParseSplit(t *testing.T) {
 	}
 }
 
-// TestParseUnbound: a socket no binding applies to passes whole frames.
+// TestKafkaParseUnbound: a socket no binding applies to passes whole frames.
 func TestKafkaParseUnbound(t *testing.T) {
 	d := requireKernel(t)
 	applyList(t, d, 1, producerList())
@@ -275,7 +278,7 @@ func TestKafkaParseUnbound(t *testing.T) {
 	}
 }
 
-// TestAnswerMetadata: a refused Metadata request naming one topic is
+// TestKafkaAnswerMetadata: a refused Metadata request naming one topic is
 // answered, in every version the kernel reads, with a response that
 // franz-go's kmsg decodes: the request's correlation ID, the topic with
 // TOPIC_AUTHORIZATION_FAILED (29), the frame's length.
@@ -363,7 +366,78 @@ func TestKafkaAnswerMetadata(t *testing.T) {
 	}
 }
 
-// TestCloseFrame: a refusal the kernel cannot answer in the request's
+// TestKafkaAnswerProduce: a refused Produce request naming one topic
+// (acks not 0) is answered, in every version the kernel reads, with the
+// Produce response kmsg decodes: the topic, each partition of the request
+// with TOPIC_AUTHORIZATION_FAILED. With acks 0 (no response is due) the
+// refusal closes instead.
+func TestKafkaAnswerProduce(t *testing.T) {
+	d := requireKernel(t)
+	applyList(t, d, 1, producerList())
+	cid := "p"
+	for v := int16(0); v <= 12; v++ {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			r := kmsg.NewPtrProduceRequest()
+			r.Acks, r.TimeoutMillis = 1, 1000
+			rt := kmsg.NewProduceRequestTopic()
+			rt.Topic = "secret"
+			for _, idx := range []int32{0, 7, 3} {
+				pp := kmsg.NewProduceRequestTopicPartition()
+				pp.Partition, pp.Records = idx, make([]byte, 61)
+				rt.Partitions = append(rt.Partitions, pp)
+			}
+			r.Topics = append(r.Topics, rt)
+			r.SetVersion(v)
+			data := frame(r, &cid, 600+int32(v))
+			got := parseAt(t, d, 1, true, data, 0)
+			if got.Kind != kindAnswer || got.Reason != ReasonDenied {
+				t.Fatalf("parse: got %+v, want an answered refusal", got)
+			}
+			pkt := make([]byte, testPrefix+len(data))
+			copy(pkt[testPrefix:], data)
+			out := make([]byte, len(pkt))
+			if ret, err := d.objs.KafkaTestAnswer.Run(&ebpf.RunOptions{Data: pkt, DataOut: out}); err != nil || ret != 0 {
+				t.Fatalf("answer: ret %d, %v", ret, err)
+			}
+			ans := out[testPrefix:]
+			if size := binary.BigEndian.Uint32(ans); int(size) != len(data)-4 {
+				t.Fatalf("size field %d, want %d", size, len(data)-4)
+			}
+			if corr := int32(binary.BigEndian.Uint32(ans[4:])); corr != 600+int32(v) {
+				t.Fatalf("correlation ID %d, want %d", corr, 600+v)
+			}
+			resp := kmsg.NewPtrProduceResponse()
+			resp.SetVersion(v)
+			body := ans[8:]
+			if resp.IsFlexible() {
+				body = body[1:]
+			}
+			if err := resp.ReadFrom(body); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if len(resp.Topics) != 1 || resp.Topics[0].Topic != "secret" {
+				t.Fatalf("topics %+v, want secret", resp.Topics)
+			}
+			var parts []string
+			for _, p := range resp.Topics[0].Partitions {
+				parts = append(parts, fmt.Sprintf("%d:%d:%d", p.Partition, p.ErrorCode, p.BaseOffset))
+			}
+			if want := []string{"0:29:-1", "7:29:-1", "3:29:-1"}; !slices.Equal(parts, want) {
+				t.Fatalf("partitions %v, want %v", parts, want)
+			}
+			if n := ProduceAnswerLen(int(v), len("secret"), 3); !bytes.Equal(ans[n:], make([]byte, len(ans)-n)) {
+				t.Fatalf("bytes after the %d-byte answer are not zero", n)
+			}
+		})
+	}
+	r := request(0, 7, []string{"secret"}).(*kmsg.ProduceRequest)
+	r.Acks = 0
+	if got := parseAt(t, d, 1, true, frame(r, &cid, 1), 0); got.Kind != kindClose {
+		t.Fatalf("acks 0: got %+v, want close", got)
+	}
+}
+
+// TestKafkaCloseFrame: a refusal the kernel cannot answer in the request's
 // terms is answered by one frame as long as the request, under the
 // request's correlation ID inverted, then zeros (a frame too short for a
 // correlation ID: a response of size zero).
@@ -376,7 +450,7 @@ func TestKafkaCloseFrame(t *testing.T) {
 		data []byte
 		corr int32
 	}{
-		{"produce to a denied topic", frame(request(0, 9, []string{"secret"}), &cid, 77), 77},
+		{"produce of two topics", frame(request(0, 9, []string{"secret", "orders"}), &cid, 77), 77},
 		{"fetch v13", frame(request(1, 13, []string{"orders"}), &cid, -5), -5},
 		{"size below a header", []byte{0, 0, 0, 3, 1, 2, 3}, 0},
 	} {
