@@ -45,7 +45,7 @@ import (
 // Keys are the full bytes, compared in full by the maps (no hash stands in
 // for content), so a hit is the same content and a review with the cache
 // reaches the same decision as one without. It is bounded: two generations
-// of at most limit/2 bytes of canonical JSON each approximate LRU (when the
+// of at most limit/2 bytes of estimated heap each approximate LRU (when the
 // current one is full it becomes the old one and the old one is dropped;
 // hits in the old one move back). A Cache is safe for concurrent use.
 type Cache struct {
@@ -56,16 +56,25 @@ type Cache struct {
 	hits, misses int
 }
 
-// DefaultCacheBytes bounds the default cache: the canonical JSON it holds
-// (the OPA values and facts take several times that).
-const DefaultCacheBytes = 32 << 20
+// DefaultCacheBytes bounds the default cache's estimated heap: about 6,000
+// policies and 6,000 changes of the kind make bench-guard generates.
+const DefaultCacheBytes = 256 << 20
+
+// Estimated heap per byte of canonical JSON, measured on the generated
+// policies of make bench-guard (2,000 sides and 1,000 changes: 42 MiB of
+// heap for 1.9 MiB of JSON): an OPA value is a tree of small maps.
+const (
+	sideCost   = 16 // a side: its OPA value, JSON and shape
+	pairCost   = 5  // a change, of its sides' JSON: facts, terms, the change
+	objectCost = 8  // a policy made of a stored object: typed copy and JSON
+)
 
 // defaultCache is the cache reviews use when Options.Cache is nil: one per
 // process, shared by every PolicySet a controller reviews.
 var defaultCache = NewCache(DefaultCacheBytes)
 
-// NewCache returns a cache holding up to about maxBytes of canonical JSON
-// (and what was derived from it). A cache of 0 bytes keeps nothing between
+// NewCache returns a cache of up to about maxBytes of heap (estimated from
+// the JSON of what it holds). A cache of 0 bytes keeps nothing between
 // reviews.
 func NewCache(maxBytes int) *Cache {
 	return &Cache{limit: maxBytes, cur: newGeneration(), old: newGeneration()}
@@ -106,7 +115,7 @@ func (c *Cache) putObject(k objectKey, p *policy.Policy) {
 }
 
 func (c *Cache) putObject0(k objectKey, p *policy.Policy) {
-	c.add(len(p.JSON))
+	c.add(len(p.JSON) * objectCost)
 	c.cur.objects[k] = p
 }
 
@@ -183,7 +192,7 @@ func (c *Cache) putOrig(js string, a alias) {
 			return
 		}
 	}
-	c.add(len(js) / 4) // the key; its side is charged in full
+	c.add(len(js)) // the key, a copy; its side is charged by putSide
 	c.cur.byOrig[js] = append(list, a)
 }
 
@@ -192,7 +201,7 @@ func (c *Cache) putSide(s *side) {
 	if c.cur.byJSON[string(s.json)] == s {
 		return
 	}
-	c.add(len(s.json))
+	c.add(len(s.json) * sideCost)
 	c.cur.byJSON[string(s.json)] = s
 }
 
@@ -355,7 +364,7 @@ func (c *Cache) putPair(key [2]*side, pr *pair) {
 	n := 0
 	for _, s := range key {
 		if s != nil {
-			n += len(s.json) / 2
+			n += len(s.json) * pairCost
 		}
 	}
 	c.add(n)

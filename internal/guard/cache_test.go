@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	goruntime "runtime"
 	"slices"
 	"testing"
 
@@ -266,6 +267,65 @@ func TestJSONValue(t *testing.T) {
 		}
 		if err == nil && ast.Compare(got, want) != 0 {
 			t.Fatalf("%s: got %v, OPA's %v", in, got, want)
+		}
+	}
+}
+
+// TestCacheCost: what the cache charges for what it holds is its heap
+// within a factor of two, on the repository make bench-guard generates,
+// and a cache filled by ever new changes stays within its limit.
+func TestCacheCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates and loads 1000 policies")
+	}
+	dir := t.TempDir()
+	if _, err := gen.Write(dir, gen.Config{N: 1000, Seed: 1, Embedded: true}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := validate.Dir(context.Background(), dir, validate.Options{})
+	if err != nil || !rep.Valid() {
+		t.Fatalf("generated repository: %v %v", err, rep.Diagnostics)
+	}
+	base := rep.Objects
+	widened := func(port int) []*policy.Policy {
+		head := make([]*policy.Policy, len(base))
+		for i, p := range base {
+			head[i] = edit(t, p, func(np *v1alpha1.NetworkPolicy) {
+				np.Spec.Ingress = append(np.Spec.Ingress, v1alpha1.IngressRule{
+					FromEntities: []v1alpha1.Entity{v1alpha1.EntityCluster},
+					ToPorts:      []v1alpha1.PortRule{{Ports: []v1alpha1.PortProtocol{{Port: intstr.FromInt32(int32(port)), Protocol: v1alpha1.ProtocolTCP}}}},
+				})
+			})
+		}
+		return head
+	}
+	head := widened(8443)
+	// The heap of a second cache of the same review, the first one and
+	// everything else alive.
+	first := NewCache(1 << 30)
+	reviewChangeSet(base, head, Meta{}, first)
+	var m0, m1 goruntime.MemStats
+	goruntime.GC()
+	goruntime.ReadMemStats(&m0)
+	c := NewCache(1 << 30)
+	reviewChangeSet(base, head, Meta{}, c)
+	goruntime.GC()
+	goruntime.ReadMemStats(&m1)
+	heap, charged := int64(m1.HeapAlloc)-int64(m0.HeapAlloc), int64(c.cur.size)
+	t.Logf("1000 changes of 1000 policies: %.1f MiB of heap, %.1f MiB charged", float64(heap)/(1<<20), float64(charged)/(1<<20))
+	if heap > 2*charged || heap < charged/2 {
+		t.Errorf("the cache charges %d bytes for %d bytes of heap", charged, heap)
+	}
+	goruntime.KeepAlive(first)
+	goruntime.KeepAlive(c)
+
+	// Ever new heads: the cache rotates and stays within its limit.
+	limit := int(charged) // one review's worth: two generations of half
+	small := NewCache(limit)
+	for port := range 6 {
+		reviewChangeSet(base, widened(9000+port), Meta{}, small)
+		if n := small.cur.size + small.old.size; n > limit+int(charged)/100 {
+			t.Fatalf("after %d reviews the cache holds %d bytes, over its limit of %d", port+1, n, limit)
 		}
 	}
 }
