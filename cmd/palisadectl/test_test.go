@@ -131,13 +131,13 @@ wrong: lib.#FlowTests & {
 		expect: "allow"
 		policy: "shop/frontend"
 	}
-	"the kernel enforces HTTP": {
+	"the kernel passes HTTP": {
 		from: "shop/frontend-7d9f"
 		to:   "shop/api-5c8b"
 		port: 8080
 		http: {path: "/admin", host: "api.shop.svc.cluster.local"}
 		expect: "deny"
-		kernel: "deny"
+		kernel: "allow"
 	}
 	"no such pod": {
 		from:   "shop/nope"
@@ -161,7 +161,7 @@ wrong: lib.#FlowTests & {
 		// expect at line 11, decided by frontend's egress HTTP rules.
 		`shop/wrong.cue:11:11: FAIL admin pages are open: expected allow, got deny, decided at egress: at shop/frontend-7d9f: deny, no L7 rule matches the request in NetworkPolicy shop/frontend spec.egress[1] (shop/frontend.cue:50:4)`,
 		`shop/wrong.cue:18:11: FAIL postgres is decided by the wrong policy: expected policy shop/frontend to decide, got shop/api, shop/postgres, decided at egress: at shop/api-5c8b: allow, allowed by NetworkPolicy shop/api spec.egress[1] (shop/api.cue:25:4)`,
-		`shop/wrong.cue:26:11: FAIL the kernel enforces HTTP: expected the kernel to deny, it would allow: the kernel passes this request today: egress HTTP rules on 8080/TCP are not enforced by this version`,
+		`shop/wrong.cue:26:11: FAIL the kernel passes HTTP: expected the kernel to allow, it would deny: the kernel enforces the deciding rules as written`,
 		`shop/wrong.cue:29:11: FAIL no such pod: from: no endpoint "shop/nope" in the endpoints file`,
 		" passed, 4 failed\n",
 	} {

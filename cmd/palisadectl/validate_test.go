@@ -45,17 +45,18 @@ np: {
 `
 
 // withHTTP is valid, with an HTTP rule that the datapath does not enforce
-// (line 13): an egress one, since ingress HTTP rules are enforced.
+// (ingress HTTP rules of a host policy: the host's servers are in no pod
+// cgroup), so validate warns about it.
 const withHTTP = `package p
 
-np: {
+cnp: {
 	apiVersion: "palisade.dev/v1alpha1"
-	kind:       "NetworkPolicy"
-	metadata: {name: "api", namespace: "shop"}
+	kind:       "ClusterNetworkPolicy"
+	metadata: name: "node-api"
 	spec: {
-		endpointSelector: matchLabels: app: "api"
-		egress: [{
-			toEndpoints: [{matchLabels: app: "backend"}]
+		nodeSelector: matchLabels: "kubernetes.io/os": "linux"
+		ingress: [{
+			fromEntities: ["cluster"]
 			toPorts: [{
 				ports: [{port: 8080, protocol: "TCP"}]
 				rules: http: [{method: "GET", path: "/api/.*"}]
@@ -75,8 +76,8 @@ func TestValidateCapabilityStrict(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d, want 0 (warnings allowed)\n%s%s", code, out, errOut)
 	}
-	want := "api.cue:13:12: warning PAL060: NetworkPolicy/shop/api: egress HTTP rules on 8080/TCP are not enforced: the kernel " +
-		capability.Table[capability.HTTPEgress].Kernel
+	want := "api.cue:13:12: warning PAL060: ClusterNetworkPolicy//node-api: ingress HTTP rules on 8080/TCP are not enforced: the kernel " +
+		capability.Table[capability.HTTPHost].Kernel
 	if !strings.Contains(out, want) {
 		t.Errorf("output lacks\n%s\ngot\n%s", want, out)
 	}
@@ -90,7 +91,7 @@ func TestValidateCapabilityStrict(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if len(doc.Diagnostics) != 1 || doc.Diagnostics[0].Code != "PAL060" || doc.Diagnostics[0].Severity != diag.Error ||
-		doc.Diagnostics[0].Path != "spec.egress[0].toPorts[0].rules.http" {
+		doc.Diagnostics[0].Path != "spec.ingress[0].toPorts[0].rules.http" {
 		t.Errorf("--strict json: %+v", doc.Diagnostics)
 	}
 
