@@ -225,14 +225,17 @@ func (a *Agent) sync(ctx context.Context) error {
 	}
 	t1 := time.Now()
 	var errs []error
+	took := make([]any, 0, 2*len(subs))
 	for _, s := range subs {
+		ts := time.Now()
 		if err := s.Sync(ctx, in); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
 		}
+		took = append(took, s.Name(), time.Since(ts))
 	}
 	a.last = in
-	a.Log.V(1).Info("synced", "gather", t1.Sub(t0), "sync", time.Since(t1),
-		"policies", len(in.ir.Policies), "endpoints", len(in.cluster.Endpoints), "clusterKept", in.clusterKept, "generation", a.Datapath.Generation())
+	a.Log.V(1).Info("synced", append([]any{"gather", t1.Sub(t0), "sync", time.Since(t1), "policies", len(in.ir.Policies),
+		"endpoints", len(in.cluster.Endpoints), "clusterKept", in.clusterKept, "generation", a.Datapath.Generation()}, took...)...)
 	if a.net.applied() {
 		a.recordSets(in)
 	} else {

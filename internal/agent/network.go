@@ -24,6 +24,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/datapath"
@@ -75,6 +76,8 @@ type network struct {
 	// writer writes generations by delta (nil with a fake kernel, which
 	// takes whole states).
 	writer *datapath.Writer
+	// compileTime is how long the last sync's compile took (for the log).
+	compileTime time.Duration
 }
 
 func (n *network) Name() string { return "network" }
@@ -93,7 +96,9 @@ func (n *network) sync(ctx context.Context, in *inputs) error {
 	n.syncReason = ""
 	n.stateApplied = false
 	n.inc.node = a.Node
+	t0 := time.Now()
 	compiled, cd, err := n.inc.update(in)
+	n.compileTime = time.Since(t0)
 	if err != nil {
 		n.syncReason = v1.DatapathErrorReason
 		n.inStep = false
@@ -254,12 +259,13 @@ func (n *network) write(ctx context.Context, state *engine.MapState, kd *engine.
 		}
 		n.writer = datapath.NewWriter(dp)
 	}
+	t0 := time.Now()
 	err := n.writer.Apply(ctx, state, kd)
 	if err == nil {
 		l, c := n.writer.Last(), n.inc.last
 		a.Log.V(1).Info("generation written", "generation", l.Generation, "patched", l.Incremental, "written", l.Written,
 			"deleted", l.Deleted, "rebuilt", l.Rebuilt, "compiledWhole", c.whole, "policiesSet", c.changed,
-			"policiesDeleted", c.deleted, "compilerDelta", c.entries)
+			"policiesDeleted", c.deleted, "compilerDelta", c.entries, "compile", n.compileTime, "write", time.Since(t0))
 	}
 	return err
 }
