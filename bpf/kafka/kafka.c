@@ -18,7 +18,8 @@
  * kafka_verdict writes an answer in its place and sends it back on the
  * same connection: for a Metadata request, the Metadata response naming
  * its refused topics with TOPIC_AUTHORIZATION_FAILED (when it fits in the
- * frame);
+ * frame), for a Produce request naming one topic, the Produce response
+ * with TOPIC_AUTHORIZATION_FAILED for each of its partitions;
  * for any other, a frame under another correlation ID, which clients
  * take for a broken connection and close (see docs/kafka.md).
  *
