@@ -167,13 +167,85 @@ static __always_inline __u32 min_rule(__u32 a, __u32 b)
 }
 
 /*
+ * A connection's key: IPv4 connections are in conntrack4 under a 16-byte
+ * key (which the kernel hashes and compares in about half the time of the
+ * 40 bytes of ct_key: it is the largest cost of the fast path), IPv6 ones
+ * in conntrack.
+ */
+union ct_any {
+	struct ct_key k6;
+	struct ct4_key k4;
+};
+
+/*
+ * ct_key_set writes the key of the connection from saddr, sport to daddr,
+ * dport on side dir, every byte of the family's variant.
+ */
+static __always_inline void ct_key_set(union ct_any *k, __u8 family, const __u8 *saddr,
+				       const __u8 *daddr, __u16 sport, __u16 dport, __u8 proto,
+				       __u8 dir)
+{
+	/* Addresses are at least 4-aligned (struct pkt): word moves, not byte moves. */
+	saddr = __builtin_assume_aligned(saddr, 4);
+	daddr = __builtin_assume_aligned(daddr, 4);
+	if (family == AF_INET4) {
+		struct ct4_key k4 = {.sport = sport, .dport = dport, .proto = proto, .direction = dir};
+		__builtin_memcpy(&k4.saddr, saddr, 4);
+		__builtin_memcpy(&k4.daddr, daddr, 4);
+		k->k4 = k4;
+		return;
+	}
+	struct ct_key *k6 = __builtin_assume_aligned(&k->k6, 4);
+	__builtin_memcpy(k6->saddr, saddr, 16);
+	__builtin_memcpy(k6->daddr, daddr, 16);
+	k6->sport = sport;
+	k6->dport = dport;
+	k6->proto = proto;
+	k6->family = family;
+	k6->direction = dir;
+	k6->pad = 0;
+}
+
+/*
+ * The empty asm keeps the two lookups apart: merged into one call on a
+ * chosen map, the verifier could no longer inline either (a call site
+ * that sees two maps goes through the map's ops, an indirect call).
+ */
+static __always_inline struct ct_value *ct_lookup(union ct_any *k, __u8 family)
+{
+	struct ct_value *v;
+	if (family == AF_INET4) {
+		v = bpf_map_lookup_elem(&conntrack4, &k->k4);
+		asm volatile("" : "+r"(v));
+		return v;
+	}
+	return bpf_map_lookup_elem(&conntrack, &k->k6);
+}
+
+static __always_inline void ct_update(union ct_any *k, __u8 family, struct ct_value *v)
+{
+	if (family == AF_INET4)
+		bpf_map_update_elem(&conntrack4, &k->k4, v, BPF_ANY);
+	else
+		bpf_map_update_elem(&conntrack, &k->k6, v, BPF_ANY);
+}
+
+static __always_inline void ct_delete(union ct_any *k, __u8 family)
+{
+	if (family == AF_INET4)
+		bpf_map_delete_elem(&conntrack4, &k->k4);
+	else
+		bpf_map_delete_elem(&conntrack, &k->k6);
+}
+
+/*
  * A packet's fields and its conntrack key, per CPU: the programs' stack
  * has no room for them beside the DNS functions' frames. Pinned like every
  * map; it holds nothing between packets.
  */
 struct pkt_scratch {
 	struct pkt p;
-	struct ct_key ck;
+	union ct_any ck;
 };
 
 struct {
@@ -485,6 +557,18 @@ static __always_inline int never_own(__u8 family, const __u8 *a)
 }
 
 /*
+ * fails_closed says whether a packet without an endpoint entry for its
+ * local address is dropped: on a workload's interface, unless the address
+ * can never be the workload's own. A malformed packet's addresses may not
+ * have been read: no exemption.
+ */
+static __always_inline int fails_closed(struct pkt *p, int r, __u8 dir, int workload)
+{
+	const __u8 *local = dir == DIR_EGRESS ? p->saddr : p->daddr;
+	return workload && (r == PARSE_MALFORMED || !never_own(p->family, local));
+}
+
+/*
  * no_state: there is no generation to decide by (before the first Apply).
  * A host interface passes the packet; a workload's drops it unless
  * fail_closed is 0.
@@ -501,13 +585,9 @@ static __always_inline int no_state(struct __sk_buff *skb, __u64 generation, str
 }
 
 /* ct_fill sets the key of the connection that p opens on side dir. */
-static __always_inline void ct_fill(struct ct_key *ck, struct pkt *p, __u8 dir)
+static __always_inline void ct_fill(union ct_any *ck, struct pkt *p, __u8 dir)
 {
-	__builtin_memcpy(ck->saddr, p->saddr, 16);
-	__builtin_memcpy(ck->daddr, p->daddr, 16);
-	ck->sport = p->sport;
-	ck->dport = p->dport;
-	ck->direction = dir;
+	ct_key_set(ck, p->family, p->saddr, p->daddr, p->sport, p->dport, p->proto, dir);
 }
 
 /*
@@ -526,19 +606,16 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 	if (!sp)
 		return workload ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 	struct pkt *p = &sp->p;
-	struct ct_key *ck = &sp->ck;
-	__builtin_memset(sp, 0, sizeof(*sp));
+	union ct_any *ck = &sp->ck;
+	/* The key is written whole where it is set (ct_key_set). */
+	__builtin_memset(p, 0, sizeof(*p));
 	int r = parse(skb, p);
 	if (r == PARSE_NOT_IP) {
 		count(COUNTER_NON_IP);
 		return TC_ACT_UNSPEC;
 	}
-	const __u8 *local = dir == DIR_EGRESS ? p->saddr : p->daddr;
-	const __u8 *remote = dir == DIR_EGRESS ? p->daddr : p->saddr;
-	/* A malformed packet's addresses may not have been read: no exemption. */
-	int fail_closed = workload && (r == PARSE_MALFORMED || !never_own(p->family, local));
 	if (load_slot(&s) < 0)
-		return no_state(skb, 0, p, dir, fail_closed);
+		return no_state(skb, 0, p, dir, fails_closed(p, r, dir, workload));
 	__u64 generation = s.generation;
 	__u32 gen = generation;
 
@@ -552,8 +629,6 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 	int answers = !icmp || (p->flags & PKT_ECHO_REPLY);
 	/* Timeouts are seconds: the coarse clock (same base, no TSC read) will do. */
 	__u64 now = bpf_ktime_get_coarse_ns();
-	ck->proto = p->proto;
-	ck->family = p->family;
 	struct ct_value *ct = 0;
 	int frag = p->flags & (PKT_FRAG_FIRST | PKT_FRAG_LATER);
 
@@ -567,7 +642,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 	 */
 	if (r == PARSE_OK && opens && !frag) {
 		ct_fill(ck, p, dir);
-		ct = bpf_map_lookup_elem(&conntrack, ck);
+		ct = ct_lookup(ck, p->family);
 		if (ct && ct->expires < now)
 			ct = 0;
 		if (ct && gen && ct->generation == gen && ct->verdict == VERDICT_ALLOW && ct->l7 != CT_L7_DNS &&
@@ -580,6 +655,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 		}
 	}
 
+	/* Computed after the fast path, which needs none of it. */
+	const __u8 *local = dir == DIR_EGRESS ? p->saddr : p->daddr;
+	const __u8 *remote = dir == DIR_EGRESS ? p->daddr : p->saddr;
+	int fail_closed = fails_closed(p, r, dir, workload);
 	if (load_maps(&s) < 0)
 		return no_state(skb, generation, p, dir, fail_closed);
 	if (r == PARSE_MALFORMED) {
@@ -637,17 +716,15 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 
 	if (opens && frag) {
 		ct_fill(ck, p, dir);
-		ct = bpf_map_lookup_elem(&conntrack, ck);
+		ct = ct_lookup(ck, p->family);
 		if (ct && ct->expires < now)
 			ct = 0;
 	}
 	if (!ct && answers) {
-		struct ct_key rk = {.proto = p->proto, .family = p->family, .direction = !dir};
-		__builtin_memcpy(rk.saddr, p->daddr, 16);
-		__builtin_memcpy(rk.daddr, p->saddr, 16);
-		rk.sport = icmp ? p->sport : p->dport;
-		rk.dport = icmp ? 0 : p->sport;
-		struct ct_value *rct = bpf_map_lookup_elem(&conntrack, &rk);
+		union ct_any rk;
+		ct_key_set(&rk, p->family, p->daddr, p->saddr, icmp ? p->sport : p->dport, icmp ? 0 : p->sport,
+			   p->proto, !dir);
+		struct ct_value *rct = ct_lookup(&rk, p->family);
 		if (rct && rct->expires >= now) {
 			ct_touch(rct, p, now, 1);
 			/* A DNS answer on its way to the client: toFQDNs learns from it first. */
@@ -664,7 +741,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 
 	if (d.verdict == VERDICT_DENY) {
 		if (ct)
-			bpf_map_delete_elem(&conntrack, ck);
+			ct_delete(ck, p->family);
 		count(COUNTER_DENIED);
 		emit(skb, generation, p, dir, ep->identity, peer, d.verdict, d.reason, d.rule, evflags);
 		return TC_ACT_SHOT;
@@ -734,7 +811,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 			struct ct_value nv = {.verdict = d.verdict, .l7 = ct_l7, .generation = gen};
 			ct_touch(&nv, p, now, 0);
 			nv.expires = now + ct_timeout(p->proto, nv.flags);
-			bpf_map_update_elem(&conntrack, ck, &nv, BPF_ANY);
+			ct_update(ck, p->family, &nv);
 			created = 1;
 		}
 	}

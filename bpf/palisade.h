@@ -252,7 +252,7 @@ struct active_slot {
 	__u32 slot;
 };
 
-/* Conntrack: one entry per connection and enforcement side. */
+/* Conntrack: one entry per connection and enforcement side (IPv6; IPv4 uses ct4_key). */
 struct ct_key {
 	__u8 saddr[16];
 	__u8 daddr[16];
@@ -262,6 +262,23 @@ struct ct_key {
 	__u8 family;
 	__u8 direction; /* the side that allowed the connection */
 	__u8 pad;
+};
+
+/*
+ * Conntrack of IPv4 connections: the same entries under a 16-byte key
+ * (conntrack4), since the kernel hashes and compares a key on every lookup
+ * and ct_key's 40 bytes cost about twice a 16-byte key's (the largest
+ * cost of an established connection's fast path; docs/datapath.md).
+ * Addresses are the packet's 4 bytes, in network order.
+ */
+struct ct4_key {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport; /* ICMP echo: the identifier */
+	__u16 dport; /* ICMP echo: 0 */
+	__u8 proto;
+	__u8 direction; /* the side that allowed the connection */
+	__u8 pad[2];
 };
 
 /* ct_value.l7 */

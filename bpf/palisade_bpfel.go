@@ -70,6 +70,17 @@ const (
 	PalisadeCounterCOUNTER_MAX               PalisadeCounter = 40
 )
 
+type PalisadeCt4Key struct {
+	_         structs.HostLayout
+	Saddr     uint32
+	Daddr     uint32
+	Sport     uint16
+	Dport     uint16
+	Proto     uint8
+	Direction uint8
+	Pad       [2]uint8
+}
+
 type PalisadeCtKey struct {
 	_         structs.HostLayout
 	Saddr     [16]uint8
@@ -325,6 +336,7 @@ type PalisadeVerdictEvent struct {
 const (
 	PalisadeMapActive                = "active"
 	PalisadeMapConntrack             = "conntrack"
+	PalisadeMapConntrack4            = "conntrack4"
 	PalisadeMapCounters              = "counters"
 	PalisadeMapDnsScratch            = "dns_scratch"
 	PalisadeMapDnsSettings           = "dns_settings"
@@ -429,6 +441,7 @@ type PalisadeProgramSpecs struct {
 type PalisadeMapSpecs struct {
 	Active           *ebpf.MapSpec `ebpf:"active"`
 	Conntrack        *ebpf.MapSpec `ebpf:"conntrack"`
+	Conntrack4       *ebpf.MapSpec `ebpf:"conntrack4"`
 	Counters         *ebpf.MapSpec `ebpf:"counters"`
 	DnsScratch       *ebpf.MapSpec `ebpf:"dns_scratch"`
 	DnsSettings      *ebpf.MapSpec `ebpf:"dns_settings"`
@@ -501,6 +514,7 @@ func (o *PalisadeObjects) Close() error {
 type PalisadeMaps struct {
 	Active           *ebpf.Map `ebpf:"active"`
 	Conntrack        *ebpf.Map `ebpf:"conntrack"`
+	Conntrack4       *ebpf.Map `ebpf:"conntrack4"`
 	Counters         *ebpf.Map `ebpf:"counters"`
 	DnsScratch       *ebpf.Map `ebpf:"dns_scratch"`
 	DnsSettings      *ebpf.Map `ebpf:"dns_settings"`
@@ -531,6 +545,7 @@ func (m *PalisadeMaps) Close() error {
 	return _PalisadeClose(
 		m.Active,
 		m.Conntrack,
+		m.Conntrack4,
 		m.Counters,
 		m.DnsScratch,
 		m.DnsSettings,

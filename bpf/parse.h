@@ -47,7 +47,8 @@ enum parse_result {
 #define PKT_ECHO_REPLY (1 << 3)
 
 struct pkt {
-	__u8 saddr[16];
+	/* Aligned, so that copies into keys are word moves, not byte moves. */
+	__u8 saddr[16] __attribute__((aligned(8)));
 	__u8 daddr[16];
 	__u32 frag_id;
 	__u16 sport; /* host order; ICMP echo: identifier */

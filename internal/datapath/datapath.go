@@ -116,7 +116,16 @@ func Open(pinDir string, opts *Options) (*Datapath, error) {
 		d.objs.Close()
 		return nil, err
 	}
+	// An older agent's IPv4 connections, before and after the links switch.
+	if _, err := migrateConntrack4(d.objs.Conntrack, d.objs.Conntrack4); err != nil {
+		d.objs.Close()
+		return nil, err
+	}
 	if err := d.adoptLinks(); err != nil {
+		d.objs.Close()
+		return nil, err
+	}
+	if _, err := migrateConntrack4(d.objs.Conntrack, d.objs.Conntrack4); err != nil {
 		d.objs.Close()
 		return nil, err
 	}
@@ -273,7 +282,7 @@ func (d *Datapath) Remove() error {
 		errs = append(errs, os.Remove(filepath.Join(linksDir(d.pinDir), l.Name())))
 	}
 	for _, m := range []*ebpf.Map{d.objs.GenEndpoints, d.objs.GenIpcache, d.objs.GenIpcacheLpm, d.objs.GenPolicy,
-		d.objs.GenPolicyLpm, d.objs.Active, d.objs.Settings, d.objs.Generations, d.objs.Conntrack, d.objs.Fragments,
+		d.objs.GenPolicyLpm, d.objs.Active, d.objs.Settings, d.objs.Generations, d.objs.Conntrack, d.objs.Conntrack4, d.objs.Fragments,
 		d.objs.Events, d.objs.Counters, d.objs.GenDnsLists, d.objs.GenDnsNext, d.objs.GenDnsAccept,
 		d.objs.DnsSettings, d.objs.DnsScratch, d.objs.PktScratch, d.objs.GenFqdnNext, d.objs.GenFqdnAccept,
 		d.objs.GenFqdnSelectors, d.objs.FqdnNames, d.objs.FqdnAddrs, d.objs.FqdnPending, d.objs.FqdnSettings,

@@ -103,7 +103,7 @@ func run(t testing.TB, d *Datapath, er *EventReader, dir engine.Direction, pkt [
 	return ret, &ev
 }
 
-// clearTracking empties conntrack and the fragments map.
+// clearTracking empties conntrack (both families) and the fragments map.
 func clearTracking(t testing.TB, d *Datapath) {
 	t.Helper()
 	var ck bpf.PalisadeCtKey
@@ -115,6 +115,15 @@ func clearTracking(t testing.TB, d *Datapath) {
 	}
 	for _, k := range keys {
 		d.objs.Conntrack.Delete(k)
+	}
+	var ck4 bpf.PalisadeCt4Key
+	var keys4 []bpf.PalisadeCt4Key
+	it = d.objs.Conntrack4.Iterate()
+	for it.Next(&ck4, &cv) {
+		keys4 = append(keys4, ck4)
+	}
+	for _, k := range keys4 {
+		d.objs.Conntrack4.Delete(k)
 	}
 	var fk bpf.PalisadeFragKey
 	var fv bpf.PalisadeFragValue
