@@ -10,7 +10,7 @@ GOTEST_FLAGS ?= -count=1
 PKGS ?= ./...
 
 # Paths that hold only generated code; make verify checks them.
-GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd config/rbac/role.yaml config/rbac/agent_role.yaml bpf/palisade_bpfel.go bpf/palisade_bpfel.o bpf/tracing/tracing_bpfel.go bpf/tracing/tracing_bpfel.o bpf/l7/l7_bpfel.go bpf/l7/l7_bpfel.o
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd config/rbac/role.yaml config/rbac/agent_role.yaml bpf/palisade_bpfel.go bpf/palisade_bpfel.o bpf/tracing/tracing_bpfel.go bpf/tracing/tracing_bpfel.o bpf/l7/l7_bpfel.go bpf/l7/l7_bpfel.o bpf/kafka/kafka_bpfel.go bpf/kafka/kafka_bpfel.o
 
 include hack/tools.mk
 # Images and the real-node story (make images, make e2e-node).
