@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"math/rand"
 	"net/netip"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -57,7 +59,7 @@ func (k *fakeL7) decideEgress(local netip.Addr, port uint16, remote netip.Addr, 
 // rules), every request api writes that L3/L4 lets out is decided from
 // the egress bindings the subsystem wrote exactly as
 // engine.LookupSide(Egress) decides it, with the same deciding rule when
-// refused; only api's cgroup is attached.
+// refused; only api's cgroup is attached (its client sockets).
 func TestL7EgressDecidesAsTheEngine(t *testing.T) {
 	apps := []string{"frontend", "monitor", "blocked"}
 	peers := []string{`toEndpoints: [{matchLabels: {app: frontend}}]`, `toEndpoints: [{matchLabels: {app: monitor}}]`,
@@ -118,6 +120,12 @@ func TestL7EgressDecidesAsTheEngine(t *testing.T) {
 			}
 		}
 		bound += len(f.l7.binds)
+		// The source's cgroup carries the program (its client sockets),
+		// and no other.
+		apiCgroup := filepath.Join(f.root, "kubepods", "pod00000000-0000-4000-8000-000000000002")
+		if len(f.l7.binds) > 0 && !slices.Equal(f.l7.cgroups, []string{apiCgroup}) {
+			t.Fatalf("seed %d: cgroups attached %v, want %v", seed, f.l7.cgroups, []string{apiCgroup})
+		}
 		state, api := f.k.state, netip.MustParseAddr("10.0.0.2")
 		for _, peer := range remotes {
 			remote := netip.MustParseAddr(peer)
