@@ -47,6 +47,7 @@ import (
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/bpf"
 	"github.com/palisade-dev/palisade/controllers"
+	agentpkg "github.com/palisade-dev/palisade/internal/agent"
 	"github.com/palisade-dev/palisade/internal/devenv"
 	"github.com/palisade-dev/palisade/internal/render"
 	"github.com/palisade-dev/palisade/internal/testenv"
@@ -150,6 +151,11 @@ func benchAgent(b *testing.B, root, bin string, policies, pods int) {
 	var lat []time.Duration
 	b.ResetTimer()
 	for i := range b.N {
+		// Each change is a lone one, as a commit is, not part of a burst
+		// that the agent batches (agent.SyncBatch).
+		b.StopTimer()
+		time.Sleep(agentpkg.SyncBatch)
+		b.StartTimer()
 		port := 20000 + i
 		gen := generation(b, pins)
 		np.Spec.Ingress[0].ToPorts[0].Ports[0].Port = intstr.FromInt(port)
