@@ -556,7 +556,7 @@ func (s *l7Subsystem) httpGaps(o *policyObject, in *inputs) []gap {
 	if rs == nil {
 		return nil
 	}
-	parts := capability.Parts(rs, capability.HTTP)
+	parts := httpParts(rs)
 	if len(parts) == 0 {
 		return nil
 	}
@@ -681,7 +681,7 @@ func (l *l7Off) Sync(_ context.Context, in *inputs) error {
 			}
 		}
 		if rs := ruleSetOf(o); rs != nil && !hostPolicy(o) {
-			for _, p := range capability.Parts(rs, capability.HTTP) {
+			for _, p := range httpParts(rs) {
 				l.gaps[o.key] = append(l.gaps[o.key], gap{reason: v1.NotSupportedReason,
 					message: fmt.Sprintf("%s are not enforced: %s, so the kernel %s", p.What, l.why, capability.Table[capability.HTTP].Kernel)})
 			}

@@ -25,6 +25,7 @@ import (
 	"slices"
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
+	"github.com/palisade-dev/palisade/internal/capability"
 	"github.com/palisade-dev/palisade/internal/engine"
 	"github.com/palisade-dev/palisade/internal/l7"
 )
@@ -71,6 +72,13 @@ func tcpBlock(k engine.PolicyKey) (l7Block, bool) {
 	}
 	span := uint32(1) << (24 - uint32(k.PrefixLen))
 	return l7Block{k.Port, uint16(uint32(k.Port) + span - 1)}, true
+}
+
+// httpParts are the HTTP rules of a rule set that the l7 subsystem binds:
+// ingress (the server's side) and egress (the client's side) ones. What a
+// node fails to do of them is reported by them.
+func httpParts(rs *v1alpha1.RuleSet) []capability.Gap {
+	return append(capability.Parts(rs, capability.HTTP), capability.Parts(rs, capability.HTTPEgress)...)
 }
 
 // hasHTTP reports whether a list holds an HTTP rule.

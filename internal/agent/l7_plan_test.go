@@ -153,3 +153,40 @@ func TestL7EgressDecidesAsTheEngine(t *testing.T) {
 	}
 	t.Logf("%d seeded sets, %d egress bindings: %d requests decided as the engine does, %d refused", sets, bound, checked, refused)
 }
+
+// TestL7EgressReportedWhenNotDecided: what a node fails to do of egress
+// HTTP rules is reported by them, as of ingress ones: the source's cgroup
+// missing (not decided for that workload), and an agent run without the
+// L7 datapath (not enforced at all).
+func TestL7EgressReportedWhenNotDecided(t *testing.T) {
+	const frontendEgress = `
+endpointSelector: {matchLabels: {app: frontend}}
+egress:
+- toEndpoints: [{matchLabels: {app: api}}]
+  toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{method: GET}]}}]
+`
+	f := newL7Fixture(t)
+	f.podUID("api", "api", "10.0.0.2", 2, false)
+	f.podUID("frontend", "frontend", "10.0.0.3", 3, true) // no cgroup
+	f.policy("frontend", "r1", 1, frontendEgress)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if o := f.object("frontend"); o.State != v1.ObjectPartial || o.Reason != reasonCgroupNotFound ||
+		!strings.Contains(o.Message, "egress HTTP rules on 80/TCP are not decided for workloads") || !strings.Contains(o.Message, "shop/frontend") {
+		t.Errorf("frontend without a cgroup: %+v", o)
+	}
+
+	off := newL7Fixture(t)
+	off.a.L7, off.a.L7Off = nil, "this node runs without --l7"
+	off.podUID("api", "api", "10.0.0.2", 2, false)
+	off.podUID("frontend", "frontend", "10.0.0.3", 3, false)
+	off.policy("frontend", "r1", 1, frontendEgress)
+	if _, err := off.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if o := off.object("frontend"); o.State != v1.ObjectPartial || o.Reason != v1.NotSupportedReason ||
+		!strings.Contains(o.Message, "egress HTTP rules on 80/TCP are not enforced: this node runs without --l7") {
+		t.Errorf("frontend on a node without L7: %+v", o)
+	}
+}
