@@ -131,8 +131,12 @@ var Table = map[Feature]Support{
 	// binds the source's address, the remote port and the peer's identity
 	// to the tables of its allow rules and attaches sockops to the
 	// source's cgroup; a refused request is answered 403 on the client's
-	// own socket and never sent. Effect and Kernel say what a node that
-	// runs without the L7 datapath does.
+	// own socket and never sent. Known limit (docs/l7.md, "Egress"): a
+	// write that begins before the connection is established goes out
+	// undecided, and the connection is refused from its next write on;
+	// HTTP clients, which wait for the connection, do not write so.
+	// Effect and Kernel say what a node that runs without the L7 datapath
+	// does.
 	HTTPEgress: {Enforced: true, Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
 	// The client's side finds a request's binding by the peer's identity
 	// in the agent's ipcache (or any peer); the identities of toFQDNs
