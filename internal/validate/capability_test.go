@@ -73,6 +73,12 @@ np: {
 				ports: [{port: 53, protocol: "UDP"}]
 				rules: dns: [{matchPattern: "*.example.com"}]
 			}]
+		}, {
+			toFQDNs: [{matchName: "api.github.com"}]
+			toPorts: [{
+				ports: [{port: 443, protocol: "TCP"}]
+				rules: http: [{method: "GET"}]
+			}]
 		}]
 	}
 }
@@ -110,6 +116,12 @@ cnp: {
 				rules: http: [{method: "GET", path: "/healthz"}]
 			}]
 		}]
+		egress: [{
+			toPorts: [{
+				ports: [{port: 443, protocol: "TCP"}]
+				rules: http: [{method: "GET"}]
+			}]
+		}]
 	}
 }
 `
@@ -128,9 +140,11 @@ var wantGaps = map[capability.Feature]struct {
 	capability.FQDN:              {"spec.egress[1].toFQDNs", 29},
 	capability.HTTPEgress:        {"spec.egress[2].toPorts[0].rules.http", 34},
 	capability.DNSOnFQDNPeers:    {"spec.egress[3].toPorts[0].rules.dns", 40},
-	capability.FQDNWithoutDNS:    {"spec.egress[0].toFQDNs", 60},
-	capability.Tracing:           {"spec", 50},
-	capability.HTTPHost:          {"spec.ingress[1].toPorts[0].rules.http", 76},
+	capability.HTTPOnFQDNPeers:   {"spec.egress[4].toPorts[0].rules.http", 46},
+	capability.FQDNWithoutDNS:    {"spec.egress[0].toFQDNs", 66},
+	capability.Tracing:           {"spec", 56},
+	capability.HTTPHost:          {"spec.ingress[1].toPorts[0].rules.http", 82},
+	capability.HTTPHostEgress:    {"spec.egress[0].toPorts[0].rules.http", 88},
 }
 
 func validateCapabilityRepo(t *testing.T) diag.List {
