@@ -48,6 +48,9 @@ import (
 // of at most limit/2 bytes of estimated heap each approximate LRU (when the
 // current one is full it becomes the old one and the old one is dropped;
 // hits in the old one move back). A Cache is safe for concurrent use.
+//
+// What it keeps is shared, read-only, by the change sets of the reviews
+// that find it: a Change and its Facts must not be modified.
 type Cache struct {
 	mu       sync.Mutex
 	limit    int
@@ -74,8 +77,8 @@ const (
 var defaultCache = NewCache(DefaultCacheBytes)
 
 // NewCache returns a cache of up to about maxBytes of heap (estimated from
-// the JSON of what it holds). A cache of 0 bytes keeps nothing between
-// reviews.
+// the JSON of what it holds). A cache of 0 bytes keeps no more than the
+// last entry or two it was given.
 func NewCache(maxBytes int) *Cache {
 	return &Cache{limit: maxBytes, cur: newGeneration(), old: newGeneration()}
 }
