@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
@@ -301,12 +302,33 @@ func (s *kafkaSubsystem) Report(in *inputs, r *report) {
 	if in == nil || !capability.Enforced(capability.Kafka) {
 		return // the capability table lists Kafka rules as gaps: the l7 subsystem reports them
 	}
+	n, first := 0, ""
 	for _, o := range in.objects {
 		if !o.concerns || !o.network() || hostPolicy(o) {
 			continue
 		}
 		for _, g := range s.kafkaGaps(o, in) {
 			r.gap(o.key, g)
+			if n++; first == "" {
+				first = g.message
+			}
+		}
+	}
+	kafkaCondition(r, n, first)
+}
+
+// kafkaCondition turns L7Enforced False when n of the node's Kafka rule
+// sets are not enforced as written (first says why for one): the
+// condition is the l7 subsystem's, which knows HTTP alone, and reports
+// before this one.
+func kafkaCondition(r *report, n int, first string) {
+	if n == 0 {
+		return
+	}
+	for i := range r.conds {
+		if c := &r.conds[i]; c.Type == v1.L7EnforcedCondition && c.Status == metav1.ConditionTrue {
+			*c = metav1.Condition{Type: v1.L7EnforcedCondition, Status: metav1.ConditionFalse, Reason: v1.PartiallyEnforcedReason,
+				Message: truncate(fmt.Sprintf("%d ingress Kafka rule sets are not enforced as written on this node; first: %s", n, first), 32768)}
 		}
 	}
 }
@@ -416,9 +438,14 @@ func (k *kafkaOff) Sync(_ context.Context, in *inputs) error {
 func (k *kafkaOff) Verify(context.Context, driftRecorder) error { return nil }
 
 func (k *kafkaOff) Report(_ *inputs, r *report) {
+	n, first := 0, ""
 	for _, key := range sortedKeys(k.gaps) {
 		for _, g := range k.gaps[key] {
 			r.gap(key, g)
+			if n++; first == "" {
+				first = g.message
+			}
 		}
 	}
+	kafkaCondition(r, n, first)
 }

@@ -322,8 +322,9 @@ func TestL7CgroupMissing(t *testing.T) {
 
 // TestL7EgressBoundKafkaGap: egress HTTP rules are bound on the
 // client's side (the source's address, the remote port, the peer's
-// identity) and the object is enforced; Kafka rules are reported as not
-// enforced, with what the kernel does instead.
+// identity) and the object is enforced; on a node without the Kafka
+// datapath, Kafka rules are reported as not enforced, with what the
+// kernel does instead, and L7Enforced is False.
 func TestL7EgressBoundKafkaGap(t *testing.T) {
 	f := newL7Fixture(t)
 	f.podUID("api", "api", "10.0.0.2", 2, false)
@@ -346,7 +347,8 @@ ingress:
 	if o := f.object("frontend"); o.State != v1.ObjectEnforced {
 		t.Errorf("frontend: %+v", o)
 	}
-	if o := f.object("kafka"); o.State != v1.ObjectPartial || o.Reason != v1.NotSupportedReason || !strings.Contains(o.Message, "ingress Kafka rules on 9092/TCP are not enforced") {
+	if o := f.object("kafka"); o.State != v1.ObjectPartial || o.Reason != v1.NotSupportedReason ||
+		!strings.Contains(o.Message, "ingress Kafka rules on 9092/TCP are not enforced: the agent runs without the Kafka datapath") {
 		t.Errorf("kafka: %+v", o)
 	}
 	api := f.k.state.Identity(netip.MustParseAddr("10.0.0.2"))
@@ -354,7 +356,8 @@ ingress:
 		f.l7.binds[0].Port != 80 || f.l7.binds[0].Identity != uint32(api) {
 		t.Errorf("bindings %+v, want frontend's egress binding to api's identity %d on 80", f.l7.binds, api)
 	}
-	if c := f.condition(v1.L7EnforcedCondition); c.Status != metav1.ConditionFalse || c.Reason != v1.NotSupportedReason {
+	if c := f.condition(v1.L7EnforcedCondition); c.Status != metav1.ConditionFalse || c.Reason != v1.PartiallyEnforcedReason ||
+		!strings.Contains(c.Message, "1 ingress Kafka rule sets are not enforced") {
 		t.Errorf("L7Enforced: %s %s: %s", c.Status, c.Reason, c.Message)
 	}
 }

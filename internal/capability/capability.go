@@ -58,8 +58,18 @@ const (
 	// HTTPHostEgress is egress HTTP rules of a host policy: requests the
 	// host's own processes write.
 	HTTPHostEgress Feature = "egress HTTP rules of host policies"
-	Kafka          Feature = "Kafka rules"
-	DNS            Feature = "DNS rules"
+	// Kafka is Kafka rules of ingress rules: the broker's side, which
+	// bpf/kafka decides request by request.
+	Kafka Feature = "Kafka rules"
+	// KafkaEgress is Kafka rules of egress rules: the client's side.
+	KafkaEgress Feature = "egress Kafka rules"
+	// KafkaHost is ingress Kafka rules of a host policy: requests to the
+	// host's own brokers.
+	KafkaHost Feature = "Kafka rules of host policies"
+	// KafkaTopicUnread is an ingress Kafka rule naming a topic for an API
+	// key whose requests' topics the kernel does not read.
+	KafkaTopicUnread Feature = "Kafka rules naming a topic of keys whose topics the kernel does not read"
+	DNS              Feature = "DNS rules"
 	// DNSOtherProtocols is DNS rules on a port that also admits SCTP.
 	DNSOtherProtocols Feature = "DNS rules on SCTP"
 	FQDN              Feature = "toFQDNs"
@@ -152,7 +162,22 @@ var Table = map[Feature]Support{
 	// the host's own clients are not in one.
 	HTTPHostEgress: {Subsystem: SubsystemL7, Effect: Passes,
 		Kernel: "decides HTTP requests of pods only, and passes every request the host writes on the port that L3/L4 allows"},
-	Kafka: {Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
+	// Ingress Kafka rules are decided request by request in the kernel
+	// (docs/kafka.md): the agent's kafka subsystem binds the broker's
+	// address and port to the tables of its allow rules and attaches
+	// bpf/kafka's sockops to its cgroup. The kernel reads the topics of
+	// Produce, Fetch, ListOffsets, Metadata, OffsetCommit and OffsetFetch
+	// in the versions that name topics by name; what it does not read it
+	// refuses where a rule needs the topic, never passes. Effect and
+	// Kernel say what a node that runs without the Kafka datapath does.
+	Kafka:       {Enforced: true, Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
+	KafkaEgress: {Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
+	// The stream parser runs for the sockets of the pods' cgroups only;
+	// the host's own brokers are not in one.
+	KafkaHost: {Subsystem: SubsystemL7, Effect: Passes,
+		Kernel: "decides Kafka requests to pods only, and passes every request to the host on the port that L3/L4 allows"},
+	KafkaTopicUnread: {Subsystem: SubsystemL7, Effect: Drops,
+		Kernel: "reads topics only of produce, fetch, offsets, metadata, offsetcommit and offsetfetch requests (in the versions that name topics by name), and refuses the requests of other keys that only a rule naming a topic would admit"},
 	// DNS rules are decided per query in the kernel (docs/datapath.md,
 	// "DNS"): names matched as engine.FQDN.Matches does, refused UDP
 	// queries answered REFUSED (or NXDOMAIN), refused TCP queries dropped.
@@ -242,6 +267,10 @@ func Host(rs *v1alpha1.RuleSet) []Gap {
 			g.Feature = HTTPHostEgress
 		case HTTPOnFQDNPeers:
 			continue // the rule's HTTPHostEgress gap says it
+		case Kafka:
+			g.Feature = KafkaHost
+		case KafkaTopicUnread:
+			continue // the rule's KafkaHost gap says it
 		}
 		gaps = add(gaps, g)
 	}
@@ -302,6 +331,16 @@ func hasEgressDNS(rs *v1alpha1.RuleSet) bool {
 	return false
 }
 
+// kafkaTopicUnread reports whether the kernel does not read the topics of
+// an API key's requests (docs/kafka.md).
+func kafkaTopicUnread(k v1alpha1.KafkaAPIKey) bool {
+	switch k {
+	case "leaderandisr", "stopreplica", "updatemetadata", "controlledshutdown", "createtopics", "deletetopics":
+		return true
+	}
+	return false
+}
+
 // portGaps appends the gaps of a rule's ports; fqdn says that the rule's
 // peers are toFQDNs.
 func portGaps(gaps []Gap, at, dir string, ports []v1alpha1.PortRule, fqdn bool) []Gap {
@@ -322,7 +361,17 @@ func portGaps(gaps []Gap, at, dir string, ports []v1alpha1.PortRule, fqdn bool) 
 			}
 		}
 		if len(pr.Rules.Kafka) > 0 {
-			gaps = append(gaps, Gap{Feature: Kafka, Path: path + ".kafka", What: dir + " Kafka rules on " + on})
+			f := Kafka
+			if dir == "egress" {
+				f = KafkaEgress
+			}
+			gaps = append(gaps, Gap{Feature: f, Path: path + ".kafka", What: dir + " Kafka rules on " + on})
+			for k, r := range pr.Rules.Kafka {
+				if dir == "ingress" && r.Topic != "" && kafkaTopicUnread(r.APIKey) {
+					gaps = append(gaps, Gap{Feature: KafkaTopicUnread, Path: fmt.Sprintf("%s.kafka[%d]", path, k),
+						What: fmt.Sprintf("ingress Kafka rules for %s requests of topic %s on %s", r.APIKey, r.Topic, on)})
+				}
+			}
 		}
 		if len(pr.Rules.DNS) > 0 {
 			gaps = append(gaps, Gap{Feature: DNS, Path: path + ".dns", What: dir + " DNS rules on " + on})

@@ -63,9 +63,8 @@ func ruleSet() *v1alpha1.RuleSet {
 // TestNetworkGaps pins each gap's field path and words, in field order.
 func TestNetworkGaps(t *testing.T) {
 	want := []Gap{
-		// Ingress and egress HTTP rules, DNS rules and toFQDNs are
-		// enforced in the kernel: no gap.
-		{Kafka, "spec.ingress[1].toPorts[1].rules.kafka", "ingress Kafka rules on 9092/TCP"},
+		// Ingress and egress HTTP rules, ingress Kafka rules, DNS rules
+		// and toFQDNs are enforced in the kernel: no gap.
 		{DNSOnFQDNPeers, "spec.egress[3].toPorts[0].rules.dns", "egress DNS rules on 53/UDP of a toFQDNs rule"},
 		{HTTPOnFQDNPeers, "spec.egress[4].toPorts[0].rules.http", "egress HTTP rules on 443/TCP of a toFQDNs rule"},
 	}
@@ -78,7 +77,7 @@ func TestNetworkGaps(t *testing.T) {
 			t.Errorf("gap %d: %+v, want %+v", i, got[i], want[i])
 		}
 	}
-	if s := got[2].String(); s != "egress HTTP rules on 443/TCP of a toFQDNs rule are not enforced: the kernel "+Table[HTTPOnFQDNPeers].Kernel {
+	if s := got[1].String(); s != "egress HTTP rules on 443/TCP of a toFQDNs rule are not enforced: the kernel "+Table[HTTPOnFQDNPeers].Kernel {
 		t.Errorf("String() = %q", s)
 	}
 	// Without a DNS rule on an egress port, the kernel learns nothing for
@@ -139,7 +138,7 @@ func TestState(t *testing.T) {
 		t.Errorf("no gaps: %s %q %q", s, r, m)
 	}
 	s, r, m := State(Network(ruleSet()))
-	if s != v1alpha1.ObjectPartial || r != v1alpha1.NotSupportedReason || strings.Count(m, "are not enforced") != 3 {
+	if s != v1alpha1.ObjectPartial || r != v1alpha1.NotSupportedReason || strings.Count(m, "are not enforced") != 2 {
 		t.Errorf("network gaps: %s %q %q", s, r, m)
 	}
 	// A feature that is not loaded at all makes the object not enforced;
@@ -219,9 +218,9 @@ func TestDNSRulesOnSCTP(t *testing.T) {
 // toFQDNs rule are a gap; Parts lists both sides, whatever the table
 // says, for the agent's per-node report.
 func TestHTTPSplit(t *testing.T) {
-	if !Enforced(HTTP) || !Enforced(HTTPEgress) || Enforced(HTTPOnFQDNPeers) || Enforced(Kafka) {
-		t.Fatalf("table: ingress HTTP %v, egress HTTP %v, toFQDNs HTTP %v, Kafka %v; want true, true, false, false",
-			Enforced(HTTP), Enforced(HTTPEgress), Enforced(HTTPOnFQDNPeers), Enforced(Kafka))
+	if !Enforced(HTTP) || !Enforced(HTTPEgress) || Enforced(HTTPOnFQDNPeers) {
+		t.Fatalf("table: ingress HTTP %v, egress HTTP %v, toFQDNs HTTP %v; want true, true, false",
+			Enforced(HTTP), Enforced(HTTPEgress), Enforced(HTTPOnFQDNPeers))
 	}
 	rs := ruleSet()
 	for _, g := range Network(rs) {
@@ -249,7 +248,7 @@ func TestHostHTTP(t *testing.T) {
 	got := Host(rs)
 	want := []Gap{
 		{HTTPHost, "spec.ingress[1].toPorts[0].rules.http", "ingress HTTP rules on 8080/TCP"},
-		{Kafka, "spec.ingress[1].toPorts[1].rules.kafka", "ingress Kafka rules on 9092/TCP"},
+		{KafkaHost, "spec.ingress[1].toPorts[1].rules.kafka", "ingress Kafka rules on 9092/TCP"},
 		{HTTPHostEgress, "spec.egress[2].toPorts[0].rules.http", "egress HTTP rules on 443/TCP"},
 		{DNSOnFQDNPeers, "spec.egress[3].toPorts[0].rules.dns", "egress DNS rules on 53/UDP of a toFQDNs rule"},
 		{HTTPHostEgress, "spec.egress[4].toPorts[0].rules.http", "egress HTTP rules on 443/TCP"},
@@ -282,5 +281,41 @@ func TestDNSOnFQDNPeers(t *testing.T) {
 	state, _, msg := State(Network(rs))
 	if state != v1alpha1.ObjectPartial || !strings.Contains(msg, want[0].What+" are not enforced: the kernel "+Table[DNSOnFQDNPeers].Kernel) {
 		t.Errorf("State() = %s, %q", state, msg)
+	}
+}
+
+// TestKafkaSplit: ingress Kafka rules are enforced (the broker's side is
+// decided in the kernel); egress Kafka rules, a topic on a key whose
+// topics the kernel does not read, and a host policy's Kafka rules are
+// gaps, once per rule.
+func TestKafkaSplit(t *testing.T) {
+	if !Enforced(Kafka) || Enforced(KafkaEgress) || Enforced(KafkaTopicUnread) || Enforced(KafkaHost) {
+		t.Fatalf("table: Kafka %v, egress %v, topic unread %v, host %v; want true, false, false, false",
+			Enforced(Kafka), Enforced(KafkaEgress), Enforced(KafkaTopicUnread), Enforced(KafkaHost))
+	}
+	kafka := func(rs ...v1alpha1.KafkaRule) []v1alpha1.PortRule {
+		return []v1alpha1.PortRule{{Ports: []v1alpha1.PortProtocol{port(9092, v1alpha1.ProtocolTCP)}, Rules: &v1alpha1.L7Rules{Kafka: rs}}}
+	}
+	rs := &v1alpha1.RuleSet{
+		Ingress: []v1alpha1.IngressRule{
+			{ToPorts: kafka(v1alpha1.KafkaRule{Role: v1alpha1.KafkaRoleProduce, Topic: "orders"})},
+			{ToPorts: kafka(v1alpha1.KafkaRule{APIKey: "fetch", Topic: "orders"}, v1alpha1.KafkaRule{APIKey: "createtopics", Topic: "orders"})},
+		},
+		Egress: []v1alpha1.EgressRule{{ToPorts: kafka(v1alpha1.KafkaRule{Topic: "orders"})}},
+	}
+	want := []Gap{
+		{KafkaTopicUnread, "spec.ingress[1].toPorts[0].rules.kafka[1]", "ingress Kafka rules for createtopics requests of topic orders on 9092/TCP"},
+		{KafkaEgress, "spec.egress[0].toPorts[0].rules.kafka", "egress Kafka rules on 9092/TCP"},
+	}
+	if got := Network(rs); !slices.Equal(got, want) {
+		t.Errorf("Network() = %v\nwant %v", got, want)
+	}
+	wantHost := []Gap{
+		{KafkaHost, "spec.ingress[0].toPorts[0].rules.kafka", "ingress Kafka rules on 9092/TCP"},
+		{KafkaHost, "spec.ingress[1].toPorts[0].rules.kafka", "ingress Kafka rules on 9092/TCP"},
+		{KafkaEgress, "spec.egress[0].toPorts[0].rules.kafka", "egress Kafka rules on 9092/TCP"},
+	}
+	if got := Host(rs); !slices.Equal(got, wantHost) {
+		t.Errorf("Host() = %v\nwant %v", got, wantHost)
 	}
 }

@@ -30,8 +30,9 @@ import (
 
 // capabilityRepo has one rule of each feature the language has beyond
 // L3/L4, on its own line, so each warning's position can be checked; nodns
-// has toFQDNs and no DNS rule, host is a host policy with ingress HTTP
-// rules (its second rule, so that the path differs from api's).
+// has toFQDNs and no DNS rule (and egress Kafka rules), host is a host
+// policy with ingress HTTP and Kafka rules (its second and third rules, so
+// that the paths differ from api's).
 const capabilityRepo = `package policies
 
 np: {
@@ -47,7 +48,7 @@ np: {
 				rules: http: [{method: "GET"}]
 			}, {
 				ports: [{port: 9092, protocol: "TCP"}]
-				rules: kafka: [{role: "produce", topic: "orders"}]
+				rules: kafka: [{role: "produce", topic: "orders"}, {apiKey: "createtopics", topic: "orders"}]
 			}]
 		}]
 		egress: [{
@@ -98,6 +99,12 @@ np2: {
 		endpointSelector: matchLabels: app: "web"
 		egress: [{
 			toFQDNs: [{matchName: "api.stripe.com"}]
+		}, {
+			toEndpoints: [{matchLabels: app: "kafka"}]
+			toPorts: [{
+				ports: [{port: 9092, protocol: "TCP"}]
+				rules: kafka: [{role: "consume", topic: "orders"}]
+			}]
 		}]
 	}
 }
@@ -114,6 +121,11 @@ cnp: {
 			toPorts: [{
 				ports: [{port: 10250, protocol: "TCP"}]
 				rules: http: [{method: "GET", path: "/healthz"}]
+			}]
+		}, {
+			toPorts: [{
+				ports: [{port: 9092, protocol: "TCP"}]
+				rules: kafka: [{role: "produce"}]
 			}]
 		}]
 		egress: [{
@@ -143,8 +155,11 @@ var wantGaps = map[capability.Feature]struct {
 	capability.HTTPOnFQDNPeers:   {"spec.egress[4].toPorts[0].rules.http", 46},
 	capability.FQDNWithoutDNS:    {"spec.egress[0].toFQDNs", 66},
 	capability.Tracing:           {"spec", 56},
-	capability.HTTPHost:          {"spec.ingress[1].toPorts[0].rules.http", 82},
-	capability.HTTPHostEgress:    {"spec.egress[0].toPorts[0].rules.http", 88},
+	capability.HTTPHost:          {"spec.ingress[1].toPorts[0].rules.http", 88},
+	capability.HTTPHostEgress:    {"spec.egress[0].toPorts[0].rules.http", 99},
+	capability.KafkaTopicUnread:  {"spec.ingress[0].toPorts[1].rules.kafka[1]", 16},
+	capability.KafkaEgress:       {"spec.egress[1].toPorts[0].rules.kafka", 71},
+	capability.KafkaHost:         {"spec.ingress[2].toPorts[0].rules.kafka", 93},
 }
 
 func validateCapabilityRepo(t *testing.T) diag.List {
