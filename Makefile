@@ -138,7 +138,7 @@ bench-dns: ## DNS rules in the kernel: added latency per query p50/p99 and queri
 bench-scale: envtest-bins ## Hollow nodes (the real agent on a recording fake kernel) vs a real API server, the manager and a Git server: commit → every node enforces p50/p99 over 20 commits, agents' requests/s at rest and in rollouts, RSS of manager/API server/etcd/agents (docs/scale.md).
 	hack/apt-install.sh git
 	PALISADE_REQUIRE_TOOLS=1 $(GO) test -count=1 -run '^TestScale$$' -v -timeout 60m ./internal/hollow/ -hollow.nodes=100 -hollow.pods=10000 -hollow.commits=20
-	PALISADE_REQUIRE_TOOLS=1 $(GO) test -count=1 -run '^TestScale$$' -v -timeout 90m ./internal/hollow/ -hollow.nodes=1000 -hollow.pods=1000 -hollow.commits=20 -hollow.memlimit=12GiB -hollow.wait=20m
+	PALISADE_REQUIRE_TOOLS=1 $(GO) test -count=1 -run '^TestScale$$' -v -timeout 150m ./internal/hollow/ -hollow.nodes=1000 -hollow.pods=1000 -hollow.commits=20 -hollow.memlimit=12GiB -hollow.wait=50m -hollow.start-parallel=10 -hollow.shared-transport -hollow.http2-ping-timeout=120
 
 .PHONY: bench-l7
 bench-l7: ## HTTP rules in the kernel vs no policy, an L4 allow and a userspace proxy hop (httputil.ReverseProxy) on one veth path: req/s at saturation, CPU µs per request, p50/p99, kernel decision ns, the issue 14 ratios (root).

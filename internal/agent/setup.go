@@ -233,6 +233,13 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager, watchLinks bool) error {
 			return err
 		}
 	}
+	// The L7 datapath's verdict events: each refused request logged (at
+	// most 20 lines a second).
+	if ev := a.newL7Events(); ev != nil {
+		if err := mgr.Add(ev); err != nil {
+			return err
+		}
+	}
 	if !watchLinks {
 		return nil
 	}
