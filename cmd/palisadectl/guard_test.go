@@ -21,10 +21,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,6 +250,9 @@ func rendered(t *testing.T, ps []*validate.Policy, revision string) []policymode
 // fromAPIServer returns obj as a client reads it back from the API server:
 // its CRD JSON with the fields the server sets, decoded into a fresh typed
 // object.
+// storedVersions numbers the contents fromAPIServer has stored.
+var storedVersions atomic.Int64
+
 func fromAPIServer(t *testing.T, obj runtime.Object, i int) runtime.Object {
 	t.Helper()
 	js, err := json.Marshal(obj)
@@ -259,8 +264,13 @@ func fromAPIServer(t *testing.T, obj runtime.Object, i int) runtime.Object {
 		t.Fatal(err)
 	}
 	md := m["metadata"].(map[string]any)
-	md["uid"] = fmt.Sprintf("6f1c7f2e-0000-4000-8000-%012d", i)
-	md["resourceVersion"] = fmt.Sprint(1000 + i)
+	// As an API server stores them: an object's UID is its own, and a
+	// resourceVersion is never given to two contents (reviews may cache
+	// what they derive from an object by the two).
+	ns, _ := md["namespace"].(string)
+	name, _ := md["name"].(string)
+	md["uid"] = fmt.Sprintf("6f1c7f2e-0000-4000-8000-%012x", crc32.ChecksumIEEE([]byte(fmt.Sprintf("%T/%s/%s", obj, ns, name))))
+	md["resourceVersion"] = fmt.Sprint(1000 + i + 1000*int(storedVersions.Add(1)))
 	md["generation"] = 3
 	md["creationTimestamp"] = "2026-01-02T03:04:05Z"
 	md["managedFields"] = []any{map[string]any{"manager": "palisade-manager", "operation": "Apply", "apiVersion": "palisade.dev/v1alpha1", "fieldsType": "FieldsV1", "fieldsV1": map[string]any{"f:spec": map[string]any{}}}}
