@@ -57,12 +57,14 @@ import (
 // server and measures, at 100 and 10k policies over 5k pods (50 of them
 // on the agent's node), how long a policy object change takes to reach
 // the kernel (from the API write to the new generation in the pinned
-// maps, the first seen active with the new port in its policy map), and the agent's peak
-// resident memory (VmHWM) and its resident memory at the end (VmRSS, and
-// RssAnon: without the binary's pages). The
-// agent runs with the GOMEMLIMIT of its DaemonSet (config/agent), or
-// PALISADE_BENCH_GOMEMLIMIT ("off": none). make bench-agent runs it. PALISADE_BENCH_LOG=debug
-// and PALISADE_BENCH_LOGDIR=<dir> keep the agent's log, with every sync's phases.
+// maps, the first seen active with the new port in its policy map), and
+// the agent's peak resident memory (VmHWM) and its resident memory at the
+// end (VmRSS, and RssAnon: without the binary's pages). Changes are
+// SyncBatch apart, each a lone one. The agent runs with the GOMEMLIMIT of
+// its DaemonSet (config/agent), or PALISADE_BENCH_GOMEMLIMIT ("off":
+// none). make bench-agent runs it. PALISADE_BENCH_LOG=debug and
+// PALISADE_BENCH_LOGDIR=<dir> keep the agent's log, with every sync's
+// phases.
 func BenchmarkAgent(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root: the agent loads eBPF programs")
