@@ -6,7 +6,7 @@ SHELL := /usr/bin/env bash -o pipefail
 .DEFAULT_GOAL := help
 
 GO ?= go
-GOTEST_FLAGS ?= -count=1
+GOTEST_FLAGS ?= -count=1 -timeout 30m
 PKGS ?= ./...
 
 # Paths that hold only generated code; make verify checks them.
