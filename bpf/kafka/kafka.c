@@ -59,6 +59,7 @@ struct {
 struct kafka_sockw {
 	struct kafka_sock s;
 	struct kafka_scratch x;
+	struct kafka_event ev; /* the verdict's event, before it is sent */
 };
 
 struct {
@@ -124,6 +125,12 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } kafka_counters SEC(".maps");
+
+/* Verdict events. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} kafka_events SEC(".maps");
 
 /* BPF_PROG_TEST_RUN of kafka_test_parse. */
 struct {
@@ -371,18 +378,22 @@ struct kafka_parse {
 	__u32 key;
 	__u32 ver;
 	struct kafka_dec dec; /* T_READ: the combined decision */
+	__u32 tat;  /* the deciding topic's name: its offset in the skb */
+	__u32 tlen; /* and length (0: none read) */
 };
 
 /* Combines a topic's decision into the request's: denied if one is,
  * else audit if one is, else allowed; the first such topic names the
  * rule. */
-static __always_inline void combine(struct kafka_dec *all, struct kafka_dec *d, __u32 first)
+static __always_inline int combine(struct kafka_dec *all, struct kafka_dec *d, __u32 first)
 {
 	if (first || (d->reason == KAFKA_R_DENIED && all->reason != KAFKA_R_DENIED) ||
 	    (d->reason == KAFKA_R_AUDIT && all->reason == KAFKA_R_ALLOWED)) {
 		all->reason = d->reason;
 		all->rule = d->rule;
+		return 1;
 	}
+	return 0;
 }
 
 /*
@@ -425,7 +436,11 @@ __noinline int kafka_topic(struct __sk_buff *skb, struct kafka_parse *p, struct 
 	__u64 m = p->h & (l->topic_any | val_mask(skb, k, p->slot, p->list_id, KAFKA_VAL_TOPIC, at, (__u32)n, 0));
 	struct kafka_dec d = {};
 	kafka_decide(l, m, &d);
-	combine(&p->dec, &d, p->ntopics == 0);
+	if (combine(&p->dec, &d, p->ntopics == 0)) {
+		/* the topic the event names */
+		p->tat = at;
+		p->tlen = (__u32)n;
+	}
 	/* the name, for an answer */
 	struct kafka_names *nm = &x->names;
 	__u32 i = p->ntopics;
@@ -639,6 +654,8 @@ __noinline int kafka_body(struct __sk_buff *skb, struct kafka_parse *p, struct k
 		}
 		__u64 m = p->h & (l->topic_any | val_mask(skb, k, p->slot, p->list_id, KAFKA_VAL_TOPIC, at, (__u32)tn, 0));
 		kafka_decide(l, m, &p->dec);
+		p->tat = at;
+		p->tlen = (__u32)tn;
 		p->ntopics = 1;
 		p->state = T_READ;
 		if (key == 0 && p->dec.reason == KAFKA_R_DENIED)
@@ -746,6 +763,20 @@ __noinline int kafka_decide_frame(struct __sk_buff *skb, struct kafka_args *a, s
 	res->reason = 0;
 	res->rule = 0;
 	res->topics = 0;
+	res->client_len = 0;
+	res->topic_off = 0;
+	res->topic_len = 0;
+	res->list = a->has_list ? a->list : 0;
+	/* the slot read once: the generation the event names is the one
+	 * whose tables decide the frame */
+	__u32 zero = 0;
+	struct kafka_active *act = bpf_map_lookup_elem(&kafka_slot, &zero);
+	if (!act)
+		return 0;
+	__u32 slot = act->slot & 1;
+	struct kafka_config *cfg = bpf_map_lookup_elem(&kafka_gens, &slot);
+	res->generation = cfg ? cfg->generation : 0;
+	res->evall = cfg ? cfg->flags & KAFKA_EV_ALLOWED : 0;
 	if (a->avail < 4)
 		return 0;
 	__u32 sz = 0;
@@ -780,6 +811,7 @@ __noinline int kafka_decide_frame(struct __sk_buff *skb, struct kafka_args *a, s
 	__s32 cl = rd_i16(skb, &p.r);
 	res->api_key = key;
 	res->api_version = ver;
+	res->client_len = !p.r.bad && cl > 0 ? (__u32)cl : 0;
 	if (!a->has_list) {
 		res->kind = KAFKA_KIND_PASS;
 		res->reason = KAFKA_R_PASSED;
@@ -797,11 +829,7 @@ __noinline int kafka_decide_frame(struct __sk_buff *skb, struct kafka_args *a, s
 		return 0;
 	}
 
-	__u32 zero = 0;
-	struct kafka_active *act = bpf_map_lookup_elem(&kafka_slot, &zero);
-	if (!act)
-		return 0;
-	p.slot = act->slot & 1;
+	p.slot = slot;
 	p.list_id = a->list;
 	struct kafka_list_key lk = { .slot = p.slot, .list = a->list };
 	struct kafka_list *l = bpf_map_lookup_elem(&kafka_lists, &lk);
@@ -840,6 +868,10 @@ __noinline int kafka_decide_frame(struct __sk_buff *skb, struct kafka_args *a, s
 	switch (p.state) {
 	case T_READ:
 		res->topics = p.ntopics;
+		if (p.tlen > 0 && p.tat >= a->off) {
+			res->topic_off = p.tat - a->off;
+			res->topic_len = p.tlen;
+		}
 		result(res, p.dec.reason, p.dec.rule);
 		return 0;
 	case T_EMPTY:
@@ -1335,6 +1367,85 @@ static __always_inline __u32 strp_full_len(struct __sk_buff *skb)
 	return *(int *)(kb->cb + o);
 }
 
+/* ---- the verdict event ---- */
+
+#define CTX_IP6(dst, src) do { \
+	__u32 a0 = (src)[0]; barrier_var(a0); \
+	__u32 a1 = (src)[1]; barrier_var(a1); \
+	__u32 a2 = (src)[2]; barrier_var(a2); \
+	__u32 a3 = (src)[3]; barrier_var(a3); \
+	(dst)[0] = a0; (dst)[1] = a1; (dst)[2] = a2; (dst)[3] = a3; \
+} while (0)
+
+/*
+ * ev_fill writes the event of the frame the verdict has (w->s: what the
+ * parser found) into w->ev: before an answer overwrites the frame, since
+ * the client ID and topic are read from it. The socket's lock makes
+ * w->ev the verdict's alone.
+ */
+static __always_inline void ev_fill(struct __sk_buff *skb, struct kafka_sockw *w, __u64 cookie)
+{
+	struct kafka_event *e = &w->ev;
+	struct kafka_sock *st = &w->s;
+	e->generation = st->generation;
+	e->cookie = cookie;
+	e->rule = st->rule;
+	e->list = st->list;
+	e->correlation = st->correlation;
+	e->api_key = st->api_key;
+	e->api_version = st->api_version;
+	e->reason = st->reason;
+	e->answer = 0;
+	__u32 fam = skb->family;
+	barrier_var(fam);
+	__u32 lp = skb->local_port;
+	barrier_var(lp);
+	__u32 rp = skb->remote_port;
+	barrier_var(rp);
+	e->local_port = lp;
+	rp = bpf_ntohl(rp);
+	e->remote_port = rp > 0xffff ? rp >> 16 : rp;
+	__u32 la[4] = {}, ra[4] = {};
+	if (fam == AF_INET) {
+		__u32 l = skb->local_ip4;
+		barrier_var(l);
+		__u32 r = skb->remote_ip4;
+		barrier_var(r);
+		e->family = 4;
+		la[0] = l;
+		ra[0] = r;
+	} else {
+		e->family = 6;
+		CTX_IP6(la, skb->local_ip6);
+		CTX_IP6(ra, skb->remote_ip6);
+	}
+	__builtin_memcpy(e->local, la, 16);
+	__builtin_memcpy(e->remote, ra, 16);
+	__u32 off = strp_offset(skb);
+	__u32 n = st->client_len;
+	e->client_full = n;
+	e->client_len = 0;
+	if (n > KAFKA_EV_CLIENT)
+		n = KAFKA_EV_CLIENT;
+	if (n > 0 && bpf_skb_load_bytes(skb, off + 14, e->client, ((n - 1) & (KAFKA_EV_CLIENT - 1)) + 1) == 0)
+		e->client_len = n;
+	n = st->topic_len;
+	e->topic_full = n;
+	e->topic_len = 0;
+	if (n > KAFKA_EV_TOPIC)
+		n = KAFKA_EV_TOPIC;
+	if (n > 0 && bpf_skb_load_bytes(skb, off + st->topic_off, e->topic, ((n - 1) & (KAFKA_EV_TOPIC - 1)) + 1) == 0)
+		e->topic_len = n;
+}
+
+/* ev_send sends w->ev with what the client was given. */
+static __always_inline void ev_send(struct kafka_sockw *w, __u32 answer)
+{
+	w->ev.answer = answer;
+	if (bpf_ringbuf_output(&kafka_events, &w->ev, sizeof(w->ev), 0) < 0)
+		count(KAFKA_R_EVLOST);
+}
+
 SEC("sk_skb/stream_verdict")
 int kafka_verdict(struct __sk_buff *skb)
 {
@@ -1350,27 +1461,37 @@ int kafka_verdict(struct __sk_buff *skb)
 	case KAFKA_KIND_REQUEST:
 		st->requests++;
 		count(st->reason);
+		if (st->reason == KAFKA_R_AUDIT || st->evall) {
+			ev_fill(skb, w, cookie);
+			ev_send(w, KAFKA_KIND_REQUEST);
+		}
 		return passed(skb, st);
 	case KAFKA_KIND_ANSWER: {
 		st->requests++;
 		count(st->reason);
+		ev_fill(skb, w, cookie);
 		if (strp_full_len(skb) != st->len ||
 		    (st->api_key == 0 ? kafka_answer_produce(skb, st, &w->x, strp_offset(skb)) : kafka_answer(skb, st, &w->x, strp_offset(skb))) < 0) {
 			count(KAFKA_R_ANSWER_FAIL);
+			ev_send(w, 0);
 			return SK_DROP;
 		}
 		count(KAFKA_R_ANSWERED);
+		ev_send(w, KAFKA_KIND_ANSWER);
 		return bpf_sk_redirect_hash(skb, &kafka_socks, &cookie, 0);
 	}
 	case KAFKA_KIND_CLOSE:
 		st->requests++;
 		st->mode = 1;
 		count(st->reason);
+		ev_fill(skb, w, cookie);
 		if (strp_full_len(skb) != st->len || kafka_close_frame(skb, st, strp_offset(skb)) < 0) {
 			count(KAFKA_R_ANSWER_FAIL);
+			ev_send(w, 0);
 			return SK_DROP;
 		}
 		count(KAFKA_R_CLOSED);
+		ev_send(w, KAFKA_KIND_CLOSE);
 		return bpf_sk_redirect_hash(skb, &kafka_socks, &cookie, 0);
 	case KAFKA_KIND_DROP:
 		count(KAFKA_R_DROPPED);

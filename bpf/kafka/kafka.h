@@ -61,11 +61,50 @@ enum kafka_reason {
 	KAFKA_R_ANSWERED = 13, /* refusals answered with TOPIC_AUTHORIZATION_FAILED */
 	KAFKA_R_ANSWER_FAIL = 14, /* the answer could not be written or queued: the request was dropped */
 	KAFKA_R_DROPPED = 15,  /* frames dropped after a closing refusal */
-	KAFKA_R_MAX = 16,
+	KAFKA_R_EVLOST = 16,   /* verdict events the ring buffer had no room for */
+	KAFKA_R_MAX = 17,
 };
+
+/* kafka_config flags of a slot. */
+#define KAFKA_EV_ALLOWED 1 /* an event for every decided request, not only refused ones */
 
 struct kafka_config {
 	__u64 generation;
+	__u32 flags;
+	__u32 pad;
+};
+
+/* What an event holds of the client ID and the topic (longer ones are
+ * cut off; the event says their whole lengths). */
+#define KAFKA_EV_CLIENT 64
+#define KAFKA_EV_TOPIC 128
+
+/* A verdict event (ring buffer kafka_events): one per refused request,
+ * and per request passed with an audit-mode refusal; one per allowed
+ * request too when the slot's KAFKA_EV_ALLOWED flag is set. */
+struct kafka_event {
+	__u64 generation;
+	__u64 cookie;      /* the broker's socket's */
+	__u32 rule;        /* the deciding rule (0: none, e.g. a malformed request) */
+	__u32 list;        /* the binding's list */
+	__s32 correlation; /* the request's correlation ID */
+	__s16 api_key;
+	__s16 api_version;
+	__u8 reason;       /* enum kafka_reason */
+	__u8 answer;       /* enum kafka_kind: REQUEST passed, ANSWER error 29 in its place, CLOSE closing frame; NEED_MORE (0) dropped */
+	__u8 family;       /* 4 or 6 */
+	__u8 client_len;   /* bytes in client (at most KAFKA_EV_CLIENT) */
+	__u8 topic_len;    /* bytes in topic (at most KAFKA_EV_TOPIC) */
+	__u8 pad;
+	__u16 local_port;
+	__u16 remote_port;
+	__u16 client_full; /* the client ID's whole length */
+	__u16 topic_full;  /* the topic's whole length (0: no topic was read) */
+	__u16 pad2;
+	__u8 local[16];
+	__u8 remote[16];
+	__u8 client[KAFKA_EV_CLIENT];
+	__u8 topic[KAFKA_EV_TOPIC];
 };
 
 struct kafka_active {
@@ -181,6 +220,14 @@ struct kafka_sock {
 	__u8 passed;  /* frames were passed to the broker */
 	__u8 pad2[3];
 	__u32 wseq;   /* the broker's write_seq when a frame was last passed */
+	/* for the frame's event: */
+	__u64 generation; /* of the slot that decided it */
+	__u32 list;       /* the binding's (0: none) */
+	__u32 evall;      /* the slot's KAFKA_EV_ALLOWED */
+	__u32 client_len; /* the client ID's, at frame offset 14 */
+	__u32 topic_off;  /* the deciding topic's name, from the frame's start */
+	__u32 topic_len;  /* 0: no topic was read */
+	__u32 pad3;
 };
 
 /* BPF_PROG_TEST_RUN of kafka_test_parse: in, the list; out, the result. */

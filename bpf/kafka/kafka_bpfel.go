@@ -46,6 +46,34 @@ type KafkaKafkaBindKey struct {
 type KafkaKafkaConfig struct {
 	_          structs.HostLayout
 	Generation uint64
+	Flags      uint32
+	Pad        uint32
+}
+
+type KafkaKafkaEvent struct {
+	_           structs.HostLayout
+	Generation  uint64
+	Cookie      uint64
+	Rule        uint32
+	List        uint32
+	Correlation int32
+	ApiKey      int16
+	ApiVersion  int16
+	Reason      uint8
+	Answer      uint8
+	Family      uint8
+	ClientLen   uint8
+	TopicLen    uint8
+	Pad         uint8
+	LocalPort   uint16
+	RemotePort  uint16
+	ClientFull  uint16
+	TopicFull   uint16
+	Pad2        uint16
+	Local       [16]uint8
+	Remote      [16]uint8
+	Client      [64]uint8
+	Topic       [128]uint8
 }
 
 type KafkaKafkaKind uint32
@@ -122,7 +150,8 @@ const (
 	KafkaKafkaReasonKAFKA_R_ANSWERED    KafkaKafkaReason = 13
 	KafkaKafkaReasonKAFKA_R_ANSWER_FAIL KafkaKafkaReason = 14
 	KafkaKafkaReasonKAFKA_R_DROPPED     KafkaKafkaReason = 15
-	KafkaKafkaReasonKAFKA_R_MAX         KafkaKafkaReason = 16
+	KafkaKafkaReasonKAFKA_R_EVLOST      KafkaKafkaReason = 16
+	KafkaKafkaReasonKAFKA_R_MAX         KafkaKafkaReason = 17
 )
 
 type KafkaKafkaScratch struct {
@@ -148,12 +177,21 @@ type KafkaKafkaSock struct {
 	Passed      uint8
 	Pad2        [3]uint8
 	Wseq        uint32
+	Generation  uint64
+	List        uint32
+	Evall       uint32
+	ClientLen   uint32
+	TopicOff    uint32
+	TopicLen    uint32
+	Pad3        uint32
 }
 
 type KafkaKafkaSockw struct {
-	_ structs.HostLayout
-	S KafkaKafkaSock
-	X KafkaKafkaScratch
+	_  structs.HostLayout
+	S  KafkaKafkaSock
+	X  KafkaKafkaScratch
+	_  [4]byte
+	Ev KafkaKafkaEvent
 }
 
 type KafkaKafkaTestIn struct {
@@ -187,6 +225,7 @@ const (
 const (
 	KafkaMapKafkaBinds       = "kafka_binds"
 	KafkaMapKafkaCounters    = "kafka_counters"
+	KafkaMapKafkaEvents      = "kafka_events"
 	KafkaMapKafkaGens        = "kafka_gens"
 	KafkaMapKafkaLists       = "kafka_lists"
 	KafkaMapKafkaPeers       = "kafka_peers"
@@ -262,6 +301,7 @@ type KafkaProgramSpecs struct {
 type KafkaMapSpecs struct {
 	KafkaBinds     *ebpf.MapSpec `ebpf:"kafka_binds"`
 	KafkaCounters  *ebpf.MapSpec `ebpf:"kafka_counters"`
+	KafkaEvents    *ebpf.MapSpec `ebpf:"kafka_events"`
 	KafkaGens      *ebpf.MapSpec `ebpf:"kafka_gens"`
 	KafkaLists     *ebpf.MapSpec `ebpf:"kafka_lists"`
 	KafkaPeers     *ebpf.MapSpec `ebpf:"kafka_peers"`
@@ -305,6 +345,7 @@ func (o *KafkaObjects) Close() error {
 type KafkaMaps struct {
 	KafkaBinds     *ebpf.Map `ebpf:"kafka_binds"`
 	KafkaCounters  *ebpf.Map `ebpf:"kafka_counters"`
+	KafkaEvents    *ebpf.Map `ebpf:"kafka_events"`
 	KafkaGens      *ebpf.Map `ebpf:"kafka_gens"`
 	KafkaLists     *ebpf.Map `ebpf:"kafka_lists"`
 	KafkaPeers     *ebpf.Map `ebpf:"kafka_peers"`
@@ -321,6 +362,7 @@ func (m *KafkaMaps) Close() error {
 	return _KafkaClose(
 		m.KafkaBinds,
 		m.KafkaCounters,
+		m.KafkaEvents,
 		m.KafkaGens,
 		m.KafkaLists,
 		m.KafkaPeers,

@@ -55,22 +55,24 @@ type Reason uint32
 
 // The reasons, as enum kafka_reason.
 const (
-	ReasonAllowed   = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_ALLOWED)
-	ReasonDenied    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_DENIED)
-	ReasonAudit     = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_AUDIT)
-	ReasonMalformed = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_MALFORMED)
-	ReasonOversize  = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_OVERSIZE)
-	ReasonVersion   = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_VERSION)
-	ReasonTopics    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_TOPICS)
-	ReasonUnparsed  = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_UNPARSED)
-	ReasonTagged    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_TAGGED)
-	ReasonNoTables  = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_NO_TABLES)
-	ReasonPassed    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_PASSED)
-	ReasonSockets   = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_SOCKETS)
-	ReasonClosed    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_CLOSED)
-	ReasonAnswered  = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_ANSWERED)
-	ReasonAnswerErr = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_ANSWER_FAIL)
-	numReasons      = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_MAX)
+	ReasonAllowed    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_ALLOWED)
+	ReasonDenied     = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_DENIED)
+	ReasonAudit      = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_AUDIT)
+	ReasonMalformed  = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_MALFORMED)
+	ReasonOversize   = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_OVERSIZE)
+	ReasonVersion    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_VERSION)
+	ReasonTopics     = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_TOPICS)
+	ReasonUnparsed   = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_UNPARSED)
+	ReasonTagged     = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_TAGGED)
+	ReasonNoTables   = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_NO_TABLES)
+	ReasonPassed     = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_PASSED)
+	ReasonSockets    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_SOCKETS)
+	ReasonClosed     = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_CLOSED)
+	ReasonAnswered   = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_ANSWERED)
+	ReasonAnswerErr  = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_ANSWER_FAIL)
+	ReasonDropped    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_DROPPED)
+	ReasonEventsLost = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_EVLOST)
+	numReasons       = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_MAX)
 )
 
 var reasonNames = map[Reason]string{
@@ -78,6 +80,7 @@ var reasonNames = map[Reason]string{
 	ReasonOversize: "oversize", ReasonVersion: "version", ReasonTopics: "topics", ReasonUnparsed: "unparsed",
 	ReasonTagged: "tagged", ReasonNoTables: "no-tables", ReasonPassed: "passed-unbound", ReasonSockets: "sockets",
 	ReasonClosed: "connections-closed", ReasonAnswered: "answered", ReasonAnswerErr: "answer-undelivered",
+	ReasonDropped: "dropped-after-close", ReasonEventsLost: "events-lost",
 }
 
 func (r Reason) String() string {
@@ -152,6 +155,18 @@ type Datapath struct {
 	// before it is written again.
 	written [2]slotKeys
 	ports   map[kafkabpf.KafkaKafkaPortKey]bool
+	// evflags is the kafka_config flags the next Apply writes.
+	evflags uint32
+}
+
+// SetAllowedEvents says whether generations applied from now on send an
+// event for every allowed request too (Events), not only for refused
+// ones and those an audit-mode rule would refuse.
+func (d *Datapath) SetAllowedEvents(on bool) {
+	d.evflags = 0
+	if on {
+		d.evflags = kafkaEvAllowed
+	}
 }
 
 type slotKeys struct {
@@ -204,7 +219,7 @@ func (d *Datapath) Pin(dir string) error {
 		"kafka_socks": d.objs.KafkaSocks, "kafka_sock_state": d.objs.KafkaSockState, "kafka_slot": d.objs.KafkaSlot,
 		"kafka_gens": d.objs.KafkaGens, "kafka_ports": d.objs.KafkaPorts, "kafka_binds": d.objs.KafkaBinds,
 		"kafka_peers": d.objs.KafkaPeers, "kafka_lists": d.objs.KafkaLists, "kafka_vals": d.objs.KafkaVals,
-		"kafka_counters": d.objs.KafkaCounters,
+		"kafka_counters": d.objs.KafkaCounters, "kafka_events": d.objs.KafkaEvents,
 	} {
 		if m.IsPinned() {
 			continue
@@ -370,7 +385,7 @@ func (d *Datapath) Apply(generation uint64, tables *engine.KafkaTables, binds []
 		}
 		d.written[next].binds = append(d.written[next].binds, bk)
 	}
-	if err := d.objs.KafkaGens.Update(next, kafkabpf.KafkaKafkaConfig{Generation: generation}, ebpf.UpdateAny); err != nil {
+	if err := d.objs.KafkaGens.Update(next, kafkabpf.KafkaKafkaConfig{Generation: generation, Flags: d.evflags}, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("update kafka_gens: %w", err)
 	}
 	if err := d.objs.KafkaSlot.Update(uint32(0), kafkabpf.KafkaKafkaActive{Slot: next}, ebpf.UpdateAny); err != nil {
