@@ -240,6 +240,11 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager, watchLinks bool) error {
 			return err
 		}
 	}
+	if ev := a.newKafkaEvents(); ev != nil {
+		if err := mgr.Add(ev); err != nil {
+			return err
+		}
+	}
 	if !watchLinks {
 		return nil
 	}
