@@ -55,6 +55,16 @@ type KafkaKernel interface {
 
 var _ KafkaKernel = (*kafka.Datapath)(nil)
 
+// kafkaReadback is the part of the Kafka datapath that reads the active
+// generation back (*kafka.Datapath has it; the unit tests' fake does not).
+type kafkaReadback interface {
+	// Compare reads the active generation back and compares it with what
+	// was applied.
+	Compare(generation uint64, tables *engine.KafkaTables, binds []kafka.Binding) ([]kafka.Drift, error)
+}
+
+var _ kafkaReadback = (*kafka.Datapath)(nil)
+
 // kafkaSubsystem runs the node's ingress Kafka rules in the kernel
 // (bpf/kafka), as the l7 subsystem runs HTTP rules: from the map state
 // the network subsystem applied, it builds the Kafka tables and the
@@ -72,7 +82,9 @@ type kafkaSubsystem struct {
 
 	plan    *kafkaPlan
 	applied *kafkaPlan
-	gen     uint64
+	// tables are the applied plan's compiled tables, for the read-back.
+	tables *engine.KafkaTables
+	gen    uint64
 	// failed are the lists that could not be compiled, replaced by lists
 	// that refuse every request: by rule, the reason.
 	failed     map[engine.RuleID]string
@@ -133,7 +145,7 @@ func (s *kafkaSubsystem) sync(in *inputs) error {
 		if err := s.k.Apply(gen, tables, plan.binds); err != nil {
 			return fmt.Errorf("apply kafka generation %d: %w", gen, err)
 		}
-		s.gen, s.applied = gen, plan
+		s.gen, s.applied, s.tables = gen, plan, tables
 		s.a.Log.Info("kafka tables applied", "generation", gen, "lists", len(plan.lists), "bindings", len(plan.binds))
 	}
 	s.failed = failed
@@ -266,9 +278,10 @@ func (s *kafkaSubsystem) pin() error {
 	return nil
 }
 
-// Verify attaches the cgroups that were missing and exports the
+// Verify attaches the cgroups that were missing, reads the active
+// generation back (a drift is recorded and repaired) and exports the
 // kernel's counters.
-func (s *kafkaSubsystem) Verify(context.Context, driftRecorder) error {
+func (s *kafkaSubsystem) Verify(_ context.Context, rec driftRecorder) error {
 	var errs []error
 	if s.plan != nil && len(s.missing) > 0 && s.syncErr == nil {
 		if err := s.cg.scan(s.cg.names); err != nil {
@@ -279,6 +292,9 @@ func (s *kafkaSubsystem) Verify(context.Context, driftRecorder) error {
 				errs = append(errs, err)
 			}
 		}
+	}
+	if rb, ok := s.k.(kafkaReadback); ok && s.applied != nil {
+		errs = append(errs, s.readback(rb, rec))
 	}
 	c, err := s.k.Counters()
 	if err != nil {
@@ -293,6 +309,42 @@ func (s *kafkaSubsystem) Verify(context.Context, driftRecorder) error {
 	}
 	s.counters = c
 	return errors.Join(errs...)
+}
+
+// readback compares the kernel's active Kafka generation (tables and
+// bindings) with the last applied. A drifted generation is repaired by
+// applying the same tables as a new generation (requests switch from the
+// tampered tables to the right ones at once), and recorded as a MapEntry
+// drift naming kafka.
+func (s *kafkaSubsystem) readback(rb kafkaReadback, rec driftRecorder) error {
+	ds, err := rb.Compare(s.gen, s.tables, s.applied.binds)
+	if err != nil {
+		return fmt.Errorf("read back kafka generation %d: %w", s.gen, err)
+	}
+	if len(ds) == 0 {
+		return nil
+	}
+	gen := max(s.a.Datapath.Generation(), s.gen+1)
+	err = s.k.Apply(gen, s.tables, s.applied.binds)
+	if err == nil {
+		s.gen = gen
+		s.a.Log.Info("kafka tables applied again after a drift", "generation", gen)
+	}
+	rec(v1.KernelDriftMapEntry, describeKafkaDrifts("kafka generation", ds), err)
+	return nil
+}
+
+// describeKafkaDrifts says what differs, naming up to five entries.
+func describeKafkaDrifts(what string, ds []kafka.Drift) string {
+	parts := make([]string, 0, min(len(ds), 6))
+	for i, d := range ds {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(ds)-5))
+			break
+		}
+		parts = append(parts, d.String())
+	}
+	return fmt.Sprintf("%s: %d entries differ: %s", what, len(ds), strings.Join(parts, "; "))
 }
 
 // Report says, per object, what the node does not enforce of its
