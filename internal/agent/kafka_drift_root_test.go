@@ -1,0 +1,194 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
+	kafkabpf "github.com/palisade-dev/palisade/bpf/kafka"
+	"github.com/palisade-dev/palisade/internal/kafka"
+)
+
+// kafkaBpffs mounts a bpffs of the test's own at a temporary directory
+// (unmounted at the end) and returns it.
+func kafkaBpffs(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		t.Skipf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount bpffs %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// TestKafkaDriftRepairedRealKernel: the kafka subsystem on the real
+// bpf/kafka datapath, its state pinned on a bpffs. The test tampers with
+// the pinned maps from outside (cilium/ebpf on the pins, as bpftool
+// would): the active list record (every topic admitted), then a
+// binding removed. Each verify pass reads the kernel back, records a
+// repaired MapEntry drift naming kafka, and applies a new generation
+// whose tables are the applied ones; a pass over an untampered kernel
+// finds nothing.
+func TestKafkaDriftRepairedRealKernel(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("loading bpf/kafka needs root")
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		t.Skipf("remove memlock limit: %v", err)
+	}
+	pins := filepath.Join(kafkaBpffs(t), "kafka")
+	dp, err := kafka.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	f, _ := newKafkaFixture(t)
+	f.a.Kafka, f.a.KafkaPinDir = dp, pins
+	f.podUID("broker", "broker", "10.0.0.2", 2, false)
+	f.policy("broker", "r1", 1, `
+endpointSelector: {matchLabels: {app: broker}}
+ingress:
+- toPorts: [{ports: [{port: "9092", protocol: TCP}], rules: {kafka: [{role: produce, topic: orders}]}}]
+`)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	f.a.VerifyNow(ctx)
+	if len(f.a.drifts) != 0 {
+		t.Fatalf("drifts over an untampered kernel: %+v", f.a.drifts)
+	}
+	open := func(name string) *ebpf.Map {
+		t.Helper()
+		m, err := ebpf.LoadPinnedMap(filepath.Join(pins, name), nil)
+		if err != nil {
+			t.Fatalf("open pinned %s: %v", name, err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	slotMap, lists, binds := open("kafka_slot"), open("kafka_lists"), open("kafka_binds")
+	active := func() uint32 {
+		t.Helper()
+		var a kafkabpf.KafkaKafkaActive
+		if err := slotMap.Lookup(uint32(0), &a); err != nil {
+			t.Fatal(err)
+		}
+		return a.Slot
+	}
+	// the active slot's one list, and its one binding
+	oneList := func(slot uint32) (kafkabpf.KafkaKafkaListKey, kafkabpf.KafkaKafkaList) {
+		t.Helper()
+		var k, fk kafkabpf.KafkaKafkaListKey
+		var v, fv kafkabpf.KafkaKafkaList
+		n := 0
+		for it := lists.Iterate(); it.Next(&k, &v); {
+			if k.Slot == slot {
+				fk, fv, n = k, v, n+1
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%d lists in the active slot %d, want the policy's one", n, slot)
+		}
+		return fk, fv
+	}
+	gen0, err := dp.Generation()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// 1. The list record: every topic admitted.
+	lk, orig := oneList(active())
+	tampered := orig
+	tampered.TopicAny = ^uint64(0)
+	if err := lists.Update(lk, &tampered, ebpf.UpdateExist); err != nil {
+		t.Fatal(err)
+	}
+	f.a.VerifyNow(ctx)
+	if len(f.a.drifts) != 1 {
+		t.Fatalf("drifts after the list tamper: %+v, want 1", f.a.drifts)
+	}
+	d := f.a.drifts[0]
+	if d.Kind != v1.KernelDriftMapEntry || !d.Repaired || !strings.HasPrefix(d.What, "kafka generation: 1 entries differ: kafka_lists {slot") ||
+		!strings.Contains(d.What, "found any version") {
+		t.Fatalf("drift %+v: want a repaired MapEntry drift naming the kafka list record", d)
+	}
+	t.Logf("drift: %s", d.What)
+	gen1, err := dp.Generation()
+	if err != nil || gen1 <= gen0 {
+		t.Fatalf("generation after the repair: %d (%v), want above %d", gen1, err, gen0)
+	}
+	if _, v := oneList(active()); v != orig {
+		t.Fatalf("the active list after the repair: topic any %#x, want the applied %#x", v.TopicAny, orig.TopicAny)
+	}
+
+	// 2. The binding removed.
+	slot := active()
+	var bk, found kafkabpf.KafkaKafkaBindKey
+	var bv kafkabpf.KafkaKafkaBind
+	n := 0
+	for it := binds.Iterate(); it.Next(&bk, &bv); {
+		if bk.Slot == slot {
+			found, n = bk, n+1
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d bindings in the active slot, want 1", n)
+	}
+	if err := binds.Delete(found); err != nil {
+		t.Fatal(err)
+	}
+	f.a.VerifyNow(ctx)
+	if len(f.a.drifts) != 2 {
+		t.Fatalf("drifts after the binding tamper: %+v, want 2", f.a.drifts)
+	}
+	var what string
+	for _, d := range f.a.drifts {
+		if strings.Contains(d.What, "kafka_binds") {
+			what = d.What
+			if !d.Repaired || d.Kind != v1.KernelDriftMapEntry {
+				t.Errorf("drift %+v not a repaired MapEntry drift", d)
+			}
+		}
+	}
+	if !strings.HasPrefix(what, "kafka generation: 1 entries differ: kafka_binds") || !strings.Contains(what, "found absent") {
+		t.Fatalf("drifts %+v: want one naming the removed binding", f.a.drifts)
+	}
+	found.Slot = active()
+	if err := binds.Lookup(found, &bv); err != nil {
+		t.Fatalf("the binding after the repair: %v", err)
+	}
+
+	// 3. Untampered: nothing found.
+	f.a.VerifyNow(ctx)
+	if len(f.a.drifts) != 2 {
+		t.Fatalf("drifts after an untampered pass: %+v", f.a.drifts)
+	}
+}
