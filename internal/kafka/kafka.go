@@ -80,7 +80,7 @@ var reasonNames = map[Reason]string{
 	ReasonOversize: "oversize", ReasonVersion: "version", ReasonTopics: "topics", ReasonUnparsed: "unparsed",
 	ReasonTagged: "tagged", ReasonNoTables: "no-tables", ReasonPassed: "passed-unbound", ReasonSockets: "sockets",
 	ReasonClosed: "connections-closed", ReasonAnswered: "answered", ReasonAnswerErr: "answer-undelivered",
-	ReasonDropped: "dropped-after-close", ReasonEventsLost: "events-lost",
+	ReasonDropped: "dropped-after-refusal", ReasonEventsLost: "events-lost",
 }
 
 func (r Reason) String() string {
