@@ -61,6 +61,15 @@ type kafkaReadback interface {
 	// Compare reads the active generation back and compares it with what
 	// was applied.
 	Compare(generation uint64, tables *engine.KafkaTables, binds []kafka.Binding) ([]kafka.Drift, error)
+	// ComparePeers compares kafka_peers with the identities written and
+	// returns the prefixes the kernel holds beyond them.
+	ComparePeers(want map[netip.Prefix]uint32) ([]kafka.Drift, []netip.Prefix, error)
+	// DeletePeer deletes a prefix's identity.
+	DeletePeer(prefix netip.Prefix) error
+	// MissingPins are the pins under dir that were made and are gone;
+	// RepairPins pins them again.
+	MissingPins(dir string) []string
+	RepairPins(dir string) error
 }
 
 var _ kafkaReadback = (*kafka.Datapath)(nil)
@@ -311,26 +320,52 @@ func (s *kafkaSubsystem) Verify(_ context.Context, rec driftRecorder) error {
 	return errors.Join(errs...)
 }
 
-// readback compares the kernel's active Kafka generation (tables and
-// bindings) with the last applied. A drifted generation is repaired by
-// applying the same tables as a new generation (requests switch from the
-// tampered tables to the right ones at once), and recorded as a MapEntry
-// drift naming kafka.
+// readback checks the pins (each missing one is pinned again, a Pin
+// drift), then compares the kernel's active Kafka generation (tables and
+// bindings) and identities with the last applied. A drifted generation is
+// repaired by applying the same tables as a new generation (requests
+// switch from the tampered tables to the right ones at once); drifted
+// identities are written again, extra ones deleted. Each is recorded as a
+// MapEntry drift naming kafka.
 func (s *kafkaSubsystem) readback(rb kafkaReadback, rec driftRecorder) error {
+	if s.pinDir != "" && s.pinned {
+		if missing := rb.MissingPins(s.pinDir); len(missing) > 0 {
+			err := rb.RepairPins(s.pinDir)
+			for _, p := range missing {
+				rec(v1.KernelDriftPin, "kafka pin "+p+" removed", err)
+			}
+		}
+	}
 	ds, err := rb.Compare(s.gen, s.tables, s.applied.binds)
 	if err != nil {
 		return fmt.Errorf("read back kafka generation %d: %w", s.gen, err)
 	}
-	if len(ds) == 0 {
-		return nil
+	if len(ds) > 0 {
+		gen := max(s.a.Datapath.Generation(), s.gen+1)
+		err := s.k.Apply(gen, s.tables, s.applied.binds)
+		if err == nil {
+			s.gen = gen
+			s.a.Log.Info("kafka tables applied again after a drift", "generation", gen)
+		}
+		rec(v1.KernelDriftMapEntry, describeKafkaDrifts("kafka generation", ds), err)
 	}
-	gen := max(s.a.Datapath.Generation(), s.gen+1)
-	err = s.k.Apply(gen, s.tables, s.applied.binds)
-	if err == nil {
-		s.gen = gen
-		s.a.Log.Info("kafka tables applied again after a drift", "generation", gen)
+	pds, extra, err := rb.ComparePeers(s.peers)
+	if err != nil {
+		return fmt.Errorf("read back kafka identities: %w", err)
 	}
-	rec(v1.KernelDriftMapEntry, describeKafkaDrifts("kafka generation", ds), err)
+	if len(pds) > 0 {
+		var errs []error
+		for _, d := range pds {
+			p, perr := netip.ParsePrefix(d.Key)
+			if id, ok := s.peers[p]; perr == nil && ok {
+				errs = append(errs, s.k.SetPeer(p, id))
+			}
+		}
+		for _, p := range extra {
+			errs = append(errs, rb.DeletePeer(p))
+		}
+		rec(v1.KernelDriftMapEntry, describeKafkaDrifts("kafka identities", pds), errors.Join(errs...))
+	}
 	return nil
 }
 

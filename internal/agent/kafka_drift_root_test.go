@@ -52,10 +52,12 @@ func kafkaBpffs(t *testing.T) string {
 // bpf/kafka datapath, its state pinned on a bpffs. The test tampers with
 // the pinned maps from outside (cilium/ebpf on the pins, as bpftool
 // would): the active list record (every topic admitted), then a
-// binding removed. Each verify pass reads the kernel back, records a
+// binding removed: each verify pass reads the kernel back, records a
 // repaired MapEntry drift naming kafka, and applies a new generation
-// whose tables are the applied ones; a pass over an untampered kernel
-// finds nothing.
+// whose tables are the applied ones. Then the broker's identity in
+// kafka_peers and an extra prefix (written again, deleted), then the
+// SOCKHASH's pin removed (pinned again, a Pin drift). A pass over an
+// untampered kernel finds nothing.
 func TestKafkaDriftRepairedRealKernel(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("loading bpf/kafka needs root")
@@ -186,9 +188,74 @@ ingress:
 		t.Fatalf("the binding after the repair: %v", err)
 	}
 
-	// 3. Untampered: nothing found.
+	// 3. The broker pod's identity changed, an extra prefix added.
+	peers := open("kafka_peers")
+	pk := kafkabpf.KafkaKafkaPeerKey{Prefixlen: 32 + 32, Family: 4}
+	copy(pk.Addr[:], []byte{10, 0, 0, 2})
+	var id uint32
+	if err := peers.Lookup(pk, &id); err != nil {
+		t.Fatalf("the broker's identity in kafka_peers: %v", err)
+	}
+	if err := peers.Update(pk, id+1000, ebpf.UpdateExist); err != nil {
+		t.Fatal(err)
+	}
+	xk := kafkabpf.KafkaKafkaPeerKey{Prefixlen: 32 + 24, Family: 4}
+	copy(xk.Addr[:], []byte{192, 0, 2, 0})
+	if err := peers.Update(xk, uint32(9), ebpf.UpdateNoExist); err != nil {
+		t.Fatal(err)
+	}
 	f.a.VerifyNow(ctx)
-	if len(f.a.drifts) != 2 {
+	if len(f.a.drifts) != 3 {
+		t.Fatalf("drifts after the identity tamper: %+v, want 3", f.a.drifts)
+	}
+	what = ""
+	for _, d := range f.a.drifts {
+		if strings.HasPrefix(d.What, "kafka identities: 2 entries differ") && d.Repaired && d.Kind == v1.KernelDriftMapEntry {
+			what = d.What
+		}
+	}
+	if !strings.Contains(what, "kafka_peers 10.0.0.2/32") || !strings.Contains(what, "kafka_peers 192.0.2.0/24: want absent, found identity 9") {
+		t.Fatalf("drifts %+v: want a repaired one naming both prefixes", f.a.drifts)
+	}
+	var after uint32
+	if err := peers.Lookup(pk, &after); err != nil || after != id {
+		t.Errorf("the broker's identity after the repair: %d, %v; want %d", after, err, id)
+	}
+	// (a lookup in an LPM trie is a longest-prefix match: the keys are
+	// walked for the exact one)
+	var k kafkabpf.KafkaKafkaPeerKey
+	var v uint32
+	for it := peers.Iterate(); it.Next(&k, &v); {
+		if k == xk {
+			t.Errorf("the extra prefix 192.0.2.0/24 was not deleted (identity %d)", v)
+		}
+	}
+
+	// 4. The SOCKHASH's pin removed: pinned again.
+	socks := filepath.Join(pins, "kafka_socks")
+	if err := os.Remove(socks); err != nil {
+		t.Fatal(err)
+	}
+	f.a.VerifyNow(ctx)
+	if len(f.a.drifts) != 4 {
+		t.Fatalf("drifts after the pin removal: %+v, want 4", f.a.drifts)
+	}
+	found4 := false
+	for _, d := range f.a.drifts {
+		if d.Kind == v1.KernelDriftPin && d.Repaired && d.What == "kafka pin "+socks+" removed" {
+			found4 = true
+		}
+	}
+	if !found4 {
+		t.Fatalf("drifts %+v: want a repaired Pin drift naming %s", f.a.drifts, socks)
+	}
+	if _, err := os.Stat(socks); err != nil {
+		t.Errorf("after the pin's repair: %v", err)
+	}
+
+	// 5. Untampered: nothing found.
+	f.a.VerifyNow(ctx)
+	if len(f.a.drifts) != 4 {
 		t.Fatalf("drifts after an untampered pass: %+v", f.a.drifts)
 	}
 }

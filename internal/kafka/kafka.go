@@ -23,6 +23,8 @@ package kafka
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -215,12 +217,7 @@ func (d *Datapath) AttachCgroup(path string) error {
 // pinned state (the SOCKHASH keeps its parser and verdict while it is
 // pinned).
 func (d *Datapath) Pin(dir string) error {
-	for name, m := range map[string]*ebpf.Map{
-		"kafka_socks": d.objs.KafkaSocks, "kafka_sock_state": d.objs.KafkaSockState, "kafka_slot": d.objs.KafkaSlot,
-		"kafka_gens": d.objs.KafkaGens, "kafka_ports": d.objs.KafkaPorts, "kafka_binds": d.objs.KafkaBinds,
-		"kafka_peers": d.objs.KafkaPeers, "kafka_lists": d.objs.KafkaLists, "kafka_vals": d.objs.KafkaVals,
-		"kafka_counters": d.objs.KafkaCounters, "kafka_events": d.objs.KafkaEvents,
-	} {
+	for name, m := range d.pinnedMaps() {
 		if m.IsPinned() {
 			continue
 		}
@@ -229,7 +226,7 @@ func (d *Datapath) Pin(dir string) error {
 		}
 	}
 	for i, l := range d.links {
-		p := filepath.Join(dir, fmt.Sprintf("kafka_sockops_link_%d", i))
+		p := filepath.Join(dir, fmt.Sprintf("%s%d", sockopsLinkPin, i))
 		if _, err := os.Stat(p); err == nil {
 			continue
 		}
@@ -238,6 +235,57 @@ func (d *Datapath) Pin(dir string) error {
 		}
 	}
 	return nil
+}
+
+// sockopsLinkPin names the pins of the sockops cgroup links (numbered).
+const sockopsLinkPin = "kafka_sockops_link_"
+
+// pinnedMaps are the maps Pin pins, by pin name.
+func (d *Datapath) pinnedMaps() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		"kafka_socks": d.objs.KafkaSocks, "kafka_sock_state": d.objs.KafkaSockState, "kafka_slot": d.objs.KafkaSlot,
+		"kafka_gens": d.objs.KafkaGens, "kafka_ports": d.objs.KafkaPorts, "kafka_binds": d.objs.KafkaBinds,
+		"kafka_peers": d.objs.KafkaPeers, "kafka_lists": d.objs.KafkaLists, "kafka_vals": d.objs.KafkaVals,
+		"kafka_counters": d.objs.KafkaCounters, "kafka_events": d.objs.KafkaEvents,
+	}
+}
+
+// MissingPins returns the pins under dir that Pin made and that are gone
+// (someone removed them): without them, a new agent cannot find the state
+// and the SOCKHASH is freed once the process's handles are.
+func (d *Datapath) MissingPins(dir string) []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(d.pinnedMaps())) {
+		if _, err := os.Stat(filepath.Join(dir, name)); errors.Is(err, fs.ErrNotExist) {
+			out = append(out, filepath.Join(dir, name))
+		}
+	}
+	for i := range d.links {
+		p := filepath.Join(dir, fmt.Sprintf("%s%d", sockopsLinkPin, i))
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// RepairPins pins again what MissingPins finds missing under dir.
+func (d *Datapath) RepairPins(dir string) error {
+	var errs []error
+	for name, m := range d.pinnedMaps() {
+		if _, err := os.Stat(filepath.Join(dir, name)); errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, m.Unpin()) // forget the path: Pin pins it again
+		}
+	}
+	for i, l := range d.links {
+		if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("%s%d", sockopsLinkPin, i))); errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, l.Unpin())
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("repair kafka pins: %w", err)
+	}
+	return d.Pin(dir)
 }
 
 // Close releases the process's handles. What is pinned stays in the

@@ -18,10 +18,13 @@ package kafka
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
+
+	"github.com/cilium/ebpf"
 
 	kafkabpf "github.com/palisade-dev/palisade/bpf/kafka"
 	"github.com/palisade-dev/palisade/internal/engine"
@@ -310,4 +313,77 @@ func (r *readback) ports(binds []Binding) error {
 		r.d.ports[pk] = true
 	}
 	return nil
+}
+
+// Peers returns kafka_peers as the kernel holds it: the identity of each
+// prefix.
+func (d *Datapath) Peers() (map[netip.Prefix]uint32, error) {
+	out := map[netip.Prefix]uint32{}
+	var k kafkabpf.KafkaKafkaPeerKey
+	var v uint32
+	it := d.objs.KafkaPeers.Iterate()
+	for it.Next(&k, &v) {
+		p, err := peerPrefix(k)
+		if err != nil {
+			return nil, err
+		}
+		out[p] = v
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read kafka_peers: %w", err)
+	}
+	return out, nil
+}
+
+// peerPrefix is peerKey's inverse.
+func peerPrefix(k kafkabpf.KafkaKafkaPeerKey) (netip.Prefix, error) {
+	bits := int(k.Prefixlen) - 32
+	switch {
+	case k.Family == 4 && bits >= 0 && bits <= 32:
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte(k.Addr[:4])), bits).Masked(), nil
+	case k.Family == 6 && bits >= 0 && bits <= 128:
+		return netip.PrefixFrom(netip.AddrFrom16(k.Addr), bits).Masked(), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("kafka_peers holds a key of family %d and length %d, which Palisade never writes", k.Family, k.Prefixlen)
+}
+
+// DeletePeer deletes the identity of prefix (absent: nothing to do).
+func (d *Datapath) DeletePeer(prefix netip.Prefix) error {
+	if err := d.objs.KafkaPeers.Delete(peerKey(prefix)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete kafka_peers %v: %w", prefix, err)
+	}
+	return nil
+}
+
+// ComparePeers compares kafka_peers with want, the identities written. It
+// returns the drifts and, among them, the prefixes the kernel holds that
+// want lacks (to delete).
+func (d *Datapath) ComparePeers(want map[netip.Prefix]uint32) ([]Drift, []netip.Prefix, error) {
+	got, err := d.Peers()
+	if err != nil {
+		return nil, nil, err
+	}
+	var drifts []Drift
+	var extra []netip.Prefix
+	for _, p := range slices.SortedFunc(maps.Keys(want), comparePrefixes) {
+		id := want[p]
+		g, ok := got[p]
+		switch {
+		case !ok:
+			drifts = append(drifts, Drift{Map: "kafka_peers", Key: p.String(), Want: fmt.Sprintf("identity %d", id)})
+		case g != id:
+			drifts = append(drifts, Drift{Map: "kafka_peers", Key: p.String(), Want: fmt.Sprintf("identity %d", id), Got: fmt.Sprintf("identity %d", g)})
+		}
+	}
+	for _, p := range slices.SortedFunc(maps.Keys(got), comparePrefixes) {
+		if _, ok := want[p]; !ok {
+			drifts = append(drifts, Drift{Map: "kafka_peers", Key: p.String(), Got: fmt.Sprintf("identity %d", got[p])})
+			extra = append(extra, p)
+		}
+	}
+	return drifts, extra, nil
+}
+
+func comparePrefixes(x, y netip.Prefix) int {
+	return cmp.Or(x.Addr().Compare(y.Addr()), cmp.Compare(x.Bits(), y.Bits()))
 }
