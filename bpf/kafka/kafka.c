@@ -43,6 +43,7 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile enum kafka_kind kafka_btf_kind = KAFKA_KIND_NEED_MORE;
 const volatile enum kafka_reason kafka_btf_reason = KAFKA_R_ALLOWED;
 const volatile enum kafka_val_kind kafka_btf_val_kind = KAFKA_VAL_VERSION;
+const volatile struct kafka_event kafka_btf_event = {};
 
 /* ---- maps ---- */
 
@@ -59,7 +60,6 @@ struct {
 struct kafka_sockw {
 	struct kafka_sock s;
 	struct kafka_scratch x;
-	struct kafka_event ev; /* the verdict's event, before it is sent */
 };
 
 struct {
@@ -1378,15 +1378,18 @@ static __always_inline __u32 strp_full_len(struct __sk_buff *skb)
 } while (0)
 
 /*
- * ev_fill writes the event of the frame the verdict has (w->s: what the
- * parser found) into w->ev: before an answer overwrites the frame, since
- * the client ID and topic are read from it. The socket's lock makes
- * w->ev the verdict's alone.
+ * ev_fill reserves the event of the frame the verdict has (st: what the
+ * parser found) in the ring buffer and fills it, before an answer
+ * overwrites the frame (the client ID and topic are read from it); NULL
+ * (counted) when the ring buffer is full. ev_send submits it.
  */
-static __always_inline void ev_fill(struct __sk_buff *skb, struct kafka_sockw *w, __u64 cookie)
+static __always_inline struct kafka_event *ev_fill(struct __sk_buff *skb, struct kafka_sock *st, __u64 cookie)
 {
-	struct kafka_event *e = &w->ev;
-	struct kafka_sock *st = &w->s;
+	struct kafka_event *e = bpf_ringbuf_reserve(&kafka_events, sizeof(*e), 0);
+	if (!e) {
+		count(KAFKA_R_EVLOST);
+		return NULL;
+	}
 	e->generation = st->generation;
 	e->cookie = cookie;
 	e->rule = st->rule;
@@ -1436,14 +1439,16 @@ static __always_inline void ev_fill(struct __sk_buff *skb, struct kafka_sockw *w
 		n = KAFKA_EV_TOPIC;
 	if (n > 0 && bpf_skb_load_bytes(skb, off + st->topic_off, e->topic, ((n - 1) & (KAFKA_EV_TOPIC - 1)) + 1) == 0)
 		e->topic_len = n;
+	return e;
 }
 
-/* ev_send sends w->ev with what the client was given. */
-static __always_inline void ev_send(struct kafka_sockw *w, __u32 answer)
+/* ev_send submits the event with what the client was given. */
+static __always_inline void ev_send(struct kafka_event *e, __u32 answer)
 {
-	w->ev.answer = answer;
-	if (bpf_ringbuf_output(&kafka_events, &w->ev, sizeof(w->ev), 0) < 0)
-		count(KAFKA_R_EVLOST);
+	if (!e)
+		return;
+	e->answer = answer;
+	bpf_ringbuf_submit(e, 0);
 }
 
 SEC("sk_skb/stream_verdict")
@@ -1461,38 +1466,37 @@ int kafka_verdict(struct __sk_buff *skb)
 	case KAFKA_KIND_REQUEST:
 		st->requests++;
 		count(st->reason);
-		if (st->reason == KAFKA_R_AUDIT || st->evall) {
-			ev_fill(skb, w, cookie);
-			ev_send(w, KAFKA_KIND_REQUEST);
-		}
+		if (st->reason == KAFKA_R_AUDIT || st->evall)
+			ev_send(ev_fill(skb, st, cookie), KAFKA_KIND_REQUEST);
 		return passed(skb, st);
 	case KAFKA_KIND_ANSWER: {
 		st->requests++;
 		count(st->reason);
-		ev_fill(skb, w, cookie);
+		struct kafka_event *e = ev_fill(skb, st, cookie);
 		if (strp_full_len(skb) != st->len ||
 		    (st->api_key == 0 ? kafka_answer_produce(skb, st, &w->x, strp_offset(skb)) : kafka_answer(skb, st, &w->x, strp_offset(skb))) < 0) {
 			count(KAFKA_R_ANSWER_FAIL);
-			ev_send(w, 0);
+			ev_send(e, 0);
 			return SK_DROP;
 		}
 		count(KAFKA_R_ANSWERED);
-		ev_send(w, KAFKA_KIND_ANSWER);
+		ev_send(e, KAFKA_KIND_ANSWER);
 		return bpf_sk_redirect_hash(skb, &kafka_socks, &cookie, 0);
 	}
-	case KAFKA_KIND_CLOSE:
+	case KAFKA_KIND_CLOSE: {
 		st->requests++;
 		st->mode = 1;
 		count(st->reason);
-		ev_fill(skb, w, cookie);
+		struct kafka_event *e = ev_fill(skb, st, cookie);
 		if (strp_full_len(skb) != st->len || kafka_close_frame(skb, st, strp_offset(skb)) < 0) {
 			count(KAFKA_R_ANSWER_FAIL);
-			ev_send(w, 0);
+			ev_send(e, 0);
 			return SK_DROP;
 		}
 		count(KAFKA_R_CLOSED);
-		ev_send(w, KAFKA_KIND_CLOSE);
+		ev_send(e, KAFKA_KIND_CLOSE);
 		return bpf_sk_redirect_hash(skb, &kafka_socks, &cookie, 0);
+	}
 	case KAFKA_KIND_DROP:
 		count(KAFKA_R_DROPPED);
 		return SK_DROP;

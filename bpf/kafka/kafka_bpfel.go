@@ -187,11 +187,10 @@ type KafkaKafkaSock struct {
 }
 
 type KafkaKafkaSockw struct {
-	_  structs.HostLayout
-	S  KafkaKafkaSock
-	X  KafkaKafkaScratch
-	_  [4]byte
-	Ev KafkaKafkaEvent
+	_ structs.HostLayout
+	S KafkaKafkaSock
+	X KafkaKafkaScratch
+	_ [4]byte
 }
 
 type KafkaKafkaTestIn struct {
@@ -241,6 +240,7 @@ const (
 	KafkaProgKafkaTestAnswer = "kafka_test_answer"
 	KafkaProgKafkaTestParse  = "kafka_test_parse"
 	KafkaProgKafkaVerdict    = "kafka_verdict"
+	KafkaVarKafkaBtfEvent    = "kafka_btf_event"
 	KafkaVarKafkaBtfKind     = "kafka_btf_kind"
 	KafkaVarKafkaBtfReason   = "kafka_btf_reason"
 	KafkaVarKafkaBtfValKind  = "kafka_btf_val_kind"
@@ -318,6 +318,7 @@ type KafkaMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KafkaVariableSpecs struct {
+	KafkaBtfEvent   *ebpf.VariableSpec `ebpf:"kafka_btf_event"`
 	KafkaBtfKind    *ebpf.VariableSpec `ebpf:"kafka_btf_kind"`
 	KafkaBtfReason  *ebpf.VariableSpec `ebpf:"kafka_btf_reason"`
 	KafkaBtfValKind *ebpf.VariableSpec `ebpf:"kafka_btf_val_kind"`
@@ -380,6 +381,7 @@ func (m *KafkaMaps) Close() error {
 //
 // It can be passed to LoadKafkaObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KafkaVariables struct {
+	KafkaBtfEvent   *ebpf.Variable `ebpf:"kafka_btf_event"`
 	KafkaBtfKind    *ebpf.Variable `ebpf:"kafka_btf_kind"`
 	KafkaBtfReason  *ebpf.Variable `ebpf:"kafka_btf_reason"`
 	KafkaBtfValKind *ebpf.Variable `ebpf:"kafka_btf_val_kind"`
