@@ -26,8 +26,10 @@ package agent
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -334,6 +336,31 @@ func TestL7KernelMatchesEvaluate(t *testing.T) {
 			t.Fatalf("set %d: L7Enforced %s: %s", set, c.Reason, c.Message)
 		}
 		in := f.a.last
+		ctx, cancel := context.WithCancel(context.Background())
+		events, evErrs, err := dp.Events(ctx)
+		if err != nil {
+			t.Fatalf("set %d: %v", set, err)
+		}
+		// refusal waits for the kernel's event of the request refused on
+		// the connection from local.
+		refusal := func(local netip.AddrPort) (l7.Event, error) {
+			bound := time.After(30 * time.Second) // a bound on a lost event
+			for {
+				select {
+				case e, ok := <-events:
+					if !ok {
+						return l7.Event{}, fmt.Errorf("the event reader stopped")
+					}
+					if e.Remote == local && !e.Allowed() {
+						return e, nil
+					}
+				case err := <-evErrs:
+					return l7.Event{}, err
+				case <-bound:
+					return l7.Event{}, fmt.Errorf("no refusal event for %v in 30 s", local)
+				}
+			}
+		}
 		describe := func() string {
 			return fmt.Sprintf("seed %d set %d, policies:\n%s", seed, set, strings.Join(specs, "---\n"))
 		}
@@ -407,6 +434,24 @@ func TestL7KernelMatchesEvaluate(t *testing.T) {
 				}
 				c.c.SetDeadline(time.Now().Add(30 * time.Second)) // a bound on a lost answer
 				resp, err = http.ReadResponse(c.br, nil)
+				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+					// Released by the FIN and refused, the connection
+					// ends without the 403: the kernel's event says it
+					// refused, and the server never saw it.
+					e, eerr := refusal(netip.MustParseAddrPort(c.c.LocalAddr().String()))
+					if eerr != nil || wantAllowed || len(srv.log()) != before || res.Ingress.Rule == nil || e.Rule != uint32(res.Ingress.Rule.ID) {
+						t.Fatalf("%s\n%s -> %d %q: held, then the connection ended without an answer (%v); kernel event %v (%v), server log +%d; engine.Evaluate: %s %s rule %+v",
+							describe(), peer, port, req.head, err, e, eerr, len(srv.log())-before, res.Ingress.Verdict, res.Ingress.Reason, res.Ingress.Rule)
+					}
+					stalls[len(stalls)-1] += fmt.Sprintf("; released by the FIN and refused (rule %d) without the 403", e.Rule)
+					verdicts[res.Verdict.String()+"/"+res.Ingress.Reason.String()]++
+					checked++
+					done++
+					refused++
+					c.c.Close()
+					delete(open, key)
+					continue
+				}
 			}
 			if err != nil {
 				cnt, _ := dp.Counters()
@@ -433,6 +478,18 @@ func TestL7KernelMatchesEvaluate(t *testing.T) {
 					describe(), peer, api, port, req.head, gotAllowed, resp.StatusCode, res.Verdict, res.Ingress.Verdict, res.Ingress.Reason, res.Ingress.Rule,
 					res.Egress.Verdict, res.Egress.Reason)
 			}
+			if !gotAllowed {
+				// The deciding rule: the kernel's event names the rule
+				// engine.Evaluate names.
+				e, err := refusal(netip.MustParseAddrPort(c.c.LocalAddr().String()))
+				if err != nil {
+					t.Fatalf("set %d: %s -> %d %q: %v", set, peer, port, req.head, err)
+				}
+				if res.Ingress.Rule == nil || e.Rule != uint32(res.Ingress.Rule.ID) || e.Reason != l7.ReasonDenied {
+					t.Fatalf("%s\nflow %s -> %s:%d %q: the kernel refused it (%v), engine.Evaluate: %s %s rule %+v",
+						describe(), peer, api, port, req.head, e, res.Ingress.Verdict, res.Ingress.Reason, res.Ingress.Rule)
+				}
+			}
 			verdicts[res.Verdict.String()+"/"+res.Ingress.Reason.String()]++
 			checked++
 			done++
@@ -445,6 +502,7 @@ func TestL7KernelMatchesEvaluate(t *testing.T) {
 			}
 		}
 		closeAll()
+		cancel()
 		if len(pairs) == 0 {
 			t.Logf("set %d: L3/L4 denies every peer and port: no request sent", set)
 		}
@@ -462,6 +520,6 @@ func TestL7KernelMatchesEvaluate(t *testing.T) {
 	if checked < minRequests || refused == 0 || refused == checked {
 		t.Fatalf("seed %d: %d requests checked, %d refused: want at least 50,000, some refused and some allowed", seed, checked, refused)
 	}
-	t.Logf("seed %d: %d sets, %d requests through the kernel as engine.Evaluate decides them (%d refused with 403), %d connections, %d (peer, port) pairs L3/L4 denies not sent to, %d held until the client's FIN, %s; by verdict/ingress reason: %v",
+	t.Logf("seed %d: %d sets, %d requests through the kernel as engine.Evaluate decides them (%d refused, each with the deciding rule engine.Evaluate names), %d connections, %d (peer, port) pairs L3/L4 denies not sent to, %d held until the client's FIN, %s; by verdict/ingress reason: %v",
 		seed, set, checked, refused, conns, skippedL4, len(stalls), time.Since(start).Round(time.Millisecond), verdicts)
 }
