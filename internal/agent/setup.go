@@ -20,6 +20,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -167,32 +168,50 @@ const SyncBatch = 200 * time.Millisecond
 // docs/scale.md) exit and be restarted, to list everything again.
 const CacheSyncTimeout = 15 * time.Minute
 
-// batched maps every event to the one sync request, added after
-// SyncBatch; the queue keeps one request however many events arrive.
-type batched struct{}
+// batched maps every event to the one sync request: at once when none
+// was asked for within SyncBatch, else at the end of that window. A lone
+// change syncs at once; a burst (a rollout's objects arriving one by one)
+// costs one sync per SyncBatch. The queue keeps one request however many
+// events arrive, and an event during a sync causes one more after it.
+type batched struct{ last *atomic.Int64 }
 
 var _ handler.EventHandler = batched{}
 
-func (batched) Create(_ context.Context, _ event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+func (b batched) add(q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	now := time.Now().UnixNano()
+	last := b.last.Load()
+	if d := time.Duration(now - last); d < SyncBatch {
+		q.AddAfter(syncKey, SyncBatch-d)
+		return
+	}
+	if b.last.CompareAndSwap(last, now) {
+		q.Add(syncKey)
+		return
+	}
 	q.AddAfter(syncKey, SyncBatch)
 }
 
-func (batched) Update(_ context.Context, _ event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-	q.AddAfter(syncKey, SyncBatch)
+func (b batched) Create(_ context.Context, _ event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	b.add(q)
 }
 
-func (batched) Delete(_ context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-	q.AddAfter(syncKey, SyncBatch)
+func (b batched) Update(_ context.Context, _ event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	b.add(q)
 }
 
-func (batched) Generic(_ context.Context, _ event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-	q.AddAfter(syncKey, SyncBatch)
+func (b batched) Delete(_ context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	b.add(q)
+}
+
+func (b batched) Generic(_ context.Context, _ event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	b.add(q)
 }
 
 // SetupWithManager registers the agent's sync controller, its verify loop
 // and, when watchLinks is set, the link event watch.
 func (a *Agent) SetupWithManager(mgr ctrl.Manager, watchLinks bool) error {
-	all := batched{}
+	a.Cache = mgr.GetCache()
+	all := batched{last: new(atomic.Int64)}
 	// Pods on other nodes matter only through their addresses and labels;
 	// status churn (conditions, container states) is ignored.
 	podChange := predicate.Or(predicate.LabelChangedPredicate{}, predicate.Funcs{
