@@ -57,11 +57,13 @@ const evalSeedDefault = 14
 
 // stallAfter is how long a request may go without an answer before the
 // test calls it held: the kernel has neither passed it to the server nor
-// refused it. This kernel holds about one request in 10,000 so (always
-// the second request on a keep-alive connection, neither counted as
-// decided nor delivered) until the next segment from the client; the
-// test then sends its FIN (shutdown of the write side), which releases
-// it, and checks its verdict as any other's. A held request is logged,
+// refused it. Here the datapath holds 2 to 9 requests in 50,000 so
+// (always the second request on a keep-alive connection, allowed and
+// refused ones alike; the server has not seen it) until the client's
+// next segment: the test then sends its FIN (shutdown of the write
+// side), which releases it, and checks its verdict as any other's (a
+// refused one may then end the connection without the 403: its kernel
+// event and the server's log decide). A held request is logged,
 // not failed, unless PALISADE_L7_EVAL_NO_STALLS is set: the hold is the
 // datapath's liveness bug, not a verdict the engine disagrees with. A
 // slow answer misread as held is checked all the same.
