@@ -57,7 +57,7 @@ const evalSeedDefault = 14
 
 // stallAfter is how long a request may go without an answer before the
 // test calls it held: the kernel has neither passed it to the server nor
-// refused it. Here the datapath holds 2 to 9 requests in 50,000 so
+// refused it. Here the datapath holds 2 to 11 requests in 50,000 so
 // (always the second request on a keep-alive connection, allowed and
 // refused ones alike; the server has not seen it) until the client's
 // next segment: the test then sends its FIN (shutdown of the write
