@@ -248,12 +248,7 @@ ingress:
 		t.Fatalf("bindings %+v, want the broker's 9092 and 8080 and other's 9092", k.binds)
 	}
 	if !capability.Enforced(capability.Kafka) {
-		// The table still lists Kafka rules as a gap: the l7 subsystem
-		// reports them so, whatever the kernel does.
-		if o := f.object("broker"); o.Reason != v1.NotSupportedReason || !strings.Contains(o.Message, "Kafka") {
-			t.Errorf("broker: %+v", o)
-		}
-		t.Skip("the capability table does not list ingress Kafka rules as enforced yet: the per-object reports below are not the kafka subsystem's")
+		t.Fatal("the capability table lists ingress Kafka rules as a gap, but the kafka subsystem enforces them")
 	}
 	if o := f.object("broker"); o.State != v1.ObjectEnforced {
 		t.Errorf("broker: %+v", o)

@@ -35,6 +35,7 @@ import (
 
 	"github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/testenv"
 )
 
 var fqdnCurls = flag.Int("datapath.fqdncurls", 1000, "curl runs (each a fresh lookup through the C library's resolver) of TestFQDNRealTraffic")
@@ -269,10 +270,7 @@ func TestFQDNRealTraffic(t *testing.T) {
 	})
 
 	t.Run("curl, fresh lookups, first attempts", func(t *testing.T) {
-		curl, err := exec.LookPath("curl")
-		if err != nil {
-			t.Skip("curl is not installed (make test-tools installs it)")
-		}
+		curl := testenv.Tool(t, "curl")
 		// `ip netns exec` puts /etc/netns/NAME/resolv.conf in place of
 		// /etc/resolv.conf for the command: the C library's resolver asks
 		// B, as a pod's asks its cluster DNS.

@@ -31,6 +31,7 @@ import (
 	"testing"
 
 	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/testenv"
 )
 
 var egressLists = map[engine.L7ID]engine.L7List{testListID: testList}
@@ -88,10 +89,7 @@ func TestEgressKeepAlive(t *testing.T) {
 // curlIn runs Debian's curl with its process born in the test's cgroup.
 func (e *egress) curlIn(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("no curl in PATH")
-	}
+	curl := testenv.Tool(t, "curl")
 	fd, err := os.Open(e.cg)
 	if err != nil {
 		t.Fatal(err)

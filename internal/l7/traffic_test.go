@@ -40,6 +40,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/testenv"
 )
 
 // server is a net/http server whose listening socket belongs to a cgroup
@@ -389,10 +390,7 @@ func TestTrafficShortRefusal(t *testing.T) {
 // curl open a new connection for the next; HTTP/2 with prior knowledge
 // is refused.
 func TestTrafficCurl(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("no curl in PATH")
-	}
+	curl := testenv.Tool(t, "curl")
 	s := startServer(t)
 	base := "http://" + s.addr
 	out, err := exec.Command(curl, "-sS", "--max-time", "30", "-w", " %{http_code} %{num_connects}\n",

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -225,6 +226,22 @@ func Kubectl(t testing.TB) string {
 	path, err := findKubectl(t)
 	if err != nil {
 		msg := fmt.Sprintf("kubectl not found: %v; run `make kubectl` or set $%s", err, KubectlEnv)
+		if os.Getenv("PALISADE_REQUIRE_TOOLS") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return path
+}
+
+// Tool returns the path of a program a test runs (curl, say) from $PATH.
+// Without it it skips the test, or fails it when $PALISADE_REQUIRE_TOOLS
+// is 1 (make test, whose test-tools target installs them).
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		msg := fmt.Sprintf("%s not found: %v; `make test-tools` installs it", name, err)
 		if os.Getenv("PALISADE_REQUIRE_TOOLS") == "1" {
 			t.Fatal(msg)
 		}
