@@ -1754,7 +1754,8 @@ static __always_inline int client_seqs(struct sk_msg_md *msg, __u32 *rcv, __u32 
 	return 0;
 }
 
-/* epass passes n bytes of the message (the verdict's apply bytes), counts
+/* epass passes n bytes of the message (the verdict's apply bytes, at
+ * most the message: TCP queues exactly these after the run), counts
  * them, and records the client's rcv_nxt. */
 static __always_inline int epass(struct sk_msg_md *msg, struct l7_esock *e, __u32 n)
 {
@@ -1768,11 +1769,14 @@ static __always_inline int epass(struct sk_msg_md *msg, struct l7_esock *e, __u3
 }
 
 /*
- * unparsed reports whether the client's TCP holds bytes l7_msg never
- * passed: a write that began before the connection was established (a
- * blocking write on a socket still connecting) goes through TCP's own
- * sendmsg, which the socket kept, not through sk_msg. Its bytes are in
- * write_seq beyond what l7_msg passed.
+ * unparsed reports whether the client's TCP holds other bytes than
+ * l7_msg let in: l7_msg runs with the socket locked before anything of
+ * the message is queued, so TCP's write_seq is then exactly wbase plus
+ * the bytes of its SK_PASS verdicts. More means bytes that did not go
+ * through sk_msg (a write that began in TCP's own sendmsg before the
+ * socket entered l7_esocks); fewer means bytes it passed that TCP never
+ * took (the kernel's push failed part-way): either way the framing no
+ * longer describes the stream the server reads.
  */
 static __always_inline int unparsed(struct sk_msg_md *msg, struct l7_esock *e)
 {
@@ -1783,7 +1787,7 @@ static __always_inline int unparsed(struct sk_msg_md *msg, struct l7_esock *e)
 	if (!tp)
 		return 1;
 	__u32 wseq = tp->write_seq;
-	return (__s32)(wseq - (e->wbase + e->wpassed)) > 0;
+	return wseq != e->wbase + e->wpassed;
 }
 
 #define R_FULL R_STATUS R_TAIL
@@ -1897,8 +1901,13 @@ int l7_msg(struct sk_msg_md *msg)
 		return SK_DROP; /* the write fails with EACCES */
 	case L7_MODE_BODY:
 	case L7_MODE_CHUNK_DATA: {
+		/*
+		 * At most this message: apply bytes beyond it would pass the
+		 * client's next writes without a run, so wpassed would count
+		 * bytes before TCP has them (and l7_gate's bound with it).
+		 */
 		__u64 r = st->remaining;
-		__u32 n = r > 0x7fffffff ? 0x7fffffff : (__u32)r;
+		__u32 n = r > size ? size : (__u32)r;
 		bpf_msg_apply_bytes(msg, n);
 		st->remaining = r - n;
 		if (st->remaining == 0) {
@@ -1980,9 +1989,9 @@ int l7_msg(struct sk_msg_md *msg)
 	return v;
 }
 
-/* esock_add puts a client socket whose local address and remote port
- * have an entry in l7_eports into l7_esocks, with its state. */
-static __always_inline void esock_add(struct bpf_sock_ops *skops, __u64 cookie)
+/* eport_enforced reports whether the client socket's local address and
+ * remote port have an entry in l7_eports (exact address, then any). */
+static __always_inline int eport_enforced(struct bpf_sock_ops *skops)
 {
 	struct l7_port_key k = { .port = remote_port(skops->remote_port) };
 	if (skops->family == AF_INET) {
@@ -1999,29 +2008,78 @@ static __always_inline void esock_add(struct bpf_sock_ops *skops, __u64 cookie)
 			__builtin_memcpy(k.addr, la, 16);
 		}
 	} else {
-		return;
+		return 0;
 	}
-	if (!bpf_map_lookup_elem(&l7_eports, &k)) {
-		__builtin_memset(k.addr, 0, sizeof(k.addr));
-		if (!bpf_map_lookup_elem(&l7_eports, &k))
-			return;
-	}
+	if (bpf_map_lookup_elem(&l7_eports, &k))
+		return 1;
+	__builtin_memset(k.addr, 0, sizeof(k.addr));
+	return bpf_map_lookup_elem(&l7_eports, &k) != 0;
+}
+
+/*
+ * esock_connect runs at TCP_CONNECT_CB, in connect (or the first
+ * sendmsg of TCP Fast Open) right before the SYN is built: a client
+ * socket of an enforced port gets its state now, marked connecting, so
+ * that l7_gate knows it is enforced before it is in l7_esocks (a write
+ * can be queued before then: it waits in TCP's own sendmsg, or rides in
+ * the SYN). A socket of a port no longer enforced loses any state a
+ * previous connect left.
+ */
+static __always_inline void esock_connect(struct bpf_sock_ops *skops, __u64 cookie)
+{
 	struct bpf_sock *sk = skops->sk;
 	if (!sk)
 		return;
+	if (!eport_enforced(skops)) {
+		bpf_sk_storage_delete(&l7_esk, sk);
+		return;
+	}
 	struct l7_esockw *w = bpf_sk_storage_get(&l7_esk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!w)
 		return; /* not enforced: counted by the absence of L7_R_SOCKETS */
+	__builtin_memset(&w->e, 0, sizeof(w->e));
 	w->e.cookie = cookie;
-	w->e.wbase = skops->snd_nxt;
+	w->e.flags = L7_ES_CONNECTING;
+}
+
+/* esock_add puts a client socket whose local address and remote port
+ * have an entry in l7_eports into l7_esocks, with its state. */
+static __always_inline void esock_add(struct bpf_sock_ops *skops, __u64 cookie)
+{
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return;
+	if (!eport_enforced(skops)) {
+		/* Enforced at connect, not now: the new policy applies. */
+		bpf_sk_storage_delete(&l7_esk, sk);
+		return;
+	}
+	struct l7_esockw *w = bpf_sk_storage_get(&l7_esk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!w)
+		return; /* not enforced: counted by the absence of L7_R_SOCKETS */
+	if (!(w->e.flags & L7_ES_CONNECTING)) {
+		/* No state from connect (the port became enforced since, or
+		 * the programs were attached since): start from nothing. */
+		__builtin_memset(&w->e, 0, sizeof(w->e));
+	}
+	w->e.flags &= ~L7_ES_CONNECTING;
+	w->e.cookie = cookie;
 	/*
-	 * Data a client put in its SYN (TCP Fast Open) left before the socket
-	 * could enter l7_esocks, undecided: the SYN's data is outstanding
-	 * (snd_nxt past snd_una) or acknowledged (more than the SYN's one
-	 * byte of sequence). Nothing more of the connection is passed.
+	 * The first data byte's sequence number: ISN + 1. snd_una has moved
+	 * past the ISN by bytes_acked (the SYN, and SYN data the server
+	 * acknowledged), so this holds whatever the SYN carried.
 	 */
-	if (skops->snd_nxt != skops->snd_una || skops->bytes_acked > 1) {
+	w->e.wbase = skops->snd_una - (__u32)skops->bytes_acked + 1;
+	/*
+	 * Data a client put in its SYN (TCP Fast Open) that l7_gate did not
+	 * see (no state from connect) left undecided: the SYN's data is
+	 * outstanding (snd_nxt past snd_una) or acknowledged (more than the
+	 * SYN's one byte of sequence). Nothing more of the connection is
+	 * passed. SYN data l7_gate saw was dropped and counted there.
+	 */
+	if (!(w->e.flags & L7_ES_GATED) && (skops->snd_nxt != skops->snd_una || skops->bytes_acked > 1)) {
 		w->e.s.mode = L7_MODE_REFUSED;
+		w->e.flags |= L7_ES_GATED;
 		count_dir(L7_DIR_EGRESS, L7_R_FASTOPEN);
 	}
 	if (bpf_sock_hash_update(skops, &l7_esocks, &cookie, BPF_NOEXIST) == 0)
@@ -2035,6 +2093,10 @@ int l7_sockops(struct bpf_sock_ops *skops)
 	if (skops->op == BPF_SOCK_OPS_STATE_CB) {
 		if (skops->args[1] == BPF_TCP_CLOSE)
 			bpf_map_delete_elem(&l7_sock_state, &cookie);
+		return 1;
+	}
+	if (skops->op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
+		esock_connect(skops, cookie);
 		return 1;
 	}
 	if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
@@ -2073,6 +2135,127 @@ int l7_sockops(struct bpf_sock_ops *skops)
 	else
 		bpf_map_delete_elem(&l7_sock_state, &cookie);
 	return 1;
+}
+
+/* ---- egress: the gate on the wire (cgroup_skb/egress) ---- */
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP 6
+
+/* emit_gate sends the event of a segment l7_gate dropped. */
+static __always_inline void emit_gate(struct bpf_sock *sk, struct l7_esock *e, __u32 reason)
+{
+	struct l7_event *ev = bpf_ringbuf_reserve(&l7_events, sizeof(*ev), 0);
+	if (!ev) {
+		count_dir(L7_DIR_EGRESS, L7_R_EVLOST);
+		return;
+	}
+	__builtin_memset(ev, 0, sizeof(*ev));
+	__u32 zero = 0;
+	struct l7_active *act = bpf_map_lookup_elem(&l7_slot, &zero);
+	if (act) {
+		__u32 slot = act->slot & 1;
+		struct l7_config *cfg = bpf_map_lookup_elem(&l7_gens, &slot);
+		if (cfg)
+			ev->generation = cfg->generation;
+	}
+	ev->cookie = e->cookie;
+	ev->dir = L7_DIR_EGRESS;
+	ev->reason = reason;
+	ev->local_port = sk->src_port;
+	ev->remote_port = remote_port(sk->dst_port);
+	if (sk->family == AF_INET) {
+		ev->family = 4;
+		__u32 l = sk->src_ip4, r = sk->dst_ip4;
+		__builtin_memcpy(ev->local, &l, 4);
+		__builtin_memcpy(ev->remote, &r, 4);
+	} else {
+		ev->family = 6;
+		__u32 l[4], r[4];
+		CTX_IP6(l, sk->src_ip6);
+		CTX_IP6(r, sk->dst_ip6);
+		__builtin_memcpy(ev->local, l, 16);
+		__builtin_memcpy(ev->remote, r, 16);
+	}
+	bpf_ringbuf_submit(ev, 0);
+}
+
+/*
+ * l7_gate sees every IP packet the sockets of the cgroup send. A TCP
+ * segment of a client socket with egress state passes only if its
+ * payload ends within the bytes l7_msg decided (wbase + wpassed), so
+ * retransmissions of decided bytes pass, and bytes that reached TCP
+ * without l7_msg never leave: a write that began before the socket
+ * entered l7_esocks, and data in the SYN (any payload while
+ * connecting). Such a segment is dropped (TCP keeps it queued and tries
+ * again; every try is dropped), and the connection is refused: counted
+ * once, an event, and every later write fails with EACCES. Sockets
+ * without egress state pass at once.
+ */
+SEC("cgroup_skb/egress")
+int l7_gate(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+	struct l7_esockw *w = bpf_sk_storage_get(&l7_esk, sk, 0, 0);
+	if (!w)
+		return 1;
+	struct l7_esock *e = &w->e;
+	__u32 len = skb->len, iphl = 0;
+	__u32 proto = skb->protocol;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		__u8 vihl = 0, p = 0;
+		if (bpf_skb_load_bytes(skb, 0, &vihl, 1) < 0 || bpf_skb_load_bytes(skb, 9, &p, 1) < 0)
+			goto undecided;
+		if (p != IPPROTO_TCP)
+			return 1;
+		iphl = (vihl & 0xf) * 4;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		__u8 nh = 0;
+		if (bpf_skb_load_bytes(skb, 6, &nh, 1) < 0)
+			goto undecided;
+		if (nh != IPPROTO_TCP)
+			goto undecided; /* extension headers: not parsed, refused */
+		iphl = 40;
+	} else {
+		return 1;
+	}
+	__u8 th[14];
+	if (bpf_skb_load_bytes(skb, iphl, th, sizeof(th)) < 0)
+		goto undecided;
+	__u32 thl = (th[12] >> 4) * 4;
+	if (len < iphl + thl)
+		goto undecided;
+	__u32 payload = len - iphl - thl;
+	if (payload == 0)
+		return 1; /* SYN, ACK, FIN, RST: no bytes of the stream */
+	if (e->flags & L7_ES_CONNECTING) {
+		/* Data in the SYN (TCP Fast Open): the kernel queues it again
+		 * and sends a plain SYN; once established it is dropped below. */
+		if (!(e->flags & L7_ES_GATED)) {
+			e->flags |= L7_ES_GATED;
+			e->s.mode = L7_MODE_REFUSED;
+			count_dir(L7_DIR_EGRESS, L7_R_FASTOPEN);
+			emit_gate(sk, e, L7_R_FASTOPEN);
+		}
+		return 0;
+	}
+	__u32 seq = ((__u32)th[4] << 24) | ((__u32)th[5] << 16) | ((__u32)th[6] << 8) | th[7];
+	if ((__s32)(seq + payload - (e->wbase + e->wpassed)) <= 0)
+		return 1;
+undecided:
+	if (!(e->flags & L7_ES_GATED)) {
+		e->flags |= L7_ES_GATED;
+		e->s.mode = L7_MODE_REFUSED;
+		count_dir(L7_DIR_EGRESS, L7_R_UNDECIDED);
+		emit_gate(sk, e, L7_R_UNDECIDED);
+	}
+	return 0;
 }
 
 /* ---- test ---- */

@@ -66,7 +66,8 @@ enum l7_reason {
 	L7_R_TARGET = 16,     /* a dot segment, %2e, %2f, %5c or a backslash in the path */
 	L7_R_EVLOST = 17,     /* events the ring buffer had no room for */
 	L7_R_FASTOPEN = 18,   /* a client socket sent data in its SYN (TCP Fast Open): undecided, so the connection is refused from then on */
-	L7_R_UNPARSED = 19,   /* a client socket's TCP holds bytes l7_msg did not pass (a write that began before the connection was established): refused from then on */
+	L7_R_UNPARSED = 19,   /* a client socket's TCP holds other bytes than l7_msg passed (a write that began before the connection was established, or passed bytes that never reached TCP), seen by l7_msg: refused from then on */
+	L7_R_UNDECIDED = 20,  /* l7_gate dropped a client segment carrying bytes l7_msg did not decide: refused from then on */
 	L7_R_MAX = 24,
 };
 
@@ -224,16 +225,21 @@ struct l7_sock {
 	__u32 wseq;      /* the server's write_seq when bytes were last passed */
 };
 
+/* l7_esock flags. */
+#define L7_ES_CONNECTING 1 /* connect sent the SYN; not established yet */
+#define L7_ES_GATED 2      /* l7_gate dropped a segment: counted, refused */
+
 /* The state of a client socket (egress), in socket storage: the framing
  * state and the result of the last message, the socket's cookie (its key
- * in l7_esocks) and the client's rcv_nxt when bytes were last passed. */
+ * in l7_esocks) and the client's rcv_nxt when bytes were last passed.
+ * l7_gate passes a segment's payload only up to wbase + wpassed. */
 struct l7_esock {
 	struct l7_sock s;
 	__u64 cookie;
 	__u32 rseq;
-	__u32 wbase;  /* the client's write_seq when it was established */
-	__u32 wpassed; /* bytes l7_msg passed (or let apply bytes pass) since */
-	__u32 pad;
+	__u32 wbase;   /* the sequence number of the connection's first data byte (ISN + 1) */
+	__u32 wpassed; /* bytes l7_msg let into TCP since: exactly those of its SK_PASS verdicts */
+	__u32 flags;   /* L7_ES_* */
 };
 
 /* BPF_PROG_TEST_RUN of l7_test_parse: in, the socket state and the list;

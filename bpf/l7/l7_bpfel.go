@@ -76,7 +76,7 @@ type L7L7Esock struct {
 	Rseq    uint32
 	Wbase   uint32
 	Wpassed uint32
-	Pad     uint32
+	Flags   uint32
 }
 
 type L7L7Event struct {
@@ -194,6 +194,7 @@ const (
 	L7L7ReasonL7R_EVLOST        L7L7Reason = 17
 	L7L7ReasonL7R_FASTOPEN      L7L7Reason = 18
 	L7L7ReasonL7R_UNPARSED      L7L7Reason = 19
+	L7L7ReasonL7R_UNDECIDED     L7L7Reason = 20
 	L7L7ReasonL7R_MAX           L7L7Reason = 24
 )
 
@@ -252,6 +253,7 @@ const (
 	L7MapL7TestInput  = "l7_test_input"
 	L7MapL7TestOut    = "l7_test_out"
 	L7MapL7TestScan   = "l7_test_scan"
+	L7ProgL7Gate      = "l7_gate"
 	L7ProgL7Msg       = "l7_msg"
 	L7ProgL7Parser    = "l7_parser"
 	L7ProgL7Sockops   = "l7_sockops"
@@ -306,6 +308,7 @@ type L7Specs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type L7ProgramSpecs struct {
+	L7Gate      *ebpf.ProgramSpec `ebpf:"l7_gate"`
 	L7Msg       *ebpf.ProgramSpec `ebpf:"l7_msg"`
 	L7Parser    *ebpf.ProgramSpec `ebpf:"l7_parser"`
 	L7Sockops   *ebpf.ProgramSpec `ebpf:"l7_sockops"`
@@ -444,6 +447,7 @@ type L7Variables struct {
 //
 // It can be passed to LoadL7Objects or ebpf.CollectionSpec.LoadAndAssign.
 type L7Programs struct {
+	L7Gate      *ebpf.Program `ebpf:"l7_gate"`
 	L7Msg       *ebpf.Program `ebpf:"l7_msg"`
 	L7Parser    *ebpf.Program `ebpf:"l7_parser"`
 	L7Sockops   *ebpf.Program `ebpf:"l7_sockops"`
@@ -453,6 +457,7 @@ type L7Programs struct {
 
 func (p *L7Programs) Close() error {
 	return _L7Close(
+		p.L7Gate,
 		p.L7Msg,
 		p.L7Parser,
 		p.L7Sockops,

@@ -35,8 +35,12 @@ import (
 	l7bpf "github.com/palisade-dev/palisade/bpf/l7"
 )
 
-// sockopsLinkPin is the prefix of the sockops cgroup links' pins.
-const sockopsLinkPin = "l7_sockops_link_"
+// sockopsLinkPin is the prefix of the sockops cgroup links' pins,
+// gateLinkPin of the egress gate's (cgroup_skb egress).
+const (
+	sockopsLinkPin = "l7_sockops_link_"
+	gateLinkPin    = "l7_gate_link_"
+)
 
 // adoptRequired are the pins without which there is no state to adopt
 // whole: the SOCKHASH (the connections), the generation's switch and
@@ -52,9 +56,11 @@ type Adopted struct {
 	Generation uint64
 	Slot       uint32
 	// Maps are the maps taken over (by name); Links the sockops cgroup
-	// links, each now running this process's program.
+	// links and Gates the egress gate's, each now running this process's
+	// program.
 	Maps  []string
 	Links int
+	Gates int
 }
 
 // Adopt takes over the state pinned under dir by a previous process
@@ -75,7 +81,7 @@ type Adopted struct {
 // when dir holds no pinned state; on an error the datapath is left as
 // loaded and the pins as they were.
 func (d *Datapath) Adopt(dir string) (*Adopted, error) {
-	if len(d.links) > 0 || d.written[0].lists != nil || d.written[1].lists != nil || len(d.ports) > 0 {
+	if len(d.links) > 0 || len(d.gates) > 0 || d.written[0].lists != nil || d.written[1].lists != nil || len(d.ports) > 0 {
 		return nil, errors.New("adopt: the datapath has attached or applied already")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "l7_socks")); errors.Is(err, fs.ErrNotExist) {
@@ -154,32 +160,43 @@ func (d *Datapath) Adopt(dir string) (*Adopted, error) {
 	if err != nil {
 		return fail(err)
 	}
-	linkPins, err := filepath.Glob(filepath.Join(dir, sockopsLinkPin+"*"))
-	if err != nil {
-		return fail(err)
-	}
-	slices.SortFunc(linkPins, func(x, y string) int { return linkIndex(x) - linkIndex(y) })
-	var links []link.Link
+	var links, gates []link.Link
 	failLinks := func(err error) (*Adopted, error) {
-		for _, l := range links {
+		for _, l := range slices.Concat(links, gates) {
 			l.Close()
 		}
 		return fail(err)
 	}
-	for _, p := range linkPins {
-		l, err := link.LoadPinnedLink(p, nil)
-		if err != nil {
-			return failLinks(fmt.Errorf("open pinned link: %w", err))
-		}
-		links = append(links, l)
-		if _, err := linkCgroup(l); err != nil {
-			return failLinks(fmt.Errorf("%s: %w", p, err))
+	linkPins, err := pinnedLinks(dir, sockopsLinkPin)
+	if err != nil {
+		return fail(err)
+	}
+	gatePins, err := pinnedLinks(dir, gateLinkPin)
+	if err != nil {
+		return fail(err)
+	}
+	for _, pl := range []struct {
+		pins []string
+		out  *[]link.Link
+	}{{linkPins, &links}, {gatePins, &gates}} {
+		for _, p := range pl.pins {
+			l, err := link.LoadPinnedLink(p, nil)
+			if err != nil {
+				return failLinks(fmt.Errorf("open pinned link: %w", err))
+			}
+			*pl.out = append(*pl.out, l)
+			if _, err := linkCgroup(l); err != nil {
+				return failLinks(fmt.Errorf("%s: %w", p, err))
+			}
 		}
 	}
 	// From here on the kernel runs this process's programs: first the
 	// parser and verdict of sockets added to the SOCKHASH from now on
 	// (sockets in it keep the programs they were added with, which
-	// decide by the same maps), then the sockops program, link by link.
+	// decide by the same maps), then the egress gate and the sockops
+	// program, link by link. A cgroup whose gate was not pinned (state
+	// of a version without it) gets one at its next AttachCgroup:
+	// HasCgroup reports it not attached.
 	for _, a := range []struct {
 		p *ebpf.Program
 		t ebpf.AttachType
@@ -190,25 +207,40 @@ func (d *Datapath) Adopt(dir string) (*Adopted, error) {
 			return failLinks(fmt.Errorf("attach %v to %v: %w", a.t, a.m, err))
 		}
 	}
+	for i, l := range gates {
+		if err := l.Update(objs.L7Gate); err != nil {
+			return failLinks(fmt.Errorf("switch %s to this process's egress gate: %w", gatePins[i], err))
+		}
+	}
 	for i, l := range links {
 		if err := l.Update(objs.L7Sockops); err != nil {
 			return failLinks(fmt.Errorf("switch %s to this process's sockops program: %w", linkPins[i], err))
 		}
 	}
-	ad.Links = len(links)
+	ad.Links, ad.Gates = len(links), len(gates)
 
 	old := d.objs
-	d.objs, d.links, d.active, d.written, d.ports, d.eports = objs, links, act.Slot, written, ports, eports
+	d.objs, d.links, d.gates, d.active, d.written, d.ports, d.eports = objs, links, gates, act.Slot, written, ports, eports
 	old.Close()
 	return ad, nil
 }
 
-func linkIndex(pin string) int {
-	n, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(pin), sockopsLinkPin))
+// pinnedLinks returns the link pins under dir named prefix and an
+// index, in index order.
+func pinnedLinks(dir, prefix string) ([]string, error) {
+	pins, err := filepath.Glob(filepath.Join(dir, prefix+"*"))
 	if err != nil {
-		return 1 << 30
+		return nil, err
 	}
-	return n
+	index := func(pin string) int {
+		n, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(pin), prefix))
+		if err != nil {
+			return 1 << 30
+		}
+		return n
+	}
+	slices.SortFunc(pins, func(x, y string) int { return index(x) - index(y) })
+	return pins, nil
 }
 
 // swapPinned puts the pinned maps in place of the loaded clones (closing
@@ -325,20 +357,34 @@ func linkCgroup(l link.Link) (uint64, error) {
 	return cg.CgroupId, nil
 }
 
-// HasCgroup reports whether the sockops program is attached to the
-// cgroup v2 directory path (by this process, or by a previous one whose
-// link Adopt took over).
-func (d *Datapath) HasCgroup(path string) bool {
+// cgroupID is the id of the cgroup v2 directory path (its inode).
+func cgroupID(path string) (uint64, error) {
 	var st syscall.Stat_t
 	if err := syscall.Stat(path, &st); err != nil {
-		return false
+		return 0, err
 	}
-	for _, l := range d.links {
-		if id, err := linkCgroup(l); err == nil && id == st.Ino {
+	return st.Ino, nil
+}
+
+// hasLink reports whether one of links attaches to the cgroup id.
+func hasLink(links []link.Link, id uint64) bool {
+	for _, l := range links {
+		if got, err := linkCgroup(l); err == nil && got == id {
 			return true
 		}
 	}
 	return false
+}
+
+// HasCgroup reports whether the sockops program and the egress gate are
+// both attached to the cgroup v2 directory path (by this process, or by
+// a previous one whose links Adopt took over).
+func (d *Datapath) HasCgroup(path string) bool {
+	id, err := cgroupID(path)
+	if err != nil {
+		return false
+	}
+	return hasLink(d.links, id) && hasLink(d.gates, id)
 }
 
 // pinnedMaps are the maps that are pinned, by name.
@@ -364,10 +410,15 @@ func (d *Datapath) MissingPins(dir string) []string {
 			out = append(out, filepath.Join(dir, name))
 		}
 	}
-	for i := range d.links {
-		p := filepath.Join(dir, fmt.Sprintf("%s%d", sockopsLinkPin, i))
-		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
-			out = append(out, p)
+	for _, ls := range []struct {
+		links  []link.Link
+		prefix string
+	}{{d.links, sockopsLinkPin}, {d.gates, gateLinkPin}} {
+		for i := range ls.links {
+			p := filepath.Join(dir, fmt.Sprintf("%s%d", ls.prefix, i))
+			if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+				out = append(out, p)
+			}
 		}
 	}
 	return out
@@ -381,9 +432,14 @@ func (d *Datapath) RepairPins(dir string) error {
 			errs = append(errs, m.Unpin()) // forget the path: Pin pins it again
 		}
 	}
-	for i, l := range d.links {
-		if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("%s%d", sockopsLinkPin, i))); errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, l.Unpin())
+	for _, ls := range []struct {
+		links  []link.Link
+		prefix string
+	}{{d.links, sockopsLinkPin}, {d.gates, gateLinkPin}} {
+		for i, l := range ls.links {
+			if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("%s%d", ls.prefix, i))); errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, l.Unpin())
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

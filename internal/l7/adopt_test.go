@@ -93,8 +93,8 @@ func TestAdoptKeepsConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ad == nil || ad.Generation != 1 || ad.Links != 1 || !slices.Contains(ad.Maps, "l7_socks") || !slices.Contains(ad.Maps, "l7_lists") {
-		t.Fatalf("adopted %+v, want generation 1, one link, the pinned maps", ad)
+	if ad == nil || ad.Generation != 1 || ad.Links != 1 || ad.Gates != 1 || !slices.Contains(ad.Maps, "l7_socks") || !slices.Contains(ad.Maps, "l7_lists") {
+		t.Fatalf("adopted %+v, want generation 1, one sockops and one gate link, the pinned maps", ad)
 	}
 	t.Logf("adopted %+v", *ad)
 	e.server.d = d
@@ -265,7 +265,7 @@ func TestAdoptAfterPinsRepaired(t *testing.T) {
 	if resp, _ := roundTrip(t, ka, br, "GET /public/ka1 HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 {
 		t.Fatalf("keep-alive GET /public/ka1: %d", resp.StatusCode)
 	}
-	gone := []string{filepath.Join(e.dir, "l7_lists"), filepath.Join(e.dir, "l7_socks"), filepath.Join(e.dir, sockopsLinkPin+"0")}
+	gone := []string{filepath.Join(e.dir, "l7_lists"), filepath.Join(e.dir, "l7_socks"), filepath.Join(e.dir, sockopsLinkPin+"0"), filepath.Join(e.dir, gateLinkPin+"0")}
 	for _, p := range gone {
 		if err := os.Remove(p); err != nil {
 			t.Fatal(err)
@@ -285,7 +285,7 @@ func TestAdoptAfterPinsRepaired(t *testing.T) {
 	}
 	d := loadFresh(t)
 	ad, err := d.Adopt(e.dir)
-	if err != nil || ad == nil || ad.Links != 1 {
+	if err != nil || ad == nil || ad.Links != 1 || ad.Gates != 1 {
 		t.Fatalf("adopt after the repair: %+v, %v", ad, err)
 	}
 	e.server.d = d
@@ -296,5 +296,46 @@ func TestAdoptAfterPinsRepaired(t *testing.T) {
 	e.repair(t)
 	if resp, body := roundTrip(t, ka, br, "GET /private/ka HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 || body != "ok /private/ka" {
 		t.Errorf("keep-alive GET /private/ka after the adoption: %d %q, want the server's answer", resp.StatusCode, body)
+	}
+}
+
+// TestAdoptAttachesMissingGate: state pinned without the egress gate's
+// link (as a version without the gate pinned it) is adopted with its
+// sockops link; HasCgroup then says the cgroup is not fully attached, and
+// AttachCgroup attaches the gate alone.
+func TestAdoptAttachesMissingGate(t *testing.T) {
+	e := startEgress(t, egressLists, testListID, false)
+	dir := tempPinDir(t)
+	if err := e.d.Pin(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, gateLinkPin+"0")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d := loadFresh(t)
+	ad, err := d.Adopt(dir)
+	if err != nil || ad == nil || ad.Links != 1 || ad.Gates != 0 {
+		t.Fatalf("adopt: %+v, %v; want the sockops link and no gate", ad, err)
+	}
+	if d.HasCgroup(e.cg) {
+		t.Fatalf("HasCgroup(%s) = true without the gate", e.cg)
+	}
+	if err := d.AttachCgroup(e.cg); err != nil {
+		t.Fatal(err)
+	}
+	if !d.HasCgroup(e.cg) || len(d.links) != 1 || len(d.gates) != 1 {
+		t.Fatalf("after AttachCgroup: HasCgroup %v, %d sockops and %d gate links; want true, 1, 1", d.HasCgroup(e.cg), len(d.links), len(d.gates))
+	}
+	if got := d.MissingPins(dir); !slices.Equal(got, []string{filepath.Join(dir, gateLinkPin+"0")}) {
+		t.Fatalf("MissingPins = %v, want the new gate link's", got)
+	}
+	if err := d.RepairPins(dir); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.MissingPins(dir); len(got) != 0 {
+		t.Fatalf("missing pins after the repair: %v", got)
 	}
 }

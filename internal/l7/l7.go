@@ -74,6 +74,7 @@ const (
 	ReasonEventsLost   = Reason(l7bpf.L7L7ReasonL7R_EVLOST)
 	ReasonFastOpen     = Reason(l7bpf.L7L7ReasonL7R_FASTOPEN)
 	ReasonUnparsed     = Reason(l7bpf.L7L7ReasonL7R_UNPARSED)
+	ReasonUndecided    = Reason(l7bpf.L7L7ReasonL7R_UNDECIDED)
 	numReasons         = Reason(l7bpf.L7L7ReasonL7R_MAX)
 )
 
@@ -83,6 +84,7 @@ var reasonNames = map[Reason]string{
 	ReasonFraming: "framing", ReasonNoTables: "no-tables", ReasonDropped: "dropped-after-refusal",
 	ReasonRedirectFail: "refusal-undelivered", ReasonPassed: "passed-unbound", ReasonSockets: "sockets", ReasonInOrder: "refused-in-order", ReasonUpgrade: "upgrade", ReasonTarget: "target",
 	ReasonEventsLost: "events-lost", ReasonFastOpen: "fastopen", ReasonUnparsed: "unparsed-write",
+	ReasonUndecided: "undecided-write",
 }
 
 func (r Reason) String() string {
@@ -110,8 +112,11 @@ type Binding struct {
 // Datapath is the loaded bpf/l7 object: its maps, and the programs
 // attached to its SOCKHASH.
 type Datapath struct {
-	objs   l7bpf.L7Objects
+	objs l7bpf.L7Objects
+	// links are the sockops cgroup links, gates the egress gate's
+	// (cgroup_skb egress), one of each per cgroup.
 	links  []link.Link
+	gates  []link.Link
 	active uint32
 	// written holds what each slot's hash maps hold, to clear a slot
 	// before it is written again.
@@ -154,22 +159,38 @@ func Load() (*Datapath, error) {
 	return d, nil
 }
 
-// AttachCgroup attaches the sockops program to a cgroup v2 directory: the
-// server sockets (ingress bindings) and client sockets (egress bindings)
-// of its processes are then enforced.
+// AttachCgroup attaches the programs that see a cgroup's sockets to a
+// cgroup v2 directory: the gate on the wire (cgroup_skb egress, first, so
+// that no client socket is enforced without it), then sockops. The server
+// sockets (ingress bindings) and client sockets (egress bindings) of its
+// processes are then enforced. What is attached there already (by this
+// process, or adopted from a previous one) is not attached again.
 func (d *Datapath) AttachCgroup(path string) error {
-	l, err := link.AttachCgroup(link.CgroupOptions{Path: path, Attach: ebpf.AttachCGroupSockOps, Program: d.objs.L7Sockops})
+	id, err := cgroupID(path)
 	if err != nil {
-		return fmt.Errorf("attach sockops to %s: %w", path, err)
+		return fmt.Errorf("attach to %s: %w", path, err)
 	}
-	d.links = append(d.links, l)
+	if !hasLink(d.gates, id) {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: path, Attach: ebpf.AttachCGroupInetEgress, Program: d.objs.L7Gate})
+		if err != nil {
+			return fmt.Errorf("attach the egress gate to %s: %w", path, err)
+		}
+		d.gates = append(d.gates, l)
+	}
+	if !hasLink(d.links, id) {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: path, Attach: ebpf.AttachCGroupSockOps, Program: d.objs.L7Sockops})
+		if err != nil {
+			return fmt.Errorf("attach sockops to %s: %w", path, err)
+		}
+		d.links = append(d.links, l)
+	}
 	return nil
 }
 
 // Pin pins every map and the cgroup links under dir (which must exist on
 // a bpffs): after Close, the kernel keeps enforcing with the pinned state
-// (the SOCKHASH keeps its parser and verdict while it is pinned). Adopting
-// pinned state in a new process is not wired yet (see docs/l7.md).
+// (the SOCKHASH keeps its parser and verdict while it is pinned); Adopt
+// takes it over in a new process.
 func (d *Datapath) Pin(dir string) error {
 	for name, m := range map[string]*ebpf.Map{
 		"l7_socks": d.objs.L7Socks, "l7_sock_state": d.objs.L7SockState, "l7_slot": d.objs.L7Slot, "l7_gens": d.objs.L7Gens,
@@ -184,8 +205,13 @@ func (d *Datapath) Pin(dir string) error {
 		}
 	}
 	for i, l := range d.links {
-		if err := l.Pin(filepath.Join(dir, fmt.Sprintf("l7_sockops_link_%d", i))); err != nil {
+		if err := l.Pin(filepath.Join(dir, fmt.Sprintf("%s%d", sockopsLinkPin, i))); err != nil {
 			return fmt.Errorf("pin sockops link: %w", err)
+		}
+	}
+	for i, l := range d.gates {
+		if err := l.Pin(filepath.Join(dir, fmt.Sprintf("%s%d", gateLinkPin, i))); err != nil {
+			return fmt.Errorf("pin egress gate link: %w", err)
 		}
 	}
 	return nil
@@ -198,7 +224,10 @@ func (d *Datapath) Close() error {
 	for _, l := range d.links {
 		errs = append(errs, l.Close())
 	}
-	d.links = nil
+	for _, l := range d.gates {
+		errs = append(errs, l.Close())
+	}
+	d.links, d.gates = nil, nil
 	errs = append(errs, d.objs.Close())
 	return errors.Join(errs...)
 }

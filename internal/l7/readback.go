@@ -25,6 +25,7 @@ import (
 	"slices"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 
 	l7bpf "github.com/palisade-dev/palisade/bpf/l7"
 	"github.com/palisade-dev/palisade/internal/engine"
@@ -130,7 +131,54 @@ func (d *Datapath) Compare(generation uint64, tables *engine.HTTPTables, binds [
 	if err := r.ports("l7_eports", d.objs.L7Eports, eg, d.eports); err != nil {
 		return nil, err
 	}
+	if err := r.links(); err != nil {
+		return nil, err
+	}
 	return r.drifts, nil
+}
+
+// links compares the cgroup links with what AttachCgroup made: each
+// sockops and egress gate link still attached to its cgroup and running
+// this process's program, and every cgroup with sockops also gated (a
+// client socket of an enforced port whose cgroup has no gate could send
+// bytes l7_msg never decided). Compare does not repair links:
+// AttachCgroup attaches what HasCgroup finds missing.
+func (r *readback) links() error {
+	gated := map[uint64]bool{}
+	for _, ls := range []struct {
+		name  string
+		links []link.Link
+		prog  *ebpf.Program
+	}{{"l7_gate_link", r.d.gates, r.d.objs.L7Gate}, {"l7_sockops_link", r.d.links, r.d.objs.L7Sockops}} {
+		pi, err := ls.prog.Info()
+		if err != nil {
+			return fmt.Errorf("read %s's program: %w", ls.name, err)
+		}
+		want, _ := pi.ID()
+		for i, l := range ls.links {
+			key := fmt.Sprint(i)
+			info, err := l.Info()
+			if err != nil {
+				r.add(ls.name, key, "attached", fmt.Sprintf("unreadable: %v", err))
+				continue
+			}
+			cg := info.Cgroup()
+			if cg == nil || cg.CgroupId == 0 {
+				r.add(ls.name, key, "attached", "detached")
+				continue
+			}
+			key = fmt.Sprintf("cgroup %d", cg.CgroupId)
+			if info.Program != want {
+				r.add(ls.name, key, fmt.Sprintf("program %d", want), fmt.Sprintf("program %d", info.Program))
+			}
+			if ls.name == "l7_gate_link" {
+				gated[cg.CgroupId] = true
+			} else if !gated[cg.CgroupId] {
+				r.add("l7_gate_link", key, "attached", "")
+			}
+		}
+	}
+	return nil
 }
 
 func listKeyString(k l7bpf.L7L7ListKey) string {

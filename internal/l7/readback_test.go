@@ -21,6 +21,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -440,4 +441,47 @@ func BenchmarkReadback(b *testing.B) {
 	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(rows), "rows")
+}
+
+// TestReadbackLinks: Compare reads the cgroup links back: a gate link
+// detached from its cgroup is a drift (a cgroup whose client sockets are
+// no longer gated), and so is the cgroup's sockops without a gate.
+func TestReadbackLinks(t *testing.T) {
+	e := startEgress(t, egressLists, testListID, false)
+	tables, err := engine.CompileHTTP(egressLists)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := netip.MustParseAddrPort(e.addr)
+	binds := []Binding{{Addr: ap.Addr(), Port: ap.Port(), List: testListID, Egress: true}}
+	if ds, err := e.d.Compare(1, tables, binds); err != nil || len(ds) != 0 {
+		t.Fatalf("Compare: %v, %v; want no drift", ds, err)
+	}
+	if err := e.d.gates[0].Detach(); err != nil {
+		t.Skipf("detach the gate link: %v", err)
+	}
+	ds, err := e.d.Compare(1, tables, binds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.String())
+	}
+	want := []string{"l7_gate_link 0: want attached, found detached", fmt.Sprintf("l7_gate_link cgroup %d: want attached, found absent", cgroupInode(t, e.cg))}
+	if !slices.Equal(got, want) {
+		t.Fatalf("drifts %q, want %q", got, want)
+	}
+	if e.d.HasCgroup(e.cg) {
+		t.Fatal("HasCgroup with the gate detached")
+	}
+}
+
+func cgroupInode(t *testing.T, path string) uint64 {
+	t.Helper()
+	id, err := cgroupID(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
