@@ -23,11 +23,7 @@ package kafka
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"maps"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/cilium/ebpf"
@@ -35,6 +31,7 @@ import (
 
 	kafkabpf "github.com/palisade-dev/palisade/bpf/kafka"
 	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/sockl7"
 )
 
 // Limits of one slot, as bpf/kafka/kafka.h sizes its maps (a test
@@ -156,7 +153,7 @@ type Datapath struct {
 	// written holds what each slot's hash maps hold, to clear a slot
 	// before it is written again.
 	written [2]slotKeys
-	ports   map[kafkabpf.KafkaKafkaPortKey]bool
+	ports   map[sockl7.PortKey]bool
 	// evflags is the kafka_config flags the next Apply writes.
 	evflags uint32
 }
@@ -173,14 +170,14 @@ func (d *Datapath) SetAllowedEvents(on bool) {
 
 type slotKeys struct {
 	lists []kafkabpf.KafkaKafkaListKey
-	binds []kafkabpf.KafkaKafkaBindKey
+	binds []sockl7.BindKey
 	vals  []kafkabpf.KafkaKafkaValKey
 }
 
 // Load loads bpf/kafka and attaches the stream parser and verdict to its
 // SOCKHASH. Sockets reach it once AttachCgroup has attached sockops.
 func Load() (*Datapath, error) {
-	d := &Datapath{ports: map[kafkabpf.KafkaKafkaPortKey]bool{}}
+	d := &Datapath{ports: map[sockl7.PortKey]bool{}}
 	if err := kafkabpf.LoadKafkaObjects(&d.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -188,16 +185,18 @@ func Load() (*Datapath, error) {
 		}
 		return nil, fmt.Errorf("load kafka objects: %w", err)
 	}
-	for _, a := range []struct {
-		p *ebpf.Program
-		t ebpf.AttachType
-	}{{d.objs.KafkaParser, ebpf.AttachSkSKBStreamParser}, {d.objs.KafkaVerdict, ebpf.AttachSkSKBStreamVerdict}} {
-		if err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: d.objs.KafkaSocks.FD(), Program: a.p, Attach: a.t}); err != nil {
-			d.Close()
-			return nil, fmt.Errorf("attach %v to kafka_socks: %w", a.t, err)
-		}
+	if err := sockl7.AttachAll(d.sockAttach()); err != nil {
+		d.Close()
+		return nil, err
 	}
 	return d, nil
+}
+
+// sockAttach are the programs attached to the SOCKHASH: the stream
+// parser and verdict that frame and decide every request.
+func (d *Datapath) sockAttach() []sockl7.Attach {
+	return []sockl7.Attach{{Program: d.objs.KafkaParser, Type: ebpf.AttachSkSKBStreamParser, Map: d.objs.KafkaSocks},
+		{Program: d.objs.KafkaVerdict, Type: ebpf.AttachSkSKBStreamVerdict, Map: d.objs.KafkaSocks}}
 }
 
 // AttachCgroup attaches the sockops program to a cgroup v2 directory (as
@@ -215,78 +214,31 @@ func (d *Datapath) AttachCgroup(path string) error {
 // Pin pins every map and the sockops cgroup links under dir (which must
 // exist on a bpffs): after Close, the kernel keeps enforcing with the
 // pinned state (the SOCKHASH keeps its parser and verdict while it is
-// pinned).
-func (d *Datapath) Pin(dir string) error {
-	for name, m := range d.pinnedMaps() {
-		if m.IsPinned() {
-			continue
-		}
-		if err := m.Pin(filepath.Join(dir, name)); err != nil {
-			return fmt.Errorf("pin %s: %w", name, err)
-		}
-	}
-	for i, l := range d.links {
-		p := filepath.Join(dir, fmt.Sprintf("%s%d", sockopsLinkPin, i))
-		if _, err := os.Stat(p); err == nil {
-			continue
-		}
-		if err := l.Pin(p); err != nil {
-			return fmt.Errorf("pin kafka sockops link: %w", err)
-		}
-	}
-	return nil
-}
+// pinned), and a new process adopts it (Adopt). What is pinned already
+// (by an earlier Pin, or adopted) stays as it is.
+func (d *Datapath) Pin(dir string) error { return d.pins().Pin(dir) }
 
 // sockopsLinkPin names the pins of the sockops cgroup links (numbered).
 const sockopsLinkPin = "kafka_sockops_link_"
 
-// pinnedMaps are the maps Pin pins, by pin name.
-func (d *Datapath) pinnedMaps() map[string]*ebpf.Map {
-	return map[string]*ebpf.Map{
+// pins are the maps Pin pins, by pin name, and the sockops links.
+func (d *Datapath) pins() sockl7.Pins {
+	return sockl7.Pins{What: "kafka", LinkPrefix: sockopsLinkPin, Links: d.links, Maps: map[string]*ebpf.Map{
 		"kafka_socks": d.objs.KafkaSocks, "kafka_sock_state": d.objs.KafkaSockState, "kafka_slot": d.objs.KafkaSlot,
 		"kafka_gens": d.objs.KafkaGens, "kafka_ports": d.objs.KafkaPorts, "kafka_binds": d.objs.KafkaBinds,
 		"kafka_peers": d.objs.KafkaPeers, "kafka_lists": d.objs.KafkaLists, "kafka_vals": d.objs.KafkaVals,
 		"kafka_counters": d.objs.KafkaCounters, "kafka_events": d.objs.KafkaEvents,
-	}
+	}}
 }
 
-// MissingPins returns the pins under dir that Pin made and that are gone
-// (someone removed them): without them, a new agent cannot find the state
-// and the SOCKHASH is freed once the process's handles are.
-func (d *Datapath) MissingPins(dir string) []string {
-	var out []string
-	for _, name := range slices.Sorted(maps.Keys(d.pinnedMaps())) {
-		if _, err := os.Stat(filepath.Join(dir, name)); errors.Is(err, fs.ErrNotExist) {
-			out = append(out, filepath.Join(dir, name))
-		}
-	}
-	for i := range d.links {
-		p := filepath.Join(dir, fmt.Sprintf("%s%d", sockopsLinkPin, i))
-		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
+// MissingPins returns the pins under dir that Pin made (or Adopt took
+// over) and that are gone (someone removed them): without them, a new
+// agent cannot adopt the state and the SOCKHASH is freed once the
+// process's handles are.
+func (d *Datapath) MissingPins(dir string) []string { return d.pins().Missing(dir) }
 
 // RepairPins pins again what MissingPins finds missing under dir.
-func (d *Datapath) RepairPins(dir string) error {
-	var errs []error
-	for name, m := range d.pinnedMaps() {
-		if _, err := os.Stat(filepath.Join(dir, name)); errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, m.Unpin()) // forget the path: Pin pins it again
-		}
-	}
-	for i, l := range d.links {
-		if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("%s%d", sockopsLinkPin, i))); errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, l.Unpin())
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("repair kafka pins: %w", err)
-	}
-	return d.Pin(dir)
-}
+func (d *Datapath) RepairPins(dir string) error { return d.pins().Repair(dir) }
 
 // Close releases the process's handles. What is pinned stays in the
 // kernel and keeps enforcing; what is not is detached and freed.
@@ -302,19 +254,13 @@ func (d *Datapath) Close() error {
 
 // Counters returns the counters summed over CPUs, by reason.
 func (d *Datapath) Counters() (map[Reason]uint64, error) {
-	out := map[Reason]uint64{}
-	for r := Reason(0); r < numReasons; r++ {
-		var per []uint64
-		if err := d.objs.KafkaCounters.Lookup(uint32(r), &per); err != nil {
-			return nil, fmt.Errorf("read kafka counter %v: %w", r, err)
-		}
-		var sum uint64
-		for _, v := range per {
-			sum += v
-		}
-		if sum != 0 {
-			out[r] = sum
-		}
+	c, err := sockl7.SumCounters(d.objs.KafkaCounters, "kafka_counters", 0, uint32(numReasons))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[Reason]uint64, len(c))
+	for r, n := range c {
+		out[Reason(r)] = n
 	}
 	return out, nil
 }
@@ -328,30 +274,8 @@ func (d *Datapath) SetPeer(prefix netip.Prefix, identity uint32) error {
 	return nil
 }
 
-func peerKey(p netip.Prefix) kafkabpf.KafkaKafkaPeerKey {
-	a := p.Addr().Unmap()
-	k := kafkabpf.KafkaKafkaPeerKey{Family: 4, Prefixlen: 32 + uint32(p.Bits())}
-	if a.Is6() {
-		k.Family = 6
-	} else if p.Addr().Is4In6() {
-		k.Prefixlen = 32 + uint32(max(p.Bits()-96, 0))
-	}
-	copy(k.Addr[:], a.AsSlice())
-	return k
-}
-
-func addrKey(a netip.Addr) (uint16, [16]byte) {
-	var out [16]byte
-	a = a.Unmap()
-	fam := uint16(4)
-	if a.Is6() {
-		fam = 6
-	}
-	if a.IsUnspecified() {
-		return fam, out
-	}
-	copy(out[:], a.AsSlice())
-	return fam, out
+func peerKey(p netip.Prefix) sockl7.PeerKey {
+	return sockl7.PeerKeyOf(p)
 }
 
 // Generation returns the generation of the active slot (0 before the
@@ -416,18 +340,17 @@ func (d *Datapath) Apply(generation uint64, tables *engine.KafkaTables, binds []
 	}
 	d.written[next].vals = valKeys
 	// Ports first (no slot: a superset while both generations live).
-	newPorts := map[kafkabpf.KafkaKafkaPortKey]bool{}
+	newPorts := map[sockl7.PortKey]bool{}
 	for _, b := range binds {
 		if _, ok := tables.Lists[b.List]; !ok {
 			return fmt.Errorf("binding %v:%d names kafka list %d, which has no tables", b.Addr, b.Port, b.List)
 		}
-		fam, addr := addrKey(b.Addr)
-		pk := kafkabpf.KafkaKafkaPortKey{Port: b.Port, Family: fam, Addr: addr}
+		pk := sockl7.PortKeyOf(b.Addr, b.Port)
 		newPorts[pk] = true
 		if err := d.objs.KafkaPorts.Update(pk, uint32(1), ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("update kafka_ports: %w", err)
 		}
-		bk := kafkabpf.KafkaKafkaBindKey{Slot: next, Identity: b.Identity, Port: b.Port, Family: fam, Addr: addr}
+		bk := sockl7.BindKeyOf(next, b.Addr, b.Port, b.Identity)
 		if err := d.objs.KafkaBinds.Update(bk, kafkabpf.KafkaKafkaBind{List: uint32(b.List)}, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("update kafka_binds: %w", err)
 		}

@@ -18,45 +18,28 @@ package kafka
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
 
-	"github.com/cilium/ebpf"
-
 	kafkabpf "github.com/palisade-dev/palisade/bpf/kafka"
 	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/sockl7"
 )
-
-// maxDrifts bounds what one read-back reports: past it the kernel's state
-// is wrong wholesale, and the repair is the same.
-const maxDrifts = 256
 
 // Drift is one difference between what the kernel decides Kafka requests
 // by and what was applied: a map, the entry, the value applied and the
 // one found ("" when the entry is absent).
-type Drift struct {
-	Map, Key, Want, Got string
-}
-
-func (d Drift) String() string {
-	want, got := cmp.Or(d.Want, "absent"), cmp.Or(d.Got, "absent")
-	return fmt.Sprintf("%s %s: want %s, found %s", d.Map, d.Key, want, got)
-}
+type Drift = sockl7.Drift
 
 type readback struct {
 	d      *Datapath
 	slot   uint32
-	drifts []Drift
+	drifts sockl7.Drifts
 }
 
-func (r *readback) add(m, key, want, got string) {
-	if len(r.drifts) < maxDrifts {
-		r.drifts = append(r.drifts, Drift{Map: m, Key: key, Want: want, Got: got})
-	}
-}
+func (r *readback) add(m, key, want, got string) { r.drifts.Add(m, key, want, got) }
 
 // Compare reads back from the kernel the generation Kafka requests are
 // decided by (the slot kafka_slot names, its generation and event flags,
@@ -227,22 +210,13 @@ func (r *readback) vals(tables *engine.KafkaTables) error {
 	return nil
 }
 
-func keyAddr(fam uint16, a [16]byte) netip.Addr {
-	if fam == 4 {
-		return netip.AddrFrom4([4]byte(a[:4]))
-	}
-	return netip.AddrFrom16(a)
-}
-
-func bindKeyString(k kafkabpf.KafkaKafkaBindKey) string {
-	return fmt.Sprintf("{slot %d identity %d %s}", k.Slot, k.Identity, netip.AddrPortFrom(keyAddr(k.Family, k.Addr), k.Port))
-}
+func bindKeyString(k sockl7.BindKey) string { return k.String() }
 
 // binds compares the slot's bindings; the keys found beyond them are
 // added to what Apply deletes.
 func (r *readback) binds(binds []Binding) error {
-	found := map[kafkabpf.KafkaKafkaBindKey]kafkabpf.KafkaKafkaBind{}
-	var k kafkabpf.KafkaKafkaBindKey
+	found := map[sockl7.BindKey]kafkabpf.KafkaKafkaBind{}
+	var k sockl7.BindKey
 	var v kafkabpf.KafkaKafkaBind
 	it := r.d.objs.KafkaBinds.Iterate()
 	for it.Next(&k, &v) {
@@ -254,8 +228,7 @@ func (r *readback) binds(binds []Binding) error {
 		return fmt.Errorf("read kafka_binds: %w", err)
 	}
 	for _, b := range binds {
-		fam, addr := addrKey(b.Addr)
-		bk := kafkabpf.KafkaKafkaBindKey{Slot: r.slot, Identity: b.Identity, Port: b.Port, Family: fam, Addr: addr}
+		bk := sockl7.BindKeyOf(r.slot, b.Addr, b.Port, b.Identity)
 		want := kafkabpf.KafkaKafkaBind{List: uint32(b.List)}
 		got, ok := found[bk]
 		delete(found, bk)
@@ -266,7 +239,7 @@ func (r *readback) binds(binds []Binding) error {
 			r.add("kafka_binds", bindKeyString(bk), fmt.Sprintf("list %d flags %#x", want.List, want.Flags), fmt.Sprintf("list %d flags %#x", got.List, got.Flags))
 		}
 	}
-	for _, bk := range slices.SortedFunc(maps.Keys(found), func(x, y kafkabpf.KafkaKafkaBindKey) int {
+	for _, bk := range slices.SortedFunc(maps.Keys(found), func(x, y sockl7.BindKey) int {
 		return cmp.Compare(bindKeyString(x), bindKeyString(y))
 	}) {
 		r.add("kafka_binds", bindKeyString(bk), "", fmt.Sprintf("list %d", found[bk].List))
@@ -279,80 +252,26 @@ func (r *readback) binds(binds []Binding) error {
 // the active generation's bindings); the ports found beyond them are
 // added to what Apply deletes.
 func (r *readback) ports(binds []Binding) error {
-	found := map[kafkabpf.KafkaKafkaPortKey]uint32{}
-	var k kafkabpf.KafkaKafkaPortKey
-	var v uint32
-	it := r.d.objs.KafkaPorts.Iterate()
-	for it.Next(&k, &v) {
-		found[k] = v
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("read kafka_ports: %w", err)
-	}
-	str := func(k kafkabpf.KafkaKafkaPortKey) string {
-		return "{" + netip.AddrPortFrom(keyAddr(k.Family, k.Addr), k.Port).String() + "}"
-	}
-	order := func(x, y kafkabpf.KafkaKafkaPortKey) int { return cmp.Compare(str(x), str(y)) }
-	want := map[kafkabpf.KafkaKafkaPortKey]bool{}
+	want := map[sockl7.PortKey]bool{}
 	for _, b := range binds {
-		fam, addr := addrKey(b.Addr)
-		want[kafkabpf.KafkaKafkaPortKey{Port: b.Port, Family: fam, Addr: addr}] = true
+		want[sockl7.PortKeyOf(b.Addr, b.Port)] = true
 	}
-	for _, pk := range slices.SortedFunc(maps.Keys(want), order) {
-		got, ok := found[pk]
-		delete(found, pk)
-		switch {
-		case !ok:
-			r.add("kafka_ports", str(pk), "enforced", "")
-		case got != 1:
-			r.add("kafka_ports", str(pk), "enforced (1)", fmt.Sprint(got))
-		}
-	}
-	for _, pk := range slices.SortedFunc(maps.Keys(found), order) {
-		r.add("kafka_ports", str(pk), "", fmt.Sprint(found[pk]))
+	extra, err := sockl7.ComparePorts(&r.drifts, "kafka_ports", r.d.objs.KafkaPorts, want)
+	for _, pk := range extra {
 		r.d.ports[pk] = true
 	}
-	return nil
+	return err
 }
 
 // Peers returns kafka_peers as the kernel holds it: the identity of each
 // prefix.
 func (d *Datapath) Peers() (map[netip.Prefix]uint32, error) {
-	out := map[netip.Prefix]uint32{}
-	var k kafkabpf.KafkaKafkaPeerKey
-	var v uint32
-	it := d.objs.KafkaPeers.Iterate()
-	for it.Next(&k, &v) {
-		p, err := peerPrefix(k)
-		if err != nil {
-			return nil, err
-		}
-		out[p] = v
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read kafka_peers: %w", err)
-	}
-	return out, nil
-}
-
-// peerPrefix is peerKey's inverse.
-func peerPrefix(k kafkabpf.KafkaKafkaPeerKey) (netip.Prefix, error) {
-	bits := int(k.Prefixlen) - 32
-	switch {
-	case k.Family == 4 && bits >= 0 && bits <= 32:
-		return netip.PrefixFrom(netip.AddrFrom4([4]byte(k.Addr[:4])), bits).Masked(), nil
-	case k.Family == 6 && bits >= 0 && bits <= 128:
-		return netip.PrefixFrom(netip.AddrFrom16(k.Addr), bits).Masked(), nil
-	}
-	return netip.Prefix{}, fmt.Errorf("kafka_peers holds a key of family %d and length %d, which Palisade never writes", k.Family, k.Prefixlen)
+	return sockl7.ReadPeers(d.objs.KafkaPeers, "kafka_peers")
 }
 
 // DeletePeer deletes the identity of prefix (absent: nothing to do).
 func (d *Datapath) DeletePeer(prefix netip.Prefix) error {
-	if err := d.objs.KafkaPeers.Delete(peerKey(prefix)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("delete kafka_peers %v: %w", prefix, err)
-	}
-	return nil
+	return sockl7.DeletePeer(d.objs.KafkaPeers, "kafka_peers", prefix)
 }
 
 // ComparePeers compares kafka_peers with want, the identities written. It
@@ -363,27 +282,6 @@ func (d *Datapath) ComparePeers(want map[netip.Prefix]uint32) ([]Drift, []netip.
 	if err != nil {
 		return nil, nil, err
 	}
-	var drifts []Drift
-	var extra []netip.Prefix
-	for _, p := range slices.SortedFunc(maps.Keys(want), comparePrefixes) {
-		id := want[p]
-		g, ok := got[p]
-		switch {
-		case !ok:
-			drifts = append(drifts, Drift{Map: "kafka_peers", Key: p.String(), Want: fmt.Sprintf("identity %d", id)})
-		case g != id:
-			drifts = append(drifts, Drift{Map: "kafka_peers", Key: p.String(), Want: fmt.Sprintf("identity %d", id), Got: fmt.Sprintf("identity %d", g)})
-		}
-	}
-	for _, p := range slices.SortedFunc(maps.Keys(got), comparePrefixes) {
-		if _, ok := want[p]; !ok {
-			drifts = append(drifts, Drift{Map: "kafka_peers", Key: p.String(), Got: fmt.Sprintf("identity %d", got[p])})
-			extra = append(extra, p)
-		}
-	}
-	return drifts, extra, nil
-}
-
-func comparePrefixes(x, y netip.Prefix) int {
-	return cmp.Or(x.Addr().Compare(y.Addr()), cmp.Compare(x.Bits(), y.Bits()))
+	ds, extra := sockl7.ComparePeers("kafka_peers", want, got)
+	return ds, extra, nil
 }

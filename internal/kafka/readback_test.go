@@ -25,6 +25,7 @@ import (
 
 	kafkabpf "github.com/palisade-dev/palisade/bpf/kafka"
 	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/sockl7"
 )
 
 // TestKafkaCompareFindsAndRepairs: the generation Apply wrote reads back
@@ -85,7 +86,7 @@ func TestKafkaCompareFindsAndRepairs(t *testing.T) {
 	}
 	must(d.objs.KafkaLists.Update(lk, &l, ebpf.UpdateExist))
 	must(d.objs.KafkaLists.Update(kafkabpf.KafkaKafkaListKey{Slot: slot, List: 99}, &l, ebpf.UpdateNoExist))
-	fam, addr := addrKey(binds[0].Addr)
+	fam, addr := sockl7.AddrKey(binds[0].Addr)
 	must(d.objs.KafkaBinds.Delete(kafkabpf.KafkaKafkaBindKey{Slot: slot, Port: 9092, Family: fam, Addr: addr}))
 	must(d.objs.KafkaBinds.Update(kafkabpf.KafkaKafkaBindKey{Slot: slot, Port: 9999, Family: fam, Addr: addr}, kafkabpf.KafkaKafkaBind{List: 7}, ebpf.UpdateNoExist))
 	must(d.objs.KafkaGens.Update(slot, kafkabpf.KafkaKafkaConfig{Generation: 41}, ebpf.UpdateAny))

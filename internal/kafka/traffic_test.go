@@ -76,6 +76,8 @@ type broker struct {
 	d    *Datapath
 	c    *kfake.Cluster
 	addr string
+	// cg is the cgroup the broker listens from.
+	cg   string
 	mu   sync.Mutex
 	seen map[int16][]string
 }
@@ -153,7 +155,7 @@ func startBroker(t *testing.T, list engine.L7List) *broker {
 		t.Fatalf("kfake: %v", err)
 	}
 	t.Cleanup(c.Close)
-	b := &broker{d: d, c: c, addr: c.ListenAddrs()[0], seen: map[int16][]string{}}
+	b := &broker{d: d, c: c, addr: c.ListenAddrs()[0], cg: cg, seen: map[int16][]string{}}
 	c.Control(func(req kmsg.Request) (kmsg.Response, error, bool) {
 		b.mu.Lock()
 		b.seen[req.Key()] = append(b.seen[req.Key()], requestTopics(req)...)
