@@ -170,12 +170,23 @@ func (a *Agent) report(ctx context.Context) error {
 	ne := &v1.NodeEnforcement{}
 	err := a.Client.Get(ctx, client.ObjectKey{Name: a.Node}, ne)
 	if apierrors.IsNotFound(err) {
+		// The created object, as the API server answered, is the base of
+		// the status patch: the cache has not seen it yet (reading it
+		// back from there failed, and the retry created it again: 1.4
+		// creates per node when 100 hollow agents started at once).
 		ne = &v1.NodeEnforcement{ObjectMeta: metav1.ObjectMeta{Name: a.Node}, Spec: v1.NodeEnforcementSpec{NodeName: a.Node}}
-		if err := a.Client.Create(ctx, ne); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err := a.Client.Create(ctx, ne); apierrors.IsAlreadyExists(err) {
+			// Created before (by this process, or before a restart) and
+			// not in the cache yet: read it from the API server.
+			r := a.APIReader
+			if r == nil {
+				r = a.Client
+			}
+			if err := r.Get(ctx, client.ObjectKey{Name: a.Node}, ne); err != nil {
+				return fmt.Errorf("get NodeEnforcement %s: %w", a.Node, err)
+			}
+		} else if err != nil {
 			return fmt.Errorf("create NodeEnforcement %s: %w", a.Node, err)
-		}
-		if err := a.Client.Get(ctx, client.ObjectKey{Name: a.Node}, ne); err != nil {
-			return fmt.Errorf("get NodeEnforcement %s: %w", a.Node, err)
 		}
 	} else if err != nil {
 		return fmt.Errorf("get NodeEnforcement %s: %w", a.Node, err)

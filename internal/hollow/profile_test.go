@@ -32,15 +32,29 @@ import (
 // child write a heap profile. The API server's is not taken: envtest
 // runs it without --profiling.
 func (s *scale) startProfiles() func() {
+	return s.profile("manager.cpu.pprof", true)
+}
+
+// startPhaseProfiles starts this process's CPU profile of the agents'
+// start (from the child's launch to every node enforcing the first
+// revision); the child profiles itself from its launch (childProfiles).
+// The returned func stops both and has the child write its heap.
+func (s *scale) startPhaseProfiles() func() {
+	return s.profile("manager.start.cpu.pprof", false)
+}
+
+func (s *scale) profile(name string, signalStart bool) func() {
 	dir := *flagProfile
 	if dir == "" {
 		return func() {}
 	}
 	s.must(os.MkdirAll(dir, 0o755))
-	f, err := os.Create(filepath.Join(dir, "manager.cpu.pprof"))
+	f, err := os.Create(filepath.Join(dir, name))
 	s.must(err)
 	s.must(pprof.StartCPUProfile(f))
-	s.must(s.child.Process.Signal(syscall.SIGUSR1))
+	if signalStart {
+		s.must(s.child.Process.Signal(syscall.SIGUSR1))
+	}
 	return func() {
 		pprof.StopCPUProfile()
 		s.must(f.Close())
@@ -49,17 +63,29 @@ func (s *scale) startProfiles() func() {
 	}
 }
 
-// childProfiles, in the agents' process, starts a CPU profile on SIGUSR1
-// and on SIGUSR2 stops it and writes a heap profile (after a GC: what
-// the agents hold, not their garbage).
+// childProfiles, in the agents' process, profiles the start phase from
+// its launch (agents.start.cpu.pprof) until the first SIGUSR2, which
+// writes agents.start.heap.pprof; then starts a CPU profile on SIGUSR1
+// (agents.cpu.pprof) and on SIGUSR2 stops it and writes a heap profile
+// (agents.heap.pprof). Heap profiles follow a GC: what the agents hold,
+// not their garbage. It runs before any agent starts, so the parent's
+// signals never find SIGUSR1 and SIGUSR2 at their default (exit).
 func childProfiles(ctx context.Context, dir string) {
 	if dir == "" {
 		return
 	}
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2)
+	var cpu *os.File
+	start := func(name string) {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			cpu = f
+		}
+	}
+	phase := "start."
+	start("agents.start.cpu.pprof")
 	go func() {
-		var cpu *os.File
 		for {
 			select {
 			case <-ctx.Done():
@@ -67,10 +93,7 @@ func childProfiles(ctx context.Context, dir string) {
 			case v := <-sig:
 				switch {
 				case v == syscall.SIGUSR1 && cpu == nil:
-					f, err := os.Create(filepath.Join(dir, "agents.cpu.pprof"))
-					if err == nil && pprof.StartCPUProfile(f) == nil {
-						cpu = f
-					}
+					start("agents.cpu.pprof")
 				case v == syscall.SIGUSR2:
 					if cpu != nil {
 						pprof.StopCPUProfile()
@@ -78,10 +101,11 @@ func childProfiles(ctx context.Context, dir string) {
 						cpu = nil
 					}
 					runtime.GC()
-					if f, err := os.Create(filepath.Join(dir, "agents.heap.pprof")); err == nil {
+					if f, err := os.Create(filepath.Join(dir, "agents."+phase+"heap.pprof")); err == nil {
 						_ = pprof.Lookup("heap").WriteTo(f, 0)
 						f.Close()
 					}
+					phase = ""
 				}
 			}
 		}

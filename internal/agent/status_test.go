@@ -1,0 +1,68 @@
+/*
+Copyright 2026 The Palisade Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent
+
+import (
+	"context"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
+)
+
+// TestReportCreatesOnceWhileTheCacheLags: the agent's cache has not seen
+// its NodeEnforcement yet (a thousand agents starting at once), so every
+// read of it through the cache says NotFound. The first report creates
+// it and patches its status on the created object; the next one, still
+// not finding it in the cache, reads it from the API server instead of
+// failing (which made the agent create it again on every retry).
+func TestReportCreatesOnceWhileTheCacheLags(t *testing.T) {
+	f := newFixture(t)
+	f.pod("api", "api", "10.0.0.2", 2, false)
+	f.policy("api", "r1", 1, allowFrontend)
+	creates := 0
+	f.a.APIReader = f.c
+	f.a.Client = interceptor.NewClient(f.c.(client.WithWatch), interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if _, ok := obj.(*v1.NodeEnforcement); ok {
+				return apierrors.NewNotFound(v1.GroupVersion.WithResource("nodeenforcements").GroupResource(), key.Name)
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if _, ok := obj.(*v1.NodeEnforcement); ok {
+				creates++
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+	})
+	for i := range 2 {
+		if _, err := f.sync(); err != nil {
+			t.Fatalf("sync %d: %v", i, err)
+		}
+	}
+	if creates != 2 {
+		t.Fatalf("%d creates, want 2 (the second refused as existing, then read from the API server)", creates)
+	}
+	sets := f.status().Status.PolicySets
+	if len(sets) != 1 || sets[0].Revision != "r1" || sets[0].Enforced != 1 {
+		t.Fatalf("policy sets: %+v", sets)
+	}
+}
