@@ -63,6 +63,7 @@ type IdentityReconciler struct {
 
 // +kubebuilder:rbac:groups=palisade.dev,resources=identities,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=palisade.dev,resources=identities/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=palisade.dev,resources=identityclaims,verbs=get;list;create;update;delete
 // +kubebuilder:rbac:groups="",resources=pods;namespaces,verbs=get;list;watch
 
 // SetupWithManager registers the reconciler.
@@ -93,33 +94,37 @@ func (r *IdentityReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctr
 		return ctrl.Result{}, err
 	}
 	var errs []error
-	held := map[string]bool{}
+	// held is the number the allocator gives each label set in use.
+	held := map[string]engine.Identity{}
 	for key, l := range inUse {
-		if _, err := r.Allocator.Allocate(l); err != nil {
+		n, err := r.Allocator.Allocate(l)
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		held[key] = true
+		held[key] = n
+	}
+	// Claims are read before identities, so a claim whose identity is
+	// missing from the list below was made before the list was read.
+	claims := &v1.IdentityClaimList{}
+	if err := r.Allocator.reader().List(ctx, claims); err != nil {
+		return ctrl.Result{}, errors.Join(append(errs, fmt.Errorf("list identity claims: %w", err))...)
 	}
 	list := &v1.IdentityList{}
 	if err := r.Allocator.reader().List(ctx, list); err != nil {
 		return ctrl.Result{}, errors.Join(append(errs, fmt.Errorf("list identities: %w", err))...)
 	}
-	// Labels claimed twice (two managers at once, one of which died
-	// before it deleted its loss) keep their lowest number: the others
-	// are unused, and collected after the grace period like any.
-	lowest := map[string]engine.Identity{}
-	for i := range list.Items {
-		k, n := engine.Labels(list.Items[i].Spec.Labels).String(), identityNumber(&list.Items[i])
-		if cur, ok := lowest[k]; !ok || n < cur {
-			lowest[k] = n
-		}
-	}
+	// An identity is used when it is the number its labels' claim gives:
+	// others with the same labels (made before claims, or by an allocator
+	// that died before it deleted one its claim no longer named) are
+	// unused, and collected after the grace period like any.
 	var requeue time.Duration
+	exist := make(map[engine.Identity]*v1.Identity, len(list.Items))
 	for i := range list.Items {
 		id := &list.Items[i]
-		key := engine.Labels(id.Spec.Labels).String()
-		used := held[key] && lowest[key] == identityNumber(id)
+		exist[identityNumber(id)] = id
+		n, ok := held[engine.Labels(id.Spec.Labels).String()]
+		used := ok && n == identityNumber(id)
 		switch {
 		case used && id.Status.UnusedSince != nil:
 			errs = append(errs, r.setUnusedSince(ctx, id, nil))
@@ -134,12 +139,24 @@ func (r *IdentityReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctr
 			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 				errs = append(errs, fmt.Errorf("delete unused identity %s: %w", id.Name, err))
 			} else if err == nil {
+				delete(exist, identityNumber(id))
 				log.FromContext(ctx).Info("deleted unused identity", "identity", id.Name, "unusedSince", id.Status.UnusedSince.Time)
 			}
 		default:
 			requeue = minPositive(requeue, grace-now.Sub(id.Status.UnusedSince.Time))
 		}
 	}
+	// The claims of collected identities go with them; a claim too young
+	// to collect is looked at again after the grace period.
+	for i := range claims.Items {
+		c := &claims.Items[i]
+		if _, ok := held[engine.Labels(c.Spec.Labels).String()]; !ok && exist[engine.Identity(c.Spec.Number)] == nil {
+			if age := now.Sub(c.CreationTimestamp.Time); age < grace {
+				requeue = minPositive(requeue, grace-age)
+			}
+		}
+	}
+	errs = append(errs, r.Allocator.collectClaims(ctx, claims.Items, exist, held, now, grace))
 	return ctrl.Result{RequeueAfter: requeue}, errors.Join(errs...)
 }
 

@@ -28,6 +28,7 @@ func init() {
 			&PolicyRepository{}, &PolicyRepositoryList{},
 			&PolicySet{}, &PolicySetList{},
 			&Identity{}, &IdentityList{},
+			&IdentityClaim{}, &IdentityClaimList{},
 			&NodeEnforcement{}, &NodeEnforcementList{},
 		)
 		return nil
