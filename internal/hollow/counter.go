@@ -17,8 +17,11 @@ limitations under the License.
 package hollow
 
 import (
+	"encoding/json"
+	"io"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -30,6 +33,9 @@ import (
 type Counter struct {
 	mu sync.Mutex
 	n  map[string]int64
+	// statusFields counts the NodeEnforcement status patches by the
+	// status fields they write (StatusFields).
+	statusFields map[string]int64
 }
 
 // Wrap is a rest.Config WrapTransport that counts every request.
@@ -43,7 +49,17 @@ type roundTripper struct {
 }
 
 func (r roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
-	r.c.add(Classify(req))
+	key := Classify(req)
+	r.c.add(key)
+	if key == "patch nodeenforcements/status" && req.GetBody != nil {
+		if body, err := req.GetBody(); err == nil {
+			b, err := io.ReadAll(body)
+			body.Close()
+			if err == nil {
+				r.c.addStatus(StatusFields(b))
+			}
+		}
+	}
 	return r.rt.RoundTrip(req)
 }
 
@@ -54,6 +70,51 @@ func (c *Counter) add(key string) {
 		c.n = map[string]int64{}
 	}
 	c.n[key]++
+}
+
+func (c *Counter) addStatus(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.statusFields == nil {
+		c.statusFields = map[string]int64{}
+	}
+	c.statusFields[key]++
+}
+
+// StatusFields names what a NodeEnforcement status merge patch writes:
+// the status fields it sets, sorted and joined by "+", lastVerifiedTime
+// left out unless it is all ("lastVerifiedTime": a heartbeat); a patch
+// that is not a JSON object with a status is "other". A sync that
+// enforces a new revision writes conditions (their messages name the
+// generation) and policySets; "policySets" alone is a change of a set's
+// entry with no new generation, such as a pendingRevision (a PolicySet
+// mid-apply).
+func StatusFields(patch []byte) string {
+	var p struct {
+		Status map[string]json.RawMessage `json:"status"`
+	}
+	if json.Unmarshal(patch, &p) != nil || p.Status == nil {
+		return "other"
+	}
+	var keys []string
+	for k := range p.Status {
+		if k != "lastVerifiedTime" {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return "lastVerifiedTime"
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, "+")
+}
+
+// StatusSnapshot returns the NodeEnforcement status patches so far by
+// the fields they write (StatusFields).
+func (c *Counter) StatusSnapshot() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.statusFields)
 }
 
 // Snapshot returns the counts so far.

@@ -17,6 +17,7 @@ limitations under the License.
 package hollow
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -85,5 +86,54 @@ func TestLinks(t *testing.T) {
 	}
 	if _, _, err := (Links{}).Interface(netip.MustParseAddr("fd00::1")); err == nil {
 		t.Error("IPv6 address: no error")
+	}
+}
+
+func TestStatusFields(t *testing.T) {
+	for patch, want := range map[string]string{
+		`{"status":{"lastVerifiedTime":"2026-01-01T00:00:00Z"}}`:                                 "lastVerifiedTime",
+		`{"status":{"policySets":[{"name":"a","pendingRevision":"r2"}]}}`:                        "policySets",
+		`{"status":{"conditions":[],"lastVerifiedTime":"2026-01-01T00:00:00Z","policySets":[]}}`: "conditions+policySets",
+		`{"metadata":{"resourceVersion":"1"}}`:                                                   "other",
+		`not json`:                                                                               "other",
+	} {
+		if got := StatusFields([]byte(patch)); got != want {
+			t.Errorf("StatusFields(%s) = %q, want %q", patch, got, want)
+		}
+	}
+}
+
+// TestCounterStatusFields: a NodeEnforcement status patch is counted by
+// the fields it writes, and the server still receives its whole body.
+func TestCounterStatusFields(t *testing.T) {
+	var bodies []string
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies = append(bodies, string(b))
+	}))
+	defer srv.Close()
+	var c Counter
+	hc := &http.Client{Transport: c.Wrap(http.DefaultTransport)}
+	patches := []string{
+		`{"status":{"policySets":[{"name":"a","pendingRevision":"r2"}]}}`,
+		`{"status":{"conditions":[],"policySets":[]}}`,
+		`{"status":{"policySets":[]}}`,
+	}
+	for _, p := range patches {
+		req, err := http.NewRequest("PATCH", srv.URL+"/apis/palisade.dev/v1alpha1/nodeenforcements/n1/status", strings.NewReader(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if want := map[string]int64{"policySets": 2, "conditions+policySets": 1}; !reflect.DeepEqual(c.StatusSnapshot(), want) {
+		t.Errorf("status fields %v, want %v", c.StatusSnapshot(), want)
+	}
+	if !reflect.DeepEqual(bodies, patches) {
+		t.Errorf("the server received %q, want %q", bodies, patches)
 	}
 }

@@ -97,7 +97,10 @@ type childState struct {
 	ExitErrors []string
 	Errors     []string
 	Requests   map[string]int64
-	Applies    int
+	// StatusFields counts the NodeEnforcement status patches by what
+	// they write (StatusFields).
+	StatusFields map[string]int64
+	Applies      int
 }
 
 func TestScale(t *testing.T) {
@@ -178,9 +181,11 @@ func (s *scale) run() {
 	took := time.Since(t0)
 	cpu1 := s.cpu()
 	stopStartProfiles()
-	req := s.childState().Requests
+	st := s.childState()
+	req := st.Requests
 	s.logf("every node enforces the first revision %s after %s", first[:8], took.Round(time.Millisecond))
-	s.logf("start phase: CPU seconds %s; agents %d requests (%.1f/s: %s)", cpu1.sub(cpu0), Total(req), float64(Total(req))/took.Seconds(), top(req, 8))
+	s.logf("start phase: CPU seconds %s; agents %d requests (%.1f/s: %s); NodeEnforcement status writes by the fields they write: %s",
+		cpu1.sub(cpu0), Total(req), float64(Total(req))/took.Seconds(), top(req, 12), top(st.StatusFields, 6))
 	s.usage("after start")
 
 	s.atRest(*flagRest)
@@ -491,7 +496,8 @@ func (s *scale) setsEnforced(ctx context.Context, commit string) bool {
 // the repository is asked to reconcile (as the push webhook does).
 func (s *scale) rollouts(ctx context.Context, commits int) {
 	var lat, setLat []time.Duration
-	before := s.childState().Requests
+	st0 := s.childState()
+	before, fieldsBefore := st0.Requests, st0.StatusFields
 	mgrBefore := s.mgrCounter.Snapshot()
 	cpu0 := s.cpu()
 	stopProfiles := s.startProfiles()
@@ -517,7 +523,8 @@ func (s *scale) rollouts(ctx context.Context, commits int) {
 	took := time.Since(t0)
 	cpu1 := s.cpu()
 	stopProfiles()
-	req := Sub(s.childState().Requests, before)
+	st1 := s.childState()
+	req := Sub(st1.Requests, before)
 	mreq := Sub(s.mgrCounter.Snapshot(), mgrBefore)
 	slices.Sort(lat)
 	slices.Sort(setLat)
@@ -527,7 +534,7 @@ func (s *scale) rollouts(ctx context.Context, commits int) {
 		float64(Total(req))/took.Seconds(), top(req, 6), float64(Total(mreq))/took.Seconds(), top(mreq, 6))
 	s.logf("CPU seconds during the rollouts: %s; the agents' per node and commit: %.2f", cpu1.sub(cpu0), (cpu1.agents-cpu0.agents)/float64(s.nodes*commits))
 	ne := req["patch nodeenforcements/status"]
-	s.logf("NodeEnforcement status writes during the rollouts: %d, %.1f per node and commit", ne, float64(ne)/float64(s.nodes*commits))
+	s.logf("NodeEnforcement status writes during the rollouts: %d, %.1f per node and commit; by the status fields they write: %s", ne, float64(ne)/float64(s.nodes*commits), top(Sub(st1.StatusFields, fieldsBefore), 8))
 }
 
 // atRest counts the agents' requests over d with nothing changing.
@@ -670,7 +677,7 @@ func runChild(t *testing.T, dir string) {
 	opts := Options{Config: cfg, Scheme: newScheme(t), Counter: &counter, SharedTransport: *flagShared}
 	write := func() {
 		mu.Lock()
-		st := childState{Started: int(started.Load()), Restarts: int(retries.Load()), Exits: int(exits.Load()), ExitErrors: slices.Clone(exitErr), Errors: slices.Clone(errs), Requests: counter.Snapshot()}
+		st := childState{Started: int(started.Load()), Restarts: int(retries.Load()), Exits: int(exits.Load()), ExitErrors: slices.Clone(exitErr), Errors: slices.Clone(errs), Requests: counter.Snapshot(), StatusFields: counter.StatusSnapshot()}
 		for _, n := range nodes {
 			st.Applies += n.Kernel.Recorded().Applies
 		}
