@@ -55,9 +55,17 @@ type KafkaKernel interface {
 
 var _ KafkaKernel = (*kafka.Datapath)(nil)
 
-// kafkaReadback is the part of the Kafka datapath that reads the active
-// generation back (*kafka.Datapath has it; the unit tests' fake does not).
+// kafkaReadback is the part of the Kafka datapath that takes over a
+// previous agent's pinned state and reads the kernel back
+// (*kafka.Datapath has it; the unit tests' fake does not).
 type kafkaReadback interface {
+	// Adopt takes over the state pinned under dir (nil: none pinned).
+	Adopt(dir string) (*kafka.Adopted, error)
+	// HasCgroup reports whether the sockops program is attached to the
+	// cgroup directory path (by an adopted link too).
+	HasCgroup(path string) bool
+	// Peers is kafka_peers as the kernel holds it.
+	Peers() (map[netip.Prefix]uint32, error)
 	// Compare reads the active generation back and compares it with what
 	// was applied.
 	Compare(generation uint64, tables *engine.KafkaTables, binds []kafka.Binding) ([]kafka.Drift, error)
@@ -88,6 +96,9 @@ type kafkaSubsystem struct {
 	cg     *cgroupResolver
 	pinDir string
 	pinned bool
+	// adoptTried is set once the state a previous agent pinned was
+	// looked for; adopted when it was taken over.
+	adoptTried, adopted bool
 
 	plan    *kafkaPlan
 	applied *kafkaPlan
@@ -143,6 +154,7 @@ func (s *kafkaSubsystem) sync(in *inputs) error {
 	}
 	s.plan = plan
 	tables, failed := compileKafka(plan)
+	s.adopt()
 	if err := s.writePeers(state); err != nil {
 		return err
 	}
@@ -171,6 +183,40 @@ func (s *kafkaSubsystem) sync(in *inputs) error {
 	}
 	s.attach()
 	return s.pin()
+}
+
+// adopt takes over, once, the state a previous agent pinned under
+// pinDir, as the l7 subsystem does: its tables keep deciding requests, on
+// the connections accepted before the restart too, until this agent's
+// first generation replaces them beside the active one. Where the state
+// cannot be adopted (a version whose maps differ, an incomplete pin
+// directory), the first pin replaces it.
+func (s *kafkaSubsystem) adopt() {
+	rb, ok := s.k.(kafkaReadback)
+	if s.adoptTried || s.pinDir == "" || !ok {
+		return
+	}
+	s.adoptTried = true
+	ad, err := rb.Adopt(s.pinDir)
+	if err != nil {
+		s.a.Log.Error(err, "the kafka state pinned by the previous agent is replaced, not adopted: connections accepted before this restart are no longer decided", "dir", s.pinDir)
+		return
+	}
+	if ad == nil {
+		return
+	}
+	s.adopted, s.pinned, s.gen = true, true, ad.Generation
+	if peers, err := rb.Peers(); err != nil {
+		s.a.Log.Error(err, "read the adopted kafka identities: every ipcache prefix is written again")
+	} else {
+		s.peers = peers
+	}
+	// The adopted counters hold the previous agents' counts: the metric
+	// counts from here.
+	if c, err := s.k.Counters(); err == nil {
+		s.counters = c
+	}
+	s.a.Log.Info("adopted the kafka state pinned by the previous agent", "generation", ad.Generation, "links", ad.Links, "maps", len(ad.Maps), "dir", s.pinDir)
 }
 
 // compileKafka compiles the plan's lists. A list the kernel cannot hold
@@ -249,6 +295,10 @@ func (s *kafkaSubsystem) attach() {
 		if s.attached[pc.path] {
 			continue
 		}
+		if rb, ok := s.k.(kafkaReadback); ok && s.adopted && rb.HasCgroup(pc.path) {
+			s.attached[pc.path] = true // by the previous agent's link, adopted
+			continue
+		}
 		if err := s.k.AttachCgroup(pc.path); err != nil {
 			s.missing[id] = err.Error()
 			errs = append(errs, err)
@@ -260,8 +310,9 @@ func (s *kafkaSubsystem) attach() {
 }
 
 // pin pins the kernel state under pinDir, so that requests are still
-// decided while the agent is down; the first pin of this process
-// replaces what a previous agent pinned there.
+// decided while the agent is down. What a previous agent pinned there
+// was adopted (adopt) and stays pinned; only where it could not be
+// adopted, the first pin of this process replaces it.
 func (s *kafkaSubsystem) pin() error {
 	if s.pinDir == "" {
 		return nil

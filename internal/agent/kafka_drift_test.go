@@ -21,30 +21,46 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/engine"
 	"github.com/palisade-dev/palisade/internal/kafka"
+	"github.com/palisade-dev/palisade/internal/metrics"
 )
 
-// readbackKafka is fakeKafka with *kafka.Datapath's read-back: the next
-// Compare finds drifts; peers are fakeKafka's, which a test may change
-// behind the subsystem's back; MissingPins reports missing until
-// RepairPins.
+// readbackKafka is fakeKafka with *kafka.Datapath's adoption and
+// read-back: Adopt returns adopt (or adoptErr) and the adopted links
+// attach to adoptedCgroups; the next Compare finds drifts; peers are
+// fakeKafka's, which a test may change behind the subsystem's back;
+// MissingPins reports missing until RepairPins.
 type readbackKafka struct {
 	*fakeKafka
-	drifts       []kafka.Drift
-	missing      []string
-	repairedPins []string
+	adopt          *kafka.Adopted
+	adoptErr       error
+	adoptedCgroups []string
+	drifts         []kafka.Drift
+	missing        []string
+	repairedPins   []string
 }
 
 var _ kafkaReadback = (*readbackKafka)(nil)
+
+func (k *readbackKafka) Adopt(string) (*kafka.Adopted, error) { return k.adopt, k.adoptErr }
+func (k *readbackKafka) HasCgroup(p string) bool              { return slices.Contains(k.adoptedCgroups, p) }
+func (k *readbackKafka) Peers() (map[netip.Prefix]uint32, error) {
+	return maps.Clone(k.peers), nil
+}
 
 func (k *readbackKafka) Compare(gen uint64, _ *engine.KafkaTables, _ []kafka.Binding) ([]kafka.Drift, error) {
 	ds := k.drifts
@@ -149,5 +165,90 @@ ingress:
 		if !strings.Contains(all, w) {
 			t.Errorf("drifts lack %q:\n%s", w, all)
 		}
+	}
+}
+
+// newKafkaReadbackFixture is newKafkaFixture with readbackKafka and a pin
+// directory holding a previous agent's pin (a plain file: the fake only
+// says whether it adopts).
+func newKafkaReadbackFixture(t *testing.T) (*l7Fixture, *readbackKafka, string) {
+	f, fk := newKafkaFixture(t)
+	k := &readbackKafka{fakeKafka: fk}
+	pins := t.TempDir()
+	if err := os.WriteFile(filepath.Join(pins, "kafka_socks"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.a.Kafka, f.a.KafkaPinDir = k, pins
+	f.a.subs = nil
+	return f, k, pins
+}
+
+const brokerProduceOrders = `
+endpointSelector: {matchLabels: {app: broker}}
+ingress:
+- toPorts: [{ports: [{port: "9092", protocol: TCP}], rules: {kafka: [{role: produce, topic: orders}]}}]
+`
+
+// TestKafkaAdoptsPinnedState: the first sync adopts what the previous
+// agent pinned, as the l7 subsystem does: the pins stay, the generation
+// continues from the adopted one, a cgroup an adopted link attaches to is
+// not attached again, the adopted counters are not exported again, and
+// an identity the previous agent wrote for a prefix that left the
+// ipcache is written with its fallback identity.
+func TestKafkaAdoptsPinnedState(t *testing.T) {
+	f, k, pins := newKafkaReadbackFixture(t)
+	uid := f.podUID("broker", "broker", "10.0.0.2", 2, false)
+	k.adopt = &kafka.Adopted{Generation: 41, Links: 1}
+	k.adoptedCgroups = []string{f.cgroup(uid)}
+	stale := netip.MustParsePrefix("10.9.9.0/24")
+	k.peers[stale] = 77
+	k.counters = map[kafka.Reason]uint64{kafka.ReasonAllowed: 500}
+	m, err := metrics.New(prometheus.NewRegistry(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.a.Metrics = m
+	f.policy("broker", "r1", 1, brokerProduceOrders)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if k.gen <= 41 || k.applies != 1 {
+		t.Errorf("applied generation %d (%d applies), want one after the adopted 41", k.gen, k.applies)
+	}
+	if _, err := os.Stat(filepath.Join(pins, "kafka_socks")); err != nil {
+		t.Errorf("the adopted pin: %v", err)
+	}
+	if len(k.cgroups) != 0 {
+		t.Errorf("attached %v, whose cgroup an adopted link attaches to", k.cgroups)
+	}
+	if got := k.peers[stale]; got != uint32(engine.IdentityWorld) {
+		t.Errorf("the previous agent's %v: identity %d, want world (%d)", stale, got, engine.IdentityWorld)
+	}
+	k.counters = map[kafka.Reason]uint64{kafka.ReasonAllowed: 503}
+	f.a.VerifyNow(context.Background())
+	if got := counter(t, m.KafkaRequests.WithLabelValues("allowed")); got != 3 {
+		t.Errorf("palisade_kafka_requests_total{reason=allowed} = %v, want 3 (the adopted 500 not exported again)", got)
+	}
+	if len(f.a.drifts) != 0 {
+		t.Errorf("drifts after the adoption: %+v", f.a.drifts)
+	}
+}
+
+// TestKafkaNotAdoptedReplaces: where the pinned state cannot be adopted
+// (a version whose maps differ), the agent replaces it: its own
+// generation from scratch, its own attachment, the old pins removed.
+func TestKafkaNotAdoptedReplaces(t *testing.T) {
+	f, k, pins := newKafkaReadbackFixture(t)
+	f.podUID("broker", "broker", "10.0.0.2", 2, false)
+	k.adoptErr = errors.New("adopt: pinned kafka_lists (pinned by an incompatible version): ValueSize: 1240 changed to 1232")
+	f.policy("broker", "r1", 1, brokerProduceOrders)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(pins, "kafka_socks")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the previous agent's pin after a replace: %v, want removed", err)
+	}
+	if len(k.cgroups) != 1 || k.applies != 1 || k.gen != 1 {
+		t.Errorf("attached %v, %d applies, generation %d; want the pod's cgroup, one apply, generation 1", k.cgroups, k.applies, k.gen)
 	}
 }
