@@ -17,58 +17,28 @@ limitations under the License.
 package agent
 
 import (
-	"context"
 	"net/netip"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
-
-	"github.com/go-logr/logr/funcr"
 
 	"github.com/palisade-dev/palisade/internal/kafka"
 )
-
-type fakeKafkaEvents struct{ ch chan kafka.Event }
-
-func (f fakeKafkaEvents) Events(ctx context.Context) (<-chan kafka.Event, <-chan error, error) {
-	return f.ch, make(chan error, 1), nil
-}
 
 // TestKafkaEventsLogged: a refused Kafka request's event is logged with
 // its fields, an audit-mode one with its own message; allowed ones are
 // not; past kafkaEventsPerSecond in one second the rest are counted and
 // said by the next line logged.
 func TestKafkaEventsLogged(t *testing.T) {
-	var mu sync.Mutex
-	var lines []string
-	log := funcr.New(func(prefix, args string) {
-		mu.Lock()
-		lines = append(lines, args)
-		mu.Unlock()
-	}, funcr.Options{})
-	src := fakeKafkaEvents{ch: make(chan kafka.Event)}
-	var now atomic.Int64
-	now.Store(1000)
-	e := &kafkaEvents{log: log, src: src, now: func() time.Time { return time.Unix(now.Load(), 0) }}
-	done := make(chan error)
-	go func() { done <- e.Start(context.Background()) }()
 	refused := kafka.Event{Generation: 4, Reason: kafka.ReasonDenied, Answer: kafka.AnswerError, Rule: 11, List: 7, APIKey: 0, APIVersion: 9,
 		Correlation: 42, ClientID: strings.Repeat("c", kafka.EventClientMax), ClientLen: 100, Topic: "secret", TopicLen: 6,
 		Local: netip.MustParseAddrPort("10.0.0.3:9092"), Remote: netip.MustParseAddrPort("10.0.0.2:40000")}
-	src.ch <- kafka.Event{Reason: kafka.ReasonAllowed, Answer: kafka.AnswerPassed, Topic: "public"}
+	first := []kafka.Event{{Reason: kafka.ReasonAllowed, Answer: kafka.AnswerPassed, Topic: "public"}}
 	for range kafkaEventsPerSecond + 5 {
-		src.ch <- refused
+		first = append(first, refused)
 	}
-	// received means the refused ones before it are handled
-	src.ch <- kafka.Event{Reason: kafka.ReasonAllowed, Answer: kafka.AnswerPassed}
-	now.Add(1)
-	src.ch <- kafka.Event{Reason: kafka.ReasonAudit, Answer: kafka.AnswerPassed, Topic: "audited"}
-	close(src.ch)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	first = append(first, kafka.Event{Reason: kafka.ReasonAllowed, Answer: kafka.AnswerPassed})
+	lines := logEvents(t, kafkaEventLine, kafkaEventsPerSecond, first,
+		[]kafka.Event{{Reason: kafka.ReasonAudit, Answer: kafka.AnswerPassed, Topic: "audited"}})
 	if len(lines) != kafkaEventsPerSecond+1 {
 		t.Fatalf("%d lines, want %d: %q", len(lines), kafkaEventsPerSecond+1, lines)
 	}

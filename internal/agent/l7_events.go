@@ -26,27 +26,32 @@ import (
 	"github.com/palisade-dev/palisade/internal/l7"
 )
 
-// l7EventSource is the part of the L7 datapath that sends verdict events
-// (*l7.Datapath has it; the unit tests' fake does not).
-type l7EventSource interface {
-	Events(ctx context.Context) (<-chan l7.Event, <-chan error, error)
+// eventSource is the part of a socket datapath (bpf/l7, bpf/kafka) that
+// sends verdict events (*l7.Datapath and *kafka.Datapath have it; the
+// unit tests' fakes do not).
+type eventSource[E any] interface {
+	Events(ctx context.Context) (<-chan E, <-chan error, error)
 }
 
-// l7EventsPerSecond bounds the log lines of refused requests: a client
-// that is refused in a loop must not flood the agent's log.
-const l7EventsPerSecond = 20
+// eventsPerSecond bounds the log lines of refused requests of each
+// datapath: a client that is refused in a loop must not flood the
+// agent's log.
+const (
+	l7EventsPerSecond    = 20
+	kafkaEventsPerSecond = 20
+)
 
-// l7Events reads the L7 datapath's verdict events and logs each refused
-// request with what the kernel knew of it (side, peer, method, path,
-// host, reason, the status the client got, the refusing rule and the
-// generation), at most l7EventsPerSecond lines a second; the next line
-// after a full second says how many were not logged. The counts per
-// reason are the kernel's counters (palisade_l7_requests_total); the
-// flows issue is to make flows of these events.
-type l7Events struct {
+// eventLog reads a socket datapath's verdict events and logs those line
+// says to log, with what the kernel knew of the request, at most
+// perSecond lines a second; the next line after a full second says how
+// many were not logged. The counts per reason are the kernel's counters.
+type eventLog[E any] struct {
 	log logr.Logger
-	src l7EventSource
+	src eventSource[E]
 	now func() time.Time
+	// line is an event's message and key-values; ok false: not logged.
+	line      func(E) (msg string, kv []any, ok bool)
+	perSecond int
 
 	mu         sync.Mutex
 	second     time.Time
@@ -54,18 +59,24 @@ type l7Events struct {
 	suppressed int
 }
 
+// l7Events logs each refused request of the L7 datapath (side, peer,
+// method, path, host, reason, the status the client got, the refusing
+// rule and the generation); the flows issue is to make flows of these
+// events.
+type l7Events = eventLog[l7.Event]
+
 // newL7Events returns the reader of the agent's L7 datapath's events, or
 // nil when it sends none.
 func (a *Agent) newL7Events() *l7Events {
-	src, ok := a.L7.(l7EventSource)
+	src, ok := a.L7.(eventSource[l7.Event])
 	if !ok || a.L7 == nil {
 		return nil
 	}
-	return &l7Events{log: a.Log.WithName("l7-events"), src: src, now: time.Now}
+	return &l7Events{log: a.Log.WithName("l7-events"), src: src, now: time.Now, line: l7EventLine, perSecond: l7EventsPerSecond}
 }
 
 // Start reads events until ctx ends (a manager.Runnable).
-func (e *l7Events) Start(ctx context.Context) error {
+func (e *eventLog[E]) Start(ctx context.Context) error {
 	ch, errs, err := e.src.Events(ctx)
 	if err != nil {
 		return err
@@ -81,16 +92,17 @@ func (e *l7Events) Start(ctx context.Context) error {
 	}
 }
 
-func (e *l7Events) handle(ev l7.Event) {
-	if ev.Allowed() {
-		return // allowed requests are sent only when asked for, as flows
+func (e *eventLog[E]) handle(ev E) {
+	msg, kv, ok := e.line(ev)
+	if !ok {
+		return
 	}
 	e.mu.Lock()
 	now := e.now()
 	if now.Sub(e.second) >= time.Second {
 		e.second, e.inSecond = now, 0
 	}
-	if e.inSecond >= l7EventsPerSecond {
+	if e.inSecond >= e.perSecond {
 		e.suppressed++
 		e.mu.Unlock()
 		return
@@ -99,6 +111,18 @@ func (e *l7Events) handle(ev l7.Event) {
 	suppressed := e.suppressed
 	e.suppressed = 0
 	e.mu.Unlock()
+	if suppressed > 0 {
+		kv = append(kv, "notLogged", suppressed)
+	}
+	e.log.Info(msg, kv...)
+}
+
+// l7EventLine is the line of a refused request; allowed requests are
+// sent only when asked for, as flows, and not logged.
+func l7EventLine(ev l7.Event) (string, []any, bool) {
+	if ev.Allowed() {
+		return "", nil, false
+	}
 	side := "ingress"
 	if ev.Egress {
 		side = "egress"
@@ -108,8 +132,5 @@ func (e *l7Events) handle(ev l7.Event) {
 	if ev.TargetLen > uint32(len(ev.Path)) {
 		kv = append(kv, "pathLength", ev.TargetLen)
 	}
-	if suppressed > 0 {
-		kv = append(kv, "notLogged", suppressed)
-	}
-	e.log.Info("l7 request refused", kv...)
+	return "l7 request refused", kv, true
 }

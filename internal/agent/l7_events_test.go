@@ -30,16 +30,17 @@ import (
 	"github.com/palisade-dev/palisade/internal/l7"
 )
 
-type fakeEvents struct{ ch chan l7.Event }
+type fakeEvents[E any] struct{ ch chan E }
 
-func (f fakeEvents) Events(ctx context.Context) (<-chan l7.Event, <-chan error, error) {
+func (f fakeEvents[E]) Events(ctx context.Context) (<-chan E, <-chan error, error) {
 	return f.ch, make(chan error, 1), nil
 }
 
-// TestL7EventsLogged: a refused request's event is logged with its
-// fields; allowed ones are not; past l7EventsPerSecond in one second the
-// rest are counted and said by the next line logged.
-func TestL7EventsLogged(t *testing.T) {
+// logEvents runs an eventLog of line over first, the events of one
+// second, and then, a second later, over next; it returns the lines
+// logged.
+func logEvents[E any](t *testing.T, line func(E) (string, []any, bool), perSecond int, first, next []E) []string {
+	t.Helper()
 	var mu sync.Mutex
 	var lines []string
 	log := funcr.New(func(prefix, args string) {
@@ -47,26 +48,46 @@ func TestL7EventsLogged(t *testing.T) {
 		lines = append(lines, args)
 		mu.Unlock()
 	}, funcr.Options{})
-	src := fakeEvents{ch: make(chan l7.Event)}
+	src := fakeEvents[E]{ch: make(chan E)}
 	var now atomic.Int64
 	now.Store(1000)
-	e := &l7Events{log: log, src: src, now: func() time.Time { return time.Unix(now.Load(), 0) }}
+	e := &eventLog[E]{log: log, src: src, now: func() time.Time { return time.Unix(now.Load(), 0) }, line: line, perSecond: perSecond}
 	done := make(chan error)
 	go func() { done <- e.Start(context.Background()) }()
-	refused := l7.Event{Generation: 4, Egress: true, Reason: l7.ReasonDenied, Status: 403, Rule: 11, List: 7, Method: "GET", Path: "/admin",
-		Host: "s", TargetLen: 6, Local: netip.MustParseAddrPort("10.0.0.3:40000"), Remote: netip.MustParseAddrPort("10.0.0.2:80")}
-	src.ch <- l7.Event{Reason: l7.ReasonAllowed, Method: "GET", Path: "/public"}
-	for range l7EventsPerSecond + 5 {
-		src.ch <- refused
+	for _, ev := range first {
+		src.ch <- ev
 	}
-	// received means the refused ones before it are handled
-	src.ch <- l7.Event{Reason: l7.ReasonAllowed}
+	// an unbuffered send: received means the events before it are
+	// handled (the last of first is sent again, which perSecond drops or
+	// logs alike)
+	if len(first) > 0 {
+		src.ch <- first[len(first)-1]
+	}
 	now.Add(1)
-	src.ch <- refused
+	for _, ev := range next {
+		src.ch <- ev
+	}
 	close(src.ch)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
+	return lines
+}
+
+// TestL7EventsLogged: a refused request's event is logged with its
+// fields; allowed ones are not; past l7EventsPerSecond in one second the
+// rest are counted and said by the next line logged.
+func TestL7EventsLogged(t *testing.T) {
+	refused := l7.Event{Generation: 4, Egress: true, Reason: l7.ReasonDenied, Status: 403, Rule: 11, List: 7, Method: "GET", Path: "/admin",
+		Host: "s", TargetLen: 6, Local: netip.MustParseAddrPort("10.0.0.3:40000"), Remote: netip.MustParseAddrPort("10.0.0.2:80")}
+	first := []l7.Event{{Reason: l7.ReasonAllowed, Method: "GET", Path: "/public"}}
+	for range l7EventsPerSecond + 5 {
+		first = append(first, refused)
+	}
+	first = append(first, l7.Event{Reason: l7.ReasonAllowed})
+	lines := logEvents(t, l7EventLine, l7EventsPerSecond, first, []l7.Event{refused})
 	if len(lines) != l7EventsPerSecond+1 {
 		t.Fatalf("%d lines, want %d: %q", len(lines), l7EventsPerSecond+1, lines)
 	}
