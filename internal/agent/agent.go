@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -155,6 +156,11 @@ type Agent struct {
 	// trigger asks the verify loop for a pass now (link events).
 	trigger chan struct{}
 	neUID   types.UID
+	// eventAt is when the first event not yet synced arrived (UnixNano,
+	// 0: none), and lockWait how long the running sync waited for mu: the
+	// debug log gives both, to place a slow change's time.
+	eventAt  atomic.Int64
+	lockWait time.Duration
 }
 
 // pendingRev is a revision seen in the API but not yet enforced.
@@ -198,10 +204,15 @@ func (a *Agent) tracingSubsystem() Subsystem {
 // Reconcile brings the kernel to what the cluster's objects say. Every
 // watched object maps to the same request: one sync reads everything.
 func (a *Agent) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	t0 := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.lockWait = time.Since(t0)
 	err := a.sync(ctx)
-	if rerr := a.report(ctx); rerr != nil {
+	t1 := time.Now()
+	rerr := a.report(ctx)
+	a.Log.V(1).Info("reported", "took", time.Since(t1))
+	if rerr != nil {
 		return ctrl.Result{}, errors.Join(err, rerr)
 	}
 	if err != nil || a.net.retry() || (a.trace != nil && a.trace.retry()) || a.l7Retry() {
@@ -215,6 +226,10 @@ func (a *Agent) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, err
 func (a *Agent) sync(ctx context.Context) error {
 	subs := a.subsystems()
 	t0 := time.Now()
+	var queued time.Duration // from the first event to the sync
+	if ev := a.eventAt.Swap(0); ev != 0 {
+		queued = t0.Sub(time.Unix(0, ev))
+	}
 	in, err := a.gather(ctx)
 	a.gatherErr = err
 	if err != nil {
@@ -234,7 +249,7 @@ func (a *Agent) sync(ctx context.Context) error {
 		took = append(took, s.Name(), time.Since(ts))
 	}
 	a.last = in
-	a.Log.V(1).Info("synced", append([]any{"gather", t1.Sub(t0), "sync", time.Since(t1), "policies", len(in.ir.Policies),
+	a.Log.V(1).Info("synced", append([]any{"queued", queued, "lockWait", a.lockWait, "gather", t1.Sub(t0), "sync", time.Since(t1), "policies", len(in.ir.Policies),
 		"endpoints", len(in.cluster.Endpoints), "clusterKept", in.clusterKept, "generation", a.Datapath.Generation()}, took...)...)
 	if a.net.applied() {
 		a.recordSets(in)

@@ -173,12 +173,20 @@ const CacheSyncTimeout = 15 * time.Minute
 // change syncs at once; a burst (a rollout's objects arriving one by one)
 // costs one sync per SyncBatch. The queue keeps one request however many
 // events arrive, and an event during a sync causes one more after it.
-type batched struct{ last *atomic.Int64 }
+type batched struct {
+	last *atomic.Int64
+	// first is the time of the first event no sync has started for yet
+	// (0: none), for the log (Agent.eventAt).
+	first *atomic.Int64
+}
 
 var _ handler.EventHandler = batched{}
 
 func (b batched) add(q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	now := time.Now().UnixNano()
+	if b.first != nil {
+		b.first.CompareAndSwap(0, now)
+	}
 	last := b.last.Load()
 	if d := time.Duration(now - last); d < SyncBatch {
 		q.AddAfter(syncKey, SyncBatch-d)
@@ -211,7 +219,7 @@ func (b batched) Generic(_ context.Context, _ event.GenericEvent, q workqueue.Ty
 // and, when watchLinks is set, the link event watch.
 func (a *Agent) SetupWithManager(mgr ctrl.Manager, watchLinks bool) error {
 	a.Cache = mgr.GetCache()
-	all := batched{last: new(atomic.Int64)}
+	all := batched{last: new(atomic.Int64), first: &a.eventAt}
 	// Pods on other nodes matter only through their addresses and labels;
 	// status churn (conditions, container states) is ignored.
 	podChange := predicate.Or(predicate.LabelChangedPredicate{}, predicate.Funcs{
