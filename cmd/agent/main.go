@@ -139,6 +139,7 @@ func run() error {
 		Metrics:        m,
 		Recorder:       mgr.GetEventRecorder("palisade-agent"),
 		VerifyInterval: *verifyEvery,
+		ReportBatch:    agent.DefaultReportBatch,
 		DriftWindow:    *driftWindow,
 		Log:            ctrl.Log.WithName("agent"),
 	}

@@ -96,6 +96,10 @@ type Agent struct {
 	Metrics        *metrics.Metrics
 	Recorder       events.EventRecorder
 	VerifyInterval time.Duration
+	// ReportBatch, when positive, is the least time between two writes of
+	// the node's NodeEnforcement status: a change within it is written at
+	// its end (DefaultReportBatch). Zero writes every change at once.
+	ReportBatch time.Duration
 	// DriftWindow is how long a drift keeps Drifted=True.
 	DriftWindow time.Duration
 	Log         logr.Logger
@@ -131,6 +135,11 @@ type Agent struct {
 	Kafka       KafkaKernel
 	KafkaPinDir string
 	KafkaOff    string
+
+	// lastReport is when the status was last written; reportWaiting says
+	// a change waits for the end of ReportBatch (a Trigger is due).
+	lastReport    time.Time
+	reportWaiting bool
 
 	mu    sync.Mutex
 	net   *network

@@ -213,12 +213,51 @@ func (a *Agent) report(ctx context.Context) error {
 		st.LastVerifiedTime = &t
 	}
 	if reflect.DeepEqual(base.Status, ne.Status) {
+		a.reportWaiting = false
+		return nil
+	}
+	if wait := a.reportWait(); wait > 0 {
+		if !a.reportWaiting {
+			a.reportWaiting = true
+			time.AfterFunc(wait, func() {
+				a.mu.Lock()
+				a.reportWaiting = false
+				a.mu.Unlock()
+				a.Trigger()
+			})
+		}
 		return nil
 	}
 	if err := a.Client.Status().Patch(ctx, ne, client.MergeFrom(base)); err != nil {
 		return fmt.Errorf("update NodeEnforcement %s status: %w", a.Node, err)
 	}
+	a.lastReport, a.reportWaiting = a.now(), false
 	return nil
+}
+
+// DefaultReportBatch is the least time between two status writes of a
+// running agent (Agent.ReportBatch; cmd/agent and the hollow nodes set
+// it). A rollout reaches a node set by set, and each set in two steps:
+// its first objects (the set's entry gets a pendingRevision: a revision
+// seen, not complete) and the rest (the entry moves to the revision).
+// Written one by one, that was 18.8 status writes per node and commit
+// with 10 sets (5 hollow nodes on a quiet API server; 6.1 with 100 nodes,
+// where the agents' syncs already merged more), each one an API server
+// write and an event the manager decodes and summarizes: 6,100 writes per
+// commit at 1,000 nodes for the same news. At most one write a second
+// keeps a rollout's steps in that second in one write; a change that
+// waits is written at the end of the window by a verify pass (Trigger),
+// with whatever the node enforces then. A report is never ahead of the
+// kernel, only up to a second behind it.
+const DefaultReportBatch = time.Second
+
+// reportWait is how long a status write must wait for the end of
+// ReportBatch since the last one; 0 writes now.
+func (a *Agent) reportWait() time.Duration {
+	if a.ReportBatch <= 0 || a.lastReport.IsZero() {
+		return 0
+	}
+	return a.ReportBatch - a.now().Sub(a.lastReport)
 }
 
 // setConditions sets the subsystems' conditions, then Enforced, Drifted

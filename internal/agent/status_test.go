@@ -19,6 +19,7 @@ package agent
 import (
 	"context"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -64,5 +65,69 @@ func TestReportCreatesOnceWhileTheCacheLags(t *testing.T) {
 	sets := f.status().Status.PolicySets
 	if len(sets) != 1 || sets[0].Revision != "r1" || sets[0].Enforced != 1 {
 		t.Fatalf("policy sets: %+v", sets)
+	}
+}
+
+// TestReportBatch: with ReportBatch, a change within the window after a
+// status write waits (the API keeps the last written state, which the
+// kernel is not behind of) and is written at the window's end by the
+// verify pass the agent triggers then, with the newest state; changes in
+// the window cost one write.
+func TestReportBatch(t *testing.T) {
+	f := newFixture(t)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.a.Now = func() time.Time { return now }
+	f.a.ReportBatch = 50 * time.Millisecond
+	writes := 0
+	f.a.Client = interceptor.NewClient(f.c.(client.WithWatch), interceptor.Funcs{
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			writes++
+			return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+		},
+	})
+	f.pod("api", "api", "10.0.0.2", 2, false)
+	f.policy("api", "r1", 2, allowFrontend)
+	f.policy("api-b", "r1", 2, allowFrontend)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.status().Status.PolicySets; len(s) != 1 || s[0].Revision != "r1" || writes != 1 {
+		t.Fatalf("first report: %d writes, sets %+v", writes, s)
+	}
+
+	// r2 arrives in two steps within the window: nothing is written.
+	now = now.Add(10 * time.Millisecond)
+	f.policy("api", "r2", 2, allowFrontend)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.policy("api-b", "r2", 2, allowFrontend)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.status().Status.PolicySets; s[0].Revision != "r1" || s[0].PendingRevision != "" || writes != 1 {
+		t.Fatalf("within the window: %d writes, sets %+v; want r1 as written", writes, s)
+	}
+
+	// The window's end triggers a verify pass, which writes r2.
+	select {
+	case <-f.a.triggerC():
+	case <-time.After(time.Minute):
+		t.Fatal("no verify pass was triggered at the end of the window")
+	}
+	now = now.Add(50 * time.Millisecond)
+	f.a.VerifyNow(context.Background())
+	if s := f.status().Status.PolicySets; s[0].Revision != "r2" || s[0].PendingRevision != "" || writes != 2 {
+		t.Fatalf("after the window: %d writes, sets %+v; want r2 in the second write", writes, s)
+	}
+
+	// Without ReportBatch every change is written at once.
+	f.a.ReportBatch = 0
+	f.policy("api", "r3", 2, allowFrontend)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.status().Status.PolicySets; s[0].PendingRevision != "r3" || writes != 3 {
+		t.Fatalf("without ReportBatch: %d writes, sets %+v", writes, s)
 	}
 }

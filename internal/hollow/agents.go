@@ -118,6 +118,7 @@ func Start(ctx context.Context, node string, o Options) (*Node, error) {
 		Links:          Links{},
 		Recorder:       mgr.GetEventRecorder("palisade-agent"),
 		VerifyInterval: o.VerifyInterval,
+		ReportBatch:    agent.DefaultReportBatch,
 		Log:            log.WithName("agent"),
 		TracingOff:     "a hollow node has no tracing datapath",
 	}
