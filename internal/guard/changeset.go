@@ -143,6 +143,8 @@ type ChangeSet struct {
 	byID     map[string]*Change
 
 	value ast.Value // the document as OPA input
+	// changeTerms are the changes' terms in value, in order.
+	changeTerms []*ast.Term
 }
 
 // NewChangeSet computes the change from base to head: one Change per
@@ -303,6 +305,7 @@ func (cs *ChangeSet) finish(changes []*Change, terms []*ast.Term, base, head []s
 		cs.problems = append(cs.problems, Finding{Message: fmt.Sprintf("the changed policies are %d bytes of JSON, over the guards' input budget of %d", size, MaxInputBytes)})
 	}
 	cs.value = cs.document(terms)
+	cs.changeTerms = terms
 }
 
 // newChangeSet is NewChangeSet: policies are told apart by their JSON,

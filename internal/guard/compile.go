@@ -50,6 +50,13 @@ type Guards struct {
 	guards   []guardInfo
 	data     map[string]any
 
+	// perChange names the guards whose findings are a union over
+	// changes (perchange.go), restKeys the other input keys guards read,
+	// memos their findings per change.
+	perChange map[string]bool
+	restKeys  []string
+	memos     map[string]*memo
+
 	mu       sync.Mutex
 	prepared map[string][]preparedGuard // by parameters hash
 }
@@ -64,6 +71,11 @@ type guardInfo struct {
 type preparedGuard struct {
 	guardInfo
 	query rego.PreparedEvalQuery
+	// perChange, when set (hasPerChange), evaluates the guard on each
+	// change alone (perChangeQuery).
+	perChange    rego.PreparedEvalQuery
+	hasPerChange bool
+	paramsKey    string
 }
 
 // Revision is the content hash of the sources ("sha256:..."): guards
@@ -116,11 +128,28 @@ func Compile(sources ...Source) (*Guards, diag.List) {
 	if diags.HasErrors() {
 		return nil, diags.Sort()
 	}
+	perChange, restKeys := perChangeGuards(modules, guards)
+	for _, gi := range guards {
+		if !perChange[gi.name] {
+			continue
+		}
+		var ms []*ast.Module
+		for _, m := range modules {
+			if m.Package.Path.Equal(gi.path) {
+				ms = append(ms, m)
+			}
+		}
+		perChange[gi.name] = addPerChangeRules(ms)
+	}
 	c := ast.NewCompiler().WithCapabilities(capabilities())
 	if c.Compile(modules); c.Failed() {
 		return nil, astDiags(c.Errors).Sort()
 	}
-	g := &Guards{revision: rev, compiler: c, guards: guards, data: data, prepared: map[string][]preparedGuard{}}
+	g := &Guards{revision: rev, compiler: c, guards: guards, data: data, prepared: map[string][]preparedGuard{},
+		perChange: perChange, restKeys: restKeys, memos: map[string]*memo{}}
+	for _, gi := range guards {
+		g.memos[gi.name] = &memo{rest: map[string]*memoGen{}}
+	}
 	compiled.Lock()
 	if len(compiled.m) >= maxCompiled {
 		clear(compiled.m)
@@ -309,7 +338,18 @@ func (g *Guards) prepare(ctx context.Context, params map[string]any) ([]prepared
 		if err != nil {
 			return nil, fmt.Errorf("prepare guard %s: %w", gi.name, err)
 		}
-		out = append(out, preparedGuard{guardInfo: gi, query: pq})
+		pg := preparedGuard{guardInfo: gi, query: pq, paramsKey: key}
+		if g.perChange[gi.name] {
+			pc, err := rego.New(
+				rego.Compiler(g.compiler), rego.Store(store), rego.Query(perChangeQuery(gi)),
+				rego.StrictBuiltinErrors(true),
+			).PrepareForEval(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("prepare guard %s per change: %w", gi.name, err)
+			}
+			pg.perChange, pg.hasPerChange = pc, true
+		}
+		out = append(out, pg)
 	}
 	if len(g.prepared) >= 32 {
 		clear(g.prepared)

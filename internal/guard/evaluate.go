@@ -40,6 +40,9 @@ type Options struct {
 	// content, for the next review (Review and ReviewObjects; see Cache).
 	// Nil uses the process's default cache.
 	Cache *Cache
+
+	// whole evaluates every guard on the whole change set (tests).
+	whole bool
 }
 
 // DefaultTimeout is the evaluation budget when Options.Timeout is zero.
@@ -97,6 +100,12 @@ func (g *Guards) Evaluate(ctx context.Context, cs *ChangeSet, opts Options) *Dec
 		return d.finish()
 	}
 
+	var rest string
+	if len(queries) > 0 {
+		if obj, ok := cs.value.(ast.Object); ok {
+			rest = restKey(queries[0].paramsKey, obj, g.restKeys)
+		}
+	}
 	results := make([]result, len(queries))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
@@ -104,7 +113,11 @@ func (g *Guards) Evaluate(ctx context.Context, cs *ChangeSet, opts Options) *Dec
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			results[i] = run(ctx, &queries[i], cs.value, cs, timeout)
+			if queries[i].hasPerChange && !opts.whole && len(cs.changeTerms) > 0 && rest != "" {
+				results[i] = g.runPerChange(ctx, &queries[i], cs, rest, timeout)
+			} else {
+				results[i] = run(ctx, &queries[i], cs.value, cs, timeout)
+			}
 		})
 	}
 	wg.Wait()

@@ -9,20 +9,23 @@ package palisade.guards.tracing_scope
 
 msg(c, a) := sprintf("%s: %s on %s is not scoped (%s): add a podSelector, or matchBinaries, matchNamespaces, matchPIDs or matchCapabilities to the selector", [c.id, a.action, a.hook, a.path])
 
-# unscoped lists [change, action] for every unscoped action of a policy the
-# change keeps; deny and warn share it, so the changes are walked once.
-unscoped := [[c, a] |
-	some c in input.changes
-	some a in c.facts.unscoped_actions
+# unscoped(c) are the unscoped actions of a policy the change keeps. deny
+# and warn each iterate input.changes once and read nothing else of it, so
+# the review judges each change alone and keeps the findings per change
+# (internal/guard/perchange.go).
+unscoped(c) := [a |
 	c.op != "delete"
+	some a in c.facts.unscoped_actions
 ]
 
 deny contains {"msg": msg(c, a), "policy": c.id} if {
-	some [c, a] in unscoped
+	some c in input.changes
 	c.facts.mode == "enforce"
+	some a in unscoped(c)
 }
 
 warn contains {"msg": sprintf("%s (audit mode: not taken yet)", [msg(c, a)]), "policy": c.id} if {
-	some [c, a] in unscoped
+	some c in input.changes
 	c.facts.mode == "audit"
+	some a in unscoped(c)
 }
