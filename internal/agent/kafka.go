@@ -22,14 +22,14 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/capability"
@@ -91,31 +91,13 @@ var _ kafkaReadback = (*kafka.Datapath)(nil)
 // of their ingress Kafka rules, and exports the kernel's counters as
 // palisade_kafka_requests_total{reason}.
 type kafkaSubsystem struct {
-	a      *Agent
-	k      KafkaKernel
-	cg     *cgroupResolver
-	pinDir string
-	pinned bool
-	// adoptTried is set once the state a previous agent pinned was
-	// looked for; adopted when it was taken over.
-	adoptTried, adopted bool
+	sockSubsystem[kafka.Reason]
+	k KafkaKernel
 
 	plan    *kafkaPlan
 	applied *kafkaPlan
 	// tables are the applied plan's compiled tables, for the read-back.
 	tables *engine.KafkaTables
-	gen    uint64
-	// failed are the lists that could not be compiled, replaced by lists
-	// that refuse every request: by rule, the reason.
-	failed     map[engine.RuleID]string
-	peers      map[netip.Prefix]uint32
-	attached   map[string]bool
-	podCgroups map[string]string
-	missing    map[string]string
-	uids       map[string]types.UID
-
-	syncErr, attachErr error
-	counters           map[kafka.Reason]uint64
 }
 
 // kafkaSubsystem returns the Kafka subsystem, or, without a Kafka
@@ -129,8 +111,7 @@ func (a *Agent) kafkaSubsystem() Subsystem {
 		}
 		return &kafkaOff{why: why}
 	}
-	return &kafkaSubsystem{a: a, k: a.Kafka, cg: newCgroupResolver(a.CgroupRoot), pinDir: a.KafkaPinDir,
-		peers: map[netip.Prefix]uint32{}, attached: map[string]bool{}}
+	return &kafkaSubsystem{sockSubsystem: newSockSubsystem[kafka.Reason](a, "kafka", a.Kafka, a.KafkaPinDir), k: a.Kafka}
 }
 
 func (s *kafkaSubsystem) Name() string { return "kafka" }
@@ -154,7 +135,15 @@ func (s *kafkaSubsystem) sync(in *inputs) error {
 	}
 	s.plan = plan
 	tables, failed := compileKafka(plan)
-	s.adopt()
+	if rb, ok := s.k.(kafkaReadback); ok {
+		s.adopt(func(dir string) (bool, uint64, int, int, error) {
+			ad, err := rb.Adopt(dir)
+			if err != nil || ad == nil {
+				return false, 0, 0, 0, err
+			}
+			return true, ad.Generation, ad.Links, len(ad.Maps), nil
+		})
+	}
 	if err := s.writePeers(state); err != nil {
 		return err
 	}
@@ -181,42 +170,8 @@ func (s *kafkaSubsystem) sync(in *inputs) error {
 			return err
 		}
 	}
-	s.attach()
+	s.attach(plan.endpoints)
 	return s.pin()
-}
-
-// adopt takes over, once, the state a previous agent pinned under
-// pinDir, as the l7 subsystem does: its tables keep deciding requests, on
-// the connections accepted before the restart too, until this agent's
-// first generation replaces them beside the active one. Where the state
-// cannot be adopted (a version whose maps differ, an incomplete pin
-// directory), the first pin replaces it.
-func (s *kafkaSubsystem) adopt() {
-	rb, ok := s.k.(kafkaReadback)
-	if s.adoptTried || s.pinDir == "" || !ok {
-		return
-	}
-	s.adoptTried = true
-	ad, err := rb.Adopt(s.pinDir)
-	if err != nil {
-		s.a.Log.Error(err, "the kafka state pinned by the previous agent is replaced, not adopted: connections accepted before this restart are no longer decided", "dir", s.pinDir)
-		return
-	}
-	if ad == nil {
-		return
-	}
-	s.adopted, s.pinned, s.gen = true, true, ad.Generation
-	if peers, err := rb.Peers(); err != nil {
-		s.a.Log.Error(err, "read the adopted kafka identities: every ipcache prefix is written again")
-	} else {
-		s.peers = peers
-	}
-	// The adopted counters hold the previous agents' counts: the metric
-	// counts from here.
-	if c, err := s.k.Counters(); err == nil {
-		s.counters = c
-	}
-	s.a.Log.Info("adopted the kafka state pinned by the previous agent", "generation", ad.Generation, "links", ad.Links, "maps", len(ad.Maps), "dir", s.pinDir)
 }
 
 // compileKafka compiles the plan's lists. A list the kernel cannot hold
@@ -243,194 +198,27 @@ func compileKafka(p *kafkaPlan) (*engine.KafkaTables, map[engine.RuleID]string) 
 	return t, failed
 }
 
-// writePeers writes the identity of every ipcache prefix that changed
-// (as the l7 subsystem does for its own table).
-func (s *kafkaSubsystem) writePeers(state *engine.MapState) error {
-	want := make(map[netip.Prefix]uint32, len(state.IPCache)+2)
-	for p, id := range state.IPCache {
-		want[p] = uint32(id)
-	}
-	for _, p := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
-		if _, ok := want[p]; !ok {
-			want[p] = uint32(engine.IdentityWorld)
-		}
-	}
-	for p := range s.peers {
-		if _, ok := want[p]; !ok {
-			want[p] = uint32(fallbackIdentity(state, p))
-		}
-	}
-	for _, p := range slices.SortedFunc(maps.Keys(want), func(x, y netip.Prefix) int { return strings.Compare(x.String(), y.String()) }) {
-		id := want[p]
-		if have, ok := s.peers[p]; ok && have == id {
-			continue
-		}
-		if err := s.k.SetPeer(p, id); err != nil {
-			return err
-		}
-		s.peers[p] = id
-	}
-	return nil
-}
-
-// attach attaches the sockops program to the cgroup of every bound
-// workload not attached yet; a workload whose cgroup is not found is
-// recorded and tried again on every verify pass.
-func (s *kafkaSubsystem) attach() {
-	s.missing = map[string]string{}
-	s.podCgroups = map[string]string{}
-	var errs []error
-	for _, id := range slices.Sorted(maps.Keys(s.plan.endpoints)) {
-		uid, ok := s.uids[id]
-		if !ok {
-			s.missing[id] = "the pod is not among the node's pods"
-			continue
-		}
-		pc, ok := s.cg.pod(uid)
-		if !ok {
-			s.missing[id] = fmt.Sprintf("no cgroup of pod UID %s under %s yet", uid, s.cg.root)
-			continue
-		}
-		s.podCgroups[id] = pc.path
-		if s.attached[pc.path] {
-			continue
-		}
-		if rb, ok := s.k.(kafkaReadback); ok && s.adopted && rb.HasCgroup(pc.path) {
-			s.attached[pc.path] = true // by the previous agent's link, adopted
-			continue
-		}
-		if err := s.k.AttachCgroup(pc.path); err != nil {
-			s.missing[id] = err.Error()
-			errs = append(errs, err)
-			continue
-		}
-		s.attached[pc.path] = true
-	}
-	s.attachErr = errors.Join(errs...)
-}
-
-// pin pins the kernel state under pinDir, so that requests are still
-// decided while the agent is down. What a previous agent pinned there
-// was adopted (adopt) and stays pinned; only where it could not be
-// adopted, the first pin of this process replaces it.
-func (s *kafkaSubsystem) pin() error {
-	if s.pinDir == "" {
-		return nil
-	}
-	if !s.pinned {
-		if err := os.MkdirAll(s.pinDir, 0o700); err != nil {
-			return fmt.Errorf("kafka pin dir: %w", err)
-		}
-		old, err := os.ReadDir(s.pinDir)
-		if err != nil {
-			return fmt.Errorf("kafka pin dir: %w", err)
-		}
-		for _, e := range old {
-			if err := os.Remove(filepath.Join(s.pinDir, e.Name())); err != nil {
-				return fmt.Errorf("release the previous agent's kafka pins: %w", err)
-			}
-		}
-	}
-	if err := s.k.Pin(s.pinDir); err != nil {
-		return fmt.Errorf("pin kafka: %w", err)
-	}
-	s.pinned = true
-	return nil
-}
-
 // Verify attaches the cgroups that were missing, reads the active
 // generation back (a drift is recorded and repaired) and exports the
-// kernel's counters.
+// kernel's counters as palisade_kafka_requests_total{reason}.
 func (s *kafkaSubsystem) Verify(_ context.Context, rec driftRecorder) error {
-	var errs []error
-	if s.plan != nil && len(s.missing) > 0 && s.syncErr == nil {
-		if err := s.cg.scan(s.cg.names); err != nil {
-			errs = append(errs, err)
-		} else {
-			s.attach()
-			if err := s.pin(); err != nil {
-				errs = append(errs, err)
-			}
-		}
+	var endpoints map[string]bool
+	if s.plan != nil {
+		endpoints = s.plan.endpoints
 	}
+	var readback func() error
 	if rb, ok := s.k.(kafkaReadback); ok && s.applied != nil {
-		errs = append(errs, s.readback(rb, rec))
-	}
-	c, err := s.k.Counters()
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("read kafka counters: %w", err))...)
-	}
-	if m := s.a.Metrics; m != nil && m.KafkaRequests != nil {
-		for r, n := range c {
-			if was := s.counters[r]; n > was {
-				m.KafkaRequests.WithLabelValues(r.String()).Add(float64(n - was))
-			}
+		readback = func() error {
+			return readbackSock(&s.sockSubsystem, rec, func() ([]kafka.Drift, error) { return rb.Compare(s.gen, s.tables, s.applied.binds) },
+				func(gen uint64) error { return s.k.Apply(gen, s.tables, s.applied.binds) },
+				func() ([]kafka.Drift, []netip.Prefix, error) { return rb.ComparePeers(s.peers) }, func(d kafka.Drift) string { return d.Key })
 		}
 	}
-	s.counters = c
-	return errors.Join(errs...)
-}
-
-// readback checks the pins (each missing one is pinned again, a Pin
-// drift), then compares the kernel's active Kafka generation (tables and
-// bindings) and identities with the last applied. A drifted generation is
-// repaired by applying the same tables as a new generation (requests
-// switch from the tampered tables to the right ones at once); drifted
-// identities are written again, extra ones deleted. Each is recorded as a
-// MapEntry drift naming kafka.
-func (s *kafkaSubsystem) readback(rb kafkaReadback, rec driftRecorder) error {
-	if s.pinDir != "" && s.pinned {
-		if missing := rb.MissingPins(s.pinDir); len(missing) > 0 {
-			err := rb.RepairPins(s.pinDir)
-			for _, p := range missing {
-				rec(v1.KernelDriftPin, "kafka pin "+p+" removed", err)
-			}
-		}
+	var vec *prometheus.CounterVec
+	if m := s.a.Metrics; m != nil {
+		vec = m.KafkaRequests
 	}
-	ds, err := rb.Compare(s.gen, s.tables, s.applied.binds)
-	if err != nil {
-		return fmt.Errorf("read back kafka generation %d: %w", s.gen, err)
-	}
-	if len(ds) > 0 {
-		gen := max(s.a.Datapath.Generation(), s.gen+1)
-		err := s.k.Apply(gen, s.tables, s.applied.binds)
-		if err == nil {
-			s.gen = gen
-			s.a.Log.Info("kafka tables applied again after a drift", "generation", gen)
-		}
-		rec(v1.KernelDriftMapEntry, describeKafkaDrifts("kafka generation", ds), err)
-	}
-	pds, extra, err := rb.ComparePeers(s.peers)
-	if err != nil {
-		return fmt.Errorf("read back kafka identities: %w", err)
-	}
-	if len(pds) > 0 {
-		var errs []error
-		for _, d := range pds {
-			p, perr := netip.ParsePrefix(d.Key)
-			if id, ok := s.peers[p]; perr == nil && ok {
-				errs = append(errs, s.k.SetPeer(p, id))
-			}
-		}
-		for _, p := range extra {
-			errs = append(errs, rb.DeletePeer(p))
-		}
-		rec(v1.KernelDriftMapEntry, describeKafkaDrifts("kafka identities", pds), errors.Join(errs...))
-	}
-	return nil
-}
-
-// describeKafkaDrifts says what differs, naming up to five entries.
-func describeKafkaDrifts(what string, ds []kafka.Drift) string {
-	parts := make([]string, 0, min(len(ds), 6))
-	for i, d := range ds {
-		if i == 5 {
-			parts = append(parts, fmt.Sprintf("and %d more", len(ds)-5))
-			break
-		}
-		parts = append(parts, d.String())
-	}
-	return fmt.Sprintf("%s: %d entries differ: %s", what, len(ds), strings.Join(parts, "; "))
+	return s.verify(endpoints, readback, vec)
 }
 
 // Report says, per object, what the node does not enforce of its
@@ -495,46 +283,14 @@ func (s *kafkaSubsystem) kafkaGaps(o *policyObject, in *inputs) []gap {
 		return nil
 	}
 	what := partsWhat(parts)
-	if s.syncErr != nil {
-		msg := fmt.Sprintf("%s are not enforced as written: the kafka subsystem could not sync (%v)", what, s.syncErr)
-		if s.applied != nil {
-			msg += fmt.Sprintf("; the kernel keeps deciding requests with kafka generation %d", s.gen)
-		} else {
-			msg += "; the kernel passes every request on the port that L3/L4 allows"
-		}
-		return []gap{{reason: v1.DatapathErrorReason, message: msg}}
+	var unbound map[engine.RuleID]string
+	if s.plan != nil {
+		unbound = s.plan.unbound
 	}
-	if s.plan == nil {
-		return []gap{{reason: v1.EnforcementPendingReason, message: what + " are not enforced yet: waiting for the first sync"}}
-	}
-	var out []gap
-	var missing []string
-	for _, l := range in.local {
-		if why, ok := s.missing[l.id]; ok && selects(o, in, l.id) {
-			missing = append(missing, l.id+" ("+why+")")
-		}
-	}
-	if len(missing) > 0 {
-		more := ""
-		if len(missing) > 3 {
-			more = fmt.Sprintf(", and %d more", len(missing)-3)
-			missing = missing[:3]
-		}
-		out = append(out, gap{reason: reasonCgroupNotFound, message: fmt.Sprintf("%s are not decided for workloads whose cgroup the Kafka sockops program is not attached to: %s%s; the kernel passes their requests on the port that L3/L4 allows",
-			what, strings.Join(missing, ", "), more)})
-	}
-	for _, rule := range slices.Sorted(maps.Keys(s.failed)) {
-		if ruleOf(in, rule, o.key) {
-			out = append(out, gap{reason: v1.DatapathErrorReason, message: fmt.Sprintf("%s: the kernel cannot hold them (%s), so it refuses every Kafka request they would decide", what, s.failed[rule])})
-			break
-		}
-	}
-	for _, rule := range slices.Sorted(maps.Keys(s.plan.unbound)) {
-		if ruleOf(in, rule, o.key) {
-			out = append(out, gap{reason: v1.NotSupportedReason, message: fmt.Sprintf("%s on %s are not enforced: the kernel binds Kafka rules to at most %d ports per range, and passes every request on the others that L3/L4 allows",
-				what, s.plan.unbound[rule], maxL7BlockPorts)})
-			break
-		}
+	out, final := s.gaps(o, in, what, s.applied != nil, s.plan != nil, unbound, gapTexts{sockops: "the Kafka sockops program", proto: "Kafka",
+		failed: "the kernel cannot hold them (%s), so it refuses every Kafka request they would decide"})
+	if final {
+		return out
 	}
 	for _, rule := range slices.Sorted(maps.Keys(s.plan.mixed)) {
 		if ruleOf(in, rule, o.key) {

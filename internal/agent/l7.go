@@ -31,6 +31,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/capability"
 	"github.com/palisade-dev/palisade/internal/engine"
@@ -90,15 +92,8 @@ var _ l7Readback = (*l7.Datapath)(nil)
 // cgroup of every pod that has a binding. Egress HTTP and Kafka rules are
 // not decided: they stay the capability table's gaps.
 type l7Subsystem struct {
-	a  *Agent
-	k  L7Kernel
-	cg *cgroupResolver
-	// pinDir is where the kernel state is pinned ("" pins nothing).
-	pinDir string
-	pinned bool
-	// adoptTried is set once the state a previous agent pinned was
-	// looked for; adopted when it was taken over.
-	adoptTried, adopted bool
+	sockSubsystem[l7.Reason]
+	k L7Kernel
 
 	// plan is the last plan computed, applied whether it was applied.
 	plan    *l7Plan
@@ -106,29 +101,10 @@ type l7Subsystem struct {
 	// tables are the applied plan's tables, as compiled: what the
 	// read-back compares the kernel with.
 	tables *engine.HTTPTables
-	gen    uint64
-	// failed are the lists that could not be compiled, replaced by lists
-	// that refuse every request: by rule, the reason.
-	failed map[engine.RuleID]string
-	// peers are the identities written to the kernel, by prefix.
-	peers map[netip.Prefix]uint32
-	// attached are the cgroup directories the sockops program is attached
-	// to; podCgroups the cgroup of each local workload found.
-	attached   map[string]bool
-	podCgroups map[string]string
-	// missing are the workloads with bindings whose cgroup is not found
-	// or could not be attached: workload → why.
-	missing map[string]string
-	// uids are the local pods' UIDs by workload, for the retries.
-	uids map[string]types.UID
-
-	syncErr, attachErr error
-	counters           map[l7.Reason]uint64
 }
 
 func newL7Subsystem(a *Agent) *l7Subsystem {
-	return &l7Subsystem{a: a, k: a.L7, cg: newCgroupResolver(a.CgroupRoot), pinDir: a.L7PinDir,
-		peers: map[netip.Prefix]uint32{}, attached: map[string]bool{}}
+	return &l7Subsystem{sockSubsystem: newSockSubsystem[l7.Reason](a, "l7", a.L7, a.L7PinDir), k: a.L7}
 }
 
 // l7Subsystem returns the L7 subsystem, or, without an L7 datapath, a
@@ -161,7 +137,15 @@ func (s *l7Subsystem) sync(in *inputs) error {
 	}
 	s.plan = plan
 	tables, failed := compileL7(plan)
-	s.adopt()
+	if rb, ok := s.k.(l7Readback); ok {
+		s.adopt(func(dir string) (bool, uint64, int, int, error) {
+			ad, err := rb.Adopt(dir)
+			if err != nil || ad == nil {
+				return false, 0, 0, 0, err
+			}
+			return true, ad.Generation, ad.Links, len(ad.Maps), nil
+		})
+	}
 	if err := s.writePeers(state); err != nil {
 		return err
 	}
@@ -190,42 +174,8 @@ func (s *l7Subsystem) sync(in *inputs) error {
 	if err := s.cg.scan(names); err != nil {
 		return err
 	}
-	s.attach()
+	s.attach(plan.endpoints)
 	return s.pin()
-}
-
-// adopt takes over, once, the state a previous agent pinned under
-// pinDir: its tables keep deciding requests, on the connections accepted
-// before the restart too, until this agent's first generation replaces
-// them beside the active one. Its identities are this agent's to keep
-// up to date. Where the state cannot be adopted (an incompatible
-// version, an incomplete pin directory), the first pin replaces it.
-func (s *l7Subsystem) adopt() {
-	rb, ok := s.k.(l7Readback)
-	if s.adoptTried || s.pinDir == "" || !ok {
-		return
-	}
-	s.adoptTried = true
-	ad, err := rb.Adopt(s.pinDir)
-	if err != nil {
-		s.a.Log.Error(err, "the l7 state pinned by the previous agent is replaced, not adopted: connections accepted before this restart are no longer decided", "dir", s.pinDir)
-		return
-	}
-	if ad == nil {
-		return
-	}
-	s.adopted, s.pinned, s.gen = true, true, ad.Generation
-	if peers, err := rb.Peers(); err != nil {
-		s.a.Log.Error(err, "read the adopted l7 identities: every ipcache prefix is written again")
-	} else {
-		s.peers = peers
-	}
-	// The adopted counters hold the previous agents' counts: the metric
-	// counts from here.
-	if c, err := s.k.Counters(); err == nil {
-		s.counters = c
-	}
-	s.a.Log.Info("adopted the l7 state pinned by the previous agent", "generation", ad.Generation, "links", ad.Links, "maps", len(ad.Maps), "dir", s.pinDir)
 }
 
 // compileL7 compiles the plan's lists. A list the kernel cannot decide
@@ -264,40 +214,6 @@ func countPorts(binds []l7.Binding) int {
 	return len(seen)
 }
 
-// writePeers writes the identity of every ipcache prefix that changed.
-// The kernel offers no delete: a prefix no longer in the ipcache is
-// written with the identity its addresses fall back to (the longest
-// shorter prefix that holds it, else world), which decides as its absence
-// would. A peer the kernel finds no prefix for is any peer; the world
-// prefixes make it world, as the engine's Identity does.
-func (s *l7Subsystem) writePeers(state *engine.MapState) error {
-	want := make(map[netip.Prefix]uint32, len(state.IPCache)+2)
-	for p, id := range state.IPCache {
-		want[p] = uint32(id)
-	}
-	for _, p := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
-		if _, ok := want[p]; !ok {
-			want[p] = uint32(engine.IdentityWorld)
-		}
-	}
-	for p := range s.peers {
-		if _, ok := want[p]; !ok {
-			want[p] = uint32(fallbackIdentity(state, p))
-		}
-	}
-	for _, p := range slices.SortedFunc(maps.Keys(want), func(x, y netip.Prefix) int { return cmp.Compare(x.String(), y.String()) }) {
-		id := want[p]
-		if have, ok := s.peers[p]; ok && have == id {
-			continue
-		}
-		if err := s.k.SetPeer(p, id); err != nil {
-			return err
-		}
-		s.peers[p] = id
-	}
-	return nil
-}
-
 // fallbackIdentity is the identity of the addresses of p once p is gone:
 // that of the longest ipcache prefix shorter than p that contains it.
 func fallbackIdentity(state *engine.MapState, p netip.Prefix) engine.Identity {
@@ -308,77 +224,6 @@ func fallbackIdentity(state *engine.MapState, p netip.Prefix) engine.Identity {
 		}
 	}
 	return engine.IdentityWorld
-}
-
-// attach attaches the sockops program to the cgroup of every bound
-// workload not attached yet. A workload whose cgroup is not found is
-// recorded, and tried again on every verify pass.
-func (s *l7Subsystem) attach() {
-	s.missing = map[string]string{}
-	s.podCgroups = map[string]string{}
-	var errs []error
-	for _, id := range slices.Sorted(maps.Keys(s.plan.endpoints)) {
-		uid, ok := s.uids[id]
-		if !ok {
-			s.missing[id] = "the pod is not among the node's pods"
-			continue
-		}
-		pc, ok := s.cg.pod(uid)
-		if !ok {
-			s.missing[id] = fmt.Sprintf("no cgroup of pod UID %s under %s yet", uid, s.cg.root)
-			continue
-		}
-		s.podCgroups[id] = pc.path
-		if s.attached[pc.path] {
-			continue
-		}
-		if rb, ok := s.k.(l7Readback); ok && s.adopted && rb.HasCgroup(pc.path) {
-			s.attached[pc.path] = true // by the previous agent's link, adopted
-			continue
-		}
-		if err := s.k.AttachCgroup(pc.path); err != nil {
-			s.missing[id] = err.Error()
-			errs = append(errs, err)
-			continue
-		}
-		s.attached[pc.path] = true
-	}
-	s.attachErr = errors.Join(errs...)
-}
-
-// pin pins the kernel state under pinDir, so that requests are still
-// decided while the agent is down. What a previous agent pinned there
-// was adopted (adopt) and stays pinned; only where it could not be
-// adopted, the first pin of this process replaces it: its cgroup links
-// are released (the program it attached stops running) once this
-// process's are attached, and its maps, and the connections in its
-// SOCKHASH with them, are freed.
-func (s *l7Subsystem) pin() error {
-	if s.pinDir == "" {
-		return nil
-	}
-	if !s.pinned {
-		if err := os.MkdirAll(s.pinDir, 0o700); err != nil {
-			return fmt.Errorf("pin dir: %w", err)
-		}
-		old, err := os.ReadDir(s.pinDir)
-		if err != nil {
-			return fmt.Errorf("pin dir: %w", err)
-		}
-		for _, e := range old {
-			if err := os.Remove(filepath.Join(s.pinDir, e.Name())); err != nil {
-				return fmt.Errorf("release the previous agent's pins: %w", err)
-			}
-		}
-		if len(old) > 0 {
-			s.a.Log.Info("replaced the l7 state pinned by the previous agent", "pins", len(old), "dir", s.pinDir)
-		}
-	}
-	if err := s.k.Pin(s.pinDir); err != nil {
-		return fmt.Errorf("pin: %w", err)
-	}
-	s.pinned = true
-	return nil
 }
 
 // l7Retry reports whether a bound workload's cgroup is missing: it may
@@ -397,96 +242,23 @@ func (a *Agent) l7Retry() bool {
 // the active generation and the identities back and repairs what
 // drifted, and exports the kernel's counters.
 func (s *l7Subsystem) Verify(_ context.Context, rec driftRecorder) error {
-	var errs []error
-	if s.plan != nil && len(s.missing) > 0 && s.syncErr == nil {
-		if err := s.cg.scan(s.cg.names); err != nil {
-			errs = append(errs, err)
-		} else {
-			s.attach()
-			if err := s.pin(); err != nil {
-				errs = append(errs, err)
-			}
-		}
+	var endpoints map[string]bool
+	if s.plan != nil {
+		endpoints = s.plan.endpoints
 	}
+	var readback func() error
 	if rb, ok := s.k.(l7Readback); ok && s.applied != nil {
-		errs = append(errs, s.readback(rb, rec))
-	}
-	c, err := s.k.Counters()
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("read l7 counters: %w", err))...)
-	}
-	if m := s.a.Metrics; m != nil && m.L7Requests != nil {
-		for r, n := range c {
-			if was := s.counters[r]; n > was {
-				m.L7Requests.WithLabelValues(r.String()).Add(float64(n - was))
-			}
+		readback = func() error {
+			return readbackSock(&s.sockSubsystem, rec, func() ([]l7.Drift, error) { return rb.Compare(s.gen, s.tables, s.applied.binds) },
+				func(gen uint64) error { return s.k.Apply(gen, s.tables, s.applied.binds) },
+				func() ([]l7.Drift, []netip.Prefix, error) { return rb.ComparePeers(s.peers) }, func(d l7.Drift) string { return d.Key })
 		}
 	}
-	s.counters = c
-	return errors.Join(errs...)
-}
-
-// readback checks the pins (without them the next agent cannot adopt
-// the state: each missing one is pinned again, a Pin drift), then
-// compares the kernel's active generation and identities with the last
-// applied, as the network subsystem compares its maps. A
-// drifted generation is repaired by applying the same tables as a new
-// generation (requests switch from the tampered tables to the right ones
-// at once); drifted identities are written again, extra ones deleted.
-// Each is recorded as a MapEntry drift naming l7.
-func (s *l7Subsystem) readback(rb l7Readback, rec driftRecorder) error {
-	if s.pinDir != "" && s.pinned {
-		if missing := rb.MissingPins(s.pinDir); len(missing) > 0 {
-			err := rb.RepairPins(s.pinDir)
-			for _, p := range missing {
-				rec(v1.KernelDriftPin, "l7 pin "+p+" removed", err)
-			}
-		}
+	var vec *prometheus.CounterVec
+	if m := s.a.Metrics; m != nil {
+		vec = m.L7Requests
 	}
-	ds, err := rb.Compare(s.gen, s.tables, s.applied.binds)
-	if err != nil {
-		return fmt.Errorf("read back l7 generation %d: %w", s.gen, err)
-	}
-	if len(ds) > 0 {
-		gen := max(s.a.Datapath.Generation(), s.gen+1)
-		err := s.k.Apply(gen, s.tables, s.applied.binds)
-		if err == nil {
-			s.gen = gen
-			s.a.Log.Info("l7 tables applied again after a drift", "generation", gen)
-		}
-		rec(v1.KernelDriftMapEntry, describeL7Drifts("l7 generation", ds), err)
-	}
-	pds, extra, err := rb.ComparePeers(s.peers)
-	if err != nil {
-		return fmt.Errorf("read back l7 identities: %w", err)
-	}
-	if len(pds) > 0 {
-		var errs []error
-		for _, d := range pds {
-			p, perr := netip.ParsePrefix(d.Key)
-			if id, ok := s.peers[p]; perr == nil && ok {
-				errs = append(errs, s.k.SetPeer(p, id))
-			}
-		}
-		for _, p := range extra {
-			errs = append(errs, rb.DeletePeer(p))
-		}
-		rec(v1.KernelDriftMapEntry, describeL7Drifts("l7 identities", pds), errors.Join(errs...))
-	}
-	return nil
-}
-
-// describeL7Drifts says what differs, naming up to five entries.
-func describeL7Drifts(what string, ds []l7.Drift) string {
-	parts := make([]string, 0, min(len(ds), 6))
-	for i, d := range ds {
-		if i == 5 {
-			parts = append(parts, fmt.Sprintf("and %d more", len(ds)-5))
-			break
-		}
-		parts = append(parts, d.String())
-	}
-	return fmt.Sprintf("%s: %d entries differ: %s", what, len(ds), strings.Join(parts, "; "))
+	return s.verify(endpoints, readback, vec)
 }
 
 // Report states L7Enforced and what each object does not enforce of its
@@ -560,52 +332,12 @@ func (s *l7Subsystem) httpGaps(o *policyObject, in *inputs) []gap {
 	if len(parts) == 0 {
 		return nil
 	}
-	what := partsWhat(parts)
-	var out []gap
-	if s.syncErr != nil {
-		msg := fmt.Sprintf("%s are not enforced as written: the l7 subsystem could not sync (%v)", what, s.syncErr)
-		if s.applied != nil {
-			msg += fmt.Sprintf("; the kernel keeps deciding requests with l7 generation %d", s.gen)
-		} else {
-			msg += "; the kernel passes every request on the port that L3/L4 allows"
-		}
-		return []gap{{reason: v1.DatapathErrorReason, message: msg}}
+	var unbound map[engine.RuleID]string
+	if s.plan != nil {
+		unbound = s.plan.unbound
 	}
-	if s.plan == nil {
-		return []gap{{reason: v1.EnforcementPendingReason, message: what + " are not enforced yet: waiting for the first sync"}}
-	}
-	var missing []string
-	for _, l := range in.local {
-		why, ok := s.missing[l.id]
-		if !ok {
-			continue
-		}
-		if selects(o, in, l.id) {
-			missing = append(missing, l.id+" ("+why+")")
-		}
-	}
-	if len(missing) > 0 {
-		more := ""
-		if len(missing) > 3 {
-			more = fmt.Sprintf(", and %d more", len(missing)-3)
-			missing = missing[:3]
-		}
-		out = append(out, gap{reason: reasonCgroupNotFound, message: fmt.Sprintf("%s are not decided for workloads whose cgroup the sockops program is not attached to: %s%s; the kernel passes their requests on the port that L3/L4 allows",
-			what, strings.Join(missing, ", "), more)})
-	}
-	for _, rule := range slices.Sorted(maps.Keys(s.failed)) {
-		if ruleOf(in, rule, o.key) {
-			out = append(out, gap{reason: v1.DatapathErrorReason, message: fmt.Sprintf("%s: the kernel cannot decide them (%s), so it refuses every request they would decide", what, s.failed[rule])})
-			break
-		}
-	}
-	for _, rule := range slices.Sorted(maps.Keys(s.plan.unbound)) {
-		if ruleOf(in, rule, o.key) {
-			out = append(out, gap{reason: v1.NotSupportedReason, message: fmt.Sprintf("%s on %s are not enforced: the kernel binds HTTP rules to at most %d ports per range, and passes every request on the others that L3/L4 allows",
-				what, s.plan.unbound[rule], maxL7BlockPorts)})
-			break
-		}
-	}
+	out, _ := s.gaps(o, in, partsWhat(parts), s.applied != nil, s.plan != nil, unbound, gapTexts{sockops: "the sockops program", proto: "HTTP",
+		failed: "the kernel cannot decide them (%s), so it refuses every request they would decide"})
 	return out
 }
 
@@ -705,4 +437,370 @@ func (l *l7Off) Report(_ *inputs, r *report) {
 	}
 	r.condition(v1.L7EnforcedCondition, false, v1.NotSupportedReason,
 		fmt.Sprintf("%d objects have L7 rules this node does not enforce (first: %s: %s)", len(keys), keys[0], l.gaps[keys[0]][0].message))
+}
+
+// sockKernel is what the l7 and kafka subsystems drive alike of their
+// datapaths (L7Kernel, KafkaKernel).
+type sockKernel[R comparable] interface {
+	AttachCgroup(path string) error
+	Pin(dir string) error
+	SetPeer(prefix netip.Prefix, identity uint32) error
+	Counters() (map[R]uint64, error)
+}
+
+// sockReadback is what l7Readback and kafkaReadback share.
+type sockReadback interface {
+	HasCgroup(path string) bool
+	Peers() (map[netip.Prefix]uint32, error)
+	DeletePeer(prefix netip.Prefix) error
+	MissingPins(dir string) []string
+	RepairPins(dir string) error
+}
+
+// sockSubsystem is what the l7 and kafka subsystems share: the state
+// pinned under pinDir and its adoption, the peers' identities, the
+// sockops program's cgroups, the counters and the read-back's pins and
+// identities. Each subsystem keeps its plan, tables and generation's
+// read-back.
+type sockSubsystem[R interface {
+	comparable
+	fmt.Stringer
+}] struct {
+	a *Agent
+	// name is the datapath's, in logs, errors and drifts ("l7", "kafka").
+	name string
+	kern sockKernel[R]
+	cg   *cgroupResolver
+	// pinDir is where the kernel state is pinned ("" pins nothing).
+	pinDir string
+	pinned bool
+	// adoptTried is set once the state a previous agent pinned was
+	// looked for; adopted when it was taken over.
+	adoptTried, adopted bool
+	gen                 uint64
+	// failed are the lists that could not be compiled, replaced by lists
+	// that refuse every request: by rule, the reason.
+	failed map[engine.RuleID]string
+	// peers are the identities written to the kernel, by prefix.
+	peers map[netip.Prefix]uint32
+	// attached are the cgroup directories the sockops program is attached
+	// to; podCgroups the cgroup of each local workload found.
+	attached   map[string]bool
+	podCgroups map[string]string
+	// missing are the workloads with bindings whose cgroup is not found
+	// or could not be attached: workload → why.
+	missing map[string]string
+	// uids are the local pods' UIDs by workload, for the retries.
+	uids map[string]types.UID
+
+	syncErr, attachErr error
+	counters           map[R]uint64
+}
+
+func newSockSubsystem[R interface {
+	comparable
+	fmt.Stringer
+}](a *Agent, name string, k sockKernel[R], pinDir string) sockSubsystem[R] {
+	return sockSubsystem[R]{a: a, name: name, kern: k, cg: newCgroupResolver(a.CgroupRoot), pinDir: pinDir,
+		peers: map[netip.Prefix]uint32{}, attached: map[string]bool{}}
+}
+
+// adopt takes over, once, the state a previous agent pinned under
+// pinDir (adopt is the datapath's Adopt: found false when none is
+// pinned): its tables keep deciding requests, on the connections
+// accepted before the restart too, until this agent's first generation
+// replaces them beside the active one. Its identities are this agent's
+// to keep up to date. Where the state cannot be adopted (an incompatible
+// version, an incomplete pin directory), the first pin replaces it.
+func (s *sockSubsystem[R]) adopt(adopt func(dir string) (found bool, gen uint64, links, maps int, err error)) {
+	rb, ok := s.kern.(sockReadback)
+	if s.adoptTried || s.pinDir == "" || !ok {
+		return
+	}
+	s.adoptTried = true
+	found, gen, links, nmaps, err := adopt(s.pinDir)
+	if err != nil {
+		s.a.Log.Error(err, "the "+s.name+" state pinned by the previous agent is replaced, not adopted: connections accepted before this restart are no longer decided", "dir", s.pinDir)
+		return
+	}
+	if !found {
+		return
+	}
+	s.adopted, s.pinned, s.gen = true, true, gen
+	if peers, err := rb.Peers(); err != nil {
+		s.a.Log.Error(err, "read the adopted "+s.name+" identities: every ipcache prefix is written again")
+	} else {
+		s.peers = peers
+	}
+	// The adopted counters hold the previous agents' counts: the metric
+	// counts from here.
+	if c, err := s.kern.Counters(); err == nil {
+		s.counters = c
+	}
+	s.a.Log.Info("adopted the "+s.name+" state pinned by the previous agent", "generation", gen, "links", links, "maps", nmaps, "dir", s.pinDir)
+}
+
+// writePeers writes the identity of every ipcache prefix that changed.
+// The kernel offers no delete: a prefix no longer in the ipcache is
+// written with the identity its addresses fall back to (the longest
+// shorter prefix that holds it, else world), which decides as its absence
+// would. A peer the kernel finds no prefix for is any peer; the world
+// prefixes make it world, as the engine's Identity does.
+func (s *sockSubsystem[R]) writePeers(state *engine.MapState) error {
+	want := make(map[netip.Prefix]uint32, len(state.IPCache)+2)
+	for p, id := range state.IPCache {
+		want[p] = uint32(id)
+	}
+	for _, p := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
+		if _, ok := want[p]; !ok {
+			want[p] = uint32(engine.IdentityWorld)
+		}
+	}
+	for p := range s.peers {
+		if _, ok := want[p]; !ok {
+			want[p] = uint32(fallbackIdentity(state, p))
+		}
+	}
+	for _, p := range slices.SortedFunc(maps.Keys(want), func(x, y netip.Prefix) int { return cmp.Compare(x.String(), y.String()) }) {
+		id := want[p]
+		if have, ok := s.peers[p]; ok && have == id {
+			continue
+		}
+		if err := s.kern.SetPeer(p, id); err != nil {
+			return err
+		}
+		s.peers[p] = id
+	}
+	return nil
+}
+
+// attach attaches the sockops program to the cgroup of every bound
+// workload (endpoints) not attached yet. A workload whose cgroup is not
+// found is recorded, and tried again on every verify pass.
+func (s *sockSubsystem[R]) attach(endpoints map[string]bool) {
+	s.missing = map[string]string{}
+	s.podCgroups = map[string]string{}
+	var errs []error
+	for _, id := range slices.Sorted(maps.Keys(endpoints)) {
+		uid, ok := s.uids[id]
+		if !ok {
+			s.missing[id] = "the pod is not among the node's pods"
+			continue
+		}
+		pc, ok := s.cg.pod(uid)
+		if !ok {
+			s.missing[id] = fmt.Sprintf("no cgroup of pod UID %s under %s yet", uid, s.cg.root)
+			continue
+		}
+		s.podCgroups[id] = pc.path
+		if s.attached[pc.path] {
+			continue
+		}
+		if rb, ok := s.kern.(sockReadback); ok && s.adopted && rb.HasCgroup(pc.path) {
+			s.attached[pc.path] = true // by the previous agent's link, adopted
+			continue
+		}
+		if err := s.kern.AttachCgroup(pc.path); err != nil {
+			s.missing[id] = err.Error()
+			errs = append(errs, err)
+			continue
+		}
+		s.attached[pc.path] = true
+	}
+	s.attachErr = errors.Join(errs...)
+}
+
+// pin pins the kernel state under pinDir, so that requests are still
+// decided while the agent is down. What a previous agent pinned there
+// was adopted (adopt) and stays pinned; only where it could not be
+// adopted, the first pin of this process replaces it: its cgroup links
+// are released (the program it attached stops running) once this
+// process's are attached, and its maps, and the connections in its
+// SOCKHASH with them, are freed.
+func (s *sockSubsystem[R]) pin() error {
+	if s.pinDir == "" {
+		return nil
+	}
+	if !s.pinned {
+		if err := os.MkdirAll(s.pinDir, 0o700); err != nil {
+			return fmt.Errorf("%s pin dir: %w", s.name, err)
+		}
+		old, err := os.ReadDir(s.pinDir)
+		if err != nil {
+			return fmt.Errorf("%s pin dir: %w", s.name, err)
+		}
+		for _, e := range old {
+			if err := os.Remove(filepath.Join(s.pinDir, e.Name())); err != nil {
+				return fmt.Errorf("release the previous agent's %s pins: %w", s.name, err)
+			}
+		}
+		if len(old) > 0 {
+			s.a.Log.Info("replaced the "+s.name+" state pinned by the previous agent", "pins", len(old), "dir", s.pinDir)
+		}
+	}
+	if err := s.kern.Pin(s.pinDir); err != nil {
+		return fmt.Errorf("pin %s: %w", s.name, err)
+	}
+	s.pinned = true
+	return nil
+}
+
+// verify attaches the cgroups of the bound workloads (endpoints) that
+// were missing (a pod starting), runs the read-back (nil: none), and
+// exports the kernel's counters' increments to vec (nil: none).
+func (s *sockSubsystem[R]) verify(endpoints map[string]bool, readback func() error, vec *prometheus.CounterVec) error {
+	var errs []error
+	if endpoints != nil && len(s.missing) > 0 && s.syncErr == nil {
+		if err := s.cg.scan(s.cg.names); err != nil {
+			errs = append(errs, err)
+		} else {
+			s.attach(endpoints)
+			if err := s.pin(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if readback != nil {
+		errs = append(errs, readback())
+	}
+	c, err := s.kern.Counters()
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("read %s counters: %w", s.name, err))...)
+	}
+	if vec != nil {
+		for r, n := range c {
+			if was := s.counters[r]; n > was {
+				vec.WithLabelValues(r.String()).Add(float64(n - was))
+			}
+		}
+	}
+	s.counters = c
+	return errors.Join(errs...)
+}
+
+// readbackSock checks the pins (without them the next agent cannot adopt
+// the state: each missing one is pinned again, a Pin drift), then
+// compares the kernel's active generation (compare) and identities
+// (comparePeers) with the last applied, as the network subsystem
+// compares its maps. A drifted generation is repaired by applying the
+// same tables as a new generation (apply: requests switch from the
+// tampered tables to the right ones at once); drifted identities are
+// written again, extra ones deleted. Each is recorded as a MapEntry
+// drift naming the datapath.
+func readbackSock[R interface {
+	comparable
+	fmt.Stringer
+}, D fmt.Stringer](s *sockSubsystem[R], rec driftRecorder, compare func() ([]D, error), apply func(gen uint64) error,
+	comparePeers func() ([]D, []netip.Prefix, error), key func(D) string) error {
+	rb, ok := s.kern.(sockReadback)
+	if !ok {
+		return nil
+	}
+	if s.pinDir != "" && s.pinned {
+		if missing := rb.MissingPins(s.pinDir); len(missing) > 0 {
+			err := rb.RepairPins(s.pinDir)
+			for _, p := range missing {
+				rec(v1.KernelDriftPin, s.name+" pin "+p+" removed", err)
+			}
+		}
+	}
+	ds, err := compare()
+	if err != nil {
+		return fmt.Errorf("read back %s generation %d: %w", s.name, s.gen, err)
+	}
+	if len(ds) > 0 {
+		gen := max(s.a.Datapath.Generation(), s.gen+1)
+		err := apply(gen)
+		if err == nil {
+			s.gen = gen
+			s.a.Log.Info(s.name+" tables applied again after a drift", "generation", gen)
+		}
+		rec(v1.KernelDriftMapEntry, describeSockDrifts(s.name+" generation", ds), err)
+	}
+	pds, extra, err := comparePeers()
+	if err != nil {
+		return fmt.Errorf("read back %s identities: %w", s.name, err)
+	}
+	if len(pds) > 0 {
+		var errs []error
+		for _, d := range pds {
+			p, perr := netip.ParsePrefix(key(d))
+			if id, ok := s.peers[p]; perr == nil && ok {
+				errs = append(errs, s.kern.SetPeer(p, id))
+			}
+		}
+		for _, p := range extra {
+			errs = append(errs, rb.DeletePeer(p))
+		}
+		rec(v1.KernelDriftMapEntry, describeSockDrifts(s.name+" identities", pds), errors.Join(errs...))
+	}
+	return nil
+}
+
+// describeSockDrifts says what differs, naming up to five entries.
+func describeSockDrifts[D fmt.Stringer](what string, ds []D) string {
+	parts := make([]string, 0, min(len(ds), 6))
+	for i, d := range ds {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(ds)-5))
+			break
+		}
+		parts = append(parts, d.String())
+	}
+	return fmt.Sprintf("%s: %d entries differ: %s", what, len(ds), strings.Join(parts, "; "))
+}
+
+// gapTexts are the words a subsystem's gaps differ by: its sockops
+// program, its protocol and what the kernel does with a list it cannot
+// hold (a format of the reason).
+type gapTexts struct{ sockops, proto, failed string }
+
+// gaps says what the node does not enforce of an object's rules of the
+// protocol (what names them) as written: the subsystem could not sync
+// (applied: a generation of this agent's decides meanwhile), no plan yet
+// (planned false; final true: nothing more to say), a
+// selected workload's cgroup missing, a list the kernel cannot hold, and
+// rules over too many ports to bind (unbound).
+func (s *sockSubsystem[R]) gaps(o *policyObject, in *inputs, what string, applied, planned bool, unbound map[engine.RuleID]string, t gapTexts) (out []gap, final bool) {
+	if s.syncErr != nil {
+		msg := fmt.Sprintf("%s are not enforced as written: the %s subsystem could not sync (%v)", what, s.name, s.syncErr)
+		if applied {
+			msg += fmt.Sprintf("; the kernel keeps deciding requests with %s generation %d", s.name, s.gen)
+		} else {
+			msg += "; the kernel passes every request on the port that L3/L4 allows"
+		}
+		return []gap{{reason: v1.DatapathErrorReason, message: msg}}, true
+	}
+	if !planned {
+		return []gap{{reason: v1.EnforcementPendingReason, message: what + " are not enforced yet: waiting for the first sync"}}, true
+	}
+	var missing []string
+	for _, l := range in.local {
+		if why, ok := s.missing[l.id]; ok && selects(o, in, l.id) {
+			missing = append(missing, l.id+" ("+why+")")
+		}
+	}
+	if len(missing) > 0 {
+		more := ""
+		if len(missing) > 3 {
+			more = fmt.Sprintf(", and %d more", len(missing)-3)
+			missing = missing[:3]
+		}
+		out = append(out, gap{reason: reasonCgroupNotFound, message: fmt.Sprintf("%s are not decided for workloads whose cgroup %s is not attached to: %s%s; the kernel passes their requests on the port that L3/L4 allows",
+			what, t.sockops, strings.Join(missing, ", "), more)})
+	}
+	for _, rule := range slices.Sorted(maps.Keys(s.failed)) {
+		if ruleOf(in, rule, o.key) {
+			out = append(out, gap{reason: v1.DatapathErrorReason, message: what + ": " + fmt.Sprintf(t.failed, s.failed[rule])})
+			break
+		}
+	}
+	for _, rule := range slices.Sorted(maps.Keys(unbound)) {
+		if ruleOf(in, rule, o.key) {
+			out = append(out, gap{reason: v1.NotSupportedReason, message: fmt.Sprintf("%s on %s are not enforced: the kernel binds %s rules to at most %d ports per range, and passes every request on the others that L3/L4 allows",
+				what, unbound[rule], t.proto, maxL7BlockPorts)})
+			break
+		}
+	}
+	return out, false
 }

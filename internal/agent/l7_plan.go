@@ -40,19 +40,30 @@ const (
 	maxL7Binds      = 16384
 )
 
-// l7Plan is what one generation of the L7 datapath holds for the node:
-// the lists (each the allow rules that decide a request at one local
-// address, port and peer identity, merged as engine.LookupSide merges the
-// peer's and the any-peer entry) and the bindings to them.
-type l7Plan struct {
+// bindPlan is what the socket datapaths' plans share (bpf/l7's for HTTP
+// rules, bpf/kafka's for Kafka rules): the lists (each the allow rules
+// that decide a request at one local address, port and peer identity,
+// merged as engine.LookupSide merges the peer's and the any-peer entry),
+// the workloads bound and the rules that could not be bound.
+type bindPlan struct {
 	lists map[engine.L7ID]engine.L7List
-	binds []l7.Binding
 	// endpoints are the local workloads ("namespace/name") with at least
 	// one binding: their pods' cgroups need the sockops program.
 	endpoints map[string]bool
-	// unbound are the rules whose HTTP rules sit on a policy entry over
-	// too many ports to bind, by rule.
+	// unbound are the rules whose rules of the protocol sit on a policy
+	// entry over too many ports to bind, by rule.
 	unbound map[engine.RuleID]string
+}
+
+func newBindPlan() bindPlan {
+	return bindPlan{lists: map[engine.L7ID]engine.L7List{}, endpoints: map[string]bool{}, unbound: map[engine.RuleID]string{}}
+}
+
+// l7Plan is what one generation of the L7 datapath holds for the node:
+// the lists and the bindings to them.
+type l7Plan struct {
+	bindPlan
+	binds []l7.Binding
 }
 
 // l7Block is a policy entry's ports, as a range.
@@ -81,9 +92,12 @@ func httpParts(rs *v1alpha1.RuleSet) []capability.Gap {
 	return append(capability.Parts(rs, capability.HTTP), capability.Parts(rs, capability.HTTPEgress)...)
 }
 
+// httpRules reports whether rules hold an HTTP rule.
+func httpRules(r *v1alpha1.L7Rules) bool { return r != nil && len(r.HTTP) > 0 }
+
 // hasHTTP reports whether a list holds an HTTP rule.
 func hasHTTP(l engine.L7List) bool {
-	return slices.ContainsFunc(l, func(a engine.L7Allow) bool { return a.Rules != nil && len(a.Rules.HTTP) > 0 })
+	return slices.ContainsFunc(l, func(a engine.L7Allow) bool { return httpRules(a.Rules) })
 }
 
 // planL7 computes the bindings of the local workloads' HTTP rules from
@@ -96,9 +110,12 @@ func hasHTTP(l engine.L7List) bool {
 // one binding (X's, else the any-peer one), so X's binding holds the
 // merged list of both entries.
 func planL7(state *engine.MapState, local []localEndpoint) (*l7Plan, error) {
-	p := &l7Plan{lists: map[engine.L7ID]engine.L7List{}, endpoints: map[string]bool{}, unbound: map[engine.RuleID]string{}}
+	p := &l7Plan{bindPlan: newBindPlan()}
 	for _, dir := range []engine.Direction{engine.Ingress, engine.Egress} {
-		if err := p.plan(state, local, dir); err != nil {
+		err := p.plan(state, local, dir, httpRules, func(ip netip.Addr, port uint16, id engine.Identity, lid engine.L7ID, _ engine.L7List) {
+			p.binds = append(p.binds, l7.Binding{Addr: ip, Port: port, Identity: uint32(id), List: lid, Egress: dir == engine.Egress})
+		})
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -118,9 +135,15 @@ func cmpBool(a, b bool) int {
 	return 1
 }
 
-// plan adds the bindings of one direction's entries.
-func (p *l7Plan) plan(state *engine.MapState, local []localEndpoint, dir engine.Direction) error {
-	egress := dir == engine.Egress
+// plan adds the lists of one direction's entries whose lists hold rules
+// of the protocol (mine says which rules are), and calls bind for each
+// local address, port and peer identity they decide, once, with the
+// merged list and its ID.
+func (p *bindPlan) plan(state *engine.MapState, local []localEndpoint, dir engine.Direction, mine func(*v1alpha1.L7Rules) bool,
+	bind func(ip netip.Addr, port uint16, id engine.Identity, lid engine.L7ID, list engine.L7List)) error {
+	has := func(l engine.L7List) bool {
+		return slices.ContainsFunc(l, func(a engine.L7Allow) bool { return mine(a.Rules) })
+	}
 	// The entries of each policy ID in the direction, by identity.
 	byPolicy := map[uint32]map[engine.Identity][]engine.PolicyKey{}
 	for k := range state.Policy {
@@ -148,7 +171,8 @@ func (p *l7Plan) plan(state *engine.MapState, local []localEndpoint, dir engine.
 				continue
 			}
 			ids := byPolicy[ep.PolicyID]
-			// The ports where some entry of this endpoint carries HTTP rules.
+			// The ports where some entry of this endpoint carries rules of
+			// the protocol.
 			var ports []uint16
 			for _, keys := range ids {
 				for _, k := range keys {
@@ -160,13 +184,13 @@ func (p *l7Plan) plan(state *engine.MapState, local []localEndpoint, dir engine.
 					if !ok {
 						return fmt.Errorf("policy entry %+v names l7 list %d, which the state does not hold", k, e.L7)
 					}
-					if !hasHTTP(list) {
+					if !has(list) {
 						continue
 					}
 					b, _ := tcpBlock(k)
 					if int(b.hi)-int(b.lo)+1 > maxL7BlockPorts {
 						for _, a := range list {
-							if a.Rules != nil && len(a.Rules.HTTP) > 0 {
+							if mine(a.Rules) {
 								p.unbound[a.Rule] = fmt.Sprintf("%d-%d/TCP", b.lo, b.hi)
 							}
 						}
@@ -183,7 +207,7 @@ func (p *l7Plan) plan(state *engine.MapState, local []localEndpoint, dir engine.
 			for _, port := range ports {
 				any0, hasAny := lookupEntry(state, ep.PolicyID, dir, 0, port)
 				allWorld, hasAllWorld := lookupEntry(state, ep.PolicyID, dir, engine.IdentityAllWorld, port)
-				anyHTTP := hasAny && any0.L7 != 0 && hasHTTP(state.L7[any0.L7])
+				anyMine := hasAny && any0.L7 != 0 && has(state.L7[any0.L7])
 				for _, id := range idList {
 					// The entries the datapath finds for a peer of id, as
 					// engine.LookupSide probes them: id's, any peer's, and
@@ -204,8 +228,8 @@ func (p *l7Plan) plan(state *engine.MapState, local []localEndpoint, dir engine.
 					if hasAny {
 						entries = append(entries, any0)
 					}
-					if len(entries) == 0 || !anyHTTP && !slices.ContainsFunc(entries, func(e engine.PolicyEntry) bool { return e.L7 != 0 && hasHTTP(state.L7[e.L7]) }) {
-						continue // no HTTP rule decides this peer's requests
+					if len(entries) == 0 || !anyMine && !slices.ContainsFunc(entries, func(e engine.PolicyEntry) bool { return e.L7 != 0 && has(state.L7[e.L7]) }) {
+						continue // no rule of the protocol decides this peer's requests
 					}
 					list, ok := mergeL7(state, entries)
 					if !ok {
@@ -216,8 +240,7 @@ func (p *l7Plan) plan(state *engine.MapState, local []localEndpoint, dir engine.
 						continue
 					}
 					seen[k] = true
-					lid := p.add(list)
-					p.binds = append(p.binds, l7.Binding{Addr: ip, Port: port, Identity: uint32(id), List: lid, Egress: egress})
+					bind(ip, port, id, p.add(list), list)
 					p.endpoints[l.id] = true
 				}
 			}
@@ -255,7 +278,7 @@ func peerIdentities(state *engine.MapState, ids map[engine.Identity][]engine.Pol
 
 // add holds list under its content ID (the next free one on a hash
 // collision) and returns the ID.
-func (p *l7Plan) add(list engine.L7List) engine.L7ID {
+func (p *bindPlan) add(list engine.L7List) engine.L7ID {
 	id := l7ListID(list)
 	for {
 		have, ok := p.lists[id]
