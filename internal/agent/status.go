@@ -168,7 +168,18 @@ func heartbeatDue(written *metav1.Time, last time.Time) bool {
 // report writes the agent's state to the node's NodeEnforcement status.
 func (a *Agent) report(ctx context.Context) error {
 	ne := &v1.NodeEnforcement{}
+	reader := a.APIReader
+	if reader == nil {
+		reader = a.Client
+	}
 	err := a.Client.Get(ctx, client.ObjectKey{Name: a.Node}, ne)
+	if apierrors.IsNotFound(err) && a.neUID != "" {
+		// This process created or read it, and the cache has not seen it
+		// yet (its watch lags while a thousand agents start): ask the API
+		// server rather than create it again (1,034 creates for 685
+		// hollow agents before).
+		err = reader.Get(ctx, client.ObjectKey{Name: a.Node}, ne)
+	}
 	if apierrors.IsNotFound(err) {
 		// The created object, as the API server answered, is the base of
 		// the status patch: the cache has not seen it yet (reading it
@@ -178,11 +189,7 @@ func (a *Agent) report(ctx context.Context) error {
 		if err := a.Client.Create(ctx, ne); apierrors.IsAlreadyExists(err) {
 			// Created before (by this process, or before a restart) and
 			// not in the cache yet: read it from the API server.
-			r := a.APIReader
-			if r == nil {
-				r = a.Client
-			}
-			if err := r.Get(ctx, client.ObjectKey{Name: a.Node}, ne); err != nil {
+			if err := reader.Get(ctx, client.ObjectKey{Name: a.Node}, ne); err != nil {
 				return fmt.Errorf("get NodeEnforcement %s: %w", a.Node, err)
 			}
 		} else if err != nil {

@@ -33,7 +33,8 @@ import (
 // read of it through the cache says NotFound. The first report creates
 // it and patches its status on the created object; the next one, still
 // not finding it in the cache, reads it from the API server instead of
-// failing (which made the agent create it again on every retry).
+// creating it again; an agent that restarted (knows no UID) tries to
+// create it, is refused, and reads it.
 func TestReportCreatesOnceWhileTheCacheLags(t *testing.T) {
 	f := newFixture(t)
 	f.pod("api", "api", "10.0.0.2", 2, false)
@@ -50,6 +51,7 @@ func TestReportCreatesOnceWhileTheCacheLags(t *testing.T) {
 		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 			if _, ok := obj.(*v1.NodeEnforcement); ok {
 				creates++
+				obj.SetUID("ne-uid") // as the API server does; the fake does not
 			}
 			return c.Create(ctx, obj, opts...)
 		},
@@ -59,8 +61,16 @@ func TestReportCreatesOnceWhileTheCacheLags(t *testing.T) {
 			t.Fatalf("sync %d: %v", i, err)
 		}
 	}
+	if creates != 1 {
+		t.Fatalf("%d creates, want 1 (the second report reads it from the API server)", creates)
+	}
+	// A restarted agent (no UID known) finds it existing and reads it.
+	f.a.neUID = ""
+	if _, err := f.sync(); err != nil {
+		t.Fatalf("sync after a restart: %v", err)
+	}
 	if creates != 2 {
-		t.Fatalf("%d creates, want 2 (the second refused as existing, then read from the API server)", creates)
+		t.Fatalf("%d creates, want 2 (the restarted agent's refused as existing)", creates)
 	}
 	sets := f.status().Status.PolicySets
 	if len(sets) != 1 || sets[0].Revision != "r1" || sets[0].Enforced != 1 {
