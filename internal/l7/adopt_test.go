@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -97,6 +98,7 @@ func TestAdoptKeepsConnections(t *testing.T) {
 		t.Fatalf("adopted %+v, want generation 1, one sockops and one gate link, the pinned maps", ad)
 	}
 	t.Logf("adopted %+v", *ad)
+	ka.SetDeadline(time.Now().Add(30 * time.Second)) // the dial's counted from before a load
 	e.server.d = d
 	if g, err := d.Generation(); err != nil || g != 1 {
 		t.Fatalf("Generation() = %d, %v; want 1", g, err)
@@ -234,6 +236,9 @@ func TestAdoptKeepsEgressConnections(t *testing.T) {
 	if !d.HasCgroup(e.cg) {
 		t.Errorf("HasCgroup(%s) = false after adopting its link", e.cg)
 	}
+	// The dial's deadline counts from before a load of the object
+	// (about 12 s on this loaded machine): a new one for what follows.
+	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if code, _ := get(allowedGet); code != 200 {
 		t.Fatalf("adopted: %d", code)
 	}
@@ -294,6 +299,9 @@ func TestAdoptAfterPinsRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.repair(t)
+	// The dial's deadline counts from before two loads of the object
+	// (about 12 s each on this loaded machine): a new one for what follows.
+	ka.SetDeadline(time.Now().Add(30 * time.Second))
 	if resp, body := roundTrip(t, ka, br, "GET /private/ka HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 || body != "ok /private/ka" {
 		t.Errorf("keep-alive GET /private/ka after the adoption: %d %q, want the server's answer", resp.StatusCode, body)
 	}
