@@ -40,16 +40,9 @@ import (
 // KafkaKernel is the Kafka datapath the kafka subsystem drives.
 // *kafka.Datapath implements it; the agent's unit tests use a fake.
 type KafkaKernel interface {
-	// AttachCgroup attaches the sockops program to a cgroup v2 directory.
-	AttachCgroup(path string) error
-	// Pin pins the maps and the cgroup links under dir; pinning again
-	// pins what was attached since.
-	Pin(dir string) error
-	// SetPeer says which identity the addresses of prefix have.
-	SetPeer(prefix netip.Prefix, identity uint32) error
+	sockKernel[kafka.Reason]
 	// Apply writes a generation beside the active one and switches to it.
 	Apply(generation uint64, tables *engine.KafkaTables, binds []kafka.Binding) error
-	Counters() (map[kafka.Reason]uint64, error)
 	Close() error
 }
 
@@ -59,25 +52,15 @@ var _ KafkaKernel = (*kafka.Datapath)(nil)
 // previous agent's pinned state and reads the kernel back
 // (*kafka.Datapath has it; the unit tests' fake does not).
 type kafkaReadback interface {
+	sockReadback
 	// Adopt takes over the state pinned under dir (nil: none pinned).
 	Adopt(dir string) (*kafka.Adopted, error)
-	// HasCgroup reports whether the sockops program is attached to the
-	// cgroup directory path (by an adopted link too).
-	HasCgroup(path string) bool
-	// Peers is kafka_peers as the kernel holds it.
-	Peers() (map[netip.Prefix]uint32, error)
 	// Compare reads the active generation back and compares it with what
 	// was applied.
 	Compare(generation uint64, tables *engine.KafkaTables, binds []kafka.Binding) ([]kafka.Drift, error)
 	// ComparePeers compares kafka_peers with the identities written and
 	// returns the prefixes the kernel holds beyond them.
 	ComparePeers(want map[netip.Prefix]uint32) ([]kafka.Drift, []netip.Prefix, error)
-	// DeletePeer deletes a prefix's identity.
-	DeletePeer(prefix netip.Prefix) error
-	// MissingPins are the pins under dir that were made and are gone;
-	// RepairPins pins them again.
-	MissingPins(dir string) []string
-	RepairPins(dir string) error
 }
 
 var _ kafkaReadback = (*kafka.Datapath)(nil)

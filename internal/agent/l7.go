@@ -42,16 +42,9 @@ import (
 // L7Kernel is the L7 datapath the l7 subsystem drives. *l7.Datapath
 // implements it; the agent's unit tests use a fake.
 type L7Kernel interface {
-	// AttachCgroup attaches the sockops program to a cgroup v2 directory.
-	AttachCgroup(path string) error
-	// Pin pins the maps and the cgroup links under dir; pinning again
-	// pins what was attached since.
-	Pin(dir string) error
-	// SetPeer says which identity the addresses of prefix have.
-	SetPeer(prefix netip.Prefix, identity uint32) error
+	sockKernel[l7.Reason]
 	// Apply writes a generation beside the active one and switches to it.
 	Apply(generation uint64, tables *engine.HTTPTables, binds []l7.Binding) error
-	Counters() (map[l7.Reason]uint64, error)
 	Close() error
 }
 
@@ -62,24 +55,15 @@ var _ L7Kernel = (*l7.Datapath)(nil)
 // a kernel without it (the unit tests' fake) is neither adopted nor read
 // back.
 type l7Readback interface {
+	sockReadback
 	// Adopt takes over the state pinned under dir (nil: none pinned).
 	Adopt(dir string) (*l7.Adopted, error)
-	// HasCgroup reports whether the sockops program is attached to the
-	// cgroup directory path (by an adopted link too).
-	HasCgroup(path string) bool
-	// Peers is l7_peers as the kernel holds it.
-	Peers() (map[netip.Prefix]uint32, error)
 	// Compare reads the active generation back and compares it with what
 	// was applied.
 	Compare(generation uint64, tables *engine.HTTPTables, binds []l7.Binding) ([]l7.Drift, error)
 	// ComparePeers compares l7_peers with the identities written and
 	// returns the prefixes the kernel holds beyond them.
 	ComparePeers(want map[netip.Prefix]uint32) ([]l7.Drift, []netip.Prefix, error)
-	DeletePeer(prefix netip.Prefix) error
-	// MissingPins are the pins under dir that are gone; RepairPins pins
-	// them again.
-	MissingPins(dir string) []string
-	RepairPins(dir string) error
 }
 
 var _ l7Readback = (*l7.Datapath)(nil)
@@ -442,17 +426,28 @@ func (l *l7Off) Report(_ *inputs, r *report) {
 // sockKernel is what the l7 and kafka subsystems drive alike of their
 // datapaths (L7Kernel, KafkaKernel).
 type sockKernel[R comparable] interface {
+	// AttachCgroup attaches the sockops program to a cgroup v2 directory.
 	AttachCgroup(path string) error
+	// Pin pins the maps and the cgroup links under dir; pinning again
+	// pins what was attached since.
 	Pin(dir string) error
+	// SetPeer says which identity the addresses of prefix have.
 	SetPeer(prefix netip.Prefix, identity uint32) error
+	// Counters are the kernel's counters by reason.
 	Counters() (map[R]uint64, error)
 }
 
 // sockReadback is what l7Readback and kafkaReadback share.
 type sockReadback interface {
+	// HasCgroup reports whether the sockops program is attached to the
+	// cgroup directory path (by an adopted link too).
 	HasCgroup(path string) bool
+	// Peers is the peers map as the kernel holds it.
 	Peers() (map[netip.Prefix]uint32, error)
+	// DeletePeer deletes a prefix's identity.
 	DeletePeer(prefix netip.Prefix) error
+	// MissingPins are the pins under dir that were made and are gone;
+	// RepairPins pins them again.
 	MissingPins(dir string) []string
 	RepairPins(dir string) error
 }
