@@ -340,6 +340,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conntrack4 SEC(".maps");
 
+/*
+ * The flow cache: FLOW_CACHE_SLOTS per CPU (32 bytes each, 256 KiB per
+ * CPU). A cache: its contents are never needed, so Open replaces a pinned
+ * one of another layout instead of refusing it.
+ */
+#define FLOW_CACHE_BITS 13
+#define FLOW_CACHE_SLOTS (1 << FLOW_CACHE_BITS)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FLOW_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct flow_cache_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flow_cache SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);

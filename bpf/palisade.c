@@ -533,6 +533,108 @@ static __always_inline void ct_touch(struct ct_value *ct, struct pkt *p, __u64 n
 }
 
 /*
+ * The flow cache (docs/datapath.md, "The flow cache"): a per-CPU,
+ * direct-mapped array in front of conntrack4 for the fast path. A slot
+ * holds what the fast path would do with a packet of one connection
+ * without writing its entry: pass it, as an allow of generation
+ * `generation` without an L7 list, until `until`. ct_touch rewrites a
+ * deadline only when it moves by more than CT_REFRESH_SLACK, so an entry
+ * whose deadline was last written at t needs no write before t + slack
+ * (fc_until), and a slot answers for at most CT_REFRESH_SLACK after it
+ * was written. `until` is in jiffies, which the verifier inlines as one
+ * load where the coarse clock is a helper call (about 13 ns, the largest
+ * cost left on the path): a slot written at jiffy j with a window of W ns
+ * answers up to jiffy j + W / FC_TICK_MAX_NS - 1, so with ticks of at
+ * most FC_TICK_MAX_NS (HZ >= 100) it never answers past the window, one
+ * tick of skew between the two clocks included (with HZ = 1000 it answers
+ * for a tenth of it, and conntrack4 refills it). The slot's key is
+ * compared whole: a slot taken by another connection is a miss, never the
+ * other connection's verdict.
+ * FIN and RST go to conntrack4 (ct_touch marks the entry closing), and so
+ * does every packet of another generation, IPv6, fragments and events
+ * for every allowed packet.
+ *
+ * fc_seed keys the slot's hash, so that nobody outside can aim
+ * connections at one slot; the agent sets it at load (read-only data: the
+ * JIT sees a constant). fc_off turns the cache off, for benchmarks that
+ * measure with and without it in one run.
+ */
+const volatile __u64 fc_seed = 0;
+const volatile __u32 fc_off = 0;
+
+/* The longest tick: HZ is at least 100. */
+#define FC_TICK_MAX_NS (NSEC / 100)
+
+/* fc_slot returns k's slot and k as two words. k is 8-aligned (pkt_scratch). */
+static __always_inline struct flow_cache_entry *fc_slot(const struct ct4_key *k, __u64 *w0, __u64 *w1)
+{
+	const __u8 *b = __builtin_assume_aligned(k, 8);
+	__builtin_memcpy(w0, b, 8);
+	__builtin_memcpy(w1, b + 8, 8);
+	__u64 h = ((*w0 ^ fc_seed) * 0x9e3779b97f4a7c15ULL ^ *w1) * 0xbf58476d1ce4e5b9ULL;
+	__u32 i = h >> (64 - FLOW_CACHE_BITS);
+	return bpf_map_lookup_elem(&flow_cache, &i);
+}
+
+/*
+ * fc_until is when ct's entry may next need a write by a packet that
+ * changes none of its flags: ct_touch writes when now + timeout > expires
+ * + slack. Capped at now + slack (an entry written otherwise, by the agent).
+ */
+static __always_inline __u64 fc_until(const struct ct_value *ct, __u8 proto, __u64 now)
+{
+	__u64 t = ct_timeout(proto, ct->flags);
+	__u64 e = ct->expires + CT_REFRESH_SLACK;
+	if (e < t)
+		return 0;
+	e -= t;
+	return e < now + CT_REFRESH_SLACK ? e : now + CT_REFRESH_SLACK;
+}
+
+/* fc_answers says whether slot e passes packet p of the connection w0, w1 now. */
+static __always_inline int fc_answers(const struct flow_cache_entry *e, __u64 w0, __u64 w1, __u32 gen,
+				      const struct pkt *p)
+{
+	return e->generation == gen && e->key[0] == w0 && e->key[1] == w1 && bpf_jiffies64() <= e->until &&
+	       !(p->proto == IPPROTO_TCP && (p->tcp_flags & (TCP_FIN | TCP_RST)));
+}
+
+/* fc_fill writes slot e: the connection w0, w1 passes until (coarse-clock ns; now is that clock's). */
+static __always_inline void fc_fill(struct flow_cache_entry *e, __u64 w0, __u64 w1, __u32 gen, __u64 until,
+				    __u64 now)
+{
+	__u64 j = 0;
+	if (until >= now + 2 * FC_TICK_MAX_NS)
+		j = bpf_jiffies64() + (until - now) / FC_TICK_MAX_NS - 1;
+	e->key[0] = w0;
+	e->key[1] = w1;
+	e->until = j;
+	e->generation = gen;
+	count(COUNTER_FLOW_CACHE_FILLS);
+}
+
+/*
+ * fc_decided makes this CPU's slot of the connection k follow a decision
+ * of the full path: filled when ct (the connection's entry, as written) is
+ * an allow the fast path would take, emptied when it holds k otherwise.
+ * Other CPUs' slots hold at most CT_REFRESH_SLACK longer.
+ */
+static __always_inline void fc_decided(const struct ct4_key *k, const struct ct_value *ct, __u8 proto, __u32 gen,
+				       __u64 now)
+{
+	if (fc_off)
+		return;
+	__u64 w0, w1;
+	struct flow_cache_entry *e = fc_slot(k, &w0, &w1);
+	if (!e)
+		return;
+	if (ct && gen && ct->generation == gen && ct->verdict == VERDICT_ALLOW && !ct->l7)
+		fc_fill(e, w0, w1, gen, fc_until(ct, proto, now), now);
+	else if (e->key[0] == w0 && e->key[1] == w1)
+		e->generation = 0;
+}
+
+/*
  * never_own says whether a local address can never be a workload's own, so
  * that a workload's programs decide it as a host interface's do (an
  * address without an endpoint entry is not enforced): the unspecified
@@ -627,10 +729,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 		   (p->proto == IPPROTO_ICMPV6 && p->family == AF_INET6);
 	int opens = !icmp || (p->flags & PKT_ECHO_REQUEST);
 	int answers = !icmp || (p->flags & PKT_ECHO_REPLY);
-	/* Timeouts are seconds: the coarse clock (same base, no TSC read) will do. */
-	__u64 now = bpf_ktime_get_coarse_ns();
 	struct ct_value *ct = 0;
 	int frag = p->flags & (PKT_FRAG_FIRST | PKT_FRAG_LATER);
+	struct flow_cache_entry *fc = 0;
+	__u64 fw0 = 0, fw1 = 0;
 
 	/*
 	 * The fast path: a packet of a connection that this generation allowed
@@ -638,10 +740,22 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 	 * input of the decision), so the lookups are skipped, and so are the
 	 * generation's maps. Fragments, whose ports may come from the
 	 * fragments map, take the full path. An entry's generation 0 is never
-	 * (generations start at 1).
+	 * (generations start at 1). An IPv4 connection's flow cache slot
+	 * answers first when it can, without the conntrack4 lookup.
 	 */
 	if (r == PARSE_OK && opens && !frag) {
 		ct_fill(ck, p, dir);
+		if (p->family == AF_INET4 && !fc_off) {
+			fc = fc_slot(&ck->k4, &fw0, &fw1);
+			if (fc && gen && fc_answers(fc, fw0, fw1, gen, p) && !events_allowed()) {
+				count(COUNTER_ALLOWED);
+				return TC_ACT_UNSPEC;
+			}
+		}
+	}
+	/* Timeouts are seconds: the coarse clock (same base, no TSC read) will do. */
+	__u64 now = bpf_ktime_get_coarse_ns();
+	if (r == PARSE_OK && opens && !frag) {
 		ct = ct_lookup(ck, p->family);
 		if (ct && ct->expires < now)
 			ct = 0;
@@ -651,6 +765,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 			count(COUNTER_ALLOWED);
 			if (ct->l7)
 				count(COUNTER_L7_UNENFORCED);
+			else if (fc)
+				fc_fill(fc, fw0, fw1, gen, fc_until(ct, p->proto, now), now);
 			return TC_ACT_UNSPEC;
 		}
 	}
@@ -742,6 +858,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 	if (d.verdict == VERDICT_DENY) {
 		if (ct)
 			ct_delete(ck, p->family);
+		if (opens && p->family == AF_INET4)
+			fc_decided(&ck->k4, 0, p->proto, gen, now);
 		count(COUNTER_DENIED);
 		emit(skb, generation, p, dir, ep->identity, peer, d.verdict, d.reason, d.rule, evflags);
 		return TC_ACT_SHOT;
@@ -798,6 +916,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 	 */
 	int report = d.verdict == VERDICT_AUDIT;
 	int created = 0;
+	struct ct_value nv = {};
 	if (opens) {
 		if (ct) {
 			ct_touch(ct, p, now, 0);
@@ -808,12 +927,15 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir, int workload)
 			ct->l7 = ct_l7;
 			ct->generation = gen;
 		} else {
-			struct ct_value nv = {.verdict = d.verdict, .l7 = ct_l7, .generation = gen};
+			nv.verdict = d.verdict, nv.l7 = ct_l7, nv.generation = gen;
 			ct_touch(&nv, p, now, 0);
 			nv.expires = now + ct_timeout(p->proto, nv.flags);
 			ct_update(ck, p->family, &nv);
 			created = 1;
 		}
+		/* A refused DNS query's entry is rewritten an allow below: it has an L7 list, never cached. */
+		if (p->family == AF_INET4)
+			fc_decided(&ck->k4, created ? &nv : ct, p->proto, gen, now);
 	}
 	if (refused) {
 		if (!created && ct)

@@ -303,6 +303,22 @@ struct ct_value {
 	__u32 generation;
 };
 
+/*
+ * The flow cache (docs/datapath.md, "The flow cache"): per CPU, direct
+ * mapped, indexed by a keyed hash of an IPv4 connection's conntrack4 key.
+ * A slot says that the conntrack fast path would pass a packet of that
+ * connection without writing its entry: an allow of generation generation,
+ * without an L7 list, whose deadline needs no refresh before until. A
+ * packet that the slot answers skips the conntrack4 lookup; every other
+ * goes to conntrack4 as before, which refills the slot.
+ */
+struct flow_cache_entry {
+	__u64 key[2];	  /* the struct ct4_key, as two words */
+	__u64 until;	  /* jiffies: answers while bpf_jiffies64() <= until */
+	__u32 generation; /* low 32 bits, as ct_value's; 0: empty */
+	__u32 pad;
+};
+
 /* Ports of a fragmented datagram, from its first fragment. */
 struct frag_key {
 	__u8 saddr[16];
@@ -468,6 +484,13 @@ enum counter {
 	COUNTER_FQDN_CAP,
 	COUNTER_FQDN_SLOTS,
 	COUNTER_FQDN_FULL,
+	/*
+	 * Flow cache slots written: a packet of an allowed IPv4 connection
+	 * that the cache did not answer (first packet, a deadline to refresh,
+	 * FIN or RST, a slot taken by another connection, a new generation).
+	 * Against COUNTER_ALLOWED it says how often the cache missed.
+	 */
+	COUNTER_FLOW_CACHE_FILLS,
 	COUNTER_MAX,
 };
 

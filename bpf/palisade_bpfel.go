@@ -67,7 +67,8 @@ const (
 	PalisadeCounterCOUNTER_FQDN_CAP          PalisadeCounter = 37
 	PalisadeCounterCOUNTER_FQDN_SLOTS        PalisadeCounter = 38
 	PalisadeCounterCOUNTER_FQDN_FULL         PalisadeCounter = 39
-	PalisadeCounterCOUNTER_MAX               PalisadeCounter = 40
+	PalisadeCounterCOUNTER_FLOW_CACHE_FILLS  PalisadeCounter = 40
+	PalisadeCounterCOUNTER_MAX               PalisadeCounter = 41
 )
 
 type PalisadeCt4Key struct {
@@ -158,6 +159,14 @@ type PalisadeEventVersion uint32
 const (
 	PalisadeEventVersionVERDICT_EVENT_VERSION PalisadeEventVersion = 1
 )
+
+type PalisadeFlowCacheEntry struct {
+	_          structs.HostLayout
+	Key        [2]uint64
+	Until      uint64
+	Generation uint32
+	Pad        uint32
+}
 
 type PalisadeFqdnAccept struct {
 	_   structs.HostLayout
@@ -341,6 +350,7 @@ const (
 	PalisadeMapDnsScratch            = "dns_scratch"
 	PalisadeMapDnsSettings           = "dns_settings"
 	PalisadeMapEvents                = "events"
+	PalisadeMapFlowCache             = "flow_cache"
 	PalisadeMapFqdnAddrs             = "fqdn_addrs"
 	PalisadeMapFqdnNames             = "fqdn_names"
 	PalisadeMapFqdnPending           = "fqdn_pending"
@@ -384,6 +394,8 @@ const (
 	PalisadeVarBtfReason             = "__btf_reason"
 	PalisadeVarBtfVerdict            = "__btf_verdict"
 	PalisadeVarBtfVerdictEvent       = "__btf_verdict_event"
+	PalisadeVarFcOff                 = "fc_off"
+	PalisadeVarFcSeed                = "fc_seed"
 )
 
 // LoadPalisade returns the embedded CollectionSpec for Palisade.
@@ -446,6 +458,7 @@ type PalisadeMapSpecs struct {
 	DnsScratch       *ebpf.MapSpec `ebpf:"dns_scratch"`
 	DnsSettings      *ebpf.MapSpec `ebpf:"dns_settings"`
 	Events           *ebpf.MapSpec `ebpf:"events"`
+	FlowCache        *ebpf.MapSpec `ebpf:"flow_cache"`
 	FqdnAddrs        *ebpf.MapSpec `ebpf:"fqdn_addrs"`
 	FqdnNames        *ebpf.MapSpec `ebpf:"fqdn_names"`
 	FqdnPending      *ebpf.MapSpec `ebpf:"fqdn_pending"`
@@ -490,6 +503,8 @@ type PalisadeVariableSpecs struct {
 	BtfReason        *ebpf.VariableSpec `ebpf:"__btf_reason"`
 	BtfVerdict       *ebpf.VariableSpec `ebpf:"__btf_verdict"`
 	BtfVerdictEvent  *ebpf.VariableSpec `ebpf:"__btf_verdict_event"`
+	FcOff            *ebpf.VariableSpec `ebpf:"fc_off"`
+	FcSeed           *ebpf.VariableSpec `ebpf:"fc_seed"`
 }
 
 // PalisadeObjects contains all objects after they have been loaded into the kernel.
@@ -519,6 +534,7 @@ type PalisadeMaps struct {
 	DnsScratch       *ebpf.Map `ebpf:"dns_scratch"`
 	DnsSettings      *ebpf.Map `ebpf:"dns_settings"`
 	Events           *ebpf.Map `ebpf:"events"`
+	FlowCache        *ebpf.Map `ebpf:"flow_cache"`
 	FqdnAddrs        *ebpf.Map `ebpf:"fqdn_addrs"`
 	FqdnNames        *ebpf.Map `ebpf:"fqdn_names"`
 	FqdnPending      *ebpf.Map `ebpf:"fqdn_pending"`
@@ -550,6 +566,7 @@ func (m *PalisadeMaps) Close() error {
 		m.DnsScratch,
 		m.DnsSettings,
 		m.Events,
+		m.FlowCache,
 		m.FqdnAddrs,
 		m.FqdnNames,
 		m.FqdnPending,
@@ -595,6 +612,8 @@ type PalisadeVariables struct {
 	BtfReason        *ebpf.Variable `ebpf:"__btf_reason"`
 	BtfVerdict       *ebpf.Variable `ebpf:"__btf_verdict"`
 	BtfVerdictEvent  *ebpf.Variable `ebpf:"__btf_verdict_event"`
+	FcOff            *ebpf.Variable `ebpf:"fc_off"`
+	FcSeed           *ebpf.Variable `ebpf:"fc_seed"`
 }
 
 // PalisadePrograms contains all programs after they have been loaded into the kernel.

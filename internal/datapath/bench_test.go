@@ -21,6 +21,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -60,15 +61,138 @@ func BenchmarkParseOnly(b *testing.B) {
 }
 
 // BenchmarkPolicy is the whole program on an allowed, established
-// connection with n rules, on the hash and the LPM path.
+// connection with n rules, on the hash and the LPM path, repeated inside
+// BPF_PROG_TEST_RUN calls: with the flow cache (as the agent loads it;
+// after the first packet the cache answers) and without it (the conntrack4
+// fast path), and the parse-only baseline, in benchRounds interleaved
+// rounds. ns/pkt is the median round with the cache; over-ns the median of
+// each round's difference from its own baseline; nocache-* the same
+// without the cache.
 func BenchmarkPolicy(b *testing.B) {
-	d := openTest(b, nil)
+	on := openTest(b, nil)
+	off := openTest(b, &Options{flowCacheOff: true})
 	for _, n := range []int{10, 1000, 10000, 100000} {
-		if err := d.Apply(context.Background(), benchState(n)); err != nil {
+		for _, d := range []*Datapath{on, off} {
+			if err := d.Apply(context.Background(), benchState(n)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, path := range []struct {
+			name string
+			port uint16
+		}{{"hash", 80}, {"lpm", 5000}} {
+			b.Run(fmt.Sprintf("rules=%d/path=%s", n, path.name), func(b *testing.B) {
+				pkt := benchPacket(path.port)
+				benchRounds(b, []*ebpf.Program{on.objs.PalisadeParseOnly, on.objs.PalisadeFromEndpoint, off.objs.PalisadeFromEndpoint},
+					func(p *ebpf.Program, reps int) time.Duration {
+						ret, per, err := p.Benchmark(pkt, reps, nil)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if ret != actPass {
+							b.Fatalf("benchmark packet returned %d, want pass", int32(ret))
+						}
+						return per
+					})
+			})
+		}
+	}
+}
+
+// benchRoundCount is the interleaved rounds of BenchmarkPolicy and
+// BenchmarkFlows: the load of a shared machine shifts all three
+// programs of a round alike.
+const benchRoundCount = 15
+
+// benchRounds runs progs (the baseline, with the cache, without) in
+// benchRoundCount rounds of b.N/benchRounds packets each, through run (ns per
+// packet of reps packets), and reports the medians.
+func benchRounds(b *testing.B, progs []*ebpf.Program, run func(p *ebpf.Program, reps int) time.Duration) {
+	reps := max(b.N/benchRoundCount, 1)
+	for _, p := range progs { // warm up: establish the connection, fill the cache
+		run(p, 1)
+	}
+	var base, with, without, over, overOff []float64
+	b.ResetTimer()
+	for range benchRoundCount {
+		pb, pw, po := float64(run(progs[0], reps)), float64(run(progs[1], reps)), float64(run(progs[2], reps))
+		base, with, without = append(base, pb), append(with, pw), append(without, po)
+		over, overOff = append(over, pw-pb), append(overOff, po-pb)
+	}
+	b.ReportMetric(median(with), "ns/pkt")
+	b.ReportMetric(median(base), "parse-ns/pkt")
+	b.ReportMetric(median(over), "over-ns")
+	b.ReportMetric(median(without), "nocache-ns/pkt")
+	b.ReportMetric(median(overOff), "nocache-over-ns")
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// BenchmarkFlows is the flow cache's worst case beside its best: packets
+// of n established connections (A to B, TCP 80, a source port each, 10
+// rules), one packet per BPF_PROG_TEST_RUN call round-robin over the
+// connections, so that with more connections than slots (8192 per CPU)
+// most packets find their slot taken by another and go to conntrack4.
+// With the cache and without, and the parse-only baseline, measured alike
+// in interleaved rounds (each figure carries the per-call overhead; the
+// differences do not); fills/pkt is the share of packets the cache did
+// not answer.
+func BenchmarkFlows(b *testing.B) {
+	on := openTest(b, nil)
+	off := openTest(b, &Options{flowCacheOff: true})
+	for _, d := range []*Datapath{on, off} {
+		if err := d.Apply(context.Background(), benchState(10)); err != nil {
 			b.Fatal(err)
 		}
-		b.Run(fmt.Sprintf("rules=%d/path=hash", n), func(b *testing.B) { benchRun(b, d, "egress", benchPacket(80)) })
-		b.Run(fmt.Sprintf("rules=%d/path=lpm", n), func(b *testing.B) { benchRun(b, d, "egress", benchPacket(5000)) })
+	}
+	for _, n := range []int{1, 1000, 10000, 60000} {
+		pkts := make([][]byte, n)
+		for i := range pkts {
+			pkts[i] = benchPacket(80)
+			binary.BigEndian.PutUint16(pkts[i][14+20:], uint16(1024+i))
+		}
+		b.Run(fmt.Sprintf("flows=%d", n), func(b *testing.B) {
+			next := map[*ebpf.Program]int{}
+			for _, p := range []*ebpf.Program{on.objs.PalisadeFromEndpoint, off.objs.PalisadeFromEndpoint} {
+				for _, pkt := range pkts { // establish every connection
+					if ret, _, err := p.Benchmark(pkt, 1, nil); err != nil || ret != actPass {
+						b.Fatalf("warm-up packet: ret %d, err %v", int32(ret), err)
+					}
+				}
+			}
+			before, err := on.Counters()
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchRounds(b, []*ebpf.Program{on.objs.PalisadeParseOnly, on.objs.PalisadeFromEndpoint, off.objs.PalisadeFromEndpoint},
+				func(p *ebpf.Program, reps int) time.Duration {
+					var total time.Duration
+					for range reps {
+						i := next[p]
+						next[p] = (i + 1) % len(pkts)
+						ret, per, err := p.Benchmark(pkts[i], 1, nil)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if ret != actPass {
+							b.Fatalf("benchmark packet returned %d, want pass", int32(ret))
+						}
+						total += per
+					}
+					return total / time.Duration(reps)
+				})
+			after, err := on.Counters()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if a := after.Allowed - before.Allowed; a > 0 {
+				b.ReportMetric(float64(after.FlowCacheFills-before.FlowCacheFills)/float64(a), "fills/pkt")
+			}
+		})
 	}
 }
 

@@ -87,6 +87,10 @@ type Counters struct {
 	FQDNCap         uint64 // the name held its cap of addresses
 	FQDNSlots       uint64 // the address held four other names
 	FQDNFull        uint64 // fqdn_names or fqdn_addrs was full
+	// FlowCacheFills counts flow cache slots written: allowed packets of
+	// IPv4 connections that the cache did not answer (docs/datapath.md,
+	// "The flow cache"). Against Allowed, how often it missed.
+	FlowCacheFills uint64
 }
 
 // FQDNEvents returns the toFQDNs counters by event name: "fqdn-learned"
@@ -118,7 +122,7 @@ func (d *Datapath) Counters() (Counters, error) {
 		&c.DNSQueries, &c.DNSAllowed, &c.DNSRefused, &c.DNSAudited, &c.DNSMalformed, &c.DNSPointer,
 		&c.DNSQDCount, &c.DNSName, &c.DNSSplit, &c.DNSAnswered,
 		&c.FQDNTracked, &c.FQDNUntracked, &c.FQDNAnswers, &c.FQDNLearned, &c.FQDNUnsolicited, &c.FQDNMalformed,
-		&c.FQDNPointer, &c.FQDNRcode, &c.FQDNSplit, &c.FQDNRecords, &c.FQDNCap, &c.FQDNSlots, &c.FQDNFull}
+		&c.FQDNPointer, &c.FQDNRcode, &c.FQDNSplit, &c.FQDNRecords, &c.FQDNCap, &c.FQDNSlots, &c.FQDNFull, &c.FlowCacheFills}
 	if len(fields) != int(bpf.PalisadeCounterCOUNTER_MAX) {
 		return c, fmt.Errorf("counters: %d fields for %d counters", len(fields), bpf.PalisadeCounterCOUNTER_MAX)
 	}

@@ -56,6 +56,11 @@ var DefaultLimits = Limits{Endpoints: 1 << 16, IPCache: 1 << 20, Policy: 1 << 20
 type Options struct {
 	// Limits override DefaultLimits field by field.
 	Limits Limits
+
+	// flowCacheSeed keys the flow cache's hash instead of a random seed
+	// (tests); flowCacheOff turns the cache off (benchmarks).
+	flowCacheSeed uint64
+	flowCacheOff  bool
 }
 
 // Datapath is the loaded programs and their pinned maps and links. Its
@@ -70,6 +75,8 @@ type Datapath struct {
 	slot       uint32 // the active slot
 	generation uint64 // the active generation; 0 before the first Apply
 	fenced     bool   // no program can still read the inactive slot
+
+	flowCacheSeed uint64 // the flow cache's hash key
 }
 
 // Open loads the programs and opens the maps pinned under pinDir, creating
@@ -99,6 +106,12 @@ func Open(pinDir string, opts *Options) (*Datapath, error) {
 		d.inner[name] = spec.Maps[name].InnerMap.Copy()
 	}
 	if err := migrateCounters(spec.Maps["counters"], mapsDir(pinDir)); err != nil {
+		return nil, err
+	}
+	if err := replaceFlowCache(spec.Maps[bpf.PalisadeMapFlowCache], mapsDir(pinDir)); err != nil {
+		return nil, err
+	}
+	if d.flowCacheSeed, err = setFlowCache(spec, opts.flowCacheSeed, opts.flowCacheOff); err != nil {
 		return nil, err
 	}
 	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: mapsDir(pinDir)}})
@@ -286,7 +299,7 @@ func (d *Datapath) Remove() error {
 		d.objs.Events, d.objs.Counters, d.objs.GenDnsLists, d.objs.GenDnsNext, d.objs.GenDnsAccept,
 		d.objs.DnsSettings, d.objs.DnsScratch, d.objs.PktScratch, d.objs.GenFqdnNext, d.objs.GenFqdnAccept,
 		d.objs.GenFqdnSelectors, d.objs.FqdnNames, d.objs.FqdnAddrs, d.objs.FqdnPending, d.objs.FqdnSettings,
-		d.objs.FqdnScratch} {
+		d.objs.FqdnScratch, d.objs.FlowCache} {
 		errs = append(errs, m.Unpin())
 	}
 	errs = append(errs, os.Remove(linksDir(d.pinDir)), os.Remove(mapsDir(d.pinDir)), os.Remove(d.pinDir))

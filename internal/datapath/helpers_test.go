@@ -103,9 +103,14 @@ func run(t testing.TB, d *Datapath, er *EventReader, dir engine.Direction, pkt [
 	return ret, &ev
 }
 
-// clearTracking empties conntrack (both families) and the fragments map.
+// clearTracking empties conntrack (both families), the flow cache (whose
+// slots would answer for a connection forgotten here for up to a second)
+// and the fragments map.
 func clearTracking(t testing.TB, d *Datapath) {
 	t.Helper()
+	if err := d.clearFlowCache(); err != nil {
+		t.Fatal(err)
+	}
 	var ck bpf.PalisadeCtKey
 	var keys []bpf.PalisadeCtKey
 	it := d.objs.Conntrack.Iterate()
