@@ -82,8 +82,13 @@ type network struct {
 	// agent's lock (mapCheck) holds only while no sync ran since.
 	syncs uint64
 	// check is the verify pass's comparison of the maps, made outside the
-	// agent's lock; Verify uses it when it still holds.
-	check *mapCheck
+	// agent's lock; Verify uses it when it still holds. deferred is
+	// whether the last pass left the maps unchecked because syncs kept
+	// landing during its comparisons: the next pass then compares under
+	// the lock if it must, so a drift is found within two passes however
+	// busy the node.
+	check    *mapCheck
+	deferred bool
 }
 
 // mapCheck compares the kernel's maps with a copy of desired outside the
@@ -461,12 +466,20 @@ func (n *network) Verify(ctx context.Context, rec driftRecorder) error {
 	// otherwise (a sync ran meanwhile, or none was made) here, under it.
 	var drifts []datapath.Drift
 	var err error
-	if c := n.check; n.holds(c) {
-		drifts = c.drifts
-	} else {
-		drifts, _, err = a.Datapath.Compare(n.desired)
-	}
+	chk := n.check
 	n.check = nil
+	switch {
+	case n.holds(chk):
+		drifts, n.deferred = chk.drifts, false
+	case chk != nil && chk.err == nil && !n.deferred:
+		// Syncs landed during every comparison (a burst of changes):
+		// comparing under the lock would hold up the next one; the next
+		// pass compares, under the lock if it must.
+		n.deferred = true
+	default:
+		drifts, _, err = a.Datapath.Compare(n.desired)
+		n.deferred = false
+	}
 	if err != nil {
 		n.verifyErr = err
 		return err

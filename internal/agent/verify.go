@@ -80,11 +80,14 @@ func (a *Agent) VerifyNow(ctx context.Context) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	t2 := time.Now()
+	held := a.net != nil && a.net.holds(chk)
 	defer func() {
-		a.Log.V(1).Info("verified", "compare", t1.Sub(t0), "compareHeld", chk != nil, "lockWait", t2.Sub(t1), "locked", time.Since(t2))
+		a.Log.V(1).Info("verified", "compare", t1.Sub(t0), "compareHeld", held, "mapsDeferred", a.net != nil && a.net.deferred,
+			"lockWait", t2.Sub(t1), "locked", time.Since(t2))
 	}()
 	if a.net != nil {
-		// Used when no sync ran since; otherwise Verify compares again.
+		// Used when no sync ran since; otherwise Verify compares again
+		// or defers to the next pass.
 		a.net.check = chk
 	}
 	a.verify(ctx)
@@ -94,18 +97,19 @@ func (a *Agent) VerifyNow(ctx context.Context) {
 }
 
 // checkAttempts is how many times checkMaps compares when syncs keep
-// landing during the comparison; after that Verify compares under the
-// agent's lock, so a drift is found however busy the node is.
+// landing during the comparison; after that the pass leaves the maps to
+// the next one, which compares under the agent's lock if it must
+// (network.deferred).
 const checkAttempts = 3
 
 // checkMaps compares the network's maps with a copy of the desired state
 // outside the agent's lock, again when a sync ran meanwhile (its outcome
-// would be of a state no longer desired). Nil when no comparison holds:
-// Verify then compares under the lock.
+// would be of a state no longer desired). It returns the last comparison,
+// nil when there was nothing to compare; Verify uses it only if it holds.
 func (a *Agent) checkMaps() *mapCheck {
+	var chk *mapCheck
 	for range checkAttempts {
 		a.mu.Lock()
-		var chk *mapCheck
 		if a.net != nil {
 			chk = a.net.startCheck()
 		}
@@ -114,7 +118,7 @@ func (a *Agent) checkMaps() *mapCheck {
 			return nil
 		}
 		if chk.run(a.Datapath); chk.err != nil {
-			return nil // Verify compares again and reports the error
+			return chk // Verify compares again and reports the error
 		}
 		a.mu.Lock()
 		ok := a.net.holds(chk)
@@ -123,7 +127,7 @@ func (a *Agent) checkMaps() *mapCheck {
 			return chk
 		}
 	}
-	return nil
+	return chk
 }
 
 // verify runs every subsystem's part of the verify loop.
