@@ -19,9 +19,12 @@ package datapath
 import (
 	"context"
 	"encoding/binary"
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/palisade-dev/palisade/bpf"
@@ -348,5 +351,37 @@ func TestFlowCacheOutlivesEntry(t *testing.T) {
 	var v bpf.PalisadeCtValue
 	if err := d.objs.Conntrack4.Lookup(k, &v); err != nil {
 		t.Fatalf("the connection's entry was not re-created: %v", err)
+	}
+}
+
+// TestFlowCacheReplacedPin: a pinned flow cache of another layout (an
+// older or newer agent's) is replaced at Open, not refused.
+func TestFlowCacheReplacedPin(t *testing.T) {
+	pin := tempPinDir(t)
+	d, err := Open(pin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Remove() })
+	d.Close()
+	p := filepath.Join(mapsDir(pin), bpf.PalisadeMapFlowCache)
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	other, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 24, MaxEntries: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.Pin(p); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := Open(pin, nil)
+	if err != nil {
+		t.Fatalf("Open with a flow cache pin of another layout: %v", err)
+	}
+	t.Cleanup(func() { d2.Remove() })
+	if d2.objs.FlowCache.MaxEntries() != 1<<flowCacheBits || d2.objs.FlowCache.ValueSize() != 32 {
+		t.Fatalf("flow cache %d entries of %d bytes, want %d of 32", d2.objs.FlowCache.MaxEntries(), d2.objs.FlowCache.ValueSize(), 1<<flowCacheBits)
 	}
 }
