@@ -1446,6 +1446,28 @@ static long pad_cb(__u32 i, void *ctx)
 }
 
 /*
+ * to_server gives the message to the server, redirected to the socket's
+ * own receive queue rather than SK_PASS. For a strparser socket the
+ * kernel's tcp_bpf_strp_read_sock (Linux 6.14 on; seen on 6.18) sets
+ * copied_seq to what the strparser has read minus what that one read
+ * passed: bytes passed by an earlier read that the server has not read
+ * yet are counted read, then counted again when the server reads them.
+ * copied_seq then runs ahead of rcv_nxt, tcp_data_ready does not wake
+ * the strparser for a segment shorter than the excess, and the next
+ * request waits for the client's next segment or FIN
+ * (TestTrafficNotHeld). A redirected message is counted read once, when
+ * the strparser reads it.
+ */
+static __always_inline int to_server(struct __sk_buff *skb)
+{
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	int v = bpf_sk_redirect_hash(skb, &l7_socks, &cookie, BPF_F_INGRESS);
+	if (v != SK_PASS)
+		count(L7_R_REDIRECT_FAIL);
+	return v;
+}
+
+/*
  * refuse answers a refused message. The answer is 403, put in the
  * message's place and redirected to the socket's egress, unless an
  * answer of the server to bytes passed before may still be due (the
@@ -1483,7 +1505,7 @@ static __always_inline int refuse(struct __sk_buff *skb, struct l7_sock *st, __u
 			goto fail;
 		count(L7_R_INORDER);
 		*status = 400;
-		return SK_PASS;
+		return to_server(skb);
 	}
 	__u32 head, tail;
 	if (n >= SLEN(R_STATUS) + SLEN(R_TAIL)) {
@@ -1526,7 +1548,7 @@ static __always_inline int passed(struct __sk_buff *skb, struct l7_sock *st)
 		st->wseq = wseq;
 		st->passed = 1;
 	}
-	return SK_PASS;
+	return to_server(skb);
 }
 
 SEC("sk_skb/stream_verdict")
