@@ -86,9 +86,9 @@ func heldConn(addr string, reqs [][]string) (sent int, held bool, err error) {
 // to_server in bpf/l7/l7.c). Before the fix, with 300 and 6,000
 // connections: a Content-Length body written after its head, then a
 // shorter request, held 37 of 300; a request written right after
-// connecting, then shorter ones, held 15 of 6,000. PALISADE_L7_HELD_CONNS
-// sets the connections of the first case (the second has 20 times as
-// many).
+// connecting, then shorter ones, held 15 of 6,000; 1 MiB bodies on 8
+// keep-alive connections held 7 (the body's tail). PALISADE_L7_HELD_CONNS sets
+// the connections of the first case (the second has 20 times as many).
 func TestTrafficNotHeld(t *testing.T) {
 	s := startServer(t)
 	conns := 300
@@ -102,6 +102,7 @@ func TestTrafficNotHeld(t *testing.T) {
 	long := "GET /public/" + strings.Repeat("a", 150) + " HTTP/1.1\r\nHost: x\r\n\r\n"
 	short := "GET /public/b HTTP/1.1\r\nHost: x\r\n\r\n"
 	post := "POST /api/v1/items HTTP/1.1\r\nHost: x\r\nX-Token: secret\r\nContent-Length: 5\r\n\r\n"
+	upload := "POST /api/v1/items HTTP/1.1\r\nHost: x\r\nX-Token: secret\r\nContent-Length: 1048576\r\n\r\n" + strings.Repeat("x", 1<<20)
 	cases := []struct {
 		name  string
 		conns int
@@ -109,6 +110,7 @@ func TestTrafficNotHeld(t *testing.T) {
 	}{
 		{"body in its own write, then a shorter request", conns, [][]string{{post, "hello"}, {short}}},
 		{"a request, then a shorter one", 20 * conns, [][]string{{long}, {short}, {short}}},
+		{"1 MiB bodies, then a short request", 8, [][]string{{upload}, {upload}, {upload}, {upload}, {short}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
