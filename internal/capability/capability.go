@@ -139,12 +139,13 @@ var Table = map[Feature]Support{
 	// Egress HTTP rules are decided request by request in the kernel as
 	// the source workload writes them (docs/l7.md, "Egress"): the agent
 	// binds the source's address, the remote port and the peer's identity
-	// to the tables of its allow rules and attaches sockops to the
-	// source's cgroup; a refused request is answered 403 on the client's
-	// own socket and never sent. Known limit (docs/l7.md, "Egress"): a
-	// write that begins before the connection is established goes out
-	// undecided, and the connection is refused from its next write on;
-	// HTTP clients, which wait for the connection, do not write so.
+	// to the tables of its allow rules and attaches sockops and the
+	// egress gate to the source's cgroup; a refused request is answered 403 on the client's
+	// own socket and never sent. A write that begins before the
+	// connection is established (or TCP Fast Open data) is not seen by
+	// the sk_msg program: the egress gate on the source's cgroup drops
+	// every segment carrying bytes the program did not decide, and the
+	// connection is refused (it stalls; later writes fail with EACCES).
 	// Effect and Kernel say what a node that runs without the L7 datapath
 	// does.
 	HTTPEgress: {Enforced: true, Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
