@@ -1344,6 +1344,28 @@ __noinline int kafka_close_frame(struct __sk_buff *skb, struct kafka_sock *st, _
 	return w.err ? -1 : 0;
 }
 
+/*
+ * to_server gives the frame to the broker, redirected to the socket's own
+ * receive queue rather than SK_PASS. For a strparser socket the kernel's
+ * tcp_bpf_strp_read_sock (Linux 6.14 on; seen on 6.18) sets copied_seq to
+ * what the strparser has read minus what that one read passed: bytes
+ * passed by an earlier read that the broker has not read yet are counted
+ * read, then counted again when the broker reads them. copied_seq then
+ * runs ahead of rcv_nxt, tcp_data_ready does not wake the strparser for a
+ * segment shorter than the excess, and the next request waits for the
+ * client's next segment or FIN (TestFramesNotHeld in internal/kafka). A
+ * redirected frame is counted read once, when the strparser reads it. A
+ * failed redirect drops the frame and counts KAFKA_R_ANSWER_FAIL.
+ */
+static __always_inline int to_server(struct __sk_buff *skb)
+{
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	int v = bpf_sk_redirect_hash(skb, &kafka_socks, &cookie, BPF_F_INGRESS);
+	if (v != SK_PASS)
+		count(KAFKA_R_ANSWER_FAIL);
+	return v;
+}
+
 /* passed records that a frame went to the broker, and its write_seq
  * then. */
 static __always_inline int passed(struct __sk_buff *skb, struct kafka_sock *st)
@@ -1353,7 +1375,7 @@ static __always_inline int passed(struct __sk_buff *skb, struct kafka_sock *st)
 		st->wseq = wseq;
 		st->passed = 1;
 	}
-	return SK_PASS;
+	return to_server(skb);
 }
 
 static __always_inline __u32 strp_full_len(struct __sk_buff *skb)
@@ -1462,7 +1484,7 @@ int kafka_verdict(struct __sk_buff *skb)
 	switch (st->kind) {
 	case KAFKA_KIND_PASS:
 		count(KAFKA_R_PASSED);
-		return SK_PASS;
+		return to_server(skb);
 	case KAFKA_KIND_REQUEST:
 		st->requests++;
 		count(st->reason);

@@ -59,7 +59,7 @@ enum kafka_reason {
 	KAFKA_R_SOCKETS = 11,  /* sockets put into kafka_socks */
 	KAFKA_R_CLOSED = 12,   /* refusals answered with a closing frame */
 	KAFKA_R_ANSWERED = 13, /* refusals answered with TOPIC_AUTHORIZATION_FAILED */
-	KAFKA_R_ANSWER_FAIL = 14, /* the answer could not be written or queued: the request was dropped */
+	KAFKA_R_ANSWER_FAIL = 14, /* the answer, or an allowed frame, could not be written or queued: the request was dropped */
 	KAFKA_R_DROPPED = 15,  /* frames dropped after a closing refusal */
 	KAFKA_R_EVLOST = 16,   /* verdict events the ring buffer had no room for */
 	KAFKA_R_MAX = 17,
