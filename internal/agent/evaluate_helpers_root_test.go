@@ -51,6 +51,19 @@ func evalSeed(t *testing.T, env string, def uint64) uint64 {
 	return v
 }
 
+// evalNet is the second byte of the loopback addresses a differential
+// test uses, 127.<evalNet>.x.y: random per process (not from the seed:
+// it changes no verdict), so that two processes running the same test
+// (two checkouts' make test) do not listen on the same addresses.
+func evalNet() byte {
+	var b [1]byte
+	rand.Read(b[:])
+	return 10 + b[0]%240
+}
+
+// evalAddr is 127.<b>.<c>.<d>.
+func evalAddr(b, c, d byte) netip.Addr { return netip.AddrFrom4([4]byte{127, b, c, d}) }
+
 // evalPodCgroup makes the test's cgroup root <v2>/<prefix>-<pid>-<random>
 // with kubepods/pod<uid> in it (removed at the end) and returns the root
 // (the agent's CgroupRoot) and the pod's directory.

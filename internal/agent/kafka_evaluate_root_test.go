@@ -296,9 +296,9 @@ func evalKafkaBody(key, version int16, topics []string) kmsg.Request {
 // every endpoint, every entity, world, a CIDR), ports (one, a range),
 // Kafka rules by role, key, version, client ID and topic, or none; audit
 // mode; deny rules.
-func evalKafkaPolicy(r *mrand.Rand) string {
+func evalKafkaPolicy(r *mrand.Rand, nb byte) string {
 	peers := []string{`fromEndpoints: [{matchLabels: {app: producer}}]`, `fromEndpoints: [{matchLabels: {app: consumer}}]`,
-		`fromEndpoints: [{}]`, `fromEntities: [all]`, `fromEntities: [world]`, `fromCIDR: [127.0.7.0/25]`}
+		`fromEndpoints: [{}]`, `fromEntities: [all]`, `fromEntities: [world]`, fmt.Sprintf(`fromCIDR: [127.%d.7.0/25]`, nb)}
 	ports := []string{`{port: "29092", protocol: TCP}`, `{port: "29093", protocol: TCP}`, `{port: "29090", endPort: 29093, protocol: TCP}`}
 	rules := []string{`{role: produce, topic: orders}`, `{role: consume, topic: orders}`, `{apiKey: metadata}`, `{apiKey: apiversions}`,
 		`{apiKey: produce, apiVersion: "9", topic: logs}`, `{clientID: admin}`, `{topic: logs}`, `{apiKey: fetch, clientID: app-1}`,
@@ -339,7 +339,7 @@ type evalKafkaConn struct {
 // the real Kafka datapath, sends real requests (encoded by franz-go's
 // kmsg, in every version the kernel reads topics at, and keys without
 // topics) to the broker from its peers (apps, world, a CIDR, all on
-// loopback) and requires, for every request the L3/L4 rules let through,
+// loopback, 127.<random>.6-7.x) and requires, for every request the L3/L4 rules let through,
 // that the kernel allows exactly when engine.Evaluate's ingress side does
 // not deny for any topic the request names (a Metadata request names one
 // to three, each evaluated): an allowed request reaches the broker byte
@@ -366,14 +366,14 @@ func TestKafkaKernelMatchesEvaluate(t *testing.T) {
 	probe.Close()
 
 	const sets, perSet = 100, 250
-	broker := netip.MustParseAddr("127.0.6.2")
+	nb := evalNet()
+	broker := evalAddr(nb, 6, 2)
 	brokerUID := "00000000-0000-4000-8000-000000000002" // podUID's for ifindex 2
 	root, pod := evalPodCgroup(t, "palisade-kafkaeval", brokerUID)
 	srv := startEvalBroker(t, broker, pod)
 	apps := []string{"producer", "consumer", "blocked"}
 	// The peers: the apps' pods, an address of the CIDR, and world.
-	remotes := []netip.Addr{netip.MustParseAddr("127.0.6.3"), netip.MustParseAddr("127.0.6.4"), netip.MustParseAddr("127.0.6.5"),
-		netip.MustParseAddr("127.0.7.1"), netip.MustParseAddr("127.0.7.200")}
+	remotes := []netip.Addr{evalAddr(nb, 6, 3), evalAddr(nb, 6, 4), evalAddr(nb, 6, 5), evalAddr(nb, 7, 1), evalAddr(nb, 7, 200)}
 
 	start := time.Now()
 	checked, refused, answered, closed, conns, skippedL4, audited := 0, 0, 0, 0, 0, 0, 0
@@ -400,7 +400,7 @@ func TestKafkaKernelMatchesEvaluate(t *testing.T) {
 		n := 1 + r.IntN(4)
 		var specs []string
 		for i := range n {
-			spec := evalKafkaPolicy(r)
+			spec := evalKafkaPolicy(r, nb)
 			specs = append(specs, spec)
 			f.policy(fmt.Sprintf("p%d", i), "r1", n, spec)
 		}

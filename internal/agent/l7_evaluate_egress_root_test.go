@@ -97,11 +97,11 @@ func startEvalDests(t *testing.T, addrs []netip.Addr, ports []uint16) *evalDests
 // every endpoint, the cluster, every entity, world, a CIDR, a CIDR with
 // an exception), ports (one, a range, any protocol), HTTP rules or none,
 // audit mode, deny rules.
-func evalEgressPolicy(r *mrand.Rand) string {
+func evalEgressPolicy(r *mrand.Rand, nb byte) string {
 	p := evalEgressPorts
 	peers := []string{`toEndpoints: [{matchLabels: {app: frontend}}]`, `toEndpoints: [{matchLabels: {app: monitor}}]`,
-		`toEndpoints: [{}]`, `toEntities: [cluster]`, `toEntities: [all]`, `toEntities: [world]`, `toCIDR: [127.0.5.0/25]`,
-		`toCIDRSet: [{cidr: 127.0.5.0/24, except: [127.0.5.0/26]}]`}
+		`toEndpoints: [{}]`, `toEntities: [cluster]`, `toEntities: [all]`, `toEntities: [world]`, fmt.Sprintf(`toCIDR: [127.%d.5.0/25]`, nb),
+		fmt.Sprintf(`toCIDRSet: [{cidr: 127.%d.5.0/24, except: [127.%d.5.0/26]}]`, nb, nb)}
 	ports := []string{fmt.Sprintf(`{port: "%d", protocol: TCP}`, p.p80), fmt.Sprintf(`{port: "%d", protocol: TCP}`, p.p81),
 		fmt.Sprintf(`{port: "%d", endPort: %d, protocol: TCP}`, p.lo, p.hi), fmt.Sprintf(`{port: "%d", protocol: ANY}`, p.p80)}
 	rules := []string{``, `{method: GET}`, `{method: GET, path: "/public.*"}`, `{path: "/r/[0-9]+"}`,
@@ -138,7 +138,7 @@ func evalEgressPolicy(r *mrand.Rand) string {
 // subsystem into the real L7 datapath, writes real requests from api's
 // pod cgroup (its sockets are made there) to servers on its peers'
 // addresses (three apps' pods, an address of a CIDR, one of world, all on
-// loopback), and requires, for every request the L3/L4 rules let
+// loopback, 127.<random>.4-5.x), and requires, for every request the L3/L4 rules let
 // through, that the kernel allows exactly when engine.Evaluate's egress
 // side (and its combined verdict: the destinations have no ingress
 // policy) does not deny: an allowed request gets the server's answer and
@@ -162,15 +162,15 @@ func TestL7EgressKernelMatchesEvaluate(t *testing.T) {
 	probe.Close()
 
 	const sets, perSet = 100, 250
-	api := netip.MustParseAddr("127.0.4.2")
+	nb := evalNet()
+	api := evalAddr(nb, 4, 2)
 	apiUID := "00000000-0000-4000-8000-000000000002" // podUID's for ifindex 2
 	root, pod := evalPodCgroup(t, "palisade-l7egress", apiUID)
 	socks := newEvalSockets(t, pod)
 	apps := []string{"frontend", "monitor", "blocked"}
 	// The destinations: the apps' pods, an address of the /25 (inside the
 	// CIDR set's exception), and world (inside the CIDR set only).
-	dests := []netip.Addr{netip.MustParseAddr("127.0.4.3"), netip.MustParseAddr("127.0.4.4"), netip.MustParseAddr("127.0.4.5"),
-		netip.MustParseAddr("127.0.5.1"), netip.MustParseAddr("127.0.5.200")}
+	dests := []netip.Addr{evalAddr(nb, 4, 3), evalAddr(nb, 4, 4), evalAddr(nb, 4, 5), evalAddr(nb, 5, 1), evalAddr(nb, 5, 200)}
 	ports := []uint16{evalEgressPorts.p80, evalEgressPorts.p81, evalEgressPorts.lo, evalEgressPorts.hi, evalEgressPorts.out}
 	srv := startEvalDests(t, dests, ports)
 
@@ -197,7 +197,7 @@ func TestL7EgressKernelMatchesEvaluate(t *testing.T) {
 		n := 1 + r.IntN(4)
 		var specs []string
 		for i := range n {
-			spec := evalEgressPolicy(r)
+			spec := evalEgressPolicy(r, nb)
 			specs = append(specs, spec)
 			f.policy(fmt.Sprintf("p%d", i), "r1", n, spec)
 		}
