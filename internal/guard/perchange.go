@@ -292,7 +292,14 @@ const maxMemoRest = 16
 
 func (g *memoGen) lookup(t *ast.Term, h uint64) *memoEntry {
 	for _, e := range g.entries[h] {
-		if e.change == t || e.change.Equal(t) {
+		if e.change == t {
+			return e
+		}
+		if e.change.Equal(t) {
+			// The same change in a new term (a change set built anew):
+			// keep the new one, so the next review of it finds it by
+			// pointer instead of comparing the whole change again.
+			e.change = t
 			return e
 		}
 	}
