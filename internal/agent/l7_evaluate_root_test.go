@@ -57,17 +57,35 @@ const evalSeedDefault = 14
 
 // stallAfter is how long a request may go without an answer before the
 // test calls it held: the kernel has neither passed it to the server nor
-// refused it. Here the datapath holds 2 to 11 requests in 50,000 so
-// (always the second request on a keep-alive connection, allowed and
-// refused ones alike; the server has not seen it) until the client's
-// next segment: the test then sends its FIN (shutdown of the write
-// side), which releases it, and checks its verdict as any other's (a
-// refused one may then end the connection without the 403: its kernel
-// event and the server's log decide). A held request is logged,
-// not failed, unless PALISADE_L7_EVAL_NO_STALLS is set: the hold is the
-// datapath's liveness bug, not a verdict the engine disagrees with. A
-// slow answer misread as held is checked all the same.
-const stallAfter = 3 * time.Second
+// refused it. The datapath used to hold 2 to 11 requests in 50,000 so
+// (the second request on a keep-alive connection: the kernel's
+// tcp_bpf_strp_read_sock double count that bpf/l7 now avoids by giving
+// messages to the server by redirect, see docs/l7.md and
+// internal/l7/held_test.go). The test then sends its FIN (shutdown of the
+// write side), which releases a held request, checks its verdict as any
+// other's (a refused one may then end the connection without the 403: its
+// kernel event and the server's log decide), and fails: a hold is a
+// liveness bug of the datapath. PALISADE_L7_EVAL_ALLOW_STALLS=1 logs holds
+// instead of failing, to see verdicts on a datapath that still holds. The
+// window is long enough that a slow answer on a loaded machine is not
+// misread as held.
+const stallAfter = 10 * time.Second
+
+// checkStalls fails t if requests were held, unless
+// PALISADE_L7_EVAL_ALLOW_STALLS is set.
+func checkStalls(t *testing.T, stalls []string) {
+	t.Helper()
+	if len(stalls) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("%d requests were held by the kernel, neither passed nor refused, until the client's FIN (their verdicts then matched):\n%s",
+		len(stalls), strings.Join(stalls, "\n"))
+	if os.Getenv("PALISADE_L7_EVAL_ALLOW_STALLS") != "" {
+		t.Log(msg)
+		return
+	}
+	t.Error(msg)
+}
 
 // evalPorts are the server's ports: the policies' "80", "81", the range
 // "8000-8003" (both ends listened on) and a port just outside it.
@@ -516,13 +534,7 @@ func TestL7KernelMatchesEvaluate(t *testing.T) {
 			t.Fatalf("set %d: close the datapath: %v", set, err)
 		}
 	}
-	if len(stalls) > 0 {
-		t.Logf("%d requests were held by the kernel, neither passed nor refused, until the client's FIN (their verdicts then matched):\n%s",
-			len(stalls), strings.Join(stalls, "\n"))
-		if os.Getenv("PALISADE_L7_EVAL_NO_STALLS") != "" {
-			t.Errorf("PALISADE_L7_EVAL_NO_STALLS is set and %d requests were held", len(stalls))
-		}
-	}
+	checkStalls(t, stalls)
 	if checked < minRequests || refused == 0 || refused == checked {
 		t.Fatalf("seed %d: %d requests checked, %d refused: want at least 50,000, some refused and some allowed", seed, checked, refused)
 	}
