@@ -182,37 +182,68 @@ func AttachAll(as []Attach) error {
 // maps), then sockops, link by link, each in one step. Nothing is
 // detached on the way. On an error the links opened are closed.
 func (a Adoption) TakeOver(as []Attach, sockops *ebpf.Program) ([]link.Link, error) {
-	linkPins, err := filepath.Glob(filepath.Join(a.Dir, a.LinkPrefix+"*"))
+	links, err := a.TakeOverLinks(as, LinkKind{Prefix: a.LinkPrefix, Name: "sockops program", Program: sockops})
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(linkPins, func(x, y string) int { return linkIndex(a.LinkPrefix, x) - linkIndex(a.LinkPrefix, y) })
-	var links []link.Link
-	fail := func(err error) ([]link.Link, error) {
-		for _, l := range links {
-			l.Close()
+	return links[0], nil
+}
+
+// LinkKind is one kind of cgroup link a datapath pins under its
+// directory (as Prefix and an index) and the program TakeOverLinks
+// switches them to; Name names the program in errors.
+type LinkKind struct {
+	Prefix, Name string
+	Program      *ebpf.Program
+}
+
+// TakeOverLinks is TakeOver for datapaths with more than one kind of
+// cgroup link (bpf/l7's sockops and egress gate): it opens each kind's
+// pinned links under a.Dir (kind by kind, each in its pins' order),
+// attaches the SOCKHASH programs (as), then switches the links to their
+// kind's program, kind by kind in the order given, link by link, each in
+// one step. It returns each kind's links, in the order of kinds. Nothing
+// is detached on the way; on an error the links opened are closed.
+func (a Adoption) TakeOverLinks(as []Attach, kinds ...LinkKind) ([][]link.Link, error) {
+	out := make([][]link.Link, len(kinds))
+	pins := make([][]string, len(kinds))
+	fail := func(err error) ([][]link.Link, error) {
+		for _, ls := range out {
+			for _, l := range ls {
+				l.Close()
+			}
 		}
 		return nil, err
 	}
-	for _, p := range linkPins {
-		l, err := link.LoadPinnedLink(p, nil)
+	for k, kind := range kinds {
+		linkPins, err := filepath.Glob(filepath.Join(a.Dir, kind.Prefix+"*"))
 		if err != nil {
-			return fail(fmt.Errorf("open pinned link: %w", err))
+			return fail(err)
 		}
-		links = append(links, l)
-		if _, err := LinkCgroup(l); err != nil {
-			return fail(fmt.Errorf("%s: %w", p, err))
+		slices.SortFunc(linkPins, func(x, y string) int { return linkIndex(kind.Prefix, x) - linkIndex(kind.Prefix, y) })
+		pins[k] = linkPins
+		for _, p := range linkPins {
+			l, err := link.LoadPinnedLink(p, nil)
+			if err != nil {
+				return fail(fmt.Errorf("open pinned link: %w", err))
+			}
+			out[k] = append(out[k], l)
+			if _, err := LinkCgroup(l); err != nil {
+				return fail(fmt.Errorf("%s: %w", p, err))
+			}
 		}
 	}
 	if err := AttachAll(as); err != nil {
 		return fail(err)
 	}
-	for i, l := range links {
-		if err := l.Update(sockops); err != nil {
-			return fail(fmt.Errorf("switch %s to this process's sockops program: %w", linkPins[i], err))
+	for k, kind := range kinds {
+		for i, l := range out[k] {
+			if err := l.Update(kind.Program); err != nil {
+				return fail(fmt.Errorf("switch %s to this process's %s: %w", pins[k][i], kind.Name, err))
+			}
 		}
 	}
-	return links, nil
+	return out, nil
 }
 
 // SameLayout checks that a pinned map's key and value have the layout

@@ -41,11 +41,30 @@ type Pins struct {
 	LinkPrefix string
 	// What names the datapath in errors ("kafka", "l7").
 	What string
+	// More are further kinds of cgroup links (bpf/l7's egress gate),
+	// pinned after the sockops links as their Prefix and index.
+	More []LinkSet
+}
+
+// LinkSet is one kind of cgroup link: the links, pinned as Prefix and
+// their index; Name names the kind in errors ("egress gate").
+type LinkSet struct {
+	Prefix, Name string
+	Links        []link.Link
+}
+
+// sets are the sockops links, then More.
+func (p Pins) sets() []LinkSet {
+	return append([]LinkSet{{Prefix: p.LinkPrefix, Name: "sockops", Links: p.Links}}, p.More...)
+}
+
+func linkPin(dir, prefix string, i int) string {
+	return filepath.Join(dir, prefix+strconv.Itoa(i))
 }
 
 // LinkPin is the pin of link i under dir.
 func (p Pins) LinkPin(dir string, i int) string {
-	return filepath.Join(dir, p.LinkPrefix+strconv.Itoa(i))
+	return linkPin(dir, p.LinkPrefix, i)
 }
 
 // Pin pins every map and link under dir that is not pinned yet (a map
@@ -62,13 +81,15 @@ func (p Pins) Pin(dir string) error {
 			return fmt.Errorf("pin %s: %w", name, err)
 		}
 	}
-	for i, l := range p.Links {
-		lp := p.LinkPin(dir, i)
-		if _, err := os.Stat(lp); err == nil {
-			continue
-		}
-		if err := l.Pin(lp); err != nil {
-			return fmt.Errorf("pin %s sockops link: %w", p.What, err)
+	for _, set := range p.sets() {
+		for i, l := range set.Links {
+			lp := linkPin(dir, set.Prefix, i)
+			if _, err := os.Stat(lp); err == nil {
+				continue
+			}
+			if err := l.Pin(lp); err != nil {
+				return fmt.Errorf("pin %s %s link: %w", p.What, set.Name, err)
+			}
 		}
 	}
 	return nil
@@ -85,9 +106,11 @@ func (p Pins) Missing(dir string) []string {
 			out = append(out, filepath.Join(dir, name))
 		}
 	}
-	for i := range p.Links {
-		if lp := p.LinkPin(dir, i); !exists(lp) {
-			out = append(out, lp)
+	for _, set := range p.sets() {
+		for i := range set.Links {
+			if lp := linkPin(dir, set.Prefix, i); !exists(lp) {
+				out = append(out, lp)
+			}
 		}
 	}
 	return out
@@ -106,9 +129,11 @@ func (p Pins) Repair(dir string) error {
 			errs = append(errs, m.Unpin()) // forget the path: Pin pins it again
 		}
 	}
-	for i, l := range p.Links {
-		if !exists(p.LinkPin(dir, i)) {
-			errs = append(errs, l.Unpin())
+	for _, set := range p.sets() {
+		for i, l := range set.Links {
+			if !exists(linkPin(dir, set.Prefix, i)) {
+				errs = append(errs, l.Unpin())
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
