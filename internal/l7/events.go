@@ -20,15 +20,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"unsafe"
 
-	"github.com/cilium/ebpf/ringbuf"
-
 	l7bpf "github.com/palisade-dev/palisade/bpf/l7"
+	"github.com/palisade-dev/palisade/internal/sockl7"
 )
 
 // What an Event holds of a request at most (longer ones are cut off;
@@ -98,16 +95,7 @@ func decodeEvent(b []byte) (Event, error) {
 		Path:   string(k.Path[:min(int(k.PathLen), EventPathMax)]),
 		Host:   string(k.Host[:min(int(k.HostLen), EventHostMax)]),
 	}
-	var local, remote netip.Addr
-	if k.Family == 4 {
-		local = netip.AddrFrom4([4]byte(k.Local[:4]))
-		remote = netip.AddrFrom4([4]byte(k.Remote[:4]))
-	} else {
-		local = netip.AddrFrom16(k.Local).Unmap()
-		remote = netip.AddrFrom16(k.Remote).Unmap()
-	}
-	e.Local = netip.AddrPortFrom(local, k.LocalPort)
-	e.Remote = netip.AddrPortFrom(remote, k.RemotePort)
+	e.Local, e.Remote = sockl7.EventAddrs(k.Family, k.Local, k.Remote, k.LocalPort, k.RemotePort)
 	return e, nil
 }
 
@@ -116,37 +104,5 @@ func decodeEvent(b []byte) (Event, error) {
 // which has room for one). Events the ring buffer had no room for are
 // counted (ReasonEventsLost), not sent.
 func (d *Datapath) Events(ctx context.Context) (<-chan Event, <-chan error, error) {
-	rd, err := ringbuf.NewReader(d.objs.L7Events)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open l7_events: %w", err)
-	}
-	out := make(chan Event, 256)
-	errs := make(chan error, 1)
-	go func() {
-		<-ctx.Done()
-		rd.Close()
-	}()
-	go func() {
-		defer close(out)
-		for {
-			rec, err := rd.Read()
-			if err != nil {
-				if !errors.Is(err, ringbuf.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
-					errs <- fmt.Errorf("read l7_events: %w", err)
-				}
-				return
-			}
-			e, err := decodeEvent(rec.RawSample)
-			if err != nil {
-				errs <- err
-				return
-			}
-			select {
-			case out <- e:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out, errs, nil
+	return sockl7.Events(ctx, d.objs.L7Events, "l7_events", decodeEvent)
 }

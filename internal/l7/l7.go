@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/cilium/ebpf"
@@ -34,6 +33,7 @@ import (
 
 	l7bpf "github.com/palisade-dev/palisade/bpf/l7"
 	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/sockl7"
 )
 
 // Limits of one slot, as bpf/l7/l7.h sizes its maps (a test checks).
@@ -121,23 +121,23 @@ type Datapath struct {
 	// written holds what each slot's hash maps hold, to clear a slot
 	// before it is written again.
 	written [2]slotKeys
-	ports   map[l7bpf.L7L7PortKey]bool
-	eports  map[l7bpf.L7L7PortKey]bool
+	ports   map[sockl7.PortKey]bool
+	eports  map[sockl7.PortKey]bool
 	// evflags is written with the next generation (SetAllowedEvents).
 	evflags uint32
 }
 
 type slotKeys struct {
 	lists  []l7bpf.L7L7ListKey
-	binds  []l7bpf.L7L7BindKey
-	ebinds []l7bpf.L7L7BindKey
+	binds  []sockl7.BindKey
+	ebinds []sockl7.BindKey
 	hdrs   []l7bpf.L7L7HdrKey
 }
 
 // Load loads bpf/l7 and attaches the stream parser and verdict to its
 // SOCKHASH. Sockets reach it once AttachCgroup has attached sockops.
 func Load() (*Datapath, error) {
-	d := &Datapath{ports: map[l7bpf.L7L7PortKey]bool{}, eports: map[l7bpf.L7L7PortKey]bool{}}
+	d := &Datapath{ports: map[sockl7.PortKey]bool{}, eports: map[sockl7.PortKey]bool{}}
 	if err := l7bpf.LoadL7Objects(&d.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -145,18 +145,20 @@ func Load() (*Datapath, error) {
 		}
 		return nil, fmt.Errorf("load l7 objects: %w", err)
 	}
-	for _, a := range []struct {
-		p *ebpf.Program
-		t ebpf.AttachType
-		m *ebpf.Map
-	}{{d.objs.L7Parser, ebpf.AttachSkSKBStreamParser, d.objs.L7Socks}, {d.objs.L7Verdict, ebpf.AttachSkSKBStreamVerdict, d.objs.L7Socks},
-		{d.objs.L7Msg, ebpf.AttachSkMsgVerdict, d.objs.L7Esocks}} {
-		if err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: a.m.FD(), Program: a.p, Attach: a.t}); err != nil {
-			d.Close()
-			return nil, fmt.Errorf("attach %v to %v: %w", a.t, a.m, err)
-		}
+	if err := sockl7.AttachAll(sockAttach(&d.objs)); err != nil {
+		d.Close()
+		return nil, err
 	}
 	return d, nil
+}
+
+// sockAttach are the programs attached to the SOCKHASHes: the stream
+// parser and verdict that frame and decide every request a server
+// receives, and the sk_msg verdict of what a client writes.
+func sockAttach(objs *l7bpf.L7Objects) []sockl7.Attach {
+	return []sockl7.Attach{{Program: objs.L7Parser, Type: ebpf.AttachSkSKBStreamParser, Map: objs.L7Socks},
+		{Program: objs.L7Verdict, Type: ebpf.AttachSkSKBStreamVerdict, Map: objs.L7Socks},
+		{Program: objs.L7Msg, Type: ebpf.AttachSkMsgVerdict, Map: objs.L7Esocks}}
 }
 
 // AttachCgroup attaches the programs that see a cgroup's sockets to a
@@ -166,18 +168,17 @@ func Load() (*Datapath, error) {
 // processes are then enforced. What is attached there already (by this
 // process, or adopted from a previous one) is not attached again.
 func (d *Datapath) AttachCgroup(path string) error {
-	id, err := cgroupID(path)
-	if err != nil {
+	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("attach to %s: %w", path, err)
 	}
-	if !hasLink(d.gates, id) {
+	if !sockl7.HasCgroup(d.gates, path) {
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: path, Attach: ebpf.AttachCGroupInetEgress, Program: d.objs.L7Gate})
 		if err != nil {
 			return fmt.Errorf("attach the egress gate to %s: %w", path, err)
 		}
 		d.gates = append(d.gates, l)
 	}
-	if !hasLink(d.links, id) {
+	if !sockl7.HasCgroup(d.links, path) {
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: path, Attach: ebpf.AttachCGroupSockOps, Program: d.objs.L7Sockops})
 		if err != nil {
 			return fmt.Errorf("attach sockops to %s: %w", path, err)
@@ -191,30 +192,25 @@ func (d *Datapath) AttachCgroup(path string) error {
 // a bpffs): after Close, the kernel keeps enforcing with the pinned state
 // (the SOCKHASH keeps its parser and verdict while it is pinned); Adopt
 // takes it over in a new process.
-func (d *Datapath) Pin(dir string) error {
-	for name, m := range map[string]*ebpf.Map{
-		"l7_socks": d.objs.L7Socks, "l7_sock_state": d.objs.L7SockState, "l7_slot": d.objs.L7Slot, "l7_gens": d.objs.L7Gens,
-		"l7_ports": d.objs.L7Ports, "l7_binds": d.objs.L7Binds, "l7_peers": d.objs.L7Peers, "l7_lists": d.objs.L7Lists,
-		"l7_class_rows": d.objs.L7ClassRows, "l7_next": d.objs.L7Next, "l7_accept": d.objs.L7Accept,
-		"l7_allows": d.objs.L7Allows, "l7_hdrreqs": d.objs.L7Hdrreqs, "l7_hdrs": d.objs.L7Hdrs, "l7_counters": d.objs.L7Counters,
-		"l7_esocks": d.objs.L7Esocks, "l7_esk": d.objs.L7Esk, "l7_eports": d.objs.L7Eports, "l7_ebinds": d.objs.L7Ebinds,
-		"l7_events": d.objs.L7Events, "l7_evcfg": d.objs.L7Evcfg,
-	} {
-		if err := m.Pin(filepath.Join(dir, name)); err != nil {
-			return fmt.Errorf("pin %s: %w", name, err)
+func (d *Datapath) Pin(dir string) error { return d.pins(false).Pin(dir) }
+
+// pins are the maps Pin pins, by pin name (pinned: only those pinned
+// already, which MissingPins checks), and the sockops and egress gate
+// links.
+func (d *Datapath) pins(pinned bool) sockl7.Pins {
+	ms := sockl7.PinnedMaps(&d.objs.L7Maps)
+	if !pinned {
+		ms = map[string]*ebpf.Map{
+			"l7_socks": d.objs.L7Socks, "l7_sock_state": d.objs.L7SockState, "l7_slot": d.objs.L7Slot, "l7_gens": d.objs.L7Gens,
+			"l7_ports": d.objs.L7Ports, "l7_binds": d.objs.L7Binds, "l7_peers": d.objs.L7Peers, "l7_lists": d.objs.L7Lists,
+			"l7_class_rows": d.objs.L7ClassRows, "l7_next": d.objs.L7Next, "l7_accept": d.objs.L7Accept,
+			"l7_allows": d.objs.L7Allows, "l7_hdrreqs": d.objs.L7Hdrreqs, "l7_hdrs": d.objs.L7Hdrs, "l7_counters": d.objs.L7Counters,
+			"l7_esocks": d.objs.L7Esocks, "l7_esk": d.objs.L7Esk, "l7_eports": d.objs.L7Eports, "l7_ebinds": d.objs.L7Ebinds,
+			"l7_events": d.objs.L7Events, "l7_evcfg": d.objs.L7Evcfg,
 		}
 	}
-	for i, l := range d.links {
-		if err := l.Pin(filepath.Join(dir, fmt.Sprintf("%s%d", sockopsLinkPin, i))); err != nil {
-			return fmt.Errorf("pin sockops link: %w", err)
-		}
-	}
-	for i, l := range d.gates {
-		if err := l.Pin(filepath.Join(dir, fmt.Sprintf("%s%d", gateLinkPin, i))); err != nil {
-			return fmt.Errorf("pin egress gate link: %w", err)
-		}
-	}
-	return nil
+	return sockl7.Pins{What: "l7", LinkPrefix: sockopsLinkPin, Links: d.links, Maps: ms,
+		More: []sockl7.LinkSet{{Prefix: gateLinkPin, Name: "egress gate", Links: d.gates}}}
 }
 
 // Close releases the process's handles. What is pinned stays in the
@@ -251,23 +247,17 @@ func (d *Datapath) Counters() (map[Reason]uint64, error) {
 // CountersDir returns one direction's counters summed over CPUs, by
 // reason: the server's side (ingress bindings) or the client's (egress).
 func (d *Datapath) CountersDir(egress bool) (map[Reason]uint64, error) {
-	out := map[Reason]uint64{}
 	base := uint32(0)
 	if egress {
 		base = uint32(numReasons)
 	}
-	for r := Reason(0); r < numReasons; r++ {
-		var per []uint64
-		if err := d.objs.L7Counters.Lookup(base+uint32(r), &per); err != nil {
-			return nil, fmt.Errorf("read counter %v: %w", r, err)
-		}
-		var sum uint64
-		for _, v := range per {
-			sum += v
-		}
-		if sum != 0 {
-			out[r] = sum
-		}
+	c, err := sockl7.SumCounters(d.objs.L7Counters, "l7_counters", base, uint32(numReasons))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[Reason]uint64, len(c))
+	for r, n := range c {
+		out[Reason(r)] = n
 	}
 	return out, nil
 }
@@ -284,37 +274,11 @@ func (d *Datapath) SetAllowedEvents(on bool) {
 // SetPeer says which identity the addresses of prefix have (for
 // bindings by identity).
 func (d *Datapath) SetPeer(prefix netip.Prefix, identity uint32) error {
-	k := peerKey(prefix)
+	k := sockl7.PeerKeyOf(prefix)
 	if err := d.objs.L7Peers.Update(k, identity, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("update l7_peers %v: %w", prefix, err)
 	}
 	return nil
-}
-
-func peerKey(p netip.Prefix) l7bpf.L7L7PeerKey {
-	a := p.Addr().Unmap()
-	k := l7bpf.L7L7PeerKey{Family: 4, Prefixlen: 32 + uint32(p.Bits())}
-	if a.Is6() {
-		k.Family = 6
-	} else if p.Addr().Is4In6() {
-		k.Prefixlen = 32 + uint32(max(p.Bits()-96, 0))
-	}
-	copy(k.Addr[:], a.AsSlice())
-	return k
-}
-
-func addrKey(a netip.Addr) (uint16, [16]byte) {
-	var out [16]byte
-	a = a.Unmap()
-	fam := uint16(4)
-	if a.Is6() {
-		fam = 6
-	}
-	if a.IsUnspecified() {
-		return fam, out
-	}
-	copy(out[:], a.AsSlice())
-	return fam, out
 }
 
 // Hash is the l7 hash of a header name or value: FNV-1a 64 from the
@@ -353,14 +317,13 @@ func (d *Datapath) Apply(generation uint64, tables *engine.HTTPTables, binds []B
 	// Ports first (no slot: a superset while both generations live).
 	// Egress bindings go to their own maps: l7_eports names the client
 	// sockets (local address, remote port), l7_ebinds their lists.
-	newPorts := map[l7bpf.L7L7PortKey]bool{}
-	newEPorts := map[l7bpf.L7L7PortKey]bool{}
+	newPorts := map[sockl7.PortKey]bool{}
+	newEPorts := map[sockl7.PortKey]bool{}
 	for _, b := range binds {
 		if _, ok := tables.Lists[b.List]; !ok {
 			return fmt.Errorf("binding %v:%d names l7 list %d, which has no tables", b.Addr, b.Port, b.List)
 		}
-		fam, addr := addrKey(b.Addr)
-		pk := l7bpf.L7L7PortKey{Port: b.Port, Family: fam, Addr: addr}
+		pk := sockl7.PortKeyOf(b.Addr, b.Port)
 		ports, bindMap, name := d.objs.L7Ports, d.objs.L7Binds, "l7_binds"
 		if b.Egress {
 			ports, bindMap, name = d.objs.L7Eports, d.objs.L7Ebinds, "l7_ebinds"
@@ -371,7 +334,7 @@ func (d *Datapath) Apply(generation uint64, tables *engine.HTTPTables, binds []B
 		if err := ports.Update(pk, uint32(1), ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("update ports of %s: %w", name, err)
 		}
-		bk := l7bpf.L7L7BindKey{Slot: next, Identity: b.Identity, Port: b.Port, Family: fam, Addr: addr}
+		bk := sockl7.BindKeyOf(next, b.Addr, b.Port, b.Identity)
 		if err := bindMap.Update(bk, l7bpf.L7L7Bind{List: uint32(b.List)}, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("update %s: %w", name, err)
 		}

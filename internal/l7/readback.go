@@ -18,7 +18,6 @@ package l7
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -29,38 +28,23 @@ import (
 
 	l7bpf "github.com/palisade-dev/palisade/bpf/l7"
 	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/sockl7"
 )
 
-// maxDrifts bounds what one read-back reports: past it the kernel's state
-// is wrong wholesale, and the repair is the same.
-const maxDrifts = 256
-
 // Drift is one difference between what the kernel decides requests by
-// and what was applied: a map, the entry, the value applied and the one
-// found ("" when the entry is absent).
-type Drift struct {
-	Map, Key, Want, Got string
-}
-
-func (d Drift) String() string {
-	want, got := cmp.Or(d.Want, "absent"), cmp.Or(d.Got, "absent")
-	return fmt.Sprintf("%s %s: want %s, found %s", d.Map, d.Key, want, got)
-}
+// and what was applied (sockl7.Drift).
+type Drift = sockl7.Drift
 
 // readback collects the drifts of one read-back.
 type readback struct {
 	d      *Datapath
 	slot   uint32
-	drifts []Drift
+	drifts sockl7.Drifts
 }
 
-func (r *readback) add(m, key, want, got string) {
-	if len(r.drifts) < maxDrifts {
-		r.drifts = append(r.drifts, Drift{Map: m, Key: key, Want: want, Got: got})
-	}
-}
+func (r *readback) add(m, key, want, got string) { r.drifts.Add(m, key, want, got) }
 
-func (r *readback) full() bool { return len(r.drifts) >= maxDrifts }
+func (r *readback) full() bool { return r.drifts.Full() }
 
 // Compare reads back from the kernel the generation requests are decided
 // by (the slot l7_slot names, its generation, every table row its lists
@@ -388,26 +372,17 @@ func (r *readback) hdrs(seed uint64, tables *engine.HTTPTables) error {
 	return nil
 }
 
-func keyAddr(fam uint16, a [16]byte) netip.Addr {
-	if fam == 4 {
-		return netip.AddrFrom4([4]byte(a[:4]))
-	}
-	return netip.AddrFrom16(a)
-}
+func bindKeyString(k sockl7.BindKey) string { return k.String() }
 
-func bindKeyString(k l7bpf.L7L7BindKey) string {
-	return fmt.Sprintf("{slot %d identity %d %s}", k.Slot, k.Identity, netip.AddrPortFrom(keyAddr(k.Family, k.Addr), k.Port))
-}
-
-func compareBindKeys(x, y l7bpf.L7L7BindKey) int {
+func compareBindKeys(x, y sockl7.BindKey) int {
 	return cmp.Or(cmp.Compare(x.Identity, y.Identity), cmp.Compare(x.Port, y.Port), cmp.Compare(x.Family, y.Family), slices.Compare(x.Addr[:], y.Addr[:]))
 }
 
 // binds compares the slot's bindings of one direction (name, m); the
 // keys it finds beyond them are added to written, for Apply to delete.
-func (r *readback) binds(name string, m *ebpf.Map, binds []Binding, written *[]l7bpf.L7L7BindKey) error {
-	found := map[l7bpf.L7L7BindKey]l7bpf.L7L7Bind{}
-	var k l7bpf.L7L7BindKey
+func (r *readback) binds(name string, m *ebpf.Map, binds []Binding, written *[]sockl7.BindKey) error {
+	found := map[sockl7.BindKey]l7bpf.L7L7Bind{}
+	var k sockl7.BindKey
 	var v l7bpf.L7L7Bind
 	it := m.Iterate()
 	for it.Next(&k, &v) {
@@ -419,8 +394,7 @@ func (r *readback) binds(name string, m *ebpf.Map, binds []Binding, written *[]l
 		return fmt.Errorf("read %s: %w", name, err)
 	}
 	for _, b := range binds {
-		fam, addr := addrKey(b.Addr)
-		bk := l7bpf.L7L7BindKey{Slot: r.slot, Identity: b.Identity, Port: b.Port, Family: fam, Addr: addr}
+		bk := sockl7.BindKeyOf(r.slot, b.Addr, b.Port, b.Identity)
 		want := l7bpf.L7L7Bind{List: uint32(b.List)}
 		got, ok := found[bk]
 		switch {
@@ -441,38 +415,16 @@ func (r *readback) binds(name string, m *ebpf.Map, binds []Binding, written *[]l
 // ports compares the enforced addresses and ports of one direction
 // (name, m; not by slot: those of the active generation's bindings). The
 // ports it finds beyond them are added to known, for Apply to delete.
-func (r *readback) ports(name string, m *ebpf.Map, binds []Binding, known map[l7bpf.L7L7PortKey]bool) error {
-	found := map[l7bpf.L7L7PortKey]uint32{}
-	var k l7bpf.L7L7PortKey
-	var v uint32
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		found[k] = v
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("read %s: %w", name, err)
-	}
-	str := func(k l7bpf.L7L7PortKey) string {
-		return "{" + netip.AddrPortFrom(keyAddr(k.Family, k.Addr), k.Port).String() + "}"
-	}
-	want := map[l7bpf.L7L7PortKey]bool{}
+func (r *readback) ports(name string, m *ebpf.Map, binds []Binding, known map[sockl7.PortKey]bool) error {
+	want := map[sockl7.PortKey]bool{}
 	for _, b := range binds {
-		fam, addr := addrKey(b.Addr)
-		want[l7bpf.L7L7PortKey{Port: b.Port, Family: fam, Addr: addr}] = true
+		want[sockl7.PortKeyOf(b.Addr, b.Port)] = true
 	}
-	for _, pk := range slices.SortedFunc(maps.Keys(want), func(x, y l7bpf.L7L7PortKey) int { return cmp.Compare(str(x), str(y)) }) {
-		got, ok := found[pk]
-		switch {
-		case !ok:
-			r.add(name, str(pk), "enforced", "")
-		case got != 1:
-			r.add(name, str(pk), "enforced (1)", fmt.Sprint(got))
-		}
-		delete(found, pk)
+	extra, err := sockl7.ComparePorts(&r.drifts, name, m, want)
+	if err != nil {
+		return err
 	}
-	for _, pk := range slices.SortedFunc(maps.Keys(found), func(x, y l7bpf.L7L7PortKey) int { return cmp.Compare(str(x), str(y)) }) {
-		r.add(name, str(pk), "", fmt.Sprint(found[pk]))
-		// Apply deletes the ports it knows of that the generation lacks.
+	for _, pk := range extra {
 		known[pk] = true
 	}
 	return nil
@@ -481,41 +433,12 @@ func (r *readback) ports(name string, m *ebpf.Map, binds []Binding, known map[l7
 // Peers returns l7_peers as the kernel holds it: the identity of each
 // prefix.
 func (d *Datapath) Peers() (map[netip.Prefix]uint32, error) {
-	out := map[netip.Prefix]uint32{}
-	var k l7bpf.L7L7PeerKey
-	var v uint32
-	it := d.objs.L7Peers.Iterate()
-	for it.Next(&k, &v) {
-		p, err := peerPrefix(k)
-		if err != nil {
-			return nil, err
-		}
-		out[p] = v
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read l7_peers: %w", err)
-	}
-	return out, nil
-}
-
-// peerPrefix is peerKey's inverse.
-func peerPrefix(k l7bpf.L7L7PeerKey) (netip.Prefix, error) {
-	bits := int(k.Prefixlen) - 32
-	switch {
-	case k.Family == 4 && bits >= 0 && bits <= 32:
-		return netip.PrefixFrom(netip.AddrFrom4([4]byte(k.Addr[:4])), bits).Masked(), nil
-	case k.Family == 6 && bits >= 0 && bits <= 128:
-		return netip.PrefixFrom(netip.AddrFrom16(k.Addr), bits).Masked(), nil
-	}
-	return netip.Prefix{}, fmt.Errorf("l7_peers holds a key of family %d and length %d, which Palisade never writes", k.Family, k.Prefixlen)
+	return sockl7.ReadPeers(d.objs.L7Peers, "l7_peers")
 }
 
 // DeletePeer deletes the identity of prefix (absent: nothing to do).
 func (d *Datapath) DeletePeer(prefix netip.Prefix) error {
-	if err := d.objs.L7Peers.Delete(peerKey(prefix)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("delete l7_peers %v: %w", prefix, err)
-	}
-	return nil
+	return sockl7.DeletePeer(d.objs.L7Peers, "l7_peers", prefix)
 }
 
 // ComparePeers compares l7_peers with want, the identities written. It
@@ -526,27 +449,6 @@ func (d *Datapath) ComparePeers(want map[netip.Prefix]uint32) ([]Drift, []netip.
 	if err != nil {
 		return nil, nil, err
 	}
-	var drifts []Drift
-	var extra []netip.Prefix
-	for _, p := range slices.SortedFunc(maps.Keys(want), comparePrefixes) {
-		id := want[p]
-		g, ok := got[p]
-		switch {
-		case !ok:
-			drifts = append(drifts, Drift{Map: "l7_peers", Key: p.String(), Want: fmt.Sprintf("identity %d", id)})
-		case g != id:
-			drifts = append(drifts, Drift{Map: "l7_peers", Key: p.String(), Want: fmt.Sprintf("identity %d", id), Got: fmt.Sprintf("identity %d", g)})
-		}
-	}
-	for _, p := range slices.SortedFunc(maps.Keys(got), comparePrefixes) {
-		if _, ok := want[p]; !ok {
-			drifts = append(drifts, Drift{Map: "l7_peers", Key: p.String(), Got: fmt.Sprintf("identity %d", got[p])})
-			extra = append(extra, p)
-		}
-	}
-	return drifts, extra, nil
-}
-
-func comparePrefixes(x, y netip.Prefix) int {
-	return cmp.Or(x.Addr().Compare(y.Addr()), cmp.Compare(x.Bits(), y.Bits()))
+	ds, extra := sockl7.ComparePeers("l7_peers", want, got)
+	return ds, extra, nil
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/palisade-dev/palisade/api/v1alpha1"
 	l7bpf "github.com/palisade-dev/palisade/bpf/l7"
 	"github.com/palisade-dev/palisade/internal/engine"
+	"github.com/palisade-dev/palisade/internal/sockl7"
 )
 
 // enforced is a server (startServer) with its state pinned, and the
@@ -170,7 +171,7 @@ func TestReadbackMatchesApply(t *testing.T) {
 	// allowed events switched on behind the datapath's back.
 	slot := activeSlot(t, e.dir)
 	eb := pinned(t, e.dir, "l7_ebinds")
-	k := l7bpf.L7L7BindKey{Slot: slot, Identity: 6, Port: 80, Family: 4, Addr: [16]byte{10, 0, 0, 1}}
+	k := sockl7.BindKey{Slot: slot, Identity: 6, Port: 80, Family: 4, Addr: [16]byte{10, 0, 0, 1}}
 	if err := eb.Delete(k); err != nil {
 		t.Fatalf("delete the egress binding: %v", err)
 	}
@@ -219,11 +220,11 @@ func TestReadbackTamper(t *testing.T) {
 		}, "/private/any", "l7_allows"},
 		{"binding deleted", func(t *testing.T, dir string) {
 			m := pinned(t, dir, "l7_binds")
-			var k l7bpf.L7L7BindKey
+			var k sockl7.BindKey
 			var v l7bpf.L7L7Bind
 			slot := activeSlot(t, dir)
 			it := m.Iterate()
-			var keys []l7bpf.L7L7BindKey
+			var keys []sockl7.BindKey
 			for it.Next(&k, &v) {
 				if k.Slot == slot {
 					keys = append(keys, k)
@@ -268,14 +269,14 @@ func TestReadbackTamper(t *testing.T) {
 			k, l := activeList(t, dir)
 			k.List = 99
 			update(t, pinned(t, dir, "l7_lists"), k, &l)
-			bk := l7bpf.L7L7BindKey{Slot: k.Slot, Identity: 3, Port: 1, Family: 4}
+			bk := sockl7.BindKey{Slot: k.Slot, Identity: 3, Port: 1, Family: 4}
 			update(t, pinned(t, dir, "l7_binds"), bk, l7bpf.L7L7Bind{List: 99})
 		}, "", "l7_lists"},
 		{"port no longer enforced", func(t *testing.T, dir string) {
 			m := pinned(t, dir, "l7_ports")
-			var k l7bpf.L7L7PortKey
+			var k sockl7.PortKey
 			var v uint32
-			var keys []l7bpf.L7L7PortKey
+			var keys []sockl7.PortKey
 			it := m.Iterate()
 			for it.Next(&k, &v) {
 				keys = append(keys, k)
@@ -367,13 +368,13 @@ func TestReadbackPeers(t *testing.T) {
 		t.Fatalf("ComparePeers after SetPeer: %v %v %v", ds, extra, err)
 	}
 	changed, gone, added := netip.MustParsePrefix("10.1.3.0/24"), netip.MustParsePrefix("fd00::/64"), netip.MustParsePrefix("192.0.2.0/28")
-	if err := d.objs.L7Peers.Update(peerKey(changed), uint32(1), ebpf.UpdateAny); err != nil {
+	if err := d.objs.L7Peers.Update(sockl7.PeerKeyOf(changed), uint32(1), ebpf.UpdateAny); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.objs.L7Peers.Delete(peerKey(gone)); err != nil {
+	if err := d.objs.L7Peers.Delete(sockl7.PeerKeyOf(gone)); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.objs.L7Peers.Update(peerKey(added), uint32(4), ebpf.UpdateAny); err != nil {
+	if err := d.objs.L7Peers.Update(sockl7.PeerKeyOf(added), uint32(4), ebpf.UpdateAny); err != nil {
 		t.Fatal(err)
 	}
 	ds, extra, err := d.ComparePeers(want)
@@ -479,9 +480,9 @@ func TestReadbackLinks(t *testing.T) {
 
 func cgroupInode(t *testing.T, path string) uint64 {
 	t.Helper()
-	id, err := cgroupID(path)
-	if err != nil {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
 		t.Fatal(err)
 	}
-	return id
+	return st.Ino
 }
