@@ -34,6 +34,13 @@
 
 #include "kafka.h"
 
+#ifndef SOL_SOCKET
+#define SOL_SOCKET 1
+#endif
+#ifndef SO_RCVBUF
+#define SO_RCVBUF 8
+#endif
+
 char LICENSE[] SEC("license") = "GPL";
 
 #define AF_INET 2
@@ -719,6 +726,25 @@ struct tcp_sock___kafka {
 	__u32 snd_una;
 } __attribute__((preserve_access_index));
 
+struct sock___kafka {
+	int sk_rcvbuf;
+} __attribute__((preserve_access_index));
+
+/* rcvbuf is the socket's sk_rcvbuf: the strparser refuses (EMSGSIZE, and
+ * stops without a verdict) a message longer than it. 0 when it cannot be
+ * read: every frame is then refused as oversize, never left undecided. */
+static __always_inline __u32 rcvbuf(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return 0;
+	struct sock___kafka *s = (void *)bpf_skc_to_tcp_sock(sk);
+	if (!s)
+		return 0;
+	int n = s->sk_rcvbuf;
+	return n > 0 ? (__u32)n : 0;
+}
+
 /* tcp_seqs reads the broker socket's write_seq (bytes the broker wrote)
  * and snd_una (bytes the client acknowledged). */
 static __always_inline int tcp_seqs(struct __sk_buff *skb, __u32 *wseq, __u32 *una)
@@ -739,6 +765,7 @@ struct kafka_args {
 	__u32 avail;
 	__u32 list;
 	__u32 has_list;
+	__u32 max; /* the longest frame the strparser can hold: the socket's sk_rcvbuf */
 };
 
 /*
@@ -791,7 +818,11 @@ __noinline int kafka_decide_frame(struct __sk_buff *skb, struct kafka_args *a, s
 		res->reason = KAFKA_R_MALFORMED;
 		return 0;
 	}
-	if (size > KAFKA_FRAME_MAX - 4) {
+	/* Over FrameMax, or longer than the socket's receive buffer: the
+	 * strparser refuses a message longer than sk_rcvbuf (EMSGSIZE) and
+	 * stops, without a verdict, and the frame would stall undecided
+	 * (see kafka_sockops for the buffer a connection is given). */
+	if (size > KAFKA_FRAME_MAX - 4 || 4 + (__u32)size > a->max) {
 		res->len = 4;
 		res->kind = KAFKA_KIND_CLOSE;
 		res->reason = KAFKA_R_OVERSIZE;
@@ -1072,7 +1103,8 @@ int kafka_parser(struct __sk_buff *skb)
 	__u32 list = 0;
 	__u32 has = find_bind(skb, &list);
 	__u32 off = strp_offset(skb);
-	struct kafka_args a = { .off = off, .avail = skb->len > off ? skb->len - off : 0, .list = list, .has_list = has };
+	struct kafka_args a = { .off = off, .avail = skb->len > off ? skb->len - off : 0, .list = list, .has_list = has,
+				.max = rcvbuf(skb) };
 	kafka_parse_frame(skb, &a, &w->s, &w->x);
 	return w->s.len;
 }
@@ -1561,6 +1593,18 @@ int kafka_sockops(struct bpf_sock_ops *skops)
 	}
 	if (bpf_map_update_elem(&kafka_sock_state, &cookie, &kafka_sockw_zero, BPF_ANY) < 0)
 		return 1; /* not enforced: counted by the absence of KAFKA_R_SOCKETS */
+	/* The strparser holds a frame whole and refuses one longer than
+	 * sk_rcvbuf; a new connection's buffer (tcp_rmem[1], 128 KiB by
+	 * default) has not been grown by autotuning yet, so a large first
+	 * frame stalled undecided. Give the socket room for FrameMax
+	 * (SO_RCVBUF doubles it; capped by net.core.rmem_max, and fixed from
+	 * then on: no autotuning). Where the cap leaves it shorter, longer
+	 * frames are refused as oversize by the parser, counted. */
+	int rb = 0;
+	if (bpf_getsockopt(skops, SOL_SOCKET, SO_RCVBUF, &rb, sizeof(rb)) < 0 || rb < KAFKA_FRAME_MAX) {
+		rb = KAFKA_FRAME_MAX;
+		bpf_setsockopt(skops, SOL_SOCKET, SO_RCVBUF, &rb, sizeof(rb));
+	}
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	if (bpf_sock_hash_update(skops, &kafka_socks, &cookie, BPF_NOEXIST) == 0)
 		count(KAFKA_R_SOCKETS);
@@ -1581,7 +1625,7 @@ int kafka_test_parse(struct __sk_buff *skb)
 	struct kafka_sockw *out = bpf_map_lookup_elem(&kafka_test_out, &zero);
 	if (!in || !out)
 		return 0;
-	struct kafka_args a = { .list = in->list, .has_list = in->has_list, .off = in->off };
+	struct kafka_args a = { .list = in->list, .has_list = in->has_list, .off = in->off, .max = KAFKA_FRAME_MAX };
 	a.avail = skb->len > a.off ? skb->len - a.off : 0;
 	kafka_parse_frame(skb, &a, &out->s, &out->x);
 	return 0;

@@ -146,9 +146,16 @@ func TestFramesNotHeld(t *testing.T) {
 			[][][]byte{split(produce(200, 1), 60), one(apiVersions(shortID, 2))}},
 		{"a frame, then shorter ones", 5 * conns,
 			[][][]byte{one(apiVersions(longID, 1)), one(apiVersions(shortID, 2)), one(apiVersions(shortID, 3))}},
-		// A short frame first: a large first frame on a new
-		// connection stalls before the parser decides it, a different
-		// fault (see "Not done" in docs/kafka.md).
+		// A large frame first on a new connection: longer than the
+		// receive buffer the connection starts with (tcp_rmem[1],
+		// 128 KiB), which the strparser refused (EMSGSIZE) before
+		// kafka_sockops set SO_RCVBUF: the frame stalled undecided.
+		{"a 128 KiB first frame, then a short one", 8,
+			[][][]byte{one(produce(128<<10, 1)), one(apiVersions(shortID, 2))}},
+		{"a 512 KiB first frame, more, then a short one", 8,
+			[][][]byte{one(produce(512<<10, 1)), one(produce(512<<10, 2)), one(apiVersions(shortID, 3))}},
+		{"a frame near FrameMax first, then a short one", 8,
+			[][][]byte{one(produce(FrameMax-200, 1)), one(apiVersions(shortID, 2))}},
 		{"a short frame, 512 KiB frames, then a short one", 8,
 			[][][]byte{one(apiVersions(shortID, 1)), one(produce(512<<10, 2)), one(produce(512<<10, 3)), one(produce(512<<10, 4)), one(produce(512<<10, 5)), one(apiVersions(shortID, 6))}},
 	}
