@@ -52,10 +52,12 @@ type Guards struct {
 
 	// perChange names the guards whose findings are a union over
 	// changes (perchange.go), restKeys the other input keys guards read,
-	// memos their findings per change.
+	// memos their findings per change, changeIDs the changes' numbers
+	// the memos are keyed by.
 	perChange map[string]bool
 	restKeys  []string
 	memos     map[string]*memo
+	changeIDs changeIDs
 
 	mu       sync.Mutex
 	prepared map[string][]preparedGuard // by parameters hash

@@ -106,6 +106,17 @@ func (g *Guards) Evaluate(ctx context.Context, cs *ChangeSet, opts Options) *Dec
 			rest = restKey(queries[0].paramsKey, obj, g.restKeys)
 		}
 	}
+	perChange := func(q *preparedGuard) bool {
+		return q.hasPerChange && !opts.whole && len(cs.changeTerms) > 0 && rest != ""
+	}
+	var ids []uint64
+	for i := range queries {
+		if perChange(&queries[i]) {
+			// One lookup per change for all the guards' memos.
+			ids = g.changeIDs.ids(cs.changeTerms)
+			break
+		}
+	}
 	results := make([]result, len(queries))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
@@ -113,8 +124,8 @@ func (g *Guards) Evaluate(ctx context.Context, cs *ChangeSet, opts Options) *Dec
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if queries[i].hasPerChange && !opts.whole && len(cs.changeTerms) > 0 && rest != "" {
-				results[i] = g.runPerChange(ctx, &queries[i], cs, rest, timeout)
+			if perChange(&queries[i]) {
+				results[i] = g.runPerChange(ctx, &queries[i], cs, ids, rest, timeout)
 			} else {
 				results[i] = run(ctx, &queries[i], cs.value, cs, timeout)
 			}

@@ -267,18 +267,130 @@ func perChangeQuery(gi guardInfo) string {
 	return strings.Join(q, "; ")
 }
 
-// memo keeps one guard's findings per change, for each parameter set and
-// value of the other input keys the guards read (up to maxMemoRest of
-// them). Entries of changes no longer reviewed are dropped when they
-// outnumber the reviewed ones: the size follows the change sets.
+// changeIDs numbers change contents for every guard's memo: equal change
+// terms get the same number, found once per change set for all the guards
+// (by pointer when a review gets the term from the review cache, otherwise
+// by hash and one deep comparison), so that each guard's memo looks a
+// change up by its number instead of comparing the whole change again.
+// Numbers are never reused: a change dropped from the table and seen again
+// gets a new number, which no memo holds, and is judged anew.
+type changeIDs struct {
+	mu     sync.Mutex
+	byHash map[uint64][]*numberedChange
+	n      int
+	next   uint64
+}
+
+type numberedChange struct {
+	term *ast.Term
+	id   uint64
+}
+
+// ids returns the numbers of terms. Entries of changes no longer reviewed
+// are dropped when they outnumber the reviewed ones, as the memos do.
+func (c *changeIDs) ids(terms []*ast.Term) []uint64 {
+	out := make([]uint64, len(terms))
+	hashes := make([]uint64, len(terms))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byHash == nil {
+		c.byHash = make(map[uint64][]*numberedChange, len(terms))
+	}
+	for i, t := range terms {
+		h := uint64(t.Hash())
+		hashes[i] = h
+		var e *numberedChange
+		for _, x := range c.byHash[h] {
+			if x.term == t {
+				e = x
+				break
+			}
+			if sameTerm(x.term, t) {
+				// The same change in a new term (a change set built
+				// anew): keep the new one, so the next review of it
+				// finds it by pointer.
+				x.term = t
+				e = x
+				break
+			}
+		}
+		if e == nil {
+			c.next++
+			e = &numberedChange{term: t, id: c.next}
+			c.byHash[h] = append(c.byHash[h], e)
+			c.n++
+		}
+		out[i] = e.id
+	}
+	if c.n > 2*len(terms)+64 {
+		keep := make(map[uint64][]*numberedChange, len(terms))
+		n := 0
+		for i, t := range terms {
+			if !slices.ContainsFunc(keep[hashes[i]], func(x *numberedChange) bool { return x.id == out[i] }) {
+				keep[hashes[i]] = append(keep[hashes[i]], &numberedChange{term: t, id: out[i]})
+				n++
+			}
+		}
+		c.byHash, c.n = keep, n
+	}
+	return out
+}
+
+// sameTerm is a.Equal(b) without sorting objects' keys (an OPA object
+// sorts its keys, once, to compare them, and a change term built anew has
+// not been sorted): objects of the same size are equal when every key of
+// one has an equal value in the other. Values shared by both terms (the
+// sides' values from the caches) are told equal by pointer.
+func sameTerm(a, b *ast.Term) bool {
+	if a == b {
+		return true
+	}
+	if a == nil || b == nil {
+		return false
+	}
+	switch x := a.Value.(type) {
+	case ast.Object:
+		y, ok := b.Value.(ast.Object)
+		if !ok || x.Len() != y.Len() || x.Hash() != y.Hash() {
+			return false
+		}
+		if x == y {
+			return true
+		}
+		return !x.Until(func(k, v *ast.Term) bool {
+			w := y.Get(k)
+			return w == nil || !sameTerm(v, w)
+		})
+	case *ast.Array:
+		y, ok := b.Value.(*ast.Array)
+		if !ok || x.Len() != y.Len() || x.Hash() != y.Hash() {
+			return false
+		}
+		if x == y {
+			return true
+		}
+		for i := range x.Len() {
+			if !sameTerm(x.Elem(i), y.Elem(i)) {
+				return false
+			}
+		}
+		return true
+	}
+	return ast.ValueEqual(a.Value, b.Value)
+}
+
+// memo keeps one guard's findings per change (by its number in
+// changeIDs), for each parameter set and value of the other input keys the
+// guards read (up to maxMemoRest of them). Entries of changes no longer
+// reviewed are dropped when they outnumber the reviewed ones: the size
+// follows the change sets.
 type memo struct {
 	mu   sync.Mutex
 	rest map[string]*memoGen
 }
 
 type memoGen struct {
-	entries map[uint64][]*memoEntry
-	n       int
+	entries map[uint64]*memoEntry
 	// global are the findings of the rules that iterate no change.
 	global *memoEntry
 }
@@ -289,27 +401,6 @@ type memoEntry struct {
 }
 
 const maxMemoRest = 16
-
-func (g *memoGen) lookup(t *ast.Term, h uint64) *memoEntry {
-	for _, e := range g.entries[h] {
-		if e.change == t {
-			return e
-		}
-		if e.change.Equal(t) {
-			// The same change in a new term (a change set built anew):
-			// keep the new one, so the next review of it finds it by
-			// pointer instead of comparing the whole change again.
-			e.change = t
-			return e
-		}
-	}
-	return nil
-}
-
-func (g *memoGen) add(e *memoEntry, h uint64) {
-	g.entries[h] = append(g.entries[h], e)
-	g.n++
-}
 
 // restKey is the value of the input keys other than "changes" that the
 // guards read, with the parameters' key.
@@ -330,46 +421,34 @@ func restKey(params string, input ast.Object, keys []string) string {
 // runPerChange evaluates guard q on the changes no earlier evaluation
 // judged with the same rest of the input, and unites its findings on every
 // change.
-func (g *Guards) runPerChange(ctx context.Context, q *preparedGuard, cs *ChangeSet, rest string, timeout time.Duration) result {
+func (g *Guards) runPerChange(ctx context.Context, q *preparedGuard, cs *ChangeSet, ids []uint64, rest string, timeout time.Duration) result {
 	fail := func(format string, args ...any) result {
 		return result{errs: []Finding{{Guard: q.name, Source: q.source, Message: fmt.Sprintf(format, args...)}}}
 	}
 	terms := cs.changeTerms
-	hashes := make([]uint64, len(terms))
 	found := make([]*memoEntry, len(terms))
 	var miss []*ast.Term
 	var missAt []int
 	m := g.memos[q.name]
 	m.mu.Lock()
 	gen := m.rest[rest]
-	if gen != nil {
-		for i, t := range terms {
-			hashes[i] = uint64(t.Hash())
-			found[i] = gen.lookup(t, hashes[i])
-		}
-	}
 	global := (*memoEntry)(nil)
 	if gen != nil {
+		for i := range terms {
+			found[i] = gen.entries[ids[i]]
+		}
 		global = gen.global
 	}
 	m.mu.Unlock()
-	fresh := map[uint64][]*memoEntry{}
+	fresh := map[uint64]*memoEntry{}
 	for i, t := range terms {
 		if found[i] != nil {
 			continue
 		}
-		if gen == nil {
-			hashes[i] = uint64(t.Hash())
-		}
-		var e *memoEntry
-		for _, x := range fresh[hashes[i]] {
-			if x.change == t || x.change.Equal(t) {
-				e = x
-			}
-		}
+		e := fresh[ids[i]]
 		if e == nil {
 			e = &memoEntry{change: t}
-			fresh[hashes[i]] = append(fresh[hashes[i]], e)
+			fresh[ids[i]] = e
 			miss, missAt = append(miss, t), append(missAt, i)
 		}
 		found[i] = e
@@ -420,24 +499,22 @@ func (g *Guards) runPerChange(ctx context.Context, q *preparedGuard, cs *ChangeS
 			}
 		}
 		m.mu.Lock()
-		if cur := m.rest[rest]; cur == nil || cur.n > 2*len(terms)+64 {
+		if cur := m.rest[rest]; cur == nil || len(cur.entries) > 2*len(terms)+64 {
 			// New, or holding more changes no longer reviewed than
 			// reviewed ones: start over with the reviewed ones.
 			if len(m.rest) >= maxMemoRest {
 				clear(m.rest)
 			}
-			cur = &memoGen{entries: make(map[uint64][]*memoEntry, len(terms))}
+			cur = &memoGen{entries: make(map[uint64]*memoEntry, len(terms))}
 			for i, e := range found {
-				if cur.lookup(e.change, hashes[i]) == nil {
-					cur.add(e, hashes[i])
-				}
+				cur.entries[ids[i]] = e
 			}
 			m.rest[rest] = cur
 			cur.global = global
 		} else {
 			for _, i := range missAt {
-				if cur.lookup(found[i].change, hashes[i]) == nil {
-					cur.add(found[i], hashes[i])
+				if cur.entries[ids[i]] == nil {
+					cur.entries[ids[i]] = found[i]
 				}
 			}
 			cur.global = global

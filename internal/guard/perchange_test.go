@@ -134,3 +134,47 @@ func TestPerChangeSameDecision(t *testing.T) {
 		t.Logf("%s: %d denies, %d warnings, %d errors", st.name, len(got.Denies), len(got.Warnings), len(got.Errors))
 	}
 }
+
+// TestPerChangeForgets: change sets that share no changes, large then
+// small, make the change numbers and the memos drop the changes no longer
+// reviewed; a change seen again after that is judged anew, with the same
+// decision as on the whole change set.
+func TestPerChangeForgets(t *testing.T) {
+	base := benchPolicies(t)[:300]
+	g := builtin(t)
+	head := func(from, to int, port int32) []*validate.Policy {
+		h := slices.Clone(base)
+		for i := from; i < to; i++ {
+			q := widenPort(t, base[i], port)
+			if i%2 == 0 {
+				q.NetworkPolicy.Spec.Ingress[len(q.NetworkPolicy.Spec.Ingress)-1].FromEntities = []v1alpha1.Entity{v1alpha1.EntityWorld}
+			}
+			h[i] = q
+		}
+		return h
+	}
+	steps := []struct {
+		name     string
+		from, to int
+		port     int32
+	}{
+		{"a", 0, 20, 22},
+		{"b", 20, 250, 23},
+		{"a again", 0, 20, 22},
+		{"c, small", 250, 253, 2379},
+		{"b again", 20, 250, 23},
+		{"c again", 250, 253, 2379},
+		{"a and c", 0, 253, 22},
+	}
+	for _, st := range steps {
+		cs := guard.NewChangeSet(base, head(st.from, st.to, st.port), guard.Meta{Revision: st.name, PreviousRevision: "base", Overrides: []string{"max-changes"}})
+		got := g.Evaluate(context.Background(), cs, guard.Options{})
+		want := g.EvaluateWhole(cs)
+		if !bytes.Equal(got.JSON(), want.JSON()) {
+			t.Errorf("%s: per change:\n%s\nwhole:\n%s", st.name, got.JSON(), want.JSON())
+		}
+		if len(want.Denies) == 0 {
+			t.Fatalf("%s: the review finds nothing to compare: %s", st.name, want.JSON())
+		}
+	}
+}
