@@ -1625,7 +1625,8 @@ int kafka_test_parse(struct __sk_buff *skb)
 	struct kafka_sockw *out = bpf_map_lookup_elem(&kafka_test_out, &zero);
 	if (!in || !out)
 		return 0;
-	struct kafka_args a = { .list = in->list, .has_list = in->has_list, .off = in->off, .max = KAFKA_FRAME_MAX };
+	struct kafka_args a = { .list = in->list, .has_list = in->has_list, .off = in->off,
+				.max = in->max ? in->max : KAFKA_FRAME_MAX };
 	a.avail = skb->len > a.off ? skb->len - a.off : 0;
 	kafka_parse_frame(skb, &a, &out->s, &out->x);
 	return 0;

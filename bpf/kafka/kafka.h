@@ -235,7 +235,7 @@ struct kafka_test_in {
 	__u32 list;
 	__u32 has_list;
 	__u32 off; /* the frame starts here (test runs need 14 bytes) */
-	__u32 pad;
+	__u32 max; /* the receive buffer the parser is told (0: FrameMax) */
 };
 
 #endif

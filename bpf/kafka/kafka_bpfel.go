@@ -198,7 +198,7 @@ type KafkaKafkaTestIn struct {
 	List    uint32
 	HasList uint32
 	Off     uint32
-	Pad     uint32
+	Max     uint32
 }
 
 type KafkaKafkaValKey struct {

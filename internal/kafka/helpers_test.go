@@ -63,7 +63,14 @@ type result struct {
 // prefix), deciding with list (hasList false: no binding).
 func parseAt(t testing.TB, d *Datapath, list uint32, hasList bool, data []byte, off uint32) result {
 	t.Helper()
-	in := kafkabpf.KafkaKafkaTestIn{List: list, Off: testPrefix + off}
+	return parseMax(t, d, list, hasList, data, off, 0)
+}
+
+// parseMax is parseAt with the socket's receive buffer (sk_rcvbuf) the
+// parser is told; 0 tells it FrameMax.
+func parseMax(t testing.TB, d *Datapath, list uint32, hasList bool, data []byte, off, max uint32) result {
+	t.Helper()
+	in := kafkabpf.KafkaKafkaTestIn{List: list, Off: testPrefix + off, Max: max}
 	if hasList {
 		in.HasList = 1
 	}

@@ -213,6 +213,36 @@ func TestKafkaParseAdversarial(t *testing.T) {
 	}
 }
 
+// TestKafkaParseOverReceiveBuffer: a frame longer than the socket's
+// receive buffer is refused as oversize as soon as its size is read (the
+// strparser would refuse its length and stop without a verdict: the frame
+// stalled undecided); one that fits is decided as ever.
+func TestKafkaParseOverReceiveBuffer(t *testing.T) {
+	d := requireKernel(t)
+	applyList(t, d, 1, producerList())
+	cid := "app-1"
+	f := frame(request(0, 7, []string{"orders"}), &cid, 1)
+	n := uint32(len(f))
+	for _, c := range []struct {
+		name string
+		data []byte
+		max  uint32
+		want result
+	}{
+		{"one byte over, whole", f, n - 1, result{Kind: kindClose, Reason: ReasonOversize, Len: 4}},
+		{"one byte over, the size alone", f[:4], n - 1, result{Kind: kindClose, Reason: ReasonOversize, Len: 4}},
+		{"exactly the buffer", f, n, result{Kind: kindRequest, Reason: ReasonAllowed, Len: n, Rule: 10}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := parseMax(t, d, 1, true, c.data, 0, c.max)
+			got.Topics = 0
+			if got != c.want {
+				t.Fatalf("got %+v, want %+v", got, c.want)
+			}
+		})
+	}
+}
+
 // TestKafkaParseSplit: every prefix of a frame asks for more; the whole
 // frame is decided; several frames back to back are each decided.
 func TestKafkaParseSplit(t *testing.T) {
