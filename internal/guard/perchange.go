@@ -305,7 +305,7 @@ func (c *changeIDs) ids(terms []*ast.Term) []uint64 {
 				e = x
 				break
 			}
-			if sameTerm(x.term, t) {
+			if x.term.Equal(t) {
 				// The same change in a new term (a change set built
 				// anew): keep the new one, so the next review of it
 				// finds it by pointer.
@@ -334,49 +334,6 @@ func (c *changeIDs) ids(terms []*ast.Term) []uint64 {
 		c.byHash, c.n = keep, n
 	}
 	return out
-}
-
-// sameTerm is a.Equal(b) without sorting objects' keys (an OPA object
-// sorts its keys, once, to compare them, and a change term built anew has
-// not been sorted): objects of the same size are equal when every key of
-// one has an equal value in the other. Values shared by both terms (the
-// sides' values from the caches) are told equal by pointer.
-func sameTerm(a, b *ast.Term) bool {
-	if a == b {
-		return true
-	}
-	if a == nil || b == nil {
-		return false
-	}
-	switch x := a.Value.(type) {
-	case ast.Object:
-		y, ok := b.Value.(ast.Object)
-		if !ok || x.Len() != y.Len() || x.Hash() != y.Hash() {
-			return false
-		}
-		if x == y {
-			return true
-		}
-		return !x.Until(func(k, v *ast.Term) bool {
-			w := y.Get(k)
-			return w == nil || !sameTerm(v, w)
-		})
-	case *ast.Array:
-		y, ok := b.Value.(*ast.Array)
-		if !ok || x.Len() != y.Len() || x.Hash() != y.Hash() {
-			return false
-		}
-		if x == y {
-			return true
-		}
-		for i := range x.Len() {
-			if !sameTerm(x.Elem(i), y.Elem(i)) {
-				return false
-			}
-		}
-		return true
-	}
-	return ast.ValueEqual(a.Value, b.Value)
 }
 
 // memo keeps one guard's findings per change (by its number in
