@@ -27,7 +27,6 @@ package agent
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -35,17 +34,14 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf/rlimit"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/engine"
 	"github.com/palisade-dev/palisade/internal/kafka"
 )
@@ -327,13 +323,6 @@ func evalKafkaPolicy(r *mrand.Rand, nb byte) string {
 	return b.String()
 }
 
-// evalKafkaConn is a connection from a peer's address.
-type evalKafkaConn struct {
-	c    net.Conn
-	br   *bufio.Reader
-	sent []string
-}
-
 // TestKafkaKernelMatchesEvaluate runs seeded random policy sets with
 // ingress Kafka rules on broker through the agent's kafka subsystem into
 // the real Kafka datapath, sends real requests (encoded by franz-go's
@@ -352,18 +341,8 @@ type evalKafkaConn struct {
 // requests on keep-alive connections (a new one after a closing
 // refusal); seed 16, or PALISADE_KAFKA_EVAL_SEED.
 func TestKafkaKernelMatchesEvaluate(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to load bpf/kafka and attach sockops to a cgroup")
-	}
+	evalNeeds(t, "bpf/kafka", func() (io.Closer, error) { return kafka.Load() })
 	seed := evalSeed(t, "PALISADE_KAFKA_EVAL_SEED", evalKafkaSeedDefault)
-	if err := rlimit.RemoveMemlock(); err != nil {
-		t.Skipf("remove memlock limit: %v", err)
-	}
-	probe, err := kafka.Load()
-	if err != nil {
-		t.Skipf("the Kafka datapath does not load here: %v", err)
-	}
-	probe.Close()
 
 	const sets, perSet = 100, 250
 	nb := evalNet()
@@ -371,92 +350,48 @@ func TestKafkaKernelMatchesEvaluate(t *testing.T) {
 	brokerUID := "00000000-0000-4000-8000-000000000002" // podUID's for ifindex 2
 	root, pod := evalPodCgroup(t, "palisade-kafkaeval", brokerUID)
 	srv := startEvalBroker(t, broker, pod)
-	apps := []string{"producer", "consumer", "blocked"}
 	// The peers: the apps' pods, an address of the CIDR, and world.
 	remotes := []netip.Addr{evalAddr(nb, 6, 3), evalAddr(nb, 6, 4), evalAddr(nb, 6, 5), evalAddr(nb, 7, 1), evalAddr(nb, 7, 200)}
 
-	start := time.Now()
-	checked, refused, answered, closed, conns, skippedL4, audited := 0, 0, 0, 0, 0, 0, 0
-	var stalls []string
-	verdicts := map[string]int{}
-	set := 0
-	for ; set < sets; set++ {
-		r := mrand.New(mrand.NewPCG(seed, uint64(set)))
-		f := newL7Fixture(t) // the l7 subsystem on its fake: no HTTP rule here
-		f.root = root
-		f.a.CgroupRoot = root
-		dp, err := kafka.Load()
-		if err != nil {
-			t.Fatalf("set %d: kafka.Load: %v", set, err)
-		}
-		f.a.Kafka, f.a.KafkaPinDir = dp, ""
-		f.a.subs = nil // the subsystems again, with the Kafka datapath
-		if got := f.podUID("broker", "broker", broker.String(), 2, true); string(got) != brokerUID {
-			t.Fatalf("broker's UID %s, want %s (the cgroup made for it)", got, brokerUID)
-		}
-		for i, app := range apps {
-			f.podUID(app, app, remotes[i].String(), 3+i, true)
-		}
-		n := 1 + r.IntN(4)
-		var specs []string
-		for i := range n {
-			spec := evalKafkaPolicy(r, nb)
-			specs = append(specs, spec)
-			f.policy(fmt.Sprintf("p%d", i), "r1", n, spec)
-		}
-		describe := func() string {
-			return fmt.Sprintf("seed %d set %d, policies:\n%s", seed, set, strings.Join(specs, "---\n"))
-		}
-		if _, err := f.sync(); err != nil {
-			t.Fatalf("%s\nsync: %v", describe(), err)
-		}
-		if c := f.condition(v1.L7EnforcedCondition); c.Reason == v1.DatapathErrorReason || c.Reason == reasonCgroupNotFound {
-			t.Fatalf("%s\nL7Enforced %s: %s", describe(), c.Reason, c.Message)
-		}
-		in := f.a.last
-		ctx, cancel := context.WithCancel(context.Background())
-		events, evErrs, err := dp.Events(ctx)
+	answered, closed, audited := 0, 0, 0
+	var dp *kafka.Datapath
+	run := newEvalRun(t, seed, evalWorkload{
+		name: "broker", addr: broker, uid: brokerUID, root: root,
+		apps: []string{"producer", "consumer", "blocked"}, appAddrs: remotes[:3],
+		policy: func(r *mrand.Rand) string { return evalKafkaPolicy(r, nb) },
+		// The l7 subsystem stays on the fixture's fake: no HTTP rule here.
+		attach: func(f *l7Fixture, set int) {
+			var err error
+			if dp, err = kafka.Load(); err != nil {
+				t.Fatalf("set %d: kafka.Load: %v", set, err)
+			}
+			f.a.Kafka, f.a.KafkaPinDir = dp, ""
+			f.a.subs = nil // the subsystems again, with the Kafka datapath
+		},
+	})
+	set := run.each(sets, 0, func(s *evalSet) {
+		s.onClose(dp.Close)
+		in, set, describe := s.in, s.n, s.describe
+		events, evErrs, err := dp.Events(s.ctx)
 		if err != nil {
 			t.Fatalf("set %d: %v", set, err)
 		}
 		// refusal waits for the kernel's event of the request refused on
 		// the connection from remote.
 		refusal := func(remote netip.AddrPort) (kafka.Event, error) {
-			bound := time.After(30 * time.Second) // a bound on a lost event
-			for {
-				select {
-				case e, ok := <-events:
-					if !ok {
-						return kafka.Event{}, fmt.Errorf("the event reader stopped")
-					}
-					if e.Remote == remote && !e.Allowed() {
-						return e, nil
-					}
-				case err := <-evErrs:
-					return kafka.Event{}, err
-				case <-bound:
-					return kafka.Event{}, fmt.Errorf("no refusal event for %v in 30 s", remote)
-				}
-			}
+			return evalRefusal(events, evErrs, remote, func(e kafka.Event) bool { return e.Remote == remote && !e.Allowed() })
 		}
-
-		open := map[[2]int]*evalKafkaConn{}
 		// The (peer, port) pairs whose packets L3/L4 lets through.
-		var pairs [][2]int
-		for pi, peer := range remotes {
-			for po, port := range evalKafkaPorts {
-				if res := engine.Evaluate(in.ir, in.cluster, engine.Flow{Src: peer, Dst: broker, Proto: engine.ProtoTCP, Port: port}); res.Ingress.Verdict == engine.VerdictDeny {
-					skippedL4++
-					continue
-				}
-				pairs = append(pairs, [2]int{pi, po})
+		s.pairsOf(remotes, evalKafkaPorts, func(peer netip.Addr, port uint16) bool {
+			return engine.Evaluate(in.ir, in.cluster, engine.Flow{Src: peer, Dst: broker, Proto: engine.ProtoTCP, Port: port}).Ingress.Verdict == engine.VerdictDeny
+		})
+		for {
+			key, ok := s.pick(perSet)
+			if !ok {
+				break
 			}
-		}
-		done := 0
-		for done < perSet && len(pairs) > 0 {
-			key := pairs[r.IntN(len(pairs))]
 			peer, port := remotes[key[0]], evalKafkaPorts[key[1]]
-			q := evalRandomKafkaRequest(r, int32(1+done))
+			q := evalRandomKafkaRequest(s.r, int32(1+s.done))
 			// engine.Evaluate once per topic the request names (none:
 			// once, without a topic): allowed when every topic is; the
 			// first refused topic names the rule.
@@ -486,18 +421,8 @@ func TestKafkaKernelMatchesEvaluate(t *testing.T) {
 				wantAllowed = wantAllowed && ok
 			}
 
-			c := open[key]
-			if c == nil {
-				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: peer.AsSlice()}, Timeout: 5 * time.Second}
-				nc, err := d.Dial("tcp4", netip.AddrPortFrom(broker, port).String())
-				if err != nil {
-					t.Fatalf("set %d: dial %s:%d from %s: %v", set, broker, port, peer, err)
-				}
-				c = &evalKafkaConn{c: nc, br: bufio.NewReader(nc)}
-				open[key] = c
-				conns++
-			}
-			local := netip.MustParseAddrPort(c.c.LocalAddr().String())
+			c := s.conn(key, func() (net.Conn, error) { return evalDialFrom(peer, netip.AddrPortFrom(broker, port)) })
+			local := c.local()
 			before := len(srv.log())
 			fail := func(format string, args ...any) {
 				t.Helper()
@@ -518,14 +443,8 @@ func TestKafkaKernelMatchesEvaluate(t *testing.T) {
 				// The client's FIN releases it; its verdict is then
 				// checked as any other's.
 				cnt, _ := dp.Counters()
-				stall := fmt.Sprintf("seed %d set %d: %s -> %d %s (request %d on its connection, after %q; engine allowed %v; kernel counters %v, broker log +%d)",
-					seed, set, local, port, q, len(c.sent)+1, c.sent, wantAllowed, cnt, len(srv.log())-before)
-				stalls = append(stalls, stall)
-				t.Logf("held: %s", stall)
-				if err := c.c.(*net.TCPConn).CloseWrite(); err != nil {
-					fail("shut the held connection's write side: %v", err)
-				}
-				c.c.SetDeadline(time.Now().Add(30 * time.Second)) // a bound on a lost answer
+				s.hold(c, fmt.Sprintf("seed %d set %d: %s -> %d %s (request %d on its connection, after %q; engine allowed %v; kernel counters %v, broker log +%d)",
+					seed, set, local, port, q, len(c.sent)+1, c.sent, wantAllowed, cnt, len(srv.log())-before))
 				_, err = io.ReadFull(c.br, size[:])
 				if errors.Is(err, io.EOF) {
 					// Released by the FIN and refused, the connection
@@ -535,16 +454,12 @@ func TestKafkaKernelMatchesEvaluate(t *testing.T) {
 					if eerr != nil || wantAllowed || len(srv.log()) != before || rule == nil || e.Rule != uint32(rule.ID) || e.Reason != kafka.ReasonDenied {
 						fail("held, then the connection ended without an answer; kernel event %v (%v), broker log +%d", e, eerr, len(srv.log())-before)
 					}
-					stalls[len(stalls)-1] += fmt.Sprintf("; released by the FIN and refused (rule %d, %v) without an answer", e.Rule, e.Answer)
-					verdicts[fmt.Sprintf("%v/%s", wantAllowed, reason)]++
-					checked++
-					done++
-					refused++
-					c.c.Close()
-					delete(open, key)
+					s.held(fmt.Sprintf("; released by the FIN and refused (rule %d, %v) without an answer", e.Rule, e.Answer))
+					s.count(fmt.Sprintf("%v/%s", wantAllowed, reason), true)
+					s.drop(key, c)
 					continue
 				}
-				stalls[len(stalls)-1] += "; released by the FIN"
+				s.held("; released by the FIN")
 				held = true
 			}
 			if err != nil {
@@ -594,45 +509,27 @@ func TestKafkaKernelMatchesEvaluate(t *testing.T) {
 						fail("the closing answer %x: want the frame's length, zeros after the inverted correlation ID", ans)
 					}
 					closed++
-					if open[key] == c {
-						c.c.Close()
-						delete(open, key)
-					}
+					s.drop(key, c)
 				default:
 					fail("answer %x under correlation ID %d, event %v: want an answer under the request's correlation ID (event error-29) or the inverted one (event connection-closed)", ans, corr, e)
 				}
-				refused++
 			}
 			if audit && wantAllowed {
 				audited++
 			}
-			verdicts[fmt.Sprintf("%v/%s", wantAllowed, reason)]++
-			checked++
-			done++
-			if held && open[key] == c {
-				c.c.Close() // its write side is shut: not used again
-				delete(open, key)
+			s.count(fmt.Sprintf("%v/%s", wantAllowed, reason), !gotAllowed)
+			if held {
+				s.drop(key, c) // its write side is shut: not used again
 			}
 		}
-		for k, c := range open {
-			c.c.Close()
-			delete(open, k)
-		}
-		cancel()
-		if len(pairs) == 0 {
-			t.Logf("set %d: L3/L4 denies every peer and port: no request sent", set)
-		}
-		if err := dp.Close(); err != nil {
-			t.Fatalf("set %d: close the datapath: %v", set, err)
-		}
-	}
-	checkStalls(t, stalls)
-	if checked < sets*perSet/2 || refused == 0 || refused == checked || answered == 0 || closed == 0 || audited == 0 {
+	})
+	checkStalls(t, run.stalls)
+	if run.checked < sets*perSet/2 || run.refused == 0 || run.refused == run.checked || answered == 0 || closed == 0 || audited == 0 {
 		t.Fatalf("seed %d: %d requests checked, %d refused (%d answered, %d closed), %d passed by audit mode: the sets do not exercise the outcomes",
-			seed, checked, refused, answered, closed, audited)
+			seed, run.checked, run.refused, answered, closed, audited)
 	}
 	t.Logf("seed %d: %d sets, %d Kafka requests through the kernel as engine.Evaluate decides them (%d refused, each with the deciding rule engine.Evaluate names: %d answered with TOPIC_AUTHORIZATION_FAILED, %d with the closing frame; %d passed by audit mode), %d connections, %d (peer, port) pairs L3/L4 denies not sent to, %d held until the client's FIN, %s; by allowed/ingress reason: %v",
-		seed, set, checked, refused, answered, closed, audited, conns, skippedL4, len(stalls), time.Since(start).Round(time.Millisecond), verdicts)
+		seed, set, run.checked, run.refused, answered, closed, audited, run.conns, run.skippedL4, len(run.stalls), time.Since(run.start).Round(time.Millisecond), run.verdicts)
 }
 
 // evalKafkaAnswer checks the kernel's answer to a refused Produce or

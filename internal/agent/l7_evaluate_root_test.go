@@ -25,10 +25,6 @@ package agent
 // policies and cluster.
 
 import (
-	"bufio"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -36,17 +32,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf/rlimit"
-
-	v1 "github.com/palisade-dev/palisade/api/v1alpha1"
 	"github.com/palisade-dev/palisade/internal/engine"
 	"github.com/palisade-dev/palisade/internal/l7"
 )
@@ -55,41 +45,13 @@ import (
 // another.
 const evalSeedDefault = 14
 
-// stallAfter is how long a request may go without an answer before the
-// test calls it held: the kernel has neither passed it to the server nor
-// refused it. The datapath used to hold 2 to 11 requests in 50,000 so
-// (the second request on a keep-alive connection: the kernel's
-// tcp_bpf_strp_read_sock double count that bpf/l7 now avoids by giving
-// messages to the server by redirect, see docs/l7.md and
-// internal/l7/held_test.go). The test then sends its FIN (shutdown of the
-// write side), which releases a held request, checks its verdict as any
-// other's (a refused one may then end the connection without the 403: its
-// kernel event and the server's log decide), and fails: a hold is a
-// liveness bug of the datapath. PALISADE_L7_EVAL_ALLOW_STALLS=1 logs holds
-// instead of failing, to see verdicts on a datapath that still holds. The
-// window is long enough that a slow answer on a loaded machine is not
-// misread as held.
-const stallAfter = 10 * time.Second
-
-// checkStalls fails t if requests were held, unless
-// PALISADE_L7_EVAL_ALLOW_STALLS is set.
-func checkStalls(t *testing.T, stalls []string) {
-	t.Helper()
-	if len(stalls) == 0 {
-		return
-	}
-	msg := fmt.Sprintf("%d requests were held by the kernel, neither passed nor refused, until the client's FIN (their verdicts then matched):\n%s",
-		len(stalls), strings.Join(stalls, "\n"))
-	if os.Getenv("PALISADE_L7_EVAL_ALLOW_STALLS") != "" {
-		t.Log(msg)
-		return
-	}
-	t.Error(msg)
-}
-
 // evalPorts are the server's ports: the policies' "80", "81", the range
 // "8000-8003" (both ends listened on) and a port just outside it.
-var evalPorts = struct{ p80, p81, lo, hi, out uint16 }{28080, 28081, 28100, 28103, 28104}
+var evalPorts = evalPortSet{28080, 28081, 28100, 28103, 28104}
+
+// evalPortSet is a server's ports: the policies' "80", "81", the range
+// "8000-8003" (both ends) and a port just outside it.
+type evalPortSet struct{ p80, p81, lo, hi, out uint16 }
 
 // evalServer is a net/http server on every port of evalPorts at one
 // address, whose listening sockets were made inside a pod cgroup; it
@@ -105,73 +67,25 @@ func (s *evalServer) log() []string {
 	return s.seen
 }
 
-// evalCgroupV2 is the cgroup v2 hierarchy, or a skip.
-func evalCgroupV2(t *testing.T) string {
-	t.Helper()
-	root := l7.CgroupRoot()
-	if _, err := os.Stat(filepath.Join(root, "cgroup.procs")); err != nil {
-		t.Skipf("no cgroup v2 at %s: %v", root, err)
-	}
-	return root
-}
-
-// evalOwnCgroup is the cgroup v2 directory this process is in.
-func evalOwnCgroup(t *testing.T, root string) string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "0::"); ok {
-			return filepath.Join(root, rest)
-		}
-	}
-	t.Skip("no cgroup v2 membership in /proc/self/cgroup")
-	return ""
-}
-
 // startEvalServer makes the test's cgroup root <v2>/palisade-l7eval-*
 // with kubepods/pod<uid> in it, listens on addr at every port of
 // evalPorts from inside that cgroup (the process enters it for the
 // listens only) and serves. It returns the root (the agent's CgroupRoot).
 func startEvalServer(t *testing.T, addr netip.Addr, uid string) (string, *evalServer) {
 	t.Helper()
-	v2 := evalCgroupV2(t)
-	var rnd [4]byte
-	rand.Read(rnd[:])
-	root := filepath.Join(v2, fmt.Sprintf("palisade-l7eval-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])))
-	pod := filepath.Join(root, "kubepods", "pod"+uid)
-	for _, d := range []string{root, filepath.Dir(pod), pod} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatalf("create cgroup %s: %v", d, err)
-		}
-	}
-	t.Cleanup(func() {
-		for _, d := range []string{pod, filepath.Dir(pod), root} {
-			if err := os.Remove(d); err != nil {
-				t.Errorf("remove cgroup %s: %v", d, err)
-			}
-		}
-	})
-	home := evalOwnCgroup(t, v2)
-	pid := []byte(strconv.Itoa(os.Getpid()))
-	if err := os.WriteFile(filepath.Join(pod, "cgroup.procs"), pid, 0); err != nil {
-		t.Fatalf("enter cgroup %s: %v", pod, err)
-	}
+	root, pod := evalPodCgroup(t, "palisade-l7eval", uid)
 	var lns []net.Listener
 	var lerr error
-	for _, p := range []uint16{evalPorts.p80, evalPorts.p81, evalPorts.lo, evalPorts.hi, evalPorts.out} {
-		ln, err := net.Listen("tcp4", netip.AddrPortFrom(addr, p).String())
-		if err != nil {
-			lerr = err
-			break
+	evalInCgroup(t, pod, func() {
+		for _, p := range []uint16{evalPorts.p80, evalPorts.p81, evalPorts.lo, evalPorts.hi, evalPorts.out} {
+			ln, err := net.Listen("tcp4", netip.AddrPortFrom(addr, p).String())
+			if err != nil {
+				lerr = err
+				return
+			}
+			lns = append(lns, ln)
 		}
-		lns = append(lns, ln)
-	}
-	if err := os.WriteFile(filepath.Join(home, "cgroup.procs"), pid, 0); err != nil {
-		t.Fatalf("leave cgroup: %v", err)
-	}
+	})
 	s := &evalServer{}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -183,19 +97,16 @@ func startEvalServer(t *testing.T, addr netip.Addr, uid string) (string, *evalSe
 	for _, ln := range lns {
 		go srv.Serve(ln)
 	}
-	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(func() {
+		srv.Close()
+		for _, ln := range lns {
+			ln.Close()
+		}
+	})
 	if lerr != nil {
 		t.Fatalf("listen: %v", lerr)
 	}
 	return root, s
-}
-
-// evalConn is a keep-alive connection from a peer's address.
-type evalConn struct {
-	c  net.Conn
-	br *bufio.Reader
-	// sent are the heads sent on it before, for a failure's message.
-	sent []string
 }
 
 // evalRequest is a random request: its engine form and its head on the
@@ -247,9 +158,15 @@ func evalRandomRequest(r *mrand.Rand) evalRequest {
 // entity, world, a CIDR; ports: one, a range, any protocol; HTTP rules or
 // none; audit mode; deny rules).
 func evalPolicy(r *mrand.Rand) string {
-	p := evalPorts
-	peers := []string{`fromEndpoints: [{matchLabels: {app: frontend}}]`, `fromEndpoints: [{matchLabels: {app: monitor}}]`,
-		`fromEndpoints: [{}]`, `fromEntities: [all]`, `fromEntities: [world]`, `fromCIDR: [127.0.3.0/25]`}
+	return evalHTTPPolicy(r, "ingress", evalPorts, []string{`fromEndpoints: [{matchLabels: {app: frontend}}]`, `fromEndpoints: [{matchLabels: {app: monitor}}]`,
+		`fromEndpoints: [{}]`, `fromEntities: [all]`, `fromEntities: [world]`, `fromCIDR: [127.0.3.0/25]`})
+}
+
+// evalHTTPPolicy is a random policy on api with dir ("ingress" or
+// "egress") rules, and deny rules in one set in five, to or from one of
+// peers on ports of p (one, another, the range, any protocol), with HTTP
+// rules or none, in audit mode in one set in four.
+func evalHTTPPolicy(r *mrand.Rand, dir string, p evalPortSet, peers []string) string {
 	ports := []string{fmt.Sprintf(`{port: "%d", protocol: TCP}`, p.p80), fmt.Sprintf(`{port: "%d", protocol: TCP}`, p.p81),
 		fmt.Sprintf(`{port: "%d", endPort: %d, protocol: TCP}`, p.lo, p.hi), fmt.Sprintf(`{port: "%d", protocol: ANY}`, p.p80)}
 	rules := []string{``, `{method: GET}`, `{method: GET, path: "/public.*"}`, `{path: "/r/[0-9]+"}`,
@@ -261,9 +178,9 @@ func evalPolicy(r *mrand.Rand) string {
 		b.WriteString("mode: audit\n")
 	}
 	if r.IntN(5) == 0 {
-		fmt.Fprintf(&b, "ingressDeny:\n- %s\n  toPorts: [{ports: [%s]}]\n", peers[r.IntN(len(peers))], ports[r.IntN(3)])
+		fmt.Fprintf(&b, "%sDeny:\n- %s\n  toPorts: [{ports: [%s]}]\n", dir, peers[r.IntN(len(peers))], ports[r.IntN(3)])
 	}
-	b.WriteString("ingress:\n")
+	b.WriteString(dir + ":\n")
 	for range 1 + r.IntN(3) {
 		port := ports[r.IntN(len(ports))]
 		var http []string
@@ -295,126 +212,56 @@ func evalPolicy(r *mrand.Rand) string {
 // PALISADE_L7_EVAL_SEED. A request the kernel holds is logged (see
 // stallAfter).
 func TestL7KernelMatchesEvaluate(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to load bpf/l7 and attach sockops to a cgroup")
-	}
-	seed := uint64(evalSeedDefault)
-	if s := os.Getenv("PALISADE_L7_EVAL_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("PALISADE_L7_EVAL_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	if err := rlimit.RemoveMemlock(); err != nil {
-		t.Skipf("remove memlock limit: %v", err)
-	}
-	probe, err := l7.Load()
-	if err != nil {
-		t.Skipf("the L7 datapath does not load here: %v", err)
-	}
-	probe.Close()
+	evalNeeds(t, "bpf/l7", func() (io.Closer, error) { return l7.Load() })
+	seed := evalSeed(t, "PALISADE_L7_EVAL_SEED", evalSeedDefault)
 
 	const sets, perSet, minRequests = 100, 500, 50000
 	api := netip.MustParseAddr("127.0.2.2")
 	apiUID := "00000000-0000-4000-8000-000000000002" // podUID's for ifindex 2
 	root, srv := startEvalServer(t, api, apiUID)
-	apps := []string{"frontend", "monitor", "blocked"}
 	// The peers: the apps' pods, an address of the CIDR, and world.
 	remotes := []netip.Addr{netip.MustParseAddr("127.0.2.3"), netip.MustParseAddr("127.0.2.4"), netip.MustParseAddr("127.0.2.5"),
 		netip.MustParseAddr("127.0.3.1"), netip.MustParseAddr("127.0.3.200")}
 	ports := []uint16{evalPorts.p80, evalPorts.p81, evalPorts.lo, evalPorts.hi, evalPorts.out}
 
-	start := time.Now()
-	checked, refused, conns, skippedL4 := 0, 0, 0, 0
-	var stalls []string
-	verdicts := map[string]int{}
-	set := 0
-	for ; set < sets || checked < minRequests; set++ {
-		r := mrand.New(mrand.NewPCG(seed, uint64(set)))
-		f := newL7Fixture(t)
-		f.root = root
-		f.a.CgroupRoot = root
-		dp, err := l7.Load()
-		if err != nil {
-			t.Fatalf("set %d: l7.Load: %v", set, err)
-		}
-		f.a.L7 = dp
-		if got := f.podUID("api", "api", api.String(), 2, true); string(got) != apiUID {
-			t.Fatalf("api's UID %s, want %s (the cgroup made for it)", got, apiUID)
-		}
-		for i, app := range apps {
-			f.podUID(app, app, remotes[i].String(), 3+i, true)
-		}
-		n := 1 + r.IntN(4)
-		var specs []string
-		for i := range n {
-			spec := evalPolicy(r)
-			specs = append(specs, spec)
-			f.policy(fmt.Sprintf("p%d", i), "r1", n, spec)
-		}
-		if _, err := f.sync(); err != nil {
-			t.Fatalf("set %d: sync: %v", set, err)
-		}
-		if c := f.condition(v1.L7EnforcedCondition); c.Reason == v1.DatapathErrorReason || c.Reason == reasonCgroupNotFound {
-			t.Fatalf("set %d: L7Enforced %s: %s", set, c.Reason, c.Message)
-		}
-		in := f.a.last
-		ctx, cancel := context.WithCancel(context.Background())
-		events, evErrs, err := dp.Events(ctx)
+	var dp *l7.Datapath
+	run := newEvalRun(t, seed, evalWorkload{
+		name: "api", addr: api, uid: apiUID, root: root,
+		apps: []string{"frontend", "monitor", "blocked"}, appAddrs: remotes[:3],
+		policy: evalPolicy,
+		attach: func(f *l7Fixture, set int) {
+			var err error
+			if dp, err = l7.Load(); err != nil {
+				t.Fatalf("set %d: l7.Load: %v", set, err)
+			}
+			f.a.L7 = dp
+		},
+	})
+	set := run.each(sets, minRequests, func(s *evalSet) {
+		s.onClose(dp.Close)
+		in, set, describe := s.in, s.n, s.describe
+		events, evErrs, err := dp.Events(s.ctx)
 		if err != nil {
 			t.Fatalf("set %d: %v", set, err)
 		}
 		// refusal waits for the kernel's event of the request refused on
 		// the connection from local.
 		refusal := func(local netip.AddrPort) (l7.Event, error) {
-			bound := time.After(30 * time.Second) // a bound on a lost event
-			for {
-				select {
-				case e, ok := <-events:
-					if !ok {
-						return l7.Event{}, fmt.Errorf("the event reader stopped")
-					}
-					if e.Remote == local && !e.Allowed() {
-						return e, nil
-					}
-				case err := <-evErrs:
-					return l7.Event{}, err
-				case <-bound:
-					return l7.Event{}, fmt.Errorf("no refusal event for %v in 30 s", local)
-				}
-			}
-		}
-		describe := func() string {
-			return fmt.Sprintf("seed %d set %d, policies:\n%s", seed, set, strings.Join(specs, "---\n"))
-		}
-
-		open := map[[2]int]*evalConn{}
-		closeAll := func() {
-			for k, c := range open {
-				c.c.Close()
-				delete(open, k)
-			}
+			return evalRefusal(events, evErrs, local, func(e l7.Event) bool { return e.Remote == local && !e.Allowed() })
 		}
 		// The (peer, port) pairs whose packets L3/L4 lets through: the
 		// requests of the others never reach a socket.
-		var pairs [][2]int
-		for pi, peer := range remotes {
-			for po, port := range ports {
-				if res := engine.Evaluate(in.ir, in.cluster, engine.Flow{Src: peer, Dst: api, Proto: engine.ProtoTCP, Port: port}); res.Ingress.Verdict == engine.VerdictDeny {
-					skippedL4++
-					continue
-				}
-				pairs = append(pairs, [2]int{pi, po})
+		s.pairsOf(remotes, ports, func(peer netip.Addr, port uint16) bool {
+			return engine.Evaluate(in.ir, in.cluster, engine.Flow{Src: peer, Dst: api, Proto: engine.ProtoTCP, Port: port}).Ingress.Verdict == engine.VerdictDeny
+		})
+		for {
+			key, ok := s.pick(perSet)
+			if !ok {
+				break
 			}
-		}
-		done := 0
-		for done < perSet && len(pairs) > 0 {
-			key := pairs[r.IntN(len(pairs))]
-			pi, po := key[0], key[1]
-			peer, port := remotes[pi], ports[po]
+			peer, port := remotes[key[0]], ports[key[1]]
 			flow := engine.Flow{Src: peer, Dst: api, Proto: engine.ProtoTCP, Port: port}
-			req := evalRandomRequest(r)
+			req := evalRandomRequest(s.r)
 			flow.Request = &engine.Request{HTTP: req.q}
 			res := engine.Evaluate(in.ir, in.cluster, flow)
 			if res.Egress.Verdict == engine.VerdictDeny {
@@ -425,17 +272,7 @@ func TestL7KernelMatchesEvaluate(t *testing.T) {
 				t.Fatalf("%s\n%+v: ingress %s, combined %s", describe(), flow, res.Ingress.Verdict, res.Verdict)
 			}
 
-			c := open[key]
-			if c == nil {
-				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: peer.AsSlice()}, Timeout: 5 * time.Second}
-				nc, err := d.Dial("tcp4", netip.AddrPortFrom(api, port).String())
-				if err != nil {
-					t.Fatalf("set %d: dial %s:%d from %s: %v", set, api, port, peer, err)
-				}
-				c = &evalConn{c: nc, br: bufio.NewReader(nc)}
-				open[key] = c
-				conns++
-			}
+			c := s.conn(key, func() (net.Conn, error) { return evalDialFrom(peer, netip.AddrPortFrom(api, port)) })
 			before := len(srv.log())
 			held := false
 			c.c.SetDeadline(time.Now().Add(stallAfter))
@@ -448,32 +285,22 @@ func TestL7KernelMatchesEvaluate(t *testing.T) {
 				// (see stallAfter). The client's FIN releases it; its
 				// verdict is then checked as any other's.
 				cnt, _ := dp.Counters()
-				stall := fmt.Sprintf("seed %d set %d: %s -> %d %q (request %d on its connection, after %q; engine %s; kernel counters %v, server log +%d)",
-					seed, set, peer, port, req.head, len(c.sent)+1, c.sent, res.Ingress.Verdict, cnt, len(srv.log())-before)
-				stalls = append(stalls, stall)
+				s.hold(c, fmt.Sprintf("seed %d set %d: %s -> %d %q (request %d on its connection, after %q; engine %s; kernel counters %v, server log +%d)",
+					seed, set, peer, port, req.head, len(c.sent)+1, c.sent, res.Ingress.Verdict, cnt, len(srv.log())-before))
 				held = true
-				t.Logf("held: %s", stall)
-				if err := c.c.(*net.TCPConn).CloseWrite(); err != nil {
-					t.Fatalf("set %d: shut the held connection's write side: %v", set, err)
-				}
-				c.c.SetDeadline(time.Now().Add(30 * time.Second)) // a bound on a lost answer
 				resp, err = http.ReadResponse(c.br, nil)
 				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 					// Released by the FIN and refused, the connection
 					// ends without the 403: the kernel's event says it
 					// refused, and the server never saw it.
-					e, eerr := refusal(netip.MustParseAddrPort(c.c.LocalAddr().String()))
+					e, eerr := refusal(c.local())
 					if eerr != nil || wantAllowed || len(srv.log()) != before || res.Ingress.Rule == nil || e.Rule != uint32(res.Ingress.Rule.ID) {
 						t.Fatalf("%s\n%s -> %d %q: held, then the connection ended without an answer (%v); kernel event %v (%v), server log +%d; engine.Evaluate: %s %s rule %+v",
 							describe(), peer, port, req.head, err, e, eerr, len(srv.log())-before, res.Ingress.Verdict, res.Ingress.Reason, res.Ingress.Rule)
 					}
-					stalls[len(stalls)-1] += fmt.Sprintf("; released by the FIN and refused (rule %d) without the 403", e.Rule)
-					verdicts[res.Verdict.String()+"/"+res.Ingress.Reason.String()]++
-					checked++
-					done++
-					refused++
-					c.c.Close()
-					delete(open, key)
+					s.held(fmt.Sprintf("; released by the FIN and refused (rule %d) without the 403", e.Rule))
+					s.count(res.Verdict.String()+"/"+res.Ingress.Reason.String(), true)
+					s.drop(key, c)
 					continue
 				}
 			}
@@ -505,7 +332,7 @@ func TestL7KernelMatchesEvaluate(t *testing.T) {
 			if !gotAllowed {
 				// The deciding rule: the kernel's event names the rule
 				// engine.Evaluate names.
-				e, err := refusal(netip.MustParseAddrPort(c.c.LocalAddr().String()))
+				e, err := refusal(c.local())
 				if err != nil {
 					t.Fatalf("set %d: %s -> %d %q: %v", set, peer, port, req.head, err)
 				}
@@ -514,30 +341,16 @@ func TestL7KernelMatchesEvaluate(t *testing.T) {
 						describe(), peer, api, port, req.head, e, res.Ingress.Verdict, res.Ingress.Reason, res.Ingress.Rule)
 				}
 			}
-			verdicts[res.Verdict.String()+"/"+res.Ingress.Reason.String()]++
-			checked++
-			done++
-			if !gotAllowed {
-				refused++
-			}
+			s.count(res.Verdict.String()+"/"+res.Ingress.Reason.String(), !gotAllowed)
 			if !gotAllowed || resp.Close || held {
-				c.c.Close()
-				delete(open, key)
+				s.drop(key, c)
 			}
 		}
-		closeAll()
-		cancel()
-		if len(pairs) == 0 {
-			t.Logf("set %d: L3/L4 denies every peer and port: no request sent", set)
-		}
-		if err := dp.Close(); err != nil {
-			t.Fatalf("set %d: close the datapath: %v", set, err)
-		}
-	}
-	checkStalls(t, stalls)
-	if checked < minRequests || refused == 0 || refused == checked {
-		t.Fatalf("seed %d: %d requests checked, %d refused: want at least 50,000, some refused and some allowed", seed, checked, refused)
+	})
+	checkStalls(t, run.stalls)
+	if run.checked < minRequests || run.refused == 0 || run.refused == run.checked {
+		t.Fatalf("seed %d: %d requests checked, %d refused: want at least 50,000, some refused and some allowed", seed, run.checked, run.refused)
 	}
 	t.Logf("seed %d: %d sets, %d requests through the kernel as engine.Evaluate decides them (%d refused, each with the deciding rule engine.Evaluate names), %d connections, %d (peer, port) pairs L3/L4 denies not sent to, %d held until the client's FIN, %s; by verdict/ingress reason: %v",
-		seed, set, checked, refused, conns, skippedL4, len(stalls), time.Since(start).Round(time.Millisecond), verdicts)
+		seed, set, run.checked, run.refused, run.conns, run.skippedL4, len(run.stalls), time.Since(run.start).Round(time.Millisecond), run.verdicts)
 }
