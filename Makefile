@@ -6,7 +6,9 @@ SHELL := /usr/bin/env bash -o pipefail
 .DEFAULT_GOAL := help
 
 GO ?= go
-GOTEST_FLAGS ?= -count=1 -timeout 30m
+# go test's 10-minute default per package is too short for internal/agent, whose three
+# end-to-end L7/Kafka differentials load a fresh datapath per policy set (300 loads).
+GOTEST_FLAGS ?= -count=1 -timeout 60m
 PKGS ?= ./...
 
 # Paths that hold only generated code; make verify checks them.
