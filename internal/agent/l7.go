@@ -734,15 +734,7 @@ func readbackSock[R interface {
 
 // describeSockDrifts says what differs, naming up to five entries.
 func describeSockDrifts[D fmt.Stringer](what string, ds []D) string {
-	parts := make([]string, 0, min(len(ds), 6))
-	for i, d := range ds {
-		if i == 5 {
-			parts = append(parts, fmt.Sprintf("and %d more", len(ds)-5))
-			break
-		}
-		parts = append(parts, d.String())
-	}
-	return fmt.Sprintf("%s: %d entries differ: %s", what, len(ds), strings.Join(parts, "; "))
+	return fmt.Sprintf("%s: %d entries differ: %s", what, len(ds), firstDrifts(ds))
 }
 
 // gapTexts are the words a subsystem's gaps differ by: its sockops

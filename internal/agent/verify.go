@@ -184,6 +184,11 @@ func (a *Agent) drift(kind v1.KernelDriftKind, what string, repairErr error) {
 // describeDrifts says what differs between the desired state and the
 // kernel, naming up to five entries.
 func describeDrifts(ds []datapath.Drift) string {
+	return fmt.Sprintf("%d map entries differ: %s", len(ds), firstDrifts(ds))
+}
+
+// firstDrifts names up to five drifts, then how many more there are.
+func firstDrifts[D fmt.Stringer](ds []D) string {
 	parts := make([]string, 0, min(len(ds), 6))
 	for i, d := range ds {
 		if i == 5 {
@@ -192,7 +197,7 @@ func describeDrifts(ds []datapath.Drift) string {
 		}
 		parts = append(parts, d.String())
 	}
-	return fmt.Sprintf("%d map entries differ: %s", len(ds), strings.Join(parts, "; "))
+	return strings.Join(parts, "; ")
 }
 
 func truncate(s string, n int) string {
