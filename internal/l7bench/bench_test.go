@@ -89,8 +89,10 @@ type scenario struct {
 	rules int  // HTTP rules in the list (0: none)
 	proxy bool // the rules are enforced by the proxy hop, not the kernel
 	// passthrough: the server's connections go through a SOCKHASH with
-	// a stream parser and verdict that do nothing (passthrough_test.go).
-	passthrough bool
+	// a stream parser and verdict that do nothing (passthrough_test.go)
+	// but give each message to the server: with SK_PASS, or (redirect)
+	// redirected to the socket's own receive queue as bpf/l7 does.
+	passthrough, redirect bool
 }
 
 func (s scenario) port() int {
@@ -110,6 +112,7 @@ var scenarios = []scenario{
 	{name: "a-none"},
 	{name: "b-l4", l4: true},
 	{name: "b2-sockmap-noop", l4: true, passthrough: true},
+	{name: "b3-sockmap-redir", l4: true, passthrough: true, redirect: true},
 	{name: "c-l7-10", l4: true, rules: 10},
 	{name: "d-l7-256", l4: true, rules: engine.HTTPMaxRules},
 	{name: "e-proxy-10", l4: true, rules: 10, proxy: true},
@@ -125,7 +128,7 @@ type bench struct {
 	proxies        map[int]*Proxy // by rule count
 	proxyHandler   *switchHandler
 	kparse         *kparse
-	pt             *passthrough
+	pt, ptRedirect *passthrough // the no-op SOCKHASHes: SK_PASS, redirect to self
 	l7pins         string
 }
 
@@ -264,10 +267,14 @@ func setup(b *testing.B) *bench {
 		b.Fatal(err)
 	}
 	b.Cleanup(be.kparse.Close)
-	if be.pt, err = newPassthrough(cg, serverPort); err != nil {
+	if be.pt, err = newPassthrough(cg, serverPort, false); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(be.pt.Close)
+	if be.ptRedirect, err = newPassthrough(cg, serverPort, true); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(be.ptRedirect.Close)
 	if err := be.l7.SetPeer(netip.PrefixFrom(clientIP, 32), uint32(clientID)); err != nil {
 		b.Fatal(err)
 	}
@@ -393,12 +400,18 @@ func (be *bench) configure(sc scenario) error {
 	if err := be.l7.Apply(be.generation, tables, binds); err != nil {
 		return fmt.Errorf("l7 datapath: %w", err)
 	}
-	if sc.passthrough {
-		if err := be.pt.on(); err != nil {
+	for _, pt := range []struct {
+		p  *passthrough
+		on bool
+	}{{be.pt, sc.passthrough && !sc.redirect}, {be.ptRedirect, sc.passthrough && sc.redirect}} {
+		if err := pt.p.off(); err != nil {
 			return err
 		}
-	} else if err := be.pt.off(); err != nil {
-		return err
+		if pt.on {
+			if err := pt.p.on(); err != nil {
+				return err
+			}
+		}
 	}
 	be.proxyHandler.p.Store(nil)
 	if sc.proxy {
@@ -529,15 +542,20 @@ func (be *bench) run(sc scenario) (sample, error) {
 		c.Close()
 		return sample{}, fmt.Errorf("latency: %w", err)
 	}
-	// The server's side of the open connection is in the no-op
-	// SOCKHASH exactly when the scenario says so.
+	// The server's side of the open connection is in the scenario's
+	// no-op SOCKHASH, and in no other, exactly when the scenario says so.
 	socks, err := be.pt.sockets()
+	if err != nil {
+		c.Close()
+		return sample{}, err
+	}
+	redirSocks, err := be.ptRedirect.sockets()
 	c.Close()
 	if err != nil {
 		return sample{}, err
 	}
-	if sc.passthrough != (socks > 0) {
-		return sample{}, fmt.Errorf("%d sockets in the no-op SOCKHASH (scenario: %v)", socks, sc.passthrough)
+	if sc.passthrough && !sc.redirect != (socks > 0) || sc.passthrough && sc.redirect != (redirSocks > 0) {
+		return sample{}, fmt.Errorf("%d sockets in the no-op SOCKHASH, %d in the redirecting one (scenario: no-op %v, redirect %v)", socks, redirSocks, sc.passthrough, sc.redirect)
 	}
 	after, err := be.counts()
 	if err != nil {
@@ -580,7 +598,11 @@ func median[T int64 | float64 | time.Duration](xs []T) T {
 // requests/s at saturation (-l7bench.conns keep-alive connections), the
 // process's CPU time per request meanwhile, and the latency p50/p99 of
 // one request at a time on one connection, for: no policy; an L4-only
-// allow (the network datapath on both veths); Palisade's L7 rules in the
+// allow (the network datapath on both veths); the same with the server's
+// connections in a SOCKHASH whose programs do nothing but give each
+// message to the server, with SK_PASS (b2) or redirected to the socket's
+// own receive queue as bpf/l7 does (b3: b3 - b2 is the kernel's sk_psock
+// work-queue hop that the redirect costs); Palisade's L7 rules in the
 // kernel with 10 rules and with 256 (the most one list holds:
 // engine.HTTPMaxRules); the same rules enforced by a userspace reverse
 // proxy hop (httputil.ReverseProxy, engine.MatchL7) beside the server.
@@ -643,7 +665,7 @@ func BenchmarkL7Path(b *testing.B) {
 		})
 	}
 	const (
-		none, l4, noop, c, d, e = "a-none", "b-l4", "b2-sockmap-noop", "c-l7-10", "d-l7-256", "e-proxy-10"
+		none, l4, noop, redir, c, d, e = "a-none", "b-l4", "b2-sockmap-noop", "b3-sockmap-redir", "c-l7-10", "d-l7-256", "e-proxy-10"
 		// An added latency or cost at or under the noise (≤ 0) is taken as
 		// floor in a ratio, which then says "at least" or "at most".
 		floor = 0.1
@@ -686,10 +708,20 @@ func BenchmarkL7Path(b *testing.B) {
 	kd := ratio(d, c, func(x, y sample) float64 { return float64(x.kparse) / float64(y.kparse) })
 	goal("d/c kernel parse per request", "d/c-parse", kd, "≤ 1.2", kd <= 1.2)
 	goal("d/c added CPU per request", "d/c-added-cpu", max(cpuD, floor)/max(cpuC, floor), "≤ 1.2", max(cpuD, floor)/max(cpuC, floor) <= 1.2)
-	fmt.Fprintf(&table, "added over b-l4 (median of rounds): p50 c %.1f µs, d %.1f µs, e %.1f µs, b2 (no-op SOCKHASH) %.1f µs; CPU per request c %.2f µs, d %.2f µs, e %.2f µs, b2 %.2f µs; b over a-none: p50 %.1f µs, CPU %.2f µs\n",
-		addC, addD, addE, added(noop, p50), cpuC, cpuD, cpuE, added(noop, cpu),
+	fmt.Fprintf(&table, "added over b-l4 (median of rounds): p50 c %.1f µs, d %.1f µs, e %.1f µs, b2 (no-op SOCKHASH, SK_PASS) %.1f µs, b3 (no-op, redirect to self) %.1f µs; CPU per request c %.2f µs, d %.2f µs, e %.2f µs, b2 %.2f µs, b3 %.2f µs; b over a-none: p50 %.1f µs, CPU %.2f µs\n",
+		addC, addD, addE, added(noop, p50), added(redir, p50), cpuC, cpuD, cpuE, added(noop, cpu), added(redir, cpu),
 		ratio(l4, none, func(x, y sample) float64 { return us(x.p50) - us(y.p50) }),
 		ratio(l4, none, func(x, y sample) float64 { return us(x.cpu) - us(y.cpu) }))
+	// The redirect's work-queue hop alone: b3 over b2, the same no-op
+	// programs but the delivery; and c over b3, Palisade's programs over
+	// the machinery with the delivery they use.
+	fmt.Fprintf(&table, "redirect to self over SK_PASS (b3 - b2, median of rounds): p50 %.1f µs, p99 %.1f µs, CPU per request %.2f µs, req/s ratio %.3f; c over b3: p50 %.1f µs, CPU %.2f µs\n",
+		ratio(redir, noop, func(x, y sample) float64 { return us(x.p50) - us(y.p50) }),
+		ratio(redir, noop, func(x, y sample) float64 { return us(x.p99) - us(y.p99) }),
+		ratio(redir, noop, func(x, y sample) float64 { return us(x.cpu) - us(y.cpu) }),
+		ratio(redir, noop, rpsRatio),
+		ratio(c, redir, func(x, y sample) float64 { return us(x.p50) - us(y.p50) }),
+		ratio(c, redir, func(x, y sample) float64 { return us(x.cpu) - us(y.cpu) }))
 	for _, g := range goals {
 		verdict := "met"
 		if !g.ok {

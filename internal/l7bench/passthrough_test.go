@@ -28,9 +28,14 @@ import (
 // passthrough is the kernel machinery that bpf/l7 runs in, with programs
 // that do nothing: a sockops program that puts the server side of every
 // new connection to port into a SOCKHASH, a stream parser that takes
-// each skb whole as a message, and a verdict that passes it. Measured
-// beside bpf/l7, it splits the cost of deciding requests in the kernel
-// into the socket map and stream parser (here) and Palisade's programs.
+// each skb whole as a message, and a verdict that gives it to the
+// server, either with SK_PASS or (redirect) as bpf/l7's to_server does:
+// bpf_sk_redirect_hash to the socket itself with BPF_F_INGRESS, which
+// the kernel delivers from the socket's sk_psock work queue (a kworker)
+// rather than in the strparser's read. Measured beside bpf/l7, the two
+// split the cost of deciding requests in the kernel into the socket map
+// and stream parser, the redirect's work-queue hop, and Palisade's
+// programs.
 type passthrough struct {
 	socks             *ebpf.Map
 	sockops, par, ver *ebpf.Program
@@ -45,9 +50,10 @@ const (
 	skbLen           = 0
 	passiveEstCB     = 5 // BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB
 	skPass           = 1
+	fIngress         = 1 // BPF_F_INGRESS
 )
 
-func newPassthrough(cgroup string, port uint16) (p *passthrough, err error) {
+func newPassthrough(cgroup string, port uint16, redirect bool) (p *passthrough, err error) {
 	p = &passthrough{cgroup: cgroup}
 	defer func() {
 		if err != nil {
@@ -83,10 +89,27 @@ func newPassthrough(cgroup string, port uint16) (p *passthrough, err error) {
 	}}); err != nil {
 		return nil, fmt.Errorf("load stream parser: %w", err)
 	}
-	if p.ver, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "l7b_verdict", Type: ebpf.SkSKB, License: "GPL", Instructions: asm.Instructions{
+	verdict := asm.Instructions{
 		asm.Mov.Imm(asm.R0, skPass),
 		asm.Return(),
-	}}); err != nil {
+	}
+	if redirect {
+		// The socket's own receive queue, keyed by its cookie as sockops
+		// keyed it: SK_PASS when the redirect is set up, SK_DROP if not.
+		verdict = asm.Instructions{
+			asm.Mov.Reg(asm.R6, asm.R1),
+			asm.FnGetSocketCookie.Call(),
+			asm.StoreMem(asm.RFP, -8, asm.R0, asm.DWord),
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.LoadMapPtr(asm.R2, p.socks.FD()),
+			asm.Mov.Reg(asm.R3, asm.RFP),
+			asm.Add.Imm(asm.R3, -8),
+			asm.Mov.Imm(asm.R4, fIngress),
+			asm.FnSkRedirectHash.Call(),
+			asm.Return(),
+		}
+	}
+	if p.ver, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "l7b_verdict", Type: ebpf.SkSKB, License: "GPL", Instructions: verdict}); err != nil {
 		return nil, fmt.Errorf("load verdict: %w", err)
 	}
 	for _, a := range []struct {
