@@ -1457,6 +1457,18 @@ static long pad_cb(__u32 i, void *ctx)
  * request waits for the client's next segment or FIN
  * (TestTrafficNotHeld). A redirected message is counted read once, when
  * the strparser reads it.
+ *
+ * SK_PASS is not safe even when the socket holds no message the server
+ * has not read: any later strparser read (the client's next segment: a
+ * body, a pipelined request, the start of the next one) before the
+ * server reads the passed bytes counts them read, whatever that read's
+ * verdict does, and the client decides when it sends. Tried on 6.18.44
+ * (SK_PASS when psock->ingress_msg and the psock's backlog are empty,
+ * else this redirect): TestTrafficNotHeld held 17 of 600, 8 of 17,992
+ * and 6 of 40 requests. The price is the redirect's path: the kernel
+ * queues every redirected skb on the target psock's backlog and delivers
+ * it from its work queue (a kworker), never in the strparser's read
+ * (sk_psock_skb_redirect); l7bench's b3 - b2 measures it.
  */
 static __always_inline int to_server(struct __sk_buff *skb)
 {
