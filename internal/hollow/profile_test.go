@@ -29,8 +29,8 @@ import (
 // startProfiles starts the CPU profiles of the rollouts when
 // -hollow.profile is set: this process's (the manager's) and the agents'
 // (the child is signalled); the returned func stops them and has the
-// child write a heap profile. The API server's is not taken: envtest
-// runs it without --profiling.
+// child write a heap profile. The API server's is taken apart
+// (apiServerProfile).
 func (s *scale) startProfiles() func() {
 	return s.profile("manager.cpu.pprof", true)
 }

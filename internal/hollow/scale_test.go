@@ -74,6 +74,7 @@ var (
 	flagOut      = flag.String("hollow.out", "", "also write the report to this file")
 	flagPing     = flag.Int("hollow.http2-ping-timeout", 15, "seconds the agents' HTTP/2 connections wait for a ping's answer before they count as lost (client-go's HTTP2_PING_TIMEOUT_SECONDS; 15 is client-go's default)")
 	flagProfile  = flag.String("hollow.profile", "", "write CPU profiles of the rollouts (manager, hollow agents) and a heap profile of the agents after them to this directory")
+	flagAPIProf  = flag.Duration("hollow.apiserver-profile", time.Minute, "with -hollow.profile, the API server's CPU profile over this much of the rollouts from the first commit (apiserver.cpu.pprof)")
 )
 
 // childEnv names the directory through which the parent and the child
@@ -499,8 +500,10 @@ func (s *scale) rollouts(ctx context.Context, commits int) {
 	st0 := s.childState()
 	before, fieldsBefore := st0.Requests, st0.StatusFields
 	mgrBefore := s.mgrCounter.Snapshot()
+	api0 := s.apiServerMetrics()
 	cpu0 := s.cpu()
 	stopProfiles := s.startProfiles()
+	waitAPIProfile := s.apiServerProfile("apiserver.cpu.pprof", *flagAPIProf)
 	t0 := time.Now()
 	for i := range commits {
 		p := i * 7 % s.policies
@@ -522,7 +525,9 @@ func (s *scale) rollouts(ctx context.Context, commits int) {
 	}
 	took := time.Since(t0)
 	cpu1 := s.cpu()
+	api1 := s.apiServerMetrics()
 	stopProfiles()
+	waitAPIProfile()
 	st1 := s.childState()
 	req := Sub(st1.Requests, before)
 	mreq := Sub(s.mgrCounter.Snapshot(), mgrBefore)
@@ -532,7 +537,10 @@ func (s *scale) rollouts(ctx context.Context, commits int) {
 	s.logf("commit → every PolicySet summary counts every node: p50 %s p99 %s", percentile(setLat, 50), percentile(setLat, 99))
 	s.logf("during %d rollouts (%s): agents %.1f requests/s (%s), manager %.1f requests/s (%s)", commits, took.Round(time.Millisecond),
 		float64(Total(req))/took.Seconds(), top(req, 6), float64(Total(mreq))/took.Seconds(), top(mreq, 6))
-	s.logf("CPU seconds during the rollouts: %s; the agents' per node and commit: %.2f", cpu1.sub(cpu0), (cpu1.agents-cpu0.agents)/float64(s.nodes*commits))
+	s.logf("CPU seconds during the rollouts: %s; per node and commit: agents %.3f, API server %.3f", cpu1.sub(cpu0),
+		(cpu1.agents-cpu0.agents)/float64(s.nodes*commits), (cpu1.apiserver-cpu0.apiserver)/float64(s.nodes*commits))
+	s.logf("API server during the rollouts, per commit (its /metrics, every client): requests %s; watch events sent %s; watch bytes sent %s",
+		perCommit(api1.sub(api0, "request "), commits, 10), perCommit(api1.sub(api0, "watch events "), commits, 8), perCommit(api1.sub(api0, "watch bytes "), commits, 8))
 	ne := req["patch nodeenforcements/status"]
 	s.logf("NodeEnforcement status writes during the rollouts: %d, %.1f per node and commit; by the status fields they write: %s", ne, float64(ne)/float64(s.nodes*commits), top(Sub(st1.StatusFields, fieldsBefore), 8))
 }
@@ -541,12 +549,15 @@ func (s *scale) rollouts(ctx context.Context, commits int) {
 func (s *scale) atRest(d time.Duration) {
 	before := s.childState().Requests
 	mgrBefore := s.mgrCounter.Snapshot()
+	api0 := s.apiServerMetrics()
 	cpu0 := s.cpu()
 	time.Sleep(d)
 	req := Sub(s.childState().Requests, before)
 	mreq := Sub(s.mgrCounter.Snapshot(), mgrBefore)
-	s.logf("at rest for %s: agents %.2f requests/s in total (%s) (goal: under 50), manager %.2f requests/s (%s); CPU seconds %s", d,
-		float64(Total(req))/d.Seconds(), top(req, 6), float64(Total(mreq))/d.Seconds(), top(mreq, 6), s.cpu().sub(cpu0))
+	api1 := s.apiServerMetrics()
+	s.logf("at rest for %s: agents %.2f requests/s in total (%s) (goal: under 50), manager %.2f requests/s (%s); CPU seconds %s; API server (every client) requests %s, watch events %s", d,
+		float64(Total(req))/d.Seconds(), top(req, 6), float64(Total(mreq))/d.Seconds(), top(mreq, 6), s.cpu().sub(cpu0),
+		top(api1.sub(api0, "request "), 6), top(api1.sub(api0, "watch events "), 6))
 }
 
 // cpuSample is the CPU seconds of the processes.
@@ -830,6 +841,24 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	}
 	i := int(p/100*float64(len(sorted))+0.999999) - 1
 	return sorted[min(max(i, 0), len(sorted)-1)].Round(time.Millisecond)
+}
+
+// perCommit lists the n largest counts divided by commits.
+func perCommit(m map[string]int64, commits, n int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] || (m[keys[i]] == m[keys[j]] && keys[i] < keys[j]) })
+	var parts []string
+	for i, k := range keys {
+		if i == n {
+			parts = append(parts, "...")
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s %.0f", k, float64(m[k])/float64(commits)))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // top lists the n largest counts.
