@@ -312,6 +312,9 @@ func (r *PolicySetReconciler) reconcileApply(ctx context.Context, obj *v1.Policy
 	obj.Status.Inventory = &v1.Inventory{Entries: entries}
 	prev := obj.Status.LastAppliedRevision
 	obj.Status.LastAppliedRevision = src.Revision
+	if prev != src.Revision {
+		obj.Status.History = addHistory(obj.Status.History, appliedRevision(src.Revision, prev, plan))
+	}
 	// The message is stable across reconciles of one revision; what a
 	// reconcile changed goes to the log and, on a new revision, an event.
 	setCondition(conds, obj.Generation, v1.AppliedCondition, metav1.ConditionTrue, v1.ApplySucceededReason,
@@ -373,3 +376,63 @@ func applyError(rev string, o client.Object, err error) *stepError {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// appliedRevision is the history entry of applying rev over prev: the
+// objects the apply created or whose spec it changed. An object that is
+// not of prev (a half-done apply of another revision left it, or it was
+// written by hand) counts as changed too, whatever its spec: what the
+// nodes at prev enforce of it is not known.
+func appliedRevision(rev, prev string, plan []planned) v1.AppliedRevision {
+	e := v1.AppliedRevision{Revision: rev}
+	if prev == "" {
+		e.ChangedAll = true
+		return e
+	}
+	for _, p := range plan {
+		if p.live != nil && p.live.GetAnnotations()[render.AnnotationRevision] == prev && !slices.Contains(p.changed, "spec") && p.foreign == "" {
+			continue
+		}
+		if len(e.Changed) == v1.MaxChangedObjects {
+			e.Changed, e.ChangedAll = nil, true
+			break
+		}
+		e.Changed = append(e.Changed, objectID(p.result))
+	}
+	slices.Sort(e.Changed)
+	return e
+}
+
+// addHistory puts e first in h, keeping at most MaxAppliedHistory
+// entries.
+func addHistory(h []v1.AppliedRevision, e v1.AppliedRevision) []v1.AppliedRevision {
+	out := append([]v1.AppliedRevision{e}, h...)
+	if len(out) > v1.MaxAppliedHistory {
+		out = out[:v1.MaxAppliedHistory]
+	}
+	return out
+}
+
+// sameSince is the revisions older than rev at which a node enforces the
+// object id exactly as rev has it: those of the set's history after which
+// no apply changed the object. It is empty unless rev is the set's
+// applied revision and the history's newest entry (a half-done apply of
+// another revision is not in the history).
+func sameSince(ps *v1.PolicySet, rev, id string) map[string]bool {
+	h := ps.Status.History
+	if rev == "" || rev != ps.Status.LastAppliedRevision || len(h) == 0 || h[0].Revision != rev {
+		return nil
+	}
+	var out map[string]bool
+	for k, e := range h {
+		if k > 0 && e.Revision != rev {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[e.Revision] = true
+		}
+		if e.ChangedAll || slices.Contains(e.Changed, id) {
+			break
+		}
+	}
+	return out
+}

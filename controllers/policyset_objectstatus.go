@@ -94,21 +94,27 @@ func objectRevision(ps *v1.PolicySet, o client.Object) string {
 }
 
 // objectEnforcement is the Enforced condition of one object of the set at
-// revision rev, from the Ready nodes' reports:
+// revision rev, generation gen, from the Ready nodes' reports. A node
+// enforces the object as it is when it enforces rev, or one of the older
+// revisions in same (sameSince: no apply since changed the object):
 //
 //   - False with the node's reason (NotSupported, HookUnavailable,
-//     LoadFailed, FailClosed) when a node that enforces rev lists the
-//     object as Partial or NotEnforced, quoting what it says;
-//   - Unknown (PartiallyEnforced) when a node that enforces rev counts more
-//     objects not enforced fully than it lists, so this one may be among
-//     them;
-//   - False (EnforcementPending) while a Ready node does not enforce rev;
-//   - True when every Ready node enforces rev and none lists the object.
+//     LoadFailed, FailClosed) when such a node lists the object as
+//     Partial or NotEnforced, quoting what it says;
+//   - Unknown (PartiallyEnforced) when such a node counts more objects
+//     not enforced fully than it lists, so this one may be among them;
+//   - False (EnforcementPending) while a Ready node does not enforce the
+//     object as it is;
+//   - True when every Ready node does and none lists the object.
 //
 // The messages stay the same while nodes catch up with a revision one by
-// one, so that a rollout writes each object's status twice, not once per
-// node.
-func objectEnforcement(ps *v1.PolicySet, rev string, key objectKey, nodes []nodeObjects) (metav1.ConditionStatus, string, string) {
+// one, so that a rollout writes the status of each object it changes
+// twice, not once per node; and they do not name the revision once every
+// node enforces the object, so that a rollout that leaves an object as it
+// was writes nothing to it (each object status write is sent to every
+// agent, which watches the policy objects: at a thousand nodes, a
+// thousand watch events).
+func objectEnforcement(ps *v1.PolicySet, rev string, gen int64, same map[string]bool, key objectKey, nodes []nodeObjects) (metav1.ConditionStatus, string, string) {
 	if rev == "" {
 		return metav1.ConditionFalse, v1.EnforcementPendingReason, "no revision applied yet"
 	}
@@ -124,7 +130,7 @@ func objectEnforcement(ps *v1.PolicySet, rev string, key objectKey, nodes []node
 		pending, truncated []string
 	)
 	for _, n := range nodes {
-		if n.listed == nil || n.listed.Revision != rev {
+		if n.listed == nil || (n.listed.Revision != rev && !same[n.listed.Revision]) {
 			pending = append(pending, n.name)
 			continue
 		}
@@ -172,7 +178,7 @@ func objectEnforcement(ps *v1.PolicySet, rev string, key objectKey, nodes []node
 			"waiting for every Ready node to enforce revision %s; the Enforced condition of PolicySet %s/%s names them",
 			rev, ps.Namespace, ps.Name)
 	}
-	return metav1.ConditionTrue, v1.EnforcementSucceededReason, fmt.Sprintf("every Ready node enforces revision %s fully", rev)
+	return metav1.ConditionTrue, v1.EnforcementSucceededReason, fmt.Sprintf("every Ready node enforces generation %d of the object fully", gen)
 }
 
 // policyStatus is the status of one of the four policy kinds.
@@ -225,7 +231,8 @@ func (r *PolicySetReconciler) reconcileObjectStatus(ctx context.Context, obj *v1
 			continue
 		}
 		base := o.DeepCopyObject().(client.Object)
-		status, reason, msg := objectEnforcement(obj, objectRevision(obj, o), keyOf(o), reports)
+		rev := objectRevision(obj, o)
+		status, reason, msg := objectEnforcement(obj, rev, o.GetGeneration(), sameSince(obj, rev, objectID(o)), keyOf(o), reports)
 		if !setObjectConditions(st, o.GetGeneration(), status, reason, msg) {
 			continue
 		}

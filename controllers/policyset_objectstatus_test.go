@@ -46,6 +46,7 @@ func TestObjectEnforcement(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		rev    string
+		same   map[string]bool
 		key    objectKey
 		nodes  []nodeReport
 		status metav1.ConditionStatus
@@ -58,7 +59,7 @@ func TestObjectEnforcement(t *testing.T) {
 			status: metav1.ConditionFalse, reason: v1.EnforcementPendingReason, msg: []string{"is the agent running?"}},
 		{name: "every node enforces it", rev: testRev, key: frontend,
 			nodes:  []nodeReport{{name: "a", sets: at(testRev)}, {name: "b", sets: at(testRev), objects: with(lsmNotLoaded)}},
-			status: metav1.ConditionTrue, reason: v1.EnforcementSucceededReason, msg: []string{"every Ready node enforces revision " + testRev + " fully"}},
+			status: metav1.ConditionTrue, reason: v1.EnforcementSucceededReason, msg: []string{"every Ready node enforces generation 3 of the object fully"}},
 		{name: "in part on one node", rev: testRev, key: frontend,
 			nodes:  []nodeReport{{name: "a", sets: at(testRev)}, {name: "b", sets: at(testRev), objects: with(httpNotEnforced)}},
 			status: metav1.ConditionFalse, reason: v1.NotSupportedReason,
@@ -80,6 +81,16 @@ func TestObjectEnforcement(t *testing.T) {
 			nodes:  []nodeReport{{name: "a", sets: at(testRev)}, {name: "b", sets: at(testOldRev), objects: with(httpNotEnforced)}, {name: "c"}},
 			status: metav1.ConditionFalse, reason: v1.EnforcementPendingReason,
 			msg: []string{"waiting for every Ready node to enforce revision " + testRev + "; the Enforced condition of PolicySet team/shop names them"}},
+		{name: "a node at an older revision that left the object as it is", rev: testRev, same: map[string]bool{testOldRev: true}, key: frontend,
+			nodes:  []nodeReport{{name: "a", sets: at(testRev)}, {name: "b", sets: at(testOldRev)}},
+			status: metav1.ConditionTrue, reason: v1.EnforcementSucceededReason, msg: []string{"every Ready node enforces generation 3 of the object fully"}},
+		{name: "what a node at such a revision says of the object counts", rev: testRev, same: map[string]bool{testOldRev: true}, key: frontend,
+			nodes:  []nodeReport{{name: "a", sets: at(testRev)}, {name: "b", sets: at(testOldRev), objects: with(httpNotEnforced)}},
+			status: metav1.ConditionFalse, reason: v1.NotSupportedReason, msg: []string{"partly enforced on b: ingress HTTP rules"}},
+		{name: "a node at a revision the object changed since", rev: testRev, same: map[string]bool{"main@sha1:4444444444444444444444444444444444444444": true}, key: frontend,
+			nodes:  []nodeReport{{name: "a", sets: at(testRev)}, {name: "b", sets: at(testOldRev)}},
+			status: metav1.ConditionFalse, reason: v1.EnforcementPendingReason,
+			msg: []string{"waiting for every Ready node to enforce revision " + testRev}},
 		{name: "a revision not complete in the API", rev: testRev, key: frontend,
 			nodes: []nodeReport{{name: "a", sets: at(testOldRev), objects: map[string]v1.PolicySetEnforcement{
 				"team/shop": {PendingRevision: testRev}}}},
@@ -99,7 +110,7 @@ func TestObjectEnforcement(t *testing.T) {
 			for _, n := range tc.nodes {
 				nodes = append(nodes, n.object())
 			}
-			status, reason, msg := objectEnforcement(ps, tc.rev, tc.key, setReports(ps, nodes))
+			status, reason, msg := objectEnforcement(ps, tc.rev, 3, tc.same, tc.key, setReports(ps, nodes))
 			if status != tc.status || reason != tc.reason {
 				t.Errorf("Enforced %s/%s %q, want %s/%s", status, reason, msg, tc.status, tc.reason)
 			}
@@ -215,7 +226,7 @@ func TestPolicySetObjectEnforcement(t *testing.T) {
 			"0/1 nodes enforce "+rev+" fully", "node-partial: NetworkPolicy "+f.ns+"/web: "+web.Message)
 	})
 	objectIs("web", metav1.ConditionFalse, v1.NotSupportedReason, "partly enforced on node-partial: "+web.Message)
-	objectIs("db", metav1.ConditionTrue, v1.EnforcementSucceededReason, "every Ready node enforces revision "+rev+" fully")
+	objectIs("db", metav1.ConditionTrue, v1.EnforcementSucceededReason, "every Ready node enforces generation 1 of the object fully")
 
 	// kubectl get pnp shows READY and ENFORCED by default.
 	k := newKubectlRunner(t, kubectlPath(t), f.ns)
@@ -244,7 +255,7 @@ func TestPolicySetObjectEnforcement(t *testing.T) {
 		}
 		return conditionIs(ps, v1.EnforcedCondition, metav1.ConditionTrue, v1.EnforcementSucceededReason, "1/1 nodes enforce "+rev)
 	})
-	np := objectIs("web", metav1.ConditionTrue, v1.EnforcementSucceededReason, "every Ready node enforces revision "+rev+" fully")
+	np := objectIs("web", metav1.ConditionTrue, v1.EnforcementSucceededReason, "every Ready node enforces generation 1 of the object fully")
 	objectIs("db", metav1.ConditionTrue, v1.EnforcementSucceededReason)
 
 	// A steady set writes no object: a reconcile leaves web as it was.
@@ -266,5 +277,139 @@ func TestPolicySetObjectEnforcement(t *testing.T) {
 	}
 	if after.ResourceVersion != np.ResourceVersion {
 		t.Errorf("a reconcile with nothing new wrote web: resourceVersion %s → %s", np.ResourceVersion, after.ResourceVersion)
+	}
+}
+
+// TestAppliedHistory: which objects an apply changed, and the older
+// revisions at which a node enforces an object as the applied one has it.
+func TestAppliedHistory(t *testing.T) {
+	const r3 = "main@sha1:3333333333333333333333333333333333333333"
+	np := func(name, rev string) client.Object {
+		o := &v1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Annotations: map[string]string{render.AnnotationRevision: rev}}}
+		o.SetGroupVersionKind(v1.GroupVersion.WithKind("NetworkPolicy"))
+		return o
+	}
+	id := func(name string) string { return objectID(np(name, "")) }
+	plan := []planned{
+		{result: np("same", testRev), live: np("same", testOldRev), changed: []string{"annotations"}},
+		{result: np("spec", testRev), live: np("spec", testOldRev), changed: []string{"annotations", "spec"}},
+		{result: np("new", testRev), changed: []string{"created"}},
+		{result: np("half", testRev), live: np("half", r3), changed: []string{"annotations"}},
+		{result: np("edited", testRev), live: np("edited", testOldRev), foreign: "kubectl-edit"},
+	}
+	e := appliedRevision(testRev, testOldRev, plan)
+	if want := []string{id("edited"), id("half"), id("new"), id("spec")}; e.Revision != testRev || e.ChangedAll || !slices.Equal(e.Changed, want) {
+		t.Errorf("applied %+v, want changed %v", e, want)
+	}
+	if e := appliedRevision(testRev, "", plan); !e.ChangedAll {
+		t.Errorf("first apply %+v, want changedAll", e)
+	}
+	many := make([]planned, v1.MaxChangedObjects+1)
+	for i := range many {
+		many[i] = planned{result: np(fmt.Sprintf("p%02d", i), testRev), changed: []string{"created"}}
+	}
+	if e := appliedRevision(testRev, testOldRev, many); !e.ChangedAll || len(e.Changed) != 0 {
+		t.Errorf("%d changed: %+v, want changedAll", len(many), e)
+	}
+
+	// History, newest first: r3 changed p1, testRev changed p2, testOldRev
+	// everything.
+	ps := &v1.PolicySet{}
+	for _, e := range []v1.AppliedRevision{{Revision: testOldRev, ChangedAll: true}, {Revision: testRev, Changed: []string{id("p2")}}, {Revision: r3, Changed: []string{id("p1")}}} {
+		ps.Status.History = addHistory(ps.Status.History, e)
+	}
+	ps.Status.LastAppliedRevision = r3
+	for _, tc := range []struct {
+		rev, name string
+		want      []string
+	}{
+		{r3, "p1", nil},
+		{r3, "p2", []string{testRev}},
+		{r3, "p3", []string{testOldRev, testRev}},
+		{testRev, "p3", nil}, // not the applied revision: a half-done apply
+	} {
+		got := sameSince(ps, tc.rev, id(tc.name))
+		var keys []string
+		for k := range got {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		if !slices.Equal(keys, tc.want) {
+			t.Errorf("sameSince(%s, %s) = %v, want %v", tc.rev, tc.name, keys, tc.want)
+		}
+	}
+	for range 2 * v1.MaxAppliedHistory {
+		ps.Status.History = addHistory(ps.Status.History, v1.AppliedRevision{Revision: r3})
+	}
+	if len(ps.Status.History) != v1.MaxAppliedHistory {
+		t.Errorf("history of %d entries, want at most %d", len(ps.Status.History), v1.MaxAppliedHistory)
+	}
+}
+
+// TestRolloutWritesChangedObjectsOnly: a commit that changes one object
+// of a set leaves the other's Enforced condition True while the node
+// still enforces the older revision (it enforces that object exactly as
+// the new revision has it), and the changed object waits for the node.
+func TestRolloutWritesChangedObjectsOnly(t *testing.T) {
+	needEnv(t)
+	ctx := context.Background()
+	f := newPolicySetFixture(t, map[string]string{"shop/web.cue": webCUE, "shop/db.cue": dbCUE})
+	rev := "main@sha1:" + f.co.Head().String()
+	f.waitSet(rev, setReadyIs(metav1.ConditionTrue, v1.SucceededReason, rev))
+	key := f.ns + "/shop"
+	enforced := func(name string) *metav1.Condition {
+		t.Helper()
+		np := &v1.NetworkPolicy{}
+		if err := k8sClient.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: name}, np); err != nil {
+			t.Fatal(err)
+		}
+		return apimeta.FindStatusCondition(np.Status.Conditions, v1.EnforcedCondition)
+	}
+	objectIs := func(name string, status metav1.ConditionStatus, msg string) *metav1.Condition {
+		t.Helper()
+		var c *metav1.Condition
+		eventually(t, 60*time.Second, func() error {
+			if c = enforced(name); c == nil || c.Status != status || !strings.Contains(c.Message, msg) {
+				return fmt.Errorf("%s: Enforced %+v, want %s %q", name, c, status, msg)
+			}
+			return nil
+		})
+		return c
+	}
+
+	node := writeNode(t, nodeReport{name: "node-rollout", sets: map[string]string{key: rev}})
+	web := objectIs("web", metav1.ConditionTrue, "every Ready node enforces generation 1 of the object fully")
+	objectIs("db", metav1.ConditionTrue, "every Ready node enforces generation 1 of the object fully")
+
+	next := f.push("db on 5433", map[string]string{"shop/db.cue": netpol("db", `fromEndpoints: [{matchLabels: app: "web"}]`, 5433)})
+	summaryIs := func(summary string) func(*v1.PolicySet) error {
+		return func(ps *v1.PolicySet) error {
+			if e := ps.Status.Enforcement; e == nil || e.Summary != summary {
+				return fmt.Errorf("enforcement %+v, want %s", e, summary)
+			}
+			return nil
+		}
+	}
+	ps := f.waitSet(next, summaryIs("0/1"))
+	if h := ps.Status.History; len(h) != 2 || h[0].Revision != next || h[0].ChangedAll || len(h[0].Changed) != 1 || !strings.Contains(h[0].Changed[0], "_db_") || h[1].Revision != rev {
+		t.Fatalf("history %+v, want %s changing db, then %s", h, next, rev)
+	}
+	objectIs("db", metav1.ConditionFalse, "waiting for every Ready node to enforce revision "+next)
+	if c := enforced("web"); c.Status != metav1.ConditionTrue || c.Message != web.Message || !c.LastTransitionTime.Equal(&web.LastTransitionTime) {
+		t.Errorf("web, unchanged by %s, while the node enforces %s: Enforced %+v, want it as it was, %+v", next, rev, c, web)
+	}
+
+	updateNode(t, node, nodeReport{name: "node-rollout", sets: map[string]string{key: next}})
+	f.waitSet(next, summaryIs("1/1"))
+	objectIs("db", metav1.ConditionTrue, "every Ready node enforces generation 2 of the object fully")
+	if c := enforced("web"); c.Status != metav1.ConditionTrue || !c.LastTransitionTime.Equal(&web.LastTransitionTime) {
+		t.Errorf("web after the rollout: Enforced %+v", c)
+	}
+
+	// A node that still enforces the first revision is behind for db only.
+	updateNode(t, node, nodeReport{name: "node-rollout", sets: map[string]string{key: rev}})
+	objectIs("db", metav1.ConditionFalse, "waiting for every Ready node to enforce revision "+next)
+	if c := enforced("web"); c.Status != metav1.ConditionTrue {
+		t.Errorf("web with the node at %s: Enforced %+v", rev, c)
 	}
 }

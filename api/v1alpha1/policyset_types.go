@@ -194,6 +194,30 @@ type EnforcementSummary struct {
 	Summary string `json:"summary,omitempty"`
 }
 
+// MaxAppliedHistory bounds PolicySetStatus.history.
+const MaxAppliedHistory = 10
+
+// MaxChangedObjects bounds AppliedRevision.changed.
+const MaxChangedObjects = 32
+
+// AppliedRevision is one revision a PolicySet applied in full.
+type AppliedRevision struct {
+	// revision is the source revision.
+	// +required
+	Revision string `json:"revision"`
+	// changed lists the inventory ids of the objects whose spec the apply
+	// created or changed, at most MaxChangedObjects.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Changed []string `json:"changed,omitempty"`
+	// changedAll is true when the apply changed more objects than changed
+	// can list, or could not tell which (the objects were not all of the
+	// previous revision): every object counts as changed.
+	// +optional
+	ChangedAll bool `json:"changedAll,omitempty"`
+}
+
 // PolicySetStatus is the observed state of a PolicySet.
 type PolicySetStatus struct {
 	// observedGeneration is the metadata.generation the status describes.
@@ -223,6 +247,18 @@ type PolicySetStatus struct {
 	// enforcement summarizes the nodes' reports.
 	// +optional
 	Enforcement *EnforcementSummary `json:"enforcement,omitempty"`
+
+	// history is the revisions applied in full, newest first, at most
+	// MaxAppliedHistory, each with the objects whose spec its apply
+	// created or changed. A node that still enforces an older revision
+	// listed here enforces every object no newer entry changed exactly as
+	// the applied revision has it: such an object's Enforced condition
+	// does not go back to pending for it, so a rollout writes only the
+	// status of the objects it changes.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	History []AppliedRevision `json:"history,omitempty"`
 
 	// lastHandledReconcileAt is the value of the reconcile request
 	// annotation last acted on.
