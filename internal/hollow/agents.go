@@ -56,6 +56,14 @@ type Options struct {
 	// make a few TLS handshakes instead of a thousand, and a storm of
 	// them when connections are lost under load.
 	SharedTransport bool
+	// DisableCompression has the agents ask for uncompressed responses
+	// (rest.Config.DisableCompression), as kube-controller-manager and
+	// kube-scheduler do. Go's transport asks for gzip otherwise, and the
+	// API server then compresses every watch event for every watcher on
+	// its own (kube-apiserver 1.37's watch gzip writer flushes per
+	// event): at 100 hollow nodes 7 % of the API server's CPU in a
+	// rollout (docs/scale.md). cmd/agent does not set it yet.
+	DisableCompression bool
 	// Log receives the agents' logs; the zero Logger discards them.
 	Log logr.Logger
 }
@@ -82,6 +90,7 @@ func Start(ctx context.Context, node string, o Options) (*Node, error) {
 	// As controller-runtime's GetConfig: no client-side rate limit, the
 	// API server's priority and fairness decides.
 	cfg.QPS, cfg.Burst = -1, 0
+	cfg.DisableCompression = o.DisableCompression
 	if !o.SharedTransport {
 		// A proxy function keeps client-go from sharing one cached
 		// transport (and its HTTP/2 connections) among all agents of the

@@ -74,6 +74,7 @@ var (
 	flagOut      = flag.String("hollow.out", "", "also write the report to this file")
 	flagPing     = flag.Int("hollow.http2-ping-timeout", 15, "seconds the agents' HTTP/2 connections wait for a ping's answer before they count as lost (client-go's HTTP2_PING_TIMEOUT_SECONDS; 15 is client-go's default)")
 	flagProfile  = flag.String("hollow.profile", "", "write CPU profiles of the rollouts (manager, hollow agents) and a heap profile of the agents after them to this directory")
+	flagNoGzip   = flag.Bool("hollow.disable-compression", false, "the hollow agents ask for uncompressed responses (hollow.Options.DisableCompression; cmd/agent does not yet)")
 	flagAPIProf  = flag.Duration("hollow.apiserver-profile", time.Minute, "with -hollow.profile, the API server's CPU profile over this much of the rollouts from the first commit (apiserver.cpu.pprof)")
 )
 
@@ -612,7 +613,7 @@ func (s *scale) startChild() {
 		s.t.Fatal(err)
 	}
 	s.must(os.WriteFile(filepath.Join(s.childDir, "config.json"), b, 0o600))
-	s.child = exec.Command(os.Args[0], "-test.run=^TestScale$", fmt.Sprintf("-hollow.start-parallel=%d", *flagStart), fmt.Sprintf("-hollow.shared-transport=%v", *flagShared), "-hollow.profile="+*flagProfile)
+	s.child = exec.Command(os.Args[0], "-test.run=^TestScale$", fmt.Sprintf("-hollow.start-parallel=%d", *flagStart), fmt.Sprintf("-hollow.shared-transport=%v", *flagShared), fmt.Sprintf("-hollow.disable-compression=%v", *flagNoGzip), "-hollow.profile="+*flagProfile)
 	// A thousand agents on two busy cores may answer a ping late: with
 	// shared connections one lost connection is hundreds of agents'
 	// watches failing at once (docs/scale.md). -hollow.http2-ping-timeout
@@ -685,7 +686,7 @@ func runChild(t *testing.T, dir string) {
 		exits   atomic.Int64
 		exitErr []string
 	)
-	opts := Options{Config: cfg, Scheme: newScheme(t), Counter: &counter, SharedTransport: *flagShared}
+	opts := Options{Config: cfg, Scheme: newScheme(t), Counter: &counter, SharedTransport: *flagShared, DisableCompression: *flagNoGzip}
 	write := func() {
 		mu.Lock()
 		st := childState{Started: int(started.Load()), Restarts: int(retries.Load()), Exits: int(exits.Load()), ExitErrors: slices.Clone(exitErr), Errors: slices.Clone(errs), Requests: counter.Snapshot(), StatusFields: counter.StatusSnapshot()}
