@@ -312,9 +312,7 @@ func (r *PolicySetReconciler) reconcileApply(ctx context.Context, obj *v1.Policy
 	obj.Status.Inventory = &v1.Inventory{Entries: entries}
 	prev := obj.Status.LastAppliedRevision
 	obj.Status.LastAppliedRevision = src.Revision
-	if prev != src.Revision {
-		obj.Status.History = addHistory(obj.Status.History, appliedRevision(src.Revision, prev, plan))
-	}
+	obj.Status.History = recordApply(obj.Status.History, src.Revision, prev, plan)
 	// The message is stable across reconciles of one revision; what a
 	// reconcile changed goes to the log and, on a new revision, an event.
 	setCondition(conds, obj.Generation, v1.AppliedCondition, metav1.ConditionTrue, v1.ApplySucceededReason,
@@ -400,6 +398,38 @@ func appliedRevision(rev, prev string, plan []planned) v1.AppliedRevision {
 	}
 	slices.Sort(e.Changed)
 	return e
+}
+
+// recordApply is the set's history after applying rev over prev: a new
+// entry for a new revision; for the same revision applied again (the
+// set's path changed, an edit restored), the objects this apply changed
+// join its entry, so that nodes at older revisions stop counting for
+// them.
+func recordApply(h []v1.AppliedRevision, rev, prev string, plan []planned) []v1.AppliedRevision {
+	if prev != rev {
+		return addHistory(h, appliedRevision(rev, prev, plan))
+	}
+	if len(h) == 0 || h[0].Revision != rev || h[0].ChangedAll {
+		return h
+	}
+	e := appliedRevision(rev, prev, plan)
+	if !e.ChangedAll {
+		for _, id := range h[0].Changed {
+			if !slices.Contains(e.Changed, id) {
+				e.Changed = append(e.Changed, id)
+			}
+		}
+		if len(e.Changed) == len(h[0].Changed) {
+			return h // nothing new
+		}
+		if len(e.Changed) > v1.MaxChangedObjects {
+			e.Changed, e.ChangedAll = nil, true
+		}
+		slices.Sort(e.Changed)
+	}
+	out := slices.Clone(h)
+	out[0] = e
+	return out
 }
 
 // addHistory puts e first in h, keeping at most MaxAppliedHistory

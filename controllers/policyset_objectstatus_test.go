@@ -338,6 +338,23 @@ func TestAppliedHistory(t *testing.T) {
 			t.Errorf("sameSince(%s, %s) = %v, want %v", tc.rev, tc.name, keys, tc.want)
 		}
 	}
+	// r3 applied again, changing p3 (the set's path changed): nodes at
+	// older revisions no longer count for p3; nothing changed, nothing
+	// new.
+	again := []planned{{result: np("p3", r3), live: np("p3", r3), changed: []string{"annotations", "spec"}}, {result: np("p4", r3), live: np("p4", r3)}}
+	ps.Status.History = recordApply(ps.Status.History, r3, r3, again)
+	if h := ps.Status.History; len(h) != 3 || !slices.Equal(h[0].Changed, []string{id("p1"), id("p3")}) {
+		t.Errorf("history after r3 again: %+v", h)
+	}
+	if got := sameSince(ps, r3, id("p3")); len(got) != 0 {
+		t.Errorf("sameSince(r3, p3) after r3 changed it again = %v, want none", got)
+	}
+	before := ps.Status.History
+	if ps.Status.History = recordApply(ps.Status.History, r3, r3, again[1:]); !slices.EqualFunc(before, ps.Status.History, func(a, b v1.AppliedRevision) bool {
+		return a.Revision == b.Revision && slices.Equal(a.Changed, b.Changed)
+	}) {
+		t.Errorf("history after a steady reconcile: %+v, want %+v", ps.Status.History, before)
+	}
 	for range 2 * v1.MaxAppliedHistory {
 		ps.Status.History = addHistory(ps.Status.History, v1.AppliedRevision{Revision: r3})
 	}
