@@ -33,6 +33,7 @@
 #include <bpf/bpf_core_read.h>
 
 #include "kafka.h"
+#include "../gate.h"
 
 #ifndef SOL_SOCKET
 #define SOL_SOCKET 1
@@ -51,6 +52,7 @@ const volatile enum kafka_kind kafka_btf_kind = KAFKA_KIND_NEED_MORE;
 const volatile enum kafka_reason kafka_btf_reason = KAFKA_R_ALLOWED;
 const volatile enum kafka_val_kind kafka_btf_val_kind = KAFKA_VAL_VERSION;
 const volatile struct kafka_event kafka_btf_event = {};
+const volatile enum kafka_dir kafka_btf_dir = KAFKA_DIR_INGRESS;
 
 /* ---- maps ---- */
 
@@ -128,10 +130,55 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, KAFKA_R_MAX);
+	__uint(max_entries, 2 * KAFKA_R_MAX); /* the broker's side, then the client's */
 	__type(key, __u32);
 	__type(value, __u64);
 } kafka_counters SEC(".maps");
+
+/* ---- egress: the client's side ---- */
+
+/* Client sockets whose writes kafka_msg decides (sk_msg verdict only). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* socket cookie */
+	__type(value, __u64);
+} kafka_esocks SEC(".maps");
+
+/* A client socket's state, its current frame's scratch, and the buffer
+ * its answer is written to (socket storage: kafka_msg runs in the
+ * writer's sendmsg with the socket locked). */
+struct kafka_esockw {
+	struct kafka_esock e;
+	struct kafka_sock s;
+	struct kafka_scratch x;
+	struct kafka_abuf ans;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kafka_esockw);
+} kafka_esk SEC(".maps");
+
+/* Which client sockets are enforced: local address (all zero: any of the
+ * family) and remote port. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct kafka_port_key);
+	__type(value, __u32);
+} kafka_eports SEC(".maps");
+
+/* The list of a client's requests: (slot, remote peer's identity, remote
+ * port, local address), as kafka_binds is for the broker's side. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * 16384);
+	__type(key, struct kafka_bind_key);
+	__type(value, struct kafka_bind);
+} kafka_ebinds SEC(".maps");
 
 /* Verdict events. */
 struct {
@@ -161,6 +208,23 @@ static __always_inline void count(__u32 reason)
 		*c += 1;
 }
 
+/* ecount counts on the client's side (egress bindings). */
+static __always_inline void ecount(__u32 reason)
+{
+	count(KAFKA_R_MAX + reason);
+}
+
+/* Reads a ctx's IPv6 address one field at a time (the verifier refuses
+ * a load through a ctx pointer the compiler offset to share it between
+ * branches). */
+#define CTX_IP6(dst, src) do { \
+	__u32 a0 = (src)[0]; barrier_var(a0); \
+	__u32 a1 = (src)[1]; barrier_var(a1); \
+	__u32 a2 = (src)[2]; barrier_var(a2); \
+	__u32 a3 = (src)[3]; barrier_var(a3); \
+	(dst)[0] = a0; (dst)[1] = a1; (dst)[2] = a2; (dst)[3] = a3; \
+} while (0)
+
 /* ---- reading the frame ---- */
 
 /* The walk over one frame: [pos, end) is what is left of it. */
@@ -169,39 +233,6 @@ struct kafka_rd {
 	__u32 end;
 	__u32 bad; /* a read past the frame or a bad encoding */
 };
-
-static __always_inline __u32 rd_u8(struct __sk_buff *skb, struct kafka_rd *r)
-{
-	__u8 b = 0;
-	if (r->pos + 1 > r->end || bpf_skb_load_bytes(skb, r->pos, &b, 1) < 0) {
-		r->bad = 1;
-		return 0;
-	}
-	r->pos += 1;
-	return b;
-}
-
-static __always_inline __s32 rd_i16(struct __sk_buff *skb, struct kafka_rd *r)
-{
-	__u16 v = 0;
-	if (r->pos + 2 > r->end || bpf_skb_load_bytes(skb, r->pos, &v, 2) < 0) {
-		r->bad = 1;
-		return 0;
-	}
-	r->pos += 2;
-	return (__s16)bpf_ntohs(v);
-}
-
-static __always_inline __s32 rd_i32(struct __sk_buff *skb, struct kafka_rd *r)
-{
-	__u32 v = 0;
-	if (r->pos + 4 > r->end || bpf_skb_load_bytes(skb, r->pos, &v, 4) < 0) {
-		r->bad = 1;
-		return 0;
-	}
-	r->pos += 4;
-	return (__s32)bpf_ntohl(v);
-}
 
 static __always_inline void rd_skip(struct kafka_rd *r, __u32 n)
 {
@@ -212,107 +243,8 @@ static __always_inline void rd_skip(struct kafka_rd *r, __u32 n)
 	r->pos += n;
 }
 
-/* An unsigned varint of at most 5 bytes (Kafka's compact lengths and tag
- * counts fit in 32 bits). */
-static __always_inline __u32 rd_uvarint(struct __sk_buff *skb, struct kafka_rd *r)
-{
-	__u32 v = 0;
-	for (int i = 0; i < 5; i++) {
-		__u32 b = rd_u8(skb, r);
-		if (r->bad)
-			return 0;
-		v |= (b & 0x7f) << (7 * i);
-		if (!(b & 0x80))
-			return v;
-	}
-	r->bad = 1;
-	return 0;
-}
-
-/* A string's length: int16 (-1 null), or in flexible versions an
- * unsigned varint of length + 1 (0 null). Null is -1. */
-static __always_inline __s32 rd_strlen(struct __sk_buff *skb, struct kafka_rd *r, __u32 flex)
-{
-	if (flex) {
-		__u32 n = rd_uvarint(skb, r);
-		if (r->bad)
-			return 0;
-		if (n > 0x7fff + 1) {
-			r->bad = 1;
-			return 0;
-		}
-		return (__s32)n - 1;
-	}
-	__s32 n = rd_i16(skb, r);
-	if (n < -1)
-		r->bad = 1;
-	return n;
-}
-
-/* An array's length: int32 (-1 null), or an unsigned varint of length +
- * 1 (0 null). Null is -1. */
-static __always_inline __s32 rd_arrlen(struct __sk_buff *skb, struct kafka_rd *r, __u32 flex)
-{
-	if (flex) {
-		__u32 n = rd_uvarint(skb, r);
-		if (r->bad)
-			return 0;
-		if (n > 0x7fffffff) {
-			r->bad = 1;
-			return 0;
-		}
-		return (__s32)n - 1;
-	}
-	__s32 n = rd_i32(skb, r);
-	if (n < -1)
-		r->bad = 1;
-	return n;
-}
-
-/* Skips a string (its length read), checking it lies in the frame. */
-static __always_inline void rd_skip_str(struct __sk_buff *skb, struct kafka_rd *r, __u32 flex, __u32 nullable)
-{
-	__s32 n = rd_strlen(skb, r, flex);
-	if (r->bad)
-		return;
-	if (n < 0) {
-		if (!nullable)
-			r->bad = 1;
-		return;
-	}
-	rd_skip(r, (__u32)n);
-}
-
-/* A tagged-field section: the kernel reads only empty ones. */
-static __always_inline int rd_no_tags(struct __sk_buff *skb, struct kafka_rd *r)
-{
-	__u32 n = rd_uvarint(skb, r);
-	return !r->bad && n == 0;
-}
-
 /* ---- tables ---- */
 
-/* val_mask looks a value up: len bytes at skb offset at, or (skb NULL)
- * the 2 bytes of ver. A value longer than KAFKA_VAL_MAX is no rule's. */
-static __always_inline __u64 val_mask(struct __sk_buff *skb, struct kafka_val_key *k, __u32 slot, __u32 list,
-				      __u32 kind, __u32 at, __u32 len, __u32 ver)
-{
-	if (len == 0 || len > KAFKA_VAL_MAX)
-		return 0;
-	__builtin_memset(k, 0, sizeof(*k));
-	k->slot = slot;
-	k->list = list;
-	k->kind = kind;
-	k->len = len;
-	if (kind == KAFKA_VAL_VERSION) {
-		k->val[0] = ver & 0xff;
-		k->val[1] = ver >> 8;
-	} else if (bpf_skb_load_bytes(skb, at, k->val, len & 0xff) < 0) {
-		return 0;
-	}
-	__u64 *m = bpf_map_lookup_elem(&kafka_vals, k);
-	return m ? *m : 0;
-}
 
 struct kafka_dec {
 	__u32 reason; /* KAFKA_R_ALLOWED, _DENIED or _AUDIT */
@@ -403,67 +335,6 @@ static __always_inline int combine(struct kafka_dec *all, struct kafka_dec *d, _
 	return 0;
 }
 
-/*
- * kafka_topic reads one topic entry of a Metadata request (its topic ID
- * in v10+, its name, its tagged fields in flexible versions) and decides
- * the request for that topic.
- */
-__noinline int kafka_topic(struct __sk_buff *skb, struct kafka_parse *p, struct kafka_list *l, struct kafka_scratch *x)
-{
-	if (!skb || !p || !l || !x)
-		return 0;
-	struct kafka_val_key *k = &x->key;
-	struct kafka_rd *r = &p->r;
-	if (p->uuid)
-		rd_skip(r, 16);
-	__s32 n = rd_strlen(skb, r, p->flex);
-	if (r->bad) {
-		p->state = T_UNREAD;
-		p->why = KAFKA_R_MALFORMED;
-		return 0;
-	}
-	if (n < 0) {
-		/* a topic named by its ID only */
-		p->state = T_UNREAD;
-		p->why = KAFKA_R_UNPARSED;
-		return 0;
-	}
-	__u32 at = r->pos;
-	rd_skip(r, (__u32)n);
-	if (p->flex && !r->bad && !rd_no_tags(skb, r)) {
-		p->state = T_UNREAD;
-		p->why = r->bad ? KAFKA_R_MALFORMED : KAFKA_R_TAGGED;
-		return 0;
-	}
-	if (r->bad) {
-		p->state = T_UNREAD;
-		p->why = KAFKA_R_MALFORMED;
-		return 0;
-	}
-	__u64 m = p->h & (l->topic_any | val_mask(skb, k, p->slot, p->list_id, KAFKA_VAL_TOPIC, at, (__u32)n, 0));
-	struct kafka_dec d = {};
-	kafka_decide(l, m, &d);
-	if (combine(&p->dec, &d, p->ntopics == 0)) {
-		/* the topic the event names */
-		p->tat = at;
-		p->tlen = (__u32)n;
-	}
-	/* the name, for an answer */
-	struct kafka_names *nm = &x->names;
-	__u32 i = p->ntopics;
-	if (i < KAFKA_MAX_TOPICS && n > 0 && n <= KAFKA_VAL_MAX && nm->len < KAFKA_NAMES_MAX &&
-	    bpf_skb_load_bytes(skb, at, &nm->buf[nm->len & (KAFKA_NAMES_MAX - 1)], (((__u32)n - 1) & 0xff) + 1) == 0) {
-		nm->nlen[i & (KAFKA_MAX_TOPICS - 1)] = n;
-		nm->len += n;
-		nm->count++;
-		if (d.reason == KAFKA_R_DENIED)
-			nm->denied |= 1u << (i & 31);
-	} else {
-		nm->ok = 0;
-	}
-	p->ntopics++;
-	return 0;
-}
 
 /* The first version of each parsed key whose requests are flexible
  * (compact strings, tagged fields, request header v2). */
@@ -517,171 +388,7 @@ static __always_inline __u32 parsed(__u32 key, __u32 ver)
 	return 0;
 }
 
-/*
- * kafka_produce_parts records, for the answer of a refused Produce
- * request, its topic's name (n bytes at at) and the index of each of its
- * partitions (at most KAFKA_MAX_PARTS), walking their records; names.ok
- * says whether all of it was recorded.
- */
-__noinline int kafka_produce_parts(struct __sk_buff *skb, struct kafka_parse *p, struct kafka_scratch *x, __u32 at, __u32 n)
-{
-	if (!skb || !p || !x)
-		return 0;
-	struct kafka_names *nm = &x->names;
-	struct kafka_rd *r = &p->r;
-	nm->ok = 0;
-	if (n == 0 || n > KAFKA_VAL_MAX || bpf_skb_load_bytes(skb, at, nm->buf, ((n - 1) & 0xff) + 1) < 0)
-		return 0;
-	nm->nlen[0] = n;
-	nm->len = n;
-	nm->count = 1;
-	nm->denied = 1;
-	__s32 np = rd_arrlen(skb, r, p->flex);
-	if (r->bad || np < 1 || np > KAFKA_MAX_PARTS)
-		return 0;
-	for (__u32 i = 0; i < KAFKA_MAX_PARTS; i++) {
-		if (i >= (__u32)np)
-			break;
-		__u32 idx = (__u32)rd_i32(skb, r);
-		__s32 rl;
-		if (p->flex) {
-			rl = (__s32)rd_uvarint(skb, r) - 1;
-		} else {
-			rl = rd_i32(skb, r);
-		}
-		if (r->bad)
-			return 0;
-		if (rl > 0)
-			rd_skip(r, (__u32)rl);
-		if (p->flex && !rd_no_tags(skb, r))
-			return 0;
-		if (r->bad)
-			return 0;
-		nm->parts[i & (KAFKA_MAX_PARTS - 1)] = idx;
-		nm->nparts = i + 1;
-	}
-	nm->ok = 1;
-	return 0;
-}
 
-/*
- * kafka_body walks the request body of a parsed key and version up to
- * its topics: the fields before the topic array, the array's length, and
- * the topics (the first of a one-topic array; every one of a Metadata
- * request, up to KAFKA_MAX_TOPICS).
- */
-__noinline int kafka_body(struct __sk_buff *skb, struct kafka_parse *p, struct kafka_list *l, struct kafka_scratch *x)
-{
-	if (!skb || !p || !l || !x)
-		return 0;
-	struct kafka_val_key *k = &x->key;
-	__u32 key = p->key, ver = p->ver;
-	struct kafka_rd *r = &p->r;
-	__u32 flex = p->flex;
-	__u32 nullall = 0; /* a null array means every topic */
-	switch (key) {
-	case 0: /* Produce: [transactional_id], acks, timeout_ms */
-		if (ver >= 3)
-			rd_skip_str(skb, r, flex, 1);
-		x->names.acks = (__u32)(rd_i16(skb, r) & 0xffff);
-		rd_skip(r, 4);
-		break;
-	case 1: /* Fetch: replica_id, max_wait_ms, min_bytes, [max_bytes], [isolation_level], [session_id, session_epoch] */
-		rd_skip(r, 12);
-		if (ver >= 3)
-			rd_skip(r, 4);
-		if (ver >= 4)
-			rd_skip(r, 1);
-		if (ver >= 7)
-			rd_skip(r, 8);
-		break;
-	case 2: /* ListOffsets: replica_id, [isolation_level] */
-		rd_skip(r, 4);
-		if (ver >= 2)
-			rd_skip(r, 1);
-		break;
-	case 3: /* Metadata: the topics first */
-		nullall = 1;
-		p->uuid = ver >= 10;
-		break;
-	case 8: /* OffsetCommit: group_id, [generation_id, member_id], [group_instance_id], [retention_time_ms] */
-		rd_skip_str(skb, r, flex, 0);
-		if (ver >= 1) {
-			rd_skip(r, 4);
-			rd_skip_str(skb, r, flex, 0);
-		}
-		if (ver >= 7)
-			rd_skip_str(skb, r, flex, 1);
-		if (ver >= 2 && ver <= 4)
-			rd_skip(r, 8);
-		break;
-	case 9: /* OffsetFetch: group_id */
-		rd_skip_str(skb, r, flex, 0);
-		nullall = ver >= 2;
-		break;
-	}
-	__s32 n = rd_arrlen(skb, r, flex);
-	if (r->bad) {
-		p->state = T_UNREAD;
-		p->why = KAFKA_R_MALFORMED;
-		return 0;
-	}
-	if (n < 0) {
-		if (!nullall) {
-			p->state = T_UNREAD;
-			p->why = KAFKA_R_MALFORMED;
-		} else {
-			p->state = T_ALL;
-		}
-		return 0;
-	}
-	if (n == 0) {
-		/* Metadata v0: an empty array asks for every topic */
-		p->state = key == 3 && ver == 0 ? T_ALL : T_EMPTY;
-		return 0;
-	}
-	if (key != 3) {
-		if (n > 1) {
-			p->state = T_UNREAD;
-			p->why = KAFKA_R_TOPICS;
-			return 0;
-		}
-		__s32 tn = rd_strlen(skb, r, flex);
-		if (r->bad || tn < 0) {
-			p->state = T_UNREAD;
-			p->why = KAFKA_R_MALFORMED;
-			return 0;
-		}
-		__u32 at = r->pos;
-		rd_skip(r, (__u32)tn);
-		if (r->bad) {
-			p->state = T_UNREAD;
-			p->why = KAFKA_R_MALFORMED;
-			return 0;
-		}
-		__u64 m = p->h & (l->topic_any | val_mask(skb, k, p->slot, p->list_id, KAFKA_VAL_TOPIC, at, (__u32)tn, 0));
-		kafka_decide(l, m, &p->dec);
-		p->tat = at;
-		p->tlen = (__u32)tn;
-		p->ntopics = 1;
-		p->state = T_READ;
-		if (key == 0 && p->dec.reason == KAFKA_R_DENIED)
-			kafka_produce_parts(skb, p, x, at, (__u32)tn);
-		return 0;
-	}
-	if (n > KAFKA_MAX_TOPICS) {
-		p->state = T_UNREAD;
-		p->why = KAFKA_R_TOPICS;
-		return 0;
-	}
-	p->state = T_READ;
-	for (__u32 i = 0; i < KAFKA_MAX_TOPICS; i++) {
-		if (i >= (__u32)n || p->state != T_READ)
-			break;
-		kafka_topic(skb, p, l, x);
-	}
-	return 0;
-}
 
 /* The frame's result: close (refused) or pass (decided). */
 static __always_inline void result(struct kafka_sock *res, __u32 reason, __u32 rule)
@@ -724,6 +431,8 @@ static __always_inline __u32 produce_answer_len(__u32 v, __u32 n, __u32 np)
 struct tcp_sock___kafka {
 	__u32 write_seq;
 	__u32 snd_una;
+	__u32 rcv_nxt;
+	__u32 copied_seq;
 } __attribute__((preserve_access_index));
 
 struct sock___kafka {
@@ -768,175 +477,88 @@ struct kafka_args {
 	__u32 max; /* the longest frame the strparser can hold: the socket's sk_rcvbuf */
 };
 
+static const __u8 zeros[64];
+
+/* The parser and answers over the strparser's skb (the broker's side). */
+#define KCTX struct __sk_buff
+#define KLOAD(c, off, dst, n) bpf_skb_load_bytes(c, off, dst, n)
+#define KWCTX struct __sk_buff
+#define KSTORE(c, off, src, n) bpf_skb_store_bytes(c, off, src, n, 0)
+#define KFN(name) name
+#include "frame.h"
+#undef KCTX
+#undef KLOAD
+#undef KWCTX
+#undef KSTORE
+#undef KFN
+
 /*
- * kafka_parse_frame frames and decides the request that starts at off in
- * skb (avail bytes there): res->len 0 asks for more bytes; otherwise
- * res->kind says what to do with the res->len bytes of the frame.
+ * msg_load copies n (1..256) bytes at off of the message a client is
+ * sending into dst: bpf_msg_pull_data makes [off, off + n) one piece
+ * (copying only when the bytes span pieces).
  */
-__noinline int kafka_decide_frame(struct __sk_buff *skb, struct kafka_args *a, struct kafka_sock *res,
-				  struct kafka_scratch *x)
+static __always_inline long msg_load(struct sk_msg_md *msg, __u32 off, void *dst, __u32 n)
 {
-	if (!skb || !a || !res || !x)
-		return 0;
-	struct kafka_val_key *k = &x->key;
-	x->names.len = 0;
-	x->names.count = 0;
-	x->names.ok = 1;
-	x->names.denied = 0;
-	x->names.nparts = 0;
-	x->names.acks = 1;
-	res->len = 0;
-	res->kind = KAFKA_KIND_NEED_MORE;
-	res->reason = 0;
-	res->rule = 0;
-	res->topics = 0;
-	res->client_len = 0;
-	res->topic_off = 0;
-	res->topic_len = 0;
-	res->list = a->has_list ? a->list : 0;
-	/* the slot read once: the generation the event names is the one
-	 * whose tables decide the frame */
-	__u32 zero = 0;
-	struct kafka_active *act = bpf_map_lookup_elem(&kafka_slot, &zero);
-	if (!act)
-		return 0;
-	__u32 slot = act->slot & 1;
-	struct kafka_config *cfg = bpf_map_lookup_elem(&kafka_gens, &slot);
-	res->generation = cfg ? cfg->generation : 0;
-	res->evall = cfg ? cfg->flags & KAFKA_EV_ALLOWED : 0;
-	if (a->avail < 4)
-		return 0;
-	__u32 sz = 0;
-	if (bpf_skb_load_bytes(skb, a->off, &sz, 4) < 0)
-		return 0;
-	__s32 size = (__s32)bpf_ntohl(sz);
-	/* a request header is at least key, version, correlation ID and
-	 * the client ID's length */
-	if (size < 10) {
-		res->len = 4;
-		res->kind = KAFKA_KIND_CLOSE;
-		res->reason = KAFKA_R_MALFORMED;
-		return 0;
-	}
-	/* Over FrameMax, or longer than the socket's receive buffer: the
-	 * strparser refuses a message longer than sk_rcvbuf (EMSGSIZE) and
-	 * stops, without a verdict, and the frame would stall undecided
-	 * (see kafka_sockops for the buffer a connection is given). */
-	if (size > KAFKA_FRAME_MAX - 4 || 4 + (__u32)size > a->max) {
-		res->len = 4;
-		res->kind = KAFKA_KIND_CLOSE;
-		res->reason = KAFKA_R_OVERSIZE;
-		return 0;
-	}
-	__u32 flen = 4 + (__u32)size;
-	if (a->avail < flen)
-		return 0;
-	res->len = flen;
+	if (n == 0 || n > 256 || off > KAFKA_FRAME_MAX || off + n > msg->size)
+		return -1;
+	if (bpf_msg_pull_data(msg, off, off + n, 0) < 0)
+		return -1;
+	void *d = msg->data;
+	return bpf_probe_read_kernel(dst, n, d);
+}
 
-	struct kafka_parse p = {};
-	p.r.pos = a->off + 4;
-	p.r.end = a->off + flen;
-	__s32 key = rd_i16(skb, &p.r);
-	__s32 ver = rd_i16(skb, &p.r);
-	res->correlation = rd_i32(skb, &p.r);
-	__s32 cl = rd_i16(skb, &p.r);
-	res->api_key = key;
-	res->api_version = ver;
-	res->client_len = !p.r.bad && cl > 0 ? (__u32)cl : 0;
-	if (!a->has_list) {
-		res->kind = KAFKA_KIND_PASS;
-		res->reason = KAFKA_R_PASSED;
-		return 0;
-	}
-	if (p.r.bad || key < 0 || ver < 0 || cl < -1) {
-		result(res, KAFKA_R_MALFORMED, 0);
-		return 0;
-	}
-	__u32 cat = p.r.pos;
-	if (cl > 0)
-		rd_skip(&p.r, (__u32)cl);
-	if (p.r.bad) {
-		result(res, KAFKA_R_MALFORMED, 0);
-		return 0;
-	}
+/* abuf_store writes n (1..256) bytes of an answer at pos of the buffer. */
+static __always_inline long abuf_store(struct kafka_abuf *a, __u32 pos, const void *src, __u32 n)
+{
+	if (!a || pos >= KAFKA_ANS_MAX || n == 0 || n > 256)
+		return -1;
+	return bpf_probe_read_kernel(&a->b[pos & (KAFKA_ANS_MAX - 1)], n, src);
+}
 
-	p.slot = slot;
-	p.list_id = a->list;
-	struct kafka_list_key lk = { .slot = p.slot, .list = a->list };
-	struct kafka_list *l = bpf_map_lookup_elem(&kafka_lists, &lk);
-	if (!l) {
-		result(res, KAFKA_R_NO_TABLES, 0);
-		return 0;
-	}
-	__u32 ki = key < KAFKA_NAMED_KEYS ? (__u32)key : KAFKA_KEY_OTHER;
-	if (ki >= KAFKA_KEYS)
-		return 0;
-	p.h = l->keys[ki];
-	p.h &= l->ver_any | val_mask(skb, k, p.slot, p.list_id, KAFKA_VAL_VERSION, 0, 2, (__u32)ver);
-	if (cl > 0)
-		p.h &= l->client_any | val_mask(skb, k, p.slot, p.list_id, KAFKA_VAL_CLIENT, cat, (__u32)cl, 0);
-	else
-		p.h &= l->client_any;
+/* The same parser and answers over the message a client writes (sk_msg,
+ * its egress): the answer is written to a buffer, then into the message. */
+#define KCTX struct sk_msg_md
+#define KLOAD(c, off, dst, n) msg_load(c, off, dst, n)
+#define KWCTX struct kafka_abuf
+#define KSTORE(c, off, src, n) abuf_store(c, off, src, n)
+#define KFN(name) name##_msg
+#include "frame.h"
+#undef KCTX
+#undef KLOAD
+#undef KWCTX
+#undef KSTORE
+#undef KFN
 
-	if (topicless((__u32)key)) {
-		p.state = T_NONE;
-	} else if (!parsed((__u32)key, (__u32)ver)) {
-		p.state = T_UNREAD;
-		p.why = key <= 3 || key == 8 || key == 9 ? KAFKA_R_VERSION : KAFKA_R_UNPARSED;
-	} else {
-		p.flex = flexible((__u32)key, (__u32)ver);
-		if (p.flex && !rd_no_tags(skb, &p.r)) {
-			p.state = T_UNREAD;
-			p.why = p.r.bad ? KAFKA_R_MALFORMED : KAFKA_R_TAGGED;
-		} else {
-			p.key = key;
-			p.ver = ver;
-			kafka_body(skb, &p, l, x);
+/*
+ * answer_len is the length of the answer the kernel can give in the
+ * request's terms to the frame the parser refused (res, with the names
+ * it recorded): the Metadata response naming every topic of a refused
+ * Metadata request, or the Produce response of a refused Produce request
+ * naming one topic (acks not 0). 0: none (the closing frame).
+ */
+__noinline __u32 answer_len(struct kafka_sock *res, struct kafka_names *nm)
+{
+	if (!res || !nm)
+		return 0;
+	if (res->kind != KAFKA_KIND_CLOSE || res->reason != KAFKA_R_DENIED || res->topics == 0 || !nm->ok ||
+	    nm->count != res->topics || nm->count > KAFKA_MAX_TOPICS)
+		return 0;
+	__u32 v = (__u32)res->api_version;
+	__u32 n = 0;
+	if (res->api_key == 3) {
+		n = metadata_answer_len(v);
+		for (__u32 i = 0; i < KAFKA_MAX_TOPICS; i++) {
+			if (i >= nm->count)
+				break;
+			n += metadata_topic_len(v, nm->nlen[i]);
 		}
+		return n;
 	}
-
-	struct kafka_dec d = {};
-	switch (p.state) {
-	case T_READ:
-		res->topics = p.ntopics;
-		if (p.tlen > 0 && p.tat >= a->off) {
-			res->topic_off = p.tat - a->off;
-			res->topic_len = p.tlen;
-		}
-		result(res, p.dec.reason, p.dec.rule);
-		return 0;
-	case T_EMPTY:
-		/* no topic is named: decided by the header */
-		kafka_decide(l, p.h, &d);
-		result(res, d.reason, d.rule);
-		return 0;
-	case T_NONE:
-	case T_ALL:
-		/* only the rules without a topic admit it */
-		kafka_decide(l, p.h & l->topic_any, &d);
-		result(res, d.reason, d.rule);
-		return 0;
-	}
-	/* T_UNREAD: the rules without a topic decide it if they admit it;
-	 * if only a rule with a topic could, it is refused for what the
-	 * kernel does not read. A malformed body is refused. */
-	if (p.why == KAFKA_R_MALFORMED) {
-		result(res, KAFKA_R_MALFORMED, 0);
-		return 0;
-	}
-	kafka_decide(l, p.h & l->topic_any, &d);
-	if (d.reason != KAFKA_R_DENIED) {
-		result(res, d.reason, d.rule);
-		return 0;
-	}
-	struct kafka_dec d2 = {};
-	kafka_decide(l, p.h, &d2);
-	if (d2.reason == KAFKA_R_DENIED)
-		result(res, KAFKA_R_DENIED, d.rule);
-	else
-		result(res, p.why, d.rule);
+	if (res->api_key == 0 && nm->count == 1 && nm->acks != 0 && nm->nparts > 0)
+		return produce_answer_len(v, nm->nlen[0], nm->nparts);
 	return 0;
 }
+
 
 /*
  * kafka_parse_frame frames and decides a frame (kafka_decide_frame) and,
@@ -961,25 +583,8 @@ __noinline int kafka_parse_frame(struct __sk_buff *skb, struct kafka_args *a, st
 	}
 	kafka_decide_frame(skb, a, res, x);
 	res->answer = 0;
-	struct kafka_names *nm = &x->names;
-	if (res->kind != KAFKA_KIND_CLOSE || res->reason != KAFKA_R_DENIED || res->topics == 0 || !nm->ok ||
-	    nm->count != res->topics || nm->count > KAFKA_MAX_TOPICS)
-		return 0;
-	__u32 v = (__u32)res->api_version;
-	__u32 n = 0;
-	if (res->api_key == 3) {
-		n = metadata_answer_len(v);
-		for (__u32 i = 0; i < KAFKA_MAX_TOPICS; i++) {
-			if (i >= nm->count)
-				break;
-			n += metadata_topic_len(v, nm->nlen[i]);
-		}
-	} else if (res->api_key == 0 && nm->count == 1 && nm->acks != 0 && nm->nparts > 0) {
-		n = produce_answer_len(v, nm->nlen[0], nm->nparts);
-	} else {
-		return 0;
-	}
-	if (n > res->len)
+	__u32 n = answer_len(res, &x->names);
+	if (n == 0 || n > res->len)
 		return 0;
 	if (res->passed) {
 		__u32 wseq = 0, una = 0;
@@ -1037,60 +642,82 @@ static __always_inline int v4mapped(const __u32 *a)
 	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
 }
 
-/* The binding of a request from the skb's peer to its local address:
- * the peer's identity's, else any peer's; the exact address's, else any
- * address of the family's. */
-static __always_inline int find_bind(struct __sk_buff *skb, __u32 *list)
+/*
+ * bind_lookup finds the list of a connection's requests in binds (the
+ * active slot's): by local address (family fam: 4, or 6 whose v4-mapped
+ * addresses are 4), port, and the remote peer's identity (kafka_peers,
+ * longest prefix); the peer's identity's, else any peer's; the exact
+ * address's, else any address of the family's.
+ */
+static __always_inline int bind_lookup(void *binds, __u32 fam, const __u32 *la, const __u32 *ra, __u16 port, __u32 *list)
 {
 	__u32 zero = 0;
 	struct kafka_active *act = bpf_map_lookup_elem(&kafka_slot, &zero);
 	if (!act)
 		return 0;
-	struct kafka_bind_key k = { .slot = act->slot & 1, .port = skb->local_port };
+	struct kafka_bind_key k = { .slot = act->slot & 1, .port = port };
 	struct kafka_peer_key pk = {};
-	if (skb->family == AF_INET) {
+	if (fam == 4) {
 		k.family = 4;
-		__builtin_memcpy(k.addr, &skb->local_ip4, 4);
+		__builtin_memcpy(k.addr, &la[0], 4);
 		pk.family = 4;
-		__builtin_memcpy(pk.addr, &skb->remote_ip4, 4);
+		__builtin_memcpy(pk.addr, &ra[0], 4);
+		pk.prefixlen = 32 + 32;
+	} else if (v4mapped(la)) {
+		k.family = 4;
+		__builtin_memcpy(k.addr, &la[3], 4);
+		pk.family = 4;
+		__builtin_memcpy(pk.addr, &ra[3], 4);
 		pk.prefixlen = 32 + 32;
 	} else {
-		__u32 la[4] = { skb->local_ip6[0], skb->local_ip6[1], skb->local_ip6[2], skb->local_ip6[3] };
-		__u32 ra[4] = { skb->remote_ip6[0], skb->remote_ip6[1], skb->remote_ip6[2], skb->remote_ip6[3] };
-		if (v4mapped(la)) {
-			k.family = 4;
-			__builtin_memcpy(k.addr, &la[3], 4);
-			pk.family = 4;
-			__builtin_memcpy(pk.addr, &ra[3], 4);
-			pk.prefixlen = 32 + 32;
-		} else {
-			k.family = 6;
-			__builtin_memcpy(k.addr, la, 16);
-			pk.family = 6;
-			__builtin_memcpy(pk.addr, ra, 16);
-			pk.prefixlen = 32 + 128;
-		}
+		k.family = 6;
+		__builtin_memcpy(k.addr, la, 16);
+		pk.family = 6;
+		__builtin_memcpy(pk.addr, ra, 16);
+		pk.prefixlen = 32 + 128;
 	}
 	__u32 *id = bpf_map_lookup_elem(&kafka_peers, &pk);
 	k.identity = id ? *id : 0;
-	struct kafka_bind *b = bpf_map_lookup_elem(&kafka_binds, &k);
+	struct kafka_bind *b = bpf_map_lookup_elem(binds, &k);
 	if (!b && k.identity) {
 		k.identity = 0;
-		b = bpf_map_lookup_elem(&kafka_binds, &k);
+		b = bpf_map_lookup_elem(binds, &k);
 	}
 	if (!b) {
 		__builtin_memset(k.addr, 0, sizeof(k.addr));
 		k.identity = id ? *id : 0;
-		b = bpf_map_lookup_elem(&kafka_binds, &k);
+		b = bpf_map_lookup_elem(binds, &k);
 		if (!b && k.identity) {
 			k.identity = 0;
-			b = bpf_map_lookup_elem(&kafka_binds, &k);
+			b = bpf_map_lookup_elem(binds, &k);
 		}
 	}
 	if (!b)
 		return 0;
 	*list = b->list;
 	return 1;
+}
+
+/* The binding of a request from the skb's peer to its local address. */
+static __always_inline int find_bind(struct __sk_buff *skb, __u32 *list)
+{
+	__u32 la[4] = {}, ra[4] = {};
+	__u32 fam = skb->family;
+	barrier_var(fam);
+	__u32 lp = skb->local_port;
+	barrier_var(lp);
+	if (fam == AF_INET) {
+		__u32 l = skb->local_ip4;
+		barrier_var(l);
+		__u32 r = skb->remote_ip4;
+		barrier_var(r);
+		la[0] = l;
+		ra[0] = r;
+		return bind_lookup(&kafka_binds, 4, la, ra, lp, list);
+	}
+	CTX_IP6(la, skb->local_ip6);
+	CTX_IP6(ra, skb->remote_ip6);
+	return bind_lookup(&kafka_binds, 6, la, ra, lp, list);
 }
 
 SEC("sk_skb/stream_parser")
@@ -1109,272 +736,6 @@ int kafka_parser(struct __sk_buff *skb)
 	return w->s.len;
 }
 
-/* ---- the answer ---- */
-
-struct wr {
-	struct __sk_buff *skb;
-	__u32 pos;
-	__u32 end;
-	int err;
-};
-
-static __always_inline void wr_bytes(struct wr *w, const void *b, __u32 n)
-{
-	if (w->err || n == 0 || n > 16 || w->pos + n > w->end) {
-		w->err = 1;
-		return;
-	}
-	if (bpf_skb_store_bytes(w->skb, w->pos, b, n, 0) < 0)
-		w->err = 1;
-	w->pos += n;
-}
-
-static __always_inline void wr8(struct wr *w, __u8 v) { wr_bytes(w, &v, 1); }
-
-static __always_inline void wr16(struct wr *w, __u16 v)
-{
-	__u16 b = bpf_htons(v);
-	wr_bytes(w, &b, 2);
-}
-
-static __always_inline void wr32(struct wr *w, __u32 v)
-{
-	__u32 b = bpf_htonl(v);
-	wr_bytes(w, &b, 4);
-}
-
-static const __u8 zeros[64];
-
-static long zero_cb(__u32 i, void *ctx)
-{
-	struct wr *w = ctx;
-	if (w->pos >= w->end)
-		return 1;
-	__u32 n = w->end - w->pos;
-	if (n > sizeof(zeros))
-		n = sizeof(zeros);
-	if (n == 0 || bpf_skb_store_bytes(w->skb, w->pos, zeros, n, 0) < 0) {
-		w->err = 1;
-		return 1;
-	}
-	w->pos += n;
-	return 0;
-}
-
-/* One topic entry of a Metadata answer: the topic's error, its name
- * (n bytes at buf), no partition. */
-static __always_inline void answer_topic(struct wr *w, __u32 v, __u16 err, const __u8 *name, __u32 n)
-{
-	__u32 f = v >= 9;
-	wr16(w, err);
-	if (f) {
-		if (n + 1 < 128) {
-			wr8(w, n + 1);
-		} else {
-			wr8(w, ((n + 1) & 0x7f) | 0x80);
-			wr8(w, (n + 1) >> 7);
-		}
-	} else {
-		wr16(w, n);
-	}
-	if (w->err || n == 0 || n > KAFKA_VAL_MAX || w->pos + n > w->end) {
-		w->err = 1;
-		return;
-	}
-	if (bpf_skb_store_bytes(w->skb, w->pos, name, ((n - 1) & 0xff) + 1, 0) < 0) {
-		w->err = 1;
-		return;
-	}
-	w->pos += n;
-	if (v >= 10)
-		wr_bytes(w, zeros, 16); /* topic_id */
-	if (v >= 1)
-		wr8(w, 0); /* is_internal */
-	if (f)
-		wr8(w, 1); /* partitions: none */
-	else
-		wr32(w, 0);
-	if (v >= 8)
-		wr32(w, 0x80000000); /* topic_authorized_operations: none given */
-	if (f)
-		wr8(w, 0);
-}
-
-/*
- * kafka_answer_produce writes, in place of a refused Produce request
- * naming one topic, the Produce response of its version under its
- * correlation ID: the topic, each of the request's partitions with
- * TOPIC_AUTHORIZATION_FAILED and offsets -1, then zeros to the frame's
- * end (as kafka_answer).
- */
-__noinline int kafka_answer_produce(struct __sk_buff *skb, struct kafka_sock *st, struct kafka_scratch *x, __u32 off)
-{
-	if (!skb || !st || !x)
-		return -1;
-	struct kafka_names *nm = &x->names;
-	__u32 v = (__u32)st->api_version;
-	__u32 f = v >= 9;
-	__u32 n = nm->nlen[0];
-	__u32 np = nm->nparts;
-	if (nm->count != 1 || n == 0 || np == 0 || np > KAFKA_MAX_PARTS || st->len < 8 || st->len > KAFKA_FRAME_MAX)
-		return -1;
-	struct wr w = { .skb = skb, .pos = off, .end = off + st->len };
-	wr32(&w, st->len - 4);
-	wr32(&w, (__u32)st->correlation);
-	if (f) {
-		wr8(&w, 0); /* response header tagged fields */
-		wr8(&w, 2); /* topics: one */
-		if (n + 1 < 128) {
-			wr8(&w, n + 1);
-		} else {
-			wr8(&w, ((n + 1) & 0x7f) | 0x80);
-			wr8(&w, (n + 1) >> 7);
-		}
-	} else {
-		wr32(&w, 1);
-		wr16(&w, n);
-	}
-	if (w.err || w.pos + n > w.end)
-		return -1;
-	if (bpf_skb_store_bytes(skb, w.pos, nm->buf, ((n - 1) & 0xff) + 1, 0) < 0)
-		return -1;
-	w.pos += n;
-	if (f)
-		wr8(&w, np + 1);
-	else
-		wr32(&w, np);
-	for (__u32 i = 0; i < KAFKA_MAX_PARTS; i++) {
-		if (i >= np || w.err)
-			break;
-		wr32(&w, nm->parts[i & (KAFKA_MAX_PARTS - 1)]);
-		wr16(&w, KAFKA_TOPIC_AUTHORIZATION_FAILED);
-		wr32(&w, 0xffffffff); /* base_offset -1 */
-		wr32(&w, 0xffffffff);
-		if (v >= 2) { /* log_append_time_ms -1 */
-			wr32(&w, 0xffffffff);
-			wr32(&w, 0xffffffff);
-		}
-		if (v >= 5) { /* log_start_offset -1 */
-			wr32(&w, 0xffffffff);
-			wr32(&w, 0xffffffff);
-		}
-		if (v >= 8) { /* record_errors: none; error_message: null */
-			if (f) {
-				wr8(&w, 1);
-				wr8(&w, 0);
-			} else {
-				wr32(&w, 0);
-				wr16(&w, 0xffff);
-			}
-		}
-		if (f)
-			wr8(&w, 0); /* partition tagged fields */
-	}
-	if (f)
-		wr8(&w, 0); /* topic tagged fields */
-	if (v >= 1)
-		wr32(&w, 0); /* throttle_time_ms */
-	if (f)
-		wr8(&w, 0);
-	if (w.err)
-		return -1;
-	bpf_loop(KAFKA_FRAME_MAX / sizeof(zeros) + 1, zero_cb, &w, 0);
-	return w.err ? -1 : 0;
-}
-
-/*
- * kafka_answer writes, in place of the refused Metadata request at off
- * (len bytes), the Metadata response of the request's version under its
- * correlation ID: no broker, and each topic of the request in its order,
- * the refused ones with TOPIC_AUTHORIZATION_FAILED, the others with
- * LEADER_NOT_AVAILABLE (retriable: the broker was not asked), none with a
- * partition. The response's size field covers the whole frame and the
- * bytes after the response are zero (clients read a response by its
- * schema and ignore what follows).
- */
-__noinline int kafka_answer(struct __sk_buff *skb, struct kafka_sock *st, struct kafka_scratch *x, __u32 off)
-{
-	if (!skb || !st || !x)
-		return -1;
-	struct kafka_names *nm = &x->names;
-	__u32 v = (__u32)st->api_version;
-	__u32 f = v >= 9;
-	__u32 count = nm->count;
-	if (count == 0 || count > KAFKA_MAX_TOPICS || st->len < 8 || st->len > KAFKA_FRAME_MAX)
-		return -1;
-	struct wr w = { .skb = skb, .pos = off, .end = off + st->len };
-	wr32(&w, st->len - 4);
-	wr32(&w, (__u32)st->correlation);
-	if (f)
-		wr8(&w, 0); /* response header tagged fields */
-	if (v >= 3)
-		wr32(&w, 0); /* throttle_time_ms */
-	if (f)
-		wr8(&w, 1); /* brokers: none */
-	else
-		wr32(&w, 0);
-	if (v >= 2) { /* cluster_id: null */
-		if (f)
-			wr8(&w, 0);
-		else
-			wr16(&w, 0xffff);
-	}
-	if (v >= 1)
-		wr32(&w, 0xffffffff); /* controller_id: none */
-	if (f)
-		wr8(&w, count + 1);
-	else
-		wr32(&w, count);
-	__u32 at = 0;
-	for (__u32 i = 0; i < KAFKA_MAX_TOPICS; i++) {
-		if (i >= count || w.err)
-			break;
-		__u32 n = nm->nlen[i];
-		if (at >= KAFKA_NAMES_MAX) {
-			w.err = 1;
-			break;
-		}
-		__u16 err = (nm->denied & (1u << i)) ? KAFKA_TOPIC_AUTHORIZATION_FAILED : KAFKA_LEADER_NOT_AVAILABLE;
-		answer_topic(&w, v, err, &nm->buf[at & (KAFKA_NAMES_MAX - 1)], n);
-		at += n;
-	}
-	if (v >= 8 && v <= 10)
-		wr32(&w, 0x80000000); /* cluster_authorized_operations */
-	if (v >= 13)
-		wr16(&w, 0); /* error_code */
-	if (f)
-		wr8(&w, 0);
-	if (w.err)
-		return -1;
-	bpf_loop(KAFKA_FRAME_MAX / sizeof(zeros) + 1, zero_cb, &w, 0);
-	return w.err ? -1 : 0;
-}
-
-/*
- * kafka_close_frame writes, in place of a refused frame the kernel
- * cannot answer in the request's terms, one response frame as long as
- * the request: its size field, then (if there is room) the request's
- * correlation ID inverted, then zeros. No request of the client has that
- * correlation ID, so the client takes the connection for broken and
- * closes it (franz-go: "correlation ID mismatch"); a refused frame too
- * short to hold one is answered by a response frame of size zero.
- */
-__noinline int kafka_close_frame(struct __sk_buff *skb, struct kafka_sock *st, __u32 off)
-{
-	if (!skb || !st || st->len < 4 || st->len > KAFKA_FRAME_MAX)
-		return -1;
-	struct wr w = { .skb = skb, .pos = off, .end = off + st->len };
-	if (st->len < 8) {
-		wr32(&w, 0);
-	} else {
-		wr32(&w, st->len - 4);
-		wr32(&w, ~(__u32)st->correlation);
-	}
-	if (w.err)
-		return -1;
-	bpf_loop(KAFKA_FRAME_MAX / sizeof(zeros) + 1, zero_cb, &w, 0);
-	return w.err ? -1 : 0;
-}
 
 /*
  * to_server gives the frame to the broker, redirected to the socket's own
@@ -1423,13 +784,27 @@ static __always_inline __u32 strp_full_len(struct __sk_buff *skb)
 
 /* ---- the verdict event ---- */
 
-#define CTX_IP6(dst, src) do { \
-	__u32 a0 = (src)[0]; barrier_var(a0); \
-	__u32 a1 = (src)[1]; barrier_var(a1); \
-	__u32 a2 = (src)[2]; barrier_var(a2); \
-	__u32 a3 = (src)[3]; barrier_var(a3); \
-	(dst)[0] = a0; (dst)[1] = a1; (dst)[2] = a2; (dst)[3] = a3; \
-} while (0)
+
+/* ev_head reserves an event and fills what the parser found (st). */
+static __always_inline struct kafka_event *ev_head(struct kafka_sock *st, __u64 cookie, __u32 dir)
+{
+	struct kafka_event *e = bpf_ringbuf_reserve(&kafka_events, sizeof(*e), 0);
+	if (!e) {
+		count(dir == KAFKA_DIR_EGRESS ? KAFKA_R_MAX + KAFKA_R_EVLOST : KAFKA_R_EVLOST);
+		return NULL;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->generation = st->generation;
+	e->cookie = cookie;
+	e->rule = st->rule;
+	e->list = st->list;
+	e->correlation = st->correlation;
+	e->api_key = st->api_key;
+	e->api_version = st->api_version;
+	e->reason = st->reason;
+	e->dir = dir;
+	return e;
+}
 
 /*
  * ev_fill reserves the event of the frame the verdict has (st: what the
@@ -1439,20 +814,9 @@ static __always_inline __u32 strp_full_len(struct __sk_buff *skb)
  */
 static __always_inline struct kafka_event *ev_fill(struct __sk_buff *skb, struct kafka_sock *st, __u64 cookie)
 {
-	struct kafka_event *e = bpf_ringbuf_reserve(&kafka_events, sizeof(*e), 0);
-	if (!e) {
-		count(KAFKA_R_EVLOST);
+	struct kafka_event *e = ev_head(st, cookie, KAFKA_DIR_INGRESS);
+	if (!e)
 		return NULL;
-	}
-	e->generation = st->generation;
-	e->cookie = cookie;
-	e->rule = st->rule;
-	e->list = st->list;
-	e->correlation = st->correlation;
-	e->api_key = st->api_key;
-	e->api_version = st->api_version;
-	e->reason = st->reason;
-	e->answer = 0;
 	__u32 fam = skb->family;
 	barrier_var(fam);
 	__u32 lp = skb->local_port;
@@ -1528,7 +892,7 @@ int kafka_verdict(struct __sk_buff *skb)
 		count(st->reason);
 		struct kafka_event *e = ev_fill(skb, st, cookie);
 		if (strp_full_len(skb) != st->len ||
-		    (st->api_key == 0 ? kafka_answer_produce(skb, st, &w->x, strp_offset(skb)) : kafka_answer(skb, st, &w->x, strp_offset(skb))) < 0) {
+		    (st->api_key == 0 ? kafka_answer_produce(skb, st, &w->x, strp_offset(skb), st->len) : kafka_answer(skb, st, &w->x, strp_offset(skb), st->len)) < 0) {
 			count(KAFKA_R_ANSWER_FAIL);
 			ev_send(e, 0);
 			return SK_DROP;
@@ -1542,7 +906,7 @@ int kafka_verdict(struct __sk_buff *skb)
 		st->mode = 1;
 		count(st->reason);
 		struct kafka_event *e = ev_fill(skb, st, cookie);
-		if (strp_full_len(skb) != st->len || kafka_close_frame(skb, st, strp_offset(skb)) < 0) {
+		if (strp_full_len(skb) != st->len || kafka_close_frame(skb, st, strp_offset(skb), st->len) < 0) {
 			count(KAFKA_R_ANSWER_FAIL);
 			ev_send(e, 0);
 			return SK_DROP;
@@ -1558,18 +922,14 @@ int kafka_verdict(struct __sk_buff *skb)
 	return SK_DROP;
 }
 
-SEC("sockops")
-int kafka_sockops(struct bpf_sock_ops *skops)
+/* ---- egress: the client's writes (sk_msg) ---- */
+
+/* port_enforced reports whether a socket's local address and port (the
+ * local one for a broker's socket, the remote one for a client's) have
+ * an entry in ports (exact address, then any address of the family). */
+static __always_inline int port_enforced(struct bpf_sock_ops *skops, void *ports, __u16 port)
 {
-	__u64 cookie = bpf_get_socket_cookie(skops);
-	if (skops->op == BPF_SOCK_OPS_STATE_CB) {
-		if (skops->args[1] == BPF_TCP_CLOSE)
-			bpf_map_delete_elem(&kafka_sock_state, &cookie);
-		return 1;
-	}
-	if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
-		return 1;
-	struct kafka_port_key k = { .port = skops->local_port };
+	struct kafka_port_key k = { .port = port };
 	if (skops->family == AF_INET) {
 		k.family = 4;
 		__u32 la = skops->local_ip4;
@@ -1584,13 +944,445 @@ int kafka_sockops(struct bpf_sock_ops *skops)
 			__builtin_memcpy(k.addr, la, 16);
 		}
 	} else {
+		return 0;
+	}
+	if (bpf_map_lookup_elem(ports, &k))
+		return 1;
+	__builtin_memset(k.addr, 0, sizeof(k.addr));
+	return bpf_map_lookup_elem(ports, &k) != 0;
+}
+
+/* A port in a ctx's remote_port field (network byte order, shifted or
+ * not depending on the context type) in host byte order. */
+static __always_inline __u16 remote_port(__u32 v)
+{
+	__u32 r = bpf_ntohl(v);
+	return r > 0xffff ? r >> 16 : r;
+}
+
+/*
+ * esock_connect runs at TCP_CONNECT_CB (connect, or the first sendmsg of
+ * TCP Fast Open, before the SYN is built): a client socket of an
+ * enforced remote port gets its state now, marked connecting, so that
+ * kafka_gate knows it is enforced before it is in kafka_esocks. A socket
+ * of a port no longer enforced loses any state a previous connect left.
+ */
+static __always_inline void esock_connect(struct bpf_sock_ops *skops, __u64 cookie)
+{
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return;
+	if (!port_enforced(skops, &kafka_eports, remote_port(skops->remote_port))) {
+		bpf_sk_storage_delete(&kafka_esk, sk);
+		return;
+	}
+	struct kafka_esockw *w = bpf_sk_storage_get(&kafka_esk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!w)
+		return; /* not enforced: counted by the absence of KAFKA_R_SOCKETS */
+	__builtin_memset(&w->e, 0, sizeof(w->e));
+	__builtin_memset(&w->s, 0, sizeof(w->s));
+	w->e.cookie = cookie;
+	w->e.flags = KAFKA_ES_CONNECTING;
+}
+
+/*
+ * esock_add runs at ACTIVE_ESTABLISHED: an enforced client socket is put
+ * into kafka_esocks (its writes then run kafka_msg), with the sequence
+ * number of its first data byte, from which kafka_gate counts.
+ */
+static __always_inline void esock_add(struct bpf_sock_ops *skops, __u64 cookie)
+{
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return;
+	if (!port_enforced(skops, &kafka_eports, remote_port(skops->remote_port))) {
+		bpf_sk_storage_delete(&kafka_esk, sk);
+		return;
+	}
+	struct kafka_esockw *w = bpf_sk_storage_get(&kafka_esk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!w)
+		return;
+	if (!(w->e.flags & KAFKA_ES_CONNECTING)) {
+		/* no state from connect: start from nothing */
+		__builtin_memset(&w->e, 0, sizeof(w->e));
+		__builtin_memset(&w->s, 0, sizeof(w->s));
+	}
+	w->e.flags &= ~KAFKA_ES_CONNECTING;
+	w->e.cookie = cookie;
+	/* ISN + 1: snd_una has moved past the ISN by bytes_acked */
+	w->e.wbase = skops->snd_una - (__u32)skops->bytes_acked + 1;
+	/* SYN data kafka_gate did not see (no state at connect) left
+	 * undecided: nothing more of the connection is passed. */
+	if (!(w->e.flags & KAFKA_ES_GATED) && (skops->snd_nxt != skops->snd_una || skops->bytes_acked > 1)) {
+		w->s.mode = 1;
+		w->e.flags |= KAFKA_ES_GATED;
+		ecount(KAFKA_R_FASTOPEN);
+	}
+	if (bpf_sock_hash_update(skops, &kafka_esocks, &cookie, BPF_NOEXIST) == 0)
+		ecount(KAFKA_R_SOCKETS);
+}
+
+/* The client's TCP sequence numbers: rcv_nxt (bytes the broker sent),
+ * copied_seq (bytes the client read), write_seq (bytes it wrote). */
+static __always_inline int client_seqs(struct sk_msg_md *msg, __u32 *rcv, __u32 *copied, __u32 *wseq)
+{
+	struct bpf_sock *sk = msg->sk;
+	if (!sk)
+		return -1;
+	struct tcp_sock___kafka *tp = (void *)bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return -1;
+	*rcv = tp->rcv_nxt;
+	*copied = tp->copied_seq;
+	*wseq = tp->write_seq;
+	return 0;
+}
+
+/* epass passes the frame's n bytes (the verdict's apply bytes; the
+ * kernel runs kafka_msg again for what the message holds after them),
+ * counts them for kafka_gate, and records the client's rcv_nxt. */
+static __always_inline int epass(struct sk_msg_md *msg, struct kafka_esockw *w, __u32 n)
+{
+	__u32 rcv = 0, copied = 0, wseq = 0;
+	bpf_msg_apply_bytes(msg, n);
+	w->e.wpassed += n;
+	if (client_seqs(msg, &rcv, &copied, &wseq) == 0) {
+		w->s.wseq = rcv;
+		w->s.passed = 1;
+	}
+	return SK_PASS;
+}
+
+/* unparsed reports whether the client's TCP holds other bytes than
+ * kafka_msg let in (write_seq is wbase plus the bytes it passed, when it
+ * runs: see docs/l7.md, the same check for HTTP). */
+static __always_inline int unparsed(struct sk_msg_md *msg, struct kafka_esock *e)
+{
+	__u32 rcv = 0, copied = 0, wseq = 0;
+	if (client_seqs(msg, &rcv, &copied, &wseq) < 0)
+		return 1;
+	return wseq != e->wbase + e->wpassed;
+}
+
+/* in_order reports whether an answer written now cannot overtake the
+ * broker's answer to a frame passed before: nothing was passed, or the
+ * broker has sent since the last frame passed and the client has read
+ * all of it. */
+static __always_inline int in_order(struct sk_msg_md *msg, struct kafka_sock *st)
+{
+	if (!st->passed)
+		return 1;
+	__u32 rcv = 0, copied = 0, wseq = 0;
+	if (client_seqs(msg, &rcv, &copied, &wseq) < 0)
+		return 0;
+	return rcv != st->wseq && copied == rcv;
+}
+
+/* msg_splice replaces the message's first n bytes by m bytes (their
+ * content the caller's to write) and makes [0, m) one piece. */
+static __always_inline int msg_splice(struct sk_msg_md *msg, __u32 n, __u32 m)
+{
+	if (n > m) {
+		if (bpf_msg_pop_data(msg, m, n - m, 0) < 0)
+			return -1;
+	} else if (n < m) {
+		if (bpf_msg_push_data(msg, n, m - n, 0) < 0)
+			return -1;
+	}
+	return bpf_msg_pull_data(msg, 0, m, 0) < 0 ? -1 : 0;
+}
+
+struct ecopy {
+	struct sk_msg_md *msg;
+	struct kafka_abuf *a;
+	__u32 n;
+	int err;
+};
+
+/* ecopy_cb copies the i-th 64 bytes of the answer into the message. */
+static long ecopy_cb(__u32 i, void *ctx)
+{
+	struct ecopy *c = ctx;
+	__u32 at = i * 64;
+	if (at >= c->n)
+		return 1;
+	if (at >= KAFKA_ANS_MAX) {
+		c->err = 1;
 		return 1;
 	}
-	if (!bpf_map_lookup_elem(&kafka_ports, &k)) {
-		__builtin_memset(k.addr, 0, sizeof(k.addr));
-		if (!bpf_map_lookup_elem(&kafka_ports, &k))
+	__u8 *d = (void *)(long)c->msg->data, *end = (void *)(long)c->msg->data_end;
+	__u8 *p = d + (at & (KAFKA_ANS_MAX - 1));
+	__u8 *src = &c->a->b[at & (KAFKA_ANS_MAX - 1)];
+	if (at + 64 <= c->n) {
+		if ((void *)(p + 64) > (void *)end) {
+			c->err = 1;
 			return 1;
+		}
+		__builtin_memcpy(p, src, 64);
+		return 0;
 	}
+	for (__u32 j = 0; j < 64; j++) {
+		if (at + j >= c->n)
+			break;
+		if ((void *)(p + j + 1) > (void *)end) {
+			c->err = 1;
+			return 1;
+		}
+		p[j] = src[j];
+	}
+	return 1;
+}
+
+/* answer_out puts the n bytes of the answer in place of the message's
+ * first len bytes. */
+static __always_inline int answer_out(struct sk_msg_md *msg, struct kafka_abuf *a, __u32 len, __u32 n)
+{
+	if (n == 0 || n > KAFKA_ANS_MAX || msg_splice(msg, len, n) < 0)
+		return -1;
+	struct ecopy c = { .msg = msg, .a = a, .n = n };
+	bpf_loop(KAFKA_ANS_MAX / 64, ecopy_cb, &c, 0);
+	return c.err ? -1 : 0;
+}
+
+/* msg_tuple reads the client's address and port and the broker's (each
+ * field read on its own: the verifier refuses a load through a ctx
+ * pointer the compiler offset to share it between branches). */
+static __always_inline __u32 msg_tuple(struct sk_msg_md *msg, __u32 *la, __u32 *ra, __u16 *lport, __u16 *rport)
+{
+	__u32 fam = msg->family;
+	barrier_var(fam);
+	__u32 lp = msg->local_port;
+	barrier_var(lp);
+	__u32 rp = msg->remote_port;
+	barrier_var(rp);
+	*lport = lp;
+	*rport = remote_port(rp);
+	if (fam == AF_INET) {
+		__u32 l = msg->local_ip4;
+		barrier_var(l);
+		__u32 r = msg->remote_ip4;
+		barrier_var(r);
+		la[0] = l;
+		ra[0] = r;
+		return 4;
+	}
+	CTX_IP6(la, msg->local_ip6);
+	CTX_IP6(ra, msg->remote_ip6);
+	return 6;
+}
+
+/* eev_fill reserves and fills the event of the client's frame (st), as
+ * ev_fill does on the broker's side; the frame is at the message's start. */
+static __always_inline struct kafka_event *eev_fill(struct sk_msg_md *msg, struct kafka_sock *st, __u64 cookie)
+{
+	struct kafka_event *e = ev_head(st, cookie, KAFKA_DIR_EGRESS);
+	if (!e)
+		return NULL;
+	__u32 la[4] = {}, ra[4] = {};
+	__u16 lp = 0, rp = 0;
+	e->family = msg_tuple(msg, la, ra, &lp, &rp);
+	e->local_port = lp;
+	e->remote_port = rp;
+	__builtin_memcpy(e->local, la, 16);
+	__builtin_memcpy(e->remote, ra, 16);
+	__u32 n = st->client_len;
+	e->client_full = n;
+	e->client_len = 0;
+	if (n > KAFKA_EV_CLIENT)
+		n = KAFKA_EV_CLIENT;
+	if (n > 0 && msg_load(msg, 14, e->client, ((n - 1) & (KAFKA_EV_CLIENT - 1)) + 1) == 0)
+		e->client_len = n;
+	n = st->topic_len;
+	e->topic_full = n;
+	e->topic_len = 0;
+	if (n > KAFKA_EV_TOPIC)
+		n = KAFKA_EV_TOPIC;
+	if (n > 0 && msg_load(msg, st->topic_off, e->topic, ((n - 1) & (KAFKA_EV_TOPIC - 1)) + 1) == 0)
+		e->topic_len = n;
+	return e;
+}
+
+/*
+ * kafka_msg decides what a client socket of kafka_esocks writes, frame by
+ * frame, with the broker's side's parser (frame.h): each run sees the
+ * bytes not yet decided, from where the next frame starts. A frame that
+ * is not whole is corked (bpf_msg_cork_bytes: the kernel holds the bytes
+ * and runs the program again, on all of them, once the frame's length
+ * has been written); a decided frame is passed alone
+ * (bpf_msg_apply_bytes), and the kernel runs the program again for what
+ * follows it. A refused frame never leaves: it is replaced by the answer
+ * (Metadata or Produce response with TOPIC_AUTHORIZATION_FAILED) and the
+ * answer redirected to the client socket's own receive queue; or, where
+ * no answer can be given, the whole message is replaced by the closing
+ * frame (a response under another correlation ID), and every later
+ * write fails (EACCES).
+ */
+SEC("sk_msg")
+int kafka_msg(struct sk_msg_md *msg)
+{
+	struct bpf_sock *sk = msg->sk;
+	if (!sk)
+		return SK_DROP;
+	struct kafka_esockw *w = bpf_sk_storage_get(&kafka_esk, sk, 0, 0);
+	if (!w)
+		return SK_DROP; /* no state: refused, never passed */
+	struct kafka_sock *st = &w->s;
+	/* The kernel keeps a corked message with the apply and cork bytes a
+	 * run set: both are set on every run. */
+	bpf_msg_apply_bytes(msg, 0);
+	bpf_msg_cork_bytes(msg, 0);
+	__u32 size = msg->size;
+	if (size == 0)
+		return SK_PASS;
+	if (!st->mode && unparsed(msg, &w->e)) {
+		st->mode = 1;
+		ecount(KAFKA_R_UNPARSED_WRITE);
+	}
+	if (st->mode) {
+		ecount(KAFKA_R_DROPPED);
+		return SK_DROP; /* the write fails with EACCES */
+	}
+	__u32 la[4] = {}, ra[4] = {};
+	__u16 lp = 0, rp = 0;
+	__u32 fam = msg_tuple(msg, la, ra, &lp, &rp);
+	__u32 list = 0;
+	__u32 has = bind_lookup(&kafka_ebinds, fam, la, ra, rp, &list);
+	struct kafka_args a = { .off = 0, .avail = size, .list = list, .has_list = has, .max = KAFKA_EFRAME_MAX };
+	kafka_decide_frame_msg(msg, &a, st, &w->x);
+	__u64 cookie = w->e.cookie;
+	switch (st->kind) {
+	case KAFKA_KIND_NEED_MORE: {
+		/* Run again, on every byte so far, once the frame is whole
+		 * (its size field read: at most KAFKA_EFRAME_MAX, else it was
+		 * refused). */
+		__u32 need = size + 1, sz = 0;
+		if (size >= 4 && msg_load(msg, 0, &sz, 4) == 0) {
+			__u32 flen = 4 + bpf_ntohl(sz);
+			if (flen > size && flen <= KAFKA_EFRAME_MAX)
+				need = flen;
+		}
+		bpf_msg_cork_bytes(msg, need);
+		return SK_DROP; /* not applied while corked; applied if the kernel cannot cork */
+	}
+	case KAFKA_KIND_PASS:
+		ecount(KAFKA_R_PASSED);
+		return epass(msg, w, st->len);
+	case KAFKA_KIND_REQUEST:
+		st->requests++;
+		ecount(st->reason);
+		if (st->reason == KAFKA_R_AUDIT || st->evall)
+			ev_send(eev_fill(msg, st, cookie), KAFKA_KIND_REQUEST);
+		return epass(msg, w, st->len);
+	}
+	/* Refused. The event is filled before the answer replaces the frame. */
+	st->requests++;
+	ecount(st->reason);
+	struct kafka_event *e = eev_fill(msg, st, cookie);
+	__u32 n = answer_len(st, &w->x.names);
+	if (n > 0 && n <= KAFKA_ANS_MAX && in_order(msg, st)) {
+		int r = st->api_key == 0 ? kafka_answer_produce_msg(&w->ans, st, &w->x, 0, n) :
+					   kafka_answer_msg(&w->ans, st, &w->x, 0, n);
+		if (r == 0 && answer_out(msg, &w->ans, st->len, n) == 0) {
+			bpf_msg_apply_bytes(msg, n);
+			if (bpf_msg_redirect_hash(msg, &kafka_esocks, &cookie, BPF_F_INGRESS) == SK_PASS) {
+				st->kind = KAFKA_KIND_ANSWER;
+				ecount(KAFKA_R_ANSWERED);
+				ev_send(e, KAFKA_KIND_ANSWER);
+				return SK_PASS;
+			}
+		}
+	}
+	/* The closing frame, in place of the whole message. */
+	st->mode = 1;
+	st->kind = KAFKA_KIND_CLOSE;
+	__u32 alen = st->len < 8 ? 4 : 8;
+	bpf_msg_apply_bytes(msg, 0);
+	if (kafka_close_frame_msg(&w->ans, st, 0, alen) == 0 && answer_out(msg, &w->ans, msg->size, alen) == 0 &&
+	    bpf_msg_redirect_hash(msg, &kafka_esocks, &cookie, BPF_F_INGRESS) == SK_PASS) {
+		ecount(KAFKA_R_CLOSED);
+		ev_send(e, KAFKA_KIND_CLOSE);
+		return SK_PASS;
+	}
+	ecount(KAFKA_R_ANSWER_FAIL);
+	ev_send(e, 0);
+	return SK_DROP;
+}
+
+/* ---- egress: the gate on the wire (cgroup_skb/egress) ---- */
+
+/*
+ * kafka_gate sees every IP packet the sockets of the cgroup send: a TCP
+ * segment of a client socket with Kafka egress state passes only if its
+ * payload lies within the bytes kafka_msg decided (bpf/gate.h, shared
+ * with bpf/l7's l7_gate). Any other is dropped and the connection
+ * refused: counted once, an event, and every later write fails.
+ */
+SEC("cgroup_skb/egress")
+int kafka_gate(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+	struct kafka_esockw *w = bpf_sk_storage_get(&kafka_esk, sk, 0, 0);
+	if (!w)
+		return 1;
+	struct kafka_esock *es = &w->e;
+	int v = gate_segment(skb, es->flags & KAFKA_ES_CONNECTING, es->wbase + es->wpassed);
+	if (v == GATE_PASS)
+		return 1;
+	__u32 reason = v == GATE_CONNECTING ? KAFKA_R_FASTOPEN : KAFKA_R_UNDECIDED;
+	if (!(es->flags & KAFKA_ES_GATED)) {
+		es->flags |= KAFKA_ES_GATED;
+		w->s.mode = 1;
+		ecount(reason);
+		struct kafka_sock g = {};
+		g.reason = reason;
+		struct kafka_event *e = ev_head(&g, es->cookie, KAFKA_DIR_EGRESS);
+		if (e) {
+			e->local_port = sk->src_port;
+			e->remote_port = remote_port(sk->dst_port);
+			__u32 l[4] = {}, r[4] = {};
+			if (sk->family == AF_INET) {
+				e->family = 4;
+				l[0] = sk->src_ip4;
+				r[0] = sk->dst_ip4;
+			} else {
+				e->family = 6;
+				CTX_IP6(l, sk->src_ip6);
+				CTX_IP6(r, sk->dst_ip6);
+			}
+			__builtin_memcpy(e->local, l, 16);
+			__builtin_memcpy(e->remote, r, 16);
+			ev_send(e, 0);
+		}
+	}
+	return 0;
+}
+
+SEC("sockops")
+int kafka_sockops(struct bpf_sock_ops *skops)
+{
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	if (skops->op == BPF_SOCK_OPS_STATE_CB) {
+		if (skops->args[1] == BPF_TCP_CLOSE)
+			bpf_map_delete_elem(&kafka_sock_state, &cookie);
+		return 1;
+	}
+	if (skops->op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
+		esock_connect(skops, cookie);
+		return 1;
+	}
+	if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+		esock_add(skops, cookie);
+		return 1;
+	}
+	if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		return 1;
+	if (!port_enforced(skops, &kafka_ports, skops->local_port))
+		return 1;
 	if (bpf_map_update_elem(&kafka_sock_state, &cookie, &kafka_sockw_zero, BPF_ANY) < 0)
 		return 1; /* not enforced: counted by the absence of KAFKA_R_SOCKETS */
 	/* The strparser holds a frame whole and refuses one longer than
@@ -1644,8 +1436,8 @@ int kafka_test_answer(struct __sk_buff *skb)
 	if (!in || !out)
 		return 0;
 	if (out->s.kind == KAFKA_KIND_CLOSE)
-		return kafka_close_frame(skb, &out->s, in->off) < 0 ? 1 : 0;
+		return kafka_close_frame(skb, &out->s, in->off, out->s.len) < 0 ? 1 : 0;
 	if (out->s.api_key == 0)
-		return kafka_answer_produce(skb, &out->s, &out->x, in->off) < 0 ? 1 : 0;
-	return kafka_answer(skb, &out->s, &out->x, in->off) < 0 ? 1 : 0;
+		return kafka_answer_produce(skb, &out->s, &out->x, in->off, out->s.len) < 0 ? 1 : 0;
+	return kafka_answer(skb, &out->s, &out->x, in->off, out->s.len) < 0 ? 1 : 0;
 }

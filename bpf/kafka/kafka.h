@@ -62,7 +62,11 @@ enum kafka_reason {
 	KAFKA_R_ANSWER_FAIL = 14, /* the answer, or an allowed frame, could not be written or queued: the request was dropped */
 	KAFKA_R_DROPPED = 15,  /* frames dropped after a closing refusal */
 	KAFKA_R_EVLOST = 16,   /* verdict events the ring buffer had no room for */
-	KAFKA_R_MAX = 17,
+	/* the client's side only (egress): */
+	KAFKA_R_UNDECIDED = 17,  /* a segment with bytes kafka_msg did not decide (kafka_gate dropped it) */
+	KAFKA_R_FASTOPEN = 18,   /* data in the SYN (TCP Fast Open) */
+	KAFKA_R_UNPARSED_WRITE = 19, /* TCP holds bytes kafka_msg did not decide, or lacks some it passed */
+	KAFKA_R_MAX = 20,
 };
 
 /* kafka_config flags of a slot. */
@@ -84,7 +88,7 @@ struct kafka_config {
  * request too when the slot's KAFKA_EV_ALLOWED flag is set. */
 struct kafka_event {
 	__u64 generation;
-	__u64 cookie;      /* the broker's socket's */
+	__u64 cookie;      /* the socket's (the broker's, or the client's on egress) */
 	__u32 rule;        /* the deciding rule (0: none, e.g. a malformed request) */
 	__u32 list;        /* the binding's list */
 	__s32 correlation; /* the request's correlation ID */
@@ -95,7 +99,7 @@ struct kafka_event {
 	__u8 family;       /* 4 or 6 */
 	__u8 client_len;   /* bytes in client (at most KAFKA_EV_CLIENT) */
 	__u8 topic_len;    /* bytes in topic (at most KAFKA_EV_TOPIC) */
-	__u8 pad;
+	__u8 dir;          /* enum kafka_dir: whose socket (local: the broker's, or the client's) */
 	__u16 local_port;
 	__u16 remote_port;
 	__u16 client_full; /* the client ID's whole length */
@@ -236,6 +240,41 @@ struct kafka_test_in {
 	__u32 has_list;
 	__u32 off; /* the frame starts here (test runs need 14 bytes) */
 	__u32 max; /* the receive buffer the parser is told (0: FrameMax) */
+};
+
+/* ---- egress: the client's side ---- */
+
+enum kafka_dir {
+	KAFKA_DIR_INGRESS = 0, /* the broker's side: kafka_parser, kafka_verdict */
+	KAFKA_DIR_EGRESS = 1,  /* the client's side: kafka_msg, kafka_gate */
+};
+
+/* The longest request frame a client may write (size field included):
+ * kafka_msg holds (corks) a frame until it is whole, and the kernel holds
+ * at most 17 pieces of a message; a longer frame is refused, oversize. */
+#define KAFKA_EFRAME_MAX (256 << 10)
+
+/* The longest answer written on the client's side (an answer is as long
+ * as its content, not as the request). */
+#define KAFKA_ANS_MAX 8192
+
+struct kafka_abuf {
+	__u8 b[KAFKA_ANS_MAX + 256];
+};
+
+/* kafka_esock flags */
+#define KAFKA_ES_CONNECTING 1 /* between TCP_CONNECT_CB and ACTIVE_ESTABLISHED */
+#define KAFKA_ES_GATED 2      /* kafka_gate refused the connection */
+
+/* A client socket's egress state (kafka_esk). The bytes TCP sends from
+ * wbase on are exactly the wpassed bytes kafka_msg decided, unless bytes
+ * reached TCP without it: kafka_gate drops any segment past them. */
+struct kafka_esock {
+	__u64 cookie;
+	__u32 wbase;   /* the first data byte's sequence number */
+	__u32 wpassed; /* bytes of SK_PASS verdicts */
+	__u32 flags;
+	__u32 pad;
 };
 
 #endif

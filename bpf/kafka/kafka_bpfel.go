@@ -50,6 +50,22 @@ type KafkaKafkaConfig struct {
 	Pad        uint32
 }
 
+type KafkaKafkaDir uint32
+
+const (
+	KafkaKafkaDirKAFKA_DIR_INGRESS KafkaKafkaDir = 0
+	KafkaKafkaDirKAFKA_DIR_EGRESS  KafkaKafkaDir = 1
+)
+
+type KafkaKafkaEsock struct {
+	_       structs.HostLayout
+	Cookie  uint64
+	Wbase   uint32
+	Wpassed uint32
+	Flags   uint32
+	Pad     uint32
+}
+
 type KafkaKafkaEvent struct {
 	_           structs.HostLayout
 	Generation  uint64
@@ -64,7 +80,7 @@ type KafkaKafkaEvent struct {
 	Family      uint8
 	ClientLen   uint8
 	TopicLen    uint8
-	Pad         uint8
+	Dir         uint8
 	LocalPort   uint16
 	RemotePort  uint16
 	ClientFull  uint16
@@ -134,24 +150,27 @@ type KafkaKafkaPortKey struct {
 type KafkaKafkaReason uint32
 
 const (
-	KafkaKafkaReasonKAFKA_R_ALLOWED     KafkaKafkaReason = 0
-	KafkaKafkaReasonKAFKA_R_DENIED      KafkaKafkaReason = 1
-	KafkaKafkaReasonKAFKA_R_AUDIT       KafkaKafkaReason = 2
-	KafkaKafkaReasonKAFKA_R_MALFORMED   KafkaKafkaReason = 3
-	KafkaKafkaReasonKAFKA_R_OVERSIZE    KafkaKafkaReason = 4
-	KafkaKafkaReasonKAFKA_R_VERSION     KafkaKafkaReason = 5
-	KafkaKafkaReasonKAFKA_R_TOPICS      KafkaKafkaReason = 6
-	KafkaKafkaReasonKAFKA_R_UNPARSED    KafkaKafkaReason = 7
-	KafkaKafkaReasonKAFKA_R_TAGGED      KafkaKafkaReason = 8
-	KafkaKafkaReasonKAFKA_R_NO_TABLES   KafkaKafkaReason = 9
-	KafkaKafkaReasonKAFKA_R_PASSED      KafkaKafkaReason = 10
-	KafkaKafkaReasonKAFKA_R_SOCKETS     KafkaKafkaReason = 11
-	KafkaKafkaReasonKAFKA_R_CLOSED      KafkaKafkaReason = 12
-	KafkaKafkaReasonKAFKA_R_ANSWERED    KafkaKafkaReason = 13
-	KafkaKafkaReasonKAFKA_R_ANSWER_FAIL KafkaKafkaReason = 14
-	KafkaKafkaReasonKAFKA_R_DROPPED     KafkaKafkaReason = 15
-	KafkaKafkaReasonKAFKA_R_EVLOST      KafkaKafkaReason = 16
-	KafkaKafkaReasonKAFKA_R_MAX         KafkaKafkaReason = 17
+	KafkaKafkaReasonKAFKA_R_ALLOWED        KafkaKafkaReason = 0
+	KafkaKafkaReasonKAFKA_R_DENIED         KafkaKafkaReason = 1
+	KafkaKafkaReasonKAFKA_R_AUDIT          KafkaKafkaReason = 2
+	KafkaKafkaReasonKAFKA_R_MALFORMED      KafkaKafkaReason = 3
+	KafkaKafkaReasonKAFKA_R_OVERSIZE       KafkaKafkaReason = 4
+	KafkaKafkaReasonKAFKA_R_VERSION        KafkaKafkaReason = 5
+	KafkaKafkaReasonKAFKA_R_TOPICS         KafkaKafkaReason = 6
+	KafkaKafkaReasonKAFKA_R_UNPARSED       KafkaKafkaReason = 7
+	KafkaKafkaReasonKAFKA_R_TAGGED         KafkaKafkaReason = 8
+	KafkaKafkaReasonKAFKA_R_NO_TABLES      KafkaKafkaReason = 9
+	KafkaKafkaReasonKAFKA_R_PASSED         KafkaKafkaReason = 10
+	KafkaKafkaReasonKAFKA_R_SOCKETS        KafkaKafkaReason = 11
+	KafkaKafkaReasonKAFKA_R_CLOSED         KafkaKafkaReason = 12
+	KafkaKafkaReasonKAFKA_R_ANSWERED       KafkaKafkaReason = 13
+	KafkaKafkaReasonKAFKA_R_ANSWER_FAIL    KafkaKafkaReason = 14
+	KafkaKafkaReasonKAFKA_R_DROPPED        KafkaKafkaReason = 15
+	KafkaKafkaReasonKAFKA_R_EVLOST         KafkaKafkaReason = 16
+	KafkaKafkaReasonKAFKA_R_UNDECIDED      KafkaKafkaReason = 17
+	KafkaKafkaReasonKAFKA_R_FASTOPEN       KafkaKafkaReason = 18
+	KafkaKafkaReasonKAFKA_R_UNPARSED_WRITE KafkaKafkaReason = 19
+	KafkaKafkaReasonKAFKA_R_MAX            KafkaKafkaReason = 20
 )
 
 type KafkaKafkaScratch struct {
@@ -224,6 +243,10 @@ const (
 const (
 	KafkaMapKafkaBinds       = "kafka_binds"
 	KafkaMapKafkaCounters    = "kafka_counters"
+	KafkaMapKafkaEbinds      = "kafka_ebinds"
+	KafkaMapKafkaEports      = "kafka_eports"
+	KafkaMapKafkaEsk         = "kafka_esk"
+	KafkaMapKafkaEsocks      = "kafka_esocks"
 	KafkaMapKafkaEvents      = "kafka_events"
 	KafkaMapKafkaGens        = "kafka_gens"
 	KafkaMapKafkaLists       = "kafka_lists"
@@ -235,11 +258,14 @@ const (
 	KafkaMapKafkaTestInput   = "kafka_test_input"
 	KafkaMapKafkaTestOut     = "kafka_test_out"
 	KafkaMapKafkaVals        = "kafka_vals"
+	KafkaProgKafkaGate       = "kafka_gate"
+	KafkaProgKafkaMsg        = "kafka_msg"
 	KafkaProgKafkaParser     = "kafka_parser"
 	KafkaProgKafkaSockops    = "kafka_sockops"
 	KafkaProgKafkaTestAnswer = "kafka_test_answer"
 	KafkaProgKafkaTestParse  = "kafka_test_parse"
 	KafkaProgKafkaVerdict    = "kafka_verdict"
+	KafkaVarKafkaBtfDir      = "kafka_btf_dir"
 	KafkaVarKafkaBtfEvent    = "kafka_btf_event"
 	KafkaVarKafkaBtfKind     = "kafka_btf_kind"
 	KafkaVarKafkaBtfReason   = "kafka_btf_reason"
@@ -288,6 +314,8 @@ type KafkaSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KafkaProgramSpecs struct {
+	KafkaGate       *ebpf.ProgramSpec `ebpf:"kafka_gate"`
+	KafkaMsg        *ebpf.ProgramSpec `ebpf:"kafka_msg"`
 	KafkaParser     *ebpf.ProgramSpec `ebpf:"kafka_parser"`
 	KafkaSockops    *ebpf.ProgramSpec `ebpf:"kafka_sockops"`
 	KafkaTestAnswer *ebpf.ProgramSpec `ebpf:"kafka_test_answer"`
@@ -301,6 +329,10 @@ type KafkaProgramSpecs struct {
 type KafkaMapSpecs struct {
 	KafkaBinds     *ebpf.MapSpec `ebpf:"kafka_binds"`
 	KafkaCounters  *ebpf.MapSpec `ebpf:"kafka_counters"`
+	KafkaEbinds    *ebpf.MapSpec `ebpf:"kafka_ebinds"`
+	KafkaEports    *ebpf.MapSpec `ebpf:"kafka_eports"`
+	KafkaEsk       *ebpf.MapSpec `ebpf:"kafka_esk"`
+	KafkaEsocks    *ebpf.MapSpec `ebpf:"kafka_esocks"`
 	KafkaEvents    *ebpf.MapSpec `ebpf:"kafka_events"`
 	KafkaGens      *ebpf.MapSpec `ebpf:"kafka_gens"`
 	KafkaLists     *ebpf.MapSpec `ebpf:"kafka_lists"`
@@ -318,6 +350,7 @@ type KafkaMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KafkaVariableSpecs struct {
+	KafkaBtfDir     *ebpf.VariableSpec `ebpf:"kafka_btf_dir"`
 	KafkaBtfEvent   *ebpf.VariableSpec `ebpf:"kafka_btf_event"`
 	KafkaBtfKind    *ebpf.VariableSpec `ebpf:"kafka_btf_kind"`
 	KafkaBtfReason  *ebpf.VariableSpec `ebpf:"kafka_btf_reason"`
@@ -346,6 +379,10 @@ func (o *KafkaObjects) Close() error {
 type KafkaMaps struct {
 	KafkaBinds     *ebpf.Map `ebpf:"kafka_binds"`
 	KafkaCounters  *ebpf.Map `ebpf:"kafka_counters"`
+	KafkaEbinds    *ebpf.Map `ebpf:"kafka_ebinds"`
+	KafkaEports    *ebpf.Map `ebpf:"kafka_eports"`
+	KafkaEsk       *ebpf.Map `ebpf:"kafka_esk"`
+	KafkaEsocks    *ebpf.Map `ebpf:"kafka_esocks"`
 	KafkaEvents    *ebpf.Map `ebpf:"kafka_events"`
 	KafkaGens      *ebpf.Map `ebpf:"kafka_gens"`
 	KafkaLists     *ebpf.Map `ebpf:"kafka_lists"`
@@ -363,6 +400,10 @@ func (m *KafkaMaps) Close() error {
 	return _KafkaClose(
 		m.KafkaBinds,
 		m.KafkaCounters,
+		m.KafkaEbinds,
+		m.KafkaEports,
+		m.KafkaEsk,
+		m.KafkaEsocks,
 		m.KafkaEvents,
 		m.KafkaGens,
 		m.KafkaLists,
@@ -381,6 +422,7 @@ func (m *KafkaMaps) Close() error {
 //
 // It can be passed to LoadKafkaObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KafkaVariables struct {
+	KafkaBtfDir     *ebpf.Variable `ebpf:"kafka_btf_dir"`
 	KafkaBtfEvent   *ebpf.Variable `ebpf:"kafka_btf_event"`
 	KafkaBtfKind    *ebpf.Variable `ebpf:"kafka_btf_kind"`
 	KafkaBtfReason  *ebpf.Variable `ebpf:"kafka_btf_reason"`
@@ -391,6 +433,8 @@ type KafkaVariables struct {
 //
 // It can be passed to LoadKafkaObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KafkaPrograms struct {
+	KafkaGate       *ebpf.Program `ebpf:"kafka_gate"`
+	KafkaMsg        *ebpf.Program `ebpf:"kafka_msg"`
 	KafkaParser     *ebpf.Program `ebpf:"kafka_parser"`
 	KafkaSockops    *ebpf.Program `ebpf:"kafka_sockops"`
 	KafkaTestAnswer *ebpf.Program `ebpf:"kafka_test_answer"`
@@ -400,6 +444,8 @@ type KafkaPrograms struct {
 
 func (p *KafkaPrograms) Close() error {
 	return _KafkaClose(
+		p.KafkaGate,
+		p.KafkaMsg,
 		p.KafkaParser,
 		p.KafkaSockops,
 		p.KafkaTestAnswer,

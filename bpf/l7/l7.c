@@ -42,6 +42,7 @@
 #include <bpf/bpf_core_read.h>
 
 #include "l7.h"
+#include "../gate.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -2173,10 +2174,6 @@ int l7_sockops(struct bpf_sock_ops *skops)
 
 /* ---- egress: the gate on the wire (cgroup_skb/egress) ---- */
 
-#define ETH_P_IP 0x0800
-#define ETH_P_IPV6 0x86DD
-#define IPPROTO_TCP 6
-
 /* emit_gate sends the event of a segment l7_gate dropped. */
 static __always_inline void emit_gate(struct bpf_sock *sk, struct l7_esock *e, __u32 reason)
 {
@@ -2240,54 +2237,17 @@ int l7_gate(struct __sk_buff *skb)
 	if (!w)
 		return 1;
 	struct l7_esock *e = &w->e;
-	__u32 len = skb->len, iphl = 0;
-	__u32 proto = skb->protocol;
-	if (proto == bpf_htons(ETH_P_IP)) {
-		__u8 vihl = 0, p = 0;
-		if (bpf_skb_load_bytes(skb, 0, &vihl, 1) < 0 || bpf_skb_load_bytes(skb, 9, &p, 1) < 0)
-			goto undecided;
-		if (p != IPPROTO_TCP)
-			return 1;
-		iphl = (vihl & 0xf) * 4;
-	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		__u8 nh = 0;
-		if (bpf_skb_load_bytes(skb, 6, &nh, 1) < 0)
-			goto undecided;
-		if (nh != IPPROTO_TCP)
-			goto undecided; /* extension headers: not parsed, refused */
-		iphl = 40;
-	} else {
+	int v = gate_segment(skb, e->flags & L7_ES_CONNECTING, e->wbase + e->wpassed);
+	if (v == GATE_PASS)
 		return 1;
-	}
-	__u8 th[14];
-	if (bpf_skb_load_bytes(skb, iphl, th, sizeof(th)) < 0)
-		goto undecided;
-	__u32 thl = (th[12] >> 4) * 4;
-	if (len < iphl + thl)
-		goto undecided;
-	__u32 payload = len - iphl - thl;
-	if (payload == 0)
-		return 1; /* SYN, ACK, FIN, RST: no bytes of the stream */
-	if (e->flags & L7_ES_CONNECTING) {
-		/* Data in the SYN (TCP Fast Open): the kernel queues it again
-		 * and sends a plain SYN; once established it is dropped below. */
-		if (!(e->flags & L7_ES_GATED)) {
-			e->flags |= L7_ES_GATED;
-			e->s.mode = L7_MODE_REFUSED;
-			count_dir(L7_DIR_EGRESS, L7_R_FASTOPEN);
-			emit_gate(sk, e, L7_R_FASTOPEN);
-		}
-		return 0;
-	}
-	__u32 seq = ((__u32)th[4] << 24) | ((__u32)th[5] << 16) | ((__u32)th[6] << 8) | th[7];
-	if ((__s32)(seq + payload - (e->wbase + e->wpassed)) <= 0)
-		return 1;
-undecided:
+	/* Data in the SYN (TCP Fast Open): the kernel queues it again and
+	 * sends a plain SYN; once established it is dropped as undecided. */
+	__u32 reason = v == GATE_CONNECTING ? L7_R_FASTOPEN : L7_R_UNDECIDED;
 	if (!(e->flags & L7_ES_GATED)) {
 		e->flags |= L7_ES_GATED;
 		e->s.mode = L7_MODE_REFUSED;
-		count_dir(L7_DIR_EGRESS, L7_R_UNDECIDED);
-		emit_gate(sk, e, L7_R_UNDECIDED);
+		count_dir(L7_DIR_EGRESS, reason);
+		emit_gate(sk, e, reason);
 	}
 	return 0;
 }

@@ -64,7 +64,7 @@ type Adopted struct {
 // when dir holds no pinned state; on an error the datapath is left as
 // loaded and the pins as they were.
 func (d *Datapath) Adopt(dir string) (*Adopted, error) {
-	if len(d.links) > 0 || d.written[0].lists != nil || d.written[1].lists != nil || len(d.ports) > 0 {
+	if len(d.links) > 0 || len(d.gates) > 0 || d.written[0].lists != nil || d.written[1].lists != nil || len(d.ports) > 0 {
 		return nil, errors.New("adopt: the datapath has attached or applied already")
 	}
 	spec, err := kafkabpf.LoadKafka()
@@ -90,24 +90,30 @@ func (d *Datapath) Adopt(dir string) (*Adopted, error) {
 	if err := objs.KafkaGens.Lookup(slot, &conf); err != nil {
 		return fail(fmt.Errorf("read kafka_gens: %w", err))
 	}
-	written, ports, err := scanWritten(&objs)
+	written, ports, eports, err := scanWritten(&objs)
 	if err != nil {
 		return fail(err)
 	}
 	nd := &Datapath{objs: objs}
-	links, err := a.TakeOver(nd.sockAttach(), objs.KafkaSockops)
+	// The egress gate and the sockops program, link by link; a cgroup
+	// whose gate was not pinned (state of a version without it) gets one
+	// at its next AttachCgroup: HasCgroup reports it not attached.
+	taken, err := a.TakeOverLinks(nd.sockAttach(),
+		sockl7.LinkKind{Prefix: gateLinkPin, Name: "egress gate", Program: objs.KafkaGate},
+		sockl7.LinkKind{Prefix: sockopsLinkPin, Name: "sockops program", Program: objs.KafkaSockops})
 	if err != nil {
 		return fail(err)
 	}
+	gates, links := taken[0], taken[1]
 	old := d.objs
-	d.objs, d.links, d.active, d.written, d.ports = objs, links, slot, written, ports
+	d.objs, d.links, d.gates, d.active, d.written, d.ports, d.eports = objs, links, gates, slot, written, ports, eports
 	old.Close()
 	return &Adopted{Generation: conf.Generation, Slot: slot, Maps: names, Links: len(links)}, nil
 }
 
 // scanWritten finds what each slot's hash maps hold, for Apply to clear
 // a slot before it writes it, and the enforced ports.
-func scanWritten(objs *kafkabpf.KafkaObjects) (w [2]slotKeys, ports map[sockl7.PortKey]bool, err error) {
+func scanWritten(objs *kafkabpf.KafkaObjects) (w [2]slotKeys, ports, eports map[sockl7.PortKey]bool, err error) {
 	var lk kafkabpf.KafkaKafkaListKey
 	var lv kafkabpf.KafkaKafkaList
 	it := objs.KafkaLists.Iterate()
@@ -117,7 +123,7 @@ func scanWritten(objs *kafkabpf.KafkaObjects) (w [2]slotKeys, ports map[sockl7.P
 		}
 	}
 	if err := it.Err(); err != nil {
-		return w, nil, fmt.Errorf("read kafka_lists: %w", err)
+		return w, nil, nil, fmt.Errorf("read kafka_lists: %w", err)
 	}
 	var bk sockl7.BindKey
 	var bv kafkabpf.KafkaKafkaBind
@@ -128,7 +134,16 @@ func scanWritten(objs *kafkabpf.KafkaObjects) (w [2]slotKeys, ports map[sockl7.P
 		}
 	}
 	if err := it.Err(); err != nil {
-		return w, nil, fmt.Errorf("read kafka_binds: %w", err)
+		return w, nil, nil, fmt.Errorf("read kafka_binds: %w", err)
+	}
+	it = objs.KafkaEbinds.Iterate()
+	for it.Next(&bk, &bv) {
+		if bk.Slot < 2 {
+			w[bk.Slot].ebinds = append(w[bk.Slot].ebinds, bk)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return w, nil, nil, fmt.Errorf("read kafka_ebinds: %w", err)
 	}
 	var vk kafkabpf.KafkaKafkaValKey
 	var vv uint64
@@ -139,9 +154,9 @@ func scanWritten(objs *kafkabpf.KafkaObjects) (w [2]slotKeys, ports map[sockl7.P
 		}
 	}
 	if err := it.Err(); err != nil {
-		return w, nil, fmt.Errorf("read kafka_vals: %w", err)
+		return w, nil, nil, fmt.Errorf("read kafka_vals: %w", err)
 	}
-	ports = map[sockl7.PortKey]bool{}
+	ports, eports = map[sockl7.PortKey]bool{}, map[sockl7.PortKey]bool{}
 	var pk sockl7.PortKey
 	var pv uint32
 	it = objs.KafkaPorts.Iterate()
@@ -149,12 +164,21 @@ func scanWritten(objs *kafkabpf.KafkaObjects) (w [2]slotKeys, ports map[sockl7.P
 		ports[pk] = true
 	}
 	if err := it.Err(); err != nil {
-		return w, nil, fmt.Errorf("read kafka_ports: %w", err)
+		return w, nil, nil, fmt.Errorf("read kafka_ports: %w", err)
 	}
-	return w, ports, nil
+	it = objs.KafkaEports.Iterate()
+	for it.Next(&pk, &pv) {
+		eports[pk] = true
+	}
+	if err := it.Err(); err != nil {
+		return w, nil, nil, fmt.Errorf("read kafka_eports: %w", err)
+	}
+	return w, ports, eports, nil
 }
 
-// HasCgroup reports whether the sockops program is attached to the
-// cgroup v2 directory path (by this process, or by a previous one whose
-// link Adopt took over).
-func (d *Datapath) HasCgroup(path string) bool { return sockl7.HasCgroup(d.links, path) }
+// HasCgroup reports whether the sockops program and the egress gate are
+// attached to the cgroup v2 directory path (by this process, or by a
+// previous one whose links Adopt took over).
+func (d *Datapath) HasCgroup(path string) bool {
+	return sockl7.HasCgroup(d.links, path) && sockl7.HasCgroup(d.gates, path)
+}

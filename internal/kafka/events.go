@@ -96,17 +96,24 @@ type Event struct {
 	// the first refused one, else the first), empty when none was read.
 	ClientID, Topic     string
 	ClientLen, TopicLen int
-	// Local is the broker's address and port, Remote the client's.
+	// Local is the broker's address and port, Remote the client's; on
+	// Egress (a client's request decided on its own side: an egress
+	// binding) Local is the client's and Remote the broker's.
 	Local, Remote netip.AddrPort
 	Cookie        uint64
+	Egress        bool
 }
 
 // Allowed reports whether the request was passed to the broker.
 func (e Event) Allowed() bool { return e.Answer == AnswerPassed }
 
 func (e Event) String() string {
+	from, to := e.Remote, e.Local
+	if e.Egress {
+		from, to = e.Local, e.Remote
+	}
 	return fmt.Sprintf("gen %d %v->%v key %d v%d corr %d client %q topic %q: %v, %v, rule %d list %d",
-		e.Generation, e.Remote, e.Local, e.APIKey, e.APIVersion, e.Correlation, e.ClientID, e.Topic, e.Reason, e.Answer, e.Rule, e.List)
+		e.Generation, from, to, e.APIKey, e.APIVersion, e.Correlation, e.ClientID, e.Topic, e.Reason, e.Answer, e.Rule, e.List)
 }
 
 const eventSize = int(unsafe.Sizeof(kafkabpf.KafkaKafkaEvent{}))
@@ -124,6 +131,7 @@ func decodeEvent(b []byte) (Event, error) {
 		APIKey: k.ApiKey, APIVersion: k.ApiVersion, Correlation: k.Correlation, Cookie: k.Cookie,
 		ClientID: string(k.Client[:min(int(k.ClientLen), EventClientMax)]), ClientLen: int(k.ClientFull),
 		Topic: string(k.Topic[:min(int(k.TopicLen), EventTopicMax)]), TopicLen: int(k.TopicFull),
+		Egress: k.Dir == uint8(kafkabpf.KafkaKafkaDirKAFKA_DIR_EGRESS),
 	}
 	e.Local, e.Remote = sockl7.EventAddrs(k.Family, k.Local, k.Remote, k.LocalPort, k.RemotePort)
 	return e, nil

@@ -47,6 +47,10 @@ const (
 	// MaxTopics is the most topics of one Metadata request the kernel
 	// reads.
 	MaxTopics = 16
+	// EgressFrameMax is the largest request frame a client may write on
+	// an egress binding: kafka_msg holds a frame until it is whole; a
+	// larger one is refused (oversize).
+	EgressFrameMax = 256 << 10
 )
 
 // Reason is a counter of kafka_counters: what happened to a frame.
@@ -71,6 +75,12 @@ const (
 	ReasonAnswerErr  = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_ANSWER_FAIL)
 	ReasonDropped    = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_DROPPED)
 	ReasonEventsLost = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_EVLOST)
+	// The client's side only (egress bindings): kafka_gate dropped a
+	// segment holding bytes kafka_msg did not decide, or data in a SYN;
+	// kafka_msg found TCP holding bytes it did not decide.
+	ReasonUndecided     = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_UNDECIDED)
+	ReasonFastOpen      = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_FASTOPEN)
+	ReasonUnparsedWrite = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_UNPARSED_WRITE)
 	numReasons       = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_MAX)
 )
 
@@ -80,6 +90,7 @@ var reasonNames = map[Reason]string{
 	ReasonTagged: "tagged", ReasonNoTables: "no-tables", ReasonPassed: "passed-unbound", ReasonSockets: "sockets",
 	ReasonClosed: "connections-closed", ReasonAnswered: "answered", ReasonAnswerErr: "answer-undelivered",
 	ReasonDropped: "dropped-after-refusal", ReasonEventsLost: "events-lost",
+	ReasonUndecided: "undecided-write", ReasonFastOpen: "fastopen", ReasonUnparsedWrite: "unparsed-write",
 }
 
 func (r Reason) String() string {
@@ -92,7 +103,8 @@ func (r Reason) String() string {
 // Refused reports whether a request counted under r was refused.
 func (r Reason) Refused() bool {
 	switch r {
-	case ReasonDenied, ReasonMalformed, ReasonOversize, ReasonVersion, ReasonTopics, ReasonUnparsed, ReasonTagged, ReasonNoTables:
+	case ReasonDenied, ReasonMalformed, ReasonOversize, ReasonVersion, ReasonTopics, ReasonUnparsed, ReasonTagged, ReasonNoTables,
+		ReasonUndecided, ReasonFastOpen, ReasonUnparsedWrite:
 		return true
 	}
 	return false
@@ -137,23 +149,32 @@ func ProduceAnswerLen(v, n, partitions int) int {
 // Binding says which list decides the requests to a local address and
 // port (Addr unspecified: every address of its family) from peers of
 // Identity (0: any peer no more specific binding names).
+//
+// An Egress binding decides the requests that the client sockets of a
+// local address (Addr) write to a remote Port on peers of Identity: the
+// source workload's egress rules (see docs/kafka.md, "Egress").
 type Binding struct {
 	Addr     netip.Addr
 	Port     uint16
 	Identity uint32
 	List     engine.L7ID
+	Egress   bool
 }
 
 // Datapath is the loaded bpf/kafka object: its maps, and the programs
 // attached to its SOCKHASH.
 type Datapath struct {
-	objs   kafkabpf.KafkaObjects
+	objs kafkabpf.KafkaObjects
+	// links are the sockops cgroup links, gates the egress gate's
+	// (cgroup_skb egress), one of each per cgroup.
 	links  []link.Link
+	gates  []link.Link
 	active uint32
 	// written holds what each slot's hash maps hold, to clear a slot
 	// before it is written again.
 	written [2]slotKeys
 	ports   map[sockl7.PortKey]bool
+	eports  map[sockl7.PortKey]bool
 	// evflags is the kafka_config flags the next Apply writes.
 	evflags uint32
 }
@@ -170,14 +191,15 @@ func (d *Datapath) SetAllowedEvents(on bool) {
 
 type slotKeys struct {
 	lists []kafkabpf.KafkaKafkaListKey
-	binds []sockl7.BindKey
-	vals  []kafkabpf.KafkaKafkaValKey
+	binds  []sockl7.BindKey
+	ebinds []sockl7.BindKey
+	vals   []kafkabpf.KafkaKafkaValKey
 }
 
 // Load loads bpf/kafka and attaches the stream parser and verdict to its
 // SOCKHASH. Sockets reach it once AttachCgroup has attached sockops.
 func Load() (*Datapath, error) {
-	d := &Datapath{ports: map[sockl7.PortKey]bool{}}
+	d := &Datapath{ports: map[sockl7.PortKey]bool{}, eports: map[sockl7.PortKey]bool{}}
 	if err := kafkabpf.LoadKafkaObjects(&d.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -192,22 +214,37 @@ func Load() (*Datapath, error) {
 	return d, nil
 }
 
-// sockAttach are the programs attached to the SOCKHASH: the stream
-// parser and verdict that frame and decide every request.
+// sockAttach are the programs attached to the SOCKHASHes: the stream
+// parser and verdict that frame and decide every request a broker
+// receives, and the sk_msg verdict of what a client writes.
 func (d *Datapath) sockAttach() []sockl7.Attach {
 	return []sockl7.Attach{{Program: d.objs.KafkaParser, Type: ebpf.AttachSkSKBStreamParser, Map: d.objs.KafkaSocks},
-		{Program: d.objs.KafkaVerdict, Type: ebpf.AttachSkSKBStreamVerdict, Map: d.objs.KafkaSocks}}
+		{Program: d.objs.KafkaVerdict, Type: ebpf.AttachSkSKBStreamVerdict, Map: d.objs.KafkaSocks},
+		{Program: d.objs.KafkaMsg, Type: ebpf.AttachSkMsgVerdict, Map: d.objs.KafkaEsocks}}
 }
 
-// AttachCgroup attaches the sockops program to a cgroup v2 directory (as
-// a link, so beside other programs such as bpf/l7's): the server sockets
-// of its processes are then enforced.
+// AttachCgroup attaches the programs that see a cgroup's sockets to a
+// cgroup v2 directory (as links, so beside other programs such as
+// bpf/l7's): the egress gate (cgroup_skb egress, first, so that no
+// client socket is enforced without it), then sockops. The server
+// sockets (ingress bindings) and client sockets (egress bindings) of its
+// processes are then enforced. What is attached there already (by this
+// process, or adopted) is not attached again.
 func (d *Datapath) AttachCgroup(path string) error {
-	l, err := link.AttachCgroup(link.CgroupOptions{Path: path, Attach: ebpf.AttachCGroupSockOps, Program: d.objs.KafkaSockops})
-	if err != nil {
-		return fmt.Errorf("attach kafka sockops to %s: %w", path, err)
+	if !sockl7.HasCgroup(d.gates, path) {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: path, Attach: ebpf.AttachCGroupInetEgress, Program: d.objs.KafkaGate})
+		if err != nil {
+			return fmt.Errorf("attach the kafka egress gate to %s: %w", path, err)
+		}
+		d.gates = append(d.gates, l)
 	}
-	d.links = append(d.links, l)
+	if !sockl7.HasCgroup(d.links, path) {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: path, Attach: ebpf.AttachCGroupSockOps, Program: d.objs.KafkaSockops})
+		if err != nil {
+			return fmt.Errorf("attach kafka sockops to %s: %w", path, err)
+		}
+		d.links = append(d.links, l)
+	}
 	return nil
 }
 
@@ -218,8 +255,12 @@ func (d *Datapath) AttachCgroup(path string) error {
 // (by an earlier Pin, or adopted) stays as it is.
 func (d *Datapath) Pin(dir string) error { return d.pins().Pin(dir) }
 
-// sockopsLinkPin names the pins of the sockops cgroup links (numbered).
-const sockopsLinkPin = "kafka_sockops_link_"
+// sockopsLinkPin names the pins of the sockops cgroup links (numbered),
+// gateLinkPin the egress gate's.
+const (
+	sockopsLinkPin = "kafka_sockops_link_"
+	gateLinkPin    = "kafka_gate_link_"
+)
 
 // pins are the maps Pin pins, by pin name, and the sockops links.
 func (d *Datapath) pins() sockl7.Pins {
@@ -228,7 +269,9 @@ func (d *Datapath) pins() sockl7.Pins {
 		"kafka_gens": d.objs.KafkaGens, "kafka_ports": d.objs.KafkaPorts, "kafka_binds": d.objs.KafkaBinds,
 		"kafka_peers": d.objs.KafkaPeers, "kafka_lists": d.objs.KafkaLists, "kafka_vals": d.objs.KafkaVals,
 		"kafka_counters": d.objs.KafkaCounters, "kafka_events": d.objs.KafkaEvents,
-	}}
+		"kafka_esocks": d.objs.KafkaEsocks, "kafka_esk": d.objs.KafkaEsk, "kafka_eports": d.objs.KafkaEports,
+		"kafka_ebinds": d.objs.KafkaEbinds,
+	}, More: []sockl7.LinkSet{{Prefix: gateLinkPin, Name: "egress gate", Links: d.gates}}}
 }
 
 // MissingPins returns the pins under dir that Pin made (or Adopt took
@@ -247,14 +290,38 @@ func (d *Datapath) Close() error {
 	for _, l := range d.links {
 		errs = append(errs, l.Close())
 	}
-	d.links = nil
+	for _, l := range d.gates {
+		errs = append(errs, l.Close())
+	}
+	d.links, d.gates = nil, nil
 	errs = append(errs, d.objs.Close())
 	return errors.Join(errs...)
 }
 
-// Counters returns the counters summed over CPUs, by reason.
+// Counters returns the counters summed over CPUs and both sides, by
+// reason.
 func (d *Datapath) Counters() (map[Reason]uint64, error) {
-	c, err := sockl7.SumCounters(d.objs.KafkaCounters, "kafka_counters", 0, uint32(numReasons))
+	out := map[Reason]uint64{}
+	for _, egress := range []bool{false, true} {
+		c, err := d.CountersDir(egress)
+		if err != nil {
+			return nil, err
+		}
+		for r, n := range c {
+			out[r] += n
+		}
+	}
+	return out, nil
+}
+
+// CountersDir returns one side's counters summed over CPUs, by reason:
+// the broker's (ingress bindings) or the client's (egress bindings).
+func (d *Datapath) CountersDir(egress bool) (map[Reason]uint64, error) {
+	base := uint32(0)
+	if egress {
+		base = uint32(numReasons)
+	}
+	c, err := sockl7.SumCounters(d.objs.KafkaCounters, "kafka_counters", base, uint32(numReasons))
 	if err != nil {
 		return nil, err
 	}
@@ -340,21 +407,31 @@ func (d *Datapath) Apply(generation uint64, tables *engine.KafkaTables, binds []
 	}
 	d.written[next].vals = valKeys
 	// Ports first (no slot: a superset while both generations live).
+	// Egress bindings go to their own maps: kafka_eports names the
+	// client sockets (local address, remote port), kafka_ebinds their
+	// lists.
 	newPorts := map[sockl7.PortKey]bool{}
+	newEPorts := map[sockl7.PortKey]bool{}
 	for _, b := range binds {
 		if _, ok := tables.Lists[b.List]; !ok {
 			return fmt.Errorf("binding %v:%d names kafka list %d, which has no tables", b.Addr, b.Port, b.List)
 		}
 		pk := sockl7.PortKeyOf(b.Addr, b.Port)
-		newPorts[pk] = true
-		if err := d.objs.KafkaPorts.Update(pk, uint32(1), ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("update kafka_ports: %w", err)
+		ports, bindMap, name, written := d.objs.KafkaPorts, d.objs.KafkaBinds, "kafka_binds", &d.written[next].binds
+		if b.Egress {
+			ports, bindMap, name, written = d.objs.KafkaEports, d.objs.KafkaEbinds, "kafka_ebinds", &d.written[next].ebinds
+			newEPorts[pk] = true
+		} else {
+			newPorts[pk] = true
+		}
+		if err := ports.Update(pk, uint32(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("update the ports of %s: %w", name, err)
 		}
 		bk := sockl7.BindKeyOf(next, b.Addr, b.Port, b.Identity)
-		if err := d.objs.KafkaBinds.Update(bk, kafkabpf.KafkaKafkaBind{List: uint32(b.List)}, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("update kafka_binds: %w", err)
+		if err := bindMap.Update(bk, kafkabpf.KafkaKafkaBind{List: uint32(b.List)}, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("update %s: %w", name, err)
 		}
-		d.written[next].binds = append(d.written[next].binds, bk)
+		*written = append(*written, bk)
 	}
 	if err := d.objs.KafkaGens.Update(next, kafkabpf.KafkaKafkaConfig{Generation: generation, Flags: d.evflags}, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("update kafka_gens: %w", err)
@@ -372,6 +449,14 @@ func (d *Datapath) Apply(generation uint64, tables *engine.KafkaTables, binds []
 		}
 	}
 	d.ports = newPorts
+	for pk := range d.eports {
+		if !newEPorts[pk] {
+			if err := d.objs.KafkaEports.Delete(pk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("delete kafka_eports: %w", err)
+			}
+		}
+	}
+	d.eports = newEPorts
 	return d.clearSlot(old)
 }
 
@@ -428,6 +513,11 @@ func (d *Datapath) clearSlot(slot uint32) error {
 	for _, k := range w.binds {
 		if err := d.objs.KafkaBinds.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("delete kafka_binds: %w", err)
+		}
+	}
+	for _, k := range w.ebinds {
+		if err := d.objs.KafkaEbinds.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete kafka_ebinds: %w", err)
 		}
 	}
 	if len(w.vals) > 0 {

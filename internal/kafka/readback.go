@@ -23,6 +23,8 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/cilium/ebpf"
+
 	kafkabpf "github.com/palisade-dev/palisade/bpf/kafka"
 	"github.com/palisade-dev/palisade/internal/engine"
 	"github.com/palisade-dev/palisade/internal/sockl7"
@@ -44,7 +46,7 @@ func (r *readback) add(m, key, want, got string) { r.drifts.Add(m, key, want, go
 // Compare reads back from the kernel the generation Kafka requests are
 // decided by (the slot kafka_slot names, its generation and event flags,
 // its lists, their version, client ID and topic entries, its bindings,
-// and the enforced ports) and compares it exactly with generation,
+// and the enforced ports, of the broker's side and of the client's) and compares it exactly with generation,
 // tables and binds as Apply wrote them: a list, entry or binding the
 // generation does not have is a drift too.
 //
@@ -80,11 +82,23 @@ func (d *Datapath) Compare(generation uint64, tables *engine.KafkaTables, binds 
 	if err := r.vals(tables); err != nil {
 		return nil, err
 	}
-	if err := r.binds(binds); err != nil {
-		return nil, err
-	}
-	if err := r.ports(binds); err != nil {
-		return nil, err
+	for _, egress := range []bool{false, true} {
+		var side []Binding
+		for _, b := range binds {
+			if b.Egress == egress {
+				side = append(side, b)
+			}
+		}
+		bm, pm, bname, pname, written, known := d.objs.KafkaBinds, d.objs.KafkaPorts, "kafka_binds", "kafka_ports", &d.written[r.slot].binds, d.ports
+		if egress {
+			bm, pm, bname, pname, written, known = d.objs.KafkaEbinds, d.objs.KafkaEports, "kafka_ebinds", "kafka_eports", &d.written[r.slot].ebinds, d.eports
+		}
+		if err := r.binds(bname, bm, side, written); err != nil {
+			return nil, err
+		}
+		if err := r.ports(pname, pm, side, known); err != nil {
+			return nil, err
+		}
 	}
 	return r.drifts, nil
 }
@@ -212,20 +226,21 @@ func (r *readback) vals(tables *engine.KafkaTables) error {
 
 func bindKeyString(k sockl7.BindKey) string { return k.String() }
 
-// binds compares the slot's bindings; the keys found beyond them are
-// added to what Apply deletes.
-func (r *readback) binds(binds []Binding) error {
+// binds compares the slot's bindings of one side (name: kafka_binds or
+// kafka_ebinds, m the map); the keys found beyond them are added to what
+// Apply deletes (written).
+func (r *readback) binds(name string, m *ebpf.Map, binds []Binding, written *[]sockl7.BindKey) error {
 	found := map[sockl7.BindKey]kafkabpf.KafkaKafkaBind{}
 	var k sockl7.BindKey
 	var v kafkabpf.KafkaKafkaBind
-	it := r.d.objs.KafkaBinds.Iterate()
+	it := m.Iterate()
 	for it.Next(&k, &v) {
 		if k.Slot == r.slot {
 			found[k] = v
 		}
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("read kafka_binds: %w", err)
+		return fmt.Errorf("read %s: %w", name, err)
 	}
 	for _, b := range binds {
 		bk := sockl7.BindKeyOf(r.slot, b.Addr, b.Port, b.Identity)
@@ -234,31 +249,31 @@ func (r *readback) binds(binds []Binding) error {
 		delete(found, bk)
 		switch {
 		case !ok:
-			r.add("kafka_binds", bindKeyString(bk), fmt.Sprintf("list %d", want.List), "")
+			r.add(name, bindKeyString(bk), fmt.Sprintf("list %d", want.List), "")
 		case got != want:
-			r.add("kafka_binds", bindKeyString(bk), fmt.Sprintf("list %d flags %#x", want.List, want.Flags), fmt.Sprintf("list %d flags %#x", got.List, got.Flags))
+			r.add(name, bindKeyString(bk), fmt.Sprintf("list %d flags %#x", want.List, want.Flags), fmt.Sprintf("list %d flags %#x", got.List, got.Flags))
 		}
 	}
 	for _, bk := range slices.SortedFunc(maps.Keys(found), func(x, y sockl7.BindKey) int {
 		return cmp.Compare(bindKeyString(x), bindKeyString(y))
 	}) {
-		r.add("kafka_binds", bindKeyString(bk), "", fmt.Sprintf("list %d", found[bk].List))
-		r.d.written[r.slot].binds = append(r.d.written[r.slot].binds, bk)
+		r.add(name, bindKeyString(bk), "", fmt.Sprintf("list %d", found[bk].List))
+		*written = append(*written, bk)
 	}
 	return nil
 }
 
-// ports compares the enforced addresses and ports (not by slot: those of
-// the active generation's bindings); the ports found beyond them are
-// added to what Apply deletes.
-func (r *readback) ports(binds []Binding) error {
+// ports compares the enforced addresses and ports of one side (not by
+// slot: those of the active generation's bindings); the ports found
+// beyond them are added to what Apply deletes (known).
+func (r *readback) ports(name string, m *ebpf.Map, binds []Binding, known map[sockl7.PortKey]bool) error {
 	want := map[sockl7.PortKey]bool{}
 	for _, b := range binds {
 		want[sockl7.PortKeyOf(b.Addr, b.Port)] = true
 	}
-	extra, err := sockl7.ComparePorts(&r.drifts, "kafka_ports", r.d.objs.KafkaPorts, want)
+	extra, err := sockl7.ComparePorts(&r.drifts, name, m, want)
 	for _, pk := range extra {
-		r.d.ports[pk] = true
+		known[pk] = true
 	}
 	return err
 }

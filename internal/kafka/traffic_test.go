@@ -121,6 +121,28 @@ func requestTopics(req kmsg.Request) []string {
 func startBroker(t *testing.T, list engine.L7List) *broker {
 	t.Helper()
 	d := requireKernel(t)
+	cg := newCgroup(t, d)
+	home := ownCgroup(t)
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	listen := func(network, address string) (net.Listener, error) {
+		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), pid, 0); err != nil {
+			return nil, fmt.Errorf("enter cgroup: %w", err)
+		}
+		ln, lerr := net.Listen(network, address)
+		if err := os.WriteFile(filepath.Join(home, "cgroup.procs"), pid, 0); err != nil {
+			return nil, fmt.Errorf("leave cgroup: %w", err)
+		}
+		return ln, lerr
+	}
+	b := runKfake(t, d, cg, listen)
+	b.apply(t, 1, list, false)
+	return b
+}
+
+// newCgroup creates a cgroup for the test under the cgroup v2 root (removed
+// at the end) and attaches bpf/kafka's programs to it.
+func newCgroup(t *testing.T, d *Datapath) string {
+	t.Helper()
 	if _, err := os.Stat(filepath.Join(cgroupRoot(), "cgroup.procs")); err != nil {
 		t.Skipf("no cgroup v2 at %s: %v", cgroupRoot(), err)
 	}
@@ -138,18 +160,13 @@ func startBroker(t *testing.T, list engine.L7List) *broker {
 	if err := d.AttachCgroup(cg); err != nil {
 		t.Fatal(err)
 	}
-	home := ownCgroup(t)
-	pid := []byte(strconv.Itoa(os.Getpid()))
-	listen := func(network, address string) (net.Listener, error) {
-		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), pid, 0); err != nil {
-			return nil, fmt.Errorf("enter cgroup: %w", err)
-		}
-		ln, lerr := net.Listen(network, address)
-		if err := os.WriteFile(filepath.Join(home, "cgroup.procs"), pid, 0); err != nil {
-			return nil, fmt.Errorf("leave cgroup: %w", err)
-		}
-		return ln, lerr
-	}
+	return cg
+}
+
+// runKfake starts kfake with topics "orders" and "secret" listening
+// through listen, recording the topics of every request it handles.
+func runKfake(t *testing.T, d *Datapath, cg string, listen func(network, address string) (net.Listener, error)) *broker {
+	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "secret"), kfake.ListenFn(listen))
 	if err != nil {
 		t.Fatalf("kfake: %v", err)
@@ -162,6 +179,13 @@ func startBroker(t *testing.T, list engine.L7List) *broker {
 		b.mu.Unlock()
 		return nil, nil, false // observe only: the broker handles it
 	})
+	return b
+}
+
+// apply enforces list (as list 7) on the broker's port: on the broker's
+// side, or (egress) on what the test cgroup's clients write to it.
+func (b *broker) apply(t *testing.T, gen uint64, list engine.L7List, egress bool) {
+	t.Helper()
 	ap, err := netip.ParseAddrPort(b.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -170,11 +194,13 @@ func startBroker(t *testing.T, list engine.L7List) *broker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Apply(1, &engine.KafkaTables{Lists: map[engine.L7ID]*engine.KafkaList{7: kl}},
-		[]Binding{{Addr: ap.Addr(), Port: ap.Port(), List: 7}}); err != nil {
+	bind := Binding{Addr: ap.Addr(), Port: ap.Port(), List: 7, Egress: egress}
+	if egress {
+		bind.Addr = netip.IPv4Unspecified() // any local address of the client
+	}
+	if err := b.d.Apply(gen, &engine.KafkaTables{Lists: map[engine.L7ID]*engine.KafkaList{7: kl}}, []Binding{bind}); err != nil {
 		t.Fatal(err)
 	}
-	return b
 }
 
 // ordersOnly admits producing to and consuming from "orders" (rule 10)
