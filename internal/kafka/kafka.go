@@ -81,7 +81,7 @@ const (
 	ReasonUndecided     = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_UNDECIDED)
 	ReasonFastOpen      = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_FASTOPEN)
 	ReasonUnparsedWrite = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_UNPARSED_WRITE)
-	numReasons       = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_MAX)
+	numReasons          = Reason(kafkabpf.KafkaKafkaReasonKAFKA_R_MAX)
 )
 
 var reasonNames = map[Reason]string{
@@ -190,7 +190,7 @@ func (d *Datapath) SetAllowedEvents(on bool) {
 }
 
 type slotKeys struct {
-	lists []kafkabpf.KafkaKafkaListKey
+	lists  []kafkabpf.KafkaKafkaListKey
 	binds  []sockl7.BindKey
 	ebinds []sockl7.BindKey
 	vals   []kafkabpf.KafkaKafkaValKey
