@@ -24,7 +24,6 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
-	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -65,13 +64,14 @@ type kafkaReadback interface {
 
 var _ kafkaReadback = (*kafka.Datapath)(nil)
 
-// kafkaSubsystem runs the node's ingress Kafka rules in the kernel
+// kafkaSubsystem runs the node's Kafka rules in the kernel
 // (bpf/kafka), as the l7 subsystem runs HTTP rules: from the map state
 // the network subsystem applied, it builds the Kafka tables and the
 // bindings, writes the peers' identities, applies both as one
 // generation, and attaches the sockops program to the cgroup of every
-// pod that has a binding. It reports per object what it does not enforce
-// of their ingress Kafka rules, and exports the kernel's counters as
+// pod that has a binding (ingress rules: the broker's; egress rules: the
+// client's). It reports per object what it does not enforce of their
+// Kafka rules, and exports the kernel's counters as
 // palisade_kafka_requests_total{reason}.
 type kafkaSubsystem struct {
 	sockSubsystem[kafka.Reason]
@@ -84,8 +84,8 @@ type kafkaSubsystem struct {
 }
 
 // kafkaSubsystem returns the Kafka subsystem, or, without a Kafka
-// datapath, a stand-in that reports the node's ingress Kafka rules as
-// not enforced.
+// datapath, a stand-in that reports the node's Kafka rules as not
+// enforced.
 func (a *Agent) kafkaSubsystem() Subsystem {
 	if a.Kafka == nil {
 		why := a.KafkaOff
@@ -204,8 +204,8 @@ func (s *kafkaSubsystem) Verify(_ context.Context, rec driftRecorder) error {
 	return s.verify(endpoints, readback, vec)
 }
 
-// Report says, per object, what the node does not enforce of its
-// ingress Kafka rules as written. The L7Enforced condition is the l7
+// Report says, per object, what the node does not enforce of its Kafka
+// rules as written. The L7Enforced condition is the l7
 // subsystem's; this one adds the objects' gaps.
 func (s *kafkaSubsystem) Report(in *inputs, r *report) {
 	if in == nil || !capability.Enforced(capability.Kafka) {
@@ -237,31 +237,26 @@ func kafkaCondition(r *report, n int, first string) {
 	for i := range r.conds {
 		if c := &r.conds[i]; c.Type == v1.L7EnforcedCondition && c.Status == metav1.ConditionTrue {
 			*c = metav1.Condition{Type: v1.L7EnforcedCondition, Status: metav1.ConditionFalse, Reason: v1.PartiallyEnforcedReason,
-				Message: truncate(fmt.Sprintf("%d ingress Kafka rule sets are not enforced as written on this node; first: %s", n, first), 32768)}
+				Message: truncate(fmt.Sprintf("%d Kafka rule sets are not enforced as written on this node; first: %s", n, first), 32768)}
 		}
 	}
 }
 
-// ingressKafkaParts are an object's ingress Kafka rules, as the
-// capability table names them.
-func ingressKafkaParts(o *policyObject) []capability.Gap {
+// kafkaParts are an object's Kafka rules that the kafka subsystem binds,
+// as the capability table names them: ingress ones (the broker's side)
+// and egress ones (the client's side).
+func kafkaParts(o *policyObject) []capability.Gap {
 	rs := ruleSetOf(o)
 	if rs == nil {
 		return nil
 	}
-	var out []capability.Gap
-	for _, p := range capability.Parts(rs, capability.Kafka) {
-		if strings.HasPrefix(p.What, "ingress ") {
-			out = append(out, p)
-		}
-	}
-	return out
+	return append(capability.Parts(rs, capability.Kafka), capability.Parts(rs, capability.KafkaEgress)...)
 }
 
-// kafkaGaps says what the node does not enforce of an object's ingress
-// Kafka rules as written.
+// kafkaGaps says what the node does not enforce of an object's Kafka
+// rules as written.
 func (s *kafkaSubsystem) kafkaGaps(o *policyObject, in *inputs) []gap {
-	parts := ingressKafkaParts(o)
+	parts := kafkaParts(o)
 	if len(parts) == 0 {
 		return nil
 	}
@@ -286,8 +281,8 @@ func (s *kafkaSubsystem) kafkaGaps(o *policyObject, in *inputs) []gap {
 }
 
 // kafkaOff stands in for the Kafka subsystem on a node that runs without
-// the Kafka datapath: it reports the node's ingress Kafka rules as not
-// enforced (when the capability table says the datapath enforces them).
+// the Kafka datapath: it reports the node's Kafka rules as not enforced
+// (when the capability table says the datapath enforces them).
 type kafkaOff struct {
 	why  string
 	gaps map[objKey][]gap
@@ -304,9 +299,9 @@ func (k *kafkaOff) Sync(_ context.Context, in *inputs) error {
 		if !o.concerns || !o.network() || hostPolicy(o) {
 			continue
 		}
-		for _, p := range ingressKafkaParts(o) {
+		for _, p := range kafkaParts(o) {
 			k.gaps[o.key] = append(k.gaps[o.key], gap{reason: v1.NotSupportedReason,
-				message: fmt.Sprintf("%s are not enforced: %s, so the kernel %s", p.What, k.why, capability.Table[capability.Kafka].Kernel)})
+				message: fmt.Sprintf("%s are not enforced: %s, so the kernel %s", p.What, k.why, capability.Table[p.Feature].Kernel)})
 		}
 	}
 	return nil

@@ -41,27 +41,32 @@ type kafkaPlan struct {
 // kafkaRules reports whether rules hold a Kafka rule.
 func kafkaRules(r *v1alpha1.L7Rules) bool { return r != nil && len(r.Kafka) > 0 }
 
-// planKafka computes the bindings of the local workloads' ingress Kafka
-// rules from the map state the network subsystem applied, as planL7
-// does for HTTP rules: a request from a peer of identity X is decided by
-// the entries found for X and for any peer (0), merged into X's binding.
+// planKafka computes the bindings of the local workloads' Kafka rules
+// from the map state the network subsystem applied, as planL7 does for
+// HTTP rules: ingress rules bind the broker's address and a local port,
+// egress rules the client's address and a remote port
+// (kafka.Binding.Egress); a request with a peer of identity X is decided
+// by the entries found for X and for any peer (0), merged into X's
+// binding.
 func planKafka(state *engine.MapState, local []localEndpoint) (*kafkaPlan, error) {
 	p := &kafkaPlan{bindPlan: newBindPlan(), mixed: map[engine.RuleID]string{}}
-	err := p.plan(state, local, engine.Ingress, kafkaRules, func(ip netip.Addr, port uint16, id engine.Identity, lid engine.L7ID, list engine.L7List) {
-		if hasHTTP(list) {
-			for _, a := range list {
-				if kafkaRules(a.Rules) {
-					p.mixed[a.Rule] = fmt.Sprintf("%d/TCP", port)
+	for _, dir := range []engine.Direction{engine.Ingress, engine.Egress} {
+		err := p.plan(state, local, dir, kafkaRules, func(ip netip.Addr, port uint16, id engine.Identity, lid engine.L7ID, list engine.L7List) {
+			if hasHTTP(list) {
+				for _, a := range list {
+					if kafkaRules(a.Rules) {
+						p.mixed[a.Rule] = fmt.Sprintf("%d/TCP", port)
+					}
 				}
 			}
+			p.binds = append(p.binds, kafka.Binding{Addr: ip, Port: port, Identity: uint32(id), List: lid, Egress: dir == engine.Egress})
+		})
+		if err != nil {
+			return nil, err
 		}
-		p.binds = append(p.binds, kafka.Binding{Addr: ip, Port: port, Identity: uint32(id), List: lid})
-	})
-	if err != nil {
-		return nil, err
 	}
 	slices.SortFunc(p.binds, func(x, y kafka.Binding) int {
-		return cmp.Or(x.Addr.Compare(y.Addr), cmp.Compare(x.Port, y.Port), cmp.Compare(x.Identity, y.Identity))
+		return cmp.Or(cmpBool(x.Egress, y.Egress), x.Addr.Compare(y.Addr), cmp.Compare(x.Port, y.Port), cmp.Compare(x.Identity, y.Identity))
 	})
 	return p, nil
 }

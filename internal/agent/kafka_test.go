@@ -66,10 +66,11 @@ func (k *fakeKafka) Apply(gen uint64, t *engine.KafkaTables, b []kafka.Binding) 
 func (k *fakeKafka) Counters() (map[kafka.Reason]uint64, error) { return k.counters, nil }
 func (k *fakeKafka) Close() error                               { return nil }
 
-// decide decides a request to local:port from remote as the kernel does:
-// the peer's identity by longest prefix, its binding else any peer's;
-// no binding passes.
-func (k *fakeKafka) decide(local netip.Addr, port uint16, remote netip.Addr, q *engine.KafkaRequest) (bound, allowed bool, rule engine.RuleID) {
+// decide decides a request between local and remote on port (the local
+// port of an ingress binding, the remote port of an egress one) as the
+// kernel does: the peer's identity by longest prefix, its binding else
+// any peer's; no binding passes.
+func (k *fakeKafka) decide(egress bool, local netip.Addr, port uint16, remote netip.Addr, q *engine.KafkaRequest) (bound, allowed bool, rule engine.RuleID) {
 	var id uint32
 	best := -1
 	for p, v := range k.peers {
@@ -79,7 +80,7 @@ func (k *fakeKafka) decide(local netip.Addr, port uint16, remote netip.Addr, q *
 	}
 	for _, want := range []uint32{id, 0} {
 		for _, b := range k.binds {
-			if b.Addr == local && b.Port == port && b.Identity == want {
+			if b.Egress == egress && b.Addr == local && b.Port == port && b.Identity == want {
 				l := k.tables.Lists[b.List]
 				ok, _, r := l.Decide(l.Mask(q))
 				return true, ok, r
@@ -98,14 +99,32 @@ func newKafkaFixture(t *testing.T) (*l7Fixture, *fakeKafka) {
 }
 
 // TestKafkaDecidesAsTheEngineRandom: for 100 seeded sets of policies on a
-// broker pod (Kafka rules by role, key, version, client and topic, for
-// several peers, ports, audit mode and denies), every request the kernel
-// would see is decided from what the subsystem wrote as
-// engine.LookupSide decides it, with the same refusing rule.
+// broker pod's ingress, and 100 on a client pod's egress (Kafka rules by
+// role, key, version, client and topic, for several peers, ports, audit
+// mode and denies), every request the kernel would see is decided from
+// what the subsystem wrote as engine.LookupSide decides it, with the
+// same refusing rule, and the pod's cgroup is the one attached.
 func TestKafkaDecidesAsTheEngineRandom(t *testing.T) {
+	for _, egress := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ingress", true: "egress"}[egress], func(t *testing.T) { kafkaDecidesRandom(t, egress) })
+	}
+}
+
+func kafkaDecidesRandom(t *testing.T, egress bool) {
 	apps := []string{"producer", "consumer", "blocked"}
+	// The workload whose rules are bound: the broker (ingress), or the
+	// producer writing to every other pod and 192.0.2.0/24 (egress).
+	self, selfIP, selfUID, dir, dirDeny := "broker", "10.0.0.2", 2, engine.Ingress, "ingressDeny"
 	peers := []string{`fromEndpoints: [{matchLabels: {app: producer}}]`, `fromEndpoints: [{matchLabels: {app: consumer}}]`,
 		`fromEndpoints: [{}]`, `fromEntities: [all]`, `fromCIDR: [192.0.2.0/25]`}
+	remotes := []string{"10.0.0.3", "10.0.0.4", "10.0.0.5", "192.0.2.1", "192.0.2.200"}
+	if egress {
+		self, selfIP, selfUID, dir, dirDeny = "producer", "10.0.0.3", 3, engine.Egress, "egressDeny"
+		peers = []string{`toEndpoints: [{matchLabels: {app: broker}}]`, `toEndpoints: [{matchLabels: {app: consumer}}]`,
+			`toEndpoints: [{}]`, `toEntities: [all]`, `toCIDR: [192.0.2.0/25]`}
+		remotes = []string{"10.0.0.2", "10.0.0.4", "10.0.0.5", "192.0.2.1", "192.0.2.200"}
+	}
+	section := map[engine.Direction]string{engine.Ingress: "ingress", engine.Egress: "egress"}[dir]
 	ports := []string{`{port: "9092", protocol: TCP}`, `{port: "9093", protocol: TCP}`, `{port: "9090", endPort: 9093, protocol: TCP}`}
 	rules := []string{`{role: produce, topic: orders}`, `{role: consume, topic: orders}`, `{apiKey: metadata}`, `{apiKey: apiversions}`,
 		`{apiKey: produce, apiVersion: "9", topic: logs}`, `{clientID: admin}`, `{topic: logs}`}
@@ -115,7 +134,6 @@ func TestKafkaDecidesAsTheEngineRandom(t *testing.T) {
 			reqs = append(reqs, &engine.KafkaRequest{APIKey: key, APIVersion: 9, Topic: topic}, &engine.KafkaRequest{APIKey: key, APIVersion: 7, ClientID: "admin", Topic: topic})
 		}
 	}
-	remotes := []string{"10.0.0.3", "10.0.0.4", "10.0.0.5", "192.0.2.1", "192.0.2.200"}
 	checked, refused := 0, 0
 	const sets = 100
 	for seed := int64(1); seed <= sets; seed++ {
@@ -128,14 +146,14 @@ func TestKafkaDecidesAsTheEngineRandom(t *testing.T) {
 		n := 1 + rnd.Intn(4)
 		for i := 0; i < n; i++ {
 			var b strings.Builder
-			b.WriteString("endpointSelector: {matchLabels: {app: broker}}\n")
+			fmt.Fprintf(&b, "endpointSelector: {matchLabels: {app: %s}}\n", self)
 			if rnd.Intn(4) == 0 {
 				b.WriteString("mode: audit\n")
 			}
 			if rnd.Intn(5) == 0 {
-				fmt.Fprintf(&b, "ingressDeny:\n- %s\n  toPorts: [{ports: [%s]}]\n", peers[rnd.Intn(2)], ports[rnd.Intn(2)])
+				fmt.Fprintf(&b, "%s:\n- %s\n  toPorts: [{ports: [%s]}]\n", dirDeny, peers[rnd.Intn(2)], ports[rnd.Intn(2)])
 			}
-			b.WriteString("ingress:\n")
+			b.WriteString(section + ":\n")
 			for j := 0; j < 1+rnd.Intn(3); j++ {
 				var ks []string
 				for range rnd.Intn(3) {
@@ -152,18 +170,23 @@ func TestKafkaDecidesAsTheEngineRandom(t *testing.T) {
 		if _, err := f.sync(); err != nil {
 			t.Fatal(err)
 		}
-		state, broker := f.k.state, netip.MustParseAddr("10.0.0.2")
+		state, local := f.k.state, netip.MustParseAddr(selfIP)
+		for _, b := range k.binds {
+			if b.Egress != egress || b.Addr != local {
+				t.Errorf("seed %d: binding %+v, want only %s's %s bindings", seed, b, self, section)
+			}
+		}
 		for _, peer := range remotes {
 			remote := netip.MustParseAddr(peer)
 			for _, port := range []uint16{9090, 9092, 9093, 9094} {
-				if v, _, _ := state.LookupSide(engine.Ingress, broker, remote, engine.ProtoTCP, port, nil); v == engine.VerdictDeny {
+				if v, _, _ := state.LookupSide(dir, local, remote, engine.ProtoTCP, port, nil); v == engine.VerdictDeny {
 					continue // L3/L4 drops it: no request reaches the socket
 				}
 				for _, q := range reqs {
-					v, reason, rule := state.LookupSide(engine.Ingress, broker, remote, engine.ProtoTCP, port, &engine.Request{Kafka: q})
-					bound, allowed, krule := k.decide(broker, port, remote, q)
+					v, reason, rule := state.LookupSide(dir, local, remote, engine.ProtoTCP, port, &engine.Request{Kafka: q})
+					bound, allowed, krule := k.decide(egress, local, port, remote, q)
 					if allowed != (v != engine.VerdictDeny) || !allowed && krule != rule {
-						t.Errorf("seed %d: %s -> %d %+v: kernel allowed=%v (bound %v, rule %d), engine %s %s rule %d", seed, peer, port, q, allowed, bound, krule, v, reason, rule)
+						t.Errorf("seed %d: %s %s %d %+v: kernel allowed=%v (bound %v, rule %d), engine %s %s rule %d", seed, section, peer, port, q, allowed, bound, krule, v, reason, rule)
 						continue
 					}
 					checked++
@@ -174,9 +197,9 @@ func TestKafkaDecidesAsTheEngineRandom(t *testing.T) {
 			}
 		}
 		if len(k.binds) > 0 {
-			want := filepath.Join(f.root, "kubepods", "pod00000000-0000-4000-8000-000000000002")
+			want := filepath.Join(f.root, "kubepods", fmt.Sprintf("pod00000000-0000-4000-8000-%012d", selfUID))
 			if !slices.Equal(k.cgroups, []string{want}) {
-				t.Errorf("seed %d: cgroups attached %v, want the broker's %s", seed, k.cgroups, want)
+				t.Errorf("seed %d: cgroups attached %v, want %s's %s", seed, k.cgroups, self, want)
 			}
 		}
 	}
@@ -218,25 +241,32 @@ ingress:
 	}
 }
 
-// TestKafkaReport: an object's ingress Kafka rules are reported as
-// enforced where the table says the datapath enforces them; HTTP and
-// Kafka rules on one port, and a pod without a cgroup, are gaps of the
-// object.
+// TestKafkaReport: an object's ingress and egress Kafka rules are
+// reported as enforced where the table says the datapath enforces them
+// (egress ones bound on the client's side); HTTP and Kafka rules on one
+// port, and a pod without a cgroup, are gaps of the object.
 func TestKafkaReport(t *testing.T) {
 	f, k := newKafkaFixture(t)
 	f.podUID("broker", "broker", "10.0.0.2", 2, false)
 	f.podUID("other", "other", "10.0.0.3", 3, true)
-	f.policy("broker", "r1", 3, `
+	f.podUID("client", "client", "10.0.0.4", 4, false)
+	f.policy("client", "r1", 4, `
+endpointSelector: {matchLabels: {app: client}}
+egress:
+- toEndpoints: [{matchLabels: {app: broker}}]
+  toPorts: [{ports: [{port: "9092", protocol: TCP}], rules: {kafka: [{role: produce, topic: orders}]}}]
+`)
+	f.policy("broker", "r1", 4, `
 endpointSelector: {matchLabels: {app: broker}}
 ingress:
 - toPorts: [{ports: [{port: "9092", protocol: TCP}], rules: {kafka: [{role: produce, topic: orders}]}}]
 `)
-	f.policy("mixed", "r1", 3, `
+	f.policy("mixed", "r1", 4, `
 endpointSelector: {matchLabels: {app: broker}}
 ingress:
 - toPorts: [{ports: [{port: "8080", protocol: TCP}], rules: {kafka: [{topic: orders}], http: [{method: GET}]}}]
 `)
-	f.policy("nocgroup", "r1", 3, `
+	f.policy("nocgroup", "r1", 4, `
 endpointSelector: {matchLabels: {app: other}}
 ingress:
 - toPorts: [{ports: [{port: "9092", protocol: TCP}], rules: {kafka: [{topic: orders}]}}]
@@ -244,11 +274,14 @@ ingress:
 	if _, err := f.sync(); err != nil {
 		t.Fatal(err)
 	}
-	if len(k.binds) != 3 {
-		t.Fatalf("bindings %+v, want the broker's 9092 and 8080 and other's 9092", k.binds)
+	if len(k.binds) != 4 || !k.binds[3].Egress || k.binds[3].Addr != netip.MustParseAddr("10.0.0.4") || k.binds[3].Port != 9092 {
+		t.Fatalf("bindings %+v, want the broker's 9092 and 8080, other's 9092 and client's egress to 9092", k.binds)
 	}
-	if !capability.Enforced(capability.Kafka) {
-		t.Fatal("the capability table lists ingress Kafka rules as a gap, but the kafka subsystem enforces them")
+	if !capability.Enforced(capability.Kafka) || !capability.Enforced(capability.KafkaEgress) {
+		t.Fatal("the capability table lists Kafka rules as a gap, but the kafka subsystem enforces them")
+	}
+	if o := f.object("client"); o.State != v1.ObjectEnforced {
+		t.Errorf("client: %+v", o)
 	}
 	if o := f.object("broker"); o.State != v1.ObjectEnforced {
 		t.Errorf("broker: %+v", o)

@@ -357,7 +357,7 @@ ingress:
 		t.Errorf("bindings %+v, want frontend's egress binding to api's identity %d on 80", f.l7.binds, api)
 	}
 	if c := f.condition(v1.L7EnforcedCondition); c.Status != metav1.ConditionFalse || c.Reason != v1.PartiallyEnforcedReason ||
-		!strings.Contains(c.Message, "1 ingress Kafka rule sets are not enforced") {
+		!strings.Contains(c.Message, "1 Kafka rule sets are not enforced") {
 		t.Errorf("L7Enforced: %s %s: %s", c.Status, c.Reason, c.Message)
 	}
 }

@@ -61,10 +61,12 @@ const (
 	// Kafka is Kafka rules of ingress rules: the broker's side, which
 	// bpf/kafka decides request by request.
 	Kafka Feature = "Kafka rules"
-	// KafkaEgress is Kafka rules of egress rules: the client's side.
+	// KafkaEgress is Kafka rules of egress rules: the client's side, which
+	// bpf/kafka decides request by request as the client writes them.
 	KafkaEgress Feature = "egress Kafka rules"
-	// KafkaHost is ingress Kafka rules of a host policy: requests to the
-	// host's own brokers.
+	// KafkaHost is Kafka rules of a host policy: requests to the host's
+	// own brokers (ingress) and requests the host's own clients write
+	// (egress).
 	KafkaHost Feature = "Kafka rules of host policies"
 	// KafkaTopicUnread is an ingress Kafka rule naming a topic for an API
 	// key whose requests' topics the kernel does not read.
@@ -171,12 +173,24 @@ var Table = map[Feature]Support{
 	// in the versions that name topics by name; what it does not read it
 	// refuses where a rule needs the topic, never passes. Effect and
 	// Kernel say what a node that runs without the Kafka datapath does.
-	Kafka:       {Enforced: true, Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
-	KafkaEgress: {Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
+	Kafka: {Enforced: true, Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
+	// Egress Kafka rules are decided request by request in the kernel on
+	// the client's side, as the source workload writes them
+	// (docs/kafka.md, "Egress"): the agent's kafka subsystem binds the
+	// source's address, the remote port and the peer's identity to the
+	// tables of its allow rules and attaches bpf/kafka's sockops and
+	// egress gate to the source's cgroup; a refused request never leaves
+	// the socket and is answered on the client's own socket
+	// (TOPIC_AUTHORIZATION_FAILED for Metadata and Produce, else a frame
+	// that makes the client close the connection). The same parser as
+	// ingress decides; what it does not read it refuses where a rule
+	// needs the topic. Effect and Kernel say what a node that runs
+	// without the Kafka datapath does.
+	KafkaEgress: {Enforced: true, Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
 	// The stream parser runs for the sockets of the pods' cgroups only;
 	// the host's own brokers are not in one.
 	KafkaHost: {Subsystem: SubsystemL7, Effect: Passes,
-		Kernel: "decides Kafka requests to pods only, and passes every request to the host on the port that L3/L4 allows"},
+		Kernel: "decides Kafka requests to and from pods only, and passes every request to the host, and every request the host writes, on the port that L3/L4 allows"},
 	KafkaTopicUnread: {Subsystem: SubsystemL7, Effect: Drops,
 		Kernel: "reads topics only of produce, fetch, offsets, metadata, offsetcommit and offsetfetch requests (in the versions that name topics by name), and refuses the requests of other keys that only a rule naming a topic would admit"},
 	// DNS rules are decided per query in the kernel (docs/datapath.md,
@@ -268,7 +282,7 @@ func Host(rs *v1alpha1.RuleSet) []Gap {
 			g.Feature = HTTPHostEgress
 		case HTTPOnFQDNPeers:
 			continue // the rule's HTTPHostEgress gap says it
-		case Kafka:
+		case Kafka, KafkaEgress:
 			g.Feature = KafkaHost
 		case KafkaTopicUnread:
 			continue // the rule's KafkaHost gap says it
@@ -368,9 +382,9 @@ func portGaps(gaps []Gap, at, dir string, ports []v1alpha1.PortRule, fqdn bool) 
 			}
 			gaps = append(gaps, Gap{Feature: f, Path: path + ".kafka", What: dir + " Kafka rules on " + on})
 			for k, r := range pr.Rules.Kafka {
-				if dir == "ingress" && r.Topic != "" && kafkaTopicUnread(r.APIKey) {
+				if r.Topic != "" && kafkaTopicUnread(r.APIKey) {
 					gaps = append(gaps, Gap{Feature: KafkaTopicUnread, Path: fmt.Sprintf("%s.kafka[%d]", path, k),
-						What: fmt.Sprintf("ingress Kafka rules for %s requests of topic %s on %s", r.APIKey, r.Topic, on)})
+						What: fmt.Sprintf(dir+" Kafka rules for %s requests of topic %s on %s", r.APIKey, r.Topic, on)})
 				}
 			}
 		}

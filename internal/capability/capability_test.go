@@ -284,13 +284,13 @@ func TestDNSOnFQDNPeers(t *testing.T) {
 	}
 }
 
-// TestKafkaSplit: ingress Kafka rules are enforced (the broker's side is
-// decided in the kernel); egress Kafka rules, a topic on a key whose
-// topics the kernel does not read, and a host policy's Kafka rules are
-// gaps, once per rule.
+// TestKafkaSplit: ingress and egress Kafka rules are enforced (the
+// broker's side and the client's are decided in the kernel); a topic on
+// a key whose topics the kernel does not read, and a host policy's Kafka
+// rules (ingress and egress) are gaps, once per rule.
 func TestKafkaSplit(t *testing.T) {
-	if !Enforced(Kafka) || Enforced(KafkaEgress) || Enforced(KafkaTopicUnread) || Enforced(KafkaHost) {
-		t.Fatalf("table: Kafka %v, egress %v, topic unread %v, host %v; want true, false, false, false",
+	if !Enforced(Kafka) || !Enforced(KafkaEgress) || Enforced(KafkaTopicUnread) || Enforced(KafkaHost) {
+		t.Fatalf("table: Kafka %v, egress %v, topic unread %v, host %v; want true, true, false, false",
 			Enforced(Kafka), Enforced(KafkaEgress), Enforced(KafkaTopicUnread), Enforced(KafkaHost))
 	}
 	kafka := func(rs ...v1alpha1.KafkaRule) []v1alpha1.PortRule {
@@ -301,11 +301,11 @@ func TestKafkaSplit(t *testing.T) {
 			{ToPorts: kafka(v1alpha1.KafkaRule{Role: v1alpha1.KafkaRoleProduce, Topic: "orders"})},
 			{ToPorts: kafka(v1alpha1.KafkaRule{APIKey: "fetch", Topic: "orders"}, v1alpha1.KafkaRule{APIKey: "createtopics", Topic: "orders"})},
 		},
-		Egress: []v1alpha1.EgressRule{{ToPorts: kafka(v1alpha1.KafkaRule{Topic: "orders"})}},
+		Egress: []v1alpha1.EgressRule{{ToPorts: kafka(v1alpha1.KafkaRule{Topic: "orders"}, v1alpha1.KafkaRule{APIKey: "deletetopics", Topic: "orders"})}},
 	}
 	want := []Gap{
 		{KafkaTopicUnread, "spec.ingress[1].toPorts[0].rules.kafka[1]", "ingress Kafka rules for createtopics requests of topic orders on 9092/TCP"},
-		{KafkaEgress, "spec.egress[0].toPorts[0].rules.kafka", "egress Kafka rules on 9092/TCP"},
+		{KafkaTopicUnread, "spec.egress[0].toPorts[0].rules.kafka[1]", "egress Kafka rules for deletetopics requests of topic orders on 9092/TCP"},
 	}
 	if got := Network(rs); !slices.Equal(got, want) {
 		t.Errorf("Network() = %v\nwant %v", got, want)
@@ -313,7 +313,7 @@ func TestKafkaSplit(t *testing.T) {
 	wantHost := []Gap{
 		{KafkaHost, "spec.ingress[0].toPorts[0].rules.kafka", "ingress Kafka rules on 9092/TCP"},
 		{KafkaHost, "spec.ingress[1].toPorts[0].rules.kafka", "ingress Kafka rules on 9092/TCP"},
-		{KafkaEgress, "spec.egress[0].toPorts[0].rules.kafka", "egress Kafka rules on 9092/TCP"},
+		{KafkaHost, "spec.egress[0].toPorts[0].rules.kafka", "egress Kafka rules on 9092/TCP"},
 	}
 	if got := Host(rs); !slices.Equal(got, wantHost) {
 		t.Errorf("Host() = %v\nwant %v", got, wantHost)
