@@ -52,7 +52,7 @@ func kafkaBpffs(t *testing.T) string {
 // bpf/kafka datapath, its state pinned on a bpffs. The test tampers with
 // the pinned maps from outside (cilium/ebpf on the pins, as bpftool
 // would): the active list record (every topic admitted), then a
-// binding removed: each verify pass reads the kernel back, records a
+// binding removed, then a client's egress binding removed: each verify pass reads the kernel back, records a
 // repaired MapEntry drift naming kafka, and applies a new generation
 // whose tables are the applied ones. Then the broker's identity in
 // kafka_peers and an extra prefix (written again, deleted), then the
@@ -74,10 +74,17 @@ func TestKafkaDriftRepairedRealKernel(t *testing.T) {
 	f, _ := newKafkaFixture(t)
 	f.a.Kafka, f.a.KafkaPinDir = dp, pins
 	f.podUID("broker", "broker", "10.0.0.2", 2, false)
-	f.policy("broker", "r1", 1, `
+	f.podUID("client", "client", "10.0.0.3", 3, false)
+	f.policy("broker", "r1", 2, `
 endpointSelector: {matchLabels: {app: broker}}
 ingress:
 - toPorts: [{ports: [{port: "9092", protocol: TCP}], rules: {kafka: [{role: produce, topic: orders}]}}]
+`)
+	f.policy("client", "r1", 2, `
+endpointSelector: {matchLabels: {app: client}}
+egress:
+- toEndpoints: [{matchLabels: {app: broker}}]
+  toPorts: [{ports: [{port: "9092", protocol: TCP}], rules: {kafka: [{role: produce, topic: orders}]}}]
 `)
 	if _, err := f.sync(); err != nil {
 		t.Fatal(err)
@@ -105,21 +112,26 @@ ingress:
 		}
 		return a.Slot
 	}
-	// the active slot's one list, and its one binding
+	// the list of the active slot's one (ingress) binding: the broker's
 	oneList := func(slot uint32) (kafkabpf.KafkaKafkaListKey, kafkabpf.KafkaKafkaList) {
 		t.Helper()
-		var k, fk kafkabpf.KafkaKafkaListKey
-		var v, fv kafkabpf.KafkaKafkaList
-		n := 0
-		for it := lists.Iterate(); it.Next(&k, &v); {
-			if k.Slot == slot {
-				fk, fv, n = k, v, n+1
+		var bk kafkabpf.KafkaKafkaBindKey
+		var bv kafkabpf.KafkaKafkaBind
+		var list []uint32
+		for it := binds.Iterate(); it.Next(&bk, &bv); {
+			if bk.Slot == slot {
+				list = append(list, bv.List)
 			}
 		}
-		if n != 1 {
-			t.Fatalf("%d lists in the active slot %d, want the policy's one", n, slot)
+		if len(list) != 1 {
+			t.Fatalf("%d bindings in the active slot %d, want the broker's one", len(list), slot)
 		}
-		return fk, fv
+		k := kafkabpf.KafkaKafkaListKey{Slot: slot, List: list[0]}
+		var v kafkabpf.KafkaKafkaList
+		if err := lists.Lookup(k, &v); err != nil {
+			t.Fatalf("the broker's list %+v: %v", k, err)
+		}
+		return k, v
 	}
 	gen0, err := dp.Generation()
 	if err != nil {
@@ -188,6 +200,40 @@ ingress:
 		t.Fatalf("the binding after the repair: %v", err)
 	}
 
+	// 2b. The client's egress binding removed.
+	ebinds := open("kafka_ebinds")
+	slot = active()
+	n = 0
+	for it := ebinds.Iterate(); it.Next(&bk, &bv); {
+		if bk.Slot == slot {
+			found, n = bk, n+1
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d egress bindings in the active slot, want the client's 1", n)
+	}
+	if err := ebinds.Delete(found); err != nil {
+		t.Fatal(err)
+	}
+	f.a.VerifyNow(ctx)
+	if len(f.a.drifts) != 3 {
+		t.Fatalf("drifts after the egress binding tamper: %+v, want 3", f.a.drifts)
+	}
+	what = ""
+	for _, d := range f.a.drifts {
+		if strings.Contains(d.What, "kafka_ebinds") && d.Repaired && d.Kind == v1.KernelDriftMapEntry {
+			what = d.What
+		}
+	}
+	if !strings.HasPrefix(what, "kafka generation: 1 entries differ: kafka_ebinds") || !strings.Contains(what, "found absent") {
+		t.Fatalf("drifts %+v: want a repaired MapEntry drift naming the removed egress binding", f.a.drifts)
+	}
+	t.Logf("drift: %s", what)
+	found.Slot = active()
+	if err := ebinds.Lookup(found, &bv); err != nil {
+		t.Fatalf("the egress binding after the repair: %v", err)
+	}
+
 	// 3. The broker pod's identity changed, an extra prefix added.
 	peers := open("kafka_peers")
 	pk := kafkabpf.KafkaKafkaPeerKey{Prefixlen: 32 + 32, Family: 4}
@@ -205,8 +251,8 @@ ingress:
 		t.Fatal(err)
 	}
 	f.a.VerifyNow(ctx)
-	if len(f.a.drifts) != 3 {
-		t.Fatalf("drifts after the identity tamper: %+v, want 3", f.a.drifts)
+	if len(f.a.drifts) != 4 {
+		t.Fatalf("drifts after the identity tamper: %+v, want 4", f.a.drifts)
 	}
 	what = ""
 	for _, d := range f.a.drifts {
@@ -237,8 +283,8 @@ ingress:
 		t.Fatal(err)
 	}
 	f.a.VerifyNow(ctx)
-	if len(f.a.drifts) != 4 {
-		t.Fatalf("drifts after the pin removal: %+v, want 4", f.a.drifts)
+	if len(f.a.drifts) != 5 {
+		t.Fatalf("drifts after the pin removal: %+v, want 5", f.a.drifts)
 	}
 	found4 := false
 	for _, d := range f.a.drifts {
@@ -255,7 +301,7 @@ ingress:
 
 	// 5. Untampered: nothing found.
 	f.a.VerifyNow(ctx)
-	if len(f.a.drifts) != 4 {
+	if len(f.a.drifts) != 5 {
 		t.Fatalf("drifts after an untampered pass: %+v", f.a.drifts)
 	}
 }
