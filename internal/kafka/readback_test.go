@@ -31,7 +31,8 @@ import (
 // TestKafkaCompareFindsAndRepairs: the generation Apply wrote reads back
 // with no drift; each kind of tampering (a topic entry's rules, a list's
 // record, an extra list, a binding removed, an extra binding, the
-// generation, an enforced port removed and an extra one) is found, named
+// generation, an enforced port removed and an extra one; a client's egress
+// binding removed and an extra egress port) is found, named
 // by map and entry; the tampered topic entry changes the kernel's verdict;
 // a fresh Apply after Compare leaves no drift (the extras deleted too)
 // and the verdict is the applied one again.
@@ -45,6 +46,7 @@ func TestKafkaCompareFindsAndRepairs(t *testing.T) {
 	binds := []Binding{
 		{Addr: netip.MustParseAddr("10.1.0.5"), Port: 9092, List: 7},
 		{Addr: netip.IPv6Unspecified(), Port: 9093, Identity: 300, List: 7},
+		{Addr: netip.MustParseAddr("10.1.0.6"), Port: 9092, Identity: 300, List: 7, Egress: true},
 	}
 	for gen := uint64(1); gen <= 2; gen++ { // both slots used
 		if err := d.Apply(gen, tables, binds); err != nil {
@@ -92,6 +94,10 @@ func TestKafkaCompareFindsAndRepairs(t *testing.T) {
 	must(d.objs.KafkaGens.Update(slot, kafkabpf.KafkaKafkaConfig{Generation: 41}, ebpf.UpdateAny))
 	must(d.objs.KafkaPorts.Delete(kafkabpf.KafkaKafkaPortKey{Port: 9092, Family: fam, Addr: addr}))
 	must(d.objs.KafkaPorts.Update(kafkabpf.KafkaKafkaPortKey{Port: 9999, Family: fam, Addr: addr}, uint32(1), ebpf.UpdateNoExist))
+	// The client's egress binding gone, an extra egress port.
+	efam, eaddr := sockl7.AddrKey(binds[2].Addr)
+	must(d.objs.KafkaEbinds.Delete(kafkabpf.KafkaKafkaBindKey{Slot: slot, Identity: 300, Port: 9092, Family: efam, Addr: eaddr}))
+	must(d.objs.KafkaEports.Update(kafkabpf.KafkaKafkaPortKey{Port: 9998, Family: efam, Addr: eaddr}, uint32(1), ebpf.UpdateNoExist))
 
 	ds, err := d.Compare(2, tables, binds)
 	if err != nil {
@@ -111,13 +117,15 @@ func TestKafkaCompareFindsAndRepairs(t *testing.T) {
 		`kafka_binds {slot ` + string(rune('0'+slot)) + ` identity 0 10.1.0.5:9999}: want absent, found list 7`,
 		`kafka_ports {10.1.0.5:9092}: want enforced, found absent`,
 		`kafka_ports {10.1.0.5:9999}: want absent, found 1`,
+		`kafka_ebinds {slot ` + string(rune('0'+slot)) + ` identity 300 10.1.0.6:9092}: want list 7, found absent`,
+		`kafka_eports {10.1.0.6:9998}: want absent, found 1`,
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("drifts lack %q:\n%s", want, all)
 		}
 	}
-	if len(ds) != 8 {
-		t.Errorf("%d drifts, want 8:\n%s", len(ds), all)
+	if len(ds) != 10 {
+		t.Errorf("%d drifts, want 10:\n%s", len(ds), all)
 	}
 
 	// The repair: a fresh generation; nothing of the tampering is left.
@@ -136,6 +144,9 @@ func TestKafkaCompareFindsAndRepairs(t *testing.T) {
 	var v uint32
 	if err := d.objs.KafkaPorts.Lookup(kafkabpf.KafkaKafkaPortKey{Port: 9999, Family: fam, Addr: addr}, &v); err == nil {
 		t.Error("the extra port 10.1.0.5:9999 is still enforced")
+	}
+	if err := d.objs.KafkaEports.Lookup(kafkabpf.KafkaKafkaPortKey{Port: 9998, Family: efam, Addr: eaddr}, &v); err == nil {
+		t.Error("the extra egress port 10.1.0.6:9998 is still enforced")
 	}
 	if r := parseAt(t, d, 7, true, produceOrders, 0); r.Reason != ReasonAllowed {
 		t.Fatalf("produce to orders after the repair: %+v", r)
