@@ -21,13 +21,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -48,19 +44,14 @@ type egressClients struct {
 	mu       sync.Mutex
 }
 
-func (e *egressClients) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+func (e *egressClients) dial(ctx context.Context, network, addr string) (c net.Conn, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	pid := []byte(strconv.Itoa(os.Getpid()))
-	if err := os.WriteFile(filepath.Join(e.cg, "cgroup.procs"), pid, 0); err != nil {
-		return nil, fmt.Errorf("enter cgroup: %w", err)
-	}
 	var dl net.Dialer
-	c, derr := dl.DialContext(ctx, network, addr)
-	if err := os.WriteFile(filepath.Join(e.home, "cgroup.procs"), pid, 0); err != nil {
-		return nil, fmt.Errorf("leave cgroup: %w", err)
+	if cerr := inCgroup(e.cg, e.home, func() { c, err = dl.DialContext(ctx, network, addr) }); cerr != nil {
+		return nil, cerr
 	}
-	return c, derr
+	return c, err
 }
 
 // startEgress starts kfake outside the test's cgroup and enforces list

@@ -123,20 +123,30 @@ func startBroker(t *testing.T, list engine.L7List) *broker {
 	d := requireKernel(t)
 	cg := newCgroup(t, d)
 	home := ownCgroup(t)
-	pid := []byte(strconv.Itoa(os.Getpid()))
-	listen := func(network, address string) (net.Listener, error) {
-		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), pid, 0); err != nil {
-			return nil, fmt.Errorf("enter cgroup: %w", err)
+	listen := func(network, address string) (ln net.Listener, err error) {
+		if cerr := inCgroup(cg, home, func() { ln, err = net.Listen(network, address) }); cerr != nil {
+			return nil, cerr
 		}
-		ln, lerr := net.Listen(network, address)
-		if err := os.WriteFile(filepath.Join(home, "cgroup.procs"), pid, 0); err != nil {
-			return nil, fmt.Errorf("leave cgroup: %w", err)
-		}
-		return ln, lerr
+		return ln, err
 	}
 	b := runKfake(t, d, cg, listen)
 	b.apply(t, 1, list, false)
 	return b
+}
+
+// inCgroup runs f with the process in the cgroup directory cg, then moves
+// it back to home: sockets f creates are cg's (a socket's cgroup is its
+// creator's at creation, for its whole life).
+func inCgroup(cg, home string, f func()) error {
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), pid, 0); err != nil {
+		return fmt.Errorf("enter cgroup: %w", err)
+	}
+	f()
+	if err := os.WriteFile(filepath.Join(home, "cgroup.procs"), pid, 0); err != nil {
+		return fmt.Errorf("leave cgroup: %w", err)
+	}
+	return nil
 }
 
 // newCgroup creates a cgroup for the test under the cgroup v2 root (removed
