@@ -109,48 +109,8 @@ func TestKafkaKernelMatchesEngine(t *testing.T) {
 		list := diffList(r)
 		applyList(t, d, uint64(s+1), list)
 		for i := range perSet {
-			var key, ver int16
-			var topics []string
-			if r.IntN(4) == 0 {
-				key = diffTopicless[r.IntN(len(diffTopicless))]
-				ver = int16(r.IntN(4))
-			} else {
-				keys := []int16{0, 1, 2, 3, 8, 9}
-				key = keys[r.IntN(len(keys))]
-				ver = int16(r.IntN(int(diffParsed[key]) + 1))
-				if key == 8 && ver == 0 {
-					ver = 1
-				}
-				n := 1
-				if key == 3 {
-					n += r.IntN(3)
-				}
-				for range n {
-					topics = append(topics, diffTopics[r.IntN(len(diffTopics))])
-				}
-			}
-			var cid *string
-			if c := r.IntN(len(diffClients) + 1); c < len(diffClients) {
-				cid = &diffClients[c]
-			}
-			q := &engine.KafkaRequest{APIKey: engine.KafkaKeyName(int(key)), APIVersion: int(ver)}
-			if cid != nil {
-				q.ClientID = *cid
-			}
-			// every topic must be allowed; the first refused one names
-			// the rule, else the first topic's rule
-			wantOK, wantRule := true, engine.RuleID(0)
-			if len(topics) == 0 {
-				wantOK, wantRule = refDecide(list, q)
-			}
-			for j, tp := range topics {
-				q.Topic = tp
-				ok, rule := refDecide(list, q)
-				if j == 0 || (!ok && wantOK) {
-					wantOK, wantRule = ok, rule
-				}
-			}
-			f := frame(request(key, ver, topics), cid, int32(i))
+			dr := diffRequest(r, list, int32(i))
+			key, ver, topics, q, wantOK, wantRule, f := dr.key, dr.ver, dr.topics, dr.q, dr.ok, dr.rule, dr.frame
 			got := parseAt(t, d, 1, true, f, 0)
 			want := result{Kind: kindRequest, Reason: ReasonAllowed, Len: uint32(len(f)), Rule: uint32(wantRule), Topics: uint32(len(topics))}
 			if !wantOK {
@@ -169,6 +129,66 @@ func TestKafkaKernelMatchesEngine(t *testing.T) {
 	if allowed < sets*perSet/20 || denied < sets*perSet/20 {
 		t.Fatalf("the requests do not exercise both outcomes: %d allowed, %d refused", allowed, denied)
 	}
+}
+
+// diffReq is a random request of a differential and the engine's
+// decision of it under a list.
+type diffReq struct {
+	key, ver int16
+	topics   []string
+	cid      *string
+	q        *engine.KafkaRequest
+	ok       bool
+	rule     engine.RuleID
+	frame    []byte
+}
+
+// diffRequest draws a request naming one topic (Metadata: one to three,
+// allowed when every topic is) or, for the keys without topics, none, in
+// a version the kernel reads, and decides it as the engine does: every
+// topic must be allowed; the first refused one names the rule, else the
+// first topic's rule.
+func diffRequest(r *rand.Rand, list engine.L7List, corr int32) diffReq {
+	var key, ver int16
+	var topics []string
+	if r.IntN(4) == 0 {
+		key = diffTopicless[r.IntN(len(diffTopicless))]
+		ver = int16(r.IntN(4))
+	} else {
+		keys := []int16{0, 1, 2, 3, 8, 9}
+		key = keys[r.IntN(len(keys))]
+		ver = int16(r.IntN(int(diffParsed[key]) + 1))
+		if key == 8 && ver == 0 {
+			ver = 1
+		}
+		n := 1
+		if key == 3 {
+			n += r.IntN(3)
+		}
+		for range n {
+			topics = append(topics, diffTopics[r.IntN(len(diffTopics))])
+		}
+	}
+	var cid *string
+	if c := r.IntN(len(diffClients) + 1); c < len(diffClients) {
+		cid = &diffClients[c]
+	}
+	q := &engine.KafkaRequest{APIKey: engine.KafkaKeyName(int(key)), APIVersion: int(ver)}
+	if cid != nil {
+		q.ClientID = *cid
+	}
+	wantOK, wantRule := true, engine.RuleID(0)
+	if len(topics) == 0 {
+		wantOK, wantRule = refDecide(list, q)
+	}
+	for j, tp := range topics {
+		q.Topic = tp
+		ok, rule := refDecide(list, q)
+		if j == 0 || (!ok && wantOK) {
+			wantOK, wantRule = ok, rule
+		}
+	}
+	return diffReq{key: key, ver: ver, topics: topics, cid: cid, q: q, ok: wantOK, rule: wantRule, frame: frame(request(key, ver, topics), cid, corr)}
 }
 
 func fmtList(l engine.L7List) string {

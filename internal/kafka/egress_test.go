@@ -22,6 +22,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
@@ -227,4 +228,65 @@ func TestKafkaEgressSplit(t *testing.T) {
 	}
 	c, _ := b.d.CountersDir(true)
 	t.Logf("egress counters %v", c)
+}
+
+// TestKafkaEgressKernelMatchesEngine: the client's side copy of the
+// parser (kafka_msg) against the engine: 100 seeded lists × 500 requests
+// (diffRequest: every parsed key and version, client IDs, one to three
+// topics), each written on its own connection from the client cgroup to
+// kfake; the verdict event of each (allowed events on) says allowed or
+// denied and the deciding rule as the engine does, and a refused one was
+// not passed.
+func TestKafkaEgressKernelMatchesEngine(t *testing.T) {
+	b, cl := startEgress(t, ordersOnly())
+	b.d.SetAllowedEvents(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, errs, err := b.d.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sets, perSet = 100, 500
+	seed := uint64(20261208)
+	var allowed, denied int
+	for s := range sets {
+		r := rand.New(rand.NewPCG(seed, uint64(s)))
+		list := diffList(r)
+		b.apply(t, uint64(s+2), list, true)
+		for i := range perSet {
+			dr := diffRequest(r, list, int32(i))
+			c, err := cl.dial(ctx, "tcp", b.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Write(dr.frame); err != nil {
+				t.Fatalf("set %d request %d: write: %v", s, i, err)
+			}
+			var ev Event
+			select {
+			case ev = <-events:
+			case err := <-errs:
+				t.Fatalf("events: %v", err)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("set %d request %d: no verdict event", s, i)
+			}
+			c.Close()
+			wantReason := ReasonAllowed
+			if !dr.ok {
+				wantReason = ReasonDenied
+				denied++
+			} else {
+				allowed++
+			}
+			if !ev.Egress || ev.Correlation != int32(i) || ev.Reason != wantReason || ev.Rule != uint32(dr.rule) || ev.Allowed() != dr.ok ||
+				ev.Generation != uint64(s+2) || ev.APIKey != dr.key || ev.APIVersion != dr.ver {
+				t.Fatalf("seed %d set %d request %d: key %d v%d client %v topics %v\nlist %s\nevent %v, want %v rule %d",
+					seed, s, i, dr.key, dr.ver, dr.q.ClientID, dr.topics, fmtList(list), ev, wantReason, dr.rule)
+			}
+		}
+	}
+	t.Logf("%d lists, %d requests on the client's side: %d allowed, %d refused, kernel = engine", sets, sets*perSet, allowed, denied)
+	if allowed < sets*perSet/20 || denied < sets*perSet/20 {
+		t.Fatalf("the requests do not exercise both outcomes: %d allowed, %d refused", allowed, denied)
+	}
 }
