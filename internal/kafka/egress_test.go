@@ -290,3 +290,76 @@ func TestKafkaEgressKernelMatchesEngine(t *testing.T) {
 		t.Fatalf("the requests do not exercise both outcomes: %d allowed, %d refused", allowed, denied)
 	}
 }
+
+// TestKafkaEgressOversize: a client may write frames up to
+// EgressFrameMax: franz-go produces a 200 KB record (uncompressed) to the
+// allowed topic; a 300 KiB
+// Produce frame is refused oversize from its size field: the client reads
+// a response frame of size 0, the broker never sees it, and the event
+// names the client's and the broker's addresses.
+func TestKafkaEgressOversize(t *testing.T) {
+	b, cl := startEgress(t, ordersOnly())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	events, errs, err := b.d.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 200_000)
+	for i := range big {
+		big[i] = byte(i * 7919 >> 3)
+	}
+	prod := newClient(t, b, kgo.ClientID("big-1"), kgo.Dialer(cl.dial), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	if err := prod.ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: big}).FirstErr(); err != nil {
+		c, _ := b.d.CountersDir(true)
+		t.Fatalf("produce 200 KB to orders: %v (egress counters %v)", err, c)
+	}
+	before := len(b.saw(0))
+
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = -1, 1000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = "orders"
+	p := kmsg.NewProduceRequestTopicPartition()
+	p.Records = make([]byte, 300<<10)
+	rt.Partitions = append(rt.Partitions, p)
+	req.Topics = append(req.Topics, rt)
+	req.SetVersion(9)
+	id := "big-2"
+	f := frame(req, &id, 5)
+	if len(f) <= EgressFrameMax {
+		t.Fatalf("frame of %d bytes, want more than %d", len(f), EgressFrameMax)
+	}
+	conn, err := cl.dial(ctx, "tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(f); err != nil {
+		t.Fatalf("write the 300 KiB frame: %v", err)
+	}
+	resp, err := readFrame(bufio.NewReader(conn))
+	if err != nil || len(resp) != 0 {
+		t.Fatalf("answer to the 300 KiB frame: %x (%v), want a response frame of size 0", resp, err)
+	}
+	var ev Event
+	for ev.Reason != ReasonOversize {
+		select {
+		case ev = <-events:
+		case err := <-errs:
+			t.Fatalf("events: %v", err)
+		case <-ctx.Done():
+			t.Fatal("no oversize event")
+		}
+	}
+	if !ev.Egress || ev.Answer != AnswerClosed || ev.Local.String() != conn.LocalAddr().String() || ev.Remote.String() != b.addr {
+		t.Fatalf("event %+v: want egress, closed, local %s remote %s", ev, conn.LocalAddr(), b.addr)
+	}
+	if got := len(b.saw(0)); got != before {
+		t.Fatalf("the broker saw %d produce requests after the oversize frame, want %d", got, before)
+	}
+	if c, _ := b.d.CountersDir(true); c[ReasonOversize] != 1 || c[ReasonClosed] != 1 {
+		t.Fatalf("egress counters %v: want 1 oversize, closed", c)
+	}
+}
