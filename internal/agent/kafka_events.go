@@ -23,10 +23,10 @@ import (
 )
 
 // kafkaEvents logs each refused Kafka request (and each one an audit-mode
-// rule would refuse) with what the kernel knew of it (broker and client
-// addresses, API key and version, correlation ID, client ID, topic,
-// reason, the answer the client got, the deciding rule and the
-// generation), as l7Events does HTTP's (palisade_kafka_requests_total
+// rule would refuse) with what the kernel knew of it (the socket's and the
+// peer's addresses, and "egress" when it was decided on the client's
+// side, API key and version, correlation ID, client ID, topic, reason,
+// the answer the client got, the deciding rule and the generation), as l7Events does HTTP's (palisade_kafka_requests_total
 // counts them per reason).
 type kafkaEvents = eventLog[kafka.Event]
 
@@ -54,6 +54,10 @@ func kafkaEventLine(ev kafka.Event) (string, []any, bool) {
 	kv := []any{"local", ev.Local.String(), "remote", ev.Remote.String(), "apiKey", ev.APIKey, "apiVersion", ev.APIVersion,
 		"correlationID", ev.Correlation, "clientID", ev.ClientID, "topic", ev.Topic, "reason", ev.Reason.String(),
 		"answer", ev.Answer.String(), "rule", ev.Rule, "generation", ev.Generation}
+	if ev.Egress {
+		// decided on the client's side: local is the client's address
+		kv = append(kv, "egress", true)
+	}
 	if ev.ClientLen > len(ev.ClientID) {
 		kv = append(kv, "clientIDLength", ev.ClientLen)
 	}

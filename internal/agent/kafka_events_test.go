@@ -38,7 +38,7 @@ func TestKafkaEventsLogged(t *testing.T) {
 	}
 	first = append(first, kafka.Event{Reason: kafka.ReasonAllowed, Answer: kafka.AnswerPassed})
 	lines := logEvents(t, kafkaEventLine, kafkaEventsPerSecond, first,
-		[]kafka.Event{{Reason: kafka.ReasonAudit, Answer: kafka.AnswerPassed, Topic: "audited"}})
+		[]kafka.Event{{Reason: kafka.ReasonAudit, Answer: kafka.AnswerPassed, Topic: "audited", Egress: true}})
 	if len(lines) != kafkaEventsPerSecond+1 {
 		t.Fatalf("%d lines, want %d: %q", len(lines), kafkaEventsPerSecond+1, lines)
 	}
@@ -52,7 +52,11 @@ func TestKafkaEventsLogged(t *testing.T) {
 		t.Errorf("an allowed request was logged: %q", lines)
 	}
 	last := lines[len(lines)-1]
-	if !strings.Contains(last, `"notLogged"=5`) || !strings.Contains(last, `"topic"="audited"`) || !strings.Contains(last, "audit-mode") {
-		t.Errorf("last line %q: want the audit-mode request, saying 5 were not logged", last)
+	if !strings.Contains(last, `"notLogged"=5`) || !strings.Contains(last, `"topic"="audited"`) || !strings.Contains(last, "audit-mode") ||
+		!strings.Contains(last, `"egress"=true`) {
+		t.Errorf("last line %q: want the audit-mode request decided on the client's side, saying 5 were not logged", last)
+	}
+	if strings.Contains(lines[0], "egress") {
+		t.Errorf("line %q: the broker's side's request says egress", lines[0])
 	}
 }

@@ -329,9 +329,27 @@ func TestKafkaTrafficProduceConsume(t *testing.T) {
 
 // TestKafkaTrafficPinnedWithoutAgent: with the state pinned and every handle
 // of the process closed (the agent gone), requests on a connection opened
-// before and on one opened after are still decided as before.
+// before and on one opened after are still decided as before: on the
+// broker's side, and on the client's (egress: sk_msg, the gate's link and
+// the sockets' storage pinned too).
 func TestKafkaTrafficPinnedWithoutAgent(t *testing.T) {
-	b := startBroker(t, ordersOnly())
+	for _, egress := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ingress", true: "egress"}[egress], func(t *testing.T) { pinnedWithoutAgent(t, egress) })
+	}
+}
+
+// pinnedWithoutAgent runs TestKafkaTrafficPinnedWithoutAgent with the
+// rules on the broker's side, or (egress) on the client cgroup's writes.
+func pinnedWithoutAgent(t *testing.T, egress bool) {
+	var b *broker
+	var opts []kgo.Opt
+	if egress {
+		var cl *egressClients
+		b, cl = startEgress(t, ordersOnly())
+		opts = append(opts, kgo.Dialer(cl.dial))
+	} else {
+		b = startBroker(t, ordersOnly())
+	}
 	dir := t.TempDir()
 	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
 		t.Skipf("mount bpffs: %v", err)
@@ -339,7 +357,7 @@ func TestKafkaTrafficPinnedWithoutAgent(t *testing.T) {
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	before := newClient(t, b, kgo.ClientID("orders-producer-1"))
+	before := newClient(t, b, append(opts, kgo.ClientID("orders-producer-1"))...)
 	if err := before.ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: []byte("1")}).FirstErr(); err != nil {
 		t.Fatalf("produce before: %v", err)
 	}
@@ -352,7 +370,7 @@ func TestKafkaTrafficPinnedWithoutAgent(t *testing.T) {
 	if err := before.ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: []byte("2")}).FirstErr(); err != nil {
 		t.Fatalf("produce on the connection opened before, agent gone: %v", err)
 	}
-	after := newClient(t, b, kgo.ClientID("secret-producer-1"))
+	after := newClient(t, b, append(opts, kgo.ClientID("secret-producer-1"))...)
 	if err := after.ProduceSync(ctx, &kgo.Record{Topic: "secret", Value: []byte("leak")}).FirstErr(); !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Fatalf("produce to secret on a new connection, agent gone: %v, want TOPIC_AUTHORIZATION_FAILED", err)
 	}
