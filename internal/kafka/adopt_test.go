@@ -17,6 +17,7 @@ limitations under the License.
 package kafka
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"net"
@@ -66,12 +67,30 @@ type metadataConn struct {
 
 func dialMetadata(t *testing.T, addr string) *metadataConn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return dialMetadataWith(t, func() (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) })
+}
+
+// dialMetadataWith is dialMetadata over the connection dial makes.
+func dialMetadataWith(t *testing.T, dial func() (net.Conn, error)) *metadataConn {
+	t.Helper()
+	c, err := dial()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return &metadataConn{t: t, c: c}
+}
+
+// expectTopics checks the errors a Metadata request gives orders and
+// secret on c.
+func expectTopics(t *testing.T, when string, c *metadataConn, orders, secret int16) {
+	t.Helper()
+	if got := c.topicError("orders"); got != orders {
+		t.Errorf("%s: metadata orders: error %d, want %d", when, got, orders)
+	}
+	if got := c.topicError("secret"); got != secret {
+		t.Errorf("%s: metadata secret: error %d, want %d", when, got, secret)
+	}
 }
 
 // topicError sends a Metadata v11 request naming topic and returns the
@@ -174,12 +193,7 @@ func TestKafkaAdoptKeepsConnections(t *testing.T) {
 	}
 	expect := func(when string, c *metadataConn, orders, secret int16) {
 		t.Helper()
-		if got := c.topicError("orders"); got != orders {
-			t.Errorf("%s: metadata orders: error %d, want %d", when, got, orders)
-		}
-		if got := c.topicError("secret"); got != secret {
-			t.Errorf("%s: metadata secret: error %d, want %d", when, got, secret)
-		}
+		expectTopics(t, when, c, orders, secret)
 	}
 	expect("generation 1", ka, 0, refused)
 	socks, lnk, prog := pinnedIDs(t, dir)
@@ -367,5 +381,64 @@ func TestKafkaAdoptIncompatible(t *testing.T) {
 			t.Logf("Adopt: %v", err)
 			applyList(t, d, 1, ordersOnly())
 		})
+	}
+}
+
+// TestKafkaAdoptKeepsEgressConnections: as TestKafkaAdoptKeepsConnections
+// on the client's side: a connection the client cgroup opened before the
+// restart is decided by the pinned generation while no process runs and
+// after the adoption (the egress gate's link taken over too), then by
+// each generation the new process applies to its egress binding.
+func TestKafkaAdoptKeepsEgressConnections(t *testing.T) {
+	b, cl := startEgress(t, ordersOnly())
+	dir := pinDir(t)
+	if err := b.d.Pin(dir); err != nil {
+		t.Fatal(err)
+	}
+	dial := func() (net.Conn, error) { return cl.dial(context.Background(), "tcp", b.addr) }
+	ka := dialMetadataWith(t, dial)
+	refused := kerr.TopicAuthorizationFailed.Code
+	expectTopics(t, "generation 1", ka, 0, refused)
+	if err := b.d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	expectTopics(t, "no process", ka, 0, refused)
+
+	d := loadFresh(t)
+	ad, err := d.Adopt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ad == nil || ad.Generation != 1 || ad.Links != 1 || !slices.Contains(ad.Maps, "kafka_esk") || !slices.Contains(ad.Maps, "kafka_ebinds") {
+		t.Fatalf("adopted %+v, want generation 1, one link, the pinned egress maps", ad)
+	}
+	b.d = d
+	if !d.HasCgroup(b.cg) {
+		t.Errorf("HasCgroup(%s) = false after adopting its sockops and gate links", b.cg)
+	}
+	ap := netip.MustParseAddrPort(b.addr)
+	binds := []Binding{{Addr: netip.IPv4Unspecified(), Port: ap.Port(), List: 7, Egress: true}}
+	compile := func(l engine.L7List) *engine.KafkaTables {
+		kl, err := engine.CompileKafkaList(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &engine.KafkaTables{Lists: map[engine.L7ID]*engine.KafkaList{7: kl}}
+	}
+	if ds, err := d.Compare(1, compile(ordersOnly()), binds); err != nil || len(ds) != 0 {
+		t.Fatalf("the adopted state reads back with drifts %v (%v)", ds, err)
+	}
+	expectTopics(t, "adopted", ka, 0, refused)
+	if err := d.Apply(2, compile(ordersAndSecret()), binds); err != nil {
+		t.Fatal(err)
+	}
+	expectTopics(t, "generation 2 (on the connection from before the restart)", ka, 0, 0)
+	expectTopics(t, "generation 2 (new connection)", dialMetadataWith(t, dial), 0, 0)
+	if err := d.Apply(3, compile(ordersOnly()), binds); err != nil {
+		t.Fatal(err)
+	}
+	expectTopics(t, "generation 3", ka, 0, refused)
+	if got := b.saw(3); !slices.Contains(got, "secret") {
+		t.Errorf("the broker did not see the admitted Metadata request naming secret: %v", got)
 	}
 }
