@@ -363,3 +363,70 @@ func TestKafkaEgressOversize(t *testing.T) {
 		t.Fatalf("egress counters %v: want 1 oversize, closed", c)
 	}
 }
+
+// TestKafkaEgressPipelined: ten Metadata requests in one write are decided
+// one by one and each answered by the broker in order; an allowed, a
+// refused and an allowed request in one write: the first reaches the
+// broker, the refused one never does, and neither does the one after it
+// (the kernel cannot answer the refused one before the broker's answer to
+// the first, so it sends the closing frame in place of the rest of the
+// write: docs/kafka.md).
+func TestKafkaEgressPipelined(t *testing.T) {
+	b, cl := startEgress(t, ordersOnly())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	id := "pipe"
+	var w []byte
+	for i := range 10 {
+		w = append(w, frame(request(3, 11, []string{"orders"}), &id, int32(i))...)
+	}
+	c, err := cl.dial(ctx, "tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(w); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for i := range 10 {
+		resp, err := readFrame(br)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		if corr := int32(binary.BigEndian.Uint32(resp)); corr != int32(i) {
+			t.Fatalf("answer %d under correlation %d", i, corr)
+		}
+	}
+	if n := len(b.saw(3)); n != 10 {
+		t.Fatalf("the broker saw %d Metadata topics, want 10", n)
+	}
+
+	c2, err := cl.dial(ctx, "tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetDeadline(time.Now().Add(10 * time.Second))
+	w = append(frame(request(3, 11, []string{"orders"}), &id, 20), frame(request(3, 11, []string{"secret"}), &id, 21)...)
+	w = append(w, frame(request(3, 11, []string{"orders"}), &id, 22)...)
+	if _, err := c2.Write(w); err != nil {
+		t.Fatal(err)
+	}
+	br = bufio.NewReader(c2)
+	got := map[int32]bool{}
+	for range 2 {
+		resp, err := readFrame(br)
+		if err != nil {
+			t.Fatalf("answers %v, then: %v", got, err)
+		}
+		got[int32(binary.BigEndian.Uint32(resp))] = true
+	}
+	if !got[20] || !got[^int32(21)] {
+		t.Fatalf("answers under correlations %v, want 20 (the broker's) and ^21 (the closing frame)", got)
+	}
+	if saw := b.saw(3); len(saw) != 11 || slices.Contains(saw, "secret") {
+		t.Fatalf("the broker saw Metadata topics %v, want one more orders and no secret", saw)
+	}
+}
