@@ -68,7 +68,7 @@ const (
 	// own brokers (ingress) and requests the host's own clients write
 	// (egress).
 	KafkaHost Feature = "Kafka rules of host policies"
-	// KafkaTopicUnread is an ingress Kafka rule naming a topic for an API
+	// KafkaTopicUnread is a Kafka rule (ingress or egress) naming a topic for an API
 	// key whose requests' topics the kernel does not read.
 	KafkaTopicUnread Feature = "Kafka rules naming a topic of keys whose topics the kernel does not read"
 	DNS              Feature = "DNS rules"
