@@ -64,6 +64,7 @@ func run() error {
 		pinDir        = flag.String("pin-dir", datapath.DefaultPinDir, "bpffs directory for the datapath's pinned maps and links")
 		metricsAddr   = flag.String("metrics-bind-address", ":9091", "address of the Prometheus metrics endpoint; 0 disables it")
 		probeAddr     = flag.String("health-probe-bind-address", ":8082", "address of the /healthz and /readyz endpoints")
+		pprofAddr     = flag.String("pprof-bind-address", "0", "address of the Go runtime's /debug/pprof endpoints (profiles, execution trace); 0 (the default) disables them")
 		verifyEvery   = flag.Duration("verify-interval", agent.DefaultVerifyInterval, "period of the verify loop that compares the kernel with the desired state")
 		driftWindow   = flag.Duration("drift-window", agent.DefaultDriftWindow, "how long a kernel drift keeps Drifted=True")
 		hostIfs       = flag.String("host-interfaces", "", "comma-separated host interfaces to attach the host firewall to")
@@ -121,6 +122,7 @@ func run() error {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress: *probeAddr,
+		PprofBindAddress:       *pprofAddr,
 		Cache:                  agent.NodeCacheOptions(*nodeName),
 	})
 	if err != nil {

@@ -18,11 +18,13 @@ package agent_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -66,6 +68,11 @@ import (
 // none). make bench-agent runs it. PALISADE_BENCH_LOG=debug and
 // PALISADE_BENCH_LOGDIR=<dir> keep the agent's log, with every sync's
 // phases, and each change's start and latency (changes-*.txt).
+// PALISADE_BENCH_PPROF=<host:port> runs the agent with its pprof
+// endpoint there and, with PALISADE_BENCH_LOGDIR, keeps a CPU profile and
+// an execution trace of the agent over the changes (their first
+// PALISADE_BENCH_PROFILE_SECONDS, 20 by default) and its heap profile at
+// the end.
 func BenchmarkAgent(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root: the agent loads eBPF programs")
@@ -128,9 +135,10 @@ func benchAgent(b *testing.B, root, bin string, policies, pods int) {
 		}()
 		b.Logf("agent GOMEMLIMIT=%s", limit)
 	}
+	pprofAddr := cmp.Or(os.Getenv("PALISADE_BENCH_PPROF"), "0")
 	agent, err := devenv.Start("agent", filepath.Join(bin, "agent"), cp.Kubeconfig, filepath.Join(dir, "agent.log"),
 		"--node-name="+node, "--pin-dir="+pins, "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0",
-		"--zap-log-level="+benchLogLevel(), "--zap-time-encoding=rfc3339nano")
+		"--pprof-bind-address="+pprofAddr, "--zap-log-level="+benchLogLevel(), "--zap-time-encoding=rfc3339nano")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -161,6 +169,7 @@ func benchAgent(b *testing.B, root, bin string, policies, pods int) {
 	}
 	var lat []time.Duration
 	var changes strings.Builder // each change's start and latency, to place it in the agent's log
+	profiled := benchProfile(b, pprofAddr, policies)
 	b.ResetTimer()
 	for i := range b.N {
 		// Each change is a lone one, as a commit is, not part of a burst
@@ -179,6 +188,7 @@ func benchAgent(b *testing.B, root, bin string, policies, pods int) {
 		fmt.Fprintf(&changes, "%d %s %.1f ms\n", i, t0.UTC().Format(time.RFC3339Nano), float64(lat[i].Microseconds())/1000)
 	}
 	b.StopTimer()
+	profiled()
 	if d := os.Getenv("PALISADE_BENCH_LOGDIR"); d != "" {
 		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("changes-%d-policies.txt", policies)), []byte(changes.String()), 0o644); err != nil {
 			b.Error(err)
@@ -191,6 +201,42 @@ func benchAgent(b *testing.B, root, bin string, policies, pods int) {
 	b.ReportMetric(float64(procStatus(b, agent, "VmRSS:")), "rss-MiB")
 	// Of which the Go heap and stacks, as against the binary's pages.
 	b.ReportMetric(float64(procStatus(b, agent, "RssAnon:")), "rss-anon-MiB")
+}
+
+// benchProfile starts, when the agent serves pprof at addr and
+// PALISADE_BENCH_LOGDIR is set, a CPU profile and an execution trace of
+// the agent, kept in that directory; the function it returns waits for
+// both and then keeps the agent's heap profile.
+func benchProfile(b *testing.B, addr string, policies int) func() {
+	d := os.Getenv("PALISADE_BENCH_LOGDIR")
+	if addr == "0" || d == "" {
+		return func() {}
+	}
+	secs := cmp.Or(os.Getenv("PALISADE_BENCH_PROFILE_SECONDS"), "20")
+	fetch := func(path, name, ext string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(filepath.Join(d, fmt.Sprintf("%s-%d-policies.%s", name, policies, ext)))
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer f.Close()
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			b.Error(err)
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { fetch("/debug/pprof/profile?seconds="+secs, "cpu", "pprof") })
+	wg.Go(func() { fetch("/debug/pprof/trace?seconds="+secs, "trace", "out") })
+	return func() {
+		wg.Wait()
+		fetch("/debug/pprof/heap?gc=1", "heap", "pprof")
+	}
 }
 
 // benchTimeN is N of -test.benchtime Nx, 0 for a duration.
