@@ -69,6 +69,13 @@ type Subsystem interface {
 	Report(in *inputs, r *report)
 }
 
+// keeper is a subsystem that can tell, before its Sync, that the sync
+// would leave it as it is (sockSubsystem.keep); the agent then does not
+// call Sync.
+type keeper interface {
+	keep(in *inputs) bool
+}
+
 // driftRecorder records one kernel drift and whether its repair failed.
 type driftRecorder func(kind v1.KernelDriftKind, what string, repairErr error)
 
@@ -140,6 +147,17 @@ type Agent struct {
 	// a change waits for the end of ReportBatch (a Trigger is due).
 	lastReport    time.Time
 	reportWaiting bool
+	// reportSeq numbers the status writes decided (under mu); written is
+	// the newest one made (under writeMu, which serializes the writes).
+	reportSeq uint64
+	writeMu   sync.Mutex
+	written   uint64
+	// reports asks the verify loop for a report; reporting is set while
+	// that loop runs (Start), and then, with ReportBatch, a sync leaves
+	// the report to it.
+	reports     chan struct{}
+	reportsOnce sync.Once
+	reporting   bool
 
 	mu    sync.Mutex
 	net   *network
@@ -218,9 +236,15 @@ func (a *Agent) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, err
 	defer a.mu.Unlock()
 	a.lockWait = time.Since(t0)
 	err := a.sync(ctx)
-	t1 := time.Now()
-	rerr := a.report(ctx)
-	a.Log.V(1).Info("reported", "took", time.Since(t1))
+	var rerr error
+	if a.reporting && a.ReportBatch > 0 {
+		// The verify loop reports, off this sync's path.
+		a.reportSoon()
+	} else {
+		t1 := time.Now()
+		rerr = a.report(ctx)
+		a.Log.V(1).Info("reported", "took", time.Since(t1))
+	}
 	if rerr != nil {
 		return ctrl.Result{}, errors.Join(err, rerr)
 	}
@@ -252,6 +276,10 @@ func (a *Agent) sync(ctx context.Context) error {
 	took := make([]any, 0, 2*len(subs))
 	for _, s := range subs {
 		ts := time.Now()
+		if k, ok := s.(keeper); ok && k.keep(in) {
+			took = append(took, s.Name(), "kept")
+			continue
+		}
 		if err := s.Sync(ctx, in); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
 		}

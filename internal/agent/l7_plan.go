@@ -395,3 +395,30 @@ func writeL7Rules(h interface{ Write([]byte) (int, error) }, r *v1alpha1.L7Rules
 func refuseAll(rule engine.RuleID) engine.L7List {
 	return engine.L7List{{Rule: rule, Rules: &v1alpha1.L7Rules{}}}
 }
+
+// bindInputsSame reports whether the change d of the map state (state
+// after it) leaves what the bind planner (bindPlan.plan) and writePeers
+// read as it was: the endpoint entries of the local addresses, the policy
+// entries of their policy IDs, the L7 lists and the ipcache.
+func bindInputsSame(d *engine.Delta, state *engine.MapState, local []localEndpoint) bool {
+	if len(d.L7)+len(d.L7Deleted)+len(d.IPCache)+len(d.IPCacheDeleted) > 0 {
+		return false
+	}
+	ids := map[uint32]bool{}
+	for _, l := range local {
+		for _, ip := range l.ips {
+			if _, ok := d.Endpoints[ip]; ok || slices.Contains(d.EndpointsDeleted, ip) {
+				return false
+			}
+			if ep, ok := state.Endpoints[ip]; ok {
+				ids[ep.PolicyID] = true
+			}
+		}
+	}
+	for k := range d.Policy {
+		if ids[k.PolicyID] {
+			return false
+		}
+	}
+	return !slices.ContainsFunc(d.PolicyDeleted, func(k engine.PolicyKey) bool { return ids[k.PolicyID] })
+}

@@ -632,3 +632,75 @@ func TestL7DecidesAsTheEngineRandom(t *testing.T) {
 	}
 	t.Logf("%d seeded sets: %d requests decided as the engine does, %d refused", sets, checked, refused)
 }
+
+// TestL7KeptWhenTheChangeBindsNothing: a sync whose change of the map
+// state touches no local workload's entries, policies, L7 lists or the
+// ipcache keeps the l7 subsystem as it is without running it (its plan is
+// the same object, nothing is applied); a change of the bound workload's
+// HTTP rules and a new pod run it again, and what it then binds decides
+// as before.
+func TestL7KeptWhenTheChangeBindsNothing(t *testing.T) {
+	f := newL7Fixture(t)
+	f.podUID("api", "api", "10.0.0.2", 2, false)
+	f.podUID("frontend", "frontend", "10.0.0.3", 3, false)
+	f.podOn("node-2", "db", "db", "10.0.1.2", 0, false)
+	const other = `
+endpointSelector: {matchLabels: {app: db}}
+ingress:
+- fromEndpoints: [{matchLabels: {app: frontend}}]
+  toPorts: [{ports: [{port: "%d", protocol: TCP}]}]
+`
+	f.policy("api", "r1", 2, allowHTTP)
+	f.policy("db", "r1", 2, fmt.Sprintf(other, 5432))
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	s := f.a.subs[1].(*l7Subsystem)
+	plan, applies := s.plan, f.l7.applies
+	if plan == nil || len(f.l7.binds) == 0 {
+		t.Fatalf("first sync bound nothing: %+v", f.l7.binds)
+	}
+	api, fe := netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3")
+	if _, ok, _ := f.l7.decide(api, 80, fe, &engine.HTTPRequest{Method: "GET", Path: "/private"}); ok {
+		t.Fatal("GET /private allowed before the changes")
+	}
+
+	// A remote workload's policy changes: kept.
+	for port := 5433; port < 5436; port++ {
+		f.policy("db", "r1", 2, fmt.Sprintf(other, port))
+		if _, err := f.sync(); err != nil {
+			t.Fatal(err)
+		}
+		if s.plan != plan || f.l7.applies != applies {
+			t.Fatalf("port %d: the l7 subsystem ran for a change that binds nothing (applies %d, was %d)", port, f.l7.applies, applies)
+		}
+	}
+	if c := f.condition(v1.L7EnforcedCondition); c.Status != metav1.ConditionTrue {
+		t.Errorf("L7Enforced while kept: %s %s: %s", c.Status, c.Reason, c.Message)
+	}
+
+	// The bound workload's HTTP rules change: run, and applied.
+	f.policy("api", "r1", 2, strings.Replace(allowHTTP, "/public", "/private", 1))
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if s.plan == plan || f.l7.applies != applies+1 {
+		t.Fatalf("a change of the bound rules was not applied (applies %d, was %d)", f.l7.applies, applies)
+	}
+	if _, ok, _ := f.l7.decide(api, 80, fe, &engine.HTTPRequest{Method: "GET", Path: "/private"}); !ok {
+		t.Error("GET /private refused after the rule allowing it was applied")
+	}
+
+	// A new pod (a new cluster): run.
+	plan = s.plan
+	f.podUID("frontend-2", "frontend", "10.0.0.4", 4, false)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if s.plan == plan {
+		t.Error("the l7 subsystem was kept after a pod was added")
+	}
+	if _, ok, _ := f.l7.decide(api, 80, netip.MustParseAddr("10.0.0.4"), &engine.HTTPRequest{Method: "GET", Path: "/private"}); !ok {
+		t.Error("the new frontend's GET /private refused")
+	}
+}

@@ -73,6 +73,11 @@ type network struct {
 	// inStep is whether desired is the compiler's state with over, so
 	// that the compiler's next delta applies to it.
 	inStep bool
+	// delta is the last sync's change of desired (nil: not known, as
+	// after a failed write, a fallback or the first sync): the l7 and
+	// kafka subsystems keep their state when it changes nothing they read
+	// (sockSubsystem.keep).
+	delta *engine.Delta
 	// writer writes generations by delta (nil with a fake kernel, which
 	// takes whole states).
 	writer *datapath.Writer
@@ -140,6 +145,7 @@ func (n *network) sync(ctx context.Context, in *inputs) error {
 	a := n.a
 	n.syncReason = ""
 	n.stateApplied = false
+	n.delta = nil
 	n.inc.node = a.Node
 	t0 := time.Now()
 	compiled, cd, err := n.inc.update(in)
@@ -225,6 +231,8 @@ func (n *network) applyState(ctx context.Context, compiled *engine.MapState, cd 
 	if kd != nil && kd.Len() == len(kd.L7)+len(kd.L7Deleted) {
 		if adopting {
 			a.Log.Info("adopted the pinned datapath state", "generation", a.Datapath.Generation())
+		} else {
+			n.delta = kd
 		}
 		n.desired, n.over, n.inStep = state, over, true
 		return nil
@@ -235,6 +243,9 @@ func (n *network) applyState(ctx context.Context, compiled *engine.MapState, cd 
 	}
 	err := n.write(ctx, state, kd)
 	if err == nil {
+		if !adopting {
+			n.delta = kd
+		}
 		n.desired, n.over, n.inStep = state, over, true
 		return nil
 	}

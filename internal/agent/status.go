@@ -165,8 +165,45 @@ func heartbeatDue(written *metav1.Time, last time.Time) bool {
 	return written == nil || written.Time.Before(processStart.Truncate(time.Second)) || last.Sub(written.Time) >= HeartbeatInterval
 }
 
+// statusWrite is a status patch a report decided on: base is the object
+// as read, ne with the new status; seq orders the writes.
+type statusWrite struct {
+	base, ne *v1.NodeEnforcement
+	seq      uint64
+}
+
 // report writes the agent's state to the node's NodeEnforcement status.
+// Under the agent's lock.
 func (a *Agent) report(ctx context.Context) error {
+	w, err := a.prepareReport(ctx)
+	if err != nil || w == nil {
+		return err
+	}
+	return a.writeReport(ctx, w)
+}
+
+// writeReport patches the status a report decided on. It needs not the
+// agent's lock: the status was made from the agent's state under it, and
+// a write older than one already made is dropped, so the API never goes
+// back to an older report.
+func (a *Agent) writeReport(ctx context.Context, w *statusWrite) error {
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	if w.seq < a.written {
+		return nil
+	}
+	if err := a.Client.Status().Patch(ctx, w.ne, client.MergeFrom(w.base)); err != nil {
+		return fmt.Errorf("update NodeEnforcement %s status: %w", a.Node, err)
+	}
+	a.written = w.seq
+	return nil
+}
+
+// prepareReport makes the node's NodeEnforcement status from the agent's
+// state and returns the write it needs, nil when the status is as
+// written or the write waits for the end of ReportBatch. Under the
+// agent's lock.
+func (a *Agent) prepareReport(ctx context.Context) (*statusWrite, error) {
 	ne := &v1.NodeEnforcement{}
 	reader := a.APIReader
 	if reader == nil {
@@ -190,13 +227,13 @@ func (a *Agent) report(ctx context.Context) error {
 			// Created before (by this process, or before a restart) and
 			// not in the cache yet: read it from the API server.
 			if err := reader.Get(ctx, client.ObjectKey{Name: a.Node}, ne); err != nil {
-				return fmt.Errorf("get NodeEnforcement %s: %w", a.Node, err)
+				return nil, fmt.Errorf("get NodeEnforcement %s: %w", a.Node, err)
 			}
 		} else if err != nil {
-			return fmt.Errorf("create NodeEnforcement %s: %w", a.Node, err)
+			return nil, fmt.Errorf("create NodeEnforcement %s: %w", a.Node, err)
 		}
 	} else if err != nil {
-		return fmt.Errorf("get NodeEnforcement %s: %w", a.Node, err)
+		return nil, fmt.Errorf("get NodeEnforcement %s: %w", a.Node, err)
 	}
 	a.neUID = ne.UID
 	base := ne.DeepCopy()
@@ -214,14 +251,14 @@ func (a *Agent) report(ctx context.Context) error {
 	if !a.lastVerified.IsZero() {
 		beat := heartbeatDue(base.Status.LastVerifiedTime, a.lastVerified)
 		if !beat && a.sameReport(&base.Status, &ne.Status) {
-			return nil
+			return nil, nil
 		}
 		t := metav1.NewTime(a.lastVerified)
 		st.LastVerifiedTime = &t
 	}
 	if a.sameReport(&base.Status, &ne.Status) {
 		a.reportWaiting = false
-		return nil
+		return nil, nil
 	}
 	if wait := a.reportWait(); wait > 0 {
 		if !a.reportWaiting {
@@ -230,16 +267,14 @@ func (a *Agent) report(ctx context.Context) error {
 				a.mu.Lock()
 				a.reportWaiting = false
 				a.mu.Unlock()
-				a.Trigger()
+				a.reportSoon()
 			})
 		}
-		return nil
-	}
-	if err := a.Client.Status().Patch(ctx, ne, client.MergeFrom(base)); err != nil {
-		return fmt.Errorf("update NodeEnforcement %s status: %w", a.Node, err)
+		return nil, nil
 	}
 	a.lastReport, a.reportWaiting = a.now(), false
-	return nil
+	a.reportSeq++
+	return &statusWrite{base: base, ne: ne, seq: a.reportSeq}, nil
 }
 
 // sameReport is whether a status write of n over o would say nothing new;
@@ -288,6 +323,12 @@ func withoutPending(sets []v1.PolicySetEnforcement) []v1.PolicySetEnforcement {
 // waits is written at the end of the window by a verify pass (Trigger),
 // with whatever the node enforces then. A report is never ahead of the
 // kernel, only up to a second behind it.
+//
+// A running agent (Start) with ReportBatch also writes the status off the
+// sync's path: a sync asks the verify loop's goroutine for a report
+// (reportSoon), which makes it under the agent's lock and writes it after
+// releasing it, so the next change's sync waits neither for the API
+// server's answer nor in the queue behind it.
 const DefaultReportBatch = time.Second
 
 // reportWait is how long a status write must wait for the end of

@@ -18,6 +18,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -81,8 +82,8 @@ func TestReportCreatesOnceWhileTheCacheLags(t *testing.T) {
 // TestReportBatch: with ReportBatch, a change within the window after a
 // status write waits (the API keeps the last written state, which the
 // kernel is not behind of) and is written at the window's end by the
-// verify pass the agent triggers then, with the newest state; changes in
-// the window cost one write.
+// report the agent asks its verify loop for then, with the newest state;
+// changes in the window cost one write.
 func TestReportBatch(t *testing.T) {
 	f := newFixture(t)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -119,14 +120,15 @@ func TestReportBatch(t *testing.T) {
 		t.Fatalf("within the window: %d writes, sets %+v; want r1 as written", writes, s)
 	}
 
-	// The window's end triggers a verify pass, which writes r2.
+	// The window's end asks the verify loop for a report (not a whole
+	// verify pass), which writes r2.
 	select {
-	case <-f.a.triggerC():
+	case <-f.a.reportC():
 	case <-time.After(time.Minute):
-		t.Fatal("no verify pass was triggered at the end of the window")
+		t.Fatal("no report was asked for at the end of the window")
 	}
 	now = now.Add(50 * time.Millisecond)
-	f.a.VerifyNow(context.Background())
+	f.a.ReportNow(context.Background())
 	if s := f.status().Status.PolicySets; s[0].Revision != "r2" || s[0].PendingRevision != "" || writes != 2 {
 		t.Fatalf("after the window: %d writes, sets %+v; want r2 in the second write", writes, s)
 	}
@@ -139,5 +141,77 @@ func TestReportBatch(t *testing.T) {
 	}
 	if s := f.status().Status.PolicySets; s[0].PendingRevision != "r3" || writes != 3 {
 		t.Fatalf("without ReportBatch: %d writes, sets %+v", writes, s)
+	}
+}
+
+// TestReportOffTheSyncPath: with the verify loop running and ReportBatch,
+// a sync leaves the status write to that loop (it asks for a report and
+// writes nothing itself); the report made then is written after the
+// agent's lock is released, and a write older than one already made is
+// dropped, so the status never goes back.
+func TestReportOffTheSyncPath(t *testing.T) {
+	f := newFixture(t)
+	f.a.ReportBatch = time.Millisecond
+	writes := 0
+	f.a.Client = interceptor.NewClient(f.c.(client.WithWatch), interceptor.Funcs{
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			if !f.a.mu.TryLock() {
+				t.Error("the status was written under the agent's lock")
+			} else {
+				f.a.mu.Unlock()
+			}
+			writes++
+			return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+		},
+	})
+	f.a.reporting = true // as Start sets it
+	f.pod("api", "api", "10.0.0.2", 2, false)
+	f.policy("api", "r1", 1, allowFrontend)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if writes != 0 {
+		t.Fatalf("the sync wrote the status %d times", writes)
+	}
+	select {
+	case <-f.a.reportC():
+	default:
+		t.Fatal("the sync asked for no report")
+	}
+	f.a.ReportNow(context.Background())
+	if s := f.status().Status.PolicySets; len(s) != 1 || s[0].Revision != "r1" || writes != 1 {
+		t.Fatalf("after the report: %d writes, sets %+v", writes, s)
+	}
+
+	// Two reports made in turn and written in the other order: the older
+	// one is dropped.
+	time.Sleep(2 * time.Millisecond)
+	f.policy("api", "r2", 1, allowFrontend)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	f.a.mu.Lock()
+	older, err := f.a.prepareReport(ctx)
+	f.a.mu.Unlock()
+	if err != nil || older == nil {
+		t.Fatalf("report r2: %v %v", older, err)
+	}
+	time.Sleep(2 * time.Millisecond)
+	f.policy("api", "r3", 1, allowFrontend)
+	if _, err := f.sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.a.mu.Lock()
+	newer, err := f.a.prepareReport(ctx)
+	f.a.mu.Unlock()
+	if err != nil || newer == nil {
+		t.Fatalf("report r3: %v %v", newer, err)
+	}
+	if err := errors.Join(f.a.writeReport(ctx, newer), f.a.writeReport(ctx, older)); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.status().Status.PolicySets; s[0].Revision != "r3" || writes != 2 {
+		t.Fatalf("%d writes, sets %+v; want r3 only written", writes, s)
 	}
 }

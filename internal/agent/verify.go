@@ -39,14 +39,62 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	reports := a.reportC()
+	a.mu.Lock()
+	a.reporting = true
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.reporting = false
+		a.mu.Unlock()
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		case <-a.triggerC():
+		case <-reports:
+			a.ReportNow(ctx)
+			continue
 		}
 		a.VerifyNow(ctx)
+	}
+}
+
+// reportC is the verify loop's channel of report requests; it takes not
+// the agent's lock, so a sync asks for a report under it.
+func (a *Agent) reportC() chan struct{} {
+	a.reportsOnce.Do(func() { a.reports = make(chan struct{}, 1) })
+	return a.reports
+}
+
+// reportSoon asks the verify loop for a report (ReportNow), with or
+// without the agent's lock.
+func (a *Agent) reportSoon() {
+	select {
+	case a.reportC() <- struct{}{}:
+	default:
+	}
+}
+
+// ReportNow makes the status under the agent's lock and writes it after
+// releasing it: a sync waits for the report's making, not for the API
+// server's answer. A write that fails is tried again by a report
+// retryInterval later.
+func (a *Agent) ReportNow(ctx context.Context) {
+	t0 := time.Now()
+	a.mu.Lock()
+	w, err := a.prepareReport(ctx)
+	a.mu.Unlock()
+	t1 := time.Now()
+	if err == nil && w != nil {
+		err = a.writeReport(ctx, w)
+	}
+	a.Log.V(1).Info("reported", "locked", t1.Sub(t0), "write", time.Since(t1), "written", w != nil)
+	if err != nil {
+		a.Log.Error(err, "report NodeEnforcement")
+		time.AfterFunc(retryInterval, a.reportSoon)
 	}
 }
 
@@ -78,22 +126,27 @@ func (a *Agent) VerifyNow(ctx context.Context) {
 	chk := a.checkMaps()
 	t1 := time.Now()
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	t2 := time.Now()
 	held := a.net != nil && a.net.holds(chk)
-	defer func() {
-		a.Log.V(1).Info("verified", "compare", t1.Sub(t0), "compareHeld", held, "mapsDeferred", a.net != nil && a.net.deferred,
-			"lockWait", t2.Sub(t1), "locked", time.Since(t2))
-	}()
 	if a.net != nil {
 		// Used when no sync ran since; otherwise Verify compares again
 		// or defers to the next pass.
 		a.net.check = chk
 	}
 	a.verify(ctx)
-	if err := a.report(ctx); err != nil {
+	// The status is made under the lock and written after it.
+	w, err := a.prepareReport(ctx)
+	deferred := a.net != nil && a.net.deferred
+	a.mu.Unlock()
+	t3 := time.Now()
+	if err == nil && w != nil {
+		err = a.writeReport(ctx, w)
+	}
+	if err != nil {
 		a.Log.Error(err, "report NodeEnforcement")
 	}
+	a.Log.V(1).Info("verified", "compare", t1.Sub(t0), "compareHeld", held, "mapsDeferred", deferred,
+		"lockWait", t2.Sub(t1), "locked", t3.Sub(t2), "write", time.Since(t3))
 }
 
 // checkAttempts is how many times checkMaps compares when syncs keep
