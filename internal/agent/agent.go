@@ -143,8 +143,9 @@ type Agent struct {
 	KafkaPinDir string
 	KafkaOff    string
 
-	// lastReport is when the status was last written; reportWaiting says
-	// a change waits for the end of ReportBatch (a Trigger is due).
+	// lastReport is when a status write was last decided; reportWaiting
+	// says a change waits for the end of ReportBatch (a report is asked
+	// for then).
 	lastReport    time.Time
 	reportWaiting bool
 	// reportSeq numbers the status writes decided (under mu); written is
