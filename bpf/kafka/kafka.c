@@ -34,6 +34,9 @@
 
 #include "kafka.h"
 #include "../gate.h"
+#include "../esock.h"
+
+ESOCK_PORT_KEY_LAYOUT(kafka_port_key);
 
 #ifndef SOL_SOCKET
 #define SOL_SOCKET 1
@@ -431,8 +434,6 @@ static __always_inline __u32 produce_answer_len(__u32 v, __u32 n, __u32 np)
 struct tcp_sock___kafka {
 	__u32 write_seq;
 	__u32 snd_una;
-	__u32 rcv_nxt;
-	__u32 copied_seq;
 } __attribute__((preserve_access_index));
 
 struct sock___kafka {
@@ -635,11 +636,6 @@ static __always_inline __u32 strp_offset(struct __sk_buff *skb)
 	if (o > 44)
 		return 0;
 	return *(int *)(kb->cb + o);
-}
-
-static __always_inline int v4mapped(const __u32 *a)
-{
-	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
 }
 
 /*
@@ -924,42 +920,6 @@ int kafka_verdict(struct __sk_buff *skb)
 
 /* ---- egress: the client's writes (sk_msg) ---- */
 
-/* port_enforced reports whether a socket's local address and port (the
- * local one for a broker's socket, the remote one for a client's) have
- * an entry in ports (exact address, then any address of the family). */
-static __always_inline int port_enforced(struct bpf_sock_ops *skops, void *ports, __u16 port)
-{
-	struct kafka_port_key k = { .port = port };
-	if (skops->family == AF_INET) {
-		k.family = 4;
-		__u32 la = skops->local_ip4;
-		__builtin_memcpy(k.addr, &la, 4);
-	} else if (skops->family == AF_INET6) {
-		__u32 la[4] = { skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2], skops->local_ip6[3] };
-		if (v4mapped(la)) {
-			k.family = 4;
-			__builtin_memcpy(k.addr, &la[3], 4);
-		} else {
-			k.family = 6;
-			__builtin_memcpy(k.addr, la, 16);
-		}
-	} else {
-		return 0;
-	}
-	if (bpf_map_lookup_elem(ports, &k))
-		return 1;
-	__builtin_memset(k.addr, 0, sizeof(k.addr));
-	return bpf_map_lookup_elem(ports, &k) != 0;
-}
-
-/* A port in a ctx's remote_port field (network byte order, shifted or
- * not depending on the context type) in host byte order. */
-static __always_inline __u16 remote_port(__u32 v)
-{
-	__u32 r = bpf_ntohl(v);
-	return r > 0xffff ? r >> 16 : r;
-}
-
 /*
  * esock_connect runs at TCP_CONNECT_CB (connect, or the first sendmsg of
  * TCP Fast Open, before the SYN is built): a client socket of an
@@ -969,14 +929,7 @@ static __always_inline __u16 remote_port(__u32 v)
  */
 static __always_inline void esock_connect(struct bpf_sock_ops *skops, __u64 cookie)
 {
-	struct bpf_sock *sk = skops->sk;
-	if (!sk)
-		return;
-	if (!port_enforced(skops, &kafka_eports, remote_port(skops->remote_port))) {
-		bpf_sk_storage_delete(&kafka_esk, sk);
-		return;
-	}
-	struct kafka_esockw *w = bpf_sk_storage_get(&kafka_esk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	struct kafka_esockw *w = esock_storage(skops, &kafka_eports, &kafka_esk);
 	if (!w)
 		return; /* not enforced: counted by the absence of KAFKA_R_SOCKETS */
 	__builtin_memset(&w->e, 0, sizeof(w->e));
@@ -992,14 +945,7 @@ static __always_inline void esock_connect(struct bpf_sock_ops *skops, __u64 cook
  */
 static __always_inline void esock_add(struct bpf_sock_ops *skops, __u64 cookie)
 {
-	struct bpf_sock *sk = skops->sk;
-	if (!sk)
-		return;
-	if (!port_enforced(skops, &kafka_eports, remote_port(skops->remote_port))) {
-		bpf_sk_storage_delete(&kafka_esk, sk);
-		return;
-	}
-	struct kafka_esockw *w = bpf_sk_storage_get(&kafka_esk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	struct kafka_esockw *w = esock_storage(skops, &kafka_eports, &kafka_esk);
 	if (!w)
 		return;
 	if (!(w->e.flags & KAFKA_ES_CONNECTING)) {
@@ -1007,35 +953,15 @@ static __always_inline void esock_add(struct bpf_sock_ops *skops, __u64 cookie)
 		__builtin_memset(&w->e, 0, sizeof(w->e));
 		__builtin_memset(&w->s, 0, sizeof(w->s));
 	}
-	w->e.flags &= ~KAFKA_ES_CONNECTING;
 	w->e.cookie = cookie;
-	/* ISN + 1: snd_una has moved past the ISN by bytes_acked */
-	w->e.wbase = skops->snd_una - (__u32)skops->bytes_acked + 1;
 	/* SYN data kafka_gate did not see (no state at connect) left
 	 * undecided: nothing more of the connection is passed. */
-	if (!(w->e.flags & KAFKA_ES_GATED) && (skops->snd_nxt != skops->snd_una || skops->bytes_acked > 1)) {
+	if (esock_established(skops, &w->e.wbase, &w->e.flags, KAFKA_ES_CONNECTING, KAFKA_ES_GATED)) {
 		w->s.mode = 1;
-		w->e.flags |= KAFKA_ES_GATED;
 		ecount(KAFKA_R_FASTOPEN);
 	}
 	if (bpf_sock_hash_update(skops, &kafka_esocks, &cookie, BPF_NOEXIST) == 0)
 		ecount(KAFKA_R_SOCKETS);
-}
-
-/* The client's TCP sequence numbers: rcv_nxt (bytes the broker sent),
- * copied_seq (bytes the client read), write_seq (bytes it wrote). */
-static __always_inline int client_seqs(struct sk_msg_md *msg, __u32 *rcv, __u32 *copied, __u32 *wseq)
-{
-	struct bpf_sock *sk = msg->sk;
-	if (!sk)
-		return -1;
-	struct tcp_sock___kafka *tp = (void *)bpf_skc_to_tcp_sock(sk);
-	if (!tp)
-		return -1;
-	*rcv = tp->rcv_nxt;
-	*copied = tp->copied_seq;
-	*wseq = tp->write_seq;
-	return 0;
 }
 
 /* epass passes the frame's n bytes (the verdict's apply bytes; the
@@ -1043,25 +969,8 @@ static __always_inline int client_seqs(struct sk_msg_md *msg, __u32 *rcv, __u32 
  * counts them for kafka_gate, and records the client's rcv_nxt. */
 static __always_inline int epass(struct sk_msg_md *msg, struct kafka_esockw *w, __u32 n)
 {
-	__u32 rcv = 0, copied = 0, wseq = 0;
 	bpf_msg_apply_bytes(msg, n);
-	w->e.wpassed += n;
-	if (client_seqs(msg, &rcv, &copied, &wseq) == 0) {
-		w->s.wseq = rcv;
-		w->s.passed = 1;
-	}
-	return SK_PASS;
-}
-
-/* unparsed reports whether the client's TCP holds other bytes than
- * kafka_msg let in (write_seq is wbase plus the bytes it passed, when it
- * runs: see docs/l7.md, the same check for HTTP). */
-static __always_inline int unparsed(struct sk_msg_md *msg, struct kafka_esock *e)
-{
-	__u32 rcv = 0, copied = 0, wseq = 0;
-	if (client_seqs(msg, &rcv, &copied, &wseq) < 0)
-		return 1;
-	return wseq != e->wbase + e->wpassed;
+	return esock_pass(msg, &w->e.wpassed, &w->s.wseq, &w->s.passed, n);
 }
 
 /* in_order reports whether an answer written now cannot overtake the
@@ -1070,12 +979,7 @@ static __always_inline int unparsed(struct sk_msg_md *msg, struct kafka_esock *e
  * all of it. */
 static __always_inline int in_order(struct sk_msg_md *msg, struct kafka_sock *st)
 {
-	if (!st->passed)
-		return 1;
-	__u32 rcv = 0, copied = 0, wseq = 0;
-	if (client_seqs(msg, &rcv, &copied, &wseq) < 0)
-		return 0;
-	return rcv != st->wseq && copied == rcv;
+	return esock_answered(msg, st->passed, st->wseq);
 }
 
 /* msg_splice replaces the message's first n bytes by m bytes (their
@@ -1220,21 +1124,14 @@ static __always_inline struct kafka_event *eev_fill(struct sk_msg_md *msg, struc
 SEC("sk_msg")
 int kafka_msg(struct sk_msg_md *msg)
 {
-	struct bpf_sock *sk = msg->sk;
-	if (!sk)
-		return SK_DROP;
-	struct kafka_esockw *w = bpf_sk_storage_get(&kafka_esk, sk, 0, 0);
+	struct kafka_esockw *w = esock_msg_state(msg, &kafka_esk);
 	if (!w)
 		return SK_DROP; /* no state: refused, never passed */
 	struct kafka_sock *st = &w->s;
-	/* The kernel keeps a corked message with the apply and cork bytes a
-	 * run set: both are set on every run. */
-	bpf_msg_apply_bytes(msg, 0);
-	bpf_msg_cork_bytes(msg, 0);
 	__u32 size = msg->size;
 	if (size == 0)
 		return SK_PASS;
-	if (!st->mode && unparsed(msg, &w->e)) {
+	if (!st->mode && esock_unparsed(msg, w->e.wbase, w->e.wpassed)) {
 		st->mode = 1;
 		ecount(KAFKA_R_UNPARSED_WRITE);
 	}

@@ -43,6 +43,9 @@
 
 #include "l7.h"
 #include "../gate.h"
+#include "../esock.h"
+
+ESOCK_PORT_KEY_LAYOUT(l7_port_key);
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -1205,8 +1208,6 @@ struct tcp_sock___l7 {
 	__u32 write_seq;
 	__u32 snd_nxt;
 	__u32 snd_una;
-	__u32 rcv_nxt;
-	__u32 copied_seq;
 } __attribute__((preserve_access_index));
 
 /* tcp_seqs reads the server socket's write_seq (bytes the server wrote)
@@ -1222,11 +1223,6 @@ static __always_inline int tcp_seqs(struct __sk_buff *skb, __u32 *wseq, __u32 *u
 	*wseq = tp->write_seq;
 	*una = tp->snd_una;
 	return 0;
-}
-
-static __always_inline int v4mapped(const __u32 *a)
-{
-	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
 }
 
 /* The binding of a request from the skb's peer to its local address. */
@@ -1306,14 +1302,6 @@ struct l7_tuple {
 	__u32 local[4];
 	__u32 remote[4];
 };
-
-/* A port in the ctx's remote_port field (network byte order, shifted or
- * not depending on the context type) in host byte order. */
-static __always_inline __u16 remote_port(__u32 v)
-{
-	__u32 r = bpf_ntohl(v);
-	return r > 0xffff ? r >> 16 : r;
-}
 
 /*
  * emit sends the event of a message the parse p framed (res: its
@@ -1774,55 +1762,12 @@ static __always_inline void msg_tuple(struct sk_msg_md *msg, struct l7_tuple *t)
 	CTX_IP6(t->remote, msg->remote_ip6);
 }
 
-/* The client's rcv_nxt (bytes the server sent) and copied_seq (bytes the
- * client read). */
-static __always_inline int client_seqs(struct sk_msg_md *msg, __u32 *rcv, __u32 *copied)
-{
-	struct bpf_sock *sk = msg->sk;
-	if (!sk)
-		return -1;
-	struct tcp_sock___l7 *tp = (void *)bpf_skc_to_tcp_sock(sk);
-	if (!tp)
-		return -1;
-	*rcv = tp->rcv_nxt;
-	*copied = tp->copied_seq;
-	return 0;
-}
-
 /* epass passes n bytes of the message (the verdict's apply bytes, at
  * most the message: TCP queues exactly these after the run), counts
  * them, and records the client's rcv_nxt. */
 static __always_inline int epass(struct sk_msg_md *msg, struct l7_esock *e, __u32 n)
 {
-	__u32 rcv = 0, copied = 0;
-	e->wpassed += n;
-	if (client_seqs(msg, &rcv, &copied) == 0) {
-		e->rseq = rcv;
-		e->s.passed = 1;
-	}
-	return SK_PASS;
-}
-
-/*
- * unparsed reports whether the client's TCP holds other bytes than
- * l7_msg let in: l7_msg runs with the socket locked before anything of
- * the message is queued, so TCP's write_seq is then exactly wbase plus
- * the bytes of its SK_PASS verdicts. More means bytes that did not go
- * through sk_msg (a write that began in TCP's own sendmsg before the
- * socket entered l7_esocks); fewer means bytes it passed that TCP never
- * took (the kernel's push failed part-way): either way the framing no
- * longer describes the stream the server reads.
- */
-static __always_inline int unparsed(struct sk_msg_md *msg, struct l7_esock *e)
-{
-	struct bpf_sock *sk = msg->sk;
-	if (!sk)
-		return 1;
-	struct tcp_sock___l7 *tp = (void *)bpf_skc_to_tcp_sock(sk);
-	if (!tp)
-		return 1;
-	__u32 wseq = tp->write_seq;
-	return wseq != e->wbase + e->wpassed;
+	return esock_pass(msg, &e->wpassed, &e->rseq, &e->s.passed, n);
 }
 
 #define R_FULL R_STATUS R_TAIL
@@ -1863,12 +1808,7 @@ static __always_inline int erefuse(struct sk_msg_md *msg, struct l7_esock *e, __
 	struct l7_sock *st = &e->s;
 	st->mode = L7_MODE_REFUSED;
 	*status = 0;
-	int inorder = 0;
-	if (st->passed) {
-		__u32 rcv = 0, copied = 0;
-		if (client_seqs(msg, &rcv, &copied) < 0 || rcv == e->rseq || copied != rcv)
-			inorder = 1;
-	}
+	int inorder = !esock_answered(msg, st->passed, e->rseq);
 	if (inorder) {
 		if (msg_resize(msg, SLEN(R_JUNK)) < 0)
 			goto fail;
@@ -1908,25 +1848,15 @@ fail:
 SEC("sk_msg")
 int l7_msg(struct sk_msg_md *msg)
 {
-	struct bpf_sock *sk = msg->sk;
-	if (!sk)
-		return SK_DROP;
-	struct l7_esockw *w = bpf_sk_storage_get(&l7_esk, sk, 0, 0);
+	struct l7_esockw *w = esock_msg_state(msg, &l7_esk);
 	if (!w)
 		return SK_DROP; /* no state: refused, never passed */
 	struct l7_esock *e = &w->e;
 	struct l7_sock *st = &e->s;
-	/*
-	 * The kernel keeps a corked message (and its apply and cork bytes)
-	 * for the socket's later writes: both are set on every run, or a
-	 * stale value would cut a verdict short or cork what is whole.
-	 */
-	bpf_msg_apply_bytes(msg, 0);
-	bpf_msg_cork_bytes(msg, 0);
 	__u32 size = msg->size;
 	if (size == 0)
 		return SK_PASS;
-	if (st->mode != L7_MODE_REFUSED && unparsed(msg, e)) {
+	if (st->mode != L7_MODE_REFUSED && esock_unparsed(msg, e->wbase, e->wpassed)) {
 		st->mode = L7_MODE_REFUSED;
 		count_dir(L7_DIR_EGRESS, L7_R_UNPARSED);
 	}
@@ -2024,54 +1954,20 @@ int l7_msg(struct sk_msg_md *msg)
 	return v;
 }
 
-/* eport_enforced reports whether the client socket's local address and
- * remote port have an entry in l7_eports (exact address, then any). */
-static __always_inline int eport_enforced(struct bpf_sock_ops *skops)
-{
-	struct l7_port_key k = { .port = remote_port(skops->remote_port) };
-	if (skops->family == AF_INET) {
-		k.family = 4;
-		__u32 a = skops->local_ip4;
-		__builtin_memcpy(k.addr, &a, 4);
-	} else if (skops->family == AF_INET6) {
-		__u32 la[4] = { skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2], skops->local_ip6[3] };
-		if (v4mapped(la)) {
-			k.family = 4;
-			__builtin_memcpy(k.addr, &la[3], 4);
-		} else {
-			k.family = 6;
-			__builtin_memcpy(k.addr, la, 16);
-		}
-	} else {
-		return 0;
-	}
-	if (bpf_map_lookup_elem(&l7_eports, &k))
-		return 1;
-	__builtin_memset(k.addr, 0, sizeof(k.addr));
-	return bpf_map_lookup_elem(&l7_eports, &k) != 0;
-}
-
 /*
  * esock_connect runs at TCP_CONNECT_CB, in connect (or the first
  * sendmsg of TCP Fast Open) right before the SYN is built: a client
- * socket of an enforced port gets its state now, marked connecting, so
- * that l7_gate knows it is enforced before it is in l7_esocks (a write
- * can be queued before then: it waits in TCP's own sendmsg, or rides in
- * the SYN). A socket of a port no longer enforced loses any state a
- * previous connect left.
+ * socket whose local address and remote port have an entry in l7_eports
+ * gets its state now, marked connecting, so that l7_gate knows it is
+ * enforced before it is in l7_esocks (a write can be queued before then:
+ * it waits in TCP's own sendmsg, or rides in the SYN). A socket of a
+ * port no longer enforced loses any state a previous connect left.
  */
 static __always_inline void esock_connect(struct bpf_sock_ops *skops, __u64 cookie)
 {
-	struct bpf_sock *sk = skops->sk;
-	if (!sk)
-		return;
-	if (!eport_enforced(skops)) {
-		bpf_sk_storage_delete(&l7_esk, sk);
-		return;
-	}
-	struct l7_esockw *w = bpf_sk_storage_get(&l7_esk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	struct l7_esockw *w = esock_storage(skops, &l7_eports, &l7_esk);
 	if (!w)
-		return; /* not enforced: counted by the absence of L7_R_SOCKETS */
+		return; /* not enforced, or not any longer (esock_storage) */
 	__builtin_memset(&w->e, 0, sizeof(w->e));
 	w->e.cookie = cookie;
 	w->e.flags = L7_ES_CONNECTING;
@@ -2081,40 +1977,17 @@ static __always_inline void esock_connect(struct bpf_sock_ops *skops, __u64 cook
  * have an entry in l7_eports into l7_esocks, with its state. */
 static __always_inline void esock_add(struct bpf_sock_ops *skops, __u64 cookie)
 {
-	struct bpf_sock *sk = skops->sk;
-	if (!sk)
-		return;
-	if (!eport_enforced(skops)) {
-		/* Enforced at connect, not now: the new policy applies. */
-		bpf_sk_storage_delete(&l7_esk, sk);
-		return;
-	}
-	struct l7_esockw *w = bpf_sk_storage_get(&l7_esk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	struct l7_esockw *w = esock_storage(skops, &l7_eports, &l7_esk);
 	if (!w)
-		return; /* not enforced: counted by the absence of L7_R_SOCKETS */
+		return; /* not enforced, or not any longer (esock_storage) */
 	if (!(w->e.flags & L7_ES_CONNECTING)) {
 		/* No state from connect (the port became enforced since, or
 		 * the programs were attached since): start from nothing. */
 		__builtin_memset(&w->e, 0, sizeof(w->e));
 	}
-	w->e.flags &= ~L7_ES_CONNECTING;
 	w->e.cookie = cookie;
-	/*
-	 * The first data byte's sequence number: ISN + 1. snd_una has moved
-	 * past the ISN by bytes_acked (the SYN, and SYN data the server
-	 * acknowledged), so this holds whatever the SYN carried.
-	 */
-	w->e.wbase = skops->snd_una - (__u32)skops->bytes_acked + 1;
-	/*
-	 * Data a client put in its SYN (TCP Fast Open) that l7_gate did not
-	 * see (no state from connect) left undecided: the SYN's data is
-	 * outstanding (snd_nxt past snd_una) or acknowledged (more than the
-	 * SYN's one byte of sequence). Nothing more of the connection is
-	 * passed. SYN data l7_gate saw was dropped and counted there.
-	 */
-	if (!(w->e.flags & L7_ES_GATED) && (skops->snd_nxt != skops->snd_una || skops->bytes_acked > 1)) {
+	if (esock_established(skops, &w->e.wbase, &w->e.flags, L7_ES_CONNECTING, L7_ES_GATED)) {
 		w->e.s.mode = L7_MODE_REFUSED;
-		w->e.flags |= L7_ES_GATED;
 		count_dir(L7_DIR_EGRESS, L7_R_FASTOPEN);
 	}
 	if (bpf_sock_hash_update(skops, &l7_esocks, &cookie, BPF_NOEXIST) == 0)
@@ -2140,28 +2013,8 @@ int l7_sockops(struct bpf_sock_ops *skops)
 	}
 	if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
 		return 1;
-	struct l7_port_key k = { .port = skops->local_port };
-	if (skops->family == AF_INET) {
-		k.family = 4;
-		__u32 a = skops->local_ip4;
-		__builtin_memcpy(k.addr, &a, 4);
-	} else if (skops->family == AF_INET6) {
-		__u32 la[4] = { skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2], skops->local_ip6[3] };
-		if (v4mapped(la)) {
-			k.family = 4;
-			__builtin_memcpy(k.addr, &la[3], 4);
-		} else {
-			k.family = 6;
-			__builtin_memcpy(k.addr, la, 16);
-		}
-	} else {
+	if (!port_enforced(skops, &l7_ports, skops->local_port))
 		return 1;
-	}
-	if (!bpf_map_lookup_elem(&l7_ports, &k)) {
-		__builtin_memset(k.addr, 0, sizeof(k.addr));
-		if (!bpf_map_lookup_elem(&l7_ports, &k))
-			return 1;
-	}
 	if (bpf_map_update_elem(&l7_sock_state, &cookie, &l7_sockw_zero, BPF_ANY) < 0)
 		return 1; /* not enforced: counted by the absence of L7_R_SOCKETS */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
