@@ -131,6 +131,26 @@ static __always_inline int esock_established(struct bpf_sock_ops *skops, __u32 *
 	return 0;
 }
 
+/* ---- cgroup_skb/egress: the gate (gate.h) ---- */
+
+/*
+ * esock_gate_state returns the state in esk of the full socket an egress
+ * packet belongs to, and that socket in *fsk; NULL where there is no
+ * socket or it has no state (not a client socket the object enforces):
+ * the gate passes its packets.
+ */
+static __always_inline void *esock_gate_state(struct __sk_buff *skb, void *esk, struct bpf_sock **fsk)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return NULL;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return NULL;
+	*fsk = sk;
+	return bpf_sk_storage_get(esk, sk, 0, 0);
+}
+
 /* ---- sk_msg ---- */
 
 /*

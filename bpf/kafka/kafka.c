@@ -1217,13 +1217,8 @@ int kafka_msg(struct sk_msg_md *msg)
 SEC("cgroup_skb/egress")
 int kafka_gate(struct __sk_buff *skb)
 {
-	struct bpf_sock *sk = skb->sk;
-	if (!sk)
-		return 1;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
-		return 1;
-	struct kafka_esockw *w = bpf_sk_storage_get(&kafka_esk, sk, 0, 0);
+	struct bpf_sock *sk = NULL;
+	struct kafka_esockw *w = esock_gate_state(skb, &kafka_esk, &sk);
 	if (!w)
 		return 1;
 	struct kafka_esock *es = &w->e;

@@ -2080,13 +2080,8 @@ static __always_inline void emit_gate(struct bpf_sock *sk, struct l7_esock *e, _
 SEC("cgroup_skb/egress")
 int l7_gate(struct __sk_buff *skb)
 {
-	struct bpf_sock *sk = skb->sk;
-	if (!sk)
-		return 1;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
-		return 1;
-	struct l7_esockw *w = bpf_sk_storage_get(&l7_esk, sk, 0, 0);
+	struct bpf_sock *sk = NULL;
+	struct l7_esockw *w = esock_gate_state(skb, &l7_esk, &sk);
 	if (!w)
 		return 1;
 	struct l7_esock *e = &w->e;
