@@ -96,7 +96,7 @@ static __always_inline void *esock_storage(struct bpf_sock_ops *skops, void *epo
 	if (!sk)
 		return NULL;
 	if (!port_enforced(skops, eports, remote_port(skops->remote_port))) {
-		/* Enforced at connect, not now: the new policy applies. */
+		/* Not enforced (any longer): the policy of now applies. */
 		bpf_sk_storage_delete(esk, sk);
 		return NULL;
 	}
