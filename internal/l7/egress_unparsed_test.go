@@ -355,7 +355,7 @@ func TestEgressFastOpen(t *testing.T) {
 // again pass the gate. The server's socket drops every segment with
 // payload (a socket filter, inherited from the listener) until the client
 // has retransmitted the request; then the filter is removed and the
-// request arrives, by a retransmission.
+// request arrives, by a retransmission (the first or a later one).
 func TestEgressRetransmission(t *testing.T) {
 	d := requireKernel(t)
 	e := &egress{d: d, cg: newCgroup(t, d), home: ownCgroup(t)}
@@ -414,9 +414,12 @@ func TestEgressRetransmission(t *testing.T) {
 	if err != nil || string(buf[:n]) != allowedGet {
 		t.Fatalf("server read %q, %v", buf[:n], err)
 	}
-	if r := retrans(); r < 2 {
-		t.Fatalf("%d retransmissions: the request arrived by its first retransmission, which the filter should have dropped", r)
-	}
+	// The request arrived by a retransmission: the filter dropped the
+	// original (the client retransmitted, on loopback, where nothing else
+	// loses a segment), and a retransmission the gate dropped would be
+	// sent again and again and never arrive (the read above times out).
+	// Which retransmission arrived is not asserted: under load the one
+	// counted before the filter was removed may still be on its way.
 	cs, err := d.CountersDir(true)
 	if err != nil {
 		t.Fatal(err)
