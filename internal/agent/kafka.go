@@ -103,6 +103,9 @@ func (s *kafkaSubsystem) Name() string { return "kafka" }
 // sockops program to the cgroups of the pods they bind. On an error the
 // kernel keeps the previous generation.
 func (s *kafkaSubsystem) Sync(_ context.Context, in *inputs) error {
+	s.kmu.Lock()
+	defer s.kmu.Unlock()
+	s.syncs++
 	s.syncErr = s.sync(in)
 	return s.syncErr
 }
@@ -185,16 +188,16 @@ func compileKafka(p *kafkaPlan) (*engine.KafkaTables, map[engine.RuleID]string) 
 // generation back (a drift is recorded and repaired) and exports the
 // kernel's counters as palisade_kafka_requests_total{reason}.
 func (s *kafkaSubsystem) Verify(_ context.Context, rec driftRecorder) error {
+	s.kmu.Lock()
+	defer s.kmu.Unlock()
 	var endpoints map[string]bool
 	if s.plan != nil {
 		endpoints = s.plan.endpoints
 	}
 	var readback func() error
-	if rb, ok := s.k.(kafkaReadback); ok && s.applied != nil {
+	if _, ok := s.k.(kafkaReadback); ok && s.applied != nil {
 		readback = func() error {
-			return readbackSock(&s.sockSubsystem, rec, func() ([]kafka.Drift, error) { return rb.Compare(s.gen, s.tables, s.applied.binds) },
-				func(gen uint64) error { return s.k.Apply(gen, s.tables, s.applied.binds) },
-				func() ([]kafka.Drift, []netip.Prefix, error) { return rb.ComparePeers(s.peers) }, func(d kafka.Drift) string { return d.Key })
+			return s.readback(rec, s.startCheck, func(gen uint64) error { return s.k.Apply(gen, s.tables, s.applied.binds) })
 		}
 	}
 	var vec *prometheus.CounterVec
@@ -202,6 +205,18 @@ func (s *kafkaSubsystem) Verify(_ context.Context, rec driftRecorder) error {
 		vec = m.KafkaRequests
 	}
 	return s.verify(endpoints, readback, vec)
+}
+
+// startCheck copies what the read-back compares the kernel with, as the
+// l7 subsystem's; under the agent's lock.
+func (s *kafkaSubsystem) startCheck() *sockCheck {
+	rb, ok := s.k.(kafkaReadback)
+	if !ok || s.applied == nil {
+		return nil
+	}
+	tables, binds := s.tables, s.applied.binds
+	return newSockCheck(&s.sockSubsystem, func(gen uint64) ([]kafka.Drift, error) { return rb.Compare(gen, tables, binds) },
+		rb.ComparePeers, func(d kafka.Drift) string { return d.Key })
 }
 
 // Report says, per object, what the node does not enforce of its Kafka

@@ -28,6 +28,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -68,6 +69,11 @@ type l7Readback interface {
 
 var _ l7Readback = (*l7.Datapath)(nil)
 
+var (
+	_ outsideChecker = (*l7Subsystem)(nil)
+	_ outsideChecker = (*kafkaSubsystem)(nil)
+)
+
 // l7Subsystem runs the node's ingress HTTP rules in the kernel (bpf/l7):
 // from the map state the network subsystem applied, it builds the HTTP
 // tables and the bindings (which local address and port decides requests
@@ -106,6 +112,9 @@ func (s *l7Subsystem) Name() string { return "l7" }
 // sockops program to the cgroups of the pods they bind. On an error the
 // kernel keeps the previous generation.
 func (s *l7Subsystem) Sync(_ context.Context, in *inputs) error {
+	s.kmu.Lock()
+	defer s.kmu.Unlock()
+	s.syncs++
 	s.syncErr = s.sync(in)
 	return s.syncErr
 }
@@ -226,16 +235,16 @@ func (a *Agent) l7Retry() bool {
 // the active generation and the identities back and repairs what
 // drifted, and exports the kernel's counters.
 func (s *l7Subsystem) Verify(_ context.Context, rec driftRecorder) error {
+	s.kmu.Lock()
+	defer s.kmu.Unlock()
 	var endpoints map[string]bool
 	if s.plan != nil {
 		endpoints = s.plan.endpoints
 	}
 	var readback func() error
-	if rb, ok := s.k.(l7Readback); ok && s.applied != nil {
+	if _, ok := s.k.(l7Readback); ok && s.applied != nil {
 		readback = func() error {
-			return readbackSock(&s.sockSubsystem, rec, func() ([]l7.Drift, error) { return rb.Compare(s.gen, s.tables, s.applied.binds) },
-				func(gen uint64) error { return s.k.Apply(gen, s.tables, s.applied.binds) },
-				func() ([]l7.Drift, []netip.Prefix, error) { return rb.ComparePeers(s.peers) }, func(d l7.Drift) string { return d.Key })
+			return s.readback(rec, s.startCheck, func(gen uint64) error { return s.k.Apply(gen, s.tables, s.applied.binds) })
 		}
 	}
 	var vec *prometheus.CounterVec
@@ -243,6 +252,19 @@ func (s *l7Subsystem) Verify(_ context.Context, rec driftRecorder) error {
 		vec = m.L7Requests
 	}
 	return s.verify(endpoints, readback, vec)
+}
+
+// startCheck copies what the read-back compares the kernel with (nil:
+// the kernel has no read-back, or nothing was applied); under the
+// agent's lock.
+func (s *l7Subsystem) startCheck() *sockCheck {
+	rb, ok := s.k.(l7Readback)
+	if !ok || s.applied == nil {
+		return nil
+	}
+	tables, binds := s.tables, s.applied.binds
+	return newSockCheck(&s.sockSubsystem, func(gen uint64) ([]l7.Drift, error) { return rb.Compare(gen, tables, binds) },
+		rb.ComparePeers, func(d l7.Drift) string { return d.Key })
 }
 
 // Report states L7Enforced and what each object does not enforce of its
@@ -494,7 +516,109 @@ type sockSubsystem[R interface {
 	// run), cluster the cluster it read.
 	synced  uint64
 	cluster *engine.Cluster
+
+	// kmu serializes the subsystem's calls to its datapath, which has no
+	// lock of its own: the verify pass's read-back outside the agent's
+	// lock (runCheck) against a sync's or a repair's writes.
+	kmu *sync.Mutex
+	// syncs counts the syncs run (not kept) and the repairs: a
+	// comparison made outside the agent's lock (sockCheck) holds only
+	// while none ran since. check is that comparison, made by the verify
+	// pass for Verify; deferred as network.deferred (useCheck).
+	syncs    uint64
+	check    *sockCheck
+	deferred bool
 }
+
+// outsideChecker is a subsystem whose verify pass reads the kernel back
+// outside the agent's lock (checkSocks): the l7 and kafka subsystems.
+type outsideChecker interface {
+	// startCheck copies what was applied; under the agent's lock.
+	startCheck() *sockCheck
+	// runCheck reads back and compares; outside the agent's lock.
+	runCheck(c *sockCheck) error
+	// holds reports whether c's outcome is the kernel's against what is
+	// applied now; under the agent's lock.
+	holds(c *sockCheck) bool
+	// setCheck hands c to the next Verify; under the agent's lock.
+	setCheck(c *sockCheck)
+}
+
+// sockCheck is a sock subsystem's read-back of its active generation and
+// identities, compared with copies of what it applied (the tables, the
+// bindings, the generation and the identities written), so that it can
+// run outside the agent's lock: at 10k policies and 5k pods the l7 and
+// kafka read-backs held the lock 60 to 135 ms every verify pass, and a
+// change arriving then waited. The repairs are made by Verify, under the
+// lock, and only from a comparison that holds.
+type sockCheck struct {
+	syncs uint64 // sockSubsystem.syncs when copied
+	gen   uint64 // the generation compared
+	err   error
+	// drifts are the generation's, peerDrifts the identities'; drifted
+	// are the prefixes whose identity differs, extra those the kernel
+	// holds beyond the ones written.
+	drifts, peerDrifts []fmt.Stringer
+	drifted, extra     []netip.Prefix
+	read               func(c *sockCheck)
+}
+
+// newSockCheck copies what s applied for a comparison: compare compares
+// the active generation with gen (the tables and bindings are the
+// caller's copies), comparePeers the identities with a copy of those
+// written; key is a peer drift's prefix. Under the agent's lock.
+func newSockCheck[R interface {
+	comparable
+	fmt.Stringer
+}, D fmt.Stringer](s *sockSubsystem[R], compare func(gen uint64) ([]D, error),
+	comparePeers func(want map[netip.Prefix]uint32) ([]D, []netip.Prefix, error), key func(D) string) *sockCheck {
+	name, gen, peers := s.name, s.gen, maps.Clone(s.peers)
+	return &sockCheck{syncs: s.syncs, gen: gen, read: func(c *sockCheck) {
+		ds, err := compare(gen)
+		if err != nil {
+			c.err = fmt.Errorf("read back %s generation %d: %w", name, gen, err)
+			return
+		}
+		c.drifts = stringers(ds)
+		pds, extra, err := comparePeers(peers)
+		if err != nil {
+			c.err = fmt.Errorf("read back %s identities: %w", name, err)
+			return
+		}
+		c.peerDrifts, c.extra = stringers(pds), extra
+		for _, d := range pds {
+			if p, err := netip.ParsePrefix(key(d)); err == nil {
+				c.drifted = append(c.drifted, p)
+			}
+		}
+	}}
+}
+
+func stringers[D fmt.Stringer](ds []D) []fmt.Stringer {
+	out := make([]fmt.Stringer, len(ds))
+	for i, d := range ds {
+		out[i] = d
+	}
+	return out
+}
+
+// runCheck reads back and compares, outside the agent's lock; kmu keeps
+// it apart from the datapath's writes.
+func (s *sockSubsystem[R]) runCheck(c *sockCheck) error {
+	s.kmu.Lock()
+	defer s.kmu.Unlock()
+	c.read(c)
+	return c.err
+}
+
+// holds reports whether c's outcome is the kernel's against what s
+// applied: no sync or repair ran since the copy, and the generation
+// compared is still the active one. Under the agent's lock.
+func (s *sockSubsystem[R]) holds(c *sockCheck) bool {
+	return c != nil && c.err == nil && c.syncs == s.syncs && c.gen == s.gen
+}
+
+func (s *sockSubsystem[R]) setCheck(c *sockCheck) { s.check = c }
 
 // keep reports whether this sync leaves the subsystem as the last one
 // left it, without running: the last sync (the network's previous one)
@@ -518,7 +642,7 @@ func newSockSubsystem[R interface {
 	fmt.Stringer
 }](a *Agent, name string, k sockKernel[R], pinDir string) sockSubsystem[R] {
 	return sockSubsystem[R]{a: a, name: name, kern: k, cg: newCgroupResolver(a.CgroupRoot), pinDir: pinDir,
-		peers: map[netip.Prefix]uint32{}, attached: map[string]bool{}}
+		peers: map[netip.Prefix]uint32{}, attached: map[string]bool{}, kmu: &sync.Mutex{}}
 }
 
 // adopt takes over, once, the state a previous agent pinned under
@@ -701,20 +825,18 @@ func (s *sockSubsystem[R]) verify(endpoints map[string]bool, readback func() err
 	return errors.Join(errs...)
 }
 
-// readbackSock checks the pins (without them the next agent cannot adopt
-// the state: each missing one is pinned again, a Pin drift), then
-// compares the kernel's active generation (compare) and identities
-// (comparePeers) with the last applied, as the network subsystem
-// compares its maps. A drifted generation is repaired by applying the
-// same tables as a new generation (apply: requests switch from the
-// tampered tables to the right ones at once); drifted identities are
-// written again, extra ones deleted. Each is recorded as a MapEntry
-// drift naming the datapath.
-func readbackSock[R interface {
-	comparable
-	fmt.Stringer
-}, D fmt.Stringer](s *sockSubsystem[R], rec driftRecorder, compare func() ([]D, error), apply func(gen uint64) error,
-	comparePeers func() ([]D, []netip.Prefix, error), key func(D) string) error {
+// readback checks the pins (without them the next agent cannot adopt
+// the state: each missing one is pinned again, a Pin drift), then takes
+// the comparison of the kernel's active generation and identities with
+// the last applied that the verify pass made outside the agent's lock
+// (sockCheck), as the network subsystem takes its maps' (useCheck): when
+// it does not hold, start makes one here, under the lock, or the
+// comparison is left to the next pass. A drifted generation is repaired
+// by applying the same tables as a new generation (apply: requests
+// switch from the tampered tables to the right ones at once); drifted
+// identities are written again, extra ones deleted. Each is recorded as
+// a MapEntry drift naming the datapath. Under kmu.
+func (s *sockSubsystem[R]) readback(rec driftRecorder, start func() *sockCheck, apply func(gen uint64) error) error {
 	rb, ok := s.kern.(sockReadback)
 	if !ok {
 		return nil
@@ -727,35 +849,43 @@ func readbackSock[R interface {
 			}
 		}
 	}
-	ds, err := compare()
-	if err != nil {
-		return fmt.Errorf("read back %s generation %d: %w", s.name, s.gen, err)
+	chk := s.check
+	s.check = nil
+	use, compare := useCheck(s.holds(chk), chk != nil && chk.err == nil, &s.deferred)
+	switch {
+	case compare:
+		if chk = start(); chk == nil {
+			return nil
+		}
+		chk.read(chk)
+	case !use:
+		return nil
 	}
-	if len(ds) > 0 {
+	if len(chk.drifts) > 0 {
 		gen := max(s.a.Datapath.Generation(), s.gen+1)
 		err := apply(gen)
 		if err == nil {
 			s.gen = gen
 			s.a.Log.Info(s.name+" tables applied again after a drift", "generation", gen)
 		}
-		rec(v1.KernelDriftMapEntry, describeSockDrifts(s.name+" generation", ds), err)
+		s.syncs++
+		rec(v1.KernelDriftMapEntry, describeSockDrifts(s.name+" generation", chk.drifts), err)
 	}
-	pds, extra, err := comparePeers()
-	if err != nil {
-		return fmt.Errorf("read back %s identities: %w", s.name, err)
+	if chk.err != nil {
+		return chk.err
 	}
-	if len(pds) > 0 {
+	if len(chk.peerDrifts) > 0 {
 		var errs []error
-		for _, d := range pds {
-			p, perr := netip.ParsePrefix(key(d))
-			if id, ok := s.peers[p]; perr == nil && ok {
+		for _, p := range chk.drifted {
+			if id, ok := s.peers[p]; ok {
 				errs = append(errs, s.kern.SetPeer(p, id))
 			}
 		}
-		for _, p := range extra {
+		for _, p := range chk.extra {
 			errs = append(errs, rb.DeletePeer(p))
 		}
-		rec(v1.KernelDriftMapEntry, describeSockDrifts(s.name+" identities", pds), errors.Join(errs...))
+		s.syncs++
+		rec(v1.KernelDriftMapEntry, describeSockDrifts(s.name+" identities", chk.peerDrifts), errors.Join(errs...))
 	}
 	return nil
 }

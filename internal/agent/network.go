@@ -89,9 +89,7 @@ type network struct {
 	// check is the verify pass's comparison of the maps, made outside the
 	// agent's lock; Verify uses it when it still holds. deferred is
 	// whether the last pass left the maps unchecked because syncs kept
-	// landing during its comparisons: the next pass then compares under
-	// the lock if it must, so a drift is found within two passes however
-	// busy the node.
+	// landing during its comparisons (useCheck).
 	check    *mapCheck
 	deferred bool
 }
@@ -479,17 +477,12 @@ func (n *network) Verify(ctx context.Context, rec driftRecorder) error {
 	var err error
 	chk := n.check
 	n.check = nil
+	use, compare := useCheck(n.holds(chk), chk != nil && chk.err == nil, &n.deferred)
 	switch {
-	case n.holds(chk):
-		drifts, n.deferred = chk.drifts, false
-	case chk != nil && chk.err == nil && !n.deferred:
-		// Syncs landed during every comparison (a burst of changes):
-		// comparing under the lock would hold up the next one; the next
-		// pass compares, under the lock if it must.
-		n.deferred = true
-	default:
+	case use:
+		drifts = chk.drifts
+	case compare:
 		drifts, _, err = a.Datapath.Compare(n.desired)
-		n.deferred = false
 	}
 	if err != nil {
 		n.verifyErr = err

@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -119,11 +120,13 @@ func (a *Agent) Trigger() {
 }
 
 // VerifyNow compares the kernel with the desired state, repairs what
-// drifted, and reports. The network's maps are read back and compared
+// drifted, and reports. The network's maps and the l7 and kafka
+// subsystems' generations and identities are read back and compared
 // first, outside the agent's lock, so a sync does not wait for that.
 func (a *Agent) VerifyNow(ctx context.Context) {
 	t0 := time.Now()
 	chk := a.checkMaps()
+	socks := a.checkSocks()
 	t1 := time.Now()
 	a.mu.Lock()
 	t2 := time.Now()
@@ -132,6 +135,9 @@ func (a *Agent) VerifyNow(ctx context.Context) {
 		// Used when no sync ran since; otherwise Verify compares again
 		// or defers to the next pass.
 		a.net.check = chk
+	}
+	for i, c := range socks.subs {
+		c.setCheck(socks.checks[i])
 	}
 	a.verify(ctx)
 	// The status is made under the lock and written after it.
@@ -149,38 +155,102 @@ func (a *Agent) VerifyNow(ctx context.Context) {
 		"lockWait", t2.Sub(t1), "locked", t3.Sub(t2), "write", time.Since(t3))
 }
 
-// checkAttempts is how many times checkMaps compares when syncs keep
-// landing during the comparison; after that the pass leaves the maps to
-// the next one, which compares under the agent's lock if it must
-// (network.deferred).
+// checkAttempts is how many times compareOutside compares when syncs
+// keep landing during the comparison; after that the pass leaves the
+// comparison to the next one, which makes it under the agent's lock if
+// it must (useCheck).
 const checkAttempts = 3
 
-// checkMaps compares the network's maps with a copy of the desired state
-// outside the agent's lock, again when a sync ran meanwhile (its outcome
-// would be of a state no longer desired). It returns the last comparison,
-// nil when there was nothing to compare; Verify uses it only if it holds.
-func (a *Agent) checkMaps() *mapCheck {
-	var chk *mapCheck
+// compareOutside makes a subsystem's comparison of the kernel with a copy
+// of what it applied outside the agent's lock (mu): start copies, under
+// the lock (nil: nothing to compare); run reads back and compares,
+// outside it; holds says, under the lock, whether the outcome is still
+// the kernel's against what the subsystem applied (no sync ran since).
+// When a sync ran meanwhile (its outcome would be of a state no longer
+// applied) it compares again. It returns the last comparison; the
+// subsystem's Verify uses it only if it holds, and one whose run failed
+// is made again there.
+func compareOutside[C any](mu *sync.Mutex, start func() *C, run func(*C) error, holds func(*C) bool) *C {
+	var chk *C
 	for range checkAttempts {
-		a.mu.Lock()
-		if a.net != nil {
-			chk = a.net.startCheck()
-		}
-		a.mu.Unlock()
+		mu.Lock()
+		chk = start()
+		mu.Unlock()
 		if chk == nil {
 			return nil
 		}
-		if chk.run(a.Datapath); chk.err != nil {
+		if run(chk) != nil {
 			return chk // Verify compares again and reports the error
 		}
-		a.mu.Lock()
-		ok := a.net.holds(chk)
-		a.mu.Unlock()
+		mu.Lock()
+		ok := holds(chk)
+		mu.Unlock()
 		if ok {
 			return chk
 		}
 	}
 	return chk
+}
+
+// useCheck decides, in a subsystem's Verify under the agent's lock, what
+// it does with the comparison made outside the lock (compareOutside):
+// use it when it holds; when it was made but syncs landed during every
+// attempt (a burst of changes), leave the comparison to the next pass,
+// once (*deferred), since comparing under the lock would hold up the
+// next change; otherwise (none made, its run failed, or the last pass
+// deferred already) compare now, under the lock. So a drift is found
+// within two passes however busy the node.
+func useCheck(holds, made bool, deferred *bool) (use, compare bool) {
+	switch {
+	case holds:
+		*deferred = false
+		return true, false
+	case made && !*deferred:
+		*deferred = true
+		return false, false
+	default:
+		*deferred = false
+		return false, true
+	}
+}
+
+// checkMaps compares the network's maps with a copy of the desired state
+// outside the agent's lock (compareOutside). It returns nil when there
+// was nothing to compare.
+func (a *Agent) checkMaps() *mapCheck {
+	return compareOutside(&a.mu, func() *mapCheck {
+		if a.net == nil {
+			return nil
+		}
+		return a.net.startCheck()
+	}, func(c *mapCheck) error {
+		c.run(a.Datapath)
+		return c.err
+	}, func(c *mapCheck) bool { return a.net.holds(c) })
+}
+
+// sockChecks are the comparisons checkSocks made, one per subsystem.
+type sockChecks struct {
+	subs   []outsideChecker
+	checks []*sockCheck
+}
+
+// checkSocks compares the l7 and kafka subsystems' generations and
+// identities with copies of what they applied outside the agent's lock
+// (compareOutside).
+func (a *Agent) checkSocks() sockChecks {
+	var out sockChecks
+	a.mu.Lock()
+	for _, s := range a.subs {
+		if c, ok := s.(outsideChecker); ok {
+			out.subs = append(out.subs, c)
+		}
+	}
+	a.mu.Unlock()
+	for _, c := range out.subs {
+		out.checks = append(out.checks, compareOutside(&a.mu, c.startCheck, c.runCheck, c.holds))
+	}
+	return out
 }
 
 // verify runs every subsystem's part of the verify loop.
