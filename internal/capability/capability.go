@@ -52,6 +52,9 @@ const (
 	// HTTPOnFQDNPeers is HTTP rules of an egress rule whose peers are
 	// toFQDNs: requests to the names' addresses.
 	HTTPOnFQDNPeers Feature = "HTTP rules of toFQDNs rules"
+	// KafkaOnFQDNPeers is Kafka rules of an egress rule whose peers are
+	// toFQDNs: requests to the names' addresses.
+	KafkaOnFQDNPeers Feature = "Kafka rules of toFQDNs rules"
 	// HTTPHost is ingress HTTP rules of a host policy (a
 	// ClusterNetworkPolicy with nodeSelector): requests to the host.
 	HTTPHost Feature = "ingress HTTP rules of host policies"
@@ -187,6 +190,12 @@ var Table = map[Feature]Support{
 	// needs the topic. Effect and Kernel say what a node that runs
 	// without the Kafka datapath does.
 	KafkaEgress: {Enforced: true, Subsystem: SubsystemL7, Effect: Passes, Kernel: "passes every request on the port that L3/L4 allows"},
+	// The client's binding is found by the peer's identity in kafka_peers
+	// (the ipcache); the selector identities the network datapath learns
+	// from DNS answers are not there, so a request to a toFQDNs peer finds
+	// no binding of its rule and passes, as HTTPOnFQDNPeers.
+	KafkaOnFQDNPeers: {Subsystem: SubsystemL7, Effect: Passes,
+		Kernel: "decides Kafka rules only of egress rules whose peer is an identity, a CIDR, an entity or every peer, not a toFQDNs selector: every request to these names' addresses on the port that L3/L4 allows passes"},
 	// The stream parser runs for the sockets of the pods' cgroups only;
 	// the host's own brokers are not in one.
 	KafkaHost: {Subsystem: SubsystemL7, Effect: Passes,
@@ -282,6 +291,8 @@ func Host(rs *v1alpha1.RuleSet) []Gap {
 			g.Feature = HTTPHostEgress
 		case HTTPOnFQDNPeers:
 			continue // the rule's HTTPHostEgress gap says it
+		case KafkaOnFQDNPeers:
+			continue // the rule's KafkaHost gap says it
 		case Kafka, KafkaEgress:
 			g.Feature = KafkaHost
 		case KafkaTopicUnread:
@@ -381,6 +392,9 @@ func portGaps(gaps []Gap, at, dir string, ports []v1alpha1.PortRule, fqdn bool) 
 				f = KafkaEgress
 			}
 			gaps = append(gaps, Gap{Feature: f, Path: path + ".kafka", What: dir + " Kafka rules on " + on})
+			if fqdn {
+				gaps = append(gaps, Gap{Feature: KafkaOnFQDNPeers, Path: path + ".kafka", What: dir + " Kafka rules on " + on + " of a toFQDNs rule"})
+			}
 			for k, r := range pr.Rules.Kafka {
 				if r.Topic != "" && kafkaTopicUnread(r.APIKey) {
 					gaps = append(gaps, Gap{Feature: KafkaTopicUnread, Path: fmt.Sprintf("%s.kafka[%d]", path, k),

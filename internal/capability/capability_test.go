@@ -55,7 +55,9 @@ func ruleSet() *v1alpha1.RuleSet {
 			// An outside API by name, whose requests are restricted.
 			{ToFQDNs: []v1alpha1.FQDNSelector{{MatchName: "api.github.com"}},
 				ToPorts: []v1alpha1.PortRule{{Ports: []v1alpha1.PortProtocol{port(443, v1alpha1.ProtocolTCP)},
-					Rules: &v1alpha1.L7Rules{HTTP: []v1alpha1.HTTPRule{{Method: "GET"}}}}}},
+					Rules: &v1alpha1.L7Rules{HTTP: []v1alpha1.HTTPRule{{Method: "GET"}}}},
+					{Ports: []v1alpha1.PortProtocol{port(9093, v1alpha1.ProtocolTCP)},
+						Rules: &v1alpha1.L7Rules{Kafka: []v1alpha1.KafkaRule{{Role: v1alpha1.KafkaRoleProduce, Topic: "events"}}}}}},
 		},
 	}
 }
@@ -67,6 +69,7 @@ func TestNetworkGaps(t *testing.T) {
 		// and toFQDNs are enforced in the kernel: no gap.
 		{DNSOnFQDNPeers, "spec.egress[3].toPorts[0].rules.dns", "egress DNS rules on 53/UDP of a toFQDNs rule"},
 		{HTTPOnFQDNPeers, "spec.egress[4].toPorts[0].rules.http", "egress HTTP rules on 443/TCP of a toFQDNs rule"},
+		{KafkaOnFQDNPeers, "spec.egress[4].toPorts[1].rules.kafka", "egress Kafka rules on 9093/TCP of a toFQDNs rule"},
 	}
 	got := Network(ruleSet())
 	if len(got) != len(want) {
@@ -97,7 +100,7 @@ func TestNetworkGaps(t *testing.T) {
 // TestGapsFollowTable: a feature the table marks enforced has no gaps,
 // and an object's state follows.
 func TestGapsFollowTable(t *testing.T) {
-	for _, f := range []Feature{HTTP, HTTPEgress, FQDN, AuditReports, Tracing, FQDNWithoutDNS, DNSOnFQDNPeers, HTTPOnFQDNPeers} {
+	for _, f := range []Feature{HTTP, HTTPEgress, FQDN, AuditReports, Tracing, FQDNWithoutDNS, DNSOnFQDNPeers, HTTPOnFQDNPeers, KafkaOnFQDNPeers} {
 		t.Run(string(f), func(t *testing.T) {
 			old := Table[f]
 			t.Cleanup(func() { Table[f] = old })
@@ -138,7 +141,7 @@ func TestState(t *testing.T) {
 		t.Errorf("no gaps: %s %q %q", s, r, m)
 	}
 	s, r, m := State(Network(ruleSet()))
-	if s != v1alpha1.ObjectPartial || r != v1alpha1.NotSupportedReason || strings.Count(m, "are not enforced") != 2 {
+	if s != v1alpha1.ObjectPartial || r != v1alpha1.NotSupportedReason || strings.Count(m, "are not enforced") != 3 {
 		t.Errorf("network gaps: %s %q %q", s, r, m)
 	}
 	// A feature that is not loaded at all makes the object not enforced;
@@ -181,7 +184,7 @@ func TestPortsString(t *testing.T) {
 // TestFeaturesListed: every feature has a row, and every row that is not
 // enforced says what the kernel does instead.
 func TestFeaturesListed(t *testing.T) {
-	for _, f := range []Feature{L3L4, HTTP, HTTPEgress, HTTPOnFQDNPeers, HTTPHost, HTTPHostEgress, Kafka, DNS, DNSOtherProtocols, FQDN, FQDNWithoutDNS, DNSOnFQDNPeers, Tracing, AuditReports} {
+	for _, f := range []Feature{L3L4, HTTP, HTTPEgress, HTTPOnFQDNPeers, KafkaOnFQDNPeers, HTTPHost, HTTPHostEgress, Kafka, DNS, DNSOtherProtocols, FQDN, FQDNWithoutDNS, DNSOnFQDNPeers, Tracing, AuditReports} {
 		row, ok := Table[f]
 		if !ok {
 			t.Errorf("%s has no row", f)
@@ -252,6 +255,7 @@ func TestHostHTTP(t *testing.T) {
 		{HTTPHostEgress, "spec.egress[2].toPorts[0].rules.http", "egress HTTP rules on 443/TCP"},
 		{DNSOnFQDNPeers, "spec.egress[3].toPorts[0].rules.dns", "egress DNS rules on 53/UDP of a toFQDNs rule"},
 		{HTTPHostEgress, "spec.egress[4].toPorts[0].rules.http", "egress HTTP rules on 443/TCP"},
+		{KafkaHost, "spec.egress[4].toPorts[1].rules.kafka", "egress Kafka rules on 9093/TCP"},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("Host() = %v, want %v", got, want)

@@ -79,6 +79,9 @@ np: {
 			toPorts: [{
 				ports: [{port: 443, protocol: "TCP"}]
 				rules: http: [{method: "GET"}]
+			}, {
+				ports: [{port: 9093, protocol: "TCP"}]
+				rules: kafka: [{role: "produce", topic: "events"}]
 			}]
 		}]
 	}
@@ -153,13 +156,14 @@ var wantGaps = map[capability.Feature]struct {
 	capability.HTTPEgress:        {"spec.egress[2].toPorts[0].rules.http", 34},
 	capability.DNSOnFQDNPeers:    {"spec.egress[3].toPorts[0].rules.dns", 40},
 	capability.HTTPOnFQDNPeers:   {"spec.egress[4].toPorts[0].rules.http", 46},
-	capability.FQDNWithoutDNS:    {"spec.egress[0].toFQDNs", 66},
-	capability.Tracing:           {"spec", 56},
-	capability.HTTPHost:          {"spec.ingress[1].toPorts[0].rules.http", 88},
-	capability.HTTPHostEgress:    {"spec.egress[0].toPorts[0].rules.http", 99},
+	capability.KafkaOnFQDNPeers:  {"spec.egress[4].toPorts[1].rules.kafka", 49},
+	capability.FQDNWithoutDNS:    {"spec.egress[0].toFQDNs", 69},
+	capability.Tracing:           {"spec", 59},
+	capability.HTTPHost:          {"spec.ingress[1].toPorts[0].rules.http", 91},
+	capability.HTTPHostEgress:    {"spec.egress[0].toPorts[0].rules.http", 102},
 	capability.KafkaTopicUnread:  {"spec.ingress[0].toPorts[1].rules.kafka[1]", 16},
-	capability.KafkaEgress:       {"spec.egress[1].toPorts[0].rules.kafka", 71},
-	capability.KafkaHost:         {"spec.ingress[2].toPorts[0].rules.kafka", 93},
+	capability.KafkaEgress:       {"spec.egress[1].toPorts[0].rules.kafka", 74},
+	capability.KafkaHost:         {"spec.ingress[2].toPorts[0].rules.kafka", 96},
 }
 
 func validateCapabilityRepo(t *testing.T) diag.List {
